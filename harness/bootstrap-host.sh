@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Prepare this host for the dev cluster: Docker engine, compose v2, the Debian base image.
+# Idempotent: every step checks first and does nothing when its result is already there.
+# Usage: bash harness/bootstrap-host.sh            (DEBIAN_RELEASE=trixie|bookworm, default trixie)
+set -euo pipefail
+
+RELEASE="${DEBIAN_RELEASE:-trixie}"
+BASE_IMAGE="debian:${RELEASE}"
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/slurm-sdk-dockerd.log}"
+COMPOSE_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+
+step() { printf '\n==> %s\n' "$*"; }
+ok() { printf '    ok: %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "$1 needs root. Re-run as root (sudo bash harness/bootstrap-host.sh) or do it by hand."
+}
+
+is_debian_like() { [ -f /etc/debian_version ] && command -v apt-get >/dev/null; }
+
+apt_updated=""
+apt_install() {
+  need_root "installing $*"
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+manual_help() {
+  cat >&2 <<'TXT'
+This host is not Debian/Ubuntu, so nothing was installed. Install by hand:
+  - Docker Engine (https://docs.docker.com/engine/install/) and start the daemon
+  - the Docker Compose v2 plugin (`docker compose version` must print v2.x)
+  - then re-run this script to create the base image.
+TXT
+  exit 1
+}
+
+ensure_engine() {
+  step "Docker engine"
+  if command -v dockerd >/dev/null; then ok "dockerd present ($(dockerd --version))"; return; fi
+  is_debian_like || manual_help
+  echo "    installing Debian's docker.io package ..."
+  apt_install docker.io iptables ca-certificates
+  ok "installed $(dockerd --version)"
+}
+
+ensure_daemon() {
+  step "Docker daemon"
+  if docker info >/dev/null 2>&1; then ok "running (server $(docker version -f '{{.Server.Version}}'))"; return; fi
+  need_root "starting dockerd"
+  echo "    starting dockerd in the background (log: $DOCKERD_LOG) ..."
+  setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && { ok "running"; return; }
+    sleep 0.5
+  done
+  tail -n 20 "$DOCKERD_LOG" >&2 || true
+  die "dockerd did not answer within 30 s; see $DOCKERD_LOG"
+}
+
+compose_is_v2() { docker compose version --short 2>/dev/null | grep -qE '^v?2\.'; }
+
+ensure_compose() {
+  step "Docker Compose v2"
+  if compose_is_v2; then ok "docker compose $(docker compose version --short)"; return; fi
+  is_debian_like || manual_help
+  need_root "installing the compose plugin"
+  # Newer Debian/Ubuntu ship it as a package; Debian 12 does not, so take trixie's static binary.
+  for pkg in docker-compose-plugin docker-compose-v2; do
+    if apt-cache show "$pkg" >/dev/null 2>&1; then apt_install "$pkg"; compose_is_v2 && { ok "installed $pkg"; return; }; fi
+  done
+  echo "    fetching the compose v2 binary from Debian trixie's docker-compose package ..."
+  local work; work=$(mktemp -d)
+  mkdir -p "$work"/{lists/partial,cache/archives/partial,etc}
+  echo "deb http://deb.debian.org/debian trixie main" > "$work/etc/trixie.list"
+  local opts=(-o Dir::Etc::SourceList="$work/etc/trixie.list" -o Dir::Etc::SourceParts=/dev/null
+              -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o APT::Sandbox::User=root -qq)
+  apt-get "${opts[@]}" update
+  (cd "$work" && apt-get "${opts[@]}" download docker-compose)
+  dpkg -x "$work"/docker-compose_*.deb "$work/x"
+  mkdir -p "$COMPOSE_PLUGIN_DIR"
+  install -m 0755 "$work/x/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_PLUGIN_DIR/docker-compose"
+  rm -rf "$work"
+  compose_is_v2 || die "compose plugin installed at $COMPOSE_PLUGIN_DIR but 'docker compose version' still fails"
+  ok "docker compose $(docker compose version --short)"
+}
+
+ensure_base_image() {
+  step "Base image $BASE_IMAGE"
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then ok "present"; return; fi
+  echo "    trying to pull $BASE_IMAGE (20 s limit) ..."
+  if timeout 20 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then ok "pulled"; return; fi
+  echo "    no registry answered; building $BASE_IMAGE locally with debootstrap (a few minutes) ..."
+  command -v debootstrap >/dev/null || { is_debian_like || manual_help; apt_install debootstrap; }
+  need_root "debootstrap"
+  local root; root=$(mktemp -d /var/tmp/slurm-sdk-rootfs.XXXXXX)
+  debootstrap --variant=minbase "$RELEASE" "$root" http://deb.debian.org/debian \
+    | grep --line-buffered -E '^I: (Retrieving|Extracting|Installing core|Configuring|Base system)' \
+    | awk '{ if (++n % 20 == 1 || /Base system/) { print "    " $0; fflush() } }'
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  tar -C "$root" -c . | docker import - "$BASE_IMAGE" >/dev/null
+  rm -rf "$root"
+  ok "built and tagged $BASE_IMAGE"
+}
+
+ensure_engine
+ensure_daemon
+ensure_compose
+ensure_base_image
+printf '\nHost ready: Docker %s, compose %s, base image %s.\n' \
+  "$(docker version -f '{{.Server.Version}}')" "$(docker compose version --short)" "$BASE_IMAGE"

@@ -1,0 +1,105 @@
+"""The two interfaces every backend is built from.
+
+A ``Transport`` says *where* commands run and files live (this host, or a login node over SSH).
+A ``Backend`` says *how* jobs run (real Slurm commands through a transport, or local subprocesses).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class JobState(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETING = "COMPLETING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT,
+     JobState.OUT_OF_MEMORY, JobState.NODE_FAIL}
+)
+
+
+class Transport(ABC):
+    """Runs shell commands and moves files on the machine where jobs are submitted."""
+
+    @abstractmethod
+    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
+            timeout: float | None = None) -> CommandResult:
+        """Run ``command`` through ``sh -c``; raise ``CommandError`` on non-zero exit if ``check``."""
+
+    @abstractmethod
+    def read_bytes(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
+        """Write atomically (temp file + rename), creating parent directories."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def makedirs(self, path: str) -> None: ...
+
+    @abstractmethod
+    def put(self, local_path: str, remote_path: str) -> None:
+        """Copy one local file to ``remote_path`` (parents created)."""
+
+    @abstractmethod
+    def home(self) -> str:
+        """Absolute home directory of the user on the far side (used for default job roots)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class Backend(ABC):
+    """Submits job scripts and reports their states. Job ids are strings; array tasks are ``"<id>_<index>"``."""
+
+    #: Name children use to rebuild an equivalent backend inside an allocation ("slurm" or "local").
+    kind: str
+    transport: Transport
+
+    @abstractmethod
+    def submit(self, script_path: str, *, array: str | None = None,
+               dependencies: Sequence[str] = (), dependency_type: str = "afterok") -> str:
+        """Submit the script (already written through ``transport``); return the job id.
+
+        ``array`` is an sbatch array spec such as ``"0-99"`` or ``"0-99%10"``.
+        """
+
+    @abstractmethod
+    def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """States of many jobs in one round trip. Unknown ids map to ``JobState.UNKNOWN``."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None: ...
+
+    def max_array_size(self) -> int:
+        """Largest array index + 1 the scheduler accepts (Slurm's MaxArraySize)."""
+        return 1001
+
+    def close(self) -> None:
+        self.transport.close()
