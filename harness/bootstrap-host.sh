@@ -104,9 +104,21 @@ ensure_base_image() {
   ok "built and tagged $BASE_IMAGE"
 }
 
+# Sites behind a TLS-intercepting proxy: containers must trust what the host trusts. The bundle is
+# public (no secret) and lands in images/site-ca/, which the Dockerfile adds to the image's trust store.
+ensure_site_ca() {
+  step "Host CA bundle for image builds"
+  local src="${SLURM_SDK_SITE_CA:-/etc/ssl/certs/ca-certificates.crt}" dest
+  dest="$(dirname "$0")/../images/site-ca/host-bundle.crt"
+  if [ "$src" = none ] || [ ! -f "$src" ]; then ok "none used"; return; fi
+  if cmp -s "$src" "$dest"; then ok "up to date"; return; fi
+  cp "$src" "$dest"; ok "copied $src"
+}
+
 ensure_engine
 ensure_daemon
 ensure_compose
 ensure_base_image
+ensure_site_ca
 printf '\nHost ready: Docker %s, compose %s, base image %s.\n' \
   "$(docker version -f '{{.Server.Version}}')" "$(docker compose version --short)" "$BASE_IMAGE"

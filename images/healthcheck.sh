@@ -1,0 +1,17 @@
+#!/bin/bash
+# Readiness per role, used by compose healthchecks so that `docker compose up --wait` returns
+# only when the cluster can take jobs.
+set -euo pipefail
+case "$1" in
+  slurmctld)
+    scontrol ping | grep -q 'is UP' ;;
+  slurmd)
+    # Registered and usable (idle, or busy with jobs later on); not down, drained or unknown.
+    state=$(sinfo -h -N -n "$(hostname)" -o '%t')
+    [[ "$state" =~ ^(idle|mix|alloc|comp)$ ]] ;;
+  login)
+    munge -n | unmunge >/dev/null
+    ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -i /etc/slurm-sdk/ssh/client_ed25519 sdk@127.0.0.1 true ;;
+  *) echo "unknown role $1" >&2; exit 2 ;;
+esac
