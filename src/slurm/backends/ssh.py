@@ -1,0 +1,325 @@
+"""Commands and files on a login node over SSH (paramiko): one connection, reused, reconnected when dropped.
+
+Key authentication only, and the server's host key must be known (``known_host_key``) unless the caller
+explicitly opts out with ``trust_unknown_host=True``: a silently trusted key would let anyone on the path
+impersonate the cluster and receive the pickled code and data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import posixpath
+import shlex
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from slurm.backends.base import CommandResult, Transport
+from slurm.backends.slurm import SlurmBackend
+from slurm.errors import CommandError, ConfigError, SSHError
+
+try:
+    import paramiko
+except ImportError:  # pragma: no cover - exercised only without the extra installed
+    paramiko = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+# What a dropped connection looks like from paramiko besides SSHException: EOF, or the socket reset/closed.
+_DROPPED = (EOFError, ConnectionError)
+
+
+def _paramiko() -> Any:
+    if paramiko is None:
+        raise ConfigError("the SSH backend needs paramiko: pip install 'slurm-sdk[ssh]'")
+    return paramiko
+
+
+def parse_public_key(text: str) -> Any:
+    """``"ssh-ed25519 AAAA... comment"`` (a ``*.pub`` line) -> paramiko public key."""
+    parts = text.split()
+    if len(parts) < 2:
+        raise ConfigError(f"known_host_key must look like 'ssh-ed25519 AAAA...', got {text!r}")
+    try:
+        return _paramiko().PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
+    except (binascii.Error, ValueError, _paramiko().SSHException) as exc:
+        raise ConfigError(f"known_host_key {text[:40]!r}... is not a valid public key: {exc}") from exc
+
+
+class _RejectUnknownHost:
+    """paramiko host-key policy that refuses unknown hosts with an explanation of the fix."""
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        raise SSHError(f"unknown host key for {hostname} ({key.get_name()} {key.fingerprint}); "
+                       "pass known_host_key='<type> <base64>' (the server's *.pub line) to pin it, "
+                       "or trust_unknown_host=True if you accept the risk")
+
+
+class SSHTransport(Transport):
+    def __init__(self, host: str, port: int = 22, user: str | None = None, key_filename: str | None = None,
+                 known_host_key: str | None = None, connect_timeout: float = 10,
+                 trust_unknown_host: bool = False) -> None:
+        if not key_filename:
+            raise ConfigError(f"SSH to {host}:{port} needs key_filename (only key authentication is used)")
+        self.host, self.port, self.user = host, int(port), user
+        self.key_filename = os.path.expanduser(key_filename)
+        self.known_host_key = parse_public_key(known_host_key) if known_host_key else None
+        self.connect_timeout = connect_timeout
+        self.trust_unknown_host = trust_unknown_host
+        self._client: Any = None
+        self._sftp: Any = None
+        self._home: str | None = None
+        self._connect_lock = threading.RLock()  # one connection, opened once even when threads race
+        self._sftp_lock = threading.Lock()  # SFTP requests of one session go one at a time
+
+    # -- connection -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+    def _connected(self) -> Any:
+        """The live client, connecting (or reconnecting after a drop) when needed."""
+        with self._connect_lock:
+            transport = self._client.get_transport() if self._client else None
+            if transport is None or not transport.is_active():
+                self._reset()
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> Any:
+        pm = _paramiko()
+        if not os.path.isfile(self.key_filename):
+            raise SSHError(f"SSH key file {self.key_filename} does not exist")
+        client = pm.SSHClient()
+        if self.known_host_key is not None:
+            name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            client.get_host_keys().add(name, self.known_host_key.get_name(), self.known_host_key)
+        client.set_missing_host_key_policy(pm.AutoAddPolicy() if self.trust_unknown_host else _RejectUnknownHost())
+        try:
+            client.connect(self.host, self.port, username=self.user, key_filename=self.key_filename,
+                           timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                           auth_timeout=self.connect_timeout, look_for_keys=False, allow_agent=False)
+        except SSHError:
+            client.close()
+            raise
+        except Exception as exc:
+            client.close()
+            raise self._connect_error(exc) from exc
+        return client
+
+    def _connect_error(self, exc: Exception) -> SSHError:
+        pm = _paramiko()
+        user = self.user or "(local user name)"
+        if isinstance(exc, pm.BadHostKeyException):
+            return SSHError(f"host key mismatch for {self.host}:{self.port}: server sent "
+                            f"{exc.key.get_name()} {exc.key.fingerprint}, expected {exc.expected_key.fingerprint}; "
+                            "the cluster was rebuilt (pass its new known_host_key) or someone is in between")
+        if isinstance(exc, pm.AuthenticationException):
+            return SSHError(f"{self.host}:{self.port} refused the key {self.key_filename} for user {user}; "
+                            "is its public key in that user's authorized_keys?")
+        if isinstance(exc, pm.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
+            return SSHError(f"connection to {self.host}:{self.port} refused; is the cluster up and the port right?")
+        if isinstance(exc, socket.timeout | TimeoutError):
+            return SSHError(f"connecting to {self.host}:{self.port} timed out after {self.connect_timeout:g}s")
+        if isinstance(exc, pm.SSHException) and "key" in str(exc).lower():
+            return SSHError(f"cannot use SSH key {self.key_filename} for {self.address}: {exc}")
+        return SSHError(f"SSH connection to {self.address} failed: {type(exc).__name__}: {exc}")
+
+    def _reset(self) -> None:
+        """Forget a dead connection (closing what's left of it)."""
+        for closable in (self._sftp, self._client):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # noqa: BLE001 - it is already broken; nothing to report
+                    pass
+        self._sftp = self._client = None
+
+    def close(self) -> None:
+        with self._connect_lock:
+            self._reset()
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
+            timeout: float | None = None) -> CommandResult:
+        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
+        channel = self._open_channel()
+        try:
+            channel.settimeout(timeout)
+            # The login shell of the user differs between clusters; sh -c gives the same semantics everywhere.
+            channel.exec_command("sh -c " + shlex.quote(exports + command))
+            stdout, stderr = _read_all(channel)
+            returncode = channel.recv_exit_status()
+        except socket.timeout as exc:
+            raise SSHError(f"command on {self.address} did not finish within {timeout:g}s: {command}") from exc
+        except (*_DROPPED, _paramiko().SSHException) as exc:
+            # Not retried: the command may already have run (e.g. sbatch) and must not run twice.
+            raise SSHError(f"connection to {self.address} dropped while running: {command} ({exc!r}); "
+                           "it may or may not have run") from exc
+        finally:
+            channel.close()
+        result = CommandResult(returncode, stdout, stderr)
+        if check and returncode != 0:
+            raise CommandError(command, returncode, stdout, stderr)
+        return result
+
+    def _open_channel(self) -> Any:
+        """A fresh session channel; a drop noticed here is safe to retry since nothing was sent yet."""
+        for attempt in (1, 2):
+            client = self._connected()
+            try:
+                return client.get_transport().open_session(timeout=self.connect_timeout)
+            except Exception as exc:
+                if not _is_drop(exc, client):
+                    raise
+                self._forget(client)
+                if attempt == 2:
+                    raise SSHError(f"cannot open a session on {self.address} after reconnecting: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    def _forget(self, client: Any) -> None:
+        """Drop ``client`` so the next call reconnects (unless another thread already did)."""
+        with self._connect_lock:
+            if self._client is client:
+                self._reset()
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def _sftp_call(self, operation: Callable[[Any], T]) -> T:
+        """Run an SFTP operation on the shared session; SFTP operations are idempotent, so retry once."""
+        for attempt in (1, 2):
+            client = self._connected()
+            try:
+                with self._sftp_lock:
+                    if self._sftp is None:
+                        self._sftp = client.open_sftp()
+                    return operation(self._sftp)
+            except Exception as exc:
+                if not _is_drop(exc, client):
+                    raise  # a real file error (no such file, permission denied, ...)
+                self._forget(client)
+                if attempt == 2:
+                    raise SSHError(f"SFTP on {self.address} failed after reconnecting: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    def _path(self, path: str) -> str:
+        if path == "~" or path.startswith("~/"):
+            return self.home() + path[1:]
+        return path
+
+    def read_bytes(self, path: str) -> bytes:
+        def read(sftp: Any) -> bytes:
+            with sftp.open(self._path(path), "rb") as handle:
+                return handle.read()
+        return self._sftp_call(read)
+
+    def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
+        def write(sftp: Any, tmp: str) -> None:
+            with sftp.open(tmp, "wb") as handle:
+                handle.write(data)
+        self._atomic_upload(path, write, mode)
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        self._atomic_upload(remote_path, lambda sftp, tmp: sftp.put(local_path, tmp), None)
+
+    def _atomic_upload(self, path: str, upload: Callable[[Any, str], None], mode: int | None) -> None:
+        """Upload to a temp name beside ``path``, then rename over it: readers never see half a file."""
+        path = self._path(path)
+        self.makedirs(posixpath.dirname(path))
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+
+        def finish(sftp: Any) -> None:
+            upload(sftp, tmp)
+            if mode is not None:
+                sftp.chmod(tmp, mode)
+            sftp.posix_rename(tmp, path)
+        self._sftp_call(finish)
+
+    def exists(self, path: str) -> bool:
+        def stat(sftp: Any) -> bool:
+            try:
+                sftp.stat(self._path(path))
+            except FileNotFoundError:
+                return False
+            return True
+        return self._sftp_call(stat)
+
+    def makedirs(self, path: str) -> None:
+        path = self._path(path)
+
+        def make(sftp: Any) -> None:
+            missing = []
+            current = path.rstrip("/")
+            while current and not _sftp_exists(sftp, current):
+                missing.append(current)
+                current = posixpath.dirname(current)
+            for directory in reversed(missing):
+                try:
+                    sftp.mkdir(directory)
+                except OSError:
+                    if not _sftp_exists(sftp, directory):  # another process may have created it meanwhile
+                        raise
+        if path:
+            self._sftp_call(make)
+
+    def home(self) -> str:
+        if self._home is None:
+            self._home = self._sftp_call(lambda sftp: sftp.normalize("."))
+        return self._home
+
+
+def _is_drop(exc: Exception, client: Any) -> bool:
+    """Whether ``exc`` means the connection is gone (reconnect) rather than a failed file operation."""
+    if isinstance(exc, (*_DROPPED, _paramiko().SSHException)):
+        return True
+    transport = client.get_transport()
+    return isinstance(exc, OSError) and (transport is None or not transport.is_active())
+
+
+def _sftp_exists(sftp: Any, path: str) -> bool:
+    try:
+        sftp.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _read_all(channel: Any) -> tuple[str, str]:
+    """Drain stdout and stderr together: reading one to the end first can deadlock when the other fills."""
+    stderr: list[bytes] = []
+    failures: list[BaseException] = []
+
+    def drain_stderr() -> None:
+        try:
+            stderr.append(channel.makefile_stderr("rb").read())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            failures.append(exc)
+
+    reader = threading.Thread(target=drain_stderr, daemon=True)
+    reader.start()
+    try:
+        stdout = channel.makefile("rb").read()
+    except BaseException:
+        channel.close()  # unblocks the stderr reader
+        raise
+    finally:
+        reader.join()
+    if failures:
+        raise failures[0]
+    return stdout.decode(errors="replace"), b"".join(stderr).decode(errors="replace")
+
+
+class SSHBackend(SlurmBackend):
+    """``SlurmBackend`` over ``SSHTransport``: submit to a cluster's login node from anywhere."""
+
+    def __init__(self, host: str, port: int = 22, user: str | None = None, key_filename: str | None = None,
+                 known_host_key: str | None = None, *, connect_timeout: float = 10,
+                 trust_unknown_host: bool = False, poll_batch: int = 500, sbatch_extra: tuple[str, ...] = ()) -> None:
+        transport = SSHTransport(host, port, user, key_filename, known_host_key, connect_timeout=connect_timeout,
+                                 trust_unknown_host=trust_unknown_host)
+        super().__init__(transport, poll_batch=poll_batch, sbatch_extra=sbatch_extra)

@@ -1,0 +1,205 @@
+"""SSHTransport against a real OpenSSH server started on 127.0.0.1 for this module (skipped without sshd)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from slurm.backends.ssh import SSHBackend, SSHTransport
+from slurm.errors import CommandError, ConfigError, SSHError
+
+SSHD = "/usr/sbin/sshd"
+pytestmark = pytest.mark.skipif(not os.path.exists(SSHD) or not shutil.which("ssh-keygen"),
+                                reason="needs OpenSSH server (apt-get install -y openssh-server)")
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return (path.parent / (path.name + ".pub")).read_text().strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, deadline_s: float = 10) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("sshd did not start listening")
+
+
+class SSHD_:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.host_pub = _keygen(root / "host_ed25519")
+        self.client_pub = _keygen(root / "client_ed25519")
+        self.client_key = str(root / "client_ed25519")
+        self.other_key = str(root / "other_ed25519")
+        _keygen(root / "other_ed25519")
+        (root / "authorized_keys").write_text(self.client_pub + "\n")
+        self.port = _free_port()
+        self.user = getpass.getuser()
+        config = root / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_ed25519'}\n"
+            f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+            f"StrictModes no\nUsePAM no\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
+            "MaxSessions 50\nMaxStartups 50\n")
+        os.makedirs("/run/sshd", exist_ok=True)  # privilege separation dir sshd insists on
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        _wait_listening(self.port, self.proc)
+
+    def transport(self, **kw) -> SSHTransport:
+        options = dict(user=self.user, key_filename=self.client_key, known_host_key=self.host_pub)
+        return SSHTransport("127.0.0.1", self.port, **(options | kw))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = SSHD_(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def transport(sshd):
+    t = sshd.transport()
+    yield t
+    t.close()
+
+
+def test_run_collects_output_status_and_env(transport):
+    result = transport.run('echo "out $GREETING"; echo err >&2; exit 3', env={"GREETING": "a b'c"}, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out a b'c\n", "err\n")
+    with pytest.raises(CommandError) as info:
+        transport.run("echo nope >&2; false")
+    assert info.value.returncode == 1 and "nope" in str(info.value)
+
+
+def test_large_stdout_and_stderr_do_not_deadlock(transport):
+    result = transport.run("head -c 3000000 /dev/zero; head -c 3000000 /dev/zero >&2; echo done >&2")
+    assert len(result.stdout) == 3_000_000 and result.stderr.endswith("done\n")
+
+
+def test_file_operations(transport, tmp_path):
+    base = str(tmp_path / "remote")
+    transport.makedirs(base + "/a/b")
+    transport.makedirs(base + "/a/b")  # idempotent
+    assert transport.exists(base + "/a/b") and not transport.exists(base + "/zzz")
+    transport.write_bytes(base + "/new/dir/f.sh", b"#!/bin/sh\necho hi\n", mode=0o755)
+    assert transport.read_bytes(base + "/new/dir/f.sh") == b"#!/bin/sh\necho hi\n"
+    assert os.stat(base + "/new/dir/f.sh").st_mode & 0o777 == 0o755
+    assert os.listdir(base + "/new/dir") == ["f.sh"]  # no temp file left behind
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(100_000))
+    transport.put(str(local), base + "/put/x.bin")
+    assert transport.read_bytes(base + "/put/x.bin") == local.read_bytes()
+    assert transport.home() == os.path.expanduser("~")
+    with pytest.raises(FileNotFoundError):
+        transport.read_bytes(base + "/missing")
+
+
+def test_one_connection_is_reused(transport):
+    transport.run("true")
+    client = transport._client
+    transport.exists("/")
+    transport.run("true")
+    assert transport._client is client
+
+
+def test_reconnects_after_transport_closed(transport):
+    transport.run("true")
+    transport._client.get_transport().close()
+    assert transport.run("echo back").stdout == "back\n"
+    transport._client.get_transport().close()
+    assert transport.exists("/")
+
+
+def test_reconnects_after_socket_dropped(transport):
+    transport.exists("/")
+    dropped = transport._client
+    dropped.get_transport().sock.shutdown(socket.SHUT_RDWR)
+    assert transport.exists("/")
+    assert transport._client is not dropped
+    dropped = transport._client
+    dropped.get_transport().sock.shutdown(socket.SHUT_RDWR)
+    assert transport.run("echo back").stdout == "back\n"
+    assert transport._client is not dropped
+
+
+def test_threads_share_the_connection(transport):
+    results: list[str] = []
+
+    def poll(i: int) -> None:
+        results.append(transport.run(f"echo {i}").stdout.strip())
+        transport.exists("/")
+
+    threads = [threading.Thread(target=poll, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results, key=int) == [str(i) for i in range(8)]
+
+
+def test_refused_key_names_user_and_key(sshd):
+    t = sshd.transport(key_filename=sshd.other_key)
+    with pytest.raises(SSHError, match="refused the key") as info:
+        t.run("true")
+    assert sshd.other_key in str(info.value) and sshd.user in str(info.value)
+
+
+def test_connection_refused_says_so():
+    t = SSHTransport("127.0.0.1", _free_port(), key_filename=__file__)
+    with pytest.raises(SSHError, match=r"127\.0\.0\.1:\d+ refused; is the cluster up"):
+        t.run("true")
+
+
+def test_host_key_mismatch_is_refused(sshd):
+    wrong = (sshd.root / "other_ed25519.pub").read_text()
+    with pytest.raises(SSHError, match="host key mismatch"):
+        sshd.transport(known_host_key=wrong).run("true")
+
+
+def test_unknown_host_key_refused_unless_trusted(sshd):
+    with pytest.raises(SSHError, match="unknown host key"):
+        sshd.transport(known_host_key=None).run("true")
+    trusting = sshd.transport(known_host_key=None, trust_unknown_host=True)
+    assert trusting.run("echo ok").stdout == "ok\n"
+    trusting.close()
+
+
+def test_missing_key_file_and_bad_host_key_are_config_errors(sshd):
+    with pytest.raises(ConfigError, match="key_filename"):
+        SSHTransport("127.0.0.1", sshd.port)
+    with pytest.raises(ConfigError, match="known_host_key"):
+        sshd.transport(known_host_key="ssh-ed25519")
+
+
+def test_ssh_backend_builds_slurm_backend_over_ssh(sshd):
+    backend = SSHBackend("127.0.0.1", sshd.port, sshd.user, sshd.client_key, sshd.host_pub, poll_batch=7)
+    assert backend.kind == "slurm" and backend.poll_batch == 7
+    assert backend.transport.run("echo $0").stdout.strip() == "sh"
+    backend.close()
