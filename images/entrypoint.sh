@@ -22,7 +22,11 @@ init() {
     ssh-keygen -q -t ed25519 -N '' -C "slurm-sdk-dev client" -f "$SECRETS/ssh/client_ed25519"
     log init "generated SSH client key"
   fi
-  chmod 700 "$SECRETS/munge" "$SECRETS/ssh"
+  if [ ! -s "$SECRETS/db/password" ]; then
+    mkdir -p "$SECRETS/db"
+    head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$SECRETS/db/password"
+  fi
+  chmod 700 "$SECRETS/munge" "$SECRETS/ssh" "$SECRETS/db"
   chmod 600 "$SECRETS/munge/munge.key" "$SECRETS/ssh/host_ed25519" "$SECRETS/ssh/client_ed25519"
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 755 "/home/$JOB_USER"
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 700 "/home/$JOB_USER/.ssh"
@@ -30,7 +34,47 @@ init() {
   log init "secrets ready"
 }
 
+# Accounting is on when the `accounting` profile runs a slurmdbd service in this stack; every role
+# writes the same answer into slurm.conf's include so the config hash matches across nodes.
+configure_accounting() {
+  if getent hosts slurmdbd >/dev/null; then
+    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nJobAcctGatherType=jobacct_gather/linux\n' \
+      > /etc/slurm/accounting.conf
+  else
+    printf 'AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none\n' > /etc/slurm/accounting.conf
+  fi
+}
+
+# MariaDB inside the slurmdbd container (socket only, data in the container: a test cluster's
+# accounting lives as long as the stack), then slurmdbd in the foreground.
+run_slurmdbd() {
+  local pass; pass=$(cat "$SECRETS/db/password")
+  install -d -o mysql -g mysql /run/mysqld
+  [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --skip-test-db >/dev/null
+  runuser -u mysql -- mariadbd --skip-networking --socket=/run/mysqld/mysqld.sock &
+  for _ in $(seq 1 100); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
+  umask 077
+  cat > /etc/slurm/slurmdbd.conf <<CONF
+AuthType=auth/munge
+DbdHost=slurmdbd
+SlurmUser=slurm
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageLoc=slurm_acct_db
+StorageUser=slurm
+StoragePass=$pass
+LogFile=/var/log/slurm/slurmdbd.log
+PidFile=/run/slurmdbd.pid
+CONF
+  chown slurm:slurm /etc/slurm/slurmdbd.conf
+  exec slurmdbd -D
+}
+
 start_munge() {
+  configure_accounting
   install -o munge -g munge -m 0400 "$SECRETS/munge/munge.key" /etc/munge/munge.key
   install -d -o munge -g munge -m 0755 /run/munge
   runuser -u munge -- /usr/sbin/munged
@@ -40,6 +84,10 @@ start_munge() {
 case "${1:-login}" in
   init)
     init ;;
+  slurmdbd)
+    start_munge
+    install -d -o slurm -g slurm /var/log/slurm
+    run_slurmdbd ;;
   slurmctld)
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm

@@ -13,5 +13,7 @@ case "$1" in
     munge -n | unmunge >/dev/null
     ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -i /etc/slurm-sdk/ssh/client_ed25519 sdk@127.0.0.1 true ;;
+  slurmdbd)
+    sacctmgr -n -P show cluster format=cluster >/dev/null ;;
   *) echo "unknown role $1" >&2; exit 2 ;;
 esac
