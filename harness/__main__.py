@@ -1,0 +1,139 @@
+"""``python -m harness up | down | status | logs | ssh | exec``: the dev cluster from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from python_on_whales.exceptions import DockerException
+
+from harness import ssh as harness_ssh
+from harness.locks import Coordinator
+from harness.preflight import PreflightError
+from harness.stack import SERVICES, Stack, StackError
+
+
+def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
+    with Coordinator(stack.state_dir).exclusive(say=stack.say):
+        result = stack.ensure_up(session="cli")
+    c = result.connection
+    print(f"stack {c.project} {result.action}: ssh -p {c.port} -i {c.key_path} {c.user}@{c.host}")
+    print("  (or: python -m harness ssh)  stop it with: python -m harness down")
+    return 0
+
+
+def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
+    coordinator = Coordinator(stack.state_dir)
+    with coordinator.exclusive(say=stack.say):
+        users = coordinator.live_users()
+        if users and not args.force:
+            pids = ", ".join(f"{u.pid} ({u.role})" for u in users)
+            print(f"not stopping {stack.project}: pytest process(es) {pids} still use it. "
+                  "Wait for them, or pass --force.", file=sys.stderr)
+            return 1
+        stack.down(session="cli")
+    print(f"stack {stack.project} stopped (containers and volumes removed; images kept for fast restarts)")
+    return 0
+
+
+def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
+    status = stack.status()
+    print(f"project:   {status.project}")
+    print(f"state dir: {status.state_dir}")
+    if not status.services:
+        print("stack:     not running (start it with: python -m harness up)")
+        return 3
+    for service, state in sorted(status.services.items()):
+        print(f"  {service:<10} {state}")
+    if status.port:
+        print(f"ssh:       127.0.0.1:{status.port} as sdk (python -m harness ssh)")
+    built_from = {True: "current compose.yaml/images", False: "OLD inputs: `up` will rebuild it",
+                  None: "unknown inputs: `up` will rebuild it"}[status.inputs_current]
+    print(f"built from: {built_from}")
+    users = Coordinator(stack.state_dir).live_users()
+    if users:
+        print("used by:   " + ", ".join(f"pid {u.pid} ({u.role})" for u in users))
+    return 0 if status.up else 3
+
+
+def cmd_logs(stack: Stack, args: argparse.Namespace) -> int:
+    print(stack.logs_tail(args.tail, args.services), end="")
+    if not args.services or set(args.services) & {"slurmctld", "c1", "c2"}:
+        print(stack.daemon_logs_tail(args.tail))
+    return 0
+
+
+def cmd_ssh(stack: Stack, args: argparse.Namespace) -> int:
+    c = stack.connect_info()
+    binary = shutil.which("ssh")
+    if binary:
+        argv = [binary, "-p", str(c.port), "-i", str(c.key_path), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={stack.known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
+                f"{c.user}@{c.host}", *args.command]
+        os.execv(binary, argv)  # hand the terminal over to ssh
+    if not args.command:
+        print("no `ssh` client on this host: install openssh-client, or pass a command to run", file=sys.stderr)
+        return 2
+    client = harness_ssh.connect(c.host, c.port, c.user, c.key_path, c.host_key)
+    try:
+        code, out, err = harness_ssh.run(client, " ".join(args.command), timeout=None)
+    finally:
+        client.close()
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
+def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
+    interactive = sys.stdin.isatty()
+    output = stack.docker.compose.execute(args.service, args.command or ["bash"], tty=interactive,
+                                          user=args.user)
+    if output:
+        print(output)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=(
+        "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."))
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack")
+    down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")
+    down.add_argument("--force", action="store_true", help="stop even while pytest processes use it")
+    sub.add_parser("status", help="containers, SSH port, whether the stack matches compose.yaml/images")
+    logs = sub.add_parser("logs", help="tail of the compose logs and the Slurm daemon log files")
+    logs.add_argument("services", nargs="*", help=f"services (default: all of {', '.join(SERVICES)})")
+    logs.add_argument("--tail", type=int, default=100, help="lines per service (default 100)")
+    ssh = sub.add_parser("ssh", help="ssh to the login node as user sdk (optionally run a command)")
+    ssh.add_argument("command", nargs=argparse.REMAINDER)
+    ex = sub.add_parser("exec", help="run a command in a service container (default: bash)")
+    ex.add_argument("--user", default=None, help="user inside the container (default root)")
+    ex.add_argument("service", choices=(*SERVICES, "init"))
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    return p
+
+
+COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "ssh": cmd_ssh,
+            "exec": cmd_exec}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    stack = Stack()
+    try:
+        if args.action != "down" or not args.force:
+            stack.preflight()
+        return COMMANDS[args.action](stack, args)
+    except (PreflightError, StackError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DockerException as exc:
+        detail = (exc.stderr or "").strip() or str(exc)
+        print(f"error: docker failed: {detail}", file=sys.stderr)
+        return exc.return_code or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Checks run before touching the stack, so a broken host gives one clear message (cause + fix)
+instead of a Docker traceback halfway through a build."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from dataclasses import dataclass
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+BOOTSTRAP_HINT = "bash harness/bootstrap-host.sh (Debian/Ubuntu; installs and starts what is missing)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    cause: str
+    fix: str
+    #: True when Docker is simply not usable on this host (integration tests skip, except in CI);
+    #: False for a misconfiguration that should fail loudly.
+    unavailable: bool
+
+    def __str__(self) -> str:
+        return f"{self.cause}\n  fix: {self.fix}"
+
+
+class PreflightError(RuntimeError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("dev cluster cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+
+    @property
+    def unavailable(self) -> bool:
+        return all(p.unavailable for p in self.problems)
+
+
+def check_docker_cli(docker: DockerClient) -> Problem | None:
+    binary = docker.client_config.client_call[0]
+    if shutil.which(binary):
+        return None
+    return Problem("docker-missing", f"the Docker CLI `{binary}` is not on PATH",
+                   f"install Docker Engine: {BOOTSTRAP_HINT}", unavailable=True)
+
+
+def check_daemon(docker: DockerClient) -> Problem | None:
+    try:
+        docker.version()
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+        return Problem("daemon-down", f"the Docker daemon at {where} does not answer: {_first_line(exc)}",
+                       "start the daemon (`sudo systemctl start docker`, or " + BOOTSTRAP_HINT + ")"
+                       + ("; or unset/fix DOCKER_HOST" if os.environ.get("DOCKER_HOST") else ""),
+                       unavailable=True)
+    return None
+
+
+def check_compose_v2(docker: DockerClient) -> Problem | None:
+    fix = f"install the Docker Compose v2 plugin (`docker compose version` must print 2.x): {BOOTSTRAP_HINT}"
+    try:
+        version = docker.compose.version()
+    except DockerException as exc:
+        legacy = " (only the legacy v1 `docker-compose` is installed)" if shutil.which("docker-compose") else ""
+        return Problem("compose-missing", f"`docker compose` does not work{legacy}: {_first_line(exc)}",
+                       fix, unavailable=True)
+    match = re.search(r"(\d+)\.(\d+)", version)
+    if match is None or int(match.group(1)) < 2:
+        return Problem("compose-v1", f"Docker Compose v2 is required, found: {version.strip()!r}",
+                       fix, unavailable=True)
+    return None
+
+
+def check_ssh_port(setting: str | None, stack_running: bool) -> Problem | None:
+    """A fixed ``SLURM_SDK_SSH_PORT`` must be free (unless our own stack already holds it)."""
+    if not setting or stack_running:
+        return None
+    if not setting.isdigit() or not 0 < int(setting) < 65536:
+        return Problem("ssh-port-invalid", f"SLURM_SDK_SSH_PORT={setting!r} is not a TCP port number",
+                       "set it to a free port such as 2222, or unset it to get a free ephemeral port",
+                       unavailable=False)
+    port = int(setting)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError as exc:
+        return Problem("ssh-port-taken",
+                       f"SLURM_SDK_SSH_PORT={port} but 127.0.0.1:{port} is already in use ({exc.strerror})",
+                       "unset SLURM_SDK_SSH_PORT (the harness then picks a free port), choose another port, "
+                       f"or stop what listens there (`ss -ltnp 'sport = :{port}'`)",
+                       unavailable=False)
+    finally:
+        probe.close()
+    return None
+
+
+def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_running=None) -> list[Problem]:
+    """All problems found, in dependency order (no daemon check without a CLI, and so on).
+
+    ``stack_running`` is a callable, asked only once Docker works, telling whether our own stack is up.
+    """
+    for check in (check_docker_cli, check_daemon, check_compose_v2):
+        problem = check(docker)
+        if problem:
+            return [problem]
+    running = bool(stack_running()) if stack_running else False
+    problem = check_ssh_port(ssh_port_setting, running)
+    return [problem] if problem else []
+
+
+def _first_line(exc: DockerException) -> str:
+    text = (getattr(exc, "stderr", None) or str(exc)).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,254 @@
+"""pytest plugin: the dev cluster as fixtures.
+
+Loaded by this repo's tests/conftest.py; other projects use it with ``-p harness.pytest_plugin``.
+
+Markers: ``integration`` (needs the dev cluster; runs over SSH with packaging ``none``), ``slow``,
+``wheel_packaging`` (like integration, but ships the SDK as a wheel).
+
+Fixtures:
+  slurm_container  session  Connection: project, host, port, user, key_path, host_key, containers
+  slurm_stack      session  the harness Stack (exec into containers, logs)
+  sdk_on_cluster   session  "/opt/slurm_sdk_dev", after checking every node imports the SDK from there
+  cluster_mode     function "local" (unmarked), "ssh" (integration) or "wheel" (wheel_packaging)
+  slurm_cluster    function a slurm.Cluster for that mode, closed after the test
+
+Lifecycle: the first process that needs the stack starts it (or reuses a running one built from the
+same inputs) under a file lock; other processes, including xdist workers, wait and reuse it. At the
+end, the session owner (the xdist controller, or the only process) stops the stack if this session
+started it, unless --keep-cluster / SLURM_SDK_KEEP_CLUSTER=1, or another session still uses it.
+A stack started outside the session (``python -m harness up``, an earlier --keep-cluster run) is left up.
+Without Docker, integration tests skip with the reason; with CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+
+from harness.locks import Coordinator
+from harness.preflight import PreflightError
+from harness.stack import Connection, Stack, StackError
+
+MARKERS = {
+    "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
+    "slow": "takes tens of seconds or more (deselect with -m 'not slow')",
+    "wheel_packaging": "needs the dev cluster; ships the SDK to the cluster as a wheel",
+}
+CLUSTER_MARKERS = ("integration", "wheel_packaging")
+KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
+LOG_TAIL_LINES = 50
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Harness:
+    """Per-process view of the stack: started lazily, shared by every test of the process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        workerinput = getattr(config, "workerinput", None)
+        self.is_worker = workerinput is not None
+        self.session = (workerinput or {}).get("slurm_sdk_session") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.keep = bool(config.getoption("keep_cluster")) or _truthy(os.environ.get(KEEP_ENV))
+        self.connection: Connection | None = None
+        self._stack: Stack | None = None
+        self._failure: tuple[str, str] | None = None  # ("skip" | "fail", reason), remembered per process
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            self._stack = Stack(say=self._say)
+        return self._stack
+
+    @property
+    def coordinator(self) -> Coordinator:
+        return Coordinator(self.stack.state_dir)
+
+    def _say(self, message: str) -> None:
+        role = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')}" if self.is_worker else "harness"
+        with self._uncaptured():
+            print(f"[{role}] {message}", flush=True)
+
+    def _uncaptured(self):
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        return capman.global_and_fixture_disabled() if capman else nullcontext()
+
+    def require(self) -> Connection:
+        """The running stack, started if needed; skips or fails the test when that is impossible."""
+        if self.connection is None and self._failure is None:
+            self._start()
+        if self._failure is not None:
+            action, reason = self._failure
+            (pytest.skip if action == "skip" else pytest.fail)(reason)
+        assert self.connection is not None
+        return self.connection
+
+    def _start(self) -> None:
+        try:
+            self.coordinator.register(self.session, "worker" if self.is_worker else "controller")
+            with self.coordinator.exclusive(say=self._say):
+                self.connection = self.stack.ensure_up(self.session).connection
+        except PreflightError as exc:
+            in_ci = _truthy(os.environ.get("CI"))
+            skip = exc.unavailable and not in_ci
+            hint = "" if skip or not exc.unavailable else " (CI=true: failing instead of skipping)"
+            self._failure = ("skip" if skip else "fail", f"{exc}{hint}")
+        except (StackError, TimeoutError) as exc:
+            self._failure = ("fail", str(exc))
+
+    def finish(self) -> None:
+        """Unregister; the session owner then stops the stack if this session started it."""
+        if self._stack is None and self.is_worker:
+            return  # this worker never touched the stack
+        coordinator = self.coordinator
+        coordinator.unregister()
+        if self.is_worker:
+            return
+        state = self.stack.read_state()
+        if state.get("started_by") != self.session and not state.get("teardown_requested"):
+            return
+        if self.keep:
+            self._say(f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
+                      "stop it with `python -m harness down`")
+            self.stack.update_state(teardown_requested=False)
+            return
+        try:
+            with coordinator.exclusive(say=self._say):
+                others = coordinator.live_users(exclude_session=self.session)
+                if others:
+                    pids = ", ".join(str(u.pid) for u in others)
+                    self._say(f"not stopping stack {self.stack.project}: still used by pid(s) {pids}; "
+                              "the last session to finish stops it")
+                    self.stack.update_state(teardown_requested=True)
+                else:
+                    self.stack.down(self.session)
+        except Exception as exc:  # a failed teardown must not hide the test results
+            self._say(f"stopping the stack failed: {exc}; run `python -m harness down`")
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        stack = self.stack
+        return [(f"compose logs (last {LOG_TAIL_LINES} lines per service)", stack.logs_tail(LOG_TAIL_LINES)),
+                ("slurm daemon logs", stack.daemon_logs_tail(LOG_TAIL_LINES))]
+
+
+_HARNESS = pytest.StashKey[Harness]()
+
+
+def _harness(config: pytest.Config) -> Harness:
+    return config.stash[_HARNESS]
+
+
+def _needs_cluster(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)
+
+
+# ---- hooks --------------------------------------------------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("slurm-sdk", "slurm-sdk dev cluster")
+    group.addoption("--keep-cluster", action="store_true", default=False,
+                    help=f"leave the dev cluster running after the session (also: {KEEP_ENV}=1). "
+                         "Default: a stack this session started is stopped at the end.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    config.stash[_HARNESS] = Harness(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller -> worker: share the session id, so the controller knows who started the stack."""
+    node.workerinput["slurm_sdk_session"] = _harness(node.config).session
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _needs_cluster(item):
+        _harness(item.config).require()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _harness(session.config).finish()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    report = yield
+    harness = _harness(item.config)
+    if report.failed and _needs_cluster(item) and harness.connection is not None:
+        report.sections.extend(harness.failure_sections())
+    return report
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def slurm_container(pytestconfig: pytest.Config) -> Connection:
+    return _harness(pytestconfig).require()
+
+
+@pytest.fixture(scope="session")
+def slurm_stack(pytestconfig: pytest.Config, slurm_container: Connection) -> Stack:
+    return _harness(pytestconfig).stack
+
+
+@pytest.fixture(scope="session")
+def sdk_on_cluster(slurm_stack: Stack, slurm_container: Connection) -> str:
+    """The SDK path on the cluster, after checking each node's python3 imports ``slurm`` from it."""
+    expected = f"{slurm_container.sdk_path}/src/slurm/"
+    probe = ["python3", "-c", "import slurm; print(slurm.__file__)"]
+    for service in ("login", "c1", "c2"):
+        found = slurm_stack.exec(service, probe, user="sdk").strip()
+        if not found.startswith(expected):
+            pytest.fail(f"python3 on {service} imports slurm from {found!r}, not {expected}: the image's "
+                        "editable install is broken; rebuild with `python -m harness down && python -m harness up`")
+    return slurm_container.sdk_path
+
+
+@pytest.fixture
+def cluster_mode(request: pytest.FixtureRequest) -> str:
+    if request.node.get_closest_marker("wheel_packaging"):
+        return "wheel"
+    if request.node.get_closest_marker("integration"):
+        return "ssh"
+    return "local"
+
+
+@pytest.fixture
+def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: Path):
+    from slurm.cluster import Cluster
+
+    if cluster_mode == "local":
+        from slurm.backends.local import LocalCommandBackend
+        cluster = Cluster(backend=LocalCommandBackend(job_root=str(tmp_path / "jobs")))
+    else:
+        connection: Connection = request.getfixturevalue("slurm_container")
+        sdk_path: str = request.getfixturevalue("sdk_on_cluster")
+        cluster = Cluster(backend=ssh_backend(connection), packaging=packaging_for(cluster_mode, sdk_path))
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def ssh_backend(connection: Connection):
+    from slurm.backends.ssh import SSHBackend
+
+    return SSHBackend(host=connection.host, port=connection.port, user=connection.user,
+                      key_filename=str(connection.key_path), known_host_key=connection.host_key)
+
+
+def packaging_for(mode: str, sdk_path: str) -> dict:
+    if mode == "wheel":
+        return {"type": "wheel", "project_dir": str(Path(__file__).resolve().parents[1])}
+    # The repo root is on the path too, so test modules (tests.integration.*) import on the nodes.
+    return {"type": "none", "pythonpath": [sdk_path]}

@@ -1,0 +1,36 @@
+"""Minimal paramiko client for the harness's own checks (probe, CLI), verifying the stack's host key.
+
+Tests of the SDK use the SDK's ``SSHTransport``; the harness keeps its own few lines so that it can
+check the stack even while the SDK is broken.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import paramiko
+
+
+def host_key_from_line(line: str) -> paramiko.PKey:
+    """``"ssh-ed25519 AAAA... comment"`` -> key object."""
+    key_type, data, *_ = line.split()
+    return paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
+
+
+def connect(host: str, port: int, user: str, key_path: Path, host_key_line: str,
+            timeout: float = 10.0) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    key = host_key_from_line(host_key_line)
+    client.get_host_keys().add(f"[{host}]:{port}" if port != 22 else host, key.get_name(), key)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())  # never trust an unknown server
+    client.connect(host, port=port, username=user, key_filename=str(key_path), timeout=timeout,
+                   allow_agent=False, look_for_keys=False)
+    return client
+
+
+def run(client: paramiko.SSHClient, command: str, timeout: float = 120.0) -> tuple[int, str, str]:
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out = stdout.read().decode(errors="replace")
+    err = stderr.read().decode(errors="replace")
+    return stdout.channel.recv_exit_status(), out, err

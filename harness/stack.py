@@ -1,0 +1,363 @@
+"""The dev-cluster stack of one checkout: find it, start it, check it, stop it.
+
+Every Docker/Compose call goes through python-on-whales. The compose project name is derived from
+the checkout's absolute path, so two checkouts never share a stack and a checkout always finds its
+own stack again. Per-project state (locks, copied SSH key, ``state.json``, ``events.log``,
+``build.log``) lives in ``~/.cache/slurm-sdk-dev/<project>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from harness import preflight, ssh
+from harness.locks import EventLog
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("slurmctld", "c1", "c2", "login")  # long-running; `init` is one-shot
+SSH_USER = "sdk"
+SSH_HOST = "127.0.0.1"
+CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
+HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
+SDK_MOUNT = "/opt/slurm_sdk_dev"
+DAEMON_LOGS = {"slurmctld": "/var/log/slurm/slurmctld.log",
+               "c1": "/var/log/slurm/slurmd.log", "c2": "/var/log/slurm/slurmd.log"}
+#: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
+INPUT_FILES = ("compose.yaml", "pyproject.toml")
+INPUT_DIRS = ("images",)
+INPUT_ENV = ("DEBIAN_RELEASE",)
+
+Say = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought to a usable state; the message says why and what to do."""
+
+
+def say_stderr(message: str) -> None:
+    print(f"[harness] {message}", file=sys.stderr, flush=True)
+
+
+def project_name_for(repo_root: Path) -> str:
+    """``slurmsdk-<dir>-<sha1(path)[:8]>``: stable per checkout, distinct between checkouts."""
+    resolved = repo_root.resolve()
+    slug = re.sub(r"[^a-z0-9]+", "-", resolved.name.lower()).strip("-")[:30] or "repo"
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    return f"slurmsdk-{slug}-{digest}"
+
+
+def state_root() -> Path:
+    if os.environ.get("SLURM_SDK_STATE_HOME"):
+        return Path(os.environ["SLURM_SDK_STATE_HOME"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "slurm-sdk-dev"
+
+
+def inputs_hash(repo_root: Path) -> str:
+    """sha256 over compose.yaml, pyproject.toml, every file under images/ and the build env vars."""
+    digest = hashlib.sha256()
+    paths = [repo_root / name for name in INPUT_FILES]
+    for directory in INPUT_DIRS:
+        paths += sorted(p for p in (repo_root / directory).rglob("*") if p.is_file())
+    for path in paths:
+        digest.update(str(path.relative_to(repo_root)).encode() + b"\0")
+        digest.update(path.read_bytes() if path.exists() else b"<missing>")
+        digest.update(b"\0")
+    for name in INPUT_ENV:
+        digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything a client needs to reach a running stack."""
+
+    project: str
+    host: str
+    port: int
+    user: str
+    key_path: Path
+    host_key: str  # public key line, "ssh-ed25519 AAAA..."
+    containers: dict[str, str] = field(default_factory=dict)  # service -> container name
+    sdk_path: str = SDK_MOUNT
+
+
+@dataclass(frozen=True)
+class UpResult:
+    connection: Connection
+    action: str  # "reused", "started" or "rebuilt"
+
+
+@dataclass(frozen=True)
+class Status:
+    project: str
+    state_dir: Path
+    services: dict[str, str]  # service -> "running (healthy)", "exited (0)", ...
+    port: int | None
+    inputs_current: bool | None  # None: no record of what the running stack was built from
+
+    @property
+    def up(self) -> bool:
+        return all(self.services.get(s) == "running (healthy)" for s in SERVICES)
+
+
+class Stack:
+    def __init__(self, repo_root: Path = REPO_ROOT, *, project: str | None = None,
+                 state_dir: Path | None = None, client_call: list[str] | None = None,
+                 say: Say = say_stderr) -> None:
+        self.repo_root = repo_root.resolve()
+        self.project = project or os.environ.get("SLURM_SDK_PROJECT") or project_name_for(self.repo_root)
+        self.state_dir = state_dir or state_root() / self.project
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.say = say
+        self.events = EventLog(self.state_dir / "events.log")
+        self.docker = DockerClient(
+            client_call=client_call or ["docker"],
+            compose_files=[self.repo_root / "compose.yaml"],
+            compose_project_name=self.project,
+            compose_project_directory=self.repo_root,
+            compose_env_files=[self._compose_env_file()],
+        )
+
+    # ---- paths and recorded state -------------------------------------------------------------
+
+    @property
+    def key_path(self) -> Path:
+        return self.state_dir / "client_ed25519"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def read_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def update_state(self, **changes: object) -> None:
+        state = self.read_state() | changes
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def _compose_env_file(self) -> Path:
+        # Empty port = Docker picks a free one. A SLURM_SDK_SSH_PORT in the environment wins over
+        # this file (compose gives the shell environment precedence), so users can pin a port.
+        path = self.state_dir / "compose.env"
+        path.write_text("SLURM_SDK_SSH_PORT=\n")
+        return path
+
+    # ---- inspection ---------------------------------------------------------------------------
+
+    def services(self) -> dict[str, str]:
+        """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
+        result = {}
+        for container in self.docker.compose.ps(all=True):
+            service = container.config.labels.get("com.docker.compose.service", container.name)
+            state = container.state
+            text = state.status
+            if state.status == "running" and state.health is not None:
+                text += f" ({state.health.status})"
+            elif state.status == "exited":
+                text += f" ({state.exit_code})"
+            result[service] = text
+        return result
+
+    def container_names(self) -> dict[str, str]:
+        return {c.config.labels.get("com.docker.compose.service", c.name): c.name
+                for c in self.docker.compose.ps(all=True)}
+
+    def is_running(self) -> bool:
+        return any(v.startswith("running") for v in self.services().values())
+
+    def status(self) -> Status:
+        services = self.services()
+        recorded = self.read_state().get("inputs_hash")
+        current = None if recorded is None else recorded == inputs_hash(self.repo_root)
+        port = self.published_port() if services.get("login", "").startswith("running") else None
+        return Status(self.project, self.state_dir, services, port, current)
+
+    def published_port(self) -> int:
+        _, port = self.docker.compose.port("login", 22)
+        if port is None:
+            raise StackError(f"the login container of {self.project} publishes no SSH port; "
+                             "check compose.yaml's `ports:` for login")
+        return port
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        problems = preflight.run_checks(self.docker, ssh_port_setting=os.environ.get("SLURM_SDK_SSH_PORT"),
+                                        stack_running=lambda: "login" in self.container_names())
+        if problems:
+            raise preflight.PreflightError(problems)
+
+    def ensure_up(self, session: str = "cli") -> UpResult:
+        """Reuse the running stack if it was built from the current inputs; otherwise (re)build and start.
+
+        Callers serialise this with ``Coordinator.exclusive()`` so only one process runs compose up.
+        """
+        self.preflight()
+        current = inputs_hash(self.repo_root)
+        state = self.read_state()
+        services = self.services()
+        running = [s for s, v in services.items() if v.startswith("running")]
+        healthy = all(services.get(s) == "running (healthy)" for s in SERVICES)
+        if healthy and state.get("inputs_hash") == current:
+            connection = self.connect_info()
+            if state.get("verified_by") != session:
+                self.probe(connection)
+                self.update_state(verified_by=session)
+            self.events.record("reuse", project=self.project, session=session)
+            return UpResult(connection, "reused")
+
+        rebuild = bool(running) and state.get("inputs_hash") != current
+        if rebuild:
+            why = ("no record of what it was built from" if "inputs_hash" not in state
+                   else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built")
+            self.say(f"stack {self.project} is running but {why}: rebuilding and recreating it")
+        elif running:
+            self.say(f"stack {self.project} is partly up ({', '.join(sorted(running))}); completing it")
+        else:
+            self.say(f"starting stack {self.project} (state: {self.state_dir})")
+        self.build()
+        self.up(force_recreate=rebuild, session=session)
+        connection = self.connect_info()
+        self.probe(connection)
+        self.update_state(inputs_hash=current, port=connection.port, host_key=connection.host_key,
+                          started_by=session, started_at=time.time(), verified_by=session,
+                          teardown_requested=False)
+        return UpResult(connection, "rebuilt" if rebuild else "started")
+
+    def build(self) -> None:
+        """Build the image, echoing step headers (full log in build.log). Cached layers make this quick."""
+        log_path = self.state_dir / "build.log"
+        self.say(f"building images (full log: {log_path})")
+        started = time.monotonic()
+        tail: list[str] = []
+        try:
+            with log_path.open("w") as log:
+                for line in _lines(self.docker.compose.build(stream_logs=True)):
+                    log.write(line + "\n")
+                    tail = (tail + [line])[-40:]
+                    if _is_build_step(line):
+                        self.say(f"  {line[:150]}")
+        except DockerException as exc:
+            raise StackError("image build failed; last lines:\n" + "\n".join(tail)
+                             + f"\nfull log: {log_path}\n{preflight._first_line(exc)}") from None
+        self.say(f"images ready in {time.monotonic() - started:.0f} s")
+
+    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+        self.events.record("compose-up", project=self.project, session=session,
+                           force_recreate=force_recreate)
+        self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
+        started = time.monotonic()
+        try:
+            for line in _lines(self.docker.compose.up(detach=True, wait=True, force_recreate=force_recreate,
+                                                       remove_orphans=True, color=False, stream_logs=True)):
+                self.say(f"  {line}")
+        except DockerException as exc:
+            raise StackError(f"`docker compose up --wait` failed for {self.project}: "
+                             f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
+                             "\nfix: read the logs above (`python -m harness logs`); "
+                             "`python -m harness down` then `up` starts from scratch") from None
+        self.say(f"stack up in {time.monotonic() - started:.0f} s")
+
+    def down(self, session: str = "cli") -> None:
+        self.events.record("compose-down", project=self.project, session=session)
+        self.say(f"stopping stack {self.project} (containers and volumes)")
+        for line in _lines(self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5,
+                                                     stream_logs=True)):
+            self.say(f"  {line}")
+        for path in (self.key_path, self.known_hosts_path, self.state_file):
+            path.unlink(missing_ok=True)
+
+    # ---- access -------------------------------------------------------------------------------
+
+    def exec(self, service: str, command: list[str], user: str | None = None) -> str:
+        return self.docker.compose.execute(service, command, tty=False, user=user) or ""
+
+    def connect_info(self) -> Connection:
+        """Port, copied client key (0600) and host key of the running stack."""
+        key = self.exec("login", ["cat", CLIENT_KEY_IN_STACK]) + "\n"
+        if not self.key_path.exists() or self.key_path.read_text() != key:
+            tmp = self.key_path.with_suffix(".tmp")
+            tmp.touch(mode=0o600)
+            tmp.chmod(0o600)
+            tmp.write_text(key)
+            tmp.replace(self.key_path)
+        host_key = " ".join(self.exec("login", ["cat", HOST_KEY_IN_STACK]).split()[:2])
+        port = self.published_port()
+        self.known_hosts_path.write_text(f"[{SSH_HOST}]:{port} {host_key}\n")
+        return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key,
+                          self.container_names())
+
+    def probe(self, connection: Connection) -> None:
+        """Prove the stack works end to end: SSH login with the key, then a tiny ``sbatch --wait``."""
+        self.say("probe: SSH login + sbatch --wait")
+        try:
+            client = ssh.connect(connection.host, connection.port, connection.user,
+                                 connection.key_path, connection.host_key)
+        except Exception as exc:  # paramiko raises many unrelated types
+            raise StackError(f"SSH login to {connection.user}@{connection.host}:{connection.port} failed: "
+                             f"{exc!r}\nfix: `python -m harness logs login`; `python -m harness down` "
+                             "then `up` recreates keys") from None
+        try:
+            code, out, err = ssh.run(client, "sbatch --wait --parsable -J harness-probe -o /dev/null --wrap true")
+        finally:
+            client.close()
+        if code != 0:
+            raise StackError(f"probe job failed (exit {code}): {err.strip() or out.strip()}\n"
+                             f"--- daemon logs ---\n{self.daemon_logs_tail(20)}")
+
+    def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
+        try:
+            return ANSI_ESCAPE.sub("", self.docker.compose.logs(list(services), tail=str(lines)))
+        except DockerException as exc:
+            return f"(compose logs unavailable: {preflight._first_line(exc)})"
+
+    def daemon_logs_tail(self, lines: int = 50) -> str:
+        """Tail of slurmctld.log and each slurmd.log, read inside the containers."""
+        parts = []
+        for service, path in DAEMON_LOGS.items():
+            try:
+                text = self.exec(service, ["tail", "-n", str(lines), path])
+            except DockerException as exc:
+                text = f"(unavailable: {preflight._first_line(exc)})"
+            parts.append(f"--- {service}:{path} ---\n{text}")
+        return "\n".join(parts)
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _lines(stream: Iterable[tuple[str, bytes]]) -> Iterable[str]:
+    """Decoded, de-coloured, non-empty lines; a line repeating the previous one is dropped."""
+    previous = None
+    for _, raw in stream:
+        line = ANSI_ESCAPE.sub("", raw.decode(errors="replace")).rstrip()
+        if line and line != previous:
+            yield line
+        previous = line
+
+
+def _is_build_step(line: str) -> bool:
+    """Step headers of BuildKit (``#7 [3/9] RUN ...``) and the classic builder (``Step 3/9 : RUN``)."""
+    return bool(re.match(r"#\d+ \[[^\]]*\d+/\d+\]", line) or line.startswith("Step ")
+                or "ERROR" in line or line.startswith(" Service ") or "Built" in line)
