@@ -1,0 +1,35 @@
+"""Backends, built by type name from a config dict: ``{"type": "local" | "slurm" | "ssh", ...}``.
+
+"local" is ``LocalCommandBackend`` (no Slurm); "slurm" runs Slurm commands on this machine
+(``SlurmBackend(LocalTransport())``); "ssh" runs them on a login node (``SSHBackend``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from slurm.backends.base import Backend, CommandResult, JobState, Transport
+from slurm.config import construct
+from slurm.errors import ConfigError
+
+__all__ = ["BACKEND_TYPES", "Backend", "CommandResult", "JobState", "Transport", "make_backend"]
+
+BACKEND_TYPES = ("local", "slurm", "ssh")
+
+
+def make_backend(config: Mapping[str, Any]) -> Backend:
+    """Build a backend (imported lazily); unknown types or options raise ``ConfigError``."""
+    options = dict(config)
+    kind = options.pop("type", None)
+    if kind == "local":
+        from slurm.backends.local import LocalCommandBackend
+        return construct(LocalCommandBackend, options, "backend 'local'")
+    if kind == "slurm":
+        from slurm.backends.local import LocalTransport
+        from slurm.backends.slurm import SlurmBackend
+        return construct(SlurmBackend, options, "backend 'slurm'", LocalTransport())
+    if kind == "ssh":
+        from slurm.backends.ssh import SSHBackend
+        return construct(SSHBackend, options, "backend 'ssh'")
+    raise ConfigError(f"unknown backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}", key="type")

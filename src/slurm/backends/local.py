@@ -1,0 +1,382 @@
+"""Slurm without Slurm: run job scripts as local subprocesses, for tests and laptops.
+
+There is no daemon. Every job's state lives in files under ``state_dir``, so any process using a
+``LocalCommandBackend`` on the same directory sees the same jobs; this is how a workflow, itself running
+as a local job, submits children that the test process then polls. Each submission starts a detached
+launcher process (``launch`` below) that waits for dependencies, runs the script with ``bash`` under
+Slurm-like environment variables, honours ``#SBATCH --output/--error/--time`` and records the final state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slurm.backends.base import Backend, CommandResult, JobState, Transport
+from slurm.errors import BackendError, CommandError, SubmitError
+from slurm.rendering import expand_log_pattern
+from slurm.resources import parse_time_seconds
+
+_POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
+_LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
+_DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+
+
+def scrub_slurm_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the SLURM_* variables of an enclosing job, so commands run from inside an
+    allocation are not bound to it. SLURM_CONF (where Slurm is) and SLURM_SDK_* (our config) stay."""
+    return {key: value for key, value in environ.items()
+            if not key.startswith("SLURM_") or key == "SLURM_CONF" or key.startswith("SLURM_SDK")}
+
+
+def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
+    """Write via a temp file and rename, so readers never see half a file."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class LocalTransport(Transport):
+    """This machine: commands through ``sh -c`` (SLURM_* job variables scrubbed), files on the local disk."""
+
+    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
+            timeout: float | None = None) -> CommandResult:
+        try:
+            proc = subprocess.run(["sh", "-c", command], env={**scrub_slurm_env(os.environ), **(env or {})},
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise BackendError(f"command timed out after {timeout}s: {command}") from exc
+        if check and proc.returncode != 0:
+            raise CommandError(command, proc.returncode, proc.stdout, proc.stderr)
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def read_bytes(self, path: str) -> bytes:
+        with open(path, "rb") as handle:
+            return handle.read()
+
+    def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
+        write_atomic(path, data, mode)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        write_atomic(remote_path, self.read_bytes(local_path), os.stat(local_path).st_mode & 0o777)
+
+    def home(self) -> str:
+        return os.path.expanduser("~")
+
+
+def parse_array_spec(spec: str) -> tuple[list[int], int | None]:
+    """``"0-9%2"`` -> ([0..9], 2); ``"1,3,5-7"`` -> ([1, 3, 5, 6, 7], None)."""
+    ranges, _, throttle = spec.partition("%")
+    indexes: list[int] = []
+    try:
+        for part in ranges.split(","):
+            first, _, last = part.partition("-")
+            indexes += range(int(first), int(last or first) + 1)
+        limit = int(throttle) if throttle else None
+    except ValueError:
+        raise SubmitError(f"malformed array spec {spec!r} (expected e.g. '0-9', '1,3,5-7' or '0-9%2')") from None
+    if not indexes or min(indexes) < 0 or (limit is not None and limit < 1):
+        raise SubmitError(f"malformed array spec {spec!r}: indexes must be >= 0 and the % limit >= 1")
+    return sorted(set(indexes)), limit
+
+
+def parse_sbatch_header(script: str) -> dict[str, str]:
+    """The ``#SBATCH`` options of a script (flags map to ""); sbatch stops reading at the first command."""
+    options: dict[str, str] = {}
+    for line in script.splitlines()[1:]:
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            break
+        if stripped.startswith("#SBATCH"):
+            name, _, value = stripped[len("#SBATCH"):].strip().lstrip("-").partition("=")
+            options[name] = value
+    return options
+
+
+class LocalCommandBackend(Backend):
+    """Runs rendered job scripts as local subprocesses with Slurm-like environment variables.
+
+    ``state_dir`` holds job records and states (share it to share jobs between processes);
+    ``max_array_size`` mimics Slurm's MaxArraySize; ``parallelism`` is how many array tasks run at once.
+    """
+
+    kind = "local"
+
+    def __init__(self, state_dir: str | None = None, *, max_array_size: int = 1001, parallelism: int = 2) -> None:
+        self.state_dir = os.path.abspath(os.path.expanduser(state_dir or "~/.slurm-sdk/local"))
+        self.transport = LocalTransport()
+        self._max_array_size, self.parallelism = max_array_size, parallelism
+        self._launchers: list[subprocess.Popen[bytes]] = []
+        for sub in ("jobs", "states", "pids", "launchers"):
+            os.makedirs(os.path.join(self.state_dir, sub), exist_ok=True)
+
+    def to_config(self) -> dict[str, Any]:
+        """Options a workflow's child cluster rebuilds this backend from."""
+        return {"state_dir": self.state_dir, "max_array_size": self._max_array_size, "parallelism": self.parallelism}
+
+    def max_array_size(self) -> int:
+        return self._max_array_size
+
+    # --- Backend interface -------------------------------------------------------------------------
+
+    def submit(self, script_path: str, *, array: str | None = None, dependencies: Sequence[str] = (),
+               dependency_type: str = "afterok") -> str:
+        if dependency_type not in _DEPENDENCY_TYPES:
+            raise SubmitError(f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})")
+        for dependency in dependencies:
+            if not os.path.exists(self._path("jobs", dependency.partition("_")[0] + ".json")):
+                raise SubmitError(f"cannot depend on unknown job {dependency} (not in {self.state_dir})")
+        indexes, throttle = parse_array_spec(array) if array else (None, None)
+        if indexes and max(indexes) >= self._max_array_size:
+            raise SubmitError(f"array index {max(indexes)} exceeds MaxArraySize={self._max_array_size}")
+        with open(script_path) as handle:
+            header = parse_sbatch_header(handle.read())
+        with self._locked():
+            job_id = self._allocate_id()
+            record = {"id": job_id, "script": os.path.abspath(script_path), "array": indexes, "throttle": throttle,
+                      "dependencies": list(dependencies), "dependency_type": dependency_type,
+                      "submit_dir": os.getcwd(), "parallelism": self.parallelism, "sbatch": header}
+            write_atomic(self._path("jobs", f"{job_id}.json"), json.dumps(record).encode())
+            for element in _elements(record):
+                self._write_state(element, JobState.PENDING)
+        self._start_launcher(job_id)
+        return job_id
+
+    def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        self._launchers = [proc for proc in self._launchers if proc.poll() is None]  # reap finished launchers
+        return {job_id: self._state_of(job_id) for job_id in job_ids}
+
+    def cancel(self, job_id: str) -> None:
+        base, _, index = job_id.partition("_")
+        record = self._record(base)
+        if record is None:
+            raise BackendError(f"cannot cancel unknown job {job_id} (not in {self.state_dir})")
+        targets = [job_id] if index else _elements(record)
+        with self._locked():
+            cancelled = [element for element in targets if not self._read_state(element).is_terminal]
+            for element in cancelled:
+                self._write_state(element, JobState.CANCELLED)
+        for element in cancelled:
+            _kill_group(self._read_pid(element))
+
+    def job_ids(self) -> list[str]:
+        """Every job submitted to this state dir, oldest first."""
+        return sorted((name[:-5] for name in os.listdir(self._path("jobs"))), key=int)
+
+    # --- state files -------------------------------------------------------------------------------
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.state_dir, *parts)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One lock for id allocation and state transitions, shared by all processes on this state dir."""
+        with open(self._path("lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _allocate_id(self) -> str:
+        counter = self._path("next_id")
+        job_id = int(open(counter).read()) if os.path.exists(counter) else 1
+        write_atomic(counter, str(job_id + 1).encode())
+        return str(job_id)
+
+    def _record(self, job_id: str) -> dict[str, Any] | None:
+        path = self._path("jobs", f"{job_id}.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as handle:
+            return json.load(handle)
+
+    def _read_state(self, element: str) -> JobState:
+        try:
+            with open(self._path("states", element)) as handle:
+                return JobState(handle.read().strip())
+        except FileNotFoundError:
+            return JobState.UNKNOWN
+
+    def _write_state(self, element: str, state: JobState) -> None:
+        write_atomic(self._path("states", element), state.value.encode())
+
+    def _read_pid(self, element: str) -> int | None:
+        try:
+            with open(self._path("pids", element)) as handle:
+                return int(handle.read())
+        except FileNotFoundError:
+            return None
+
+    def _state_of(self, job_id: str) -> JobState:
+        """State of a job, an array task ("12_3"), or a whole array (summarised like Slurm's dependencies)."""
+        record = None if "_" in job_id else self._record(job_id)
+        if record is None or record["array"] is None:
+            return self._read_state(job_id)
+        return _summarise([self._read_state(element) for element in _elements(record)])
+
+    # --- launching ---------------------------------------------------------------------------------
+
+    def _start_launcher(self, job_id: str) -> None:
+        import slurm  # the launcher must import this same SDK, whatever PYTHONPATH says
+
+        sdk_root = os.path.dirname(os.path.dirname(os.path.abspath(slurm.__file__)))
+        env = scrub_slurm_env(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [sdk_root, env.get("PYTHONPATH")]))
+        with open(self._path("launchers", f"{job_id}.log"), "ab") as log:
+            self._launchers.append(subprocess.Popen(
+                [sys.executable, "-c", _LAUNCH, self.state_dir, job_id], env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, start_new_session=True))
+
+    def _wait_for_dependencies(self, record: dict[str, Any]) -> bool:
+        """Block until the dependencies allow the job to start; False if they never will (job cancelled)."""
+        while True:
+            if all(self._read_state(element).is_terminal for element in _elements(record)):
+                return False  # cancelled while waiting
+            states = {dep: self._state_of(dep) for dep in record["dependencies"]}
+            verdict = _dependency_verdict(record["dependency_type"], list(states.values()))
+            if verdict is None:
+                time.sleep(_POLL)
+                continue
+            if not verdict:
+                reason = ", ".join(f"{dep} {state.value}" for dep, state in states.items())
+                self._cancel_unstarted(record, f"DependencyNeverSatisfied ({record['dependency_type']}: {reason})")
+            return verdict
+
+    def _cancel_unstarted(self, record: dict[str, Any], reason: str) -> None:
+        with self._locked():
+            for element in _elements(record):
+                if not self._read_state(element).is_terminal:
+                    self._write_state(element, JobState.CANCELLED)
+                    _, error = self._log_paths(record, element)
+                    write_atomic(error, f"slurm-sdk local backend: job cancelled: {reason}\n".encode())
+
+    def _log_paths(self, record: dict[str, Any], element: str) -> tuple[str, str]:
+        base, _, index = element.partition("_")
+        sbatch = record["sbatch"]
+        output = sbatch.get("output") or ("slurm-%A_%a.out" if index else "slurm-%j.out")
+        error = sbatch.get("error") or output
+
+        def expand(pattern: str) -> str:
+            return os.path.join(record["submit_dir"], expand_log_pattern(
+                pattern, job_id=base, array_job_id=base, array_task_id=index, job_name=sbatch.get("job-name", "")))
+
+        return expand(output), expand(error)
+
+    def _job_env(self, record: dict[str, Any], element: str) -> dict[str, str]:
+        base, _, index = element.partition("_")
+        host = socket.gethostname()
+        env = scrub_slurm_env(os.environ)
+        env.update(SLURM_JOB_ID=base, SLURM_JOBID=base, SLURM_JOB_NAME=record["sbatch"].get("job-name", ""),
+                   SLURM_SUBMIT_DIR=record["submit_dir"], SLURM_CPUS_PER_TASK=record["sbatch"].get("cpus-per-task", "1"),
+                   SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NODELIST=host, SLURMD_NODENAME=host,
+                   SLURM_CLUSTER_NAME="local")
+        if index:
+            indexes = record["array"]
+            env.update(SLURM_ARRAY_JOB_ID=base, SLURM_ARRAY_TASK_ID=index, SLURM_ARRAY_TASK_COUNT=str(len(indexes)),
+                       SLURM_ARRAY_TASK_MIN=str(min(indexes)), SLURM_ARRAY_TASK_MAX=str(max(indexes)))
+        return env
+
+    def _run_element(self, record: dict[str, Any], element: str) -> None:
+        output, error = self._log_paths(record, element)
+        with self._locked():
+            if self._read_state(element).is_terminal:
+                return  # cancelled before it started
+            for path in {output, error}:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(output, "ab") as out, open(error, "ab") as err:
+                proc = subprocess.Popen(["bash", record["script"]], cwd=record["submit_dir"],
+                                        env=self._job_env(record, element), stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err if error != output else subprocess.STDOUT,
+                                        start_new_session=True)
+            write_atomic(self._path("pids", element), str(proc.pid).encode())
+            self._write_state(element, JobState.RUNNING)
+        limit = record["sbatch"].get("time")
+        try:
+            final = JobState.COMPLETED if proc.wait(parse_time_seconds(limit) if limit else None) == 0 \
+                else JobState.FAILED
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            final = JobState.TIMEOUT
+        with self._locked():
+            if not self._read_state(element).is_terminal:  # a cancel wins over the exit code it caused
+                self._write_state(element, final)
+
+
+def launch(state_dir: str, job_id: str) -> None:
+    """Body of the detached launcher process: dependencies, then the script (array tasks in parallel)."""
+    backend = LocalCommandBackend(state_dir)
+    record = backend._record(job_id)
+    assert record is not None, f"no record for job {job_id} in {state_dir}"
+    try:
+        if not backend._wait_for_dependencies(record):
+            return
+        workers = min(record["throttle"] or record["parallelism"], record["parallelism"])
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(lambda element: backend._run_element(record, element), _elements(record)))
+    except BaseException:
+        traceback.print_exc()  # into launchers/<id>.log
+        with backend._locked():
+            for element in _elements(record):
+                if not backend._read_state(element).is_terminal:
+                    backend._write_state(element, JobState.FAILED)
+        raise
+
+
+def _elements(record: dict[str, Any]) -> list[str]:
+    """State-file names of a job: its id, or one "<id>_<index>" per array task."""
+    if record["array"] is None:
+        return [record["id"]]
+    return [f"{record['id']}_{index}" for index in record["array"]]
+
+
+def _summarise(states: list[JobState]) -> JobState:
+    """One state for a whole array: running until all ended, then COMPLETED only if all completed."""
+    if not all(state.is_terminal for state in states):
+        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
+    failed = [state for state in states if state is not JobState.COMPLETED]
+    return failed[0] if failed else JobState.COMPLETED
+
+
+def _dependency_verdict(kind: str, states: list[JobState]) -> bool | None:
+    """True: may start; False: never will; None: not yet."""
+    if kind == "afterok" and any(s.is_terminal and s is not JobState.COMPLETED for s in states):
+        return False
+    if kind == "afternotok" and JobState.COMPLETED in states:
+        return False
+    return True if all(state.is_terminal for state in states) else None
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)

@@ -1,0 +1,48 @@
+"""Hooks into the life of each job, called in this (the submitting) process.
+
+Order per job: ``on_submit`` -> ``on_state_change`` for every state change this process observes, in the
+order observed -> exactly one of ``on_complete`` or ``on_failure``. Each event fires once, however often
+the job is polled or waited on. States are observed when you poll (``job.state``, ``wait``, ``result``),
+so a short job may go straight from PENDING to COMPLETED. An exception raised by a callback is logged
+(logger "slurm.callbacks") and does not interrupt the job handling or other callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slurm.backends.base import JobState
+    from slurm.job import Job
+
+logger = logging.getLogger(__name__)
+
+
+class Callback:
+    """Base class; override any subset. Objects that merely have some of these methods work too."""
+
+    def on_submit(self, job: Job) -> None:
+        """The job was accepted by the scheduler."""
+
+    def on_state_change(self, job: Job, old: JobState, new: JobState) -> None:
+        """The job's observed state changed (the first observation compares against PENDING)."""
+
+    def on_complete(self, job: Job, result: Any) -> None:
+        """The job completed; ``result`` is the task's return value."""
+
+    def on_failure(self, job: Job, error: BaseException) -> None:
+        """The job failed, was cancelled, timed out or its task raised; ``error`` is what
+        ``job.result()`` raises."""
+
+
+def emit(callbacks: Iterable[Any], event: str, *args: Any) -> None:
+    for callback in callbacks:
+        hook = getattr(callback, event, None)
+        if hook is None:
+            continue
+        try:
+            hook(*args)
+        except Exception:
+            logger.exception("callback %r raised in %s; continuing", callback, event)

@@ -1,0 +1,222 @@
+"""Cluster configuration: a YAML file plus environment overrides.
+
+Schema (only ``backend`` is required)::
+
+    backend:
+      type: ssh                # local | slurm | ssh
+      host: login.example.org  # ssh: host, port, user, key_filename, known_host_key, connect_timeout
+                               # local: state_dir, max_array_size, parallelism; slurm: SlurmBackend options
+    packaging:                 # default {type: none}
+      type: none               # none | wheel | sync, plus that strategy's options
+      pythonpath: [/shared/code]
+    defaults:                  # resources every task gets unless it sets its own
+      partition: debug
+      time: "00:05:00"
+    job_root: /home/me/.slurm-sdk/jobs  # job directories on the cluster (default ~/.slurm-sdk/jobs)
+    poll_interval: 1.0         # longest pause between two state polls, in seconds
+
+The file is ``path`` or ``$SLURM_SDK_CONFIG``. ``SLURM_SDK__<SECTION>__<KEY>=value`` overrides one key
+(the value is parsed as YAML, so ``SLURM_SDK__BACKEND__PORT=2222`` is an int); ``overrides={...}``
+(a nested dict) wins over both.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from slurm.errors import ConfigError, ResourceError
+from slurm.resources import Resources
+
+ENV_PATH = "SLURM_SDK_CONFIG"
+ENV_PREFIX = "SLURM_SDK__"
+_SECTIONS: dict[str, tuple[type, ...]] = {
+    "backend": (dict,), "packaging": (dict,), "defaults": (dict,), "job_root": (str,), "poll_interval": (int, float),
+}
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where a config came from, with the line of every key, so errors can point at it."""
+
+    path: str
+    lines: dict[str, int]
+
+    def where(self, key: str) -> str:
+        line = self.lines.get(key)
+        return f"{self.path}:{line}" if line else self.path
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ConfigSource]:
+    """Read, merge and check a config; raises ``ConfigError`` with path and line."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_PATH)
+    data, lines = _read_yaml(str(path)) if path else ({}, {})
+    for keys, value in _env_overrides(environ):
+        _set_nested(data, keys, value)
+    _merge(data, overrides or {})
+    if not data:
+        raise ConfigError(f"no configuration: pass a path, set {ENV_PATH}=<file>, or set variables like "
+                          f"{ENV_PREFIX}BACKEND__TYPE=local")
+    source = ConfigSource(str(path or "<environment>"), lines)
+    _check_sections(data, source)
+    return data, source
+
+
+def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, Any]:
+    """Keyword arguments for ``Cluster`` from a loaded config (builds backend and packaging)."""
+    from slurm.backends import make_backend
+    from slurm.packaging import make_packaging
+
+    if "backend" not in data:
+        raise ConfigError(f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})")
+    options = {key: data[key] for key in ("job_root", "poll_interval") if key in data}
+    options["backend"] = _build_section(source, "backend", make_backend, data["backend"])
+    options["packaging"] = _build_section(source, "packaging", make_packaging, data.get("packaging", {"type": "none"}))
+    options["defaults"] = _defaults(source, data.get("defaults", {}))
+    return options
+
+
+def _read_yaml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections (backend:, packaging:, ...), "
+                          f"got {type(data).__name__}")
+    return data, _key_lines(node)
+
+
+def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
+    """Dotted key -> 1-based line, for every key in the YAML document."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key + "."))
+    return lines
+
+
+def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[list[str], Any]]:
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"environment variable {name}: invalid YAML value {raw!r}: {exc}") from None
+            yield name[len(ENV_PREFIX):].lower().split("__"), value
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"cannot override {'.'.join(keys)}: {key} is not a section")
+    data[keys[-1]] = value
+
+
+def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(data.get(key), dict):
+            _merge(data[key], value)
+        else:
+            data[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
+    for key, value in data.items():
+        if key not in _SECTIONS:
+            raise ConfigError(f"{source.where(key)}: unknown key {key!r} (valid: {', '.join(_SECTIONS)})")
+        expected = _SECTIONS[key]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            names = " or ".join("mapping" if kind is dict else kind.__name__ for kind in expected)
+            raise ConfigError(f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}")
+
+
+def _build_section(source: ConfigSource, name: str, build: Callable[[Any], Any], config: Any) -> Any:
+    try:
+        return build(config)
+    except ConfigError as exc:
+        where = source.where(f"{name}.{exc.key}" if exc.key else name)
+        raise ConfigError(f"{where}: {exc}", key=exc.key) from None
+
+
+def _defaults(source: ConfigSource, values: Mapping[str, Any]) -> Resources:
+    for key, value in values.items():  # one at a time, to point at the bad key's line
+        try:
+            Resources.from_dict({key: value})
+        except ResourceError as exc:
+            raise ConfigError(f"{source.where('defaults.' + key)}: defaults: {exc}", key=key) from None
+    return Resources.from_dict(values)
+
+
+# --- building objects from option dicts ------------------------------------------------------------
+
+def construct(factory: Callable[..., Any], options: Mapping[str, Any], what: str, *fixed: Any) -> Any:
+    """``factory(*fixed, **options)``, after checking option names (and simple types, when annotated)
+    against its signature, so a typo in a config is reported as such instead of as a TypeError."""
+    parameters = list(inspect.signature(factory).parameters.values())[len(fixed):]
+    named = {p.name: p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    for key in options:
+        if key not in named and not open_ended:
+            raise ConfigError(f"{what}: unknown option {key!r} (valid: {', '.join(named) or 'none'})", key=key)
+    for name, parameter in named.items():
+        if parameter.default is parameter.empty and name not in options:
+            raise ConfigError(f"{what}: missing required option {name!r}", key=name)
+    hints = _type_hints(factory)
+    for key, value in options.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"{what}: option {key!r} must be {_hint_name(hints[key])}, "
+                              f"got {type(value).__name__} {value!r}", key=key)
+    return factory(*fixed, **options)
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+    except Exception:  # unresolvable annotations: leave the checking to the factory itself
+        return {}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and (not args or all(_matches(item, args[0]) for item in value))
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # Any, protocols, ...: the factory judges
+
+
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -1,0 +1,147 @@
+"""What a task asks the scheduler for, validated when the task is defined so mistakes surface early."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from slurm.errors import ResourceError
+
+# Slurm's --time formats. The leading field is unbounded; later fields are checked against 24/60.
+_TIME_FORMATS = {
+    "MM": re.compile(r"^(?P<m>\d+)$"),
+    "MM:SS": re.compile(r"^(?P<m>\d+):(?P<s>\d{1,2})$"),
+    "HH:MM:SS": re.compile(r"^(?P<h>\d+):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
+    "D-HH": re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2})$"),
+    "D-HH:MM": re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2})$"),
+    "D-HH:MM:SS": re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
+}
+_MEM = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
+_GPUS = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
+
+# Options the SDK renders itself; passing them through ``sbatch={...}`` would silently conflict.
+_MANAGED_OPTIONS = {
+    "time": "time=", "cpus-per-task": "cpus=", "mem": "mem=", "gres": "gpus=", "partition": "partition=",
+    "account": "account=", "job-name": "name=", "output": None, "error": None, "array": None,
+}
+
+
+def parse_time_seconds(value: str | int) -> int:
+    """Seconds in a Slurm time limit (int = minutes). Raises ``ResourceError`` naming the accepted formats."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ResourceError(f"time must be a positive number of minutes, got {value}")
+        return value * 60
+    text = str(value).strip()
+    for match in (pattern.match(text) for pattern in _TIME_FORMATS.values()):
+        if match:
+            return _seconds_from(match.groupdict(), text)
+    raise ResourceError(f"malformed time {value!r}: use one of {', '.join(_TIME_FORMATS)} "
+                        "(e.g. '30', '01:30:00', '2-12:00:00')")
+
+
+def _seconds_from(parts: dict[str, str | None], text: str) -> int:
+    leading = next(name for name in "dhms" if parts.get(name) is not None)
+    for name, (label, limit) in {"h": ("hours", 24), "m": ("minutes", 60), "s": ("seconds", 60)}.items():
+        value = parts.get(name)
+        if value is not None and name != leading and int(value) >= limit:
+            raise ResourceError(f"malformed time {text!r}: {label} must be below {limit}")
+    d, h, m, s = (int(parts.get(name) or 0) for name in "dhms")
+    total = ((d * 24 + h) * 60 + m) * 60 + s
+    if total < 1:
+        raise ResourceError(f"time {text!r} must be longer than zero")
+    return total
+
+
+def _check_mem(mem: str | int) -> str:
+    if isinstance(mem, int) and not isinstance(mem, bool):
+        if mem < 1:
+            raise ResourceError(f"mem must be a positive number of megabytes, got {mem}")
+        return str(mem)
+    match = _MEM.match(str(mem).strip())
+    if not match or int(match.group(1)) < 1:
+        raise ResourceError(f"malformed mem {mem!r}: use a positive size with an optional unit K, M, G or T "
+                            "(e.g. '512M', '4G', or an int in megabytes)")
+    return match.group(1) + match.group(2).upper()
+
+
+def _check_gpus(gpus: int | str) -> str | None:
+    if isinstance(gpus, int) and not isinstance(gpus, bool):
+        if gpus < 0:
+            raise ResourceError(f"gpus must be >= 0, got {gpus}")
+        return str(gpus) if gpus else None
+    if not _GPUS.match(str(gpus)):
+        raise ResourceError(f"malformed gpus {gpus!r}: use a count (2) or type:count ('a100:2')")
+    return str(gpus)
+
+
+def _check_name(what: str, value: str) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise ResourceError(f"{what} must be a non-empty string without whitespace, got {value!r}")
+    return value
+
+
+def _check_sbatch(options: Mapping[str, Any]) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        option = str(key).lstrip("-").replace("_", "-")
+        if option in _MANAGED_OPTIONS:
+            instead = _MANAGED_OPTIONS[option]
+            fix = f"use the {instead} argument instead" if instead else "the SDK sets it itself"
+            raise ResourceError(f"sbatch option --{option} cannot be passed through sbatch={{...}}: {fix}")
+        if (value is not None and not isinstance(value, (str, int, float, bool))) or "\n" in str(value):
+            raise ResourceError(f"sbatch option --{option} needs a single-line str, int, float or bool, "
+                                f"got {value!r}")
+        checked[option] = value
+    return checked
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Scheduler request of one task. ``None`` means "not set": the cluster default, else Slurm's default."""
+
+    time: str | int | None = None
+    cpus: int | None = None
+    mem: str | int | None = None
+    gpus: int | str | None = None
+    partition: str | None = None
+    account: str | None = None
+    #: Extra sbatch options: ``{"constraint": "fast", "exclusive": True}`` -> ``--constraint=fast``, ``--exclusive``.
+    sbatch: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.time is not None:
+            parse_time_seconds(self.time)
+        if self.cpus is not None and (isinstance(self.cpus, bool) or not isinstance(self.cpus, int)
+                                      or self.cpus < 1):
+            raise ResourceError(f"cpus must be an int >= 1, got {self.cpus!r}")
+        if self.mem is not None:
+            object.__setattr__(self, "mem", _check_mem(self.mem))
+        if self.gpus is not None:
+            object.__setattr__(self, "gpus", _check_gpus(self.gpus))
+        for name in ("partition", "account"):
+            if getattr(self, name) is not None:
+                _check_name(name, getattr(self, name))
+        if not isinstance(self.sbatch, Mapping):
+            raise ResourceError(f"sbatch must be a dict of extra options, got {self.sbatch!r}")
+        object.__setattr__(self, "sbatch", _check_sbatch(self.sbatch))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Resources:
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ResourceError(f"unknown resource {', '.join(unknown)} (valid: {', '.join(valid)})")
+        return cls(**values)
+
+    def over(self, defaults: Resources) -> Resources:
+        """These resources with unset fields taken from ``defaults`` (extra sbatch options merged)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sbatch"}
+        merged = {name: getattr(defaults, name) if value is None else value for name, value in values.items()}
+        return replace(self, **merged, sbatch={**defaults.sbatch, **self.sbatch})
+
+    @property
+    def time_seconds(self) -> int | None:
+        return None if self.time is None else parse_time_seconds(self.time)

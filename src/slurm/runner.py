@@ -1,0 +1,70 @@
+"""The job side: ``python -m slurm.runner <job_dir>`` (array index from ``SLURM_ARRAY_TASK_ID``).
+
+Loads the task and its arguments from ``payload.pkl``, runs it (a workflow also gets a Cluster for
+submitting children from inside the allocation) and writes the outcome, value or exception with its
+traceback, to ``result-<index>.pkl``. Exits 1 when the task raised, so the scheduler records FAILED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import traceback
+from typing import Any
+
+import slurm
+from slurm.backends.local import scrub_slurm_env, write_atomic
+from slurm.errors import SerializationError
+from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, load_payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    [job_dir] = sys.argv[1:] if argv is None else argv
+    index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+    _print_header(job_dir, index)
+    try:
+        outcome, code = dump_result(_run(job_dir, index)), 0
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
+        traceback.print_exc()
+        outcome, code = dump_exception(exc, traceback.format_exc()), 1
+    write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+    return code
+
+
+def _print_header(job_dir: str, index: int) -> None:
+    job_id = os.environ.get("SLURM_JOB_ID", "?")
+    print(f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}, Python {sys.version.split()[0]} "
+          f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}", file=sys.stderr, flush=True)
+
+
+def _run(job_dir: str, index: int) -> Any:
+    with open(os.path.join(job_dir, "payload.pkl"), "rb") as handle:
+        data = handle.read()
+    try:
+        task, calls = load_payload(data)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
+            "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync').") from exc
+    args, kwargs = calls[index]
+    if not task.is_workflow:
+        return task.fn(*args, **kwargs)
+    with _workflow_cluster(job_dir) as cluster:
+        return task.fn(cluster, *args, **kwargs)
+
+
+def _workflow_cluster(job_dir: str) -> Any:
+    from slurm.cluster import CHILD_CONFIG, Cluster
+
+    # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.
+    environ = scrub_slurm_env(os.environ)
+    os.environ.clear()
+    os.environ.update(environ)
+    with open(os.path.join(job_dir, CHILD_CONFIG)) as handle:
+        return Cluster.from_child_config(json.load(handle))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""``@task`` and ``@workflow``: plain functions plus the resources and dependencies of their jobs."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import re
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slurm.resources import Resources
+
+DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+
+
+class Task:
+    """A function that runs as a Slurm job. Calling it directly runs it here, in this process."""
+
+    def __init__(self, fn: Callable[..., Any], resources: Resources | None = None, *, name: str | None = None,
+                 workflow: bool = False) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.resources = resources or Resources()
+        # Job names end up in #SBATCH lines and directory names: keep them to safe characters.
+        self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or fn.__name__)
+        self.is_workflow = workflow
+        self.dependencies: tuple[str, ...] = ()
+        self.dependency_type = "afterok"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        kind = "workflow" if self.is_workflow else "task"
+        return f"<{kind} {self.fn.__module__}.{self.fn.__qualname__}>"
+
+    def after(self, *jobs: Any, kind: str = "afterok") -> Task:
+        """This task, to be started only after ``jobs`` (Jobs, ArrayJobs or job id strings) end.
+
+        ``kind``: "afterok" (all succeeded), "afterany" (all ended) or "afternotok" (all failed).
+        """
+        if kind not in DEPENDENCY_TYPES:
+            raise ValueError(f"unknown dependency kind {kind!r} (valid: {', '.join(DEPENDENCY_TYPES)})")
+        ids = [job_id for job in jobs for job_id in ([job] if isinstance(job, str) else job.dependency_ids)]
+        variant = copy.copy(self)
+        variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), kind
+        return variant
+
+    def options(self, **resources: Any) -> Task:
+        """This task with some resources changed, e.g. ``big = train.options(mem="64G")``."""
+        variant = copy.copy(self)
+        variant.resources = Resources.from_dict(resources).over(self.resources)
+        return variant
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference when importable, so nodes with another Python version can load it; the resources
+        # and dependencies are not needed on the node (they are in the job script already).
+        if _importable(self.fn):
+            return _import_task, (self.fn.__module__, self.fn.__qualname__, self.is_workflow)
+        return Task, (self.fn, None), {"is_workflow": self.is_workflow}
+
+
+def _importable(fn: Callable[..., Any]) -> bool:
+    """True when ``module.qualname`` leads back to ``fn`` (or to a Task wrapping it)."""
+    module = sys.modules.get(fn.__module__)
+    if module is None or fn.__module__ == "__main__":
+        return False
+    obj: Any = module
+    for part in fn.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is fn or (isinstance(obj, Task) and obj.fn is fn)
+
+
+def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
+
+
+def _decorator(workflow: bool) -> Callable[..., Any]:
+    def decorate(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+                 time: str | int | None = None, cpus: int | None = None, mem: str | int | None = None,
+                 gpus: int | str | None = None, partition: str | None = None, account: str | None = None,
+                 sbatch: Mapping[str, Any] | None = None) -> Any:
+        # Resources are validated here, at definition time, so a typo fails on import, not at submit.
+        resources = Resources(time=time, cpus=cpus, mem=mem, gpus=gpus, partition=partition,
+                              account=account, sbatch=sbatch or {})
+
+        def wrap(function: Callable[..., Any]) -> Task:
+            return Task(function, resources, name=name, workflow=workflow)
+
+        return wrap if fn is None else wrap(fn)
+
+    return decorate
+
+
+task = _decorator(workflow=False)
+task.__doc__ = """Decorate a function to run as a Slurm job: ``@task`` or ``@task(time="00:10:00", cpus=2,
+mem="4G", gpus=1, partition="debug", account=None, sbatch={"constraint": "fast"}, name="train")``."""
+
+workflow = _decorator(workflow=True)
+workflow.__doc__ = """Like ``@task``, for a function whose first parameter ``cluster`` receives a Cluster
+that submits child jobs from inside the job's allocation (with the same packaging)."""
