@@ -91,12 +91,11 @@ def parse_state_lines(stdout: str) -> dict[str, JobState]:
 
 
 def _aggregate(states: Iterable[JobState]) -> JobState:
-    """State of a whole array from its tasks: live while any task is live, else its worst ending."""
+    """State of a whole array from its tasks: live while any task is live, then its first bad ending."""
     states = list(states)
-    for live in (JobState.RUNNING, JobState.COMPLETING, JobState.PENDING, JobState.UNKNOWN):
-        if live in states:
-            return live
-    failures = [s for s in states if s is not JobState.COMPLETED]
+    if not all(state.is_terminal for state in states):
+        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
+    failures = [state for state in states if state is not JobState.COMPLETED]
     return failures[0] if failures else JobState.COMPLETED
 
 
@@ -122,6 +121,10 @@ class SlurmBackend(Backend):
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._max_array_size: int | None = None
         self._lock = threading.Lock()
+
+    def to_config(self) -> dict[str, object]:
+        """Options a workflow's child rebuilds this backend from (inside the allocation, transport local)."""
+        return {"poll_batch": self.poll_batch, "sbatch_extra": list(self.sbatch_extra)}
 
     def _run(self, args: Sequence[str]) -> CommandResult:
         return self.transport.run(_SCRUB_SLURM_ENV + shlex.join(args), check=False)
