@@ -1,0 +1,60 @@
+"""Fast-tier fixtures: a Cluster on a LocalCommandBackend in a temporary directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from slurm import Cluster
+from slurm.backends.local import LocalCommandBackend
+
+REPO = str(Path(__file__).resolve().parents[2])
+
+
+class Recorder:
+    """Callback that records every event as a tuple."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def on_submit(self, job):
+        self.events.append(("submit", job.job_id))
+
+    def on_state_change(self, job, old, new):
+        self.events.append(("state", job.job_id, old.value, new.value))
+
+    def on_complete(self, job, result):
+        self.events.append(("complete", job.job_id, result))
+
+    def on_failure(self, job, error):
+        self.events.append(("failure", job.job_id, type(error).__name__))
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Factory for local clusters sharing one state dir; unfinished jobs are cancelled at teardown."""
+    backends: list[LocalCommandBackend] = []
+
+    def make(*, max_array_size: int = 1001, **options) -> Cluster:
+        backend = LocalCommandBackend(str(tmp_path / "state"), max_array_size=max_array_size)
+        backends.append(backend)
+        packaging = {"type": "none", "pythonpath": [REPO], "python": sys.executable}
+        return Cluster(backend, packaging, job_root=str(tmp_path / "jobs"), **options)
+
+    yield make
+    for backend in backends:
+        for job_id, state in backend.states(backend.job_ids()).items():
+            if not state.is_terminal:
+                backend.cancel(job_id)
+
+
+@pytest.fixture
+def cluster(make_cluster) -> Cluster:
+    return make_cluster()

@@ -1,0 +1,74 @@
+"""Tasks used by the fast tier. They live in an importable module so they travel by reference."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from slurm import task, workflow
+
+
+class TaskFailure(Exception):
+    """Raised on purpose by ``fail``; defined here so it unpickles in the test process."""
+
+
+@task(time="00:01:00", cpus=1, mem="100M")
+def add(a, b):
+    return a + b
+
+
+@task
+def square(x):
+    return x * x
+
+
+@task
+def fail(message):
+    raise TaskFailure(message)
+
+
+@task
+def append_after_pause(path, text, pause):
+    """Append ``text`` to ``path`` after ``pause`` seconds (order tests: the pause makes the wrong
+    order likely if dependencies were ignored)."""
+    time.sleep(pause)
+    with open(path, "a") as handle:
+        handle.write(text)
+    return text
+
+
+@task
+def sleep_and_record_pid(pid_path, seconds):
+    with open(pid_path, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "woke up"
+
+
+@task
+def slurm_environment(_item=None):
+    return {key: value for key, value in os.environ.items() if key.startswith("SLURM")}
+
+
+@task
+def exit_hard(code):
+    os._exit(code)  # dies without writing a result, like an OOM kill
+
+
+@workflow
+def fan_out(cluster, n):
+    """Children: one array job and, per item, a nested workflow that submits a grandchild."""
+    squares = cluster.map(square, range(n)).results(timeout=60)
+    nested = [cluster.submit(nested_add, i, 100) for i in range(2)]
+    return {"squares": squares, "nested": [job.result(timeout=60) for job in nested],
+            "parent_env": sorted(key for key in os.environ if key.startswith("SLURM_"))}
+
+
+@workflow
+def nested_add(cluster, a, b):
+    job = cluster.submit(add, a, b)
+    return {"sum": job.result(timeout=60), "child_env": job_env(cluster)}
+
+
+def job_env(cluster):
+    return cluster.submit(slurm_environment).result(timeout=60)
