@@ -32,7 +32,7 @@ import pytest
 
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
-from harness.stack import Connection, Stack, StackError
+from harness.stack import REPO_ROOT, Connection, Stack, StackError
 
 MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
@@ -225,15 +225,18 @@ def cluster_mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: Path):
+    """A ``slurm.Cluster`` for the test's tier, closed afterwards."""
     from slurm.cluster import Cluster
 
     if cluster_mode == "local":
         from slurm.backends.local import LocalCommandBackend
-        cluster = Cluster(backend=LocalCommandBackend(job_root=str(tmp_path / "jobs")))
+        cluster = Cluster(backend=LocalCommandBackend(state_dir=str(tmp_path / "local")),
+                          job_root=str(tmp_path / "jobs"))
     else:
         connection: Connection = request.getfixturevalue("slurm_container")
         sdk_path: str = request.getfixturevalue("sdk_on_cluster")
-        cluster = Cluster(backend=ssh_backend(connection), packaging=packaging_for(cluster_mode, sdk_path))
+        packaging = packaging_for(cluster_mode, sdk_path, test_import_roots(request, sdk_path))
+        cluster = Cluster(backend=ssh_backend(connection), packaging=packaging)
     try:
         yield cluster
     finally:
@@ -247,8 +250,28 @@ def ssh_backend(connection: Connection):
                       key_filename=str(connection.key_path), known_host_key=connection.host_key)
 
 
-def packaging_for(mode: str, sdk_path: str) -> dict:
+def test_import_roots(request: pytest.FixtureRequest, sdk_path: str) -> list[str]:
+    """Where the test's own modules import from, mapped into the cluster's mount of the repo.
+
+    pytest imports ``tests/integration/test_x.py`` as ``integration.test_x`` (rootdir-relative package
+    detection), so the directory to put on the nodes' PYTHONPATH is derived, not hard-coded.
+    """
+    module = getattr(request, "module", None)
+    if module is None or not getattr(module, "__file__", None):
+        return []
+    root = Path(module.__file__).resolve().parent
+    for _ in module.__name__.split(".")[1:]:
+        root = root.parent
+    try:
+        relative = root.relative_to(REPO_ROOT)
+    except ValueError:
+        return []  # a test outside this repo: its modules are not on the cluster's mount
+    return [f"{sdk_path}/{relative}".rstrip("/.")] if str(relative) != "." else []
+
+
+def packaging_for(mode: str, sdk_path: str, extra_paths: list[str] = ()) -> dict:
     if mode == "wheel":
-        return {"type": "wheel", "project_dir": str(Path(__file__).resolve().parents[1])}
-    # The repo root is on the path too, so test modules (tests.integration.*) import on the nodes.
-    return {"type": "none", "pythonpath": [sdk_path]}
+        return {"type": "wheel", "project_dir": str(REPO_ROOT)}
+    # The SDK itself imports from the mount through the image's editable install; the repo root and the
+    # test packages' root make test modules importable by reference on the nodes.
+    return {"type": "none", "pythonpath": list(dict.fromkeys([sdk_path, *extra_paths]))}

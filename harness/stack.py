@@ -36,7 +36,7 @@ DAEMON_LOGS = {"slurmctld": "/var/log/slurm/slurmctld.log",
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
-INPUT_ENV = ("DEBIAN_RELEASE",)
+INPUT_ENV = ("DEBIAN_RELEASE", "SLURM_SDK_COMPOSE_PROFILES")
 
 Say = Callable[[str], None]
 
@@ -77,6 +77,11 @@ def inputs_hash(repo_root: Path) -> str:
     for name in INPUT_ENV:
         digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
     return digest.hexdigest()
+
+
+def compose_profiles() -> list[str]:
+    """Extra compose profiles, e.g. SLURM_SDK_COMPOSE_PROFILES=accounting (slurmdbd + MariaDB, so sacct works)."""
+    return [p.strip() for p in os.environ.get("SLURM_SDK_COMPOSE_PROFILES", "").split(",") if p.strip()]
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class Stack:
             compose_project_name=self.project,
             compose_project_directory=self.repo_root,
             compose_env_files=[self._compose_env_file()],
+            compose_profiles=compose_profiles(),
         )
 
     # ---- paths and recorded state -------------------------------------------------------------
@@ -240,8 +246,10 @@ class Stack:
         self.up(force_recreate=rebuild, session=session)
         connection = self.connect_info()
         self.probe(connection)
+        # Rebuilding a stack someone else started does not make it ours to tear down at session end.
+        owner = state.get("started_by", "unknown") if running else session
         self.update_state(inputs_hash=current, port=connection.port, host_key=connection.host_key,
-                          started_by=session, started_at=time.time(), verified_by=session,
+                          started_by=owner, started_at=time.time(), verified_by=session,
                           teardown_requested=False)
         return UpResult(connection, "rebuilt" if rebuild else "started")
 
@@ -271,7 +279,8 @@ class Stack:
         try:
             for line in _lines(self.docker.compose.up(detach=True, wait=True, force_recreate=force_recreate,
                                                        remove_orphans=True, color=False, stream_logs=True)):
-                self.say(f"  {line}")
+                if not _is_transient(line):
+                    self.say(f"  {line}")
         except DockerException as exc:
             raise StackError(f"`docker compose up --wait` failed for {self.project}: "
                              f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
@@ -282,9 +291,12 @@ class Stack:
     def down(self, session: str = "cli") -> None:
         self.events.record("compose-down", project=self.project, session=session)
         self.say(f"stopping stack {self.project} (containers and volumes)")
+        started = time.monotonic()
         for line in _lines(self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5,
                                                      stream_logs=True)):
-            self.say(f"  {line}")
+            if "rror" in line:
+                self.say(f"  {line}")
+        self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
         for path in (self.key_path, self.known_hosts_path, self.state_file):
             path.unlink(missing_ok=True)
 
@@ -355,6 +367,11 @@ def _lines(stream: Iterable[tuple[str, bytes]]) -> Iterable[str]:
         if line and line != previous:
             yield line
         previous = line
+
+
+def _is_transient(line: str) -> bool:
+    """Compose progress lines such as "Container x  Waiting" that a final state line follows anyway."""
+    return line.split()[-1] in ("Creating", "Starting", "Waiting", "Recreate", "Stopping", "Removing")
 
 
 def _is_build_step(line: str) -> bool:

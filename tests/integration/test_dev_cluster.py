@@ -1,0 +1,120 @@
+"""The dev cluster itself: jobs over SSH, the live bind mount, and its security properties."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import uuid
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from harness.stack import SDK_MOUNT, SERVICES, Connection, Stack
+
+pytestmark = pytest.mark.integration
+
+SECRET_FILES = ("/etc/slurm-sdk/munge/munge.key", "/etc/slurm-sdk/ssh/host_ed25519",
+                "/etc/slurm-sdk/ssh/client_ed25519")
+
+
+def sbatch_wait(transport, script: str, *options: str) -> str:
+    """Submit ``script`` with ``sbatch --wait`` from the login node and return the job's output."""
+    out = f"~/harness-test-{uuid.uuid4().hex}.out"
+    transport.run(f"sbatch --wait --parsable {' '.join(options)} -o {out} --wrap {shlex.quote(script)}",
+                  timeout=120)
+    try:
+        return transport.run(f"cat {out}").stdout
+    finally:
+        transport.run(f"rm -f {out}")
+
+
+@pytest.mark.parametrize("node", ["c1", "c2"])
+def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, node):
+    output = sbatch_wait(login_transport, "echo ran-on=$(hostname) as=$(id -un)", "-w", node)
+    assert output.strip() == f"ran-on={node} as=sdk"
+
+
+def _started_at(stack: Stack) -> dict[str, str]:
+    return {c.name: str(c.state.started_at) for c in stack.docker.compose.ps()}
+
+
+def test_job_sees_host_edit_without_rebuild_or_restart(login_transport, slurm_stack, slurm_container):
+    scratch_dir = slurm_stack.repo_root / ".slurm-sdk" / "harness-tests"  # gitignored
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    scratch = scratch_dir / f"mount-{uuid.uuid4().hex}.txt"
+    in_container = f"{SDK_MOUNT}/{scratch.relative_to(slurm_stack.repo_root)}"
+    before = _started_at(slurm_stack)
+    try:
+        scratch.write_text("first version\n")
+        assert sbatch_wait(login_transport, f"cat {in_container}") == "first version\n"
+        scratch.write_text("second version, edited on the host\n")
+        assert sbatch_wait(login_transport, f"cat {in_container}") == "second version, edited on the host\n"
+    finally:
+        scratch.unlink(missing_ok=True)
+    assert _started_at(slurm_stack) == before, "containers were restarted or recreated"
+
+
+def test_repo_mount_is_read_only_everywhere(slurm_stack):
+    containers = {c.config.labels["com.docker.compose.service"]: c for c in slurm_stack.docker.compose.ps()}
+    assert set(SERVICES) <= set(containers)
+    for service in SERVICES:
+        mounts = [m for m in containers[service].mounts if m.destination == SDK_MOUNT]
+        assert len(mounts) == 1 and mounts[0].rw is False, f"{service}: {mounts}"
+        # Not just declared: a write from inside, even as root, really fails.
+        with pytest.raises(Exception, match="Read-only file system"):
+            slurm_stack.exec(service, ["touch", f"{SDK_MOUNT}/.write-probe"])
+
+
+def test_no_container_is_privileged(slurm_stack):
+    containers = slurm_stack.docker.compose.ps(all=True)
+    assert len(containers) >= len(SERVICES)
+    assert [c.name for c in containers if c.host_config.privileged] == []
+    assert [c.name for c in containers if c.host_config.cap_add] == []
+
+
+def test_ssh_port_listens_on_loopback_only(slurm_stack, slurm_container):
+    bindings = {}
+    for container in slurm_stack.docker.compose.ps():
+        for port, hosts in (container.network_settings.ports or {}).items():
+            for host in hosts or []:
+                bindings[(container.name, port)] = (host["HostIp"], int(host["HostPort"]))
+    login = slurm_container.containers["login"]
+    assert bindings == {(login, "22/tcp"): ("127.0.0.1", slurm_container.port)}
+
+
+def test_password_login_is_refused(slurm_container: Connection):
+    transport = paramiko.Transport((slurm_container.host, slurm_container.port))
+    try:
+        transport.start_client(timeout=10)
+        with pytest.raises(paramiko.BadAuthenticationType) as refused:
+            transport.auth_password(slurm_container.user, "any-password")
+        assert refused.value.allowed_types == ["publickey"]
+    finally:
+        transport.close()
+
+
+def _secret_hashes(stack: Stack, runner) -> dict[str, str]:
+    output = runner(["sha256sum", *SECRET_FILES])
+    hashes = {path: digest for digest, path in (line.split() for line in output.splitlines())}
+    assert set(hashes) == set(SECRET_FILES)
+    return hashes
+
+
+@pytest.mark.slow
+def test_two_fresh_stacks_get_different_secrets(slurm_stack, tmp_path):
+    """Secrets come from each stack's one-shot `init`, never from the image: two stacks never share them."""
+    other = Stack(slurm_stack.repo_root, project=f"slurmsdk-secrets-{uuid.uuid4().hex[:8]}",
+                  state_dir=tmp_path / "state", say=lambda _: None)
+    try:
+        other.docker.compose.run("init", tty=False, remove=True)  # creates the volumes, generates secrets
+        theirs = _secret_hashes(other, lambda cmd: other.docker.compose.run("init", cmd, tty=False, remove=True))
+        ours = _secret_hashes(slurm_stack, lambda cmd: slurm_stack.exec("login", cmd))
+        for path in SECRET_FILES:
+            assert ours[path] != theirs[path], f"{path} is the same in two fresh stacks"
+        image_keys = other.docker.compose.run(
+            "init", ["sh", "-c", "ls /etc/munge/munge.key /etc/ssh/ssh_host_*key 2>/dev/null; true"],
+            tty=False, remove=True)
+        assert image_keys.strip() == "", f"keys baked into the image: {image_keys}"
+    finally:
+        other.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)

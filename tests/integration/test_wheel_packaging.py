@@ -1,0 +1,21 @@
+"""The wheel path still works end to end: build here, install into a venv on the cluster, run from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.stack import SDK_MOUNT
+
+from . import jobs
+
+pytestmark = [pytest.mark.integration, pytest.mark.wheel_packaging, pytest.mark.slow]
+
+
+def test_job_runs_the_sdk_from_the_uploaded_wheel(slurm_cluster, cluster_mode, login_transport):
+    assert cluster_mode == "wheel"
+    job = slurm_cluster.submit(jobs.devprobe_report)
+    seen = job.result(timeout=600)
+    env = slurm_cluster.packaging.env  # the venv the wheel was installed into, on the shared home
+    assert seen["slurm_file"].startswith(env + "/"), seen
+    assert not seen["slurm_file"].startswith(SDK_MOUNT)
+    assert login_transport.exists(env + "/.ready")
