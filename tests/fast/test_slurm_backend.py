@@ -131,8 +131,10 @@ def test_states_are_batched_by_poll_batch(fake):
     assert fake.argv("sacct")[4] == "4"
 
 
-def test_without_accounting_squeue_answers_and_sacct_is_not_asked_again(backend, fake):
-    fake.respond("sacct", err="sacct: error: Slurm accounting storage is disabled\n", rc=1)
+@pytest.mark.parametrize("said", [{"err": "Slurm accounting storage is disabled\n", "rc": 1},
+                                  {"out": "Slurm accounting storage is disabled\n", "rc": 0}])
+def test_without_accounting_squeue_answers_and_sacct_is_not_asked_again(backend, fake, said):
+    fake.respond("sacct", **said)
     fake.respond("squeue", out="20|COMPLETED\n21|PENDING\n22_[0-2]|PENDING\n")
     expected = {"20": JobState.COMPLETED, "21": JobState.PENDING, "22_1": JobState.PENDING}
     assert backend.states(["20", "21", "22_1"]) == expected

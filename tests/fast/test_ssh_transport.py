@@ -114,8 +114,10 @@ def test_file_operations(transport, tmp_path):
     assert os.listdir(base + "/new/dir") == ["f.sh"]  # no temp file left behind
     local = tmp_path / "local.bin"
     local.write_bytes(os.urandom(100_000))
+    local.chmod(0o750)
     transport.put(str(local), base + "/put/x.bin")
     assert transport.read_bytes(base + "/put/x.bin") == local.read_bytes()
+    assert os.stat(base + "/put/x.bin").st_mode & 0o777 == 0o750
     assert transport.home() == os.path.expanduser("~")
     with pytest.raises(FileNotFoundError):
         transport.read_bytes(base + "/missing")

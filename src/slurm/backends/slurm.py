@@ -163,12 +163,13 @@ class SlurmBackend(Backend):
 
     def _sacct(self, job_ids: list[str]) -> dict[str, JobState]:
         result = self._run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State"])
-        if result.returncode == 0:
-            return parse_state_lines(result.stdout)
-        if result.returncode == 127 or any(s in result.stderr.lower() for s in _NO_ACCOUNTING):
+        output = (result.stderr + result.stdout).lower()
+        if result.returncode == 127 or any(s in output for s in _NO_ACCOUNTING):
             with self._lock:
                 self._use_sacct = False
-        return {}  # squeue answers instead; it knows live and recently finished jobs
+            return {}
+        # On other failures squeue answers instead; it knows live and recently finished jobs.
+        return parse_state_lines(result.stdout) if result.returncode == 0 else {}
 
     def _squeue(self, job_ids: list[str]) -> dict[str, JobState]:
         # -r prints one line per array task; ranges that still show up are expanded by the parser.

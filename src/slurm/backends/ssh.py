@@ -225,7 +225,8 @@ class SSHTransport(Transport):
         self._atomic_upload(path, write, mode)
 
     def put(self, local_path: str, remote_path: str) -> None:
-        self._atomic_upload(remote_path, lambda sftp, tmp: sftp.put(local_path, tmp), None)
+        mode = os.stat(local_path).st_mode & 0o777  # like cp: an executable stays executable
+        self._atomic_upload(remote_path, lambda sftp, tmp: sftp.put(local_path, tmp), mode)
 
     def _atomic_upload(self, path: str, upload: Callable[[Any, str], None], mode: int | None) -> None:
         """Upload to a temp name beside ``path``, then rename over it: readers never see half a file."""
