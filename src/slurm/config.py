@@ -79,9 +79,9 @@ def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, 
     if "backend" not in data:
         raise ConfigError(f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})")
     options = {key: data[key] for key in ("job_root", "poll_interval") if key in data}
-    options["backend"] = _build_section(source, "backend", make_backend, data["backend"])
-    options["packaging"] = _build_section(source, "packaging", make_packaging, data.get("packaging", {"type": "none"}))
     options["defaults"] = _defaults(source, data.get("defaults", {}))
+    options["packaging"] = _build_section(source, "packaging", make_packaging, data.get("packaging", {"type": "none"}))
+    options["backend"] = _build_section(source, "backend", make_backend, data["backend"])  # last: may connect
     return options
 
 

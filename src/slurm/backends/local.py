@@ -135,8 +135,6 @@ class LocalCommandBackend(Backend):
         self.transport = LocalTransport()
         self._max_array_size, self.parallelism = max_array_size, parallelism
         self._launchers: list[subprocess.Popen[bytes]] = []
-        for sub in ("jobs", "states", "pids", "launchers"):
-            os.makedirs(os.path.join(self.state_dir, sub), exist_ok=True)
 
     def to_config(self) -> dict[str, Any]:
         """Options a workflow's child cluster rebuilds this backend from."""
@@ -159,6 +157,8 @@ class LocalCommandBackend(Backend):
             raise SubmitError(f"array index {max(indexes)} exceeds MaxArraySize={self._max_array_size}")
         with open(script_path) as handle:
             header = parse_sbatch_header(handle.read())
+        for sub in ("jobs", "states", "pids", "launchers"):
+            os.makedirs(self._path(sub), exist_ok=True)
         with self._locked():
             job_id = self._allocate_id()
             record = {"id": job_id, "script": os.path.abspath(script_path), "array": indexes, "throttle": throttle,
@@ -189,6 +189,8 @@ class LocalCommandBackend(Backend):
 
     def job_ids(self) -> list[str]:
         """Every job submitted to this state dir, oldest first."""
+        if not os.path.isdir(self._path("jobs")):
+            return []
         return sorted((name[:-5] for name in os.listdir(self._path("jobs"))), key=int)
 
     # --- state files -------------------------------------------------------------------------------

@@ -1,0 +1,10 @@
+#!/bin/bash
+#SBATCH --job-name=square
+#SBATCH --output=/home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d/slurm-%A_%a.out
+#SBATCH --error=/home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d/slurm-%A_%a.err
+#SBATCH --time=30
+#SBATCH --mem=512
+
+set -eo pipefail
+export PYTHONPATH=/opt/slurm_sdk_dev/src"${PYTHONPATH:+:$PYTHONPATH}"
+exec python3 -m slurm.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d

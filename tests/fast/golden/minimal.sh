@@ -1,0 +1,7 @@
+#!/bin/bash
+#SBATCH --job-name=add
+#SBATCH --output=/home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d/slurm-%j.out
+#SBATCH --error=/home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d/slurm-%j.err
+
+set -eo pipefail
+exec python3 -m slurm.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
