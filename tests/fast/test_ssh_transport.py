@@ -185,11 +185,18 @@ def test_host_key_mismatch_is_refused(sshd):
         sshd.transport(known_host_key=wrong).run("true")
 
 
-def test_unknown_host_key_refused_unless_trusted(sshd):
+def test_unknown_host_key_refused_unless_trusted_then_pinned(sshd):
     with pytest.raises(SSHError, match="unknown host key"):
         sshd.transport(known_host_key=None).run("true")
     trusting = sshd.transport(known_host_key=None, trust_unknown_host=True)
     assert trusting.run("echo ok").stdout == "ok\n"
+    assert trusting.known_host_key.get_base64() == sshd.host_pub.split()[1]
+    # The key seen first is pinned: a reconnect to a server with another key is refused.
+    other = (sshd.root / "other_ed25519.pub").read_text()
+    trusting.known_host_key = SSHTransport("x", key_filename="k", known_host_key=other).known_host_key
+    trusting._client.get_transport().close()
+    with pytest.raises(SSHError, match="host key mismatch"):
+        trusting.run("true")
     trusting.close()
 
 
@@ -198,6 +205,8 @@ def test_missing_key_file_and_bad_host_key_are_config_errors(sshd):
         SSHTransport("127.0.0.1", sshd.port)
     with pytest.raises(ConfigError, match="known_host_key"):
         sshd.transport(known_host_key="ssh-ed25519")
+    with pytest.raises(ConfigError, match="invalid environment variable"):
+        sshd.transport().run("true", env={"A; rm -rf /": "x"})
 
 
 def test_ssh_backend_builds_slurm_backend_over_ssh(sshd):

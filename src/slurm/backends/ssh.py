@@ -11,6 +11,7 @@ import base64
 import binascii
 import os
 import posixpath
+import re
 import shlex
 import socket
 import threading
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 T = TypeVar("T")
 # What a dropped connection looks like from paramiko besides SSHException: EOF, or the socket reset/closed.
 _DROPPED = (EOFError, ConnectionError)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _paramiko() -> Any:
@@ -70,7 +72,7 @@ class SSHTransport(Transport):
         self.connect_timeout = connect_timeout
         self.trust_unknown_host = trust_unknown_host
         self._client: Any = None
-        self._sftp: Any = None
+        self._sftp: tuple[Any, Any] | None = None  # (client it belongs to, SFTP session)
         self._home: str | None = None
         self._connect_lock = threading.RLock()  # one connection, opened once even when threads race
         self._sftp_lock = threading.Lock()  # SFTP requests of one session go one at a time
@@ -109,6 +111,11 @@ class SSHTransport(Transport):
         except Exception as exc:
             client.close()
             raise self._connect_error(exc) from exc
+        transport = client.get_transport()
+        transport.set_keepalive(30)  # keeps NAT/firewall state alive between polls; surfaces dead peers
+        if self.known_host_key is None:
+            # Trusted once (trust_unknown_host): reconnects must meet the same server, not any server.
+            self.known_host_key = transport.get_remote_server_key()
         return client
 
     def _connect_error(self, exc: Exception) -> SSHError:
@@ -131,7 +138,7 @@ class SSHTransport(Transport):
 
     def _reset(self) -> None:
         """Forget a dead connection (closing what's left of it)."""
-        for closable in (self._sftp, self._client):
+        for closable in (self._sftp[1] if self._sftp else None, self._client):
             if closable is not None:
                 try:
                     closable.close()
@@ -147,6 +154,9 @@ class SSHTransport(Transport):
 
     def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
             timeout: float | None = None) -> CommandResult:
+        bad = [k for k in (env or {}) if not _ENV_NAME.match(k)]
+        if bad:
+            raise ConfigError(f"invalid environment variable name(s) {bad} for a command on {self.address}")
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
         channel = self._open_channel()
         try:
@@ -196,9 +206,9 @@ class SSHTransport(Transport):
             client = self._connected()
             try:
                 with self._sftp_lock:
-                    if self._sftp is None:
-                        self._sftp = client.open_sftp()
-                    return operation(self._sftp)
+                    if self._sftp is None or self._sftp[0] is not client:  # none yet, or one of a dead client
+                        self._sftp = (client, client.open_sftp())
+                    return operation(self._sftp[1])
             except Exception as exc:
                 if not _is_drop(exc, client):
                     raise  # a real file error (no such file, permission denied, ...)
