@@ -28,8 +28,7 @@ class Job:
         self._index, self._array = index, array
         self._state = JobState.PENDING
         self._outcome: Outcome | None = None
-        self._finished = False  # completion/failure callbacks fired
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name} {self._state.value}>"
@@ -103,16 +102,15 @@ class Job:
         """Record a polled state and fire callbacks, each event at most once."""
         if state is JobState.UNKNOWN:
             state = self._state_from_outcome() or state  # scheduler forgot the job; the result file did not
+        # Held while the callbacks run, so threads polling the same job cannot reorder events.
         with self._lock:
             if self._state.is_terminal:
-                return
+                return  # terminal states are final: the outcome callbacks fire once
             old, self._state = self._state, state
-            finishing = state.is_terminal and not self._finished
-            self._finished = self._finished or finishing
-        if state != old:
-            emit(self.cluster.callbacks, "on_state_change", self, old, state)
-        if finishing and self.cluster.callbacks:
-            self._emit_outcome()
+            if state != old:
+                emit(self.cluster.callbacks, "on_state_change", self, old, state)
+            if state.is_terminal and self.cluster.callbacks:
+                self._emit_outcome()
 
     def _state_from_outcome(self) -> JobState | None:
         outcome = self._load_outcome()

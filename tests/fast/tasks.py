@@ -46,6 +46,12 @@ def sleep_and_record_pid(pid_path, seconds):
 
 
 @task
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@task
 def slurm_environment(_item=None):
     return {key: value for key, value in os.environ.items() if key.startswith("SLURM")}
 

@@ -147,14 +147,7 @@ class LocalCommandBackend(Backend):
 
     def submit(self, script_path: str, *, array: str | None = None, dependencies: Sequence[str] = (),
                dependency_type: str = "afterok") -> str:
-        if dependency_type not in _DEPENDENCY_TYPES:
-            raise SubmitError(f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})")
-        for dependency in dependencies:
-            if not os.path.exists(self._path("jobs", dependency.partition("_")[0] + ".json")):
-                raise SubmitError(f"cannot depend on unknown job {dependency} (not in {self.state_dir})")
-        indexes, throttle = parse_array_spec(array) if array else (None, None)
-        if indexes and max(indexes) >= self._max_array_size:
-            raise SubmitError(f"array index {max(indexes)} exceeds MaxArraySize={self._max_array_size}")
+        indexes, throttle = self._check_submission(array, dependencies, dependency_type)
         with open(script_path) as handle:
             header = parse_sbatch_header(handle.read())
         for sub in ("jobs", "states", "pids", "launchers"):
@@ -169,6 +162,21 @@ class LocalCommandBackend(Backend):
                 self._write_state(element, JobState.PENDING)
         self._start_launcher(job_id)
         return job_id
+
+    def _check_submission(self, array: str | None, dependencies: Sequence[str],
+                          dependency_type: str) -> tuple[list[int] | None, int | None]:
+        """Reject what sbatch would reject; returns the array indexes and the % throttle."""
+        if dependency_type not in _DEPENDENCY_TYPES:
+            raise SubmitError(f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})")
+        for dependency in dependencies:
+            if self._record(dependency.partition("_")[0]) is None:
+                raise SubmitError(f"cannot depend on unknown job {dependency} (not in {self.state_dir})")
+        if array is None:
+            return None, None
+        indexes, throttle = parse_array_spec(array)
+        if max(indexes) >= self._max_array_size:
+            raise SubmitError(f"array index {max(indexes)} exceeds MaxArraySize={self._max_array_size}")
+        return indexes, throttle
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         self._launchers = [proc for proc in self._launchers if proc.poll() is None]  # reap finished launchers
@@ -191,7 +199,8 @@ class LocalCommandBackend(Backend):
         """Every job submitted to this state dir, oldest first."""
         if not os.path.isdir(self._path("jobs")):
             return []
-        return sorted((name[:-5] for name in os.listdir(self._path("jobs"))), key=int)
+        names = os.listdir(self._path("jobs"))
+        return sorted((name[:-5] for name in names if name.endswith(".json")), key=int)
 
     # --- state files -------------------------------------------------------------------------------
 
@@ -257,6 +266,25 @@ class LocalCommandBackend(Backend):
             self._launchers.append(subprocess.Popen(
                 [sys.executable, "-c", _LAUNCH, self.state_dir, job_id], env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, start_new_session=True))
+
+    def run_job(self, job_id: str) -> None:
+        """The launcher's work: wait for dependencies, then run the script (array tasks in parallel)."""
+        record = self._record(job_id)
+        if record is None:
+            raise BackendError(f"no record for job {job_id} in {self.state_dir}")
+        try:
+            if not self._wait_for_dependencies(record):
+                return
+            workers = min(record["throttle"] or record["parallelism"], record["parallelism"])
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                list(pool.map(lambda element: self._run_element(record, element), _elements(record)))
+        except BaseException:
+            traceback.print_exc()  # into launchers/<id>.log
+            with self._locked():
+                for element in _elements(record):
+                    if not self._read_state(element).is_terminal:
+                        self._write_state(element, JobState.FAILED)
+            raise
 
     def _wait_for_dependencies(self, record: dict[str, Any]) -> bool:
         """Block until the dependencies allow the job to start; False if they never will (job cancelled)."""
@@ -335,23 +363,8 @@ class LocalCommandBackend(Backend):
 
 
 def launch(state_dir: str, job_id: str) -> None:
-    """Body of the detached launcher process: dependencies, then the script (array tasks in parallel)."""
-    backend = LocalCommandBackend(state_dir)
-    record = backend._record(job_id)
-    assert record is not None, f"no record for job {job_id} in {state_dir}"
-    try:
-        if not backend._wait_for_dependencies(record):
-            return
-        workers = min(record["throttle"] or record["parallelism"], record["parallelism"])
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(lambda element: backend._run_element(record, element), _elements(record)))
-    except BaseException:
-        traceback.print_exc()  # into launchers/<id>.log
-        with backend._locked():
-            for element in _elements(record):
-                if not backend._read_state(element).is_terminal:
-                    backend._write_state(element, JobState.FAILED)
-        raise
+    """Entry point of the detached launcher process started by ``submit``."""
+    LocalCommandBackend(state_dir).run_job(job_id)
 
 
 def _elements(record: dict[str, Any]) -> list[str]:

@@ -1,0 +1,64 @@
+"""LocalCommandBackend details that the end-to-end tests do not reach."""
+
+from __future__ import annotations
+
+import pytest
+
+from slurm import JobFailedError, JobState, SubmitError
+from slurm.backends.local import LocalCommandBackend, parse_array_spec, parse_sbatch_header, scrub_slurm_env
+from tests.fast import tasks
+
+
+@pytest.mark.parametrize(("spec", "indexes", "throttle"), [
+    ("0-3", [0, 1, 2, 3], None), ("0-9%2", list(range(10)), 2), ("1,3,5-6", [1, 3, 5, 6], None), ("4", [4], None),
+])
+def test_array_specs(spec, indexes, throttle):
+    assert parse_array_spec(spec) == (indexes, throttle)
+
+
+@pytest.mark.parametrize("spec", ["", "a-b", "3-1", "0-3%0", "-1"])
+def test_bad_array_specs(spec):
+    with pytest.raises(SubmitError, match="array spec"):
+        parse_array_spec(spec)
+
+
+def test_sbatch_header_stops_at_first_command():
+    script = "#!/bin/bash\n#SBATCH --time=5\n#SBATCH --exclusive\n\n# comment\necho hi\n#SBATCH --mem=1G\n"
+    assert parse_sbatch_header(script) == {"time": "5", "exclusive": ""}
+
+
+def test_scrub_keeps_conf_and_sdk_settings():
+    environ = {"SLURM_JOB_ID": "1", "SLURM_CONF": "/etc/slurm.conf", "SLURM_SDK_CONFIG": "x", "SLURMD_NODENAME": "c1",
+               "PATH": "/bin"}
+    assert scrub_slurm_env(environ) == {"SLURM_CONF": "/etc/slurm.conf", "SLURM_SDK_CONFIG": "x",
+                                        "SLURMD_NODENAME": "c1", "PATH": "/bin"}
+
+
+def test_submit_rejects_unknown_dependency_and_oversized_array(tmp_path):
+    backend = LocalCommandBackend(str(tmp_path / "state"), max_array_size=4)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    with pytest.raises(SubmitError, match="unknown job 99"):
+        backend.submit(str(script), dependencies=["99"])
+    with pytest.raises(SubmitError, match="exceeds MaxArraySize=4"):
+        backend.submit(str(script), array="0-4")
+    with pytest.raises(SubmitError, match="dependency type 'after'"):
+        backend.submit(str(script), dependency_type="after")
+    assert backend.job_ids() == []
+
+
+def test_time_limit_ends_job_as_timeout(cluster, tmp_path):
+    job = cluster.submit(tasks.sleep_and_record_pid.options(time="0:01"), str(tmp_path / "pid"), 60)
+    assert job.wait(timeout=30) is JobState.TIMEOUT
+    with pytest.raises(JobFailedError, match="ended TIMEOUT without a result"):
+        job.result()
+
+
+def test_cancel_one_array_task(cluster):
+    jobs = cluster.map(tasks.nap, [0, 60, 0])
+    jobs[1].cancel()
+    assert jobs.wait(timeout=30) == [JobState.COMPLETED, JobState.CANCELLED, JobState.COMPLETED]
+    assert cluster.backend.states(jobs.array_ids) == {jobs.array_ids[0]: JobState.CANCELLED}
+    assert jobs[2].result() == 0
+    with pytest.raises(JobFailedError, match="CANCELLED"):
+        jobs.results()
