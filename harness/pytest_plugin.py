@@ -32,7 +32,7 @@ import pytest
 
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
-from harness.stack import REPO_ROOT, Connection, Stack, StackError
+from harness.stack import REPO_ROOT, Connection, Stack, StackError, default_project, state_root
 
 MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
@@ -105,11 +105,13 @@ class Harness:
 
     def finish(self) -> None:
         """Unregister; the session owner then stops the stack if this session started it."""
-        if self._stack is None and self.is_worker:
-            return  # this worker never touched the stack
+        if self._stack is None and not (state_root() / default_project() / "state.json").exists():
+            return  # no stack was ever started for this checkout: nothing to do (and no state dir made)
         coordinator = self.coordinator
         coordinator.unregister()
         if self.is_worker:
+            if self.connection is not None:
+                self.stack.events.record("user-done", role="worker", session=self.session)
             return
         state = self.stack.read_state()
         if state.get("started_by") != self.session and not state.get("teardown_requested"):

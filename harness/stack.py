@@ -57,6 +57,10 @@ def project_name_for(repo_root: Path) -> str:
     return f"slurmsdk-{slug}-{digest}"
 
 
+def default_project(repo_root: Path = REPO_ROOT) -> str:
+    return os.environ.get("SLURM_SDK_PROJECT") or project_name_for(repo_root)
+
+
 def state_root() -> Path:
     if os.environ.get("SLURM_SDK_STATE_HOME"):
         return Path(os.environ["SLURM_SDK_STATE_HOME"])
@@ -122,7 +126,7 @@ class Stack:
                  state_dir: Path | None = None, client_call: list[str] | None = None,
                  say: Say = say_stderr) -> None:
         self.repo_root = repo_root.resolve()
-        self.project = project or os.environ.get("SLURM_SDK_PROJECT") or project_name_for(self.repo_root)
+        self.project = project or default_project(self.repo_root)
         self.state_dir = state_dir or state_root() / self.project
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.say = say
