@@ -1,0 +1,115 @@
+"""Dev-cluster figures: cold start, warm start, `up` with nothing changed, image size."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run as docker_run
+
+from bench.env import REPO_ROOT, BenchEnv, say
+from bench.figure import Figure, Target
+from bench.stats import Series, timed
+
+RELEASE = os.environ.get("DEBIAN_RELEASE", "trixie")
+IMAGE = f"slurm-sdk-dev:{RELEASE}"
+BASE_IMAGE = f"debian:{RELEASE}"
+
+
+def _phase_series(phases: list[dict[str, float]]) -> dict[str, dict]:
+    names = dict.fromkeys(name for p in phases for name in p)
+    return {name: Series([p.get(name, 0.0) for p in phases]).to_json() for name in names}
+
+
+def warm(env: BenchEnv, repeats: int) -> Figure:
+    """Images built, stack down -> ``ensure_up`` returns (nodes idle, SSH login + a probe job work)."""
+    env.ensure_up()  # images built and current
+    totals, phases = Series(), []
+    for round_ in range(repeats):
+        env.down()
+        seconds = timed(env.ensure_up)
+        totals.samples.append(seconds)
+        phases.append(dict(env.stack.phases))
+        say(f"  [{round_ + 1}/{repeats}] warm start: {seconds:.2f} s {_fmt(env.stack.phases)}")
+    return Figure("warm", "Warm start: images built, stack down -> ready (harness ensure_up)", "s",
+                  {"ensure_up": totals}, target=Target("ensure_up", "<=", 5.0, "≤ 5 s"),
+                  details={"phases": _phase_series(phases)},
+                  notes=["ensure_up = preflight + cached image build check + `compose up --wait` "
+                         "(healthchecks: slurmctld answers, nodes idle, sshd accepts the key) + key copy "
+                         "+ probe (SSH login and an `sbatch --wait` job)"])
+
+
+def reuse(env: BenchEnv, repeats: int) -> Figure:
+    """`docker compose up --wait` on a running, unchanged stack (what a second `up` costs)."""
+    env.ensure_up()
+    compose = env.stack.docker.compose
+    samples = Series()
+    for round_ in range(repeats):
+        seconds = timed(lambda: compose.up(detach=True, wait=True, color=False, quiet=True))
+        samples.samples.append(seconds)
+        say(f"  [{round_ + 1}/{repeats}] compose up (nothing changed): {seconds:.2f} s")
+    return Figure("reuse", "`docker compose up --wait` with nothing changed", "s", {"compose up": samples})
+
+
+def image_size(env: BenchEnv) -> Figure:
+    """Sizes are deterministic for a given build: measured once."""
+    env.ensure_up()
+    sizes = {}
+    for name in (IMAGE, BASE_IMAGE):
+        try:
+            sizes[name] = Series([env.stack.docker.image.inspect(name).size / 1e6])
+        except DockerException as exc:
+            say(f"  cannot inspect {name}: {exc}")
+    return Figure("image", f"Image size ({IMAGE}, and its base)", "MB", sizes,
+                  notes=["uncompressed size as `docker images` reports it; the base image is included in it"])
+
+
+def _fmt(phases: dict[str, float]) -> str:
+    return "(" + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()) + ")"
+
+
+# ---- cold -------------------------------------------------------------------------------------------
+
+def _remove_images_and_cache(env: BenchEnv) -> None:
+    """Untag the dev image and the Debian base, drop the build cache. Containers of other stacks keep
+    running on their (now untagged) images; their next build finds the cache this run leaves behind."""
+    docker = env.stack.docker
+    for name in (IMAGE, BASE_IMAGE):
+        if docker.image.exists(name):
+            say(f"  removing image {name}")
+            docker.image.remove(name, force=True)
+    if docker.buildx.is_installed():
+        docker.buildx.prune(all=True)
+    else:  # Docker 20.10 without the buildx plugin: the daemon's own builder cache API
+        say("  pruning build cache (docker builder prune -af)")
+        docker_run(docker.docker_cmd + ["builder", "prune", "-af"])
+
+
+def _bootstrap() -> None:
+    result = subprocess.run(["bash", str(REPO_ROOT / "harness" / "bootstrap-host.sh")], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"harness/bootstrap-host.sh failed (exit {result.returncode}):\n"
+                           f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+
+def cold(env: BenchEnv, repeats: int) -> Figure:
+    """No images, no build cache, no base image -> cluster ready: bootstrap-host.sh + ensure_up."""
+    totals, bootstrap, phases = Series(), Series(), []
+    for round_ in range(repeats):
+        env.down()
+        _remove_images_and_cache(env)
+        started = time.perf_counter()
+        bootstrap.samples.append(timed(_bootstrap))
+        env.ensure_up()
+        totals.samples.append(time.perf_counter() - started)
+        phases.append({"bootstrap-host.sh (base image)": bootstrap.samples[-1], **env.stack.phases})
+        say(f"  [{round_ + 1}/{repeats}] cold start: {totals.samples[-1]:.1f} s "
+            f"(bootstrap {bootstrap.samples[-1]:.1f} s) {_fmt(env.stack.phases)}")
+    return Figure("cold", "Cold start: no images, no build cache -> ready (bootstrap-host.sh + ensure_up)", "s",
+                  {"total": totals}, target=Target("total", "<=", 120.0, "≤ 120 s"),
+                  details={"phases": _phase_series(phases)},
+                  notes=["no registry is reachable here, so bootstrap-host.sh builds the Debian base image "
+                         "with debootstrap; where `docker pull debian` works that step is a pull"])

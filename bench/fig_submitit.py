@@ -1,0 +1,76 @@
+"""The SDK vs submitit, both driven from the login node, on the same cluster and the same work."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+from bench.env import RESULTS_DIR, SDK_MOUNT, BenchEnv, say
+from bench.figure import Figure
+from bench.stats import interleave, ratio
+
+SCRATCH = "/home/sdk/.bench/login"
+SITE = "/home/sdk/.bench/site"  # submitit installed with pip --target (the nodes share /home)
+WHEELS = RESULTS_DIR / "wheels"
+# submitit needs cloudpickle (in the image) and typing_extensions (shipped along to be safe).
+PACKAGES = ("submitit", "typing_extensions")
+
+
+def _download_wheels() -> list:
+    """On the host, which can reach PyPI; the containers cannot."""
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    for package in PACKAGES:
+        if not list(WHEELS.glob(f"{package}-*.whl")):
+            say(f"  pip download {package}")
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                            "-d", str(WHEELS), package], check=True)
+    return sorted(WHEELS.glob("*.whl"))
+
+
+def install_submitit(env: BenchEnv) -> str:
+    """Make submitit importable on the login and compute nodes; returns its version."""
+    check = f"PYTHONPATH={SITE} python3 -c 'import submitit; print(submitit.__version__)'"
+    found = env.transport.run(check, check=False)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    remote = []
+    for wheel in _download_wheels():
+        target = f"/home/sdk/.bench/wheels/{wheel.name}"
+        env.transport.put(str(wheel), target)
+        remote.append(target)
+    env.run(f"python3 -m pip install --quiet --disable-pip-version-check --no-index --no-deps "
+            f"--target {SITE} {' '.join(map(shlex.quote, remote))}")
+    return env.run(check).strip()
+
+
+def _on_login(env: BenchEnv, side: str, workload: str, n: int) -> float:
+    command = (f"mkdir -p {SCRATCH} && cd {SCRATCH} && PYTHONPATH={SITE}:{SDK_MOUNT} "
+               f"python3 {SDK_MOUNT}/bench/login_side.py {side} {workload} {n} {SCRATCH} 2>>{SCRATCH}/{side}.err")
+    report = json.loads(env.run(command, timeout=1900).strip().splitlines()[-1])
+    expected = (1, 49) if workload == "one" else (n, sum(i * i for i in range(n)))
+    if (report["count"], report["sum"]) != expected:
+        raise RuntimeError(f"{side} {workload}: wrong results {report}, expected count/sum {expected}")
+    return float(report["seconds"])
+
+
+def versus_submitit(env: BenchEnv, repeats: int, n: int) -> Figure:
+    version = install_submitit(env)
+    say(f"  submitit {version} on the login node")
+    runs = {}
+    for workload, label in (("one", "1 task"), ("map", f"map of {n}")):
+        for side in ("sdk", "submitit"):
+            runs[f"{'SDK' if side == 'sdk' else 'submitit'}: {label}"] = (
+                lambda side=side, workload=workload: _on_login(env, side, workload, n))
+    series = interleave(repeats, runs, say=say)
+    keys = list(series)
+    return Figure(
+        "submitit", f"SDK vs submitit {version}, both from the login node", "s", series,
+        ratios={"SDK / submitit (1 task)": ratio(series[keys[0]], series[keys[1]]),
+                f"SDK / submitit (map of {n})": ratio(series[keys[2]], series[keys[3]])},
+        details={"submitit": version, "n": n},
+        notes=["each run is a script on the login node timed from creating the Cluster/executor to holding "
+               "every result; SDK: SlurmBackend(LocalTransport()), packaging none; submitit: SlurmExecutor, "
+               "map_array; without accounting (no sacct) submitit learns completion from its result files, "
+               "checked every 1 s"])

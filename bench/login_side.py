@@ -1,0 +1,57 @@
+"""Runs ON THE LOGIN NODE (node Python): one timed workload through the SDK or through submitit.
+
+    python3 /opt/slurm_sdk_dev/bench/login_side.py sdk|submitit one|map N SCRATCH_DIR
+
+Prints one JSON line: {"seconds": ..., "count": ..., "sum": ...}. Imports happen before the clock starts,
+so both sides are timed from "create the executor / cluster" to "all results in hand".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+TIMEOUT = 1800
+
+
+def run_sdk(workload: str, n: int, scratch: str) -> tuple[float, list[int]]:
+    from bench.tasks import square
+    from slurm import Cluster
+    from slurm.backends.local import LocalTransport
+    from slurm.backends.slurm import SlurmBackend
+
+    started = time.perf_counter()
+    cluster = Cluster(backend=SlurmBackend(LocalTransport()), job_root=f"{scratch}/sdk-jobs",
+                      packaging={"type": "none", "pythonpath": ["/opt/slurm_sdk_dev"]})
+    if workload == "one":
+        values = [cluster.submit(square, 7).result(timeout=TIMEOUT)]
+    else:
+        values = cluster.map(square, range(n)).results(timeout=TIMEOUT)
+    return time.perf_counter() - started, values
+
+
+def run_submitit(workload: str, n: int, scratch: str) -> tuple[float, list[int]]:
+    import submitit
+
+    from bench.tasks import square
+
+    started = time.perf_counter()
+    executor = submitit.SlurmExecutor(folder=f"{scratch}/submitit/%j")
+    executor.update_parameters(time=10)
+    if workload == "one":
+        values = [executor.submit(square, 7).result()]
+    else:
+        values = [job.result() for job in executor.map_array(square, list(range(n)))]
+    return time.perf_counter() - started, values
+
+
+def main() -> None:
+    side, workload, n, scratch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    run = {"sdk": run_sdk, "submitit": run_submitit}[side]
+    seconds, values = run(workload, n, scratch)
+    print(json.dumps({"seconds": seconds, "count": len(values), "sum": sum(values)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Results out: JSON (merged with earlier runs, per figure), a PNG, and the README table."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from bench.env import REPO_ROOT, RESULTS_DIR
+from bench.machine import one_line
+
+RESULTS_JSON = RESULTS_DIR / "results.json"
+QUICK_JSON = RESULTS_DIR / "results-quick.json"
+FIGURES_PNG = REPO_ROOT / "bench" / "figures.png"
+README = REPO_ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def merge(path: Path, machine: dict[str, Any], figures: dict[str, dict[str, Any]], settings: dict[str, Any]) -> dict:
+    """Figures of this run replace the same figures of earlier runs; others (e.g. a --cold run) stay."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    stamped = {name: fig | {"machine": machine, "settings": settings} for name, fig in figures.items()}
+    merged = {"machine": machine, "figures": previous.get("figures", {}) | stamped}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
+# ---- text ------------------------------------------------------------------------------------------
+
+def _num(value: float, unit: str) -> str:
+    if unit == "×":
+        return f"{value:.2f}×"
+    if unit == "MB":
+        return f"{value:.0f} MB"
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def _summary(stats: dict[str, Any], unit: str) -> str:
+    text = _num(stats["median"], unit)
+    if stats["n"] > 1:
+        text += f" ({_num(stats['min'], unit).split()[0].rstrip('×')}–{_num(stats['max'], unit)})"
+    return text
+
+
+def result_cell(fig: dict[str, Any]) -> str:
+    parts = [f"{label}: {_summary(stats, fig['unit'])}" for label, stats in fig["series"].items()]
+    parts += [f"**{label}: {_summary(stats, '×')}**" for label, stats in fig["ratios"].items()]
+    return "<br>".join(parts)
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|"]
+    for fig in results["figures"].values():
+        target = fig["target"]["text"] if fig["target"] else "—"
+        met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
+        n = max((s["n"] for s in fig["series"].values()), default=0)
+        rows.append(f"| {fig['title']} (n={n}) | {result_cell(fig)} | {target} | {met} |")
+    machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
+    dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
+    lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; "
+                        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}."]
+    return "\n".join(lines)
+
+
+def update_readme(text: str) -> bool:
+    """Replace only the region between the markers; False (and nothing written) when they are missing."""
+    if not README.exists():
+        return False
+    content = README.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(content):
+        return False
+    README.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
+    return True
+
+
+# ---- picture ---------------------------------------------------------------------------------------
+
+def plot(results: dict[str, Any], path: Path = FIGURES_PNG) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = list(results["figures"].values())
+    columns = 2
+    rows = (len(figures) + columns - 1) // columns
+    canvas, axes = plt.subplots(rows, columns, figsize=(13, 2.9 * rows), squeeze=False)
+    for ax, fig in zip(axes.flat, figures, strict=False):
+        _panel(ax, fig)
+    for ax in list(axes.flat)[len(figures):]:
+        ax.axis("off")
+    canvas.suptitle(f"slurm-sdk benchmarks — {one_line(results['machine'])}", fontsize=9)
+    canvas.tight_layout()
+    canvas.savefig(path, dpi=110)
+    plt.close(canvas)
+
+
+def _panel(ax: Any, fig: dict[str, Any]) -> None:
+    labels = list(fig["series"])
+    stats = [fig["series"][label] for label in labels]
+    medians = [s["median"] for s in stats]
+    errors = [[s["median"] - s["min"] for s in stats], [s["max"] - s["median"] for s in stats]]
+    positions = range(len(labels))
+    ax.barh(positions, medians, xerr=errors, color="#4c72b0", capsize=3)
+    ax.set_yticks(list(positions), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(fig["unit"], fontsize=8)
+    target = fig["target"]
+    if target and target["key"] in fig["series"]:
+        ax.axvline(target["value"], color="#c44e52", linestyle="--", linewidth=1)
+    ratios = "; ".join(f"{k} {v['median']:.2f}×" for k, v in fig["ratios"].items())
+    verdict = "" if fig["met"] is None else (" — target met" if fig["met"] else " — target MISSED")
+    title = fig["title"] + (f"\n{ratios}" if ratios else "")
+    if target:
+        title += f" (target {target['text']}{verdict})"
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)

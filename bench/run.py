@@ -1,0 +1,142 @@
+"""``python -m bench``: measure, then write bench/results/results.json, bench/figures.png and the README table.
+
+    python -m bench                  # every default figure, 5 rounds each (~20-30 min on 2 cores)
+    python -m bench --quick          # smoke check: tiny sizes, 1 round, no warm-ups (~3 min)
+    python -m bench --only roundtrip,map
+    python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
+                                     # and the build cache, then rebuilds them (minutes)
+    python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import fig_cluster, fig_harness, fig_jobs, fig_submitit, report
+from bench.env import BENCH_PROJECT, BenchEnv, say
+from bench.figure import Figure
+from bench.machine import describe
+
+
+@dataclass(frozen=True)
+class Sizes:
+    repeats: int
+    map_n: int
+    many_n: int
+    submitit_n: int
+    warmup: bool
+
+
+FULL = Sizes(repeats=5, map_n=1000, many_n=100, submitit_n=100, warmup=True)
+QUICK = Sizes(repeats=1, map_n=20, many_n=10, submitit_n=10, warmup=False)
+
+Runner = Callable[[BenchEnv, argparse.Namespace, Sizes], Figure]
+
+#: name -> (runner, opt-in flag or None). Order is run order: cold first (it rebuilds everything),
+#: then the stack lifecycle figures, then the SDK ones on a settled stack.
+FIGURES: dict[str, tuple[Runner, str | None]] = {
+    "cold": (lambda env, a, s: fig_cluster.cold(env, a.cold_repeats), "cold"),
+    "warm": (lambda env, a, s: fig_cluster.warm(env, s.repeats), None),
+    "reuse": (lambda env, a, s: fig_cluster.reuse(env, s.repeats), None),
+    "image": (lambda env, a, s: fig_cluster.image_size(env), None),
+    "harness": (lambda env, a, s: fig_harness.harness_overhead(env, s.repeats), None),
+    "roundtrip": (lambda env, a, s: fig_jobs.roundtrip(env, s.repeats), None),
+    "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
+    "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
+    "edit": (lambda env, a, s: fig_harness.edit_to_run(env, s.repeats), None),
+    "submitit": (lambda env, a, s: fig_submitit.versus_submitit(env, s.repeats, s.submitit_n), None),
+    "tiers": (lambda env, a, s: fig_harness.tiers(env, a.tiers_repeats), "tiers"),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: a smoke check (CI)")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(FIGURES)}")
+    parser.add_argument("--cold", action="store_true", help="include the destructive cold-start figure")
+    parser.add_argument("--tiers", action="store_true", help="include the integration tier wall time")
+    parser.add_argument("--repeats", type=int, help="rounds per figure (default 5, --quick 1)")
+    parser.add_argument("--cold-repeats", type=int, default=1, help="rounds of the cold start (default 1)")
+    parser.add_argument("--tiers-repeats", type=int, default=2, help="rounds of the tier timing (default 2)")
+    parser.add_argument("--keep", action="store_true", help=f"leave the {BENCH_PROJECT} stack running")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md and bench/figures.png")
+    return parser.parse_args(argv)
+
+
+def selected(args: argparse.Namespace) -> list[str]:
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(only) - set(FIGURES))
+    if unknown:
+        raise SystemExit(f"unknown figure(s) {', '.join(unknown)}; valid: {', '.join(FIGURES)}")
+    names = []
+    for name, (_, flag) in FIGURES.items():
+        wanted = name in only if only else True
+        if wanted and flag and not getattr(args, flag):
+            if only:
+                raise SystemExit(f"figure {name!r} needs --{flag} (see --help: it is destructive or slow)")
+            continue
+        if wanted:
+            names.append(name)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.repeats:
+        sizes = Sizes(args.repeats, sizes.map_n, sizes.many_n, sizes.submitit_n, sizes.warmup)
+    names = selected(args)
+    env = BenchEnv()
+    machine = describe(env.stack.docker)
+    say(f"figures: {', '.join(names)}; {sizes.repeats} round(s); stack {BENCH_PROJECT}")
+    if not sizes.warmup:
+        import bench.stats
+        bench.stats.DEFAULT_WARMUP = False
+    figures: dict[str, Figure] = {}
+    failures: dict[str, str] = {}
+    try:
+        for name in names:
+            runner, _ = FIGURES[name]
+            say(f"== {name}")
+            started = time.perf_counter()
+            try:
+                figures[name] = runner(env, args, sizes)
+            except Exception:  # one broken figure must not cost the others
+                failures[name] = traceback.format_exc()
+                say(f"{name} FAILED:\n{failures[name]}")
+            say(f"   ({time.perf_counter() - started:.0f} s)")
+    finally:
+        if not args.keep:
+            say(f"stopping {BENCH_PROJECT} (pass --keep to leave it up)")
+            env.down()
+        env.close()
+    write(args, machine, figures, sizes)
+    for name, error in failures.items():
+        print(f"\nfigure {name} failed:\n{error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], sizes: Sizes) -> None:
+    settings = {"quick": args.quick, **vars(sizes)}
+    path = report.QUICK_JSON if args.quick else report.RESULTS_JSON
+    results = report.merge(path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings)
+    say(f"results: {path}")
+    if not results["figures"]:
+        return
+    text = report.table(results)
+    print("\n" + text + "\n")
+    if args.quick or args.no_readme:
+        say("README.md and bench/figures.png left alone (--quick / --no-readme)")
+        return
+    report.plot(results)
+    say(f"plot: {report.FIGURES_PNG}")
+    if report.update_readme(text):
+        say("README.md: benchmark table updated between the bench markers")
+    else:
+        say(f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched")
