@@ -1,0 +1,171 @@
+"""Bad hosts give one clear message naming the cause and the fix (harness.preflight, CLI, plugin).
+
+Docker is faked: a stand-in `docker` executable whose behaviour a FAKE_DOCKER env var selects.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from python_on_whales import DockerClient
+
+from harness import preflight
+from harness.stack import REPO_ROOT
+
+FAKE_DOCKER = f"""#!{sys.executable}
+import json, os, sys
+mode, args = os.environ.get("FAKE_DOCKER", "ok"), sys.argv[1:]
+if "compose" in args:
+    if mode == "no-compose":
+        sys.exit("docker: 'compose' is not a docker command.")
+    if "version" in args:
+        print("docker-compose version 1.29.2, build 5becea4c" if mode == "compose-v1" else "Docker Compose version v2.26.1")
+    sys.exit(0)  # `compose ps` etc.: an empty project
+if args[:1] == ["version"]:
+    print(json.dumps({{"Client": {{"Version": "20.10.24"}}, "Server": {{"Version": "20.10.24"}}}}))
+    sys.exit(0)
+sys.exit(f"fake docker: unexpected call {{args}}")
+"""
+
+
+@pytest.fixture
+def fake_bin(tmp_path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(0o755)
+    return bin_dir
+
+
+def fake_client(fake_bin: Path, monkeypatch, mode: str) -> DockerClient:
+    monkeypatch.setenv("FAKE_DOCKER", mode)
+    return DockerClient(client_call=[str(fake_bin / "docker")])
+
+
+def test_missing_docker_cli_names_the_binary_and_the_install_step():
+    problems = preflight.run_checks(DockerClient(client_call=["/nonexistent/bin/docker"]), ssh_port_setting=None)
+    assert [p.code for p in problems] == ["docker-missing"]
+    text = str(preflight.PreflightError(problems))
+    assert "/nonexistent/bin/docker` is not on PATH" in text and "bootstrap-host.sh" in text
+    assert problems[0].unavailable
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (not the daemon)")
+def test_unreachable_daemon_names_docker_host_and_how_to_fix(tmp_path, monkeypatch):
+    socket_path = f"unix://{tmp_path}/no-such.sock"
+    monkeypatch.setenv("DOCKER_HOST", socket_path)
+    problem = preflight.check_daemon(DockerClient())
+    assert problem is not None and problem.code == "daemon-down"
+    assert socket_path in problem.cause
+    assert "start the daemon" in problem.fix and "DOCKER_HOST" in problem.fix
+
+
+def test_compose_v1_is_rejected_with_the_v2_install_hint(fake_bin, monkeypatch):
+    problems = preflight.run_checks(fake_client(fake_bin, monkeypatch, "compose-v1"), ssh_port_setting=None)
+    assert [p.code for p in problems] == ["compose-v1"]
+    assert "1.29.2" in problems[0].cause and "Compose v2 is required" in problems[0].cause
+    assert "compose v2" in problems[0].fix.lower()
+
+
+def test_only_legacy_docker_compose_installed(fake_bin, monkeypatch):
+    legacy = fake_bin / "docker-compose"
+    legacy.write_text("#!/bin/sh\necho 'docker-compose version 1.29.2'\n")
+    legacy.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    problem = preflight.check_compose_v2(fake_client(fake_bin, monkeypatch, "no-compose"))
+    assert problem is not None and problem.code == "compose-missing"
+    assert "legacy v1 `docker-compose`" in problem.cause
+
+
+def test_working_fake_docker_passes(fake_bin, monkeypatch):
+    assert preflight.run_checks(fake_client(fake_bin, monkeypatch, "ok"), ssh_port_setting=None) == []
+
+
+@pytest.fixture
+def taken_port():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_fixed_ssh_port_already_taken(taken_port):
+    problem = preflight.check_ssh_port(str(taken_port), stack_running=False)
+    assert problem is not None and problem.code == "ssh-port-taken"
+    assert f"127.0.0.1:{taken_port} is already in use" in problem.cause
+    assert "unset SLURM_SDK_SSH_PORT" in problem.fix
+    assert not problem.unavailable  # a misconfiguration: fails even outside CI
+    # Our own running stack holding the port is fine.
+    assert preflight.check_ssh_port(str(taken_port), stack_running=True) is None
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "70000"])
+def test_invalid_ssh_port_value(value):
+    problem = preflight.check_ssh_port(value, stack_running=False)
+    assert problem is not None and problem.code == "ssh-port-invalid"
+
+
+def test_unset_or_empty_port_means_ephemeral_and_is_not_checked():
+    assert preflight.check_ssh_port(None, False) is None
+    assert preflight.check_ssh_port("", False) is None
+
+
+# ---- the same problems through the CLI and the pytest plugin -------------------------------------
+
+def _env(tmp_path: Path, path: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLURM_SDK_", "CI"))}
+    env.update(PATH=path, SLURM_SDK_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO_ROOT), **extra)
+    return env
+
+
+def test_cli_up_with_compose_v1_exits_2_with_cause_and_fix(tmp_path, fake_bin):
+    run = subprocess.run([sys.executable, "-m", "harness", "up"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="compose-v1"))
+    assert run.returncode == 2
+    assert "error: dev cluster cannot start" in run.stderr
+    assert "Docker Compose v2 is required" in run.stderr and "fix:" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_cli_up_with_taken_port_names_the_port(tmp_path, fake_bin, taken_port):
+    run = subprocess.run([sys.executable, "-m", "harness", "up"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_SSH_PORT=str(taken_port)))
+    assert run.returncode == 2
+    assert f"SLURM_SDK_SSH_PORT={taken_port}" in run.stderr and "already in use" in run.stderr
+
+
+PLUGIN_USER_TESTS = """
+import pytest
+
+@pytest.mark.integration
+def test_needs_cluster(slurm_container):
+    pass
+
+def test_unmarked_runs_locally(cluster_mode):
+    assert cluster_mode == "local"
+"""
+
+
+@pytest.mark.parametrize("ci, outcome", [("", "1 passed, 1 skipped"), ("true", "1 passed, 1 error")])
+def test_plugin_without_docker_skips_integration_tests_or_fails_in_ci(tmp_path, ci, outcome):
+    """Another project using the plugin with -p: no Docker -> skip with the reason (CI=true -> fail)."""
+    project = tmp_path / "other_project"
+    project.mkdir()
+    (project / "test_user.py").write_text(PLUGIN_USER_TESTS)
+    empty_path = tmp_path / "empty-bin"
+    empty_path.mkdir()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
+                          "--strict-markers", "-rsf", "test_user.py"], cwd=project, capture_output=True, text=True,
+                         env=_env(tmp_path, str(empty_path), CI=ci))
+    assert outcome in run.stdout, run.stdout + run.stderr
+    assert "the Docker CLI `docker` is not on PATH" in run.stdout
+    if ci:
+        assert "CI=true: failing instead of skipping" in run.stdout
