@@ -149,9 +149,9 @@ class Cluster:
         """What a workflow's job needs to build its own Cluster on the node (see ``from_child_config``)."""
         if self.backend.kind not in ("local", "slurm"):
             raise SubmitError(f"workflows need a backend of kind 'local' or 'slurm', not {self.backend.kind!r}")
-        backend: dict[str, Any] = {"type": self.backend.kind}
-        if self.backend.kind == "local":
-            backend.update(self.backend.to_config())  # type: ignore[attr-defined]
+        # Backends may offer to_config(): options the child's backend of the same kind is built with.
+        to_config = getattr(self.backend, "to_config", dict)
+        backend = {"type": self.backend.kind, **to_config()}
         return {"backend": backend, "packaging": self.packaging.to_config(), "job_root": self.job_root,
                 "defaults": {name: value for name, value in vars(self.defaults).items() if value not in (None, {})},
                 "poll_interval": self.poll_interval}
