@@ -1,4 +1,4 @@
-"""``python -m harness up | down | status | logs | ssh | exec``: the dev cluster from the command line."""
+"""``python -m harness up | down | status | logs | ssh | exec | smoke``: the dev cluster from the command line."""
 
 from __future__ import annotations
 
@@ -95,6 +95,12 @@ def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
+    from harness import smoke
+
+    return smoke.run(stack)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=(
         "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."))
@@ -102,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack")
     down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")
     down.add_argument("--force", action="store_true", help="stop even while pytest processes use it")
+    sub.add_parser("smoke", help="up, then sinfo, a shell job on each node and a Python task through the SDK")
     sub.add_parser("status", help="containers, SSH port, whether the stack matches compose.yaml/images")
     logs = sub.add_parser("logs", help="tail of the compose logs and the Slurm daemon log files")
     logs.add_argument("services", nargs="*", help=f"services (default: all of {', '.join(SERVICES)})")
@@ -116,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "ssh": cmd_ssh,
-            "exec": cmd_exec}
+            "exec": cmd_exec, "smoke": cmd_smoke}
 
 
 def main(argv: list[str] | None = None) -> int:

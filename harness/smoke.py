@@ -1,0 +1,49 @@
+"""``python -m harness smoke``: bring the dev cluster up and show that it runs jobs, by hand and via the SDK."""
+
+from __future__ import annotations
+
+import paramiko
+
+from harness import ssh
+from harness.locks import Coordinator
+from harness.stack import Connection, Stack
+
+SHELL_JOB = "sbatch --wait --parsable -w {node} -J smoke -o smoke-%j.out --wrap 'echo hello from $(hostname)'"
+
+
+def run(stack: Stack) -> int:
+    with Coordinator(stack.state_dir).exclusive(say=stack.say):
+        connection = stack.ensure_up(session="smoke").connection
+    client = ssh.connect(connection.host, connection.port, connection.user, connection.key_path,
+                         connection.host_key)
+    try:
+        print(f"\n$ sinfo\n{_run(client, 'sinfo')}")
+        for node in ("c1", "c2"):
+            job_id = _run(client, SHELL_JOB.format(node=node)).strip()
+            print(f"$ sbatch --wait -w {node} --wrap 'echo hello from $(hostname)'   # job {job_id}")
+            print(_run(client, f"cat smoke-{job_id}.out && rm smoke-{job_id}.out"))
+    finally:
+        client.close()
+    info = _sdk_node_info(connection)
+    print("SDK task slurm.diagnostics.node_info ran as job {job_id} on {host}: Python {python}, "
+          "SDK imported from {sdk}".format(**info))
+    print("\nThe cluster stays up: `python -m harness ssh` to log in, `python -m harness down` to stop it.")
+    return 0
+
+
+def _run(client: paramiko.SSHClient, command: str) -> str:
+    code, out, err = ssh.run(client, command)
+    if code != 0:
+        raise RuntimeError(f"`{command}` failed on the login node (exit {code}): {err.strip()}")
+    return out
+
+
+def _sdk_node_info(connection: Connection) -> dict[str, str]:
+    from slurm import Cluster
+    from slurm.backends.ssh import SSHBackend
+    from slurm.diagnostics import node_info
+
+    backend = SSHBackend(connection.host, port=connection.port, user=connection.user,
+                         key_filename=str(connection.key_path), known_host_key=connection.host_key)
+    with Cluster(backend=backend, packaging={"type": "none"}) as cluster:
+        return cluster.submit(node_info).result(timeout=300)
