@@ -16,8 +16,7 @@ from harness.stack import SERVICES, Stack, StackError
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
-    with Coordinator(stack.state_dir).exclusive(say=stack.say):
-        result = stack.ensure_up(session="cli")
+    result = stack.ensure_up_shared(Coordinator(stack.state_dir), session="cli")
     c = result.connection
     print(f"stack {c.project} {result.action}: ssh -p {c.port} -i {c.key_path} {c.user}@{c.host}")
     print("  (or: python -m harness ssh)  stop it with: python -m harness down")

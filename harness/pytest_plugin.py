@@ -32,7 +32,7 @@ import pytest
 
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
-from harness.stack import REPO_ROOT, Connection, Stack, StackError, default_project, state_root
+from harness.stack import REPO_ROOT, Connection, Stack, StackError, default_project, inputs_hash, state_root
 
 MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
@@ -56,6 +56,8 @@ class Harness:
         workerinput = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
         self.session = (workerinput or {}).get("slurm_sdk_session") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # The image inputs as the session began: every worker expects the same stack, even if files change.
+        self.inputs = (workerinput or {}).get("slurm_sdk_inputs") or inputs_hash(REPO_ROOT)
         self.keep = bool(config.getoption("keep_cluster")) or _truthy(os.environ.get(KEEP_ENV))
         self.connection: Connection | None = None
         self._stack: Stack | None = None
@@ -93,8 +95,7 @@ class Harness:
     def _start(self) -> None:
         try:
             self.coordinator.register(self.session, "worker" if self.is_worker else "controller")
-            with self.coordinator.exclusive(say=self._say):
-                self.connection = self.stack.ensure_up(self.session).connection
+            self.connection = self.stack.ensure_up_shared(self.coordinator, self.session, self.inputs).connection
         except PreflightError as exc:
             in_ci = _truthy(os.environ.get("CI"))
             skip = exc.unavailable and not in_ci
@@ -168,8 +169,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
-    """xdist controller -> worker: share the session id, so the controller knows who started the stack."""
-    node.workerinput["slurm_sdk_session"] = _harness(node.config).session
+    """xdist controller -> worker: share the session id (so the controller knows who started the stack)
+    and the inputs hash (so all workers expect the same stack)."""
+    harness = _harness(node.config)
+    node.workerinput["slurm_sdk_session"] = harness.session
+    node.workerinput["slurm_sdk_inputs"] = harness.inputs
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

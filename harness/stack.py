@@ -22,7 +22,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from harness import preflight, ssh
-from harness.locks import EventLog
+from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("slurmctld", "c1", "c2", "login")  # long-running; `init` is one-shot
@@ -218,44 +218,77 @@ class Stack:
         if problems:
             raise preflight.PreflightError(problems)
 
-    def ensure_up(self, session: str = "cli") -> UpResult:
+    def plan(self, expected: str | None = None) -> tuple[str, str]:
+        """What ``ensure_up`` would do: ("reuse" | "start" | "complete" | "rebuild", why)."""
+        expected = expected or inputs_hash(self.repo_root)
+        recorded = self.read_state().get("inputs_hash")
+        services = self.services()
+        running = sorted(s for s, v in services.items() if v.startswith("running"))
+        if not running:
+            return "start", f"starting stack {self.project} (state: {self.state_dir})"
+        if recorded != expected:
+            why = ("no record of what it was built from" if recorded is None
+                   else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built")
+            return "rebuild", f"stack {self.project} is running but {why}: rebuilding and recreating it"
+        if all(services.get(s) == "running (healthy)" for s in SERVICES):
+            return "reuse", f"reusing stack {self.project}"
+        return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
+
+    def ensure_up(self, session: str = "cli", expected: str | None = None) -> UpResult:
         """Reuse the running stack if it was built from the current inputs; otherwise (re)build and start.
 
-        Callers serialise this with ``Coordinator.exclusive()`` so only one process runs compose up.
+        ``expected`` is the inputs hash the caller wants (a pytest session pins the one it started with,
+        so all its workers agree even if files change meanwhile). Callers serialise this with
+        ``Coordinator.exclusive()`` (see ``ensure_up_shared``) so only one process runs compose up.
         """
         self.preflight()
-        current = inputs_hash(self.repo_root)
+        expected = expected or inputs_hash(self.repo_root)
+        action, why = self.plan(expected)
         state = self.read_state()
-        services = self.services()
-        running = [s for s, v in services.items() if v.startswith("running")]
-        healthy = all(services.get(s) == "running (healthy)" for s in SERVICES)
-        if healthy and state.get("inputs_hash") == current:
+        if action == "reuse":
             connection = self.connect_info()
             if state.get("verified_by") != session:
                 self.probe(connection)
                 self.update_state(verified_by=session)
             self.events.record("reuse", project=self.project, session=session)
             return UpResult(connection, "reused")
-
-        rebuild = bool(running) and state.get("inputs_hash") != current
-        if rebuild:
-            why = ("no record of what it was built from" if "inputs_hash" not in state
-                   else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built")
-            self.say(f"stack {self.project} is running but {why}: rebuilding and recreating it")
-        elif running:
-            self.say(f"stack {self.project} is partly up ({', '.join(sorted(running))}); completing it")
-        else:
-            self.say(f"starting stack {self.project} (state: {self.state_dir})")
+        self.say(why)
         self.build()
-        self.up(force_recreate=rebuild, session=session)
+        self.up(force_recreate=action == "rebuild", session=session)
         connection = self.connect_info()
         self.probe(connection)
-        # Rebuilding a stack someone else started does not make it ours to tear down at session end.
-        owner = state.get("started_by", "unknown") if running else session
-        self.update_state(inputs_hash=current, port=connection.port, host_key=connection.host_key,
-                          started_by=owner, started_at=time.time(), verified_by=session,
-                          teardown_requested=False)
-        return UpResult(connection, "rebuilt" if rebuild else "started")
+        common = dict(inputs_hash=expected, port=connection.port, host_key=connection.host_key, verified_by=session)
+        if action == "start":
+            self.update_state(**common, started_by=session, started_at=time.time(), teardown_requested=False)
+        else:  # rebuilding or completing someone's stack does not make it ours to tear down
+            self.update_state(**common, started_by=state.get("started_by", "unknown"))
+        return UpResult(connection, {"start": "started", "complete": "started"}.get(action, "rebuilt"))
+
+    def ensure_up_shared(self, coordinator: Coordinator, session: str, expected: str | None = None,
+                         timeout: float = SETUP_WAIT_SECONDS, poll: float = 2.0) -> UpResult:
+        """``ensure_up`` under the setup lock; a rebuild waits until no other session uses the stack.
+
+        Recreating containers under another pytest session would break its running tests, so we wait
+        (without holding the lock, so that session's late workers can still attach) and say why.
+        """
+        self.preflight()  # before any Docker call, so a broken host gives one clear message
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            with coordinator.exclusive(say=self.say, timeout=timeout):
+                action, _ = self.plan(expected)
+                others = coordinator.live_users(exclude_session=session) if action == "rebuild" else []
+                if not others:
+                    return self.ensure_up(session, expected)
+            if time.monotonic() > deadline:
+                raise StackError(f"stack {self.project} must be rebuilt (its inputs changed) but pid(s) "
+                                 f"{_pids(others)} still use it after {timeout:.0f} s; stop them, or run "
+                                 "this elsewhere with SLURM_SDK_PROJECT=<another name>")
+            if not announced:
+                self.say(f"stack {self.project} must be rebuilt (inputs changed) but other test sessions use it "
+                         f"(pid {_pids(others)}); waiting for them to finish")
+                announced = True
+            time.sleep(poll)
 
     def build(self) -> None:
         """Build the image, echoing step headers (full log in build.log). Cached layers make this quick."""
@@ -371,6 +404,10 @@ def _lines(stream: Iterable[tuple[str, bytes]]) -> Iterable[str]:
         if line and line != previous:
             yield line
         previous = line
+
+
+def _pids(users) -> str:
+    return ", ".join(str(u.pid) for u in users)
 
 
 def _is_transient(line: str) -> bool:

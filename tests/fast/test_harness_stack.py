@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from harness.stack import REPO_ROOT, Stack, inputs_hash, project_name_for
+from harness.locks import Coordinator
+from harness.stack import REPO_ROOT, Stack, StackError, inputs_hash, project_name_for
 
 COMPOSE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -73,3 +76,62 @@ def test_project_can_be_overridden_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
     monkeypatch.setenv("SLURM_SDK_PROJECT", "slurmsdk-other")
     assert Stack(REPO_ROOT).project == "slurmsdk-other"
+
+
+class PlannedStack(Stack):
+    """A Stack whose Docker side is replaced by a fixed plan, to test the coordination around it."""
+
+    def __init__(self, action: str, **kwargs) -> None:
+        super().__init__(REPO_ROOT, client_call=["/nonexistent/docker"], say=self.messages_append, **kwargs)
+        self.action, self.started_for = action, []
+
+    def messages_append(self, message: str) -> None:
+        self.__dict__.setdefault("messages", []).append(message)
+
+    def preflight(self) -> None:
+        pass
+
+    def plan(self, expected=None):
+        return self.action, "planned"
+
+    def ensure_up(self, session="cli", expected=None):
+        self.started_for.append(session)
+        return "up"
+
+
+@pytest.fixture
+def other_session_process(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield process
+    process.stdin.close()
+    process.wait()
+
+
+def test_rebuild_waits_while_another_session_uses_the_stack(tmp_path, other_session_process):
+    stack = PlannedStack("rebuild", project="slurmsdk-test", state_dir=tmp_path / "state")
+    coordinator = Coordinator(stack.state_dir)
+    coordinator.register("other-session", "worker", pid=other_session_process.pid)
+    with pytest.raises(StackError, match=f"pid\\(s\\) {other_session_process.pid} still use it"):
+        stack.ensure_up_shared(coordinator, "my-session", timeout=0.3, poll=0.05)
+    assert stack.started_for == []  # never recreated under the other session
+    assert any("waiting for them to finish" in m for m in stack.messages)
+
+    other_session_process.stdin.close()
+    other_session_process.wait()  # the other session ends (or crashes): the rebuild may proceed
+    assert stack.ensure_up_shared(coordinator, "my-session", timeout=5, poll=0.05) == "up"
+    assert stack.started_for == ["my-session"]
+
+
+@pytest.mark.parametrize("action", ["reuse", "start", "complete"])
+def test_only_a_rebuild_waits_for_other_sessions(tmp_path, other_session_process, action):
+    stack = PlannedStack(action, project="slurmsdk-test", state_dir=tmp_path / "state")
+    coordinator = Coordinator(stack.state_dir)
+    coordinator.register("other-session", "worker", pid=other_session_process.pid)
+    assert stack.ensure_up_shared(coordinator, "my-session", timeout=0.3, poll=0.05) == "up"
+
+
+def test_own_session_does_not_block_its_own_rebuild(tmp_path):
+    stack = PlannedStack("rebuild", project="slurmsdk-test", state_dir=tmp_path / "state")
+    coordinator = Coordinator(stack.state_dir)
+    coordinator.register("my-session", "controller")
+    assert stack.ensure_up_shared(coordinator, "my-session", timeout=0.3, poll=0.05) == "up"

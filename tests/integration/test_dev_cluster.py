@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness.stack import SDK_MOUNT, SERVICES, Connection, Stack
+from harness.stack import SDK_MOUNT, SERVICES, Connection, Stack, inputs_hash
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +92,14 @@ def test_password_login_is_refused(slurm_container: Connection):
         assert refused.value.allowed_types == ["publickey"]
     finally:
         transport.close()
+
+
+def test_running_stack_is_reused_only_when_built_from_the_current_inputs(slurm_stack):
+    current = inputs_hash(slurm_stack.repo_root)
+    assert slurm_stack.plan(current)[0] == "reuse"
+    # As if compose.yaml or images/ had changed since the build (not done for real: other tests use the stack).
+    action, why = slurm_stack.plan("0" * 64)
+    assert action == "rebuild" and "changed since it was built" in why
 
 
 def _secret_hashes(stack: Stack, runner) -> dict[str, str]:
