@@ -253,16 +253,17 @@ class Stack:
             self.events.record("reuse", project=self.project, session=session)
             return UpResult(connection, "reused")
         self.say(why)
+        if action == "start":  # claim it first: if we crash halfway, our session still stops what we began
+            self.update_state(started_by=session, teardown_requested=False)
+            state = self.read_state()
         self.build()
         self.up(force_recreate=action == "rebuild", session=session)
         connection = self.connect_info()
         self.probe(connection)
         common = dict(inputs_hash=expected, port=connection.port, host_key=connection.host_key, verified_by=session)
-        if action == "start":
-            self.update_state(**common, started_by=session, started_at=time.time(), teardown_requested=False)
-        else:  # rebuilding or completing someone's stack does not make it ours to tear down
-            self.update_state(**common, started_by=state.get("started_by", "unknown"))
-        return UpResult(connection, {"start": "started", "complete": "started"}.get(action, "rebuilt"))
+        # Rebuilding or completing someone else's stack does not make it ours to tear down.
+        self.update_state(**common, started_by=state.get("started_by", "unknown"), started_at=time.time())
+        return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
 
     def ensure_up_shared(self, coordinator: Coordinator, session: str, expected: str | None = None,
                          timeout: float = SETUP_WAIT_SECONDS, poll: float = 2.0) -> UpResult:
