@@ -100,9 +100,19 @@ def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
     return smoke.run(stack)
 
 
+ENVIRONMENT = """environment:
+  SLURM_SDK_SSH_PORT=2222         pin the login node's port on 127.0.0.1 (default: a free ephemeral port)
+  SLURM_SDK_PROJECT=name          use another compose project (default: slurmsdk-<dir>-<hash of path>)
+  SLURM_SDK_STATE_HOME=dir        where per-project state lives (default: ~/.cache/slurm-sdk-dev)
+  SLURM_SDK_COMPOSE_PROFILES=accounting   extra compose profiles (accounting: slurmdbd, so sacct works)
+  DEBIAN_RELEASE=bookworm         build the nodes from another Debian release (default: trixie)
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=(
-        "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."))
+        "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."),
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack")
     down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")

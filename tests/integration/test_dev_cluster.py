@@ -83,6 +83,13 @@ def test_ssh_port_listens_on_loopback_only(slurm_stack, slurm_container):
     assert bindings == {(login, "22/tcp"): ("127.0.0.1", slurm_container.port)}
 
 
+def test_client_key_is_copied_out_private(slurm_stack, slurm_container: Connection):
+    key = slurm_container.key_path
+    assert key.parent == slurm_stack.state_dir
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.read_text() == slurm_stack.exec("login", ["cat", "/etc/slurm-sdk/ssh/client_ed25519"]) + "\n"
+
+
 def test_password_login_is_refused(slurm_container: Connection):
     transport = paramiko.Transport((slurm_container.host, slurm_container.port))
     try:
