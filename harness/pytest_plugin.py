@@ -23,6 +23,7 @@ Without Docker, integration tests skip with the reason; with CI=true they fail i
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -76,7 +77,8 @@ class Harness:
     def _say(self, message: str) -> None:
         role = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')}" if self.is_worker else "harness"
         with self._uncaptured():
-            print(f"[{role}] {message}", flush=True)
+            # stderr: an xdist worker's stdout never reaches the terminal, its stderr does.
+            print(f"[{role}] {message}", file=sys.stderr, flush=True)
 
     def _uncaptured(self):
         capman = self.config.pluginmanager.getplugin("capturemanager")

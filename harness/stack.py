@@ -398,13 +398,13 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _lines(stream: Iterable[tuple[str, bytes]]) -> Iterable[str]:
-    """Decoded, de-coloured, non-empty lines; a line repeating the previous one is dropped."""
-    previous = None
+    """Decoded, de-coloured, non-empty lines, each at most once (compose repeats progress lines)."""
+    seen: set[str] = set()
     for _, raw in stream:
         line = ANSI_ESCAPE.sub("", raw.decode(errors="replace")).rstrip()
-        if line and line != previous:
+        if line and line not in seen:
+            seen.add(line)
             yield line
-        previous = line
 
 
 def _pids(users) -> str:
