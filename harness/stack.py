@@ -299,7 +299,7 @@ class Stack:
         tail: list[str] = []
         try:
             with log_path.open("w") as log:
-                for line in _lines(self.docker.compose.build(stream_logs=True)):
+                for line in _lines(self.docker.compose.build(stream_logs=True), unique=False):
                     log.write(line + "\n")
                     tail = (tail + [line])[-40:]
                     if _is_build_step(line):
@@ -397,12 +397,13 @@ class Stack:
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def _lines(stream: Iterable[tuple[str, bytes]]) -> Iterable[str]:
-    """Decoded, de-coloured, non-empty lines, each at most once (compose repeats progress lines)."""
+def _lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> Iterable[str]:
+    """Decoded, de-coloured, non-empty lines; with ``unique``, each at most once (compose repeats
+    its progress lines)."""
     seen: set[str] = set()
     for _, raw in stream:
         line = ANSI_ESCAPE.sub("", raw.decode(errors="replace")).rstrip()
-        if line and line not in seen:
+        if line and not (unique and line in seen):
             seen.add(line)
             yield line
 
