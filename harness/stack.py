@@ -161,16 +161,15 @@ class Stack:
             return {}
 
     def update_state(self, **changes: object) -> None:
-        state = self.read_state() | changes
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
+        _write_atomically(self.state_file, json.dumps(self.read_state() | changes, indent=2))
 
     def _compose_env_file(self) -> Path:
         # Empty port = Docker picks a free one. A SLURM_SDK_SSH_PORT in the environment wins over
         # this file (compose gives the shell environment precedence), so users can pin a port.
         path = self.state_dir / "compose.env"
-        path.write_text("SLURM_SDK_SSH_PORT=\n")
+        content = "SLURM_SDK_SSH_PORT=\n"
+        if not path.exists() or path.read_text() != content:
+            _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
 
     # ---- inspection ---------------------------------------------------------------------------
@@ -192,9 +191,6 @@ class Stack:
     def container_names(self) -> dict[str, str]:
         return {c.config.labels.get("com.docker.compose.service", c.name): c.name
                 for c in self.docker.compose.ps(all=True)}
-
-    def is_running(self) -> bool:
-        return any(v.startswith("running") for v in self.services().values())
 
     def status(self) -> Status:
         services = self.services()
@@ -347,14 +343,10 @@ class Stack:
         """Port, copied client key (0600) and host key of the running stack."""
         key = self.exec("login", ["cat", CLIENT_KEY_IN_STACK]) + "\n"
         if not self.key_path.exists() or self.key_path.read_text() != key:
-            tmp = self.key_path.with_suffix(".tmp")
-            tmp.touch(mode=0o600)
-            tmp.chmod(0o600)
-            tmp.write_text(key)
-            tmp.replace(self.key_path)
+            _write_atomically(self.key_path, key, mode=0o600)
         host_key = " ".join(self.exec("login", ["cat", HOST_KEY_IN_STACK]).split()[:2])
         port = self.published_port()
-        self.known_hosts_path.write_text(f"[{SSH_HOST}]:{port} {host_key}\n")
+        _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key,
                           self.container_names())
 
@@ -406,6 +398,16 @@ def _lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> Iterable
         if line and not (unique and line in seen):
             seen.add(line)
             yield line
+
+
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+    """Readers in other processes see the old or the new content, never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, mode)  # the umask may have narrowed it; the key must be exactly 0600
+    tmp.replace(path)
 
 
 def _pids(users) -> str:
