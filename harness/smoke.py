@@ -12,8 +12,8 @@ SHELL_JOB = "sbatch --wait --parsable -w {node} -J smoke -o smoke-%j.out --wrap 
 
 
 def run(stack: Stack) -> int:
-    with Coordinator(stack.state_dir).exclusive(say=stack.say):
-        connection = stack.ensure_up(session="smoke").connection
+    # Shared entry: never recreates the stack under a test session that is using it.
+    connection = stack.ensure_up_shared(Coordinator(stack.state_dir), session="smoke").connection
     client = ssh.connect(connection.host, connection.port, connection.user, connection.key_path,
                          connection.host_key)
     try:

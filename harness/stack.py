@@ -166,8 +166,11 @@ class Stack:
     def _compose_env_file(self) -> Path:
         # Empty port = Docker picks a free one. A SLURM_SDK_SSH_PORT in the environment wins over
         # this file (compose gives the shell environment precedence), so users can pin a port.
+        # The image tag names the inputs it was built from, so checkouts with different images/ never
+        # overwrite each other's image and a changed input can never start an old image.
         path = self.state_dir / "compose.env"
-        content = "SLURM_SDK_SSH_PORT=\n"
+        release = os.environ.get("DEBIAN_RELEASE") or "trixie"
+        content = f"SLURM_SDK_SSH_PORT=\nSLURM_SDK_IMAGE_TAG={release}-{inputs_hash(self.repo_root)[:12]}\n"
         if not path.exists() or path.read_text() != content:
             _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
