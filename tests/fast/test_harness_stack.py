@@ -68,8 +68,11 @@ def test_stack_keeps_its_state_in_its_own_directory_without_calling_docker(tmp_p
     stack.update_state(port=2222)
     stack.update_state(inputs_hash="abc")
     assert stack.read_state() == {"port": 2222, "inputs_hash": "abc"}
-    # Compose gets an empty port (ephemeral) unless SLURM_SDK_SSH_PORT is set in the environment.
-    assert (stack.state_dir / "compose.env").read_text() == "SLURM_SDK_SSH_PORT=\n"
+    # Compose gets an empty port (ephemeral) unless SLURM_SDK_SSH_PORT is set in the environment, and an
+    # image tag naming the inputs, so another checkout's images/ can never overwrite this stack's image.
+    env = dict(line.split("=", 1) for line in (stack.state_dir / "compose.env").read_text().splitlines())
+    assert env["SLURM_SDK_SSH_PORT"] == ""
+    assert env["SLURM_SDK_IMAGE_TAG"] == f"trixie-{inputs_hash(REPO_ROOT)[:12]}"
 
 
 def test_project_can_be_overridden_from_the_environment(tmp_path, monkeypatch):
