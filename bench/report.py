@@ -59,7 +59,9 @@ def table(results: dict[str, Any]) -> str:
         target = fig["target"]["text"] if fig["target"] else "—"
         met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
         n = max((s["n"] for s in fig["series"].values()), default=0)
-        rows.append(f"| {fig['title']} (n={n}) | {result_cell(fig)} | {target} | {met} |")
+        load = fig["details"].get("host load (1-min average) before, after")
+        context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
+        rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
     lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; "

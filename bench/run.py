@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -104,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             runner, _ = FIGURES[name]
             say(f"== {name}")
-            started = time.perf_counter()
+            started, load_before = time.perf_counter(), os.getloadavg()[0]
             try:
                 figures[name] = runner(env, args, sizes)
+                # Other work on the host skews timings: record how busy it was.
+                figures[name].details["host load (1-min average) before, after"] = [
+                    round(load_before, 2), round(os.getloadavg()[0], 2)]
             except Exception:  # one broken figure must not cost the others
                 failures[name] = traceback.format_exc()
                 say(f"{name} FAILED:\n{failures[name]}")

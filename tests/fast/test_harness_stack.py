@@ -62,6 +62,7 @@ def test_inputs_hash_follows_debian_release_and_ignores_source_code(fake_repo, m
 def test_stack_keeps_its_state_in_its_own_directory_without_calling_docker(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("SLURM_SDK_PROJECT", raising=False)
+    monkeypatch.delenv("DEBIAN_RELEASE", raising=False)
     stack = Stack(REPO_ROOT, client_call=["/nonexistent/docker"])
     assert stack.state_dir == tmp_path / "state" / project_name_for(REPO_ROOT)
     assert stack.read_state() == {}
