@@ -73,6 +73,17 @@ def test_no_container_is_privileged(slurm_stack):
     assert [c.name for c in containers if c.host_config.cap_add] == []
 
 
+def test_image_carries_no_keys(slurm_stack):
+    """Debian's packages generate a munge key and SSH host keys at install time; the image must not keep
+    them: every key in a running stack comes from that stack's own `init`."""
+    image = slurm_stack.docker.container.inspect(slurm_stack.container_names()["login"]).image
+    listing = slurm_stack.docker.run(image, ["sh", "-c", "ls -A /etc/munge /etc/ssh /etc/slurm-sdk 2>&1; true"],
+                                     entrypoint="", remove=True)
+    assert "munge.key" not in listing
+    assert "ssh_host_" not in listing
+    assert "client_ed25519" not in listing
+
+
 def test_ssh_port_listens_on_loopback_only(slurm_stack, slurm_container):
     bindings = {}
     for container in slurm_stack.docker.compose.ps():
