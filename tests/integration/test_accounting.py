@@ -1,0 +1,35 @@
+"""The `accounting` compose profile: slurmdbd + MariaDB, so `sacct` works and the SDK polls through it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from harness.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_accounting_profile_makes_sacct_answer(slurm_stack, tmp_path, monkeypatch):
+    from slurm.backends.base import JobState
+    from slurm.backends.ssh import SSHBackend
+
+    monkeypatch.setenv("SLURM_SDK_COMPOSE_PROFILES", "accounting")
+    stack = Stack(slurm_stack.repo_root, project=f"slurmsdk-acct-{uuid.uuid4().hex[:8]}",
+                  state_dir=tmp_path / "state", say=lambda _: None)
+    try:
+        connection = stack.ensure_up("accounting-test").connection
+        backend = SSHBackend(connection.host, port=connection.port, user=connection.user,
+                             key_filename=str(connection.key_path), known_host_key=connection.host_key)
+        try:
+            run = backend.transport.run
+            job_id = run("sbatch --wait --parsable -o /dev/null --wrap true").stdout.strip()
+            # sacct itself, as a user would run it: the job is in the accounting database.
+            assert run(f"sacct -n -X -P -j {job_id} -o State").stdout.split() == ["COMPLETED"]
+            assert backend.states([job_id]) == {job_id: JobState.COMPLETED}
+            assert backend._use_sacct, "the backend fell back to squeue although sacct works here"
+        finally:
+            backend.close()
+    finally:
+        stack.down("accounting-test")
