@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,10 @@ def table(results: dict[str, Any]) -> str:
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
     lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; "
-                        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}."]
+                        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "
+                        "Ratios are per round of interleaved runs (A, B, A, B, ...). Regenerate with "
+                        "`python -m bench` (table, `bench/figures.png`, raw data in `bench/results/results.json`).",
+                    "", "![benchmark figures](bench/figures.png)"]
     return "\n".join(lines)
 
 
@@ -120,5 +124,5 @@ def _panel(ax: Any, fig: dict[str, Any]) -> None:
     title = fig["title"] + (f"\n{ratios}" if ratios else "")
     if target:
         title += f" (target {target['text']}{verdict})"
-    ax.set_title(title, fontsize=8)
+    ax.set_title("\n".join(textwrap.fill(line, 75) for line in title.splitlines()), fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
