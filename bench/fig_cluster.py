@@ -14,8 +14,12 @@ from bench.figure import Figure, Target
 from bench.stats import Series, timed
 
 RELEASE = os.environ.get("DEBIAN_RELEASE", "trixie")
-IMAGE = f"slurm-sdk-dev:{RELEASE}"
 BASE_IMAGE = f"debian:{RELEASE}"
+
+
+def stack_image(env: BenchEnv) -> str:
+    """The dev image the bench stack runs (the harness tags it per input hash)."""
+    return env.stack.docker.compose.config().services["login"].image
 
 
 def _phase_series(phases: list[dict[str, float]]) -> dict[str, dict]:
@@ -56,13 +60,13 @@ def reuse(env: BenchEnv, repeats: int) -> Figure:
 def image_size(env: BenchEnv) -> Figure:
     """Sizes are deterministic for a given build: measured once."""
     env.ensure_up()
-    sizes = {}
-    for name in (IMAGE, BASE_IMAGE):
+    sizes, image = {}, stack_image(env)
+    for name in (image, BASE_IMAGE):
         try:
             sizes[name] = Series([env.stack.docker.image.inspect(name).size / 1e6])
         except DockerException as exc:
             say(f"  cannot inspect {name}: {exc}")
-    return Figure("image", f"Image size ({IMAGE}, and its base)", "MB", sizes,
+    return Figure("image", f"Image size ({image}, and its base)", "MB", sizes,
                   notes=["uncompressed size as `docker images` reports it; the base image is included in it"])
 
 
@@ -73,10 +77,11 @@ def _fmt(phases: dict[str, float]) -> str:
 # ---- cold -------------------------------------------------------------------------------------------
 
 def _remove_images_and_cache(env: BenchEnv) -> None:
-    """Untag the dev image and the Debian base, drop the build cache. Containers of other stacks keep
-    running on their (now untagged) images; their next build finds the cache this run leaves behind."""
+    """Untag the bench stack's dev image (and the plain release tag), the Debian base, and drop the build
+    cache. Containers of other stacks keep running on their (now untagged) images; their next build finds
+    the cache this run leaves behind."""
     docker = env.stack.docker
-    for name in (IMAGE, BASE_IMAGE):
+    for name in (stack_image(env), f"slurm-sdk-dev:{RELEASE}", BASE_IMAGE):
         if docker.image.exists(name):
             say(f"  removing image {name}")
             docker.image.remove(name, force=True)

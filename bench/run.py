@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     names = selected(args)
     env = BenchEnv()
     machine = describe(env.stack.docker)
-    say(f"figures: {', '.join(names)}; {sizes.repeats} round(s); stack {BENCH_PROJECT}")
+    say(f"figures: {', '.join(names)}; {sizes.repeats} round(s) each (cold {args.cold_repeats}, "
+        f"tiers {args.tiers_repeats}); stack {BENCH_PROJECT}")
     if not sizes.warmup:
         import bench.stats
         bench.stats.DEFAULT_WARMUP = False
