@@ -11,14 +11,45 @@
     assert job.result(timeout=600) == 3
 """
 
-from slurm.backends.base import JobState
-from slurm.callbacks import Callback
-from slurm.cluster import Cluster
-from slurm.errors import (BackendError, CommandError, ConfigError, JobFailedError, JobTimeoutError, ResourceError,
-                          SerializationError, SlurmSDKError, SSHError, SubmitError)
-from slurm.job import ArrayJob, Job
-from slurm.resources import Resources
-from slurm.task import Task, task, workflow
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names are imported on first use: a job's runner imports `slurm` on every node for every task,
+# and should not pay for the submitting side (Cluster, config, YAML, backends).
+_EXPORTS = {
+    "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Cluster": "slurm.cluster",
+    "ArrayJob": "slurm.job", "Job": "slurm.job", "Resources": "slurm.resources",
+    **dict.fromkeys(["BackendError", "CommandError", "ConfigError", "JobFailedError", "JobTimeoutError",
+                     "ResourceError", "SerializationError", "SlurmSDKError", "SSHError", "SubmitError"],
+                    "slurm.errors"),
+}
+
+if TYPE_CHECKING:
+    from slurm.backends.base import JobState
+    from slurm.callbacks import Callback
+    from slurm.cluster import Cluster
+    from slurm.errors import (BackendError, CommandError, ConfigError, JobFailedError, JobTimeoutError,
+                              ResourceError, SerializationError, SlurmSDKError, SSHError, SubmitError)
+    from slurm.job import ArrayJob, Job
+    from slurm.resources import Resources
+
+# Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
+from slurm.task import Task, task, workflow  # noqa: E402
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'slurm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "ArrayJob", "BackendError", "Callback", "Cluster", "CommandError", "ConfigError", "Job", "JobFailedError",

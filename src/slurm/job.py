@@ -87,10 +87,13 @@ class Job:
     def _load_outcome(self) -> Outcome | None:
         if self._outcome is None:
             transport = self.cluster.backend.transport
-            path = f"{self.job_dir}/result-{self._index}.pkl"
-            if transport.exists(path):
-                self._outcome = Outcome.load(transport.read_bytes(path))
+            if transport.exists(self._result_path):
+                self._outcome = Outcome.load(transport.read_bytes(self._result_path))
         return self._outcome
+
+    @property
+    def _result_path(self) -> str:
+        return f"{self.job_dir}/result-{self._index}.pkl"
 
     def _no_result_error(self) -> JobFailedError:
         tail = "\n".join(self.stderr().splitlines()[-20:])
@@ -161,11 +164,25 @@ class ArrayJob(Sequence[Job]):
     def results(self, timeout: float | None = None) -> list[Any]:
         """Results in item order; raises the first failure (see ``Job.result``)."""
         self.wait(timeout)
+        _fetch_outcomes(self.jobs)
         return [job.result() for job in self.jobs]
 
     def cancel(self) -> None:
         for array_id in self.array_ids:
             self.jobs[0].cluster.backend.cancel(array_id)
+
+
+def _fetch_outcomes(jobs: Sequence[Job]) -> None:
+    """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
+    pending = [job for job in jobs if job._outcome is None]
+    by_cluster: dict[int, list[Job]] = {}
+    for job in pending:
+        by_cluster.setdefault(id(job.cluster), []).append(job)
+    for group in by_cluster.values():
+        files = group[0].cluster.backend.transport.read_existing([job._result_path for job in group])
+        for job in group:
+            if job._result_path in files:
+                job._outcome = Outcome.load(files[job._result_path])
 
 
 def _poll(jobs: Sequence[Job]) -> None:

@@ -123,6 +123,19 @@ def test_file_operations(transport, tmp_path):
         transport.read_bytes(base + "/missing")
 
 
+def test_read_existing_fetches_many_files_in_one_command(transport, tmp_path, monkeypatch):
+    paths = [str(tmp_path / "results" / f"result-{i}.pkl") for i in range(1200)]  # more than one chunk
+    for i, path in enumerate(paths[:-1]):
+        Path(path).parent.mkdir(exist_ok=True)
+        Path(path).write_bytes(os.urandom(i % 50) + b"\0\n" * (i % 3))  # binary, some empty
+    commands = []
+    original_run = transport.run
+    monkeypatch.setattr(transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw))
+    found = transport.read_existing(paths)
+    assert found == {path: Path(path).read_bytes() for path in paths[:-1]}  # the missing one is left out
+    assert len(commands) == 3  # 1200 paths, 500 per command
+
+
 def test_one_connection_is_reused(transport):
     transport.run("true")
     client = transport._client

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from slurm.backends.base import Backend, CommandResult, JobState, Transport
-from slurm.config import construct
 from slurm.errors import ConfigError
 
 __all__ = ["BACKEND_TYPES", "Backend", "CommandResult", "JobState", "Transport", "make_backend"]
@@ -20,6 +19,8 @@ BACKEND_TYPES = ("local", "slurm", "ssh")
 
 def make_backend(config: Mapping[str, Any]) -> Backend:
     """Build a backend (imported lazily); unknown types or options raise ``ConfigError``."""
+    from slurm.config import construct  # YAML and friends: only the submitting side needs them
+
     options = dict(config)
     kind = options.pop("type", None)
     if kind == "local":

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 import posixpath
 import re
 import shlex
 import socket
+import tarfile
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from slurm.backends.base import CommandResult, Transport
 from slurm.backends.slurm import SlurmBackend
 from slurm.errors import CommandError, ConfigError, SSHError
+
+#: Files fetched per command by read_existing (keeps the command line far below ARG_MAX).
+_FILES_PER_COMMAND = 500
 
 try:
     import paramiko
@@ -250,6 +255,20 @@ class SSHTransport(Transport):
                 sftp.chmod(tmp, mode)
             sftp.posix_rename(tmp, path)
         self._sftp_call(finish)
+
+    def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
+        """One command instead of two SFTP round trips per file: a tar stream of the files, base64 on stdout."""
+        found: dict[str, bytes] = {}
+        for start in range(0, len(paths), _FILES_PER_COMMAND):
+            chunk = paths[start:start + _FILES_PER_COMMAND]
+            quoted = " ".join(shlex.quote(path) for path in chunk)
+            listing = f"for f in {quoted}; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
+            result = self.run(f"{{ {listing}; }} | tar -cf - -P -T - | base64", timeout=300)
+            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(result.stdout)), mode="r:") as archive:
+                for member in archive.getmembers():
+                    if member.isfile():
+                        found[member.name] = archive.extractfile(member).read()
+        return found
 
     def exists(self, path: str) -> bool:
         def stat(sftp: Any) -> bool:
