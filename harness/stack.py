@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_on_whales import DockerClient
+from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
 from harness import preflight, ssh
@@ -31,6 +32,18 @@ SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
 SDK_MOUNT = "/opt/slurm_sdk_dev"
+IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name
+#: A tiny batch job, waited for by polling every 0.1 s (`sbatch --wait` sleeps 2 s before its first look).
+PROBE_JOB = """id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
+for _ in $(seq 600); do
+  state=$(scontrol show job "$id" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
+  case "$state" in
+    COMPLETED) exit 0 ;;
+    FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) echo "probe job $id: $state" >&2; exit 1 ;;
+  esac
+  sleep 0.1
+done
+echo "probe job $id still ${state:-unknown} after 60 s" >&2; exit 1"""
 DAEMON_LOGS = {"slurmctld": "/var/log/slurm/slurmctld.log",
                "c1": "/var/log/slurm/slurmd.log", "c2": "/var/log/slurm/slurmd.log"}
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
@@ -131,6 +144,8 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.say = say
         self.events = EventLog(self.state_dir / "events.log")
+        self._preflight_passed = False
+        self._login_id: str | None = None  # id of the login container seen by the last services() call
         self.docker = DockerClient(
             client_call=client_call or ["docker"],
             compose_files=[self.repo_root / "compose.yaml"],
@@ -169,8 +184,7 @@ class Stack:
         # The image tag names the inputs it was built from, so checkouts with different images/ never
         # overwrite each other's image and a changed input can never start an old image.
         path = self.state_dir / "compose.env"
-        release = os.environ.get("DEBIAN_RELEASE") or "trixie"
-        content = f"SLURM_SDK_SSH_PORT=\nSLURM_SDK_IMAGE_TAG={release}-{inputs_hash(self.repo_root)[:12]}\n"
+        content = f"SLURM_SDK_SSH_PORT=\nSLURM_SDK_IMAGE_TAG={self.image_tag}\n"
         if not path.exists() or path.read_text() != content:
             _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
@@ -180,8 +194,11 @@ class Stack:
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
         result = {}
+        self._login_id = None
         for container in self.docker.compose.ps(all=True):
             service = container.config.labels.get("com.docker.compose.service", container.name)
+            if service == "login":
+                self._login_id = container.id
             state = container.state
             text = state.status
             if state.status == "running" and state.health is not None:
@@ -192,8 +209,13 @@ class Stack:
         return result
 
     def container_names(self) -> dict[str, str]:
-        return {c.config.labels.get("com.docker.compose.service", c.name): c.name
-                for c in self.docker.compose.ps(all=True)}
+        names = {}
+        for container in self.docker.compose.ps(all=True):
+            service = container.config.labels.get("com.docker.compose.service", container.name)
+            names[service] = container.name
+            if service == "login":
+                self._login_id = container.id
+        return names
 
     def status(self) -> Status:
         services = self.services()
@@ -212,10 +234,23 @@ class Stack:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
+        """Host checks (Docker CLI, daemon, compose v2, SSH port) naming cause and fix; passes once per object."""
+        if self._preflight_passed:
+            return
         problems = preflight.run_checks(self.docker, ssh_port_setting=os.environ.get("SLURM_SDK_SSH_PORT"),
                                         stack_running=lambda: "login" in self.container_names())
         if problems:
             raise preflight.PreflightError(problems)
+        self._preflight_passed = True
+
+    def _plan_explained(self, expected: str) -> tuple[str, str]:
+        """``plan``, with a failing Docker call explained by the preflight checks (the happy path of
+        reusing a running stack skips them: they cost several Docker CLI calls)."""
+        try:
+            return self.plan(expected)
+        except (DockerException, ClientNotFoundError, OSError):
+            self.preflight()  # raises PreflightError naming the host problem, if there is one
+            raise
 
     def plan(self, expected: str | None = None) -> tuple[str, str]:
         """What ``ensure_up`` would do: ("reuse" | "start" | "complete" | "rebuild", why)."""
@@ -240,17 +275,17 @@ class Stack:
         so all its workers agree even if files change meanwhile). Callers serialise this with
         ``Coordinator.exclusive()`` (see ``ensure_up_shared``) so only one process runs compose up.
         """
-        self.preflight()
         expected = expected or inputs_hash(self.repo_root)
-        action, why = self.plan(expected)
+        action, why = self._plan_explained(expected)
         state = self.read_state()
         if action == "reuse":
-            connection = self.connect_info()
+            connection = self._recorded_connection(state) or self.connect_info()
             if state.get("verified_by") != session:
-                self.probe(connection)
+                self.probe(connection, quick=True)  # it passed the full probe when it was started
                 self.update_state(verified_by=session)
             self.events.record("reuse", project=self.project, session=session)
             return UpResult(connection, "reused")
+        self.preflight()  # the SSH port check matters now that containers will be created
         self.say(why)
         if action == "start":  # claim it first: if we crash halfway, our session still stops what we began
             self.update_state(started_by=session, teardown_requested=False)
@@ -259,7 +294,8 @@ class Stack:
         self.up(force_recreate=action == "rebuild", session=session)
         connection = self.connect_info()
         self.probe(connection)
-        common = dict(inputs_hash=expected, port=connection.port, host_key=connection.host_key, verified_by=session)
+        common = dict(inputs_hash=expected, port=connection.port, host_key=connection.host_key, verified_by=session,
+                      login_id=self._login_id, containers=connection.containers)
         # Rebuilding or completing someone else's stack does not make it ours to tear down.
         self.update_state(**common, started_by=state.get("started_by", "unknown"), started_at=time.time())
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
@@ -271,12 +307,11 @@ class Stack:
         Recreating containers under another pytest session would break its running tests, so we wait
         (without holding the lock, so that session's late workers can still attach) and say why.
         """
-        self.preflight()  # before any Docker call, so a broken host gives one clear message
         deadline = time.monotonic() + timeout
         announced = False
         while True:
             with coordinator.exclusive(say=self.say, timeout=timeout):
-                action, _ = self.plan(expected)
+                action, _ = self._plan_explained(expected or inputs_hash(self.repo_root))
                 others = coordinator.live_users(exclude_session=session) if action == "rebuild" else []
                 if not others:
                     return self.ensure_up(session, expected)
@@ -290,8 +325,21 @@ class Stack:
                 announced = True
             time.sleep(poll)
 
+    @property
+    def image_tag(self) -> str:
+        """``<release>-<inputs hash>``: an image with this tag was built from exactly these inputs."""
+        release = os.environ.get("DEBIAN_RELEASE") or "trixie"
+        return f"{release}-{inputs_hash(self.repo_root)[:12]}"
+
+    def images(self) -> list[str]:
+        suffixes = [""] + (["-accounting"] if "accounting" in compose_profiles() else [])
+        return [f"{IMAGE_REPOSITORY}:{self.image_tag}{suffix}" for suffix in suffixes]
+
     def build(self) -> None:
-        """Build the image, echoing step headers (full log in build.log). Cached layers make this quick."""
+        """Build the images unless images tagged with these inputs exist (a warm start then skips even
+        the cached build); echoes step headers, full log in build.log."""
+        if all(self.docker.image.exists(image) for image in self.images()):
+            return
         log_path = self.state_dir / "build.log"
         self.say(f"building images (full log: {log_path})")
         started = time.monotonic()
@@ -353,9 +401,23 @@ class Stack:
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key,
                           self.container_names())
 
-    def probe(self, connection: Connection) -> None:
-        """Prove the stack works end to end: SSH login with the key, then a tiny ``sbatch --wait``."""
-        self.say("probe: SSH login + sbatch --wait")
+    def _recorded_connection(self, state: dict) -> Connection | None:
+        """The connection recorded when this very login container was started (same id: same keys and
+        port), so reusing a stack needs no `docker exec`; None when anything is missing or stale."""
+        if not (self._login_id and state.get("login_id") == self._login_id and self.key_path.exists()
+                and state.get("port") and state.get("host_key") and state.get("containers")):
+            return None
+        return Connection(self.project, SSH_HOST, int(state["port"]), SSH_USER, self.key_path, state["host_key"],
+                          dict(state["containers"]))
+
+    def probe(self, connection: Connection, quick: bool = False) -> None:
+        """Prove the stack works end to end: SSH login with the key, then a tiny batch job run to completion.
+
+        ``quick`` (a running stack that passed the full probe when it started): SSH login and
+        ``scontrol ping`` only, which never waits behind other sessions' jobs.
+        """
+        command = "scontrol ping | grep -q 'is UP'" if quick else PROBE_JOB
+        self.say("probe: SSH login + " + ("scontrol ping" if quick else "a tiny sbatch job"))
         try:
             client = ssh.connect(connection.host, connection.port, connection.user,
                                  connection.key_path, connection.host_key)
@@ -364,11 +426,11 @@ class Stack:
                              f"{exc!r}\nfix: `python -m harness logs login`; `python -m harness down` "
                              "then `up` recreates keys") from None
         try:
-            code, out, err = ssh.run(client, "sbatch --wait --parsable -J harness-probe -o /dev/null --wrap true")
+            code, out, err = ssh.run(client, command)
         finally:
             client.close()
         if code != 0:
-            raise StackError(f"probe job failed (exit {code}): {err.strip() or out.strip()}\n"
+            raise StackError(f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
                              f"--- daemon logs ---\n{self.daemon_logs_tail(20)}")
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:

@@ -139,3 +139,18 @@ def test_own_session_does_not_block_its_own_rebuild(tmp_path):
     coordinator = Coordinator(stack.state_dir)
     coordinator.register("my-session", "controller")
     assert stack.ensure_up_shared(coordinator, "my-session", timeout=0.3, poll=0.05) == "up"
+
+
+def test_reuse_takes_the_connection_recorded_for_the_same_login_container(tmp_path, monkeypatch):
+    """Reusing a stack needs no `docker exec` while the login container is the one recorded at start."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    stack = Stack(REPO_ROOT, client_call=["/nonexistent/docker"])
+    state = {"login_id": "abc123", "port": 40222, "host_key": "ssh-ed25519 AAAAkey",
+             "containers": {"login": "p-login-1"}}
+    stack._login_id = "abc123"
+    assert stack._recorded_connection(state) is None  # no client key copied out yet
+    stack.key_path.write_text("key")
+    connection = stack._recorded_connection(state)
+    assert (connection.port, connection.host_key, connection.key_path) == (40222, "ssh-ed25519 AAAAkey", stack.key_path)
+    stack._login_id = "recreated"  # a new login container may have new keys and another port
+    assert stack._recorded_connection(state) is None
