@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 import slurm
-from slurm.backends.local import scrub_slurm_env, write_atomic
+from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, load_payload
 
@@ -56,6 +56,8 @@ def _run(job_dir: str, index: int) -> Any:
 
 
 def _workflow_cluster(job_dir: str) -> Any:
+    # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
+    from slurm.backends.local import scrub_slurm_env
     from slurm.cluster import CHILD_CONFIG, Cluster
 
     # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.

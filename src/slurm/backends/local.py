@@ -17,13 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from slurm.atomic import write_atomic
 from slurm.backends.base import Backend, CommandResult, JobState, Transport
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.rendering import expand_log_pattern
@@ -39,23 +39,6 @@ def scrub_slurm_env(environ: Mapping[str, str]) -> dict[str, str]:
     allocation are not bound to it. SLURM_CONF (where Slurm is) and SLURM_SDK_* (our config) stay."""
     return {key: value for key, value in environ.items()
             if not key.startswith("SLURM_") or key == "SLURM_CONF" or key.startswith("SLURM_SDK")}
-
-
-def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
-    """Write via a temp file and rename, so readers never see half a file."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class LocalTransport(Transport):

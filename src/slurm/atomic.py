@@ -1,0 +1,23 @@
+"""Atomic file writes, kept free of heavy imports: every job's runner uses this on the node."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+
+def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
+    """Write via a temp file in the same directory and rename, so readers never see half a file."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "xb") as handle:
+            handle.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
