@@ -18,14 +18,19 @@ README = REPO_ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def merge(path: Path, machine: dict[str, Any], figures: dict[str, dict[str, Any]], settings: dict[str, Any]) -> dict:
-    """Figures of this run replace the same figures of earlier runs; others (e.g. a --cold run) stay."""
+def merge(path: Path, machine: dict[str, Any], figures: dict[str, dict[str, Any]], settings: dict[str, Any],
+          order: list[str]) -> dict:
+    """Figures of this run replace the same figures of earlier runs; others (e.g. a --cold run) stay.
+    Figures are kept in ``order`` (the run order), whenever they were measured."""
     try:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
         previous = {}
     stamped = {name: fig | {"machine": machine, "settings": settings} for name, fig in figures.items()}
-    merged = {"machine": machine, "figures": previous.get("figures", {}) | stamped}
+    combined = previous.get("figures", {}) | stamped
+    rank = {name: index for index, name in enumerate(order)}
+    merged = {"machine": machine,
+              "figures": dict(sorted(combined.items(), key=lambda item: rank.get(item[0], len(rank))))}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merged, indent=2) + "\n")
     return merged

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], sizes: Sizes) -> None:
     settings = {"quick": args.quick, **vars(sizes)}
     path = report.QUICK_JSON if args.quick else report.RESULTS_JSON
-    results = report.merge(path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings)
+    results = report.merge(path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings,
+                           list(FIGURES))
     say(f"results: {path}")
     if not results["figures"]:
         return
