@@ -106,7 +106,7 @@ def plot(results: dict[str, Any], path: Path = FIGURES_PNG) -> None:
     for ax in list(axes.flat)[len(figures):]:
         ax.axis("off")
     canvas.suptitle(f"slurm-sdk benchmarks — {one_line(results['machine'])}", fontsize=9)
-    canvas.tight_layout()
+    canvas.tight_layout(rect=(0, 0, 1, 0.985))  # room for the suptitle
     canvas.savefig(path, dpi=110)
     plt.close(canvas)
 
