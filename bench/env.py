@@ -64,8 +64,9 @@ class TimedStack(Stack):
     def connect_info(self) -> Connection:
         return self._timed("connect info", super().connect_info)
 
-    def probe(self, connection: Connection) -> None:
-        self._timed("probe (ssh + sbatch --wait)", lambda: super(TimedStack, self).probe(connection))
+    def probe(self, connection: Connection, quick: bool = False) -> None:
+        self._timed("probe (ssh + quick check)" if quick else "probe (ssh + tiny sbatch job)",
+                    lambda: super(TimedStack, self).probe(connection, quick=quick))
 
 
 class BenchEnv:

@@ -59,8 +59,8 @@ def harness_overhead(env: BenchEnv, repeats: int) -> Figure:
         target=Target("new session (probe runs)", "<=", 1.0, "≤ 1 s"),
         notes=["wall time of `python -c` that imports the harness, takes the setup lock and runs "
                "Stack.ensure_up() -> 'reused'",
-               "a session the stack has not seen yet (every new pytest run) re-proves the stack with SSH + "
-               "`sbatch --wait`; sbatch --wait sleeps 2 s before its first check"])
+               "a session the stack has not seen yet (every new pytest run) re-checks the stack with an SSH "
+               "login and `scontrol ping` (the full probe job ran when the stack was started)"])
 
 
 # ---- edit -> run ------------------------------------------------------------------------------------

@@ -120,7 +120,15 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         "10": JobState.COMPLETED, "11": JobState.CANCELLED, "12": JobState.RUNNING, "13_1": JobState.FAILED,
         "13_3": JobState.PENDING, "14": JobState.OUT_OF_MEMORY}
     assert fake.calls() == ["sacct"]
-    assert fake.argv("sacct") == ["-X", "-n", "-P", "-j", ",".join(ids), "-o", "JobID,State"]
+    # Array tasks are asked for by their array's id (sacct lists every task of it).
+    assert fake.argv("sacct") == ["-X", "-n", "-P", "-j", "10,11,12,13,14", "-o", "JobID,State"]
+
+
+def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
+    fake.respond("sacct", out="".join(f"77_{i}|COMPLETED\n" for i in range(990)) + "77_[990-999]|PENDING\n")
+    states = backend.states([f"77_{i}" for i in range(1000)])
+    assert [states[f"77_{i}"] for i in (0, 989, 990, 999)] == [JobState.COMPLETED] * 2 + [JobState.PENDING] * 2
+    assert fake.calls() == ["sacct"] and fake.argv("sacct")[4] == "77"
 
 
 def test_states_are_batched_by_poll_batch(fake):
@@ -140,7 +148,7 @@ def test_without_accounting_squeue_answers_and_sacct_is_not_asked_again(backend,
     assert backend.states(["20", "21", "22_1"]) == expected
     assert backend.states(["20", "21", "22_1"]) == expected
     assert fake.calls() == ["sacct", "squeue", "squeue"]
-    assert fake.argv("squeue") == ["--states=all", "-h", "-r", "-j", "20,21,22_1", "-o", "%i|%T"]
+    assert fake.argv("squeue") == ["--states=all", "-h", "-r", "-j", "20,21,22", "-o", "%i|%T"]
 
 
 def test_missing_sacct_command_falls_back_to_squeue(backend, fake):
