@@ -392,10 +392,13 @@ class Stack:
 
     def connect_info(self) -> Connection:
         """Port, copied client key (0600) and host key of the running stack."""
-        key = self.exec("login", ["cat", CLIENT_KEY_IN_STACK]) + "\n"
+        # One exec for both files: each `docker exec` costs a few hundred ms of a warm start.
+        both = self.exec("login", ["sh", "-c", f"cat {HOST_KEY_IN_STACK} && cat {CLIENT_KEY_IN_STACK}"])
+        host_line, _, key = both.partition("\n")
+        key = key.strip("\n") + "\n"
         if not self.key_path.exists() or self.key_path.read_text() != key:
             _write_atomically(self.key_path, key, mode=0o600)
-        host_key = " ".join(self.exec("login", ["cat", HOST_KEY_IN_STACK]).split()[:2])
+        host_key = " ".join(host_line.split()[:2])
         port = self.published_port()
         _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key,
