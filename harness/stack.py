@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_on_whales import DockerClient
+from python_on_whales import Container, DockerClient
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
@@ -191,14 +191,17 @@ class Stack:
 
     # ---- inspection ---------------------------------------------------------------------------
 
+    def _containers(self) -> dict[str, Container]:
+        """The project's containers by service (one `compose ps`); remembers the login container's id."""
+        containers = {c.config.labels.get("com.docker.compose.service", c.name): c
+                      for c in self.docker.compose.ps(all=True)}
+        self._login_id = containers["login"].id if "login" in containers else None
+        return containers
+
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
         result = {}
-        self._login_id = None
-        for container in self.docker.compose.ps(all=True):
-            service = container.config.labels.get("com.docker.compose.service", container.name)
-            if service == "login":
-                self._login_id = container.id
+        for service, container in self._containers().items():
             state = container.state
             text = state.status
             if state.status == "running" and state.health is not None:
@@ -209,13 +212,7 @@ class Stack:
         return result
 
     def container_names(self) -> dict[str, str]:
-        names = {}
-        for container in self.docker.compose.ps(all=True):
-            service = container.config.labels.get("com.docker.compose.service", container.name)
-            names[service] = container.name
-            if service == "login":
-                self._login_id = container.id
-        return names
+        return {service: container.name for service, container in self._containers().items()}
 
     def status(self) -> Status:
         services = self.services()
