@@ -247,7 +247,8 @@ class Faults:
                                               f"chown -R {SSH_USER} {SWITCHES_IN_STACK}"])
         self._update("sbatch " + " ".join(f"{k}={v}" for k, v in switches.items()), sbatch=record)
 
-    def _remove_sbatch_wrapper(self) -> None:
+    def sbatch_normal(self) -> None:
+        """The real sbatch again (wrapper and its switches removed)."""
         self.stack.exec("login", ["rm", "-rf", SBATCH_IN_STACK, SWITCHES_IN_STACK])
         self._update("sbatch normal", sbatch={})
 
@@ -260,7 +261,7 @@ class Faults:
         steps = [(f"unpause {s}", lambda s=s: self.unpause(s)) for s in record.get("paused", [])]
         steps += [(f"start {s}", lambda s=s: self.start_node(s)) for s in record.get("stopped", [])]
         if record.get("sbatch"):
-            steps.append(("remove the sbatch wrapper", self._remove_sbatch_wrapper))
+            steps.append(("remove the sbatch wrapper", self.sbatch_normal))
         if record.get("login_port"):
             steps.append(("move login back to its port", lambda: self._restore_login_port(record["login_port"])))
         if record.get("defaults", DEV) != DEV or record.get("overrides"):
