@@ -47,6 +47,32 @@ class Watcher:
         #: The error of the last query, while the scheduler keeps failing (None once it answers again).
         self.last_error: BackendError | None = None
         self.failing_since: float | None = None
+        self._cancelled: dict[str, BackendError | None] = {}  # job ids the SDK cancelled -> the error, if any
+        self._parents: dict[tuple[str, ...], str] = {}
+
+    def cancel_once(self, job_id: str) -> BackendError | None:
+        """Cancel ``job_id`` unless this watcher already did (the tasks of one array share one scancel)."""
+        with self._lock:
+            if job_id not in self._cancelled:
+                try:
+                    self.cluster.backend.cancel(job_id)
+                    self._cancelled[job_id] = None
+                except BackendError as error:
+                    self._cancelled[job_id] = error
+            return self._cancelled[job_id]
+
+    def describe_parents(self, parents: tuple[str, ...]) -> str:
+        """"job 10 (FAILED), job 11 (COMPLETED)": the parents and their states (best effort, asked once)."""
+        with self._lock:
+            if parents not in self._parents:
+                try:
+                    states = self.cluster.backend.states(list(parents))
+                except BackendError:
+                    states = {}
+                self._parents[parents] = ", ".join(
+                    f"job {parent} ({states[parent].value})" if parent in states else f"job {parent}"
+                    for parent in parents) or "its parents"
+            return self._parents[parents]
 
     def add(self, jobs: Sequence[Job]) -> None:
         """Watch newly submitted jobs; the cadence starts again from ``first_poll``."""

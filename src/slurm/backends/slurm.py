@@ -190,6 +190,7 @@ class SlurmBackend(Backend):
         # Array tasks are asked for by their array's id: sacct and `squeue -r` list every task of it, so a
         # 1,000-task map costs one short query instead of a command line of 1,000 ids.
         queried = list(dict.fromkeys(job_id.split("_", 1)[0] for job_id in unique))
+        reasons_for = {job_id.split("_", 1)[0] for job_id in reasons_for}
         found: dict[str, JobStatus] = {}
         for start in range(0, len(queried), self.poll_batch):
             found |= self._query(queried[start:start + self.poll_batch], reasons_for)
