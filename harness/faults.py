@@ -186,6 +186,11 @@ class Faults:
         self._wait_ready([node])
         self._update(f"start {node}", stopped=[s for s in self._record().get("stopped", []) if s != node])
 
+    def release_requeued(self, job_id: str) -> None:
+        """Let a requeued job start again now: Slurm holds a requeued batch job about two minutes
+        (its begin time) before it may run again; an admin can lift that, and so does this."""
+        self._controller(f"scontrol update jobid={job_id} starttime=now")
+
     def pause(self, service: str) -> None:
         """Freeze every process of a container (``docker pause``): it accepts TCP but never answers,
         like a hung host. ``slurmctld``: an outage; ``login``: a frozen login node."""
@@ -204,8 +209,10 @@ class Faults:
         on a new ephemeral port; the new connection is returned (``reset()`` moves it back)."""
         _check_choice("service", service, CONFIGURED)
         record = self._record()
-        if service == "login" and not record.get("login_port"):
-            record["login_port"] = self.stack.published_port()
+        if service == "login":
+            record["login_port"] = record.get("login_port") or self.stack.published_port()
+            if self._login_port_pinned() and not os.environ.get("SLURM_SDK_SSH_PORT"):
+                self._recreate_login(None)  # an earlier reset pinned it, and a pinned port survives restarts
         self.stack.docker.container.restart(self._name(service), time=2)
         self._wait_ready([service])
         self._update(f"restart {service}", login_port=record.get("login_port"))
@@ -281,18 +288,29 @@ class Faults:
     def _restore_login_port(self, port: int) -> None:
         """Recreate the login container on ``port`` (its keys live in the secrets volume, /home is
         shared): connections the test session handed out before the restart work again."""
-        if self.stack.published_port() == port:
-            self._update("login port kept", login_port=None)
-            return
-        pinned = self.stack.state_dir / "compose-login-port.env"
-        _write_atomically(pinned, f"SLURM_SDK_SSH_PORT={port}\n")
-        config = self.stack.docker.client_config
-        client = DockerClient(client_config=dataclasses.replace(
-            config, compose_env_files=[*config.compose_env_files, pinned]))
-        client.compose.up(["login"], detach=True, wait=True, dependencies=False, force_recreate=True,
-                          quiet=True)
-        self.stack.connect_info()  # refreshes the copied known_hosts for the port
+        if self.stack.published_port() != port:
+            self._recreate_login(port)
         self._update("login port restored", login_port=None)
+
+    def _recreate_login(self, port: int | None) -> None:
+        """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None)."""
+        client = self.stack.docker
+        if port is not None:
+            _write_atomically(self._pinned_env, f"SLURM_SDK_SSH_PORT={port}\n")
+            config = client.client_config
+            client = DockerClient(client_config=dataclasses.replace(
+                config, compose_env_files=[*config.compose_env_files, self._pinned_env]))
+        client.compose.up(["login"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True)
+        self.stack.connect_info()  # refreshes the copied known_hosts for the port
+
+    @property
+    def _pinned_env(self) -> Path:
+        return self.stack.state_dir / "compose-login-port.env"
+
+    def _login_port_pinned(self) -> bool:
+        """Whether the login container asks Docker for a fixed host port (an empty one is ephemeral)."""
+        bindings = self.stack.docker.container.inspect(self._name("login")).host_config.port_bindings or {}
+        return any(binding.host_port for binding in bindings.get("22/tcp") or [])
 
     # ---- helpers --------------------------------------------------------------------------------
 
