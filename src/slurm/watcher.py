@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from slurm.errors import BackendError
+from slurm.errors import BackendError, SSHError
 
 if TYPE_CHECKING:
     from slurm.backends.base import JobStatus
@@ -119,8 +119,9 @@ class Watcher:
         self._pause = min(self._pause * self.backoff, max(self.cluster.poll_interval, self.first_poll))
 
     def silence(self, now: float) -> str | None:
-        """"the scheduler has not answered for 35 s (...)" while queries fail, else None."""
+        """"the scheduler (or: the login node) has not answered for 35s (...)" while queries fail."""
         if self.failing_since is None:
             return None
         since = self.last_answer_at if self.last_answer_at is not None else self.failing_since
-        return f"the scheduler has not answered for {now - since:.0f}s (last error: {self.last_error})"
+        who = "the login node" if isinstance(self.last_error, SSHError) else "the scheduler"
+        return f"{who} has not answered for {now - since:.0f}s (last error: {self.last_error})"
