@@ -307,3 +307,19 @@ def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slur
         children.results(timeout=10)
     assert [args for name, args in slurm.calls if name == "scancel"] == [["101"]]
     assert children.states == [JobState.CANCELLED] * 3
+
+
+def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
+    slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
+    job = make().submit(tasks.add, 1, 2)
+    assert job.state is JobState.RUNNING and job.restarts == 0
+
+
+def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second(make, slurm):
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:
+        assert job.state is JobState.RUNNING
+        time.sleep(0.01)
+    assert 1 <= slurm.count("squeue") <= 2
