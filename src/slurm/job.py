@@ -321,7 +321,8 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise _timeout_error(running[0], timeout or 0, login, now)
-            _check_outage(running[0], login, now)
+            if deadline is None:
+                _check_outage(running[0], login, now)
             pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
             time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
             delay = min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))

@@ -323,3 +323,11 @@ def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second
         assert job.state is JobState.RUNNING
         time.sleep(0.01)
     assert 1 <= slurm.count("squeue") <= 2
+
+
+def test_a_callers_timeout_outlasts_outage_limit(make, slurm):
+    """outage_limit only bounds waits that have no timeout of their own."""
+    slurm.script("squeue", DOWN)
+    job = make(outage_limit=0.3).submit(tasks.add, 1, 2)
+    with pytest.raises(JobTimeoutError, match="the scheduler has not answered for"):
+        job.result(timeout=1.5)
