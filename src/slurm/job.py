@@ -147,8 +147,8 @@ class Job:
                 self.restarts = status.restarts
                 self._set_state(JobState.REQUEUED)
                 emit(self.cluster.callbacks, "on_requeue", self, status.restarts)
-            if status.state is JobState.PENDING and status.reason == NEVER_SATISFIED:
-                self._give_up_on_dependency()
+            if status.reason == NEVER_SATISFIED and status.state in (JobState.PENDING, JobState.CANCELLED):
+                self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
                 return
             self._set_state(status.state)
 
@@ -167,14 +167,16 @@ class Job:
                 "there is no accounting)", job_id=self.job_id, state=JobState.LOST.value)
             self._set_state(JobState.LOST)
 
-    def _give_up_on_dependency(self) -> None:
-        """Slurm keeps such a job pending forever (unless kill_invalid_depend): cancel it and say why."""
+    def _give_up_on_dependency(self, *, cancel: bool) -> None:
+        """Slurm keeps such a job pending forever unless kill_invalid_depend is set (then it cancels the
+        job itself): cancel it if needed, and say which parent is at fault either way."""
         watcher = self.cluster.watcher
+        who = "the SDK" if cancel else "Slurm"
         self._failure = JobFailedError(
             f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
             f"{watcher.describe_parents(self.depends_on)} cannot be satisfied (squeue reason {NEVER_SATISFIED}), "
-            "so the SDK cancelled it", job_id=self.job_id, state=JobState.CANCELLED.value)
-        error = watcher.cancel_once(self.job_id.partition("_")[0])  # an array's tasks: one scancel for all
+            f"so {who} cancelled it", job_id=self.job_id, state=JobState.CANCELLED.value)
+        error = watcher.cancel_once(self.job_id.partition("_")[0]) if cancel else None  # one scancel per array
         if error is not None:
             self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
         self._set_state(JobState.CANCELLED)

@@ -331,3 +331,15 @@ def test_a_callers_timeout_outlasts_outage_limit(make, slurm):
     job = make(outage_limit=0.3).submit(tasks.add, 1, 2)
     with pytest.raises(JobTimeoutError, match="the scheduler has not answered for"):
         job.result(timeout=1.5)
+
+
+def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
+    """kill_invalid_depend: Slurm cancels the dependent at once, with the same reason."""
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"))
+    parent = cluster.submit(tasks.add, 1, 2)
+    child = cluster.submit(tasks.add.after(parent), 3, 4)
+    slurm.script("squeue", squeue("100|FAILED|NonZeroExitCode|0", "101|CANCELLED|DependencyNeverSatisfied|0"))
+    with pytest.raises(JobFailedError, match=r"job 100 \(FAILED\) cannot be satisfied.*so Slurm cancelled it"):
+        child.result(timeout=10)
+    assert slurm.count("scancel") == 0
