@@ -307,3 +307,39 @@ def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slur
         children.results(timeout=10)
     assert [args for name, args in slurm.calls if name == "scancel"] == [["101"]]
     assert children.states == [JobState.CANCELLED] * 3
+
+
+def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
+    slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
+    job = make().submit(tasks.add, 1, 2)
+    assert job.state is JobState.RUNNING and job.restarts == 0
+
+
+def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second(make, slurm):
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:
+        assert job.state is JobState.RUNNING
+        time.sleep(0.01)
+    assert 1 <= slurm.count("squeue") <= 2
+
+
+def test_a_callers_timeout_outlasts_outage_limit(make, slurm):
+    """outage_limit only bounds waits that have no timeout of their own."""
+    slurm.script("squeue", DOWN)
+    job = make(outage_limit=0.3).submit(tasks.add, 1, 2)
+    with pytest.raises(JobTimeoutError, match="the scheduler has not answered for"):
+        job.result(timeout=1.5)
+
+
+def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
+    """kill_invalid_depend: Slurm cancels the dependent at once, with the same reason."""
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"))
+    parent = cluster.submit(tasks.add, 1, 2)
+    child = cluster.submit(tasks.add.after(parent), 3, 4)
+    slurm.script("squeue", squeue("100|FAILED|NonZeroExitCode|0", "101|CANCELLED|DependencyNeverSatisfied|0"))
+    with pytest.raises(JobFailedError, match=r"job 100 \(FAILED\) cannot be satisfied.*so Slurm cancelled it"):
+        child.result(timeout=10)
+    assert slurm.count("scancel") == 0

@@ -55,6 +55,8 @@ _STATE_MAP: dict[str, JobState] = {
 _NO_ACCOUNTING = ("accounting storage is disabled", "command not found")
 _ARRAY_RANGE = re.compile(r"^(?P<job>\d+)_\[(?P<spec>[^\]]*)\]$")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
+#: How sacct --duplicates records a run that ended in a requeue.
+_REQUEUED_RUN = frozenset({"REQUEUED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"})
 
 
 def parse_slurm_state(text: str) -> JobState:
@@ -85,18 +87,22 @@ def parse_state_lines(stdout: str) -> dict[str, JobState]:
 def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, JobStatus]:
     """``JobID|State[|Reason[|RestartCnt]]`` lines -> statuses, pending array ranges expanded.
 
-    ``count_runs``: the lines come from ``sacct --duplicates``, one line per run of a requeued job, so
-    the restart count is the number of earlier lines for the same id (the last line is the current run)."""
+    ``count_runs``: the lines come from ``sacct --duplicates``, one line per run of a requeued job, oldest
+    first: the last line is the current run, and each earlier one that ended in a requeue counts once (an
+    older, unrelated job that had the same id does not)."""
     found: dict[str, JobStatus] = {}
+    previous_run: dict[str, str] = {}  # job id -> Slurm's state word of its latest line so far
     for line in stdout.splitlines():
         fields = [field.strip() for field in line.split("|")]
         if len(fields) < 2 or not fields[0]:
             continue
         reason = fields[2] if len(fields) > 2 else ""
         restarts = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else 0
+        word = (fields[1].split() or [""])[0].rstrip("+")
         for job_id in expand_job_ids(fields[0]):
             if count_runs and job_id in found:
-                restarts = found[job_id].restarts + 1
+                restarts = found[job_id].restarts + 1 if previous_run[job_id] in _REQUEUED_RUN else 0
+            previous_run[job_id] = word
             found[job_id] = JobStatus(parse_slurm_state(fields[1]), reason, restarts)
     return found
 
@@ -198,14 +204,14 @@ class SlurmBackend(Backend):
 
     def _query(self, job_ids: list[str], reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
         """sacct first (it remembers finished jobs and costs slurmctld nothing: slurmdbd answers);
-        squeue for what sacct lacks, for pending jobs in ``reasons_for`` (only squeue says *why* a job
-        pends, e.g. a dependency that can never be met), or when accounting is unavailable."""
+        squeue for what sacct lacks, for pending or cancelled jobs in ``reasons_for`` (only squeue says
+        *why*, e.g. a dependency that can never be met), or when accounting is unavailable."""
         found: dict[str, JobStatus] = {}
         if self._use_sacct:
             found = self._sacct(job_ids)
         resolved = _resolve(job_ids, found)
-        ask = [j for j, s in resolved.items()
-               if s.state is JobState.UNKNOWN or (s.state is JobState.PENDING and j in reasons_for)]
+        ask = [j for j, s in resolved.items() if s.state is JobState.UNKNOWN
+               or (s.state in (JobState.PENDING, JobState.CANCELLED) and j in reasons_for)]
         if ask:
             found |= self._squeue(ask)
         return found
