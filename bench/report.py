@@ -116,7 +116,8 @@ def merge_tables(old: str, new: str) -> str:
     titles = ", ".join(ROW_TITLE.match(row)[1] for row in rows(new))
     new_notes = [f"{titles}: " + line[0].lower() + line[1:] for line in notes(new)]
     image = [line for line in (old + "\n" + new).splitlines() if line.startswith("![")][:1]
-    return "\n".join(header + merged + [""] + [n for line in notes(old) + new_notes for n in (line, "")] + image)
+    kept_notes = [line for line in notes(old) if not line.startswith(f"{titles}: ")]  # a re-run's own note
+    return "\n".join(header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image)
 
 
 # ---- picture ---------------------------------------------------------------------------------------
