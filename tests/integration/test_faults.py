@@ -169,8 +169,7 @@ def test_node_failure_requeues_the_job_and_says_so(slurm_container, sdk_on_clust
     requeues = Requeues()
     with _cluster(request, slurm_container, sdk_on_cluster, requeues) as cluster:
         job = cluster.submit(fault_jobs.logged_nap, runs_file, 20, "ran twice, reported")
-        first = wait_until(lambda: runs(slurm_stack, runs_file), 60, "the task starting")
-        faults.stop_node(first[0].split()[0])
+        fail_the_node_running(slurm_stack, faults, runs_file)
         wait_until(lambda: job.state is JobState.REQUEUED or requeues.requeued, 60, "the SDK seeing the requeue")
         faults.release_requeued(job.job_id)  # skip Slurm's ~2 min hold of a requeued batch job
         outcome, elapsed = timed(lambda: job.result(timeout=120))
@@ -186,8 +185,7 @@ def test_node_failure_with_requeue_off_fails_the_job(slurm_container, sdk_on_clu
     requeues = Requeues()
     with _cluster(request, slurm_container, sdk_on_cluster, requeues) as cluster:
         job = cluster.submit(fault_jobs.logged_nap_no_requeue, runs_file, 60, "must not finish")
-        first = wait_until(lambda: runs(slurm_stack, runs_file), 60, "the task starting")
-        faults.stop_node(first[0].split()[0])
+        fail_the_node_running(slurm_stack, faults, runs_file)
         outcome, elapsed = timed(lambda: job.result(timeout=60))
     assert isinstance(outcome, JobFailedError), outcome
     assert "NODE_FAIL" in str(outcome), str(outcome)
@@ -208,6 +206,12 @@ def test_login_restart_moves_the_port_and_the_harness_follows(slurm_container, s
     assert reused.action == "reused" and reused.connection.port == moved.port
     with _cluster(request, reused.connection, sdk_on_cluster) as cluster:
         assert cluster.submit(jobs.double, 21).result(timeout=60) == 42
+
+
+def fail_the_node_running(slurm_stack, faults, runs_file: str) -> None:
+    """Once the task has started, its node dies (the first run's line names the host)."""
+    first = wait_until(lambda: runs(slurm_stack, runs_file), 60, "the task starting")
+    faults.stop_node(first[0].split()[0])
 
 
 def _cluster(request, connection, sdk_path, *callbacks) -> Cluster:
