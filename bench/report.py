@@ -114,7 +114,9 @@ def merge_tables(old: str, new: str) -> str:
     merged = [fresh.pop(ROW_TITLE.match(row)[1], row) for row in rows(old)] + list(fresh.values())
     header = [line for line in new.splitlines() if line.startswith("| Figure") or line.startswith("|---")]
     titles = ", ".join(ROW_TITLE.match(row)[1] for row in rows(new))
-    new_notes = [f"{titles}: " + line[0].lower() + line[1:] for line in notes(new)]
+    # Only the when and where of this run (the rest of the note is the same for every run).
+    new_notes = [f"{titles}: " + line[0].lower() + line[1:].split(". Ratios", 1)[0] + "." for line in notes(new)
+                 if line.startswith("Measured on")]
     image = [line for line in (old + "\n" + new).splitlines() if line.startswith("![")][:1]
     kept_notes = [line for line in notes(old) if not line.startswith(f"{titles}: ")]  # a re-run's own note
     return "\n".join(header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image)

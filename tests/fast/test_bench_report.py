@@ -31,7 +31,7 @@ def test_partial_run_replaces_its_rows_keeps_the_rest_and_says_when_each_was_mea
                     "| slurmctld RPCs (n=1, host load 2.0–2.0) | 27 RPCs | ≤ 40 | yes |"]
     assert merged[:2] == OLD.splitlines()[:2]
     assert "Measured on: 2 cores; 2026-11-25 15:11 UTC. Ratios are per round." in merged
-    assert "Round trip, slurmctld RPCs: measured on: 2 cores; 2026-11-25 22:16 UTC. Ratios are per round." in merged
+    assert "Round trip, slurmctld RPCs: measured on: 2 cores; 2026-11-25 22:16 UTC." in merged
     assert merged[-1] == "![benchmark figures](bench/figures.png)" and merged.count(merged[-1]) == 1
 
 
