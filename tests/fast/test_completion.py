@@ -343,3 +343,14 @@ def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
     with pytest.raises(JobFailedError, match=r"job 100 \(FAILED\) cannot be satisfied.*so Slurm cancelled it"):
         child.result(timeout=10)
     assert slurm.count("scancel") == 0
+
+
+def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(make, slurm):
+    def run_then_drop(argv):
+        job_dir = posixpath.dirname(argv[-1])
+        LocalTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
+        raise SSHError("connection dropped while running: sbatch ...", transient=True)
+    slurm.script("sbatch", run_then_drop)
+    slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
+    assert make().submit(tasks.add, 1, 2).job_id == "4243"
+    assert slurm.count("sbatch") == 1
