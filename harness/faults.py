@@ -40,6 +40,7 @@ SBATCH_WRAPPER = Path(__file__).with_name("fault_sbatch.sh")
 SBATCH_IN_STACK = "/usr/local/bin/sbatch"  # ahead of the real /usr/bin/sbatch on the job user's PATH
 SWITCHES_IN_STACK = "/run/harness-faults"  # the wrapper's switches (see fault_sbatch.sh)
 READY_SECONDS = 120.0
+PAUSE_ATTEMPTS = 10
 #: Settings read back from slurmctld after a reconfigure, with Slurm's value when a file leaves them out.
 CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)"}
 #: What ``drop_ssh`` kills: the job user's SSH session processes (OpenSSH >= 9.8 names them sshd-session).
@@ -195,7 +196,16 @@ class Faults:
         """Freeze every process of a container (``docker pause``): it accepts TCP but never answers,
         like a hung host. ``slurmctld``: an outage; ``login``: a frozen login node."""
         _check_choice("service", service, CONFIGURED)
-        self.stack.docker.container.pause(self._name(service))
+        for attempt in range(PAUSE_ATTEMPTS):
+            try:
+                self.stack.docker.container.pause(self._name(service))
+                break
+            except DockerException as exc:
+                # The cgroup freezer gives up when a process is mid-exec (a healthcheck, a `docker exec`);
+                # runc thaws the container again, so a later try starts from a running container.
+                if "unable to freeze" not in str(exc) or attempt == PAUSE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5)
         self._update(f"pause {service}", paused=sorted({*self._record().get("paused", []), service}))
 
     def unpause(self, service: str) -> None:
