@@ -72,8 +72,8 @@ def squeue(*lines: str) -> CommandResult:
     return ok("".join(line + "\n" for line in lines))
 
 
-def write_result(job, value) -> None:
-    LocalTransport().write_bytes(posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value))
+def write_result(job, value, restarts: int = 0) -> None:
+    LocalTransport().write_bytes(posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value, restarts=restarts))
 
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
@@ -354,3 +354,26 @@ def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(
     slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
     assert make().submit(tasks.add, 1, 2).job_id == "4243"
     assert slurm.count("sbatch") == 1
+
+
+def test_a_requeue_between_polls_is_reported_from_the_result_file(make, slurm, recorder):
+    """The rerun may end before any query sees the restart count: the runner wrote SLURM_RESTART_COUNT."""
+    requeues = []
+    recorder.on_requeue = lambda job, count: requeues.append(count)
+    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    write_result(job, 3, restarts=2)
+    assert job.result(timeout=10) == 3
+    assert requeues == [2] and job.restarts == 2 and slurm.count("squeue") == 0
+    assert [event[3] for event in recorder.events if event[0] == "state"] == ["REQUEUED", "COMPLETED"]
+
+
+def test_the_runner_records_the_restart_count(tmp_path, monkeypatch, capsys):
+    from slurm import runner
+    from slurm.serialization import Outcome, dump_payload
+
+    (tmp_path / "payload.pkl").write_bytes(dump_payload(tasks.add, [((1, 2), {})], lambda: LOCAL_PYTHON))
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert runner.main([str(tmp_path)]) == 0
+    assert Outcome.load((tmp_path / "result-0.pkl").read_bytes()).restarts == 1
+    assert "run 2 (requeued 1x)" in capsys.readouterr().err
