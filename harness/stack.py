@@ -379,8 +379,19 @@ class Stack:
             if "rror" in line:
                 self.say(f"  {line}")
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
+        self._restore_egress()
         for path in (self.key_path, self.known_hosts_path, self.state_file):
             path.unlink(missing_ok=True)
+
+    def _restore_egress(self) -> None:
+        """An air gap (harness.airgap) must not outlive its stack: its rules name the project's old subnet."""
+        from harness import airgap  # airgap needs a Stack; importing it here keeps the modules acyclic
+
+        try:
+            if airgap.restore_egress(self):
+                self.say("air gap removed (its firewall rules went with the stack)")
+        except airgap.AirgapError as exc:
+            self.say(f"could not remove the air gap's firewall rules: {exc}")
 
     # ---- access -------------------------------------------------------------------------------
 
