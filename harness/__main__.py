@@ -9,7 +9,7 @@ import sys
 
 from python_on_whales.exceptions import DockerException
 
-from harness import airgap
+from harness import airgap, wheelhouse
 from harness import ssh as harness_ssh
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
@@ -109,6 +109,12 @@ def cmd_airgap(stack: Stack, args: argparse.Namespace) -> int:
     return 0 if blocked == (args.state != "off") else 3
 
 
+def cmd_wheelhouse(stack: Stack, args: argparse.Namespace) -> int:
+    stack.refresh_wheelhouse(force=True, strict=True)
+    print(f"wheelhouse for the {stack.release} image: {wheelhouse.directory(stack.repo_root, stack.release)}")
+    return 0
+
+
 def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
     from harness import smoke
 
@@ -143,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--user", default=None, help="user inside the container (default root)")
     ex.add_argument("service", choices=(*SERVICES, "init"))
     ex.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("wheelhouse", help="download pyproject.toml's dependencies as wheels for the nodes' Python "
+                   "into images/wheelhouse/<release>/ (what `up` does before a build; plain "
+                   "`docker compose up --build` uses it as last written)")
     gap = sub.add_parser("airgap", help="cut the stack's containers off from everything outside the stack "
                          "(status exits 0 when blocked, 3 when open)")
     gap.add_argument("state", choices=("on", "off", "status"))
@@ -151,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "ssh": cmd_ssh,
             "exec": cmd_exec, "smoke": cmd_smoke,
-            "airgap": cmd_airgap}
+            "airgap": cmd_airgap, "wheelhouse": cmd_wheelhouse}
 
 
 def main(argv: list[str] | None = None) -> int:
