@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from python_on_whales.exceptions import DockerException
 
+from harness import airgap
 from harness.stack import REPO_ROOT, SDK_MOUNT, SERVICES, Stack
 from harness.wheelhouse import WHEELHOUSE_DIR
 
@@ -88,3 +89,15 @@ def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness
         found, sdk = stack.exec(service, probe, user="sdk").split()
         assert found.startswith("/opt/venv/lib/"), f"{service}: {NEW_DEPENDENCY} imported from {found}"
         assert sdk.startswith(f"{SDK_MOUNT}/src/slurm/"), f"{service}: slurm imported from {sdk}"
+
+
+def test_harness_down_lifts_an_air_gap(repo_copy):
+    """A disposable stack, so the suite's own stack is never taken down: its firewall rules go with it."""
+    root, env, stack = repo_copy
+    assert harness(root, env, "up").returncode == 0
+    assert harness(root, env, "airgap", "on").returncode == 0
+    assert airgap.egress_is_blocked(stack)
+    down = harness(root, env, "down", "--force")
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert "air gap removed" in down.stderr
+    assert airgap.restore_egress(stack) == 0  # nothing tagged with the project is left
