@@ -1,7 +1,7 @@
 """pyproject.toml is the source of truth for the nodes: a dependency added there is importable on every
 node after `harness up`, installed offline from the host-built wheelhouse (harness/wheelhouse.py).
 
-Runs in a temporary copy of the repo with its own Compose project and state dir (the suite's stack is
+The slow tests run in a temporary copy of the repo with its own Compose project and state dir (the suite's stack is
 not touched), torn down afterwards together with the images it built.
 """
 
@@ -20,9 +20,10 @@ from python_on_whales.exceptions import DockerException
 
 from harness import airgap
 from harness.stack import REPO_ROOT, SDK_MOUNT, SERVICES, Stack
+from harness import wheelhouse
 from harness.wheelhouse import WHEELHOUSE_DIR
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 NEW_DEPENDENCY = "iniconfig"  # tiny, pure Python, not among the image's Debian packages
 #: What the image build needs from the repo (the rest arrives by bind mount), plus the harness to run it.
@@ -69,6 +70,16 @@ def harness(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
+def test_wheelhouse_target_is_what_the_nodes_run(slurm_stack):
+    """The wheelhouse resolves for RELEASES' Python and glibc and the daemon's arch: the nodes agree."""
+    target = wheelhouse.target_for(slurm_stack.release, slurm_stack.docker.system.info().architecture)
+    probe = ["python3", "-c", "import platform, sys; print('%d.%d' % sys.version_info[:2], "
+             "platform.libc_ver()[1], platform.machine())"]
+    for service in SERVICES:
+        assert slurm_stack.exec(service, probe).split() == [target.python, target.glibc, target.arch], service
+
+
+@pytest.mark.slow
 def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness_up(repo_copy):
     root, env, stack = repo_copy
     # A plain `docker compose up --build` before any wheelhouse exists: the build fails, naming the fix.
@@ -91,6 +102,7 @@ def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness
         assert sdk.startswith(f"{SDK_MOUNT}/src/slurm/"), f"{service}: slurm imported from {sdk}"
 
 
+@pytest.mark.slow
 def test_harness_down_lifts_an_air_gap(repo_copy):
     """A disposable stack, so the suite's own stack is never taken down: its firewall rules go with it."""
     root, env, stack = repo_copy
