@@ -1,4 +1,5 @@
-"""``python -m harness up | down | status | logs | ssh | exec | smoke | fault``: the dev cluster from the command line."""
+"""``python -m harness up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse``: the dev
+cluster from the command line."""
 
 from __future__ import annotations
 

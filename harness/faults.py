@@ -89,7 +89,8 @@ class Faults:
 
     def _update(self, event: str, **changes: object) -> None:
         """Record a fault (owned by this process from now on) after it took effect."""
-        record = self._record() | changes | {"owner": {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}}
+        owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
+        record = self._record() | changes | {"owner": owner}
         self.stack.update_state(faults=record)
         self.stack.events.record("fault", project=self.stack.project, action=event)
 
@@ -253,7 +254,8 @@ class Faults:
 
     def queued_by_sbatch(self) -> list[str]:
         """Job ids queued through the sbatch wrapper since it was installed, in order."""
-        return self.stack.exec("login", ["sh", "-c", f"cat {SWITCHES_IN_STACK}/sbatch-queued 2>/dev/null || true"]).split()
+        listing = f"cat {SWITCHES_IN_STACK}/sbatch-queued 2>/dev/null || true"
+        return self.stack.exec("login", ["sh", "-c", listing]).split()
 
     def _sbatch_switches(self, **switches: float) -> None:
         record = (self._record().get("sbatch") or {}) | switches
