@@ -450,3 +450,17 @@ def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_
         with pytest.raises(JobTimeoutError, match=text):
             job.result(timeout=timeout)
     assert time.monotonic() - started < timeout + 2
+
+
+def test_a_stream_of_submissions_does_not_postpone_the_next_query(make, slurm, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("slurm.watcher.time.monotonic", lambda: clock[0])
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    cluster = make(poll_interval=30)
+    job = cluster.submit(tasks.add, 1, 2)
+    cluster.watcher.query([job])  # the ramp is under way: next query planned 1 s later
+    planned = cluster.watcher.next_query_at
+    for _ in range(5):
+        clock[0] += 0.5
+        cluster.submit(tasks.add, 1, 2)
+    assert cluster.watcher.next_query_at <= planned
