@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 # Public names are imported on first use: a job's runner imports `slurm` on every node for every task,
 # and should not pay for the submitting side (Cluster, config, YAML, backends).
 _EXPORTS = {
-    "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Cluster": "slurm.cluster",
+    "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Checkpointing": "slurm.checkpoint", "Cluster": "slurm.cluster",
     "ArrayJob": "slurm.job", "Job": "slurm.job", "Resources": "slurm.resources",
     **dict.fromkeys(["BackendError", "CommandError", "ConfigError", "JobFailedError", "JobTimeoutError",
                      "ResourceError", "SerializationError", "SlurmSDKError", "SSHError", "SubmitError"],
@@ -29,6 +29,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from slurm.backends.base import JobState
     from slurm.callbacks import Callback
+    from slurm.checkpoint import Checkpointing
     from slurm.cluster import Cluster
     from slurm.errors import (BackendError, CommandError, ConfigError, JobFailedError, JobTimeoutError,
                               ResourceError, SerializationError, SlurmSDKError, SSHError, SubmitError)
@@ -52,7 +53,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "ArrayJob", "BackendError", "Callback", "Cluster", "CommandError", "ConfigError", "Job", "JobFailedError",
+    "ArrayJob", "BackendError", "Callback", "Checkpointing", "Cluster", "CommandError", "ConfigError", "Job", "JobFailedError",
     "JobState", "JobTimeoutError", "ResourceError", "Resources", "SSHError", "SerializationError", "SlurmSDKError",
     "SubmitError", "Task", "task", "workflow",
 ]

@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from slurm.checkpoint import MAX_REQUEUES_OPTION
 from slurm.resources import Resources
 
 RUNNER_MODULE = "slurm.runner"
@@ -38,6 +39,7 @@ def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
         ("time", resources.time), ("cpus-per-task", resources.cpus), ("mem", resources.mem), ("gres", gres),
         ("partition", resources.partition), ("account", resources.account),
         ("requeue" if resources.requeue else "no-requeue", None if resources.requeue is None else True),
+        ("signal", resources.checkpoint and resources.checkpoint.sbatch_signal()),
     ]
     options += sorted(resources.sbatch.items())
     return [(name, value) for name, value in options if value is not None and value is not False]
@@ -50,6 +52,7 @@ def render_script(*, job_name: str, job_dir: str, resources: Resources, array: b
     header = [("job-name", job_name), ("output", output), ("error", error), *sbatch_options(resources)]
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH --{name}" if value is True else f"#SBATCH --{name}={value}" for name, value in header]
+    checkpointing = f" {MAX_REQUEUES_OPTION} {resources.checkpoint.max_requeues}" if resources.checkpoint else ""
     lines += ["", "set -eo pipefail", *setup_lines,
-              f"exec {python} -m {RUNNER_MODULE} {shlex.quote(job_dir)}", ""]
+              f"exec {python} -m {RUNNER_MODULE}{checkpointing} {shlex.quote(job_dir)}", ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from slurm.checkpoint import Checkpointing
 from slurm.errors import ResourceError
 
 # Slurm's --time formats. The leading field is unbounded; later fields are checked against 24/60.
@@ -25,7 +26,7 @@ _GPUS = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
 _MANAGED_OPTIONS = {
     "time": "time=", "cpus-per-task": "cpus=", "mem": "mem=", "gres": "gpus=", "partition": "partition=",
     "account": "account=", "job-name": "name=", "output": None, "error": None, "array": None,
-    "requeue": "requeue=", "no-requeue": "requeue=",
+    "requeue": "requeue=", "no-requeue": "requeue=", "signal": "checkpoint=",
 }
 
 
@@ -112,6 +113,8 @@ class Resources:
     #: False: never requeue after a node failure or preemption (``--no-requeue``); True: allow it
     #: (``--requeue``); None: the cluster's JobRequeue default.
     requeue: bool | None = None
+    #: Checkpoint and requeue (``slurm.checkpoint``): True for the defaults, or a ``Checkpointing``.
+    checkpoint: Checkpointing | bool | None = None
     #: Extra sbatch options: ``{"constraint": "fast", "exclusive": True}`` -> ``--constraint=fast``, ``--exclusive``.
     sbatch: Mapping[str, Any] = field(default_factory=dict)
 
@@ -127,6 +130,7 @@ class Resources:
             object.__setattr__(self, "gpus", _check_gpus(self.gpus))
         if self.requeue is not None and not isinstance(self.requeue, bool):
             raise ResourceError(f"requeue must be True, False or None, got {self.requeue!r}")
+        object.__setattr__(self, "checkpoint", Checkpointing.of(self.checkpoint))
         for name in ("partition", "account"):
             if getattr(self, name) is not None:
                 _check_name(name, getattr(self, name))

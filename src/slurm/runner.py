@@ -1,4 +1,5 @@
-"""The job side: ``python -m slurm.runner <job_dir>`` (array index from ``SLURM_ARRAY_TASK_ID``).
+"""The job side: ``python -m slurm.runner [--max-requeues N] <job_dir>`` (array index from
+``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``).
 
 Loads the task and its arguments from ``payload.pkl``, runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
@@ -15,23 +16,36 @@ import traceback
 from typing import Any
 
 import slurm
+from slurm import checkpoint
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
 
 
 def main(argv: list[str] | None = None) -> int:
-    [job_dir] = sys.argv[1:] if argv is None else argv
+    job_dir, max_requeues = _parse_args(sys.argv[1:] if argv is None else argv)
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     restarts = _restart_count()
     _print_header(job_dir, index, restarts)
+    if max_requeues is not None:
+        checkpoint.begin(job_dir, index, max_requeues)
     try:
         outcome, code = dump_result(_run(job_dir, index), restarts=restarts), 0
+    except checkpoint.Stopped as stop:  # this run ends, the job runs again: no result yet
+        print(f"[slurm-sdk] checkpoint: {stop}", file=sys.stderr, flush=True)
+        return 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
         traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
     write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
     return code
+
+
+def _parse_args(argv: list[str]) -> tuple[str, int | None]:
+    if len(argv) == 3 and argv[0] == checkpoint.MAX_REQUEUES_OPTION:
+        return argv[2], int(argv[1])
+    [job_dir] = argv
+    return job_dir, None
 
 
 def _exit_status(exc: BaseException) -> int:

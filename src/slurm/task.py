@@ -95,10 +95,12 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
     def decorate(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
                  time: str | int | None = None, cpus: int | None = None, mem: str | int | None = None,
                  gpus: int | str | None = None, partition: str | None = None, account: str | None = None,
-                 requeue: bool | None = None, sbatch: Mapping[str, Any] | None = None) -> Any:
+                 requeue: bool | None = None, checkpoint: Any = None,
+                 sbatch: Mapping[str, Any] | None = None) -> Any:
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
         resources = Resources(time=time, cpus=cpus, mem=mem, gpus=gpus, partition=partition,
-                              account=account, requeue=requeue, sbatch=sbatch or {})
+                              account=account, requeue=requeue, checkpoint=checkpoint,
+                              sbatch=sbatch or {})
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=workflow)
@@ -112,7 +114,8 @@ task = _decorator(workflow=False)
 task.__doc__ = """Decorate a function to run as a Slurm job: ``@task`` or ``@task(time="00:10:00", cpus=2,
 mem="4G", gpus=1, partition="debug", account=None, requeue=False, sbatch={"constraint": "fast"},
 name="train")``. ``requeue=False`` renders ``--no-requeue``: the job fails instead of running again after a
-node failure or preemption."""
+node failure or preemption. ``checkpoint=True`` (or ``Checkpointing(signal_before=60, max_requeues=3)``):
+the task saves its state with ``slurm.checkpoint.save`` and is requeued before its time limit."""
 
 workflow = _decorator(workflow=True)
 workflow.__doc__ = """Like ``@task``, for a function whose first parameter ``cluster`` receives a Cluster

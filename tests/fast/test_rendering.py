@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from slurm.checkpoint import Checkpointing
 from slurm.packaging.none import NonePackaging
 from slurm.rendering import expand_log_pattern, render_script
 from slurm.resources import Resources
@@ -23,6 +24,8 @@ CASES = {
         array=False, packaging=NonePackaging(pythonpath=["/opt/code", "/shared/my libs"], python="/opt/venv/bin/python")),
     "array": dict(job_name="square", resources=Resources(time=30, mem=512), array=True,
                   packaging=NonePackaging(pythonpath=["/opt/slurm_sdk_dev/src"])),
+    "checkpoint": dict(job_name="train", resources=Resources(time="00:10:00", checkpoint=Checkpointing(90, 5)),
+                       array=False, packaging=NonePackaging()),
 }
 
 

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 
 from slurm.atomic import write_atomic
 from slurm.backends.base import COMMAND_TIMEOUT, Backend, CommandResult, JobState, Transport
+from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.rendering import expand_log_pattern
@@ -32,6 +34,8 @@ from slurm.resources import parse_time_seconds
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
+# What `scontrol requeue <id>` is for a local job (the runner of a checkpointing task calls it).
+_REQUEUE = "import sys; from slurm.backends.local import requeue; requeue(sys.argv[1], sys.argv[2])"
 _DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 
 
@@ -183,6 +187,24 @@ class LocalCommandBackend(Backend):
         for element in cancelled:
             _kill_group(self._read_pid(element))
 
+    def preempt(self, job_id: str) -> None:
+        """What a preemption with PreemptMode=REQUEUE does: SIGTERM to the running job, then it runs again
+        (without a time-limit requeue count; ``job_id`` is one job or one array task "12_3")."""
+        self.request_requeue(job_id)
+        _kill_group(self._read_pid(job_id))
+
+    def request_requeue(self, element: str) -> None:
+        """Run this job again once its current run ends (the local ``scontrol requeue``)."""
+        os.makedirs(self._path("requeue"), exist_ok=True)
+        write_atomic(self._path("requeue", element), b"")
+
+    def _take_requeue(self, element: str) -> bool:
+        try:
+            os.unlink(self._path("requeue", element))
+            return True
+        except FileNotFoundError:
+            return False
+
     def job_ids(self) -> list[str]:
         """Every job submitted to this state dir, oldest first."""
         if not os.path.isdir(self._path("jobs")):
@@ -316,7 +338,8 @@ class LocalCommandBackend(Backend):
         env.update(SLURM_JOB_ID=base, SLURM_JOBID=base, SLURM_JOB_NAME=record["sbatch"].get("job-name", ""),
                    SLURM_SUBMIT_DIR=record["submit_dir"], SLURM_CPUS_PER_TASK=record["sbatch"].get("cpus-per-task", "1"),
                    SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NODELIST=host, SLURMD_NODENAME=host,
-                   SLURM_CLUSTER_NAME="local")
+                   SLURM_CLUSTER_NAME="local",
+                   **{REQUEUE_COMMAND_ENV: shlex.join([sys.executable, "-c", _REQUEUE, self.state_dir])})
         if index:
             indexes = record["array"]
             env.update(SLURM_ARRAY_JOB_ID=base, SLURM_ARRAY_TASK_ID=index, SLURM_ARRAY_TASK_COUNT=str(len(indexes)),
@@ -324,35 +347,68 @@ class LocalCommandBackend(Backend):
         return env
 
     def _run_element(self, record: dict[str, Any], element: str) -> None:
+        """Run one job or array task; again after a requeue (restart count in SLURM_RESTART_COUNT)."""
+        restarts = 0
+        while True:
+            final = self._run_once(record, element, restarts)
+            if final is None or not self._take_requeue(element):
+                break
+            restarts += 1
+            self._write_state(element, JobState.REQUEUED)
+        if final is not None:
+            with self._locked():
+                if not self._read_state(element).is_terminal:  # a cancel wins over the exit code it caused
+                    self._write_state(element, final)
+
+    def _run_once(self, record: dict[str, Any], element: str, restarts: int) -> JobState | None:
+        """One run of the script; its end state, or None if it was cancelled before it started."""
         output, error = self._log_paths(record, element)
+        env = self._job_env(record, element)
+        if restarts:
+            env["SLURM_RESTART_COUNT"] = str(restarts)
         with self._locked():
             if self._read_state(element).is_terminal:
-                return  # cancelled before it started
+                return None  # cancelled before it started
             for path in {output, error}:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(output, "ab") as out, open(error, "ab") as err:
-                proc = subprocess.Popen(["bash", record["script"]], cwd=record["submit_dir"],
-                                        env=self._job_env(record, element), stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=err if error != output else subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(["bash", record["script"]], cwd=record["submit_dir"], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=err if error != output else subprocess.STDOUT, start_new_session=True)
             write_atomic(self._path("pids", element), str(proc.pid).encode())
             self._write_state(element, JobState.RUNNING)
-        limit = record["sbatch"].get("time")
         try:
-            final = JobState.COMPLETED if proc.wait(parse_time_seconds(limit) if limit else None) == 0 \
-                else JobState.FAILED
+            return JobState.COMPLETED if _wait_with_limit(proc, record["sbatch"]) == 0 else JobState.FAILED
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             proc.wait()
-            final = JobState.TIMEOUT
-        with self._locked():
-            if not self._read_state(element).is_terminal:  # a cancel wins over the exit code it caused
-                self._write_state(element, final)
+            return JobState.TIMEOUT
+
+
+def _wait_with_limit(proc: subprocess.Popen[bytes], sbatch: Mapping[str, str]) -> int:
+    """Wait for the script under its --time limit, sending --signal=[B:]SIG@N N seconds before it, as Slurm
+    does (to the batch shell, which is the runner here: the script execs it). TimeoutExpired at the limit."""
+    limit = parse_time_seconds(sbatch["time"]) if sbatch.get("time") else None
+    name, _, before = sbatch.get("signal", "").removeprefix("B:").partition("@")
+    if limit is None or not name:
+        return proc.wait(limit)
+    early = max(0, limit - int(before or 60))
+    try:
+        return proc.wait(early)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.Signals[f"SIG{name}"])
+    return proc.wait(limit - early)
 
 
 def launch(state_dir: str, job_id: str) -> None:
     """Entry point of the detached launcher process started by ``submit``."""
     LocalCommandBackend(state_dir).run_job(job_id)
+
+
+def requeue(state_dir: str, job_id: str) -> None:
+    """Entry point of the local ``scontrol requeue``: the job runs again when this run ends."""
+    LocalCommandBackend(state_dir).request_requeue(job_id)
 
 
 def _elements(record: dict[str, Any]) -> list[str]:

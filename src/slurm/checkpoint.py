@@ -1,0 +1,179 @@
+"""Checkpoint and requeue: a long task saves its state in the job directory and picks it up when it runs again.
+
+    from slurm import checkpoint, task
+
+    @task(time="01:00:00", checkpoint=True)       # or checkpoint=Checkpointing(signal_before=300, max_requeues=5)
+    def train(steps):
+        state = checkpoint.load({"step": 0})      # the last saved state on a rerun, else the default
+        while state["step"] < steps:
+            state["step"] += 1                    # ... one unit of work ...
+            checkpoint.save(state)                # cheap: call it at every consistent point
+        return state
+
+The job script asks Slurm for SIGUSR2 ``signal_before`` seconds before the time limit. The runner only notes
+the signal; the task's next ``save`` writes the state and then stops the run, and the runner requeues the job
+(``scontrol requeue`` as the job's owner), so state is only ever saved where the task says it is consistent.
+Time-limit requeues are counted in the job directory and stop after ``max_requeues`` (the job then ends
+TIMEOUT). On SIGTERM (preemption, ``scontrol requeue`` by an admin, ``scancel``) the next ``save`` stops the
+run the same way without requeueing: Slurm itself requeues a preempted job, with no limit.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from slurm.atomic import write_atomic
+from slurm.errors import ResourceError
+
+#: The signal Slurm sends before the time limit (``--signal=B:USR2@N``; B: the batch shell, which is the
+#: runner itself, since the script execs it).
+TIME_LIMIT_SIGNAL = "USR2"
+#: The runner's option that turns checkpointing on, with the number of time-limit requeues allowed.
+MAX_REQUEUES_OPTION = "--max-requeues"
+#: The command that requeues a job (its id is appended); the local backend sets its own. A job variable
+#: like SLURM_JOB_ID, so a workflow's children do not inherit it.
+REQUEUE_COMMAND_ENV = "SLURM_REQUEUE_COMMAND"
+DEFAULT_REQUEUE_COMMAND = "scontrol requeue"
+_SLURM_SIGNAL_MAX = 65535  # sbatch's limit for sig_time
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """How a task checkpoints: SIGUSR2 ``signal_before`` seconds before its time limit (Slurm may send it up
+    to 60 s earlier), and at most ``max_requeues`` requeues for the time limit (preemptions are unlimited)."""
+
+    signal_before: int = 60
+    max_requeues: int = 3
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("signal_before", 1, _SLURM_SIGNAL_MAX), ("max_requeues", 0, None)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+                bound = f"between {low} and {high}" if high else f">= {low}"
+                raise ResourceError(f"checkpoint {name} must be an int {bound}, got {value!r}")
+
+    @classmethod
+    def of(cls, value: Any) -> Checkpointing | bool | None:
+        """``checkpoint=`` as given to ``@task``: True (the defaults), a Checkpointing, False (off, also over
+        a cluster default) or None (unset: the cluster default, else off)."""
+        if value is None or value is False:
+            return value
+        if value is True:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        raise ResourceError(f"checkpoint must be True, False or Checkpointing(signal_before=..., max_requeues=...), "
+                            f"got {value!r}")
+
+    def sbatch_signal(self) -> str:
+        return f"B:{TIME_LIMIT_SIGNAL}@{self.signal_before}"
+
+
+class Stopped(BaseException):
+    """Raised out of ``save`` to end this run of the task after its state was saved (it runs again).
+    A BaseException, so a task's ``except Exception`` does not swallow it."""
+
+
+def checkpoint_path(job_dir: str, index: int) -> str:
+    return os.path.join(job_dir, f"checkpoint-{index}.pkl")
+
+
+def _requeues_path(job_dir: str, index: int) -> str:
+    return os.path.join(job_dir, f"time-limit-requeues-{index}")
+
+
+class _Run:
+    """This run of a checkpointing task: where its state lives and which stop signal arrived."""
+
+    def __init__(self, job_dir: str | None, index: int, max_requeues: int) -> None:
+        self.job_dir, self.index, self.max_requeues = job_dir, index, max_requeues
+        self.signalled: int | None = None
+        self.memory: Any = _NOTHING  # outside a job (a task called directly) the state stays in memory
+
+    def load(self, default: Any) -> Any:
+        if self.job_dir is None or not os.path.exists(checkpoint_path(self.job_dir, self.index)):
+            return default if self.memory is _NOTHING else self.memory
+        with open(checkpoint_path(self.job_dir, self.index), "rb") as handle:
+            return pickle.load(handle)
+
+    def save(self, state: Any) -> None:
+        if self.job_dir is None:
+            self.memory = state
+            return
+        write_atomic(checkpoint_path(self.job_dir, self.index), pickle.dumps(state), 0o600)
+        if self.signalled is not None:
+            self._stop()
+
+    def _stop(self) -> None:
+        received, self.signalled = self.signalled, None
+        if received != signal.SIGUSR2:
+            raise Stopped(f"stopped by {signal.Signals(received).name} after saving the checkpoint "
+                          "(preempted, requeued or cancelled: Slurm decides whether it runs again)")
+        done = self._time_limit_requeues()
+        if done >= self.max_requeues:
+            _say(f"time limit near, but not requeued: max_requeues={self.max_requeues} reached; "
+                 "the job ends at its time limit")
+            return
+        write_atomic(_requeues_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
+        command = [*shlex.split(os.environ.get(REQUEUE_COMMAND_ENV, DEFAULT_REQUEUE_COMMAND)), _own_job_id()]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            _say(f"time limit near, requeue failed ({shlex.join(command)}: {result.stderr.strip()}); "
+                 "the job ends at its time limit")
+            return
+        raise Stopped(f"time limit near: checkpoint saved, job requeued ({done + 1} of max {self.max_requeues})")
+
+    def _time_limit_requeues(self) -> int:
+        try:
+            with open(_requeues_path(self.job_dir, self.index)) as handle:
+                return int(handle.read())
+        except FileNotFoundError:
+            return 0
+
+
+_NOTHING = object()
+_run = _Run(None, 0, 0)
+
+
+def load(default: Any = None) -> Any:
+    """The state this task last saved (in an earlier run of the same job), else ``default``."""
+    return _run.load(default)
+
+
+def save(state: Any) -> None:
+    """Save ``state`` (pickled into the job directory, atomically). After the time-limit signal or SIGTERM it
+    then ends this run (raises ``Stopped``), and the job is requeued."""
+    _run.save(state)
+
+
+def begin(job_dir: str, index: int, max_requeues: int) -> None:
+    """Called by the runner before a checkpointing task runs: bind ``load``/``save`` to this job and note
+    the stop signals instead of dying on them."""
+    global _run
+    _run = _Run(job_dir, index, max_requeues)
+    for signum in (signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(signum, _note_signal)
+
+
+def _note_signal(signum: int, _frame: Any) -> None:
+    # Only note it: saving here, between two arbitrary bytecodes, could capture a half-updated state.
+    # os.write, not print: the task may be inside a write to stderr, and buffered streams are not reentrant.
+    _run.signalled = signum
+    os.write(2, f"[slurm-sdk] checkpoint: received {signal.Signals(signum).name}: the next "
+                "checkpoint.save() ends this run\n".encode())
+
+
+def _own_job_id() -> str:
+    array_id, task_id = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array_id}_{task_id}" if array_id and task_id else os.environ["SLURM_JOB_ID"]
+
+
+def _say(message: str) -> None:
+    print(f"[slurm-sdk] checkpoint: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,93 @@
+"""Checkpoint and requeue through LocalCommandBackend: the signal before the time limit, the requeue, the
+resumed run, the max_requeues limit, preemption (unlimited), and the API's validation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from slurm import Checkpointing, JobFailedError, JobState, ResourceError, checkpoint, task
+from tests.fast.test_end_to_end import wait_until
+from tests.integration.checkpoint_jobs import count_steps, run_starts
+
+STEP = 0.1
+# Local time limits are exact (Slurm's may signal up to 60 s early): 4 s per run, the signal 2 s before.
+SHORT = count_steps.options(time="0:04", checkpoint=Checkpointing(signal_before=2, max_requeues=3))
+
+
+def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
+    log = tmp_path / "runs"
+    job = cluster.submit(SHORT, 40, str(log), STEP)  # ~4 s of work, ~2 s per run before the signal
+    assert "#SBATCH --signal=B:USR2@2" in job.script
+    state = job.result(timeout=60)
+    starts = run_starts(log)
+    assert state["step"] == 40
+    assert state["runs"] == len(starts) >= 2
+    assert starts == sorted(starts) and starts[0] == 0 and starts[-1] > 0  # each run resumed, none restarted
+    assert job.restarts == len(starts) - 1 <= 3
+    assert "time limit near: checkpoint saved, job requeued (1 of max 3)" in job.stderr()
+
+
+def test_time_limit_requeues_stop_at_max_requeues(cluster, tmp_path):
+    log = tmp_path / "runs"
+    never_enough = SHORT.options(checkpoint=Checkpointing(signal_before=2, max_requeues=1))
+    job = cluster.submit(never_enough, 10_000, str(log), STEP)
+    with pytest.raises(JobFailedError, match="max_requeues=1 reached") as info:
+        job.result(timeout=60)
+    assert info.value.state == JobState.TIMEOUT.value
+    assert len(run_starts(log)) == 2  # the first run and one requeue
+
+
+def test_preemption_requeues_without_the_limit(cluster, tmp_path):
+    log = tmp_path / "runs"
+    no_time_limit_requeues = count_steps.options(time=5, checkpoint=Checkpointing(max_requeues=0))
+    job = cluster.submit(no_time_limit_requeues, 30, str(log), STEP)
+    for preemptions in (1, 2):
+        # Preempt a run once it has saved a step (a run that saved nothing would just start over).
+        assert wait_until(lambda: log.exists() and len(run_starts(log)) == preemptions, timeout=20)
+        assert wait_until(lambda: os.path.exists(checkpoint.checkpoint_path(job.job_dir, 0)), timeout=20)
+        cluster.backend.preempt(job.job_id)
+    state = job.result(timeout=60)
+    assert state["step"] == 30 and state["runs"] == 3
+    assert job.restarts == 2
+    assert "stopped by SIGTERM after saving the checkpoint" in job.stderr()
+
+
+def test_a_task_without_checkpointing_asks_for_no_signal(cluster):
+    plain = count_steps.options(checkpoint=False)
+    script = cluster.submit(plain, 0, "/dev/null", 0).script
+    assert "--signal" not in script and "--max-requeues" not in script
+
+
+def test_outside_a_job_save_and_load_keep_the_state_in_memory(monkeypatch):
+    monkeypatch.setattr(checkpoint, "_run", checkpoint._Run(None, 0, 0))  # a task called directly, not a job
+    assert checkpoint.load("default") == "default"
+    checkpoint.save({"step": 3})
+    assert checkpoint.load("default") == {"step": 3}
+
+
+@pytest.mark.parametrize("value", ["yes", 1, {"signal_before": 30}])
+def test_checkpoint_option_is_validated_when_the_task_is_defined(value):
+    with pytest.raises(ResourceError, match="checkpoint must be True, False or Checkpointing"):
+        task(checkpoint=value)(lambda: None)
+
+
+def test_checkpoint_true_means_the_defaults():
+    assert count_steps.resources.checkpoint == Checkpointing(signal_before=60, max_requeues=3)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(signal_before=0), "signal_before must be an int between 1 and 65535"),
+    (dict(signal_before=70_000), "signal_before must be an int between 1 and 65535"),
+    (dict(max_requeues=-1), "max_requeues must be an int >= 0"),
+    (dict(max_requeues=True), "max_requeues must be an int >= 0"),
+])
+def test_checkpointing_bounds(options, message):
+    with pytest.raises(ResourceError, match=message):
+        Checkpointing(**options)
+
+
+def test_signal_cannot_be_passed_through_sbatch():
+    with pytest.raises(ResourceError, match="--signal cannot be passed through sbatch.*checkpoint= argument"):
+        task(sbatch={"signal": "USR1@30"})(lambda: None)

@@ -1,0 +1,29 @@
+"""Tasks for the checkpoint tests (fast tier on LocalCommandBackend, integration tier on the cluster).
+Imported by reference on the nodes: no pytest here."""
+
+from __future__ import annotations
+
+import time
+
+from slurm import checkpoint, task
+
+
+@task(time="00:01:00", checkpoint=True)
+def count_steps(steps, log_path, step_seconds=1.0):
+    """Counts to ``steps``, one step per ``step_seconds``, saving after each; appends "<first step>" to
+    ``log_path`` for every run, so a test sees where each run resumed. Returns the final state."""
+    state = checkpoint.load({"step": 0, "runs": 0})
+    state["runs"] += 1
+    with open(log_path, "a") as handle:
+        handle.write(f"{state['step']}\n")
+    while state["step"] < steps:
+        time.sleep(step_seconds)
+        state["step"] += 1
+        checkpoint.save(state)
+    return state
+
+
+def run_starts(log_path) -> list[int]:
+    """The step each run started from (one line per run)."""
+    with open(log_path) as handle:
+        return [int(line) for line in handle]
