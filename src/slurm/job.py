@@ -26,6 +26,9 @@ _RESULT_CHECK_BACKOFF = 1.25
 #: result file that is still on its way through the shared file system).
 _LOST_AFTER = 2.0
 NEVER_SATISFIED = "DependencyNeverSatisfied"
+#: A preempted job that may be requeued is PENDING again as soon as it has ended; one still PREEMPTED after
+#: this long was not requeued (requeue=False, or the partition's PreemptMode cancels).
+_PREEMPTED_FINAL_AFTER = 10.0
 
 
 class Job:
@@ -44,6 +47,7 @@ class Job:
         self._submitted_at = time.monotonic()
         self._state_at: float | None = None  # monotonic time the scheduler last told us the state
         self._unknown_since: float | None = None
+        self._preempted_since: float | None = None
         self._failure: JobFailedError | None = None  # why it ended without a result, when the SDK knows better
         self._outcome: Outcome | None = None
         self._lock = threading.RLock()
@@ -144,6 +148,8 @@ class Job:
                 return
             self._unknown_since, self._state_at = None, now
             self._note_restarts(status.restarts)
+            if self._preempted_for_good(status.state, now):
+                return
             if status.reason == NEVER_SATISFIED and status.state in (JobState.PENDING, JobState.CANCELLED):
                 self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
                 return
@@ -163,6 +169,22 @@ class Job:
                 "a result and the scheduler has forgotten it (finished jobs are dropped after MinJobAge when "
                 "there is no accounting)", job_id=self.job_id, state=JobState.LOST.value)
             self._set_state(JobState.LOST)
+
+    def _preempted_for_good(self, state: JobState, now: float) -> bool:
+        """PREEMPTED is not final (the job is usually requeued): FAILED once it stays so for a while."""
+        if state is not JobState.PREEMPTED:
+            self._preempted_since = None
+            return False
+        self._preempted_since = self._preempted_since or now
+        if now - self._preempted_since < _PREEMPTED_FINAL_AFTER:
+            return False
+        self._failure = JobFailedError(
+            f"job {self.job_id} ({self.name}) was preempted and not requeued (still PREEMPTED after "
+            f"{now - self._preempted_since:.0f}s): it has requeue=False, or its partition's PreemptMode cancels "
+            "preempted jobs; submit it again, with checkpoint=True to resume where it stopped",
+            job_id=self.job_id, state=JobState.PREEMPTED.value)
+        self._set_state(JobState.FAILED)
+        return True
 
     def _give_up_on_dependency(self, *, cancel: bool) -> None:
         """Slurm keeps such a job pending forever unless kill_invalid_depend is set (then it cancels the

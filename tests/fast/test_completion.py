@@ -472,3 +472,22 @@ def test_a_stream_of_submissions_does_not_postpone_the_next_query(slow_cluster, 
         clock[0] += 0.5
         cluster.submit(tasks.add, 1, 2)
     assert cluster.watcher.next_query_at <= planned
+
+
+def test_preempted_is_not_final_for_a_job_slurm_requeues(make, slurm, recorder):
+    job = make().submit(tasks.add, 1, 2)
+    slurm.script("squeue", squeue("100|RUNNING|None|0"), squeue("100|PREEMPTED|None|0"),
+                 squeue("100|PENDING|BeginTime|1"),
+                 lambda argv: (write_result(job, 3, restarts=1), squeue("100|RUNNING|None|1"))[1])
+    assert job.result(timeout=10) == 3 and job.restarts == 1
+    states = [event[3] for event in recorder.events if event[0] == "state"]
+    assert states[:3] == ["RUNNING", "PREEMPTED", "REQUEUED"] and states[-1] == "COMPLETED"
+
+
+def test_a_job_that_stays_preempted_fails_saying_why(make, slurm, monkeypatch):
+    monkeypatch.setattr("slurm.job._PREEMPTED_FINAL_AFTER", 0.3)
+    slurm.script("squeue", squeue("100|PREEMPTED|None|0"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobFailedError, match=r"was preempted and not requeued \(still PREEMPTED after") as info:
+        job.result(timeout=20)
+    assert info.value.state == "PREEMPTED" and job.last_state is JobState.FAILED

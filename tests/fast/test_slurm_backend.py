@@ -215,7 +215,7 @@ def test_max_array_size_read_once_from_scontrol(backend, fake):
 @pytest.mark.parametrize(("text", "state"), [
     ("PENDING", JobState.PENDING), ("REQUEUED", JobState.REQUEUED), ("CONFIGURING", JobState.PENDING),
     ("RUNNING", JobState.RUNNING), ("SUSPENDED", JobState.RUNNING), ("COMPLETING", JobState.COMPLETING),
-    ("COMPLETED", JobState.COMPLETED), ("FAILED", JobState.FAILED), ("PREEMPTED", JobState.FAILED),
+    ("COMPLETED", JobState.COMPLETED), ("FAILED", JobState.FAILED), ("PREEMPTED", JobState.PREEMPTED),
     ("CANCELLED by 1000", JobState.CANCELLED), ("CANCELLED+", JobState.CANCELLED), ("TIMEOUT", JobState.TIMEOUT),
     ("DEADLINE", JobState.TIMEOUT), ("OUT_OF_MEMORY", JobState.OUT_OF_MEMORY), ("NODE_FAIL", JobState.NODE_FAIL),
     ("BOOT_FAIL", JobState.NODE_FAIL), ("WHATEVER", JobState.UNKNOWN), ("", JobState.UNKNOWN),

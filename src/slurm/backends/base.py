@@ -35,6 +35,9 @@ class JobState(str, enum.Enum):
     NODE_FAIL = "NODE_FAIL"
     #: Put back in the queue after a node failure or preemption; it will run again.
     REQUEUED = "REQUEUED"
+    #: Preempted: Slurm requeues it (PreemptMode=REQUEUE) unless it may not be; the SDK keeps waiting and
+    #: fails it only when it stays PREEMPTED (see Job).
+    PREEMPTED = "PREEMPTED"
     #: The scheduler does not list the job (yet, or any more).
     UNKNOWN = "UNKNOWN"
     #: Final: the scheduler has forgotten the job (confirmed twice) and it left no result.

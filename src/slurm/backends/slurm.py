@@ -39,7 +39,7 @@ _STATE_MAP: dict[str, JobState] = {
     "COMPLETING": JobState.COMPLETING,
     "COMPLETED": JobState.COMPLETED,
     "FAILED": JobState.FAILED,
-    "PREEMPTED": JobState.FAILED,
+    "PREEMPTED": JobState.PREEMPTED,
     "SPECIAL_EXIT": JobState.FAILED,
     "REVOKED": JobState.CANCELLED,
     "CANCELLED": JobState.CANCELLED,
