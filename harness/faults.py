@@ -188,6 +188,12 @@ class Faults:
         self._wait_ready([node])
         self._update(f"start {node}", stopped=[s for s in self._record().get("stopped", []) if s != node])
 
+    def preempt(self, job_id: str) -> None:
+        """Preempt a running job the way PreemptMode=REQUEUE does, as a scheduler admin can at any time:
+        ``scontrol requeue`` by root (SIGTERM to the job, SIGKILL after KillWait, then it pends for its
+        begin time and runs again; the restart count grows). Nothing to undo."""
+        self._controller(f"scontrol requeue {job_id}")
+
     def release_requeued(self, job_id: str) -> None:
         """Let a requeued job start again now: Slurm holds a requeued batch job about two minutes
         (its begin time) before it may run again; an admin can lift that, and so does this."""

@@ -40,6 +40,8 @@ def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
         ("partition", resources.partition), ("account", resources.account),
         ("requeue" if resources.requeue else "no-requeue", None if resources.requeue is None else True),
         ("signal", resources.checkpoint and resources.checkpoint.sbatch_signal()),
+        # A requeued job reopens its log files: keep every run's lines, not only the last run's.
+        ("open-mode", resources.checkpoint and "append"),
     ]
     options += sorted(resources.sbatch.items())
     return [(name, value) for name, value in options if value is not None and value is not False]

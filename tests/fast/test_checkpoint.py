@@ -21,7 +21,7 @@ def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
     job = cluster.submit(SHORT, 40, str(log), STEP)  # ~4 s of work, ~2 s per run before the signal
     assert "#SBATCH --signal=B:USR2@2" in job.script
     state = job.result(timeout=60)
-    starts = run_starts(log)
+    starts = run_starts(log.read_text())
     assert state["step"] == 40
     assert state["runs"] == len(starts) >= 2
     assert starts == sorted(starts) and starts[0] == 0 and starts[-1] > 0  # each run resumed, none restarted
@@ -36,7 +36,7 @@ def test_time_limit_requeues_stop_at_max_requeues(cluster, tmp_path):
     with pytest.raises(JobFailedError, match="max_requeues=1 reached") as info:
         job.result(timeout=60)
     assert info.value.state == JobState.TIMEOUT.value
-    assert len(run_starts(log)) == 2  # the first run and one requeue
+    assert len(run_starts(log.read_text())) == 2  # the first run and one requeue
 
 
 def test_preemption_requeues_without_the_limit(cluster, tmp_path):
@@ -45,7 +45,7 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
     job = cluster.submit(no_time_limit_requeues, 30, str(log), STEP)
     for preemptions in (1, 2):
         # Preempt a run once it has saved a step (a run that saved nothing would just start over).
-        assert wait_until(lambda: log.exists() and len(run_starts(log)) == preemptions, timeout=20)
+        assert wait_until(lambda: log.exists() and len(run_starts(log.read_text())) == preemptions, timeout=20)
         assert wait_until(lambda: os.path.exists(checkpoint.checkpoint_path(job.job_dir, 0)), timeout=20)
         cluster.backend.preempt(job.job_id)
     state = job.result(timeout=60)

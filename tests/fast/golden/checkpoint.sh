@@ -4,6 +4,7 @@
 #SBATCH --error=/home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d/slurm-%j.err
 #SBATCH --time=00:10:00
 #SBATCH --signal=B:USR2@90
+#SBATCH --open-mode=append
 
 set -eo pipefail
 exec python3 -m slurm.runner --max-requeues 5 /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
