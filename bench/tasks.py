@@ -12,3 +12,28 @@ def nap(seconds: float) -> float:
 
     time.sleep(seconds)
     return time.time()
+
+
+def save_once(x: int) -> int:
+    """Loads and saves a checkpoint once: the checkpoint machinery's cost when a job never requeues."""
+    from slurm import checkpoint
+
+    state = checkpoint.load(x)
+    checkpoint.save(state)
+    return state
+
+
+def stamp_runs(steps: int, log_path: str) -> int:
+    """Appends time.time() to ``log_path`` as each run starts, then works ``steps`` x 0.5 s, saving each."""
+    import time
+
+    from slurm import checkpoint
+
+    with open(log_path, "a") as handle:
+        handle.write(f"{time.time()}\n")
+    step = checkpoint.load(0)
+    while step < steps:
+        time.sleep(0.5)
+        step += 1
+        checkpoint.save(step)
+    return step
