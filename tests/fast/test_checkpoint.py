@@ -9,11 +9,12 @@ import pytest
 
 from slurm import Checkpointing, JobFailedError, JobState, ResourceError, checkpoint, task
 from tests.fast.test_end_to_end import wait_until
-from tests.integration.checkpoint_jobs import count_steps, run_starts
+from tests.integration.checkpoint_jobs import count_steps, count_steps_of, run_starts
 
 STEP = 0.1
 # Local time limits are exact (Slurm's may signal up to 60 s early): 4 s per run, the signal 2 s before.
-SHORT = count_steps.options(time="0:04", checkpoint=Checkpointing(signal_before=2, max_requeues=3))
+SHORT_LIMIT = dict(time="0:04", checkpoint=Checkpointing(signal_before=2, max_requeues=3))
+SHORT = count_steps.options(**SHORT_LIMIT)
 
 
 def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
@@ -27,6 +28,15 @@ def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
     assert starts == sorted(starts) and starts[0] == 0 and starts[-1] > 0  # each run resumed, none restarted
     assert job.restarts == len(starts) - 1 <= 3
     assert "time limit near: checkpoint saved, job requeued (1 of max 3)" in job.stderr()
+
+
+def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(cluster, tmp_path):
+    logs = [str(tmp_path / f"runs-{i}") for i in range(2)]
+    jobs = cluster.map(count_steps_of.options(**SHORT_LIMIT), [(30, log, STEP) for log in logs])
+    assert [state["step"] for state in jobs.results(timeout=60)] == [30, 30]
+    for job, log in zip(jobs, logs):  # requeued as "<array>_<index>": each task on its own, none restarted
+        starts = run_starts(open(log).read())
+        assert len(starts) >= 2 and starts == sorted(starts) and job.restarts == len(starts) - 1
 
 
 def test_time_limit_requeues_stop_at_max_requeues(cluster, tmp_path):

@@ -26,3 +26,9 @@ def count_steps(steps, log_path, step_seconds=1.0):
 def run_starts(log_text: str) -> list[int]:
     """The step each run started from (the log has one line per run)."""
     return [int(line) for line in log_text.split()]
+
+
+@task(time="00:01:00", checkpoint=True)
+def count_steps_of(args):
+    """``count_steps`` for ``cluster.map``: one (steps, log_path, step_seconds) tuple per item."""
+    return count_steps.fn(*args)
