@@ -131,6 +131,9 @@ class Resources:
         if self.requeue is not None and not isinstance(self.requeue, bool):
             raise ResourceError(f"requeue must be True, False or None, got {self.requeue!r}")
         object.__setattr__(self, "checkpoint", Checkpointing.of(self.checkpoint))
+        if self.checkpoint and self.time is not None and self.checkpoint.signal_before >= self.time_seconds:
+            raise ResourceError(f"checkpoint signal_before={self.checkpoint.signal_before}s must be shorter than "
+                                f"time={self.time!r} ({self.time_seconds}s): lower signal_before or raise time")
         for name in ("partition", "account"):
             if getattr(self, name) is not None:
                 _check_name(name, getattr(self, name))

@@ -98,6 +98,13 @@ def test_checkpointing_bounds(options, message):
         Checkpointing(**options)
 
 
+def test_the_signal_must_come_before_the_time_limit():
+    with pytest.raises(ResourceError, match=r"signal_before=60s must be shorter than time='00:01:00' \(60s\)"):
+        task(time="00:01:00", checkpoint=True)(lambda: None)
+    with pytest.raises(ResourceError, match="signal_before=60s must be shorter"):
+        count_steps.options(time=1, checkpoint=True)  # also when an option changes one of the two
+
+
 def test_signal_cannot_be_passed_through_sbatch():
     with pytest.raises(ResourceError, match="--signal cannot be passed through sbatch.*checkpoint= argument"):
         task(sbatch={"signal": "USR1@30"})(lambda: None)

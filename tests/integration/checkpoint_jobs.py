@@ -8,7 +8,7 @@ import time
 from slurm import checkpoint, task
 
 
-@task(time="00:01:00", checkpoint=True)
+@task(time="00:05:00", checkpoint=True)
 def count_steps(steps, log_path, step_seconds=1.0):
     """Counts to ``steps``, one step per ``step_seconds``, saving after each; appends "<first step>" to
     ``log_path`` for every run, so a test sees where each run resumed. Returns the final state."""
@@ -28,7 +28,7 @@ def run_starts(log_text: str) -> list[int]:
     return [int(line) for line in log_text.split()]
 
 
-@task(time="00:01:00", checkpoint=True)
+@task(time="00:05:00", checkpoint=True)
 def count_steps_of(args):
     """``count_steps`` for ``cluster.map``: one (steps, log_path, step_seconds) tuple per item."""
     return count_steps.fn(*args)
