@@ -42,6 +42,7 @@ MAX_REQUEUES_OPTION = "--max-requeues"
 REQUEUE_COMMAND_ENV = "SLURM_REQUEUE_COMMAND"
 DEFAULT_REQUEUE_COMMAND = "scontrol requeue"
 _SLURM_SIGNAL_MAX = 65535  # sbatch's limit for sig_time
+_REQUEUE_TIMEOUT = 60.0  # s for scontrol requeue; a controller that long silent will not requeue in time
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,17 @@ class _Run:
             _say(f"time limit near, but not requeued: max_requeues={self.max_requeues} reached; "
                  "the job ends at its time limit")
             return
-        write_atomic(_requeues_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
         command = [*shlex.split(os.environ.get(REQUEUE_COMMAND_ENV, DEFAULT_REQUEUE_COMMAND)), _own_job_id()]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            _say(f"time limit near, requeue failed ({shlex.join(command)}: {result.stderr.strip()}); "
-                 "the job ends at its time limit")
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=_REQUEUE_TIMEOUT)
+            error = result.stderr.strip() if result.returncode else None
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+        if error is not None:
+            _say(f"time limit near, requeue failed ({shlex.join(command)}: {error}); the job ends at its time limit")
             return
+        # Counted once the requeue took: SIGTERM from it is only noted, so this write is not cut short.
+        write_atomic(_requeues_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
         raise Stopped(f"time limit near: checkpoint saved, job requeued ({done + 1} of max {self.max_requeues})")
 
     def _time_limit_requeues(self) -> int:
