@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 # Public names are imported on first use: a job's runner imports `slurm` on every node for every task,
 # and should not pay for the submitting side (Cluster, config, YAML, backends).
 _EXPORTS = {
-    "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Checkpointing": "slurm.checkpoint", "Cluster": "slurm.cluster",
-    "ArrayJob": "slurm.job", "Job": "slurm.job", "Resources": "slurm.resources",
+    "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Checkpointing": "slurm.checkpoint",
+    "Cluster": "slurm.cluster", "ArrayJob": "slurm.job", "Job": "slurm.job", "Resources": "slurm.resources",
     **dict.fromkeys(["BackendError", "CommandError", "ConfigError", "JobFailedError", "JobTimeoutError",
                      "ResourceError", "SerializationError", "SlurmSDKError", "SSHError", "SubmitError"],
                     "slurm.errors"),
@@ -53,7 +53,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "ArrayJob", "BackendError", "Callback", "Checkpointing", "Cluster", "CommandError", "ConfigError", "Job", "JobFailedError",
-    "JobState", "JobTimeoutError", "ResourceError", "Resources", "SSHError", "SerializationError", "SlurmSDKError",
-    "SubmitError", "Task", "task", "workflow",
+    "ArrayJob", "BackendError", "Callback", "Checkpointing", "Cluster", "CommandError", "ConfigError", "Job",
+    "JobFailedError", "JobState", "JobTimeoutError", "ResourceError", "Resources", "SSHError", "SerializationError",
+    "SlurmSDKError", "SubmitError", "Task", "task", "workflow",
 ]

@@ -24,8 +24,8 @@ CASES = {
         array=False, packaging=NonePackaging(pythonpath=["/opt/code", "/shared/my libs"], python="/opt/venv/bin/python")),
     "array": dict(job_name="square", resources=Resources(time=30, mem=512), array=True,
                   packaging=NonePackaging(pythonpath=["/opt/slurm_sdk_dev/src"])),
-    "checkpoint": dict(job_name="train", resources=Resources(time="00:10:00", checkpoint=Checkpointing(90, 5)),
-                       array=False, packaging=NonePackaging()),
+    "checkpoint": dict(job_name="train", array=False, packaging=NonePackaging(),
+                       resources=Resources(time="00:10:00", checkpoint=Checkpointing(90, 5))),
 }
 
 
