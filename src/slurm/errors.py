@@ -25,6 +25,11 @@ class SubmitError(SlurmSDKError):
     """A job could not be submitted."""
 
 
+class DependencyError(SubmitError):
+    """A project's dependencies cannot be resolved or installed for the cluster's Python and platform.
+    Raised by ``submit`` before anything is queued."""
+
+
 class SerializationError(SlurmSDKError):
     """A function, argument or result cannot be pickled, or cannot travel to the node's Python."""
 

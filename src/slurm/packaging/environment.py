@@ -1,0 +1,202 @@
+"""Dependency-complete virtual environments on the cluster, one per (interpreter, pinned wheels, built wheels).
+
+Layout under the cache root on the cluster (``~/.slurm-sdk/cache`` by default, on the shared home):
+
+    envs/<key>/          the venv (``--system-site-packages``); ``.ready`` is written last
+    envs/<key>.lock      flock'ed while the venv is checked or built: concurrent submitters build it once
+    wheels/<key>/        the wheels built on the submitting host (project, SDK) for that venv
+    wheelhouse/          dependency wheels uploaded for clusters without an index (shared by all venvs)
+
+The key covers everything the venv depends on: the interpreter it links to (path, realpath, version,
+platform), every pinned dependency wheel and the content of the wheels built here. A venv without
+``.ready`` (a build that was killed) or whose ``bin/python`` no longer resolves (its interpreter moved or
+vanished) is deleted and rebuilt under the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from slurm.backends.base import Transport
+from slurm.errors import CommandError, ConfigError, DependencyError
+from slurm.packaging.builds import wheel_content_hash
+from slurm.packaging.interpreter import NodeInterpreter
+from slurm.packaging.resolver import Pin
+from slurm.packaging.wheelhouse import fetch_wheels
+
+logger = logging.getLogger("slurm.packaging")
+
+#: ``install_from`` values: how the nodes get the dependency wheels.
+INSTALL_SOURCES = ("auto", "index", "wheelhouse")
+#: Bump when the way a venv is built changes, so old venvs are not reused.
+ENV_LAYOUT = 2
+#: Seconds a submitter waits for another one that is building the same venv.
+LOCK_WAIT = 900
+#: Seconds the cluster gets to answer "can you reach your package index?" (auto mode, cold path only).
+INDEX_PROBE_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """Everything a venv is made of. ``wheels`` are built on this host and uploaded."""
+
+    python: str
+    node: NodeInterpreter
+    pins: tuple[Pin, ...]
+    wheels: tuple[Path, ...] = ()
+
+    def key(self) -> str:
+        return environment_key(self.node, self.pins, wheel_content_hash(*self.wheels) if self.wheels else "")
+
+
+def environment_key(node: NodeInterpreter, pins: tuple[Pin, ...] | list[Pin], wheels_digest: str) -> str:
+    """16 hex digits over the interpreter's identity, the pinned wheels (name, version, file) and the
+    built wheels' content. Pin order does not matter."""
+    material = {"layout": ENV_LAYOUT, "interpreter": node.identity(), "wheels": wheels_digest,
+                "pins": sorted(f"{pin.spec} {pin.filename}" for pin in pins)}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A venv on the cluster, as ``ensure_environment`` left it."""
+
+    path: str
+    built: bool                 # False: an existing venv was reused
+    install_from: str | None    # "index" or "wheelhouse" when built
+
+    @property
+    def python(self) -> str:
+        return self.path + "/bin/python"
+
+
+def health_test(env: str) -> str:
+    """Shell test that holds for a complete venv whose interpreter still resolves (``-x`` follows symlinks)."""
+    q = shlex.quote
+    return f"test -f {q(env + '/.ready')} && test -x {q(env + '/bin/python')}"
+
+
+def is_healthy(transport: Transport, env: str) -> bool:
+    return transport.run(f"{health_test(env)} && echo healthy || echo broken").stdout.strip() == "healthy"
+
+
+def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: str, install_from: str) -> Environment:
+    """The venv for ``spec``: reused when healthy (one command), otherwise built once under a lock."""
+    key = spec.key()
+    env = f"{cache_root}/envs/{key}"
+    if is_healthy(transport, env):
+        return Environment(env, built=False, install_from=None)
+    source = _install_source(transport, spec, install_from)
+    logger.info("building environment %s on the cluster (%d dependencies from %s)", env, len(spec.pins), source)
+    wheel_dir = f"{cache_root}/wheels/{key}"
+    local = [f"{wheel_dir}/{wheel.name}" for wheel in spec.wheels]
+    for path, target in zip(spec.wheels, local):
+        transport.put(str(path), target)
+    wheelhouse = f"{cache_root}/wheelhouse"
+    if source == "wheelhouse":
+        _upload_wheelhouse(transport, spec.pins, wheelhouse)
+    script = build_script(spec.python, env, install_arguments(source, spec.pins, local, wheelhouse), spec.node.has_pip)
+    try:
+        transport.run(script, timeout=LOCK_WAIT + 1800)
+    except CommandError as exc:
+        fix = ("set the packaging option install_from: wheelhouse (this host downloads the wheels and uploads "
+               "them) if the nodes cannot reach a package index" if source == "index" else
+               "check the free space and permissions under the cache root on the cluster")
+        raise DependencyError(f"building the environment {env} on the cluster failed "
+                              f"(dependencies from the {source}):\n{(exc.stderr or exc.stdout).strip()[-1500:]}\n"
+                              f"Fix: {fix}. Nothing was submitted.") from exc
+    return Environment(env, built=True, install_from=source)
+
+
+def _install_source(transport: Transport, spec: EnvironmentSpec, install_from: str) -> str:
+    if install_from != "auto":
+        return install_from
+    if not spec.pins:
+        return "wheelhouse"  # nothing to fetch: the built wheels are uploaded either way
+    if not spec.node.has_pip:
+        return "wheelhouse"  # nothing to probe the index with before the venv exists
+    return "index" if index_reachable(transport, spec.python, spec.pins[0].name) else "wheelhouse"
+
+
+def index_reachable(transport: Transport, python: str, package: str) -> bool:
+    """Whether the cluster's pip (with its own pip.conf: index, proxy, CA) can list ``package``, asked once
+    with a short timeout."""
+    q = shlex.quote
+    probe = (f"timeout {INDEX_PROBE_TIMEOUT * 3} {q(python)} -m pip index versions {q(package)} "
+             f"--timeout {INDEX_PROBE_TIMEOUT} --retries 0 --disable-pip-version-check >/dev/null 2>&1 "
+             "&& echo reachable || echo unreachable")
+    reachable = transport.run(probe, timeout=INDEX_PROBE_TIMEOUT * 6).stdout.strip() == "reachable"
+    logger.info("the cluster %s a package index", "reaches" if reachable else "does not reach")
+    return reachable
+
+
+def _upload_wheelhouse(transport: Transport, pins: tuple[Pin, ...], wheelhouse: str) -> None:
+    """Download the pinned wheels here (cached) and upload the ones the cluster's wheelhouse lacks."""
+    if not pins:
+        return
+    files = fetch_wheels(list(pins))
+    q = shlex.quote
+    listing = transport.run(f"mkdir -p {q(wheelhouse)} && cd {q(wheelhouse)} && for f in "
+                            + " ".join(q(path.name) for path in files) + '; do [ -f "$f" ] || echo "$f"; done')
+    missing = set(listing.stdout.split())
+    for path in files:
+        if path.name in missing:
+            transport.put(str(path), f"{wheelhouse}/{path.name}")
+
+
+def install_arguments(source: str, pins: tuple[Pin, ...] | list[Pin], wheels: list[str], wheelhouse: str) -> list[str]:
+    """pip install arguments: exact pins (complete, hence ``--no-deps``) plus the uploaded wheels."""
+    where = ["--only-binary=:all:"] if source == "index" else ["--no-index", "--find-links", wheelhouse]
+    return [*where, *(pin.spec for pin in pins), *wheels]
+
+
+def build_script(python: str, env: str, arguments: list[str], base_has_pip: bool) -> str:
+    """Shell that builds ``env`` in place under ``flock``: the first submitter builds, the others wait and
+    find it ready. Building in place (not in a temp dir renamed afterwards) keeps the venv's scripts'
+    shebangs right; ``.ready`` is written last, so an interrupted build is recognised and redone."""
+    q = shlex.quote
+    lock = env + ".lock"
+    if base_has_pip:  # the base interpreter's pip installs into a venv that has none: seconds saved
+        venv, pip = "--without-pip --system-site-packages", f"{q(python)} -m pip --python {q(env + '/bin/python')}"
+    else:
+        venv, pip = "--system-site-packages", f"{q(env + '/bin/python')} -m pip"
+    return "\n".join([
+        "set -e",
+        f"mkdir -p {q(posixpath.dirname(env))}",
+        f"exec 9>{q(lock)}",
+        f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
+        "building this environment' >&2; exit 75; }",
+        f"if {health_test(env)}; then exit 0; fi",
+        f"rm -rf {q(env)}",
+        f"{q(python)} -m venv {venv} {q(env)}",
+        f"{pip} install --quiet --no-deps --no-input --disable-pip-version-check " + " ".join(map(q, arguments)),
+        f"touch {q(env + '/.ready')}",
+    ])
+
+
+def prepare_environment(transport: Transport, *, python: str, requirements: list[str], source: str,
+                        wheels: list[Path], cache_root: str, install_from: str, resolver: str) -> Environment:
+    """Probe the cluster's ``python``, resolve ``requirements`` (declared in ``source``) for it on this host,
+    then reuse or build the venv holding them and ``wheels``. Fails before anything is submitted."""
+    from slurm.packaging.interpreter import probe_interpreter
+    from slurm.packaging.resolver import resolve
+
+    node = probe_interpreter(transport, python)
+    pins = resolve(without_built(requirements, wheels), node, resolver, source=source)
+    spec = EnvironmentSpec(python, node, tuple(pins), tuple(wheels))
+    return ensure_environment(transport, spec, cache_root, install_from)
+
+
+def without_built(requirements: list[str], wheels: list[Path]) -> list[str]:
+    """Requirements minus those the uploaded wheels satisfy (a project that depends on ``slurm-sdk``, which
+    ``include_sdk`` ships), deduplicated in order."""
+    from slurm.packaging.requirements import normalize_name, requirement_name
+
+    built = {normalize_name(wheel.name.split("-", 1)[0]) for wheel in wheels}
+    return list(dict.fromkeys(r.strip() for r in requirements if requirement_name(r) not in built))
