@@ -38,6 +38,8 @@ INSTALL_SOURCES = ("auto", "index", "wheelhouse")
 ENV_LAYOUT = 2
 #: Seconds a submitter waits for another one that is building the same venv.
 LOCK_WAIT = 900
+#: Last line of the build script: it built the venv, or found it ready once it had the lock.
+BUILT, READY = "slurm-sdk-env:built", "slurm-sdk-env:ready"
 #: Seconds the cluster gets to answer "can you reach your package index?" (auto mode, cold path only).
 INDEX_PROBE_TIMEOUT = 5
 
@@ -103,7 +105,7 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
         _upload_wheelhouse(transport, spec.pins, wheelhouse)
     script = build_script(spec.python, env, install_arguments(source, spec.pins, local, wheelhouse), spec.node.has_pip)
     try:
-        transport.run(script, timeout=LOCK_WAIT + 1800)
+        outcome = transport.run(script, timeout=LOCK_WAIT + 1800).stdout.split()
     except CommandError as exc:
         fix = ("set the packaging option install_from: wheelhouse (this host downloads the wheels and uploads "
                "them) if the nodes cannot reach a package index" if source == "index" else
@@ -111,7 +113,8 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
         raise DependencyError(f"building the environment {env} on the cluster failed "
                               f"(dependencies from the {source}):\n{(exc.stderr or exc.stdout).strip()[-1500:]}\n"
                               f"Fix: {fix}. Nothing was submitted.") from exc
-    return Environment(env, built=True, install_from=source)
+    built = outcome[-1:] == [BUILT]  # else another submitter built it while this one waited for the lock
+    return Environment(env, built=built, install_from=source if built else None)
 
 
 def _install_source(transport: Transport, spec: EnvironmentSpec, install_from: str) -> str:
@@ -172,11 +175,12 @@ def build_script(python: str, env: str, arguments: list[str], base_has_pip: bool
         f"exec 9>{q(lock)}",
         f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
         "building this environment' >&2; exit 75; }",
-        f"if {health_test(env)}; then exit 0; fi",
+        f"if {health_test(env)}; then echo {READY}; exit 0; fi",
         f"rm -rf {q(env)}",
         f"{q(python)} -m venv {venv} {q(env)}",
         f"{pip} install --quiet --no-deps --no-input --disable-pip-version-check " + " ".join(map(q, arguments)),
         f"touch {q(env + '/.ready')}",
+        f"echo {BUILT}",
     ])
 
 

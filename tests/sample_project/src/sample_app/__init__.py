@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from slurm import workflow
+
 
 def report(n: int) -> dict[str, str]:
     """Where the code and its dependencies were imported from, and proof that both work."""
@@ -20,3 +22,9 @@ def report(n: int) -> dict[str, str]:
         "python": sys.executable,
         "version": "%d.%d" % sys.version_info[:2],
     }
+
+
+@workflow
+def report_from_child(cluster, n: int) -> dict[str, str]:
+    """A workflow whose child task must run in the same environment as the parent."""
+    return cluster.submit(report, n).result(timeout=300)
