@@ -17,7 +17,7 @@ from slurm.backends.local import LocalTransport
 from slurm.errors import ConfigError, DependencyError, SubmitError
 from slurm.packaging import make_packaging
 from slurm.packaging.builds import build_wheel, wheel_from_installed
-from slurm.packaging.environment import environment_key, install_arguments, without_built
+from slurm.packaging.environment import EnvironmentSpec, ensure_environment, environment_key, without_built
 from slurm.packaging.interpreter import NodeInterpreter, probe_interpreter
 from slurm.packaging.requirements import (normalize_name, project_dependencies, requirements_file,
                                           wheel_requirements)
@@ -120,13 +120,6 @@ def test_key_ignores_the_wrapper_but_not_its_base():
     assert environment_key(NODE, [PIN], "") == environment_key(wrapper, [PIN], "")
 
 
-def test_install_arguments_pin_exactly_and_only_use_the_wheelhouse_offline():
-    assert install_arguments("index", [PIN], ["/c/w/app.whl"], "/c/wh") == [
-        "--only-binary=:all:", "humanize==4.17.0", "/c/w/app.whl"]
-    assert install_arguments("wheelhouse", [PIN], [], "/c/wh") == [
-        "--no-index", "--find-links", "/c/wh", "humanize==4.17.0"]
-
-
 # --- the node's interpreter ------------------------------------------------------------------------------
 
 
@@ -200,6 +193,41 @@ def test_resolutions_are_cached_per_requirements_and_target(local_index, monkeyp
     assert resolve(["tiny-dep"], NODE, "pip") == first
     with pytest.raises(DependencyError):  # another target is another resolution
         resolve(["tiny-dep"], dataclasses.replace(NODE, version="3.12.1"), "pip")
+
+
+def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_path, monkeypatch):
+    """Index path: the node's pip downloads into the cluster's wheelhouse, then installs from it only; the
+    next env with the same dependencies needs neither the index nor a reachability probe."""
+    transport = LocalTransport()
+    node = probe_interpreter(transport, sys.executable)
+    pins = tuple(resolve(["tiny-dep"], node, "pip"))
+    cache = str(tmp_path / "cluster-cache")
+    first = ensure_environment(transport, EnvironmentSpec(sys.executable, node, pins), cache, "index")
+    assert first.built and first.install_from == "index"
+    assert (tmp_path / "cluster-cache/wheelhouse" / pins[0].filename).is_file()
+    out = subprocess.run([first.python, "-c", "import tiny_dep; print(tiny_dep.__file__)"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith(first.path + "/lib/")
+
+    monkeypatch.setattr("slurm.packaging.environment.index_reachable",
+                        lambda *a: pytest.fail("the wheelhouse has every wheel: no probe needed"))
+    other = dataclasses.replace(node, version=node.version)  # same interpreter, another set of built wheels
+    wheel = build_wheel(write_pyproject(tmp_path / "proj", ""), tmp_path / "proj-build")
+    second = ensure_environment(transport, EnvironmentSpec(sys.executable, other, pins, (wheel,)), cache, "auto")
+    assert second.built and second.install_from == "wheelhouse" and second.path != first.path
+    again = ensure_environment(transport, EnvironmentSpec(sys.executable, other, pins, (wheel,)), cache, "auto")
+    assert again.path == second.path and not again.built
+
+
+def test_env_from_a_wheelhouse_uploaded_from_here(local_index, tmp_path):
+    transport = LocalTransport()
+    node = probe_interpreter(transport, sys.executable)
+    pins = tuple(resolve(["tiny-dep"], node, "pip"))
+    env = ensure_environment(transport, EnvironmentSpec(sys.executable, node, pins), str(tmp_path / "c"),
+                             "wheelhouse")
+    assert env.built and env.install_from == "wheelhouse"
+    assert (tmp_path / "host-cache/slurm-sdk/wheels" / pins[0].filename).is_file()  # downloaded once, here
+    subprocess.run([env.python, "-c", "import tiny_dep"], check=True)
 
 
 @settings(max_examples=50)

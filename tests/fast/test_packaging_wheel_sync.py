@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import subprocess
 import sys
 import threading
@@ -158,7 +159,7 @@ exit 0
 
 
 def run_build(python: Path, env: str) -> int:
-    return subprocess.run(["sh", "-c", build_script(str(python), env, ["/x.whl"], True)]).returncode
+    return subprocess.run(["sh", "-c", build_script(str(python), env, posixpath.dirname(env) + "/../wheelhouse", [], ["/x.whl"], True)]).returncode
 
 
 def venv_builds(log: Path) -> int:

@@ -94,16 +94,20 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
     env = f"{cache_root}/envs/{key}"
     if is_healthy(transport, env):
         return Environment(env, built=False, install_from=None)
-    source = _install_source(transport, spec, install_from)
-    logger.info("building environment %s on the cluster (%d dependencies from %s)", env, len(spec.pins), source)
+    wheelhouse = f"{cache_root}/wheelhouse"
+    missing = missing_from_wheelhouse(transport, spec.pins, wheelhouse)
+    source = _install_source(transport, spec, install_from, missing)
+    logger.info("building environment %s on the cluster (%d dependencies, %d fetched from %s)", env,
+                len(spec.pins), len(missing), source)
     wheel_dir = f"{cache_root}/wheels/{key}"
     local = [f"{wheel_dir}/{wheel.name}" for wheel in spec.wheels]
     for path, target in zip(spec.wheels, local):
         transport.put(str(path), target)
-    wheelhouse = f"{cache_root}/wheelhouse"
     if source == "wheelhouse":
-        _upload_wheelhouse(transport, spec.pins, wheelhouse)
-    script = build_script(spec.python, env, install_arguments(source, spec.pins, local, wheelhouse), spec.node.has_pip)
+        _upload(transport, missing, wheelhouse)
+    downloads = [pin.spec for pin in missing] if source == "index" else []
+    script = build_script(spec.python, env, wheelhouse, downloads, [*(pin.spec for pin in spec.pins), *local],
+                          spec.node.has_pip)
     try:
         outcome = transport.run(script, timeout=LOCK_WAIT + 1800).stdout.split()
     except CommandError as exc:
@@ -117,14 +121,23 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
     return Environment(env, built=built, install_from=source if built else None)
 
 
-def _install_source(transport: Transport, spec: EnvironmentSpec, install_from: str) -> str:
+def missing_from_wheelhouse(transport: Transport, pins: tuple[Pin, ...], wheelhouse: str) -> list[Pin]:
+    """The pins whose wheel file is not in the cluster's wheelhouse yet (one command; creates it)."""
+    q = shlex.quote
+    listing = transport.run(f"mkdir -p {q(wheelhouse)} && cd {q(wheelhouse)} && for f in "
+                            + " ".join(q(pin.filename) for pin in pins) + '; do [ -f "$f" ] || echo "$f"; done')
+    absent = set(listing.stdout.split())
+    return [pin for pin in pins if pin.filename in absent]
+
+
+def _install_source(transport: Transport, spec: EnvironmentSpec, install_from: str, missing: list[Pin]) -> str:
     if install_from != "auto":
         return install_from
-    if not spec.pins:
-        return "wheelhouse"  # nothing to fetch: the built wheels are uploaded either way
+    if not missing:
+        return "wheelhouse"  # every wheel is on the cluster already: no index, no probe
     if not spec.node.has_pip:
         return "wheelhouse"  # nothing to probe the index with before the venv exists
-    return "index" if index_reachable(transport, spec.python, spec.pins[0].name) else "wheelhouse"
+    return "index" if index_reachable(transport, spec.python, missing[0].name) else "wheelhouse"
 
 
 def index_reachable(transport: Transport, python: str, package: str) -> bool:
@@ -139,46 +152,45 @@ def index_reachable(transport: Transport, python: str, package: str) -> bool:
     return reachable
 
 
-def _upload_wheelhouse(transport: Transport, pins: tuple[Pin, ...], wheelhouse: str) -> None:
-    """Download the pinned wheels here (cached) and upload the ones the cluster's wheelhouse lacks."""
-    if not pins:
-        return
-    files = fetch_wheels(list(pins))
-    q = shlex.quote
-    listing = transport.run(f"mkdir -p {q(wheelhouse)} && cd {q(wheelhouse)} && for f in "
-                            + " ".join(q(path.name) for path in files) + '; do [ -f "$f" ] || echo "$f"; done')
-    missing = set(listing.stdout.split())
-    for path in files:
-        if path.name in missing:
-            transport.put(str(path), f"{wheelhouse}/{path.name}")
+def _upload(transport: Transport, missing: list[Pin], wheelhouse: str) -> None:
+    """Download the missing wheels here (cached) and upload them into the cluster's wheelhouse."""
+    for path in fetch_wheels(missing):
+        transport.put(str(path), f"{wheelhouse}/{path.name}")
 
 
-def install_arguments(source: str, pins: tuple[Pin, ...] | list[Pin], wheels: list[str], wheelhouse: str) -> list[str]:
-    """pip install arguments: exact pins (complete, hence ``--no-deps``) plus the uploaded wheels."""
-    where = ["--only-binary=:all:"] if source == "index" else ["--no-index", "--find-links", wheelhouse]
-    return [*where, *(pin.spec for pin in pins), *wheels]
-
-
-def build_script(python: str, env: str, arguments: list[str], base_has_pip: bool) -> str:
+def build_script(python: str, env: str, wheelhouse: str, downloads: list[str], installs: list[str],
+                 base_has_pip: bool) -> str:
     """Shell that builds ``env`` in place under ``flock``: the first submitter builds, the others wait and
     find it ready. Building in place (not in a temp dir renamed afterwards) keeps the venv's scripts'
-    shebangs right; ``.ready`` is written last, so an interrupted build is recognised and redone."""
+    shebangs right; ``.ready`` is written last, so an interrupted build is recognised and redone.
+
+    ``downloads`` (index path) are fetched by the node's pip into the cluster's wheelhouse first, so the
+    next venv that needs them finds them there; ``installs`` (exact pins, complete, hence ``--no-deps``,
+    and wheel files) are then installed from the wheelhouse only."""
     q = shlex.quote
     lock = env + ".lock"
     if base_has_pip:  # the base interpreter's pip installs into a venv that has none: seconds saved
         venv, pip = "--without-pip --system-site-packages", f"{q(python)} -m pip --python {q(env + '/bin/python')}"
     else:
         venv, pip = "--system-site-packages", f"{q(env + '/bin/python')} -m pip"
+    quiet = "--quiet --no-input --disable-pip-version-check"
+    download = [
+        f"dl=$(mktemp -d {q(wheelhouse + '/.download-XXXXXX')})",
+        'trap \'rm -rf "$dl"\' EXIT',
+        f'{pip} download {quiet} --no-deps --only-binary=:all: -d "$dl" ' + " ".join(map(q, downloads)),
+        f'for f in "$dl"/*; do mv -n "$f" {q(wheelhouse)}/; done',  # each rename is atomic
+    ] if downloads else []
     return "\n".join([
         "set -e",
-        f"mkdir -p {q(posixpath.dirname(env))}",
+        f"mkdir -p {q(posixpath.dirname(env))} {q(wheelhouse)}",
         f"exec 9>{q(lock)}",
         f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
         "building this environment' >&2; exit 75; }",
         f"if {health_test(env)}; then echo {READY}; exit 0; fi",
         f"rm -rf {q(env)}",
         f"{q(python)} -m venv {venv} {q(env)}",
-        f"{pip} install --quiet --no-deps --no-input --disable-pip-version-check " + " ".join(map(q, arguments)),
+        *download,
+        f"{pip} install {quiet} --no-deps --no-index --find-links {q(wheelhouse)} " + " ".join(map(q, installs)),
         f"touch {q(env + '/.ready')}",
         f"echo {BUILT}",
     ])
