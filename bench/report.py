@@ -14,6 +14,8 @@ from bench.machine import one_line
 RESULTS_JSON = RESULTS_DIR / "results.json"
 QUICK_JSON = RESULTS_DIR / "results-quick.json"
 FIGURES_PNG = REPO_ROOT / "bench" / "figures.png"
+#: Plot of a partial run (``--only``) whose table keeps rows of earlier runs: figures.png stays as it was.
+PARTIAL_PNG = REPO_ROOT / "bench" / "figures-latest.png"
 README = REPO_ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -59,22 +61,52 @@ def result_cell(fig: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
-def table(results: dict[str, Any]) -> str:
-    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|"]
-    for fig in results["figures"].values():
-        target = fig["target"]["text"] if fig["target"] else "—"
-        met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
-        n = max((s["n"] for s in fig["series"].values()), default=0)
-        load = fig["details"].get("host load (1-min average) before, after")
-        context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
-        rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
+def _row(fig: dict[str, Any]) -> str:
+    target = fig["target"]["text"] if fig["target"] else "—"
+    met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
+    n = max((s["n"] for s in fig["series"].values()), default=0)
+    load = fig["details"].get("host load (1-min average) before, after")
+    context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
+    return f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |"
+
+
+def row_title(row: str) -> str:
+    """The figure title a table row starts with (the text before its "(n=..." context)."""
+    return row[2:].split(" (n=", 1)[0]
+
+
+def readme_rows() -> list[str]:
+    """The figure rows of the table now in the README (empty when there is none)."""
+    if not README.exists():
+        return []
+    match = re.search(re.escape(START) + r"(.*?)" + re.escape(END), README.read_text(), re.DOTALL)
+    lines = match.group(1).splitlines() if match else []
+    return [line for line in lines if line.startswith("| ") and not line.startswith("| Figure |")]
+
+
+def kept_rows(results: dict[str, Any], earlier_rows: list[str]) -> list[str]:
+    """The rows of ``earlier_rows`` for figures ``results`` lacks: a partial run (``--only``) keeps them."""
+    titles = {fig["title"] for fig in results["figures"].values()}
+    return [row for row in earlier_rows if row_title(row) not in titles]
+
+
+def table(results: dict[str, Any], kept: list[str] = ()) -> str:
+    """The README table of ``results``, after the ``kept`` rows of an earlier run (as they were)."""
+    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|", *kept,
+            *(_row(fig) for fig in results["figures"].values())]
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
-    lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; "
-                        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "
+    span = dates[0] if len(dates) == 1 else dates[0] + " to " + dates[-1]
+    picture = "bench/figures.png"
+    note = ""
+    if kept:
+        picture = f"bench/{PARTIAL_PNG.name}"
+        note = (f" The first {len(kept)} rows are kept from the previous full run (same machine kind; their "
+                "plot is `bench/figures.png`); the others come from a partial run (`python -m bench --only`).")
+    lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; {span}.{note} "
                         "Ratios are per round of interleaved runs (A, B, A, B, ...). Regenerate with "
                         "`python -m bench` (table, `bench/figures.png`, raw data in `bench/results/results.json`).",
-                    "", "![benchmark figures](bench/figures.png)"]
+                    "", f"![benchmark figures]({picture})"]
     return "\n".join(lines)
 
 

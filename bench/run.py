@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import fig_cluster, fig_harness, fig_jobs, fig_submitit, report
+from bench import fig_cluster, fig_harness, fig_jobs, fig_packaging, fig_submitit, report
 from bench.env import BENCH_PROJECT, BenchEnv, say
 from bench.figure import Figure
 from bench.machine import describe
@@ -51,6 +51,9 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
     "edit": (lambda env, a, s: fig_harness.edit_to_run(env, s.repeats), None),
     "submitit": (lambda env, a, s: fig_submitit.versus_submitit(env, s.repeats, s.submitit_n), None),
+    "deps": (lambda env, a, s: fig_packaging.deps_online(env, s.repeats), None),
+    "deps_airgap": (lambda env, a, s: fig_packaging.deps_airgapped(env, s.repeats), None),
+    "resolvers": (lambda env, a, s: fig_packaging.resolvers(env, s.repeats), None),
     "tiers": (lambda env, a, s: fig_harness.tiers(env, a.tiers_repeats), "tiers"),
 }
 
@@ -135,13 +138,16 @@ def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], s
     say(f"results: {path}")
     if not results["figures"]:
         return
-    text = report.table(results)
+    # A partial run (--only) keeps the README rows of figures it did not measure and results.json lacks.
+    kept = report.kept_rows(results, report.readme_rows()) if args.only else []
+    text = report.table(results, kept)
     print("\n" + text + "\n")
     if args.quick or args.no_readme:
         say("README.md and bench/figures.png left alone (--quick / --no-readme)")
         return
-    report.plot(results)
-    say(f"plot: {report.FIGURES_PNG}")
+    png = report.PARTIAL_PNG if kept else report.FIGURES_PNG
+    report.plot(results, png)
+    say(f"plot: {png}")
     if report.update_readme(text):
         say("README.md: benchmark table updated between the bench markers")
     else:

@@ -293,3 +293,26 @@ def test_sync_projects_with_the_same_dir_name_get_their_own_remote_trees(tmp_pat
 ])
 def test_glob_patterns(pattern, path, matches):
     assert bool(glob_to_regex(pattern).match(path)) is matches
+
+
+def test_concurrent_syncs_of_one_project_all_succeed(tmp_path):
+    """Several submitters syncing the same project at once (one remote tree) must not trip over each other."""
+    source = make_tree(tmp_path / "proj")
+    remote = tmp_path / "remote"
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            SyncPackaging(source_dir=str(source), remote_dir=str(remote), include_sdk=False).prepare(
+                SlurmBackend(LocalTransport()))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert (remote / "src/tinypkg/keep.py").read_text() == "A = 1\n"
+    assert not [p for p in remote.iterdir() if p.name.startswith((".extract-", ".upload-"))]

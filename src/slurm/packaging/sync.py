@@ -138,9 +138,7 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
         if changed:
             archive = f"{remote_dir}/.upload-{uuid.uuid4().hex[:12]}.tar.gz"
             transport.write_bytes(archive, _tar_gz(source, changed))
-            q = shlex.quote
-            transport.run(f"cd {q(remote_dir)} && tar -xzf {q(archive)}; status=$?; rm -f {q(archive)}; "
-                          "exit $status")
+            transport.run(_extract_script(archive, remote_dir))
         for start in range(0, len(removed), 200):  # keeps each command line short
             transport.run(f"cd {shlex.quote(remote_dir)} && rm -f -- {shlex.join(removed[start:start + 200])}")
         if changed or removed or not remote:
@@ -163,6 +161,23 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
         self._pythonpath_dirs()  # raises when not prepared
         return {"type": self.type, "remote_dir": self.remote_dir, "pythonpath": self.pythonpath,
                 "python": self.python, "prepared": True, "env": self.env}
+
+
+def _extract_script(archive: str, remote_dir: str) -> str:
+    """Unpack into a private directory, then rename each file into place: a concurrent sync of the same
+    project (several submitters at once) or a running job never sees a half-written file, and tar never
+    trips over a file another extraction just created."""
+    q = shlex.quote
+    return "\n".join([
+        "set -e",
+        f"archive={q(archive)}",
+        f"tmp=$(mktemp -d {q(remote_dir + '/.extract-XXXXXX')})",
+        """trap 'rm -rf "$tmp" "$archive"' EXIT""",
+        'tar -xzf "$archive" -C "$tmp"',
+        'cd "$tmp"',
+        f"find . -mindepth 1 -type d -exec mkdir -p {q(remote_dir)}/{{}} \\;",
+        f"find . ! -type d -exec mv -f {{}} {q(remote_dir)}/{{}} \\;",
+    ])
 
 
 def remote_dir_name(source: Path) -> str:
