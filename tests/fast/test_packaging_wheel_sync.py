@@ -82,9 +82,11 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
     env = first.to_config()["env"]
     assert env.startswith(cache + "/envs/") and os.path.exists(env + "/.ready")
     assert first.last_environment.built
-    # The module comes from the env's site-packages, not from the project's source tree.
-    location = run_in_env(first, "import tinypkg; print(tinypkg.VALUE, tinypkg.__file__)")
-    assert location.startswith("1 " + env + "/lib/")
+    # The module comes from the project layer beside the env, not from the project's source tree.
+    layer = first.to_config()["layer"]
+    assert layer.startswith(cache + "/projects/") and os.path.exists(layer + "/.ready")
+    location = run_in_env(first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)")
+    assert location == f"1 {layer}/tinypkg/__init__.py {env}/bin/python"
     assert len(backend.transport.puts) == 1
 
     again = make_packaging(options)  # same content: same env, nothing built or uploaded
@@ -95,9 +97,10 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
     assert sorted(os.listdir(cache + "/envs")) == [name, name + ".lock"]  # no temp dirs left
 
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 2\n")
-    changed = make_packaging(options)
+    changed = make_packaging(options)  # an edit: a new project layer on the same venv
     changed.prepare(backend)
-    assert changed.to_config()["env"] != env
+    assert changed.to_config()["env"] == env and changed.to_config()["layer"] != layer
+    assert not changed.last_environment.built and changed.last_layer.built
     assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"
 
 
@@ -107,10 +110,17 @@ def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypa
     (env / "bin/python").symlink_to(sys.executable)
     (env / ".ready").touch()
     monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("child must not build"))
-    child = make_packaging({"type": "wheel", "env": str(env), "python": "python3"})
+    layer = tmp_path / "cache/projects/fedcba9876543210"
+    layer.mkdir(parents=True)
+    (layer / ".ready").touch()
+    config = {"type": "wheel", "env": str(env), "layer": str(layer), "python": "python3"}
+    child = make_packaging(config)
     child.prepare(backend)
     assert child.python_command() == f"{env}/bin/python"
-    assert child.to_config() == {"type": "wheel", "env": str(env), "python": "python3"}
+    assert child.to_config() == config and child.setup_lines() == [f'export PYTHONPATH={layer}"${{PYTHONPATH:+:$PYTHONPATH}}"']
+    (layer / ".ready").unlink()
+    with pytest.raises(ConfigError, match="missing or incomplete"):
+        make_packaging(config).prepare(backend)
     with pytest.raises(ConfigError, match="missing or incomplete"):
         WheelPackaging(env=str(tmp_path / "nope")).prepare(backend)
     (env / ".ready").unlink()  # a half-built env is no env for a child either

@@ -67,13 +67,14 @@ def test_project_with_dependencies_runs_and_the_second_submission_reuses_the_env
     seen, first = run_report(slurm_container, packaging(kind, cache_root))
     env = first.last_environment
     assert env.built and env.path.startswith(cache_root + "/envs/")
-    assert_ran_in(seen, env.path, env.path if kind == "wheel" else first.remote_dir)
+    assert_ran_in(seen, env.path, first.layer if kind == "wheel" else first.remote_dir)
     assert first.remote_dir.rsplit("/", 1)[1].startswith("sample_project-") if kind == "sync" else True
 
     seen_again, second = run_report(slurm_container, packaging(kind, cache_root))
     assert second.last_environment.path == env.path and not second.last_environment.built
     assert seen_again == seen
-    # Nothing half-built or temporary left beside it.
+    if kind == "wheel":
+        assert second.last_layer.path == first.layer and not second.last_layer.built    # Nothing half-built or temporary left beside it.
     listing = login_transport.run(f"ls -A {shlex.quote(cache_root)}/envs").stdout.split()
     assert sorted(listing) == sorted([Path(env.path).name, Path(env.path).name + ".lock"])
 
@@ -163,7 +164,7 @@ def test_air_gapped_cluster_gets_a_wheelhouse(airgapped, slurm_container, cache_
         seen, strategy = run_report(slurm_container, packaging(kind, cache_root))
         env = strategy.last_environment
         assert env.built and env.install_from == "wheelhouse"
-        assert_ran_in(seen, env.path, env.path if kind == "wheel" else strategy.remote_dir)
+        assert_ran_in(seen, env.path, strategy.layer if kind == "wheel" else strategy.remote_dir)
 
 
 def test_online_cluster_installs_from_its_index(slurm_container, cache_root, login_transport):

@@ -4,8 +4,10 @@ Layout under the cache root on the cluster (``~/.slurm-sdk/cache`` by default, o
 
     envs/<key>/          the venv (``--system-site-packages``); ``.ready`` is written last
     envs/<key>.lock      flock'ed while the venv is checked or built: concurrent submitters build it once
-    wheels/<key>/        the wheels built on the submitting host (project, SDK) for that venv
-    wheelhouse/          dependency wheels uploaded for clusters without an index (shared by all venvs)
+    projects/<key>/      a project's wheel unpacked (``pip install --target``) for one venv, put on
+                         PYTHONPATH: editing the project rebuilds this layer only, never the venv
+    wheels/<key>/        the wheels built on the submitting host (project, SDK) for a venv or layer
+    wheelhouse/          every dependency wheel any venv was installed from (shared by all venvs)
 
 The key covers everything the venv depends on: the interpreter it links to (path, realpath, version,
 platform), every pinned dependency wheel and the content of the wheels built here. A venv without
@@ -26,8 +28,9 @@ from pathlib import Path
 from slurm.backends.base import Transport
 from slurm.errors import CommandError, ConfigError, DependencyError
 from slurm.packaging.builds import wheel_content_hash
-from slurm.packaging.interpreter import NodeInterpreter
-from slurm.packaging.resolver import Pin
+from slurm.packaging.interpreter import NodeInterpreter, probe_interpreter
+from slurm.packaging.requirements import normalize_name, requirement_name
+from slurm.packaging.resolver import Pin, resolve
 from slurm.packaging.wheelhouse import fetch_wheels
 
 logger = logging.getLogger("slurm.packaging")
@@ -84,8 +87,9 @@ def health_test(env: str) -> str:
     return f"test -f {q(env + '/.ready')} && test -x {q(env + '/bin/python')}"
 
 
-def is_healthy(transport: Transport, env: str) -> bool:
-    return transport.run(f"{health_test(env)} && echo healthy || echo broken").stdout.strip() == "healthy"
+def is_healthy(transport: Transport, env: str, also: str = "true") -> bool:
+    """One command: ``env`` is whole (and the shell test ``also`` holds)."""
+    return transport.run(f"{health_test(env)} && {also} && echo healthy || echo broken").stdout.strip() == "healthy"
 
 
 def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: str, install_from: str) -> Environment:
@@ -158,21 +162,42 @@ def _upload(transport: Transport, missing: list[Pin], wheelhouse: str) -> None:
         transport.put(str(path), f"{wheelhouse}/{path.name}")
 
 
+def _pip(python: str, env: str, base_has_pip: bool) -> str:
+    """pip for ``env``: the base interpreter's (the venv has none: seconds saved), else the venv's own."""
+    q = shlex.quote
+    return f"{q(python)} -m pip --python {q(env + '/bin/python')}" if base_has_pip else f"{q(env + '/bin/python')} -m pip"
+
+
+def locked_build(target: str, healthy: str, build: list[str]) -> str:
+    """Shell that builds ``target`` in place under ``flock`` on ``<target>.lock``: the first submitter
+    builds, the others wait and find it ready (``healthy`` holds). Building in place (not in a temp dir
+    renamed afterwards) keeps a venv's scripts' shebangs right; ``build`` ends by writing ``.ready``, so an
+    interrupted build is recognised and redone. Prints ``BUILT`` or ``READY`` last."""
+    q = shlex.quote
+    lock = target + ".lock"
+    return "\n".join([
+        "set -e",
+        f"mkdir -p {q(posixpath.dirname(target))}",
+        f"exec 9>{q(lock)}",
+        f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
+        "building it' >&2; exit 75; }",
+        f"if {healthy}; then echo {READY}; exit 0; fi",
+        f"rm -rf {q(target)}",
+        *build,
+        f"touch {q(target + '/.ready')}",
+        f"echo {BUILT}",
+    ])
+
+
 def build_script(python: str, env: str, wheelhouse: str, downloads: list[str], installs: list[str],
                  base_has_pip: bool) -> str:
-    """Shell that builds ``env`` in place under ``flock``: the first submitter builds, the others wait and
-    find it ready. Building in place (not in a temp dir renamed afterwards) keeps the venv's scripts'
-    shebangs right; ``.ready`` is written last, so an interrupted build is recognised and redone.
-
-    ``downloads`` (index path) are fetched by the node's pip into the cluster's wheelhouse first, so the
-    next venv that needs them finds them there; ``installs`` (exact pins, complete, hence ``--no-deps``,
-    and wheel files) are then installed from the wheelhouse only."""
+    """The venv ``env``, built under its lock (``locked_build``). ``downloads`` (index path) are fetched by
+    the node's pip into the cluster's wheelhouse first, so the next venv that needs them finds them there;
+    ``installs`` (exact pins, complete, hence ``--no-deps``, and wheel files) are then installed from the
+    wheelhouse only."""
     q = shlex.quote
-    lock = env + ".lock"
-    if base_has_pip:  # the base interpreter's pip installs into a venv that has none: seconds saved
-        venv, pip = "--without-pip --system-site-packages", f"{q(python)} -m pip --python {q(env + '/bin/python')}"
-    else:
-        venv, pip = "--system-site-packages", f"{q(env + '/bin/python')} -m pip"
+    venv = "--without-pip --system-site-packages" if base_has_pip else "--system-site-packages"
+    pip = _pip(python, env, base_has_pip)
     quiet = "--quiet --no-input --disable-pip-version-check"
     download = [
         f"dl=$(mktemp -d {q(wheelhouse + '/.download-XXXXXX')})",
@@ -180,39 +205,52 @@ def build_script(python: str, env: str, wheelhouse: str, downloads: list[str], i
         f'{pip} download {quiet} --no-deps --only-binary=:all: -d "$dl" ' + " ".join(map(q, downloads)),
         f'for f in "$dl"/*; do mv -n "$f" {q(wheelhouse)}/; done',  # each rename is atomic
     ] if downloads else []
-    return "\n".join([
-        "set -e",
-        f"mkdir -p {q(posixpath.dirname(env))} {q(wheelhouse)}",
-        f"exec 9>{q(lock)}",
-        f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
-        "building this environment' >&2; exit 75; }",
-        f"if {health_test(env)}; then echo {READY}; exit 0; fi",
-        f"rm -rf {q(env)}",
+    return locked_build(env, health_test(env), [
+        f"mkdir -p {q(wheelhouse)}",
         f"{q(python)} -m venv {venv} {q(env)}",
         *download,
-        f"{pip} install {quiet} --no-deps --no-index --find-links {q(wheelhouse)} " + " ".join(map(q, installs)),
-        f"touch {q(env + '/.ready')}",
-        f"echo {BUILT}",
+        *([f"{pip} install {quiet} --no-deps --no-index --find-links {q(wheelhouse)} " + " ".join(map(q, installs))]
+          if installs else []),  # a project without dependencies still gets its (empty) venv
     ])
 
 
-def prepare_environment(transport: Transport, *, python: str, requirements: list[str], source: str,
-                        wheels: list[Path], cache_root: str, install_from: str, resolver: str) -> Environment:
-    """Probe the cluster's ``python``, resolve ``requirements`` (declared in ``source``) for it on this host,
-    then reuse or build the venv holding them and ``wheels``. Fails before anything is submitted."""
-    from slurm.packaging.interpreter import probe_interpreter
-    from slurm.packaging.resolver import resolve
+def project_layer_path(cache_root: str, env: str, wheel: Path) -> str:
+    """Where ``wheel`` is unpacked for the venv ``env``: keyed by both, so a new venv gets a new layer."""
+    digest = hashlib.sha256(f"{env}\0{wheel_content_hash(wheel)}".encode()).hexdigest()[:16]
+    return f"{cache_root}/projects/{digest}"
 
+
+def ready_test(layer: str) -> str:
+    return f"test -f {shlex.quote(layer + '/.ready')}"
+
+
+def ensure_project_layer(transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path,
+                         cache_root: str) -> Environment:
+    """The project's ``wheel`` unpacked beside the venv ``env`` (reused when ready, else built under a lock)."""
+    layer = project_layer_path(cache_root, env, wheel)
+    if transport.run(f"{ready_test(layer)} && echo ready || echo absent").stdout.strip() == "ready":
+        return Environment(layer, built=False, install_from=None)
+    remote = f"{cache_root}/wheels/{posixpath.basename(layer)}/{wheel.name}"
+    transport.put(str(wheel), remote)
+    pip = _pip(spec.python, env, spec.node.has_pip)
+    script = locked_build(layer, ready_test(layer), [
+        f"{pip} install --quiet --no-input --disable-pip-version-check --no-deps --no-index "
+        f"--target {shlex.quote(layer)} {shlex.quote(remote)}"])
+    built = transport.run(script, timeout=LOCK_WAIT + 600).stdout.split()[-1:] == [BUILT]
+    return Environment(layer, built=built, install_from=None)
+
+
+def environment_spec(transport: Transport, *, python: str, requirements: list[str], source: str,
+                     wheels: list[Path], resolver: str) -> EnvironmentSpec:
+    """Probe the cluster's ``python`` and resolve ``requirements`` (declared in ``source``) for it on this
+    host: what the venv holding them and ``wheels`` is made of. Fails before anything is submitted."""
     node = probe_interpreter(transport, python)
-    pins = resolve(without_built(requirements, wheels), node, resolver, source=source)
-    spec = EnvironmentSpec(python, node, tuple(pins), tuple(wheels))
-    return ensure_environment(transport, spec, cache_root, install_from)
+    pins = resolve(requirements, node, resolver, source=source)
+    return EnvironmentSpec(python, node, tuple(pins), tuple(wheels))
 
 
 def without_built(requirements: list[str], wheels: list[Path]) -> list[str]:
-    """Requirements minus those the uploaded wheels satisfy (a project that depends on ``slurm-sdk``, which
+    """Requirements minus those the shipped wheels satisfy (a project that depends on ``slurm-sdk``, which
     ``include_sdk`` ships), deduplicated in order."""
-    from slurm.packaging.requirements import normalize_name, requirement_name
-
     built = {normalize_name(wheel.name.split("-", 1)[0]) for wheel in wheels}
     return list(dict.fromkeys(r.strip() for r in requirements if requirement_name(r) not in built))

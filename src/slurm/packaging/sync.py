@@ -24,7 +24,7 @@ from typing import Any
 from slurm.backends.base import Backend, Transport
 from slurm.errors import ConfigError
 from slurm.packaging.base import PackagingStrategy
-from slurm.packaging.environment import prepare_environment
+from slurm.packaging.environment import ensure_environment, environment_spec, without_built
 from slurm.packaging.requirements import project_dependencies, requirements_file, wheel_requirements
 from slurm.packaging.tree import IGNORED_NAMES, glob_to_regex, scan_tree
 from slurm.packaging.wheel import (DependencyOptions, check_child_env, default_cache_root, find_project_root,
@@ -117,10 +117,11 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
             if not requirements and not wheels:
                 return  # nothing to install: jobs run the configured python as it is
             requirements += [r for wheel in wheels for r in wheel_requirements(wheel)]
-            self.last_environment = prepare_environment(
-                transport, python=self.python, requirements=requirements, source=declared, wheels=wheels,
-                cache_root=self.cache_root or default_cache_root(transport), install_from=self.install_from,
-                resolver=self.resolver)
+            spec = environment_spec(transport, python=self.python, requirements=without_built(requirements, wheels),
+                                    source=declared, wheels=wheels, resolver=self.resolver)
+            self.last_environment = ensure_environment(transport, spec,
+                                                       self.cache_root or default_cache_root(transport),
+                                                       self.install_from)
         self.env = self.last_environment.path
 
     def _remote_dir(self, transport: Transport, source: Path) -> str:

@@ -1,9 +1,11 @@
-"""Ship the project as a wheel, installed with all its dependencies into a venv on the cluster.
+"""Ship the project as a wheel, with all its dependencies, to the cluster.
 
 The wheel is built here (where the source is; cached by source content). Its dependencies (``Requires-Dist``,
-i.e. ``[project].dependencies``) are resolved here for the cluster's interpreter, and the venv is built once
-on the cluster's shared home and reused by every job and every child task: ``to_config()`` names the venv,
-so children never rebuild it. See ``slurm.packaging.environment`` for the cache and its key.
+i.e. ``[project].dependencies``) are resolved here for the cluster's interpreter and installed into a venv
+(with the SDK's wheel); the project's wheel is unpacked into a layer beside that venv and put on
+PYTHONPATH, so an edit of the project rebuilds the layer (seconds) and never the venv. Both are built once
+on the cluster's shared home and reused by every job and every child task: ``to_config()`` names them, so
+children never rebuild anything. See ``slurm.packaging.environment`` for the caches and their keys.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from slurm.backends.base import Backend, Transport
 from slurm.errors import ConfigError
 from slurm.packaging.base import PackagingStrategy
 from slurm.packaging.builds import cached_wheel, contains_package, sdk_wheel
-from slurm.packaging.environment import INSTALL_SOURCES, Environment, is_healthy, prepare_environment
+from slurm.packaging.environment import (INSTALL_SOURCES, Environment, ensure_environment, ensure_project_layer,
+                                         environment_spec, is_healthy, project_layer_path, ready_test,
+                                         without_built)
 from slurm.packaging.requirements import requirements_file, wheel_requirements
 from slurm.packaging.resolver import RESOLVERS
-from slurm.packaging.tree import IGNORED_NAMES  # noqa: F401 - re-exported for sync and older imports
 
 
 def find_project_root(start: str | Path | None = None) -> Path:
@@ -56,8 +59,9 @@ class DependencyOptions:
         self.install_from = install_from
         self.resolver = resolver
         self.requirements = requirements
-        #: What the last prepare() did (for logs, tests and benchmarks).
+        #: What the last prepare() did (for logs, tests and benchmarks): the venv, and (wheel) the layer.
         self.last_environment: Environment | None = None
+        self.last_layer: Environment | None = None
 
     def requirements_path(self, project: Path) -> Path | None:
         if self.requirements is None:
@@ -66,9 +70,9 @@ class DependencyOptions:
         return path if path.is_absolute() else project / path
 
 
-def check_child_env(transport: Transport, env: str, kind: str) -> None:
-    """A child's prepare: the parent's venv must still be there and whole."""
-    if not is_healthy(transport, env):
+def check_child_env(transport: Transport, env: str, kind: str, layer: str | None = None) -> None:
+    """A child's prepare: the parent's venv (and project layer) must still be there and whole."""
+    if not is_healthy(transport, env, also=ready_test(layer) if layer else "true"):
         raise ConfigError(f"{kind} environment {env} is missing or incomplete on the cluster; "
                           "prepare the packaging from the submitting host first")
 
@@ -78,39 +82,48 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
     the venv is made from), ``cache_root`` (default ``~/.slurm-sdk/cache`` on the cluster),
     ``include_sdk`` (also install this SDK when the project's wheel doesn't contain ``slurm``),
     ``install_from``, ``resolver``, ``requirements`` (extra requirements file; the wheel's own dependencies
-    always count), ``env`` (an already prepared venv; set by ``to_config()`` for child tasks)."""
+    always count), ``env`` and ``layer`` (an already prepared venv and project layer; set by
+    ``to_config()`` for child tasks)."""
 
     type = "wheel"
 
     def __init__(self, project_dir: str | None = None, python: str = "python3", cache_root: str | None = None,
-                 include_sdk: bool = True, env: str | None = None, install_from: str = "auto",
-                 resolver: str = "auto", requirements: str | None = None) -> None:
+                 include_sdk: bool = True, env: str | None = None, layer: str | None = None,
+                 install_from: str = "auto", resolver: str = "auto", requirements: str | None = None) -> None:
         DependencyOptions.__init__(self, install_from, resolver, requirements)
         self.project_dir = project_dir
         self.python = python
         self.cache_root = cache_root
         self.include_sdk = include_sdk
         self.env = env
+        self.layer = layer
 
     def prepare(self, backend: Backend) -> None:
         transport = backend.transport
         if self.env is not None:
-            check_child_env(transport, self.env, "wheel")
+            check_child_env(transport, self.env, "wheel", self.layer)
             return
         project = self._project()
+        cache_root = self.cache_root or default_cache_root(transport)
         with tempfile.TemporaryDirectory(prefix="slurm-sdk-wheel-") as tmp:
-            wheels = [cached_wheel(project)]
-            wheels += sdk_wheels(self.include_sdk, wheels, Path(tmp))
-            requirements = [r for wheel in wheels for r in wheel_requirements(wheel)]
+            wheel = cached_wheel(project)
+            sdk = sdk_wheels(self.include_sdk, [wheel], Path(tmp))
+            requirements = [r for w in (wheel, *sdk) for r in wheel_requirements(w)]
             extra = self.requirements_path(project)
             if extra is not None:
                 requirements += requirements_file(extra)
-            source = f"the dependencies of {project}" + (f" and {extra}" if extra else "")
-            self.last_environment = prepare_environment(
-                transport, python=self.python, requirements=requirements, source=source, wheels=wheels,
-                cache_root=self.cache_root or default_cache_root(transport), install_from=self.install_from,
-                resolver=self.resolver)
-        self.env = self.last_environment.path
+            spec = environment_spec(transport, python=self.python, source=f"the dependencies of {project}" + (
+                f" and {extra}" if extra else ""), requirements=without_built(requirements, [wheel, *sdk]),
+                wheels=sdk, resolver=self.resolver)
+            env = f"{cache_root}/envs/{spec.key()}"
+            layer = project_layer_path(cache_root, env, wheel)
+            if is_healthy(transport, env, also=ready_test(layer)):  # warm: one command
+                self.last_environment = Environment(env, built=False, install_from=None)
+                self.last_layer = Environment(layer, built=False, install_from=None)
+            else:
+                self.last_environment = ensure_environment(transport, spec, cache_root, self.install_from)
+                self.last_layer = ensure_project_layer(transport, spec, env, wheel, cache_root)
+        self.env, self.layer = env, layer
 
     def _project(self) -> Path:
         project = find_project_root() if self.project_dir is None else Path(self.project_dir)
@@ -119,7 +132,9 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
         return project.resolve()
 
     def setup_lines(self) -> list[str]:
-        return []
+        if self.layer is None:
+            return []
+        return [f'export PYTHONPATH={shlex.quote(self.layer)}"${{PYTHONPATH:+:$PYTHONPATH}}"']
 
     def python_command(self) -> str:
         if self.env is None:
@@ -129,4 +144,4 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
     def to_config(self) -> dict[str, Any]:
         if self.env is None:
             raise ConfigError("wheel packaging has no environment yet: call prepare() before to_config()")
-        return {"type": self.type, "env": self.env, "python": self.python}
+        return {"type": self.type, "env": self.env, "layer": self.layer, "python": self.python}
