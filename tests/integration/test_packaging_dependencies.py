@@ -160,8 +160,8 @@ def test_unresolvable_dependency_fails_at_submit_and_queues_nothing(slurm_contai
 def test_air_gapped_cluster_gets_a_wheelhouse(airgapped, slurm_container, cache_root, login_transport):
     """The nodes cannot reach any index: `auto` notices within seconds and ships the wheels from here."""
     assert not index_reachable(login_transport, "python3", "humanize")
-    for kind in ("wheel", "sync"):
-        seen, strategy = run_report(slurm_container, packaging(kind, cache_root))
+    for kind in ("wheel", "sync"):  # own cache roots: both would share one venv (same dependencies)
+        seen, strategy = run_report(slurm_container, packaging(kind, f"{cache_root}/{kind}"))
         env = strategy.last_environment
         assert env.built and env.install_from == "wheelhouse"
         assert_ran_in(seen, env.path, strategy.layer if kind == "wheel" else strategy.remote_dir)
