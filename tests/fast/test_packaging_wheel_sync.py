@@ -144,6 +144,12 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     (project / "build/junk.py").write_text("x = 1\n")
     assert builds.cached_wheel(project) == first
     monkeypatch.undo()
+    parts = ("src", "pyproject.toml")  # a build known to read only these (the SDK's own)
+    partial = builds.cached_wheel(project, parts)
+    monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("a file outside parts must not rebuild"))
+    (project / "notes.txt").write_text("not read by this build\n")
+    assert builds.cached_wheel(project, parts) == partial
+    monkeypatch.undo()
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 3\n")
     assert builds.cached_wheel(project) != first
 

@@ -26,6 +26,8 @@ from slurm.packaging.host_cache import host_cache_dir
 from slurm.packaging.tree import IGNORED_NAMES, IGNORED_TOP, source_digest
 
 SDK_DISTRIBUTION = "slurm-sdk"
+#: What the SDK's own wheel is built from in its checkout (pyproject: metadata; README: its description).
+SDK_SOURCE_PARTS = ("src", "pyproject.toml", "README.md")
 #: dist-info files that describe one installation, not the distribution: never put back into a wheel.
 _INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
@@ -58,10 +60,11 @@ def build_wheel(project_dir: Path, out_dir: Path) -> Path:
                       "download it")
 
 
-def cached_wheel(project_dir: Path) -> Path:
-    """The project's wheel, built once per source content (and host Python version)."""
+def cached_wheel(project_dir: Path, parts: tuple[str, ...] | None = None) -> Path:
+    """The project's wheel, built once per source content (and host Python version); ``parts``: the only
+    top-level files and directories its build reads, when known (see ``source_digest``)."""
     project_dir = project_dir.resolve()
-    key = hashlib.sha256(json.dumps([source_digest(project_dir), sys.version]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([source_digest(project_dir, parts), sys.version]).encode()).hexdigest()[:24]
     slot = host_cache_dir("builds") / key
     found = sorted(slot.glob("*.whl"))
     if len(found) == 1:
@@ -103,8 +106,8 @@ def sdk_wheel(out_dir: Path) -> Path:
     """A wheel of the SDK that is running here: built from its source checkout when there is one, otherwise
     re-packed from the installed distribution (its RECORD lists the files)."""
     root = sdk_source_root()
-    if root is not None:
-        return cached_wheel(root)
+    if root is not None:  # its wheel is made of these only: tests, bench results, images never rebuild it
+        return cached_wheel(root, SDK_SOURCE_PARTS)
     try:
         distribution = importlib.metadata.distribution(SDK_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError as exc:

@@ -44,8 +44,9 @@ def scan_tree(root: Path, include: list[str], exclude: list[str] | tuple[str, ..
     return files
 
 
-def source_digest(root: Path) -> str:
-    """sha256 over every file a wheel build of ``root`` can see (the build copies the same set)."""
+def source_digest(root: Path, parts: tuple[str, ...] | None = None) -> str:
+    """sha256 over every file a wheel build of ``root`` can see (the build copies the same set), or only
+    over the top-level ``parts`` (files or directories) when the build is known to read nothing else."""
     files = {rel: digest for rel, digest in scan_tree(root, ["**"], IGNORED_NAMES).items()
-             if rel.split("/", 1)[0] not in IGNORED_TOP}
+             if rel.split("/", 1)[0] not in IGNORED_TOP and (parts is None or rel.split("/", 1)[0] in parts)}
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
