@@ -33,6 +33,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
+from filelock import Timeout
 
 from harness import airgap
 from harness.locks import Coordinator
@@ -308,8 +309,6 @@ def packaging_for(mode: str, sdk_path: str, extra_paths: list[str] = ()) -> dict
 @contextmanager
 def _egress_guard(stack: Stack) -> Iterator[None]:
     """One test at a time, across xdist workers, that needs the stack's egress in a known state."""
-    from filelock import Timeout
-
     try:
         with airgap.egress_lock(stack).acquire(timeout=EGRESS_WAIT_SECONDS):
             yield

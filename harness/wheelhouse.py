@@ -67,7 +67,7 @@ class Target:
 
 
 #: What each supported Debian release ships: python3 and libc6 versions (checked against the running
-#: nodes by tests/integration/test_node_environment.py).
+#: nodes by tests/integration/test_image_dependencies.py).
 RELEASES = {"trixie": ("3.13", "2.41"), "bookworm": ("3.11", "2.36")}
 
 Say = Callable[[str], None]
