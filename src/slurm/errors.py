@@ -46,6 +46,15 @@ class CommandError(BackendError):
         super().__init__(f"command failed with exit code {returncode}: {cmd}\n{detail}".rstrip())
 
 
+class UnknownJobError(SlurmSDKError, LookupError):
+    """A job id the SDK has no record of (never submitted through it with this job root, cleaned up,
+    or malformed)."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class JobFailedError(SlurmSDKError):
     """A job ended without a result: it failed, was cancelled, or its task raised an exception
     that could not be re-raised here as its original type."""

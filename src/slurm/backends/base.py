@@ -72,6 +72,16 @@ class Transport(ABC):
         costs a round trip override this to fetch them all at once (results of a 1,000-task map)."""
         return {path: self.read_bytes(path) for path in paths if self.exists(path)}
 
+    def read_from(self, path: str, offset: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes of ``path`` from byte ``offset`` on (b"" past the end or when the file does
+        not exist yet): how growing logs are followed without fetching them again. One command; binary safe."""
+        import base64
+        import shlex
+
+        quoted = shlex.quote(path)
+        command = f"[ -f {quoted} ] && tail -c +{int(offset) + 1} {quoted} | head -c {int(limit)} | base64; true"
+        return base64.b64decode(self.run(command).stdout)
+
     @abstractmethod
     def home(self) -> str:
         """Absolute home directory of the user on the far side (used for default job roots)."""

@@ -1,0 +1,137 @@
+"""Following a job's logs while it runs: read each log from the last offset through the transport.
+
+Reads are bounded (``CHUNK`` bytes per read) and paced: quick while output flows, backing off to the
+cluster's ``poll_interval`` while the log is quiet. The scheduler is asked for the job's state only while
+the log is quiet, and at most on the same backing-off schedule as ``Job.wait``, so following a chatty job
+costs file reads, not slurmctld queries. Following ends once the job has ended and a read *after* that was
+seen comes back empty (nothing written before the end is lost), or raises ``JobTimeoutError``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from slurm.errors import JobTimeoutError
+from slurm.reattach import has_ended
+
+if TYPE_CHECKING:
+    from slurm.job import Job
+
+STREAMS = ("stdout", "stderr")
+#: Largest read per request: a huge log is fetched in pieces, never all at once.
+CHUNK = 1 << 20
+_FIRST_DELAY = 0.05
+_BACKOFF = 1.25
+
+
+class LineSplitter:
+    """Bytes in, complete lines out (without their newline); a character split across two reads is
+    decoded once both halves are in."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._partial + self._decoder.decode(data)
+        *lines, self._partial = text.split("\n")
+        return lines
+
+    def close(self) -> list[str]:
+        """The unterminated last line, if any."""
+        rest, self._partial = self._partial + self._decoder.decode(b"", final=True), ""
+        return [rest] if rest else []
+
+
+def follow(job: Job, streams: Sequence[str] = ("stdout",), *, last: int | None = None,
+           timeout: float | None = None) -> Iterator[tuple[str, str]]:
+    """``(stream, line)`` as lines appear in the job's logs, until the job ends and the logs are drained.
+
+    ``last``: start with only the last ``last`` lines written so far (``tail -n``), instead of all of them.
+    """
+    for stream in streams:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown log stream {stream!r} (valid: {', '.join(STREAMS)})")
+    readers = [_Reader(job, stream) for stream in streams]
+    if last is not None:
+        for reader in readers:
+            yield from ((reader.stream, line) for line in reader.backlog(last))
+    yield from _Pacer(job, readers, timeout).run()
+
+
+class _Reader:
+    """One log file of one job, read from where the previous read stopped."""
+
+    def __init__(self, job: Job, stream: str) -> None:
+        self.stream, self.path = stream, job.log_path(stream)
+        self.transport = job.cluster.backend.transport
+        self.offset = 0
+        self.splitter = LineSplitter()
+
+    def read(self) -> tuple[list[str], bool]:
+        """New complete lines, and whether the read was cut at ``CHUNK`` (more is waiting)."""
+        data = self.transport.read_from(self.path, self.offset, CHUNK)
+        self.offset += len(data)
+        return self.splitter.feed(data), len(data) == CHUNK
+
+    def backlog(self, count: int) -> list[str]:
+        """The last ``count`` complete lines written so far; memory stays bounded by ``count``."""
+        kept: collections.deque[str] = collections.deque(maxlen=max(count, 0))
+        more = True
+        while more:
+            lines, more = self.read()
+            kept.extend(lines)
+        return list(kept)
+
+
+class _Pacer:
+    """The follow loop: when to read, when to ask the scheduler, when to stop."""
+
+    def __init__(self, job: Job, readers: list[_Reader], timeout: float | None) -> None:
+        self.job, self.readers = job, readers
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.timeout = timeout
+        self.read_delay = self.state_delay = _FIRST_DELAY
+        self.next_state_poll = 0.0
+
+    def run(self) -> Iterator[tuple[str, str]]:
+        while True:
+            self._check_deadline()
+            ended = has_ended(self.job.last_state)  # decided before reading: what follows is complete
+            flowing = False
+            for reader in self.readers:
+                lines, more = reader.read()
+                flowing = flowing or bool(lines) or more
+                yield from ((reader.stream, line) for line in lines)
+            if ended and not flowing:
+                for reader in self.readers:
+                    yield from ((reader.stream, line) for line in reader.splitter.close())
+                return
+            if flowing:
+                self.read_delay = _FIRST_DELAY
+                continue
+            self._maybe_poll_state()
+            self._sleep()
+
+    def _maybe_poll_state(self) -> None:
+        clock = time.monotonic()
+        if clock >= self.next_state_poll:
+            self.job.cluster.poll([self.job])
+            self.next_state_poll = clock + self.state_delay
+            self.state_delay = min(self.state_delay * _BACKOFF, self.job.cluster.poll_interval)
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise JobTimeoutError(self.job.job_id, self.job.last_state.value, self.timeout or 0)
+
+    def _sleep(self) -> None:
+        delay = self.read_delay
+        if self.deadline is not None:
+            delay = max(0.0, min(delay, self.deadline - time.monotonic()))
+        time.sleep(delay)
+        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.poll_interval)
+
