@@ -1,0 +1,49 @@
+"""Tasks for the reattach, live-log and CLI tests (importable, so they travel by reference)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from slurm import task
+
+
+class Refused(Exception):
+    """Raised on purpose by ``refuse``."""
+
+
+@task
+def speak(lines, *, stream="stdout"):
+    """Print ``lines`` (to stdout or stderr) and return how many."""
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    for line in lines:
+        print(line, file=out, flush=True)
+    return len(lines)
+
+
+@task
+def speak_until(before, gate, after, limit=120.0):
+    """Print ``before``, wait until the file ``gate`` exists (the test creates it once it has seen
+    ``before`` while the job still runs), then print ``after``. Gives up after ``limit`` seconds."""
+    for line in before:
+        print(line, flush=True)
+    deadline = time.monotonic() + limit
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never appeared")
+        time.sleep(0.05)
+    for line in after:
+        print(line, flush=True)
+    return "released"
+
+
+@task
+def snooze(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def refuse(message):
+    raise Refused(message)
