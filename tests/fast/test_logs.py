@@ -1,0 +1,145 @@
+"""Following logs while jobs run: liveness, completeness, tail, bounded reads, pacing of state polls."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import slurm.logs
+from slurm import JobState, JobTimeoutError
+from slurm.logs import LineSplitter, follow
+
+from . import log_tasks
+
+TIMEOUT = 60
+
+
+def test_follow_yields_lines_while_the_job_runs_then_ends_with_it(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, ["one", "two"], str(gate), ["three"])
+    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    assert [next(lines), next(lines)] == ["one", "two"]
+    # The job is still waiting on the gate: these lines came live, not after the end.
+    assert job.state is JobState.RUNNING
+    gate.touch()
+    assert list(lines) == ["three"]
+    assert job.last_state is JobState.COMPLETED  # the follow only ended once the job had
+
+
+def test_follow_from_a_reattached_handle(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, ["a"], str(gate), ["b", "c"])
+    again = cluster.job(job.job_id)
+    lines = again.stdout(follow=True, timeout=TIMEOUT)
+    assert next(lines) == "a"
+    gate.touch()
+    assert list(lines) == ["b", "c"]
+
+
+def test_tail_starts_with_the_last_lines_then_follows(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, [f"line {i}" for i in range(20)], str(gate), ["after"])
+    seen = job.stdout(follow=True, timeout=TIMEOUT)
+    for _ in range(20):
+        next(seen)  # the job has printed all 20 and now waits on the gate
+    tail = job.tail(3, timeout=TIMEOUT)
+    assert [next(tail) for _ in range(3)] == ["line 17", "line 18", "line 19"]
+    gate.touch()
+    assert list(tail) == ["after"]
+    assert list(job.tail(2, follow=False)) == ["line 19", "after"]
+
+
+def test_stderr_follows_too(cluster):
+    job = cluster.submit(log_tasks.speak, ["err 1", "err 2"], stream="stderr")
+    lines = list(job.stderr(follow=True, timeout=TIMEOUT))
+    assert lines[0].startswith("[slurm-sdk] job")  # the runner's header goes to stderr first
+    assert lines[1:] == ["err 1", "err 2"]
+    assert list(job.tail(1, stream="stderr", follow=False)) == ["err 2"]
+
+
+def test_a_follow_that_outlasts_its_timeout_says_so(cluster):
+    job = cluster.submit(log_tasks.snooze, 600)
+    with pytest.raises(JobTimeoutError, match=f"job {job.job_id} did not finish within 0.5s"):
+        list(job.stdout(follow=True, timeout=0.5))
+    job.cancel()
+
+
+def test_big_logs_arrive_whole_in_bounded_reads(cluster, monkeypatch):
+    monkeypatch.setattr(slurm.logs, "CHUNK", 7)  # every line spans several reads
+    text = ["ünïcödé ✓ line %d " % i * 3 for i in range(40)]
+    job = cluster.submit(log_tasks.speak, text)
+    assert list(job.stdout(follow=True, timeout=TIMEOUT)) == text
+
+
+def test_unknown_streams_are_refused(cluster):
+    job = cluster.submit(log_tasks.speak, [])
+    with pytest.raises(ValueError, match="valid: stdout, stderr"):
+        next(follow(job, ("stdlog",)))
+    job.wait(timeout=TIMEOUT)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
+       st.lists(st.integers(1, 12), max_size=60))
+def test_line_splitting_does_not_depend_on_how_bytes_are_cut(text, cuts):
+    data = text.encode()
+    splitter, lines, start = LineSplitter(), [], 0
+    for cut in cuts:
+        lines += splitter.feed(data[start:start + cut])
+        start += cut
+    lines += splitter.feed(data[start:]) + splitter.close()
+    expected = text.split("\n")
+    assert lines == (expected[:-1] if expected[-1] == "" else expected)
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _QuietJob:
+    """A running job whose log stays empty for ``quiet`` seconds (virtual time), then it ends."""
+
+    job_id = "7"
+
+    def __init__(self, clock: _FakeClock, quiet: float, poll_interval: float) -> None:
+        self.clock, self.quiet, self.polls, self.reads = clock, quiet, 0, 0
+        self.last_state = JobState.RUNNING
+        job = self
+
+        class Transport:
+            def read_from(self, path, offset, limit):
+                job.reads += 1
+                return b""
+
+        class Cluster:
+            backend = type("Backend", (), {"transport": Transport()})()
+
+            def poll(self, jobs):
+                job.polls += 1
+                if job.clock.now >= job.quiet:
+                    job.last_state = JobState.COMPLETED
+
+        self.cluster = Cluster()
+        self.cluster.poll_interval = poll_interval
+
+    def log_path(self, stream):
+        return f"/jobs/7/slurm-7.{stream}"
+
+
+def test_a_quiet_log_costs_about_one_state_poll_per_poll_interval(monkeypatch):
+    clock = _FakeClock()
+    monkeypatch.setattr(slurm.logs.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(slurm.logs.time, "sleep", clock.sleep)
+    job = _QuietJob(clock, quiet=300.0, poll_interval=2.0)
+    assert list(follow(job)) == []
+    # Backing off from 50 ms to the 2 s poll interval: ~150 polls for 300 s, not thousands.
+    assert 150 <= job.polls <= 175, job.polls
+    assert job.reads <= 200, job.reads
+    assert 300 <= clock.now <= 303
