@@ -126,7 +126,7 @@ def _jobs_show(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
         handle = cluster.job(args.job_id)
         tasks = list(handle) if _is_array(handle) else [handle]
-        cluster.poll(tasks)
+        _refresh(cluster, tasks)
         details = {"job_id": args.job_id, "name": tasks[0].name, "job_dir": tasks[0].job_dir,
                    "tasks": [{"job_id": job.job_id, "state": job.last_state.value, "stdout": job.log_path("stdout"),
                               "stderr": job.log_path("stderr")} for job in tasks]}
@@ -154,7 +154,7 @@ def _jobs_cancel(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
         handle = cluster.job(args.job_id)
         tasks = list(handle) if _is_array(handle) else [handle]
-        cluster.poll(tasks)
+        _refresh(cluster, tasks)
         live = [job.job_id for job in tasks if not job.last_state.is_terminal]
         if live:
             handle.cancel()
@@ -170,7 +170,7 @@ def _jobs_result(args: argparse.Namespace) -> int:
         tasks = list(handle) if _is_array(handle) else [handle]
         if args.wait:
             handle.wait(args.timeout)
-        cluster.poll([job for job in tasks if not job.last_state.is_terminal])
+        _refresh(cluster, tasks)
         running = [job for job in tasks if not job.last_state.is_terminal]
         if running:
             print(f"slurm-sdk: {running[0].job_id} has not finished ({running[0].last_state.value}); add --wait "
@@ -231,6 +231,16 @@ def _cluster_status(args: argparse.Namespace) -> int:
 def _cluster(args: argparse.Namespace) -> Any:
     from slurm.cluster import Cluster
     return Cluster.from_env(args.config)
+
+
+def _refresh(cluster: Any, tasks: list[Any]) -> None:
+    """Current states the way waits learn them: result files first, then one scheduler query."""
+    from slurm.job import _check_result_files
+
+    _check_result_files(tasks)
+    unfinished = [job for job in tasks if not job.last_state.is_terminal]
+    if unfinished:
+        cluster.poll(unfinished)
 
 
 def _is_array(handle: Any) -> bool:

@@ -10,13 +10,13 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from slurm.backends.base import Backend, JobState
+from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
-from slurm.errors import SubmitError
+from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import ArrayJob, Job
 from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.rendering import render_script
@@ -24,6 +24,9 @@ from slurm.resources import Resources
 from slurm.serialization import LOCAL_PYTHON, Call, dump_payload
 from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.task import Task
+from slurm.watcher import Watcher
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 #: Files in every job directory.
 SCRIPT, PAYLOAD, CHILD_CONFIG = "job.sh", "payload.pkl", "cluster.json"
+#: Seconds without an answer from the scheduler or login node before a wait with no timeout gives up.
+DEFAULT_OUTAGE_LIMIT = 600.0
 
 
 class Cluster:
@@ -41,12 +46,19 @@ class Cluster:
     ``backend`` defaults to a ``LocalCommandBackend`` (no Slurm); ``packaging`` is a strategy or its config
     dict (default "none", with this interpreter on the local backend); ``defaults`` are resources every task
     gets unless it sets its own; ``node_python`` ("3.13") skips probing the nodes' Python version.
+
+    Waiting (see ``slurm.watcher``): ``poll_interval`` is the longest pause between two scheduler queries
+    (default 30 s; 0.2 s on the local backend), reached by backing off from 1 s over about a minute;
+    ``result_poll_interval`` the longest pause between two checks for result files (default 1 s), which
+    cost the scheduler nothing; ``outage_limit`` how long transient errors (slurmctld or the login node
+    not answering) are retried when the caller gave no timeout (default 600 s).
     """
 
     def __init__(self, backend: Backend | None = None, packaging: PackagingStrategy | Mapping[str, Any] | None = None,
                  callbacks: Iterable[Any] = (), *, job_root: str | None = None,
                  defaults: Resources | Mapping[str, Any] | None = None, node_python: str | None = None,
-                 poll_interval: float | None = None) -> None:
+                 poll_interval: float | None = None, result_poll_interval: float | None = None,
+                 outage_limit: float = DEFAULT_OUTAGE_LIMIT) -> None:
         if backend is None:
             from slurm.backends.local import LocalCommandBackend
             backend = LocalCommandBackend()
@@ -54,8 +66,14 @@ class Cluster:
         self.packaging = _packaging(packaging, backend)
         self.callbacks = list(callbacks)
         self.defaults = defaults if isinstance(defaults, Resources) else Resources.from_dict(defaults or {})
-        #: Longest pause between two polls while waiting, in seconds.
-        self.poll_interval = poll_interval or (0.2 if backend.kind == "local" else 1.0)
+        local = backend.kind == "local"
+        #: Longest pause between two scheduler queries while waiting, in seconds.
+        self.poll_interval = _positive("poll_interval", poll_interval, 0.2 if local else 30.0)
+        #: Longest pause between two result-file checks while waiting, in seconds.
+        self.result_poll_interval = _positive("result_poll_interval", result_poll_interval, 0.2 if local else 1.0)
+        #: Seconds transient errors are retried when the caller set no timeout.
+        self.outage_limit = _positive("outage_limit", outage_limit, DEFAULT_OUTAGE_LIMIT)
+        self.watcher = Watcher(self)
         self._job_root = job_root
         self._node_python = node_python
         self._prepared = False
@@ -110,14 +128,40 @@ class Cluster:
             transport.write_bytes(posixpath.join(job_dir, CHILD_CONFIG), json.dumps(self.child_config()).encode())
         transport.write_bytes(posixpath.join(job_dir, SCRIPT), script.encode(), mode=0o755)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
-        job_id = self.backend.submit(posixpath.join(job_dir, SCRIPT), array=spec, dependencies=task.dependencies,
-                                     dependency_type=task.dependency_type)
+        job_id = self._submit_once(posixpath.join(job_dir, SCRIPT), array=spec, dependencies=task.dependencies,
+                                   dependency_type=task.dependency_type)
         self._record_submission(task, job_id, job_dir, len(calls), array=array)
         jobs = [Job(self, f"{job_id}_{index}" if array else job_id, name=task.name, job_dir=job_dir,
-                    script=script, index=index, array=array) for index in range(len(calls))]
+                    script=script, index=index, array=array, depends_on=task.dependencies,
+                    dependency_type=task.dependency_type) for index in range(len(calls))]
+        self.watcher.add(jobs)
         for job in jobs:
             emit(self.callbacks, "on_submit", job)
         return jobs
+
+    def _submit_once(self, script_path: str, **options: Any) -> str:
+        """``backend.submit``, retried on transient errors, never twice for one script: when an attempt's
+        answer was lost (connection dropped or timed out after sbatch was sent), the job is looked up by
+        its script path before anything is retried or reported."""
+        def attempt() -> str:
+            try:
+                return self.backend.submit(script_path, **options)
+            except SubmitError:
+                raise  # sbatch answered "no": the job does not exist
+            except BackendError as error:
+                found = self.retry(lambda: self.backend.find_submitted(script_path))
+                if found is not None:
+                    return found
+                error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
+                raise
+        return self.retry(attempt)
+
+    def retry(self, operation: Callable[[], T]) -> T:
+        """``operation()`` with transient errors retried (backoff) within the caller's deadline, or
+        ``outage_limit`` seconds without one."""
+        from slurm.retrying import with_retries  # tenacity: only the submitting side needs it
+
+        return with_retries(operation, limit=self.outage_limit)
 
     def _ensure_prepared(self) -> None:
         with self._lock:
@@ -182,11 +226,10 @@ class Cluster:
 
     # --- polling -----------------------------------------------------------------------------------
 
-    def poll(self, jobs: Sequence[Job]) -> None:
-        """Refresh the state of ``jobs`` in one scheduler round trip (fires state callbacks)."""
-        states = self.backend.states([job.job_id for job in jobs])
-        for job in jobs:
-            job._observe(states.get(job.job_id, JobState.UNKNOWN))
+    def poll(self, jobs: Sequence[Job] = ()) -> None:
+        """Ask the scheduler now about ``jobs`` and every other unfinished job of this cluster, in one
+        round trip (fires state callbacks). Waits do this on the watcher's cadence instead."""
+        self.watcher.query(jobs)
 
     # --- workflows ---------------------------------------------------------------------------------
 
@@ -199,7 +242,8 @@ class Cluster:
         backend = {"type": self.backend.kind, **to_config()}
         return {"backend": backend, "packaging": self.packaging.to_config(), "job_root": self.job_root,
                 "defaults": {name: value for name, value in vars(self.defaults).items() if value not in (None, {})},
-                "poll_interval": self.poll_interval}
+                "poll_interval": self.poll_interval, "result_poll_interval": self.result_poll_interval,
+                "outage_limit": self.outage_limit}
 
     @classmethod
     def from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
@@ -209,7 +253,9 @@ class Cluster:
 
         cluster = cls(make_backend(config["backend"]), make_packaging(config["packaging"]),
                       job_root=config["job_root"], defaults=config["defaults"], node_python=LOCAL_PYTHON,
-                      poll_interval=config["poll_interval"])
+                      poll_interval=config["poll_interval"],
+                      result_poll_interval=config.get("result_poll_interval"),
+                      outage_limit=config.get("outage_limit", DEFAULT_OUTAGE_LIMIT))
         cluster._prepared = True
         return cluster
 
@@ -222,6 +268,14 @@ def _packaging(packaging: PackagingStrategy | Mapping[str, Any] | None, backend:
     from slurm.packaging.none import NonePackaging
     # Local jobs run on this machine, so this interpreter (which has the SDK) is the right default.
     return NonePackaging(python=sys.executable) if backend.kind == "local" else NonePackaging()
+
+
+def _positive(name: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}", key=name)
+    return float(value)
 
 
 def _as_task(task: Any) -> Task:

@@ -13,7 +13,9 @@ Schema (only ``backend`` is required)::
       partition: debug
       time: "00:05:00"
     job_root: /home/me/.slurm-sdk/jobs  # job directories on the cluster (default ~/.slurm-sdk/jobs)
-    poll_interval: 1.0         # longest pause between two state polls, in seconds
+    poll_interval: 30          # longest pause between two scheduler queries, in seconds
+    result_poll_interval: 1.0  # longest pause between two result-file checks, in seconds
+    outage_limit: 600          # seconds transient errors are retried when a wait has no timeout
 
 The file is ``path`` or ``$SLURM_SDK_CONFIG``. ``SLURM_SDK__<SECTION>__<KEY>=value`` overrides one key
 (the value is parsed as YAML, so ``SLURM_SDK__BACKEND__PORT=2222`` is an int); ``overrides={...}``
@@ -39,6 +41,7 @@ ENV_PATH = "SLURM_SDK_CONFIG"
 ENV_PREFIX = "SLURM_SDK__"
 _SECTIONS: dict[str, tuple[type, ...]] = {
     "backend": (dict,), "packaging": (dict,), "defaults": (dict,), "job_root": (str,), "poll_interval": (int, float),
+    "result_poll_interval": (int, float), "outage_limit": (int, float),
 }
 
 
@@ -78,7 +81,8 @@ def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, 
 
     if "backend" not in data:
         raise ConfigError(f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})")
-    options = {key: data[key] for key in ("job_root", "poll_interval") if key in data}
+    options = {key: data[key] for key in ("job_root", "poll_interval", "result_poll_interval", "outage_limit")
+               if key in data}
     options["defaults"] = _defaults(source, data.get("defaults", {}))
     options["packaging"] = _build_section(source, "packaging", make_packaging, data.get("packaging", {"type": "none"}))
     options["backend"] = _build_section(source, "backend", make_backend, data["backend"])  # last: may connect

@@ -22,7 +22,12 @@ class ResourceError(SlurmSDKError, ValueError):
 
 
 class SubmitError(SlurmSDKError):
-    """A job could not be submitted."""
+    """A job could not be submitted (the scheduler said no; it was not queued). ``transient``: the
+    scheduler was briefly unavailable, and submitting again may succeed."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SerializationError(SlurmSDKError):
@@ -30,7 +35,14 @@ class SerializationError(SlurmSDKError):
 
 
 class BackendError(SlurmSDKError):
-    """The scheduler or the machine behind it misbehaved."""
+    """The scheduler or the machine behind it misbehaved.
+
+    ``transient`` is True when trying again later may succeed (slurmctld not answering, a dropped or
+    frozen connection); the SDK retries those with backoff within the caller's timeout."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SSHError(BackendError):
@@ -43,7 +55,8 @@ class CommandError(BackendError):
     def __init__(self, cmd: str, returncode: int, stdout: str, stderr: str) -> None:
         self.cmd, self.returncode, self.stdout, self.stderr = cmd, returncode, stdout, stderr
         detail = (stderr.strip() or stdout.strip())[-2000:]
-        super().__init__(f"command failed with exit code {returncode}: {cmd}\n{detail}".rstrip())
+        super().__init__(f"command failed with exit code {returncode}: {cmd}\n{detail}".rstrip(),
+                         transient=is_transient_message(detail))
 
 
 class UnknownJobError(SlurmSDKError, LookupError):
@@ -56,21 +69,41 @@ class UnknownJobError(SlurmSDKError, LookupError):
 
 
 class JobFailedError(SlurmSDKError):
-    """A job ended without a result: it failed, was cancelled, or its task raised an exception
-    that could not be re-raised here as its original type."""
+    """A job ended without a result: it failed, was cancelled, the scheduler forgot it, its dependency
+    can never be met, or its task raised an exception that could not be re-raised here as its original
+    type. ``exit_code`` is the task's ``sys.exit`` code when it exited that way (None otherwise)."""
 
-    def __init__(self, message: str, *, job_id: str, state: str) -> None:
+    def __init__(self, message: str, *, job_id: str, state: str, exit_code: int | str | None = None) -> None:
         super().__init__(message)
-        self.job_id, self.state = job_id, state
+        self.job_id, self.state, self.exit_code = job_id, state, exit_code
 
 
 class JobTimeoutError(SlurmSDKError, TimeoutError):
-    """Waiting for a job took longer than the caller allowed; the job itself keeps running."""
+    """Waiting for a job took longer than the caller allowed; the job itself is not touched.
 
-    def __init__(self, job_id: str, state: str, timeout: float) -> None:
-        super().__init__(f"job {job_id} did not finish within {timeout:g}s (last known state: {state}); "
-                         "it is still running, call job.cancel() to stop it")
-        self.job_id, self.state, self.timeout = job_id, state, timeout
+    ``state`` is the last state the scheduler reported; ``detail`` says how old that answer is, or
+    that the scheduler or the login node stopped answering."""
+
+    def __init__(self, job_id: str, state: str, timeout: float, detail: str = "") -> None:
+        detail = detail or f"last known state: {state}"
+        super().__init__(f"job {job_id} did not finish within {timeout:g}s: {detail}; "
+                         "call job.cancel() to stop it")
+        self.job_id, self.state, self.timeout, self.detail = job_id, state, timeout, detail
+
+
+#: What Slurm commands and SSH print when the controller or the connection is briefly unavailable.
+_TRANSIENT_MESSAGES = (
+    "unable to contact slurm controller", "socket timed out", "connection refused", "connection timed out",
+    "temporarily unable", "resource temporarily unavailable", "zero bytes were transmitted",
+    "communication connection failure", "connection reset", "slurmctld is not responding",
+    "slurm_receive_msg", "slurm backup controller in standby mode",
+)
+
+
+def is_transient_message(text: str) -> bool:
+    """Whether a Slurm/SSH error text means "not now" rather than "never"."""
+    lowered = text.lower()
+    return any(message in lowered for message in _TRANSIENT_MESSAGES)
 
 
 class RemoteTraceback(Exception):

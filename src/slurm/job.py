@@ -7,29 +7,44 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from slurm.backends.base import JobState
+from slurm.backends.base import JobState, JobStatus
 from slurm.callbacks import emit
-from slurm.errors import JobFailedError, JobTimeoutError
+from slurm.deadline import bounded
+from slurm.errors import BackendError, JobFailedError, JobTimeoutError
 from slurm.rendering import expand_log_pattern, log_patterns
 from slurm.serialization import Outcome
 
 if TYPE_CHECKING:
     from slurm.cluster import Cluster
 
-_FIRST_POLL_DELAY = 0.05
-#: Growth of the pause between polls: gentle, so a job that ends at 0.7 s is seen within ~0.15 s of it
-#: (polls are one cheap batched query; the cap is the cluster's poll_interval).
-_POLL_BACKOFF = 1.25
+_FIRST_RESULT_CHECK = 0.05
+#: Growth of the pause between result-file checks (capped by the cluster's result_poll_interval): gentle,
+#: so a job that ends at 0.7 s is seen within ~0.15 s. They cost the login node a stat, slurmctld nothing.
+_RESULT_CHECK_BACKOFF = 1.25
+#: A job the scheduler does not list is declared lost only when a second query, at least this long after
+#: the first, still does not list it and no result file appeared meanwhile (covers accounting lag and a
+#: result file that is still on its way through the shared file system).
+_LOST_AFTER = 2.0
+NEVER_SATISFIED = "DependencyNeverSatisfied"
 
 
 class Job:
     """One submitted job, or one task of an array job (``job_id`` "<array id>_<index>")."""
 
     def __init__(self, cluster: Cluster, job_id: str, *, name: str, job_dir: str, script: str,
-                 index: int = 0, array: bool = False) -> None:
+                 index: int = 0, array: bool = False, depends_on: Sequence[str] = (),
+                 dependency_type: str = "afterok") -> None:
         self.cluster, self.job_id, self.name, self.job_dir, self.script = cluster, job_id, name, job_dir, script
         self._index, self._array = index, array
+        #: Ids of the jobs this one waits for, and how (Slurm dependency type).
+        self.depends_on, self.dependency_type = tuple(depends_on), dependency_type
+        #: How often the scheduler requeued this job (node failure, preemption), as last observed.
+        self.restarts = 0
         self._state = JobState.PENDING
+        self._submitted_at = time.monotonic()
+        self._state_at: float | None = None  # monotonic time the scheduler last told us the state
+        self._unknown_since: float | None = None
+        self._failure: JobFailedError | None = None  # why it ended without a result, when the SDK knows better
         self._outcome: Outcome | None = None
         self._lock = threading.RLock()
 
@@ -42,8 +57,10 @@ class Job:
 
     @property
     def state(self) -> JobState:
-        """Current state (asks the scheduler)."""
-        self.cluster.poll([self])
+        """Current state (asks the scheduler now, about every unfinished job of the cluster)."""
+        if not self._state.is_terminal:
+            self._check_result_file()
+            self.cluster.poll([self])
         return self._state
 
     @property
@@ -60,16 +77,21 @@ class Job:
         """The task's return value. If the task raised, re-raises its exception (original type when it
         unpickles here) with the remote traceback as ``__cause__``; ``JobFailedError`` if the job ended
         without a result (cancelled, killed, out of memory, time limit)."""
-        self.wait(timeout)
-        outcome = self._load_outcome()
+        with bounded(timeout):
+            self.wait(timeout)
+            return self._ended_result()
+
+    def _ended_result(self) -> Any:
+        """``result()`` of a job known to have ended."""
+        outcome = self.cluster.retry(self._load_outcome)
         if outcome is None:
-            raise self._no_result_error()
+            raise self._failure or self._no_result_error()
         if outcome.ok:
             return outcome.value(self.job_id)
         raise outcome.exception(self.job_id)
 
     def cancel(self) -> None:
-        self.cluster.backend.cancel(self.job_id)
+        self.cluster.retry(lambda: self.cluster.backend.cancel(self.job_id))
 
     @overload
     def stdout(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
@@ -80,7 +102,7 @@ class Job:
         """The job's stdout so far; with ``follow=True`` an iterator of its lines that keeps going while
         the job runs and ends when the job has ended and the log is drained (``JobTimeoutError`` after
         ``timeout`` s)."""
-        return self._follow_log("stdout", timeout) if follow else self._read_log(0)
+        return self._follow_log("stdout", timeout) if follow else self.cluster.retry(lambda: self._read_log(0))
 
     @overload
     def stderr(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
@@ -89,7 +111,7 @@ class Job:
 
     def stderr(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
         """Like ``stdout``, for stderr (where the SDK's runner header and tracebacks go)."""
-        return self._follow_log("stderr", timeout) if follow else self._read_log(1)
+        return self._follow_log("stderr", timeout) if follow else self.cluster.retry(lambda: self._read_log(1))
 
     def tail(self, lines: int = 10, *, stream: str = "stdout", follow: bool = True,
              timeout: float | None = None) -> Iterator[str]:
@@ -130,38 +152,103 @@ class Job:
         return f"{self.job_dir}/result-{self._index}.pkl"
 
     def _no_result_error(self) -> JobFailedError:
-        tail = "\n".join(self.stderr().splitlines()[-20:])
+        try:
+            tail = "\n".join(self.stderr().splitlines()[-20:])
+        except BackendError as error:
+            tail = f"(stderr unreadable: {error})"
         detail = f"; last lines of stderr:\n{tail}" if tail else " and wrote nothing to stderr"
         return JobFailedError(f"job {self.job_id} ({self.name}) ended {self._state.value} without a result"
                               f"{detail}", job_id=self.job_id, state=self._state.value)
 
-    def _observe(self, state: JobState) -> None:
-        """Record a polled state and fire callbacks, each event at most once."""
-        if state is JobState.UNKNOWN:
-            state = self._state_from_outcome() or state  # scheduler forgot the job; the result file did not
-        # Held while the callbacks run, so threads polling the same job cannot reorder events.
-        with self._lock:
+    def _check_result_file(self) -> None:
+        """End the job if its result file exists (one stat; the scheduler is not asked)."""
+        _check_result_files([self])
+
+    def _observe(self, status: JobStatus) -> None:
+        """Record what the scheduler said and fire callbacks, each event at most once."""
+        now = time.monotonic()
+        with self._lock:  # held while callbacks run, so threads polling the same job cannot reorder events
             if self._state.is_terminal:
                 return  # terminal states are final: the outcome callbacks fire once
-            old, self._state = self._state, state
-            if state != old:
-                emit(self.cluster.callbacks, "on_state_change", self, old, state)
-            if state.is_terminal and self.cluster.callbacks:
-                self._emit_outcome()
+            if status.state is JobState.UNKNOWN:
+                self._observe_unknown(now)
+                return
+            self._unknown_since, self._state_at = None, now
+            if status.restarts > self.restarts:
+                self.restarts = status.restarts
+                self._set_state(JobState.REQUEUED)
+                emit(self.cluster.callbacks, "on_requeue", self, status.restarts)
+            if status.state is JobState.PENDING and status.reason == NEVER_SATISFIED:
+                self._give_up_on_dependency()
+                return
+            self._set_state(status.state)
 
-    def _state_from_outcome(self) -> JobState | None:
-        outcome = self._load_outcome()
-        if outcome is None:
-            return None
-        return JobState.COMPLETED if outcome.ok else JobState.FAILED
+    def _observe_unknown(self, now: float) -> None:
+        """Not listed by the scheduler: done if the result file says so, lost once a later query agrees."""
+        if self._load_outcome() is not None:
+            self._finish_from_outcome()
+        elif self._unknown_since is None:
+            self._unknown_since = now
+        elif now - self._unknown_since >= _LOST_AFTER:
+            seen = f"last seen {self._state.value}" if self._state_at is not None else "never listed by it"
+            self._failure = JobFailedError(
+                f"job {self.job_id} ({self.name}) is unknown to the scheduler ({seen}; not listed by two queries "
+                f"{now - self._unknown_since:.0f}s apart) and left no result in {self.job_dir}: it ended without "
+                "a result and the scheduler has forgotten it (finished jobs are dropped after MinJobAge when "
+                "there is no accounting)", job_id=self.job_id, state=JobState.LOST.value)
+            self._set_state(JobState.LOST)
+
+    def _give_up_on_dependency(self) -> None:
+        """Slurm keeps such a job pending forever (unless kill_invalid_depend): cancel it and say why."""
+        parents = self._describe_parents()
+        self._failure = JobFailedError(
+            f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on {parents} "
+            f"cannot be satisfied (squeue reason {NEVER_SATISFIED}), so the SDK cancelled it",
+            job_id=self.job_id, state=JobState.CANCELLED.value)
+        try:
+            self.cluster.backend.cancel(self.job_id)
+        except BackendError as error:
+            self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
+        self._set_state(JobState.CANCELLED)
+
+    def _describe_parents(self) -> str:
+        """"job 10 (FAILED), job 11 (COMPLETED)": the parents' states, best effort."""
+        try:
+            states = self.cluster.backend.states(list(self.depends_on))
+        except BackendError:
+            states = {}
+        return ", ".join(f"job {parent} ({states[parent].value})" if parent in states else f"job {parent}"
+                         for parent in self.depends_on) or "its parents"
+
+    def _set_state(self, state: JobState) -> None:
+        old, self._state = self._state, state
+        if state != old:
+            emit(self.cluster.callbacks, "on_state_change", self, old, state)
+        if state.is_terminal and self.cluster.callbacks:
+            self._emit_outcome()
+
+    def _finish_from_outcome(self) -> None:
+        """The result file exists: the job is done, whatever the scheduler says."""
+        with self._lock:
+            if not self._state.is_terminal:
+                self._set_state(JobState.COMPLETED if self._outcome.ok else JobState.FAILED)
 
     def _emit_outcome(self) -> None:
         try:
-            value = self.result(timeout=0)
+            value = self._ended_result()
         except Exception as error:
             emit(self.cluster.callbacks, "on_failure", self, error)
         else:
             emit(self.cluster.callbacks, "on_complete", self, value)
+
+    def _timeout_detail(self, now: float) -> str:
+        """The truth about the last known state, for JobTimeoutError."""
+        silence = self.cluster.watcher.silence(now)
+        if self._state_at is None:
+            known = f"submitted {now - self._submitted_at:.0f}s ago, state not reported by the scheduler yet"
+        else:
+            known = f"still {self._state.value} as of {now - self._state_at:.0f}s ago"
+        return f"{known}; {silence}" if silence else known
 
 
 class ArrayJob(Sequence[Job]):
@@ -208,39 +295,106 @@ class ArrayJob(Sequence[Job]):
 
 def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
-    pending = [job for job in jobs if job._outcome is None]
-    by_cluster: dict[int, list[Job]] = {}
-    for job in pending:
-        by_cluster.setdefault(id(job.cluster), []).append(job)
-    for group in by_cluster.values():
-        files = group[0].cluster.backend.transport.read_existing([job._result_path for job in group])
+    for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
+        files = cluster.retry(lambda: cluster.backend.transport.read_existing([job._result_path for job in group]))
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
 
 
-def _poll(jobs: Sequence[Job]) -> None:
-    """One scheduler round trip per cluster for all of ``jobs``."""
-    by_cluster: dict[int, list[Job]] = {}
+def _by_cluster(jobs: Sequence[Job]) -> list[tuple[Cluster, list[Job]]]:
+    groups: dict[int, list[Job]] = {}
     for job in jobs:
-        by_cluster.setdefault(id(job.cluster), []).append(job)
-    for group in by_cluster.values():
-        group[0].cluster.poll(group)
+        groups.setdefault(id(job.cluster), []).append(job)
+    return [(group[0].cluster, group) for group in groups.values()]
+
+
+def _poll(jobs: Sequence[Job]) -> None:
+    """One scheduler round trip per cluster for all of ``jobs`` (and the clusters' other unfinished jobs)."""
+    for cluster, group in _by_cluster(jobs):
+        cluster.poll(group)
+
+
+def _check_result_files(jobs: Sequence[Job]) -> None:
+    """End every job whose result file exists: one listing per cluster, no scheduler query."""
+    for cluster, group in _by_cluster(jobs):
+        found = cluster.backend.transport.existing([job._result_path for job in group])
+        done = [job for job in group if job._result_path in found]
+        if done:
+            _fetch_outcomes(done)
+            for job in done:
+                if job._outcome is not None:
+                    job._finish_from_outcome()
+
+
+class _LoginSilence:
+    """When result-file checks keep failing (login node frozen or gone): for messages and the outage limit."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.error: BackendError | None = None
+
+    def failed(self, error: BackendError) -> None:
+        self.since, self.error = self.since or time.monotonic(), error
+
+    def describe(self, now: float) -> str | None:
+        if self.since is None:
+            return None
+        return f"the login node has not answered for {now - self.since:.0f}s (last error: {self.error})"
 
 
 def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
-    """Poll until every job has ended, backing off from 50 ms up to the clusters' poll interval."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = _FIRST_POLL_DELAY
-    while True:
-        running = [job for job in jobs if not job.last_state.is_terminal]
-        if running:
-            _poll(running)
-            running = [job for job in running if not job.last_state.is_terminal]
-        if not running:
-            return
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise JobTimeoutError(running[0].job_id, running[0].last_state.value, timeout or 0)
-        time.sleep(delay if remaining is None else min(delay, remaining))
-        delay = min(delay * _POLL_BACKOFF, max(job.cluster.poll_interval for job in running))
+    """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
+    cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
+    are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
+    the cluster's ``outage_limit`` (the last ``BackendError``)."""
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
+    with bounded(timeout):
+        while True:
+            running = [job for job in jobs if not job.last_state.is_terminal]
+            if running:
+                _watch_once(running, login)
+                running = [job for job in running if not job.last_state.is_terminal]
+            if not running:
+                return
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise _timeout_error(running[0], timeout or 0, login, now)
+            _check_outage(running[0], login, now)
+            pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
+            time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
+            delay = min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
+
+
+def _watch_once(running: list[Job], login: _LoginSilence) -> None:
+    try:
+        _check_result_files(running)
+        login.since = None
+    except BackendError as error:
+        if not error.transient:
+            raise
+        login.failed(error)
+    for cluster, group in _by_cluster([job for job in running if not job.last_state.is_terminal]):
+        cluster.watcher.query_if_due(group)
+
+
+def _timeout_error(job: Job, timeout: float, login: _LoginSilence, now: float) -> JobTimeoutError:
+    detail = job._timeout_detail(now)
+    silent_login = login.describe(now)
+    if silent_login and job.cluster.watcher.failing_since is None:
+        detail = f"{detail}; {silent_login}"
+    return JobTimeoutError(job.job_id, job.last_state.value, timeout, detail)
+
+
+def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
+    """Without a timeout the wait must still end: give up after ``outage_limit`` s of silence."""
+    watcher, limit = job.cluster.watcher, job.cluster.outage_limit
+    if watcher.failing_since is not None and now - watcher.failing_since > limit:
+        raise BackendError(f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "
+                           f"retrying after outage_limit={limit:g}s without an answer (state when last "
+                           f"seen: {job.last_state.value})") from watcher.last_error
+    if login.since is not None and now - login.since > limit:
+        raise BackendError(f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
+                           f"retrying after outage_limit={limit:g}s without an answer") from login.error

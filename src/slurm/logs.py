@@ -1,10 +1,11 @@
 """Following a job's logs while it runs: read each log from the last offset through the transport.
 
 Reads are bounded (``CHUNK`` bytes per read) and paced: quick while output flows, backing off to the
-cluster's ``poll_interval`` while the log is quiet. The scheduler is asked for the job's state only while
-the log is quiet, and at most on the same backing-off schedule as ``Job.wait``, so following a chatty job
-costs file reads, not slurmctld queries. Following ends once the job has ended and a read *after* that was
-seen comes back empty (nothing written before the end is lost), or raises ``JobTimeoutError``.
+cluster's ``result_poll_interval`` while the log is quiet (log reads, like result-file checks, cost the
+login node, not slurmctld). Whether the job has ended is learnt the way waits learn it: its result file,
+then the cluster's shared ``Watcher`` on its own cadence, so following adds no scheduler queries of its
+own. Following ends once the job has ended and a read *after* that was seen comes back empty (nothing
+written before the end is lost), or raises ``JobTimeoutError``.
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ class _Reader:
 
     def __init__(self, job: Job, stream: str) -> None:
         self.stream, self.path = stream, job.log_path(stream)
-        self.transport = job.cluster.backend.transport
+        self.transport, self.retry = job.cluster.backend.transport, job.cluster.retry
         self.offset = 0
         self.splitter = LineSplitter()
 
     def read(self) -> tuple[list[str], bool]:
         """New complete lines, and whether the read was cut at ``CHUNK`` (more is waiting)."""
-        data = self.transport.read_from(self.path, self.offset, CHUNK)
+        data = self.retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
         self.offset += len(data)
         return self.splitter.feed(data), len(data) == CHUNK
 
@@ -95,8 +96,7 @@ class _Pacer:
         self.job, self.readers = job, readers
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.timeout = timeout
-        self.read_delay = self.state_delay = _FIRST_DELAY
-        self.next_state_poll = 0.0
+        self.read_delay = _FIRST_DELAY
 
     def run(self) -> Iterator[tuple[str, str]]:
         while True:
@@ -114,24 +114,28 @@ class _Pacer:
             if flowing:
                 self.read_delay = _FIRST_DELAY
                 continue
-            self._maybe_poll_state()
+            self._look_for_the_end()
             self._sleep()
 
-    def _maybe_poll_state(self) -> None:
-        clock = time.monotonic()
-        if clock >= self.next_state_poll:
-            self.job.cluster.poll([self.job])
-            self.next_state_poll = clock + self.state_delay
-            self.state_delay = min(self.state_delay * _BACKOFF, self.job.cluster.poll_interval)
+    def _look_for_the_end(self) -> None:
+        """The result file (a stat on the login node), then the scheduler only if the shared watcher's
+        cadence says a query is due: the same sources and pace as ``Job.wait``."""
+        from slurm.job import _check_result_files
+
+        job = self.job
+        job.cluster.retry(lambda: _check_result_files([job]))
+        if not job.last_state.is_terminal:
+            job.cluster.watcher.query_if_due([job])
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise JobTimeoutError(self.job.job_id, self.job.last_state.value, self.timeout or 0)
+            raise JobTimeoutError(self.job.job_id, self.job.last_state.value, self.timeout or 0,
+                                  self.job._timeout_detail(time.monotonic()))
 
     def _sleep(self) -> None:
         delay = self.read_delay
         if self.deadline is not None:
             delay = max(0.0, min(delay, self.deadline - time.monotonic()))
         time.sleep(delay)
-        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.poll_interval)
+        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval)
 

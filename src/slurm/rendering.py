@@ -37,6 +37,7 @@ def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
     options: list[tuple[str, Any]] = [
         ("time", resources.time), ("cpus-per-task", resources.cpus), ("mem", resources.mem), ("gres", gres),
         ("partition", resources.partition), ("account", resources.account),
+        ("requeue" if resources.requeue else "no-requeue", None if resources.requeue is None else True),
     ]
     options += sorted(resources.sbatch.items())
     return [(name, value) for name, value in options if value is not None and value is not False]

@@ -25,6 +25,7 @@ _GPUS = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
 _MANAGED_OPTIONS = {
     "time": "time=", "cpus-per-task": "cpus=", "mem": "mem=", "gres": "gpus=", "partition": "partition=",
     "account": "account=", "job-name": "name=", "output": None, "error": None, "array": None,
+    "requeue": "requeue=", "no-requeue": "requeue=",
 }
 
 
@@ -108,6 +109,9 @@ class Resources:
     gpus: int | str | None = None
     partition: str | None = None
     account: str | None = None
+    #: False: never requeue after a node failure or preemption (``--no-requeue``); True: allow it
+    #: (``--requeue``); None: the cluster's JobRequeue default.
+    requeue: bool | None = None
     #: Extra sbatch options: ``{"constraint": "fast", "exclusive": True}`` -> ``--constraint=fast``, ``--exclusive``.
     sbatch: Mapping[str, Any] = field(default_factory=dict)
 
@@ -121,6 +125,8 @@ class Resources:
             object.__setattr__(self, "mem", _check_mem(self.mem))
         if self.gpus is not None:
             object.__setattr__(self, "gpus", _check_gpus(self.gpus))
+        if self.requeue is not None and not isinstance(self.requeue, bool):
+            raise ResourceError(f"requeue must be True, False or None, got {self.requeue!r}")
         for name in ("partition", "account"):
             if getattr(self, name) is not None:
                 _check_name(name, getattr(self, name))

@@ -17,7 +17,7 @@ from typing import Any
 import slurm
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
-from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, load_payload
+from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +28,24 @@ def main(argv: list[str] | None = None) -> int:
         outcome, code = dump_result(_run(job_dir, index)), 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
         traceback.print_exc()
-        outcome, code = dump_exception(exc, traceback.format_exc()), 1
+        outcome, code = dump_exception(exc, traceback.format_exc()), _exit_status(exc)
     write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
     return code
 
 
+def _exit_status(exc: BaseException) -> int:
+    """The job's exit status after a failure: the task's own sys.exit code when it is a non-zero int
+    (so sacct shows it), else 1 (even for sys.exit(0): the task ended without returning a result)."""
+    code = exit_code_of(exc)
+    return code if isinstance(code, int) and 0 < code < 256 else 1
+
+
 def _print_header(job_dir: str, index: int) -> None:
     job_id = os.environ.get("SLURM_JOB_ID", "?")
-    print(f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}, Python {sys.version.split()[0]} "
+    # SLURM_RESTART_COUNT is set from the first requeue on: say in the log that this is a rerun.
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    rerun = f", run {int(restarts) + 1} (requeued {restarts}x)" if restarts.isdigit() and restarts != "0" else ""
+    print(f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
           f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}", file=sys.stderr, flush=True)
 
 

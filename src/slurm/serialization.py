@@ -112,7 +112,14 @@ def dump_exception(exc: BaseException, traceback_text: str) -> bytes:
         exception = None
     kind = type(exc)
     return pickle.dumps({"ok": False, "exception": exception, "type": f"{kind.__module__}.{kind.__qualname__}",
-                         "message": str(exc), "traceback": traceback_text})
+                         "message": str(exc), "traceback": traceback_text, "exit_code": exit_code_of(exc)})
+
+
+def exit_code_of(exc: BaseException) -> int | str | None:
+    """The code a task passed to ``sys.exit`` (0 for a bare ``sys.exit()``); None for other exceptions."""
+    if not isinstance(exc, SystemExit):
+        return None
+    return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else str(exc.code)
 
 
 @dataclass(frozen=True)
@@ -142,10 +149,20 @@ class Outcome:
             error = pickle.loads(self.fields["exception"]) if self.fields["exception"] else None
         except Exception:
             error = None
-        if not isinstance(error, BaseException):
+        if isinstance(error, BaseException) and not isinstance(error, Exception):
+            # SystemExit / KeyboardInterrupt re-raised as themselves would end (or look like a Ctrl-C
+            # in) the submitting process: a task that exits is a failed job, with its code kept.
+            error = self._exit_error(job_id, error)
+        elif not isinstance(error, BaseException):
             error = JobFailedError(f"job {job_id} raised {self.fields['type']}: {self.fields['message']}",
                                    job_id=job_id, state="FAILED")
         else:
             error.add_note(f"(raised in job {job_id}; the remote traceback is shown above)")
         error.__cause__ = remote
         return error
+
+    def _exit_error(self, job_id: str, error: BaseException) -> JobFailedError:
+        code = self.fields.get("exit_code")
+        how = f"called sys.exit({code!r})" if isinstance(error, SystemExit) else f"raised {type(error).__name__}"
+        return JobFailedError(f"job {job_id}: the task {how}, so it ended without a result", job_id=job_id,
+                              state="FAILED", exit_code=code)

@@ -43,6 +43,10 @@ class Task:
         """
         if kind not in DEPENDENCY_TYPES:
             raise ValueError(f"unknown dependency kind {kind!r} (valid: {', '.join(DEPENDENCY_TYPES)})")
+        if self.dependencies and kind != self.dependency_type:
+            raise ValueError(f"{self!r} already waits with {self.dependency_type!r}; one task's dependencies share "
+                             f"one kind, so it cannot also wait with {kind!r}. Chain with the same kind, or make "
+                             "the dependency explicit in a separate task.")
         ids = [job_id for job in jobs for job_id in ([job] if isinstance(job, str) else job.dependency_ids)]
         variant = copy.copy(self)
         variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), kind
@@ -52,6 +56,13 @@ class Task:
         """This task with some resources changed, e.g. ``big = train.options(mem="64G")``."""
         variant = copy.copy(self)
         variant.resources = Resources.from_dict(resources).over(self.resources)
+        return variant
+
+    def __copy__(self) -> Task:
+        # Without this, copy.copy would go through __reduce__ (made for the trip to the node), which
+        # re-imports the function and loses resources, dependencies and name.
+        variant = object.__new__(Task)
+        variant.__dict__.update(self.__dict__)
         return variant
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -84,10 +95,10 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
     def decorate(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
                  time: str | int | None = None, cpus: int | None = None, mem: str | int | None = None,
                  gpus: int | str | None = None, partition: str | None = None, account: str | None = None,
-                 sbatch: Mapping[str, Any] | None = None) -> Any:
+                 requeue: bool | None = None, sbatch: Mapping[str, Any] | None = None) -> Any:
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
         resources = Resources(time=time, cpus=cpus, mem=mem, gpus=gpus, partition=partition,
-                              account=account, sbatch=sbatch or {})
+                              account=account, requeue=requeue, sbatch=sbatch or {})
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=workflow)
@@ -99,7 +110,9 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
 
 task = _decorator(workflow=False)
 task.__doc__ = """Decorate a function to run as a Slurm job: ``@task`` or ``@task(time="00:10:00", cpus=2,
-mem="4G", gpus=1, partition="debug", account=None, sbatch={"constraint": "fast"}, name="train")``."""
+mem="4G", gpus=1, partition="debug", account=None, requeue=False, sbatch={"constraint": "fast"},
+name="train")``. ``requeue=False`` renders ``--no-requeue``: the job fails instead of running again after a
+node failure or preemption."""
 
 workflow = _decorator(workflow=True)
 workflow.__doc__ = """Like ``@task``, for a function whose first parameter ``cluster`` receives a Cluster

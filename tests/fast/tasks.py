@@ -78,3 +78,14 @@ def nested_add(cluster, a, b):
 
 def job_env(cluster):
     return cluster.submit(slurm_environment).result(timeout=60)
+
+
+@task
+def call_sys_exit(code):
+    import sys
+    sys.exit(code)
+
+
+@task
+def interrupt():
+    raise KeyboardInterrupt

@@ -16,6 +16,7 @@ from slurm.cli import CONFIG, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, USAGE, 
 
 from . import log_tasks, tasks
 from .conftest import REPO
+from .settle import settle
 
 TIMEOUT = 60
 
@@ -46,8 +47,7 @@ def test_the_console_script_is_declared():
 def test_jobs_list_plain_and_json(cluster, config, capsys):
     job = cluster.submit(tasks.add, 1, 2)
     squares = cluster.map(tasks.square, range(2))
-    job.wait(timeout=TIMEOUT)
-    squares.wait(timeout=TIMEOUT)
+    settle(cluster, job, squares)
     code, out, _ = cli(capsys, config, "jobs", "list")
     assert code == OK
     header, first, second = out.splitlines()
@@ -62,7 +62,7 @@ def test_jobs_list_plain_and_json(cluster, config, capsys):
 
 def test_jobs_show(cluster, config, capsys):
     squares = cluster.map(tasks.square, range(2))
-    squares.wait(timeout=TIMEOUT)
+    settle(cluster, squares)
     code, out, _ = cli(capsys, config, "jobs", "show", squares.array_ids[0], "--json")
     shown = json.loads(out)
     assert code == OK and shown["name"] == "square" and shown["job_dir"] == squares[0].job_dir
@@ -126,7 +126,7 @@ def test_jobs_cancel(cluster, config, capsys):
 
 def test_jobs_cleanup(cluster, config, capsys):
     job = cluster.submit(tasks.add, 1, 2)
-    job.wait(timeout=TIMEOUT)
+    settle(cluster, job)
     code, out, _ = cli(capsys, config, "jobs", "cleanup", "--older-than", "0", "--dry-run")
     assert code == OK and "would remove 1 job directory" in out and os.path.isdir(job.job_dir)
     code, out, _ = cli(capsys, config, "jobs", "cleanup", "--older-than", "0s", "--json")
@@ -136,7 +136,7 @@ def test_jobs_cleanup(cluster, config, capsys):
 
 
 def test_cluster_status_local(cluster, config, capsys):
-    cluster.submit(tasks.add, 1, 2).wait(timeout=TIMEOUT)
+    settle(cluster, cluster.submit(tasks.add, 1, 2))
     code, out, _ = cli(capsys, config, "cluster", "status", "--json")
     status = json.loads(out)
     assert code == OK and status["backend"] == "local" and status["jobs"] == {"COMPLETED": 1}

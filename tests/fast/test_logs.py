@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import slurm.job
 import slurm.logs
+import slurm.watcher
 from slurm import JobState, JobTimeoutError
 from slurm.logs import LineSplitter, follow
 
@@ -103,43 +105,56 @@ class _FakeClock:
         self.now += seconds
 
 
-class _QuietJob:
-    """A running job whose log stays empty for ``quiet`` seconds (virtual time), then it ends."""
+class _QuietCluster:
+    """A cluster whose one job runs with an empty log for ``quiet`` seconds (virtual time), then ends
+    without a result file; it counts scheduler queries and log reads."""
 
-    job_id = "7"
+    callbacks: list = []
 
-    def __init__(self, clock: _FakeClock, quiet: float, poll_interval: float) -> None:
-        self.clock, self.quiet, self.polls, self.reads = clock, quiet, 0, 0
-        self.last_state = JobState.RUNNING
-        job = self
+    def __init__(self, clock: _FakeClock, quiet: float) -> None:
+        from slurm.backends.base import JobStatus
+        from slurm.watcher import Watcher
+
+        self.poll_interval, self.result_poll_interval = 30.0, 1.0  # the SSH defaults
+        self.queries = self.reads = 0
+        cluster = self
 
         class Transport:
             def read_from(self, path, offset, limit):
-                job.reads += 1
+                cluster.reads += 1
                 return b""
 
-        class Cluster:
-            backend = type("Backend", (), {"transport": Transport()})()
+            def existing(self, paths):
+                return set()
 
-            def poll(self, jobs):
-                job.polls += 1
-                if job.clock.now >= job.quiet:
-                    job.last_state = JobState.COMPLETED
+        class Backend:
+            transport = Transport()
 
-        self.cluster = Cluster()
-        self.cluster.poll_interval = poll_interval
+            def statuses(self, job_ids, reasons_for=()):
+                cluster.queries += 1
+                state = JobState.RUNNING if clock.now < quiet else JobState.CANCELLED
+                return {job_id: JobStatus(state) for job_id in job_ids}
 
-    def log_path(self, stream):
-        return f"/jobs/7/slurm-7.{stream}"
+        self.backend = Backend()
+        self.watcher = Watcher(self)
+
+    def retry(self, operation):
+        return operation()
 
 
-def test_a_quiet_log_costs_about_one_state_poll_per_poll_interval(monkeypatch):
+def test_following_a_quiet_log_asks_the_scheduler_only_on_the_watchers_cadence(monkeypatch):
+    from slurm.job import Job
+
     clock = _FakeClock()
-    monkeypatch.setattr(slurm.logs.time, "monotonic", clock.monotonic)
+    for module in (slurm.logs.time, slurm.watcher.time, slurm.job.time):
+        monkeypatch.setattr(module, "monotonic", clock.monotonic)
     monkeypatch.setattr(slurm.logs.time, "sleep", clock.sleep)
-    job = _QuietJob(clock, quiet=300.0, poll_interval=2.0)
+    cluster = _QuietCluster(clock, quiet=600.0)
+    job = Job(cluster, "7", name="quiet", job_dir="/jobs/quiet", script="")
     assert list(follow(job)) == []
-    # Backing off from 50 ms to the 2 s poll interval: ~150 polls for 300 s, not thousands.
-    assert 150 <= job.polls <= 175, job.polls
-    assert job.reads <= 200, job.reads
-    assert 300 <= clock.now <= 303
+    assert job.last_state is JobState.CANCELLED
+    # Ten minutes: the watcher's ramp (1 s, x1.5, up to 30 s) is ~8 queries in the first minute, then
+    # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval (1 s): ~620.
+    assert 20 <= cluster.queries <= 30, cluster.queries
+    assert cluster.reads <= 650, cluster.reads
+    assert 600 <= clock.now <= 631

@@ -20,6 +20,7 @@ from slurm.records import INDEX, RECORD, SubmissionRecord, _checked_dir, parse_j
 
 from . import log_tasks, tasks
 from .conftest import REPO
+from .settle import settle
 
 TIMEOUT = 60
 
@@ -116,10 +117,10 @@ def test_unknown_malformed_and_out_of_range_ids_name_the_fix(cluster):
 def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
     before = datetime.now(timezone.utc)
     done = cluster.submit(tasks.add, 2, 3)
-    done.wait(timeout=TIMEOUT)
+    settle(cluster, done)
     sleeping = cluster.submit(log_tasks.snooze, 600)
     squares = cluster.map(tasks.square, range(3))
-    squares.wait(timeout=TIMEOUT)
+    settle(cluster, squares)
     infos = cluster.jobs()
     assert [(i.job_id, i.name, i.array, i.tasks) for i in infos] == [
         (done.job_id, "add", False, 1), (sleeping.job_id, "snooze", False, 1),
@@ -168,8 +169,7 @@ def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     finished = cluster.submit(tasks.add, 1, 2)
     failed = cluster.submit(log_tasks.refuse, "x")
     running = cluster.submit(log_tasks.snooze, 600)
-    finished.wait(timeout=TIMEOUT)
-    failed.wait(timeout=TIMEOUT)
+    settle(cluster, finished, failed)
     stray = os.path.join(cluster.job_root, "20200101-000000-stray-00000000")  # no record: e.g. sbatch failed
     os.makedirs(stray)
 

@@ -19,7 +19,7 @@ CASES = {
     "full_resources": dict(
         job_name="train",
         resources=Resources(time="1-02:00:00", cpus=4, mem="16g", gpus="a100:2", partition="gpu", account="proj",
-                            sbatch={"constraint": "fast", "exclusive": True, "requeue": False, "mail_type": "END"}),
+                            requeue=False, sbatch={"constraint": "fast", "exclusive": True, "mail_type": "END"}),
         array=False, packaging=NonePackaging(pythonpath=["/opt/code", "/shared/my libs"], python="/opt/venv/bin/python")),
     "array": dict(job_name="square", resources=Resources(time=30, mem=512), array=True,
                   packaging=NonePackaging(pythonpath=["/opt/slurm_sdk_dev/src"])),

@@ -29,6 +29,7 @@ env | grep '^SLURM_' | sort > "$d/$name.env"
 exit $(cat "$d/$name.rc" 2>/dev/null || echo 0)
 """
 COMMANDS = ("sbatch", "sacct", "squeue", "scancel", "scontrol")
+SQUEUE_FIELDS = "JobArrayID:|,State:|,Reason:|,RestartCnt:"
 
 
 class FakeSlurm:
@@ -121,14 +122,14 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         "13_3": JobState.PENDING, "14": JobState.OUT_OF_MEMORY}
     assert fake.calls() == ["sacct"]
     # Array tasks are asked for by their array's id (sacct lists every task of it).
-    assert fake.argv("sacct") == ["-X", "-n", "-P", "-j", "10,11,12,13,14", "-o", "JobID,State"]
+    assert fake.argv("sacct") == ["-X", "-D", "-n", "-P", "-j", "10,11,12,13,14", "-o", "JobID,State"]
 
 
 def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
     fake.respond("sacct", out="".join(f"77_{i}|COMPLETED\n" for i in range(990)) + "77_[990-999]|PENDING\n")
     states = backend.states([f"77_{i}" for i in range(1000)])
     assert [states[f"77_{i}"] for i in (0, 989, 990, 999)] == [JobState.COMPLETED] * 2 + [JobState.PENDING] * 2
-    assert fake.calls() == ["sacct"] and fake.argv("sacct")[4] == "77"
+    assert fake.calls() == ["sacct"] and fake.argv("sacct")[5] == "77"
 
 
 def test_states_are_batched_by_poll_batch(fake):
@@ -136,7 +137,7 @@ def test_states_are_batched_by_poll_batch(fake):
     states = SlurmBackend(LocalTransport(), poll_batch=2).states([str(i) for i in range(5)])
     assert set(states.values()) == {JobState.COMPLETED} and len(states) == 5
     assert fake.calls() == ["sacct"] * 3
-    assert fake.argv("sacct")[4] == "4"
+    assert fake.argv("sacct")[5] == "4"
 
 
 @pytest.mark.parametrize("said", [{"err": "Slurm accounting storage is disabled\n", "rc": 1},
@@ -148,7 +149,7 @@ def test_without_accounting_squeue_answers_and_sacct_is_not_asked_again(backend,
     assert backend.states(["20", "21", "22_1"]) == expected
     assert backend.states(["20", "21", "22_1"]) == expected
     assert fake.calls() == ["sacct", "squeue", "squeue"]
-    assert fake.argv("squeue") == ["--states=all", "-h", "-r", "-j", "20,21,22", "-o", "%i|%T"]
+    assert fake.argv("squeue") == ["--states=all", "-h", "-r", "-j", "20,21,22", "-O", SQUEUE_FIELDS]
 
 
 def test_missing_sacct_command_falls_back_to_squeue(backend, fake):
@@ -212,7 +213,7 @@ def test_max_array_size_read_once_from_scontrol(backend, fake):
 
 
 @pytest.mark.parametrize(("text", "state"), [
-    ("PENDING", JobState.PENDING), ("REQUEUED", JobState.PENDING), ("CONFIGURING", JobState.PENDING),
+    ("PENDING", JobState.PENDING), ("REQUEUED", JobState.REQUEUED), ("CONFIGURING", JobState.PENDING),
     ("RUNNING", JobState.RUNNING), ("SUSPENDED", JobState.RUNNING), ("COMPLETING", JobState.COMPLETING),
     ("COMPLETED", JobState.COMPLETED), ("FAILED", JobState.FAILED), ("PREEMPTED", JobState.FAILED),
     ("CANCELLED by 1000", JobState.CANCELLED), ("CANCELLED+", JobState.CANCELLED), ("TIMEOUT", JobState.TIMEOUT),

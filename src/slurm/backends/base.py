@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+
+#: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
+COMMAND_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,12 @@ class JobState(str, enum.Enum):
     TIMEOUT = "TIMEOUT"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NODE_FAIL = "NODE_FAIL"
+    #: Put back in the queue after a node failure or preemption; it will run again.
+    REQUEUED = "REQUEUED"
+    #: The scheduler does not list the job (yet, or any more).
     UNKNOWN = "UNKNOWN"
+    #: Final: the scheduler has forgotten the job (confirmed twice) and it left no result.
+    LOST = "LOST"
 
     @property
     def is_terminal(self) -> bool:
@@ -38,8 +47,21 @@ class JobState(str, enum.Enum):
 
 TERMINAL_STATES = frozenset(
     {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT,
-     JobState.OUT_OF_MEMORY, JobState.NODE_FAIL}
+     JobState.OUT_OF_MEMORY, JobState.NODE_FAIL, JobState.LOST}
 )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the scheduler said about one job: its state, why it is pending (squeue's reason, e.g.
+    "DependencyNeverSatisfied"), and how often it was requeued (Slurm's restart count)."""
+
+    state: JobState
+    reason: str = ""
+    restarts: int = 0
+
+
+UNKNOWN_STATUS = JobStatus(JobState.UNKNOWN)
 
 
 class Transport(ABC):
@@ -82,6 +104,11 @@ class Transport(ABC):
         command = f"[ -f {quoted} ] && tail -c +{int(offset) + 1} {quoted} | head -c {int(limit)} | base64; true"
         return base64.b64decode(self.run(command).stdout)
 
+    def existing(self, paths: Sequence[str]) -> set[str]:
+        """Which of ``paths`` exist. Transports where each check costs a round trip override this to
+        look at all of them at once (a wait checks every unfinished job's result file)."""
+        return {path for path in paths if self.exists(path)}
+
     @abstractmethod
     def home(self) -> str:
         """Absolute home directory of the user on the far side (used for default job roots)."""
@@ -108,6 +135,17 @@ class Backend(ABC):
     @abstractmethod
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States of many jobs in one round trip. Unknown ids map to ``JobState.UNKNOWN``."""
+
+    def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+        """Like ``states``, with the restart count and, for the pending jobs among ``reasons_for`` (the
+        ones whose reason matters: those with dependencies), why they pend, where the backend knows."""
+        return {job_id: JobStatus(state) for job_id, state in self.states(job_ids).items()}
+
+    def find_submitted(self, script_path: str) -> str | None:
+        """The id of a job already submitted from ``script_path``, or None: asked when a submission's
+        answer was lost, so a retry never submits the same job twice. Backends that cannot lose an
+        answer keep this default."""
+        return None
 
     @abstractmethod
     def cancel(self, job_id: str) -> None: ...

@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slurm.atomic import write_atomic
-from slurm.backends.base import Backend, CommandResult, JobState, Transport
+from slurm.backends.base import COMMAND_TIMEOUT, Backend, CommandResult, JobState, Transport
+from slurm.deadline import operation_timeout
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.rendering import expand_log_pattern
 from slurm.resources import parse_time_seconds
@@ -46,11 +47,12 @@ class LocalTransport(Transport):
 
     def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
             timeout: float | None = None) -> CommandResult:
+        timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         try:
             proc = subprocess.run(["sh", "-c", command], env={**scrub_slurm_env(os.environ), **(env or {})},
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"command timed out after {timeout}s: {command}") from exc
+            raise BackendError(f"command timed out after {timeout:g}s: {command}", transient=True) from exc
         if check and proc.returncode != 0:
             raise CommandError(command, proc.returncode, proc.stdout, proc.stderr)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
@@ -64,6 +66,9 @@ class LocalTransport(Transport):
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
+
+    def existing(self, paths: Sequence[str]) -> set[str]:
+        return {path for path in paths if os.path.exists(path)}
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)

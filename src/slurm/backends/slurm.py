@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 import shlex
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
-from slurm.backends.base import Backend, CommandResult, JobState, Transport
-from slurm.errors import BackendError, SubmitError
+from slurm.backends.base import UNKNOWN_STATUS, Backend, CommandResult, JobState, JobStatus, Transport
+from slurm.errors import BackendError, SubmitError, is_transient_message
 
 # Inside an allocation, SLURM_JOB_ID & co. would make sbatch/srun attach children to the parent's job.
 # SLURM_CONF says which cluster to talk to and SLURM_SDK_* are the SDK's own settings: both must survive.
@@ -26,9 +26,9 @@ _SCRUB_SLURM_ENV = (
 _STATE_MAP: dict[str, JobState] = {
     "PENDING": JobState.PENDING,
     "CONFIGURING": JobState.PENDING,
-    "REQUEUED": JobState.PENDING,
-    "REQUEUE_FED": JobState.PENDING,
-    "REQUEUE_HOLD": JobState.PENDING,
+    "REQUEUED": JobState.REQUEUED,
+    "REQUEUE_FED": JobState.REQUEUED,
+    "REQUEUE_HOLD": JobState.REQUEUED,
     "RESV_DEL_HOLD": JobState.PENDING,
     "RUNNING": JobState.RUNNING,
     "SUSPENDED": JobState.RUNNING,
@@ -79,14 +79,25 @@ def expand_job_ids(job_id: str) -> list[str]:
 
 def parse_state_lines(stdout: str) -> dict[str, JobState]:
     """``JobID|State`` lines (from sacct or squeue) -> states, pending array ranges expanded."""
-    found: dict[str, JobState] = {}
+    return {job_id: status.state for job_id, status in parse_status_lines(stdout).items()}
+
+
+def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, JobStatus]:
+    """``JobID|State[|Reason[|RestartCnt]]`` lines -> statuses, pending array ranges expanded.
+
+    ``count_runs``: the lines come from ``sacct --duplicates``, one line per run of a requeued job, so
+    the restart count is the number of earlier lines for the same id (the last line is the current run)."""
+    found: dict[str, JobStatus] = {}
     for line in stdout.splitlines():
-        job_field, sep, state_field = line.partition("|")
-        if not sep or not job_field.strip():
+        fields = [field.strip() for field in line.split("|")]
+        if len(fields) < 2 or not fields[0]:
             continue
-        state = parse_slurm_state(state_field)
-        for job_id in expand_job_ids(job_field):
-            found[job_id] = state
+        reason = fields[2] if len(fields) > 2 else ""
+        restarts = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else 0
+        for job_id in expand_job_ids(fields[0]):
+            if count_runs and job_id in found:
+                restarts = found[job_id].restarts + 1
+            found[job_id] = JobStatus(parse_slurm_state(fields[1]), reason, restarts)
     return found
 
 
@@ -99,22 +110,28 @@ def _aggregate(states: Iterable[JobState]) -> JobState:
     return failures[0] if failures else JobState.COMPLETED
 
 
-def _resolve(job_ids: Sequence[str], found: dict[str, JobState]) -> dict[str, JobState]:
-    """Pick each requested id's state; an array's base id gets the aggregate of its tasks."""
+def _resolve(job_ids: Sequence[str], found: dict[str, JobStatus]) -> dict[str, JobStatus]:
+    """Pick each requested id's status; an array's base id gets the aggregate of its tasks."""
     result = {}
     for job_id in job_ids:
         if job_id in found:
             result[job_id] = found[job_id]
             continue
         tasks = [s for k, s in found.items() if k.startswith(job_id + "_")]
-        result[job_id] = _aggregate(tasks) if tasks else JobState.UNKNOWN
+        result[job_id] = JobStatus(_aggregate(t.state for t in tasks)) if tasks else UNKNOWN_STATUS
     return result
+
+
+def _scheduler_error(command: str, result: CommandResult) -> BackendError:
+    detail = (result.stderr.strip() or result.stdout.strip())[-1000:]
+    return BackendError(f"{command} failed (exit code {result.returncode}): {detail}; is slurmctld reachable "
+                        "from the submitting host?", transient=is_transient_message(detail))
 
 
 class SlurmBackend(Backend):
     kind = "slurm"
 
-    def __init__(self, transport: Transport, *, poll_batch: int = 500, sbatch_extra: Sequence[str] = ()) -> None:
+    def __init__(self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()) -> None:
         self.transport = transport
         self.poll_batch = poll_batch
         self.sbatch_extra = tuple(sbatch_extra)
@@ -140,54 +157,84 @@ class SlurmBackend(Backend):
         result = self._run(args)
         job_id = _parse_sbatch_id(result.stdout) if result.returncode == 0 else None
         if job_id is None:
-            raise SubmitError(f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n"
-                              f"{(result.stderr.strip() or result.stdout.strip())[-2000:]}")
+            detail = (result.stderr.strip() or result.stdout.strip())[-2000:]
+            # sbatch answered: the job was not queued (retried by the caller when the reason is transient).
+            raise SubmitError(f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}",
+                              transient=is_transient_message(detail))
         return job_id
 
+    def find_submitted(self, script_path: str) -> str | None:
+        """Look the job up by its script path (unique per submission: the job directory has a random
+        part): ``squeue --me`` lists the command of live jobs; a job that already ended has left its
+        log files, named after its id, in that directory."""
+        result = self._run(["squeue", "--me", "--states=all", "-h", "-o", "%F|%o"])
+        if result.returncode != 0:
+            raise _scheduler_error("squeue", result)
+        for line in result.stdout.splitlines():
+            job_id, _, command = line.partition("|")
+            if command.strip() == script_path:
+                return job_id.strip()
+        return self._id_from_logs(script_path)
+
+    def _id_from_logs(self, script_path: str) -> str | None:
+        job_dir = shlex.quote(script_path.rsplit("/", 1)[0])
+        listing = self.transport.run(f"ls {job_dir}", check=False).stdout
+        ids = {match[1] for match in re.finditer(r"^slurm-(\d+)", listing, re.MULTILINE)}
+        return ids.pop() if len(ids) == 1 else None
+
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        return {job_id: status.state for job_id, status in self.statuses(job_ids).items()}
+
+    def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
         unique = list(dict.fromkeys(job_ids))
         # Array tasks are asked for by their array's id: sacct and `squeue -r` list every task of it, so a
         # 1,000-task map costs one short query instead of a command line of 1,000 ids.
         queried = list(dict.fromkeys(job_id.split("_", 1)[0] for job_id in unique))
-        found: dict[str, JobState] = {}
+        found: dict[str, JobStatus] = {}
         for start in range(0, len(queried), self.poll_batch):
-            found |= self._query(queried[start:start + self.poll_batch])
+            found |= self._query(queried[start:start + self.poll_batch], reasons_for)
         return _resolve(unique, found)
 
-    def _query(self, job_ids: list[str]) -> dict[str, JobState]:
-        """sacct first (it remembers finished jobs); squeue for what sacct lacks or when it's unavailable."""
-        found: dict[str, JobState] = {}
+    def _query(self, job_ids: list[str], reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+        """sacct first (it remembers finished jobs and costs slurmctld nothing: slurmdbd answers);
+        squeue for what sacct lacks, for pending jobs in ``reasons_for`` (only squeue says *why* a job
+        pends, e.g. a dependency that can never be met), or when accounting is unavailable."""
+        found: dict[str, JobStatus] = {}
         if self._use_sacct:
             found = self._sacct(job_ids)
-        missing = [j for j, s in _resolve(job_ids, found).items() if s is JobState.UNKNOWN]
-        if missing:
-            found |= self._squeue(missing)
+        resolved = _resolve(job_ids, found)
+        ask = [j for j, s in resolved.items()
+               if s.state is JobState.UNKNOWN or (s.state is JobState.PENDING and j in reasons_for)]
+        if ask:
+            found |= self._squeue(ask)
         return found
 
-    def _sacct(self, job_ids: list[str]) -> dict[str, JobState]:
-        result = self._run(["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State"])
+    def _sacct(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        # --duplicates: one line per run of a requeued job, which gives the restart count.
+        result = self._run(["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State"])
         output = (result.stderr + result.stdout).lower()
         if result.returncode == 127 or any(s in output for s in _NO_ACCOUNTING):
             with self._lock:
                 self._use_sacct = False
             return {}
         # On other failures squeue answers instead; it knows live and recently finished jobs.
-        return parse_state_lines(result.stdout) if result.returncode == 0 else {}
+        return parse_status_lines(result.stdout, count_runs=True) if result.returncode == 0 else {}
 
-    def _squeue(self, job_ids: list[str]) -> dict[str, JobState]:
+    def _squeue(self, job_ids: list[str]) -> dict[str, JobStatus]:
         # -r prints one line per array task; ranges that still show up are expanded by the parser.
-        result = self._run(["squeue", "--states=all", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%T"])
+        result = self._run(["squeue", "--states=all", "-h", "-r", "-j", ",".join(job_ids),
+                            "-O", "JobArrayID:|,State:|,Reason:|,RestartCnt:"])
         if result.returncode != 0 and "invalid job id" not in result.stderr.lower():
-            raise BackendError(f"squeue failed (exit code {result.returncode}): {result.stderr.strip()}; "
-                               "is slurmctld reachable from the submitting host?")
-        return parse_state_lines(result.stdout)
+            raise _scheduler_error("squeue", result)
+        return parse_status_lines(result.stdout)
 
     def cancel(self, job_id: str) -> None:
         result = self._run(["scancel", job_id])
         stderr = result.stderr.lower()
         # Cancelling a job that already ended is not an error for the caller.
         if result.returncode != 0 and "already" not in stderr and "invalid job id" not in stderr:
-            raise BackendError(f"scancel {job_id} failed (exit code {result.returncode}): {result.stderr.strip()}")
+            raise BackendError(f"scancel {job_id} failed (exit code {result.returncode}): {result.stderr.strip()}",
+                               transient=is_transient_message(stderr))
 
     def max_array_size(self) -> int:
         if self._max_array_size is None:

@@ -21,12 +21,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from slurm.backends.base import CommandResult, Transport
+from slurm.backends.base import COMMAND_TIMEOUT, CommandResult, Transport
 from slurm.backends.slurm import SlurmBackend
+from slurm.deadline import operation_timeout
 from slurm.errors import CommandError, ConfigError, SSHError
 
 #: Files fetched per command by read_existing (keeps the command line far below ARG_MAX).
 _FILES_PER_COMMAND = 500
+#: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
+_SFTP_TIMEOUT = 60.0
 
 try:
     import paramiko
@@ -106,10 +109,11 @@ class SSHTransport(Transport):
             name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
             client.get_host_keys().add(name, self.known_host_key.get_name(), self.known_host_key)
         client.set_missing_host_key_policy(pm.AutoAddPolicy() if self.trust_unknown_host else _RejectUnknownHost())
+        timeout = operation_timeout(self.connect_timeout)
         try:
             client.connect(self.host, self.port, username=self.user, key_filename=self.key_filename,
-                           timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                           auth_timeout=self.connect_timeout, look_for_keys=False, allow_agent=False)
+                           timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+                           look_for_keys=False, allow_agent=False)
         except SSHError:
             client.close()
             raise
@@ -134,12 +138,13 @@ class SSHTransport(Transport):
             return SSHError(f"{self.host}:{self.port} refused the key {self.key_filename} for user {user}; "
                             "is its public key in that user's authorized_keys?")
         if isinstance(exc, pm.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-            return SSHError(f"connection to {self.host}:{self.port} refused; is the cluster up and the port right?")
+            return SSHError(f"connection to {self.host}:{self.port} refused; is the cluster up and the port right?",
+                            transient=True)
         if isinstance(exc, socket.timeout | TimeoutError):
-            return SSHError(f"connecting to {self.host}:{self.port} timed out after {self.connect_timeout:g}s")
-        if isinstance(exc, pm.SSHException) and "key" in str(exc).lower():
+            return SSHError(f"connecting to {self.host}:{self.port} timed out", transient=True)
+        if isinstance(exc, pm.SSHException) and "key" in str(exc).lower() and "banner" not in str(exc).lower():
             return SSHError(f"cannot use SSH key {self.key_filename} for {self.address}: {exc}")
-        return SSHError(f"SSH connection to {self.address} failed: {type(exc).__name__}: {exc}")
+        return SSHError(f"SSH connection to {self.address} failed: {type(exc).__name__}: {exc}", transient=True)
 
     def _reset(self) -> None:
         """Forget a dead connection (closing what's left of it)."""
@@ -163,19 +168,26 @@ class SSHTransport(Transport):
         if bad:
             raise ConfigError(f"invalid environment variable name(s) {bad} for a command on {self.address}")
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
+        timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         channel = self._open_channel()
         try:
-            channel.settimeout(timeout)
+            channel.settimeout(timeout)  # every read on it, stdout and stderr alike
             # The login shell of the user differs between clusters; sh -c gives the same semantics everywhere.
             channel.exec_command("sh -c " + shlex.quote(exports + command))
             stdout, stderr = _read_all(channel)
+            if not channel.status_event.wait(timeout):
+                raise socket.timeout("no exit status")
             returncode = channel.recv_exit_status()
         except socket.timeout as exc:
-            raise SSHError(f"command on {self.address} did not finish within {timeout:g}s: {command}") from exc
+            # A login node that does not answer within the timeout is frozen or gone: start afresh next time.
+            self._forget_transport(channel.get_transport())
+            raise SSHError(f"command on {self.address} did not finish within {timeout:g}s: {command}; "
+                           "it may or may not have run", transient=True) from exc
         except (*_DROPPED, _paramiko().SSHException) as exc:
-            # Not retried: the command may already have run (e.g. sbatch) and must not run twice.
+            # Not re-run here: the command may already have run (e.g. sbatch); callers decide (see
+            # Cluster._submit_once, which looks the job up first).
             raise SSHError(f"connection to {self.address} dropped while running: {command} ({exc!r}); "
-                           "it may or may not have run") from exc
+                           "it may or may not have run", transient=True) from exc
         finally:
             channel.close()
         result = CommandResult(returncode, stdout, stderr)
@@ -188,14 +200,20 @@ class SSHTransport(Transport):
         for attempt in (1, 2):
             client = self._connected()
             try:
-                return client.get_transport().open_session(timeout=self.connect_timeout)
+                return client.get_transport().open_session(timeout=operation_timeout(self.connect_timeout))
             except Exception as exc:
                 if not _is_drop(exc, client):
                     raise
                 self._forget(client)
                 if attempt == 2:
-                    raise SSHError(f"cannot open a session on {self.address} after reconnecting: {exc!r}") from exc
+                    raise SSHError(f"cannot open a session on {self.address} after reconnecting: {exc!r}",
+                                   transient=True) from exc
         raise AssertionError("unreachable")
+
+    def _forget_transport(self, transport: Any) -> None:
+        with self._connect_lock:
+            if self._client is not None and self._client.get_transport() is transport:
+                self._reset()
 
     def _forget(self, client: Any) -> None:
         """Drop ``client`` so the next call reconnects (unless another thread already did)."""
@@ -211,15 +229,22 @@ class SSHTransport(Transport):
             client = self._connected()
             try:
                 with self._sftp_lock:
+                    timeout = operation_timeout(_SFTP_TIMEOUT)
                     if self._sftp is None or self._sftp[0] is not client:  # none yet, or one of a dead client
-                        self._sftp = (client, client.open_sftp())
+                        self._sftp = (client, _open_sftp(client, timeout))
+                    self._sftp[1].get_channel().settimeout(timeout)
                     return operation(self._sftp[1])
             except Exception as exc:
+                if isinstance(exc, socket.timeout | TimeoutError):
+                    self._forget(client)  # frozen or gone: reconnect next time, but do not wait again now
+                    raise SSHError(f"SFTP on {self.address} got no answer within {timeout:g}s",
+                                   transient=True) from exc
                 if not _is_drop(exc, client):
                     raise  # a real file error (no such file, permission denied, ...)
                 self._forget(client)
                 if attempt == 2:
-                    raise SSHError(f"SFTP on {self.address} failed after reconnecting: {exc!r}") from exc
+                    raise SSHError(f"SFTP on {self.address} failed after reconnecting: {exc!r}",
+                                   transient=True) from exc
         raise AssertionError("unreachable")
 
     def _path(self, path: str) -> str:
@@ -270,6 +295,20 @@ class SSHTransport(Transport):
                         found[member.name] = archive.extractfile(member).read()
         return found
 
+    def existing(self, paths: Sequence[str]) -> set[str]:
+        """One command lists the directories of ``paths`` (a wait's result-file check costs one round
+        trip however many jobs it covers, and the scheduler nothing)."""
+        if not paths:
+            return set()
+        directories = sorted({posixpath.dirname(self._path(path)) for path in paths})
+        found: set[str] = set()
+        for start in range(0, len(directories), _FILES_PER_COMMAND):
+            chunk = " ".join(shlex.quote(d) for d in directories[start:start + _FILES_PER_COMMAND])
+            listing = self.run(f"for d in {chunk}; do for f in \"$d\"/*; do printf '%s\\n' \"$f\"; done; done",
+                               check=False).stdout
+            found.update(listing.splitlines())
+        return {path for path in paths if self._path(path) in found}
+
     def exists(self, path: str) -> bool:
         def stat(sftp: Any) -> bool:
             try:
@@ -311,6 +350,14 @@ def _is_drop(exc: Exception, client: Any) -> bool:
     return isinstance(exc, OSError) and (transport is None or not transport.is_active())
 
 
+def _open_sftp(client: Any, timeout: float) -> Any:
+    """An SFTP session whose opening is bounded too (paramiko's open_sftp may wait up to an hour)."""
+    channel = client.get_transport().open_session(timeout=timeout)
+    channel.settimeout(timeout)
+    channel.invoke_subsystem("sftp")
+    return _paramiko().SFTPClient(channel)
+
+
 def _sftp_exists(sftp: Any, path: str) -> bool:
     try:
         sftp.stat(path)
@@ -349,7 +396,7 @@ class SSHBackend(SlurmBackend):
 
     def __init__(self, host: str, port: int = 22, user: str | None = None, key_filename: str | None = None,
                  known_host_key: str | None = None, *, connect_timeout: float = 10,
-                 trust_unknown_host: bool = False, poll_batch: int = 500, sbatch_extra: tuple[str, ...] = ()) -> None:
+                 trust_unknown_host: bool = False, poll_batch: int = 2000, sbatch_extra: tuple[str, ...] = ()) -> None:
         transport = SSHTransport(host, port, user, key_filename, known_host_key, connect_timeout=connect_timeout,
                                  trust_unknown_host=trust_unknown_host)
         super().__init__(transport, poll_batch=poll_batch, sbatch_extra=sbatch_extra)

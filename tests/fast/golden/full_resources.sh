@@ -8,6 +8,7 @@
 #SBATCH --gres=gpu:a100:2
 #SBATCH --partition=gpu
 #SBATCH --account=proj
+#SBATCH --no-requeue
 #SBATCH --constraint=fast
 #SBATCH --exclusive
 #SBATCH --mail-type=END

@@ -1,0 +1,100 @@
+"""One watcher per ``Cluster``: asks the scheduler about all of its unfinished jobs in one query, rarely.
+
+Cadence (what slurmctld sees from one waiting client): the first query comes ``first_poll`` (1 s) after a
+submission, then the pause grows by ``backoff`` (x1.5) per query up to ``poll_interval`` (30 s): queries
+at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s, then every 25-30 s, so about 8 queries in the first minute and
+2 a minute afterwards, however many jobs and threads wait. A new submission restarts the ramp. Each query
+is one ``sacct`` (answered by slurmdbd, not slurmctld) when accounting is present, plus one ``squeue`` for
+the jobs sacct does not know or, for pending jobs with dependencies, to learn why they pend.
+
+Job ends are mostly seen without the scheduler: waits look for result files on the shared file system
+(see ``slurm.job.wait_all``). The scheduler is needed for jobs that end without one (cancelled, killed,
+time limit, out of memory, node failure), for requeues and for dependencies that can never be met.
+
+A query that fails transiently (slurmctld restarting, the login node unreachable) is recorded, not
+raised: the next one follows the same cadence, and a wait's timeout message says how long the scheduler
+has been silent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from slurm.errors import BackendError
+
+if TYPE_CHECKING:
+    from slurm.backends.base import JobStatus
+    from slurm.cluster import Cluster
+    from slurm.job import Job
+
+FIRST_POLL = 1.0
+BACKOFF = 1.5
+
+
+class Watcher:
+    def __init__(self, cluster: Cluster, *, first_poll: float = FIRST_POLL, backoff: float = BACKOFF) -> None:
+        self.cluster = cluster
+        self.first_poll, self.backoff = min(first_poll, cluster.poll_interval), backoff
+        self._jobs: dict[str, Job] = {}  # unfinished jobs, by id
+        self._lock = threading.RLock()  # one query at a time; threads waiting meanwhile share its answer
+        self._pause = first_poll
+        self.next_query_at = 0.0
+        #: Monotonic time of the last query the scheduler answered (None: never asked or never answered).
+        self.last_answer_at: float | None = None
+        #: The error of the last query, while the scheduler keeps failing (None once it answers again).
+        self.last_error: BackendError | None = None
+        self.failing_since: float | None = None
+
+    def add(self, jobs: Sequence[Job]) -> None:
+        """Watch newly submitted jobs; the cadence starts again from ``first_poll``."""
+        with self._lock:
+            self._jobs.update((job.job_id, job) for job in jobs)
+            self._pause = self.first_poll
+            self.next_query_at = time.monotonic() + self.first_poll
+
+    def query_if_due(self, jobs: Sequence[Job]) -> None:
+        """Ask the scheduler if the cadence says it is time (about ``jobs`` and every other unfinished job)."""
+        with self._lock:
+            if time.monotonic() >= self.next_query_at:
+                self.query(jobs, raise_errors=False)
+
+    def query(self, jobs: Sequence[Job] = (), *, raise_errors: bool = True) -> None:
+        """One round trip for ``jobs`` and all other unfinished jobs of the cluster; updates their state.
+        Transient errors are recorded (and raised only if ``raise_errors``); others always raise."""
+        with self._lock:
+            for job in jobs:
+                self._jobs.setdefault(job.job_id, job)
+            watched = [job for job in self._jobs.values() if not job.last_state.is_terminal]
+            self._jobs = {job.job_id: job for job in watched}
+            self._schedule_next()
+            if not watched:
+                return
+            try:
+                statuses = self._ask(watched)
+            except BackendError as error:
+                now = time.monotonic()
+                self.last_error, self.failing_since = error, self.failing_since or now
+                if raise_errors or not error.transient:
+                    raise
+                return
+            self.last_answer_at, self.last_error, self.failing_since = time.monotonic(), None, None
+        for job in watched:
+            job._observe(statuses[job.job_id])
+
+    def _ask(self, jobs: list[Job]) -> dict[str, JobStatus]:
+        with_dependencies = [job.job_id for job in jobs if job.depends_on]
+        return self.cluster.backend.statuses([job.job_id for job in jobs], reasons_for=with_dependencies)
+
+    def _schedule_next(self) -> None:
+        self.next_query_at = time.monotonic() + self._pause
+        self._pause = min(self._pause * self.backoff, max(self.cluster.poll_interval, self.first_poll))
+
+    def silence(self, now: float) -> str | None:
+        """"the scheduler has not answered for 35 s (...)" while queries fail, else None."""
+        if self.failing_since is None:
+            return None
+        since = self.last_answer_at if self.last_answer_at is not None else self.failing_since
+        return f"the scheduler has not answered for {now - since:.0f}s (last error: {self.last_error})"

@@ -1,0 +1,296 @@
+"""Completion logic against scripted scheduler answers: a transport that replays sbatch/squeue/sacct/scancel
+outputs and failures (files are real, in a temporary directory), so every wait's ending can be forced."""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+import time
+from collections import defaultdict, deque
+
+import pytest
+
+from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
+from slurm.backends.base import CommandResult
+from slurm.backends.local import LocalTransport
+from slurm.backends.slurm import _SCRUB_SLURM_ENV, SlurmBackend
+from slurm.serialization import LOCAL_PYTHON, dump_result
+from tests.fast import tasks
+
+SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
+NO_ACCOUNTING = CommandResult(1, "", "sacct: error: Slurm accounting storage is disabled\n")
+DOWN = CommandResult(1, "", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n")
+
+
+def ok(stdout: str = "") -> CommandResult:
+    return CommandResult(0, stdout, "")
+
+
+class ScriptedTransport(LocalTransport):
+    """Slurm commands answer from scripts (the last answer repeats); everything else runs for real."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, deque] = defaultdict(deque)
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def script(self, command: str, *answers) -> None:
+        self.answers[command] = deque(answers)
+
+    def run(self, command, *, env=None, check=True, timeout=None):
+        argv = shlex.split(command[len(_SCRUB_SLURM_ENV):]) if command.startswith(_SCRUB_SLURM_ENV) else []
+        if not argv or argv[0] not in SLURM_COMMANDS:
+            return super().run(command, env=env, check=check, timeout=timeout)
+        self.calls.append((argv[0], argv[1:]))
+        queue = self.answers[argv[0]]
+        answer = (queue.popleft() if len(queue) > 1 else queue[0]) if queue else ok()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer(argv) if callable(answer) else answer
+
+    def count(self, command: str) -> int:
+        return sum(1 for name, _ in self.calls if name == command)
+
+
+@pytest.fixture
+def slurm(tmp_path):
+    transport = ScriptedTransport()
+    transport.script("sacct", NO_ACCOUNTING)
+    transport.script("sbatch", ok("100\n"))
+    return transport
+
+
+@pytest.fixture
+def make(tmp_path, slurm, recorder):
+    def make(**options) -> Cluster:
+        options = {"poll_interval": 0.05, "result_poll_interval": 0.02, **options}
+        return Cluster(SlurmBackend(slurm), {"type": "none"}, [recorder], job_root=str(tmp_path / "jobs"),
+                       node_python=LOCAL_PYTHON, **options)
+    return make
+
+
+def squeue(*lines: str) -> CommandResult:
+    return ok("".join(line + "\n" for line in lines))
+
+
+def write_result(job, value) -> None:
+    LocalTransport().write_bytes(posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value))
+
+
+def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    write_result(job, 3)
+    assert job.result(timeout=10) == 3
+    assert job.last_state is JobState.COMPLETED
+    assert slurm.count("squeue") == 0 and slurm.count("sacct") == 0
+
+
+def test_a_result_file_wins_over_what_the_scheduler_says(make, slurm):
+    job = make().submit(tasks.add, 1, 2)
+    slurm.script("squeue", squeue("100|PENDING|Priority|0"), squeue("100|RUNNING|None|0"),
+                 lambda argv: (write_result(job, 3), squeue("100|RUNNING|None|0"))[1])
+    assert job.result(timeout=10) == 3
+
+
+def test_a_forgotten_job_without_result_fails_saying_so(make, slurm):
+    slurm.script("squeue", squeue("100|RUNNING|None|0"),
+                 CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobFailedError, match=r"unknown to the scheduler \(last seen RUNNING; not listed by two "
+                                             r"queries .*left no result") as info:
+        job.result(timeout=20)
+    assert info.value.state == "LOST" and job.last_state is JobState.LOST
+
+
+def test_one_unknown_answer_is_not_final(make, slurm):
+    """Right after submit (or with accounting lag) the scheduler may not list a job for a moment."""
+    slurm.script("squeue", squeue(), squeue("100|COMPLETED|None|0"))
+    job = make().submit(tasks.add, 1, 2)
+    assert job.wait(timeout=10) is JobState.COMPLETED
+
+
+def test_a_dependency_that_can_never_be_met_is_cancelled_and_names_the_parent(make, slurm):
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"))
+    parent = cluster.submit(tasks.add, 1, 2)
+    child = cluster.submit(tasks.add.after(parent), 3, 4)
+    slurm.script("squeue", lambda argv: squeue("100|FAILED|NonZeroExitCode|0",
+                                               "101|PENDING|DependencyNeverSatisfied|0"))
+    with pytest.raises(JobFailedError, match=r"job 101 \(add\) can never start: its dependency afterok on "
+                                             r"job 100 \(FAILED\) cannot be satisfied.*cancelled it"):
+        child.result(timeout=10)
+    assert ("scancel", ["101"]) in slurm.calls
+    assert child.last_state is JobState.CANCELLED and child.depends_on == ("100",)
+
+
+def test_only_pending_jobs_with_dependencies_ask_squeue_for_a_reason_when_sacct_answers(make, slurm):
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"))
+    slurm.script("sacct", ok("100|PENDING\n101|PENDING\n"))
+    slurm.script("squeue", squeue("101|PENDING|Dependency|0"))
+    parent = cluster.submit(tasks.add, 1, 2)
+    cluster.submit(tasks.add.after(parent), 3, 4)
+    cluster.poll()
+    [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
+    assert argv[argv.index("-j") + 1] == "101"
+
+
+def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, recorder):
+    requeues = []
+    recorder.on_requeue = lambda job, count: requeues.append((job.job_id, count))
+    job = make().submit(tasks.add, 1, 2)
+    slurm.script("squeue", squeue("100|RUNNING|None|0"), squeue("100|PENDING|BeginTime|1"),
+                 squeue("100|RUNNING|None|1"), squeue("100|RUNNING|None|1"),
+                 lambda argv: (write_result(job, 3), squeue("100|RUNNING|None|1"))[1])
+    assert job.result(timeout=10) == 3
+    assert requeues == [("100", 1)] and job.restarts == 1
+    states = [event[3] for event in recorder.events if event[0] == "state"]
+    assert states == ["RUNNING", "REQUEUED", "PENDING", "RUNNING", "COMPLETED"]
+
+
+def test_sacct_duplicates_count_the_runs_of_a_requeued_job(make, slurm):
+    slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|RUNNING\n"))
+    job = make().submit(tasks.add, 1, 2)
+    assert job.state is JobState.RUNNING and job.restarts == 2
+
+
+def test_transient_scheduler_errors_are_outlasted(make, slurm):
+    slurm.script("squeue", DOWN, DOWN, DOWN, squeue("100|FAILED|NonZeroExitCode|0"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobFailedError, match="ended FAILED without a result"):
+        job.result(timeout=20)
+    assert slurm.count("squeue") == 4
+
+
+def test_an_outage_does_not_hide_a_job_that_completed(make, slurm):
+    slurm.script("squeue", DOWN)
+    job = make().submit(tasks.add, 1, 2)
+    slurm.script("squeue", DOWN, DOWN, lambda argv: (write_result(job, 3), DOWN)[1], DOWN)
+    assert job.result(timeout=20) == 3
+
+
+def test_timeout_message_says_how_old_the_last_answer_is(make, slurm):
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobTimeoutError, match=r"did not finish within 0.5s: still RUNNING as of \d+s ago; "
+                                              r"call job.cancel\(\)") as info:
+        job.result(timeout=0.5)
+    assert info.value.state == "RUNNING"
+
+
+def test_timeout_message_says_the_scheduler_is_silent(make, slurm):
+    slurm.script("squeue", squeue("100|PENDING|Priority|0"), DOWN)
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobTimeoutError, match=r"still PENDING as of \d+s ago; the scheduler has not answered for "
+                                              r"\d+s \(last error: squeue failed .*Unable to contact"):
+        job.result(timeout=1)
+
+
+def test_without_a_timeout_an_endless_outage_still_ends_the_wait(make, slurm):
+    slurm.script("squeue", DOWN)
+    job = make(outage_limit=0.5).submit(tasks.add, 1, 2)
+    with pytest.raises(BackendError, match=r"gave up waiting for job 100: the scheduler has not answered for "
+                                           r".*outage_limit=0.5s"):
+        job.result()
+
+
+def test_a_permanent_scheduler_error_is_raised_at_once(make, slurm):
+    slurm.script("squeue", CommandResult(1, "", "squeue: error: Invalid user: nobody\n"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(BackendError, match="Invalid user"):
+        job.result(timeout=20)
+
+
+def test_one_query_covers_every_unfinished_job_of_the_cluster(make, slurm):
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"), ok("102\n"))
+    jobs = [cluster.submit(tasks.add, i, i) for i in range(3)]
+    slurm.script("squeue", squeue("100|COMPLETED|None|0", "101|RUNNING|None|0", "102|PENDING|Priority|0"))
+    jobs[0].wait(timeout=10)
+    [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
+    assert argv[argv.index("-j") + 1] == "100,101,102"
+    assert [job.last_state for job in jobs] == [JobState.COMPLETED, JobState.RUNNING, JobState.PENDING]
+
+
+def test_the_cadence_backs_off_to_poll_interval_within_a_minute(make, slurm, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("slurm.watcher.time.monotonic", lambda: clock[0])
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    cluster = make(poll_interval=30)
+    job = cluster.submit(tasks.add, 1, 2)
+    asked_at = []
+    while clock[0] < 1180:
+        before = slurm.count("squeue")
+        cluster.watcher.query_if_due([job])
+        if slurm.count("squeue") > before:
+            asked_at.append(clock[0] - 1000)
+        clock[0] += 0.1
+    first_minute = [t for t in asked_at if t <= 60]
+    assert 6 <= len(first_minute) <= 10, asked_at
+    gaps = [b - a for a, b in zip(asked_at, asked_at[1:])]
+    assert gaps[-1] == pytest.approx(30, abs=0.2) and all(gap <= 30.2 for gap in gaps)
+    assert all(gap == pytest.approx(30, abs=0.2) for gap, t in zip(gaps, asked_at[1:]) if t > 90)
+
+
+def test_a_lost_sbatch_answer_is_looked_up_not_resubmitted(make, slurm):
+    def squeue_me(argv):
+        script = [path for _, args in slurm.calls if _ == "sbatch" for path in args if path.endswith("job.sh")][0]
+        return squeue(f"4242|{script}", "77|/elsewhere/job.sh")
+    slurm.script("sbatch", SSHError("connection dropped while running: sbatch ...", transient=True))
+    slurm.script("squeue", squeue_me)
+    job = make().submit(tasks.add, 1, 2)
+    assert job.job_id == "4242" and slurm.count("sbatch") == 1
+
+
+def test_a_lost_sbatch_answer_for_a_job_that_does_not_exist_is_retried(make, slurm):
+    slurm.script("sbatch", SSHError("connection dropped while running: sbatch ...", transient=True), ok("55\n"))
+    slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
+    assert make().submit(tasks.add, 1, 2).job_id == "55"
+    assert slurm.count("sbatch") == 2
+
+
+def test_sbatch_refusing_for_a_transient_reason_is_retried_then_reported(make, slurm):
+    refused = CommandResult(1, "", "sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+                                   "(connect failure)\n")
+    slurm.script("sbatch", refused, ok("56\n"))
+    assert make().submit(tasks.add, 1, 2).job_id == "56"
+    slurm.script("sbatch", CommandResult(1, "", "sbatch: error: Invalid partition name specified\n"))
+    with pytest.raises(Exception, match="Invalid partition"):
+        make().submit(tasks.add, 1, 2)
+    assert slurm.count("sbatch") == 3
+
+
+def test_a_frozen_ssh_server_cannot_hold_a_bounded_call(tmp_path):
+    """A server that accepts TCP but never speaks (like a paused login node): the caller's deadline wins
+    over the transport's own connect timeout."""
+    import socket
+
+    from slurm.backends.ssh import SSHTransport
+    from slurm.deadline import bounded
+
+    key = tmp_path / "key"
+    key.write_text("unused")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        transport = SSHTransport("127.0.0.1", server.getsockname()[1], "sdk", str(key), trust_unknown_host=True,
+                                 connect_timeout=60)
+        started = time.monotonic()
+        with bounded(1.5), pytest.raises(SSHError) as info:
+            transport.run("true")
+        assert time.monotonic() - started < 5
+        assert info.value.transient
+
+
+@pytest.mark.parametrize(("task", "args", "code", "how"), [
+    (tasks.call_sys_exit, (0,), 0, r"called sys.exit\(0\)"),
+    (tasks.call_sys_exit, (3,), 3, r"called sys.exit\(3\)"),
+    (tasks.call_sys_exit, ("bye",), "bye", r"called sys.exit\('bye'\)"),
+    (tasks.interrupt, (), None, "raised KeyboardInterrupt"),
+])
+def test_a_task_exiting_arrives_as_job_failed_with_its_code(cluster, task, args, code, how):
+    job = cluster.submit(task, *args)
+    with pytest.raises(JobFailedError, match=how) as info:
+        job.result(timeout=30)
+    assert info.value.exit_code == code and job.last_state is JobState.FAILED
+    assert "SystemExit" in str(info.value.__cause__) or "KeyboardInterrupt" in str(info.value.__cause__)
