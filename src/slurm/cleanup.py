@@ -73,6 +73,6 @@ def cleanup(cluster: Cluster, older_than: timedelta | float | int | str, *, dry_
         else:
             report.kept_unfinished.append(record.job_dir)
     if not dry_run:
-        remove(transport, root, doomed)
+        remove(transport, root, [*doomed, *listing.orphaned])
     return report
 

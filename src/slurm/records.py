@@ -3,12 +3,12 @@
 Layout under the job root (one home for these names)::
 
     <job_root>/                         mode 0700: job files are never readable by other users
-        <dir>/submission.json           one record per sbatch call (a job, or one array of a map)
-        <dir>/job.sh, payload.pkl, ...  the job directory itself
-        ids/<job id>  ->  ../<dir>      index: a symlink per sbatch call, so a lookup by id is one read
+        records/<job id>.json           one record per sbatch call (a job, or one array job of a map)
+        <dir>/job.sh, payload.pkl, ...  the job directory the record points to
 
-A 1,000-task map writes one record and one link, not a thousand. Records are written with one shell
-command through the transport after ``sbatch`` returned the id; listing every record is one command too.
+A 1,000-task map writes one record, not a thousand. The record is written after ``sbatch`` returned the
+id, as one small atomic file write (SFTP over SSH, no process on the login node); a lookup by id is one
+read, and listing every record is one ``find`` command.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from typing import Any
 from slurm.backends.base import Transport
 from slurm.errors import UnknownJobError
 
-RECORD = "submission.json"
-INDEX = "ids"
+RECORDS = "records"
 _VERSION = 1
 #: A job id as sbatch prints it, or one array task of it ("123_4").
 JOB_ID = re.compile(r"^(?P<base>\d+)(?:_(?P<index>\d+))?$")
@@ -60,6 +59,10 @@ class SubmissionRecord:
         known["submitted_at"] = datetime.fromisoformat(data["submitted_at"])
         return cls(**known)
 
+    @property
+    def dir_name(self) -> str:
+        return posixpath.basename(posixpath.normpath(self.job_dir))
+
     def task_ids(self) -> list[str]:
         """Ids of the jobs this record stands for: itself, or "<id>_<index>" per array task."""
         return [f"{self.job_id}_{index}" for index in range(self.tasks)] if self.array else [self.job_id]
@@ -88,83 +91,80 @@ def secure_root(transport: Transport, job_root: str) -> None:
 
 
 def write_record(transport: Transport, job_root: str, record: SubmissionRecord) -> None:
-    """Write ``record`` into its job directory and link it from the index, in one command. The record
-    is renamed into place, so readers see all of it or nothing."""
-    directory = _checked_dir(job_root, record.job_dir)
-    final, tmp = posixpath.join(directory, RECORD), posixpath.join(directory, f".{RECORD}.tmp")
-    link = posixpath.join(job_root, INDEX, record.job_id)
-    quote = shlex.quote
-    transport.run(
-        f"umask 077 && mkdir -p {quote(posixpath.dirname(link))}"
-        f" && printf '%s\\n' {quote(record.to_json())} > {quote(tmp)} && mv -f {quote(tmp)} {quote(final)}"
-        f" && ln -sfn {quote('../' + posixpath.basename(directory))} {quote(link)}")
+    """Write ``record`` where ``read_record`` finds it by id (renamed into place: readers see all of it or
+    nothing)."""
+    _checked_dir(job_root, record.job_dir)
+    transport.write_bytes(record_path(job_root, record.job_id), record.to_json().encode() + b"\n", mode=0o600)
 
 
 def read_record(transport: Transport, job_root: str, job_id: str) -> tuple[SubmissionRecord, str]:
     """The record of sbatch call ``job_id`` (a base id, no array index) and its job script."""
-    linked = posixpath.join(job_root, INDEX, job_id)
-    record_path, script_path = posixpath.join(linked, RECORD), posixpath.join(linked, "job.sh")
-    files = transport.read_existing([record_path, script_path])
-    if record_path not in files:
+    try:
+        record = SubmissionRecord.from_json(transport.read_bytes(record_path(job_root, job_id)).decode())
+        script = transport.read_bytes(posixpath.join(_checked_dir(job_root, record.job_dir), "job.sh")).decode()
+    except FileNotFoundError:
         raise UnknownJobError(
             f"no SDK job {job_id} under {job_root}: it was not submitted through slurm-sdk with this job_root, "
             f"or its directory was cleaned up. `slurm-sdk jobs list` (or cluster.jobs()) shows the jobs it knows",
-            job_id=job_id)
-    return SubmissionRecord.from_json(files[record_path].decode()), files.get(script_path, b"").decode()
+            job_id=job_id) from None
+    return record, script
+
+
+def record_path(job_root: str, job_id: str) -> str:
+    return posixpath.join(job_root, RECORDS, f"{job_id}.json")
 
 
 @dataclass
 class Listing:
-    """Every job directory under a root: the recorded ones, result files written per directory, and
-    directories without a record (a submission that failed or was interrupted before its record)."""
+    """Everything under a root: the records, result files written per job directory, directories without a
+    record (a submission that failed, or was interrupted between sbatch and its record), and records whose
+    directory is gone (removed by hand)."""
 
     records: list[SubmissionRecord]
     results: dict[str, int]
     unrecorded: list[str]
+    orphaned: list[SubmissionRecord]
 
 
 def list_records(transport: Transport, job_root: str) -> Listing:
-    """All records, how many result files each job directory holds, and the unrecorded directories,
-    from one command (``find``, portable to BSD find for the local backend)."""
+    """All of the above from one command (``find``, portable to BSD find for the local backend); three
+    separate listings, so one tool's output never interleaves with another's."""
     command = (f"cd {shlex.quote(job_root)} 2>/dev/null || exit 0; "
-               f"find . -mindepth 1 -maxdepth 1 -type d ! -name {INDEX} -print; "
-               f"find . -mindepth 2 -maxdepth 2 -type f -name 'result-*.pkl' -print; "
-               # Separate from the listings above: cat's output cannot interleave with find's own.
-               f"find . -mindepth 2 -maxdepth 2 -type f -name {RECORD} -exec cat {{}} +")
-    output = transport.run(command).stdout
+               f"find . -mindepth 1 -maxdepth 1 -type d ! -name {RECORDS} -print; "
+               f"find . -mindepth 2 -maxdepth 2 -type f -name 'result-*.pkl' ! -path './{RECORDS}/*' -print; "
+               f"find ./{RECORDS} -mindepth 1 -maxdepth 1 -type f -name '*.json' -exec cat {{}} + 2>/dev/null; true")
     records: list[SubmissionRecord] = []
-    dirs: list[str] = []
-    results: dict[str, int] = {}
-    for line in output.splitlines():
+    dirs: set[str] = set()
+    results: dict[str, int] = {}  # by directory name: a root spelt differently since still matches
+    for line in transport.run(command).stdout.splitlines():
         if line.startswith("{"):
             records.append(SubmissionRecord.from_json(line))
         elif line.count("/") == 1:
-            dirs.append(line[2:])
+            dirs.add(line[2:])
         elif line.startswith("./"):
-            name = posixpath.join(job_root, line[2:].split("/", 1)[0])
+            name = line[2:].split("/", 1)[0]
             results[name] = results.get(name, 0) + 1
-    recorded = {posixpath.basename(record.job_dir) for record in records}
     records.sort(key=lambda record: record.submitted_at)
-    unrecorded = sorted(posixpath.join(job_root, name) for name in dirs if name not in recorded)
-    return Listing(records, results, unrecorded)
+    recorded = {record.dir_name for record in records}
+    return Listing([record for record in records if record.dir_name in dirs],
+                   {record.job_dir: results.get(record.dir_name, 0) for record in records},
+                   sorted(posixpath.join(job_root, name) for name in dirs - recorded),
+                   [record for record in records if record.dir_name not in dirs])
 
 
 def remove(transport: Transport, job_root: str, records: Sequence[SubmissionRecord]) -> None:
-    """Delete the job directories of ``records`` and their index links, then any link left dangling
-    (a directory removed by hand). Only direct children of the root are ever touched."""
+    """Delete the job directories of ``records`` and the records themselves, in one command. Only direct
+    children of the root (and records named by their job id) are ever touched."""
     paths = [_checked_dir(job_root, record.job_dir) for record in records]
-    paths += [posixpath.join(job_root, INDEX, record.job_id) for record in records]
-    index = shlex.quote(posixpath.join(job_root, INDEX))
-    command = f"rm -rf -- {' '.join(shlex.quote(path) for path in paths)}; " if paths else ""
-    # A dangling link no longer resolves: `[ -e ]` follows it, `[ -L ]` does not.
-    command += f"for l in {index}/*; do [ -L \"$l\" ] && [ ! -e \"$l\" ] && rm -f -- \"$l\"; done; true"
-    transport.run(command)
+    paths += [record_path(job_root, parse_job_id(record.job_id)[0]) for record in records]
+    if paths:
+        transport.run(f"rm -rf -- {' '.join(shlex.quote(path) for path in paths)}")
 
 
 def _checked_dir(job_root: str, job_dir: str) -> str:
     """``job_dir`` if it is a directory the SDK made directly under ``job_root``; refuse anything else, so
     a damaged record can never point a write or an ``rm -rf`` elsewhere."""
     parent, name = posixpath.split(posixpath.normpath(job_dir))
-    if parent != posixpath.normpath(job_root) or not _DIR_NAME.match(name) or name in (".", "..", INDEX):
+    if parent != posixpath.normpath(job_root) or not _DIR_NAME.match(name) or name in (".", "..", RECORDS):
         raise ValueError(f"job directory {job_dir!r} is not a directory of the SDK under {job_root!r}")
     return posixpath.join(parent, name)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from slurm import ArrayJob, Job, JobState, UnknownJobError
 from slurm.cleanup import parse_age
-from slurm.records import INDEX, RECORD, SubmissionRecord, _checked_dir, parse_job_id
+from slurm.records import RECORDS, SubmissionRecord, _checked_dir, parse_job_id, record_path
 
 from . import log_tasks, tasks
 from .conftest import REPO
@@ -139,14 +139,14 @@ def test_a_missing_job_root_lists_nothing(cluster):
 
 
 def test_job_files_are_private_and_one_record_per_array(cluster):
-    array = cluster.map(tasks.square, range(4))  # one record and one link, not one per task
+    array = cluster.map(tasks.square, range(4))  # one record, not one per task
     array.wait(timeout=TIMEOUT)
     root = cluster.job_root
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
-    [directory] = [name for name in os.listdir(root) if name != INDEX]
-    assert stat.S_IMODE(os.stat(os.path.join(root, directory, RECORD)).st_mode) == 0o600
-    assert os.listdir(os.path.join(root, INDEX)) == [array.array_ids[0]]
-    assert os.readlink(os.path.join(root, INDEX, array.array_ids[0])) == f"../{directory}"
+    assert os.listdir(os.path.join(root, RECORDS)) == [f"{array.array_ids[0]}.json"]
+    record = record_path(root, array.array_ids[0])
+    assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
+    assert SubmissionRecord.from_json(open(record).read()).job_dir == array[0].job_dir
 
 
 def test_a_record_write_failure_does_not_fail_the_submission(cluster, monkeypatch, caplog):
@@ -183,21 +183,21 @@ def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     assert report.kept_unfinished == [running.job_dir] and report.unrecorded == [stray]
     assert not os.path.exists(finished.job_dir) and not os.path.exists(failed.job_dir)
     assert os.path.isdir(running.job_dir) and os.path.isdir(stray)
-    assert sorted(os.listdir(os.path.join(cluster.job_root, INDEX))) == [running.job_id]
+    assert os.listdir(os.path.join(cluster.job_root, RECORDS)) == [f"{running.job_id}.json"]
     with pytest.raises(UnknownJobError, match="cleaned up"):
         cluster.job(finished.job_id)
     assert cluster.job(running.job_id).state in (JobState.PENDING, JobState.RUNNING)
     running.cancel()
 
 
-def test_cleanup_drops_index_links_of_directories_removed_by_hand(cluster):
+def test_cleanup_drops_records_of_directories_removed_by_hand(cluster):
     import shutil
 
     job = cluster.submit(tasks.add, 1, 2)
     job.wait(timeout=TIMEOUT)
     shutil.rmtree(job.job_dir)
     cluster.cleanup("1d")
-    assert os.listdir(os.path.join(cluster.job_root, INDEX)) == []
+    assert os.listdir(os.path.join(cluster.job_root, RECORDS)) == []
 
 
 @given(st.one_of(st.integers(0, 10**7), st.floats(0, 1e7, allow_nan=False)))
@@ -239,7 +239,7 @@ def test_job_ids_parse_back(base, index):
 
 
 @pytest.mark.parametrize("job_dir", ["/elsewhere/x", "/root/jobs", "/root/jobs/../etc", "/root/jobs/a/b",
-                                     "/root/jobs/ids", "/root/jobs/.."])
+                                     "/root/jobs/records", "/root/jobs/.."])
 def test_records_never_point_outside_the_job_root(job_dir):
     with pytest.raises(ValueError, match="not a directory of the SDK"):
         _checked_dir("/root/jobs", job_dir)

@@ -21,6 +21,7 @@ import yaml
 from harness import pytest_plugin
 from slurm import Cluster, JobState
 from slurm.reattach import has_ended
+from slurm.records import record_path
 
 from . import reattach_jobs
 
@@ -117,7 +118,8 @@ def test_listing_and_private_job_files(cluster, login_transport):
     assert (infos[single.job_id].name, infos[single.job_id].tasks) == ("greet", 1)
     assert (infos[array.array_ids[0]].array, infos[array.array_ids[0]].tasks) == (True, 3)
     assert infos[array.array_ids[0]].results == 3
-    modes = login_transport.run(f"stat -c %a {cluster.job_root} {single.job_dir}/submission.json").stdout.split()
+    record = record_path(cluster.job_root, single.job_id)
+    modes = login_transport.run(f"stat -c %a {cluster.job_root} {record}").stdout.split()
     assert modes == ["700", "600"]
     whole = cluster.job(array.array_ids[0])
     assert [value for value, _ in whole.results(timeout=TIMEOUT)] == ["hello a", "hello b", "hello c"]
