@@ -1,7 +1,8 @@
 """Hooks into the life of each job, called in this (the submitting) process.
 
 Order per job: ``on_submit`` -> ``on_state_change`` for every state change this process observes, in the
-order observed -> exactly one of ``on_complete`` or ``on_failure``. Each event fires once, however often
+order observed (``on_requeue`` just before a change to REQUEUED) -> exactly one of ``on_complete`` or
+``on_failure``. Each event fires once, however often
 the job is polled or waited on. States are observed when you poll (``job.state``, ``wait``, ``result``),
 so a short job may go straight from PENDING to COMPLETED. An exception raised by a callback is logged
 (logger "slurm.callbacks") and does not interrupt the job handling or other callbacks.
@@ -28,6 +29,10 @@ class Callback:
 
     def on_state_change(self, job: Job, old: JobState, new: JobState) -> None:
         """The job's observed state changed (the first observation compares against PENDING)."""
+
+    def on_requeue(self, job: Job, count: int) -> None:
+        """The scheduler requeued the job (node failure, preemption): it will run again. ``count`` is
+        its restart count as now observed; fired once per observed count, before the state change."""
 
     def on_complete(self, job: Job, result: Any) -> None:
         """The job completed; ``result`` is the task's return value."""

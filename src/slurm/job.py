@@ -200,25 +200,15 @@ class Job:
 
     def _give_up_on_dependency(self) -> None:
         """Slurm keeps such a job pending forever (unless kill_invalid_depend): cancel it and say why."""
-        parents = self._describe_parents()
+        watcher = self.cluster.watcher
         self._failure = JobFailedError(
-            f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on {parents} "
-            f"cannot be satisfied (squeue reason {NEVER_SATISFIED}), so the SDK cancelled it",
-            job_id=self.job_id, state=JobState.CANCELLED.value)
-        try:
-            self.cluster.backend.cancel(self.job_id)
-        except BackendError as error:
+            f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
+            f"{watcher.describe_parents(self.depends_on)} cannot be satisfied (squeue reason {NEVER_SATISFIED}), "
+            "so the SDK cancelled it", job_id=self.job_id, state=JobState.CANCELLED.value)
+        error = watcher.cancel_once(self.job_id.partition("_")[0])  # an array's tasks: one scancel for all
+        if error is not None:
             self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
         self._set_state(JobState.CANCELLED)
-
-    def _describe_parents(self) -> str:
-        """"job 10 (FAILED), job 11 (COMPLETED)": the parents' states, best effort."""
-        try:
-            states = self.cluster.backend.states(list(self.depends_on))
-        except BackendError:
-            states = {}
-        return ", ".join(f"job {parent} ({states[parent].value})" if parent in states else f"job {parent}"
-                         for parent in self.depends_on) or "its parents"
 
     def _set_state(self, state: JobState) -> None:
         old, self._state = self._state, state

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from slurm.errors import BackendError
+from slurm.errors import BackendError, SSHError
 
 if TYPE_CHECKING:
     from slurm.backends.base import JobStatus
@@ -42,11 +42,38 @@ class Watcher:
         self._lock = threading.RLock()  # one query at a time; threads waiting meanwhile share its answer
         self._pause = first_poll
         self.next_query_at = 0.0
+        self._last_query_at: float | None = None
         #: Monotonic time of the last query the scheduler answered (None: never asked or never answered).
         self.last_answer_at: float | None = None
         #: The error of the last query, while the scheduler keeps failing (None once it answers again).
         self.last_error: BackendError | None = None
         self.failing_since: float | None = None
+        self._cancelled: dict[str, BackendError | None] = {}  # job ids the SDK cancelled -> the error, if any
+        self._parents: dict[tuple[str, ...], str] = {}
+
+    def cancel_once(self, job_id: str) -> BackendError | None:
+        """Cancel ``job_id`` unless this watcher already did (the tasks of one array share one scancel)."""
+        with self._lock:
+            if job_id not in self._cancelled:
+                try:
+                    self.cluster.backend.cancel(job_id)
+                    self._cancelled[job_id] = None
+                except BackendError as error:
+                    self._cancelled[job_id] = error
+            return self._cancelled[job_id]
+
+    def describe_parents(self, parents: tuple[str, ...]) -> str:
+        """"job 10 (FAILED), job 11 (COMPLETED)": the parents and their states (best effort, asked once)."""
+        with self._lock:
+            if parents not in self._parents:
+                try:
+                    states = self.cluster.backend.states(list(parents))
+                except BackendError:
+                    states = {}
+                self._parents[parents] = ", ".join(
+                    f"job {parent} ({states[parent].value})" if parent in states else f"job {parent}"
+                    for parent in parents) or "its parents"
+            return self._parents[parents]
 
     def add(self, jobs: Sequence[Job]) -> None:
         """Watch newly submitted jobs; the cadence starts again from ``first_poll``."""
@@ -63,12 +90,19 @@ class Watcher:
 
     def query(self, jobs: Sequence[Job] = (), *, raise_errors: bool = True) -> None:
         """One round trip for ``jobs`` and all other unfinished jobs of the cluster; updates their state.
-        Transient errors are recorded (and raised only if ``raise_errors``); others always raise."""
+        At most one per ``first_poll`` (1 s): a caller asking sooner gets the last answer. Transient
+        errors are recorded (and raised only if ``raise_errors``); others always raise."""
         with self._lock:
             for job in jobs:
                 self._jobs.setdefault(job.job_id, job)
             watched = [job for job in self._jobs.values() if not job.last_state.is_terminal]
             self._jobs = {job.job_id: job for job in watched}
+            now = time.monotonic()
+            if self._last_query_at is not None and now - self._last_query_at < self.first_poll:
+                # Asked less than first_poll ago (job.state in a loop): that answer stands.
+                self.next_query_at = max(self.next_query_at, self._last_query_at + self.first_poll)
+                return
+            self._last_query_at = now
             self._schedule_next()
             if not watched:
                 return
@@ -93,8 +127,9 @@ class Watcher:
         self._pause = min(self._pause * self.backoff, max(self.cluster.poll_interval, self.first_poll))
 
     def silence(self, now: float) -> str | None:
-        """"the scheduler has not answered for 35 s (...)" while queries fail, else None."""
+        """"the scheduler (or: the login node) has not answered for 35s (...)" while queries fail."""
         if self.failing_since is None:
             return None
         since = self.last_answer_at if self.last_answer_at is not None else self.failing_since
-        return f"the scheduler has not answered for {now - since:.0f}s (last error: {self.last_error})"
+        who = "the login node" if isinstance(self.last_error, SSHError) else "the scheduler"
+        return f"{who} has not answered for {now - since:.0f}s (last error: {self.last_error})"

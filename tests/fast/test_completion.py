@@ -294,3 +294,32 @@ def test_a_task_exiting_arrives_as_job_failed_with_its_code(cluster, task, args,
         job.result(timeout=30)
     assert info.value.exit_code == code and job.last_state is JobState.FAILED
     assert "SystemExit" in str(info.value.__cause__) or "KeyboardInterrupt" in str(info.value.__cause__)
+
+
+def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slurm):
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"))
+    slurm.script("sacct", ok("100|FAILED\n101_[0-2]|PENDING\n"))
+    slurm.script("squeue", squeue(*(f"101_{i}|PENDING|DependencyNeverSatisfied|0" for i in range(3))))
+    parent = cluster.submit(tasks.add, 1, 2)
+    children = cluster.map(tasks.square.after(parent), range(3))
+    with pytest.raises(JobFailedError, match=r"job 101_0 \(square\) can never start.*job 100 \(FAILED\)"):
+        children.results(timeout=10)
+    assert [args for name, args in slurm.calls if name == "scancel"] == [["101"]]
+    assert children.states == [JobState.CANCELLED] * 3
+
+
+def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
+    slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
+    job = make().submit(tasks.add, 1, 2)
+    assert job.state is JobState.RUNNING and job.restarts == 0
+
+
+def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second(make, slurm):
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
+    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:
+        assert job.state is JobState.RUNNING
+        time.sleep(0.01)
+    assert 1 <= slurm.count("squeue") <= 2

@@ -7,6 +7,7 @@ import pytest
 from slurm import JobFailedError, JobState, SubmitError
 from slurm.backends.local import LocalCommandBackend, parse_array_spec, parse_sbatch_header, scrub_slurm_env
 from tests.fast import tasks
+from tests.fast.test_end_to_end import wait_until
 
 
 @pytest.mark.parametrize(("spec", "indexes", "throttle"), [
@@ -58,7 +59,8 @@ def test_cancel_one_array_task(cluster):
     jobs = cluster.map(tasks.nap, [0, 60, 0])
     jobs[1].cancel()
     assert jobs.wait(timeout=30) == [JobState.COMPLETED, JobState.CANCELLED, JobState.COMPLETED]
-    assert cluster.backend.states(jobs.array_ids) == {jobs.array_ids[0]: JobState.CANCELLED}
+    # The waits ended on the result files; the backend records the tasks' exits a moment later.
+    assert wait_until(lambda: cluster.backend.states(jobs.array_ids) == {jobs.array_ids[0]: JobState.CANCELLED})
     assert jobs[2].result() == 0
     with pytest.raises(JobFailedError, match="CANCELLED"):
         jobs.results()

@@ -55,6 +55,8 @@ _STATE_MAP: dict[str, JobState] = {
 _NO_ACCOUNTING = ("accounting storage is disabled", "command not found")
 _ARRAY_RANGE = re.compile(r"^(?P<job>\d+)_\[(?P<spec>[^\]]*)\]$")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
+#: How sacct --duplicates records a run that ended in a requeue.
+_REQUEUED_RUN = frozenset({"REQUEUED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"})
 
 
 def parse_slurm_state(text: str) -> JobState:
@@ -85,18 +87,22 @@ def parse_state_lines(stdout: str) -> dict[str, JobState]:
 def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, JobStatus]:
     """``JobID|State[|Reason[|RestartCnt]]`` lines -> statuses, pending array ranges expanded.
 
-    ``count_runs``: the lines come from ``sacct --duplicates``, one line per run of a requeued job, so
-    the restart count is the number of earlier lines for the same id (the last line is the current run)."""
+    ``count_runs``: the lines come from ``sacct --duplicates``, one line per run of a requeued job, oldest
+    first: the last line is the current run, and each earlier one that ended in a requeue counts once (an
+    older, unrelated job that had the same id does not)."""
     found: dict[str, JobStatus] = {}
+    previous_run: dict[str, str] = {}  # job id -> Slurm's state word of its latest line so far
     for line in stdout.splitlines():
         fields = [field.strip() for field in line.split("|")]
         if len(fields) < 2 or not fields[0]:
             continue
         reason = fields[2] if len(fields) > 2 else ""
         restarts = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else 0
+        word = (fields[1].split() or [""])[0].rstrip("+")
         for job_id in expand_job_ids(fields[0]):
             if count_runs and job_id in found:
-                restarts = found[job_id].restarts + 1
+                restarts = found[job_id].restarts + 1 if previous_run[job_id] in _REQUEUED_RUN else 0
+            previous_run[job_id] = word
             found[job_id] = JobStatus(parse_slurm_state(fields[1]), reason, restarts)
     return found
 
@@ -190,6 +196,7 @@ class SlurmBackend(Backend):
         # Array tasks are asked for by their array's id: sacct and `squeue -r` list every task of it, so a
         # 1,000-task map costs one short query instead of a command line of 1,000 ids.
         queried = list(dict.fromkeys(job_id.split("_", 1)[0] for job_id in unique))
+        reasons_for = {job_id.split("_", 1)[0] for job_id in reasons_for}
         found: dict[str, JobStatus] = {}
         for start in range(0, len(queried), self.poll_batch):
             found |= self._query(queried[start:start + self.poll_batch], reasons_for)

@@ -1,0 +1,53 @@
+"""How waits end on the real cluster (no fault injection: see the fault tests for outages and restarts)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from slurm import JobFailedError, JobState, JobTimeoutError
+
+from . import completion_jobs as jobs
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 120
+
+
+@pytest.mark.parametrize("code", [0, 7])
+def test_sys_exit_in_a_task_is_a_failed_job_with_its_code(slurm_cluster, code):
+    job = slurm_cluster.submit(jobs.exit_with, code)
+    with pytest.raises(JobFailedError, match=rf"called sys.exit\({code}\)") as info:
+        job.result(timeout=TIMEOUT)
+    assert info.value.exit_code == code
+    assert job.last_state is JobState.FAILED
+
+
+def test_requeue_off_reaches_slurm(slurm_cluster):
+    job = slurm_cluster.submit(jobs.no_requeue_nap, 1)
+    assert "#SBATCH --no-requeue" in job.script
+    shown = slurm_cluster.backend.transport.run(f"scontrol show job {job.job_id}").stdout
+    assert re.search(r"\bRequeue=0\b", shown), shown
+    assert job.result(timeout=TIMEOUT) == 1
+
+
+@pytest.mark.slow
+def test_waiting_spares_the_scheduler_and_times_out_truthfully(slurm_cluster):
+    backend = slurm_cluster.backend
+    asked = []
+    original = backend.statuses
+
+    def counting(job_ids, **kwargs):
+        asked.append(list(job_ids))
+        return original(job_ids, **kwargs)
+
+    backend.statuses = counting
+    try:
+        job = slurm_cluster.submit(jobs.no_requeue_nap, 12)
+        with pytest.raises(JobTimeoutError, match=r"did not finish within 3s: still (PENDING|RUNNING) as of \d+s ago"):
+            job.result(timeout=3)
+        assert job.result(timeout=TIMEOUT) == 12
+    finally:
+        del backend.statuses
+    # Scheduler queries at ~1, 2.5, 4.8, 8.1 s (then 13 s): the end itself is seen through the result file.
+    assert 2 <= len(asked) <= 6, asked
