@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from slurm import JobState
-from slurm.cli import CONFIG, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, USAGE, main
+from slurm.cli import CONFIG, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, UNREACHABLE, USAGE, main
 
 from . import log_tasks, tasks
 from .conftest import REPO
@@ -174,3 +174,22 @@ def test_a_fresh_process_runs_the_cli(cluster, config):
     assert (proc.returncode, proc.stdout) == (OK, "7\n"), proc.stderr
     proc = subprocess.run([*command, "jobs", "show", "999999"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == UNKNOWN_JOB and "no SDK job 999999" in proc.stderr
+
+
+def test_an_unreachable_cluster_exits_5_naming_the_fix(capsys, tmp_path):
+    """A closed port on 127.0.0.1 (nothing leaves this machine): refused at once, not retried for minutes."""
+    import socket
+
+    paramiko = pytest.importorskip("paramiko")
+    key = paramiko.RSAKey.generate(2048)
+    key.write_private_key_file(str(tmp_path / "key"))
+    with socket.socket() as probe:  # a port that was free a moment ago, and is closed now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "closed.yaml"
+    path.write_text(yaml.safe_dump({"backend": {
+        "type": "ssh", "host": "127.0.0.1", "port": port, "user": "sdk", "key_filename": str(tmp_path / "key"),
+        "known_host_key": f"{key.get_name()} {key.get_base64()}"}}))
+    for verb in (["jobs", "list"], ["cluster", "status"], ["jobs", "show", "1"]):
+        code, _, err = cli(capsys, str(path), *verb)
+        assert code == UNREACHABLE and f"127.0.0.1:{port} refused; is the cluster up and the port right?" in err
