@@ -124,9 +124,7 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 def _jobs_show(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        handle = cluster.job(args.job_id)
-        tasks = list(handle) if _is_array(handle) else [handle]
-        _refresh(cluster, tasks)
+        _, tasks = _current(cluster, args.job_id)
         details = {"job_id": args.job_id, "name": tasks[0].name, "job_dir": tasks[0].job_dir,
                    "tasks": [{"job_id": job.job_id, "state": job.last_state.value, "stdout": job.log_path("stdout"),
                               "stderr": job.log_path("stderr")} for job in tasks]}
@@ -152,9 +150,7 @@ def _jobs_logs(args: argparse.Namespace) -> int:
 
 def _jobs_cancel(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        handle = cluster.job(args.job_id)
-        tasks = list(handle) if _is_array(handle) else [handle]
-        _refresh(cluster, tasks)
+        handle, tasks = _current(cluster, args.job_id)
         live = [job.job_id for job in tasks if not job.last_state.is_terminal]
         if live:
             handle.cancel()
@@ -166,11 +162,7 @@ def _jobs_cancel(args: argparse.Namespace) -> int:
 
 def _jobs_result(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        handle = cluster.job(args.job_id)
-        tasks = list(handle) if _is_array(handle) else [handle]
-        if args.wait:
-            handle.wait(args.timeout)
-        _refresh(cluster, tasks)
+        handle, tasks = _current(cluster, args.job_id, wait=args.wait, timeout=args.timeout)
         running = [job for job in tasks if not job.last_state.is_terminal]
         if running:
             print(f"slurm-sdk: {running[0].job_id} has not finished ({running[0].last_state.value}); add --wait "
@@ -233,14 +225,21 @@ def _cluster(args: argparse.Namespace) -> Any:
     return Cluster.from_env(args.config)
 
 
-def _refresh(cluster: Any, tasks: list[Any]) -> None:
-    """Current states the way waits learn them: result files first, then one scheduler query."""
+def _current(cluster: Any, job_id: str, *, wait: bool = False, timeout: float | None = None) -> tuple[Any, list[Any]]:
+    """The handle for ``job_id`` and its tasks, with states learnt the way waits learn them: result files
+    first, then one scheduler query for the rest; or, with ``wait``, once they have all ended."""
     from slurm.job import _check_result_files
 
+    handle = cluster.job(job_id)
+    tasks = list(handle) if _is_array(handle) else [handle]
+    if wait:
+        handle.wait(timeout)
+        return handle, tasks
     _check_result_files(tasks)
     unfinished = [job for job in tasks if not job.last_state.is_terminal]
     if unfinished:
         cluster.poll(unfinished)
+    return handle, tasks
 
 
 def _is_array(handle: Any) -> bool:

@@ -1,8 +1,10 @@
-"""Tasks for the reattach, live-log and CLI tests (importable, so they travel by reference)."""
+"""Tasks for the reattach, live-log and CLI tests of both tiers (importable by reference, also on the dev
+cluster's nodes: nothing here may import pytest)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 
@@ -22,8 +24,15 @@ def speak(lines, *, stream="stdout"):
     return len(lines)
 
 
-@task
-def speak_until(before, gate, after, limit=120.0):
+@task(time="00:02:00")
+def greet(name):
+    """Print a line and return (greeting, host)."""
+    print(f"hello {name} from {socket.gethostname()}", flush=True)
+    return f"hello {name}", socket.gethostname()
+
+
+@task(time="00:05:00")
+def speak_until(before, gate, after, limit=240.0):
     """Print ``before``, wait until the file ``gate`` exists (the test creates it once it has seen
     ``before`` while the job still runs), then print ``after``. Gives up after ``limit`` seconds."""
     for line in before:
@@ -38,7 +47,7 @@ def speak_until(before, gate, after, limit=120.0):
     return "released"
 
 
-@task
+@task(time="00:15:00")
 def snooze(seconds):
     time.sleep(seconds)
     return seconds

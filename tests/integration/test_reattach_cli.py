@@ -23,7 +23,7 @@ from slurm import Cluster, JobState
 from slurm.reattach import has_ended
 from slurm.records import record_path
 
-from . import reattach_jobs
+from ..fast import log_tasks
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 300
@@ -89,7 +89,7 @@ def _script() -> str:
 # --- reattach --------------------------------------------------------------------------------------
 
 def test_a_new_process_reattaches_by_id(cluster, config_path):
-    job = cluster.submit(reattach_jobs.greet, "reattach")
+    job = cluster.submit(log_tasks.greet, "reattach")
     program = textwrap.dedent(f"""
         import json
         from slurm import Cluster
@@ -109,8 +109,8 @@ def test_a_new_process_reattaches_by_id(cluster, config_path):
 
 
 def test_listing_and_private_job_files(cluster, login_transport):
-    single = cluster.submit(reattach_jobs.greet, "list")
-    array = cluster.map(reattach_jobs.greet, ["a", "b", "c"])
+    single = cluster.submit(log_tasks.greet, "list")
+    array = cluster.map(log_tasks.greet, ["a", "b", "c"])
     single.result(timeout=TIMEOUT)
     array.results(timeout=TIMEOUT)
     infos = {info.job_id: info for info in cluster.jobs()}
@@ -128,7 +128,7 @@ def test_listing_and_private_job_files(cluster, login_transport):
 # --- live logs -------------------------------------------------------------------------------------
 
 def test_tail_of_a_running_job(cluster, gate):
-    job = cluster.submit(reattach_jobs.speak_until, ["one", "two", "three"], gate.path, ["four"])
+    job = cluster.submit(log_tasks.speak_until, ["one", "two", "three"], gate.path, ["four"])
     lines = job.stdout(follow=True, timeout=TIMEOUT)
     assert [next(lines), next(lines), next(lines)] == ["one", "two", "three"]
     assert job.state is JobState.RUNNING  # waiting on the gate: the lines came live
@@ -137,13 +137,13 @@ def test_tail_of_a_running_job(cluster, gate):
     gate.open()
     assert list(lines) == ["four"]
     assert list(tail) == ["four"]
-    assert job.result(timeout=TIMEOUT) == 4
+    assert job.result(timeout=TIMEOUT) == "released"
 
 
 # --- the CLI ---------------------------------------------------------------------------------------
 
 def test_cli_status_list_show_result(cluster, config_path):
-    job = cluster.submit(reattach_jobs.greet, "cli")
+    job = cluster.submit(log_tasks.greet, "cli")
     _, host = job.result(timeout=TIMEOUT)
 
     status = slurm_sdk(config_path, "cluster", "status", "--json")
@@ -169,7 +169,7 @@ def test_cli_status_list_show_result(cluster, config_path):
 
 
 def test_cli_follows_logs_of_a_running_job(cluster, config_path, gate):
-    job = cluster.submit(reattach_jobs.speak_until, ["first"], gate.path, ["second", "third"])
+    job = cluster.submit(log_tasks.speak_until, ["first"], gate.path, ["second", "third"])
     next(job.stdout(follow=True, timeout=TIMEOUT))  # running and waiting on the gate
     follower = subprocess.Popen([_script(), "--config", config_path, "jobs", "logs", job.job_id, "-f"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -180,12 +180,12 @@ def test_cli_follows_logs_of_a_running_job(cluster, config_path, gate):
     finally:
         follower.kill()
     assert (follower.returncode, out) == (0, "second\nthird\n"), err
-    assert job.result(timeout=TIMEOUT) == 3
+    assert job.result(timeout=TIMEOUT) == "released"
 
 
 def test_cli_cancel_failures_and_unknown_ids(cluster, config_path):
-    sleeper = cluster.submit(reattach_jobs.snooze, 600)
-    failing = cluster.submit(reattach_jobs.refuse, "not today")
+    sleeper = cluster.submit(log_tasks.snooze, 600)
+    failing = cluster.submit(log_tasks.refuse, "not today")
 
     unfinished = slurm_sdk(config_path, "jobs", "result", sleeper.job_id)
     assert unfinished.returncode == 6 and "has not finished" in unfinished.stderr
@@ -204,8 +204,8 @@ def test_cli_cancel_failures_and_unknown_ids(cluster, config_path):
 
 
 def test_cleanup_keeps_unfinished_jobs(cluster, config_path, login_transport):
-    done = cluster.submit(reattach_jobs.greet, "old")
-    running = cluster.submit(reattach_jobs.snooze, 600)
+    done = cluster.submit(log_tasks.greet, "old")
+    running = cluster.submit(log_tasks.snooze, 600)
     done.result(timeout=TIMEOUT)
     deadline = time.monotonic() + TIMEOUT
     while not has_ended(cluster.backend.states([done.job_id])[done.job_id]):  # result written; job exiting
