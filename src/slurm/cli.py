@@ -92,11 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     logs = verb(jobs, "logs", _jobs_logs, "print a job's log; -f follows it until the job ends")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
-    logs.add_argument("-n", "--lines", type=int, metavar="N", help="only the last N lines (then follow, with -f)")
+    logs.add_argument("-n", "--lines", type=_count, metavar="N", help="only the last N lines (then follow, with -f)")
     verb(jobs, "cancel", _jobs_cancel, "cancel a job (an array id cancels every task)")
     result = verb(jobs, "result", _jobs_result, "print a job's return value; exit 1 if its task raised")
     result.add_argument("--wait", action="store_true", help="wait for the job to finish")
-    result.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S seconds (exit 6)")
+    result.add_argument("--timeout", type=_seconds, metavar="S", help="with --wait: give up after S seconds (exit 6)")
     cleanup = verb(jobs, "cleanup", _jobs_cleanup, "remove directories of ended jobs older than an age",
                    job_id=False)
     cleanup.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 7d, 12h, 30m, 90s, or seconds")
@@ -105,6 +105,22 @@ def _parser() -> argparse.ArgumentParser:
         dest="verb", required=True, metavar="{status}")
     verb(cluster, "status", _cluster_status, "reachable? partitions, nodes and your queue", job_id=False)
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a line count: give 0 or more, e.g. -n 20")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: give 0 or more, e.g. --timeout 600")
+    return value
 
 
 # --- verbs -----------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ _RESULT_CHECK_BACKOFF = 1.25
 #: result file that is still on its way through the shared file system).
 _LOST_AFTER = 2.0
 NEVER_SATISFIED = "DependencyNeverSatisfied"
+#: The logs every job writes, in the order of ``log_patterns``.
+LOG_STREAMS = ("stdout", "stderr")
 
 
 class Job:
@@ -118,13 +120,17 @@ class Job:
         """The last ``lines`` lines of a log, then (``follow``) every new line until the job has ended and
         the log is drained, like ``tail -n LINES -f``. ``stream``: "stdout" or "stderr"."""
         from slurm.logs import follow as follow_logs
+        if lines < 0:
+            raise ValueError(f"lines={lines}: give 0 or more")
         if not follow:
-            return iter(self._read_log(("stdout", "stderr").index(stream)).splitlines()[-lines:] if lines else [])
+            which = _stream_index(stream)
+            text = self.cluster.retry(lambda: self._read_log(which))
+            return iter(text.splitlines()[-lines:] if lines else [])
         return (line for _, line in follow_logs(self, (stream,), last=lines, timeout=timeout))
 
     def log_path(self, stream: str = "stdout") -> str:
         """Where the job's ``stream`` ("stdout" or "stderr") is written on the cluster side."""
-        pattern = log_patterns(self.job_dir, array=self._array)[("stdout", "stderr").index(stream)]
+        pattern = log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
         array_id, _, index = self.job_id.partition("_")
         return expand_log_pattern(pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index,
                                   job_name=self.name)
@@ -136,7 +142,7 @@ class Job:
         return (line for _, line in follow_logs(self, (stream,), timeout=timeout))
 
     def _read_log(self, which: int) -> str:
-        path = self.log_path(("stdout", "stderr")[which])
+        path = self.log_path(LOG_STREAMS[which])
         transport = self.cluster.backend.transport
         return transport.read_bytes(path).decode(errors="replace") if transport.exists(path) else ""
 
@@ -239,6 +245,12 @@ class Job:
         else:
             known = f"still {self._state.value} as of {now - self._state_at:.0f}s ago"
         return f"{known}; {silence}" if silence else known
+
+
+def _stream_index(stream: str) -> int:
+    if stream not in LOG_STREAMS:
+        raise ValueError(f"unknown log stream {stream!r} (valid: {', '.join(LOG_STREAMS)})")
+    return LOG_STREAMS.index(stream)
 
 
 class ArrayJob(Sequence[Job]):

@@ -22,7 +22,6 @@ from slurm.reattach import has_ended
 if TYPE_CHECKING:
     from slurm.job import Job
 
-STREAMS = ("stdout", "stderr")
 #: Largest read per request: a huge log is fetched in pieces, never all at once.
 CHUNK = 1 << 20
 _FIRST_DELAY = 0.05
@@ -54,9 +53,6 @@ def follow(job: Job, streams: Sequence[str] = ("stdout",), *, last: int | None =
 
     ``last``: start with only the last ``last`` lines written so far (``tail -n``), instead of all of them.
     """
-    for stream in streams:
-        if stream not in STREAMS:
-            raise ValueError(f"unknown log stream {stream!r} (valid: {', '.join(STREAMS)})")
     readers = [_Reader(job, stream) for stream in streams]
     if last is not None:
         for reader in readers:

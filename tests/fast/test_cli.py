@@ -157,9 +157,11 @@ def test_errors_name_cause_and_fix(cluster, config, capsys, tmp_path, monkeypatc
     squares = cluster.map(tasks.square, range(2))
     code, _, err = cli(capsys, config, "jobs", "logs", squares.array_ids[0])
     assert code == USAGE and f"e.g. {squares.array_ids[0]}_0" in err
-    with pytest.raises(SystemExit) as exited:
-        main(["jobs", "frobnicate"])
-    assert exited.value.code == USAGE
+    for argv in (["jobs", "frobnicate"], ["jobs", "logs", "1", "-n", "-3"], ["jobs", "result", "1", "--timeout", "x"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == USAGE
+        assert "e.g." in capsys.readouterr().err or argv[1] == "frobnicate"
     squares.wait(timeout=TIMEOUT)
 
 

@@ -78,6 +78,10 @@ def test_unknown_streams_are_refused(cluster):
     job = cluster.submit(log_tasks.speak, [])
     with pytest.raises(ValueError, match="valid: stdout, stderr"):
         next(follow(job, ("stdlog",)))
+    with pytest.raises(ValueError, match="valid: stdout, stderr"):
+        job.tail(3, stream="stdlog", follow=False)
+    with pytest.raises(ValueError, match="0 or more"):
+        job.tail(-1)
     job.wait(timeout=TIMEOUT)
 
 
