@@ -19,10 +19,10 @@ from slurm.config import cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import ArrayJob, Job
 from slurm.packaging import PackagingStrategy, make_packaging
+from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
 from slurm.serialization import LOCAL_PYTHON, Call, dump_payload
-from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.task import Task
 from slurm.watcher import Watcher
 
