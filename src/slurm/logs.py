@@ -70,8 +70,13 @@ class _Reader:
         self.splitter = LineSplitter()
 
     def read(self) -> tuple[list[str], bool]:
-        """New complete lines, and whether the read was cut at ``CHUNK`` (more is waiting)."""
-        data = self.retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
+        """New complete lines, and whether the read was cut at ``CHUNK`` (more is waiting). A file shorter
+        than what was read of it was truncated (Slurm starts a requeued job's log over): read it again
+        from its start, like ``tail -F``."""
+        data, size = self.retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
+        if 0 <= size < self.offset:
+            self.offset, self.splitter = 0, LineSplitter()
+            data, size = self.retry(lambda: self.transport.read_from(self.path, 0, CHUNK))
         self.offset += len(data)
         return self.splitter.feed(data), len(data) == CHUNK
 

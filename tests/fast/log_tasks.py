@@ -56,3 +56,20 @@ def snooze(seconds):
 @task
 def refuse(message):
     raise Refused(message)
+
+
+@task
+def speak_then_start_over(before, gate, after, limit=120.0):
+    """Print ``before``, wait for ``gate``, empty this job's stdout file (as Slurm does when it requeues a
+    job) and print ``after``."""
+    for line in before:
+        print(line, flush=True)
+    deadline = time.monotonic() + limit
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never appeared")
+        time.sleep(0.05)
+    os.truncate(os.readlink("/proc/self/fd/1"), 0)
+    for line in after:
+        print(line, flush=True)
+    return "restarted"

@@ -52,6 +52,16 @@ def test_tail_starts_with_the_last_lines_then_follows(cluster, tmp_path):
     assert list(job.tail(2, follow=False)) == ["line 19", "after"]
 
 
+def test_a_log_that_starts_over_is_followed_from_its_new_start(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_then_start_over, [f"first run, line {i}" for i in range(10)], str(gate),
+                         ["second run"])
+    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    assert [next(lines) for _ in range(10)][-1] == "first run, line 9"
+    gate.touch()
+    assert list(lines) == ["second run"]  # not lost behind the old offset
+
+
 def test_stderr_follows_too(cluster):
     job = cluster.submit(log_tasks.speak, ["err 1", "err 2"], stream="stderr")
     lines = list(job.stderr(follow=True, timeout=TIMEOUT))
@@ -126,7 +136,7 @@ class _QuietCluster:
         class Transport:
             def read_from(self, path, offset, limit):
                 cluster.reads += 1
-                return b""
+                return b"", 0
 
             def existing(self, paths):
                 return set()
