@@ -157,6 +157,8 @@ def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
         if not isinstance(value, expected) or isinstance(value, bool):
             names = " or ".join("mapping" if kind is dict else kind.__name__ for kind in expected)
             raise ConfigError(f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}")
+        if expected == (int, float) and value <= 0:
+            raise ConfigError(f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}")
 
 
 def _build_section(source: ConfigSource, name: str, build: Callable[[Any], Any], config: Any) -> Any:

@@ -184,8 +184,8 @@ class Job:
                 self.restarts = status.restarts
                 self._set_state(JobState.REQUEUED)
                 emit(self.cluster.callbacks, "on_requeue", self, status.restarts)
-            if status.state is JobState.PENDING and status.reason == NEVER_SATISFIED:
-                self._give_up_on_dependency()
+            if status.reason == NEVER_SATISFIED and status.state in (JobState.PENDING, JobState.CANCELLED):
+                self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
                 return
             self._set_state(status.state)
 
@@ -204,14 +204,16 @@ class Job:
                 "there is no accounting)", job_id=self.job_id, state=JobState.LOST.value)
             self._set_state(JobState.LOST)
 
-    def _give_up_on_dependency(self) -> None:
-        """Slurm keeps such a job pending forever (unless kill_invalid_depend): cancel it and say why."""
+    def _give_up_on_dependency(self, *, cancel: bool) -> None:
+        """Slurm keeps such a job pending forever unless kill_invalid_depend is set (then it cancels the
+        job itself): cancel it if needed, and say which parent is at fault either way."""
         watcher = self.cluster.watcher
+        who = "the SDK" if cancel else "Slurm"
         self._failure = JobFailedError(
             f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
             f"{watcher.describe_parents(self.depends_on)} cannot be satisfied (squeue reason {NEVER_SATISFIED}), "
-            "so the SDK cancelled it", job_id=self.job_id, state=JobState.CANCELLED.value)
-        error = watcher.cancel_once(self.job_id.partition("_")[0])  # an array's tasks: one scancel for all
+            f"so {who} cancelled it", job_id=self.job_id, state=JobState.CANCELLED.value)
+        error = watcher.cancel_once(self.job_id.partition("_")[0]) if cancel else None  # one scancel per array
         if error is not None:
             self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
         self._set_state(JobState.CANCELLED)
@@ -364,7 +366,8 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise _timeout_error(running[0], timeout or 0, login, now)
-            _check_outage(running[0], login, now)
+            if deadline is None:
+                _check_outage(running[0], login, now)
             pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
             time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
             delay = min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))

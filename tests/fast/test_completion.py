@@ -323,3 +323,34 @@ def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second
         assert job.state is JobState.RUNNING
         time.sleep(0.01)
     assert 1 <= slurm.count("squeue") <= 2
+
+
+def test_a_callers_timeout_outlasts_outage_limit(make, slurm):
+    """outage_limit only bounds waits that have no timeout of their own."""
+    slurm.script("squeue", DOWN)
+    job = make(outage_limit=0.3).submit(tasks.add, 1, 2)
+    with pytest.raises(JobTimeoutError, match="the scheduler has not answered for"):
+        job.result(timeout=1.5)
+
+
+def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
+    """kill_invalid_depend: Slurm cancels the dependent at once, with the same reason."""
+    cluster = make()
+    slurm.script("sbatch", ok("100\n"), ok("101\n"))
+    parent = cluster.submit(tasks.add, 1, 2)
+    child = cluster.submit(tasks.add.after(parent), 3, 4)
+    slurm.script("squeue", squeue("100|FAILED|NonZeroExitCode|0", "101|CANCELLED|DependencyNeverSatisfied|0"))
+    with pytest.raises(JobFailedError, match=r"job 100 \(FAILED\) cannot be satisfied.*so Slurm cancelled it"):
+        child.result(timeout=10)
+    assert slurm.count("scancel") == 0
+
+
+def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(make, slurm):
+    def run_then_drop(argv):
+        job_dir = posixpath.dirname(argv[-1])
+        LocalTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
+        raise SSHError("connection dropped while running: sbatch ...", transient=True)
+    slurm.script("sbatch", run_then_drop)
+    slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
+    assert make().submit(tasks.add, 1, 2).job_id == "4243"
+    assert slurm.count("sbatch") == 1

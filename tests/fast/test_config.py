@@ -49,11 +49,14 @@ def test_full_config_builds_a_working_cluster(write, tmp_path):
           partition: debug
         job_root: {tmp_path / "jobs"}
         poll_interval: 0.1
+        result_poll_interval: 0.05
+        outage_limit: 30
     """)
     cluster = Cluster.from_env(path)
     assert isinstance(cluster.backend, LocalCommandBackend) and cluster.backend.max_array_size() == 5
     assert cluster.packaging.to_config()["pythonpath"] == [REPO]
     assert (cluster.defaults.time, cluster.defaults.partition, cluster.poll_interval) == ("00:02:00", "debug", 0.1)
+    assert (cluster.result_poll_interval, cluster.outage_limit) == (0.05, 30)
     job = cluster.submit(tasks.add, 20, 22)
     assert "#SBATCH --partition=debug" in job.script and "#SBATCH --time=00:01:00" in job.script
     assert job.result(timeout=30) == 42
@@ -115,6 +118,7 @@ def test_not_a_mapping(write):
     ("backend: {type: local}\ndefaults:\n  partition: debug\n  time: 1h\n", r":4: defaults: malformed time '1h'"),
     ("backend: {type: local}\ndefaults:\n  cpus: -1\n", r":3: defaults: cpus must be an int >= 1"),
     ("backend: {type: local}\npoll_interval: fast\n", r":2: 'poll_interval' must be a int or float"),
+    ("backend: {type: local}\noutage_limit: 0\n", r":2: 'outage_limit' must be a positive number of seconds"),
     ("packaging: {type: none}\n", r": missing section 'backend'"),
 ])
 def test_bad_config_names_path_line_and_key(write, text, message):

@@ -136,6 +136,20 @@ def test_read_existing_fetches_many_files_in_one_command(transport, tmp_path, mo
     assert len(commands) == 3  # 1200 paths, 500 per command
 
 
+def test_existing_lists_result_files_of_many_directories_in_one_command(transport, tmp_path, monkeypatch):
+    wanted = [str(tmp_path / f"job {d}" / f"result-{i}.pkl") for d in range(3) for i in range(4)]
+    for path in wanted[::2]:
+        Path(path).parent.mkdir(exist_ok=True)
+        Path(path).write_bytes(b"x")
+    (tmp_path / "job 0" / "slurm-1.out").write_text("not asked for")
+    (tmp_path / "job*").mkdir()  # a glob character in a name matches only itself
+    commands = []
+    original_run = transport.run
+    monkeypatch.setattr(transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw))
+    assert transport.existing(wanted + [str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
+    assert len(commands) == 1 and "slurm-1.out" not in commands[0]
+
+
 def test_one_connection_is_reused(transport):
     transport.run("true")
     client = transport._client

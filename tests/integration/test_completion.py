@@ -51,3 +51,38 @@ def test_waiting_spares_the_scheduler_and_times_out_truthfully(slurm_cluster):
         del backend.statuses
     # Scheduler queries at ~1, 2.5, 4.8, 8.1 s (then 13 s): the end itself is seen through the result file.
     assert 2 <= len(asked) <= 6, asked
+
+
+def test_a_dependent_of_a_failed_job_names_its_parent(slurm_cluster):
+    """Dev defaults (kill_invalid_depend): Slurm cancels the dependent itself; the error still says why.
+    Under Slurm's stock defaults the SDK cancels it (see the fault tests' production-defaults mode)."""
+    parent = slurm_cluster.submit(jobs.exit_with, 3)
+    child = slurm_cluster.submit(jobs.no_requeue_nap.after(parent), 1)
+    with pytest.raises(JobFailedError, match=rf"job {child.job_id} \(no_requeue_nap\) can never start: its dependency "
+                                             rf"afterok on job {parent.job_id} \(FAILED\) cannot be satisfied"):
+        child.result(timeout=TIMEOUT)
+    assert child.last_state is JobState.CANCELLED
+
+
+def test_a_lost_sbatch_answer_finds_the_queued_job_instead_of_submitting_again(slurm_cluster):
+    """The connection drops after sbatch ran (simulated: its answer is thrown away): the SDK must find
+    the job through squeue by its script path, and the task must run once."""
+    from slurm import SSHError
+
+    transport = slurm_cluster.backend.transport
+    real_run, sbatch_calls = transport.run, []
+
+    def drop_after_sbatch(command, **kwargs):
+        result = real_run(command, **kwargs)
+        if "sbatch" in command.split("; ")[-1]:
+            sbatch_calls.append(result.stdout.strip())
+            raise SSHError("connection dropped while running sbatch (simulated)", transient=True)
+        return result
+
+    transport.run = drop_after_sbatch
+    try:
+        job = slurm_cluster.submit(jobs.no_requeue_nap, 2)
+    finally:
+        del transport.run
+    assert sbatch_calls == [job.job_id]  # sbatch ran once and the id it printed was found again
+    assert job.result(timeout=TIMEOUT) == 2

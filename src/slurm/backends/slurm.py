@@ -204,14 +204,14 @@ class SlurmBackend(Backend):
 
     def _query(self, job_ids: list[str], reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
         """sacct first (it remembers finished jobs and costs slurmctld nothing: slurmdbd answers);
-        squeue for what sacct lacks, for pending jobs in ``reasons_for`` (only squeue says *why* a job
-        pends, e.g. a dependency that can never be met), or when accounting is unavailable."""
+        squeue for what sacct lacks, for pending or cancelled jobs in ``reasons_for`` (only squeue says
+        *why*, e.g. a dependency that can never be met), or when accounting is unavailable."""
         found: dict[str, JobStatus] = {}
         if self._use_sacct:
             found = self._sacct(job_ids)
         resolved = _resolve(job_ids, found)
-        ask = [j for j, s in resolved.items()
-               if s.state is JobState.UNKNOWN or (s.state is JobState.PENDING and j in reasons_for)]
+        ask = [j for j, s in resolved.items() if s.state is JobState.UNKNOWN
+               or (s.state in (JobState.PENDING, JobState.CANCELLED) and j in reasons_for)]
         if ask:
             found |= self._squeue(ask)
         return found

@@ -300,12 +300,17 @@ class SSHTransport(Transport):
         trip however many jobs it covers, and the scheduler nothing)."""
         if not paths:
             return set()
-        directories = sorted({posixpath.dirname(self._path(path)) for path in paths})
+        names: dict[str, list[str]] = {}
+        for path in paths:
+            directory, name = posixpath.split(self._path(path))
+            names.setdefault(directory, []).append(name)
+        # Per directory, only the names starting like the ones asked for ("result-"), not the job's logs.
+        globs = [f"{shlex.quote(directory)}/{shlex.quote(posixpath.commonprefix(group))}*"
+                 for directory, group in sorted(names.items())]
         found: set[str] = set()
-        for start in range(0, len(directories), _FILES_PER_COMMAND):
-            chunk = " ".join(shlex.quote(d) for d in directories[start:start + _FILES_PER_COMMAND])
-            listing = self.run(f"for d in {chunk}; do for f in \"$d\"/*; do printf '%s\\n' \"$f\"; done; done",
-                               check=False).stdout
+        for start in range(0, len(globs), _FILES_PER_COMMAND):
+            chunk = " ".join(globs[start:start + _FILES_PER_COMMAND])
+            listing = self.run(f"for f in {chunk}; do printf '%s\\n' \"$f\"; done", check=False).stdout
             found.update(listing.splitlines())
         return {path for path in paths if self._path(path) in found}
 
