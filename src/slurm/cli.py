@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from slurm.backends.base import JobState
 from slurm.errors import BackendError, ConfigError, JobTimeoutError, SlurmSDKError, UnknownJobError
+from slurm.reattach import has_ended
 
 OK, JOB_FAILED, USAGE, CONFIG, UNKNOWN_JOB, UNREACHABLE, NOT_FINISHED, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 130
 EXIT_CODES = {
@@ -33,6 +35,11 @@ EXIT_CODES = {
     NOT_FINISHED: "the job has not finished (jobs result without --wait, or --timeout elapsed)",
     INTERRUPTED: "interrupted (Ctrl-C); a followed job keeps running",
 }
+
+
+#: How long ``jobs result`` (without --wait) lets a job that looks ended settle: the scheduler must not
+#: list it in two queries a few seconds apart before it is declared lost.
+_SETTLE = 60.0
 
 
 class UsageError(SlurmSDKError):
@@ -140,9 +147,9 @@ def _jobs_list(args: argparse.Namespace) -> int:
 
 def _jobs_show(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        _, tasks = _current(cluster, args.job_id)
+        _, tasks, states = _current(cluster, args.job_id)
         details = {"job_id": args.job_id, "name": tasks[0].name, "job_dir": tasks[0].job_dir,
-                   "tasks": [{"job_id": job.job_id, "state": job.last_state.value, "stdout": job.log_path("stdout"),
+                   "tasks": [{"job_id": job.job_id, "state": states[job.job_id].value, "stdout": job.log_path("stdout"),
                               "stderr": job.log_path("stderr")} for job in tasks]}
     if args.json:
         return _print_json(details)
@@ -166,8 +173,8 @@ def _jobs_logs(args: argparse.Namespace) -> int:
 
 def _jobs_cancel(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        handle, tasks = _current(cluster, args.job_id)
-        live = [job.job_id for job in tasks if not job.last_state.is_terminal]
+        handle, tasks, states = _current(cluster, args.job_id)
+        live = [job.job_id for job in tasks if not has_ended(states[job.job_id])]
         if live:
             handle.cancel()
     if args.json:
@@ -178,14 +185,18 @@ def _jobs_cancel(args: argparse.Namespace) -> int:
 
 def _jobs_result(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        handle, tasks = _current(cluster, args.job_id, wait=args.wait, timeout=args.timeout)
-        running = [job for job in tasks if not job.last_state.is_terminal]
+        handle, tasks, states = _current(cluster, args.job_id, wait=args.wait, timeout=args.timeout)
+        running = [job for job in tasks if not has_ended(states[job.job_id])]
         if running:
-            print(f"slurm-sdk: {running[0].job_id} has not finished ({running[0].last_state.value}); add --wait "
+            print(f"slurm-sdk: {running[0].job_id} has not finished ({states[running[0].job_id].value}); add --wait "
                   "(and --timeout S) to wait for it", file=sys.stderr)
             return NOT_FINISHED
         try:
-            values = handle.results() if _is_array(handle) else handle.result()
+            # Bounded even without --wait: a job the scheduler forgot takes a second query to be called lost.
+            limit = args.timeout if args.wait else _SETTLE
+            values = handle.results(limit) if _is_array(handle) else handle.result(limit)
+        except JobTimeoutError:
+            raise  # not finished: exit code 6, not a failure of the job
         except Exception as error:  # the task's own exception, re-raised here, or JobFailedError
             return _report_failure(args, error)
     if args.json:
@@ -241,21 +252,22 @@ def _cluster(args: argparse.Namespace) -> Any:
     return Cluster.from_env(args.config)
 
 
-def _current(cluster: Any, job_id: str, *, wait: bool = False, timeout: float | None = None) -> tuple[Any, list[Any]]:
-    """The handle for ``job_id`` and its tasks, with states learnt the way waits learn them: result files
-    first, then one scheduler query for the rest; or, with ``wait``, once they have all ended."""
+def _current(cluster: Any, job_id: str, *, wait: bool = False,
+             timeout: float | None = None) -> tuple[Any, list[Any], dict[str, JobState]]:
+    """The handle for ``job_id``, its tasks and their states now: a result file means ended; otherwise the
+    scheduler's word, in one query (UNKNOWN: it no longer lists the job, which ended without a result).
+    With ``wait``, once they have all ended."""
     from slurm.job import _check_result_files
 
     handle = cluster.job(job_id)
     tasks = list(handle) if _is_array(handle) else [handle]
     if wait:
         handle.wait(timeout)
-        return handle, tasks
-    _check_result_files(tasks)
-    unfinished = [job for job in tasks if not job.last_state.is_terminal]
-    if unfinished:
-        cluster.poll(unfinished)
-    return handle, tasks
+    else:
+        _check_result_files(tasks)
+    unfinished = [job.job_id for job in tasks if not job.last_state.is_terminal]
+    states = cluster.backend.states(unfinished) if unfinished else {}
+    return handle, tasks, {job.job_id: states.get(job.job_id, job.last_state) for job in tasks}
 
 
 def _is_array(handle: Any) -> bool:

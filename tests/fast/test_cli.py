@@ -195,3 +195,16 @@ def test_an_unreachable_cluster_exits_5_naming_the_fix(capsys, tmp_path):
     for verb in (["jobs", "list"], ["cluster", "status"], ["jobs", "show", "1"]):
         code, _, err = cli(capsys, str(path), *verb)
         assert code == UNREACHABLE and f"127.0.0.1:{port} refused; is the cluster up and the port right?" in err
+
+
+def test_a_job_the_scheduler_forgot_is_shown_as_such(cluster, config, capsys):
+    """Without accounting Slurm forgets ended jobs: no state, no result file. Nothing may call it pending."""
+    job = cluster.submit(log_tasks.vanish, 3)
+    settle(cluster, job)  # FAILED is the launcher's last word: nothing writes the state after it
+    os.remove(os.path.join(cluster.backend.state_dir, "states", job.job_id))  # what MinJobAge does
+    code, out, _ = cli(capsys, config, "jobs", "show", job.job_id, "--json")
+    assert code == OK and json.loads(out)["tasks"][0]["state"] == "UNKNOWN"
+    code, out, _ = cli(capsys, config, "jobs", "cancel", job.job_id)
+    assert code == OK and "already ended" in out
+    code, _, err = cli(capsys, config, "jobs", "result", job.job_id)
+    assert code == JOB_FAILED and "unknown to the scheduler" in err and "left no result" in err
