@@ -9,6 +9,7 @@ import sys
 
 from python_on_whales.exceptions import DockerException
 
+from harness import airgap, wheelhouse
 from harness import ssh as harness_ssh
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
@@ -94,6 +95,26 @@ def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airgap(stack: Stack, args: argparse.Namespace) -> int:
+    if args.state == "on":
+        subnets = airgap.block_egress(stack)
+        print(f"egress of {stack.project} blocked ({', '.join(map(str, subnets))} reaches only itself); "
+              "undo with: python -m harness airgap off (or harness down)")
+    elif args.state == "off":
+        removed = airgap.restore_egress(stack)
+        print(f"egress of {stack.project} open ({removed} rule(s) removed)")
+    blocked = airgap.egress_is_blocked(stack)
+    if args.state == "status":
+        print(f"egress of {stack.project}: {'BLOCKED (air gap on)' if blocked else 'open'}")
+    return 0 if blocked == (args.state != "off") else 3
+
+
+def cmd_wheelhouse(stack: Stack, args: argparse.Namespace) -> int:
+    stack.refresh_wheelhouse(force=True, strict=True)
+    print(f"wheelhouse for the {stack.release} image: {wheelhouse.directory(stack.repo_root, stack.release)}")
+    return 0
+
+
 def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
     from harness import smoke
 
@@ -128,11 +149,18 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--user", default=None, help="user inside the container (default root)")
     ex.add_argument("service", choices=(*SERVICES, "init"))
     ex.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("wheelhouse", help="download pyproject.toml's dependencies as wheels for the nodes' Python "
+                   "into images/wheelhouse/<release>/ (what `up` does before a build; plain "
+                   "`docker compose up --build` uses it as last written)")
+    gap = sub.add_parser("airgap", help="cut the stack's containers off from everything outside the stack "
+                         "(status exits 0 when blocked, 3 when open)")
+    gap.add_argument("state", choices=("on", "off", "status"))
     return p
 
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "ssh": cmd_ssh,
-            "exec": cmd_exec, "smoke": cmd_smoke}
+            "exec": cmd_exec, "smoke": cmd_smoke,
+            "airgap": cmd_airgap, "wheelhouse": cmd_wheelhouse}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action != "down" or not args.force:
             stack.preflight()
         return COMMANDS[args.action](stack, args)
-    except (PreflightError, StackError, TimeoutError) as exc:
+    except (PreflightError, StackError, TimeoutError, airgap.AirgapError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DockerException as exc:

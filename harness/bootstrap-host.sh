@@ -104,15 +104,45 @@ ensure_base_image() {
   ok "built and tagged $BASE_IMAGE"
 }
 
-# Sites behind a TLS-intercepting proxy: containers must trust what the host trusts. The bundle is
-# public (no secret) and lands in images/site-ca/, which the Dockerfile adds to the image's trust store.
+# Sites behind a TLS-intercepting proxy: containers must trust what the host adds to its trust store.
+# Certificates are public (no secret). They land in images/site-ca/ one per file (update-ca-certificates
+# in the image reads one certificate per *.crt), from, in order: SLURM_SDK_SITE_CA (a PEM file, bundle or
+# not, or a directory of them; `none` skips), the host's own additions in /usr/local/share/ca-certificates
+# (Debian/Ubuntu), or else the host's whole bundle.
+SITE_CA_DIR="$(cd "$(dirname "$0")/.." && pwd)/images/site-ca"
+HOST_LOCAL_CAS=/usr/local/share/ca-certificates
+HOST_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+site_ca_sources() {
+  local chosen="${SLURM_SDK_SITE_CA:-}"
+  if [ -z "$chosen" ]; then
+    if [ -n "$(find "$HOST_LOCAL_CAS" -name '*.crt' -type f 2>/dev/null | head -n1)" ]; then chosen=$HOST_LOCAL_CAS
+    else chosen=$HOST_BUNDLE; fi
+  fi
+  [ "$chosen" = none ] && return
+  [ -e "$chosen" ] || die "SLURM_SDK_SITE_CA=$chosen does not exist; give a PEM file or directory, or 'none'"
+  if [ -d "$chosen" ]; then find "$chosen" -type f \( -name '*.crt' -o -name '*.pem' \) | sort; else echo "$chosen"; fi
+}
+
 ensure_site_ca() {
-  step "Host CA bundle for image builds"
-  local src="${SLURM_SDK_SITE_CA:-/etc/ssl/certs/ca-certificates.crt}" dest
-  dest="$(dirname "$0")/../images/site-ca/host-bundle.crt"
-  if [ "$src" = none ] || [ ! -f "$src" ]; then ok "none used"; return; fi
-  if cmp -s "$src" "$dest"; then ok "up to date"; return; fi
-  cp "$src" "$dest"; ok "copied $src"
+  step "Site CA certificates for the images"
+  local work sources count
+  sources=$(site_ca_sources)
+  work=$(mktemp -d)
+  # One certificate per file (site-001.crt, ...), whatever bundles they came in.
+  [ -z "$sources" ] || tr '\n' '\0' <<<"$sources" | xargs -0 cat | awk -v dir="$work" '
+    /-----BEGIN CERTIFICATE-----/ { n++; file = sprintf("%s/site-%03d.crt", dir, n); inside = 1 }
+    inside { print > file }
+    /-----END CERTIFICATE-----/ { inside = 0; close(file) }'
+  count=$(find "$work" -name '*.crt' | wc -l)
+  if diff -rq -x .keep "$work" "$SITE_CA_DIR" >/dev/null; then
+    ok "up to date ($count certificate(s))"
+  else
+    rm -f "$SITE_CA_DIR"/*.crt
+    [ "$count" = 0 ] || cp "$work"/*.crt "$SITE_CA_DIR"/
+    ok "$count certificate(s) from $(echo ${sources:-nowhere (SLURM_SDK_SITE_CA=none)})"
+  fi
+  rm -rf "$work"
 }
 
 ensure_engine

@@ -11,6 +11,9 @@ Fixtures:
   sdk_on_cluster   session  "/opt/slurm_sdk_dev", after checking every node imports the SDK from there
   cluster_mode     function "local" (unmarked), "ssh" (integration) or "wheel" (wheel_packaging)
   slurm_cluster    function a slurm.Cluster for that mode, closed after the test
+  airgapped        function the Stack with its egress blocked (harness.airgap) for the test, restored after
+  egress_open      function the Stack with its egress guaranteed open for the test (no air gap meanwhile)
+  index_url        session  the package index the containers' pip uses, when the host reaches it (else skip)
 
 Lifecycle: the first process that needs the stack starts it (or reuses a running one built from the
 same inputs) under a file lock; other processes, including xdist workers, wait and reuse it. At the
@@ -26,11 +29,13 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
+from filelock import Timeout
 
+from harness import airgap
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
 from harness.stack import REPO_ROOT, Connection, Stack, StackError, default_project, inputs_hash, state_root
@@ -45,8 +50,22 @@ KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
 LOG_TAIL_LINES = 50
 
 
+#: The index pip uses inside the containers (no pip.conf names another one).
+INDEX_URL = "https://pypi.org/simple/"
+INDEX_PROBE_SECONDS = 5.0
+#: How long a test waits for another process's air-gapped (or egress-needing) test to finish.
+EGRESS_WAIT_SECONDS = 900.0
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip for a host capability this machine lacks; under CI=true that is a failure instead."""
+    if _truthy(os.environ.get("CI")):
+        pytest.fail(f"{reason} (CI=true: failing instead of skipping)")
+    pytest.skip(reason)
 
 
 class Harness:
@@ -283,3 +302,57 @@ def packaging_for(mode: str, sdk_path: str, extra_paths: list[str] = ()) -> dict
     # The SDK itself imports from the mount through the image's editable install; the repo root and the
     # test packages' root make test modules importable by reference on the nodes.
     return {"type": "none", "pythonpath": list(dict.fromkeys([sdk_path, *extra_paths]))}
+
+
+# ---- network faults -----------------------------------------------------------------------------
+
+@contextmanager
+def _egress_guard(stack: Stack) -> Iterator[None]:
+    """One test at a time, across xdist workers, that needs the stack's egress in a known state."""
+    try:
+        with airgap.egress_lock(stack).acquire(timeout=EGRESS_WAIT_SECONDS):
+            yield
+    except Timeout:
+        pytest.fail(f"waited {EGRESS_WAIT_SECONDS:.0f} s for {airgap.egress_lock(stack).lock_file}: another "
+                    "test holds the stack's air gap; check for a stuck pytest process")
+
+
+@pytest.fixture
+def airgapped(slurm_stack: Stack) -> Iterator[Stack]:
+    """The stack with every container cut off from anything outside its network (SSH from the host and
+    traffic inside the stack still work); restored after the test, even when it fails."""
+    with _egress_guard(slurm_stack):
+        try:
+            airgap.block_egress(slurm_stack)
+        except airgap.AirgapError as exc:
+            _unavailable(f"cannot air-gap the stack: {exc}")
+        try:
+            yield slurm_stack
+        finally:
+            airgap.restore_egress(slurm_stack)
+
+
+@pytest.fixture
+def egress_open(slurm_stack: Stack) -> Iterator[Stack]:
+    """The stack with its egress open for the whole test: no ``airgapped`` test runs meanwhile."""
+    with _egress_guard(slurm_stack):
+        if airgap.egress_is_blocked(slurm_stack):
+            pytest.skip(f"the stack's egress is blocked (`python -m harness airgap on`?); "
+                        "`python -m harness airgap off` opens it")
+        yield slurm_stack
+
+
+@pytest.fixture(scope="session")
+def index_url() -> str:
+    """The index the containers' pip uses, after a short HTTPS request from the host with its own CA
+    trust: a test that needs the index skips with the reason where the host itself cannot reach it."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{INDEX_URL}pip/", timeout=INDEX_PROBE_SECONDS) as response:
+            response.read(1)
+    except (urllib.error.URLError, OSError) as exc:
+        pytest.skip(f"the host cannot reach {INDEX_URL} within {INDEX_PROBE_SECONDS:.0f} s ({exc}); "
+                    "the containers cannot be expected to")
+    return INDEX_URL

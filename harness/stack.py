@@ -22,7 +22,7 @@ from python_on_whales import Container, DockerClient
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
-from harness import preflight, ssh
+from harness import preflight, ssh, wheelhouse
 from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,9 @@ DAEMON_LOGS = {"slurmctld": "/var/log/slurm/slurmctld.log",
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
+#: Derived from pyproject.toml and the release (both inputs already) and rewritten by builds, so it is not
+#: hashed itself: a session's expected hash must not move when the harness refreshes it before a build.
+INPUT_EXCLUDED = (wheelhouse.WHEELHOUSE_DIR,)
 INPUT_ENV = ("DEBIAN_RELEASE", "SLURM_SDK_COMPOSE_PROFILES")
 
 Say = Callable[[str], None]
@@ -86,7 +89,7 @@ def inputs_hash(repo_root: Path) -> str:
     digest = hashlib.sha256()
     paths = [repo_root / name for name in INPUT_FILES]
     for directory in INPUT_DIRS:
-        paths += sorted(p for p in (repo_root / directory).rglob("*") if p.is_file())
+        paths += sorted(p for p in (repo_root / directory).rglob("*") if p.is_file() and not _excluded(p, repo_root))
     for path in paths:
         digest.update(str(path.relative_to(repo_root)).encode() + b"\0")
         digest.update(path.read_bytes() if path.exists() else b"<missing>")
@@ -94,6 +97,10 @@ def inputs_hash(repo_root: Path) -> str:
     for name in INPUT_ENV:
         digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
     return digest.hexdigest()
+
+
+def _excluded(path: Path, repo_root: Path) -> bool:
+    return any(path.is_relative_to(repo_root / excluded) for excluded in INPUT_EXCLUDED)
 
 
 def compose_profiles() -> list[str]:
@@ -323,10 +330,13 @@ class Stack:
             time.sleep(poll)
 
     @property
+    def release(self) -> str:
+        return os.environ.get("DEBIAN_RELEASE") or "trixie"
+
+    @property
     def image_tag(self) -> str:
         """``<release>-<inputs hash>``: an image with this tag was built from exactly these inputs."""
-        release = os.environ.get("DEBIAN_RELEASE") or "trixie"
-        return f"{release}-{inputs_hash(self.repo_root)[:12]}"
+        return f"{self.release}-{inputs_hash(self.repo_root)[:12]}"
 
     def images(self) -> list[str]:
         suffixes = [""] + (["-accounting"] if "accounting" in compose_profiles() else [])
@@ -337,6 +347,7 @@ class Stack:
         the cached build); echoes step headers, full log in build.log."""
         if all(self.docker.image.exists(image) for image in self.images()):
             return
+        self.refresh_wheelhouse()
         log_path = self.state_dir / "build.log"
         self.say(f"building images (full log: {log_path})")
         started = time.monotonic()
@@ -352,6 +363,19 @@ class Stack:
             raise StackError("image build failed; last lines:\n" + "\n".join(tail)
                              + f"\nfull log: {log_path}\n{preflight._first_line(exc)}") from None
         self.say(f"images ready in {time.monotonic() - started:.0f} s")
+
+    def refresh_wheelhouse(self, *, force: bool = False, strict: bool = False) -> bool:
+        """Fill images/wheelhouse/<release>/ with pyproject.toml's dependencies for the nodes (no-op while
+        current). A failed download only warns unless ``strict``: the Debian packages may satisfy
+        everything, and if not, the image build fails naming the fix."""
+        try:
+            target = wheelhouse.target_for(self.release, self.docker.system.info().architecture)
+            return wheelhouse.ensure(self.repo_root, target, self.say, force=force)
+        except wheelhouse.WheelhouseError as exc:
+            if strict:
+                raise StackError(str(exc)) from None
+            self.say(f"warning: {exc}\nbuilding with the wheelhouse as it is")
+            return False
 
     def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
         self.events.record("compose-up", project=self.project, session=session,
@@ -379,8 +403,19 @@ class Stack:
             if "rror" in line:
                 self.say(f"  {line}")
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
+        self._restore_egress()
         for path in (self.key_path, self.known_hosts_path, self.state_file):
             path.unlink(missing_ok=True)
+
+    def _restore_egress(self) -> None:
+        """An air gap (harness.airgap) must not outlive its stack: its rules name the project's old subnet."""
+        from harness import airgap  # airgap needs a Stack; importing it here keeps the modules acyclic
+
+        try:
+            if airgap.restore_egress(self):
+                self.say("air gap removed (its firewall rules went with the stack)")
+        except airgap.AirgapError as exc:
+            self.say(f"could not remove the air gap's firewall rules: {exc}")
 
     # ---- access -------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from contextvars import ContextVar
 _deadline: ContextVar[float | None] = ContextVar("slurm_sdk_deadline", default=None)
 
 #: Shortest timeout handed to an operation, so one started just before the deadline can still answer
-#: (a wait may overrun its deadline by at most this much).
-_FLOOR = 1.0
+#: (a wait may overrun its deadline by about this much per operation under way).
+_FLOOR = 0.5
 
 
 @contextlib.contextmanager

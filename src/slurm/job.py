@@ -180,10 +180,7 @@ class Job:
                 self._observe_unknown(now)
                 return
             self._unknown_since, self._state_at = None, now
-            if status.restarts > self.restarts:
-                self.restarts = status.restarts
-                self._set_state(JobState.REQUEUED)
-                emit(self.cluster.callbacks, "on_requeue", self, status.restarts)
+            self._note_restarts(status.restarts)
             if status.reason == NEVER_SATISFIED and status.state in (JobState.PENDING, JobState.CANCELLED):
                 self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
                 return
@@ -225,10 +222,19 @@ class Job:
         if state.is_terminal and self.cluster.callbacks:
             self._emit_outcome()
 
+    def _note_restarts(self, count: int) -> None:
+        """Report a requeue (once per count): state REQUEUED and ``on_requeue(job, count)``."""
+        if count > self.restarts:
+            self.restarts = count
+            emit(self.cluster.callbacks, "on_requeue", self, count)
+            self._set_state(JobState.REQUEUED)
+
     def _finish_from_outcome(self) -> None:
-        """The result file exists: the job is done, whatever the scheduler says."""
+        """The result file exists: the job is done, whatever the scheduler says. The run that wrote it
+        says how often the job was requeued before, so no requeue goes unreported between polls."""
         with self._lock:
             if not self._state.is_terminal:
+                self._note_restarts(self._outcome.restarts)
                 self._set_state(JobState.COMPLETED if self._outcome.ok else JobState.FAILED)
 
     def _emit_outcome(self) -> None:

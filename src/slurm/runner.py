@@ -23,12 +23,13 @@ from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_
 def main(argv: list[str] | None = None) -> int:
     [job_dir] = sys.argv[1:] if argv is None else argv
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
-    _print_header(job_dir, index)
+    restarts = _restart_count()
+    _print_header(job_dir, index, restarts)
     try:
-        outcome, code = dump_result(_run(job_dir, index)), 0
+        outcome, code = dump_result(_run(job_dir, index), restarts=restarts), 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
         traceback.print_exc()
-        outcome, code = dump_exception(exc, traceback.format_exc()), _exit_status(exc)
+        outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
     write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
     return code
 
@@ -40,11 +41,16 @@ def _exit_status(exc: BaseException) -> int:
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 
-def _print_header(job_dir: str, index: int) -> None:
+def _restart_count() -> int:
+    """How often Slurm requeued this job before this run (SLURM_RESTART_COUNT, set from the first requeue
+    on). It goes into the result, so the submitting side learns of a requeue even between its polls."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(count) if count.isdigit() else 0
+
+
+def _print_header(job_dir: str, index: int, restarts: int) -> None:
     job_id = os.environ.get("SLURM_JOB_ID", "?")
-    # SLURM_RESTART_COUNT is set from the first requeue on: say in the log that this is a rerun.
-    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
-    rerun = f", run {int(restarts) + 1} (requeued {restarts}x)" if restarts.isdigit() and restarts != "0" else ""
+    rerun = f", run {restarts + 1} (requeued {restarts}x)" if restarts else ""
     print(f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
           f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}", file=sys.stderr, flush=True)
 

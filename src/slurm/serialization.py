@@ -96,15 +96,15 @@ def _short_repr(obj: Any) -> str:
 
 # --- results ---------------------------------------------------------------------------------------
 
-def dump_result(value: Any) -> bytes:
-    """Outcome file for a returned value."""
+def dump_result(value: Any, *, restarts: int = 0) -> bytes:
+    """Outcome file for a returned value; ``restarts``: how often the job was requeued before this run."""
     try:
-        return pickle.dumps({"ok": True, "value": cloudpickle.dumps(value)})
+        return pickle.dumps({"ok": True, "value": cloudpickle.dumps(value), "restarts": restarts})
     except Exception as exc:
         raise SerializationError(f"the task returned a {type(value).__name__} that cannot be pickled: {exc}") from exc
 
 
-def dump_exception(exc: BaseException, traceback_text: str) -> bytes:
+def dump_exception(exc: BaseException, traceback_text: str, *, restarts: int = 0) -> bytes:
     """Outcome file for a raised exception; the exception object itself is kept only if it pickles."""
     try:
         exception: bytes | None = cloudpickle.dumps(exc)
@@ -112,7 +112,8 @@ def dump_exception(exc: BaseException, traceback_text: str) -> bytes:
         exception = None
     kind = type(exc)
     return pickle.dumps({"ok": False, "exception": exception, "type": f"{kind.__module__}.{kind.__qualname__}",
-                         "message": str(exc), "traceback": traceback_text, "exit_code": exit_code_of(exc)})
+                         "message": str(exc), "traceback": traceback_text, "exit_code": exit_code_of(exc),
+                         "restarts": restarts})
 
 
 def exit_code_of(exc: BaseException) -> int | str | None:
@@ -128,6 +129,11 @@ class Outcome:
 
     ok: bool
     fields: dict[str, Any]
+
+    @property
+    def restarts(self) -> int:
+        """Requeues before the run that wrote this (the node's SLURM_RESTART_COUNT)."""
+        return self.fields.get("restarts", 0)
 
     @classmethod
     def load(cls, data: bytes) -> Outcome:

@@ -40,7 +40,7 @@ class Watcher:
         self.first_poll, self.backoff = min(first_poll, cluster.poll_interval), backoff
         self._jobs: dict[str, Job] = {}  # unfinished jobs, by id
         self._lock = threading.RLock()  # one query at a time; threads waiting meanwhile share its answer
-        self._pause = first_poll
+        self._pause = self.first_poll
         self.next_query_at = 0.0
         self._last_query_at: float | None = None
         #: Monotonic time of the last query the scheduler answered (None: never asked or never answered).
@@ -115,8 +115,8 @@ class Watcher:
                     raise
                 return
             self.last_answer_at, self.last_error, self.failing_since = time.monotonic(), None, None
-        for job in watched:
-            job._observe(statuses[job.job_id])
+            for job in watched:  # under the lock: an older answer is never applied after a newer one
+                job._observe(statuses[job.job_id])
 
     def _ask(self, jobs: list[Job]) -> dict[str, JobStatus]:
         with_dependencies = [job.job_id for job in jobs if job.depends_on]

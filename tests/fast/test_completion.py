@@ -9,6 +9,8 @@ import time
 from collections import defaultdict, deque
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
 from slurm.backends.base import CommandResult
@@ -72,8 +74,8 @@ def squeue(*lines: str) -> CommandResult:
     return ok("".join(line + "\n" for line in lines))
 
 
-def write_result(job, value) -> None:
-    LocalTransport().write_bytes(posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value))
+def write_result(job, value, restarts: int = 0) -> None:
+    LocalTransport().write_bytes(posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value, restarts=restarts))
 
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
@@ -354,3 +356,97 @@ def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(
     slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
     assert make().submit(tasks.add, 1, 2).job_id == "4243"
     assert slurm.count("sbatch") == 1
+
+
+def test_a_requeue_between_polls_is_reported_from_the_result_file(make, slurm, recorder):
+    """The rerun may end before any query sees the restart count: the runner wrote SLURM_RESTART_COUNT."""
+    requeues = []
+    recorder.on_requeue = lambda job, count: requeues.append(count)
+    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    write_result(job, 3, restarts=2)
+    assert job.result(timeout=10) == 3
+    assert requeues == [2] and job.restarts == 2 and slurm.count("squeue") == 0
+    assert [event[3] for event in recorder.events if event[0] == "state"] == ["REQUEUED", "COMPLETED"]
+
+
+def test_the_runner_records_the_restart_count(tmp_path, monkeypatch, capsys):
+    from slurm import runner
+    from slurm.serialization import Outcome, dump_payload
+
+    (tmp_path / "payload.pkl").write_bytes(dump_payload(tasks.add, [((1, 2), {})], lambda: LOCAL_PYTHON))
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert runner.main([str(tmp_path)]) == 0
+    assert Outcome.load((tmp_path / "result-0.pkl").read_bytes()).restarts == 1
+    assert "run 2 (requeued 1x)" in capsys.readouterr().err
+
+
+TERMINAL_ANSWERS = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+ANSWERS = ("PENDING", "RUNNING", "UNKNOWN", "DOWN", *TERMINAL_ANSWERS)
+
+
+def expected_ending(answers: list[str], file_step: int | None) -> tuple[str, str]:
+    """What a wait must end with when the scheduler answers ``answers`` (the last one repeating) and the
+    result file appears during query ``file_step``: ("value", _), ("failed", state), ("lost", _) or
+    ("timeout", what the message must say)."""
+    unknown_before, last_known = False, None
+    for step, answer in enumerate(answers):
+        has_file = file_step is not None and step >= file_step
+        if answer in TERMINAL_ANSWERS:
+            return ("value", "") if has_file else ("failed", answer)
+        if answer == "UNKNOWN":
+            if has_file:
+                return "value", ""
+            if unknown_before:
+                return "lost", ""
+            unknown_before = True
+        elif answer != "DOWN":
+            unknown_before, last_known = False, answer
+        if has_file:
+            return "value", ""
+    final = answers[-1]
+    if final == "UNKNOWN":
+        return "lost", ""
+    return "timeout", "has not answered" if final == "DOWN" else f"still {last_known}"
+
+
+def scheduler_answer(answer: str) -> CommandResult:
+    if answer == "DOWN":
+        return DOWN
+    if answer == "UNKNOWN":
+        return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+    return squeue(f"100|{answer}|None|0")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=5), file_at=st.integers(0, 6))
+def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_at):
+    """Any sequence of scheduler answers, transient failures and a result file appearing at any point:
+    the wait ends, and how it ends follows from what was said (the result file always wins)."""
+    monkeypatch.setattr("slurm.job._LOST_AFTER", 0.0)  # a second unlisted answer is final at once
+    file_step = file_at if file_at < len(answers) else None
+    kind, text = expected_ending(answers, file_step)
+    job = make(poll_interval=0.02, result_poll_interval=0.02).submit(tasks.add, 1, 2)
+
+    def answer_at(step: int, answer: str):
+        def respond(argv):
+            if step == file_step:
+                write_result(job, 3)
+            return scheduler_answer(answer)
+        return respond
+
+    slurm.script("squeue", *(answer_at(step, answer) for step, answer in enumerate(answers)))
+    timeout = 1.0 if kind == "timeout" else 20.0
+    started = time.monotonic()
+    if kind == "value":
+        assert job.result(timeout=timeout) == 3
+    elif kind == "failed":
+        with pytest.raises(JobFailedError, match=f"ended {text} without a result"):
+            job.result(timeout=timeout)
+    elif kind == "lost":
+        with pytest.raises(JobFailedError, match="unknown to the scheduler"):
+            job.result(timeout=timeout)
+    else:
+        with pytest.raises(JobTimeoutError, match=text):
+            job.result(timeout=timeout)
+    assert time.monotonic() - started < timeout + 2

@@ -17,3 +17,13 @@ def exit_with(code):
 def no_requeue_nap(seconds):
     time.sleep(seconds)
     return seconds
+
+
+@task(time="00:02:00", requeue=True)
+def count_runs_then_nap(path, seconds):
+    """Appends a line to ``path`` per run (a requeued job runs again), then sleeps; returns the runs so far."""
+    with open(path, "a") as handle:
+        handle.write("run\n")
+    time.sleep(seconds)
+    with open(path) as handle:
+        return len(handle.readlines())

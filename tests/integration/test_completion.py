@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -86,3 +87,28 @@ def test_a_lost_sbatch_answer_finds_the_queued_job_instead_of_submitting_again(s
         del transport.run
     assert sbatch_calls == [job.job_id]  # sbatch ran once and the id it printed was found again
     assert job.result(timeout=TIMEOUT) == 2
+
+
+@pytest.mark.slow
+def test_a_requeue_is_reported_and_the_rerun_returns(slurm_cluster, tmp_path):
+    """`scontrol requeue` (what a node failure or preemption does): the job runs again, and the SDK says so."""
+    import uuid
+
+    requeues = []
+
+    class OnRequeue:
+        def on_requeue(self, job, count):
+            requeues.append((job.job_id, count))
+
+    slurm_cluster.callbacks.append(OnRequeue())
+    runs = f"{slurm_cluster.backend.transport.home()}/requeue-{uuid.uuid4().hex}.txt"
+    job = slurm_cluster.submit(jobs.count_runs_then_nap, runs, 8)
+    deadline = time.monotonic() + TIMEOUT
+    while slurm_cluster.backend.transport.run(f"cat {runs} 2>/dev/null || true").stdout.count("run") < 1:
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.5)
+    # A requeued job waits for a BeginTime some minutes ahead; the owner may make it eligible at once.
+    slurm_cluster.backend.transport.run(f"scontrol requeue {job.job_id} && sleep 1 && "
+                                        f"scontrol update JobId={job.job_id} StartTime=now")
+    assert job.result(timeout=TIMEOUT) == 2  # ran twice: once before the requeue, once after
+    assert requeues == [(job.job_id, 1)] and job.restarts == 1

@@ -52,7 +52,7 @@ class LocalTransport(Transport):
             proc = subprocess.run(["sh", "-c", command], env={**scrub_slurm_env(os.environ), **(env or {})},
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"command timed out after {timeout:g}s: {command}", transient=True) from exc
+            raise BackendError(f"command timed out after {timeout:.3g}s: {command}", transient=True) from exc
         if check and proc.returncode != 0:
             raise CommandError(command, proc.returncode, proc.stdout, proc.stderr)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)

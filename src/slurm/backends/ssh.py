@@ -181,7 +181,7 @@ class SSHTransport(Transport):
         except socket.timeout as exc:
             # A login node that does not answer within the timeout is frozen or gone: start afresh next time.
             self._forget_transport(channel.get_transport())
-            raise SSHError(f"command on {self.address} did not finish within {timeout:g}s: {command}; "
+            raise SSHError(f"command on {self.address} did not finish within {timeout:.3g}s: {command}; "
                            "it may or may not have run", transient=True) from exc
         except (*_DROPPED, _paramiko().SSHException) as exc:
             # Not re-run here: the command may already have run (e.g. sbatch); callers decide (see
@@ -237,7 +237,7 @@ class SSHTransport(Transport):
             except Exception as exc:
                 if isinstance(exc, socket.timeout | TimeoutError):
                     self._forget(client)  # frozen or gone: reconnect next time, but do not wait again now
-                    raise SSHError(f"SFTP on {self.address} got no answer within {timeout:g}s",
+                    raise SSHError(f"SFTP on {self.address} got no answer within {timeout:.3g}s",
                                    transient=True) from exc
                 if not _is_drop(exc, client):
                     raise  # a real file error (no such file, permission denied, ...)
