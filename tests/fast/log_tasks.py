@@ -35,13 +35,7 @@ def greet(name):
 def speak_until(before, gate, after, limit=240.0):
     """Print ``before``, wait until the file ``gate`` exists (the test creates it once it has seen
     ``before`` while the job still runs), then print ``after``. Gives up after ``limit`` seconds."""
-    for line in before:
-        print(line, flush=True)
-    deadline = time.monotonic() + limit
-    while not os.path.exists(gate):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gate {gate} never appeared")
-        time.sleep(0.05)
+    _speak_then_wait(before, gate, limit)
     for line in after:
         print(line, flush=True)
     return "released"
@@ -68,14 +62,19 @@ def refuse(message):
 def speak_then_start_over(before, gate, after, limit=120.0):
     """Print ``before``, wait for ``gate``, empty this job's stdout file (as Slurm does when it requeues a
     job) and print ``after``."""
-    for line in before:
+    _speak_then_wait(before, gate, limit)
+    os.truncate(os.readlink("/proc/self/fd/1"), 0)
+    for line in after:
+        print(line, flush=True)
+    return "restarted"
+
+
+def _speak_then_wait(lines, gate, limit):
+    """Print ``lines``, then wait (at most ``limit`` s) until the file ``gate`` exists."""
+    for line in lines:
         print(line, flush=True)
     deadline = time.monotonic() + limit
     while not os.path.exists(gate):
         if time.monotonic() > deadline:
             raise TimeoutError(f"gate {gate} never appeared")
         time.sleep(0.05)
-    os.truncate(os.readlink("/proc/self/fd/1"), 0)
-    for line in after:
-        print(line, flush=True)
-    return "restarted"
