@@ -14,11 +14,12 @@ read, and listing every record is one ``find`` command.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,7 +46,7 @@ class SubmissionRecord:
     tasks: int = 1
     task: str = ""  # module.qualname of the function, for people reading listings
     workflow: bool = False
-    version: int = field(default=_VERSION)
+    version: int = _VERSION
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -62,10 +63,6 @@ class SubmissionRecord:
     @property
     def dir_name(self) -> str:
         return posixpath.basename(posixpath.normpath(self.job_dir))
-
-    def task_ids(self) -> list[str]:
-        """Ids of the jobs this record stands for: itself, or "<id>_<index>" per array task."""
-        return [f"{self.job_id}_{index}" for index in range(self.tasks)] if self.array else [self.job_id]
 
 
 def utc_now() -> datetime:
@@ -138,7 +135,10 @@ def list_records(transport: Transport, job_root: str) -> Listing:
     results: dict[str, int] = {}  # by directory name: a root spelt differently since still matches
     for line in transport.run(command).stdout.splitlines():
         if line.startswith("{"):
-            records.append(SubmissionRecord.from_json(line))
+            try:
+                records.append(SubmissionRecord.from_json(line))
+            except (ValueError, KeyError, TypeError) as error:  # edited by hand: its directory counts as unrecorded
+                logging.getLogger("slurm.records").warning("skipping a damaged record under %s: %s", job_root, error)
         elif line.count("/") == 1:
             dirs.add(line[2:])
         elif line.startswith("./"):

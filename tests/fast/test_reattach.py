@@ -243,3 +243,13 @@ def test_job_ids_parse_back(base, index):
 def test_records_never_point_outside_the_job_root(job_dir):
     with pytest.raises(ValueError, match="not a directory of the SDK"):
         _checked_dir("/root/jobs", job_dir)
+
+
+def test_a_damaged_record_is_skipped_and_its_directory_left_alone(cluster, caplog):
+    job = cluster.submit(tasks.add, 1, 2)
+    settle(cluster, job)
+    with open(record_path(cluster.job_root, job.job_id), "w") as handle:
+        handle.write('{"job_id": "oops"\n')
+    assert cluster.jobs() == [] and "damaged record" in caplog.text
+    report = cluster.cleanup(0)
+    assert report.removed == [] and report.unrecorded == [job.job_dir] and os.path.isdir(job.job_dir)
