@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     verb(jobs, "list", _jobs_list, "this user's SDK jobs: id, name, state, submit time", job_id=False)
-    verb(jobs, "show", _jobs_show, "one job: state, task, directory, log paths, result available")
+    verb(jobs, "show", _jobs_show, "one job: its directory, and state and log paths per task")
     logs = verb(jobs, "logs", _jobs_logs, "print a job's log; -f follows it until the job ends")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
