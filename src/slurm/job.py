@@ -193,7 +193,7 @@ class Job:
         elif self._unknown_since is None:
             self._unknown_since = now
         elif now - self._unknown_since >= _LOST_AFTER:
-            seen = f"last seen {self._state.value}" if self._state_at is not None else "never listed by it"
+            seen = f"last seen {self._state.value}" if self._state_at is not None else "not asked before"
             self._failure = JobFailedError(
                 f"job {self.job_id} ({self.name}) is unknown to the scheduler ({seen}; not listed by two queries "
                 f"{now - self._unknown_since:.0f}s apart) and left no result in {self.job_dir}: it ended without "

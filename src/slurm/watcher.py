@@ -76,11 +76,13 @@ class Watcher:
             return self._parents[parents]
 
     def add(self, jobs: Sequence[Job]) -> None:
-        """Watch newly submitted jobs; the cadence starts again from ``first_poll``."""
+        """Watch newly submitted jobs; the cadence starts again from ``first_poll`` (never later than the
+        query already planned, so a stream of submissions cannot starve the jobs already waited on)."""
         with self._lock:
             self._jobs.update((job.job_id, job) for job in jobs)
             self._pause = self.first_poll
-            self.next_query_at = time.monotonic() + self.first_poll
+            soon = time.monotonic() + self.first_poll
+            self.next_query_at = soon if self._last_query_at is None else min(self.next_query_at, soon)
 
     def query_if_due(self, jobs: Sequence[Job]) -> None:
         """Ask the scheduler if the cadence says it is time (about ``jobs`` and every other unfinished job)."""

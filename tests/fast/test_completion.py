@@ -214,11 +214,22 @@ def test_one_query_covers_every_unfinished_job_of_the_cluster(make, slurm):
     assert [job.last_state for job in jobs] == [JobState.COMPLETED, JobState.RUNNING, JobState.PENDING]
 
 
-def test_the_cadence_backs_off_to_poll_interval_within_a_minute(make, slurm, monkeypatch):
-    clock = [1000.0]
-    monkeypatch.setattr("slurm.watcher.time.monotonic", lambda: clock[0])
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """The watcher's clock, advanced by hand; a cluster asking slowly (poll_interval 30 s) about job 100."""
+    now = [1000.0]
+    monkeypatch.setattr("slurm.watcher.time.monotonic", lambda: now[0])
+    return now
+
+
+@pytest.fixture
+def slow_cluster(make, slurm, clock) -> Cluster:
     slurm.script("squeue", squeue("100|RUNNING|None|0"))
-    cluster = make(poll_interval=30)
+    return make(poll_interval=30)
+
+
+def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, slurm, clock):
+    cluster = slow_cluster
     job = cluster.submit(tasks.add, 1, 2)
     asked_at = []
     while clock[0] < 1180:
@@ -450,3 +461,14 @@ def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_
         with pytest.raises(JobTimeoutError, match=text):
             job.result(timeout=timeout)
     assert time.monotonic() - started < timeout + 2
+
+
+def test_a_stream_of_submissions_does_not_postpone_the_next_query(slow_cluster, clock):
+    cluster = slow_cluster
+    job = cluster.submit(tasks.add, 1, 2)
+    cluster.watcher.query([job])  # the ramp is under way: next query planned 1 s later
+    planned = cluster.watcher.next_query_at
+    for _ in range(5):
+        clock[0] += 0.5
+        cluster.submit(tasks.add, 1, 2)
+    assert cluster.watcher.next_query_at <= planned
