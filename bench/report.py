@@ -43,6 +43,8 @@ def _num(value: float, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "RPCs":
+        return f"{value:.0f} RPCs"
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
@@ -78,16 +80,46 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(text: str) -> bool:
-    """Replace only the region between the markers; False (and nothing written) when they are missing."""
+def update_readme(text: str, partial: bool = False) -> bool:
+    """Replace only the region between the markers; False (and nothing written) when they are missing.
+    ``partial`` (a ``--only`` run): only the rows of the figures in ``text`` are replaced or added; every
+    other row and the earlier "Measured on" lines stay, so one figure reaches the README without a full run."""
     if not README.exists():
         return False
     content = README.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(content):
+    pattern = re.compile(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), re.DOTALL)
+    found = pattern.search(content)
+    if not found:
         return False
+    if partial:
+        text = merge_tables(found[1], text)
     README.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
     return True
+
+
+ROW_TITLE = re.compile(r"^\| (.*?) \(n=\d+")
+
+
+def merge_tables(old: str, new: str) -> str:
+    """``old`` table with the rows of ``new`` (same figure title) replaced, new figures appended, and the
+    measurement notes of both (each says which figures it covers)."""
+    def rows(text: str) -> list[str]:
+        return [line for line in text.splitlines() if ROW_TITLE.match(line)]
+
+    def notes(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("|")
+                and not line.startswith("![")]
+
+    fresh = {ROW_TITLE.match(row)[1]: row for row in rows(new)}
+    merged = [fresh.pop(ROW_TITLE.match(row)[1], row) for row in rows(old)] + list(fresh.values())
+    header = [line for line in new.splitlines() if line.startswith("| Figure") or line.startswith("|---")]
+    titles = ", ".join(ROW_TITLE.match(row)[1] for row in rows(new))
+    # Only the when and where of this run (the rest of the note is the same for every run).
+    new_notes = [f"{titles}: " + line[0].lower() + line[1:].split(". Ratios", 1)[0] + "." for line in notes(new)
+                 if line.startswith("Measured on")]
+    image = [line for line in (old + "\n" + new).splitlines() if line.startswith("![")][:1]
+    kept_notes = [line for line in notes(old) if not line.startswith(f"{titles}: ")]  # a re-run's own note
+    return "\n".join(header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image)
 
 
 # ---- picture ---------------------------------------------------------------------------------------
