@@ -7,6 +7,7 @@ lives where the harness keeps every project's state, so ``SLURM_SDK_PROJECT=slur
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 import uuid
@@ -19,7 +20,8 @@ from harness.stack import Connection, Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"  # git-ignored
-BENCH_PROJECT = "slurmsdk-bench"
+#: SLURM_SDK_BENCH_PROJECT picks another one, e.g. when several checkouts run benchmarks on one host.
+BENCH_PROJECT = os.environ.get("SLURM_SDK_BENCH_PROJECT") or "slurmsdk-bench"
 SDK_MOUNT = "/opt/slurm_sdk_dev"  # the repo inside every container
 #: Packaging under which ``bench.tasks`` imports on the nodes: the repo is mounted there.
 NONE_PACKAGING = {"type": "none", "pythonpath": [SDK_MOUNT]}

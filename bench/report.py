@@ -14,8 +14,6 @@ from bench.machine import one_line
 RESULTS_JSON = RESULTS_DIR / "results.json"
 QUICK_JSON = RESULTS_DIR / "results-quick.json"
 FIGURES_PNG = REPO_ROOT / "bench" / "figures.png"
-#: Plot of a partial run (``--only``) whose table keeps rows of earlier runs: figures.png stays as it was.
-PARTIAL_PNG = REPO_ROOT / "bench" / "figures-latest.png"
 README = REPO_ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -45,6 +43,8 @@ def _num(value: float, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "RPCs":
+        return f"{value:.0f} RPCs"
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
@@ -61,65 +61,65 @@ def result_cell(fig: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
-def _row(fig: dict[str, Any]) -> str:
-    target = fig["target"]["text"] if fig["target"] else "—"
-    met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
-    n = max((s["n"] for s in fig["series"].values()), default=0)
-    load = fig["details"].get("host load (1-min average) before, after")
-    context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
-    return f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |"
-
-
-def row_title(row: str) -> str:
-    """The figure title a table row starts with (the text before its "(n=..." context)."""
-    return row[2:].split(" (n=", 1)[0]
-
-
-def readme_rows() -> list[str]:
-    """The figure rows of the table now in the README (empty when there is none)."""
-    if not README.exists():
-        return []
-    match = re.search(re.escape(START) + r"(.*?)" + re.escape(END), README.read_text(), re.DOTALL)
-    lines = match.group(1).splitlines() if match else []
-    return [line for line in lines if line.startswith("| ") and not line.startswith("| Figure |")]
-
-
-def kept_rows(results: dict[str, Any], earlier_rows: list[str]) -> list[str]:
-    """The rows of ``earlier_rows`` for figures ``results`` lacks: a partial run (``--only``) keeps them."""
-    titles = {fig["title"] for fig in results["figures"].values()}
-    return [row for row in earlier_rows if row_title(row) not in titles]
-
-
-def table(results: dict[str, Any], kept: list[str] = ()) -> str:
-    """The README table of ``results``, after the ``kept`` rows of an earlier run (as they were)."""
-    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|", *kept,
-            *(_row(fig) for fig in results["figures"].values())]
+def table(results: dict[str, Any]) -> str:
+    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|"]
+    for fig in results["figures"].values():
+        target = fig["target"]["text"] if fig["target"] else "—"
+        met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
+        n = max((s["n"] for s in fig["series"].values()), default=0)
+        load = fig["details"].get("host load (1-min average) before, after")
+        context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
+        rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
-    span = dates[0] if len(dates) == 1 else dates[0] + " to " + dates[-1]
-    picture = "bench/figures.png"
-    note = ""
-    if kept:
-        picture = f"bench/{PARTIAL_PNG.name}"
-        note = (f" The first {len(kept)} rows are kept from the previous full run (same machine kind; their "
-                "plot is `bench/figures.png`); the others come from a partial run (`python -m bench --only`).")
-    lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; {span}.{note} "
+    lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; "
+                        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "
                         "Ratios are per round of interleaved runs (A, B, A, B, ...). Regenerate with "
                         "`python -m bench` (table, `bench/figures.png`, raw data in `bench/results/results.json`).",
-                    "", f"![benchmark figures]({picture})"]
+                    "", "![benchmark figures](bench/figures.png)"]
     return "\n".join(lines)
 
 
-def update_readme(text: str) -> bool:
-    """Replace only the region between the markers; False (and nothing written) when they are missing."""
+def update_readme(text: str, partial: bool = False) -> bool:
+    """Replace only the region between the markers; False (and nothing written) when they are missing.
+    ``partial`` (a ``--only`` run): only the rows of the figures in ``text`` are replaced or added; every
+    other row and the earlier "Measured on" lines stay, so one figure reaches the README without a full run."""
     if not README.exists():
         return False
     content = README.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(content):
+    pattern = re.compile(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), re.DOTALL)
+    found = pattern.search(content)
+    if not found:
         return False
+    if partial:
+        text = merge_tables(found[1], text)
     README.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
     return True
+
+
+ROW_TITLE = re.compile(r"^\| (.*?) \(n=\d+")
+
+
+def merge_tables(old: str, new: str) -> str:
+    """``old`` table with the rows of ``new`` (same figure title) replaced, new figures appended, and the
+    measurement notes of both (each says which figures it covers)."""
+    def rows(text: str) -> list[str]:
+        return [line for line in text.splitlines() if ROW_TITLE.match(line)]
+
+    def notes(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("|")
+                and not line.startswith("![")]
+
+    fresh = {ROW_TITLE.match(row)[1]: row for row in rows(new)}
+    merged = [fresh.pop(ROW_TITLE.match(row)[1], row) for row in rows(old)] + list(fresh.values())
+    header = [line for line in new.splitlines() if line.startswith("| Figure") or line.startswith("|---")]
+    titles = ", ".join(ROW_TITLE.match(row)[1] for row in rows(new))
+    # Only the when and where of this run (the rest of the note is the same for every run).
+    new_notes = [f"{titles}: " + line[0].lower() + line[1:].split(". Ratios", 1)[0] + "." for line in notes(new)
+                 if line.startswith("Measured on")]
+    image = [line for line in (old + "\n" + new).splitlines() if line.startswith("![")][:1]
+    kept_notes = [line for line in notes(old) if not line.startswith(f"{titles}: ")]  # a re-run's own note
+    return "\n".join(header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image)
 
 
 # ---- picture ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import fig_cluster, fig_harness, fig_jobs, fig_packaging, fig_submitit, report
+from bench import fig_cluster, fig_faults, fig_harness, fig_jobs, fig_packaging, fig_submitit, report
 from bench.env import BENCH_PROJECT, BenchEnv, say
 from bench.figure import Figure
 from bench.machine import describe
@@ -31,10 +32,12 @@ class Sizes:
     many_n: int
     submitit_n: int
     warmup: bool
+    rpc_jobs: int
+    rpc_wait: float
 
 
-FULL = Sizes(repeats=5, map_n=1000, many_n=100, submitit_n=100, warmup=True)
-QUICK = Sizes(repeats=1, map_n=20, many_n=10, submitit_n=10, warmup=False)
+FULL = Sizes(repeats=5, map_n=1000, many_n=100, submitit_n=100, warmup=True, rpc_jobs=1000, rpc_wait=60)
+QUICK = Sizes(repeats=1, map_n=20, many_n=10, submitit_n=10, warmup=False, rpc_jobs=10, rpc_wait=10)
 
 Runner = Callable[[BenchEnv, argparse.Namespace, Sizes], Figure]
 
@@ -51,6 +54,9 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
     "edit": (lambda env, a, s: fig_harness.edit_to_run(env, s.repeats), None),
     "submitit": (lambda env, a, s: fig_submitit.versus_submitit(env, s.repeats, s.submitit_n), None),
+    "rpcs_1": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, 1, s.rpc_wait), None),
+    "rpcs_many": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, s.rpc_jobs, s.rpc_wait), None),
+    "completion": (lambda env, a, s: fig_faults.completion_latency(env, s.repeats), None),
     "deps": (lambda env, a, s: fig_packaging.deps_online(env, s.repeats), None),
     "deps_airgap": (lambda env, a, s: fig_packaging.deps_airgapped(env, s.repeats), None),
     "resolvers": (lambda env, a, s: fig_packaging.resolvers(env, s.repeats), None),
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.repeats:
-        sizes = Sizes(args.repeats, sizes.map_n, sizes.many_n, sizes.submitit_n, sizes.warmup)
+        sizes = dataclasses.replace(sizes, repeats=args.repeats)
     names = selected(args)
     env = BenchEnv()
     machine = describe(env.stack.docker)
@@ -138,17 +144,19 @@ def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], s
     say(f"results: {path}")
     if not results["figures"]:
         return
-    # A partial run (--only) keeps the README rows of figures it did not measure and results.json lacks.
-    kept = report.kept_rows(results, report.readme_rows()) if args.only else []
-    text = report.table(results, kept)
+    partial = bool(args.only)
+    shown = {"machine": machine, "figures": {n: results["figures"][n] for n in figures}} if partial else results
+    text = report.table(shown)
     print("\n" + text + "\n")
     if args.quick or args.no_readme:
         say("README.md and bench/figures.png left alone (--quick / --no-readme)")
         return
-    png = report.PARTIAL_PNG if kept else report.FIGURES_PNG
-    report.plot(results, png)
-    say(f"plot: {png}")
-    if report.update_readme(text):
+    if partial:  # the plot shows one run's figures: redrawing it from a subset would drop the others
+        say(f"--only: README rows of these figures replaced, the rest kept; {report.FIGURES_PNG} left alone")
+    else:
+        report.plot(results)
+        say(f"plot: {report.FIGURES_PNG}")
+    if report.update_readme(text, partial=partial):
         say("README.md: benchmark table updated between the bench markers")
     else:
         say(f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched")

@@ -1,4 +1,5 @@
-"""``python -m harness up | down | status | logs | ssh | exec | smoke``: the dev cluster from the command line."""
+"""``python -m harness up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse``: the dev
+cluster from the command line."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 
 from python_on_whales.exceptions import DockerException
 
-from harness import airgap, wheelhouse
+from harness import activity, airgap, fault_verbs, wheelhouse
 from harness import ssh as harness_ssh
+from harness.faults import Faults
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
 from harness.stack import SERVICES, Stack, StackError
@@ -27,15 +29,27 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
     coordinator = Coordinator(stack.state_dir)
     with coordinator.exclusive(say=stack.say):
-        users = coordinator.live_users()
-        if users and not args.force:
-            pids = ", ".join(f"{u.pid} ({u.role})" for u in users)
-            print(f"not stopping {stack.project}: pytest process(es) {pids} still use it. "
-                  "Wait for them, or pass --force.", file=sys.stderr)
-            return 1
+        if not args.force:
+            reasons = _in_use(stack, coordinator)
+            if reasons:
+                print(f"not stopping {stack.project}: " + "; ".join(reasons) + ". Wait for them, or pass --force.",
+                      file=sys.stderr)
+                return 1
         stack.down(session="cli")
     print(f"stack {stack.project} stopped (containers and volumes removed; images kept for fast restarts)")
     return 0
+
+
+def _in_use(stack: Stack, coordinator: Coordinator) -> list[str]:
+    """Why the stack must not be stopped now: test sessions, else jobs and SSH connections from outside
+    pytest (while a test session is registered, the jobs and connections are its own)."""
+    users = coordinator.live_users()
+    if users:
+        return [f"pytest process(es) {', '.join(f'{u.pid} ({u.role})' for u in users)} still use it"]
+    found = activity.outside_activity(stack)
+    if found.unknown:
+        stack.say(f"cannot tell whether jobs run: {found.unknown}")
+    return found.findings()
 
 
 def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
@@ -55,6 +69,12 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     users = Coordinator(stack.state_dir).live_users()
     if users:
         print("used by:   " + ", ".join(f"pid {u.pid} ({u.role})" for u in users))
+    if status.orphaned_by:
+        print(f"orphaned:  the test session that started it ({status.orphaned_by}) died; the next session "
+              "adopts it and stops it at its end (`python -m harness down` stops it now)")
+    active = Faults(stack).active()
+    if active:
+        print("faults:    " + "; ".join(active) + " (undo: python -m harness fault reset)")
     return 0 if status.up else 3
 
 
@@ -92,6 +112,19 @@ def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
                                           user=args.user)
     if output:
         print(output)
+    return 0
+
+
+def cmd_fault(stack: Stack, args: argparse.Namespace) -> int:
+    faults = Faults(stack)
+    try:
+        message = fault_verbs.run(faults, args.fault, args.args)
+    except ValueError as exc:  # a bad name or argument: the message lists the valid ones
+        print(f"error: {exc}\n\n{fault_verbs.USAGE}", file=sys.stderr)
+        return 2
+    print(message)
+    active = faults.active()
+    print("active faults: " + ("; ".join(active) if active else "none"))
     return 0
 
 
@@ -137,7 +170,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack")
     down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")
-    down.add_argument("--force", action="store_true", help="stop even while pytest processes use it")
+    down.add_argument("--force", action="store_true",
+                      help="stop even while pytest processes, jobs or SSH sessions use it")
+    fault = sub.add_parser("fault", help="inject a fault or switch Slurm defaults (`fault --help` lists them)",
+                           description=fault_verbs.USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fault.add_argument("fault", choices=sorted(fault_verbs.VERBS), metavar="NAME")
+    fault.add_argument("args", nargs="*")
     sub.add_parser("smoke", help="up, then sinfo, a shell job on each node and a Python task through the SDK")
     sub.add_parser("status", help="containers, SSH port, whether the stack matches compose.yaml/images")
     logs = sub.add_parser("logs", help="tail of the compose logs and the Slurm daemon log files")
@@ -159,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "ssh": cmd_ssh,
-            "exec": cmd_exec, "smoke": cmd_smoke,
+            "exec": cmd_exec, "smoke": cmd_smoke, "fault": cmd_fault,
             "airgap": cmd_airgap, "wheelhouse": cmd_wheelhouse}
 
 

@@ -13,11 +13,12 @@ Two mechanisms, both plain files in the stack's state directory:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def _read_user(path: Path) -> User | None:
 
 
 class EventLog:
-    """Append-only, human-readable record of stack decisions (``compose-up``, ``reuse``, ``down`` ...).
+    """Append-only, human-readable record of what happened to the stack (``compose-up``, ``reuse``,
+    ``compose-down``, ``adopt``, ``fault`` ...), each written after it happened.
 
     Tests read it to check, e.g., that ``pytest -n 4`` ran ``compose up`` exactly once.
     """
@@ -132,6 +134,17 @@ class EventLog:
         with self._lock, self.path.open("a") as fh:
             fh.write(f"{stamp} pid={os.getpid()} event={event} {extras}".rstrip() + "\n")
 
+    @contextmanager
+    def outcome(self, event: str, **fields: object) -> Iterator[None]:
+        """Record ``event`` once the block is over, with ``result=ok`` or ``result=failed``: the log says what
+        happened, never what was only attempted."""
+        try:
+            yield
+        except BaseException as exc:
+            self.record(event, **fields, result="failed", error=type(exc).__name__)
+            raise
+        self.record(event, **fields, result="ok")
+
     def events(self) -> list[dict[str, str]]:
         """Parsed lines: ``{"time": ..., "pid": ..., "event": ..., <fields>}``."""
         if not self.path.exists():
@@ -143,3 +156,58 @@ class EventLog:
             entry.update(part.split("=", 1) for part in rest.split() if "=" in part)
             parsed.append(entry)
         return parsed
+
+
+class ClusterLock:
+    """Readers-writer lock over the running cluster, between the processes of every test session.
+
+    A fault (a paused slurmctld, production defaults, a stopped node) changes the cluster for everyone,
+    so a test injecting one must be alone on it: each cluster test holds this lock *shared* while it
+    runs; the ``faults`` fixture holds it *exclusively*. ``fcntl.flock`` on ``cluster.lock``; a second
+    lock, the turnstile, is taken by a waiting writer, so a stream of shared holders cannot starve it
+    (readers pass the turnstile before they take their shared lock). A process that dies releases
+    its locks with its file descriptors.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "cluster.lock"
+        self.turnstile = state_dir / "cluster.turnstile"
+
+    @contextmanager
+    def shared(self, say=print, timeout: float = SETUP_WAIT_SECONDS) -> Iterator[None]:
+        with _flocked(self.turnstile, fcntl.LOCK_EX, say, timeout, "a fault test is waiting for the cluster"):
+            pass  # only queue behind a writer that waits; never hold the turnstile while testing
+        with _flocked(self.path, fcntl.LOCK_SH, say, timeout, "a fault test has the cluster to itself"):
+            yield
+
+    @contextmanager
+    def exclusive(self, say=print, timeout: float = SETUP_WAIT_SECONDS) -> Iterator[None]:
+        with ExitStack() as held:
+            with _flocked(self.turnstile, fcntl.LOCK_EX, say, timeout, "another fault test waits for the cluster"):
+                held.enter_context(_flocked(self.path, fcntl.LOCK_EX, say, timeout,
+                                            "other tests use the cluster; a fault needs it alone"))
+            yield
+
+
+@contextmanager
+def _flocked(path: Path, mode: int, say, timeout: float, why: str) -> Iterator[None]:
+    """``flock(path, mode)``, polled so that the wait is bounded and announced once."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"waited {timeout:.0f} s for {path} ({why}); is a test stuck? "
+                                       "`python -m harness status` lists the processes using the stack") from None
+                if not announced:
+                    say(f"waiting: {why} (lock {path})")
+                    announced = True
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

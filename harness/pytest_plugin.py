@@ -3,7 +3,9 @@
 Loaded by this repo's tests/conftest.py; other projects use it with ``-p harness.pytest_plugin``.
 
 Markers: ``integration`` (needs the dev cluster; runs over SSH with packaging ``none``), ``slow``,
-``wheel_packaging`` (like integration, but ships the SDK as a wheel).
+``wheel_packaging`` (like integration, but ships the SDK as a wheel), ``slurm_defaults(name)``: the
+Slurm defaults the test needs, ``"dev"`` (what every cluster test gets unless it asks) or
+``"production"`` (Slurm's stock behaviour; the test then has the cluster to itself, like ``faults``).
 
 Fixtures:
   slurm_container  session  Connection: project, host, port, user, key_path, host_key, containers
@@ -11,6 +13,8 @@ Fixtures:
   sdk_on_cluster   session  "/opt/slurm_sdk_dev", after checking every node imports the SDK from there
   cluster_mode     function "local" (unmarked), "ssh" (integration) or "wheel" (wheel_packaging)
   slurm_cluster    function a slurm.Cluster for that mode, closed after the test
+  faults           function harness.faults.Faults for the stack, the cluster to itself; every fault is
+                            undone at teardown, even when the test failed
   airgapped        function the Stack with its egress blocked (harness.airgap) for the test, restored after
   egress_open      function the Stack with its egress guaranteed open for the test (no air gap meanwhile)
   index_url        session  the package index the containers' pip uses, when the host reaches it (else skip)
@@ -20,6 +24,10 @@ same inputs) under a file lock; other processes, including xdist workers, wait a
 end, the session owner (the xdist controller, or the only process) stops the stack if this session
 started it, unless --keep-cluster / SLURM_SDK_KEEP_CLUSTER=1, or another session still uses it.
 A stack started outside the session (``python -m harness up``, an earlier --keep-cluster run) is left up.
+A stack whose session died (a SIGKILLed controller) is adopted by the next session, which stops it.
+Faults change the cluster for everyone: each cluster test holds a shared lock while it runs, a test
+using ``faults`` holds it exclusively (``harness.locks.ClusterLock``), so under ``-n 2`` no other test
+runs while a node is down or slurmctld is paused.
 Without Docker, integration tests skip with the reason; with CI=true they fail instead.
 """
 
@@ -36,7 +44,8 @@ import pytest
 from filelock import Timeout
 
 from harness import airgap
-from harness.locks import Coordinator
+from harness.faults import DEV, Faults, defaults_names
+from harness.locks import ClusterLock, Coordinator
 from harness.preflight import PreflightError
 from harness.stack import REPO_ROOT, Connection, Stack, StackError, default_project, inputs_hash, state_root
 
@@ -44,6 +53,8 @@ MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
     "slow": "takes tens of seconds or more (deselect with -m 'not slow')",
     "wheel_packaging": "needs the dev cluster; ships the SDK to the cluster as a wheel",
+    "slurm_defaults(name)": "Slurm defaults the test runs with: 'dev' (the default) or 'production' "
+                            "(Slurm's stock behaviour; the test gets the cluster to itself)",
 }
 CLUSTER_MARKERS = ("integration", "wheel_packaging")
 KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
@@ -76,6 +87,9 @@ class Harness:
         workerinput = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
         self.session = (workerinput or {}).get("slurm_sdk_session") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # The process whose end ends the session (the xdist controller): a stack it owns outlives it
+        # only if it died without tearing down, and the next session then adopts the stack.
+        self.owner_pid = int((workerinput or {}).get("slurm_sdk_owner_pid") or os.getpid())
         # The image inputs as the session began: every worker expects the same stack, even if files change.
         self.inputs = (workerinput or {}).get("slurm_sdk_inputs") or inputs_hash(REPO_ROOT)
         self.keep = bool(config.getoption("keep_cluster")) or _truthy(os.environ.get(KEEP_ENV))
@@ -92,6 +106,10 @@ class Harness:
     @property
     def coordinator(self) -> Coordinator:
         return Coordinator(self.stack.state_dir)
+
+    @property
+    def cluster_lock(self) -> ClusterLock:
+        return ClusterLock(self.stack.state_dir)
 
     def _say(self, message: str) -> None:
         role = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')}" if self.is_worker else "harness"
@@ -116,7 +134,9 @@ class Harness:
     def _start(self) -> None:
         try:
             self.coordinator.register(self.session, "worker" if self.is_worker else "controller")
-            self.connection = self.stack.ensure_up_shared(self.coordinator, self.session, self.inputs).connection
+            with self.cluster_lock.shared(say=self._say):  # never probe a cluster while a fault is on
+                self.connection = self.stack.ensure_up_shared(self.coordinator, self.session, self.inputs,
+                                                              owner_pid=self.owner_pid).connection
         except PreflightError as exc:
             in_ci = _truthy(os.environ.get("CI"))
             skip = exc.unavailable and not in_ci
@@ -141,7 +161,8 @@ class Harness:
         if self.keep:
             self._say(f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
                       "stop it with `python -m harness down`")
-            self.stack.update_state(teardown_requested=False)
+            # Kept: the user's now, like a stack from `harness up` (never adopted, never torn down by pytest).
+            self.stack.update_state(teardown_requested=False, started_by="kept", owner=None)
             return
         try:
             with coordinator.exclusive(say=self._say):
@@ -195,8 +216,10 @@ def pytest_configure_node(node) -> None:
     harness = _harness(node.config)
     node.workerinput["slurm_sdk_session"] = harness.session
     node.workerinput["slurm_sdk_inputs"] = harness.inputs
+    node.workerinput["slurm_sdk_owner_pid"] = harness.owner_pid
 
 
+@pytest.hookimpl(tryfirst=True)  # before fixtures: the `faults` fixture's exclusive lock must come after
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if _needs_cluster(item):
         _harness(item.config).require()
@@ -239,6 +262,41 @@ def sdk_on_cluster(slurm_stack: Stack, slurm_container: Connection) -> str:
             pytest.fail(f"python3 on {service} imports slurm from {found!r}, not {expected}: the image's "
                         "editable install is broken; rebuild with `python -m harness down && python -m harness up`")
     return slurm_container.sdk_path
+
+
+@pytest.fixture
+def faults(pytestconfig: pytest.Config, slurm_stack: Stack) -> Iterator[Faults]:
+    """Fault injection on the stack (``harness.faults.Faults``), with the cluster to this test alone;
+    everything is undone at teardown, also when the test failed."""
+    harness = _harness(pytestconfig)
+    with harness.cluster_lock.exclusive(say=harness._say):
+        injector = Faults(slurm_stack)
+        injector.reset()  # a clean start, whatever a killed process left behind
+        try:
+            yield injector
+        finally:
+            injector.reset()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_access(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Cluster tests share the cluster (shared lock); ``faults`` and non-dev ``slurm_defaults`` take it alone."""
+    if not _needs_cluster(request.node):
+        yield
+        return
+    marker = request.node.get_closest_marker("slurm_defaults")
+    wanted = marker.args[0] if marker and marker.args else DEV
+    if wanted not in defaults_names():
+        pytest.fail(f"@pytest.mark.slurm_defaults({wanted!r}): choose one of {', '.join(defaults_names())}")
+    if wanted == DEV and "faults" not in request.fixturenames:
+        harness = _harness(request.config)
+        with harness.cluster_lock.shared(say=harness._say):
+            yield
+        return
+    injector: Faults = request.getfixturevalue("faults")
+    if wanted != DEV:  # dev is what `faults` starts from
+        injector.slurm_defaults(wanted)
+    yield
 
 
 @pytest.fixture

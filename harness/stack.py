@@ -23,7 +23,7 @@ from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
 from harness import preflight, ssh, wheelhouse
-from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog
+from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_alive, process_start_time
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("slurmctld", "c1", "c2", "login")  # long-running; `init` is one-shot
@@ -135,6 +135,7 @@ class Status:
     services: dict[str, str]  # service -> "running (healthy)", "exited (0)", ...
     port: int | None
     inputs_current: bool | None  # None: no record of what the running stack was built from
+    orphaned_by: str | None = None  # the test session that started it and died without stopping it
 
     @property
     def up(self) -> bool:
@@ -153,6 +154,7 @@ class Stack:
         self.events = EventLog(self.state_dir / "events.log")
         self._preflight_passed = False
         self._login_id: str | None = None  # id of the login container seen by the last services() call
+        self._login_port: int | None = None  # its published SSH port, read from the same inspection
         self.docker = DockerClient(
             client_call=client_call or ["docker"],
             compose_files=[self.repo_root / "compose.yaml"],
@@ -199,10 +201,13 @@ class Stack:
     # ---- inspection ---------------------------------------------------------------------------
 
     def _containers(self) -> dict[str, Container]:
-        """The project's containers by service (one `compose ps`); remembers the login container's id."""
+        """The project's containers by service (one `compose ps`); remembers the login container's id
+        and published SSH port (a restarted login container gets a new ephemeral port)."""
         containers = {c.config.labels.get("com.docker.compose.service", c.name): c
                       for c in self.docker.compose.ps(all=True)}
-        self._login_id = containers["login"].id if "login" in containers else None
+        login = containers.get("login")
+        self._login_id = login.id if login else None
+        self._login_port = _published_ssh_port(login) if login else None
         return containers
 
     def services(self) -> dict[str, str]:
@@ -225,15 +230,16 @@ class Stack:
         services = self.services()
         recorded = self.read_state().get("inputs_hash")
         current = None if recorded is None else recorded == inputs_hash(self.repo_root)
-        port = self.published_port() if services.get("login", "").startswith("running") else None
-        return Status(self.project, self.state_dir, services, port, current)
+        port = self._login_port if services.get("login", "").startswith("running") else None
+        return Status(self.project, self.state_dir, services, port, current, self.orphaned_by())
 
     def published_port(self) -> int:
-        _, port = self.docker.compose.port("login", 22)
-        if port is None:
-            raise StackError(f"the login container of {self.project} publishes no SSH port; "
-                             "check compose.yaml's `ports:` for login")
-        return port
+        """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)."""
+        self._containers()
+        if self._login_port is None:
+            raise StackError(f"the login container of {self.project} publishes no SSH port (is it running?); "
+                             "check compose.yaml's `ports:` for login, or `python -m harness status`")
+        return self._login_port
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -272,40 +278,93 @@ class Stack:
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
 
-    def ensure_up(self, session: str = "cli", expected: str | None = None) -> UpResult:
+    def ensure_up(self, session: str = "cli", expected: str | None = None,
+                  owner_pid: int | None = None) -> UpResult:
         """Reuse the running stack if it was built from the current inputs; otherwise (re)build and start.
 
         ``expected`` is the inputs hash the caller wants (a pytest session pins the one it started with,
-        so all its workers agree even if files change meanwhile). Callers serialise this with
-        ``Coordinator.exclusive()`` (see ``ensure_up_shared``) so only one process runs compose up.
+        so all its workers agree even if files change meanwhile). ``owner_pid``: the process whose end
+        ends the session (the xdist controller); a stack whose recorded owner died is adopted (see
+        ``adopt_if_orphaned``). Callers serialise this with ``Coordinator.exclusive()`` (see
+        ``ensure_up_shared``) so only one process runs compose up.
         """
         expected = expected or inputs_hash(self.repo_root)
         action, why = self._plan_explained(expected)
+        if action != "start":
+            self.adopt_if_orphaned(session, owner_pid)
         state = self.read_state()
         if action == "reuse":
+            self._reset_abandoned_faults(state)
             connection = self._recorded_connection(state) or self.connect_info()
             if state.get("verified_by") != session:
                 self.probe(connection, quick=True)  # it passed the full probe when it was started
                 self.update_state(verified_by=session)
+            self._remember(connection)
             self.events.record("reuse", project=self.project, session=session)
             return UpResult(connection, "reused")
         self.preflight()  # the SSH port check matters now that containers will be created
         self.say(why)
         if action == "start":  # claim it first: if we crash halfway, our session still stops what we began
-            self.update_state(started_by=session, teardown_requested=False)
+            self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
         self.build()
         self.up(force_recreate=action == "rebuild", session=session)
         connection = self.connect_info()
         self.probe(connection)
-        common = dict(inputs_hash=expected, port=connection.port, host_key=connection.host_key, verified_by=session,
-                      login_id=self._login_id, containers=connection.containers)
-        # Rebuilding or completing someone else's stack does not make it ours to tear down.
-        self.update_state(**common, started_by=state.get("started_by", "unknown"), started_at=time.time())
+        # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
+        # containers carry no fault.
+        self.update_state(inputs_hash=expected, verified_by=session, started_by=state.get("started_by", "unknown"),
+                          owner=state.get("owner"), started_at=time.time(), faults={})
+        self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
 
+    def _remember(self, connection: Connection) -> None:
+        """Record the connection for the next reuse, if anything about it changed (port, login container)."""
+        state = self.read_state()
+        record = dict(port=connection.port, host_key=connection.host_key, login_id=self._login_id,
+                      containers=connection.containers)
+        if any(state.get(key) != value for key, value in record.items()):
+            self.update_state(**record)
+
+    # ---- ownership ----------------------------------------------------------------------------
+
+    def orphaned_by(self, state: dict | None = None) -> str | None:
+        """The session recorded as the stack's owner, when that session's process is gone; else None.
+
+        Only test sessions record an owner: a stack started with ``python -m harness up`` (or kept with
+        --keep-cluster) belongs to the user and is never an orphan.
+        """
+        state = self.read_state() if state is None else state
+        owner = state.get("owner")
+        if not owner or is_alive(User(owner["pid"], owner.get("start_time", ""), "", "")):
+            return None
+        return str(state.get("started_by", "unknown"))
+
+    def adopt_if_orphaned(self, session: str, owner_pid: int | None) -> None:
+        """Documented default: a stack whose owning test session died (a SIGKILLed xdist controller
+        never tears down) is *adopted* by the next caller. A test session then stops it at its end as if
+        it had started it; ``harness up`` takes it over for the user (left up, as every stack it starts)."""
+        previous = self.orphaned_by()
+        if previous is None or previous == session:
+            return
+        self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
+        self.events.record("adopt", project=self.project, session=session, previous=previous)
+        self.say(f"adopting stack {self.project}: the test session that started it ({previous}) died without "
+                 "stopping it" + ("; this session stops it at its end" if owner_pid else "; it stays up"))
+
+    def _reset_abandoned_faults(self, state: dict) -> None:
+        """Undo faults left on by a process that died (a killed test); a live owner resets its own."""
+        from harness.faults import Faults  # faults builds on this module
+
+        faults = Faults(self)
+        if state.get("faults") and not faults.owner_alive():
+            self.say(f"resetting faults left on by a process that ended: {', '.join(faults.active())}")
+            faults.reset()
+            self._containers()  # the login container may have been recreated: new id, port
+
     def ensure_up_shared(self, coordinator: Coordinator, session: str, expected: str | None = None,
-                         timeout: float = SETUP_WAIT_SECONDS, poll: float = 2.0) -> UpResult:
+                         timeout: float = SETUP_WAIT_SECONDS, poll: float = 2.0,
+                         owner_pid: int | None = None) -> UpResult:
         """``ensure_up`` under the setup lock; a rebuild waits until no other session uses the stack.
 
         Recreating containers under another pytest session would break its running tests, so we wait
@@ -318,7 +377,7 @@ class Stack:
                 action, _ = self._plan_explained(expected or inputs_hash(self.repo_root))
                 others = coordinator.live_users(exclude_session=session) if action == "rebuild" else []
                 if not others:
-                    return self.ensure_up(session, expected)
+                    return self.ensure_up(session, expected, owner_pid)
             if time.monotonic() > deadline:
                 raise StackError(f"stack {self.project} must be rebuilt (its inputs changed) but pid(s) "
                                  f"{_pids(others)} still use it after {timeout:.0f} s; stop them, or run "
@@ -378,15 +437,15 @@ class Stack:
             return False
 
     def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
-        self.events.record("compose-up", project=self.project, session=session,
-                           force_recreate=force_recreate)
         self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
         started = time.monotonic()
         try:
-            for line in _lines(self.docker.compose.up(detach=True, wait=True, force_recreate=force_recreate,
-                                                       remove_orphans=True, color=False, stream_logs=True)):
-                if not _is_transient(line):
-                    self.say(f"  {line}")
+            with self.events.outcome("compose-up", project=self.project, session=session,
+                                     force_recreate=force_recreate):
+                for line in _lines(self.docker.compose.up(detach=True, wait=True, force_recreate=force_recreate,
+                                                           remove_orphans=True, color=False, stream_logs=True)):
+                    if not _is_transient(line):
+                        self.say(f"  {line}")
         except DockerException as exc:
             raise StackError(f"`docker compose up --wait` failed for {self.project}: "
                              f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
@@ -395,13 +454,18 @@ class Stack:
         self.say(f"stack up in {time.monotonic() - started:.0f} s")
 
     def down(self, session: str = "cli") -> None:
-        self.events.record("compose-down", project=self.project, session=session)
         self.say(f"stopping stack {self.project} (containers and volumes)")
         started = time.monotonic()
-        for line in _lines(self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5,
-                                                     stream_logs=True)):
-            if "rror" in line:
-                self.say(f"  {line}")
+        try:
+            with self.events.outcome("compose-down", project=self.project, session=session):
+                for line in _lines(self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5,
+                                                             stream_logs=True)):
+                    if "rror" in line:
+                        self.say(f"  {line}")
+        except DockerException as exc:
+            raise StackError(f"`docker compose down` failed for {self.project}: {preflight._first_line(exc)}\n"
+                             "fix: `python -m harness status` shows what is left; retry `python -m harness "
+                             "down --force`") from None
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
         self._restore_egress()
         for path in (self.key_path, self.known_hosts_path, self.state_file):
@@ -432,18 +496,24 @@ class Stack:
             _write_atomically(self.key_path, key, mode=0o600)
         host_key = " ".join(host_line.split()[:2])
         port = self.published_port()
-        _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
+        self._write_known_hosts(port, host_key)
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key,
                           self.container_names())
 
     def _recorded_connection(self, state: dict) -> Connection | None:
-        """The connection recorded when this very login container was started (same id: same keys and
-        port), so reusing a stack needs no `docker exec`; None when anything is missing or stale."""
+        """The connection recorded for this very login container (same id: same keys), with the port just
+        read from Docker (a restart changes it), so reusing a stack needs no `docker exec`; None when
+        anything is missing or stale."""
         if not (self._login_id and state.get("login_id") == self._login_id and self.key_path.exists()
-                and state.get("port") and state.get("host_key") and state.get("containers")):
+                and self._login_port and state.get("host_key") and state.get("containers")):
             return None
-        return Connection(self.project, SSH_HOST, int(state["port"]), SSH_USER, self.key_path, state["host_key"],
+        if state.get("port") != self._login_port:
+            self._write_known_hosts(self._login_port, state["host_key"])
+        return Connection(self.project, SSH_HOST, self._login_port, SSH_USER, self.key_path, state["host_key"],
                           dict(state["containers"]))
+
+    def _write_known_hosts(self, port: int, host_key: str) -> None:
+        _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
 
     def probe(self, connection: Connection, quick: bool = False) -> None:
         """Prove the stack works end to end: SSH login with the key, then a tiny batch job run to completion.
@@ -508,6 +578,18 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
         handle.write(text)
     os.chmod(tmp, mode)  # the umask may have narrowed it; the key must be exactly 0600
     tmp.replace(path)
+
+
+def _published_ssh_port(container: Container) -> int | None:
+    """Host port bound to the container's 22/tcp, from its inspection (None when stopped or unpublished)."""
+    bindings = (container.network_settings.ports or {}).get("22/tcp") or []
+    ports = [int(b["HostPort"]) for b in bindings if b.get("HostPort")]
+    return ports[0] if ports else None
+
+
+def _owner_record(pid: int | None) -> dict | None:
+    """What identifies the owning process later on: its pid and start time (a recycled pid differs)."""
+    return None if pid is None else {"pid": pid, "start_time": process_start_time(pid)}
 
 
 def _pids(users) -> str:

@@ -45,6 +45,13 @@ configure_accounting() {
   fi
 }
 
+# The defaults this cluster runs with (slurm.conf's last include). A fresh container starts with the dev
+# defaults; a restarted one keeps what it had (harness/faults.py may have switched it, and every node
+# must keep agreeing). The harness resets it on every container when a fault ends.
+configure_defaults() {
+  [ -e /etc/slurm/faults.conf ] || cp /etc/slurm/defaults/dev.conf /etc/slurm/faults.conf
+}
+
 # MariaDB inside the slurmdbd container (socket only, data in the container: a test cluster's
 # accounting lives as long as the stack), then slurmdbd in the foreground.
 run_slurmdbd() {
@@ -75,6 +82,7 @@ CONF
 
 start_munge() {
   configure_accounting
+  configure_defaults
   install -o munge -g munge -m 0400 "$SECRETS/munge/munge.key" /etc/munge/munge.key
   install -d -o munge -g munge -m 0755 /run/munge
   runuser -u munge -- /usr/sbin/munged

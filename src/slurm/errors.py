@@ -64,6 +64,15 @@ class CommandError(BackendError):
                          transient=is_transient_message(detail))
 
 
+class UnknownJobError(SlurmSDKError, LookupError):
+    """A job id the SDK has no record of (never submitted through it with this job root, cleaned up,
+    or malformed)."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class JobFailedError(SlurmSDKError):
     """A job ended without a result: it failed, was cancelled, the scheduler forgot it, its dependency
     can never be met, or its task raised an exception that could not be re-raised here as its original

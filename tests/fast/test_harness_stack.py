@@ -98,7 +98,7 @@ class PlannedStack(Stack):
     def plan(self, expected=None):
         return self.action, "planned"
 
-    def ensure_up(self, session="cli", expected=None):
+    def ensure_up(self, session="cli", expected=None, owner_pid=None):
         self.started_for.append(session)
         return "up"
 
@@ -142,15 +142,20 @@ def test_own_session_does_not_block_its_own_rebuild(tmp_path):
 
 
 def test_reuse_takes_the_connection_recorded_for_the_same_login_container(tmp_path, monkeypatch):
-    """Reusing a stack needs no `docker exec` while the login container is the one recorded at start."""
+    """Reusing a stack needs no `docker exec` while the login container is the one recorded at start;
+    the port is the one Docker publishes now (a restarted login container gets a new one)."""
     monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
     stack = Stack(REPO_ROOT, client_call=["/nonexistent/docker"])
     state = {"login_id": "abc123", "port": 40222, "host_key": "ssh-ed25519 AAAAkey",
              "containers": {"login": "p-login-1"}}
-    stack._login_id = "abc123"
+    stack._login_id, stack._login_port = "abc123", 40222
     assert stack._recorded_connection(state) is None  # no client key copied out yet
     stack.key_path.write_text("key")
     connection = stack._recorded_connection(state)
     assert (connection.port, connection.host_key, connection.key_path) == (40222, "ssh-ed25519 AAAAkey", stack.key_path)
-    stack._login_id = "recreated"  # a new login container may have new keys and another port
+
+    stack._login_port = 40999  # `docker restart login`: same container, same keys, another port
+    assert stack._recorded_connection(state).port == 40999
+    assert stack.known_hosts_path.read_text() == "[127.0.0.1]:40999 ssh-ed25519 AAAAkey\n"
+    stack._login_id = "recreated"  # a new login container may have new keys
     assert stack._recorded_connection(state) is None

@@ -1,0 +1,116 @@
+"""``python -m harness fault NAME [ARGS]``: the faults of ``harness.faults`` from the command line.
+
+Faults set here last until ``python -m harness fault reset``, or until the next ``harness up`` or test
+session (both reset faults whose owner process has ended, and this command's process ends at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.faults import COMPUTE_NODES, CONFIGURED, FORGET_AFTER_SECONDS, Faults, defaults_names
+
+_ROWS = [
+    ("status", "what is changed now"),
+    ("reset", "undo every fault (dev defaults, nodes started, login on its port)"),
+    (f"defaults {'|'.join(defaults_names())}", "Slurm's stock behaviour (production) or the kind dev settings"),
+    ("forget on [SECONDS] | off",
+     f"slurmctld forgets finished jobs SECONDS after they end (default {FORGET_AFTER_SECONDS})"),
+    (f"node {'|'.join(COMPUTE_NODES)} stop | start", "kill a compute node (slurmctld told at once) / bring it back"),
+    ("pause | unpause | restart SERVICE", f"SERVICE: {', '.join(CONFIGURED)} (restarted login: new SSH port)"),
+    ("ssh drop", "cut the job user's SSH connections to the login node now"),
+    ("sbatch drop [N] | slow SECONDS | off", "the next N sbatch lose the connection after queueing / answer late"),
+]
+USAGE = "faults (python -m harness fault NAME [ARGS]):\n" + "\n".join(
+    f"  {syntax:<38}{text}" for syntax, text in _ROWS)
+
+Verb = Callable[[Faults, list[str]], str]
+
+
+def _expect(args: list[str], *choices: str) -> str:
+    if not args or args[0] not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {' '.join(args) or 'nothing'}")
+    return args[0]
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{what} must not be negative, got {text!r}")
+    return value
+
+
+def _status(faults: Faults, args: list[str]) -> str:
+    return f"stack {faults.stack.project}"
+
+
+def _reset(faults: Faults, args: list[str]) -> str:
+    faults.reset()
+    return "faults reset"
+
+
+def _defaults(faults: Faults, args: list[str]) -> str:
+    name = _expect(args, *defaults_names())
+    faults.slurm_defaults(name)
+    return f"Slurm runs with the {name} defaults"
+
+
+def _forget(faults: Faults, args: list[str]) -> str:
+    if _expect(args, "on", "off") == "off":
+        faults.remember_finished_jobs()
+        return "finished jobs are kept as long as the defaults say"
+    seconds = int(_number(args[1], "SECONDS")) if len(args) > 1 else FORGET_AFTER_SECONDS
+    faults.forget_finished_jobs(seconds)
+    return f"slurmctld forgets finished jobs {seconds} s after they end"
+
+
+def _node(faults: Faults, args: list[str]) -> str:
+    node = _expect(args, *COMPUTE_NODES)
+    if _expect(args[1:], "stop", "start") == "stop":
+        faults.stop_node(node)
+        return f"{node} killed and marked down"
+    faults.start_node(node)
+    return f"{node} back in service"
+
+
+def _service_verb(action: str) -> Verb:
+    def verb(faults: Faults, args: list[str]) -> str:
+        service = _expect(args, *CONFIGURED)
+        connection = getattr(faults, action)(service)
+        port = f"; SSH now on 127.0.0.1:{connection.port}" if connection else ""
+        return f"{service}: {action} done{port}"
+    return verb
+
+
+def _ssh(faults: Faults, args: list[str]) -> str:
+    _expect(args, "drop")
+    return f"dropped {len(faults.drop_ssh())} SSH session(s)"
+
+
+def _sbatch(faults: Faults, args: list[str]) -> str:
+    mode = _expect(args, "drop", "slow", "off")
+    if mode == "off":
+        faults.sbatch_normal()
+        return "sbatch is the real one again"
+    if mode == "drop":
+        times = int(_number(args[1], "N")) if len(args) > 1 else 1
+        faults.drop_ssh_after_sbatch(times)
+        return f"the next {times} sbatch call(s) queue the job, then lose the SSH connection"
+    if len(args) < 2:
+        raise ValueError("sbatch slow needs SECONDS")
+    faults.slow_sbatch(_number(args[1], "SECONDS"))
+    return f"sbatch answers {args[1]} s after queueing the job"
+
+
+VERBS: dict[str, Verb] = {
+    "status": _status, "reset": _reset, "defaults": _defaults, "forget": _forget, "node": _node,
+    "pause": _service_verb("pause"), "unpause": _service_verb("unpause"), "restart": _service_verb("restart"),
+    "ssh": _ssh, "sbatch": _sbatch,
+}
+
+
+def run(faults: Faults, name: str, args: list[str]) -> str:
+    return VERBS[name](faults, args)

@@ -1,0 +1,357 @@
+"""Fault injection on a running dev-cluster stack, and Slurm's production defaults as an explicit choice.
+
+``Faults(stack)`` has one method per fault; each records what it changed in the stack's ``state.json``
+(``faults``), and ``reset()`` undoes all of it: containers unpaused and started, the login node back on
+its original port, the sbatch wrapper removed, the dev defaults written back. The ``faults`` pytest
+fixture resets at teardown, even when the test failed; ``harness up`` (and every test session) resets
+faults whose owner process has died.
+
+Slurm settings go through ``/etc/slurm/faults.conf``, the last include of every container's slurm.conf:
+it is written on all four containers (running or not: ``docker cp``), so every node keeps the same
+config hash, then ``scontrol reconfigure`` applies it. The settings themselves live in
+``images/slurm/defaults/<name>.conf`` (baked into the image as ``/etc/slurm/defaults/``, where a fresh
+container takes ``dev.conf`` from).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from harness import preflight
+from harness.locks import User, is_alive, process_start_time
+from harness.stack import REPO_ROOT, SSH_USER, Connection, Stack, StackError, _write_atomically, compose_profiles
+
+DEFAULTS_DIR = REPO_ROOT / "images" / "slurm" / "defaults"
+DEV = "dev"
+FAULTS_CONF = "/etc/slurm/faults.conf"
+#: Every container whose slurm.conf includes faults.conf; they must agree (Slurm compares config hashes).
+CONFIGURED = ("slurmctld", "c1", "c2", "login")
+COMPUTE_NODES = ("c1", "c2")
+#: Slurm's smallest sensible MinJobAge: a finished job is forgotten seconds after it ends.
+FORGET_AFTER_SECONDS = 2
+SBATCH_WRAPPER = Path(__file__).with_name("fault_sbatch.sh")
+SBATCH_IN_STACK = "/usr/local/bin/sbatch"  # ahead of the real /usr/bin/sbatch on the job user's PATH
+SWITCHES_IN_STACK = "/run/harness-faults"  # the wrapper's switches (see fault_sbatch.sh)
+READY_SECONDS = 120.0
+PAUSE_ATTEMPTS = 10
+#: Settings read back from slurmctld after a reconfigure, with Slurm's value when a file leaves them out.
+CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)"}
+#: What ``drop_ssh`` kills: the job user's SSH session processes (OpenSSH >= 9.8 names them sshd-session).
+DROP_SESSIONS = (f"for pid in $(ps -o pid=,comm= -u {SSH_USER} | awk '$2 == \"sshd-session\" || $2 == \"sshd\" "
+                 "{print $1}'); do kill -KILL $pid && echo $pid; done")
+
+
+def defaults_names() -> list[str]:
+    return sorted(path.stem for path in DEFAULTS_DIR.glob("*.conf"))
+
+
+def defaults(name: str) -> dict[str, str]:
+    """The settings of ``images/slurm/defaults/<name>.conf`` (``dev`` or ``production``)."""
+    path = DEFAULTS_DIR / f"{name}.conf"
+    if not path.is_file():
+        raise ValueError(f"unknown Slurm defaults {name!r}: choose one of {', '.join(defaults_names())} "
+                         f"(files in {DEFAULTS_DIR})")
+    settings = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def render(name: str, overrides: dict[str, str]) -> str:
+    settings = defaults(name) | overrides
+    if "accounting" not in compose_profiles() and settings.get("AccountingStorageType") == "accounting_storage/none":
+        del settings["AccountingStorageType"]  # accounting.conf says so already; a repeat only logs an error
+    lines = [f"# written by harness/faults.py: {name} defaults" + (f" + {overrides}" if overrides else "")]
+    return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
+
+
+class Faults:
+    """The faults a test can inject into one running stack; ``reset()`` undoes every one of them."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.say = stack.say
+
+    # ---- the record in state.json ---------------------------------------------------------------
+
+    def _record(self) -> dict:
+        return dict(self.stack.read_state().get("faults") or {})
+
+    def _update(self, event: str, **changes: object) -> None:
+        """Record a fault (owned by this process from now on) after it took effect."""
+        owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
+        record = self._record() | changes | {"owner": owner}
+        self.stack.update_state(faults=record)
+        self.stack.events.record("fault", project=self.stack.project, action=event)
+
+    def active(self) -> list[str]:
+        """What is changed right now, for humans (empty: the stack is as it started)."""
+        record = self._record()
+        parts = []
+        if record.get("defaults", DEV) != DEV:
+            parts.append(f"{record['defaults']} defaults")
+        parts += [f"{key}={value}" for key, value in (record.get("overrides") or {}).items()]
+        parts += [f"{service} stopped" for service in record.get("stopped", [])]
+        parts += [f"{service} paused" for service in record.get("paused", [])]
+        if record.get("sbatch"):
+            parts.append("sbatch wrapper " + ", ".join(f"{k}={v}" for k, v in record["sbatch"].items()))
+        if record.get("login_port"):
+            parts.append(f"login restarted (was on port {record['login_port']})")
+        return parts
+
+    def owner_alive(self) -> bool:
+        owner = self._record().get("owner")
+        return bool(owner) and is_alive(User(owner["pid"], owner.get("start_time", ""), "", ""))
+
+    # ---- Slurm settings -------------------------------------------------------------------------
+
+    def slurm_defaults(self, name: str) -> None:
+        """Run the cluster with ``dev`` (kind: kill_invalid_depend, MinJobAge=120) or ``production``
+        (Slurm's stock behaviour: no kill_invalid_depend, MinJobAge=300, accounting off) defaults."""
+        self._configure(name, self._record().get("overrides") or {})
+
+    def forget_finished_jobs(self, after: int = FORGET_AFTER_SECONDS) -> None:
+        """slurmctld forgets a finished job ``after`` seconds after it ended (MinJobAge; its purge runs
+        every few seconds), as a busy production cluster does within minutes."""
+        overrides = (self._record().get("overrides") or {}) | {"MinJobAge": str(after)}
+        self._configure(self._record().get("defaults", DEV), overrides)
+
+    def remember_finished_jobs(self) -> None:
+        """Back to the MinJobAge of the current defaults."""
+        overrides = dict(self._record().get("overrides") or {})
+        overrides.pop("MinJobAge", None)
+        self._configure(self._record().get("defaults", DEV), overrides)
+
+    def _configure(self, name: str, overrides: dict[str, str]) -> None:
+        text = render(name, overrides)  # raises for an unknown name before anything changes
+        self._write_everywhere(FAULTS_CONF, text)
+        self._controller("scontrol reconfigure")
+        settings = defaults(name) | overrides
+        self._wait_for_config({key: settings.get(key, stock) for key, stock in CHECKED_SETTINGS.items()})
+        self._update(f"defaults={name} overrides={overrides or '{}'}", defaults=name, overrides=overrides)
+
+    def _write_everywhere(self, path: str, text: str) -> None:
+        """The same file on every configured container, running or stopped (``docker cp`` needs no process)."""
+        names = self.stack.container_names()
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch) / Path(path).name
+            _write_atomically(local, text)
+            for service in CONFIGURED:
+                self.stack.docker.copy(local, (names[service], path))
+
+    def _wait_for_config(self, expected: dict[str, str]) -> None:
+        """Until slurmctld (restarted in place by `scontrol reconfigure` since Slurm 23.11) runs with it."""
+        deadline = time.monotonic() + READY_SECONDS
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                last = self._controller("scontrol show config")
+            except DockerException as exc:
+                last = preflight._first_line(exc)
+            else:
+                shown = dict(_config_line(line) for line in last.splitlines() if " = " in line)
+                if all(_same_setting(shown.get(key, ""), value) for key, value in expected.items()):
+                    return
+            time.sleep(0.3)
+        raise StackError(f"slurmctld did not take the new settings {expected} within {READY_SECONDS:.0f} s; "
+                         f"last answer: {last[-500:]}\n{self.stack.daemon_logs_tail(20)}")
+
+    def _controller(self, command: str) -> str:
+        return self.stack.exec("slurmctld", ["sh", "-c", command])
+
+    # ---- containers ------------------------------------------------------------------------------
+
+    def stop_node(self, node: str = "c1", *, mark_down: bool = True) -> None:
+        """A compute node fails: its container is killed (SIGKILL, no clean shutdown). With ``mark_down``
+        slurmctld is told at once (`scontrol update state=down`), as its own ping would after
+        SlurmdTimeout (30 s here): jobs on the node are requeued, or fail if they may not be requeued."""
+        _check_choice("compute node", node, COMPUTE_NODES)
+        self.stack.docker.container.kill(self._name(node))
+        if mark_down:
+            self._controller(f"scontrol update nodename={node} state=down reason=harness-fault-node-stopped")
+        self._update(f"stop {node}", stopped=sorted({*self._record().get("stopped", []), node}))
+
+    def start_node(self, node: str = "c1") -> None:
+        """The node comes back; returns once slurmd has registered and the node takes jobs again."""
+        _check_choice("compute node", node, COMPUTE_NODES)
+        self.stack.docker.container.start(self._name(node))
+        self._wait_ready([node])
+        self._update(f"start {node}", stopped=[s for s in self._record().get("stopped", []) if s != node])
+
+    def release_requeued(self, job_id: str) -> None:
+        """Let a requeued job start again now: Slurm holds a requeued batch job about two minutes
+        (its begin time) before it may run again; an admin can lift that, and so does this."""
+        self._controller(f"scontrol update jobid={job_id} starttime=now")
+
+    def pause(self, service: str) -> None:
+        """Freeze every process of a container (``docker pause``): it accepts TCP but never answers,
+        like a hung host. ``slurmctld``: an outage; ``login``: a frozen login node."""
+        _check_choice("service", service, CONFIGURED)
+        for attempt in range(PAUSE_ATTEMPTS):
+            try:
+                self.stack.docker.container.pause(self._name(service))
+                break
+            except DockerException as exc:
+                # The cgroup freezer gives up when a process is mid-exec (a healthcheck, a `docker exec`);
+                # runc thaws the container again, so a later try starts from a running container.
+                if "unable to freeze" not in str(exc) or attempt == PAUSE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5)
+        self._update(f"pause {service}", paused=sorted({*self._record().get("paused", []), service}))
+
+    def unpause(self, service: str) -> None:
+        _check_choice("service", service, CONFIGURED)
+        self.stack.docker.container.unpause(self._name(service))
+        self._update(f"unpause {service}", paused=[s for s in self._record().get("paused", []) if s != service])
+        self._wait_ready([service])
+
+    def restart(self, service: str) -> Connection | None:
+        """Restart a container and wait until it is ready again. ``login``: Docker publishes its SSH port
+        on a new ephemeral port; the new connection is returned (``reset()`` moves it back)."""
+        _check_choice("service", service, CONFIGURED)
+        record = self._record()
+        if service == "login":
+            record["login_port"] = record.get("login_port") or self.stack.published_port()
+            if self._login_port_pinned() and not os.environ.get("SLURM_SDK_SSH_PORT"):
+                self._recreate_login(None)  # an earlier reset pinned it, and a pinned port survives restarts
+        self.stack.docker.container.restart(self._name(service), time=2)
+        self._wait_ready([service])
+        self._update(f"restart {service}", login_port=record.get("login_port"))
+        return self.connection() if service == "login" else None
+
+    def connection(self) -> Connection:
+        """The stack's connection as it is now (port read afresh from Docker)."""
+        return self.stack.connect_info()
+
+    # ---- SSH ------------------------------------------------------------------------------------
+
+    def drop_ssh(self) -> list[int]:
+        """Cut every SSH connection of the job user to the login node now (their session processes are
+        killed); returns the pids killed. Commands already started keep running, as after a network cut."""
+        out = self.stack.exec("login", ["sh", "-c", DROP_SESSIONS])
+        self.stack.events.record("fault", project=self.stack.project, action="drop-ssh")
+        return [int(pid) for pid in out.split()]
+
+    def drop_ssh_after_sbatch(self, times: int = 1) -> None:
+        """The next ``times`` sbatch calls on the login node queue their job, then lose the SSH connection
+        before the job id is sent back (the submitter cannot know whether the job exists)."""
+        self._sbatch_switches(drop=times)
+
+    def slow_sbatch(self, seconds: float) -> None:
+        """sbatch queues the job, then holds its answer back ``seconds``: a ``drop_ssh()`` meanwhile lands
+        after the job was queued."""
+        self._sbatch_switches(delay=seconds)
+
+    def queued_by_sbatch(self) -> list[str]:
+        """Job ids queued through the sbatch wrapper since it was installed, in order."""
+        listing = f"cat {SWITCHES_IN_STACK}/sbatch-queued 2>/dev/null || true"
+        return self.stack.exec("login", ["sh", "-c", listing]).split()
+
+    def _sbatch_switches(self, **switches: float) -> None:
+        record = (self._record().get("sbatch") or {}) | switches
+        self.stack.docker.copy(SBATCH_WRAPPER, (self._name("login"), SBATCH_IN_STACK))
+        writes = " && ".join(f"echo {value} > {SWITCHES_IN_STACK}/sbatch-{key}" for key, value in record.items())
+        self.stack.exec("login", ["sh", "-c", f"mkdir -p {SWITCHES_IN_STACK} && chmod 755 {SBATCH_IN_STACK} && "
+                                              f"touch {SWITCHES_IN_STACK}/sbatch-queued && {writes} && "
+                                              f"chown -R {SSH_USER} {SWITCHES_IN_STACK}"])
+        self._update("sbatch " + " ".join(f"{k}={v}" for k, v in switches.items()), sbatch=record)
+
+    def sbatch_normal(self) -> None:
+        """The real sbatch again (wrapper and its switches removed)."""
+        self.stack.exec("login", ["rm", "-rf", SBATCH_IN_STACK, SWITCHES_IN_STACK])
+        self._update("sbatch normal", sbatch={})
+
+    # ---- reset ----------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Undo every recorded fault; each step is tried even if an earlier one fails (then raises)."""
+        record = self._record()
+        errors = []
+        steps = [(f"unpause {s}", lambda s=s: self.unpause(s)) for s in record.get("paused", [])]
+        steps += [(f"start {s}", lambda s=s: self.start_node(s)) for s in record.get("stopped", [])]
+        if record.get("sbatch"):
+            steps.append(("remove the sbatch wrapper", self.sbatch_normal))
+        if record.get("login_port"):
+            steps.append(("move login back to its port", lambda: self._restore_login_port(record["login_port"])))
+        if record.get("defaults", DEV) != DEV or record.get("overrides"):
+            steps.append(("write the dev defaults", lambda: self._configure(DEV, {})))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep undoing the rest; report everything at the end
+                errors.append(f"{what}: {exc}")
+        if errors:
+            raise StackError("resetting faults failed:\n  " + "\n  ".join(errors)
+                             + "\nfix: `python -m harness down --force` then `up` gives a fresh stack")
+        self.stack.update_state(faults={})
+        if steps:
+            self.stack.events.record("fault", project=self.stack.project, action="reset")
+
+    def _restore_login_port(self, port: int) -> None:
+        """Recreate the login container on ``port`` (its keys live in the secrets volume, /home is
+        shared): connections the test session handed out before the restart work again."""
+        if self.stack.published_port() != port:
+            self._recreate_login(port)
+        self._update("login port restored", login_port=None)
+
+    def _recreate_login(self, port: int | None) -> None:
+        """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None)."""
+        client = self.stack.docker
+        if port is not None:
+            _write_atomically(self._pinned_env, f"SLURM_SDK_SSH_PORT={port}\n")
+            config = client.client_config
+            client = DockerClient(client_config=dataclasses.replace(
+                config, compose_env_files=[*config.compose_env_files, self._pinned_env]))
+        client.compose.up(["login"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True)
+        self.stack.connect_info()  # refreshes the copied known_hosts for the port
+
+    @property
+    def _pinned_env(self) -> Path:
+        return self.stack.state_dir / "compose-login-port.env"
+
+    def _login_port_pinned(self) -> bool:
+        """Whether the login container asks Docker for a fixed host port (an empty one is ephemeral)."""
+        bindings = self.stack.docker.container.inspect(self._name("login")).host_config.port_bindings or {}
+        return any(binding.host_port for binding in bindings.get("22/tcp") or [])
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _name(self, service: str) -> str:
+        return self.stack.container_names()[service]
+
+    def _wait_ready(self, services: list[str], timeout: float = READY_SECONDS) -> None:
+        """Until each service's healthcheck passes again (slurmd registered, sshd takes the key, ...)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.stack.services()
+            if all(states.get(s) == "running (healthy)" for s in services):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"{', '.join(services)} not ready after {timeout:.0f} s: {states}\n"
+                                 f"{self.stack.daemon_logs_tail(20)}")
+            time.sleep(0.5)
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _config_line(line: str) -> tuple[str, str]:
+    key, _, value = line.partition(" = ")
+    return key.strip(), value.strip()
+
+
+def _same_setting(shown: str, configured: str) -> bool:
+    """``scontrol show config`` prints ``MinJobAge = 2 sec``; slurm.conf says ``MinJobAge=2``."""
+    return shown == configured or shown.split()[:1] == [configured]
