@@ -153,7 +153,9 @@ def test_unresolvable_dependency_fails_at_submit_and_queues_nothing(slurm_contai
     assert "cannot install no-such-package-for-slurm-sdk-zz" in message
     assert "CPython 3.13" in message or "CPython 3.11" in message
     assert "_x86_64" in message and "Fix:" in message
-    assert not login_transport.exists(job_root)  # no job directory, hence no job
+    # No job directory nor submission record (the job root itself may exist: it is secured first).
+    leftovers = login_transport.run(f"find {shlex.quote(job_root)} -mindepth 1 2>/dev/null || true").stdout.split()
+    assert not [path for path in leftovers if "report" in path], leftovers
     assert not login_transport.exists(f"{cache_root}/envs")  # and no half-made env
 
 
