@@ -6,6 +6,7 @@ session (both reset faults whose owner process has ended, and this command's pro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from harness.faults import COMPUTE_NODES, CONFIGURED, FORGET_AFTER_SECONDS, Faults, defaults_names
@@ -20,6 +21,7 @@ _ROWS = [
     ("pause | unpause | restart SERVICE", f"SERVICE: {', '.join(CONFIGURED)} (restarted login: new SSH port)"),
     ("ssh drop", "cut the job user's SSH connections to the login node now"),
     ("sbatch drop [N] | slow SECONDS | off", "the next N sbatch lose the connection after queueing / answer late"),
+    ("preempt JOB_ID", "preempt a running job as PreemptMode=REQUEUE does (SIGTERM, then it runs again)"),
 ]
 USAGE = "faults (python -m harness fault NAME [ARGS]):\n" + "\n".join(
     f"  {syntax:<38}{text}" for syntax, text in _ROWS)
@@ -105,10 +107,17 @@ def _sbatch(faults: Faults, args: list[str]) -> str:
     return f"sbatch answers {args[1]} s after queueing the job"
 
 
+def _preempt(faults: Faults, args: list[str]) -> str:
+    if len(args) != 1 or not re.fullmatch(r"\d+(_\d+)?", args[0]):
+        raise ValueError(f"preempt needs one JOB_ID (e.g. 12 or 12_3), got {' '.join(args) or 'nothing'}")
+    faults.preempt(args[0])
+    return f"job {args[0]} preempted: requeued, it runs again after its hold"
+
+
 VERBS: dict[str, Verb] = {
     "status": _status, "reset": _reset, "defaults": _defaults, "forget": _forget, "node": _node,
     "pause": _service_verb("pause"), "unpause": _service_verb("unpause"), "restart": _service_verb("restart"),
-    "ssh": _ssh, "sbatch": _sbatch,
+    "ssh": _ssh, "sbatch": _sbatch, "preempt": _preempt,
 }
 
 

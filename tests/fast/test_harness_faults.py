@@ -86,6 +86,7 @@ class RecordingFaults:
     (["sbatch", "drop", "2"], ("drop_ssh_after_sbatch", 2)),
     (["sbatch", "slow", "4"], ("slow_sbatch", 4.0)),
     (["sbatch", "off"], ("sbatch_normal",)),
+    (["preempt", "12_3"], ("preempt", "12_3")),
     (["reset"], ("reset",)),
 ])
 def test_fault_verbs_reach_the_fault(words, call):
@@ -99,6 +100,7 @@ def test_fault_verbs_reach_the_fault(words, call):
 @pytest.mark.parametrize(("words", "named"), [
     (["defaults"], "dev, production"), (["node", "c9", "stop"], "c1, c2"), (["node", "c1", "reboot"], "stop, start"),
     (["pause", "db"], "slurmctld, c1, c2, login"), (["sbatch", "slow"], "SECONDS"), (["forget", "on", "x"], "number"),
+    (["preempt"], "one JOB_ID"), (["preempt", "12;rm"], "one JOB_ID"),
 ])
 def test_bad_fault_arguments_name_the_valid_ones(words, named):
     faults = RecordingFaults()
