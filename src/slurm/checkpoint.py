@@ -26,6 +26,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,10 @@ class Checkpointing:
             return cls()
         if isinstance(value, cls):
             return value
-        raise ResourceError(f"checkpoint must be True, False or Checkpointing(signal_before=..., max_requeues=...), "
-                            f"got {value!r}")
+        if isinstance(value, Mapping) and set(value) <= {"signal_before", "max_requeues"}:
+            return cls(**value)  # from a config file: {signal_before: 300, max_requeues: 5}
+        raise ResourceError(f"checkpoint must be True, False, Checkpointing(signal_before=..., max_requeues=...) "
+                            f"or a dict of those two keys, got {value!r}")
 
     def sbatch_signal(self) -> str:
         return f"B:{TIME_LIMIT_SIGNAL}@{self.signal_before}"

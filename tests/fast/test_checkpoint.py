@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from slurm import Checkpointing, JobFailedError, JobState, ResourceError, checkpoint, task
+from slurm import Checkpointing, Cluster, JobFailedError, JobState, ResourceError, checkpoint, task
 from tests.fast.test_end_to_end import wait_until
 from tests.integration.checkpoint_jobs import count_steps, count_steps_of, run_starts
 
@@ -77,10 +77,17 @@ def test_outside_a_job_save_and_load_keep_the_state_in_memory(monkeypatch):
     assert checkpoint.load("default") == {"step": 3}
 
 
-@pytest.mark.parametrize("value", ["yes", 1, {"signal_before": 30}])
+@pytest.mark.parametrize("value", ["yes", 1, {"signal": 30}])
 def test_checkpoint_option_is_validated_when_the_task_is_defined(value):
-    with pytest.raises(ResourceError, match="checkpoint must be True, False or Checkpointing"):
+    with pytest.raises(ResourceError, match="checkpoint must be True, False, Checkpointing"):
         task(checkpoint=value)(lambda: None)
+
+
+def test_a_config_file_gives_checkpointing_as_a_dict(tmp_path):
+    config = tmp_path / "slurm-sdk.yaml"
+    config.write_text(f"backend: {{type: local, state_dir: {tmp_path}}}\n"
+                      "defaults: {time: '00:10:00', checkpoint: {signal_before: 120}}\n")
+    assert Cluster.from_env(str(config)).defaults.checkpoint == Checkpointing(signal_before=120, max_requeues=3)
 
 
 def test_checkpoint_true_means_the_defaults():
