@@ -116,8 +116,9 @@ class Faults:
     # ---- Slurm settings -------------------------------------------------------------------------
 
     def slurm_defaults(self, name: str) -> None:
-        """Run the cluster with ``dev`` (kind: kill_invalid_depend, MinJobAge=120) or ``production``
-        (Slurm's stock behaviour: no kill_invalid_depend, MinJobAge=300, accounting off) defaults."""
+        """Run the cluster with ``dev`` (kind: kill_invalid_depend, MinJobAge=120, requeue hold cred_expire=10)
+        or ``production`` (Slurm's stock behaviour: no kill_invalid_depend, MinJobAge=300, a requeued job held
+        120 s, accounting off) defaults."""
         self._configure(name, self._record().get("overrides") or {})
 
     def forget_finished_jobs(self, after: int = FORGET_AFTER_SECONDS) -> None:

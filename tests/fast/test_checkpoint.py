@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from slurm import Checkpointing, Cluster, JobFailedError, JobState, ResourceError, checkpoint, task
+from slurm import Checkpointing, Cluster, JobFailedError, JobState, ResourceError, Resources, checkpoint, task
+from slurm.rendering import sbatch_options
 from tests.fast.test_end_to_end import wait_until
 from tests.integration.checkpoint_jobs import count_steps, count_steps_of, run_starts
 
@@ -110,6 +113,18 @@ def test_the_signal_must_come_before_the_time_limit():
         task(time="00:01:00", checkpoint=True)(lambda: None)
     with pytest.raises(ResourceError, match="signal_before=60s must be shorter"):
         count_steps.options(time=1, checkpoint=True)  # also when an option changes one of the two
+
+
+@given(before=st.integers(-10, 70_000), requeues=st.integers(-3, 50), limit=st.integers(1, 2_000))
+def test_checkpointing_is_accepted_exactly_when_slurm_can_honour_it(before, requeues, limit):
+    valid = 1 <= before <= 65535 and requeues >= 0 and before < limit * 60
+    try:
+        resources = Resources(time=limit, checkpoint=Checkpointing(before, requeues))
+    except ResourceError:
+        assert not valid
+    else:
+        assert valid
+        assert ("signal", f"B:USR2@{before}") in sbatch_options(resources)
 
 
 def test_signal_cannot_be_passed_through_sbatch():
