@@ -179,8 +179,19 @@ class Faults:
         _check_choice("compute node", node, COMPUTE_NODES)
         self.stack.docker.container.kill(self._name(node))
         if mark_down:
-            self._controller(f"scontrol update nodename={node} state=down reason=harness-fault-node-stopped")
+            self._mark_down(node)
         self._update(f"stop {node}", stopped=sorted({*self._record().get("stopped", []), node}))
+
+    def _mark_down(self, node: str, settle: float = 1.0, attempts: int = 5) -> None:
+        """DOWN, and still DOWN a moment later: a registration the node sent just before it was killed can
+        reach slurmctld after the update and return it to service (ReturnToService=2), and a requeued job
+        would then be started on the dead node."""
+        for _ in range(attempts):
+            self._controller(f"scontrol update nodename={node} state=down reason=harness-fault-node-stopped")
+            time.sleep(settle)
+            if "DOWN" in self._controller(f"sinfo -h -n {node} -o %T").upper():
+                return
+        raise StackError(f"{node} keeps returning to service after being killed and marked DOWN")
 
     def start_node(self, node: str = "c1") -> None:
         """The node comes back; returns once slurmd has registered and the node takes jobs again."""
