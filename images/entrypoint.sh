@@ -38,10 +38,11 @@ init() {
 # writes the same answer into slurm.conf's include so the config hash matches across nodes.
 configure_accounting() {
   if getent hosts slurmdbd >/dev/null; then
-    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nJobAcctGatherType=jobacct_gather/linux\n' \
+    # gres/gpu as a TRES of its own (sacct AllocTRES); Slurm allows that only with slurmdbd.
+    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nAccountingStorageTRES=gres/gpu\n' \
       > /etc/slurm/accounting.conf
   else
-    printf 'AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none\n' > /etc/slurm/accounting.conf
+    printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
 }
 
@@ -88,6 +89,19 @@ start_munge() {
   runuser -u munge -- /usr/sbin/munged
 }
 
+# A node name is one container. `docker compose up --scale c2=2` starts a second container with the same
+# hostname, which Slurm would take for the same node; refuse it at start so `up --wait` fails naming why.
+refuse_duplicate_node() {
+  local node addresses
+  node=$(hostname)
+  addresses=$(node_peers.py "$node" | sort | paste -sd ' ')
+  if [ "$(wc -w <<<"$addresses")" -gt 1 ]; then
+    echo "error: node $node is already run by another container ($node resolves to: $addresses):" \
+         "\`docker compose up --scale\` is not supported, one container per compute node." \
+         "fix: \`docker compose up --scale $node=1\` (or drop --scale)" >&2
+    exit 1
+  fi
+}
 
 case "${1:-login}" in
   init)
@@ -101,6 +115,7 @@ case "${1:-login}" in
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)
+    refuse_duplicate_node
     start_munge
     exec slurmd -D -N "$(hostname)" ;;
   login)
