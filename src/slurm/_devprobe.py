@@ -5,7 +5,7 @@ next job, and a workflow's child task, report the new value with no rebuild and 
 else imports this module, so rewriting it cannot disturb other tests.
 """
 
-PROBE = "changed-9d1bf27c"
+PROBE = "original"
 
 
 def report() -> dict:

@@ -85,9 +85,14 @@ def test_job_ids_continue_after_slurmctld_is_recreated(slurm_cluster, faults, sl
     assert int(after.result(timeout=TIMEOUT)["job_id"]) > int(before.job_id), (before.job_id, after.job_id)
 
 
+def _job_runs_on(login_transport, node: str) -> None:
+    login_transport.run(f"sbatch --wait -w {node} -o /dev/null --wrap true", timeout=120)
+
+
 @pytest.mark.slow
-def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack):
+def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack, login_transport):
     compose = slurm_stack.docker.compose
+    _job_runs_on(login_transport, "c2")  # a cluster in use: slurmctld has reached c2 already
     try:
         with pytest.raises(DockerException):
             compose.up(["c2"], scales={"c2": 2}, detach=True, wait=True, wait_timeout=60, dependencies=False,
@@ -100,3 +105,4 @@ def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack
     finally:
         compose.up(["c2"], scales={"c2": 1}, detach=True, wait=True, dependencies=False, quiet=True)
     assert [c.name for c in compose.ps(all=True) if "-c2-" in c.name] == [slurm_stack.container_names()["c2"]]
+    _job_runs_on(login_transport, "c2")  # the node that was already there kept serving
