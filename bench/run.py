@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import fig_cluster, fig_faults, fig_harness, fig_jobs, fig_submitit, report
+from bench import fig_cluster, fig_faults, fig_harness, fig_jobs, fig_packaging, fig_submitit, report
 from bench.env import BENCH_PROJECT, BenchEnv, say
 from bench.figure import Figure
 from bench.machine import describe
@@ -57,6 +57,9 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "rpcs_1": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, 1, s.rpc_wait), None),
     "rpcs_many": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, s.rpc_jobs, s.rpc_wait), None),
     "completion": (lambda env, a, s: fig_faults.completion_latency(env, s.repeats), None),
+    "deps": (lambda env, a, s: fig_packaging.deps_online(env, s.repeats), None),
+    "deps_airgap": (lambda env, a, s: fig_packaging.deps_airgapped(env, s.repeats), None),
+    "resolvers": (lambda env, a, s: fig_packaging.resolvers(env, s.repeats), None),
     "tiers": (lambda env, a, s: fig_harness.tiers(env, a.tiers_repeats), "tiers"),
 }
 

@@ -22,7 +22,8 @@ _EXPORTS = {
     "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Cluster": "slurm.cluster",
     "ArrayJob": "slurm.job", "Job": "slurm.job", "Resources": "slurm.resources",
     **dict.fromkeys(["BackendError", "CommandError", "ConfigError", "JobFailedError", "JobTimeoutError",
-                     "ResourceError", "SerializationError", "SlurmSDKError", "SSHError", "SubmitError"],
+                     "ResourceError", "SerializationError", "SlurmSDKError", "SSHError", "SubmitError",
+                     "UnknownJobError"],
                     "slurm.errors"),
 }
 
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from slurm.callbacks import Callback
     from slurm.cluster import Cluster
     from slurm.errors import (BackendError, CommandError, ConfigError, JobFailedError, JobTimeoutError,
-                              ResourceError, SerializationError, SlurmSDKError, SSHError, SubmitError)
+                              ResourceError, SerializationError, SlurmSDKError, SSHError, SubmitError,
+                              UnknownJobError)
     from slurm.job import ArrayJob, Job
     from slurm.resources import Resources
 
@@ -54,5 +56,5 @@ def __dir__() -> list[str]:
 __all__ = [
     "ArrayJob", "BackendError", "Callback", "Cluster", "CommandError", "ConfigError", "Job", "JobFailedError",
     "JobState", "JobTimeoutError", "ResourceError", "Resources", "SSHError", "SerializationError", "SlurmSDKError",
-    "SubmitError", "Task", "task", "workflow",
+    "SubmitError", "Task", "UnknownJobError", "task", "workflow",
 ]

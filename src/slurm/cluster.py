@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import secrets
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
@@ -18,6 +19,7 @@ from slurm.config import cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import ArrayJob, Job
 from slurm.packaging import PackagingStrategy, make_packaging
+from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
 from slurm.serialization import LOCAL_PYTHON, Call, dump_payload
@@ -25,6 +27,12 @@ from slurm.task import Task
 from slurm.watcher import Watcher
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from slurm.cleanup import CleanupReport
+    from slurm.reattach import JobInfo
 
 #: Files in every job directory.
 SCRIPT, PAYLOAD, CHILD_CONFIG = "job.sh", "payload.pkl", "cluster.json"
@@ -122,6 +130,7 @@ class Cluster:
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
         job_id = self._submit_once(posixpath.join(job_dir, SCRIPT), array=spec, dependencies=task.dependencies,
                                    dependency_type=task.dependency_type)
+        self._record_submission(task, job_id, job_dir, len(calls), array=array)
         jobs = [Job(self, f"{job_id}_{index}" if array else job_id, name=task.name, job_dir=job_dir,
                     script=script, index=index, array=array, depends_on=task.dependencies,
                     dependency_type=task.dependency_type) for index in range(len(calls))]
@@ -157,6 +166,7 @@ class Cluster:
     def _ensure_prepared(self) -> None:
         with self._lock:
             if not self._prepared:
+                secure_root(self.backend.transport, self.job_root)  # before any job file is written
                 self.packaging.prepare(self.backend)
                 self._prepared = True
 
@@ -178,6 +188,41 @@ class Cluster:
             output = self.backend.transport.run("\n".join([*self.packaging.setup_lines(), probe])).stdout
             self._node_python = output.strip().splitlines()[-1]
         return self._node_python
+
+    def _record_submission(self, task: Task, job_id: str, job_dir: str, tasks: int, *, array: bool) -> None:
+        """Leave the record a later process finds this job by (see ``slurm.records``). The job runs either
+        way, so a failure here is logged, not raised."""
+        fn = getattr(task, "fn", None)
+        record = SubmissionRecord(job_id=job_id, name=task.name, job_dir=job_dir, submitted_at=utc_now(),
+                                  array=array, tasks=tasks, workflow=task.is_workflow,
+                                  task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}")
+        try:
+            write_record(self.backend.transport, self.job_root, record)
+        except Exception as error:  # noqa: BLE001 - the submission itself succeeded
+            logging.getLogger("slurm.records").warning(
+                "job %s was submitted but its record could not be written (%s); it runs, but a new process "
+                "cannot find it by id", job_id, error)
+
+    # --- picking jobs up again ---------------------------------------------------------------------
+
+    def job(self, job_id: str | int) -> Job | ArrayJob:
+        """A handle on a job submitted earlier through the SDK with this job root, by any process:
+        ``result()``, ``state``, logs and ``cancel()`` work on it. ``"123_4"`` is task 4 of array job
+        123; an array's own id gives an ``ArrayJob``. ``UnknownJobError`` for ids the SDK has no record of."""
+        from slurm.reattach import attach
+        return attach(self, str(job_id))
+
+    def jobs(self) -> list[JobInfo]:
+        """This user's SDK jobs under the job root, oldest first, with name, state and submit time (one
+        command for the records, one scheduler query for all states)."""
+        from slurm.reattach import list_jobs
+        return list_jobs(self)
+
+    def cleanup(self, older_than: timedelta | float | str, *, dry_run: bool = False) -> CleanupReport:
+        """Remove the directories of jobs that ended and were submitted more than ``older_than`` ago
+        (seconds, a ``timedelta`` or "7d"/"12h"/"30m"); never those of unfinished jobs."""
+        from slurm.cleanup import cleanup
+        return cleanup(self, older_than, dry_run=dry_run)
 
     # --- polling -----------------------------------------------------------------------------------
 

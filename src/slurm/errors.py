@@ -30,6 +30,11 @@ class SubmitError(SlurmSDKError):
         self.transient = transient
 
 
+class DependencyError(SubmitError):
+    """A project's dependencies cannot be resolved or installed for the cluster's Python and platform.
+    Raised by ``submit`` before anything is queued."""
+
+
 class SerializationError(SlurmSDKError):
     """A function, argument or result cannot be pickled, or cannot travel to the node's Python."""
 
@@ -57,6 +62,15 @@ class CommandError(BackendError):
         detail = (stderr.strip() or stdout.strip())[-2000:]
         super().__init__(f"command failed with exit code {returncode}: {cmd}\n{detail}".rstrip(),
                          transient=is_transient_message(detail))
+
+
+class UnknownJobError(SlurmSDKError, LookupError):
+    """A job id the SDK has no record of (never submitted through it with this job root, cleaned up,
+    or malformed)."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class JobFailedError(SlurmSDKError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slurm.backends.base import JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
@@ -27,6 +27,8 @@ _RESULT_CHECK_BACKOFF = 1.25
 #: result file that is still on its way through the shared file system).
 _LOST_AFTER = 2.0
 NEVER_SATISFIED = "DependencyNeverSatisfied"
+#: The logs every job writes, in the order of ``log_patterns``.
+LOG_STREAMS = ("stdout", "stderr")
 
 
 class Job:
@@ -94,19 +96,54 @@ class Job:
     def cancel(self) -> None:
         self.cluster.retry(lambda: self.cluster.backend.cancel(self.job_id))
 
-    def stdout(self) -> str:
-        return self.cluster.retry(lambda: self._read_log(0))
+    @overload
+    def stdout(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
+    @overload
+    def stdout(self, follow: Literal[True], *, timeout: float | None = None) -> Iterator[str]: ...
 
-    def stderr(self) -> str:
-        return self.cluster.retry(lambda: self._read_log(1))
+    def stdout(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
+        """The job's stdout so far; with ``follow=True`` an iterator of its lines that keeps going while
+        the job runs and ends when the job has ended and the log is drained (``JobTimeoutError`` after
+        ``timeout`` s)."""
+        return self._follow_log("stdout", timeout) if follow else self.cluster.retry(lambda: self._read_log(0))
+
+    @overload
+    def stderr(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
+    @overload
+    def stderr(self, follow: Literal[True], *, timeout: float | None = None) -> Iterator[str]: ...
+
+    def stderr(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
+        """Like ``stdout``, for stderr (where the SDK's runner header and tracebacks go)."""
+        return self._follow_log("stderr", timeout) if follow else self.cluster.retry(lambda: self._read_log(1))
+
+    def tail(self, lines: int = 10, *, stream: str = "stdout", follow: bool = True,
+             timeout: float | None = None) -> Iterator[str]:
+        """The last ``lines`` lines of a log, then (``follow``) every new line until the job has ended and
+        the log is drained, like ``tail -n LINES -f``. ``stream``: "stdout" or "stderr"."""
+        from slurm.logs import follow as follow_logs
+        if lines < 0:
+            raise ValueError(f"lines={lines}: give 0 or more")
+        if not follow:
+            which = _stream_index(stream)
+            text = self.cluster.retry(lambda: self._read_log(which))
+            return iter(text.splitlines()[-lines:] if lines else [])
+        return (line for _, line in follow_logs(self, (stream,), last=lines, timeout=timeout))
+
+    def log_path(self, stream: str = "stdout") -> str:
+        """Where the job's ``stream`` ("stdout" or "stderr") is written on the cluster side."""
+        pattern = log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
+        array_id, _, index = self.job_id.partition("_")
+        return expand_log_pattern(pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index,
+                                  job_name=self.name)
 
     # --- internals ---------------------------------------------------------------------------------
 
+    def _follow_log(self, stream: str, timeout: float | None) -> Iterator[str]:
+        from slurm.logs import follow as follow_logs
+        return (line for _, line in follow_logs(self, (stream,), timeout=timeout))
+
     def _read_log(self, which: int) -> str:
-        pattern = log_patterns(self.job_dir, array=self._array)[which]
-        array_id, _, index = self.job_id.partition("_")
-        path = expand_log_pattern(pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index,
-                                  job_name=self.name)
+        path = self.log_path(LOG_STREAMS[which])
         transport = self.cluster.backend.transport
         return transport.read_bytes(path).decode(errors="replace") if transport.exists(path) else ""
 
@@ -222,6 +259,12 @@ class Job:
         else:
             known = f"still {self._state.value} as of {now - self._state_at:.0f}s ago"
         return f"{known}; {silence}" if silence else known
+
+
+def _stream_index(stream: str) -> int:
+    if stream not in LOG_STREAMS:
+        raise ValueError(f"unknown log stream {stream!r} (valid: {', '.join(LOG_STREAMS)})")
+    return LOG_STREAMS.index(stream)
 
 
 class ArrayJob(Sequence[Job]):

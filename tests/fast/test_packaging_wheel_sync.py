@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import subprocess
 import sys
 import threading
@@ -13,10 +14,10 @@ import pytest
 from slurm.backends.local import LocalTransport
 from slurm.backends.slurm import SlurmBackend
 from slurm.errors import ConfigError
-from slurm.packaging import make_packaging
-from slurm.packaging import wheel as wheel_module
-from slurm.packaging.sync import MANIFEST, SyncPackaging, glob_to_regex
-from slurm.packaging.wheel import WheelPackaging, install_script
+from slurm.packaging import builds, make_packaging
+from slurm.packaging.environment import build_script
+from slurm.packaging.sync import MANIFEST, SyncPackaging, glob_to_regex, remote_dir_name
+from slurm.packaging.wheel import WheelPackaging
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
@@ -42,6 +43,13 @@ class CountingTransport(LocalTransport):
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         self.writes.append(path)
         super().write_bytes(path, data, mode)
+
+
+@pytest.fixture(autouse=True)
+def host_cache(tmp_path, monkeypatch) -> Path:
+    """This host's packaging cache (builds, resolutions, wheels) in the test's tmp dir."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "host-cache"))
+    return tmp_path / "host-cache/slurm-sdk"
 
 
 @pytest.fixture
@@ -73,48 +81,51 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
     first.prepare(backend)
     env = first.to_config()["env"]
     assert env.startswith(cache + "/envs/") and os.path.exists(env + "/.ready")
-    # The module comes from the env's site-packages, not from the project's source tree.
-    location = run_in_env(first, "import tinypkg; print(tinypkg.VALUE, tinypkg.__file__)")
-    assert location.startswith("1 " + env + "/lib/")
+    assert first.last_environment.built
+    # The module comes from the project layer beside the env, not from the project's source tree.
+    layer = first.to_config()["layer"]
+    assert layer.startswith(cache + "/projects/") and os.path.exists(layer + "/.ready")
+    location = run_in_env(first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)")
+    assert location == f"1 {layer}/tinypkg/__init__.py {env}/bin/python"
     assert len(backend.transport.puts) == 1
 
-    again = make_packaging(options)  # rebuilt wheel, same content: same env, nothing uploaded
+    again = make_packaging(options)  # same content: same env, nothing built or uploaded
     again.prepare(backend)
     assert again.to_config()["env"] == env and len(backend.transport.puts) == 1
-    assert [p for p in os.listdir(cache + "/envs")] == [os.path.basename(env)]  # no temp dirs left
+    assert not again.last_environment.built
+    name = os.path.basename(env)
+    assert sorted(os.listdir(cache + "/envs")) == [name, name + ".lock"]  # no temp dirs left
 
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 2\n")
-    changed = make_packaging(options)
+    changed = make_packaging(options)  # an edit: a new project layer on the same venv
     changed.prepare(backend)
-    assert changed.to_config()["env"] != env
+    assert changed.to_config()["env"] == env and changed.to_config()["layer"] != layer
+    assert not changed.last_environment.built and changed.last_layer.built
     assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"
 
 
 def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypatch):
     env = tmp_path / "cache/envs/0123456789abcdef"
-    env.mkdir(parents=True)
+    (env / "bin").mkdir(parents=True)
+    (env / "bin/python").symlink_to(sys.executable)
     (env / ".ready").touch()
-    monkeypatch.setattr(wheel_module, "build_wheel", lambda *a: pytest.fail("child must not build"))
-    child = make_packaging({"type": "wheel", "env": str(env), "python": "python3"})
+    monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("child must not build"))
+    layer = tmp_path / "cache/projects/fedcba9876543210"
+    layer.mkdir(parents=True)
+    (layer / ".ready").touch()
+    config = {"type": "wheel", "env": str(env), "layer": str(layer), "python": "python3"}
+    child = make_packaging(config)
     child.prepare(backend)
     assert child.python_command() == f"{env}/bin/python"
-    assert child.to_config() == {"type": "wheel", "env": str(env), "python": "python3"}
+    assert child.to_config() == config and child.setup_lines() == [f'export PYTHONPATH={layer}"${{PYTHONPATH:+:$PYTHONPATH}}"']
+    (layer / ".ready").unlink()
+    with pytest.raises(ConfigError, match="missing or incomplete"):
+        make_packaging(config).prepare(backend)
     with pytest.raises(ConfigError, match="missing or incomplete"):
         WheelPackaging(env=str(tmp_path / "nope")).prepare(backend)
-
-
-def test_wheel_includes_the_sdk_when_the_project_lacks_it(tmp_path, monkeypatch):
-    built: list[str] = []
-
-    def fake_build(project_dir: Path, out_dir: Path) -> Path:
-        built.append(str(project_dir))
-        return Path(__file__)  # any file: _contains_package is stubbed below
-
-    monkeypatch.setattr(wheel_module, "build_wheel", fake_build)
-    monkeypatch.setattr(wheel_module, "_contains_package", lambda wheel, package: False)
-    make_project(tmp_path)
-    WheelPackaging(project_dir=str(tmp_path))._build(tmp_path / "out")
-    assert built == [str(tmp_path.resolve()), str(Path(wheel_module.__file__).resolve().parents[3])]
+    (env / ".ready").unlink()  # a half-built env is no env for a child either
+    with pytest.raises(ConfigError, match="missing or incomplete"):
+        make_packaging({"type": "wheel", "env": str(env)}).prepare(backend)
 
 
 def test_wheel_not_prepared_and_bad_project_are_clear_errors(tmp_path, backend):
@@ -124,36 +135,84 @@ def test_wheel_not_prepared_and_bad_project_are_clear_errors(tmp_path, backend):
         WheelPackaging(project_dir=str(tmp_path), cache_root=str(tmp_path / "c")).prepare(backend)
 
 
-def test_install_script_loser_of_a_race_keeps_the_winners_env(tmp_path):
-    """Two prepares of one wheel: the second to finish must leave the first's env alone and succeed."""
-    fake_python = tmp_path / "fakepython"
-    fake_python.write_text('#!/bin/sh\n[ "$2" = venv ] && mkdir -p "$5/bin"\nexit 0\n')
-    fake_python.chmod(0o755)
-    env = tmp_path / "envs/abc"
-    (env / "bin").mkdir(parents=True)
-    (env / ".ready").write_text("winner")
-    subprocess.run(["sh", "-c", install_script(str(fake_python), ["/x.whl"], str(env))], check=True)
-    assert (env / ".ready").read_text() == "winner" and not (env / "bin/.ready").exists()
-    assert os.listdir(tmp_path / "envs") == ["abc"]
+def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "proj")
+    first = builds.cached_wheel(project)
+    monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("unchanged source must not rebuild"))
+    assert builds.cached_wheel(project) == first
+    (project / "build").mkdir()  # stale build output is not part of the source
+    (project / "build/junk.py").write_text("x = 1\n")
+    assert builds.cached_wheel(project) == first
+    monkeypatch.undo()
+    parts = ("src", "pyproject.toml")  # a build known to read only these (the SDK's own)
+    partial = builds.cached_wheel(project, parts)
+    monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("a file outside parts must not rebuild"))
+    (project / "notes.txt").write_text("not read by this build\n")
+    assert builds.cached_wheel(project, parts) == partial
+    monkeypatch.undo()
+    (project / "src/tinypkg/__init__.py").write_text("VALUE = 3\n")
+    assert builds.cached_wheel(project) != first
 
 
-def test_install_script_concurrent_builds_end_with_one_ready_env(tmp_path):
-    fake_python = tmp_path / "fakepython"
-    fake_python.write_text('#!/bin/sh\n[ "$2" = venv ] && mkdir -p "$5/bin"\nsleep 0.2\nexit 0\n')
-    fake_python.chmod(0o755)
+# --- the cluster-side build script: lock, half-built and vanished-interpreter envs ---------------------
+
+
+def fake_python(tmp_path: Path, log: Path) -> Path:
+    """Stands in for the cluster's python: ``-m venv ... DIR`` makes DIR/bin/python, ``-m pip`` sleeps a
+    little; every call is logged, so the test can count builds."""
+    script = tmp_path / "fakepython"
+    script.write_text(f"""#!/bin/sh
+echo "$*" >> {log}
+if [ "$2" = venv ]; then
+  for last; do :; done
+  mkdir -p "$last/bin" && ln -sf {sys.executable} "$last/bin/python"
+fi
+sleep 0.2
+exit 0
+""")
+    script.chmod(0o755)
+    return script
+
+
+def run_build(python: Path, env: str) -> int:
+    return subprocess.run(["sh", "-c", build_script(str(python), env, posixpath.dirname(env) + "/../wheelhouse", [], ["/x.whl"], True)]).returncode
+
+
+def venv_builds(log: Path) -> int:
+    return sum(" venv " in f" {line} " for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_build_script_concurrent_builds_build_once(tmp_path):
+    log = tmp_path / "calls.log"
+    python = fake_python(tmp_path, log)
     env = str(tmp_path / "envs/abc")
     results: list[int] = []
-
-    def install() -> None:
-        results.append(subprocess.run(["sh", "-c", install_script(str(fake_python), ["/x.whl"], env)]).returncode)
-
-    threads = [threading.Thread(target=install) for _ in range(3)]
+    threads = [threading.Thread(target=lambda: results.append(run_build(python, env))) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert results == [0, 0, 0]
-    assert sorted(os.listdir(env)) == [".ready", "bin"] and os.listdir(tmp_path / "envs") == ["abc"]
+    assert venv_builds(log) == 1  # the two that waited on the lock found it ready
+    assert sorted(os.listdir(tmp_path / "envs")) == ["abc", "abc.lock"]
+
+
+def test_build_script_rebuilds_half_built_and_orphaned_envs(tmp_path):
+    log = tmp_path / "calls.log"
+    python = fake_python(tmp_path, log)
+    env = tmp_path / "envs/abc"
+    assert run_build(python, str(env)) == 0 and venv_builds(log) == 1
+    assert run_build(python, str(env)) == 0 and venv_builds(log) == 1  # healthy: reused
+
+    (env / "stale-file").touch()
+    (env / ".ready").unlink()  # killed mid-build
+    assert run_build(python, str(env)) == 0 and venv_builds(log) == 2
+    assert not (env / "stale-file").exists()  # rebuilt from scratch, not patched
+
+    (env / "bin/python").unlink()  # its interpreter vanished ("bin/python: No such file or directory")
+    (env / "bin/python").symlink_to(tmp_path / "gone/python3.11")
+    assert run_build(python, str(env)) == 0 and venv_builds(log) == 3
+    assert os.path.exists(env / "bin/python")
 
 
 # --- sync --------------------------------------------------------------------------------------------
@@ -178,7 +237,7 @@ def remote_files(remote: Path) -> set[str]:
 def test_sync_uploads_only_changes_and_deletes_removed_files(tmp_path, backend):
     source = make_tree(tmp_path / "proj")
     remote = tmp_path / "remote"
-    options = {"type": "sync", "source_dir": str(source), "remote_dir": str(remote)}
+    options = {"type": "sync", "source_dir": str(source), "remote_dir": str(remote), "include_sdk": False}
     first = make_packaging(options)
     first.prepare(backend)
     synced = {"pyproject.toml", "tool.py", "src/tinypkg/__init__.py", "src/tinypkg/keep.py", "src/tinypkg/gone.py"}
@@ -204,14 +263,16 @@ def test_sync_uploads_only_changes_and_deletes_removed_files(tmp_path, backend):
 def test_sync_puts_the_remote_tree_on_pythonpath_and_children_reuse_it(tmp_path, backend, monkeypatch):
     source = make_tree(tmp_path / "proj")
     remote = tmp_path / "remote"
-    strategy = SyncPackaging(source_dir=str(source), cache_root=str(tmp_path / "cache"), python=sys.executable)
+    strategy = SyncPackaging(source_dir=str(source), cache_root=str(tmp_path / "cache"), python=sys.executable,
+                             include_sdk=False)
     strategy.prepare(backend)
-    remote = tmp_path / "cache/src/proj"
+    assert strategy.env is None  # no dependencies, no SDK to ship: no venv, the python runs as it is
+    remote = tmp_path / f"cache/src/{remote_dir_name(source.resolve())}"
     code = "import tinypkg, tool; print(tinypkg.__file__, tool.__file__)"
     assert run_in_env(strategy, code) == f"{remote}/src/tinypkg/__init__.py {remote}/tool.py"
 
     config = strategy.to_config()
-    assert config["prepared"] is True and config["remote_dir"] == str(remote)
+    assert config["prepared"] is True and config["remote_dir"] == str(remote) and config["env"] is None
     monkeypatch.setattr("slurm.packaging.sync.scan_tree", lambda *a: pytest.fail("child must not sync"))
     child = make_packaging(config)
     child.prepare(backend)
@@ -226,6 +287,21 @@ def test_sync_default_remote_dir_under_home_and_errors(tmp_path, backend):
     assert SyncPackaging(remote_dir="~/x")._remote_dir(backend.transport, tmp_path) == os.path.expanduser("~/x")
 
 
+def test_sync_projects_with_the_same_dir_name_get_their_own_remote_trees(tmp_path, backend):
+    """Two checkouts both called ``app`` must not overwrite each other on the cluster."""
+    remotes = []
+    for parent in ("one", "two"):
+        source = make_project(tmp_path / parent / "app")
+        (source / "src/tinypkg/__init__.py").write_text(f"VALUE = {parent!r}\n")
+        strategy = SyncPackaging(source_dir=str(source), cache_root=str(tmp_path / "cache"), python=sys.executable,
+                                 include_sdk=False)
+        strategy.prepare(backend)
+        remotes.append(strategy)
+    assert remotes[0].remote_dir != remotes[1].remote_dir
+    assert [run_in_env(s, "import tinypkg; print(tinypkg.VALUE)") for s in remotes] == ["one", "two"]
+    assert os.path.basename(remotes[0].remote_dir).startswith("app-")
+
+
 @pytest.mark.parametrize(("pattern", "path", "matches"), [
     ("**/*.py", "a.py", True), ("**/*.py", "src/pkg/a.py", True), ("**/*.py", "a.pyc", False),
     ("*.py", "src/a.py", False), ("pyproject.toml", "pyproject.toml", True),
@@ -233,3 +309,26 @@ def test_sync_default_remote_dir_under_home_and_errors(tmp_path, backend):
 ])
 def test_glob_patterns(pattern, path, matches):
     assert bool(glob_to_regex(pattern).match(path)) is matches
+
+
+def test_concurrent_syncs_of_one_project_all_succeed(tmp_path):
+    """Several submitters syncing the same project at once (one remote tree) must not trip over each other."""
+    source = make_tree(tmp_path / "proj")
+    remote = tmp_path / "remote"
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            SyncPackaging(source_dir=str(source), remote_dir=str(remote), include_sdk=False).prepare(
+                SlurmBackend(LocalTransport()))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert (remote / "src/tinypkg/keep.py").read_text() == "A = 1\n"
+    assert not [p for p in remote.iterdir() if p.name.startswith((".extract-", ".upload-"))]

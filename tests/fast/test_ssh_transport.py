@@ -241,3 +241,15 @@ def test_ssh_backend_builds_slurm_backend_over_ssh(sshd):
     assert backend.kind == "slurm" and backend.poll_batch == 7
     assert backend.transport.run("echo $0").stdout.strip() == "sh"
     backend.close()
+
+
+def test_connection_lost_mid_command_is_a_transient_drop_not_an_exit_code(transport, tmp_path):
+    """The command ran (its marker exists) but the session died before an exit status came back: that
+    is a dropped connection, never "exit code -1" (which made a queued sbatch look like a failure)."""
+    marker = tmp_path / "ran"
+    # $PPID of `sh -c` is this session's sshd process: killing it closes the channel with no exit status.
+    with pytest.raises(SSHError, match="dropped while running") as caught:
+        transport.run(f"touch {marker}; kill -9 $PPID; sleep 5")
+    assert caught.value.transient
+    assert marker.exists()
+    assert transport.run("echo back").stdout == "back\n"  # the next command reconnects

@@ -1,4 +1,4 @@
-"""The wheel path still works end to end: build here, install into a venv on the cluster, run from it."""
+"""The wheel path still works end to end: build here, unpack beside a venv on the cluster, run from it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_job_runs_the_sdk_from_the_uploaded_wheel(slurm_cluster, cluster_mode, l
     assert cluster_mode == "wheel"
     job = slurm_cluster.submit(jobs.devprobe_report)
     seen = job.result(timeout=600)
-    env = slurm_cluster.packaging.env  # the venv the wheel was installed into, on the shared home
-    assert seen["slurm_file"].startswith(env + "/"), seen
+    packaging = slurm_cluster.packaging  # the venv (dependencies) and the wheel's layer, on the shared home
+    assert seen["slurm_file"].startswith(packaging.layer + "/"), seen
     assert not seen["slurm_file"].startswith(SDK_MOUNT)
-    assert login_transport.exists(env + "/.ready")
+    assert login_transport.exists(packaging.env + "/.ready") and login_transport.exists(packaging.layer + "/.ready")

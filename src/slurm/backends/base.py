@@ -94,6 +94,19 @@ class Transport(ABC):
         costs a round trip override this to fetch them all at once (results of a 1,000-task map)."""
         return {path: self.read_bytes(path) for path in paths if self.exists(path)}
 
+    def read_from(self, path: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to ``limit`` bytes of ``path`` from byte ``offset`` on, and the file's size (-1 when it does
+        not exist yet): how growing logs are followed without fetching them again, and a truncated one
+        (a requeued job's log starts over) is noticed. One command; binary safe."""
+        import base64
+        import shlex
+
+        quoted = shlex.quote(path)
+        output = self.run(f"if [ -f {quoted} ]; then wc -c < {quoted}; tail -c +{int(offset) + 1} {quoted} "
+                          f"| head -c {int(limit)} | base64; else echo -1; fi").stdout
+        size, _, data = output.partition("\n")
+        return base64.b64decode(data), int(size)
+
     def existing(self, paths: Sequence[str]) -> set[str]:
         """Which of ``paths`` exist. Transports where each check costs a round trip override this to
         look at all of them at once (a wait checks every unfinished job's result file)."""

@@ -76,6 +76,14 @@ class LocalTransport(Transport):
     def put(self, local_path: str, remote_path: str) -> None:
         write_atomic(remote_path, self.read_bytes(local_path), os.stat(local_path).st_mode & 0o777)
 
+    def read_from(self, path: str, offset: int, limit: int) -> tuple[bytes, int]:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read(limit), os.fstat(handle.fileno()).st_size
+        except FileNotFoundError:
+            return b"", -1
+
     def home(self) -> str:
         return os.path.expanduser("~")
 

@@ -178,6 +178,10 @@ class SSHTransport(Transport):
             if not channel.status_event.wait(timeout):
                 raise socket.timeout("no exit status")
             returncode = channel.recv_exit_status()
+            if returncode == -1:
+                # paramiko's way of saying the channel closed without an exit status: the connection
+                # dropped mid-command, which is not an answer from the command.
+                raise EOFError("channel closed without an exit status")
         except socket.timeout as exc:
             # A login node that does not answer within the timeout is frozen or gone: start afresh next time.
             self._forget_transport(channel.get_transport())

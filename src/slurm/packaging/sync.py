@@ -3,18 +3,20 @@
 Only files whose content changed since the last sync travel: the cluster side keeps a manifest
 (relative path -> sha256) that is diffed against the local tree, so re-syncing an unchanged project
 costs one small read. Changed files go as one tar archive (one upload, one extract).
+
+Dependencies (``[project].dependencies`` of the synced ``pyproject.toml``, or a requirements file) go into a
+venv on the cluster, like ``wheel`` packaging's but without the project itself: editing the source never
+rebuilds it, changing the dependencies or the interpreter does.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 import json
-import os
-import re
 import shlex
 import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,36 +24,16 @@ from typing import Any
 from slurm.backends.base import Backend, Transport
 from slurm.errors import ConfigError
 from slurm.packaging.base import PackagingStrategy
-from slurm.packaging.wheel import IGNORED_NAMES, default_cache_root, find_project_root
+from slurm.packaging.environment import ensure_environment, environment_spec, without_built
+from slurm.packaging.requirements import project_dependencies, requirements_file, wheel_requirements
+from slurm.packaging.tree import IGNORED_NAMES, glob_to_regex, scan_tree
+from slurm.packaging.wheel import (DependencyOptions, check_child_env, default_cache_root, find_project_root,
+                                   sdk_wheels)
+
+__all__ = ["MANIFEST", "SyncPackaging", "glob_to_regex", "scan_tree"]
 
 MANIFEST = ".slurm-sdk-manifest.json"
 DEFAULT_INCLUDE = ("**/*.py", "pyproject.toml")
-
-
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """``**/`` spans any number of directories, ``*`` and ``?`` stay inside one path component."""
-    parts = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
-    tokens = {"**/": "(?:[^/]+/)*", "**": ".*", "*": "[^/]*", "?": "[^/]"}
-    return re.compile("".join(tokens.get(part, re.escape(part)) for part in parts) + r"\Z")
-
-
-def scan_tree(root: Path, include: list[str], exclude: list[str]) -> dict[str, str]:
-    """Relative POSIX path -> sha256 of every file under ``root`` matching ``include``, skipping any
-    file or directory whose name matches ``exclude``."""
-    wanted = [glob_to_regex(p) for p in include]
-
-    def excluded(name: str) -> bool:
-        return any(fnmatch.fnmatch(name, p) for p in exclude)
-
-    files: dict[str, str] = {}
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not excluded(d))  # prune: never walk into .venv & co.
-        for name in filenames:
-            path = Path(directory, name)
-            rel = path.relative_to(root).as_posix()
-            if not excluded(name) and any(r.match(rel) for r in wanted) and path.is_file():
-                files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return files
 
 
 def _read_manifest(transport: Transport, path: str) -> dict[str, str]:
@@ -73,19 +55,25 @@ def _tar_gz(root: Path, relpaths: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-class SyncPackaging(PackagingStrategy):
+class SyncPackaging(PackagingStrategy, DependencyOptions):
     """Options: ``source_dir`` (default: the project around the cwd), ``remote_dir`` (default
-    ``<cache_root>/src/<source dir name>``), ``include`` (globs, default ``**/*.py`` and ``pyproject.toml``),
-    ``exclude`` (file/directory name patterns, default VCS/venv/cache dirs), ``pythonpath`` (entries relative
-    to the synced root, default ``src`` if present, and ``.``), ``python``, ``cache_root``,
-    ``prepared`` (set by ``to_config()``: the tree is already on the cluster, children don't sync)."""
+    ``<cache_root>/src/<source dir name>-<hash of its absolute path>``), ``include`` (globs, default
+    ``**/*.py`` and ``pyproject.toml``), ``exclude`` (file/directory name patterns, default VCS/venv/cache
+    dirs), ``pythonpath`` (entries relative to the synced root, default ``src`` if present, and ``.``),
+    ``python``, ``cache_root``, ``requirements`` (a requirements file instead of ``[project].dependencies``),
+    ``include_sdk`` (install this SDK into the venv too), ``install_from``, ``resolver``,
+    ``prepared`` and ``env`` (set by ``to_config()``: the tree and venv are already on the cluster).
+
+    With no dependencies and ``include_sdk: false`` no venv is made: jobs run ``python`` itself."""
 
     type = "sync"
 
     def __init__(self, source_dir: str | None = None, remote_dir: str | None = None,
                  include: list[str] | None = None, exclude: list[str] | None = None,
                  pythonpath: list[str] | None = None, python: str = "python3", cache_root: str | None = None,
-                 prepared: bool = False) -> None:
+                 requirements: str | None = None, include_sdk: bool = True, install_from: str = "auto",
+                 resolver: str = "auto", prepared: bool = False, env: str | None = None) -> None:
+        DependencyOptions.__init__(self, install_from, resolver, requirements)
         self.source_dir = source_dir
         self.remote_dir = remote_dir
         self.include = list(include or DEFAULT_INCLUDE)
@@ -93,7 +81,9 @@ class SyncPackaging(PackagingStrategy):
         self.pythonpath = pythonpath
         self.python = python
         self.cache_root = cache_root
+        self.include_sdk = include_sdk
         self.prepared = prepared
+        self.env = env
         #: Files uploaded / deleted by the last prepare() (for logs and tests).
         self.last_uploaded: list[str] = []
         self.last_deleted: list[str] = []
@@ -104,19 +94,39 @@ class SyncPackaging(PackagingStrategy):
             if self.remote_dir is None or not transport.exists(self.remote_dir):
                 raise ConfigError(f"synced source {self.remote_dir} is missing on the cluster; "
                                   "prepare the packaging from the submitting host first")
+            if self.env is not None:
+                check_child_env(transport, self.env, "sync")
             return
         source = find_project_root() if self.source_dir is None else Path(self.source_dir)
         if not source.is_dir():
             raise ConfigError(f"sync source_dir {source} is not a directory")
+        source = source.resolve()
         if self.pythonpath is None:
             self.pythonpath = ["src", "."] if (source / "src").is_dir() else ["."]
+        self._prepare_environment(transport, source)  # first: a bad dependency fails before any upload
         self.remote_dir = self._remote_dir(transport, source)
-        self._sync(transport, source.resolve(), self.remote_dir)
+        self._sync(transport, source, self.remote_dir)
         self.prepared = True
+
+    def _prepare_environment(self, transport: Transport, source: Path) -> None:
+        extra = self.requirements_path(source)
+        requirements = requirements_file(extra) if extra else project_dependencies(source)
+        declared = str(extra) if extra else f"[project].dependencies of {source / 'pyproject.toml'}"
+        with tempfile.TemporaryDirectory(prefix="slurm-sdk-sync-") as tmp:
+            wheels = sdk_wheels(self.include_sdk, [], Path(tmp))
+            if not requirements and not wheels:
+                return  # nothing to install: jobs run the configured python as it is
+            requirements += [r for wheel in wheels for r in wheel_requirements(wheel)]
+            spec = environment_spec(transport, python=self.python, requirements=without_built(requirements, wheels),
+                                    source=declared, wheels=wheels, resolver=self.resolver)
+            self.last_environment = ensure_environment(transport, spec,
+                                                       self.cache_root or default_cache_root(transport),
+                                                       self.install_from)
+        self.env = self.last_environment.path
 
     def _remote_dir(self, transport: Transport, source: Path) -> str:
         if self.remote_dir is None:
-            return f"{self.cache_root or default_cache_root(transport)}/src/{source.resolve().name}"
+            return f"{self.cache_root or default_cache_root(transport)}/src/{remote_dir_name(source)}"
         if self.remote_dir == "~" or self.remote_dir.startswith("~/"):
             return transport.home().rstrip("/") + self.remote_dir[1:]
         return self.remote_dir
@@ -129,9 +139,7 @@ class SyncPackaging(PackagingStrategy):
         if changed:
             archive = f"{remote_dir}/.upload-{uuid.uuid4().hex[:12]}.tar.gz"
             transport.write_bytes(archive, _tar_gz(source, changed))
-            q = shlex.quote
-            transport.run(f"cd {q(remote_dir)} && tar -xzf {q(archive)}; status=$?; rm -f {q(archive)}; "
-                          "exit $status")
+            transport.run(_extract_script(archive, remote_dir))
         for start in range(0, len(removed), 200):  # keeps each command line short
             transport.run(f"cd {shlex.quote(remote_dir)} && rm -f -- {shlex.join(removed[start:start + 200])}")
         if changed or removed or not remote:
@@ -148,9 +156,31 @@ class SyncPackaging(PackagingStrategy):
         return [f'export PYTHONPATH={joined}"${{PYTHONPATH:+:$PYTHONPATH}}"']
 
     def python_command(self) -> str:
-        return shlex.quote(self.python)
+        return shlex.quote(self.env + "/bin/python" if self.env else self.python)
 
     def to_config(self) -> dict[str, Any]:
         self._pythonpath_dirs()  # raises when not prepared
         return {"type": self.type, "remote_dir": self.remote_dir, "pythonpath": self.pythonpath,
-                "python": self.python, "prepared": True}
+                "python": self.python, "prepared": True, "env": self.env}
+
+
+def _extract_script(archive: str, remote_dir: str) -> str:
+    """Unpack into a private directory, then rename each file into place: a concurrent sync of the same
+    project (several submitters at once) or a running job never sees a half-written file, and tar never
+    trips over a file another extraction just created."""
+    q = shlex.quote
+    return "\n".join([
+        "set -e",
+        f"archive={q(archive)}",
+        f"tmp=$(mktemp -d {q(remote_dir + '/.extract-XXXXXX')})",
+        """trap 'rm -rf "$tmp" "$archive"' EXIT""",
+        'tar -xzf "$archive" -C "$tmp"',
+        'cd "$tmp"',
+        f"find . -mindepth 1 -type d -exec mkdir -p {q(remote_dir)}/{{}} \\;",
+        f"find . ! -type d -exec mv -f {{}} {q(remote_dir)}/{{}} \\;",
+    ])
+
+
+def remote_dir_name(source: Path) -> str:
+    """``<dir name>-<8 hex of its absolute path>``: two projects both called ``app`` never share a tree."""
+    return f"{source.name}-{hashlib.sha256(str(source).encode()).hexdigest()[:8]}"

@@ -1,0 +1,150 @@
+"""Wheels built on this host: the project's, and the SDK's own (from its source checkout, or rebuilt from
+the installed distribution when the SDK was installed from a wheel).
+
+Builds are cached by the digest of the source tree (and this Python's version), so submitting unchanged
+code again costs a tree walk instead of a ``pip wheel`` run.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import importlib.metadata
+import io
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from slurm.errors import ConfigError
+from slurm.packaging.host_cache import host_cache_dir
+from slurm.packaging.tree import IGNORED_NAMES, IGNORED_TOP, source_digest
+
+SDK_DISTRIBUTION = "slurm-sdk"
+#: What the SDK's own wheel is built from in its checkout (pyproject: metadata; README: its description).
+SDK_SOURCE_PARTS = ("src", "pyproject.toml", "README.md")
+#: dist-info files that describe one installation, not the distribution: never put back into a wheel.
+_INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+def build_wheel(project_dir: Path, out_dir: Path) -> Path:
+    """Build the project's wheel offline with this interpreter's pip, from a clean copy of the source."""
+    source = out_dir / "source"
+    ignore_anywhere = shutil.ignore_patterns(*IGNORED_NAMES)
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        top = set(IGNORED_TOP) & set(names) if Path(directory) == project_dir else set()
+        return set(ignore_anywhere(directory, names)) | top
+
+    shutil.copytree(project_dir, source, ignore=ignore, symlinks=True)
+    wheel_dir = out_dir / "wheels"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
+                 "-w", str(wheel_dir), str(source)]
+    # Offline with this Python's build backend first; if it lacks one (or lacks bdist_wheel, as
+    # setuptools < 70.1 without the wheel package does), let pip fetch the declared build requirements.
+    attempts = [pip_wheel[:4] + ["--no-build-isolation", "--no-index"] + pip_wheel[4:], pip_wheel]
+    failures = []
+    for command in attempts:
+        result = subprocess.run(command, capture_output=True, text=True)
+        wheels = sorted(wheel_dir.glob("*.whl"))
+        if result.returncode == 0 and len(wheels) == 1:
+            return wheels[0]
+        failures.append(f"$ {shlex.join(command)}\n{(result.stderr or result.stdout).strip()[-1500:]}")
+    raise ConfigError(f"building the wheel of {project_dir} failed:\n" + "\n".join(failures) +
+                      "\ninstall its build backend (e.g. setuptools>=70.1) in this Python, or allow pip to "
+                      "download it")
+
+
+def cached_wheel(project_dir: Path, parts: tuple[str, ...] | None = None) -> Path:
+    """The project's wheel, built once per source content (and host Python version); ``parts``: the only
+    top-level files and directories its build reads, when known (see ``source_digest``)."""
+    project_dir = project_dir.resolve()
+    key = hashlib.sha256(json.dumps([source_digest(project_dir, parts), sys.version]).encode()).hexdigest()[:24]
+    slot = host_cache_dir("builds") / key
+    found = sorted(slot.glob("*.whl"))
+    if len(found) == 1:
+        return found[0]
+    with tempfile.TemporaryDirectory(prefix="slurm-sdk-wheel-") as tmp:
+        wheel = build_wheel(project_dir, Path(tmp))
+        staged = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=slot.parent))
+        shutil.move(str(wheel), staged / wheel.name)
+    try:
+        staged.rename(slot)  # atomic: a concurrent build of the same source either wins or finds ours
+    except OSError:
+        shutil.rmtree(staged, ignore_errors=True)
+    return sorted(slot.glob("*.whl"))[0]
+
+
+def wheel_content_hash(*wheels: Path) -> str:
+    """sha256 over the wheels' member names and bytes: unlike the zip file's hash it ignores timestamps,
+    so rebuilding unchanged source lands on the same cached environment."""
+    digest = hashlib.sha256()
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            for name in sorted(archive.namelist()):
+                digest.update(name.encode() + b"\0" + archive.read(name) + b"\0")
+    return digest.hexdigest()
+
+
+def contains_package(wheel: Path, package: str) -> bool:
+    with zipfile.ZipFile(wheel) as archive:
+        return f"{package}/__init__.py" in archive.namelist()
+
+
+def sdk_source_root() -> Path | None:
+    """Source checkout of this SDK (editable install or repo on sys.path), if there is one."""
+    candidate = Path(__file__).resolve().parents[3]  # <root>/src/slurm/packaging/builds.py
+    return candidate if (candidate / "pyproject.toml").is_file() and (candidate / "src/slurm").is_dir() else None
+
+
+def sdk_wheel(out_dir: Path) -> Path:
+    """A wheel of the SDK that is running here: built from its source checkout when there is one, otherwise
+    re-packed from the installed distribution (its RECORD lists the files)."""
+    root = sdk_source_root()
+    if root is not None:  # its wheel is made of these only: tests, bench results, images never rebuild it
+        return cached_wheel(root, SDK_SOURCE_PARTS)
+    try:
+        distribution = importlib.metadata.distribution(SDK_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ConfigError("the slurm SDK has neither a source checkout nor an installed distribution to ship; "
+                          "install slurm-sdk with pip on this host, or install it on the cluster's Python and "
+                          "set include_sdk: false") from exc
+    return wheel_from_installed(distribution, out_dir)
+
+
+def wheel_from_installed(distribution: importlib.metadata.Distribution, out_dir: Path) -> Path:
+    """Re-pack an installed pure-Python distribution as a wheel: the files its RECORD names that live in
+    site-packages (no bytecode, no scripts outside it), its metadata, and a fresh RECORD."""
+    members: dict[str, bytes] = {}
+    dist_info = None
+    for path in distribution.files or []:
+        name = path.as_posix()
+        if name.startswith("../") or "__pycache__/" in name or name.endswith(".pyc"):
+            continue
+        top, _, leaf = name.partition("/")
+        if top.endswith(".dist-info"):
+            dist_info = top
+            if leaf in _INSTALL_ONLY:
+                continue
+        members[name] = Path(str(distribution.locate_file(path))).read_bytes()
+    if dist_info is None or f"{dist_info}/WHEEL" not in members:
+        raise ConfigError(f"the installed {distribution.metadata['Name']} has no usable RECORD/WHEEL files; "
+                          "reinstall it with pip, or install it on the cluster and set include_sdk: false")
+    rows = [[name, "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode(),
+             str(len(data))] for name, data in sorted(members.items())]
+    record = io.StringIO()
+    csv.writer(record, lineterminator="\n").writerows([*rows, [f"{dist_info}/RECORD", "", ""]])
+    members[f"{dist_info}/RECORD"] = record.getvalue().encode()
+    wheel = out_dir / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return wheel

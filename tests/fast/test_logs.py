@@ -1,0 +1,174 @@
+"""Following logs while jobs run: liveness, completeness, tail, bounded reads, pacing of state polls."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import slurm.job
+import slurm.logs
+import slurm.watcher
+from slurm import JobState, JobTimeoutError
+from slurm.logs import LineSplitter, follow
+
+from . import log_tasks
+
+TIMEOUT = 60
+
+
+def test_follow_yields_lines_while_the_job_runs_then_ends_with_it(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, ["one", "two"], str(gate), ["three"])
+    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    assert [next(lines), next(lines)] == ["one", "two"]
+    # The job is still waiting on the gate: these lines came live, not after the end.
+    assert job.state is JobState.RUNNING
+    gate.touch()
+    assert list(lines) == ["three"]
+    assert job.last_state is JobState.COMPLETED  # the follow only ended once the job had
+
+
+def test_follow_from_a_reattached_handle(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, ["a"], str(gate), ["b", "c"])
+    again = cluster.job(job.job_id)
+    lines = again.stdout(follow=True, timeout=TIMEOUT)
+    assert next(lines) == "a"
+    gate.touch()
+    assert list(lines) == ["b", "c"]
+
+
+def test_tail_starts_with_the_last_lines_then_follows(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, [f"line {i}" for i in range(20)], str(gate), ["after"])
+    seen = job.stdout(follow=True, timeout=TIMEOUT)
+    for _ in range(20):
+        next(seen)  # the job has printed all 20 and now waits on the gate
+    tail = job.tail(3, timeout=TIMEOUT)
+    assert [next(tail) for _ in range(3)] == ["line 17", "line 18", "line 19"]
+    gate.touch()
+    assert list(tail) == ["after"]
+    assert list(job.tail(2, follow=False)) == ["line 19", "after"]
+
+
+def test_a_log_that_starts_over_is_followed_from_its_new_start(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_then_start_over, [f"first run, line {i}" for i in range(10)], str(gate),
+                         ["second run"])
+    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    assert [next(lines) for _ in range(10)][-1] == "first run, line 9"
+    gate.touch()
+    assert list(lines) == ["second run"]  # not lost behind the old offset
+
+
+def test_stderr_follows_too(cluster):
+    job = cluster.submit(log_tasks.speak, ["err 1", "err 2"], stream="stderr")
+    lines = list(job.stderr(follow=True, timeout=TIMEOUT))
+    assert lines[0].startswith("[slurm-sdk] job")  # the runner's header goes to stderr first
+    assert lines[1:] == ["err 1", "err 2"]
+    assert list(job.tail(1, stream="stderr", follow=False)) == ["err 2"]
+
+
+def test_a_follow_that_outlasts_its_timeout_says_so(cluster):
+    job = cluster.submit(log_tasks.snooze, 600)
+    with pytest.raises(JobTimeoutError, match=f"job {job.job_id} did not finish within 0.5s"):
+        list(job.stdout(follow=True, timeout=0.5))
+    job.cancel()
+
+
+def test_big_logs_arrive_whole_in_bounded_reads(cluster, monkeypatch):
+    monkeypatch.setattr(slurm.logs, "CHUNK", 7)  # every line spans several reads
+    text = ["ünïcödé ✓ line %d " % i * 3 for i in range(40)]
+    job = cluster.submit(log_tasks.speak, text)
+    assert list(job.stdout(follow=True, timeout=TIMEOUT)) == text
+
+
+def test_unknown_streams_are_refused(cluster):
+    job = cluster.submit(log_tasks.speak, [])
+    with pytest.raises(ValueError, match="valid: stdout, stderr"):
+        next(follow(job, ("stdlog",)))
+    with pytest.raises(ValueError, match="valid: stdout, stderr"):
+        job.tail(3, stream="stdlog", follow=False)
+    with pytest.raises(ValueError, match="0 or more"):
+        job.tail(-1)
+    job.wait(timeout=TIMEOUT)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
+       st.lists(st.integers(1, 12), max_size=60))
+def test_line_splitting_does_not_depend_on_how_bytes_are_cut(text, cuts):
+    data = text.encode()
+    splitter, lines, start = LineSplitter(), [], 0
+    for cut in cuts:
+        lines += splitter.feed(data[start:start + cut])
+        start += cut
+    lines += splitter.feed(data[start:]) + splitter.close()
+    expected = text.split("\n")
+    assert lines == (expected[:-1] if expected[-1] == "" else expected)
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _QuietCluster:
+    """A cluster whose one job runs with an empty log for ``quiet`` seconds (virtual time), then ends
+    without a result file; it counts scheduler queries and log reads."""
+
+    callbacks: list = []
+
+    def __init__(self, clock: _FakeClock, quiet: float) -> None:
+        from slurm.backends.base import JobStatus
+        from slurm.watcher import Watcher
+
+        self.poll_interval, self.result_poll_interval = 30.0, 1.0  # the SSH defaults
+        self.queries = self.reads = 0
+        cluster = self
+
+        class Transport:
+            def read_from(self, path, offset, limit):
+                cluster.reads += 1
+                return b"", 0
+
+            def existing(self, paths):
+                return set()
+
+        class Backend:
+            transport = Transport()
+
+            def statuses(self, job_ids, reasons_for=()):
+                cluster.queries += 1
+                state = JobState.RUNNING if clock.now < quiet else JobState.CANCELLED
+                return {job_id: JobStatus(state) for job_id in job_ids}
+
+        self.backend = Backend()
+        self.watcher = Watcher(self)
+
+    def retry(self, operation):
+        return operation()
+
+
+def test_following_a_quiet_log_asks_the_scheduler_only_on_the_watchers_cadence(monkeypatch):
+    from slurm.job import Job
+
+    clock = _FakeClock()
+    for module in (slurm.logs.time, slurm.watcher.time, slurm.job.time):
+        monkeypatch.setattr(module, "monotonic", clock.monotonic)
+    monkeypatch.setattr(slurm.logs.time, "sleep", clock.sleep)
+    cluster = _QuietCluster(clock, quiet=600.0)
+    job = Job(cluster, "7", name="quiet", job_dir="/jobs/quiet", script="")
+    assert list(follow(job)) == []
+    assert job.last_state is JobState.CANCELLED
+    # Ten minutes: the watcher's ramp (1 s, x1.5, up to 30 s) is ~8 queries in the first minute, then
+    # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval (1 s): ~620.
+    assert 20 <= cluster.queries <= 30, cluster.queries
+    assert cluster.reads <= 650, cluster.reads
+    assert 600 <= clock.now <= 631
