@@ -38,10 +38,11 @@ init() {
 # writes the same answer into slurm.conf's include so the config hash matches across nodes.
 configure_accounting() {
   if getent hosts slurmdbd >/dev/null; then
-    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nJobAcctGatherType=jobacct_gather/linux\n' \
+    # gres/gpu as a TRES of its own (sacct AllocTRES); Slurm allows that only with slurmdbd.
+    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nAccountingStorageTRES=gres/gpu\n' \
       > /etc/slurm/accounting.conf
   else
-    printf 'AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none\n' > /etc/slurm/accounting.conf
+    printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
 }
 
@@ -88,6 +89,31 @@ start_munge() {
   runuser -u munge -- /usr/sbin/munged
 }
 
+# A node name is one container. `docker compose up --scale c2=2` starts a second container with the same
+# hostname, which Slurm would take for the same node. Docker's DNS may list a new container only a moment
+# after its process starts, so a watcher asks for the first DUPLICATE_WATCH_SECONDS (in the background:
+# a normal start waits for nothing) and, on seeing another container, kills this one with the reason
+# (exit 137), so `up --wait` fails naming why. A container running longer than that is left alone: the
+# refused one is the newcomer.
+DUPLICATE_WATCH_SECONDS=15
+watch_for_duplicate_node() {
+  local node=$1 main=$2 addresses
+  for _ in $(seq $((DUPLICATE_WATCH_SECONDS * 2))); do
+    if ! addresses=$(node_peers.py "$node" 2>&1); then   # no Docker DNS (another runtime): cannot tell
+      log slurmd "warning: not checked whether another container runs node $node: $addresses"
+      return 0
+    fi
+    addresses=$(sort <<<"$addresses" | paste -sd ' ')
+    if [ "$(wc -w <<<"$addresses")" -gt 1 ]; then
+      echo "error: node $node is already run by another container ($node resolves to: $addresses):" \
+           "\`docker compose up --scale\` is not supported, one container per compute node." \
+           "fix: \`docker compose up --scale $node=1\` (or drop --scale)" >&2
+      kill -KILL "$main"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
 
 case "${1:-login}" in
   init)
@@ -101,6 +127,7 @@ case "${1:-login}" in
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)
+    watch_for_duplicate_node "$(hostname)" $$ &   # $$: this process, slurmd after the exec below
     start_munge
     exec slurmd -D -N "$(hostname)" ;;
   login)

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slurm.backends.base import JobState, JobStatus
+from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError
@@ -167,6 +168,11 @@ class Job:
         except BackendError as error:
             tail = f"(stderr unreadable: {error})"
         detail = f"; last lines of stderr:\n{tail}" if tail else " and wrote nothing to stderr"
+        if self._state is not JobState.OUT_OF_MEMORY and killed_for_memory(tail):
+            return JobFailedError(
+                f"job {self.job_id} ({self.name}) ran OUT_OF_MEMORY: Slurm killed it for using more memory than "
+                f"it was allocated (scheduler state {self._state.value}); fix: ask for more, e.g. "
+                f".options(mem=\"2G\"){detail}", job_id=self.job_id, state=JobState.OUT_OF_MEMORY.value)
         return JobFailedError(f"job {self.job_id} ({self.name}) ended {self._state.value} without a result"
                               f"{detail}", job_id=self.job_id, state=self._state.value)
 

@@ -14,7 +14,7 @@ import pytest
 
 from slurm.backends.base import JobState
 from slurm.backends.local import LocalTransport
-from slurm.backends.slurm import SlurmBackend, expand_job_ids, parse_slurm_state
+from slurm.backends.slurm import SlurmBackend, expand_job_ids, killed_for_memory, parse_slurm_state
 from slurm.errors import BackendError, SubmitError
 
 FAKE = """#!/bin/sh
@@ -227,3 +227,19 @@ def test_slurm_states_map_to_job_states(text, state):
 def test_array_ranges_expand():
     assert expand_job_ids("9_[1,3-5%2]") == ["9_1", "9_3", "9_4", "9_5"]
     assert expand_job_ids("9_7") == ["9_7"] and expand_job_ids("9") == ["9"]
+
+
+@pytest.mark.parametrize("stderr, killed", [
+    # jobacct_gather OverMemoryKill (the dev cluster: no cgroups), as slurmstepd 24.11 writes it
+    ("slurmstepd-c1: error: StepId=10.batch exceeded memory limit (430116864 > 52428800), being killed\n"
+     "slurmstepd-c1: error: *** JOB 10 ON c1 CANCELLED AT 2026-11-25T23:10:59 ***", True),
+    # the cgroup OOM killer on production clusters
+    ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=3.batch. Some of your processes may have "
+     "been killed by the cgroup out-of-memory handler.", True),
+    # the task's own words are not Slurm's verdict
+    ("Traceback (most recent call last):\nMemoryError", False),
+    ("print('exceeded memory limit')", False),
+    ("", False),
+])
+def test_memory_kills_are_recognised_from_slurmstepd_lines(stderr, killed):
+    assert killed_for_memory(stderr) is killed

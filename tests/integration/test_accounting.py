@@ -29,6 +29,14 @@ def test_accounting_profile_makes_sacct_answer(slurm_stack, tmp_path, monkeypatc
             assert run(f"sacct -n -X -P -j {job_id} -o State").stdout.split() == ["COMPLETED"]
             assert backend.states([job_id]) == {job_id: JobState.COMPLETED}
             assert backend._use_sacct, "the backend fell back to squeue although sacct works here"
+            # Fake GPUs are a TRES of their own here (AccountingStorageTRES=gres/gpu, slurmdbd only).
+            gpu_job = run("sbatch --wait --parsable --gres=gpu:1 -o /dev/null --wrap true").stdout.strip()
+            assert "gres/gpu=1" in run(f"sacct -n -X -P -j {gpu_job} -o AllocTRES").stdout
+            # A job killed for its memory (OverMemoryKill): what accounting records for it.
+            hog = run("sbatch --wait --parsable --mem=50M -o /dev/null --wrap "
+                      "'python3 -c \"import time; b = bytearray(1) * (400 << 20); time.sleep(4)\"'",
+                      check=False).stdout.strip()
+            assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split()[0] in ("FAILED", "OUT_OF_MEMORY")
         finally:
             backend.close()
     finally:

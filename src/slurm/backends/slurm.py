@@ -66,6 +66,17 @@ def parse_slurm_state(text: str) -> JobState:
     return _STATE_MAP.get(word, JobState.UNKNOWN)
 
 
+#: What slurmstepd writes into a job's stderr when it kills the job for its memory: jobacct_gather's
+#: OverMemoryKill (no cgroups; the job then ends FAILED or CANCELLED, not OUT_OF_MEMORY) and the cgroup
+#: OOM killer.
+_MEMORY_KILL = re.compile(r"slurmstepd\S*: error: .*(exceeded memory limit|oom[-_]kill event)", re.I)
+
+
+def killed_for_memory(stderr: str) -> bool:
+    """True when a job's stderr shows slurmstepd killed it for using more memory than it was allocated."""
+    return bool(_MEMORY_KILL.search(stderr))
+
+
 def expand_job_ids(job_id: str) -> list[str]:
     """``"12_[1,3-5%2]"`` (a pending array range) -> ``["12_1", "12_3", "12_4", "12_5"]``; others unchanged."""
     match = _ARRAY_RANGE.match(job_id.strip())
