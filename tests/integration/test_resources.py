@@ -5,6 +5,9 @@ container, and `--scale` refused."""
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from python_on_whales.exceptions import DockerException
@@ -89,10 +92,25 @@ def _job_runs_on(login_transport, node: str) -> None:
     login_transport.run(f"sbatch --wait -w {node} -o /dev/null --wrap true", timeout=120)
 
 
+def _duplicate_watch_seconds() -> int:
+    """How long a new compute node watches for a twin (the entrypoint is the one home of that number)."""
+    entrypoint = (Path(__file__).resolve().parents[2] / "images/entrypoint.sh").read_text()
+    return int(re.search(r"^DUPLICATE_WATCH_SECONDS=(\d+)", entrypoint, re.M).group(1))
+
+
+def _wait_until_older_than_its_watch(slurm_stack, service: str) -> None:
+    """A node younger than its watch would see the newcomer too and refuse itself (documented): an
+    earlier test may have just restarted it, so let it age past the watch first."""
+    started = slurm_stack.docker.container.inspect(slurm_stack.container_names()[service]).state.started_at
+    age = (datetime.now(timezone.utc) - started).total_seconds()
+    time.sleep(max(0.0, _duplicate_watch_seconds() + 1 - age))
+
+
 @pytest.mark.slow
 def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack, login_transport):
     compose = slurm_stack.docker.compose
     _job_runs_on(login_transport, "c2")  # a cluster in use: slurmctld has reached c2 already
+    _wait_until_older_than_its_watch(slurm_stack, "c2")
     try:
         with pytest.raises(DockerException):
             compose.up(["c2"], scales={"c2": 2}, detach=True, wait=True, wait_timeout=60, dependencies=False,
