@@ -60,23 +60,30 @@ class TimedStack(Stack):
         self._timed("build", super().build)
 
     def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
-        self._timed("compose up --wait", lambda: super(TimedStack, self).up(force_recreate=force_recreate,
-                                                                            session=session))
+        self._timed(
+            "compose up --wait",
+            lambda: super(TimedStack, self).up(force_recreate=force_recreate, session=session),
+        )
 
     def connect_info(self) -> Connection:
         return self._timed("connect info", super().connect_info)
 
     def probe(self, connection: Connection, quick: bool = False) -> None:
-        self._timed("probe (ssh + quick check)" if quick else "probe (ssh + tiny sbatch job)",
-                    lambda: super(TimedStack, self).probe(connection, quick=quick))
+        self._timed(
+            "probe (ssh + quick check)" if quick else "probe (ssh + tiny sbatch job)",
+            lambda: super(TimedStack, self).probe(connection, quick=quick),
+        )
 
 
 class BenchEnv:
     """Lazily started benchmark stack plus one shared SSH connection to its login node."""
 
     def __init__(self, *, quiet_harness: bool = True) -> None:
-        self.stack = TimedStack(REPO_ROOT, project=BENCH_PROJECT,
-                           say=(lambda _: None) if quiet_harness else (lambda m: say(f"harness: {m}")))
+        self.stack = TimedStack(
+            REPO_ROOT,
+            project=BENCH_PROJECT,
+            say=(lambda _: None) if quiet_harness else (lambda m: say(f"harness: {m}")),
+        )
         self._connection: Connection | None = None
         self._transport: Any = None
 
@@ -100,6 +107,7 @@ class BenchEnv:
         """One ``SSHTransport`` shared by the SDK and the raw baselines, so both use the same connection."""
         if self._transport is None:
             from slurm.backends.ssh import SSHTransport
+
             c = self.connection
             self._transport = SSHTransport(c.host, c.port, c.user, str(c.key_path), c.host_key)
         return self._transport
@@ -108,7 +116,10 @@ class BenchEnv:
         """An SDK Cluster over the shared connection (closing it is left to ``close``)."""
         from slurm import Cluster
         from slurm.backends.slurm import SlurmBackend
-        return Cluster(backend=SlurmBackend(self.transport), packaging=dict(packaging or NONE_PACKAGING), **options)
+
+        return Cluster(
+            backend=SlurmBackend(self.transport), packaging=dict(packaging or NONE_PACKAGING), **options
+        )
 
     def run(self, command: str, timeout: float | None = 600) -> str:
         """Run a shell command on the login node over the shared connection; stdout."""
@@ -130,6 +141,7 @@ class BenchEnv:
 
 
 # ---- raw Slurm baselines (plain shell on the login node) -------------------------------------------
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -7,7 +7,7 @@ import time
 
 from bench.env import BenchEnv, say, unique
 from bench.figure import Figure
-from bench.stats import Series, interleave
+from bench.stats import interleave
 from bench.tasks import save_once, stamp_runs
 from harness.faults import Faults
 from slurm import Checkpointing, task
@@ -17,7 +17,10 @@ TIMEOUT = 300
 
 def overhead(env: BenchEnv, repeats: int) -> Figure:
     cluster = env.cluster()
-    variants = {"checkpoint=True": task(time=5, checkpoint=True)(save_once), "no checkpoint": task(time=5)(save_once)}
+    variants = {
+        "checkpoint=True": task(time=5, checkpoint=True)(save_once),
+        "no checkpoint": task(time=5)(save_once),
+    }
 
     def once(name: str) -> float:
         started = time.perf_counter()
@@ -29,9 +32,15 @@ def overhead(env: BenchEnv, repeats: int) -> Figure:
 
     series = interleave(repeats, {name: (lambda name=name: once(name)) for name in variants}, say=say)
     return Figure(
-        "checkpoint_overhead", "Round trip of a job that never requeues, with and without checkpointing", "s",
-        series, notes=["both run the same task (load, save once, return) over SSH; checkpoint=True adds "
-                       "--signal/--open-mode, the runner's signal handlers and a pickle written to the job dir"])
+        "checkpoint_overhead",
+        "Round trip of a job that never requeues, with and without checkpointing",
+        "s",
+        series,
+        notes=[
+            "both run the same task (load, save once, return) over SSH; checkpoint=True adds "
+            "--signal/--open-mode, the runner's signal handlers and a pickle written to the job dir"
+        ],
+    )
 
 
 def requeue_to_resume(env: BenchEnv, repeats: int) -> Figure:
@@ -56,7 +65,13 @@ def requeue_to_resume(env: BenchEnv, repeats: int) -> Figure:
 
     series = interleave(repeats, {"requeue -> resumed run": once}, say=say)
     return Figure(
-        "requeue_resume", "Time from a requeue (preemption: scontrol requeue) to the resumed run, dev cluster", "s",
-        series, notes=["the job's runner stops at its next save (0.5 s steps) after SIGTERM; Slurm holds a "
-                       "requeued job for cred_expire (10 s on the dev defaults, 120 s stock) before it starts "
-                       "again; measured to the first line of the rerun (host and nodes share one clock)"])
+        "requeue_resume",
+        "Time from a requeue (preemption: scontrol requeue) to the resumed run, dev cluster",
+        "s",
+        series,
+        notes=[
+            "the job's runner stops at its next save (0.5 s steps) after SIGTERM; Slurm holds a "
+            "requeued job for cred_expire (10 s on the dev defaults, 120 s stock) before it starts "
+            "again; measured to the first line of the rerun (host and nodes share one clock)"
+        ],
+    )

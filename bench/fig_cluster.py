@@ -38,12 +38,19 @@ def warm(env: BenchEnv, repeats: int) -> Figure:
         totals.samples.append(seconds)
         phases.append(dict(env.stack.phases))
         say(f"  [{round_ + 1}/{repeats}] warm start: {seconds:.2f} s {_fmt(env.stack.phases)}")
-    return Figure("warm", "Warm start: images built, stack down -> ready (harness ensure_up)", "s",
-                  {"ensure_up": totals}, target=Target("ensure_up", "<=", 5.0, "≤ 5 s"),
-                  details={"phases": _phase_series(phases)},
-                  notes=["ensure_up = preflight + cached image build check + `compose up --wait` "
-                         "(healthchecks: slurmctld answers, nodes idle, sshd accepts the key) + key copy "
-                         "+ probe (SSH login and a tiny sbatch job, polled every 0.1 s)"])
+    return Figure(
+        "warm",
+        "Warm start: images built, stack down -> ready (harness ensure_up)",
+        "s",
+        {"ensure_up": totals},
+        target=Target("ensure_up", "<=", 5.0, "≤ 5 s"),
+        details={"phases": _phase_series(phases)},
+        notes=[
+            "ensure_up = preflight + cached image build check + `compose up --wait` "
+            "(healthchecks: slurmctld answers, nodes idle, sshd accepts the key) + key copy "
+            "+ probe (SSH login and a tiny sbatch job, polled every 0.1 s)"
+        ],
+    )
 
 
 def reuse(env: BenchEnv, repeats: int) -> Figure:
@@ -67,8 +74,13 @@ def image_size(env: BenchEnv) -> Figure:
             sizes[name] = Series([env.stack.docker.image.inspect(name).size / 1e6])
         except DockerException as exc:
             say(f"  cannot inspect {name}: {exc}")
-    return Figure("image", f"Image size ({image}, and its base)", "MB", sizes,
-                  notes=["uncompressed size as `docker images` reports it; the base image is included in it"])
+    return Figure(
+        "image",
+        f"Image size ({image}, and its base)",
+        "MB",
+        sizes,
+        notes=["uncompressed size as `docker images` reports it; the base image is included in it"],
+    )
 
 
 def _fmt(phases: dict[str, float]) -> str:
@@ -76,6 +88,7 @@ def _fmt(phases: dict[str, float]) -> str:
 
 
 # ---- cold -------------------------------------------------------------------------------------------
+
 
 def _remove_images_and_cache(env: BenchEnv) -> None:
     """Untag the bench stack's dev image (and the plain release tag), the Debian base, and drop the build
@@ -94,11 +107,17 @@ def _remove_images_and_cache(env: BenchEnv) -> None:
 
 
 def _bootstrap() -> None:
-    result = subprocess.run(["bash", str(REPO_ROOT / "harness" / "bootstrap-host.sh")], cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "harness" / "bootstrap-host.sh")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"harness/bootstrap-host.sh failed (exit {result.returncode}):\n"
-                           f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"harness/bootstrap-host.sh failed (exit {result.returncode}):\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
 
 
 def cold(env: BenchEnv, repeats: int) -> Figure:
@@ -112,10 +131,19 @@ def cold(env: BenchEnv, repeats: int) -> Figure:
         env.ensure_up()
         totals.samples.append(time.perf_counter() - started)
         phases.append({"bootstrap-host.sh (base image)": bootstrap.samples[-1], **env.stack.phases})
-        say(f"  [{round_ + 1}/{repeats}] cold start: {totals.samples[-1]:.1f} s "
-            f"(bootstrap {bootstrap.samples[-1]:.1f} s) {_fmt(env.stack.phases)}")
-    return Figure("cold", "Cold start: no images, no build cache -> ready (bootstrap-host.sh + ensure_up)", "s",
-                  {"total": totals}, target=Target("total", "<=", 120.0, "≤ 120 s"),
-                  details={"phases": _phase_series(phases)},
-                  notes=["no registry is reachable here, so bootstrap-host.sh builds the Debian base image "
-                         "with debootstrap; where `docker pull debian` works that step is a pull"])
+        say(
+            f"  [{round_ + 1}/{repeats}] cold start: {totals.samples[-1]:.1f} s "
+            f"(bootstrap {bootstrap.samples[-1]:.1f} s) {_fmt(env.stack.phases)}"
+        )
+    return Figure(
+        "cold",
+        "Cold start: no images, no build cache -> ready (bootstrap-host.sh + ensure_up)",
+        "s",
+        {"total": totals},
+        target=Target("total", "<=", 120.0, "≤ 120 s"),
+        details={"phases": _phase_series(phases)},
+        notes=[
+            "no registry is reachable here, so bootstrap-host.sh builds the Debian base image "
+            "with debootstrap; where `docker pull debian` works that step is a pull"
+        ],
+    )

@@ -50,14 +50,18 @@ def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
     return Figure(
         "rpcs_1" if n_jobs == 1 else "rpcs_many",
         f"slurmctld RPCs from the job user while the SDK waits {wait:.0f} s on {n_jobs} "
-                          f"job{'s' if n_jobs > 1 else ''} (sdiag)", "RPCs",
+        f"job{'s' if n_jobs > 1 else ''} (sdiag)",
+        "RPCs",
         {label: Series([float(count)])},
         target=Target(label, "<=", RPC_TARGET, f"≤ {RPC_TARGET}"),
         details={"jobs": n_jobs, "waited s": round(waited, 1)},
-        notes=["`sdiag --reset` as root after the submissions, then `wait_all(jobs, timeout=60)` ends with "
-               "JobTimeoutError and sdiag's per-user RPC count of the job user is read; dev defaults, no "
-               "accounting (the SDK asks squeue). Jobs are submitted one by one (not an array).",
-               "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job"])
+        notes=[
+            "`sdiag --reset` as root after the submissions, then `wait_all(jobs, timeout=60)` ends with "
+            "JobTimeoutError and sdiag's per-user RPC count of the job user is read; dev defaults, no "
+            "accounting (the SDK asks squeue). Jobs are submitted one by one (not an array).",
+            "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job",
+        ],
+    )
 
 
 def completion_latency(env: BenchEnv, repeats: int) -> Figure:
@@ -71,12 +75,21 @@ def completion_latency(env: BenchEnv, repeats: int) -> Figure:
         return time.time() - ended_at
 
     try:
-        series = interleave(repeats, {"dev defaults": lambda: once("dev"),
-                                      "production defaults": lambda: once("production")}, say=say)
+        series = interleave(
+            repeats,
+            {"dev defaults": lambda: once("dev"), "production defaults": lambda: once("production")},
+            say=say,
+        )
     finally:
         faults.reset()
     return Figure(
-        "completion", "Time from a job's end to result() returning, dev vs production Slurm defaults", "s", series,
-        notes=["the task sleeps 2 s and returns time.time(); the figure is the host's time.time() when result() "
-               "returned minus that (containers share the host's clock). Production defaults: no "
-               "kill_invalid_depend, MinJobAge=300, no accounting (harness.faults)"])
+        "completion",
+        "Time from a job's end to result() returning, dev vs production Slurm defaults",
+        "s",
+        series,
+        notes=[
+            "the task sleeps 2 s and returns time.time(); the figure is the host's time.time() when result() "
+            "returned minus that (containers share the host's clock). Production defaults: no "
+            "kill_invalid_depend, MinJobAge=300, no accounting (harness.faults)"
+        ],
+    )

@@ -30,8 +30,12 @@ print(json.dumps({"action": action}))
 
 def _reuse_once(session: str) -> float:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _REUSE_SNIPPET, str(REPO_ROOT), BENCH_PROJECT, session],
-                            cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _REUSE_SNIPPET, str(REPO_ROOT), BENCH_PROJECT, session],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"reusing the stack failed:\n{result.stderr[-3000:]}")
@@ -50,17 +54,27 @@ def _same_session_twice() -> float:
 
 def harness_overhead(env: BenchEnv, repeats: int) -> Figure:
     env.ensure_up()
-    series = interleave(repeats, {
-        "new session (probe runs)": lambda: _reuse_once(f"bench-{uuid.uuid4().hex[:8]}"),
-        "same session again (probe skipped)": _same_session_twice,
-    }, say=say)
+    series = interleave(
+        repeats,
+        {
+            "new session (probe runs)": lambda: _reuse_once(f"bench-{uuid.uuid4().hex[:8]}"),
+            "same session again (probe skipped)": _same_session_twice,
+        },
+        say=say,
+    )
     return Figure(
-        "harness", "Harness overhead: a fresh process reusing the running stack", "s", series,
+        "harness",
+        "Harness overhead: a fresh process reusing the running stack",
+        "s",
+        series,
         target=Target("new session (probe runs)", "<=", 1.0, "≤ 1 s"),
-        notes=["wall time of `python -c` that imports the harness, takes the setup lock and runs "
-               "Stack.ensure_up() -> 'reused'",
-               "a session the stack has not seen yet (every new pytest run) re-checks the stack with an SSH "
-               "login and `scontrol ping` (the full probe job ran when the stack was started)"])
+        notes=[
+            "wall time of `python -c` that imports the harness, takes the setup lock and runs "
+            "Stack.ensure_up() -> 'reused'",
+            "a session the stack has not seen yet (every new pytest run) re-checks the stack with an SSH "
+            "login and `scontrol ping` (the full probe job ran when the stack was started)",
+        ],
+    )
 
 
 # ---- edit -> run ------------------------------------------------------------------------------------
@@ -93,68 +107,103 @@ def _edit_module():
     if str(EDIT_PROJECT) not in sys.path:
         sys.path.insert(0, str(EDIT_PROJECT))
     import importlib
+
     return importlib.import_module(EDIT_MODULE)
 
 
 def edit_to_run(env: BenchEnv, repeats: int) -> Figure:
     module = _edit_module()
-    none_cluster = env.cluster({"type": "none",
-                                "pythonpath": [f"{SDK_MOUNT}/{EDIT_PROJECT.relative_to(REPO_ROOT)}"]})
+    none_cluster = env.cluster(
+        {"type": "none", "pythonpath": [f"{SDK_MOUNT}/{EDIT_PROJECT.relative_to(REPO_ROOT)}"]}
+    )
 
     def run(packaging: str) -> float:
         token = f"{packaging}-{uuid.uuid4().hex[:8]}"
         started = time.perf_counter()
         _write_edit(token)
         # A wheel is built once per Cluster (prepare), so a new edit means a new Cluster.
-        cluster = none_cluster if packaging == "none" else env.cluster({"type": "wheel",
-                                                                        "project_dir": str(EDIT_PROJECT)})
+        cluster = (
+            none_cluster
+            if packaging == "none"
+            else env.cluster({"type": "wheel", "project_dir": str(EDIT_PROJECT)})
+        )
         value = cluster.submit(module.value).result(timeout=1800)
         seconds = time.perf_counter() - started
         if value != token:
             raise RuntimeError(f"packaging {packaging}: the job returned {value!r}, not the edited {token!r}")
         return seconds
 
-    series = interleave(repeats, {"none (shared path)": lambda: run("none"),
-                                  "wheel (build + upload + install)": lambda: run("wheel")}, say=say)
+    series = interleave(
+        repeats,
+        {"none (shared path)": lambda: run("none"), "wheel (build + upload + install)": lambda: run("wheel")},
+        say=say,
+    )
     none_series, wheel_series = series.values()
     return Figure(
-        "edit", "Edit -> new code runs on the cluster: packaging none vs wheel", "s", series,
+        "edit",
+        "Edit -> new code runs on the cluster: packaging none vs wheel",
+        "s",
+        series,
         ratios={"wheel / none": ratio(wheel_series, none_series)},
         target=Target("wheel / none", ">=", 20.0, "none ≥ 20× faster"),
-        notes=["from writing the edited module to the job's result carrying the new value, for a one-module "
-               "project; wheel also builds and installs the SDK's own wheel (include_sdk), as it does for "
-               "any project that does not contain it"])
+        notes=[
+            "from writing the edited module to the job's result carrying the new value, for a one-module "
+            "project; wheel also builds and installs the SDK's own wheel (include_sdk), as it does for "
+            "any project that does not contain it"
+        ],
+    )
 
 
 # ---- test tiers -------------------------------------------------------------------------------------
 
+
 def _pytest_once(workers: int, outcomes: dict[str, str]) -> float:
     env = os.environ | {"SLURM_SDK_PROJECT": BENCH_PROJECT, "SLURM_SDK_KEEP_CLUSTER": "1"}
-    command = [sys.executable, "-m", "pytest", "tests/integration", "-q", "-p", "no:cacheprovider",
-               "-n", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/integration",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        str(workers),
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     summary = (result.stdout.strip().splitlines() or [""])[-1]
     outcomes[f"-n {workers}"] = summary
     if result.returncode not in (0, 1):  # 1 = some tests failed: still a timing, reported with the outcome
-        raise RuntimeError(f"pytest -n {workers} could not run (exit {result.returncode}):\n"
-                           f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"pytest -n {workers} could not run (exit {result.returncode}):\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     return seconds
 
 
 def tiers(env: BenchEnv, repeats: int) -> Figure:
     env.ensure_up()  # started outside the pytest sessions, so they reuse it and leave it up
     outcomes: dict[str, str] = {}
-    series = interleave(repeats, {"-n 0": lambda: _pytest_once(0, outcomes),
-                                  "-n 2": lambda: _pytest_once(2, outcomes)}, warmup=False, say=say)
+    series = interleave(
+        repeats,
+        {"-n 0": lambda: _pytest_once(0, outcomes), "-n 2": lambda: _pytest_once(2, outcomes)},
+        warmup=False,
+        say=say,
+    )
     return Figure(
-        "tiers", "Integration tier wall time (pytest tests/integration)", "s", series,
+        "tiers",
+        "Integration tier wall time (pytest tests/integration)",
+        "s",
+        series,
         ratios={"-n 0 / -n 2": ratio(series["-n 0"], series["-n 2"])},
-        details={"last outcome": outcomes,
-                 "tests": _count(outcomes)},
-        notes=["on the bench stack, already running (SLURM_SDK_PROJECT=slurmsdk-bench); includes pytest "
-               "start-up and the harness's reuse of the stack"])
+        details={"last outcome": outcomes, "tests": _count(outcomes)},
+        notes=[
+            "on the bench stack, already running (SLURM_SDK_PROJECT=slurmsdk-bench); includes pytest "
+            "start-up and the harness's reuse of the stack"
+        ],
+    )
 
 
 def _count(outcomes: dict[str, str]) -> dict[str, int]:
@@ -163,5 +212,3 @@ def _count(outcomes: dict[str, str]) -> dict[str, int]:
         for number, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary):
             counts[word] = max(counts.get(word, 0), int(number))
     return counts
-
-

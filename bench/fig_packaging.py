@@ -32,11 +32,16 @@ def _sample_app() -> Any:
     if str(SAMPLE / "src") not in sys.path:
         sys.path.insert(0, str(SAMPLE / "src"))
     import sample_app
+
     return sample_app
 
 
 def _packaging(kind: str, cache_root: str) -> dict[str, Any]:
-    return {"type": kind, "project_dir" if kind == "wheel" else "source_dir": str(SAMPLE), "cache_root": cache_root}
+    return {
+        "type": kind,
+        "project_dir" if kind == "wheel" else "source_dir": str(SAMPLE),
+        "cache_root": cache_root,
+    }
 
 
 @contextmanager
@@ -57,7 +62,9 @@ def _host_cache(fresh: bool) -> Iterator[None]:
                 os.environ["XDG_CACHE_HOME"] = previous
 
 
-def _submit(env: BenchEnv, kind: str, cache_root: str, *, cold: bool, fresh_host: bool | None = None) -> float:
+def _submit(
+    env: BenchEnv, kind: str, cache_root: str, *, cold: bool, fresh_host: bool | None = None
+) -> float:
     """One submission and its result; ``cold``: the env must be built (else reused). The host cache is
     fresh when cold unless ``fresh_host`` says otherwise (the untimed set-up of the warm series)."""
     app = _sample_app()
@@ -68,7 +75,9 @@ def _submit(env: BenchEnv, kind: str, cache_root: str, *, cold: bool, fresh_host
         seconds = time.perf_counter() - started
     built = cluster.packaging.last_environment.built
     if seen.get("roundtrip") != "1234567" or not seen["msgpack"].startswith(cache_root) or built != cold:
-        raise RuntimeError(f"{kind} ({'cold' if cold else 'warm'}): wrong result or env reuse: {seen}, built={built}")
+        raise RuntimeError(
+            f"{kind} ({'cold' if cold else 'warm'}): wrong result or env reuse: {seen}, built={built}"
+        )
     return seconds
 
 
@@ -81,6 +90,7 @@ def _none_roundtrip(env: BenchEnv) -> Callable[[], float]:
         if value != 49:
             raise RuntimeError(f"none round trip returned {value!r}")
         return time.perf_counter() - started
+
     return run
 
 
@@ -101,17 +111,21 @@ def _cold_and_warm(env: BenchEnv, repeats: int, tag: str) -> dict[str, Series]:
     runs: dict[str, Callable[[], float]] = {"none round trip": _none_roundtrip(env)}
     for kind in KINDS:
         runs[f"{kind} warm"] = lambda kind=kind: _submit(env, kind, warm_roots[kind], cold=False)
-        runs[f"{kind} cold"] = lambda kind=kind: _submit(env, kind, _fresh_root(f"{tag}-cold-{kind}"), cold=True)
+        runs[f"{kind} cold"] = lambda kind=kind: _submit(
+            env, kind, _fresh_root(f"{tag}-cold-{kind}"), cold=True
+        )
     try:
         return interleave(repeats, runs, warmup=False, say=say)
     finally:
         env.run(f"rm -rf {CACHE_PARENT}")
 
 
-NOTES = ["sample project: its own package + humanize (pure Python) + msgpack (compiled, cp3xx manylinux); "
-         "the SDK's wheel and its two dependencies are shipped too (include_sdk)",
-         "cold: new cache root on the cluster and an empty host cache (wheel build, resolution and downloads "
-         "included); warm: a new Cluster submitting again (interpreter probe, env key, health check)"]
+NOTES = [
+    "sample project: its own package + humanize (pure Python) + msgpack (compiled, cp3xx manylinux); "
+    "the SDK's wheel and its two dependencies are shipped too (include_sdk)",
+    "cold: new cache root on the cluster and an empty host cache (wheel build, resolution and downloads "
+    "included); warm: a new Cluster submitting again (interpreter probe, env key, health check)",
+]
 
 
 def deps_online(env: BenchEnv, repeats: int) -> Figure:
@@ -119,10 +133,16 @@ def deps_online(env: BenchEnv, repeats: int) -> Figure:
     none = series["none round trip"]
     ratios = {f"{kind} warm / none": ratio(series[f"{kind} warm"], none) for kind in KINDS}
     ratios["slower warm / none"] = ratio(_worst(series, [f"{k} warm" for k in KINDS]), none)
-    return Figure("deps", "Project with 2 dependencies, nodes reach the index: cold and warm env, wheel and sync",
-                  "s", series, ratios=ratios, target=Target("slower warm / none", "<=", 1.2, "warm ≤ 1.2× none"),
-                  notes=[*NOTES, "install_from: auto (the nodes reach PyPI through the site CA)"],
-                  details={"slower cold (s)": _worst(series, [f"{k} cold" for k in KINDS]).to_json()})
+    return Figure(
+        "deps",
+        "Project with 2 dependencies, nodes reach the index: cold and warm env, wheel and sync",
+        "s",
+        series,
+        ratios=ratios,
+        target=Target("slower warm / none", "<=", 1.2, "warm ≤ 1.2× none"),
+        notes=[*NOTES, "install_from: auto (the nodes reach PyPI through the site CA)"],
+        details={"slower cold (s)": _worst(series, [f"{k} cold" for k in KINDS]).to_json()},
+    )
 
 
 def deps_airgapped(env: BenchEnv, repeats: int) -> Figure:
@@ -132,13 +152,21 @@ def deps_airgapped(env: BenchEnv, repeats: int) -> Figure:
     with egress_blocked(env.stack):
         series = _cold_and_warm(env, repeats, "airgap")
     cold = _worst(series, [f"{k} cold" for k in KINDS])
-    return Figure("deps_airgap", "Project with 2 dependencies, air-gapped nodes: cold and warm env, wheel and sync",
-                  "s", {**series, "slower cold": cold},
-                  ratios={f"{kind} warm / none": ratio(series[f"{kind} warm"], series["none round trip"])
-                          for kind in KINDS},
-                  target=Target("slower cold", "<=", 30.0, "cold ≤ 30 s"),
-                  notes=[*NOTES, "harness.airgap blocks the containers' egress; install_from: auto finds no "
-                         "index and uploads a wheelhouse resolved and downloaded on this host"])
+    return Figure(
+        "deps_airgap",
+        "Project with 2 dependencies, air-gapped nodes: cold and warm env, wheel and sync",
+        "s",
+        {**series, "slower cold": cold},
+        ratios={
+            f"{kind} warm / none": ratio(series[f"{kind} warm"], series["none round trip"]) for kind in KINDS
+        },
+        target=Target("slower cold", "<=", 30.0, "cold ≤ 30 s"),
+        notes=[
+            *NOTES,
+            "harness.airgap blocks the containers' egress; install_from: auto finds no "
+            "index and uploads a wheelhouse resolved and downloaded on this host",
+        ],
+    )
 
 
 def resolvers(env: BenchEnv, repeats: int) -> Figure:
@@ -162,22 +190,38 @@ def resolvers(env: BenchEnv, repeats: int) -> Figure:
         answers[tool] = sorted(pin.filename for pin in pins)
         return seconds
 
-    series = interleave(repeats, {"uv: resolve, empty cache": lambda: run("uv", True),
-                                  "pip: resolve, empty cache": lambda: run("pip", True),
-                                  "uv: resolve, warm cache": lambda: run("uv", False),
-                                  "pip: resolve, warm cache": lambda: run("pip", False),
-                                  "uv: resolve + download wheelhouse, empty cache": lambda: run("uv", True, True),
-                                  "pip: resolve + download wheelhouse, empty cache": lambda: run("pip", True, True)},
-                        say=say)
+    series = interleave(
+        repeats,
+        {
+            "uv: resolve, empty cache": lambda: run("uv", True),
+            "pip: resolve, empty cache": lambda: run("pip", True),
+            "uv: resolve, warm cache": lambda: run("uv", False),
+            "pip: resolve, warm cache": lambda: run("pip", False),
+            "uv: resolve + download wheelhouse, empty cache": lambda: run("uv", True, True),
+            "pip: resolve + download wheelhouse, empty cache": lambda: run("pip", True, True),
+        },
+        say=say,
+    )
     if answers["uv"] != answers["pip"]:
         raise RuntimeError(f"uv and pip resolved differently: {answers}")
-    return Figure("resolvers", f"Resolving 2 dependencies for the nodes' Python ({node.abi}, "
-                  f"glibc {node.libc_version}) on this host: uv vs pip", "s", series,
-                  ratios={"pip / uv (empty cache)": ratio(series["pip: resolve, empty cache"],
-                                                          series["uv: resolve, empty cache"]),
-                          "pip / uv (warm cache)": ratio(series["pip: resolve, warm cache"],
-                                                         series["uv: resolve, warm cache"])},
-                  notes=["uv pip compile --format pylock.toml vs pip install --dry-run --report, both for the "
-                         "node's version and manylinux tags, wheels only; both pick the same files",
-                         "the SDK caches a resolution for 24 h, so warm submissions run neither"],
-                  details={"wheels": answers["uv"]})
+    return Figure(
+        "resolvers",
+        f"Resolving 2 dependencies for the nodes' Python ({node.abi}, "
+        f"glibc {node.libc_version}) on this host: uv vs pip",
+        "s",
+        series,
+        ratios={
+            "pip / uv (empty cache)": ratio(
+                series["pip: resolve, empty cache"], series["uv: resolve, empty cache"]
+            ),
+            "pip / uv (warm cache)": ratio(
+                series["pip: resolve, warm cache"], series["uv: resolve, warm cache"]
+            ),
+        },
+        notes=[
+            "uv pip compile --format pylock.toml vs pip install --dry-run --report, both for the "
+            "node's version and manylinux tags, wheels only; both pick the same files",
+            "the SDK caches a resolution for 24 h, so warm submissions run neither",
+        ],
+        details={"wheels": answers["uv"]},
+    )

@@ -24,8 +24,21 @@ def _download_wheels() -> list:
     for package in PACKAGES:
         if not list(WHEELS.glob(f"{package}-*.whl")):
             say(f"  pip download {package}")
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                            "-d", str(WHEELS), package], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-d",
+                    str(WHEELS),
+                    package,
+                ],
+                check=True,
+            )
     return sorted(WHEELS.glob("*.whl"))
 
 
@@ -40,14 +53,18 @@ def install_submitit(env: BenchEnv) -> str:
         target = f"/home/sdk/.bench/wheels/{wheel.name}"
         env.transport.put(str(wheel), target)
         remote.append(target)
-    env.run(f"python3 -m pip install --quiet --disable-pip-version-check --no-index --no-deps "
-            f"--target {SITE} {' '.join(map(shlex.quote, remote))}")
+    env.run(
+        f"python3 -m pip install --quiet --disable-pip-version-check --no-index --no-deps "
+        f"--target {SITE} {' '.join(map(shlex.quote, remote))}"
+    )
     return env.run(check).strip()
 
 
 def _on_login(env: BenchEnv, side: str, workload: str, n: int) -> float:
-    command = (f"mkdir -p {SCRATCH} && cd {SCRATCH} && PYTHONPATH={SITE}:{SDK_MOUNT} "
-               f"python3 {SDK_MOUNT}/bench/login_side.py {side} {workload} {n} {SCRATCH} 2>>{SCRATCH}/{side}.err")
+    command = (
+        f"mkdir -p {SCRATCH} && cd {SCRATCH} && PYTHONPATH={SITE}:{SDK_MOUNT} "
+        f"python3 {SDK_MOUNT}/bench/login_side.py {side} {workload} {n} {SCRATCH} 2>>{SCRATCH}/{side}.err"
+    )
     report = json.loads(env.run(command, timeout=1900).strip().splitlines()[-1])
     expected = (1, 49) if workload == "one" else (n, sum(i * i for i in range(n)))
     if (report["count"], report["sum"]) != expected:
@@ -61,16 +78,25 @@ def versus_submitit(env: BenchEnv, repeats: int, n: int) -> Figure:
     runs = {}
     for workload, label in (("one", "1 task"), ("map", f"map of {n}")):
         for side in ("sdk", "submitit"):
-            runs[f"{'SDK' if side == 'sdk' else 'submitit'}: {label}"] = (
-                lambda side=side, workload=workload: _on_login(env, side, workload, n))
+            runs[f"{'SDK' if side == 'sdk' else 'submitit'}: {label}"] = lambda side=side, workload=workload: (
+                _on_login(env, side, workload, n)
+            )
     series = interleave(repeats, runs, say=say)
     keys = list(series)
     return Figure(
-        "submitit", f"SDK vs submitit {version}, both from the login node", "s", series,
-        ratios={"SDK / submitit (1 task)": ratio(series[keys[0]], series[keys[1]]),
-                f"SDK / submitit (map of {n})": ratio(series[keys[2]], series[keys[3]])},
+        "submitit",
+        f"SDK vs submitit {version}, both from the login node",
+        "s",
+        series,
+        ratios={
+            "SDK / submitit (1 task)": ratio(series[keys[0]], series[keys[1]]),
+            f"SDK / submitit (map of {n})": ratio(series[keys[2]], series[keys[3]]),
+        },
         details={"submitit": version, "n": n},
-        notes=["each run is a script on the login node timed from creating the Cluster/executor to holding "
-               "every result; SDK: SlurmBackend(LocalTransport()), packaging none; submitit: SlurmExecutor, "
-               "map_array; without accounting (no sacct) submitit learns completion from its result files, "
-               "checked every 1 s"])
+        notes=[
+            "each run is a script on the login node timed from creating the Cluster/executor to holding "
+            "every result; SDK: SlurmBackend(LocalTransport()), packaging none; submitit: SlurmExecutor, "
+            "map_array; without accounting (no sacct) submitit learns completion from its result files, "
+            "checked every 1 s"
+        ],
+    )

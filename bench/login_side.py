@@ -22,8 +22,11 @@ def run_sdk(workload: str, n: int, scratch: str) -> tuple[float, list[int]]:
     from slurm.backends.slurm import SlurmBackend
 
     started = time.perf_counter()
-    cluster = Cluster(backend=SlurmBackend(LocalTransport()), job_root=f"{scratch}/sdk-jobs",
-                      packaging={"type": "none", "pythonpath": ["/opt/slurm_sdk_dev"]})
+    cluster = Cluster(
+        backend=SlurmBackend(LocalTransport()),
+        job_root=f"{scratch}/sdk-jobs",
+        packaging={"type": "none", "pythonpath": ["/opt/slurm_sdk_dev"]},
+    )
     if workload == "one":
         values = [cluster.submit(square, 7).result(timeout=TIMEOUT)]
     else:

@@ -45,6 +45,8 @@ def describe(docker: DockerClient) -> dict[str, Any]:
 
 
 def one_line(machine: dict[str, Any]) -> str:
-    return (f"{machine['cores']} cores, {machine['ram_gib']} GiB RAM, {machine['os']}, "
-            f"Docker {machine['docker']} (compose {machine['compose']}), Python {machine['python']}, "
-            f"{machine['date']}")
+    return (
+        f"{machine['cores']} cores, {machine['ram_gib']} GiB RAM, {machine['os']}, "
+        f"Docker {machine['docker']} (compose {machine['compose']}), Python {machine['python']}, "
+        f"{machine['date']}"
+    )

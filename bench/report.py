@@ -18,8 +18,13 @@ README = REPO_ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def merge(path: Path, machine: dict[str, Any], figures: dict[str, dict[str, Any]], settings: dict[str, Any],
-          order: list[str]) -> dict:
+def merge(
+    path: Path,
+    machine: dict[str, Any],
+    figures: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    order: list[str],
+) -> dict:
     """Figures of this run replace the same figures of earlier runs; others (e.g. a --cold run) stay.
     Figures are kept in ``order`` (the run order), whenever they were measured."""
     try:
@@ -29,14 +34,17 @@ def merge(path: Path, machine: dict[str, Any], figures: dict[str, dict[str, Any]
     stamped = {name: fig | {"machine": machine, "settings": settings} for name, fig in figures.items()}
     combined = previous.get("figures", {}) | stamped
     rank = {name: index for index, name in enumerate(order)}
-    merged = {"machine": machine,
-              "figures": dict(sorted(combined.items(), key=lambda item: rank.get(item[0], len(rank))))}
+    merged = {
+        "machine": machine,
+        "figures": dict(sorted(combined.items(), key=lambda item: rank.get(item[0], len(rank)))),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merged, indent=2) + "\n")
     return merged
 
 
 # ---- text ------------------------------------------------------------------------------------------
+
 
 def _num(value: float, unit: str) -> str:
     if unit == "×":
@@ -72,11 +80,15 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
-    lines = rows + ["", f"Measured on: {'; '.join(sorted(machines))}; "
-                        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "
-                        "Ratios are per round of interleaved runs (A, B, A, B, ...). Regenerate with "
-                        "`python -m bench` (table, `bench/figures.png`, raw data in `bench/results/results.json`).",
-                    "", "![benchmark figures](bench/figures.png)"]
+    lines = rows + [
+        "",
+        f"Measured on: {'; '.join(sorted(machines))}; "
+        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "
+        "Ratios are per round of interleaved runs (A, B, A, B, ...). Regenerate with "
+        "`python -m bench` (table, `bench/figures.png`, raw data in `bench/results/results.json`).",
+        "",
+        "![benchmark figures](bench/figures.png)",
+    ]
     return "\n".join(lines)
 
 
@@ -103,29 +115,40 @@ ROW_TITLE = re.compile(r"^\| (.*?) \(n=\d+")
 def merge_tables(old: str, new: str) -> str:
     """``old`` table with the rows of ``new`` (same figure title) replaced, new figures appended, and the
     measurement notes of both (each says which figures it covers)."""
+
     def rows(text: str) -> list[str]:
         return [line for line in text.splitlines() if ROW_TITLE.match(line)]
 
     def notes(text: str) -> list[str]:
-        return [line for line in text.splitlines() if line.strip() and not line.startswith("|")
-                and not line.startswith("![")]
+        return [
+            line
+            for line in text.splitlines()
+            if line.strip() and not line.startswith("|") and not line.startswith("![")
+        ]
 
     fresh = {ROW_TITLE.match(row)[1]: row for row in rows(new)}
     merged = [fresh.pop(ROW_TITLE.match(row)[1], row) for row in rows(old)] + list(fresh.values())
     header = [line for line in new.splitlines() if line.startswith("| Figure") or line.startswith("|---")]
     titles = ", ".join(ROW_TITLE.match(row)[1] for row in rows(new))
     # Only the when and where of this run (the rest of the note is the same for every run).
-    new_notes = [f"{titles}: " + line[0].lower() + line[1:].split(". Ratios", 1)[0] + "." for line in notes(new)
-                 if line.startswith("Measured on")]
+    new_notes = [
+        f"{titles}: " + line[0].lower() + line[1:].split(". Ratios", 1)[0] + "."
+        for line in notes(new)
+        if line.startswith("Measured on")
+    ]
     image = [line for line in (old + "\n" + new).splitlines() if line.startswith("![")][:1]
     kept_notes = [line for line in notes(old) if not line.startswith(f"{titles}: ")]  # a re-run's own note
-    return "\n".join(header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image)
+    return "\n".join(
+        header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image
+    )
 
 
 # ---- picture ---------------------------------------------------------------------------------------
 
+
 def plot(results: dict[str, Any], path: Path = FIGURES_PNG) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -135,7 +158,7 @@ def plot(results: dict[str, Any], path: Path = FIGURES_PNG) -> None:
     canvas, axes = plt.subplots(rows, columns, figsize=(13, 2.9 * rows), squeeze=False)
     for ax, fig in zip(axes.flat, figures, strict=False):
         _panel(ax, fig)
-    for ax in list(axes.flat)[len(figures):]:
+    for ax in list(axes.flat)[len(figures) :]:
         ax.axis("off")
     canvas.suptitle(f"slurm-sdk benchmarks — {one_line(results['machine'])}", fontsize=9)
     canvas.tight_layout(rect=(0, 0, 1, 0.985))  # room for the suptitle

@@ -1,11 +1,11 @@
 """``python -m bench``: measure, then write bench/results/results.json, bench/figures.png and the README table.
 
-    python -m bench                  # every default figure, 5 rounds each (~20-30 min on 2 cores)
-    python -m bench --quick          # smoke check: tiny sizes, 1 round, no warm-ups (~3 min)
-    python -m bench --only roundtrip,map
-    python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
-                                     # and the build cache, then rebuilds them (minutes)
-    python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
+python -m bench                  # every default figure, 5 rounds each (~20-30 min on 2 cores)
+python -m bench --quick          # smoke check: tiny sizes, 1 round, no warm-ups (~3 min)
+python -m bench --only roundtrip,map
+python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
+                                 # and the build cache, then rebuilds them (minutes)
+python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import fig_checkpoint, fig_cluster, fig_faults, fig_harness, fig_jobs, fig_packaging, fig_submitit, report
+from bench import (
+    fig_checkpoint,
+    fig_cluster,
+    fig_faults,
+    fig_harness,
+    fig_jobs,
+    fig_packaging,
+    fig_submitit,
+    report,
+)
 from bench.env import BENCH_PROJECT, BenchEnv, say
 from bench.figure import Figure
 from bench.machine import describe
@@ -67,8 +76,9 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: a smoke check (CI)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(FIGURES)}")
     parser.add_argument("--cold", action="store_true", help="include the destructive cold-start figure")
@@ -77,7 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cold-repeats", type=int, default=1, help="rounds of the cold start (default 1)")
     parser.add_argument("--tiers-repeats", type=int, default=2, help="rounds of the tier timing (default 2)")
     parser.add_argument("--keep", action="store_true", help=f"leave the {BENCH_PROJECT} stack running")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch README.md and bench/figures.png")
+    parser.add_argument(
+        "--no-readme", action="store_true", help="do not touch README.md and bench/figures.png"
+    )
     return parser.parse_args(argv)
 
 
@@ -106,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     names = selected(args)
     env = BenchEnv()
     machine = describe(env.stack.docker)
-    say(f"figures: {', '.join(names)}; {sizes.repeats} round(s) each (cold {args.cold_repeats}, "
-        f"tiers {args.tiers_repeats}); stack {BENCH_PROJECT}")
+    say(
+        f"figures: {', '.join(names)}; {sizes.repeats} round(s) each (cold {args.cold_repeats}, "
+        f"tiers {args.tiers_repeats}); stack {BENCH_PROJECT}"
+    )
     if not sizes.warmup:
         import bench.stats
+
         bench.stats.DEFAULT_WARMUP = False
     figures: dict[str, Figure] = {}
     failures: dict[str, str] = {}
@@ -122,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 figures[name] = runner(env, args, sizes)
                 # Other work on the host skews timings: record how busy it was.
                 figures[name].details["host load (1-min average) before, after"] = [
-                    round(load_before, 2), round(os.getloadavg()[0], 2)]
+                    round(load_before, 2),
+                    round(os.getloadavg()[0], 2),
+                ]
             except Exception:  # one broken figure must not cost the others
                 failures[name] = traceback.format_exc()
                 say(f"{name} FAILED:\n{failures[name]}")
@@ -141,13 +158,16 @@ def main(argv: list[str] | None = None) -> int:
 def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], sizes: Sizes) -> None:
     settings = {"quick": args.quick, **vars(sizes)}
     path = report.QUICK_JSON if args.quick else report.RESULTS_JSON
-    results = report.merge(path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings,
-                           list(FIGURES))
+    results = report.merge(
+        path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings, list(FIGURES)
+    )
     say(f"results: {path}")
     if not results["figures"]:
         return
     partial = bool(args.only)
-    shown = {"machine": machine, "figures": {n: results["figures"][n] for n in figures}} if partial else results
+    shown = (
+        {"machine": machine, "figures": {n: results["figures"][n] for n in figures}} if partial else results
+    )
     text = report.table(shown)
     print("\n" + text + "\n")
     if args.quick or args.no_readme:
@@ -161,4 +181,6 @@ def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], s
     if report.update_readme(text, partial=partial):
         say("README.md: benchmark table updated between the bench markers")
     else:
-        say(f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched")
+        say(
+            f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched"
+        )

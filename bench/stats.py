@@ -28,8 +28,13 @@ class Series:
         return max(self.samples)
 
     def to_json(self) -> dict[str, Any]:
-        return {"median": self.median, "min": self.low, "max": self.high, "n": len(self.samples),
-                "samples": self.samples}
+        return {
+            "median": self.median,
+            "min": self.low,
+            "max": self.high,
+            "n": len(self.samples),
+            "samples": self.samples,
+        }
 
 
 def timed(action: Callable[[], Any]) -> float:
@@ -43,8 +48,13 @@ def timed(action: Callable[[], Any]) -> float:
 DEFAULT_WARMUP = True
 
 
-def interleave(repeats: int, runs: dict[str, Callable[[], float]], *, warmup: bool | None = None,
-               say: Callable[[str], None] = print) -> dict[str, Series]:
+def interleave(
+    repeats: int,
+    runs: dict[str, Callable[[], float]],
+    *,
+    warmup: bool | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Series]:
     """Run every entry of ``runs`` in turn (A, B, A, B, ...) ``repeats`` times. Each callable returns the
     seconds it measured itself, so set-up outside the measured span is excluded. One untimed warm-up
     round first (connections, imports and node caches settle) unless ``warmup`` is False."""

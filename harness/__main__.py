@@ -32,8 +32,12 @@ def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
         if not args.force:
             reasons = _in_use(stack, coordinator)
             if reasons:
-                print(f"not stopping {stack.project}: " + "; ".join(reasons) + ". Wait for them, or pass --force.",
-                      file=sys.stderr)
+                print(
+                    f"not stopping {stack.project}: "
+                    + "; ".join(reasons)
+                    + ". Wait for them, or pass --force.",
+                    file=sys.stderr,
+                )
                 return 1
         stack.down(session="cli")
     print(f"stack {stack.project} stopped (containers and volumes removed; images kept for fast restarts)")
@@ -63,15 +67,20 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
         print(f"  {service:<10} {state}")
     if status.port:
         print(f"ssh:       127.0.0.1:{status.port} as sdk (python -m harness ssh)")
-    built_from = {True: "current compose.yaml/images", False: "OLD inputs: `up` will rebuild it",
-                  None: "unknown inputs: `up` will rebuild it"}[status.inputs_current]
+    built_from = {
+        True: "current compose.yaml/images",
+        False: "OLD inputs: `up` will rebuild it",
+        None: "unknown inputs: `up` will rebuild it",
+    }[status.inputs_current]
     print(f"built from: {built_from}")
     users = Coordinator(stack.state_dir).live_users()
     if users:
         print("used by:   " + ", ".join(f"pid {u.pid} ({u.role})" for u in users))
     if status.orphaned_by:
-        print(f"orphaned:  the test session that started it ({status.orphaned_by}) died; the next session "
-              "adopts it and stops it at its end (`python -m harness down` stops it now)")
+        print(
+            f"orphaned:  the test session that started it ({status.orphaned_by}) died; the next session "
+            "adopts it and stops it at its end (`python -m harness down` stops it now)"
+        )
     active = Faults(stack).active()
     if active:
         print("faults:    " + "; ".join(active) + " (undo: python -m harness fault reset)")
@@ -89,12 +98,26 @@ def cmd_ssh(stack: Stack, args: argparse.Namespace) -> int:
     c = stack.connect_info()
     binary = shutil.which("ssh")
     if binary:
-        argv = [binary, "-p", str(c.port), "-i", str(c.key_path), "-o", "IdentitiesOnly=yes",
-                "-o", f"UserKnownHostsFile={stack.known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
-                f"{c.user}@{c.host}", *args.command]
+        argv = [
+            binary,
+            "-p",
+            str(c.port),
+            "-i",
+            str(c.key_path),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={stack.known_hosts_path}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            f"{c.user}@{c.host}",
+            *args.command,
+        ]
         os.execv(binary, argv)  # hand the terminal over to ssh
     if not args.command:
-        print("no `ssh` client on this host: install openssh-client, or pass a command to run", file=sys.stderr)
+        print(
+            "no `ssh` client on this host: install openssh-client, or pass a command to run", file=sys.stderr
+        )
         return 2
     client = harness_ssh.connect(c.host, c.port, c.user, c.key_path, c.host_key)
     try:
@@ -108,8 +131,9 @@ def cmd_ssh(stack: Stack, args: argparse.Namespace) -> int:
 
 def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
-    output = stack.docker.compose.execute(args.service, args.command or ["bash"], tty=interactive,
-                                          user=args.user)
+    output = stack.docker.compose.execute(
+        args.service, args.command or ["bash"], tty=interactive, user=args.user
+    )
     if output:
         print(output)
     return 0
@@ -131,8 +155,10 @@ def cmd_fault(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_airgap(stack: Stack, args: argparse.Namespace) -> int:
     if args.state == "on":
         subnets = airgap.block_egress(stack)
-        print(f"egress of {stack.project} blocked ({', '.join(map(str, subnets))} reaches only itself); "
-              "undo with: python -m harness airgap off (or harness down)")
+        print(
+            f"egress of {stack.project} blocked ({', '.join(map(str, subnets))} reaches only itself); "
+            "undo with: python -m harness airgap off (or harness down)"
+        )
     elif args.state == "off":
         removed = airgap.restore_egress(stack)
         print(f"egress of {stack.project} open ({removed} rule(s) removed)")
@@ -164,16 +190,26 @@ ENVIRONMENT = """environment:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness", description=(
-        "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."),
-        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m harness",
+        description=(
+            "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."
+        ),
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack")
     down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")
-    down.add_argument("--force", action="store_true",
-                      help="stop even while pytest processes, jobs or SSH sessions use it")
-    fault = sub.add_parser("fault", help="inject a fault or switch Slurm defaults (`fault --help` lists them)",
-                           description=fault_verbs.USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    down.add_argument(
+        "--force", action="store_true", help="stop even while pytest processes, jobs or SSH sessions use it"
+    )
+    fault = sub.add_parser(
+        "fault",
+        help="inject a fault or switch Slurm defaults (`fault --help` lists them)",
+        description=fault_verbs.USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     fault.add_argument("fault", choices=sorted(fault_verbs.VERBS), metavar="NAME")
     fault.add_argument("args", nargs="*")
     sub.add_parser("smoke", help="up, then sinfo, a shell job on each node and a Python task through the SDK")
@@ -187,18 +223,33 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--user", default=None, help="user inside the container (default root)")
     ex.add_argument("service", choices=(*SERVICES, "init"))
     ex.add_argument("command", nargs=argparse.REMAINDER)
-    sub.add_parser("wheelhouse", help="download pyproject.toml's dependencies as wheels for the nodes' Python "
-                   "into images/wheelhouse/<release>/ (what `up` does before a build; plain "
-                   "`docker compose up --build` uses it as last written)")
-    gap = sub.add_parser("airgap", help="cut the stack's containers off from everything outside the stack "
-                         "(status exits 0 when blocked, 3 when open)")
+    sub.add_parser(
+        "wheelhouse",
+        help="download pyproject.toml's dependencies as wheels for the nodes' Python "
+        "into images/wheelhouse/<release>/ (what `up` does before a build; plain "
+        "`docker compose up --build` uses it as last written)",
+    )
+    gap = sub.add_parser(
+        "airgap",
+        help="cut the stack's containers off from everything outside the stack "
+        "(status exits 0 when blocked, 3 when open)",
+    )
     gap.add_argument("state", choices=("on", "off", "status"))
     return p
 
 
-COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "logs": cmd_logs, "ssh": cmd_ssh,
-            "exec": cmd_exec, "smoke": cmd_smoke, "fault": cmd_fault,
-            "airgap": cmd_airgap, "wheelhouse": cmd_wheelhouse}
+COMMANDS = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "logs": cmd_logs,
+    "ssh": cmd_ssh,
+    "exec": cmd_exec,
+    "smoke": cmd_smoke,
+    "fault": cmd_fault,
+    "airgap": cmd_airgap,
+    "wheelhouse": cmd_wheelhouse,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

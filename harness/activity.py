@@ -14,8 +14,10 @@ from harness import preflight
 from harness.stack import SSH_USER, Stack
 
 #: squeue bounded (slurmctld may be down or paused), then the established connections to sshd.
-QUERY = (f"timeout 5 squeue -h -u {SSH_USER} -o '%i %T %j' 2>&1; echo \"squeue-exit=$?\"; "
-         "ss -Htn state established '( sport = :22 )'")
+QUERY = (
+    f"timeout 5 squeue -h -u {SSH_USER} -o '%i %T %j' 2>&1; echo \"squeue-exit=$?\"; "
+    "ss -Htn state established '( sport = :22 )'"
+)
 LOOPBACK = ("127.0.0.1", "[::1]", "::1")  # the login node's own healthcheck logs in over loopback
 
 
@@ -29,11 +31,15 @@ class Activity:
         """One line per kind of activity, for the refusal message; [] when nothing is active."""
         lines = []
         if self.jobs:
-            shown = ", ".join(self.jobs[:5]) + (f" and {len(self.jobs) - 5} more" if len(self.jobs) > 5 else "")
+            shown = ", ".join(self.jobs[:5]) + (
+                f" and {len(self.jobs) - 5} more" if len(self.jobs) > 5 else ""
+            )
             lines.append(f"{len(self.jobs)} job(s) of user {SSH_USER} in the queue ({shown})")
         if self.connections:
-            lines.append(f"{len(self.connections)} SSH connection(s) to the login node "
-                         f"({', '.join(self.connections[:5])})")
+            lines.append(
+                f"{len(self.connections)} SSH connection(s) to the login node "
+                f"({', '.join(self.connections[:5])})"
+            )
         return lines
 
 

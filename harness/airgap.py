@@ -57,16 +57,22 @@ def rules(project: str, subnet: Network) -> list[tuple[str, list[str]]]:
     net = str(subnet)
     tagged = ["-m", "comment", "--comment", tag(project)]
     reject = ["-m", "conntrack", "--ctstate", "NEW", *tagged, "-j", "REJECT"]
-    dns = [("DOCKER-USER", ["-s", net, "-p", proto, "--dport", "53", *tagged, "-j", "RETURN"])
-           for proto in ("udp", "tcp")]
+    dns = [
+        ("DOCKER-USER", ["-s", net, "-p", proto, "--dport", "53", *tagged, "-j", "RETURN"])
+        for proto in ("udp", "tcp")
+    ]
     return [*dns, ("DOCKER-USER", ["-s", net, "!", "-d", net, *reject]), ("INPUT", ["-s", net, *reject])]
 
 
 def stack_subnets(stack: Stack) -> list[Network]:
     """Subnets of the Docker networks compose created for the stack (normally one)."""
     networks = stack.docker.network.list(filters=[("label", f"com.docker.compose.project={stack.project}")])
-    subnets = [ipaddress.ip_network(entry["Subnet"], strict=False)
-               for network in networks for entry in (network.ipam.config or []) if entry.get("Subnet")]
+    subnets = [
+        ipaddress.ip_network(entry["Subnet"], strict=False)
+        for network in networks
+        for entry in (network.ipam.config or [])
+        if entry.get("Subnet")
+    ]
     return sorted(subnets, key=lambda n: (n.version, str(n)))
 
 
@@ -74,8 +80,10 @@ def block_egress(stack: Stack) -> list[Network]:
     """Insert the REJECT rules for every subnet of the running stack (idempotent); returns the subnets."""
     subnets = stack_subnets(stack)
     if not subnets:
-        raise AirgapError(f"stack {stack.project} has no Docker network (is it running?); "
-                          "start it with `python -m harness up`, then block its egress")
+        raise AirgapError(
+            f"stack {stack.project} has no Docker network (is it running?); "
+            "start it with `python -m harness up`, then block its egress"
+        )
     if _all_present(stack.project, subnets):
         return subnets
     restore_egress(stack)  # a partial set (or a recreated network's old subnet) is replaced as a whole
@@ -128,6 +136,7 @@ def egress_lock(stack: Stack) -> FileLock:
 
 # ---- iptables -------------------------------------------------------------------------------------
 
+
 def _binary(version: int) -> str:
     return "iptables" if version == 4 else "ip6tables"
 
@@ -135,8 +144,10 @@ def _binary(version: int) -> str:
 def _iptables(version: int, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     binary = _binary(version)
     if not shutil.which(binary):
-        raise AirgapError(f"`{binary}` not found on the host, so the air gap cannot be applied; "
-                          f"install it (`apt-get install iptables`) and run as root")
+        raise AirgapError(
+            f"`{binary}` not found on the host, so the air gap cannot be applied; "
+            f"install it (`apt-get install iptables`) and run as root"
+        )
     run = subprocess.run([binary, "-w", IPTABLES_WAIT, *args], capture_output=True, text=True)
     if check and run.returncode != 0:
         raise AirgapError(_explain(binary, args, run.stderr.strip() or run.stdout.strip()))
@@ -149,8 +160,10 @@ def _explain(binary: str, args: tuple[str, ...], detail: str) -> str:
     if "permission denied" in lowered or "you must be root" in lowered:
         fix = "run as root (the air gap edits the host's firewall, like Docker itself)"
     elif "docker-user" in lowered or "no chain" in lowered:
-        fix = ("Docker's DOCKER-USER chain is missing: dockerd must manage iptables "
-               "(not `--iptables=false`, not rootless); restart dockerd to recreate it")
+        fix = (
+            "Docker's DOCKER-USER chain is missing: dockerd must manage iptables "
+            "(not `--iptables=false`, not rootless); restart dockerd to recreate it"
+        )
     elif "conntrack" in lowered or "comment" in lowered or "reject" in lowered:
         fix = "the kernel lacks the conntrack/comment/REJECT netfilter modules; load them (modprobe xt_conntrack)"
     else:
@@ -159,7 +172,9 @@ def _explain(binary: str, args: tuple[str, ...], detail: str) -> str:
 
 
 def _all_present(project: str, subnets: list[Network]) -> bool:
-    return bool(subnets) and all(_exists(s.version, chain, spec) for s in subnets for chain, spec in rules(project, s))
+    return bool(subnets) and all(
+        _exists(s.version, chain, spec) for s in subnets for chain, spec in rules(project, s)
+    )
 
 
 def _exists(version: int, chain: str, spec: list[str]) -> bool:

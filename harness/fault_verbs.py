@@ -14,17 +14,32 @@ from harness.faults import COMPUTE_NODES, CONFIGURED, FORGET_AFTER_SECONDS, Faul
 _ROWS = [
     ("status", "what is changed now"),
     ("reset", "undo every fault (dev defaults, nodes started, login on its port)"),
-    (f"defaults {'|'.join(defaults_names())}", "Slurm's stock behaviour (production) or the kind dev settings"),
-    ("forget on [SECONDS] | off",
-     f"slurmctld forgets finished jobs SECONDS after they end (default {FORGET_AFTER_SECONDS})"),
-    (f"node {'|'.join(COMPUTE_NODES)} stop | start", "kill a compute node (slurmctld told at once) / bring it back"),
-    ("pause | unpause | restart SERVICE", f"SERVICE: {', '.join(CONFIGURED)} (restarted login: new SSH port)"),
+    (
+        f"defaults {'|'.join(defaults_names())}",
+        "Slurm's stock behaviour (production) or the kind dev settings",
+    ),
+    (
+        "forget on [SECONDS] | off",
+        f"slurmctld forgets finished jobs SECONDS after they end (default {FORGET_AFTER_SECONDS})",
+    ),
+    (
+        f"node {'|'.join(COMPUTE_NODES)} stop | start",
+        "kill a compute node (slurmctld told at once) / bring it back",
+    ),
+    (
+        "pause | unpause | restart SERVICE",
+        f"SERVICE: {', '.join(CONFIGURED)} (restarted login: new SSH port)",
+    ),
     ("ssh drop", "cut the job user's SSH connections to the login node now"),
-    ("sbatch drop [N] | slow SECONDS | off", "the next N sbatch lose the connection after queueing / answer late"),
+    (
+        "sbatch drop [N] | slow SECONDS | off",
+        "the next N sbatch lose the connection after queueing / answer late",
+    ),
     ("preempt JOB_ID", "preempt a running job as PreemptMode=REQUEUE does (SIGTERM, then it runs again)"),
 ]
 USAGE = "faults (python -m harness fault NAME [ARGS]):\n" + "\n".join(
-    f"  {syntax:<38}{text}" for syntax, text in _ROWS)
+    f"  {syntax:<38}{text}" for syntax, text in _ROWS
+)
 
 Verb = Callable[[Faults, list[str]], str]
 
@@ -84,6 +99,7 @@ def _service_verb(action: str) -> Verb:
         connection = getattr(faults, action)(service)
         port = f"; SSH now on 127.0.0.1:{connection.port}" if connection else ""
         return f"{service}: {action} done{port}"
+
     return verb
 
 
@@ -115,9 +131,17 @@ def _preempt(faults: Faults, args: list[str]) -> str:
 
 
 VERBS: dict[str, Verb] = {
-    "status": _status, "reset": _reset, "defaults": _defaults, "forget": _forget, "node": _node,
-    "pause": _service_verb("pause"), "unpause": _service_verb("unpause"), "restart": _service_verb("restart"),
-    "ssh": _ssh, "sbatch": _sbatch, "preempt": _preempt,
+    "status": _status,
+    "reset": _reset,
+    "defaults": _defaults,
+    "forget": _forget,
+    "node": _node,
+    "pause": _service_verb("pause"),
+    "unpause": _service_verb("unpause"),
+    "restart": _service_verb("restart"),
+    "ssh": _ssh,
+    "sbatch": _sbatch,
+    "preempt": _preempt,
 }
 
 

@@ -26,7 +26,15 @@ from python_on_whales.exceptions import DockerException
 
 from harness import preflight
 from harness.locks import User, is_alive, process_start_time
-from harness.stack import REPO_ROOT, SSH_USER, Connection, Stack, StackError, _write_atomically, compose_profiles
+from harness.stack import (
+    REPO_ROOT,
+    SSH_USER,
+    Connection,
+    Stack,
+    StackError,
+    _write_atomically,
+    compose_profiles,
+)
 
 DEFAULTS_DIR = REPO_ROOT / "images" / "slurm" / "defaults"
 DEV = "dev"
@@ -44,8 +52,10 @@ PAUSE_ATTEMPTS = 10
 #: Settings read back from slurmctld after a reconfigure, with Slurm's value when a file leaves them out.
 CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)"}
 #: What ``drop_ssh`` kills: the job user's SSH session processes (OpenSSH >= 9.8 names them sshd-session).
-DROP_SESSIONS = (f"for pid in $(ps -o pid=,comm= -u {SSH_USER} | awk '$2 == \"sshd-session\" || $2 == \"sshd\" "
-                 "{print $1}'); do kill -KILL $pid && echo $pid; done")
+DROP_SESSIONS = (
+    f'for pid in $(ps -o pid=,comm= -u {SSH_USER} | awk \'$2 == "sshd-session" || $2 == "sshd" '
+    "{print $1}'); do kill -KILL $pid && echo $pid; done"
+)
 
 
 def defaults_names() -> list[str]:
@@ -56,8 +66,10 @@ def defaults(name: str) -> dict[str, str]:
     """The settings of ``images/slurm/defaults/<name>.conf`` (``dev`` or ``production``)."""
     path = DEFAULTS_DIR / f"{name}.conf"
     if not path.is_file():
-        raise ValueError(f"unknown Slurm defaults {name!r}: choose one of {', '.join(defaults_names())} "
-                         f"(files in {DEFAULTS_DIR})")
+        raise ValueError(
+            f"unknown Slurm defaults {name!r}: choose one of {', '.join(defaults_names())} "
+            f"(files in {DEFAULTS_DIR})"
+        )
     settings = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -69,7 +81,10 @@ def defaults(name: str) -> dict[str, str]:
 
 def render(name: str, overrides: dict[str, str]) -> str:
     settings = defaults(name) | overrides
-    if "accounting" not in compose_profiles() and settings.get("AccountingStorageType") == "accounting_storage/none":
+    if (
+        "accounting" not in compose_profiles()
+        and settings.get("AccountingStorageType") == "accounting_storage/none"
+    ):
         del settings["AccountingStorageType"]  # accounting.conf says so already; a repeat only logs an error
     lines = [f"# written by harness/faults.py: {name} defaults" + (f" + {overrides}" if overrides else "")]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
@@ -164,8 +179,10 @@ class Faults:
                 if all(_same_setting(shown.get(key, ""), value) for key, value in expected.items()):
                     return
             time.sleep(0.3)
-        raise StackError(f"slurmctld did not take the new settings {expected} within {READY_SECONDS:.0f} s; "
-                         f"last answer: {last[-500:]}\n{self.stack.daemon_logs_tail(20)}")
+        raise StackError(
+            f"slurmctld did not take the new settings {expected} within {READY_SECONDS:.0f} s; "
+            f"last answer: {last[-500:]}\n{self.stack.daemon_logs_tail(20)}"
+        )
 
     def _controller(self, command: str) -> str:
         return self.stack.exec("slurmctld", ["sh", "-c", command])
@@ -230,7 +247,9 @@ class Faults:
     def unpause(self, service: str) -> None:
         _check_choice("service", service, CONFIGURED)
         self.stack.docker.container.unpause(self._name(service))
-        self._update(f"unpause {service}", paused=[s for s in self._record().get("paused", []) if s != service])
+        self._update(
+            f"unpause {service}", paused=[s for s in self._record().get("paused", []) if s != service]
+        )
         self._wait_ready([service])
 
     def restart(self, service: str) -> Connection | None:
@@ -278,10 +297,19 @@ class Faults:
     def _sbatch_switches(self, **switches: float) -> None:
         record = (self._record().get("sbatch") or {}) | switches
         self.stack.docker.copy(SBATCH_WRAPPER, (self._name("login"), SBATCH_IN_STACK))
-        writes = " && ".join(f"echo {value} > {SWITCHES_IN_STACK}/sbatch-{key}" for key, value in record.items())
-        self.stack.exec("login", ["sh", "-c", f"mkdir -p {SWITCHES_IN_STACK} && chmod 755 {SBATCH_IN_STACK} && "
-                                              f"touch {SWITCHES_IN_STACK}/sbatch-queued && {writes} && "
-                                              f"chown -R {SSH_USER} {SWITCHES_IN_STACK}"])
+        writes = " && ".join(
+            f"echo {value} > {SWITCHES_IN_STACK}/sbatch-{key}" for key, value in record.items()
+        )
+        self.stack.exec(
+            "login",
+            [
+                "sh",
+                "-c",
+                f"mkdir -p {SWITCHES_IN_STACK} && chmod 755 {SBATCH_IN_STACK} && "
+                f"touch {SWITCHES_IN_STACK}/sbatch-queued && {writes} && "
+                f"chown -R {SSH_USER} {SWITCHES_IN_STACK}",
+            ],
+        )
         self._update("sbatch " + " ".join(f"{k}={v}" for k, v in switches.items()), sbatch=record)
 
     def sbatch_normal(self) -> None:
@@ -300,7 +328,9 @@ class Faults:
         if record.get("sbatch"):
             steps.append(("remove the sbatch wrapper", self.sbatch_normal))
         if record.get("login_port"):
-            steps.append(("move login back to its port", lambda: self._restore_login_port(record["login_port"])))
+            steps.append(
+                ("move login back to its port", lambda: self._restore_login_port(record["login_port"]))
+            )
         if record.get("defaults", DEV) != DEV or record.get("overrides"):
             steps.append(("write the dev defaults", lambda: self._configure(DEV, {})))
         for what, step in steps:
@@ -309,8 +339,11 @@ class Faults:
             except Exception as exc:  # keep undoing the rest; report everything at the end
                 errors.append(f"{what}: {exc}")
         if errors:
-            raise StackError("resetting faults failed:\n  " + "\n  ".join(errors)
-                             + "\nfix: `python -m harness down --force` then `up` gives a fresh stack")
+            raise StackError(
+                "resetting faults failed:\n  "
+                + "\n  ".join(errors)
+                + "\nfix: `python -m harness down --force` then `up` gives a fresh stack"
+            )
         self.stack.update_state(faults={})
         if steps:
             self.stack.events.record("fault", project=self.stack.project, action="reset")
@@ -328,9 +361,14 @@ class Faults:
         if port is not None:
             _write_atomically(self._pinned_env, f"SLURM_SDK_SSH_PORT={port}\n")
             config = client.client_config
-            client = DockerClient(client_config=dataclasses.replace(
-                config, compose_env_files=[*config.compose_env_files, self._pinned_env]))
-        client.compose.up(["login"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True)
+            client = DockerClient(
+                client_config=dataclasses.replace(
+                    config, compose_env_files=[*config.compose_env_files, self._pinned_env]
+                )
+            )
+        client.compose.up(
+            ["login"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True
+        )
         self.stack.connect_info()  # refreshes the copied known_hosts for the port
 
     @property
@@ -355,8 +393,10 @@ class Faults:
             if all(states.get(s) == "running (healthy)" for s in services):
                 return
             if time.monotonic() > deadline:
-                raise StackError(f"{', '.join(services)} not ready after {timeout:.0f} s: {states}\n"
-                                 f"{self.stack.daemon_logs_tail(20)}")
+                raise StackError(
+                    f"{', '.join(services)} not ready after {timeout:.0f} s: {states}\n"
+                    f"{self.stack.daemon_logs_tail(20)}"
+                )
             time.sleep(0.5)
 
 

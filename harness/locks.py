@@ -70,7 +70,9 @@ class Coordinator:
         try:
             self.setup_lock.acquire(timeout=0)
         except Timeout:
-            say(f"another process is starting or stopping this stack; waiting (lock {self.setup_lock.lock_file})")
+            say(
+                f"another process is starting or stopping this stack; waiting (lock {self.setup_lock.lock_file})"
+            )
             try:
                 self.setup_lock.acquire(timeout=timeout)
             except Timeout:
@@ -183,9 +185,18 @@ class ClusterLock:
     @contextmanager
     def exclusive(self, say=print, timeout: float = SETUP_WAIT_SECONDS) -> Iterator[None]:
         with ExitStack() as held:
-            with _flocked(self.turnstile, fcntl.LOCK_EX, say, timeout, "another fault test waits for the cluster"):
-                held.enter_context(_flocked(self.path, fcntl.LOCK_EX, say, timeout,
-                                            "other tests use the cluster; a fault needs it alone"))
+            with _flocked(
+                self.turnstile, fcntl.LOCK_EX, say, timeout, "another fault test waits for the cluster"
+            ):
+                held.enter_context(
+                    _flocked(
+                        self.path,
+                        fcntl.LOCK_EX,
+                        say,
+                        timeout,
+                        "other tests use the cluster; a fault needs it alone",
+                    )
+                )
             yield
 
 
@@ -202,8 +213,10 @@ def _flocked(path: Path, mode: int, say, timeout: float, why: str) -> Iterator[N
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {timeout:.0f} s for {path} ({why}); is a test stuck? "
-                                       "`python -m harness status` lists the processes using the stack") from None
+                    raise TimeoutError(
+                        f"waited {timeout:.0f} s for {path} ({why}); is a test stuck? "
+                        "`python -m harness status` lists the processes using the stack"
+                    ) from None
                 if not announced:
                     say(f"waiting: {why} (lock {path})")
                     announced = True

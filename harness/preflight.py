@@ -42,8 +42,12 @@ def check_docker_cli(docker: DockerClient) -> Problem | None:
     binary = docker.client_config.client_call[0]
     if shutil.which(binary):
         return None
-    return Problem("docker-missing", f"the Docker CLI `{binary}` is not on PATH",
-                   f"install Docker Engine: {BOOTSTRAP_HINT}", unavailable=True)
+    return Problem(
+        "docker-missing",
+        f"the Docker CLI `{binary}` is not on PATH",
+        f"install Docker Engine: {BOOTSTRAP_HINT}",
+        unavailable=True,
+    )
 
 
 def check_daemon(docker: DockerClient) -> Problem | None:
@@ -51,10 +55,15 @@ def check_daemon(docker: DockerClient) -> Problem | None:
         docker.version()
     except DockerException as exc:
         where = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
-        return Problem("daemon-down", f"the Docker daemon at {where} does not answer: {_first_line(exc)}",
-                       "start the daemon (`sudo systemctl start docker`, or " + BOOTSTRAP_HINT + ")"
-                       + ("; or unset/fix DOCKER_HOST" if os.environ.get("DOCKER_HOST") else ""),
-                       unavailable=True)
+        return Problem(
+            "daemon-down",
+            f"the Docker daemon at {where} does not answer: {_first_line(exc)}",
+            "start the daemon (`sudo systemctl start docker`, or "
+            + BOOTSTRAP_HINT
+            + ")"
+            + ("; or unset/fix DOCKER_HOST" if os.environ.get("DOCKER_HOST") else ""),
+            unavailable=True,
+        )
     return None
 
 
@@ -63,13 +72,20 @@ def check_compose_v2(docker: DockerClient) -> Problem | None:
     try:
         version = docker.compose.version()
     except DockerException as exc:
-        legacy = " (only the legacy v1 `docker-compose` is installed)" if shutil.which("docker-compose") else ""
-        return Problem("compose-missing", f"`docker compose` does not work{legacy}: {_first_line(exc)}",
-                       fix, unavailable=True)
+        legacy = (
+            " (only the legacy v1 `docker-compose` is installed)" if shutil.which("docker-compose") else ""
+        )
+        return Problem(
+            "compose-missing",
+            f"`docker compose` does not work{legacy}: {_first_line(exc)}",
+            fix,
+            unavailable=True,
+        )
     match = re.search(r"(\d+)\.(\d+)", version)
     if match is None or int(match.group(1)) < 2:
-        return Problem("compose-v1", f"Docker Compose v2 is required, found: {version.strip()!r}",
-                       fix, unavailable=True)
+        return Problem(
+            "compose-v1", f"Docker Compose v2 is required, found: {version.strip()!r}", fix, unavailable=True
+        )
     return None
 
 
@@ -78,20 +94,25 @@ def check_ssh_port(setting: str | None, stack_running: bool) -> Problem | None:
     if not setting or stack_running:
         return None
     if not setting.isdigit() or not 0 < int(setting) < 65536:
-        return Problem("ssh-port-invalid", f"SLURM_SDK_SSH_PORT={setting!r} is not a TCP port number",
-                       "set it to a free port such as 2222, or unset it to get a free ephemeral port",
-                       unavailable=False)
+        return Problem(
+            "ssh-port-invalid",
+            f"SLURM_SDK_SSH_PORT={setting!r} is not a TCP port number",
+            "set it to a free port such as 2222, or unset it to get a free ephemeral port",
+            unavailable=False,
+        )
     port = int(setting)
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
     try:
         probe.bind(("127.0.0.1", port))
     except OSError as exc:
-        return Problem("ssh-port-taken",
-                       f"SLURM_SDK_SSH_PORT={port} but 127.0.0.1:{port} is already in use ({exc.strerror})",
-                       "unset SLURM_SDK_SSH_PORT (the harness then picks a free port), choose another port, "
-                       f"or stop what listens there (`ss -ltnp 'sport = :{port}'`)",
-                       unavailable=False)
+        return Problem(
+            "ssh-port-taken",
+            f"SLURM_SDK_SSH_PORT={port} but 127.0.0.1:{port} is already in use ({exc.strerror})",
+            "unset SLURM_SDK_SSH_PORT (the harness then picks a free port), choose another port, "
+            f"or stop what listens there (`ss -ltnp 'sport = :{port}'`)",
+            unavailable=False,
+        )
     finally:
         probe.close()
     return None

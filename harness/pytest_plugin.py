@@ -54,7 +54,7 @@ MARKERS = {
     "slow": "takes tens of seconds or more (deselect with -m 'not slow')",
     "wheel_packaging": "needs the dev cluster; ships the SDK to the cluster as a wheel",
     "slurm_defaults(name)": "Slurm defaults the test runs with: 'dev' (the default) or 'production' "
-                            "(Slurm's stock behaviour; the test gets the cluster to itself)",
+    "(Slurm's stock behaviour; the test gets the cluster to itself)",
 }
 CLUSTER_MARKERS = ("integration", "wheel_packaging")
 KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
@@ -135,8 +135,9 @@ class Harness:
         try:
             self.coordinator.register(self.session, "worker" if self.is_worker else "controller")
             with self.cluster_lock.shared(say=self._say):  # never probe a cluster while a fault is on
-                self.connection = self.stack.ensure_up_shared(self.coordinator, self.session, self.inputs,
-                                                              owner_pid=self.owner_pid).connection
+                self.connection = self.stack.ensure_up_shared(
+                    self.coordinator, self.session, self.inputs, owner_pid=self.owner_pid
+                ).connection
         except PreflightError as exc:
             in_ci = _truthy(os.environ.get("CI"))
             skip = exc.unavailable and not in_ci
@@ -159,8 +160,10 @@ class Harness:
         if state.get("started_by") != self.session and not state.get("teardown_requested"):
             return
         if self.keep:
-            self._say(f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
-                      "stop it with `python -m harness down`")
+            self._say(
+                f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
+                "stop it with `python -m harness down`"
+            )
             # Kept: the user's now, like a stack from `harness up` (never adopted, never torn down by pytest).
             self.stack.update_state(teardown_requested=False, started_by="kept", owner=None)
             return
@@ -169,8 +172,10 @@ class Harness:
                 others = coordinator.live_users(exclude_session=self.session)
                 if others:
                     pids = ", ".join(str(u.pid) for u in others)
-                    self._say(f"not stopping stack {self.stack.project}: still used by pid(s) {pids}; "
-                              "the last session to finish stops it")
+                    self._say(
+                        f"not stopping stack {self.stack.project}: still used by pid(s) {pids}; "
+                        "the last session to finish stops it"
+                    )
                     self.stack.update_state(teardown_requested=True)
                 else:
                     self.stack.down(self.session)
@@ -179,8 +184,10 @@ class Harness:
 
     def failure_sections(self) -> list[tuple[str, str]]:
         stack = self.stack
-        return [(f"compose logs (last {LOG_TAIL_LINES} lines per service)", stack.logs_tail(LOG_TAIL_LINES)),
-                ("slurm daemon logs", stack.daemon_logs_tail(LOG_TAIL_LINES))]
+        return [
+            (f"compose logs (last {LOG_TAIL_LINES} lines per service)", stack.logs_tail(LOG_TAIL_LINES)),
+            ("slurm daemon logs", stack.daemon_logs_tail(LOG_TAIL_LINES)),
+        ]
 
 
 _HARNESS = pytest.StashKey[Harness]()
@@ -196,11 +203,16 @@ def _needs_cluster(item: pytest.Item) -> bool:
 
 # ---- hooks --------------------------------------------------------------------------------------
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("slurm-sdk", "slurm-sdk dev cluster")
-    group.addoption("--keep-cluster", action="store_true", default=False,
-                    help=f"leave the dev cluster running after the session (also: {KEEP_ENV}=1). "
-                         "Default: a stack this session started is stopped at the end.")
+    group.addoption(
+        "--keep-cluster",
+        action="store_true",
+        default=False,
+        help=f"leave the dev cluster running after the session (also: {KEEP_ENV}=1). "
+        "Default: a stack this session started is stopped at the end.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -241,6 +253,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 # ---- fixtures -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def slurm_container(pytestconfig: pytest.Config) -> Connection:
     return _harness(pytestconfig).require()
@@ -259,8 +272,10 @@ def sdk_on_cluster(slurm_stack: Stack, slurm_container: Connection) -> str:
     for service in ("login", "c1", "c2"):
         found = slurm_stack.exec(service, probe, user="sdk").strip()
         if not found.startswith(expected):
-            pytest.fail(f"python3 on {service} imports slurm from {found!r}, not {expected}: the image's "
-                        "editable install is broken; rebuild with `python -m harness down && python -m harness up`")
+            pytest.fail(
+                f"python3 on {service} imports slurm from {found!r}, not {expected}: the image's "
+                "editable install is broken; rebuild with `python -m harness down && python -m harness up`"
+            )
     return slurm_container.sdk_path
 
 
@@ -315,8 +330,10 @@ def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: P
 
     if cluster_mode == "local":
         from slurm.backends.local import LocalCommandBackend
-        cluster = Cluster(backend=LocalCommandBackend(state_dir=str(tmp_path / "local")),
-                          job_root=str(tmp_path / "jobs"))
+
+        cluster = Cluster(
+            backend=LocalCommandBackend(state_dir=str(tmp_path / "local")), job_root=str(tmp_path / "jobs")
+        )
     else:
         connection: Connection = request.getfixturevalue("slurm_container")
         sdk_path: str = request.getfixturevalue("sdk_on_cluster")
@@ -331,8 +348,13 @@ def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: P
 def ssh_backend(connection: Connection):
     from slurm.backends.ssh import SSHBackend
 
-    return SSHBackend(host=connection.host, port=connection.port, user=connection.user,
-                      key_filename=str(connection.key_path), known_host_key=connection.host_key)
+    return SSHBackend(
+        host=connection.host,
+        port=connection.port,
+        user=connection.user,
+        key_filename=str(connection.key_path),
+        known_host_key=connection.host_key,
+    )
 
 
 def test_import_roots(request: pytest.FixtureRequest, sdk_path: str) -> list[str]:
@@ -364,6 +386,7 @@ def packaging_for(mode: str, sdk_path: str, extra_paths: list[str] = ()) -> dict
 
 # ---- network faults -----------------------------------------------------------------------------
 
+
 @contextmanager
 def _egress_guard(stack: Stack) -> Iterator[None]:
     """One test at a time, across xdist workers, that needs the stack's egress in a known state."""
@@ -371,8 +394,10 @@ def _egress_guard(stack: Stack) -> Iterator[None]:
         with airgap.egress_lock(stack).acquire(timeout=EGRESS_WAIT_SECONDS):
             yield
     except Timeout:
-        pytest.fail(f"waited {EGRESS_WAIT_SECONDS:.0f} s for {airgap.egress_lock(stack).lock_file}: another "
-                    "test holds the stack's air gap; check for a stuck pytest process")
+        pytest.fail(
+            f"waited {EGRESS_WAIT_SECONDS:.0f} s for {airgap.egress_lock(stack).lock_file}: another "
+            "test holds the stack's air gap; check for a stuck pytest process"
+        )
 
 
 @pytest.fixture
@@ -395,8 +420,10 @@ def egress_open(slurm_stack: Stack) -> Iterator[Stack]:
     """The stack with its egress open for the whole test: no ``airgapped`` test runs meanwhile."""
     with _egress_guard(slurm_stack):
         if airgap.egress_is_blocked(slurm_stack):
-            pytest.skip(f"the stack's egress is blocked (`python -m harness airgap on`?); "
-                        "`python -m harness airgap off` opens it")
+            pytest.skip(
+                "the stack's egress is blocked (`python -m harness airgap on`?); "
+                "`python -m harness airgap off` opens it"
+            )
         yield slurm_stack
 
 
@@ -411,6 +438,8 @@ def index_url() -> str:
         with urllib.request.urlopen(f"{INDEX_URL}pip/", timeout=INDEX_PROBE_SECONDS) as response:
             response.read(1)
     except (urllib.error.URLError, OSError) as exc:
-        pytest.skip(f"the host cannot reach {INDEX_URL} within {INDEX_PROBE_SECONDS:.0f} s ({exc}); "
-                    "the containers cannot be expected to")
+        pytest.skip(
+            f"the host cannot reach {INDEX_URL} within {INDEX_PROBE_SECONDS:.0f} s ({exc}); "
+            "the containers cannot be expected to"
+        )
     return INDEX_URL

@@ -14,8 +14,9 @@ SHELL_JOB = "sbatch --wait --parsable -w {node} -J smoke -o smoke-%j.out --wrap 
 def run(stack: Stack) -> int:
     # Shared entry: never recreates the stack under a test session that is using it.
     connection = stack.ensure_up_shared(Coordinator(stack.state_dir), session="smoke").connection
-    client = ssh.connect(connection.host, connection.port, connection.user, connection.key_path,
-                         connection.host_key)
+    client = ssh.connect(
+        connection.host, connection.port, connection.user, connection.key_path, connection.host_key
+    )
     try:
         print(f"\n$ sinfo\n{_run(client, 'sinfo')}")
         for node in ("c1", "c2"):
@@ -25,8 +26,10 @@ def run(stack: Stack) -> int:
     finally:
         client.close()
     info = _sdk_node_info(connection)
-    print("SDK task slurm.diagnostics.node_info ran as job {job_id} on {host}: Python {python}, "
-          "SDK imported from {sdk}".format(**info))
+    print(
+        "SDK task slurm.diagnostics.node_info ran as job {job_id} on {host}: Python {python}, "
+        "SDK imported from {sdk}".format(**info)
+    )
     print("\nThe cluster stays up: `python -m harness ssh` to log in, `python -m harness down` to stop it.")
     return 0
 
@@ -43,7 +46,12 @@ def _sdk_node_info(connection: Connection) -> dict[str, str]:
     from slurm.backends.ssh import SSHBackend
     from slurm.diagnostics import node_info
 
-    backend = SSHBackend(connection.host, port=connection.port, user=connection.user,
-                         key_filename=str(connection.key_path), known_host_key=connection.host_key)
+    backend = SSHBackend(
+        connection.host,
+        port=connection.port,
+        user=connection.user,
+        key_filename=str(connection.key_path),
+        known_host_key=connection.host_key,
+    )
     with Cluster(backend=backend, packaging={"type": "none"}) as cluster:
         return cluster.submit(node_info).result(timeout=300)

@@ -18,14 +18,22 @@ def host_key_from_line(line: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
 
 
-def connect(host: str, port: int, user: str, key_path: Path, host_key_line: str,
-            timeout: float = 10.0) -> paramiko.SSHClient:
+def connect(
+    host: str, port: int, user: str, key_path: Path, host_key_line: str, timeout: float = 10.0
+) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     key = host_key_from_line(host_key_line)
     client.get_host_keys().add(f"[{host}]:{port}" if port != 22 else host, key.get_name(), key)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())  # never trust an unknown server
-    client.connect(host, port=port, username=user, key_filename=str(key_path), timeout=timeout,
-                   allow_agent=False, look_for_keys=False)
+    client.connect(
+        host,
+        port=port,
+        username=user,
+        key_filename=str(key_path),
+        timeout=timeout,
+        allow_agent=False,
+        look_for_keys=False,
+    )
     return client
 
 

@@ -44,8 +44,11 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 echo "probe job $id still ${state:-unknown} after 60 s" >&2; exit 1"""
-DAEMON_LOGS = {"slurmctld": "/var/log/slurm/slurmctld.log",
-               "c1": "/var/log/slurm/slurmd.log", "c2": "/var/log/slurm/slurmd.log"}
+DAEMON_LOGS = {
+    "slurmctld": "/var/log/slurm/slurmctld.log",
+    "c1": "/var/log/slurm/slurmd.log",
+    "c2": "/var/log/slurm/slurmd.log",
+}
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
@@ -89,7 +92,9 @@ def inputs_hash(repo_root: Path) -> str:
     digest = hashlib.sha256()
     paths = [repo_root / name for name in INPUT_FILES]
     for directory in INPUT_DIRS:
-        paths += sorted(p for p in (repo_root / directory).rglob("*") if p.is_file() and not _excluded(p, repo_root))
+        paths += sorted(
+            p for p in (repo_root / directory).rglob("*") if p.is_file() and not _excluded(p, repo_root)
+        )
     for path in paths:
         digest.update(str(path.relative_to(repo_root)).encode() + b"\0")
         digest.update(path.read_bytes() if path.exists() else b"<missing>")
@@ -143,9 +148,15 @@ class Status:
 
 
 class Stack:
-    def __init__(self, repo_root: Path = REPO_ROOT, *, project: str | None = None,
-                 state_dir: Path | None = None, client_call: list[str] | None = None,
-                 say: Say = say_stderr) -> None:
+    def __init__(
+        self,
+        repo_root: Path = REPO_ROOT,
+        *,
+        project: str | None = None,
+        state_dir: Path | None = None,
+        client_call: list[str] | None = None,
+        say: Say = say_stderr,
+    ) -> None:
         self.repo_root = repo_root.resolve()
         self.project = project or default_project(self.repo_root)
         self.state_dir = state_dir or state_root() / self.project
@@ -203,8 +214,10 @@ class Stack:
     def _containers(self) -> dict[str, Container]:
         """The project's containers by service (one `compose ps`); remembers the login container's id
         and published SSH port (a restarted login container gets a new ephemeral port)."""
-        containers = {c.config.labels.get("com.docker.compose.service", c.name): c
-                      for c in self.docker.compose.ps(all=True)}
+        containers = {
+            c.config.labels.get("com.docker.compose.service", c.name): c
+            for c in self.docker.compose.ps(all=True)
+        }
         login = containers.get("login")
         self._login_id = login.id if login else None
         self._login_port = _published_ssh_port(login) if login else None
@@ -237,8 +250,10 @@ class Stack:
         """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)."""
         self._containers()
         if self._login_port is None:
-            raise StackError(f"the login container of {self.project} publishes no SSH port (is it running?); "
-                             "check compose.yaml's `ports:` for login, or `python -m harness status`")
+            raise StackError(
+                f"the login container of {self.project} publishes no SSH port (is it running?); "
+                "check compose.yaml's `ports:` for login, or `python -m harness status`"
+            )
         return self._login_port
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -247,8 +262,11 @@ class Stack:
         """Host checks (Docker CLI, daemon, compose v2, SSH port) naming cause and fix; passes once per object."""
         if self._preflight_passed:
             return
-        problems = preflight.run_checks(self.docker, ssh_port_setting=os.environ.get("SLURM_SDK_SSH_PORT"),
-                                        stack_running=lambda: "login" in self.container_names())
+        problems = preflight.run_checks(
+            self.docker,
+            ssh_port_setting=os.environ.get("SLURM_SDK_SSH_PORT"),
+            stack_running=lambda: "login" in self.container_names(),
+        )
         if problems:
             raise preflight.PreflightError(problems)
         self._preflight_passed = True
@@ -271,15 +289,19 @@ class Stack:
         if not running:
             return "start", f"starting stack {self.project} (state: {self.state_dir})"
         if recorded != expected:
-            why = ("no record of what it was built from" if recorded is None
-                   else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built")
+            why = (
+                "no record of what it was built from"
+                if recorded is None
+                else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built"
+            )
             return "rebuild", f"stack {self.project} is running but {why}: rebuilding and recreating it"
         if all(services.get(s) == "running (healthy)" for s in SERVICES):
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
 
-    def ensure_up(self, session: str = "cli", expected: str | None = None,
-                  owner_pid: int | None = None) -> UpResult:
+    def ensure_up(
+        self, session: str = "cli", expected: str | None = None, owner_pid: int | None = None
+    ) -> UpResult:
         """Reuse the running stack if it was built from the current inputs; otherwise (re)build and start.
 
         ``expected`` is the inputs hash the caller wants (a pytest session pins the one it started with,
@@ -313,16 +335,26 @@ class Stack:
         self.probe(connection)
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
         # containers carry no fault.
-        self.update_state(inputs_hash=expected, verified_by=session, started_by=state.get("started_by", "unknown"),
-                          owner=state.get("owner"), started_at=time.time(), faults={})
+        self.update_state(
+            inputs_hash=expected,
+            verified_by=session,
+            started_by=state.get("started_by", "unknown"),
+            owner=state.get("owner"),
+            started_at=time.time(),
+            faults={},
+        )
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
 
     def _remember(self, connection: Connection) -> None:
         """Record the connection for the next reuse, if anything about it changed (port, login container)."""
         state = self.read_state()
-        record = dict(port=connection.port, host_key=connection.host_key, login_id=self._login_id,
-                      containers=connection.containers)
+        record = dict(
+            port=connection.port,
+            host_key=connection.host_key,
+            login_id=self._login_id,
+            containers=connection.containers,
+        )
         if any(state.get(key) != value for key, value in record.items()):
             self.update_state(**record)
 
@@ -349,8 +381,10 @@ class Stack:
             return
         self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
         self.events.record("adopt", project=self.project, session=session, previous=previous)
-        self.say(f"adopting stack {self.project}: the test session that started it ({previous}) died without "
-                 "stopping it" + ("; this session stops it at its end" if owner_pid else "; it stays up"))
+        self.say(
+            f"adopting stack {self.project}: the test session that started it ({previous}) died without "
+            "stopping it" + ("; this session stops it at its end" if owner_pid else "; it stays up")
+        )
 
     def _reset_abandoned_faults(self, state: dict) -> None:
         """Undo faults left on by a process that died (a killed test); a live owner resets its own."""
@@ -362,9 +396,15 @@ class Stack:
             faults.reset()
             self._containers()  # the login container may have been recreated: new id, port
 
-    def ensure_up_shared(self, coordinator: Coordinator, session: str, expected: str | None = None,
-                         timeout: float = SETUP_WAIT_SECONDS, poll: float = 2.0,
-                         owner_pid: int | None = None) -> UpResult:
+    def ensure_up_shared(
+        self,
+        coordinator: Coordinator,
+        session: str,
+        expected: str | None = None,
+        timeout: float = SETUP_WAIT_SECONDS,
+        poll: float = 2.0,
+        owner_pid: int | None = None,
+    ) -> UpResult:
         """``ensure_up`` under the setup lock; a rebuild waits until no other session uses the stack.
 
         Recreating containers under another pytest session would break its running tests, so we wait
@@ -379,12 +419,16 @@ class Stack:
                 if not others:
                     return self.ensure_up(session, expected, owner_pid)
             if time.monotonic() > deadline:
-                raise StackError(f"stack {self.project} must be rebuilt (its inputs changed) but pid(s) "
-                                 f"{_pids(others)} still use it after {timeout:.0f} s; stop them, or run "
-                                 "this elsewhere with SLURM_SDK_PROJECT=<another name>")
+                raise StackError(
+                    f"stack {self.project} must be rebuilt (its inputs changed) but pid(s) "
+                    f"{_pids(others)} still use it after {timeout:.0f} s; stop them, or run "
+                    "this elsewhere with SLURM_SDK_PROJECT=<another name>"
+                )
             if not announced:
-                self.say(f"stack {self.project} must be rebuilt (inputs changed) but other test sessions use it "
-                         f"(pid {_pids(others)}); waiting for them to finish")
+                self.say(
+                    f"stack {self.project} must be rebuilt (inputs changed) but other test sessions use it "
+                    f"(pid {_pids(others)}); waiting for them to finish"
+                )
                 announced = True
             time.sleep(poll)
 
@@ -419,8 +463,11 @@ class Stack:
                     if _is_build_step(line):
                         self.say(f"  {line[:150]}")
         except DockerException as exc:
-            raise StackError("image build failed; last lines:\n" + "\n".join(tail)
-                             + f"\nfull log: {log_path}\n{preflight._first_line(exc)}") from None
+            raise StackError(
+                "image build failed; last lines:\n"
+                + "\n".join(tail)
+                + f"\nfull log: {log_path}\n{preflight._first_line(exc)}"
+            ) from None
         self.say(f"images ready in {time.monotonic() - started:.0f} s")
 
     def refresh_wheelhouse(self, *, force: bool = False, strict: bool = False) -> bool:
@@ -440,17 +487,28 @@ class Stack:
         self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
         started = time.monotonic()
         try:
-            with self.events.outcome("compose-up", project=self.project, session=session,
-                                     force_recreate=force_recreate):
-                for line in _lines(self.docker.compose.up(detach=True, wait=True, force_recreate=force_recreate,
-                                                           remove_orphans=True, color=False, stream_logs=True)):
+            with self.events.outcome(
+                "compose-up", project=self.project, session=session, force_recreate=force_recreate
+            ):
+                for line in _lines(
+                    self.docker.compose.up(
+                        detach=True,
+                        wait=True,
+                        force_recreate=force_recreate,
+                        remove_orphans=True,
+                        color=False,
+                        stream_logs=True,
+                    )
+                ):
                     if not _is_transient(line):
                         self.say(f"  {line}")
         except DockerException as exc:
-            raise StackError(f"`docker compose up --wait` failed for {self.project}: "
-                             f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
-                             "\nfix: read the logs above (`python -m harness logs`); "
-                             "`python -m harness down` then `up` starts from scratch") from None
+            raise StackError(
+                f"`docker compose up --wait` failed for {self.project}: "
+                f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
+                "\nfix: read the logs above (`python -m harness logs`); "
+                "`python -m harness down` then `up` starts from scratch"
+            ) from None
         self.say(f"stack up in {time.monotonic() - started:.0f} s")
 
     def down(self, session: str = "cli") -> None:
@@ -458,14 +516,17 @@ class Stack:
         started = time.monotonic()
         try:
             with self.events.outcome("compose-down", project=self.project, session=session):
-                for line in _lines(self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5,
-                                                             stream_logs=True)):
+                for line in _lines(
+                    self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
+                ):
                     if "rror" in line:
                         self.say(f"  {line}")
         except DockerException as exc:
-            raise StackError(f"`docker compose down` failed for {self.project}: {preflight._first_line(exc)}\n"
-                             "fix: `python -m harness status` shows what is left; retry `python -m harness "
-                             "down --force`") from None
+            raise StackError(
+                f"`docker compose down` failed for {self.project}: {preflight._first_line(exc)}\n"
+                "fix: `python -m harness status` shows what is left; retry `python -m harness "
+                "down --force`"
+            ) from None
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
         self._restore_egress()
         for path in (self.key_path, self.known_hosts_path, self.state_file):
@@ -497,20 +558,34 @@ class Stack:
         host_key = " ".join(host_line.split()[:2])
         port = self.published_port()
         self._write_known_hosts(port, host_key)
-        return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key,
-                          self.container_names())
+        return Connection(
+            self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, self.container_names()
+        )
 
     def _recorded_connection(self, state: dict) -> Connection | None:
         """The connection recorded for this very login container (same id: same keys), with the port just
         read from Docker (a restart changes it), so reusing a stack needs no `docker exec`; None when
         anything is missing or stale."""
-        if not (self._login_id and state.get("login_id") == self._login_id and self.key_path.exists()
-                and self._login_port and state.get("host_key") and state.get("containers")):
+        if not (
+            self._login_id
+            and state.get("login_id") == self._login_id
+            and self.key_path.exists()
+            and self._login_port
+            and state.get("host_key")
+            and state.get("containers")
+        ):
             return None
         if state.get("port") != self._login_port:
             self._write_known_hosts(self._login_port, state["host_key"])
-        return Connection(self.project, SSH_HOST, self._login_port, SSH_USER, self.key_path, state["host_key"],
-                          dict(state["containers"]))
+        return Connection(
+            self.project,
+            SSH_HOST,
+            self._login_port,
+            SSH_USER,
+            self.key_path,
+            state["host_key"],
+            dict(state["containers"]),
+        )
 
     def _write_known_hosts(self, port: int, host_key: str) -> None:
         _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
@@ -524,19 +599,24 @@ class Stack:
         command = "scontrol ping | grep -q 'is UP'" if quick else PROBE_JOB
         self.say("probe: SSH login + " + ("scontrol ping" if quick else "a tiny sbatch job"))
         try:
-            client = ssh.connect(connection.host, connection.port, connection.user,
-                                 connection.key_path, connection.host_key)
+            client = ssh.connect(
+                connection.host, connection.port, connection.user, connection.key_path, connection.host_key
+            )
         except Exception as exc:  # paramiko raises many unrelated types
-            raise StackError(f"SSH login to {connection.user}@{connection.host}:{connection.port} failed: "
-                             f"{exc!r}\nfix: `python -m harness logs login`; `python -m harness down` "
-                             "then `up` recreates keys") from None
+            raise StackError(
+                f"SSH login to {connection.user}@{connection.host}:{connection.port} failed: "
+                f"{exc!r}\nfix: `python -m harness logs login`; `python -m harness down` "
+                "then `up` recreates keys"
+            ) from None
         try:
             code, out, err = ssh.run(client, command)
         finally:
             client.close()
         if code != 0:
-            raise StackError(f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
-                             f"--- daemon logs ---\n{self.daemon_logs_tail(20)}")
+            raise StackError(
+                f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
+                f"--- daemon logs ---\n{self.daemon_logs_tail(20)}"
+            )
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
         try:
@@ -603,5 +683,10 @@ def _is_transient(line: str) -> bool:
 
 def _is_build_step(line: str) -> bool:
     """Step headers of BuildKit (``#7 [3/9] RUN ...``) and the classic builder (``Step 3/9 : RUN``)."""
-    return bool(re.match(r"#\d+ \[[^\]]*\d+/\d+\]", line) or line.startswith("Step ")
-                or "ERROR" in line or line.startswith(" Service ") or "Built" in line)
+    return bool(
+        re.match(r"#\d+ \[[^\]]*\d+/\d+\]", line)
+        or line.startswith("Step ")
+        or "ERROR" in line
+        or line.startswith(" Service ")
+        or "Built" in line
+    )

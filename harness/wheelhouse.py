@@ -33,8 +33,11 @@ KEY_PREFIX = "# key: "
 OLDEST_MANYLINUX_MINOR = 5  # manylinux1 = glibc 2.5
 #: manylinux tags that predate PEP 600's manylinux_2_X form, still used in wheel file names.
 LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-LEGACY_ARCHES = {"manylinux2014": ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l"),
-                 "manylinux2010": ("x86_64", "i686"), "manylinux1": ("x86_64", "i686")}
+LEGACY_ARCHES = {
+    "manylinux2014": ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l"),
+    "manylinux2010": ("x86_64", "i686"),
+    "manylinux1": ("x86_64", "i686"),
+}
 ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
@@ -79,9 +82,11 @@ class WheelhouseError(RuntimeError):
 
 def target_for(release: str, arch: str | None = None) -> Target:
     if release not in RELEASES:
-        raise WheelhouseError(f"unknown DEBIAN_RELEASE={release!r}: the wheelhouse knows "
-                              f"{', '.join(RELEASES)}; add its python3 and glibc versions to "
-                              "harness/wheelhouse.py RELEASES")
+        raise WheelhouseError(
+            f"unknown DEBIAN_RELEASE={release!r}: the wheelhouse knows "
+            f"{', '.join(RELEASES)}; add its python3 and glibc versions to "
+            "harness/wheelhouse.py RELEASES"
+        )
     machine = (arch or platform.machine()).lower()
     python, glibc = RELEASES[release]
     return Target(release, python, glibc, ARCH_ALIASES.get(machine, machine))
@@ -117,8 +122,10 @@ def ensure(repo_root: Path, target: Target, say: Say, *, force: bool = False) ->
         return False
     requirements = declared_dependencies(repo_root)
     destination = directory(repo_root, target.release)
-    say(f"wheelhouse: resolving {len(requirements)} dependenc{'y' if len(requirements) == 1 else 'ies'} "
-        f"of pyproject.toml for {target.describe()}")
+    say(
+        f"wheelhouse: resolving {len(requirements)} dependenc{'y' if len(requirements) == 1 else 'ies'} "
+        f"of pyproject.toml for {target.describe()}"
+    )
     started = time.monotonic()
     staging = destination.with_name(f".{target.release}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -127,9 +134,16 @@ def ensure(repo_root: Path, target: Target, say: Say, *, force: bool = False) ->
         if requirements:
             _download(requirements, target, staging)
         wheels = sorted(p.name for p in staging.glob("*.whl"))
-        (staging / MANIFEST).write_text("\n".join([KEY_PREFIX + key(requirements, target),
-                                                   f"# for {target.describe()}",
-                                                   *(_pin(name) for name in wheels)]) + "\n")
+        (staging / MANIFEST).write_text(
+            "\n".join(
+                [
+                    KEY_PREFIX + key(requirements, target),
+                    f"# for {target.describe()}",
+                    *(_pin(name) for name in wheels),
+                ]
+            )
+            + "\n"
+        )
         shutil.rmtree(destination, ignore_errors=True)
         staging.rename(destination)
     finally:
@@ -140,11 +154,29 @@ def ensure(repo_root: Path, target: Target, say: Say, *, force: bool = False) ->
 
 def _download(requirements: list[str], target: Target, destination: Path) -> None:
     """``pip download`` of wheels only, for the target's interpreter and platform, with dependencies."""
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               "--only-binary=:all:", "--python-version", target.python, "--implementation", "cp",
-               "--abi", target.abi, "--abi", "abi3", "--abi", "none",
-               *(arg for tag in target.platforms() for arg in ("--platform", tag)),
-               "--dest", str(destination), *requirements]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--python-version",
+        target.python,
+        "--implementation",
+        "cp",
+        "--abi",
+        target.abi,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        *(arg for tag in target.platforms() for arg in ("--platform", tag)),
+        "--dest",
+        str(destination),
+        *requirements,
+    ]
     run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode != 0:
         raise WheelhouseError(_explain(run.stderr, requirements, target))
@@ -154,10 +186,13 @@ def _explain(stderr: str, requirements: list[str], target: Target) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("ERROR")] or stderr.splitlines()[-5:]
     missing = re.search(r"No matching distribution found for (\S+)", stderr)
     what = f"`{missing.group(1)}`" if missing else f"one of {', '.join(requirements)}"
-    return (f"cannot download wheels of {what} for {target.describe()}:\n  " + "\n  ".join(lines)
-            + "\nfix: make sure the host reaches the package index (pip config, proxy, CA), and that the "
-              f"requirement in pyproject.toml has a wheel for CPython {target.python} on manylinux "
-              f"glibc <= {target.glibc} {target.arch} (or is pure Python); then `python -m harness wheelhouse`")
+    return (
+        f"cannot download wheels of {what} for {target.describe()}:\n  "
+        + "\n  ".join(lines)
+        + "\nfix: make sure the host reaches the package index (pip config, proxy, CA), and that the "
+        f"requirement in pyproject.toml has a wheel for CPython {target.python} on manylinux "
+        f"glibc <= {target.glibc} {target.arch} (or is pure Python); then `python -m harness wheelhouse`"
+    )
 
 
 def _pin(wheel_name: str) -> str:

@@ -5,6 +5,7 @@ The container's own /etc/hosts maps its hostname to itself alone (and glibc read
 the nameserver of /etc/resolv.conf directly, with one plain A query over UDP. Two answers for a compute
 node's name mean a second container was started for the same node (`docker compose up --scale`).
 """
+
 import random
 import socket
 import struct
@@ -33,10 +34,10 @@ def a_records(name: str, server: str) -> list[str]:
     addresses = []
     for _ in range(answers):
         offset += 2 if reply[offset] & 0xC0 == 0xC0 else len(question)  # compressed pointer or full name
-        rtype, _class, _ttl, length = struct.unpack(">HHIH", reply[offset:offset + 10])
+        rtype, _class, _ttl, length = struct.unpack(">HHIH", reply[offset : offset + 10])
         offset += 10
         if rtype == 1 and length == 4:
-            addresses.append(socket.inet_ntoa(reply[offset:offset + 4]))
+            addresses.append(socket.inet_ntoa(reply[offset : offset + 4]))
         offset += length
     return addresses
 

@@ -1,14 +1,14 @@
 """Run Python functions as Slurm jobs.
 
-    from slurm import Cluster, task
+from slurm import Cluster, task
 
-    @task(time="00:05:00", cpus=2, mem="1G")
-    def add(a, b):
-        return a + b
+@task(time="00:05:00", cpus=2, mem="1G")
+def add(a, b):
+    return a + b
 
-    cluster = Cluster.from_env()          # or Cluster(backend=..., packaging={"type": "none"})
-    job = cluster.submit(add, 1, 2)
-    assert job.result(timeout=600) == 3
+cluster = Cluster.from_env()          # or Cluster(backend=..., packaging={"type": "none"})
+job = cluster.submit(add, 1, 2)
+assert job.result(timeout=600) == 3
 """
 
 from __future__ import annotations
@@ -19,12 +19,29 @@ from typing import TYPE_CHECKING, Any
 # Public names are imported on first use: a job's runner imports `slurm` on every node for every task,
 # and should not pay for the submitting side (Cluster, config, YAML, backends).
 _EXPORTS = {
-    "JobState": "slurm.backends.base", "Callback": "slurm.callbacks", "Checkpointing": "slurm.checkpoint",
-    "Cluster": "slurm.cluster", "ArrayJob": "slurm.job", "Job": "slurm.job", "Resources": "slurm.resources",
-    **dict.fromkeys(["BackendError", "CommandError", "ConfigError", "JobFailedError", "JobTimeoutError",
-                     "ResourceError", "SerializationError", "SlurmSDKError", "SSHError", "SubmitError",
-                     "UnknownJobError"],
-                    "slurm.errors"),
+    "JobState": "slurm.backends.base",
+    "Callback": "slurm.callbacks",
+    "Checkpointing": "slurm.checkpoint",
+    "Cluster": "slurm.cluster",
+    "ArrayJob": "slurm.job",
+    "Job": "slurm.job",
+    "Resources": "slurm.resources",
+    **dict.fromkeys(
+        [
+            "BackendError",
+            "CommandError",
+            "ConfigError",
+            "JobFailedError",
+            "JobTimeoutError",
+            "ResourceError",
+            "SerializationError",
+            "SlurmSDKError",
+            "SSHError",
+            "SubmitError",
+            "UnknownJobError",
+        ],
+        "slurm.errors",
+    ),
 }
 
 if TYPE_CHECKING:
@@ -32,9 +49,19 @@ if TYPE_CHECKING:
     from slurm.callbacks import Callback
     from slurm.checkpoint import Checkpointing
     from slurm.cluster import Cluster
-    from slurm.errors import (BackendError, CommandError, ConfigError, JobFailedError, JobTimeoutError,
-                              ResourceError, SerializationError, SlurmSDKError, SSHError, SubmitError,
-                              UnknownJobError)
+    from slurm.errors import (
+        BackendError,
+        CommandError,
+        ConfigError,
+        JobFailedError,
+        JobTimeoutError,
+        ResourceError,
+        SerializationError,
+        SlurmSDKError,
+        SSHError,
+        SubmitError,
+        UnknownJobError,
+    )
     from slurm.job import ArrayJob, Job
     from slurm.resources import Resources
 
@@ -55,7 +82,25 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "ArrayJob", "BackendError", "Callback", "Checkpointing", "Cluster", "CommandError", "ConfigError", "Job",
-    "JobFailedError", "JobState", "JobTimeoutError", "ResourceError", "Resources", "SSHError", "SerializationError",
-    "SlurmSDKError", "SubmitError", "Task", "UnknownJobError", "task", "workflow",
+    "ArrayJob",
+    "BackendError",
+    "Callback",
+    "Checkpointing",
+    "Cluster",
+    "CommandError",
+    "ConfigError",
+    "Job",
+    "JobFailedError",
+    "JobState",
+    "JobTimeoutError",
+    "ResourceError",
+    "Resources",
+    "SSHError",
+    "SerializationError",
+    "SlurmSDKError",
+    "SubmitError",
+    "Task",
+    "UnknownJobError",
+    "task",
+    "workflow",
 ]

@@ -57,7 +57,12 @@ class Checkpointing:
     def __post_init__(self) -> None:
         for name, low, high in (("signal_before", 1, _SLURM_SIGNAL_MAX), ("max_requeues", 0, None)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < low
+                or (high and value > high)
+            ):
                 bound = f"between {low} and {high}" if high else f">= {low}"
                 raise ResourceError(f"checkpoint {name} must be an int {bound}, got {value!r}")
 
@@ -73,8 +78,10 @@ class Checkpointing:
             return value
         if isinstance(value, Mapping) and set(value) <= {"signal_before", "max_requeues"}:
             return cls(**value)  # from a config file: {signal_before: 300, max_requeues: 5}
-        raise ResourceError(f"checkpoint must be True, False, Checkpointing(signal_before=..., max_requeues=...) "
-                            f"or a dict of those two keys, got {value!r}")
+        raise ResourceError(
+            f"checkpoint must be True, False, Checkpointing(signal_before=..., max_requeues=...) "
+            f"or a dict of those two keys, got {value!r}"
+        )
 
     def sbatch_signal(self) -> str:
         return f"B:{TIME_LIMIT_SIGNAL}@{self.signal_before}"
@@ -118,12 +125,16 @@ class _Run:
     def _stop(self) -> None:
         received, self.signalled = self.signalled, None
         if received != signal.SIGUSR2:
-            raise Stopped(f"stopped by {signal.Signals(received).name} after saving the checkpoint "
-                          "(preempted, requeued or cancelled: Slurm decides whether it runs again)")
+            raise Stopped(
+                f"stopped by {signal.Signals(received).name} after saving the checkpoint "
+                "(preempted, requeued or cancelled: Slurm decides whether it runs again)"
+            )
         done = self._time_limit_requeues()
         if done >= self.max_requeues:
-            _say(f"time limit near, but not requeued: max_requeues={self.max_requeues} reached; "
-                 "the job ends at its time limit")
+            _say(
+                f"time limit near, but not requeued: max_requeues={self.max_requeues} reached; "
+                "the job ends at its time limit"
+            )
             return
         command = [*shlex.split(os.environ.get(REQUEUE_COMMAND_ENV, DEFAULT_REQUEUE_COMMAND)), _own_job_id()]
         try:
@@ -132,11 +143,15 @@ class _Run:
         except (OSError, subprocess.TimeoutExpired) as exc:
             error = str(exc)
         if error is not None:
-            _say(f"time limit near, requeue failed ({shlex.join(command)}: {error}); the job ends at its time limit")
+            _say(
+                f"time limit near, requeue failed ({shlex.join(command)}: {error}); the job ends at its time limit"
+            )
             return
         # Counted once the requeue took: SIGTERM from it is only noted, so this write is not cut short.
         write_atomic(_requeues_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
-        raise Stopped(f"time limit near: checkpoint saved, job requeued ({done + 1} of max {self.max_requeues})")
+        raise Stopped(
+            f"time limit near: checkpoint saved, job requeued ({done + 1} of max {self.max_requeues})"
+        )
 
     def _time_limit_requeues(self) -> int:
         try:
@@ -174,8 +189,11 @@ def _note_signal(signum: int, _frame: Any) -> None:
     # Only note it: saving here, between two arbitrary bytecodes, could capture a half-updated state.
     # os.write, not print: the task may be inside a write to stderr, and buffered streams are not reentrant.
     _run.signalled = signum
-    os.write(2, f"[slurm-sdk] checkpoint: received {signal.Signals(signum).name}: the next "
-                "checkpoint.save() ends this run\n".encode())
+    os.write(
+        2,
+        f"[slurm-sdk] checkpoint: received {signal.Signals(signum).name}: the next "
+        "checkpoint.save() ends this run\n".encode(),
+    )
 
 
 def _own_job_id() -> str:

@@ -35,8 +35,13 @@ class CleanupReport:
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, object]:
-        return {"removed": self.removed, "kept_unfinished": self.kept_unfinished, "kept_recent": self.kept_recent,
-                "unrecorded": self.unrecorded, "dry_run": self.dry_run}
+        return {
+            "removed": self.removed,
+            "kept_unfinished": self.kept_unfinished,
+            "kept_recent": self.kept_recent,
+            "unrecorded": self.unrecorded,
+            "dry_run": self.dry_run,
+        }
 
 
 def parse_age(value: timedelta | float | int | str) -> timedelta:
@@ -48,15 +53,19 @@ def parse_age(value: timedelta | float | int | str) -> timedelta:
     else:
         match = _AGE.match(str(value))
         if not match:
-            raise ValueError(f"older_than={value!r} is not an age: use seconds or text like '90s', '30m', '12h', "
-                             "'7d', '2w'")
+            raise ValueError(
+                f"older_than={value!r} is not an age: use seconds or text like '90s', '30m', '12h', "
+                "'7d', '2w'"
+            )
         age = timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
     if age < timedelta(0):
         raise ValueError(f"older_than={value!r} is negative: give an age of 0 or more")
     return age
 
 
-def cleanup(cluster: Cluster, older_than: timedelta | float | int | str, *, dry_run: bool = False) -> CleanupReport:
+def cleanup(
+    cluster: Cluster, older_than: timedelta | float | int | str, *, dry_run: bool = False
+) -> CleanupReport:
     """Remove the directories of ended jobs submitted more than ``older_than`` ago (see module doc)."""
     cutoff = utc_now() - parse_age(older_than)
     transport, root = cluster.backend.transport, cluster.job_root
@@ -75,4 +84,3 @@ def cleanup(cluster: Cluster, older_than: timedelta | float | int | str, *, dry_
     if not dry_run:
         remove(transport, root, [*doomed, *listing.orphaned])
     return report
-

@@ -56,20 +56,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _exit_code(error)
         print(f"slurm-sdk: error: {error}", file=sys.stderr)
         if code == CONFIG:
-            print("slurm-sdk: pass --config FILE or set SLURM_SDK_CONFIG=FILE (see README, Configuration)",
-                  file=sys.stderr)
+            print(
+                "slurm-sdk: pass --config FILE or set SLURM_SDK_CONFIG=FILE (see README, Configuration)",
+                file=sys.stderr,
+            )
         return code
 
 
 def _exit_code(error: SlurmSDKError) -> int:
-    for kind, code in ((ConfigError, CONFIG), (UnknownJobError, UNKNOWN_JOB), (UsageError, USAGE),
-                       (JobTimeoutError, NOT_FINISHED), (BackendError, UNREACHABLE)):
+    for kind, code in (
+        (ConfigError, CONFIG),
+        (UnknownJobError, UNKNOWN_JOB),
+        (UsageError, USAGE),
+        (JobTimeoutError, NOT_FINISHED),
+        (BackendError, UNREACHABLE),
+    ):
         if isinstance(error, kind):
             return code
     return JOB_FAILED
 
 
 # --- the command line ------------------------------------------------------------------------------
+
 
 def _parser() -> argparse.ArgumentParser:
     # Common options on every level, SUPPRESS'd below the top so `slurm-sdk --json jobs list` and
@@ -78,38 +86,58 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="FILE", help="config file (default: $SLURM_SDK_CONFIG)")
     common.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     epilog = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
-    parser = argparse.ArgumentParser(prog="slurm-sdk", description="Jobs submitted through slurm-sdk.",
-                                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE", default=None, help="config file (default: $SLURM_SDK_CONFIG)")
+    parser = argparse.ArgumentParser(
+        prog="slurm-sdk",
+        description="Jobs submitted through slurm-sdk.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", default=None, help="config file (default: $SLURM_SDK_CONFIG)"
+    )
     parser.add_argument("--json", action="store_true", default=False, help="print one JSON document")
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="{jobs,cluster}")
     jobs = nouns.add_parser("jobs", help="list, inspect, follow, cancel and clean up jobs").add_subparsers(
-        dest="verb", required=True, metavar="{list,show,logs,cancel,result,cleanup}")
+        dest="verb", required=True, metavar="{list,show,logs,cancel,result,cleanup}"
+    )
 
-    def verb(group: Any, name: str, handler: Callable[[argparse.Namespace], int], text: str,
-             job_id: bool = True) -> argparse.ArgumentParser:
+    def verb(
+        group: Any, name: str, handler: Callable[[argparse.Namespace], int], text: str, job_id: bool = True
+    ) -> argparse.ArgumentParser:
         sub = group.add_parser(name, parents=[common], help=text, description=text)
         if job_id:
-            sub.add_argument("job_id", metavar="ID", help="job id as sbatch printed it; 123_4 for an array task")
+            sub.add_argument(
+                "job_id", metavar="ID", help="job id as sbatch printed it; 123_4 for an array task"
+            )
         sub.set_defaults(handler=handler)
         return sub
 
     verb(jobs, "list", _jobs_list, "this user's SDK jobs: id, name, state, submit time", job_id=False)
     verb(jobs, "show", _jobs_show, "one job: its directory, and state and log paths per task")
     logs = verb(jobs, "logs", _jobs_logs, "print a job's log; -f follows it until the job ends")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until the job ends"
+    )
     logs.add_argument("--stderr", action="store_true", help="the stderr log instead of stdout")
-    logs.add_argument("-n", "--lines", type=_count, metavar="N", help="only the last N lines (then follow, with -f)")
+    logs.add_argument(
+        "-n", "--lines", type=_count, metavar="N", help="only the last N lines (then follow, with -f)"
+    )
     verb(jobs, "cancel", _jobs_cancel, "cancel a job (an array id cancels every task)")
     result = verb(jobs, "result", _jobs_result, "print a job's return value; exit 1 if its task raised")
     result.add_argument("--wait", action="store_true", help="wait for the job to finish")
-    result.add_argument("--timeout", type=_seconds, metavar="S", help="with --wait: give up after S seconds (exit 6)")
-    cleanup = verb(jobs, "cleanup", _jobs_cleanup, "remove directories of ended jobs older than an age",
-                   job_id=False)
-    cleanup.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 7d, 12h, 30m, 90s, or seconds")
+    result.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="with --wait: give up after S seconds (exit 6)"
+    )
+    cleanup = verb(
+        jobs, "cleanup", _jobs_cleanup, "remove directories of ended jobs older than an age", job_id=False
+    )
+    cleanup.add_argument(
+        "--older-than", required=True, metavar="AGE", help="e.g. 7d, 12h, 30m, 90s, or seconds"
+    )
     cleanup.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     cluster = nouns.add_parser("cluster", help="the cluster itself").add_subparsers(
-        dest="verb", required=True, metavar="{status}")
+        dest="verb", required=True, metavar="{status}"
+    )
     verb(cluster, "status", _cluster_status, "reachable? partitions, nodes and your queue", job_id=False)
     return parser
 
@@ -126,19 +154,24 @@ def _seconds(text: str) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds: give 0 or more, e.g. --timeout 600")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds: give 0 or more, e.g. --timeout 600"
+        )
     return value
 
 
 # --- verbs -----------------------------------------------------------------------------------------
+
 
 def _jobs_list(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
         infos = cluster.jobs()
     if args.json:
         return _print_json([info.to_dict() for info in infos])
-    rows = [(info.job_id, info.name, info.state.value, f"{info.results}/{info.tasks}", _when(info.submitted_at))
-            for info in infos]
+    rows = [
+        (info.job_id, info.name, info.state.value, f"{info.results}/{info.tasks}", _when(info.submitted_at))
+        for info in infos
+    ]
     _print_table(("JOB ID", "NAME", "STATE", "RESULTS", "SUBMITTED"), rows)
     if not rows:
         print("no SDK jobs under this job root yet")
@@ -148,13 +181,26 @@ def _jobs_list(args: argparse.Namespace) -> int:
 def _jobs_show(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
         _, tasks, states = _current(cluster, args.job_id)
-        details = {"job_id": args.job_id, "name": tasks[0].name, "job_dir": tasks[0].job_dir,
-                   "tasks": [{"job_id": job.job_id, "state": states[job.job_id].value, "stdout": job.log_path("stdout"),
-                              "stderr": job.log_path("stderr")} for job in tasks]}
+        details = {
+            "job_id": args.job_id,
+            "name": tasks[0].name,
+            "job_dir": tasks[0].job_dir,
+            "tasks": [
+                {
+                    "job_id": job.job_id,
+                    "state": states[job.job_id].value,
+                    "stdout": job.log_path("stdout"),
+                    "stderr": job.log_path("stderr"),
+                }
+                for job in tasks
+            ],
+        }
     if args.json:
         return _print_json(details)
     print(f"job:      {details['job_id']} ({details['name']})\ndir:      {details['job_dir']}")
-    _print_table(("TASK", "STATE", "STDOUT"), [(t["job_id"], t["state"], t["stdout"]) for t in details["tasks"]])
+    _print_table(
+        ("TASK", "STATE", "STDOUT"), [(t["job_id"], t["state"], t["stdout"]) for t in details["tasks"]]
+    )
     return OK
 
 
@@ -162,8 +208,15 @@ def _jobs_logs(args: argparse.Namespace) -> int:
     stream = "stderr" if args.stderr else "stdout"
     with _cluster(args) as cluster:
         job = _one_task(cluster.job(args.job_id), args.job_id)
-        lines = job.tail(args.lines, stream=stream, follow=args.follow) if args.lines is not None else \
-            (getattr(job, stream)(follow=True) if args.follow else iter(getattr(job, stream)().splitlines()))
+        lines = (
+            job.tail(args.lines, stream=stream, follow=args.follow)
+            if args.lines is not None
+            else (
+                getattr(job, stream)(follow=True)
+                if args.follow
+                else iter(getattr(job, stream)().splitlines())
+            )
+        )
         if args.json:
             return _print_json({"job_id": job.job_id, "stream": stream, "lines": list(lines)})
         for line in lines:
@@ -188,8 +241,11 @@ def _jobs_result(args: argparse.Namespace) -> int:
         handle, tasks, states = _current(cluster, args.job_id, wait=args.wait, timeout=args.timeout)
         running = [job for job in tasks if not has_ended(states[job.job_id])]
         if running:
-            print(f"slurm-sdk: {running[0].job_id} has not finished ({states[running[0].job_id].value}); add --wait "
-                  "(and --timeout S) to wait for it", file=sys.stderr)
+            print(
+                f"slurm-sdk: {running[0].job_id} has not finished ({states[running[0].job_id].value}); add --wait "
+                "(and --timeout S) to wait for it",
+                file=sys.stderr,
+            )
             return NOT_FINISHED
         try:
             # Bounded even without --wait: a job the scheduler forgot takes a second query to be called lost.
@@ -208,8 +264,14 @@ def _jobs_result(args: argparse.Namespace) -> int:
 def _report_failure(args: argparse.Namespace, error: Exception) -> int:
     remote = str(error.__cause__) if error.__cause__ is not None else ""
     if args.json:
-        _print_json({"job_id": args.job_id, "ok": False, "error": f"{type(error).__name__}: {error}",
-                     "traceback": remote})
+        _print_json(
+            {
+                "job_id": args.job_id,
+                "ok": False,
+                "error": f"{type(error).__name__}: {error}",
+                "traceback": remote,
+            }
+        )
     else:
         print(f"{remote}\n" if remote else "", end="", file=sys.stderr)
         print(f"slurm-sdk: job {args.job_id} failed: {type(error).__name__}: {error}", file=sys.stderr)
@@ -225,8 +287,10 @@ def _jobs_cleanup(args: argparse.Namespace) -> int:
     if args.json:
         return _print_json(report.to_dict())
     verb = "would remove" if report.dry_run else "removed"
-    print(f"{verb} {len(report.removed)} job director{'y' if len(report.removed) == 1 else 'ies'}; kept "
-          f"{len(report.kept_unfinished)} of unfinished jobs and {report.kept_recent} younger than {args.older_than}")
+    print(
+        f"{verb} {len(report.removed)} job director{'y' if len(report.removed) == 1 else 'ies'}; kept "
+        f"{len(report.kept_unfinished)} of unfinished jobs and {report.kept_recent} younger than {args.older_than}"
+    )
     for path in report.removed:
         print(f"  {verb}: {path}")
     for path in report.unrecorded:
@@ -247,13 +311,16 @@ def _cluster_status(args: argparse.Namespace) -> int:
 
 # --- helpers ---------------------------------------------------------------------------------------
 
+
 def _cluster(args: argparse.Namespace) -> Any:
     from slurm.cluster import Cluster
+
     return Cluster.from_env(args.config)
 
 
-def _current(cluster: Any, job_id: str, *, wait: bool = False,
-             timeout: float | None = None) -> tuple[Any, list[Any], dict[str, JobState]]:
+def _current(
+    cluster: Any, job_id: str, *, wait: bool = False, timeout: float | None = None
+) -> tuple[Any, list[Any], dict[str, JobState]]:
     """The handle for ``job_id``, its tasks and their states now: a result file means ended; otherwise the
     scheduler's word, in one query (UNKNOWN: it no longer lists the job, which ended without a result).
     With ``wait``, once they have all ended."""
@@ -272,6 +339,7 @@ def _current(cluster: Any, job_id: str, *, wait: bool = False,
 
 def _is_array(handle: Any) -> bool:
     from slurm.job import ArrayJob
+
     return isinstance(handle, ArrayJob)
 
 

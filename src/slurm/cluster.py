@@ -54,13 +54,22 @@ class Cluster:
     not answering) are retried when the caller gave no timeout (default 600 s).
     """
 
-    def __init__(self, backend: Backend | None = None, packaging: PackagingStrategy | Mapping[str, Any] | None = None,
-                 callbacks: Iterable[Any] = (), *, job_root: str | None = None,
-                 defaults: Resources | Mapping[str, Any] | None = None, node_python: str | None = None,
-                 poll_interval: float | None = None, result_poll_interval: float | None = None,
-                 outage_limit: float = DEFAULT_OUTAGE_LIMIT) -> None:
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        packaging: PackagingStrategy | Mapping[str, Any] | None = None,
+        callbacks: Iterable[Any] = (),
+        *,
+        job_root: str | None = None,
+        defaults: Resources | Mapping[str, Any] | None = None,
+        node_python: str | None = None,
+        poll_interval: float | None = None,
+        result_poll_interval: float | None = None,
+        outage_limit: float = DEFAULT_OUTAGE_LIMIT,
+    ) -> None:
         if backend is None:
             from slurm.backends.local import LocalCommandBackend
+
             backend = LocalCommandBackend()
         self.backend = backend
         self.packaging = _packaging(packaging, backend)
@@ -70,7 +79,9 @@ class Cluster:
         #: Longest pause between two scheduler queries while waiting, in seconds.
         self.poll_interval = _positive("poll_interval", poll_interval, 0.2 if local else 30.0)
         #: Longest pause between two result-file checks while waiting, in seconds.
-        self.result_poll_interval = _positive("result_poll_interval", result_poll_interval, 0.2 if local else 1.0)
+        self.result_poll_interval = _positive(
+            "result_poll_interval", result_poll_interval, 0.2 if local else 1.0
+        )
         #: Seconds transient errors are retried when the caller set no timeout.
         self.outage_limit = _positive("outage_limit", outage_limit, DEFAULT_OUTAGE_LIMIT)
         self.watcher = Watcher(self)
@@ -80,8 +91,13 @@ class Cluster:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, path: str | os.PathLike[str] | None = None, *, overrides: Mapping[str, Any] | None = None,
-                 callbacks: Iterable[Any] = ()) -> Cluster:
+    def from_env(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        callbacks: Iterable[Any] = (),
+    ) -> Cluster:
         """Build from a YAML file (``path`` or ``$SLURM_SDK_CONFIG``) plus ``SLURM_SDK__*`` environment
         overrides; see ``slurm.config`` for the schema."""
         data, source = load_config(path, overrides=overrides)
@@ -112,28 +128,54 @@ class Cluster:
         size = self.backend.max_array_size()
         jobs: list[Job] = []
         for start in range(0, len(calls), size):
-            jobs += self._submit(task, calls[start:start + size], array=True, max_parallel=max_parallel)
+            jobs += self._submit(task, calls[start : start + size], array=True, max_parallel=max_parallel)
         return ArrayJob(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
 
-    def _submit(self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None) -> list[Job]:
+    def _submit(
+        self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
+    ) -> list[Job]:
         payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
         self._ensure_prepared()
-        job_dir = posixpath.join(self.job_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}-{secrets.token_hex(4)}")
-        script = render_script(job_name=task.name, job_dir=job_dir, resources=task.resources.over(self.defaults),
-                               array=array, setup_lines=self.packaging.setup_lines(),
-                               python=self.packaging.python_command())
+        job_dir = posixpath.join(
+            self.job_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}-{secrets.token_hex(4)}"
+        )
+        script = render_script(
+            job_name=task.name,
+            job_dir=job_dir,
+            resources=task.resources.over(self.defaults),
+            array=array,
+            setup_lines=self.packaging.setup_lines(),
+            python=self.packaging.python_command(),
+        )
         transport = self.backend.transport
         transport.write_bytes(posixpath.join(job_dir, PAYLOAD), payload)
         if task.is_workflow:
-            transport.write_bytes(posixpath.join(job_dir, CHILD_CONFIG), json.dumps(self.child_config()).encode())
+            transport.write_bytes(
+                posixpath.join(job_dir, CHILD_CONFIG), json.dumps(self.child_config()).encode()
+            )
         transport.write_bytes(posixpath.join(job_dir, SCRIPT), script.encode(), mode=0o755)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
-        job_id = self._submit_once(posixpath.join(job_dir, SCRIPT), array=spec, dependencies=task.dependencies,
-                                   dependency_type=task.dependency_type)
+        job_id = self._submit_once(
+            posixpath.join(job_dir, SCRIPT),
+            array=spec,
+            dependencies=task.dependencies,
+            dependency_type=task.dependency_type,
+        )
         self._record_submission(task, job_id, job_dir, len(calls), array=array)
-        jobs = [Job(self, f"{job_id}_{index}" if array else job_id, name=task.name, job_dir=job_dir,
-                    script=script, index=index, array=array, depends_on=task.dependencies,
-                    dependency_type=task.dependency_type) for index in range(len(calls))]
+        jobs = [
+            Job(
+                self,
+                f"{job_id}_{index}" if array else job_id,
+                name=task.name,
+                job_dir=job_dir,
+                script=script,
+                index=index,
+                array=array,
+                depends_on=task.dependencies,
+                dependency_type=task.dependency_type,
+            )
+            for index in range(len(calls))
+        ]
         self.watcher.add(jobs)
         for job in jobs:
             emit(self.callbacks, "on_submit", job)
@@ -143,6 +185,7 @@ class Cluster:
         """``backend.submit``, retried on transient errors, never twice for one script: when an attempt's
         answer was lost (connection dropped or timed out after sbatch was sent), the job is looked up by
         its script path before anything is retried or reported."""
+
         def attempt() -> str:
             try:
                 return self.backend.submit(script_path, **options)
@@ -154,6 +197,7 @@ class Cluster:
                     return found
                 error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
                 raise
+
         return self.retry(attempt)
 
     def retry(self, operation: Callable[[], T]) -> T:
@@ -184,7 +228,9 @@ class Cluster:
         interpreter. Only needed when something must be pickled by value."""
         if self._node_python is None:
             self._ensure_prepared()
-            probe = f"{self.packaging.python_command()} -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
+            probe = (
+                f"{self.packaging.python_command()} -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
+            )
             output = self.backend.transport.run("\n".join([*self.packaging.setup_lines(), probe])).stdout
             self._node_python = output.strip().splitlines()[-1]
         return self._node_python
@@ -193,15 +239,25 @@ class Cluster:
         """Leave the record a later process finds this job by (see ``slurm.records``). The job runs either
         way, so a failure here is logged, not raised."""
         fn = getattr(task, "fn", None)
-        record = SubmissionRecord(job_id=job_id, name=task.name, job_dir=job_dir, submitted_at=utc_now(),
-                                  array=array, tasks=tasks, workflow=task.is_workflow,
-                                  task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}")
+        record = SubmissionRecord(
+            job_id=job_id,
+            name=task.name,
+            job_dir=job_dir,
+            submitted_at=utc_now(),
+            array=array,
+            tasks=tasks,
+            workflow=task.is_workflow,
+            task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
+        )
         try:
             write_record(self.backend.transport, self.job_root, record)
-        except Exception as error:  # noqa: BLE001 - the submission itself succeeded
+        except Exception as error:
             logging.getLogger("slurm.records").warning(
                 "job %s was submitted but its record could not be written (%s); it runs, but a new process "
-                "cannot find it by id", job_id, error)
+                "cannot find it by id",
+                job_id,
+                error,
+            )
 
     # --- picking jobs up again ---------------------------------------------------------------------
 
@@ -210,18 +266,21 @@ class Cluster:
         ``result()``, ``state``, logs and ``cancel()`` work on it. ``"123_4"`` is task 4 of array job
         123; an array's own id gives an ``ArrayJob``. ``UnknownJobError`` for ids the SDK has no record of."""
         from slurm.reattach import attach
+
         return attach(self, str(job_id))
 
     def jobs(self) -> list[JobInfo]:
         """This user's SDK jobs under the job root, oldest first, with name, state and submit time (one
         command for the records, one scheduler query for all states)."""
         from slurm.reattach import list_jobs
+
         return list_jobs(self)
 
     def cleanup(self, older_than: timedelta | float | str, *, dry_run: bool = False) -> CleanupReport:
         """Remove the directories of jobs that ended and were submitted more than ``older_than`` ago
         (seconds, a ``timedelta`` or "7d"/"12h"/"30m"); never those of unfinished jobs."""
         from slurm.cleanup import cleanup
+
         return cleanup(self, older_than, dry_run=dry_run)
 
     # --- polling -----------------------------------------------------------------------------------
@@ -236,14 +295,23 @@ class Cluster:
     def child_config(self) -> dict[str, Any]:
         """What a workflow's job needs to build its own Cluster on the node (see ``from_child_config``)."""
         if self.backend.kind not in ("local", "slurm"):
-            raise SubmitError(f"workflows need a backend of kind 'local' or 'slurm', not {self.backend.kind!r}")
+            raise SubmitError(
+                f"workflows need a backend of kind 'local' or 'slurm', not {self.backend.kind!r}"
+            )
         # Backends may offer to_config(): options the child's backend of the same kind is built with.
         to_config = getattr(self.backend, "to_config", dict)
         backend = {"type": self.backend.kind, **to_config()}
-        return {"backend": backend, "packaging": self.packaging.to_config(), "job_root": self.job_root,
-                "defaults": {name: value for name, value in vars(self.defaults).items() if value not in (None, {})},
-                "poll_interval": self.poll_interval, "result_poll_interval": self.result_poll_interval,
-                "outage_limit": self.outage_limit}
+        return {
+            "backend": backend,
+            "packaging": self.packaging.to_config(),
+            "job_root": self.job_root,
+            "defaults": {
+                name: value for name, value in vars(self.defaults).items() if value not in (None, {})
+            },
+            "poll_interval": self.poll_interval,
+            "result_poll_interval": self.result_poll_interval,
+            "outage_limit": self.outage_limit,
+        }
 
     @classmethod
     def from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
@@ -251,21 +319,29 @@ class Cluster:
         packaging as already prepared (no second build or upload), no callbacks."""
         from slurm.backends import make_backend
 
-        cluster = cls(make_backend(config["backend"]), make_packaging(config["packaging"]),
-                      job_root=config["job_root"], defaults=config["defaults"], node_python=LOCAL_PYTHON,
-                      poll_interval=config["poll_interval"],
-                      result_poll_interval=config.get("result_poll_interval"),
-                      outage_limit=config.get("outage_limit", DEFAULT_OUTAGE_LIMIT))
+        cluster = cls(
+            make_backend(config["backend"]),
+            make_packaging(config["packaging"]),
+            job_root=config["job_root"],
+            defaults=config["defaults"],
+            node_python=LOCAL_PYTHON,
+            poll_interval=config["poll_interval"],
+            result_poll_interval=config.get("result_poll_interval"),
+            outage_limit=config.get("outage_limit", DEFAULT_OUTAGE_LIMIT),
+        )
         cluster._prepared = True
         return cluster
 
 
-def _packaging(packaging: PackagingStrategy | Mapping[str, Any] | None, backend: Backend) -> PackagingStrategy:
+def _packaging(
+    packaging: PackagingStrategy | Mapping[str, Any] | None, backend: Backend
+) -> PackagingStrategy:
     if isinstance(packaging, PackagingStrategy):
         return packaging
     if packaging is not None:
         return make_packaging(packaging)
     from slurm.packaging.none import NonePackaging
+
     # Local jobs run on this machine, so this interpreter (which has the SDK) is the right default.
     return NonePackaging(python=sys.executable) if backend.kind == "local" else NonePackaging()
 

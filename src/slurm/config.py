@@ -40,8 +40,13 @@ from slurm.resources import Resources
 ENV_PATH = "SLURM_SDK_CONFIG"
 ENV_PREFIX = "SLURM_SDK__"
 _SECTIONS: dict[str, tuple[type, ...]] = {
-    "backend": (dict,), "packaging": (dict,), "defaults": (dict,), "job_root": (str,), "poll_interval": (int, float),
-    "result_poll_interval": (int, float), "outage_limit": (int, float),
+    "backend": (dict,),
+    "packaging": (dict,),
+    "defaults": (dict,),
+    "job_root": (str,),
+    "poll_interval": (int, float),
+    "result_poll_interval": (int, float),
+    "outage_limit": (int, float),
 }
 
 
@@ -57,8 +62,12 @@ class ConfigSource:
         return f"{self.path}:{line}" if line else self.path
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, overrides: Mapping[str, Any] | None = None,
-                environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ConfigSource]:
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], ConfigSource]:
     """Read, merge and check a config; raises ``ConfigError`` with path and line."""
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_PATH)
@@ -67,8 +76,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *, overrides: Mappin
         _set_nested(data, keys, value)
     _merge(data, overrides or {})
     if not data:
-        raise ConfigError(f"no configuration: pass a path, set {ENV_PATH}=<file>, or set variables like "
-                          f"{ENV_PREFIX}BACKEND__TYPE=local")
+        raise ConfigError(
+            f"no configuration: pass a path, set {ENV_PATH}=<file>, or set variables like "
+            f"{ENV_PREFIX}BACKEND__TYPE=local"
+        )
     source = ConfigSource(str(path or "<environment>"), lines)
     _check_sections(data, source)
     return data, source
@@ -80,11 +91,18 @@ def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, 
     from slurm.packaging import make_packaging
 
     if "backend" not in data:
-        raise ConfigError(f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})")
-    options = {key: data[key] for key in ("job_root", "poll_interval", "result_poll_interval", "outage_limit")
-               if key in data}
+        raise ConfigError(
+            f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})"
+        )
+    options = {
+        key: data[key]
+        for key in ("job_root", "poll_interval", "result_poll_interval", "outage_limit")
+        if key in data
+    }
     options["defaults"] = _defaults(source, data.get("defaults", {}))
-    options["packaging"] = _build_section(source, "packaging", make_packaging, data.get("packaging", {"type": "none"}))
+    options["packaging"] = _build_section(
+        source, "packaging", make_packaging, data.get("packaging", {"type": "none"})
+    )
     options["backend"] = _build_section(source, "backend", make_backend, data["backend"])  # last: may connect
     return options
 
@@ -107,8 +125,10 @@ def _read_yaml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections (backend:, packaging:, ...), "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the config must be a mapping of sections (backend:, packaging:, ...), "
+            f"got {type(data).__name__}"
+        )
     return data, _key_lines(node)
 
 
@@ -130,7 +150,7 @@ def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[list[str], Any]
                 value = yaml.safe_load(raw)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"environment variable {name}: invalid YAML value {raw!r}: {exc}") from None
-            yield name[len(ENV_PREFIX):].lower().split("__"), value
+            yield name[len(ENV_PREFIX) :].lower().split("__"), value
 
 
 def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -156,9 +176,13 @@ def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
         expected = _SECTIONS[key]
         if not isinstance(value, expected) or isinstance(value, bool):
             names = " or ".join("mapping" if kind is dict else kind.__name__ for kind in expected)
-            raise ConfigError(f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}")
+            raise ConfigError(
+                f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}"
+            )
         if expected == (int, float) and value <= 0:
-            raise ConfigError(f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}")
+            raise ConfigError(
+                f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}"
+            )
 
 
 def _build_section(source: ConfigSource, name: str, build: Callable[[Any], Any], config: Any) -> Any:
@@ -180,23 +204,29 @@ def _defaults(source: ConfigSource, values: Mapping[str, Any]) -> Resources:
 
 # --- building objects from option dicts ------------------------------------------------------------
 
+
 def construct(factory: Callable[..., Any], options: Mapping[str, Any], what: str, *fixed: Any) -> Any:
     """``factory(*fixed, **options)``, after checking option names (and simple types, when annotated)
     against its signature, so a typo in a config is reported as such instead of as a TypeError."""
-    parameters = list(inspect.signature(factory).parameters.values())[len(fixed):]
+    parameters = list(inspect.signature(factory).parameters.values())[len(fixed) :]
     named = {p.name: p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)
     for key in options:
         if key not in named and not open_ended:
-            raise ConfigError(f"{what}: unknown option {key!r} (valid: {', '.join(named) or 'none'})", key=key)
+            raise ConfigError(
+                f"{what}: unknown option {key!r} (valid: {', '.join(named) or 'none'})", key=key
+            )
     for name, parameter in named.items():
         if parameter.default is parameter.empty and name not in options:
             raise ConfigError(f"{what}: missing required option {name!r}", key=name)
     hints = _type_hints(factory)
     for key, value in options.items():
         if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(f"{what}: option {key!r} must be {_hint_name(hints[key])}, "
-                              f"got {type(value).__name__} {value!r}", key=key)
+            raise ConfigError(
+                f"{what}: option {key!r} must be {_hint_name(hints[key])}, "
+                f"got {type(value).__name__} {value!r}",
+                key=key,
+            )
     return factory(*fixed, **options)
 
 

@@ -60,8 +60,10 @@ class CommandError(BackendError):
     def __init__(self, cmd: str, returncode: int, stdout: str, stderr: str) -> None:
         self.cmd, self.returncode, self.stdout, self.stderr = cmd, returncode, stdout, stderr
         detail = (stderr.strip() or stdout.strip())[-2000:]
-        super().__init__(f"command failed with exit code {returncode}: {cmd}\n{detail}".rstrip(),
-                         transient=is_transient_message(detail))
+        super().__init__(
+            f"command failed with exit code {returncode}: {cmd}\n{detail}".rstrip(),
+            transient=is_transient_message(detail),
+        )
 
 
 class UnknownJobError(SlurmSDKError, LookupError):
@@ -91,17 +93,26 @@ class JobTimeoutError(SlurmSDKError, TimeoutError):
 
     def __init__(self, job_id: str, state: str, timeout: float, detail: str = "") -> None:
         detail = detail or f"last known state: {state}"
-        super().__init__(f"job {job_id} did not finish within {timeout:g}s: {detail}; "
-                         "call job.cancel() to stop it")
+        super().__init__(
+            f"job {job_id} did not finish within {timeout:g}s: {detail}; call job.cancel() to stop it"
+        )
         self.job_id, self.state, self.timeout, self.detail = job_id, state, timeout, detail
 
 
 #: What Slurm commands and SSH print when the controller or the connection is briefly unavailable.
 _TRANSIENT_MESSAGES = (
-    "unable to contact slurm controller", "socket timed out", "connection refused", "connection timed out",
-    "temporarily unable", "resource temporarily unavailable", "zero bytes were transmitted",
-    "communication connection failure", "connection reset", "slurmctld is not responding",
-    "slurm_receive_msg", "slurm backup controller in standby mode",
+    "unable to contact slurm controller",
+    "socket timed out",
+    "connection refused",
+    "connection timed out",
+    "temporarily unable",
+    "resource temporarily unavailable",
+    "zero bytes were transmitted",
+    "communication connection failure",
+    "connection reset",
+    "slurmctld is not responding",
+    "slurm_receive_msg",
+    "slurm backup controller in standby mode",
 )
 
 

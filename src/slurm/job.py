@@ -37,10 +37,26 @@ LOG_STREAMS = ("stdout", "stderr")
 class Job:
     """One submitted job, or one task of an array job (``job_id`` "<array id>_<index>")."""
 
-    def __init__(self, cluster: Cluster, job_id: str, *, name: str, job_dir: str, script: str,
-                 index: int = 0, array: bool = False, depends_on: Sequence[str] = (),
-                 dependency_type: str = "afterok") -> None:
-        self.cluster, self.job_id, self.name, self.job_dir, self.script = cluster, job_id, name, job_dir, script
+    def __init__(
+        self,
+        cluster: Cluster,
+        job_id: str,
+        *,
+        name: str,
+        job_dir: str,
+        script: str,
+        index: int = 0,
+        array: bool = False,
+        depends_on: Sequence[str] = (),
+        dependency_type: str = "afterok",
+    ) -> None:
+        self.cluster, self.job_id, self.name, self.job_dir, self.script = (
+            cluster,
+            job_id,
+            name,
+            job_dir,
+            script,
+        )
         self._index, self._array = index, array
         #: Ids of the jobs this one waits for, and how (Slurm dependency type).
         self.depends_on, self.dependency_type = tuple(depends_on), dependency_type
@@ -51,7 +67,9 @@ class Job:
         self._state_at: float | None = None  # monotonic time the scheduler last told us the state
         self._unknown_since: float | None = None
         self._preempted_since: float | None = None
-        self._failure: JobFailedError | None = None  # why it ended without a result, when the SDK knows better
+        self._failure: JobFailedError | None = (
+            None  # why it ended without a result, when the SDK knows better
+        )
         self._outcome: Outcome | None = None
         self._lock = threading.RLock()
 
@@ -109,7 +127,9 @@ class Job:
         """The job's stdout so far; with ``follow=True`` an iterator of its lines that keeps going while
         the job runs and ends when the job has ended and the log is drained (``JobTimeoutError`` after
         ``timeout`` s)."""
-        return self._follow_log("stdout", timeout) if follow else self.cluster.retry(lambda: self._read_log(0))
+        return (
+            self._follow_log("stdout", timeout) if follow else self.cluster.retry(lambda: self._read_log(0))
+        )
 
     @overload
     def stderr(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
@@ -118,13 +138,17 @@ class Job:
 
     def stderr(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
         """Like ``stdout``, for stderr (where the SDK's runner header and tracebacks go)."""
-        return self._follow_log("stderr", timeout) if follow else self.cluster.retry(lambda: self._read_log(1))
+        return (
+            self._follow_log("stderr", timeout) if follow else self.cluster.retry(lambda: self._read_log(1))
+        )
 
-    def tail(self, lines: int = 10, *, stream: str = "stdout", follow: bool = True,
-             timeout: float | None = None) -> Iterator[str]:
+    def tail(
+        self, lines: int = 10, *, stream: str = "stdout", follow: bool = True, timeout: float | None = None
+    ) -> Iterator[str]:
         """The last ``lines`` lines of a log, then (``follow``) every new line until the job has ended and
         the log is drained, like ``tail -n LINES -f``. ``stream``: "stdout" or "stderr"."""
         from slurm.logs import follow as follow_logs
+
         if lines < 0:
             raise ValueError(f"lines={lines}: give 0 or more")
         if not follow:
@@ -137,13 +161,15 @@ class Job:
         """Where the job's ``stream`` ("stdout" or "stderr") is written on the cluster side."""
         pattern = log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
         array_id, _, index = self.job_id.partition("_")
-        return expand_log_pattern(pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index,
-                                  job_name=self.name)
+        return expand_log_pattern(
+            pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index, job_name=self.name
+        )
 
     # --- internals ---------------------------------------------------------------------------------
 
     def _follow_log(self, stream: str, timeout: float | None) -> Iterator[str]:
         from slurm.logs import follow as follow_logs
+
         return (line for _, line in follow_logs(self, (stream,), timeout=timeout))
 
     def _read_log(self, which: int) -> str:
@@ -172,9 +198,15 @@ class Job:
             return JobFailedError(
                 f"job {self.job_id} ({self.name}) ran OUT_OF_MEMORY: Slurm killed it for using more memory than "
                 f"it was allocated (scheduler state {self._state.value}); fix: ask for more, e.g. "
-                f".options(mem=\"2G\"){detail}", job_id=self.job_id, state=JobState.OUT_OF_MEMORY.value)
-        return JobFailedError(f"job {self.job_id} ({self.name}) ended {self._state.value} without a result"
-                              f"{detail}", job_id=self.job_id, state=self._state.value)
+                f'.options(mem="2G"){detail}',
+                job_id=self.job_id,
+                state=JobState.OUT_OF_MEMORY.value,
+            )
+        return JobFailedError(
+            f"job {self.job_id} ({self.name}) ended {self._state.value} without a result{detail}",
+            job_id=self.job_id,
+            state=self._state.value,
+        )
 
     def _check_result_file(self) -> None:
         """End the job if its result file exists (one stat; the scheduler is not asked)."""
@@ -210,7 +242,10 @@ class Job:
                 f"job {self.job_id} ({self.name}) is unknown to the scheduler ({seen}; not listed by two queries "
                 f"{now - self._unknown_since:.0f}s apart) and left no result in {self.job_dir}: it ended without "
                 "a result and the scheduler has forgotten it (finished jobs are dropped after MinJobAge when "
-                "there is no accounting)", job_id=self.job_id, state=JobState.LOST.value)
+                "there is no accounting)",
+                job_id=self.job_id,
+                state=JobState.LOST.value,
+            )
             self._set_state(JobState.LOST)
 
     def _preempted_for_good(self, state: JobState, now: float) -> bool:
@@ -225,7 +260,9 @@ class Job:
             f"job {self.job_id} ({self.name}) was preempted and not requeued (still PREEMPTED after "
             f"{now - self._preempted_since:.0f}s): it has requeue=False, or its partition's PreemptMode cancels "
             "preempted jobs; submit it again, with checkpoint=True to resume where it stopped",
-            job_id=self.job_id, state=JobState.PREEMPTED.value)
+            job_id=self.job_id,
+            state=JobState.PREEMPTED.value,
+        )
         self._set_state(JobState.FAILED)
         return True
 
@@ -237,8 +274,13 @@ class Job:
         self._failure = JobFailedError(
             f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
             f"{watcher.describe_parents(self.depends_on)} cannot be satisfied (squeue reason {NEVER_SATISFIED}), "
-            f"so {who} cancelled it", job_id=self.job_id, state=JobState.CANCELLED.value)
-        error = watcher.cancel_once(self.job_id.partition("_")[0]) if cancel else None  # one scancel per array
+            f"so {who} cancelled it",
+            job_id=self.job_id,
+            state=JobState.CANCELLED.value,
+        )
+        error = (
+            watcher.cancel_once(self.job_id.partition("_")[0]) if cancel else None
+        )  # one scancel per array
         if error is not None:
             self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
         self._set_state(JobState.CANCELLED)
@@ -334,7 +376,9 @@ class ArrayJob(Sequence[Job]):
 def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
-        files = cluster.retry(lambda: cluster.backend.transport.read_existing([job._result_path for job in group]))
+        files = cluster.retry(
+            lambda: cluster.backend.transport.read_existing([job._result_path for job in group])
+        )
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
@@ -404,7 +448,9 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
                 _check_outage(running[0], login, now)
             pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
             time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
-            delay = min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
+            delay = min(
+                delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running)
+            )
 
 
 def _watch_once(running: list[Job], login: _LoginSilence) -> None:
@@ -431,9 +477,13 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
     """Without a timeout the wait must still end: give up after ``outage_limit`` s of silence."""
     watcher, limit = job.cluster.watcher, job.cluster.outage_limit
     if watcher.failing_since is not None and now - watcher.failing_since > limit:
-        raise BackendError(f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "
-                           f"retrying after outage_limit={limit:g}s without an answer (state when last "
-                           f"seen: {job.last_state.value})") from watcher.last_error
+        raise BackendError(
+            f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "
+            f"retrying after outage_limit={limit:g}s without an answer (state when last "
+            f"seen: {job.last_state.value})"
+        ) from watcher.last_error
     if login.since is not None and now - login.since > limit:
-        raise BackendError(f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
-                           f"retrying after outage_limit={limit:g}s without an answer") from login.error
+        raise BackendError(
+            f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
+            f"retrying after outage_limit={limit:g}s without an answer"
+        ) from login.error

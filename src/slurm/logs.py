@@ -47,8 +47,9 @@ class LineSplitter:
         return [rest] if rest else []
 
 
-def follow(job: Job, streams: Sequence[str] = ("stdout",), *, last: int | None = None,
-           timeout: float | None = None) -> Iterator[tuple[str, str]]:
+def follow(
+    job: Job, streams: Sequence[str] = ("stdout",), *, last: int | None = None, timeout: float | None = None
+) -> Iterator[tuple[str, str]]:
     """``(stream, line)`` as lines appear in the job's logs, until the job ends and the logs are drained.
 
     ``last``: start with only the last ``last`` lines written so far (``tail -n``), instead of all of them.
@@ -130,8 +131,12 @@ class _Pacer:
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise JobTimeoutError(self.job.job_id, self.job.last_state.value, self.timeout or 0,
-                                  self.job._timeout_detail(time.monotonic()))
+            raise JobTimeoutError(
+                self.job.job_id,
+                self.job.last_state.value,
+                self.timeout or 0,
+                self.job._timeout_detail(time.monotonic()),
+            )
 
     def _sleep(self) -> None:
         delay = self.read_delay
@@ -139,4 +144,3 @@ class _Pacer:
             delay = max(0.0, min(delay, self.deadline - time.monotonic()))
         time.sleep(delay)
         self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval)
-

@@ -34,9 +34,17 @@ class JobInfo:
     task: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "name": self.name, "state": self.state.value,
-                "submitted_at": self.submitted_at.isoformat(), "array": self.array, "tasks": self.tasks,
-                "results": self.results, "job_dir": self.job_dir, "task": self.task}
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "state": self.state.value,
+            "submitted_at": self.submitted_at.isoformat(),
+            "array": self.array,
+            "tasks": self.tasks,
+            "results": self.results,
+            "job_dir": self.job_dir,
+            "task": self.task,
+        }
 
 
 def attach(cluster: Cluster, job_id: str) -> Job | ArrayJob:
@@ -49,20 +57,30 @@ def attach(cluster: Cluster, job_id: str) -> Job | ArrayJob:
     record, script = read_record(cluster.backend.transport, cluster.job_root, base)
     if not record.array:
         if index is not None:
-            raise UnknownJobError(f"job {base} is not an array job: ask for {base}, not {job_id}", job_id=job_id)
+            raise UnknownJobError(
+                f"job {base} is not an array job: ask for {base}, not {job_id}", job_id=job_id
+            )
         return _handle(cluster, record, script, None)
     if index is None:
         return ArrayJob([_handle(cluster, record, script, task) for task in range(record.tasks)], [base])
     if index >= record.tasks:
-        raise UnknownJobError(f"array job {base} has tasks {base}_0 to {base}_{record.tasks - 1}, not {job_id}",
-                              job_id=job_id)
+        raise UnknownJobError(
+            f"array job {base} has tasks {base}_0 to {base}_{record.tasks - 1}, not {job_id}", job_id=job_id
+        )
     return _handle(cluster, record, script, index)
 
 
 def _handle(cluster: Cluster, record: SubmissionRecord, script: str, index: int | None) -> Job:
     job_id = record.job_id if index is None else f"{record.job_id}_{index}"
-    return Job(cluster, job_id, name=record.name, job_dir=record.job_dir, script=script, index=index or 0,
-               array=record.array)
+    return Job(
+        cluster,
+        job_id,
+        name=record.name,
+        job_dir=record.job_dir,
+        script=script,
+        index=index or 0,
+        array=record.array,
+    )
 
 
 def list_jobs(cluster: Cluster) -> list[JobInfo]:
@@ -70,9 +88,20 @@ def list_jobs(cluster: Cluster) -> list[JobInfo]:
     one scheduler query for all their states."""
     listing = list_records(cluster.backend.transport, cluster.job_root)
     states = cluster.backend.states([record.job_id for record in listing.records]) if listing.records else {}
-    return [JobInfo(record.job_id, record.name, states.get(record.job_id, JobState.UNKNOWN), record.submitted_at,
-                    record.array, record.tasks, listing.results.get(record.job_dir, 0), record.job_dir, record.task)
-            for record in listing.records]
+    return [
+        JobInfo(
+            record.job_id,
+            record.name,
+            states.get(record.job_id, JobState.UNKNOWN),
+            record.submitted_at,
+            record.array,
+            record.tasks,
+            listing.results.get(record.job_dir, 0),
+            record.job_dir,
+            record.task,
+        )
+        for record in listing.records
+    ]
 
 
 def has_ended(state: JobState) -> bool:

@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from slurm.backends.base import Transport
@@ -66,7 +66,7 @@ class SubmissionRecord:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_job_id(job_id: str) -> tuple[str, int | None]:
@@ -74,8 +74,9 @@ def parse_job_id(job_id: str) -> tuple[str, int | None]:
     become part of a path."""
     match = JOB_ID.match(str(job_id).strip())
     if not match:
-        raise UnknownJobError(f"malformed job id {job_id!r}: expected digits like 123, or 123_4 for task 4 "
-                              "of an array job")
+        raise UnknownJobError(
+            f"malformed job id {job_id!r}: expected digits like 123, or 123_4 for task 4 of an array job"
+        )
     index = match["index"]
     return match["base"], None if index is None else int(index)
 
@@ -98,12 +99,15 @@ def read_record(transport: Transport, job_root: str, job_id: str) -> tuple[Submi
     """The record of sbatch call ``job_id`` (a base id, no array index) and its job script."""
     try:
         record = SubmissionRecord.from_json(transport.read_bytes(record_path(job_root, job_id)).decode())
-        script = transport.read_bytes(posixpath.join(_checked_dir(job_root, record.job_dir), "job.sh")).decode()
+        script = transport.read_bytes(
+            posixpath.join(_checked_dir(job_root, record.job_dir), "job.sh")
+        ).decode()
     except FileNotFoundError:
         raise UnknownJobError(
             f"no SDK job {job_id} under {job_root}: it was not submitted through slurm-sdk with this job_root, "
             f"or its directory was cleaned up. `slurm-sdk jobs list` (or cluster.jobs()) shows the jobs it knows",
-            job_id=job_id) from None
+            job_id=job_id,
+        ) from None
     return record, script
 
 
@@ -126,10 +130,12 @@ class Listing:
 def list_records(transport: Transport, job_root: str) -> Listing:
     """All of the above from one command (``find``, portable to BSD find for the local backend); three
     separate listings, so one tool's output never interleaves with another's."""
-    command = (f"cd {shlex.quote(job_root)} 2>/dev/null || exit 0; "
-               f"find . -mindepth 1 -maxdepth 1 -type d ! -name {RECORDS} -print; "
-               f"find . -mindepth 2 -maxdepth 2 -type f -name 'result-*.pkl' ! -path './{RECORDS}/*' -print; "
-               f"find ./{RECORDS} -mindepth 1 -maxdepth 1 -type f -name '*.json' -exec cat {{}} + 2>/dev/null; true")
+    command = (
+        f"cd {shlex.quote(job_root)} 2>/dev/null || exit 0; "
+        f"find . -mindepth 1 -maxdepth 1 -type d ! -name {RECORDS} -print; "
+        f"find . -mindepth 2 -maxdepth 2 -type f -name 'result-*.pkl' ! -path './{RECORDS}/*' -print; "
+        f"find ./{RECORDS} -mindepth 1 -maxdepth 1 -type f -name '*.json' -exec cat {{}} + 2>/dev/null; true"
+    )
     records: list[SubmissionRecord] = []
     dirs: set[str] = set()
     results: dict[str, int] = {}  # by directory name: a root spelt differently since still matches
@@ -137,8 +143,14 @@ def list_records(transport: Transport, job_root: str) -> Listing:
         if line.startswith("{"):
             try:
                 records.append(SubmissionRecord.from_json(line))
-            except (ValueError, KeyError, TypeError) as error:  # edited by hand: its directory counts as unrecorded
-                logging.getLogger("slurm.records").warning("skipping a damaged record under %s: %s", job_root, error)
+            except (
+                ValueError,
+                KeyError,
+                TypeError,
+            ) as error:  # edited by hand: its directory counts as unrecorded
+                logging.getLogger("slurm.records").warning(
+                    "skipping a damaged record under %s: %s", job_root, error
+                )
         elif line.count("/") == 1:
             dirs.add(line[2:])
         elif line.startswith("./"):
@@ -146,10 +158,12 @@ def list_records(transport: Transport, job_root: str) -> Listing:
             results[name] = results.get(name, 0) + 1
     records.sort(key=lambda record: record.submitted_at)
     recorded = {record.dir_name for record in records}
-    return Listing([record for record in records if record.dir_name in dirs],
-                   {record.job_dir: results.get(record.dir_name, 0) for record in records},
-                   sorted(posixpath.join(job_root, name) for name in dirs - recorded),
-                   [record for record in records if record.dir_name not in dirs])
+    return Listing(
+        [record for record in records if record.dir_name in dirs],
+        {record.job_dir: results.get(record.dir_name, 0) for record in records},
+        sorted(posixpath.join(job_root, name) for name in dirs - recorded),
+        [record for record in records if record.dir_name not in dirs],
+    )
 
 
 def remove(transport: Transport, job_root: str, records: Sequence[SubmissionRecord]) -> None:

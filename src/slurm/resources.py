@@ -24,9 +24,19 @@ _GPUS = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
 
 # Options the SDK renders itself; passing them through ``sbatch={...}`` would silently conflict.
 _MANAGED_OPTIONS = {
-    "time": "time=", "cpus-per-task": "cpus=", "mem": "mem=", "gres": "gpus=", "partition": "partition=",
-    "account": "account=", "job-name": "name=", "output": None, "error": None, "array": None,
-    "requeue": "requeue=", "no-requeue": "requeue=", "signal": "checkpoint=",
+    "time": "time=",
+    "cpus-per-task": "cpus=",
+    "mem": "mem=",
+    "gres": "gpus=",
+    "partition": "partition=",
+    "account": "account=",
+    "job-name": "name=",
+    "output": None,
+    "error": None,
+    "array": None,
+    "requeue": "requeue=",
+    "no-requeue": "requeue=",
+    "signal": "checkpoint=",
 }
 
 
@@ -40,8 +50,10 @@ def parse_time_seconds(value: str | int) -> int:
     for match in (pattern.match(text) for pattern in _TIME_FORMATS.values()):
         if match:
             return _seconds_from(match.groupdict(), text)
-    raise ResourceError(f"malformed time {value!r}: use one of {', '.join(_TIME_FORMATS)} "
-                        "(e.g. '30', '01:30:00', '2-12:00:00')")
+    raise ResourceError(
+        f"malformed time {value!r}: use one of {', '.join(_TIME_FORMATS)} "
+        "(e.g. '30', '01:30:00', '2-12:00:00')"
+    )
 
 
 def _seconds_from(parts: dict[str, str | None], text: str) -> int:
@@ -64,8 +76,10 @@ def _check_mem(mem: str | int) -> str:
         return str(mem)
     match = _MEM.match(str(mem).strip())
     if not match or int(match.group(1)) < 1:
-        raise ResourceError(f"malformed mem {mem!r}: use a positive size with an optional unit K, M, G or T "
-                            "(e.g. '512M', '4G', or an int in megabytes)")
+        raise ResourceError(
+            f"malformed mem {mem!r}: use a positive size with an optional unit K, M, G or T "
+            "(e.g. '512M', '4G', or an int in megabytes)"
+        )
     return match.group(1) + match.group(2).upper()
 
 
@@ -94,8 +108,9 @@ def _check_sbatch(options: Mapping[str, Any]) -> dict[str, Any]:
             fix = f"use the {instead} argument instead" if instead else "the SDK sets it itself"
             raise ResourceError(f"sbatch option --{option} cannot be passed through sbatch={{...}}: {fix}")
         if (value is not None and not isinstance(value, (str, int, float, bool))) or "\n" in str(value):
-            raise ResourceError(f"sbatch option --{option} needs a single-line str, int, float or bool, "
-                                f"got {value!r}")
+            raise ResourceError(
+                f"sbatch option --{option} needs a single-line str, int, float or bool, got {value!r}"
+            )
         checked[option] = value
     return checked
 
@@ -121,8 +136,9 @@ class Resources:
     def __post_init__(self) -> None:
         if self.time is not None:
             parse_time_seconds(self.time)
-        if self.cpus is not None and (isinstance(self.cpus, bool) or not isinstance(self.cpus, int)
-                                      or self.cpus < 1):
+        if self.cpus is not None and (
+            isinstance(self.cpus, bool) or not isinstance(self.cpus, int) or self.cpus < 1
+        ):
             raise ResourceError(f"cpus must be an int >= 1, got {self.cpus!r}")
         if self.mem is not None:
             object.__setattr__(self, "mem", _check_mem(self.mem))
@@ -132,8 +148,10 @@ class Resources:
             raise ResourceError(f"requeue must be True, False or None, got {self.requeue!r}")
         object.__setattr__(self, "checkpoint", Checkpointing.of(self.checkpoint))
         if self.checkpoint and self.time is not None and self.checkpoint.signal_before >= self.time_seconds:
-            raise ResourceError(f"checkpoint signal_before={self.checkpoint.signal_before}s must be shorter than "
-                                f"time={self.time!r} ({self.time_seconds}s): lower signal_before or raise time")
+            raise ResourceError(
+                f"checkpoint signal_before={self.checkpoint.signal_before}s must be shorter than "
+                f"time={self.time!r} ({self.time_seconds}s): lower signal_before or raise time"
+            )
         for name in ("partition", "account"):
             if getattr(self, name) is not None:
                 _check_name(name, getattr(self, name))

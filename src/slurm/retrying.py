@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from slurm.deadline import remaining
 from slurm.errors import BackendError, SubmitError
@@ -30,6 +37,7 @@ def with_retries(operation: Callable[[], T], *, limit: float) -> T:
         # Never sleep past the budget: the last attempt happens just before it ends.
         return max(0.0, min(_BACKOFF(state), budget - state.seconds_since_start - 0.05))
 
-    retrying = Retrying(stop=stop_after_delay(budget), wait=wait, retry=retry_if_exception(is_transient),
-                        reraise=True)
+    retrying = Retrying(
+        stop=stop_after_delay(budget), wait=wait, retry=retry_if_exception(is_transient), reraise=True
+    )
     return retrying(operation)

@@ -65,8 +65,12 @@ def _restart_count() -> int:
 def _print_header(job_dir: str, index: int, restarts: int) -> None:
     job_id = os.environ.get("SLURM_JOB_ID", "?")
     rerun = f", run {restarts + 1} (requeued {restarts}x)" if restarts else ""
-    print(f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
-          f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}", file=sys.stderr, flush=True)
+    print(
+        f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
+        f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _run(job_dir: str, index: int) -> Any:
@@ -77,7 +81,8 @@ def _run(job_dir: str, index: int) -> Any:
     except Exception as exc:
         raise SerializationError(
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
-            "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync').") from exc
+            "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
+        ) from exc
     args, kwargs = calls[index]
     if not task.is_workflow:
         return task.fn(*args, **kwargs)

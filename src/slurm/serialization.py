@@ -60,7 +60,8 @@ def dump_payload(task: Any, calls: Sequence[Call], node_python: Callable[[], str
                 f"by value (as bytecode) because it is not importable (defined in __main__, inside another "
                 f"function, or a lambda), but bytecode only loads on the same Python minor version, and this "
                 f"process runs Python {LOCAL_PYTHON} while the nodes run Python {node}. Move the code into a "
-                f"module the nodes can import (packaging 'pythonpath', 'wheel' or 'sync').")
+                f"module the nodes can import (packaging 'pythonpath', 'wheel' or 'sync')."
+            )
     return data
 
 
@@ -84,8 +85,10 @@ def _describe_unpicklable(task: Any, calls: Sequence[Call], exc: Exception) -> s
         try:
             _dump(obj)
         except Exception as culprit_exc:
-            return (f"cannot submit {_task_name(task)}: {label} ({type(obj).__name__} {_short_repr(obj)}) "
-                    f"cannot be pickled: {culprit_exc}")
+            return (
+                f"cannot submit {_task_name(task)}: {label} ({type(obj).__name__} {_short_repr(obj)}) "
+                f"cannot be pickled: {culprit_exc}"
+            )
     return f"cannot submit {_task_name(task)}: its function and arguments cannot be pickled: {exc}"
 
 
@@ -96,12 +99,15 @@ def _short_repr(obj: Any) -> str:
 
 # --- results ---------------------------------------------------------------------------------------
 
+
 def dump_result(value: Any, *, restarts: int = 0) -> bytes:
     """Outcome file for a returned value; ``restarts``: how often the job was requeued before this run."""
     try:
         return pickle.dumps({"ok": True, "value": cloudpickle.dumps(value), "restarts": restarts})
     except Exception as exc:
-        raise SerializationError(f"the task returned a {type(value).__name__} that cannot be pickled: {exc}") from exc
+        raise SerializationError(
+            f"the task returned a {type(value).__name__} that cannot be pickled: {exc}"
+        ) from exc
 
 
 def dump_exception(exc: BaseException, traceback_text: str, *, restarts: int = 0) -> bytes:
@@ -111,9 +117,17 @@ def dump_exception(exc: BaseException, traceback_text: str, *, restarts: int = 0
     except Exception:
         exception = None
     kind = type(exc)
-    return pickle.dumps({"ok": False, "exception": exception, "type": f"{kind.__module__}.{kind.__qualname__}",
-                         "message": str(exc), "traceback": traceback_text, "exit_code": exit_code_of(exc),
-                         "restarts": restarts})
+    return pickle.dumps(
+        {
+            "ok": False,
+            "exception": exception,
+            "type": f"{kind.__module__}.{kind.__qualname__}",
+            "message": str(exc),
+            "traceback": traceback_text,
+            "exit_code": exit_code_of(exc),
+            "restarts": restarts,
+        }
+    )
 
 
 def exit_code_of(exc: BaseException) -> int | str | None:
@@ -144,8 +158,9 @@ class Outcome:
         try:
             return pickle.loads(self.fields["value"])
         except Exception as exc:
-            raise SerializationError(f"the result of job {job_id} cannot be unpickled here "
-                                     f"(Python {LOCAL_PYTHON}): {exc}") from exc
+            raise SerializationError(
+                f"the result of job {job_id} cannot be unpickled here (Python {LOCAL_PYTHON}): {exc}"
+            ) from exc
 
     def exception(self, job_id: str) -> BaseException:
         """The remote exception (its original type when it unpickles here), with the remote traceback
@@ -160,8 +175,11 @@ class Outcome:
             # in) the submitting process: a task that exits is a failed job, with its code kept.
             error = self._exit_error(job_id, error)
         elif not isinstance(error, BaseException):
-            error = JobFailedError(f"job {job_id} raised {self.fields['type']}: {self.fields['message']}",
-                                   job_id=job_id, state="FAILED")
+            error = JobFailedError(
+                f"job {job_id} raised {self.fields['type']}: {self.fields['message']}",
+                job_id=job_id,
+                state="FAILED",
+            )
         else:
             error.add_note(f"(raised in job {job_id}; the remote traceback is shown above)")
         error.__cause__ = remote
@@ -169,6 +187,14 @@ class Outcome:
 
     def _exit_error(self, job_id: str, error: BaseException) -> JobFailedError:
         code = self.fields.get("exit_code")
-        how = f"called sys.exit({code!r})" if isinstance(error, SystemExit) else f"raised {type(error).__name__}"
-        return JobFailedError(f"job {job_id}: the task {how}, so it ended without a result", job_id=job_id,
-                              state="FAILED", exit_code=code)
+        how = (
+            f"called sys.exit({code!r})"
+            if isinstance(error, SystemExit)
+            else f"raised {type(error).__name__}"
+        )
+        return JobFailedError(
+            f"job {job_id}: the task {how}, so it ended without a result",
+            job_id=job_id,
+            state="FAILED",
+            exit_code=code,
+        )

@@ -28,37 +28,50 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
         status["jobs"] = dict(Counter(state.value for state in backend.states(ids).values()))
         return status
     status["partitions"] = [_partition(line) for line in _run(cluster, _SINFO).splitlines() if line.strip()]
-    status["my_queue"] = dict(Counter(line.strip() for line in _run(cluster, _MY_QUEUE).splitlines() if line.strip()))
+    status["my_queue"] = dict(
+        Counter(line.strip() for line in _run(cluster, _MY_QUEUE).splitlines() if line.strip())
+    )
     return status
 
 
 def _run(cluster: Cluster, command: str) -> str:
     result = cluster.backend.transport.run(command, check=False)
     if result.returncode != 0:
-        raise BackendError(f"`{command}` failed (exit code {result.returncode}): "
-                           f"{(result.stderr or result.stdout).strip()[-500:]}; is slurmctld up and reachable "
-                           "from the submitting host?")
+        raise BackendError(
+            f"`{command}` failed (exit code {result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()[-500:]}; is slurmctld up and reachable "
+            "from the submitting host?"
+        )
     return result.stdout
 
 
 def _partition(line: str) -> dict[str, Any]:
     name, available, nodes, state, nodelist = (line.split("|") + [""] * 5)[:5]
-    return {"name": name, "available": available, "nodes": int(nodes) if nodes.isdigit() else nodes,
-            "state": state, "nodelist": nodelist}
+    return {
+        "name": name,
+        "available": available,
+        "nodes": int(nodes) if nodes.isdigit() else nodes,
+        "state": state,
+        "nodelist": nodelist,
+    }
 
 
 def format_status(status: dict[str, Any]) -> str:
     """Plain text for people."""
-    lines = [f"backend:   {status['backend']}" + (f" ({status['address']})" if "address" in status else ""),
-             f"job root:  {status['job_root']}"]
+    lines = [
+        f"backend:   {status['backend']}" + (f" ({status['address']})" if "address" in status else ""),
+        f"job root:  {status['job_root']}",
+    ]
     if "state_dir" in status:
         lines.append(f"state dir: {status['state_dir']}")
         lines.append("jobs:      " + (_counts(status["jobs"]) or "none"))
         return "\n".join(lines)
     lines.append("partitions:")
     for part in status["partitions"]:
-        lines.append(f"  {part['name']:<12} {part['available']:<6} {part['nodes']!s:>3} {part['state']:<10} "
-                     f"{part['nodelist']}")
+        lines.append(
+            f"  {part['name']:<12} {part['available']:<6} {part['nodes']!s:>3} {part['state']:<10} "
+            f"{part['nodelist']}"
+        )
     lines.append("your queue: " + (_counts(status["my_queue"]) or "empty"))
     return "\n".join(lines)
 

@@ -18,8 +18,14 @@ DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 class Task:
     """A function that runs as a Slurm job. Calling it directly runs it here, in this process."""
 
-    def __init__(self, fn: Callable[..., Any], resources: Resources | None = None, *, name: str | None = None,
-                 workflow: bool = False) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        resources: Resources | None = None,
+        *,
+        name: str | None = None,
+        workflow: bool = False,
+    ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.resources = resources or Resources()
@@ -44,9 +50,11 @@ class Task:
         if kind not in DEPENDENCY_TYPES:
             raise ValueError(f"unknown dependency kind {kind!r} (valid: {', '.join(DEPENDENCY_TYPES)})")
         if self.dependencies and kind != self.dependency_type:
-            raise ValueError(f"{self!r} already waits with {self.dependency_type!r}; one task's dependencies share "
-                             f"one kind, so it cannot also wait with {kind!r}. Chain with the same kind, or make "
-                             "the dependency explicit in a separate task.")
+            raise ValueError(
+                f"{self!r} already waits with {self.dependency_type!r}; one task's dependencies share "
+                f"one kind, so it cannot also wait with {kind!r}. Chain with the same kind, or make "
+                "the dependency explicit in a separate task."
+            )
         ids = [job_id for job in jobs for job_id in ([job] if isinstance(job, str) else job.dependency_ids)]
         variant = copy.copy(self)
         variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), kind
@@ -92,15 +100,33 @@ def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
 
 
 def _decorator(workflow: bool) -> Callable[..., Any]:
-    def decorate(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-                 time: str | int | None = None, cpus: int | None = None, mem: str | int | None = None,
-                 gpus: int | str | None = None, partition: str | None = None, account: str | None = None,
-                 requeue: bool | None = None, checkpoint: Any = None,
-                 sbatch: Mapping[str, Any] | None = None) -> Any:
+    def decorate(
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        time: str | int | None = None,
+        cpus: int | None = None,
+        mem: str | int | None = None,
+        gpus: int | str | None = None,
+        partition: str | None = None,
+        account: str | None = None,
+        requeue: bool | None = None,
+        checkpoint: Any = None,
+        sbatch: Mapping[str, Any] | None = None,
+    ) -> Any:
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
-        resources = Resources(time=time, cpus=cpus, mem=mem, gpus=gpus, partition=partition,
-                              account=account, requeue=requeue, checkpoint=checkpoint,
-                              sbatch=sbatch or {})
+        resources = Resources(
+            time=time,
+            cpus=cpus,
+            mem=mem,
+            gpus=gpus,
+            partition=partition,
+            account=account,
+            requeue=requeue,
+            checkpoint=checkpoint,
+            sbatch=sbatch or {},
+        )
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=workflow)

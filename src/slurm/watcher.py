@@ -63,16 +63,20 @@ class Watcher:
             return self._cancelled[job_id]
 
     def describe_parents(self, parents: tuple[str, ...]) -> str:
-        """"job 10 (FAILED), job 11 (COMPLETED)": the parents and their states (best effort, asked once)."""
+        """ "job 10 (FAILED), job 11 (COMPLETED)": the parents and their states (best effort, asked once)."""
         with self._lock:
             if parents not in self._parents:
                 try:
                     states = self.cluster.backend.states(list(parents))
                 except BackendError:
                     states = {}
-                self._parents[parents] = ", ".join(
-                    f"job {parent} ({states[parent].value})" if parent in states else f"job {parent}"
-                    for parent in parents) or "its parents"
+                self._parents[parents] = (
+                    ", ".join(
+                        f"job {parent} ({states[parent].value})" if parent in states else f"job {parent}"
+                        for parent in parents
+                    )
+                    or "its parents"
+                )
             return self._parents[parents]
 
     def add(self, jobs: Sequence[Job]) -> None:
@@ -129,7 +133,7 @@ class Watcher:
         self._pause = min(self._pause * self.backoff, max(self.cluster.poll_interval, self.first_poll))
 
     def silence(self, now: float) -> str | None:
-        """"the scheduler (or: the login node) has not answered for 35s (...)" while queries fail."""
+        """ "the scheduler (or: the login node) has not answered for 35s (...)" while queries fail."""
         if self.failing_since is None:
             return None
         since = self.last_answer_at if self.last_answer_at is not None else self.failing_since

@@ -66,8 +66,11 @@ def fan_out(cluster, n):
     """Children: one array job and, per item, a nested workflow that submits a grandchild."""
     squares = cluster.map(square, range(n)).results(timeout=60)
     nested = [cluster.submit(nested_add, i, 100) for i in range(2)]
-    return {"squares": squares, "nested": [job.result(timeout=60) for job in nested],
-            "parent_env": sorted(key for key in os.environ if key.startswith("SLURM_"))}
+    return {
+        "squares": squares,
+        "nested": [job.result(timeout=60) for job in nested],
+        "parent_env": sorted(key for key in os.environ if key.startswith("SLURM_")),
+    }
 
 
 @workflow
@@ -83,6 +86,7 @@ def job_env(cluster):
 @task
 def call_sys_exit(code):
     import sys
+
     sys.exit(code)
 
 

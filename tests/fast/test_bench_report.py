@@ -26,9 +26,11 @@ Measured on: 2 cores; 2026-11-25 22:16 UTC. Ratios are per round.
 def test_partial_run_replaces_its_rows_keeps_the_rest_and_says_when_each_was_measured():
     merged = report.merge_tables(OLD, NEW).splitlines()
     rows = [line for line in merged if line.startswith("| ") and "(n=" in line]
-    assert rows == ["| Warm start (n=5, host load 1.2–1.3) | 4.69 s | ≤ 5 s | yes |",
-                    "| Round trip (n=3, host load 9.0–9.1) | 0.31 s | ≤ 1.5× | yes |",
-                    "| slurmctld RPCs (n=1, host load 2.0–2.0) | 27 RPCs | ≤ 40 | yes |"]
+    assert rows == [
+        "| Warm start (n=5, host load 1.2–1.3) | 4.69 s | ≤ 5 s | yes |",
+        "| Round trip (n=3, host load 9.0–9.1) | 0.31 s | ≤ 1.5× | yes |",
+        "| slurmctld RPCs (n=1, host load 2.0–2.0) | 27 RPCs | ≤ 40 | yes |",
+    ]
     assert merged[:2] == OLD.splitlines()[:2]
     assert "Measured on: 2 cores; 2026-11-25 15:11 UTC. Ratios are per round." in merged
     assert "Round trip, slurmctld RPCs: measured on: 2 cores; 2026-11-25 22:16 UTC." in merged

@@ -58,7 +58,9 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
     job = cluster.submit(no_time_limit_requeues, 30, str(log), STEP)
     for preemptions in (1, 2):
         # Preempt a run once it has saved a step (a run that saved nothing would just start over).
-        assert wait_until(lambda: log.exists() and len(run_starts(log.read_text())) == preemptions, timeout=20)
+        assert wait_until(
+            lambda: log.exists() and len(run_starts(log.read_text())) == preemptions, timeout=20
+        )
         assert wait_until(lambda: os.path.exists(checkpoint.checkpoint_path(job.job_dir, 0)), timeout=20)
         cluster.backend.preempt(job.job_id)
     state = job.result(timeout=60)
@@ -88,28 +90,37 @@ def test_checkpoint_option_is_validated_when_the_task_is_defined(value):
 
 def test_a_config_file_gives_checkpointing_as_a_dict(tmp_path):
     config = tmp_path / "slurm-sdk.yaml"
-    config.write_text(f"backend: {{type: local, state_dir: {tmp_path}}}\n"
-                      "defaults: {time: '00:10:00', checkpoint: {signal_before: 120}}\n")
-    assert Cluster.from_env(str(config)).defaults.checkpoint == Checkpointing(signal_before=120, max_requeues=3)
+    config.write_text(
+        f"backend: {{type: local, state_dir: {tmp_path}}}\n"
+        "defaults: {time: '00:10:00', checkpoint: {signal_before: 120}}\n"
+    )
+    assert Cluster.from_env(str(config)).defaults.checkpoint == Checkpointing(
+        signal_before=120, max_requeues=3
+    )
 
 
 def test_checkpoint_true_means_the_defaults():
     assert count_steps.resources.checkpoint == Checkpointing(signal_before=60, max_requeues=3)
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(signal_before=0), "signal_before must be an int between 1 and 65535"),
-    (dict(signal_before=70_000), "signal_before must be an int between 1 and 65535"),
-    (dict(max_requeues=-1), "max_requeues must be an int >= 0"),
-    (dict(max_requeues=True), "max_requeues must be an int >= 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(signal_before=0), "signal_before must be an int between 1 and 65535"),
+        (dict(signal_before=70_000), "signal_before must be an int between 1 and 65535"),
+        (dict(max_requeues=-1), "max_requeues must be an int >= 0"),
+        (dict(max_requeues=True), "max_requeues must be an int >= 0"),
+    ],
+)
 def test_checkpointing_bounds(options, message):
     with pytest.raises(ResourceError, match=message):
         Checkpointing(**options)
 
 
 def test_the_signal_must_come_before_the_time_limit():
-    with pytest.raises(ResourceError, match=r"signal_before=60s must be shorter than time='00:01:00' \(60s\)"):
+    with pytest.raises(
+        ResourceError, match=r"signal_before=60s must be shorter than time='00:01:00' \(60s\)"
+    ):
         task(time="00:01:00", checkpoint=True)(lambda: None)
     with pytest.raises(ResourceError, match="signal_before=60s must be shorter"):
         count_steps.options(time=1, checkpoint=True)  # also when an option changes one of the two

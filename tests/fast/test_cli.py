@@ -25,10 +25,15 @@ TIMEOUT = 60
 def config(cluster, tmp_path):
     """A config file describing ``cluster`` (same state dir and job root), as a user would write it."""
     path = tmp_path / "slurm-sdk.yaml"
-    path.write_text(yaml.safe_dump({
-        "backend": {"type": "local", "state_dir": cluster.backend.state_dir},
-        "packaging": {"type": "none", "pythonpath": [REPO], "python": sys.executable},
-        "job_root": cluster.job_root}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "backend": {"type": "local", "state_dir": cluster.backend.state_dir},
+                "packaging": {"type": "none", "pythonpath": [REPO], "python": sys.executable},
+                "job_root": cluster.job_root,
+            }
+        )
+    )
     return str(path)
 
 
@@ -57,7 +62,9 @@ def test_jobs_list_plain_and_json(cluster, config, capsys):
     code, out, _ = cli(capsys, config, "--json", "jobs", "list")  # --json before the verb works too
     listed = json.loads(out)
     assert code == OK and [(j["job_id"], j["name"], j["state"]) for j in listed] == [
-        (job.job_id, "add", "COMPLETED"), (squares.array_ids[0], "square", "COMPLETED")]
+        (job.job_id, "add", "COMPLETED"),
+        (squares.array_ids[0], "square", "COMPLETED"),
+    ]
 
 
 def test_jobs_show(cluster, config, capsys):
@@ -67,7 +74,8 @@ def test_jobs_show(cluster, config, capsys):
     shown = json.loads(out)
     assert code == OK and shown["name"] == "square" and shown["job_dir"] == squares[0].job_dir
     assert [(t["job_id"], t["state"], t["stdout"]) for t in shown["tasks"]] == [
-        (job.job_id, "COMPLETED", job.log_path("stdout")) for job in squares]
+        (job.job_id, "COMPLETED", job.log_path("stdout")) for job in squares
+    ]
     code, out, _ = cli(capsys, config, "jobs", "show", squares[1].job_id)
     assert code == OK and squares[1].job_id in out and "COMPLETED" in out
 
@@ -112,7 +120,10 @@ def test_jobs_result_values_failures_and_unfinished_jobs(cluster, config, capsys
 
 def test_jobs_result_waits_when_asked(cluster, config, capsys):
     job = cluster.submit(log_tasks.snooze, 0.5)
-    assert cli(capsys, config, "jobs", "result", job.job_id, "--wait", "--timeout", str(TIMEOUT))[:2] == (OK, "0.5\n")
+    assert cli(capsys, config, "jobs", "result", job.job_id, "--wait", "--timeout", str(TIMEOUT))[:2] == (
+        OK,
+        "0.5\n",
+    )
 
 
 def test_jobs_cancel(cluster, config, capsys):
@@ -157,7 +168,11 @@ def test_errors_name_cause_and_fix(cluster, config, capsys, tmp_path, monkeypatc
     squares = cluster.map(tasks.square, range(2))
     code, _, err = cli(capsys, config, "jobs", "logs", squares.array_ids[0])
     assert code == USAGE and f"e.g. {squares.array_ids[0]}_0" in err
-    for argv in (["jobs", "frobnicate"], ["jobs", "logs", "1", "-n", "-3"], ["jobs", "result", "1", "--timeout", "x"]):
+    for argv in (
+        ["jobs", "frobnicate"],
+        ["jobs", "logs", "1", "-n", "-3"],
+        ["jobs", "result", "1", "--timeout", "x"],
+    ):
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == USAGE
@@ -171,10 +186,13 @@ def test_a_fresh_process_runs_the_cli(cluster, config):
     job.wait(timeout=TIMEOUT)
     env = {**os.environ, "SLURM_SDK_CONFIG": config, "PYTHONPATH": REPO}
     command = [sys.executable, "-c", "import sys; from slurm.cli import main; sys.exit(main())"]
-    proc = subprocess.run([*command, "jobs", "result", job.job_id], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(
+        [*command, "jobs", "result", job.job_id], capture_output=True, text=True, env=env, timeout=120
+    )
     assert (proc.returncode, proc.stdout) == (OK, "7\n"), proc.stderr
-    proc = subprocess.run([*command, "jobs", "show", "999999"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [*command, "jobs", "show", "999999"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == UNKNOWN_JOB and "no SDK job 999999" in proc.stderr
 
 
@@ -189,12 +207,25 @@ def test_an_unreachable_cluster_exits_5_naming_the_fix(capsys, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     path = tmp_path / "closed.yaml"
-    path.write_text(yaml.safe_dump({"backend": {
-        "type": "ssh", "host": "127.0.0.1", "port": port, "user": "sdk", "key_filename": str(tmp_path / "key"),
-        "known_host_key": f"{key.get_name()} {key.get_base64()}"}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "backend": {
+                    "type": "ssh",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "user": "sdk",
+                    "key_filename": str(tmp_path / "key"),
+                    "known_host_key": f"{key.get_name()} {key.get_base64()}",
+                }
+            }
+        )
+    )
     for verb in (["jobs", "list"], ["cluster", "status"], ["jobs", "show", "1"]):
         code, _, err = cli(capsys, str(path), *verb)
-        assert code == UNREACHABLE and f"127.0.0.1:{port} refused; is the cluster up and the port right?" in err
+        assert (
+            code == UNREACHABLE and f"127.0.0.1:{port} refused; is the cluster up and the port right?" in err
+        )
 
 
 def test_a_job_the_scheduler_forgot_is_shown_as_such(cluster, config, capsys):

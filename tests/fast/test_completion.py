@@ -39,7 +39,7 @@ class ScriptedTransport(LocalTransport):
         self.answers[command] = deque(answers)
 
     def run(self, command, *, env=None, check=True, timeout=None):
-        argv = shlex.split(command[len(_SCRUB_SLURM_ENV):]) if command.startswith(_SCRUB_SLURM_ENV) else []
+        argv = shlex.split(command[len(_SCRUB_SLURM_ENV) :]) if command.startswith(_SCRUB_SLURM_ENV) else []
         if not argv or argv[0] not in SLURM_COMMANDS:
             return super().run(command, env=env, check=check, timeout=timeout)
         self.calls.append((argv[0], argv[1:]))
@@ -65,8 +65,15 @@ def slurm(tmp_path):
 def make(tmp_path, slurm, recorder):
     def make(**options) -> Cluster:
         options = {"poll_interval": 0.05, "result_poll_interval": 0.02, **options}
-        return Cluster(SlurmBackend(slurm), {"type": "none"}, [recorder], job_root=str(tmp_path / "jobs"),
-                       node_python=LOCAL_PYTHON, **options)
+        return Cluster(
+            SlurmBackend(slurm),
+            {"type": "none"},
+            [recorder],
+            job_root=str(tmp_path / "jobs"),
+            node_python=LOCAL_PYTHON,
+            **options,
+        )
+
     return make
 
 
@@ -75,7 +82,9 @@ def squeue(*lines: str) -> CommandResult:
 
 
 def write_result(job, value, restarts: int = 0) -> None:
-    LocalTransport().write_bytes(posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value, restarts=restarts))
+    LocalTransport().write_bytes(
+        posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value, restarts=restarts)
+    )
 
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
@@ -89,17 +98,27 @@ def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
 
 def test_a_result_file_wins_over_what_the_scheduler_says(make, slurm):
     job = make().submit(tasks.add, 1, 2)
-    slurm.script("squeue", squeue("100|PENDING|Priority|0"), squeue("100|RUNNING|None|0"),
-                 lambda argv: (write_result(job, 3), squeue("100|RUNNING|None|0"))[1])
+    slurm.script(
+        "squeue",
+        squeue("100|PENDING|Priority|0"),
+        squeue("100|RUNNING|None|0"),
+        lambda argv: (write_result(job, 3), squeue("100|RUNNING|None|0"))[1],
+    )
     assert job.result(timeout=10) == 3
 
 
 def test_a_forgotten_job_without_result_fails_saying_so(make, slurm):
-    slurm.script("squeue", squeue("100|RUNNING|None|0"),
-                 CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
+    slurm.script(
+        "squeue",
+        squeue("100|RUNNING|None|0"),
+        CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n"),
+    )
     job = make().submit(tasks.add, 1, 2)
-    with pytest.raises(JobFailedError, match=r"unknown to the scheduler \(last seen RUNNING; not listed by two "
-                                             r"queries .*left no result") as info:
+    with pytest.raises(
+        JobFailedError,
+        match=r"unknown to the scheduler \(last seen RUNNING; not listed by two "
+        r"queries .*left no result",
+    ) as info:
         job.result(timeout=20)
     assert info.value.state == "LOST" and job.last_state is JobState.LOST
 
@@ -116,10 +135,15 @@ def test_a_dependency_that_can_never_be_met_is_cancelled_and_names_the_parent(ma
     slurm.script("sbatch", ok("100\n"), ok("101\n"))
     parent = cluster.submit(tasks.add, 1, 2)
     child = cluster.submit(tasks.add.after(parent), 3, 4)
-    slurm.script("squeue", lambda argv: squeue("100|FAILED|NonZeroExitCode|0",
-                                               "101|PENDING|DependencyNeverSatisfied|0"))
-    with pytest.raises(JobFailedError, match=r"job 101 \(add\) can never start: its dependency afterok on "
-                                             r"job 100 \(FAILED\) cannot be satisfied.*cancelled it"):
+    slurm.script(
+        "squeue",
+        lambda argv: squeue("100|FAILED|NonZeroExitCode|0", "101|PENDING|DependencyNeverSatisfied|0"),
+    )
+    with pytest.raises(
+        JobFailedError,
+        match=r"job 101 \(add\) can never start: its dependency afterok on "
+        r"job 100 \(FAILED\) cannot be satisfied.*cancelled it",
+    ):
         child.result(timeout=10)
     assert ("scancel", ["101"]) in slurm.calls
     assert child.last_state is JobState.CANCELLED and child.depends_on == ("100",)
@@ -141,9 +165,14 @@ def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, reco
     requeues = []
     recorder.on_requeue = lambda job, count: requeues.append((job.job_id, count))
     job = make().submit(tasks.add, 1, 2)
-    slurm.script("squeue", squeue("100|RUNNING|None|0"), squeue("100|PENDING|BeginTime|1"),
-                 squeue("100|RUNNING|None|1"), squeue("100|RUNNING|None|1"),
-                 lambda argv: (write_result(job, 3), squeue("100|RUNNING|None|1"))[1])
+    slurm.script(
+        "squeue",
+        squeue("100|RUNNING|None|0"),
+        squeue("100|PENDING|BeginTime|1"),
+        squeue("100|RUNNING|None|1"),
+        squeue("100|RUNNING|None|1"),
+        lambda argv: (write_result(job, 3), squeue("100|RUNNING|None|1"))[1],
+    )
     assert job.result(timeout=10) == 3
     assert requeues == [("100", 1)] and job.restarts == 1
     states = [event[3] for event in recorder.events if event[0] == "state"]
@@ -174,8 +203,11 @@ def test_an_outage_does_not_hide_a_job_that_completed(make, slurm):
 def test_timeout_message_says_how_old_the_last_answer_is(make, slurm):
     slurm.script("squeue", squeue("100|RUNNING|None|0"))
     job = make().submit(tasks.add, 1, 2)
-    with pytest.raises(JobTimeoutError, match=r"did not finish within 0.5s: still RUNNING as of \d+s ago; "
-                                              r"call job.cancel\(\)") as info:
+    with pytest.raises(
+        JobTimeoutError,
+        match=r"did not finish within 0.5s: still RUNNING as of \d+s ago; "
+        r"call job.cancel\(\)",
+    ) as info:
         job.result(timeout=0.5)
     assert info.value.state == "RUNNING"
 
@@ -183,16 +215,22 @@ def test_timeout_message_says_how_old_the_last_answer_is(make, slurm):
 def test_timeout_message_says_the_scheduler_is_silent(make, slurm):
     slurm.script("squeue", squeue("100|PENDING|Priority|0"), DOWN)
     job = make().submit(tasks.add, 1, 2)
-    with pytest.raises(JobTimeoutError, match=r"still PENDING as of \d+s ago; the scheduler has not answered for "
-                                              r"\d+s \(last error: squeue failed .*Unable to contact"):
+    with pytest.raises(
+        JobTimeoutError,
+        match=r"still PENDING as of \d+s ago; the scheduler has not answered for "
+        r"\d+s \(last error: squeue failed .*Unable to contact",
+    ):
         job.result(timeout=1)
 
 
 def test_without_a_timeout_an_endless_outage_still_ends_the_wait(make, slurm):
     slurm.script("squeue", DOWN)
     job = make(outage_limit=0.5).submit(tasks.add, 1, 2)
-    with pytest.raises(BackendError, match=r"gave up waiting for job 100: the scheduler has not answered for "
-                                           r".*outage_limit=0.5s"):
+    with pytest.raises(
+        BackendError,
+        match=r"gave up waiting for job 100: the scheduler has not answered for "
+        r".*outage_limit=0.5s",
+    ):
         job.result()
 
 
@@ -247,8 +285,11 @@ def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, sl
 
 def test_a_lost_sbatch_answer_is_looked_up_not_resubmitted(make, slurm):
     def squeue_me(argv):
-        script = [path for _, args in slurm.calls if _ == "sbatch" for path in args if path.endswith("job.sh")][0]
+        script = [
+            path for _, args in slurm.calls if _ == "sbatch" for path in args if path.endswith("job.sh")
+        ][0]
         return squeue(f"4242|{script}", "77|/elsewhere/job.sh")
+
     slurm.script("sbatch", SSHError("connection dropped while running: sbatch ...", transient=True))
     slurm.script("squeue", squeue_me)
     job = make().submit(tasks.add, 1, 2)
@@ -256,15 +297,20 @@ def test_a_lost_sbatch_answer_is_looked_up_not_resubmitted(make, slurm):
 
 
 def test_a_lost_sbatch_answer_for_a_job_that_does_not_exist_is_retried(make, slurm):
-    slurm.script("sbatch", SSHError("connection dropped while running: sbatch ...", transient=True), ok("55\n"))
+    slurm.script(
+        "sbatch", SSHError("connection dropped while running: sbatch ...", transient=True), ok("55\n")
+    )
     slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
     assert make().submit(tasks.add, 1, 2).job_id == "55"
     assert slurm.count("sbatch") == 2
 
 
 def test_sbatch_refusing_for_a_transient_reason_is_retried_then_reported(make, slurm):
-    refused = CommandResult(1, "", "sbatch: error: Batch job submission failed: Unable to contact slurm controller "
-                                   "(connect failure)\n")
+    refused = CommandResult(
+        1,
+        "",
+        "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n",
+    )
     slurm.script("sbatch", refused, ok("56\n"))
     assert make().submit(tasks.add, 1, 2).job_id == "56"
     slurm.script("sbatch", CommandResult(1, "", "sbatch: error: Invalid partition name specified\n"))
@@ -286,8 +332,9 @@ def test_a_frozen_ssh_server_cannot_hold_a_bounded_call(tmp_path):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(8)
-        transport = SSHTransport("127.0.0.1", server.getsockname()[1], "sdk", str(key), trust_unknown_host=True,
-                                 connect_timeout=60)
+        transport = SSHTransport(
+            "127.0.0.1", server.getsockname()[1], "sdk", str(key), trust_unknown_host=True, connect_timeout=60
+        )
         started = time.monotonic()
         with bounded(1.5), pytest.raises(SSHError) as info:
             transport.run("true")
@@ -295,12 +342,15 @@ def test_a_frozen_ssh_server_cannot_hold_a_bounded_call(tmp_path):
         assert info.value.transient
 
 
-@pytest.mark.parametrize(("task", "args", "code", "how"), [
-    (tasks.call_sys_exit, (0,), 0, r"called sys.exit\(0\)"),
-    (tasks.call_sys_exit, (3,), 3, r"called sys.exit\(3\)"),
-    (tasks.call_sys_exit, ("bye",), "bye", r"called sys.exit\('bye'\)"),
-    (tasks.interrupt, (), None, "raised KeyboardInterrupt"),
-])
+@pytest.mark.parametrize(
+    ("task", "args", "code", "how"),
+    [
+        (tasks.call_sys_exit, (0,), 0, r"called sys.exit\(0\)"),
+        (tasks.call_sys_exit, (3,), 3, r"called sys.exit\(3\)"),
+        (tasks.call_sys_exit, ("bye",), "bye", r"called sys.exit\('bye'\)"),
+        (tasks.interrupt, (), None, "raised KeyboardInterrupt"),
+    ],
+)
 def test_a_task_exiting_arrives_as_job_failed_with_its_code(cluster, task, args, code, how):
     job = cluster.submit(task, *args)
     with pytest.raises(JobFailedError, match=how) as info:
@@ -353,7 +403,9 @@ def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
     parent = cluster.submit(tasks.add, 1, 2)
     child = cluster.submit(tasks.add.after(parent), 3, 4)
     slurm.script("squeue", squeue("100|FAILED|NonZeroExitCode|0", "101|CANCELLED|DependencyNeverSatisfied|0"))
-    with pytest.raises(JobFailedError, match=r"job 100 \(FAILED\) cannot be satisfied.*so Slurm cancelled it"):
+    with pytest.raises(
+        JobFailedError, match=r"job 100 \(FAILED\) cannot be satisfied.*so Slurm cancelled it"
+    ):
         child.result(timeout=10)
     assert slurm.count("scancel") == 0
 
@@ -363,6 +415,7 @@ def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(
         job_dir = posixpath.dirname(argv[-1])
         LocalTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
         raise SSHError("connection dropped while running: sbatch ...", transient=True)
+
     slurm.script("sbatch", run_then_drop)
     slurm.script("squeue", squeue("77|/elsewhere/job.sh"))
     assert make().submit(tasks.add, 1, 2).job_id == "4243"
@@ -444,6 +497,7 @@ def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_
             if step == file_step:
                 write_result(job, 3)
             return scheduler_answer(answer)
+
         return respond
 
     slurm.script("squeue", *(answer_at(step, answer) for step, answer in enumerate(answers)))
@@ -476,9 +530,13 @@ def test_a_stream_of_submissions_does_not_postpone_the_next_query(slow_cluster, 
 
 def test_preempted_is_not_final_for_a_job_slurm_requeues(make, slurm, recorder):
     job = make().submit(tasks.add, 1, 2)
-    slurm.script("squeue", squeue("100|RUNNING|None|0"), squeue("100|PREEMPTED|None|0"),
-                 squeue("100|PENDING|BeginTime|1"),
-                 lambda argv: (write_result(job, 3, restarts=1), squeue("100|RUNNING|None|1"))[1])
+    slurm.script(
+        "squeue",
+        squeue("100|RUNNING|None|0"),
+        squeue("100|PREEMPTED|None|0"),
+        squeue("100|PENDING|BeginTime|1"),
+        lambda argv: (write_result(job, 3, restarts=1), squeue("100|RUNNING|None|1"))[1],
+    )
     assert job.result(timeout=10) == 3 and job.restarts == 1
     states = [event[3] for event in recorder.events if event[0] == "state"]
     assert states[:3] == ["RUNNING", "PREEMPTED", "REQUEUED"] and states[-1] == "COMPLETED"
@@ -488,6 +546,8 @@ def test_a_job_that_stays_preempted_fails_saying_why(make, slurm, monkeypatch):
     monkeypatch.setattr("slurm.job._PREEMPTED_FINAL_AFTER", 0.3)
     slurm.script("squeue", squeue("100|PREEMPTED|None|0"))
     job = make().submit(tasks.add, 1, 2)
-    with pytest.raises(JobFailedError, match=r"was preempted and not requeued \(still PREEMPTED after") as info:
+    with pytest.raises(
+        JobFailedError, match=r"was preempted and not requeued \(still PREEMPTED after"
+    ) as info:
         job.result(timeout=20)
     assert info.value.state == "PREEMPTED" and job.last_state is JobState.FAILED

@@ -20,6 +20,7 @@ def write(tmp_path):
         path = tmp_path / name
         path.write_text(textwrap.dedent(text).lstrip())
         return str(path)
+
     return write
 
 
@@ -33,6 +34,7 @@ def clean_environment(monkeypatch):
 
 def test_full_config_builds_a_working_cluster(write, tmp_path):
     import sys
+
     from tests.fast.conftest import REPO
 
     path = write(f"""
@@ -55,7 +57,11 @@ def test_full_config_builds_a_working_cluster(write, tmp_path):
     cluster = Cluster.from_env(path)
     assert isinstance(cluster.backend, LocalCommandBackend) and cluster.backend.max_array_size() == 5
     assert cluster.packaging.to_config()["pythonpath"] == [REPO]
-    assert (cluster.defaults.time, cluster.defaults.partition, cluster.poll_interval) == ("00:02:00", "debug", 0.1)
+    assert (cluster.defaults.time, cluster.defaults.partition, cluster.poll_interval) == (
+        "00:02:00",
+        "debug",
+        0.1,
+    )
     assert (cluster.result_poll_interval, cluster.outage_limit) == (0.05, 30)
     job = cluster.submit(tasks.add, 20, 22)
     assert "#SBATCH --partition=debug" in job.script and "#SBATCH --time=00:01:00" in job.script
@@ -106,21 +112,43 @@ def test_not_a_mapping(write):
         Cluster.from_env(write("- backend\n"))
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("backend: {type: local}\npackagin: {type: none}\n", r":2: unknown key 'packagin' \(valid: backend, packaging"),
-    ("backend:\n  type: local\n  max_array_sise: 3\n",
-     r":3: backend 'local': unknown option 'max_array_sise' \(valid: state_dir, max_array_size, parallelism\)"),
-    ("backend:\n  type: local\n  max_array_size: lots\n", r":3: backend 'local': option 'max_array_size' must be int"),
-    ("backend: {type: pbs}\n", r":1: unknown backend type 'pbs'; valid types: local, slurm, ssh"),
-    ("backend: {type: local}\npackaging:\n  type: conda\n", r":3: unknown packaging type 'conda'; valid types: none, wheel, sync"),
-    ("backend: {type: local}\npackaging:\n  type: none\n  pythonpath: /not/a/list\n",
-     r":4: packaging 'none': option 'pythonpath' must be list\[str\] \| None"),
-    ("backend: {type: local}\ndefaults:\n  partition: debug\n  time: 1h\n", r":4: defaults: malformed time '1h'"),
-    ("backend: {type: local}\ndefaults:\n  cpus: -1\n", r":3: defaults: cpus must be an int >= 1"),
-    ("backend: {type: local}\npoll_interval: fast\n", r":2: 'poll_interval' must be a int or float"),
-    ("backend: {type: local}\noutage_limit: 0\n", r":2: 'outage_limit' must be a positive number of seconds"),
-    ("packaging: {type: none}\n", r": missing section 'backend'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "backend: {type: local}\npackagin: {type: none}\n",
+            r":2: unknown key 'packagin' \(valid: backend, packaging",
+        ),
+        (
+            "backend:\n  type: local\n  max_array_sise: 3\n",
+            r":3: backend 'local': unknown option 'max_array_sise' \(valid: state_dir, max_array_size, parallelism\)",
+        ),
+        (
+            "backend:\n  type: local\n  max_array_size: lots\n",
+            r":3: backend 'local': option 'max_array_size' must be int",
+        ),
+        ("backend: {type: pbs}\n", r":1: unknown backend type 'pbs'; valid types: local, slurm, ssh"),
+        (
+            "backend: {type: local}\npackaging:\n  type: conda\n",
+            r":3: unknown packaging type 'conda'; valid types: none, wheel, sync",
+        ),
+        (
+            "backend: {type: local}\npackaging:\n  type: none\n  pythonpath: /not/a/list\n",
+            r":4: packaging 'none': option 'pythonpath' must be list\[str\] \| None",
+        ),
+        (
+            "backend: {type: local}\ndefaults:\n  partition: debug\n  time: 1h\n",
+            r":4: defaults: malformed time '1h'",
+        ),
+        ("backend: {type: local}\ndefaults:\n  cpus: -1\n", r":3: defaults: cpus must be an int >= 1"),
+        ("backend: {type: local}\npoll_interval: fast\n", r":2: 'poll_interval' must be a int or float"),
+        (
+            "backend: {type: local}\noutage_limit: 0\n",
+            r":2: 'outage_limit' must be a positive number of seconds",
+        ),
+        ("packaging: {type: none}\n", r": missing section 'backend'"),
+    ],
+)
 def test_bad_config_names_path_line_and_key(write, text, message):
     path = write(text)
     with pytest.raises(ConfigError, match=path + message):

@@ -42,7 +42,7 @@ def test_exception_reraised_with_remote_traceback(cluster):
         job.result(timeout=30)
     assert job.last_state is JobState.FAILED
     remote = info.value.__cause__
-    assert "Traceback" in str(remote) and 'raise TaskFailure(message)' in str(remote)
+    assert "Traceback" in str(remote) and "raise TaskFailure(message)" in str(remote)
     assert any(job.job_id in note for note in info.value.__notes__)
 
 
@@ -59,8 +59,9 @@ def test_map_splits_into_chunks_of_max_array_size(make_cluster):
     jobs = cluster.map(tasks.square, range(7))
     assert len(jobs.array_ids) == 3
     first, second, third = jobs.array_ids
-    assert [job.job_id for job in jobs] == [f"{first}_{i}" for i in range(3)] + \
-        [f"{second}_{i}" for i in range(3)] + [f"{third}_0"]
+    assert [job.job_id for job in jobs] == [f"{first}_{i}" for i in range(3)] + [
+        f"{second}_{i}" for i in range(3)
+    ] + [f"{third}_0"]
     assert jobs.results(timeout=60) == [x * x for x in range(7)]
 
 
@@ -189,7 +190,9 @@ def test_map_fires_callbacks_per_element(make_cluster, recorder):
     jobs.results(timeout=30)
     completes = [event for event in recorder.events if event[0] == "complete"]
     assert sorted(completes) == sorted(("complete", job.job_id, job.result()) for job in jobs)
-    assert [event for event in recorder.events if event[0] == "submit"] == [("submit", job.job_id) for job in jobs]
+    assert [event for event in recorder.events if event[0] == "submit"] == [
+        ("submit", job.job_id) for job in jobs
+    ]
 
 
 def test_calling_a_task_directly_runs_it_here():

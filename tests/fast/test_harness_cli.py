@@ -26,8 +26,9 @@ def fake_bin(tmp_path):
 
 def harness_cli(tmp_path, fake_bin, *args: str) -> subprocess.CompletedProcess:
     env = _env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_PROJECT=PROJECT)
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
 
 
 def test_status_of_a_stack_that_is_not_running(tmp_path, fake_bin):

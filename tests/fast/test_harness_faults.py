@@ -19,8 +19,8 @@ from harness.faults import CHECKED_SETTINGS, _same_setting, defaults, defaults_n
 from harness.locks import ClusterLock, EventLog, process_start_time
 from harness.stack import REPO_ROOT, Stack, _published_ssh_port
 
-
 # ---- Slurm defaults ---------------------------------------------------------------------------------
+
 
 def test_dev_and_production_defaults_differ_where_the_issue_says():
     assert set(defaults_names()) >= {"dev", "production"}
@@ -30,12 +30,16 @@ def test_dev_and_production_defaults_differ_where_the_issue_says():
     assert production["AccountingStorageType"] == "accounting_storage/none"
     # Every setting read back after a reconfigure has its stock value for a file that leaves it out.
     assert {key: production.get(key, stock) for key, stock in CHECKED_SETTINGS.items()} == {
-        "MinJobAge": "300", "DependencyParameters": "(null)"}
+        "MinJobAge": "300",
+        "DependencyParameters": "(null)",
+    }
 
 
 def test_slurm_conf_leaves_the_kind_settings_to_the_include():
     conf = (REPO_ROOT / "images" / "slurm" / "slurm.conf").read_text()
-    settings = [line.split("=", 1)[0] for line in conf.splitlines() if "=" in line and not line.startswith("#")]
+    settings = [
+        line.split("=", 1)[0] for line in conf.splitlines() if "=" in line and not line.startswith("#")
+    ]
     assert "MinJobAge" not in settings and "DependencyParameters" not in settings
     assert conf.rstrip().endswith("Include /etc/slurm/faults.conf")  # last: what it sets wins
 
@@ -58,6 +62,7 @@ def test_settings_are_compared_as_scontrol_prints_them():
 
 # ---- the CLI verbs ------------------------------------------------------------------------------------
 
+
 class RecordingFaults:
     """Stands in for Faults to check which method each command line reaches (Faults itself is exercised
     against the real cluster in tests/integration/test_faults*.py)."""
@@ -70,25 +75,29 @@ class RecordingFaults:
         def record(*args):
             self.calls.append((name, *args))
             return {"restart": SimpleNamespace(port=40001), "drop_ssh": [101, 102]}.get(name)
+
         return record
 
 
-@pytest.mark.parametrize(("words", "call"), [
-    (["defaults", "production"], ("slurm_defaults", "production")),
-    (["forget", "on"], ("forget_finished_jobs", 2)),
-    (["forget", "on", "5"], ("forget_finished_jobs", 5)),
-    (["forget", "off"], ("remember_finished_jobs",)),
-    (["node", "c2", "stop"], ("stop_node", "c2")),
-    (["node", "c1", "start"], ("start_node", "c1")),
-    (["pause", "slurmctld"], ("pause", "slurmctld")),
-    (["restart", "login"], ("restart", "login")),
-    (["ssh", "drop"], ("drop_ssh",)),
-    (["sbatch", "drop", "2"], ("drop_ssh_after_sbatch", 2)),
-    (["sbatch", "slow", "4"], ("slow_sbatch", 4.0)),
-    (["sbatch", "off"], ("sbatch_normal",)),
-    (["preempt", "12_3"], ("preempt", "12_3")),
-    (["reset"], ("reset",)),
-])
+@pytest.mark.parametrize(
+    ("words", "call"),
+    [
+        (["defaults", "production"], ("slurm_defaults", "production")),
+        (["forget", "on"], ("forget_finished_jobs", 2)),
+        (["forget", "on", "5"], ("forget_finished_jobs", 5)),
+        (["forget", "off"], ("remember_finished_jobs",)),
+        (["node", "c2", "stop"], ("stop_node", "c2")),
+        (["node", "c1", "start"], ("start_node", "c1")),
+        (["pause", "slurmctld"], ("pause", "slurmctld")),
+        (["restart", "login"], ("restart", "login")),
+        (["ssh", "drop"], ("drop_ssh",)),
+        (["sbatch", "drop", "2"], ("drop_ssh_after_sbatch", 2)),
+        (["sbatch", "slow", "4"], ("slow_sbatch", 4.0)),
+        (["sbatch", "off"], ("sbatch_normal",)),
+        (["preempt", "12_3"], ("preempt", "12_3")),
+        (["reset"], ("reset",)),
+    ],
+)
 def test_fault_verbs_reach_the_fault(words, call):
     faults = RecordingFaults()
     message = fault_verbs.run(faults, words[0], words[1:])
@@ -97,11 +106,19 @@ def test_fault_verbs_reach_the_fault(words, call):
         assert "127.0.0.1:40001" in message  # the new port is said
 
 
-@pytest.mark.parametrize(("words", "named"), [
-    (["defaults"], "dev, production"), (["node", "c9", "stop"], "c1, c2"), (["node", "c1", "reboot"], "stop, start"),
-    (["pause", "db"], "slurmctld, c1, c2, login"), (["sbatch", "slow"], "SECONDS"), (["forget", "on", "x"], "number"),
-    (["preempt"], "one JOB_ID"), (["preempt", "12;rm"], "one JOB_ID"),
-])
+@pytest.mark.parametrize(
+    ("words", "named"),
+    [
+        (["defaults"], "dev, production"),
+        (["node", "c9", "stop"], "c1, c2"),
+        (["node", "c1", "reboot"], "stop, start"),
+        (["pause", "db"], "slurmctld, c1, c2, login"),
+        (["sbatch", "slow"], "SECONDS"),
+        (["forget", "on", "x"], "number"),
+        (["preempt"], "one JOB_ID"),
+        (["preempt", "12;rm"], "one JOB_ID"),
+    ],
+)
 def test_bad_fault_arguments_name_the_valid_ones(words, named):
     faults = RecordingFaults()
     with pytest.raises(ValueError, match=named):
@@ -111,11 +128,13 @@ def test_bad_fault_arguments_name_the_valid_ones(words, named):
 
 # ---- the cluster lock ---------------------------------------------------------------------------------
 
+
 def _hold(lock_cm, entered: threading.Event, release: threading.Event) -> threading.Thread:
     def run():
         with lock_cm:
             entered.set()
             release.wait(10)
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -159,19 +178,24 @@ def test_a_lock_wait_is_bounded_and_says_why(tmp_path):
 
 # ---- events, ports, orphans ---------------------------------------------------------------------------
 
+
 def test_events_are_recorded_after_the_fact_with_their_outcome(tmp_path):
     log = EventLog(tmp_path / "events.log")
     with log.outcome("compose-down", project="p"):
         assert log.events() == []  # nothing claimed before it happened
     with pytest.raises(RuntimeError), log.outcome("compose-up", project="p"):
         raise RuntimeError("docker said no")
-    assert [(e["event"], e["result"]) for e in log.events()] == [("compose-down", "ok"), ("compose-up", "failed")]
+    assert [(e["event"], e["result"]) for e in log.events()] == [
+        ("compose-down", "ok"),
+        ("compose-up", "failed"),
+    ]
     assert log.events()[1]["error"] == "RuntimeError"
 
 
 def test_published_port_is_read_from_the_container_inspection():
-    container = SimpleNamespace(network_settings=SimpleNamespace(
-        ports={"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "40123"}]}))
+    container = SimpleNamespace(
+        network_settings=SimpleNamespace(ports={"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "40123"}]})
+    )
     assert _published_ssh_port(container) == 40123
     stopped = SimpleNamespace(network_settings=SimpleNamespace(ports={}))
     assert _published_ssh_port(stopped) is None
@@ -180,7 +204,9 @@ def test_published_port_is_read_from_the_container_inspection():
 @pytest.fixture
 def offline_stack(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
-    return Stack(REPO_ROOT, project="slurmsdk-offline", client_call=["/nonexistent/docker"], say=lambda _: None)
+    return Stack(
+        REPO_ROOT, project="slurmsdk-offline", client_call=["/nonexistent/docker"], say=lambda _: None
+    )
 
 
 def test_a_stack_whose_session_died_is_adopted_by_the_next_one(offline_stack):
@@ -196,8 +222,9 @@ def test_a_stack_whose_session_died_is_adopted_by_the_next_one(offline_stack):
 
 
 def test_a_live_session_or_a_user_stack_is_never_adopted(offline_stack):
-    offline_stack.update_state(started_by="live", owner={"pid": os.getpid(),
-                                                         "start_time": process_start_time(os.getpid())})
+    offline_stack.update_state(
+        started_by="live", owner={"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
+    )
     offline_stack.adopt_if_orphaned("other", 1)
     assert offline_stack.read_state()["started_by"] == "live"
     offline_stack.update_state(started_by="cli", owner=None)  # `harness up`: the user's, no owner process
@@ -206,9 +233,12 @@ def test_a_live_session_or_a_user_stack_is_never_adopted(offline_stack):
 
 # ---- what `harness down` refuses for ------------------------------------------------------------------
 
+
 def test_activity_lists_jobs_and_outside_connections_but_not_the_healthcheck():
-    found = activity.parse("12 RUNNING train\n13 PENDING eval\nsqueue-exit=0\n"
-                           "0 0 172.20.0.2:22 172.20.0.1:48662\n0 0 127.0.0.1:22 127.0.0.1:51000\n")
+    found = activity.parse(
+        "12 RUNNING train\n13 PENDING eval\nsqueue-exit=0\n"
+        "0 0 172.20.0.2:22 172.20.0.1:48662\n0 0 127.0.0.1:22 127.0.0.1:51000\n"
+    )
     assert found.jobs == ["12 RUNNING train", "13 PENDING eval"]
     assert found.connections == ["172.20.0.1:48662"]
     lines = found.findings()
@@ -226,8 +256,13 @@ class IdleOrBusyStack(Stack):
     """A Stack whose login node answers the activity query with canned output; records down()."""
 
     def __init__(self, tmp_path, answer: str) -> None:
-        super().__init__(REPO_ROOT, project="slurmsdk-down-test", state_dir=tmp_path / "state",
-                         client_call=["/nonexistent/docker"], say=lambda _: None)
+        super().__init__(
+            REPO_ROOT,
+            project="slurmsdk-down-test",
+            state_dir=tmp_path / "state",
+            client_call=["/nonexistent/docker"],
+            say=lambda _: None,
+        )
         self.answer, self.downs = answer, []
 
     def services(self):

@@ -57,9 +57,17 @@ def test_unreadable_registration_is_treated_as_stale(tmp_path):
 def test_exclusive_waits_for_another_process_and_says_so(tmp_path):
     coordinator = Coordinator(tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from filelock import FileLock; l = FileLock(sys.argv[1]); "
-         "l.acquire(); print('held', flush=True); sys.stdin.read()", str(coordinator.setup_lock.lock_file)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from filelock import FileLock; l = FileLock(sys.argv[1]); "
+            "l.acquire(); print('held', flush=True); sys.stdin.read()",
+            str(coordinator.setup_lock.lock_file),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         messages: list[str] = []

@@ -50,7 +50,9 @@ def fake_client(fake_bin: Path, monkeypatch, mode: str) -> DockerClient:
 
 
 def test_missing_docker_cli_names_the_binary_and_the_install_step():
-    problems = preflight.run_checks(DockerClient(client_call=["/nonexistent/bin/docker"]), ssh_port_setting=None)
+    problems = preflight.run_checks(
+        DockerClient(client_call=["/nonexistent/bin/docker"]), ssh_port_setting=None
+    )
     assert [p.code for p in problems] == ["docker-missing"]
     text = str(preflight.PreflightError(problems))
     assert "/nonexistent/bin/docker` is not on PATH" in text and "bootstrap-host.sh" in text
@@ -120,6 +122,7 @@ def test_unset_or_empty_port_means_ephemeral_and_is_not_checked():
 
 # ---- the same problems through the CLI and the pytest plugin -------------------------------------
 
+
 def _env(tmp_path: Path, path: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLURM_SDK_", "CI"))}
     env.update(PATH=path, SLURM_SDK_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(REPO_ROOT), **extra)
@@ -127,8 +130,13 @@ def _env(tmp_path: Path, path: str, **extra: str) -> dict[str, str]:
 
 
 def test_cli_up_with_compose_v1_exits_2_with_cause_and_fix(tmp_path, fake_bin):
-    run = subprocess.run([sys.executable, "-m", "harness", "up"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="compose-v1"))
+    run = subprocess.run(
+        [sys.executable, "-m", "harness", "up"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="compose-v1"),
+    )
     assert run.returncode == 2
     assert "error: dev cluster cannot start" in run.stderr
     assert "Docker Compose v2 is required" in run.stderr and "fix:" in run.stderr
@@ -136,8 +144,13 @@ def test_cli_up_with_compose_v1_exits_2_with_cause_and_fix(tmp_path, fake_bin):
 
 
 def test_cli_up_with_taken_port_names_the_port(tmp_path, fake_bin, taken_port):
-    run = subprocess.run([sys.executable, "-m", "harness", "up"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_SSH_PORT=str(taken_port)))
+    run = subprocess.run(
+        [sys.executable, "-m", "harness", "up"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_SSH_PORT=str(taken_port)),
+    )
     assert run.returncode == 2
     assert f"SLURM_SDK_SSH_PORT={taken_port}" in run.stderr and "already in use" in run.stderr
 
@@ -162,9 +175,24 @@ def test_plugin_without_docker_skips_integration_tests_or_fails_in_ci(tmp_path, 
     (project / "test_user.py").write_text(PLUGIN_USER_TESTS)
     empty_path = tmp_path / "empty-bin"
     empty_path.mkdir()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
-                          "--strict-markers", "-rsf", "test_user.py"], cwd=project, capture_output=True, text=True,
-                         env=_env(tmp_path, str(empty_path), CI=ci))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "harness.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "--strict-markers",
+            "-rsf",
+            "test_user.py",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, str(empty_path), CI=ci),
+    )
     assert outcome in run.stdout, run.stdout + run.stderr
     assert "the Docker CLI `docker` is not on PATH" in run.stdout
     if ci:

@@ -41,8 +41,10 @@ def fake_repo(tmp_path) -> Path:
     return repo
 
 
-@pytest.mark.parametrize("changed", ["compose.yaml", "pyproject.toml", "images/Dockerfile",
-                                     "images/slurm/slurm.conf", "images/new-file.sh"])
+@pytest.mark.parametrize(
+    "changed",
+    ["compose.yaml", "pyproject.toml", "images/Dockerfile", "images/slurm/slurm.conf", "images/new-file.sh"],
+)
 def test_inputs_hash_changes_with_every_image_input(fake_repo, changed):
     before = inputs_hash(fake_repo)
     path = fake_repo / changed
@@ -146,13 +148,21 @@ def test_reuse_takes_the_connection_recorded_for_the_same_login_container(tmp_pa
     the port is the one Docker publishes now (a restarted login container gets a new one)."""
     monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
     stack = Stack(REPO_ROOT, client_call=["/nonexistent/docker"])
-    state = {"login_id": "abc123", "port": 40222, "host_key": "ssh-ed25519 AAAAkey",
-             "containers": {"login": "p-login-1"}}
+    state = {
+        "login_id": "abc123",
+        "port": 40222,
+        "host_key": "ssh-ed25519 AAAAkey",
+        "containers": {"login": "p-login-1"},
+    }
     stack._login_id, stack._login_port = "abc123", 40222
     assert stack._recorded_connection(state) is None  # no client key copied out yet
     stack.key_path.write_text("key")
     connection = stack._recorded_connection(state)
-    assert (connection.port, connection.host_key, connection.key_path) == (40222, "ssh-ed25519 AAAAkey", stack.key_path)
+    assert (connection.port, connection.host_key, connection.key_path) == (
+        40222,
+        "ssh-ed25519 AAAAkey",
+        stack.key_path,
+    )
 
     stack._login_port = 40999  # `docker restart login`: same container, same keys, another port
     assert stack._recorded_connection(state).port == 40999

@@ -20,12 +20,19 @@ def make_wheel(directory: Path, name: str, version: str, requires: tuple[str, ..
     """A minimal pure-Python wheel pip can resolve: METADATA (with Requires-Dist), WHEEL, RECORD."""
     dist_info = f"{name}-{version}.dist-info"
     path = directory / f"{name}-{version}-py3-none-any.whl"
-    metadata = "".join([f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-                        *(f"Requires-Dist: {r}\n" for r in requires)])
+    metadata = "".join(
+        [
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+            *(f"Requires-Dist: {r}\n" for r in requires),
+        ]
+    )
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{name}/__init__.py", "")
         archive.writestr(f"{dist_info}/METADATA", metadata)
-        archive.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(
+            f"{dist_info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         archive.writestr(f"{dist_info}/RECORD", "")
     return path
 
@@ -63,8 +70,10 @@ def test_platforms_cover_every_older_manylinux_newest_first(minor, arch):
     assert (f"manylinux1_{arch}" in tags) == (arch == "x86_64")  # the oldest aliases are x86 only
 
 
-@given(name=st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True),
-       version=st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True))
+@given(
+    name=st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True),
+    version=st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}", fullmatch=True),
+)
 def test_manifest_pins_name_and_version_of_each_wheel(name, version):
     assert wheelhouse._pin(f"{name}-{version}-py3-none-any.whl") == f"{name}=={version}"
 
@@ -82,8 +91,10 @@ def test_ensure_downloads_dependencies_with_their_own_and_then_stays_put(repo, o
     messages = []
     assert wheelhouse.ensure(repo, TRIXIE, messages.append) is True
     house = wheelhouse.directory(repo, "trixie")
-    assert sorted(p.name for p in house.glob("*.whl")) == ["leafdep-0.3-py3-none-any.whl",
-                                                           "tinydep-1.2-py3-none-any.whl"]
+    assert sorted(p.name for p in house.glob("*.whl")) == [
+        "leafdep-0.3-py3-none-any.whl",
+        "tinydep-1.2-py3-none-any.whl",
+    ]
     assert (house / "requirements.txt").read_text().splitlines()[2:] == ["leafdep==0.3", "tinydep==1.2"]
     assert wheelhouse.is_current(repo, TRIXIE)
     # Current: no pip at all (the find-links dir may vanish), so a warm `harness up` costs nothing.
@@ -100,7 +111,9 @@ def test_a_changed_dependency_list_makes_it_stale(repo, offline_pip):
     assert not wheelhouse.is_current(repo, TRIXIE)
 
 
-def test_an_unresolvable_dependency_names_package_target_and_fix_and_keeps_the_old_wheelhouse(repo, offline_pip):
+def test_an_unresolvable_dependency_names_package_target_and_fix_and_keeps_the_old_wheelhouse(
+    repo, offline_pip
+):
     make_wheel(offline_pip, "tinydep", "1.2")
     wheelhouse.ensure(repo, TRIXIE, print)
     set_dependencies(repo, ["tinydep>=1", "nosuchdep>=2"])

@@ -10,9 +10,15 @@ from tests.fast import tasks
 from tests.fast.test_end_to_end import wait_until
 
 
-@pytest.mark.parametrize(("spec", "indexes", "throttle"), [
-    ("0-3", [0, 1, 2, 3], None), ("0-9%2", list(range(10)), 2), ("1,3,5-6", [1, 3, 5, 6], None), ("4", [4], None),
-])
+@pytest.mark.parametrize(
+    ("spec", "indexes", "throttle"),
+    [
+        ("0-3", [0, 1, 2, 3], None),
+        ("0-9%2", list(range(10)), 2),
+        ("1,3,5-6", [1, 3, 5, 6], None),
+        ("4", [4], None),
+    ],
+)
 def test_array_specs(spec, indexes, throttle):
     assert parse_array_spec(spec) == (indexes, throttle)
 
@@ -29,10 +35,19 @@ def test_sbatch_header_stops_at_first_command():
 
 
 def test_scrub_keeps_conf_and_sdk_settings():
-    environ = {"SLURM_JOB_ID": "1", "SLURM_CONF": "/etc/slurm.conf", "SLURM_SDK_CONFIG": "x", "SLURMD_NODENAME": "c1",
-               "PATH": "/bin"}
-    assert scrub_slurm_env(environ) == {"SLURM_CONF": "/etc/slurm.conf", "SLURM_SDK_CONFIG": "x",
-                                        "SLURMD_NODENAME": "c1", "PATH": "/bin"}
+    environ = {
+        "SLURM_JOB_ID": "1",
+        "SLURM_CONF": "/etc/slurm.conf",
+        "SLURM_SDK_CONFIG": "x",
+        "SLURMD_NODENAME": "c1",
+        "PATH": "/bin",
+    }
+    assert scrub_slurm_env(environ) == {
+        "SLURM_CONF": "/etc/slurm.conf",
+        "SLURM_SDK_CONFIG": "x",
+        "SLURMD_NODENAME": "c1",
+        "PATH": "/bin",
+    }
 
 
 def test_submit_rejects_unknown_dependency_and_oversized_array(tmp_path):
@@ -60,7 +75,9 @@ def test_cancel_one_array_task(cluster):
     jobs[1].cancel()
     assert jobs.wait(timeout=30) == [JobState.COMPLETED, JobState.CANCELLED, JobState.COMPLETED]
     # The waits ended on the result files; the backend records the tasks' exits a moment later.
-    assert wait_until(lambda: cluster.backend.states(jobs.array_ids) == {jobs.array_ids[0]: JobState.CANCELLED})
+    assert wait_until(
+        lambda: cluster.backend.states(jobs.array_ids) == {jobs.array_ids[0]: JobState.CANCELLED}
+    )
     assert jobs[2].result() == 0
     with pytest.raises(JobFailedError, match="CANCELLED"):
         jobs.results()

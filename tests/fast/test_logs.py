@@ -54,8 +54,12 @@ def test_tail_starts_with_the_last_lines_then_follows(cluster, tmp_path):
 
 def test_a_log_that_starts_over_is_followed_from_its_new_start(cluster, tmp_path):
     gate = tmp_path / "gate"
-    job = cluster.submit(log_tasks.speak_then_start_over, [f"first run, line {i}" for i in range(10)], str(gate),
-                         ["second run"])
+    job = cluster.submit(
+        log_tasks.speak_then_start_over,
+        [f"first run, line {i}" for i in range(10)],
+        str(gate),
+        ["second run"],
+    )
     lines = job.stdout(follow=True, timeout=TIMEOUT)
     assert [next(lines) for _ in range(10)][-1] == "first run, line 9"
     gate.touch()
@@ -95,13 +99,15 @@ def test_unknown_streams_are_refused(cluster):
     job.wait(timeout=TIMEOUT)
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
-       st.lists(st.integers(1, 12), max_size=60))
+@given(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
+    st.lists(st.integers(1, 12), max_size=60),
+)
 def test_line_splitting_does_not_depend_on_how_bytes_are_cut(text, cuts):
     data = text.encode()
     splitter, lines, start = LineSplitter(), [], 0
     for cut in cuts:
-        lines += splitter.feed(data[start:start + cut])
+        lines += splitter.feed(data[start : start + cut])
         start += cut
     lines += splitter.feed(data[start:]) + splitter.close()
     expected = text.split("\n")

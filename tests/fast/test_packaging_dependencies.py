@@ -19,13 +19,26 @@ from slurm.packaging import make_packaging
 from slurm.packaging.builds import build_wheel, wheel_from_installed
 from slurm.packaging.environment import EnvironmentSpec, ensure_environment, environment_key, without_built
 from slurm.packaging.interpreter import NodeInterpreter, probe_interpreter
-from slurm.packaging.requirements import (normalize_name, project_dependencies, requirements_file,
-                                          wheel_requirements)
+from slurm.packaging.requirements import (
+    normalize_name,
+    project_dependencies,
+    requirements_file,
+    wheel_requirements,
+)
 from slurm.packaging.resolver import Pin, culprits, resolve
 
-NODE = NodeInterpreter(executable="/opt/venv/bin/python3", base_executable="/usr/bin/python3.13",
-                       realpath="/usr/bin/python3.13", version="3.13.5", implementation="cpython", abiflags="",
-                       machine="x86_64", libc="glibc", libc_version="2.41", has_pip=True)
+NODE = NodeInterpreter(
+    executable="/opt/venv/bin/python3",
+    base_executable="/usr/bin/python3.13",
+    realpath="/usr/bin/python3.13",
+    version="3.13.5",
+    implementation="cpython",
+    abiflags="",
+    machine="x86_64",
+    libc="glibc",
+    libc_version="2.41",
+    has_pip=True,
+)
 PIN = Pin("humanize", "4.17.0", "humanize-4.17.0-py3-none-any.whl", "https://example.invalid/h.whl", "00")
 
 
@@ -44,7 +57,9 @@ def write_pyproject(root: Path, body: str) -> Path:
 
 
 def test_project_dependencies_come_from_pyproject(tmp_path):
-    root = write_pyproject(tmp_path / "a", 'dependencies = ["humanize>=4", "msgpack; python_version>\'3\'"]\n')
+    root = write_pyproject(
+        tmp_path / "a", 'dependencies = ["humanize>=4", "msgpack; python_version>\'3\'"]\n'
+    )
     assert project_dependencies(root) == ["humanize>=4", "msgpack; python_version>'3'"]
     assert project_dependencies(write_pyproject(tmp_path / "b", "")) == []
     assert project_dependencies(tmp_path / "no-such-project") == []
@@ -71,9 +86,12 @@ def test_requirements_file_skips_comments_and_refuses_pip_options(tmp_path):
 def test_wheel_requirements_leave_out_extras(tmp_path):
     wheel = tmp_path / "p-1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr("p-1.dist-info/METADATA", "Metadata-Version: 2.1\nName: p\nVersion: 1\n"
-                         "Requires-Dist: humanize>=4\nRequires-Dist: msgpack; python_version >= '3.8'\n"
-                         "Requires-Dist: pytest; extra == 'test'\n")
+        archive.writestr(
+            "p-1.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: p\nVersion: 1\n"
+            "Requires-Dist: humanize>=4\nRequires-Dist: msgpack; python_version >= '3.8'\n"
+            "Requires-Dist: pytest; extra == 'test'\n",
+        )
     assert wheel_requirements(wheel) == ["humanize>=4", "msgpack; python_version >= '3.8'"]
 
 
@@ -85,9 +103,15 @@ def test_requirements_the_shipped_wheels_satisfy_are_not_resolved():
 # --- the env cache key ---------------------------------------------------------------------------------
 
 names = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
-pins = st.lists(st.builds(lambda n, v: Pin(n, v, f"{n}-{v}-py3-none-any.whl", "u", "h"), names,
-                          st.from_regex(r"[0-9]\.[0-9]{1,2}", fullmatch=True)), unique_by=lambda p: p.name,
-                max_size=6)
+pins = st.lists(
+    st.builds(
+        lambda n, v: Pin(n, v, f"{n}-{v}-py3-none-any.whl", "u", "h"),
+        names,
+        st.from_regex(r"[0-9]\.[0-9]{1,2}", fullmatch=True),
+    ),
+    unique_by=lambda p: p.name,
+    max_size=6,
+)
 
 
 @given(pins=pins, seed=st.randoms())
@@ -97,8 +121,13 @@ def test_key_ignores_pin_order(pins, seed):
     assert environment_key(NODE, pins, "w") == environment_key(NODE, shuffled, "w")
 
 
-@given(pins=pins, field=st.sampled_from(["base_executable", "realpath", "version", "implementation", "machine",
-                                         "libc_version", "abiflags"]), value=st.text(min_size=1, max_size=12))
+@given(
+    pins=pins,
+    field=st.sampled_from(
+        ["base_executable", "realpath", "version", "implementation", "machine", "libc_version", "abiflags"]
+    ),
+    value=st.text(min_size=1, max_size=12),
+)
 def test_key_changes_with_the_interpreter(pins, field, value):
     """A venv links to its interpreter: another path, version or platform must never reuse it."""
     other = dataclasses.replace(NODE, **{field: value})
@@ -150,22 +179,37 @@ def local_index(tmp_path, monkeypatch) -> Path:
     """A wheel directory as the only index, for both pip (PIP_*) and uv (UV_*): no network in the fast tier."""
     wheels = tmp_path / "wheels"
     project = write_pyproject(tmp_path / "dep", "")
-    (project / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=61"]\n'
-                                            'build-backend = "setuptools.build_meta"\n'
-                                            '[project]\nname = "tiny-dep"\nversion = "1.2"\n'
-                                            '[tool.setuptools]\npy-modules = ["tiny_dep"]\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tiny-dep"\nversion = "1.2"\n'
+        '[tool.setuptools]\npy-modules = ["tiny_dep"]\n'
+    )
     (project / "tiny_dep.py").write_text("X = 1\n")
     wheels.mkdir()
     built = build_wheel(project, tmp_path / "build")
     built.rename(wheels / built.name)
-    for name, value in {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_CONSTRAINT": "",
-                        "UV_NO_INDEX": "1", "UV_FIND_LINKS": str(wheels), "UV_OFFLINE": "1"}.items():
+    for name, value in {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheels),
+        "PIP_CONSTRAINT": "",
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(wheels),
+        "UV_OFFLINE": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     return wheels
 
 
-RESOLVERS = ["pip", pytest.param("uv", marks=pytest.mark.skipif(
-    subprocess.run([sys.executable, "-c", "import uv"]).returncode != 0, reason="uv is not installed"))]
+RESOLVERS = [
+    "pip",
+    pytest.param(
+        "uv",
+        marks=pytest.mark.skipif(
+            subprocess.run([sys.executable, "-c", "import uv"]).returncode != 0, reason="uv is not installed"
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize("tool", RESOLVERS)
@@ -205,17 +249,27 @@ def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_p
     first = ensure_environment(transport, EnvironmentSpec(sys.executable, node, pins), cache, "index")
     assert first.built and first.install_from == "index"
     assert (tmp_path / "cluster-cache/wheelhouse" / pins[0].filename).is_file()
-    out = subprocess.run([first.python, "-c", "import tiny_dep; print(tiny_dep.__file__)"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [first.python, "-c", "import tiny_dep; print(tiny_dep.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith(first.path + "/lib/")
 
-    monkeypatch.setattr("slurm.packaging.environment.index_reachable",
-                        lambda *a: pytest.fail("the wheelhouse has every wheel: no probe needed"))
+    monkeypatch.setattr(
+        "slurm.packaging.environment.index_reachable",
+        lambda *a: pytest.fail("the wheelhouse has every wheel: no probe needed"),
+    )
     other = dataclasses.replace(node, version=node.version)  # same interpreter, another set of built wheels
     wheel = build_wheel(write_pyproject(tmp_path / "proj", ""), tmp_path / "proj-build")
-    second = ensure_environment(transport, EnvironmentSpec(sys.executable, other, pins, (wheel,)), cache, "auto")
+    second = ensure_environment(
+        transport, EnvironmentSpec(sys.executable, other, pins, (wheel,)), cache, "auto"
+    )
     assert second.built and second.install_from == "wheelhouse" and second.path != first.path
-    again = ensure_environment(transport, EnvironmentSpec(sys.executable, other, pins, (wheel,)), cache, "auto")
+    again = ensure_environment(
+        transport, EnvironmentSpec(sys.executable, other, pins, (wheel,)), cache, "auto"
+    )
     assert again.path == second.path and not again.built
 
 
@@ -223,8 +277,9 @@ def test_env_from_a_wheelhouse_uploaded_from_here(local_index, tmp_path):
     transport = LocalTransport()
     node = probe_interpreter(transport, sys.executable)
     pins = tuple(resolve(["tiny-dep"], node, "pip"))
-    env = ensure_environment(transport, EnvironmentSpec(sys.executable, node, pins), str(tmp_path / "c"),
-                             "wheelhouse")
+    env = ensure_environment(
+        transport, EnvironmentSpec(sys.executable, node, pins), str(tmp_path / "c"), "wheelhouse"
+    )
     assert env.built and env.install_from == "wheelhouse"
     assert (tmp_path / "host-cache/slurm-sdk/wheels" / pins[0].filename).is_file()  # downloaded once, here
     subprocess.run([env.python, "-c", "import tiny_dep"], check=True)
@@ -264,22 +319,62 @@ def test_sdk_wheel_rebuilt_from_an_installed_wheel(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     original = build_wheel(repo, tmp_path / "build")
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
-                    str(original)], check=True)
-    code = ("import importlib.metadata as m, pathlib, sys; from slurm.packaging import builds; "
-            "assert builds.sdk_source_root() is None; "
-            "print(builds.sdk_wheel(pathlib.Path(sys.argv[1])))")
-    rebuilt = Path(subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], env={"PYTHONPATH": str(site)},
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            str(original),
+        ],
+        check=True,
+    )
+    code = (
+        "import importlib.metadata as m, pathlib, sys; from slurm.packaging import builds; "
+        "assert builds.sdk_source_root() is None; "
+        "print(builds.sdk_wheel(pathlib.Path(sys.argv[1])))"
+    )
+    rebuilt = Path(
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "out")],
+            env={"PYTHONPATH": str(site)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     with zipfile.ZipFile(rebuilt) as archive:
         members = set(archive.namelist())
     assert {"slurm/__init__.py", "slurm/packaging/builds.py"} <= members
     assert not any(name.endswith(".pyc") or name.endswith("/INSTALLER") for name in members)
     again = tmp_path / "again"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(again),
-                    str(rebuilt)], check=True)
-    out = subprocess.run([sys.executable, "-c", "import slurm; print(slurm.__file__)"],
-                         env={"PYTHONPATH": str(again)}, capture_output=True, text=True, check=True).stdout
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(again),
+            str(rebuilt),
+        ],
+        check=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import slurm; print(slurm.__file__)"],
+        env={"PYTHONPATH": str(again)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith(str(again))
 
 

@@ -66,7 +66,9 @@ def make_project(root: Path, value: str = "1") -> Path:
 
 def run_in_env(strategy, code: str) -> str:
     lines = [*strategy.setup_lines(), f"{strategy.python_command()} -c {code!r}"]
-    return subprocess.run(["sh", "-c", "\n".join(lines)], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["sh", "-c", "\n".join(lines)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 # --- wheel -------------------------------------------------------------------------------------------
@@ -75,8 +77,13 @@ def run_in_env(strategy, code: str) -> str:
 def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backend):
     project = make_project(tmp_path / "proj")
     cache = str(tmp_path / "cache")
-    options = {"type": "wheel", "project_dir": str(project), "python": sys.executable, "cache_root": cache,
-               "include_sdk": False}
+    options = {
+        "type": "wheel",
+        "project_dir": str(project),
+        "python": sys.executable,
+        "cache_root": cache,
+        "include_sdk": False,
+    }
     first = make_packaging(options)
     first.prepare(backend)
     env = first.to_config()["env"]
@@ -85,7 +92,9 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
     # The module comes from the project layer beside the env, not from the project's source tree.
     layer = first.to_config()["layer"]
     assert layer.startswith(cache + "/projects/") and os.path.exists(layer + "/.ready")
-    location = run_in_env(first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)")
+    location = run_in_env(
+        first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)"
+    )
     assert location == f"1 {layer}/tinypkg/__init__.py {env}/bin/python"
     assert len(backend.transport.puts) == 1
 
@@ -117,7 +126,9 @@ def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypa
     child = make_packaging(config)
     child.prepare(backend)
     assert child.python_command() == f"{env}/bin/python"
-    assert child.to_config() == config and child.setup_lines() == [f'export PYTHONPATH={layer}"${{PYTHONPATH:+:$PYTHONPATH}}"']
+    assert child.to_config() == config and child.setup_lines() == [
+        f'export PYTHONPATH={layer}"${{PYTHONPATH:+:$PYTHONPATH}}"'
+    ]
     (layer / ".ready").unlink()
     with pytest.raises(ConfigError, match="missing or incomplete"):
         make_packaging(config).prepare(backend)
@@ -146,7 +157,9 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     monkeypatch.undo()
     parts = ("src", "pyproject.toml")  # a build known to read only these (the SDK's own)
     partial = builds.cached_wheel(project, parts)
-    monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("a file outside parts must not rebuild"))
+    monkeypatch.setattr(
+        builds, "build_wheel", lambda *a: pytest.fail("a file outside parts must not rebuild")
+    )
     (project / "notes.txt").write_text("not read by this build\n")
     assert builds.cached_wheel(project, parts) == partial
     monkeypatch.undo()
@@ -175,7 +188,13 @@ exit 0
 
 
 def run_build(python: Path, env: str) -> int:
-    return subprocess.run(["sh", "-c", build_script(str(python), env, posixpath.dirname(env) + "/../wheelhouse", [], ["/x.whl"], True)]).returncode
+    return subprocess.run(
+        [
+            "sh",
+            "-c",
+            build_script(str(python), env, posixpath.dirname(env) + "/../wheelhouse", [], ["/x.whl"], True),
+        ]
+    ).returncode
 
 
 def venv_builds(log: Path) -> int:
@@ -240,7 +259,13 @@ def test_sync_uploads_only_changes_and_deletes_removed_files(tmp_path, backend):
     options = {"type": "sync", "source_dir": str(source), "remote_dir": str(remote), "include_sdk": False}
     first = make_packaging(options)
     first.prepare(backend)
-    synced = {"pyproject.toml", "tool.py", "src/tinypkg/__init__.py", "src/tinypkg/keep.py", "src/tinypkg/gone.py"}
+    synced = {
+        "pyproject.toml",
+        "tool.py",
+        "src/tinypkg/__init__.py",
+        "src/tinypkg/keep.py",
+        "src/tinypkg/gone.py",
+    }
     assert set(first.last_uploaded) == synced
     assert remote_files(remote) == synced | {MANIFEST}
 
@@ -263,8 +288,9 @@ def test_sync_uploads_only_changes_and_deletes_removed_files(tmp_path, backend):
 def test_sync_puts_the_remote_tree_on_pythonpath_and_children_reuse_it(tmp_path, backend, monkeypatch):
     source = make_tree(tmp_path / "proj")
     remote = tmp_path / "remote"
-    strategy = SyncPackaging(source_dir=str(source), cache_root=str(tmp_path / "cache"), python=sys.executable,
-                             include_sdk=False)
+    strategy = SyncPackaging(
+        source_dir=str(source), cache_root=str(tmp_path / "cache"), python=sys.executable, include_sdk=False
+    )
     strategy.prepare(backend)
     assert strategy.env is None  # no dependencies, no SDK to ship: no venv, the python runs as it is
     remote = tmp_path / f"cache/src/{remote_dir_name(source.resolve())}"
@@ -284,7 +310,9 @@ def test_sync_default_remote_dir_under_home_and_errors(tmp_path, backend):
         SyncPackaging().setup_lines()
     with pytest.raises(ConfigError, match="missing on the cluster"):
         SyncPackaging(remote_dir=str(tmp_path / "nope"), prepared=True).prepare(backend)
-    assert SyncPackaging(remote_dir="~/x")._remote_dir(backend.transport, tmp_path) == os.path.expanduser("~/x")
+    assert SyncPackaging(remote_dir="~/x")._remote_dir(backend.transport, tmp_path) == os.path.expanduser(
+        "~/x"
+    )
 
 
 def test_sync_projects_with_the_same_dir_name_get_their_own_remote_trees(tmp_path, backend):
@@ -293,8 +321,12 @@ def test_sync_projects_with_the_same_dir_name_get_their_own_remote_trees(tmp_pat
     for parent in ("one", "two"):
         source = make_project(tmp_path / parent / "app")
         (source / "src/tinypkg/__init__.py").write_text(f"VALUE = {parent!r}\n")
-        strategy = SyncPackaging(source_dir=str(source), cache_root=str(tmp_path / "cache"), python=sys.executable,
-                                 include_sdk=False)
+        strategy = SyncPackaging(
+            source_dir=str(source),
+            cache_root=str(tmp_path / "cache"),
+            python=sys.executable,
+            include_sdk=False,
+        )
         strategy.prepare(backend)
         remotes.append(strategy)
     assert remotes[0].remote_dir != remotes[1].remote_dir
@@ -302,11 +334,19 @@ def test_sync_projects_with_the_same_dir_name_get_their_own_remote_trees(tmp_pat
     assert os.path.basename(remotes[0].remote_dir).startswith("app-")
 
 
-@pytest.mark.parametrize(("pattern", "path", "matches"), [
-    ("**/*.py", "a.py", True), ("**/*.py", "src/pkg/a.py", True), ("**/*.py", "a.pyc", False),
-    ("*.py", "src/a.py", False), ("pyproject.toml", "pyproject.toml", True),
-    ("pyproject.toml", "sub/pyproject.toml", False), ("data/**", "data/x/y.csv", True), ("a?.txt", "ab.txt", True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("**/*.py", "a.py", True),
+        ("**/*.py", "src/pkg/a.py", True),
+        ("**/*.py", "a.pyc", False),
+        ("*.py", "src/a.py", False),
+        ("pyproject.toml", "pyproject.toml", True),
+        ("pyproject.toml", "sub/pyproject.toml", False),
+        ("data/**", "data/x/y.csv", True),
+        ("a?.txt", "ab.txt", True),
+    ],
+)
 def test_glob_patterns(pattern, path, matches):
     assert bool(glob_to_regex(pattern).match(path)) is matches
 
@@ -320,8 +360,9 @@ def test_concurrent_syncs_of_one_project_all_succeed(tmp_path):
     def sync() -> None:
         try:
             SyncPackaging(source_dir=str(source), remote_dir=str(remote), include_sdk=False).prepare(
-                SlurmBackend(LocalTransport()))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+                SlurmBackend(LocalTransport())
+            )
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=sync) for _ in range(4)]

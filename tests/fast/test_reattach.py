@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -28,7 +28,8 @@ TIMEOUT = 60
 def run_in_new_process(cluster, code: str) -> dict:
     """Run ``code`` in a fresh interpreter with ``cluster`` rebuilt there from the same state dir and job
     root; the code leaves what it found in ``out`` (a dict), printed back as JSON."""
-    program = textwrap.dedent(f"""
+    program = (
+        textwrap.dedent(f"""
         import json, sys
         from slurm import Cluster
         from slurm.backends.local import LocalCommandBackend
@@ -36,37 +37,53 @@ def run_in_new_process(cluster, code: str) -> dict:
                           {{"type": "none", "pythonpath": [{REPO!r}], "python": sys.executable}},
                           job_root={cluster.job_root!r})
         out = {{}}
-    """) + textwrap.dedent(code) + "\nprint(json.dumps(out))\n"
+    """)
+        + textwrap.dedent(code)
+        + "\nprint(json.dumps(out))\n"
+    )
     env = {**os.environ, "PYTHONPATH": REPO}
-    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_a_new_process_gets_result_state_and_logs_by_id(cluster):
     job = cluster.submit(log_tasks.speak, ["hello from the job"])
-    found = run_in_new_process(cluster, f"""
+    found = run_in_new_process(
+        cluster,
+        f"""
         job = cluster.job({job.job_id!r})
         out["result"] = job.result(timeout={TIMEOUT})
         out["state"] = job.state.value
         out["stdout"] = job.stdout()
         out["name"] = job.name
         out["script_ok"] = job.script.startswith("#!/bin/bash")
-    """)
-    assert found == {"result": 1, "state": "COMPLETED", "stdout": "hello from the job\n", "name": "speak",
-                     "script_ok": True}
+    """,
+    )
+    assert found == {
+        "result": 1,
+        "state": "COMPLETED",
+        "stdout": "hello from the job\n",
+        "name": "speak",
+        "script_ok": True,
+    }
     assert job.result(timeout=TIMEOUT) == 1  # the submitting handle agrees
 
 
 def test_a_new_process_gets_map_results_and_single_tasks(cluster):
     squares = cluster.map(tasks.square, range(5))
     [array_id] = squares.array_ids
-    found = run_in_new_process(cluster, f"""
+    found = run_in_new_process(
+        cluster,
+        f"""
         whole = cluster.job({array_id!r})
         out["kind"] = type(whole).__name__
         out["results"] = whole.results(timeout={TIMEOUT})
         out["third"] = cluster.job("{array_id}_3").result()
-    """)
+    """,
+    )
     assert found == {"kind": "ArrayJob", "results": [0, 1, 4, 9, 16], "third": 9}
 
 
@@ -91,8 +108,11 @@ def test_handles_have_the_submitted_shape(cluster):
     assert isinstance(cluster.job(int(single.job_id)), Job)
     assert isinstance(cluster.job(array_id), ArrayJob)
     task = cluster.job(f"{array_id}_1")
-    assert (task.job_id, task.job_dir, task.log_path("stderr")) == \
-           (array[1].job_id, array[1].job_dir, array[1].log_path("stderr"))
+    assert (task.job_id, task.job_dir, task.log_path("stderr")) == (
+        array[1].job_id,
+        array[1].job_dir,
+        array[1].log_path("stderr"),
+    )
     array.wait(timeout=TIMEOUT)
     single.wait(timeout=TIMEOUT)
 
@@ -115,7 +135,7 @@ def test_unknown_malformed_and_out_of_range_ids_name_the_fix(cluster):
 
 
 def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     done = cluster.submit(tasks.add, 2, 3)
     settle(cluster, done)
     sleeping = cluster.submit(log_tasks.snooze, 600)
@@ -123,12 +143,14 @@ def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
     settle(cluster, squares)
     infos = cluster.jobs()
     assert [(i.job_id, i.name, i.array, i.tasks) for i in infos] == [
-        (done.job_id, "add", False, 1), (sleeping.job_id, "snooze", False, 1),
-        (squares.array_ids[0], "square", True, 3)]
+        (done.job_id, "add", False, 1),
+        (sleeping.job_id, "snooze", False, 1),
+        (squares.array_ids[0], "square", True, 3),
+    ]
     assert infos[0].state is JobState.COMPLETED and infos[0].results == 1
     assert infos[1].state in (JobState.PENDING, JobState.RUNNING) and infos[1].results == 0
     assert infos[2].state is JobState.COMPLETED and infos[2].results == 3
-    assert all(before <= info.submitted_at <= datetime.now(timezone.utc) for info in infos)
+    assert all(before <= info.submitted_at <= datetime.now(UTC) for info in infos)
     assert infos[0].task == "tests.fast.tasks.add"
     sleeping.cancel()
 
@@ -164,6 +186,7 @@ def test_a_record_write_failure_does_not_fail_the_submission(cluster, monkeypatc
 
 
 # --- cleanup ---------------------------------------------------------------------------------------
+
 
 def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     finished = cluster.submit(tasks.add, 1, 2)
@@ -222,11 +245,26 @@ def test_bad_ages_say_what_is_accepted(bad):
 _names = st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)
 
 
-@given(job_id=st.integers(1, 10**9).map(str), name=_names, tasks=st.integers(1, 1001), array=st.booleans(),
-       when=st.datetimes(timezones=st.just(timezone.utc)), task=st.text(max_size=80), workflow=st.booleans())
+@given(
+    job_id=st.integers(1, 10**9).map(str),
+    name=_names,
+    tasks=st.integers(1, 1001),
+    array=st.booleans(),
+    when=st.datetimes(timezones=st.just(UTC)),
+    task=st.text(max_size=80),
+    workflow=st.booleans(),
+)
 def test_records_survive_their_json_line(job_id, name, tasks, array, when, task, workflow):
-    record = SubmissionRecord(job_id=job_id, name=name, job_dir=f"/root/jobs/{name}", submitted_at=when,
-                              array=array, tasks=tasks, task=task, workflow=workflow)
+    record = SubmissionRecord(
+        job_id=job_id,
+        name=name,
+        job_dir=f"/root/jobs/{name}",
+        submitted_at=when,
+        array=array,
+        tasks=tasks,
+        task=task,
+        workflow=workflow,
+    )
     line = record.to_json()
     assert "\n" not in line and line.startswith("{")  # the listing splits on lines and spots "{"
     assert SubmissionRecord.from_json(line) == record
@@ -238,8 +276,17 @@ def test_job_ids_parse_back(base, index):
     assert parse_job_id(text) == (str(base), index)
 
 
-@pytest.mark.parametrize("job_dir", ["/elsewhere/x", "/root/jobs", "/root/jobs/../etc", "/root/jobs/a/b",
-                                     "/root/jobs/records", "/root/jobs/.."])
+@pytest.mark.parametrize(
+    "job_dir",
+    [
+        "/elsewhere/x",
+        "/root/jobs",
+        "/root/jobs/../etc",
+        "/root/jobs/a/b",
+        "/root/jobs/records",
+        "/root/jobs/..",
+    ],
+)
 def test_records_never_point_outside_the_job_root(job_dir):
     with pytest.raises(ValueError, match="not a directory of the SDK"):
         _checked_dir("/root/jobs", job_dir)

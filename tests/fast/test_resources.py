@@ -8,10 +8,18 @@ from slurm import ResourceError, task
 from slurm.resources import Resources, parse_time_seconds
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("30", 1800), ("30:15", 1815), ("01:02:03", 3723), ("2-12", 216000), ("1-00:30", 88200),
-    ("1-00:00:01", 86401), (90, 5400),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30", 1800),
+        ("30:15", 1815),
+        ("01:02:03", 3723),
+        ("2-12", 216000),
+        ("1-00:30", 88200),
+        ("1-00:00:01", 86401),
+        (90, 5400),
+    ],
+)
 def test_slurm_time_formats(text, seconds):
     assert parse_time_seconds(text) == seconds
 
@@ -22,21 +30,24 @@ def test_malformed_time_rejected(bad):
         Resources(time=bad)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("cpus", -1, "cpus must be an int >= 1"),
-    ("cpus", 0, "cpus must be an int >= 1"),
-    ("cpus", 1.5, "cpus must be an int >= 1"),
-    ("cpus", True, "cpus must be an int >= 1"),
-    ("mem", "4GB", "malformed mem"),
-    ("mem", "-1G", "malformed mem"),
-    ("mem", 0, "mem must be a positive"),
-    ("gpus", -1, "gpus must be >= 0"),
-    ("gpus", "two", "malformed gpus"),
-    ("partition", "de bug", "partition must be a non-empty string without whitespace"),
-    ("sbatch", {"time": "1"}, "use the time= argument"),
-    ("sbatch", {"--output": "x"}, "the SDK sets it itself"),
-    ("sbatch", {"comment": "two\nlines"}, "single-line"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("cpus", -1, "cpus must be an int >= 1"),
+        ("cpus", 0, "cpus must be an int >= 1"),
+        ("cpus", 1.5, "cpus must be an int >= 1"),
+        ("cpus", True, "cpus must be an int >= 1"),
+        ("mem", "4GB", "malformed mem"),
+        ("mem", "-1G", "malformed mem"),
+        ("mem", 0, "mem must be a positive"),
+        ("gpus", -1, "gpus must be >= 0"),
+        ("gpus", "two", "malformed gpus"),
+        ("partition", "de bug", "partition must be a non-empty string without whitespace"),
+        ("sbatch", {"time": "1"}, "use the time= argument"),
+        ("sbatch", {"--output": "x"}, "the SDK sets it itself"),
+        ("sbatch", {"comment": "two\nlines"}, "single-line"),
+    ],
+)
 def test_bad_resources_rejected_at_decoration(field, value, message):
     with pytest.raises(ResourceError, match=message):
         task(**{field: value})

@@ -74,8 +74,13 @@ def test_submit_passes_array_dependencies_and_extra_and_parses_cluster_suffix(fa
     backend = SlurmBackend(LocalTransport(), sbatch_extra=("--qos=low",))
     job_id = backend.submit("/jobs/my dir/job.sh", array="0-9%2", dependencies=["17", "18_3"])
     assert job_id == "4242"
-    assert fake.argv("sbatch") == ["--parsable", "--qos=low", "--array=0-9%2", "--dependency=afterok:17:18_3",
-                                   "/jobs/my dir/job.sh"]
+    assert fake.argv("sbatch") == [
+        "--parsable",
+        "--qos=low",
+        "--array=0-9%2",
+        "--dependency=afterok:17:18_3",
+        "/jobs/my dir/job.sh",
+    ]
 
 
 def test_submit_plain_and_dependency_type(backend, fake):
@@ -85,8 +90,9 @@ def test_submit_plain_and_dependency_type(backend, fake):
 
 
 def test_submit_error_carries_stderr_and_command(backend, fake):
-    fake.respond("sbatch", err="sbatch: error: Batch job submission failed: Invalid partition name specified\n",
-                 rc=1)
+    fake.respond(
+        "sbatch", err="sbatch: error: Batch job submission failed: Invalid partition name specified\n", rc=1
+    )
     with pytest.raises(SubmitError) as info:
         backend.submit("/j.sh", array="0-3")
     message = str(info.value)
@@ -104,8 +110,12 @@ def test_commands_drop_the_enclosing_allocation_but_keep_conf_and_sdk_settings(f
         """The shell of a job: Slurm's variables for the running job are set."""
 
         def run(self, command: str, *, env: Mapping[str, str] | None = None, **kw):
-            allocation = {"SLURM_JOB_ID": "99", "SLURM_NODELIST": "c1", "SLURM_CONF": "/etc/slurm/slurm.conf",
-                          "SLURM_SDK_JOB_ROOT": "/jobs"}
+            allocation = {
+                "SLURM_JOB_ID": "99",
+                "SLURM_NODELIST": "c1",
+                "SLURM_CONF": "/etc/slurm/slurm.conf",
+                "SLURM_SDK_JOB_ROOT": "/jobs",
+            }
             return super().run(command, env={**allocation, **(env or {})}, **kw)
 
     fake.respond("sbatch", out="8\n")
@@ -114,12 +124,20 @@ def test_commands_drop_the_enclosing_allocation_but_keep_conf_and_sdk_settings(f
 
 
 def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
-    fake.respond("sacct", out="10|COMPLETED\n11|CANCELLED by 0\n12|RUNNING\n13_1|FAILED\n13_[2-4%1]|PENDING\n"
-                              "14|OUT_OF_MEMORY\n")
+    fake.respond(
+        "sacct",
+        out="10|COMPLETED\n11|CANCELLED by 0\n12|RUNNING\n13_1|FAILED\n13_[2-4%1]|PENDING\n"
+        "14|OUT_OF_MEMORY\n",
+    )
     ids = ["10", "11", "12", "13_1", "13_3", "14"]
     assert backend.states(ids + ["10"]) == {
-        "10": JobState.COMPLETED, "11": JobState.CANCELLED, "12": JobState.RUNNING, "13_1": JobState.FAILED,
-        "13_3": JobState.PENDING, "14": JobState.OUT_OF_MEMORY}
+        "10": JobState.COMPLETED,
+        "11": JobState.CANCELLED,
+        "12": JobState.RUNNING,
+        "13_1": JobState.FAILED,
+        "13_3": JobState.PENDING,
+        "14": JobState.OUT_OF_MEMORY,
+    }
     assert fake.calls() == ["sacct"]
     # Array tasks are asked for by their array's id (sacct lists every task of it).
     assert fake.argv("sacct") == ["-X", "-D", "-n", "-P", "-j", "10,11,12,13,14", "-o", "JobID,State"]
@@ -128,7 +146,9 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
 def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
     fake.respond("sacct", out="".join(f"77_{i}|COMPLETED\n" for i in range(990)) + "77_[990-999]|PENDING\n")
     states = backend.states([f"77_{i}" for i in range(1000)])
-    assert [states[f"77_{i}"] for i in (0, 989, 990, 999)] == [JobState.COMPLETED] * 2 + [JobState.PENDING] * 2
+    assert [states[f"77_{i}"] for i in (0, 989, 990, 999)] == [JobState.COMPLETED] * 2 + [
+        JobState.PENDING
+    ] * 2
     assert fake.calls() == ["sacct"] and fake.argv("sacct")[5] == "77"
 
 
@@ -140,8 +160,13 @@ def test_states_are_batched_by_poll_batch(fake):
     assert fake.argv("sacct")[5] == "4"
 
 
-@pytest.mark.parametrize("said", [{"err": "Slurm accounting storage is disabled\n", "rc": 1},
-                                  {"out": "Slurm accounting storage is disabled\n", "rc": 0}])
+@pytest.mark.parametrize(
+    "said",
+    [
+        {"err": "Slurm accounting storage is disabled\n", "rc": 1},
+        {"out": "Slurm accounting storage is disabled\n", "rc": 0},
+    ],
+)
 def test_without_accounting_squeue_answers_and_sacct_is_not_asked_again(backend, fake, said):
     fake.respond("sacct", **said)
     fake.respond("squeue", out="20|COMPLETED\n21|PENDING\n22_[0-2]|PENDING\n")
@@ -172,8 +197,11 @@ def test_passing_sacct_trouble_uses_squeue_once_and_keeps_sacct(backend, fake):
 def test_jobs_sacct_does_not_know_yet_are_asked_from_squeue(backend, fake):
     fake.respond("sacct", out="30|COMPLETED\n")
     fake.respond("squeue", out="31|PENDING\n")
-    assert backend.states(["30", "31", "32"]) == {"30": JobState.COMPLETED, "31": JobState.PENDING,
-                                                  "32": JobState.UNKNOWN}
+    assert backend.states(["30", "31", "32"]) == {
+        "30": JobState.COMPLETED,
+        "31": JobState.PENDING,
+        "32": JobState.UNKNOWN,
+    }
     assert fake.argv("squeue")[4] == "31,32"
 
 
@@ -187,16 +215,24 @@ def test_squeue_invalid_id_means_unknown_other_errors_raise(backend, fake):
 
 
 def test_array_base_id_summarises_its_tasks(backend, fake):
-    fake.respond("sacct", out="40_0|COMPLETED\n40_1|RUNNING\n41_0|COMPLETED\n41_1|TIMEOUT\n42_[0-3]|PENDING\n")
-    assert backend.states(["40", "41", "42"]) == {"40": JobState.RUNNING, "41": JobState.TIMEOUT,
-                                                  "42": JobState.PENDING}
+    fake.respond(
+        "sacct", out="40_0|COMPLETED\n40_1|RUNNING\n41_0|COMPLETED\n41_1|TIMEOUT\n42_[0-3]|PENDING\n"
+    )
+    assert backend.states(["40", "41", "42"]) == {
+        "40": JobState.RUNNING,
+        "41": JobState.TIMEOUT,
+        "42": JobState.PENDING,
+    }
 
 
 def test_cancel_runs_scancel_and_tolerates_finished_jobs(backend, fake):
     backend.cancel("50_2")
     assert fake.argv("scancel") == ["50_2"]
-    fake.respond("scancel", err="scancel: error: Kill job error on job id 51: Job/step already completing or "
-                                "completed\n", rc=1)
+    fake.respond(
+        "scancel",
+        err="scancel: error: Kill job error on job id 51: Job/step already completing or completed\n",
+        rc=1,
+    )
     backend.cancel("51")
     fake.respond("scancel", err="scancel: error: Unable to contact slurm controller\n", rc=1)
     with pytest.raises(BackendError, match="Unable to contact"):
@@ -204,22 +240,40 @@ def test_cancel_runs_scancel_and_tolerates_finished_jobs(backend, fake):
 
 
 def test_max_array_size_read_once_from_scontrol(backend, fake):
-    fake.respond("scontrol", out="Configuration data as of now\nMaxArraySize            = 40001\n"
-                                 "MaxJobCount             = 10000\n")
+    fake.respond(
+        "scontrol",
+        out="Configuration data as of now\nMaxArraySize            = 40001\n"
+        "MaxJobCount             = 10000\n",
+    )
     assert backend.max_array_size() == 40001
     assert backend.max_array_size() == 40001
     assert fake.calls() == ["scontrol"]
     assert fake.argv("scontrol") == ["show", "config"]
 
 
-@pytest.mark.parametrize(("text", "state"), [
-    ("PENDING", JobState.PENDING), ("REQUEUED", JobState.REQUEUED), ("CONFIGURING", JobState.PENDING),
-    ("RUNNING", JobState.RUNNING), ("SUSPENDED", JobState.RUNNING), ("COMPLETING", JobState.COMPLETING),
-    ("COMPLETED", JobState.COMPLETED), ("FAILED", JobState.FAILED), ("PREEMPTED", JobState.PREEMPTED),
-    ("CANCELLED by 1000", JobState.CANCELLED), ("CANCELLED+", JobState.CANCELLED), ("TIMEOUT", JobState.TIMEOUT),
-    ("DEADLINE", JobState.TIMEOUT), ("OUT_OF_MEMORY", JobState.OUT_OF_MEMORY), ("NODE_FAIL", JobState.NODE_FAIL),
-    ("BOOT_FAIL", JobState.NODE_FAIL), ("WHATEVER", JobState.UNKNOWN), ("", JobState.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("text", "state"),
+    [
+        ("PENDING", JobState.PENDING),
+        ("REQUEUED", JobState.REQUEUED),
+        ("CONFIGURING", JobState.PENDING),
+        ("RUNNING", JobState.RUNNING),
+        ("SUSPENDED", JobState.RUNNING),
+        ("COMPLETING", JobState.COMPLETING),
+        ("COMPLETED", JobState.COMPLETED),
+        ("FAILED", JobState.FAILED),
+        ("PREEMPTED", JobState.PREEMPTED),
+        ("CANCELLED by 1000", JobState.CANCELLED),
+        ("CANCELLED+", JobState.CANCELLED),
+        ("TIMEOUT", JobState.TIMEOUT),
+        ("DEADLINE", JobState.TIMEOUT),
+        ("OUT_OF_MEMORY", JobState.OUT_OF_MEMORY),
+        ("NODE_FAIL", JobState.NODE_FAIL),
+        ("BOOT_FAIL", JobState.NODE_FAIL),
+        ("WHATEVER", JobState.UNKNOWN),
+        ("", JobState.UNKNOWN),
+    ],
+)
 def test_slurm_states_map_to_job_states(text, state):
     assert parse_slurm_state(text) is state
 
@@ -229,17 +283,26 @@ def test_array_ranges_expand():
     assert expand_job_ids("9_7") == ["9_7"] and expand_job_ids("9") == ["9"]
 
 
-@pytest.mark.parametrize("stderr, killed", [
-    # jobacct_gather OverMemoryKill (the dev cluster: no cgroups), as slurmstepd 24.11 writes it
-    ("slurmstepd-c1: error: StepId=10.batch exceeded memory limit (430116864 > 52428800), being killed\n"
-     "slurmstepd-c1: error: *** JOB 10 ON c1 CANCELLED AT 2026-11-25T23:10:59 ***", True),
-    # the cgroup OOM killer on production clusters
-    ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=3.batch. Some of your processes may have "
-     "been killed by the cgroup out-of-memory handler.", True),
-    # the task's own words are not Slurm's verdict
-    ("Traceback (most recent call last):\nMemoryError", False),
-    ("print('exceeded memory limit')", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "stderr, killed",
+    [
+        # jobacct_gather OverMemoryKill (the dev cluster: no cgroups), as slurmstepd 24.11 writes it
+        (
+            "slurmstepd-c1: error: StepId=10.batch exceeded memory limit (430116864 > 52428800), being killed\n"
+            "slurmstepd-c1: error: *** JOB 10 ON c1 CANCELLED AT 2026-11-25T23:10:59 ***",
+            True,
+        ),
+        # the cgroup OOM killer on production clusters
+        (
+            "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=3.batch. Some of your processes may have "
+            "been killed by the cgroup out-of-memory handler.",
+            True,
+        ),
+        # the task's own words are not Slurm's verdict
+        ("Traceback (most recent call last):\nMemoryError", False),
+        ("print('exceeded memory limit')", False),
+        ("", False),
+    ],
+)
 def test_memory_kills_are_recognised_from_slurmstepd_lines(stderr, killed):
     assert killed_for_memory(stderr) is killed

@@ -17,8 +17,10 @@ from slurm.backends.ssh import SSHBackend, SSHTransport
 from slurm.errors import CommandError, ConfigError, SSHError
 
 SSHD = "/usr/sbin/sshd"
-pytestmark = pytest.mark.skipif(not os.path.exists(SSHD) or not shutil.which("ssh-keygen"),
-                                reason="needs OpenSSH server (apt-get install -y openssh-server)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(SSHD) or not shutil.which("ssh-keygen"),
+    reason="needs OpenSSH server (apt-get install -y openssh-server)",
+)
 
 
 def _keygen(path: Path) -> str:
@@ -62,7 +64,8 @@ class SSHD_:
             f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
             f"StrictModes no\nUsePAM no\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
-            "MaxSessions 50\nMaxStartups 50\n")
+            "MaxSessions 50\nMaxStartups 50\n"
+        )
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation dir sshd insists on
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
         _wait_listening(self.port, self.proc)
@@ -91,7 +94,9 @@ def transport(sshd):
 
 
 def test_run_collects_output_status_and_env(transport):
-    result = transport.run('echo "out $GREETING"; echo err >&2; exit 3', env={"GREETING": "a b'c"}, check=False)
+    result = transport.run(
+        'echo "out $GREETING"; echo err >&2; exit 3', env={"GREETING": "a b'c"}, check=False
+    )
     assert (result.returncode, result.stdout, result.stderr) == (3, "out a b'c\n", "err\n")
     with pytest.raises(CommandError) as info:
         transport.run("echo nope >&2; false")
@@ -130,7 +135,9 @@ def test_read_existing_fetches_many_files_in_one_command(transport, tmp_path, mo
         Path(path).write_bytes(os.urandom(i % 50) + b"\0\n" * (i % 3))  # binary, some empty
     commands = []
     original_run = transport.run
-    monkeypatch.setattr(transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw))
+    monkeypatch.setattr(
+        transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw)
+    )
     found = transport.read_existing(paths)
     assert found == {path: Path(path).read_bytes() for path in paths[:-1]}  # the missing one is left out
     assert len(commands) == 3  # 1200 paths, 500 per command
@@ -145,7 +152,9 @@ def test_existing_lists_result_files_of_many_directories_in_one_command(transpor
     (tmp_path / "job*").mkdir()  # a glob character in a name matches only itself
     commands = []
     original_run = transport.run
-    monkeypatch.setattr(transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw))
+    monkeypatch.setattr(
+        transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw)
+    )
     assert transport.existing(wanted + [str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
     assert len(commands) == 1 and "slurm-1.out" not in commands[0]
 

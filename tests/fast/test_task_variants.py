@@ -16,18 +16,23 @@ from tests.fast import tasks
 BASES = {"add (resources)": tasks.add, "fan_out (workflow)": tasks.fan_out, "square (bare)": tasks.square}
 
 job_ids = st.lists(st.integers(1, 10**6).map(str), min_size=1, max_size=3)
-changes = st.fixed_dictionaries({}, optional={
-    "time": st.sampled_from(["00:05:00", "10", "1-00:00:00"]),
-    "cpus": st.integers(1, 64),
-    "mem": st.sampled_from(["512M", "4G"]),
-    "gpus": st.integers(1, 8),
-    "partition": st.sampled_from(["debug", "gpu"]),
-    "requeue": st.booleans(),
-    "sbatch": st.dictionaries(st.sampled_from(["qos", "constraint", "comment"]), st.sampled_from(["a", "b"]),
-                              max_size=2),
-})
-steps = st.lists(st.one_of(st.tuples(st.just("after"), job_ids), st.tuples(st.just("options"), changes)),
-                 max_size=6)
+changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "time": st.sampled_from(["00:05:00", "10", "1-00:00:00"]),
+        "cpus": st.integers(1, 64),
+        "mem": st.sampled_from(["512M", "4G"]),
+        "gpus": st.integers(1, 8),
+        "partition": st.sampled_from(["debug", "gpu"]),
+        "requeue": st.booleans(),
+        "sbatch": st.dictionaries(
+            st.sampled_from(["qos", "constraint", "comment"]), st.sampled_from(["a", "b"]), max_size=2
+        ),
+    },
+)
+steps = st.lists(
+    st.one_of(st.tuples(st.just("after"), job_ids), st.tuples(st.just("options"), changes)), max_size=6
+)
 
 
 def apply(task: Task, step: tuple) -> Task:
@@ -50,7 +55,11 @@ def test_any_chain_keeps_resources_dependencies_and_workflowness(base, chain):
     assert sbatch_options(variant.resources) == sbatch_options(expected_resources)
     assert list(variant.dependencies) == expected_ids
     assert variant.dependency_type == "afterok"
-    assert (variant.is_workflow, variant.name, variant.fn) == (original.is_workflow, original.name, original.fn)
+    assert (variant.is_workflow, variant.name, variant.fn) == (
+        original.is_workflow,
+        original.name,
+        original.fn,
+    )
     # The original is never changed by its variants.
     assert original.dependencies == () and original.resources == BASES[base].resources
 

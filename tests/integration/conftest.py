@@ -12,8 +12,12 @@ def login_transport(slurm_container: Connection):
     """The SDK's SSH transport to the login node, as user sdk, pinned to the stack's host key."""
     from slurm.backends.ssh import SSHTransport
 
-    transport = SSHTransport(slurm_container.host, port=slurm_container.port, user=slurm_container.user,
-                             key_filename=str(slurm_container.key_path),
-                             known_host_key=slurm_container.host_key)
+    transport = SSHTransport(
+        slurm_container.host,
+        port=slurm_container.port,
+        user=slurm_container.user,
+        key_filename=str(slurm_container.key_path),
+        known_host_key=slurm_container.host_key,
+    )
     yield transport
     transport.close()

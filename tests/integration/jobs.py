@@ -7,8 +7,7 @@ import os
 import socket
 import time
 
-from slurm import Task, task, workflow
-from slurm import _devprobe
+from slurm import Task, _devprobe, task, workflow
 
 
 class IntentionalError(Exception):
@@ -43,6 +42,7 @@ def write_marker(path, text):
 def chatty(text):
     print(f"stdout says {text}", flush=True)
     import sys
+
     print(f"stderr says {text}", file=sys.stderr, flush=True)
     return len(text)
 

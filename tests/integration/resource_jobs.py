@@ -24,7 +24,12 @@ def hold_memory(megabytes: int, seconds: float = 4.0) -> int:
 def job_environment() -> dict[str, str]:
     """The job's partition, GPUs and its own `scontrol -d show job` (the allocation as Slurm sees it)."""
     job_id = os.environ["SLURM_JOB_ID"]
-    shown = subprocess.run(["scontrol", "-d", "show", "job", job_id], capture_output=True, text=True, check=True)
-    return {"partition": os.environ.get("SLURM_JOB_PARTITION", ""),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
-            "job_id": job_id, "scontrol": shown.stdout}
+    shown = subprocess.run(
+        ["scontrol", "-d", "show", "job", job_id], capture_output=True, text=True, check=True
+    )
+    return {
+        "partition": os.environ.get("SLURM_JOB_PARTITION", ""),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        "job_id": job_id,
+        "scontrol": shown.stdout,
+    }

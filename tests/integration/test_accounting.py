@@ -16,12 +16,21 @@ def test_accounting_profile_makes_sacct_answer(slurm_stack, tmp_path, monkeypatc
     from slurm.backends.ssh import SSHBackend
 
     monkeypatch.setenv("SLURM_SDK_COMPOSE_PROFILES", "accounting")
-    stack = Stack(slurm_stack.repo_root, project=f"slurmsdk-acct-{uuid.uuid4().hex[:8]}",
-                  state_dir=tmp_path / "state", say=lambda _: None)
+    stack = Stack(
+        slurm_stack.repo_root,
+        project=f"slurmsdk-acct-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        say=lambda _: None,
+    )
     try:
         connection = stack.ensure_up("accounting-test").connection
-        backend = SSHBackend(connection.host, port=connection.port, user=connection.user,
-                             key_filename=str(connection.key_path), known_host_key=connection.host_key)
+        backend = SSHBackend(
+            connection.host,
+            port=connection.port,
+            user=connection.user,
+            key_filename=str(connection.key_path),
+            known_host_key=connection.host_key,
+        )
         try:
             run = backend.transport.run
             job_id = run("sbatch --wait --parsable -o /dev/null --wrap true").stdout.strip()
@@ -33,9 +42,11 @@ def test_accounting_profile_makes_sacct_answer(slurm_stack, tmp_path, monkeypatc
             gpu_job = run("sbatch --wait --parsable --gres=gpu:1 -o /dev/null --wrap true").stdout.strip()
             assert "gres/gpu=1" in run(f"sacct -n -X -P -j {gpu_job} -o AllocTRES").stdout
             # A job killed for its memory (OverMemoryKill): what accounting records for it.
-            hog = run("sbatch --wait --parsable --mem=50M -o /dev/null --wrap "
-                      "'python3 -c \"import time; b = bytearray(1) * (400 << 20); time.sleep(4)\"'",
-                      check=False).stdout.strip()
+            hog = run(
+                "sbatch --wait --parsable --mem=50M -o /dev/null --wrap "
+                "'python3 -c \"import time; b = bytearray(1) * (400 << 20); time.sleep(4)\"'",
+                check=False,
+            ).stdout.strip()
             assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split()[0] in ("FAILED", "OUT_OF_MEMORY")
         finally:
             backend.close()

@@ -33,8 +33,9 @@ def starts(cluster, path: str) -> list[int]:
 def test_more_work_than_the_time_limit_finishes_after_requeues(slurm_cluster, runs_log):
     # 70 s of work under a 1-minute limit. Slurm checks for due signals on its own cadence and may send one
     # early (measured here: about 25 s into a run for @30), so allow more requeues than the default.
-    job = slurm_cluster.submit(count_steps.options(time="00:01:00", checkpoint=Checkpointing(30, max_requeues=8)),
-                               70, runs_log)
+    job = slurm_cluster.submit(
+        count_steps.options(time="00:01:00", checkpoint=Checkpointing(30, max_requeues=8)), 70, runs_log
+    )
     assert "#SBATCH --signal=B:USR2@30" in job.script
     state = job.result(timeout=600)
     runs = starts(slurm_cluster, runs_log)
@@ -45,7 +46,9 @@ def test_more_work_than_the_time_limit_finishes_after_requeues(slurm_cluster, ru
 
 
 def test_preemption_requeues_beyond_max_requeues_and_resumes(slurm_cluster, faults, runs_log):
-    job = slurm_cluster.submit(count_steps.options(time=10, checkpoint=Checkpointing(max_requeues=0)), 12, runs_log)
+    job = slurm_cluster.submit(
+        count_steps.options(time=10, checkpoint=Checkpointing(max_requeues=0)), 12, runs_log
+    )
     for preemption in (1, 2):
         _wait_for(lambda: len(starts(slurm_cluster, runs_log)) == preemption, f"run {preemption} started")
         time.sleep(2)  # let it save a step or two

@@ -45,7 +45,9 @@ def test_waiting_spares_the_scheduler_and_times_out_truthfully(slurm_cluster):
     backend.statuses = counting
     try:
         job = slurm_cluster.submit(jobs.no_requeue_nap, 12)
-        with pytest.raises(JobTimeoutError, match=r"did not finish within 3s: still (PENDING|RUNNING) as of \d+s ago"):
+        with pytest.raises(
+            JobTimeoutError, match=r"did not finish within 3s: still (PENDING|RUNNING) as of \d+s ago"
+        ):
             job.result(timeout=3)
         assert job.result(timeout=TIMEOUT) == 12
     finally:
@@ -59,8 +61,11 @@ def test_a_dependent_of_a_failed_job_names_its_parent(slurm_cluster):
     Under Slurm's stock defaults the SDK cancels it (see the fault tests' production-defaults mode)."""
     parent = slurm_cluster.submit(jobs.exit_with, 3)
     child = slurm_cluster.submit(jobs.no_requeue_nap.after(parent), 1)
-    with pytest.raises(JobFailedError, match=rf"job {child.job_id} \(no_requeue_nap\) can never start: its dependency "
-                                             rf"afterok on job {parent.job_id} \(FAILED\) cannot be satisfied"):
+    with pytest.raises(
+        JobFailedError,
+        match=rf"job {child.job_id} \(no_requeue_nap\) can never start: its dependency "
+        rf"afterok on job {parent.job_id} \(FAILED\) cannot be satisfied",
+    ):
         child.result(timeout=TIMEOUT)
     assert child.last_state is JobState.CANCELLED
 
@@ -108,7 +113,8 @@ def test_a_requeue_is_reported_and_the_rerun_returns(slurm_cluster, tmp_path):
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.5)
     # A requeued job waits for a BeginTime some minutes ahead; the owner may make it eligible at once.
-    slurm_cluster.backend.transport.run(f"scontrol requeue {job.job_id} && sleep 1 && "
-                                        f"scontrol update JobId={job.job_id} StartTime=now")
+    slurm_cluster.backend.transport.run(
+        f"scontrol requeue {job.job_id} && sleep 1 && scontrol update JobId={job.job_id} StartTime=now"
+    )
     assert job.result(timeout=TIMEOUT) == 2  # ran twice: once before the requeue, once after
     assert requeues == [(job.job_id, 1)] and job.restarts == 1

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import uuid
-from pathlib import Path
 
 import paramiko
 import pytest
@@ -14,15 +12,19 @@ from harness.stack import SDK_MOUNT, SERVICES, Connection, Stack, inputs_hash
 
 pytestmark = pytest.mark.integration
 
-SECRET_FILES = ("/etc/slurm-sdk/munge/munge.key", "/etc/slurm-sdk/ssh/host_ed25519",
-                "/etc/slurm-sdk/ssh/client_ed25519")
+SECRET_FILES = (
+    "/etc/slurm-sdk/munge/munge.key",
+    "/etc/slurm-sdk/ssh/host_ed25519",
+    "/etc/slurm-sdk/ssh/client_ed25519",
+)
 
 
 def sbatch_wait(transport, script: str, *options: str) -> str:
     """Submit ``script`` with ``sbatch --wait`` from the login node and return the job's output."""
     out = f"~/harness-test-{uuid.uuid4().hex}.out"
-    transport.run(f"sbatch --wait --parsable {' '.join(options)} -o {out} --wrap {shlex.quote(script)}",
-                  timeout=120)
+    transport.run(
+        f"sbatch --wait --parsable {' '.join(options)} -o {out} --wrap {shlex.quote(script)}", timeout=120
+    )
     try:
         return transport.run(f"cat {out}").stdout
     finally:
@@ -74,15 +76,18 @@ def test_no_container_is_privileged(slurm_stack):
     # enforce memory (README, "Resources like production").
     added = {c.name: sorted(c.host_config.cap_add) for c in containers if c.host_config.cap_add}
     compute = {slurm_stack.container_names()[node] for node in ("c1", "c2")}
-    assert set(added) <= compute and all(caps in (["SYS_PTRACE"], ["CAP_SYS_PTRACE"]) for caps in added.values()), added
+    assert set(added) <= compute and all(
+        caps in (["SYS_PTRACE"], ["CAP_SYS_PTRACE"]) for caps in added.values()
+    ), added
 
 
 def test_image_carries_no_keys(slurm_stack):
     """Debian's packages generate a munge key and SSH host keys at install time; the image must not keep
     them: every key in a running stack comes from that stack's own `init`."""
     image = slurm_stack.docker.container.inspect(slurm_stack.container_names()["login"]).image
-    listing = slurm_stack.docker.run(image, ["sh", "-c", "ls -A /etc/munge /etc/ssh /etc/slurm-sdk 2>&1; true"],
-                                     entrypoint="", remove=True)
+    listing = slurm_stack.docker.run(
+        image, ["sh", "-c", "ls -A /etc/munge /etc/ssh /etc/slurm-sdk 2>&1; true"], entrypoint="", remove=True
+    )
     assert "munge.key" not in listing
     assert "ssh_host_" not in listing
     assert "client_ed25519" not in listing
@@ -134,17 +139,26 @@ def _secret_hashes(stack: Stack, runner) -> dict[str, str]:
 @pytest.mark.slow
 def test_two_fresh_stacks_get_different_secrets(slurm_stack, tmp_path):
     """Secrets come from each stack's one-shot `init`, never from the image: two stacks never share them."""
-    other = Stack(slurm_stack.repo_root, project=f"slurmsdk-secrets-{uuid.uuid4().hex[:8]}",
-                  state_dir=tmp_path / "state", say=lambda _: None)
+    other = Stack(
+        slurm_stack.repo_root,
+        project=f"slurmsdk-secrets-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        say=lambda _: None,
+    )
     try:
         other.docker.compose.run("init", tty=False, remove=True)  # creates the volumes, generates secrets
-        theirs = _secret_hashes(other, lambda cmd: other.docker.compose.run("init", cmd, tty=False, remove=True))
+        theirs = _secret_hashes(
+            other, lambda cmd: other.docker.compose.run("init", cmd, tty=False, remove=True)
+        )
         ours = _secret_hashes(slurm_stack, lambda cmd: slurm_stack.exec("login", cmd))
         for path in SECRET_FILES:
             assert ours[path] != theirs[path], f"{path} is the same in two fresh stacks"
         image_keys = other.docker.compose.run(
-            "init", ["sh", "-c", "ls /etc/munge/munge.key /etc/ssh/ssh_host_*key 2>/dev/null; true"],
-            tty=False, remove=True)
+            "init",
+            ["sh", "-c", "ls /etc/munge/munge.key /etc/ssh/ssh_host_*key 2>/dev/null; true"],
+            tty=False,
+            remove=True,
+        )
         assert image_keys.strip() == "", f"keys baked into the image: {image_keys}"
     finally:
         other.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)

@@ -77,12 +77,15 @@ def timed(call):
 
 # ---- Slurm forgets a finished job -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_forgotten_job_without_result_raises_job_failed(slurm_cluster, slurm_stack, faults, mode):
     faults.slurm_defaults(mode)
     faults.forget_finished_jobs()
     job = slurm_cluster.submit(fault_jobs.vanish, 3)
-    wait_until(lambda: not scheduler_knows(slurm_stack, job.job_id), 90, f"slurmctld forgetting job {job.job_id}")
+    wait_until(
+        lambda: not scheduler_knows(slurm_stack, job.job_id), 90, f"slurmctld forgetting job {job.job_id}"
+    )
 
     outcome, elapsed = timed(lambda: job.result(timeout=60))
     assert isinstance(outcome, JobFailedError), outcome
@@ -93,9 +96,11 @@ def test_a_forgotten_job_without_result_raises_job_failed(slurm_cluster, slurm_s
 
 # ---- a dependency that can never be met ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", MODES)
-def test_a_dependent_of_a_failed_parent_fails_naming_the_parent(slurm_cluster, slurm_stack, faults, runs_file,
-                                                                 mode):
+def test_a_dependent_of_a_failed_parent_fails_naming_the_parent(
+    slurm_cluster, slurm_stack, faults, runs_file, mode
+):
     faults.slurm_defaults(mode)
     parent = slurm_cluster.submit(jobs.explode, "parent fails")
     child = slurm_cluster.submit(fault_jobs.logged_nap.after(parent), runs_file, 0, "must not run")
@@ -112,6 +117,7 @@ def test_a_dependent_of_a_failed_parent_fails_naming_the_parent(slurm_cluster, s
 
 # ---- the connection drops during sbatch ------------------------------------------------------------
 
+
 def test_sbatch_whose_answer_is_lost_submits_exactly_once(slurm_cluster, slurm_stack, faults, runs_file):
     faults.drop_ssh_after_sbatch(times=1)  # the job is queued, then the connection dies before the id is sent
     job, elapsed = timed(lambda: slurm_cluster.submit(fault_jobs.logged_nap, runs_file, 0, "once"))
@@ -121,8 +127,9 @@ def test_sbatch_whose_answer_is_lost_submits_exactly_once(slurm_cluster, slurm_s
     assert len(runs(slurm_stack, runs_file)) == 1
 
 
-def test_sbatch_answer_cut_from_outside_after_queueing_submits_exactly_once(slurm_cluster, slurm_stack, faults,
-                                                                            runs_file):
+def test_sbatch_answer_cut_from_outside_after_queueing_submits_exactly_once(
+    slurm_cluster, slurm_stack, faults, runs_file
+):
     faults.slow_sbatch(4)  # the job is queued, the answer waits 4 s: time for the drop to land
     cutter = threading.Timer(2.0, faults.drop_ssh)
     cutter.start()
@@ -137,7 +144,10 @@ def test_sbatch_answer_cut_from_outside_after_queueing_submits_exactly_once(slur
 
 # ---- outages and frozen channels -------------------------------------------------------------------
 
-def test_a_slurmctld_outage_longer_than_40s_while_the_job_completes(slurm_cluster, slurm_stack, faults, runs_file):
+
+def test_a_slurmctld_outage_longer_than_40s_while_the_job_completes(
+    slurm_cluster, slurm_stack, faults, runs_file
+):
     job = slurm_cluster.submit(fault_jobs.logged_nap, runs_file, 45, "survived")
     wait_until(lambda: runs(slurm_stack, runs_file), 60, "the task starting")
     faults.pause("slurmctld")  # down for the whole rest of the job (45 s) and past its end
@@ -145,12 +155,16 @@ def test_a_slurmctld_outage_longer_than_40s_while_the_job_completes(slurm_cluste
     still_down = "slurmctld paused" in faults.active()
     faults.unpause("slurmctld")
     assert outcome == "survived"
-    assert still_down, "result() returned only after slurmctld came back: the result file should have ended it"
+    assert still_down, (
+        "result() returned only after slurmctld came back: the result file should have ended it"
+    )
     assert elapsed < 120 + MARGIN
     assert len(runs(slurm_stack, runs_file)) == 1
 
 
-def test_a_frozen_login_node_cannot_hold_result_past_its_timeout(slurm_cluster, slurm_stack, faults, runs_file):
+def test_a_frozen_login_node_cannot_hold_result_past_its_timeout(
+    slurm_cluster, slurm_stack, faults, runs_file
+):
     job = slurm_cluster.submit(fault_jobs.logged_nap, runs_file, 300, "never waited for")
     wait_until(lambda: runs(slurm_stack, runs_file), 60, "the task starting")
     faults.pause("login")
@@ -164,13 +178,17 @@ def test_a_frozen_login_node_cannot_hold_result_past_its_timeout(slurm_cluster, 
 
 # ---- a compute node fails ----------------------------------------------------------------------------
 
-def test_node_failure_requeues_the_job_and_says_so(slurm_container, sdk_on_cluster, slurm_stack, faults,
-                                                  runs_file, request):
+
+def test_node_failure_requeues_the_job_and_says_so(
+    slurm_container, sdk_on_cluster, slurm_stack, faults, runs_file, request
+):
     requeues = Requeues()
     with _cluster(request, slurm_container, sdk_on_cluster, requeues) as cluster:
         job = cluster.submit(fault_jobs.logged_nap, runs_file, 20, "ran twice, reported")
         fail_the_node_running(slurm_stack, faults, runs_file)
-        wait_until(lambda: job.state is JobState.REQUEUED or requeues.requeued, 60, "the SDK seeing the requeue")
+        wait_until(
+            lambda: job.state is JobState.REQUEUED or requeues.requeued, 60, "the SDK seeing the requeue"
+        )
         faults.release_requeued(job.job_id)  # skip Slurm's ~2 min hold of a requeued batch job
         outcome, elapsed = timed(lambda: job.result(timeout=120))
     assert outcome == "ran twice, reported"
@@ -180,8 +198,9 @@ def test_node_failure_requeues_the_job_and_says_so(slurm_container, sdk_on_clust
     assert elapsed < 120 + MARGIN
 
 
-def test_node_failure_with_requeue_off_fails_the_job(slurm_container, sdk_on_cluster, slurm_stack, faults,
-                                                    runs_file, request):
+def test_node_failure_with_requeue_off_fails_the_job(
+    slurm_container, sdk_on_cluster, slurm_stack, faults, runs_file, request
+):
     requeues = Requeues()
     with _cluster(request, slurm_container, sdk_on_cluster, requeues) as cluster:
         job = cluster.submit(fault_jobs.logged_nap_no_requeue, runs_file, 60, "must not finish")
@@ -196,8 +215,10 @@ def test_node_failure_with_requeue_off_fails_the_job(slurm_container, sdk_on_clu
 
 # ---- the login node restarts -------------------------------------------------------------------------
 
-def test_login_restart_moves_the_port_and_the_harness_follows(slurm_container, sdk_on_cluster, slurm_stack,
-                                                              faults, request):
+
+def test_login_restart_moves_the_port_and_the_harness_follows(
+    slurm_container, sdk_on_cluster, slurm_stack, faults, request
+):
     before = slurm_stack.published_port()
     moved = faults.restart("login")
     assert moved.port != before and moved.port == slurm_stack.published_port()

@@ -10,7 +10,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_activity_sees_the_job_users_jobs_and_ssh_connections(slurm_stack, login_transport):
-    job_id = login_transport.run("sbatch --parsable --hold -J outside-pytest -o /dev/null --wrap true").stdout.strip()
+    job_id = login_transport.run(
+        "sbatch --parsable --hold -J outside-pytest -o /dev/null --wrap true"
+    ).stdout.strip()
     try:
         found = activity.outside_activity(slurm_stack)  # login_transport's connection is open meanwhile
         assert f"{job_id} PENDING outside-pytest" in found.jobs, found

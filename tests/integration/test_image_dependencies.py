@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from python_on_whales.exceptions import DockerException
 
-from harness import airgap
+from harness import airgap, wheelhouse
 from harness.stack import REPO_ROOT, SDK_MOUNT, SERVICES, Stack
-from harness import wheelhouse
 from harness.wheelhouse import WHEELHOUSE_DIR
 
 pytestmark = pytest.mark.integration
@@ -50,7 +49,9 @@ def repo_copy(tmp_path, index_url):
             shutil.copy2(source, root / name)
     shutil.rmtree(root / WHEELHOUSE_DIR)  # a fresh clone's state: no wheelhouse yet
     (root / WHEELHOUSE_DIR).mkdir()
-    (root / "pyproject.toml").write_text(with_dependency((REPO_ROOT / "pyproject.toml").read_text(), NEW_DEPENDENCY))
+    (root / "pyproject.toml").write_text(
+        with_dependency((REPO_ROOT / "pyproject.toml").read_text(), NEW_DEPENDENCY)
+    )
     project = f"slurmsdk-deptest-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "SLURM_SDK_PROJECT": project, "SLURM_SDK_STATE_HOME": str(tmp_path / "state")}
     env.pop("SLURM_SDK_SSH_PORT", None)
@@ -66,15 +67,25 @@ def repo_copy(tmp_path, index_url):
 
 def harness(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     """The copy's own `python -m harness`, as a user would run it there."""
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_wheelhouse_target_is_what_the_nodes_run(slurm_stack):
     """The wheelhouse resolves for RELEASES' Python and glibc and the daemon's arch: the nodes agree."""
     target = wheelhouse.target_for(slurm_stack.release, slurm_stack.docker.system.info().architecture)
-    probe = ["python3", "-c", "import platform, sys; print('%d.%d' % sys.version_info[:2], "
-             "platform.libc_ver()[1], platform.machine())"]
+    probe = [
+        "python3",
+        "-c",
+        "import platform, sys; print('%d.%d' % sys.version_info[:2], "
+        "platform.libc_ver()[1], platform.machine())",
+    ]
     for service in SERVICES:
         assert slurm_stack.exec(service, probe).split() == [target.python, target.glibc, target.arch], service
 
@@ -95,7 +106,11 @@ def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness
     assert up.returncode == 0, up.stderr[-3000:]
     manifest = (root / WHEELHOUSE_DIR / stack.release / "requirements.txt").read_text()
     assert f"{NEW_DEPENDENCY}==" in manifest
-    probe = ["python3", "-c", f"import {NEW_DEPENDENCY}, slurm; print({NEW_DEPENDENCY}.__file__, slurm.__file__)"]
+    probe = [
+        "python3",
+        "-c",
+        f"import {NEW_DEPENDENCY}, slurm; print({NEW_DEPENDENCY}.__file__, slurm.__file__)",
+    ]
     for service in SERVICES:
         found, sdk = stack.exec(service, probe, user="sdk").split()
         assert found.startswith("/opt/venv/lib/"), f"{service}: {NEW_DEPENDENCY} imported from {found}"

@@ -30,7 +30,8 @@ def test_immediate_reflection(slurm_cluster, slurm_stack):
     with FileLock(str(lock_dir / "devprobe.lock")):
         original = probe_file.read_text()
         assert ORIGINAL_LINE in original, (
-            f"{probe_file} was left modified by an interrupted run: git checkout {probe_file}")
+            f"{probe_file} was left modified by an interrupted run: git checkout {probe_file}"
+        )
 
         before = slurm_cluster.submit(jobs.devprobe_report).result(timeout=300)
         assert before == {"probe": "original", "slurm_file": f"{SDK_MOUNT}/src/slurm/__init__.py"}

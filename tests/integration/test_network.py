@@ -14,9 +14,11 @@ from harness.stack import SERVICES
 pytestmark = pytest.mark.integration
 
 PACKAGE = "six"  # one small pure-Python wheel
-PIP_DOWNLOAD = ("d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT && python3 -m pip download {verbose} --no-deps "
-                f"--only-binary=:all: --retries 0 --timeout 10 --disable-pip-version-check -d \"$d\" "
-                f"{PACKAGE} && ls \"$d\"")
+PIP_DOWNLOAD = (
+    "d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT && python3 -m pip download {verbose} --no-deps "
+    f'--only-binary=:all: --retries 0 --timeout 10 --disable-pip-version-check -d "$d" '
+    f'{PACKAGE} && ls "$d"'
+)
 #: A plain TCP connect to the index from a container: prints the outcome, never raises.
 CONNECT_PROBE = """import socket
 try:
@@ -31,7 +33,9 @@ def pip_download(transport, verbose: str = ""):
 
 
 def job_exit_code(transport, node: str) -> int:
-    return transport.run(f"sbatch --wait -w {node} -o /dev/null --wrap true", check=False, timeout=120).returncode
+    return transport.run(
+        f"sbatch --wait -w {node} -o /dev/null --wrap true", check=False, timeout=120
+    ).returncode
 
 
 def test_pip_verifies_https_as_sdk_over_ssh(login_transport, egress_open, index_url):

@@ -62,8 +62,9 @@ def assert_ran_in(seen: dict, env: str, project_root: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["wheel", "sync"])
-def test_project_with_dependencies_runs_and_the_second_submission_reuses_the_env(kind, slurm_container,
-                                                                                 cache_root, login_transport):
+def test_project_with_dependencies_runs_and_the_second_submission_reuses_the_env(
+    kind, slurm_container, cache_root, login_transport
+):
     seen, first = run_report(slurm_container, packaging(kind, cache_root))
     env = first.last_environment
     assert env.built and env.path.startswith(cache_root + "/envs/")
@@ -74,7 +75,9 @@ def test_project_with_dependencies_runs_and_the_second_submission_reuses_the_env
     assert second.last_environment.path == env.path and not second.last_environment.built
     assert seen_again == seen
     if kind == "wheel":
-        assert second.last_layer.path == first.layer and not second.last_layer.built    # Nothing half-built or temporary left beside it.
+        assert (
+            second.last_layer.path == first.layer and not second.last_layer.built
+        )  # Nothing half-built or temporary left beside it.
     listing = login_transport.run(f"ls -A {shlex.quote(cache_root)}/envs").stdout.split()
     assert sorted(listing) == sorted([Path(env.path).name, Path(env.path).name + ".lock"])
 
@@ -113,7 +116,7 @@ def test_a_changed_or_vanished_interpreter_gets_a_new_env(slurm_container, cache
     q = shlex.quote
     home = login_transport.home()
     link_a, link_b = f"{home}/py-{uuid.uuid4().hex[:8]}-a", f"{home}/py-{uuid.uuid4().hex[:8]}-b"
-    login_transport.run(f"ln -s \"$(readlink -f /usr/bin/python3)\" {q(link_a)}")
+    login_transport.run(f'ln -s "$(readlink -f /usr/bin/python3)" {q(link_a)}')
     try:
         seen, first = run_report(slurm_container, sync_with(link_a))
         env_a = first.last_environment.path
@@ -140,8 +143,9 @@ def test_a_changed_or_vanished_interpreter_gets_a_new_env(slurm_container, cache
         login_transport.run(f"rm -f {q(link_a)} {q(link_b)}", check=False)
 
 
-def test_unresolvable_dependency_fails_at_submit_and_queues_nothing(slurm_container, cache_root,
-                                                                     login_transport, tmp_path):
+def test_unresolvable_dependency_fails_at_submit_and_queues_nothing(
+    slurm_container, cache_root, login_transport, tmp_path
+):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("humanize>=4\nno-such-package-for-slurm-sdk-zz>=1\n")
     job_root = f"{cache_root}/jobs"
@@ -154,7 +158,9 @@ def test_unresolvable_dependency_fails_at_submit_and_queues_nothing(slurm_contai
     assert "CPython 3.13" in message or "CPython 3.11" in message
     assert "_x86_64" in message and "Fix:" in message
     # No job directory nor submission record (the job root itself may exist: it is secured first).
-    leftovers = login_transport.run(f"find {shlex.quote(job_root)} -mindepth 1 2>/dev/null || true").stdout.split()
+    leftovers = login_transport.run(
+        f"find {shlex.quote(job_root)} -mindepth 1 2>/dev/null || true"
+    ).stdout.split()
     assert not [path for path in leftovers if "report" in path], leftovers
     assert not login_transport.exists(f"{cache_root}/envs")  # and no half-made env
 
@@ -171,8 +177,10 @@ def test_air_gapped_cluster_gets_a_wheelhouse(airgapped, slurm_container, cache_
 
 def test_online_cluster_installs_from_its_index(slurm_container, cache_root, login_transport):
     if not index_reachable(login_transport, "python3", "humanize"):
-        pytest.skip("the nodes' pip cannot reach a package index (no route, or the site CA is not trusted in "
-                    "the image): the index path cannot run here")
+        pytest.skip(
+            "the nodes' pip cannot reach a package index (no route, or the site CA is not trusted in "
+            "the image): the index path cannot run here"
+        )
     seen, strategy = run_report(slurm_container, packaging("sync", cache_root, install_from="index"))
     assert strategy.last_environment.install_from == "index"
     assert_ran_in(seen, strategy.last_environment.path, strategy.remote_dir)

@@ -31,8 +31,11 @@ def _block(heading: str) -> str:
 def _commands(block: str) -> list[str]:
     """Commands of a bash block with continuation lines joined; interactive ones left out."""
     joined = block.replace("\\\n", " ")
-    return [line for line in joined.splitlines()
-            if line.strip() and not line.lstrip().startswith("#") and not any(i in line for i in INTERACTIVE)]
+    return [
+        line
+        for line in joined.splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and not any(i in line for i in INTERACTIVE)
+    ]
 
 
 def _port_taken(port: int) -> bool:
@@ -61,14 +64,17 @@ def test_poke_by_hand_commands_work_in_a_terminal(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     # `script` gives the commands a terminal, as a user typing them has (docker compose exec then
     # allocates a TTY unless told not to).
-    runner = ["script", "-qec", f"bash {script}", "/dev/null"] if shutil.which("script") else ["bash", str(script)]
+    runner = (
+        ["script", "-qec", f"bash {script}", "/dev/null"] if shutil.which("script") else ["bash", str(script)]
+    )
     try:
-        result = subprocess.run(runner, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-                                stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            runner, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+        )
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
         assert re.search(r"^debug\*\s+up", output, re.M), output[-3000:]  # sinfo over SSH
-        assert re.search(r"^c2\r?$", output, re.M), output[-3000:]          # the job pinned to c2 ran there
+        assert re.search(r"^c2\r?$", output, re.M), output[-3000:]  # the job pinned to c2 ran there
         key = tmp_path / "home/.ssh/slurm-sdk-dev"
         assert oct(key.stat().st_mode & 0o777) == "0o600"
         assert b"\r" not in key.read_bytes()
@@ -76,6 +82,9 @@ def test_poke_by_hand_commands_work_in_a_terminal(tmp_path: Path) -> None:
         teardown = _commands(_block("### Tear down"))[0]
         assert teardown.startswith("docker compose --profile accounting down -v"), teardown
         subprocess.run(teardown, shell=True, cwd=REPO, env=env, capture_output=True, timeout=300)
-    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-                          capture_output=True, text=True).stdout.split()
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert left == [], f"the README's tear-down left containers of {project}: {left}"

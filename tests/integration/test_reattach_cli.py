@@ -36,11 +36,17 @@ def config_path(request, slurm_container, sdk_on_cluster, login_transport, tmp_p
     root of the test's own (removed afterwards)."""
     job_root = f"{login_transport.home()}/.slurm-sdk/test-reattach-{uuid.uuid4().hex[:8]}"
     config = {
-        "backend": {"type": "ssh", "host": slurm_container.host, "port": slurm_container.port,
-                    "user": slurm_container.user, "key_filename": str(slurm_container.key_path),
-                    "known_host_key": slurm_container.host_key},
-        "packaging": pytest_plugin.packaging_for("ssh", sdk_on_cluster,
-                                                pytest_plugin.test_import_roots(request, sdk_on_cluster)),
+        "backend": {
+            "type": "ssh",
+            "host": slurm_container.host,
+            "port": slurm_container.port,
+            "user": slurm_container.user,
+            "key_filename": str(slurm_container.key_path),
+            "known_host_key": slurm_container.host_key,
+        },
+        "packaging": pytest_plugin.packaging_for(
+            "ssh", sdk_on_cluster, pytest_plugin.test_import_roots(request, sdk_on_cluster)
+        ),
         "job_root": job_root,
     }
     path = tmp_path / "slurm-sdk.yaml"
@@ -74,19 +80,23 @@ def gate(login_transport):
 
 def slurm_sdk(config_path: str, *argv: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
     """The installed console script, in its own process."""
-    return subprocess.run([_script(), "--config", config_path, *argv], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [_script(), "--config", config_path, *argv], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _script() -> str:
     script = Path(sys.executable).with_name("slurm-sdk")
     if not script.exists():
-        pytest.fail(f"{script} is missing: the console script is installed by `pip install -e .` "
-                    "(bash harness/setup.sh does it)")
+        pytest.fail(
+            f"{script} is missing: the console script is installed by `pip install -e .` "
+            "(bash harness/setup.sh does it)"
+        )
     return str(script)
 
 
 # --- reattach --------------------------------------------------------------------------------------
+
 
 def test_a_new_process_reattaches_by_id(cluster, config_path):
     job = cluster.submit(log_tasks.greet, "reattach")
@@ -127,6 +137,7 @@ def test_listing_and_private_job_files(cluster, login_transport):
 
 # --- live logs -------------------------------------------------------------------------------------
 
+
 def test_tail_of_a_running_job(cluster, gate):
     job = cluster.submit(log_tasks.speak_until, ["one", "two", "three"], gate.path, ["four"])
     lines = job.stdout(follow=True, timeout=TIMEOUT)
@@ -142,6 +153,7 @@ def test_tail_of_a_running_job(cluster, gate):
 
 # --- the CLI ---------------------------------------------------------------------------------------
 
+
 def test_cli_status_list_show_result(cluster, config_path):
     job = cluster.submit(log_tasks.greet, "cli")
     _, host = job.result(timeout=TIMEOUT)
@@ -154,7 +166,9 @@ def test_cli_status_list_show_result(cluster, config_path):
 
     listed = slurm_sdk(config_path, "jobs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [(j["job_id"], j["name"], j["tasks"]) for j in json.loads(listed.stdout)] == [(job.job_id, "greet", 1)]
+    assert [(j["job_id"], j["name"], j["tasks"]) for j in json.loads(listed.stdout)] == [
+        (job.job_id, "greet", 1)
+    ]
     plain = slurm_sdk(config_path, "jobs", "list").stdout.splitlines()
     assert plain[1].split()[:2] == [job.job_id, "greet"]
 
@@ -171,8 +185,12 @@ def test_cli_status_list_show_result(cluster, config_path):
 def test_cli_follows_logs_of_a_running_job(cluster, config_path, gate):
     job = cluster.submit(log_tasks.speak_until, ["first"], gate.path, ["second", "third"])
     next(job.stdout(follow=True, timeout=TIMEOUT))  # running and waiting on the gate
-    follower = subprocess.Popen([_script(), "--config", config_path, "jobs", "logs", job.job_id, "-f"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [_script(), "--config", config_path, "jobs", "logs", job.job_id, "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert follower.stdout.readline() == "first\n"  # printed while the job still runs
         gate.open()
@@ -198,8 +216,13 @@ def test_cli_cancel_failures_and_unknown_ids(cluster, config_path):
 
     unknown = slurm_sdk(config_path, "jobs", "show", "987654")
     assert unknown.returncode == 4 and "no SDK job 987654" in unknown.stderr and "jobs list" in unknown.stderr
-    missing = subprocess.run([_script(), "jobs", "list"], capture_output=True, text=True, timeout=TIMEOUT,
-                             env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_SDK")})
+    missing = subprocess.run(
+        [_script(), "jobs", "list"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_SDK")},
+    )
     assert missing.returncode == 3 and "SLURM_SDK_CONFIG" in missing.stderr
 
 
@@ -213,7 +236,9 @@ def test_cleanup_keeps_unfinished_jobs(cluster, config_path, login_transport):
         time.sleep(0.5)
     try:
         preview = slurm_sdk(config_path, "jobs", "cleanup", "--older-than", "0", "--dry-run", "--json")
-        assert json.loads(preview.stdout)["removed"] == [done.job_dir] and login_transport.exists(done.job_dir)
+        assert json.loads(preview.stdout)["removed"] == [done.job_dir] and login_transport.exists(
+            done.job_dir
+        )
         report = cluster.cleanup(0)
         assert report.removed == [done.job_dir] and report.kept_unfinished == [running.job_dir]
         assert not login_transport.exists(done.job_dir) and login_transport.exists(running.job_dir)
@@ -223,7 +248,7 @@ def test_cleanup_keeps_unfinished_jobs(cluster, config_path, login_transport):
 
 
 def _expand(nodelist: str) -> list[str]:
-    """"c[1-2]" -> ["c1", "c2"]; "c1,c2" -> ["c1", "c2"] (enough for the dev cluster's names)."""
+    """ "c[1-2]" -> ["c1", "c2"]; "c1,c2" -> ["c1", "c2"] (enough for the dev cluster's names)."""
     if "[" not in nodelist:
         return nodelist.split(",")
     prefix, _, rest = nodelist.partition("[")

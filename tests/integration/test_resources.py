@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,9 @@ def test_task_over_its_memory_ends_out_of_memory(slurm_cluster):
 
 @pytest.mark.slow
 def test_the_same_task_within_its_memory_completes(slurm_cluster):
-    assert slurm_cluster.submit(resource_jobs.hold_memory.options(mem="1G"), 400).result(timeout=TIMEOUT) == 400
+    assert (
+        slurm_cluster.submit(resource_jobs.hold_memory.options(mem="1G"), 400).result(timeout=TIMEOUT) == 400
+    )
 
 
 def test_two_partitions_the_sdk_can_choose(slurm_cluster, login_transport):
@@ -82,8 +84,9 @@ def test_more_gpus_than_a_node_has_are_refused(slurm_cluster):
 def test_job_ids_continue_after_slurmctld_is_recreated(slurm_cluster, faults, slurm_stack):
     before = slurm_cluster.submit(resource_jobs.job_environment)
     before.result(timeout=TIMEOUT)
-    slurm_stack.docker.compose.up(["slurmctld"], detach=True, wait=True, dependencies=False,
-                                  force_recreate=True, quiet=True)
+    slurm_stack.docker.compose.up(
+        ["slurmctld"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True
+    )
     after = slurm_cluster.submit(resource_jobs.job_environment)
     assert int(after.result(timeout=TIMEOUT)["job_id"]) > int(before.job_id), (before.job_id, after.job_id)
 
@@ -102,13 +105,16 @@ def _wait_until_older_than_its_watch(slurm_stack, service: str) -> None:
     """A node younger than its watch would see the newcomer too and refuse itself (documented): an
     earlier test may have just restarted it, so let it age past the watch first."""
     started = slurm_stack.docker.container.inspect(slurm_stack.container_names()[service]).state.started_at
-    age = (datetime.now(timezone.utc) - started).total_seconds()
+    age = (datetime.now(UTC) - started).total_seconds()
     time.sleep(max(0.0, _duplicate_watch_seconds() + 1 - age))
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: in full CI runs `up --scale c2=2` restarts the "
-                   "running c2, which is then young enough to see the newcomer and refuse itself "
-                   "instead of the newcomer (seen twice); the refusal needs a tie-break by age")
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug: in full CI runs `up --scale c2=2` restarts the "
+    "running c2, which is then young enough to see the newcomer and refuse itself "
+    "instead of the newcomer (seen twice); the refusal needs a tie-break by age",
+)
 @pytest.mark.slow
 def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack, login_transport):
     compose = slurm_stack.docker.compose
@@ -116,8 +122,15 @@ def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack
     _wait_until_older_than_its_watch(slurm_stack, "c2")
     try:
         with pytest.raises(DockerException):
-            compose.up(["c2"], scales={"c2": 2}, detach=True, wait=True, wait_timeout=60, dependencies=False,
-                       quiet=True)
+            compose.up(
+                ["c2"],
+                scales={"c2": 2},
+                detach=True,
+                wait=True,
+                wait_timeout=60,
+                dependencies=False,
+                quiet=True,
+            )
         extra = [c for c in compose.ps(all=True) if c.name.endswith("-c2-2")]
         assert extra, [c.name for c in compose.ps(all=True)]
         assert extra[0].state.status == "exited" and extra[0].state.exit_code == 137  # killed by its watcher

@@ -18,4 +18,6 @@ def test_job_runs_the_sdk_from_the_uploaded_wheel(slurm_cluster, cluster_mode, l
     packaging = slurm_cluster.packaging  # the venv (dependencies) and the wheel's layer, on the shared home
     assert seen["slurm_file"].startswith(packaging.layer + "/"), seen
     assert not seen["slurm_file"].startswith(SDK_MOUNT)
-    assert login_transport.exists(packaging.env + "/.ready") and login_transport.exists(packaging.layer + "/.ready")
+    assert login_transport.exists(packaging.env + "/.ready") and login_transport.exists(
+        packaging.layer + "/.ready"
+    )

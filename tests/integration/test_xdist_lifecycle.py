@@ -24,8 +24,11 @@ TARGET = Path(__file__).with_name("xdist_target.py")
 
 
 def _nested_env(project: str, state_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PYTEST_") and k not in ("SLURM_SDK_KEEP_CLUSTER", "SLURM_SDK_SSH_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTEST_") and k not in ("SLURM_SDK_KEEP_CLUSTER", "SLURM_SDK_SSH_PORT")
+    }
     env.update(SLURM_SDK_PROJECT=project, SLURM_SDK_STATE_HOME=str(state_home))
     return env
 
@@ -36,9 +39,27 @@ def test_pytest_n4_runs_compose_up_once_and_tears_down_after_the_last_worker(slu
     stack = Stack(REPO_ROOT, project=project, state_dir=state_home / project, say=lambda _: None)
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-n", "4", "-p", "no:cacheprovider", "-o", "addopts=",
-             "--max-worker-restart", "2", "-q", str(TARGET)],
-            cwd=REPO_ROOT, env=_nested_env(project, state_home), capture_output=True, text=True, timeout=900)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-n",
+                "4",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "addopts=",
+                "--max-worker-restart",
+                "2",
+                "-q",
+                str(TARGET),
+            ],
+            cwd=REPO_ROOT,
+            env=_nested_env(project, state_home),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
         assert re.search(r"\b1 failed, 7 passed\b", summary), run.stdout[-3000:] + run.stderr[-3000:]
         assert "crashed" in run.stdout

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def _job_on_stack(stack, connection) -> None:
-    client = ssh.connect(connection.host, connection.port, connection.user, connection.key_path,
-                         connection.host_key)
+    client = ssh.connect(
+        connection.host, connection.port, connection.user, connection.key_path, connection.host_key
+    )
     try:
         code, out, err = ssh.run(client, "sbatch --wait --parsable -o /dev/null --wrap 'sleep 1'")
     finally:

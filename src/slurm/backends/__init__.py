@@ -25,12 +25,15 @@ def make_backend(config: Mapping[str, Any]) -> Backend:
     kind = options.pop("type", None)
     if kind == "local":
         from slurm.backends.local import LocalCommandBackend
+
         return construct(LocalCommandBackend, options, "backend 'local'")
     if kind == "slurm":
         from slurm.backends.local import LocalTransport
         from slurm.backends.slurm import SlurmBackend
+
         return construct(SlurmBackend, options, "backend 'slurm'", LocalTransport())
     if kind == "ssh":
         from slurm.backends.ssh import SSHBackend
+
         return construct(SSHBackend, options, "backend 'ssh'")
     raise ConfigError(f"unknown backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}", key="type")

@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
 COMMAND_TIMEOUT = 300.0
 
@@ -49,8 +48,15 @@ class JobState(str, enum.Enum):
 
 
 TERMINAL_STATES = frozenset(
-    {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT,
-     JobState.OUT_OF_MEMORY, JobState.NODE_FAIL, JobState.LOST}
+    {
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.TIMEOUT,
+        JobState.OUT_OF_MEMORY,
+        JobState.NODE_FAIL,
+        JobState.LOST,
+    }
 )
 
 
@@ -71,8 +77,14 @@ class Transport(ABC):
     """Runs shell commands and moves files on the machine where jobs are submitted."""
 
     @abstractmethod
-    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
-            timeout: float | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
         """Run ``command`` through ``sh -c``; raise ``CommandError`` on non-zero exit if ``check``."""
 
     @abstractmethod
@@ -105,8 +117,10 @@ class Transport(ABC):
         import shlex
 
         quoted = shlex.quote(path)
-        output = self.run(f"if [ -f {quoted} ]; then wc -c < {quoted}; tail -c +{int(offset) + 1} {quoted} "
-                          f"| head -c {int(limit)} | base64; else echo -1; fi").stdout
+        output = self.run(
+            f"if [ -f {quoted} ]; then wc -c < {quoted}; tail -c +{int(offset) + 1} {quoted} "
+            f"| head -c {int(limit)} | base64; else echo -1; fi"
+        ).stdout
         size, _, data = output.partition("\n")
         return base64.b64decode(data), int(size)
 
@@ -131,8 +145,14 @@ class Backend(ABC):
     transport: Transport
 
     @abstractmethod
-    def submit(self, script_path: str, *, array: str | None = None,
-               dependencies: Sequence[str] = (), dependency_type: str = "afterok") -> str:
+    def submit(
+        self,
+        script_path: str,
+        *,
+        array: str | None = None,
+        dependencies: Sequence[str] = (),
+        dependency_type: str = "afterok",
+    ) -> str:
         """Submit the script (already written through ``transport``); return the job id.
 
         ``array`` is an sbatch array spec such as ``"0-99"`` or ``"0-99%10"``.

@@ -42,19 +42,33 @@ _DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 def scrub_slurm_env(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` without the SLURM_* variables of an enclosing job, so commands run from inside an
     allocation are not bound to it. SLURM_CONF (where Slurm is) and SLURM_SDK_* (our config) stay."""
-    return {key: value for key, value in environ.items()
-            if not key.startswith("SLURM_") or key == "SLURM_CONF" or key.startswith("SLURM_SDK")}
+    return {
+        key: value
+        for key, value in environ.items()
+        if not key.startswith("SLURM_") or key == "SLURM_CONF" or key.startswith("SLURM_SDK")
+    }
 
 
 class LocalTransport(Transport):
     """This machine: commands through ``sh -c`` (SLURM_* job variables scrubbed), files on the local disk."""
 
-    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
-            timeout: float | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
         timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         try:
-            proc = subprocess.run(["sh", "-c", command], env={**scrub_slurm_env(os.environ), **(env or {})},
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                ["sh", "-c", command],
+                env={**scrub_slurm_env(os.environ), **(env or {})},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as exc:
             raise BackendError(f"command timed out after {timeout:.3g}s: {command}", transient=True) from exc
         if check and proc.returncode != 0:
@@ -102,7 +116,9 @@ def parse_array_spec(spec: str) -> tuple[list[int], int | None]:
             indexes += range(int(first), int(last or first) + 1)
         limit = int(throttle) if throttle else None
     except ValueError:
-        raise SubmitError(f"malformed array spec {spec!r} (expected e.g. '0-9', '1,3,5-7' or '0-9%2')") from None
+        raise SubmitError(
+            f"malformed array spec {spec!r} (expected e.g. '0-9', '1,3,5-7' or '0-9%2')"
+        ) from None
     if not indexes or min(indexes) < 0 or (limit is not None and limit < 1):
         raise SubmitError(f"malformed array spec {spec!r}: indexes must be >= 0 and the % limit >= 1")
     return sorted(set(indexes)), limit
@@ -116,7 +132,7 @@ def parse_sbatch_header(script: str) -> dict[str, str]:
         if stripped and not stripped.startswith("#"):
             break
         if stripped.startswith("#SBATCH"):
-            name, _, value = stripped[len("#SBATCH"):].strip().lstrip("-").partition("=")
+            name, _, value = stripped[len("#SBATCH") :].strip().lstrip("-").partition("=")
             options[name] = value
     return options
 
@@ -130,7 +146,9 @@ class LocalCommandBackend(Backend):
 
     kind = "local"
 
-    def __init__(self, state_dir: str | None = None, *, max_array_size: int = 1001, parallelism: int = 2) -> None:
+    def __init__(
+        self, state_dir: str | None = None, *, max_array_size: int = 1001, parallelism: int = 2
+    ) -> None:
         self.state_dir = os.path.abspath(os.path.expanduser(state_dir or "~/.slurm-sdk/local"))
         self.transport = LocalTransport()
         self._max_array_size, self.parallelism = max_array_size, parallelism
@@ -138,15 +156,25 @@ class LocalCommandBackend(Backend):
 
     def to_config(self) -> dict[str, Any]:
         """Options a workflow's child cluster rebuilds this backend from."""
-        return {"state_dir": self.state_dir, "max_array_size": self._max_array_size, "parallelism": self.parallelism}
+        return {
+            "state_dir": self.state_dir,
+            "max_array_size": self._max_array_size,
+            "parallelism": self.parallelism,
+        }
 
     def max_array_size(self) -> int:
         return self._max_array_size
 
     # --- Backend interface -------------------------------------------------------------------------
 
-    def submit(self, script_path: str, *, array: str | None = None, dependencies: Sequence[str] = (),
-               dependency_type: str = "afterok") -> str:
+    def submit(
+        self,
+        script_path: str,
+        *,
+        array: str | None = None,
+        dependencies: Sequence[str] = (),
+        dependency_type: str = "afterok",
+    ) -> str:
         indexes, throttle = self._check_submission(array, dependencies, dependency_type)
         with open(script_path) as handle:
             header = parse_sbatch_header(handle.read())
@@ -154,20 +182,31 @@ class LocalCommandBackend(Backend):
             os.makedirs(self._path(sub), exist_ok=True)
         with self._locked():
             job_id = self._allocate_id()
-            record = {"id": job_id, "script": os.path.abspath(script_path), "array": indexes, "throttle": throttle,
-                      "dependencies": list(dependencies), "dependency_type": dependency_type,
-                      "submit_dir": os.getcwd(), "parallelism": self.parallelism, "sbatch": header}
+            record = {
+                "id": job_id,
+                "script": os.path.abspath(script_path),
+                "array": indexes,
+                "throttle": throttle,
+                "dependencies": list(dependencies),
+                "dependency_type": dependency_type,
+                "submit_dir": os.getcwd(),
+                "parallelism": self.parallelism,
+                "sbatch": header,
+            }
             write_atomic(self._path("jobs", f"{job_id}.json"), json.dumps(record).encode())
             for element in _elements(record):
                 self._write_state(element, JobState.PENDING)
         self._start_launcher(job_id)
         return job_id
 
-    def _check_submission(self, array: str | None, dependencies: Sequence[str],
-                          dependency_type: str) -> tuple[list[int] | None, int | None]:
+    def _check_submission(
+        self, array: str | None, dependencies: Sequence[str], dependency_type: str
+    ) -> tuple[list[int] | None, int | None]:
         """Reject what sbatch would reject; returns the array indexes and the % throttle."""
         if dependency_type not in _DEPENDENCY_TYPES:
-            raise SubmitError(f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})")
+            raise SubmitError(
+                f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})"
+            )
         for dependency in dependencies:
             if self._record(dependency.partition("_")[0]) is None:
                 raise SubmitError(f"cannot depend on unknown job {dependency} (not in {self.state_dir})")
@@ -281,9 +320,16 @@ class LocalCommandBackend(Backend):
         env = scrub_slurm_env(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [sdk_root, env.get("PYTHONPATH")]))
         with open(self._path("launchers", f"{job_id}.log"), "ab") as log:
-            self._launchers.append(subprocess.Popen(
-                [sys.executable, "-c", _LAUNCH, self.state_dir, job_id], env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log, start_new_session=True))
+            self._launchers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _LAUNCH, self.state_dir, job_id],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            )
 
     def run_job(self, job_id: str) -> None:
         """The launcher's work: wait for dependencies, then run the script (array tasks in parallel)."""
@@ -316,7 +362,9 @@ class LocalCommandBackend(Backend):
                 continue
             if not verdict:
                 reason = ", ".join(f"{dep} {state.value}" for dep, state in states.items())
-                self._cancel_unstarted(record, f"DependencyNeverSatisfied ({record['dependency_type']}: {reason})")
+                self._cancel_unstarted(
+                    record, f"DependencyNeverSatisfied ({record['dependency_type']}: {reason})"
+                )
             return verdict
 
     def _cancel_unstarted(self, record: dict[str, Any], reason: str) -> None:
@@ -334,8 +382,16 @@ class LocalCommandBackend(Backend):
         error = sbatch.get("error") or output
 
         def expand(pattern: str) -> str:
-            return os.path.join(record["submit_dir"], expand_log_pattern(
-                pattern, job_id=base, array_job_id=base, array_task_id=index, job_name=sbatch.get("job-name", "")))
+            return os.path.join(
+                record["submit_dir"],
+                expand_log_pattern(
+                    pattern,
+                    job_id=base,
+                    array_job_id=base,
+                    array_task_id=index,
+                    job_name=sbatch.get("job-name", ""),
+                ),
+            )
 
         return expand(output), expand(error)
 
@@ -343,15 +399,28 @@ class LocalCommandBackend(Backend):
         base, _, index = element.partition("_")
         host = socket.gethostname()
         env = scrub_slurm_env(os.environ)
-        env.update(SLURM_JOB_ID=base, SLURM_JOBID=base, SLURM_JOB_NAME=record["sbatch"].get("job-name", ""),
-                   SLURM_SUBMIT_DIR=record["submit_dir"], SLURM_CPUS_PER_TASK=record["sbatch"].get("cpus-per-task", "1"),
-                   SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NODELIST=host, SLURMD_NODENAME=host,
-                   SLURM_CLUSTER_NAME="local",
-                   **{REQUEUE_COMMAND_ENV: shlex.join([sys.executable, "-c", _REQUEUE, self.state_dir])})
+        env.update(
+            SLURM_JOB_ID=base,
+            SLURM_JOBID=base,
+            SLURM_JOB_NAME=record["sbatch"].get("job-name", ""),
+            SLURM_SUBMIT_DIR=record["submit_dir"],
+            SLURM_CPUS_PER_TASK=record["sbatch"].get("cpus-per-task", "1"),
+            SLURM_NTASKS="1",
+            SLURM_JOB_NUM_NODES="1",
+            SLURM_NODELIST=host,
+            SLURMD_NODENAME=host,
+            SLURM_CLUSTER_NAME="local",
+            **{REQUEUE_COMMAND_ENV: shlex.join([sys.executable, "-c", _REQUEUE, self.state_dir])},
+        )
         if index:
             indexes = record["array"]
-            env.update(SLURM_ARRAY_JOB_ID=base, SLURM_ARRAY_TASK_ID=index, SLURM_ARRAY_TASK_COUNT=str(len(indexes)),
-                       SLURM_ARRAY_TASK_MIN=str(min(indexes)), SLURM_ARRAY_TASK_MAX=str(max(indexes)))
+            env.update(
+                SLURM_ARRAY_JOB_ID=base,
+                SLURM_ARRAY_TASK_ID=index,
+                SLURM_ARRAY_TASK_COUNT=str(len(indexes)),
+                SLURM_ARRAY_TASK_MIN=str(min(indexes)),
+                SLURM_ARRAY_TASK_MAX=str(max(indexes)),
+            )
         return env
 
     def _run_element(self, record: dict[str, Any], element: str) -> None:
@@ -380,9 +449,15 @@ class LocalCommandBackend(Backend):
             for path in {output, error}:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(output, "ab") as out, open(error, "ab") as err:
-                proc = subprocess.Popen(["bash", record["script"]], cwd=record["submit_dir"], env=env,
-                                        stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=err if error != output else subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    ["bash", record["script"]],
+                    cwd=record["submit_dir"],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err if error != output else subprocess.STDOUT,
+                    start_new_session=True,
+                )
             write_atomic(self._path("pids", element), str(proc.pid).encode())
             self._write_state(element, JobState.RUNNING)
         try:

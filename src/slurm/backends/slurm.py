@@ -141,14 +141,19 @@ def _resolve(job_ids: Sequence[str], found: dict[str, JobStatus]) -> dict[str, J
 
 def _scheduler_error(command: str, result: CommandResult) -> BackendError:
     detail = (result.stderr.strip() or result.stdout.strip())[-1000:]
-    return BackendError(f"{command} failed (exit code {result.returncode}): {detail}; is slurmctld reachable "
-                        "from the submitting host?", transient=is_transient_message(detail))
+    return BackendError(
+        f"{command} failed (exit code {result.returncode}): {detail}; is slurmctld reachable "
+        "from the submitting host?",
+        transient=is_transient_message(detail),
+    )
 
 
 class SlurmBackend(Backend):
     kind = "slurm"
 
-    def __init__(self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()
+    ) -> None:
         self.transport = transport
         self.poll_batch = poll_batch
         self.sbatch_extra = tuple(sbatch_extra)
@@ -163,8 +168,14 @@ class SlurmBackend(Backend):
     def _run(self, args: Sequence[str]) -> CommandResult:
         return self.transport.run(_SCRUB_SLURM_ENV + shlex.join(args), check=False)
 
-    def submit(self, script_path: str, *, array: str | None = None,
-               dependencies: Sequence[str] = (), dependency_type: str = "afterok") -> str:
+    def submit(
+        self,
+        script_path: str,
+        *,
+        array: str | None = None,
+        dependencies: Sequence[str] = (),
+        dependency_type: str = "afterok",
+    ) -> str:
         args = ["sbatch", "--parsable", *self.sbatch_extra]
         if array:
             args.append(f"--array={array}")
@@ -176,8 +187,10 @@ class SlurmBackend(Backend):
         if job_id is None:
             detail = (result.stderr.strip() or result.stdout.strip())[-2000:]
             # sbatch answered: the job was not queued (retried by the caller when the reason is transient).
-            raise SubmitError(f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}",
-                              transient=is_transient_message(detail))
+            raise SubmitError(
+                f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}",
+                transient=is_transient_message(detail),
+            )
         return job_id
 
     def find_submitted(self, script_path: str) -> str | None:
@@ -210,7 +223,7 @@ class SlurmBackend(Backend):
         reasons_for = {job_id.split("_", 1)[0] for job_id in reasons_for}
         found: dict[str, JobStatus] = {}
         for start in range(0, len(queried), self.poll_batch):
-            found |= self._query(queried[start:start + self.poll_batch], reasons_for)
+            found |= self._query(queried[start : start + self.poll_batch], reasons_for)
         return _resolve(unique, found)
 
     def _query(self, job_ids: list[str], reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
@@ -221,8 +234,12 @@ class SlurmBackend(Backend):
         if self._use_sacct:
             found = self._sacct(job_ids)
         resolved = _resolve(job_ids, found)
-        ask = [j for j, s in resolved.items() if s.state is JobState.UNKNOWN
-               or (s.state in (JobState.PENDING, JobState.CANCELLED) and j in reasons_for)]
+        ask = [
+            j
+            for j, s in resolved.items()
+            if s.state is JobState.UNKNOWN
+            or (s.state in (JobState.PENDING, JobState.CANCELLED) and j in reasons_for)
+        ]
         if ask:
             found |= self._squeue(ask)
         return found
@@ -240,8 +257,18 @@ class SlurmBackend(Backend):
 
     def _squeue(self, job_ids: list[str]) -> dict[str, JobStatus]:
         # -r prints one line per array task; ranges that still show up are expanded by the parser.
-        result = self._run(["squeue", "--states=all", "-h", "-r", "-j", ",".join(job_ids),
-                            "-O", "JobArrayID:|,State:|,Reason:|,RestartCnt:"])
+        result = self._run(
+            [
+                "squeue",
+                "--states=all",
+                "-h",
+                "-r",
+                "-j",
+                ",".join(job_ids),
+                "-O",
+                "JobArrayID:|,State:|,Reason:|,RestartCnt:",
+            ]
+        )
         if result.returncode != 0 and "invalid job id" not in result.stderr.lower():
             raise _scheduler_error("squeue", result)
         return parse_status_lines(result.stdout)
@@ -251,8 +278,10 @@ class SlurmBackend(Backend):
         stderr = result.stderr.lower()
         # Cancelling a job that already ended is not an error for the caller.
         if result.returncode != 0 and "already" not in stderr and "invalid job id" not in stderr:
-            raise BackendError(f"scancel {job_id} failed (exit code {result.returncode}): {result.stderr.strip()}",
-                               transient=is_transient_message(stderr))
+            raise BackendError(
+                f"scancel {job_id} failed (exit code {result.returncode}): {result.stderr.strip()}",
+                transient=is_transient_message(stderr),
+            )
 
     def max_array_size(self) -> int:
         if self._max_array_size is None:

@@ -63,15 +63,24 @@ class _RejectUnknownHost:
     """paramiko host-key policy that refuses unknown hosts with an explanation of the fix."""
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        raise SSHError(f"unknown host key for {hostname} ({key.get_name()} {key.fingerprint}); "
-                       "pass known_host_key='<type> <base64>' (the server's *.pub line) to pin it, "
-                       "or trust_unknown_host=True if you accept the risk")
+        raise SSHError(
+            f"unknown host key for {hostname} ({key.get_name()} {key.fingerprint}); "
+            "pass known_host_key='<type> <base64>' (the server's *.pub line) to pin it, "
+            "or trust_unknown_host=True if you accept the risk"
+        )
 
 
 class SSHTransport(Transport):
-    def __init__(self, host: str, port: int = 22, user: str | None = None, key_filename: str | None = None,
-                 known_host_key: str | None = None, connect_timeout: float = 10,
-                 trust_unknown_host: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 22,
+        user: str | None = None,
+        key_filename: str | None = None,
+        known_host_key: str | None = None,
+        connect_timeout: float = 10,
+        trust_unknown_host: bool = False,
+    ) -> None:
         if not key_filename:
             raise ConfigError(f"SSH to {host}:{port} needs key_filename (only key authentication is used)")
         self.host, self.port, self.user = host, int(port), user
@@ -108,12 +117,22 @@ class SSHTransport(Transport):
         if self.known_host_key is not None:
             name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
             client.get_host_keys().add(name, self.known_host_key.get_name(), self.known_host_key)
-        client.set_missing_host_key_policy(pm.AutoAddPolicy() if self.trust_unknown_host else _RejectUnknownHost())
+        client.set_missing_host_key_policy(
+            pm.AutoAddPolicy() if self.trust_unknown_host else _RejectUnknownHost()
+        )
         timeout = operation_timeout(self.connect_timeout)
         try:
-            client.connect(self.host, self.port, username=self.user, key_filename=self.key_filename,
-                           timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-                           look_for_keys=False, allow_agent=False)
+            client.connect(
+                self.host,
+                self.port,
+                username=self.user,
+                key_filename=self.key_filename,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                look_for_keys=False,
+                allow_agent=False,
+            )
         except SSHError:
             client.close()
             raise
@@ -131,20 +150,32 @@ class SSHTransport(Transport):
         pm = _paramiko()
         user = self.user or "(local user name)"
         if isinstance(exc, pm.BadHostKeyException):
-            return SSHError(f"host key mismatch for {self.host}:{self.port}: server sent "
-                            f"{exc.key.get_name()} {exc.key.fingerprint}, expected {exc.expected_key.fingerprint}; "
-                            "the cluster was rebuilt (pass its new known_host_key) or someone is in between")
+            return SSHError(
+                f"host key mismatch for {self.host}:{self.port}: server sent "
+                f"{exc.key.get_name()} {exc.key.fingerprint}, expected {exc.expected_key.fingerprint}; "
+                "the cluster was rebuilt (pass its new known_host_key) or someone is in between"
+            )
         if isinstance(exc, pm.AuthenticationException):
-            return SSHError(f"{self.host}:{self.port} refused the key {self.key_filename} for user {user}; "
-                            "is its public key in that user's authorized_keys?")
+            return SSHError(
+                f"{self.host}:{self.port} refused the key {self.key_filename} for user {user}; "
+                "is its public key in that user's authorized_keys?"
+            )
         if isinstance(exc, pm.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-            return SSHError(f"connection to {self.host}:{self.port} refused; is the cluster up and the port right?",
-                            transient=True)
+            return SSHError(
+                f"connection to {self.host}:{self.port} refused; is the cluster up and the port right?",
+                transient=True,
+            )
         if isinstance(exc, socket.timeout | TimeoutError):
             return SSHError(f"connecting to {self.host}:{self.port} timed out", transient=True)
-        if isinstance(exc, pm.SSHException) and "key" in str(exc).lower() and "banner" not in str(exc).lower():
+        if (
+            isinstance(exc, pm.SSHException)
+            and "key" in str(exc).lower()
+            and "banner" not in str(exc).lower()
+        ):
             return SSHError(f"cannot use SSH key {self.key_filename} for {self.address}: {exc}")
-        return SSHError(f"SSH connection to {self.address} failed: {type(exc).__name__}: {exc}", transient=True)
+        return SSHError(
+            f"SSH connection to {self.address} failed: {type(exc).__name__}: {exc}", transient=True
+        )
 
     def _reset(self) -> None:
         """Forget a dead connection (closing what's left of it)."""
@@ -152,7 +183,7 @@ class SSHTransport(Transport):
             if closable is not None:
                 try:
                     closable.close()
-                except Exception:  # noqa: BLE001 - it is already broken; nothing to report
+                except Exception:
                     pass
         self._sftp = self._client = None
 
@@ -162,8 +193,14 @@ class SSHTransport(Transport):
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def run(self, command: str, *, env: Mapping[str, str] | None = None, check: bool = True,
-            timeout: float | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
         bad = [k for k in (env or {}) if not _ENV_NAME.match(k)]
         if bad:
             raise ConfigError(f"invalid environment variable name(s) {bad} for a command on {self.address}")
@@ -176,22 +213,28 @@ class SSHTransport(Transport):
             channel.exec_command("sh -c " + shlex.quote(exports + command))
             stdout, stderr = _read_all(channel)
             if not channel.status_event.wait(timeout):
-                raise socket.timeout("no exit status")
+                raise TimeoutError("no exit status")
             returncode = channel.recv_exit_status()
             if returncode == -1:
                 # paramiko's way of saying the channel closed without an exit status: the connection
                 # dropped mid-command, which is not an answer from the command.
                 raise EOFError("channel closed without an exit status")
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             # A login node that does not answer within the timeout is frozen or gone: start afresh next time.
             self._forget_transport(channel.get_transport())
-            raise SSHError(f"command on {self.address} did not finish within {timeout:.3g}s: {command}; "
-                           "it may or may not have run", transient=True) from exc
+            raise SSHError(
+                f"command on {self.address} did not finish within {timeout:.3g}s: {command}; "
+                "it may or may not have run",
+                transient=True,
+            ) from exc
         except (*_DROPPED, _paramiko().SSHException) as exc:
             # Not re-run here: the command may already have run (e.g. sbatch); callers decide (see
             # Cluster._submit_once, which looks the job up first).
-            raise SSHError(f"connection to {self.address} dropped while running: {command} ({exc!r}); "
-                           "it may or may not have run", transient=True) from exc
+            raise SSHError(
+                f"connection to {self.address} dropped while running: {command} ({exc!r}); "
+                "it may or may not have run",
+                transient=True,
+            ) from exc
         finally:
             channel.close()
         result = CommandResult(returncode, stdout, stderr)
@@ -210,8 +253,9 @@ class SSHTransport(Transport):
                     raise
                 self._forget(client)
                 if attempt == 2:
-                    raise SSHError(f"cannot open a session on {self.address} after reconnecting: {exc!r}",
-                                   transient=True) from exc
+                    raise SSHError(
+                        f"cannot open a session on {self.address} after reconnecting: {exc!r}", transient=True
+                    ) from exc
         raise AssertionError("unreachable")
 
     def _forget_transport(self, transport: Any) -> None:
@@ -241,14 +285,16 @@ class SSHTransport(Transport):
             except Exception as exc:
                 if isinstance(exc, socket.timeout | TimeoutError):
                     self._forget(client)  # frozen or gone: reconnect next time, but do not wait again now
-                    raise SSHError(f"SFTP on {self.address} got no answer within {timeout:.3g}s",
-                                   transient=True) from exc
+                    raise SSHError(
+                        f"SFTP on {self.address} got no answer within {timeout:.3g}s", transient=True
+                    ) from exc
                 if not _is_drop(exc, client):
                     raise  # a real file error (no such file, permission denied, ...)
                 self._forget(client)
                 if attempt == 2:
-                    raise SSHError(f"SFTP on {self.address} failed after reconnecting: {exc!r}",
-                                   transient=True) from exc
+                    raise SSHError(
+                        f"SFTP on {self.address} failed after reconnecting: {exc!r}", transient=True
+                    ) from exc
         raise AssertionError("unreachable")
 
     def _path(self, path: str) -> str:
@@ -260,12 +306,14 @@ class SSHTransport(Transport):
         def read(sftp: Any) -> bytes:
             with sftp.open(self._path(path), "rb") as handle:
                 return handle.read()
+
         return self._sftp_call(read)
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         def write(sftp: Any, tmp: str) -> None:
             with sftp.open(tmp, "wb") as handle:
                 handle.write(data)
+
         self._atomic_upload(path, write, mode)
 
     def put(self, local_path: str, remote_path: str) -> None:
@@ -283,15 +331,16 @@ class SSHTransport(Transport):
             if mode is not None:
                 sftp.chmod(tmp, mode)
             sftp.posix_rename(tmp, path)
+
         self._sftp_call(finish)
 
     def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
         """One command instead of two SFTP round trips per file: a tar stream of the files, base64 on stdout."""
         found: dict[str, bytes] = {}
         for start in range(0, len(paths), _FILES_PER_COMMAND):
-            chunk = paths[start:start + _FILES_PER_COMMAND]
+            chunk = paths[start : start + _FILES_PER_COMMAND]
             quoted = " ".join(shlex.quote(path) for path in chunk)
-            listing = f"for f in {quoted}; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
+            listing = f'for f in {quoted}; do [ -f "$f" ] && printf \'%s\\n\' "$f"; done'
             result = self.run(f"{{ {listing}; }} | tar -cf - -P -T - | base64", timeout=300)
             with tarfile.open(fileobj=io.BytesIO(base64.b64decode(result.stdout)), mode="r:") as archive:
                 for member in archive.getmembers():
@@ -309,11 +358,13 @@ class SSHTransport(Transport):
             directory, name = posixpath.split(self._path(path))
             names.setdefault(directory, []).append(name)
         # Per directory, only the names starting like the ones asked for ("result-"), not the job's logs.
-        globs = [f"{shlex.quote(directory)}/{shlex.quote(posixpath.commonprefix(group))}*"
-                 for directory, group in sorted(names.items())]
+        globs = [
+            f"{shlex.quote(directory)}/{shlex.quote(posixpath.commonprefix(group))}*"
+            for directory, group in sorted(names.items())
+        ]
         found: set[str] = set()
         for start in range(0, len(globs), _FILES_PER_COMMAND):
-            chunk = " ".join(globs[start:start + _FILES_PER_COMMAND])
+            chunk = " ".join(globs[start : start + _FILES_PER_COMMAND])
             listing = self.run(f"for f in {chunk}; do printf '%s\\n' \"$f\"; done", check=False).stdout
             found.update(listing.splitlines())
         return {path for path in paths if self._path(path) in found}
@@ -325,6 +376,7 @@ class SSHTransport(Transport):
             except FileNotFoundError:
                 return False
             return True
+
         return self._sftp_call(stat)
 
     def makedirs(self, path: str) -> None:
@@ -342,6 +394,7 @@ class SSHTransport(Transport):
                 except OSError:
                     if not _sftp_exists(sftp, directory):  # another process may have created it meanwhile
                         raise
+
         if path:
             self._sftp_call(make)
 
@@ -383,7 +436,7 @@ def _read_all(channel: Any) -> tuple[str, str]:
     def drain_stderr() -> None:
         try:
             stderr.append(channel.makefile_stderr("rb").read())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+        except BaseException as exc:
             failures.append(exc)
 
     reader = threading.Thread(target=drain_stderr, daemon=True)
@@ -403,9 +456,26 @@ def _read_all(channel: Any) -> tuple[str, str]:
 class SSHBackend(SlurmBackend):
     """``SlurmBackend`` over ``SSHTransport``: submit to a cluster's login node from anywhere."""
 
-    def __init__(self, host: str, port: int = 22, user: str | None = None, key_filename: str | None = None,
-                 known_host_key: str | None = None, *, connect_timeout: float = 10,
-                 trust_unknown_host: bool = False, poll_batch: int = 2000, sbatch_extra: tuple[str, ...] = ()) -> None:
-        transport = SSHTransport(host, port, user, key_filename, known_host_key, connect_timeout=connect_timeout,
-                                 trust_unknown_host=trust_unknown_host)
+    def __init__(
+        self,
+        host: str,
+        port: int = 22,
+        user: str | None = None,
+        key_filename: str | None = None,
+        known_host_key: str | None = None,
+        *,
+        connect_timeout: float = 10,
+        trust_unknown_host: bool = False,
+        poll_batch: int = 2000,
+        sbatch_extra: tuple[str, ...] = (),
+    ) -> None:
+        transport = SSHTransport(
+            host,
+            port,
+            user,
+            key_filename,
+            known_host_key,
+            connect_timeout=connect_timeout,
+            trust_unknown_host=trust_unknown_host,
+        )
         super().__init__(transport, poll_batch=poll_batch, sbatch_extra=sbatch_extra)

@@ -43,8 +43,18 @@ def build_wheel(project_dir: Path, out_dir: Path) -> Path:
 
     shutil.copytree(project_dir, source, ignore=ignore, symlinks=True)
     wheel_dir = out_dir / "wheels"
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-                 "-w", str(wheel_dir), str(source)]
+    pip_wheel = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-w",
+        str(wheel_dir),
+        str(source),
+    ]
     # Offline with this Python's build backend first; if it lacks one (or lacks bdist_wheel, as
     # setuptools < 70.1 without the wheel package does), let pip fetch the declared build requirements.
     attempts = [pip_wheel[:4] + ["--no-build-isolation", "--no-index"] + pip_wheel[4:], pip_wheel]
@@ -55,16 +65,21 @@ def build_wheel(project_dir: Path, out_dir: Path) -> Path:
         if result.returncode == 0 and len(wheels) == 1:
             return wheels[0]
         failures.append(f"$ {shlex.join(command)}\n{(result.stderr or result.stdout).strip()[-1500:]}")
-    raise ConfigError(f"building the wheel of {project_dir} failed:\n" + "\n".join(failures) +
-                      "\ninstall its build backend (e.g. setuptools>=70.1) in this Python, or allow pip to "
-                      "download it")
+    raise ConfigError(
+        f"building the wheel of {project_dir} failed:\n"
+        + "\n".join(failures)
+        + "\ninstall its build backend (e.g. setuptools>=70.1) in this Python, or allow pip to "
+        "download it"
+    )
 
 
 def cached_wheel(project_dir: Path, parts: tuple[str, ...] | None = None) -> Path:
     """The project's wheel, built once per source content (and host Python version); ``parts``: the only
     top-level files and directories its build reads, when known (see ``source_digest``)."""
     project_dir = project_dir.resolve()
-    key = hashlib.sha256(json.dumps([source_digest(project_dir, parts), sys.version]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([source_digest(project_dir, parts), sys.version]).encode()).hexdigest()[
+        :24
+    ]
     slot = host_cache_dir("builds") / key
     found = sorted(slot.glob("*.whl"))
     if len(found) == 1:
@@ -99,7 +114,9 @@ def contains_package(wheel: Path, package: str) -> bool:
 def sdk_source_root() -> Path | None:
     """Source checkout of this SDK (editable install or repo on sys.path), if there is one."""
     candidate = Path(__file__).resolve().parents[3]  # <root>/src/slurm/packaging/builds.py
-    return candidate if (candidate / "pyproject.toml").is_file() and (candidate / "src/slurm").is_dir() else None
+    return (
+        candidate if (candidate / "pyproject.toml").is_file() and (candidate / "src/slurm").is_dir() else None
+    )
 
 
 def sdk_wheel(out_dir: Path) -> Path:
@@ -111,9 +128,11 @@ def sdk_wheel(out_dir: Path) -> Path:
     try:
         distribution = importlib.metadata.distribution(SDK_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise ConfigError("the slurm SDK has neither a source checkout nor an installed distribution to ship; "
-                          "install slurm-sdk with pip on this host, or install it on the cluster's Python and "
-                          "set include_sdk: false") from exc
+        raise ConfigError(
+            "the slurm SDK has neither a source checkout nor an installed distribution to ship; "
+            "install slurm-sdk with pip on this host, or install it on the cluster's Python and "
+            "set include_sdk: false"
+        ) from exc
     return wheel_from_installed(distribution, out_dir)
 
 
@@ -133,10 +152,18 @@ def wheel_from_installed(distribution: importlib.metadata.Distribution, out_dir:
                 continue
         members[name] = Path(str(distribution.locate_file(path))).read_bytes()
     if dist_info is None or f"{dist_info}/WHEEL" not in members:
-        raise ConfigError(f"the installed {distribution.metadata['Name']} has no usable RECORD/WHEEL files; "
-                          "reinstall it with pip, or install it on the cluster and set include_sdk: false")
-    rows = [[name, "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode(),
-             str(len(data))] for name, data in sorted(members.items())]
+        raise ConfigError(
+            f"the installed {distribution.metadata['Name']} has no usable RECORD/WHEEL files; "
+            "reinstall it with pip, or install it on the cluster and set include_sdk: false"
+        )
+    rows = [
+        [
+            name,
+            "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode(),
+            str(len(data)),
+        ]
+        for name, data in sorted(members.items())
+    ]
     record = io.StringIO()
     csv.writer(record, lineterminator="\n").writerows([*rows, [f"{dist_info}/RECORD", "", ""]])
     members[f"{dist_info}/RECORD"] = record.getvalue().encode()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slurm.backends.base import Transport
-from slurm.errors import CommandError, ConfigError, DependencyError
+from slurm.errors import CommandError, DependencyError
 from slurm.packaging.builds import wheel_content_hash
 from slurm.packaging.interpreter import NodeInterpreter, probe_interpreter
 from slurm.packaging.requirements import normalize_name, requirement_name
@@ -63,8 +63,12 @@ class EnvironmentSpec:
 def environment_key(node: NodeInterpreter, pins: tuple[Pin, ...] | list[Pin], wheels_digest: str) -> str:
     """16 hex digits over the interpreter's identity, the pinned wheels (name, version, file) and the
     built wheels' content. Pin order does not matter."""
-    material = {"layout": ENV_LAYOUT, "interpreter": node.identity(), "wheels": wheels_digest,
-                "pins": sorted(f"{pin.spec} {pin.filename}" for pin in pins)}
+    material = {
+        "layout": ENV_LAYOUT,
+        "interpreter": node.identity(),
+        "wheels": wheels_digest,
+        "pins": sorted(f"{pin.spec} {pin.filename}" for pin in pins),
+    }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -73,8 +77,8 @@ class Environment:
     """A venv on the cluster, as ``ensure_environment`` left it."""
 
     path: str
-    built: bool                 # False: an existing venv was reused
-    install_from: str | None    # "index" or "wheelhouse" when built
+    built: bool  # False: an existing venv was reused
+    install_from: str | None  # "index" or "wheelhouse" when built
 
     @property
     def python(self) -> str:
@@ -89,10 +93,15 @@ def health_test(env: str) -> str:
 
 def is_healthy(transport: Transport, env: str, also: str = "true") -> bool:
     """One command: ``env`` is whole (and the shell test ``also`` holds)."""
-    return transport.run(f"{health_test(env)} && {also} && echo healthy || echo broken").stdout.strip() == "healthy"
+    return (
+        transport.run(f"{health_test(env)} && {also} && echo healthy || echo broken").stdout.strip()
+        == "healthy"
+    )
 
 
-def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: str, install_from: str) -> Environment:
+def ensure_environment(
+    transport: Transport, spec: EnvironmentSpec, cache_root: str, install_from: str
+) -> Environment:
     """The venv for ``spec``: reused when healthy (one command), otherwise built once under a lock."""
     key = spec.key()
     env = f"{cache_root}/envs/{key}"
@@ -101,8 +110,13 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
     wheelhouse = f"{cache_root}/wheelhouse"
     missing = missing_from_wheelhouse(transport, spec.pins, wheelhouse)
     source = _install_source(transport, spec, install_from, missing)
-    logger.info("building environment %s on the cluster (%d dependencies, %d fetched from %s)", env,
-                len(spec.pins), len(missing), source)
+    logger.info(
+        "building environment %s on the cluster (%d dependencies, %d fetched from %s)",
+        env,
+        len(spec.pins),
+        len(missing),
+        source,
+    )
     wheel_dir = f"{cache_root}/wheels/{key}"
     local = [f"{wheel_dir}/{wheel.name}" for wheel in spec.wheels]
     for path, target in zip(spec.wheels, local):
@@ -110,17 +124,23 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
     if source == "wheelhouse":
         _upload(transport, missing, wheelhouse)
     downloads = [pin.spec for pin in missing] if source == "index" else []
-    script = build_script(spec.python, env, wheelhouse, downloads, [*(pin.spec for pin in spec.pins), *local],
-                          spec.node.has_pip)
+    script = build_script(
+        spec.python, env, wheelhouse, downloads, [*(pin.spec for pin in spec.pins), *local], spec.node.has_pip
+    )
     try:
         outcome = transport.run(script, timeout=LOCK_WAIT + 1800).stdout.split()
     except CommandError as exc:
-        fix = ("set the packaging option install_from: wheelhouse (this host downloads the wheels and uploads "
-               "them) if the nodes cannot reach a package index" if source == "index" else
-               "check the free space and permissions under the cache root on the cluster")
-        raise DependencyError(f"building the environment {env} on the cluster failed "
-                              f"(dependencies from the {source}):\n{(exc.stderr or exc.stdout).strip()[-1500:]}\n"
-                              f"Fix: {fix}. Nothing was submitted.") from exc
+        fix = (
+            "set the packaging option install_from: wheelhouse (this host downloads the wheels and uploads "
+            "them) if the nodes cannot reach a package index"
+            if source == "index"
+            else "check the free space and permissions under the cache root on the cluster"
+        )
+        raise DependencyError(
+            f"building the environment {env} on the cluster failed "
+            f"(dependencies from the {source}):\n{(exc.stderr or exc.stdout).strip()[-1500:]}\n"
+            f"Fix: {fix}. Nothing was submitted."
+        ) from exc
     built = outcome[-1:] == [BUILT]  # else another submitter built it while this one waited for the lock
     return Environment(env, built=built, install_from=source if built else None)
 
@@ -128,13 +148,18 @@ def ensure_environment(transport: Transport, spec: EnvironmentSpec, cache_root: 
 def missing_from_wheelhouse(transport: Transport, pins: tuple[Pin, ...], wheelhouse: str) -> list[Pin]:
     """The pins whose wheel file is not in the cluster's wheelhouse yet (one command; creates it)."""
     q = shlex.quote
-    listing = transport.run(f"mkdir -p {q(wheelhouse)} && cd {q(wheelhouse)} && for f in "
-                            + " ".join(q(pin.filename) for pin in pins) + '; do [ -f "$f" ] || echo "$f"; done')
+    listing = transport.run(
+        f"mkdir -p {q(wheelhouse)} && cd {q(wheelhouse)} && for f in "
+        + " ".join(q(pin.filename) for pin in pins)
+        + '; do [ -f "$f" ] || echo "$f"; done'
+    )
     absent = set(listing.stdout.split())
     return [pin for pin in pins if pin.filename in absent]
 
 
-def _install_source(transport: Transport, spec: EnvironmentSpec, install_from: str, missing: list[Pin]) -> str:
+def _install_source(
+    transport: Transport, spec: EnvironmentSpec, install_from: str, missing: list[Pin]
+) -> str:
     if install_from != "auto":
         return install_from
     if not missing:
@@ -148,9 +173,11 @@ def index_reachable(transport: Transport, python: str, package: str) -> bool:
     """Whether the cluster's pip (with its own pip.conf: index, proxy, CA) can list ``package``, asked once
     with a short timeout."""
     q = shlex.quote
-    probe = (f"timeout {INDEX_PROBE_TIMEOUT * 3} {q(python)} -m pip index versions {q(package)} "
-             f"--timeout {INDEX_PROBE_TIMEOUT} --retries 0 --disable-pip-version-check >/dev/null 2>&1 "
-             "&& echo reachable || echo unreachable")
+    probe = (
+        f"timeout {INDEX_PROBE_TIMEOUT * 3} {q(python)} -m pip index versions {q(package)} "
+        f"--timeout {INDEX_PROBE_TIMEOUT} --retries 0 --disable-pip-version-check >/dev/null 2>&1 "
+        "&& echo reachable || echo unreachable"
+    )
     reachable = transport.run(probe, timeout=INDEX_PROBE_TIMEOUT * 6).stdout.strip() == "reachable"
     logger.info("the cluster %s a package index", "reaches" if reachable else "does not reach")
     return reachable
@@ -165,7 +192,11 @@ def _upload(transport: Transport, missing: list[Pin], wheelhouse: str) -> None:
 def _pip(python: str, env: str, base_has_pip: bool) -> str:
     """pip for ``env``: the base interpreter's (the venv has none: seconds saved), else the venv's own."""
     q = shlex.quote
-    return f"{q(python)} -m pip --python {q(env + '/bin/python')}" if base_has_pip else f"{q(env + '/bin/python')} -m pip"
+    return (
+        f"{q(python)} -m pip --python {q(env + '/bin/python')}"
+        if base_has_pip
+        else f"{q(env + '/bin/python')} -m pip"
+    )
 
 
 def locked_build(target: str, healthy: str, build: list[str]) -> str:
@@ -175,22 +206,25 @@ def locked_build(target: str, healthy: str, build: list[str]) -> str:
     interrupted build is recognised and redone. Prints ``BUILT`` or ``READY`` last."""
     q = shlex.quote
     lock = target + ".lock"
-    return "\n".join([
-        "set -e",
-        f"mkdir -p {q(posixpath.dirname(target))}",
-        f"exec 9>{q(lock)}",
-        f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
-        "building it' >&2; exit 75; }",
-        f"if {healthy}; then echo {READY}; exit 0; fi",
-        f"rm -rf {q(target)}",
-        *build,
-        f"touch {q(target + '/.ready')}",
-        f"echo {BUILT}",
-    ])
+    return "\n".join(
+        [
+            "set -e",
+            f"mkdir -p {q(posixpath.dirname(target))}",
+            f"exec 9>{q(lock)}",
+            f"flock -w {LOCK_WAIT} 9 || {{ echo 'waited {LOCK_WAIT} s for {lock}: another submission is still "
+            "building it' >&2; exit 75; }",
+            f"if {healthy}; then echo {READY}; exit 0; fi",
+            f"rm -rf {q(target)}",
+            *build,
+            f"touch {q(target + '/.ready')}",
+            f"echo {BUILT}",
+        ]
+    )
 
 
-def build_script(python: str, env: str, wheelhouse: str, downloads: list[str], installs: list[str],
-                 base_has_pip: bool) -> str:
+def build_script(
+    python: str, env: str, wheelhouse: str, downloads: list[str], installs: list[str], base_has_pip: bool
+) -> str:
     """The venv ``env``, built under its lock (``locked_build``). ``downloads`` (index path) are fetched by
     the node's pip into the cluster's wheelhouse first, so the next venv that needs them finds them there;
     ``installs`` (exact pins, complete, hence ``--no-deps``, and wheel files) are then installed from the
@@ -199,19 +233,33 @@ def build_script(python: str, env: str, wheelhouse: str, downloads: list[str], i
     venv = "--without-pip --system-site-packages" if base_has_pip else "--system-site-packages"
     pip = _pip(python, env, base_has_pip)
     quiet = "--quiet --no-input --disable-pip-version-check"
-    download = [
-        f"dl=$(mktemp -d {q(wheelhouse + '/.download-XXXXXX')})",
-        'trap \'rm -rf "$dl"\' EXIT',
-        f'{pip} download {quiet} --no-deps --only-binary=:all: -d "$dl" ' + " ".join(map(q, downloads)),
-        f'for f in "$dl"/*; do mv -n "$f" {q(wheelhouse)}/; done',  # each rename is atomic
-    ] if downloads else []
-    return locked_build(env, health_test(env), [
-        f"mkdir -p {q(wheelhouse)}",
-        f"{q(python)} -m venv {venv} {q(env)}",
-        *download,
-        *([f"{pip} install {quiet} --no-deps --no-index --find-links {q(wheelhouse)} " + " ".join(map(q, installs))]
-          if installs else []),  # a project without dependencies still gets its (empty) venv
-    ])
+    download = (
+        [
+            f"dl=$(mktemp -d {q(wheelhouse + '/.download-XXXXXX')})",
+            "trap 'rm -rf \"$dl\"' EXIT",
+            f'{pip} download {quiet} --no-deps --only-binary=:all: -d "$dl" ' + " ".join(map(q, downloads)),
+            f'for f in "$dl"/*; do mv -n "$f" {q(wheelhouse)}/; done',  # each rename is atomic
+        ]
+        if downloads
+        else []
+    )
+    return locked_build(
+        env,
+        health_test(env),
+        [
+            f"mkdir -p {q(wheelhouse)}",
+            f"{q(python)} -m venv {venv} {q(env)}",
+            *download,
+            *(
+                [
+                    f"{pip} install {quiet} --no-deps --no-index --find-links {q(wheelhouse)} "
+                    + " ".join(map(q, installs))
+                ]
+                if installs
+                else []
+            ),  # a project without dependencies still gets its (empty) venv
+        ],
+    )
 
 
 def project_layer_path(cache_root: str, env: str, wheel: Path) -> str:
@@ -224,8 +272,9 @@ def ready_test(layer: str) -> str:
     return f"test -f {shlex.quote(layer + '/.ready')}"
 
 
-def ensure_project_layer(transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path,
-                         cache_root: str) -> Environment:
+def ensure_project_layer(
+    transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path, cache_root: str
+) -> Environment:
     """The project's ``wheel`` unpacked beside the venv ``env`` (reused when ready, else built under a lock)."""
     layer = project_layer_path(cache_root, env, wheel)
     if transport.run(f"{ready_test(layer)} && echo ready || echo absent").stdout.strip() == "ready":
@@ -233,15 +282,27 @@ def ensure_project_layer(transport: Transport, spec: EnvironmentSpec, env: str, 
     remote = f"{cache_root}/wheels/{posixpath.basename(layer)}/{wheel.name}"
     transport.put(str(wheel), remote)
     pip = _pip(spec.python, env, spec.node.has_pip)
-    script = locked_build(layer, ready_test(layer), [
-        f"{pip} install --quiet --no-input --disable-pip-version-check --no-deps --no-index "
-        f"--target {shlex.quote(layer)} {shlex.quote(remote)}"])
+    script = locked_build(
+        layer,
+        ready_test(layer),
+        [
+            f"{pip} install --quiet --no-input --disable-pip-version-check --no-deps --no-index "
+            f"--target {shlex.quote(layer)} {shlex.quote(remote)}"
+        ],
+    )
     built = transport.run(script, timeout=LOCK_WAIT + 600).stdout.split()[-1:] == [BUILT]
     return Environment(layer, built=built, install_from=None)
 
 
-def environment_spec(transport: Transport, *, python: str, requirements: list[str], source: str,
-                     wheels: list[Path], resolver: str) -> EnvironmentSpec:
+def environment_spec(
+    transport: Transport,
+    *,
+    python: str,
+    requirements: list[str],
+    source: str,
+    wheels: list[Path],
+    resolver: str,
+) -> EnvironmentSpec:
     """Probe the cluster's ``python`` and resolve ``requirements`` (declared in ``source``) for it on this
     host: what the venv holding them and ``wheels`` is made of. Fails before anything is submitted."""
     node = probe_interpreter(transport, python)

@@ -39,12 +39,12 @@ class NodeInterpreter:
     executable: str
     base_executable: str
     realpath: str
-    version: str            # "3.13.5"
-    implementation: str     # "cpython"
-    abiflags: str           # "" or "t" (free-threaded)
-    machine: str            # "x86_64"
-    libc: str               # "glibc" ("" on musl)
-    libc_version: str       # "2.41"
+    version: str  # "3.13.5"
+    implementation: str  # "cpython"
+    abiflags: str  # "" or "t" (free-threaded)
+    machine: str  # "x86_64"
+    libc: str  # "glibc" ("" on musl)
+    libc_version: str  # "2.41"
     has_pip: bool
 
     @property
@@ -59,9 +59,11 @@ class NodeInterpreter:
     @property
     def glibc_minor(self) -> int:
         if self.libc != "glibc":
-            raise ConfigError(f"the cluster's Python ({self.executable}) runs on {self.libc or 'a non-glibc libc'}; "
-                              "only glibc (manylinux) nodes are supported for dependency resolution: set "
-                              "dependencies: [] and install them on the nodes yourself")
+            raise ConfigError(
+                f"the cluster's Python ({self.executable}) runs on {self.libc or 'a non-glibc libc'}; "
+                "only glibc (manylinux) nodes are supported for dependency resolution: set "
+                "dependencies: [] and install them on the nodes yourself"
+            )
         major, _, minor = self.libc_version.partition(".")
         if major != "2" or not minor.split(".")[0].isdigit():
             raise ConfigError(f"unexpected glibc version {self.libc_version!r} on the cluster's Python")
@@ -96,12 +98,16 @@ def probe_interpreter(transport: Transport, python: str) -> NodeInterpreter:
     try:
         output = transport.run(command, timeout=60).stdout
     except CommandError as exc:
-        raise ConfigError(f"the packaging's python {python!r} does not run on the cluster: "
-                          f"{(exc.stderr or exc.stdout).strip()[-300:]}; set the packaging option python to an "
-                          "interpreter that exists on the login and compute nodes", key="python") from exc
+        raise ConfigError(
+            f"the packaging's python {python!r} does not run on the cluster: "
+            f"{(exc.stderr or exc.stdout).strip()[-300:]}; set the packaging option python to an "
+            "interpreter that exists on the login and compute nodes",
+            key="python",
+        ) from exc
     try:
         facts = json.loads(output.strip().splitlines()[-1])
         return NodeInterpreter(**facts)
     except (ValueError, IndexError, TypeError) as exc:
-        raise ConfigError(f"could not read what {python!r} reported on the cluster: {output[-300:]!r}",
-                          key="python") from exc
+        raise ConfigError(
+            f"could not read what {python!r} reported on the cluster: {output[-300:]!r}", key="python"
+        ) from exc

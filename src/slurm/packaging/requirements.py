@@ -38,9 +38,12 @@ def project_dependencies(project_dir: Path) -> list[str]:
         raise ConfigError(f"{pyproject} is not valid TOML: {exc}") from exc
     project = data.get("project", {})
     if "dependencies" in project.get("dynamic", []):
-        raise ConfigError(f"{pyproject} declares its dependencies as dynamic, so they cannot be read without "
-                          "building it; list them in [project].dependencies, or set the packaging option "
-                          "requirements to a requirements file", key="requirements")
+        raise ConfigError(
+            f"{pyproject} declares its dependencies as dynamic, so they cannot be read without "
+            "building it; list them in [project].dependencies, or set the packaging option "
+            "requirements to a requirements file",
+            key="requirements",
+        )
     dependencies = project.get("dependencies", [])
     if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
         raise ConfigError(f"{pyproject}: [project].dependencies must be a list of strings")
@@ -60,9 +63,12 @@ def requirements_file(path: Path) -> list[str]:
         if not line or line.startswith("#"):
             continue
         if line.startswith("-"):
-            raise ConfigError(f"{path}:{number}: pip option {line.split()[0]!r} is not supported in a packaging "
-                              "requirements file; list plain requirements (name, version specifier, markers) "
-                              "and configure indexes in pip.conf or uv.toml", key="requirements")
+            raise ConfigError(
+                f"{path}:{number}: pip option {line.split()[0]!r} is not supported in a packaging "
+                "requirements file; list plain requirements (name, version specifier, markers) "
+                "and configure indexes in pip.conf or uv.toml",
+                key="requirements",
+            )
         requirement_name(line)
         requirements.append(line)
     return requirements
@@ -71,8 +77,9 @@ def requirements_file(path: Path) -> list[str]:
 def wheel_requirements(wheel: Path) -> list[str]:
     """``Requires-Dist`` of a built wheel, without those that only apply to an extra."""
     with zipfile.ZipFile(wheel) as archive:
-        metadata = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")),
-                        None)
+        metadata = next(
+            (n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None
+        )
         if metadata is None:
             raise ConfigError(f"{wheel.name} has no .dist-info/METADATA: not a wheel")
         message = Parser().parsestr(archive.read(metadata).decode())

@@ -51,8 +51,13 @@ class Pin:
         return f"{self.name}=={self.version}"
 
 
-def resolve(requirements: list[str], node: NodeInterpreter, resolver: str = "auto", *,
-            source: str = "the requirements") -> list[Pin]:
+def resolve(
+    requirements: list[str],
+    node: NodeInterpreter,
+    resolver: str = "auto",
+    *,
+    source: str = "the requirements",
+) -> list[Pin]:
     """Pins for ``requirements`` on ``node``, sorted by name. ``source`` names where they were declared
     (for the error). Raises ``DependencyError`` naming the package, the node's Python and the fix."""
     if not requirements:
@@ -75,8 +80,11 @@ def pick_resolver(resolver: str, node: NodeInterpreter) -> str:
     uv_fits = node.implementation == "cpython" and node.machine in UV_MACHINES
     if resolver == "uv":
         if _uv_binary() is None:
-            raise ConfigError("resolver 'uv' needs the uv package on this host: pip install 'slurm-sdk[uv]' "
-                              "(or set resolver: pip)", key="resolver")
+            raise ConfigError(
+                "resolver 'uv' needs the uv package on this host: pip install 'slurm-sdk[uv]' "
+                "(or set resolver: pip)",
+                key="resolver",
+            )
         if not uv_fits:
             raise ConfigError(f"uv cannot resolve for {node.describe()}; set resolver: pip", key="resolver")
         return "uv"
@@ -105,8 +113,22 @@ def _resolve_with_uv(requirements: list[str], node: NodeInterpreter, source: str
     platform = f"{node.machine}-manylinux_2_{min(node.glibc_minor, UV_NEWEST_MANYLINUX_MINOR)}"
     # --python: this interpreter only builds nothing (--no-build) but stops uv from searching for, or
     # downloading, a Python of the node's version; UV_PYTHON_DOWNLOADS=never makes sure of the latter.
-    command = [_uv_binary() or "uv", "pip", "compile", "-", "--format", "pylock.toml", "--quiet", "--no-build",
-               "--python", sys.executable, "--python-version", node.version, "--python-platform", platform]
+    command = [
+        _uv_binary() or "uv",
+        "pip",
+        "compile",
+        "-",
+        "--format",
+        "pylock.toml",
+        "--quiet",
+        "--no-build",
+        "--python",
+        sys.executable,
+        "--python-version",
+        node.version,
+        "--python-platform",
+        platform,
+    ]
     result = _run(command, "\n".join(requirements), {"UV_PYTHON_DOWNLOADS": "never"})
     if result.returncode != 0:
         raise _unresolvable(requirements, node, source, "uv", result.stderr)
@@ -116,8 +138,15 @@ def _resolve_with_uv(requirements: list[str], node: NodeInterpreter, source: str
         if not wheels:
             raise _unresolvable(requirements, node, source, "uv", f"{package['name']} has no wheel")
         url = wheels[0]["url"]
-        pins.append(Pin(normalize_name(package["name"]), package["version"], _filename(url), url,
-                        wheels[0]["hashes"]["sha256"]))
+        pins.append(
+            Pin(
+                normalize_name(package["name"]),
+                package["version"],
+                _filename(url),
+                url,
+                wheels[0]["hashes"]["sha256"],
+            )
+        )
     return pins
 
 
@@ -126,12 +155,29 @@ def _resolve_with_pip(requirements: list[str], node: NodeInterpreter, source: st
     with tempfile.TemporaryDirectory(prefix="slurm-sdk-resolve-") as tmp:
         requirements_path = Path(tmp, "requirements.txt")
         requirements_path.write_text("\n".join(requirements) + "\n")
-        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                   "--disable-pip-version-check", "--report", "-", "--target", str(Path(tmp, "target")),
-                   "--only-binary=:all:", "--python-version", node.version, "--implementation", implementation,
-                   *(["--abi", node.abi] if implementation == "cp" else []),
-                   *[arg for tag in node.manylinux_platforms() for arg in ("--platform", tag)],
-                   "-r", str(requirements_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--report",
+            "-",
+            "--target",
+            str(Path(tmp, "target")),
+            "--only-binary=:all:",
+            "--python-version",
+            node.version,
+            "--implementation",
+            implementation,
+            *(["--abi", node.abi] if implementation == "cp" else []),
+            *[arg for tag in node.manylinux_platforms() for arg in ("--platform", tag)],
+            "-r",
+            str(requirements_path),
+        ]
         result = _run(command, None, {})
     if result.returncode != 0:
         raise _unresolvable(requirements, node, source, "pip", result.stderr)
@@ -140,8 +186,15 @@ def _resolve_with_pip(requirements: list[str], node: NodeInterpreter, source: st
         info = item["download_info"]
         archive = info.get("archive_info", {})
         sha256 = archive.get("hashes", {}).get("sha256") or archive.get("hash", "sha256=").partition("=")[2]
-        pins.append(Pin(normalize_name(item["metadata"]["name"]), item["metadata"]["version"],
-                        _filename(info["url"]), info["url"], sha256))
+        pins.append(
+            Pin(
+                normalize_name(item["metadata"]["name"]),
+                item["metadata"]["version"],
+                _filename(info["url"]),
+                info["url"],
+                sha256,
+            )
+        )
     return pins
 
 
@@ -150,19 +203,23 @@ _RUNNERS = {"uv": _resolve_with_uv, "pip": _resolve_with_pip}
 
 def _run(command: list[str], stdin: str | None, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=_TIMEOUT,
-                              env={**os.environ, **env})
+        return subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=_TIMEOUT, env={**os.environ, **env}
+        )
     except subprocess.TimeoutExpired as exc:
-        raise DependencyError(f"resolving dependencies took longer than {_TIMEOUT} s: {' '.join(command)}; "
-                              "check this host's access to the package index") from exc
+        raise DependencyError(
+            f"resolving dependencies took longer than {_TIMEOUT} s: {' '.join(command)}; "
+            "check this host's access to the package index"
+        ) from exc
 
 
 def _filename(url: str) -> str:
     return unquote(Path(urlsplit(url).path).name)
 
 
-def _unresolvable(requirements: list[str], node: NodeInterpreter, source: str, tool: str,
-                  output: str) -> DependencyError:
+def _unresolvable(
+    requirements: list[str], node: NodeInterpreter, source: str, tool: str, output: str
+) -> DependencyError:
     names = [requirement_name(r) for r in requirements]
     blamed = culprits(names, output) or names
     platform = f"manylinux_2_{node.glibc_minor}_{node.machine}" if node.libc == "glibc" else node.machine
@@ -172,7 +229,8 @@ def _unresolvable(requirements: list[str], node: NodeInterpreter, source: str, t
         f"wheel tags {node.abi}/{platform}.\n{tool} said:\n{detail}\n"
         f"Fix: correct or remove the requirement, or pin a version of {blamed[0]} that publishes a wheel for "
         f"Python {node.minor_version} on {platform} (nodes install wheels only, nothing is compiled there); "
-        "or set the packaging option python to a cluster interpreter the package supports. Nothing was submitted.")
+        "or set the packaging option python to a cluster interpreter the package supports. Nothing was submitted."
+    )
 
 
 def culprits(names: list[str], output: str) -> list[str]:

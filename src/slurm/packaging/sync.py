@@ -27,8 +27,13 @@ from slurm.packaging.base import PackagingStrategy
 from slurm.packaging.environment import ensure_environment, environment_spec, without_built
 from slurm.packaging.requirements import project_dependencies, requirements_file, wheel_requirements
 from slurm.packaging.tree import IGNORED_NAMES, glob_to_regex, scan_tree
-from slurm.packaging.wheel import (DependencyOptions, check_child_env, default_cache_root, find_project_root,
-                                   sdk_wheels)
+from slurm.packaging.wheel import (
+    DependencyOptions,
+    check_child_env,
+    default_cache_root,
+    find_project_root,
+    sdk_wheels,
+)
 
 __all__ = ["MANIFEST", "SyncPackaging", "glob_to_regex", "scan_tree"]
 
@@ -68,11 +73,22 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
 
     type = "sync"
 
-    def __init__(self, source_dir: str | None = None, remote_dir: str | None = None,
-                 include: list[str] | None = None, exclude: list[str] | None = None,
-                 pythonpath: list[str] | None = None, python: str = "python3", cache_root: str | None = None,
-                 requirements: str | None = None, include_sdk: bool = True, install_from: str = "auto",
-                 resolver: str = "auto", prepared: bool = False, env: str | None = None) -> None:
+    def __init__(
+        self,
+        source_dir: str | None = None,
+        remote_dir: str | None = None,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        pythonpath: list[str] | None = None,
+        python: str = "python3",
+        cache_root: str | None = None,
+        requirements: str | None = None,
+        include_sdk: bool = True,
+        install_from: str = "auto",
+        resolver: str = "auto",
+        prepared: bool = False,
+        env: str | None = None,
+    ) -> None:
         DependencyOptions.__init__(self, install_from, resolver, requirements)
         self.source_dir = source_dir
         self.remote_dir = remote_dir
@@ -92,8 +108,10 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
         transport = backend.transport
         if self.prepared:
             if self.remote_dir is None or not transport.exists(self.remote_dir):
-                raise ConfigError(f"synced source {self.remote_dir} is missing on the cluster; "
-                                  "prepare the packaging from the submitting host first")
+                raise ConfigError(
+                    f"synced source {self.remote_dir} is missing on the cluster; "
+                    "prepare the packaging from the submitting host first"
+                )
             if self.env is not None:
                 check_child_env(transport, self.env, "sync")
             return
@@ -117,11 +135,17 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
             if not requirements and not wheels:
                 return  # nothing to install: jobs run the configured python as it is
             requirements += [r for wheel in wheels for r in wheel_requirements(wheel)]
-            spec = environment_spec(transport, python=self.python, requirements=without_built(requirements, wheels),
-                                    source=declared, wheels=wheels, resolver=self.resolver)
-            self.last_environment = ensure_environment(transport, spec,
-                                                       self.cache_root or default_cache_root(transport),
-                                                       self.install_from)
+            spec = environment_spec(
+                transport,
+                python=self.python,
+                requirements=without_built(requirements, wheels),
+                source=declared,
+                wheels=wheels,
+                resolver=self.resolver,
+            )
+            self.last_environment = ensure_environment(
+                transport, spec, self.cache_root or default_cache_root(transport), self.install_from
+            )
         self.env = self.last_environment.path
 
     def _remote_dir(self, transport: Transport, source: Path) -> str:
@@ -141,15 +165,22 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
             transport.write_bytes(archive, _tar_gz(source, changed))
             transport.run(_extract_script(archive, remote_dir))
         for start in range(0, len(removed), 200):  # keeps each command line short
-            transport.run(f"cd {shlex.quote(remote_dir)} && rm -f -- {shlex.join(removed[start:start + 200])}")
+            transport.run(
+                f"cd {shlex.quote(remote_dir)} && rm -f -- {shlex.join(removed[start : start + 200])}"
+            )
         if changed or removed or not remote:
-            transport.write_bytes(f"{remote_dir}/{MANIFEST}", json.dumps(local, indent=0, sort_keys=True).encode())
+            transport.write_bytes(
+                f"{remote_dir}/{MANIFEST}", json.dumps(local, indent=0, sort_keys=True).encode()
+            )
         self.last_uploaded, self.last_deleted = changed, removed
 
     def _pythonpath_dirs(self) -> list[str]:
         if self.remote_dir is None or self.pythonpath is None:
             raise ConfigError("sync packaging is not prepared yet: call prepare() before rendering jobs")
-        return [self.remote_dir if entry in (".", "") else f"{self.remote_dir}/{entry}" for entry in self.pythonpath]
+        return [
+            self.remote_dir if entry in (".", "") else f"{self.remote_dir}/{entry}"
+            for entry in self.pythonpath
+        ]
 
     def setup_lines(self) -> list[str]:
         joined = ":".join(shlex.quote(d) for d in self._pythonpath_dirs())
@@ -160,8 +191,14 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
 
     def to_config(self) -> dict[str, Any]:
         self._pythonpath_dirs()  # raises when not prepared
-        return {"type": self.type, "remote_dir": self.remote_dir, "pythonpath": self.pythonpath,
-                "python": self.python, "prepared": True, "env": self.env}
+        return {
+            "type": self.type,
+            "remote_dir": self.remote_dir,
+            "pythonpath": self.pythonpath,
+            "python": self.python,
+            "prepared": True,
+            "env": self.env,
+        }
 
 
 def _extract_script(archive: str, remote_dir: str) -> str:
@@ -169,16 +206,18 @@ def _extract_script(archive: str, remote_dir: str) -> str:
     project (several submitters at once) or a running job never sees a half-written file, and tar never
     trips over a file another extraction just created."""
     q = shlex.quote
-    return "\n".join([
-        "set -e",
-        f"archive={q(archive)}",
-        f"tmp=$(mktemp -d {q(remote_dir + '/.extract-XXXXXX')})",
-        """trap 'rm -rf "$tmp" "$archive"' EXIT""",
-        'tar -xzf "$archive" -C "$tmp"',
-        'cd "$tmp"',
-        f"find . -mindepth 1 -type d -exec mkdir -p {q(remote_dir)}/{{}} \\;",
-        f"find . ! -type d -exec mv -f {{}} {q(remote_dir)}/{{}} \\;",
-    ])
+    return "\n".join(
+        [
+            "set -e",
+            f"archive={q(archive)}",
+            f"tmp=$(mktemp -d {q(remote_dir + '/.extract-XXXXXX')})",
+            """trap 'rm -rf "$tmp" "$archive"' EXIT""",
+            'tar -xzf "$archive" -C "$tmp"',
+            'cd "$tmp"',
+            f"find . -mindepth 1 -type d -exec mkdir -p {q(remote_dir)}/{{}} \\;",
+            f"find . ! -type d -exec mv -f {{}} {q(remote_dir)}/{{}} \\;",
+        ]
+    )
 
 
 def remote_dir_name(source: Path) -> str:

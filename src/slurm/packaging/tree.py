@@ -11,8 +11,19 @@ import re
 from pathlib import Path
 
 # Never copied into a build or synced: VCS data, environments, caches.
-IGNORED_NAMES = (".git", ".hg", ".venv", "venv", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
-                 ".ruff_cache", ".tox", "node_modules")
+IGNORED_NAMES = (
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    "node_modules",
+)
 # Stale build output at the project top: setuptools would package modules left in build/lib even after
 # they were deleted from the source.
 IGNORED_TOP = ("build", "dist")
@@ -47,6 +58,9 @@ def scan_tree(root: Path, include: list[str], exclude: list[str] | tuple[str, ..
 def source_digest(root: Path, parts: tuple[str, ...] | None = None) -> str:
     """sha256 over every file a wheel build of ``root`` can see (the build copies the same set), or only
     over the top-level ``parts`` (files or directories) when the build is known to read nothing else."""
-    files = {rel: digest for rel, digest in scan_tree(root, ["**"], IGNORED_NAMES).items()
-             if rel.split("/", 1)[0] not in IGNORED_TOP and (parts is None or rel.split("/", 1)[0] in parts)}
+    files = {
+        rel: digest
+        for rel, digest in scan_tree(root, ["**"], IGNORED_NAMES).items()
+        if rel.split("/", 1)[0] not in IGNORED_TOP and (parts is None or rel.split("/", 1)[0] in parts)
+    }
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

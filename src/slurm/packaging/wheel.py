@@ -19,9 +19,17 @@ from slurm.backends.base import Backend, Transport
 from slurm.errors import ConfigError
 from slurm.packaging.base import PackagingStrategy
 from slurm.packaging.builds import cached_wheel, contains_package, sdk_wheel
-from slurm.packaging.environment import (INSTALL_SOURCES, Environment, ensure_environment, ensure_project_layer,
-                                         environment_spec, is_healthy, project_layer_path, ready_test,
-                                         without_built)
+from slurm.packaging.environment import (
+    INSTALL_SOURCES,
+    Environment,
+    ensure_environment,
+    ensure_project_layer,
+    environment_spec,
+    is_healthy,
+    project_layer_path,
+    ready_test,
+    without_built,
+)
 from slurm.packaging.requirements import requirements_file, wheel_requirements
 from slurm.packaging.resolver import RESOLVERS
 
@@ -32,7 +40,9 @@ def find_project_root(start: str | Path | None = None) -> Path:
     for directory in (here, *here.parents):
         if (directory / "pyproject.toml").is_file():
             return directory
-    raise ConfigError(f"no pyproject.toml in {here} or above; set the packaging option project_dir/source_dir")
+    raise ConfigError(
+        f"no pyproject.toml in {here} or above; set the packaging option project_dir/source_dir"
+    )
 
 
 def default_cache_root(transport: Transport) -> str:
@@ -52,8 +62,13 @@ class DependencyOptions:
     ``resolver`` (``auto``: uv when installed, else pip; ``uv``; ``pip``), ``requirements`` (a requirements
     file on this host, relative to the project)."""
 
-    def __init__(self, install_from: str = "auto", resolver: str = "auto", requirements: str | None = None) -> None:
-        for key, value, valid in (("install_from", install_from, INSTALL_SOURCES), ("resolver", resolver, RESOLVERS)):
+    def __init__(
+        self, install_from: str = "auto", resolver: str = "auto", requirements: str | None = None
+    ) -> None:
+        for key, value, valid in (
+            ("install_from", install_from, INSTALL_SOURCES),
+            ("resolver", resolver, RESOLVERS),
+        ):
             if value not in valid:
                 raise ConfigError(f"unknown {key} {value!r}; valid: {', '.join(valid)}", key=key)
         self.install_from = install_from
@@ -73,8 +88,10 @@ class DependencyOptions:
 def check_child_env(transport: Transport, env: str, kind: str, layer: str | None = None) -> None:
     """A child's prepare: the parent's venv (and project layer) must still be there and whole."""
     if not is_healthy(transport, env, also=ready_test(layer) if layer else "true"):
-        raise ConfigError(f"{kind} environment {env} is missing or incomplete on the cluster; "
-                          "prepare the packaging from the submitting host first")
+        raise ConfigError(
+            f"{kind} environment {env} is missing or incomplete on the cluster; "
+            "prepare the packaging from the submitting host first"
+        )
 
 
 class WheelPackaging(PackagingStrategy, DependencyOptions):
@@ -87,9 +104,18 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
 
     type = "wheel"
 
-    def __init__(self, project_dir: str | None = None, python: str = "python3", cache_root: str | None = None,
-                 include_sdk: bool = True, env: str | None = None, layer: str | None = None,
-                 install_from: str = "auto", resolver: str = "auto", requirements: str | None = None) -> None:
+    def __init__(
+        self,
+        project_dir: str | None = None,
+        python: str = "python3",
+        cache_root: str | None = None,
+        include_sdk: bool = True,
+        env: str | None = None,
+        layer: str | None = None,
+        install_from: str = "auto",
+        resolver: str = "auto",
+        requirements: str | None = None,
+    ) -> None:
         DependencyOptions.__init__(self, install_from, resolver, requirements)
         self.project_dir = project_dir
         self.python = python
@@ -112,9 +138,14 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
             extra = self.requirements_path(project)
             if extra is not None:
                 requirements += requirements_file(extra)
-            spec = environment_spec(transport, python=self.python, source=f"the dependencies of {project}" + (
-                f" and {extra}" if extra else ""), requirements=without_built(requirements, [wheel, *sdk]),
-                wheels=sdk, resolver=self.resolver)
+            spec = environment_spec(
+                transport,
+                python=self.python,
+                source=f"the dependencies of {project}" + (f" and {extra}" if extra else ""),
+                requirements=without_built(requirements, [wheel, *sdk]),
+                wheels=sdk,
+                resolver=self.resolver,
+            )
             env = f"{cache_root}/envs/{spec.key()}"
             layer = project_layer_path(cache_root, env, wheel)
             if is_healthy(transport, env, also=ready_test(layer)):  # warm: one command

@@ -42,12 +42,16 @@ def _fetch(pin: Pin, target: Path) -> Path:
         with urllib.request.urlopen(pin.url, timeout=_TIMEOUT) as response, tmp.open("wb") as out:
             shutil.copyfileobj(response, out)
         if pin.sha256 and _sha256(tmp) != pin.sha256:
-            raise DependencyError(f"downloaded {pin.filename} does not match the sha256 the resolver recorded "
-                                  f"({pin.sha256}); the index changed the file or the download was tampered with")
+            raise DependencyError(
+                f"downloaded {pin.filename} does not match the sha256 the resolver recorded "
+                f"({pin.sha256}); the index changed the file or the download was tampered with"
+            )
         tmp.replace(target)
     except OSError as exc:
-        raise DependencyError(f"downloading {pin.filename} from {pin.url} failed: {exc}; this host must reach "
-                              "the package index to build a wheelhouse for an air-gapped cluster") from exc
+        raise DependencyError(
+            f"downloading {pin.filename} from {pin.url} failed: {exc}; this host must reach "
+            "the package index to build a wheelhouse for an air-gapped cluster"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
