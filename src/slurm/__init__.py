@@ -26,6 +26,9 @@ _EXPORTS = {
     "ArrayJob": "slurm.job",
     "Job": "slurm.job",
     "Resources": "slurm.resources",
+    "RankContext": "slurm.ranks",
+    "rank_context": "slurm.ranks",
+    "set_torch_env": "slurm.ranks",
     **dict.fromkeys(
         [
             "BackendError",
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
         UnknownJobError,
     )
     from slurm.job import ArrayJob, Job
+    from slurm.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
@@ -93,6 +97,7 @@ __all__ = [
     "JobFailedError",
     "JobState",
     "JobTimeoutError",
+    "RankContext",
     "ResourceError",
     "Resources",
     "SSHError",
@@ -101,6 +106,8 @@ __all__ = [
     "SubmitError",
     "Task",
     "UnknownJobError",
+    "rank_context",
+    "set_torch_env",
     "task",
     "workflow",
 ]

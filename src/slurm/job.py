@@ -106,6 +106,17 @@ class Job:
             self.wait(timeout)
             return self._ended_result()
 
+    def results_by_rank(self, timeout: float | None = None) -> list[Any]:
+        """Every rank's return value, in rank order, of a task with ``nodes``/``ntasks_per_node``
+        (``result()`` is rank 0's); ``[result()]`` for a one-process task. Raises like ``result()``:
+        a failing rank fails the job, and the error names that rank and its node."""
+        with bounded(timeout):
+            self.wait(timeout)
+            outcome = self.cluster.retry(self._load_outcome)
+            if outcome is not None and outcome.ok:
+                return outcome.values_by_rank(self.job_id)
+            return [self._ended_result()]  # raises
+
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended."""
         outcome = self.cluster.retry(self._load_outcome)

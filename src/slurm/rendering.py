@@ -10,6 +10,8 @@ from slurm.checkpoint import MAX_REQUEUES_OPTION
 from slurm.resources import Resources
 
 RUNNER_MODULE = "slurm.runner"
+#: The runner's options for multi-rank tasks: run as one rank / gather N ranks (see ``slurm.gather``).
+RANK_OPTION, GATHER_OPTION = "--rank", "--gather-ranks"
 
 
 def log_patterns(job_dir: str, *, array: bool) -> tuple[str, str]:
@@ -36,8 +38,11 @@ def expand_log_pattern(
 def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
     """(option, value) pairs in a fixed order; ``True`` values are flags, ``False``/``None`` are omitted."""
     gres = None if resources.gpus is None else f"gpu:{resources.gpus}"
+    ranks = resources.world_size is not None  # both rendered, so Slurm's world is the SDK's world
     options: list[tuple[str, Any]] = [
         ("time", resources.time),
+        ("nodes", ranks and (resources.nodes or 1)),
+        ("ntasks-per-node", ranks and (resources.ntasks_per_node or 1)),
         ("cpus-per-task", resources.cpus),
         ("mem", resources.mem),
         ("gres", gres),
@@ -63,11 +68,21 @@ def render_script(
     checkpointing = (
         f" {MAX_REQUEUES_OPTION} {resources.checkpoint.max_requeues}" if resources.checkpoint else ""
     )
-    lines += [
-        "",
-        "set -eo pipefail",
-        *setup_lines,
-        f"exec {python} -m {RUNNER_MODULE}{checkpointing} {shlex.quote(job_dir)}",
-        "",
+    lines += ["", "set -eo pipefail", *setup_lines]
+    if resources.world_size is None:
+        lines.append(f"exec {python} -m {RUNNER_MODULE}{checkpointing} {shlex.quote(job_dir)}")
+    else:
+        lines += _rank_lines(resources, job_dir, python)
+    return "\n".join([*lines, ""])
+
+
+def _rank_lines(resources: Resources, job_dir: str, python: str) -> list[str]:
+    """A multi-rank task: every rank runs under srun (one failing rank stops the others), then the batch
+    step gathers their outcomes into the job's result file, also when srun failed."""
+    cpus = f" --cpus-per-task={resources.cpus}" if resources.cpus else ""  # srun does not inherit it
+    runner = f"{python} -m {RUNNER_MODULE}"
+    return [
+        f"srun --kill-on-bad-exit=1{cpus} {runner} {RANK_OPTION} {shlex.quote(job_dir)} "
+        '|| echo "[slurm-sdk] srun exited with status $?" >&2',
+        f"exec {runner} {GATHER_OPTION} {resources.world_size} {shlex.quote(job_dir)}",
     ]
-    return "\n".join(lines)

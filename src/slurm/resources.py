@@ -37,6 +37,9 @@ _MANAGED_OPTIONS = {
     "requeue": "requeue=",
     "no-requeue": "requeue=",
     "signal": "checkpoint=",
+    "nodes": "nodes=",
+    "ntasks-per-node": "ntasks_per_node=",
+    "ntasks": "nodes= and ntasks_per_node=",
 }
 
 
@@ -130,6 +133,10 @@ class Resources:
     requeue: bool | None = None
     #: Checkpoint and requeue (``slurm.checkpoint``): True for the defaults, or a ``Checkpointing``.
     checkpoint: Checkpointing | bool | None = None
+    #: Multi-rank task (``slurm.ranks``): the function runs once per rank under srun, ``nodes`` x
+    #: ``ntasks_per_node`` ranks (either alone means 1 of the other); None for both: one process.
+    nodes: int | None = None
+    ntasks_per_node: int | None = None
     #: Extra sbatch options: ``{"constraint": "fast", "exclusive": True}`` -> ``--constraint=fast``, ``--exclusive``.
     sbatch: Mapping[str, Any] = field(default_factory=dict)
 
@@ -140,6 +147,10 @@ class Resources:
             isinstance(self.cpus, bool) or not isinstance(self.cpus, int) or self.cpus < 1
         ):
             raise ResourceError(f"cpus must be an int >= 1, got {self.cpus!r}")
+        for name in ("nodes", "ntasks_per_node"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ResourceError(f"{name} must be an int >= 1, got {value!r}")
         if self.mem is not None:
             object.__setattr__(self, "mem", _check_mem(self.mem))
         if self.gpus is not None:
@@ -151,6 +162,11 @@ class Resources:
             raise ResourceError(
                 f"checkpoint signal_before={self.checkpoint.signal_before}s must be shorter than "
                 f"time={self.time!r} ({self.time_seconds}s): lower signal_before or raise time"
+            )
+        if self.checkpoint and self.world_size is not None:
+            raise ResourceError(
+                "checkpoint=True cannot be combined with nodes/ntasks_per_node yet (the time-limit signal "
+                "reaches the batch shell, not the ranks): drop checkpoint, or save state from rank 0 yourself"
             )
         for name in ("partition", "account"):
             if getattr(self, name) is not None:
@@ -172,6 +188,13 @@ class Resources:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sbatch"}
         merged = {name: getattr(defaults, name) if value is None else value for name, value in values.items()}
         return replace(self, **merged, sbatch={**defaults.sbatch, **self.sbatch})
+
+    @property
+    def world_size(self) -> int | None:
+        """Ranks of a multi-rank task (``nodes * ntasks_per_node``); None for a one-process task."""
+        if self.nodes is None and self.ntasks_per_node is None:
+            return None
+        return (self.nodes or 1) * (self.ntasks_per_node or 1)
 
     @property
     def time_seconds(self) -> int | None:

@@ -1,5 +1,6 @@
-"""The job side: ``python -m slurm.runner [--max-requeues N] <job_dir>`` (array index from
-``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``).
+"""The job side: ``python -m slurm.runner [--max-requeues N] [--rank | --gather-ranks N] <job_dir>`` (array
+index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``;
+``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``: combine N ranks, see ``slurm.gather``).
 
 Loads the task and its arguments from ``payload.pkl``, runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
@@ -8,8 +9,11 @@ traceback, to ``result-<index>.pkl``. Exits 1 when the task raised, so the sched
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import pickle
+import signal
 import socket
 import sys
 import traceback
@@ -19,14 +23,22 @@ import slurm
 from slurm import checkpoint
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
+from slurm.gather import RankTerminated, gather, write_rank_outcome
+from slurm.rendering import GATHER_OPTION, RANK_OPTION
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
 
 
 def main(argv: list[str] | None = None) -> int:
-    job_dir, max_requeues = _parse_args(sys.argv[1:] if argv is None else argv)
+    options = _parse_args(sys.argv[1:] if argv is None else argv)
+    job_dir, max_requeues = options.job_dir, options.max_requeues
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     restarts = _restart_count()
-    _print_header(job_dir, index, restarts)
+    if options.gather_ranks is not None:
+        return _gather(job_dir, index, options.gather_ranks, restarts)
+    rank = int(os.environ.get("SLURM_PROCID", "0")) if options.rank else None
+    _print_header(job_dir, index, restarts, rank)
+    if rank is not None:
+        signal.signal(signal.SIGTERM, _stop_rank)
     if max_requeues is not None:
         checkpoint.begin(job_dir, index, max_requeues)
     try:
@@ -35,17 +47,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[slurm-sdk] checkpoint: {stop}", file=sys.stderr, flush=True)
         return 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
-        traceback.print_exc()
+        if isinstance(exc, RankTerminated):  # a victim: one line, the failing rank has the traceback
+            print(f"[slurm-sdk] rank {rank}: {exc}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
-    write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+    if rank is not None:
+        write_rank_outcome(
+            job_dir, index, rank, os.environ.get("SLURMD_NODENAME", socket.gethostname()), outcome
+        )
+    else:
+        write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
     return code
 
 
-def _parse_args(argv: list[str]) -> tuple[str, int | None]:
-    if len(argv) == 3 and argv[0] == checkpoint.MAX_REQUEUES_OPTION:
-        return argv[2], int(argv[1])
-    [job_dir] = argv
-    return job_dir, None
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m slurm.runner")
+    parser.add_argument(checkpoint.MAX_REQUEUES_OPTION, dest="max_requeues", type=int)
+    parser.add_argument(RANK_OPTION, dest="rank", action="store_true")
+    parser.add_argument(GATHER_OPTION, dest="gather_ranks", type=int)
+    parser.add_argument("job_dir")
+    return parser.parse_args(argv)
+
+
+def _stop_rank(signum: int, _frame: Any) -> None:
+    raise RankTerminated(
+        f"stopped by {signal.Signals(signum).name}: another rank failed, or the job was cancelled"
+    )
+
+
+def _gather(job_dir: str, index: int, world_size: int, restarts: int) -> int:
+    """After srun: the ranks' outcomes become the job's one result file (``slurm.gather``)."""
+    outcome, code = gather(job_dir, index, world_size, restarts=restarts)
+    write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+    if code:
+        fields = pickle.loads(outcome)
+        who = "" if fields["rank"] is None else f"rank {fields['rank']} of {world_size}: "
+        print(f"[slurm-sdk] the job failed: {who}{fields['message']}", file=sys.stderr)
+    return code
 
 
 def _exit_status(exc: BaseException) -> int:
@@ -62,11 +101,12 @@ def _restart_count() -> int:
     return int(count) if count.isdigit() else 0
 
 
-def _print_header(job_dir: str, index: int, restarts: int) -> None:
+def _print_header(job_dir: str, index: int, restarts: int, rank: int | None) -> None:
     job_id = os.environ.get("SLURM_JOB_ID", "?")
     rerun = f", run {restarts + 1} (requeued {restarts}x)" if restarts else ""
+    of_world = f" rank {rank}/{os.environ.get('SLURM_NTASKS', '?')}" if rank is not None else ""
     print(
-        f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
+        f"[slurm-sdk] job {job_id} task {index}{of_world} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
         f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}",
         file=sys.stderr,
         flush=True,

@@ -162,9 +162,26 @@ class Outcome:
                 f"the result of job {job_id} cannot be unpickled here (Python {LOCAL_PYTHON}): {exc}"
             ) from exc
 
+    def values_by_rank(self, job_id: str) -> list[Any]:
+        """Every rank's value, in rank order (a one-process task: its value, alone)."""
+        if "ranks" not in self.fields:
+            return [self.value(job_id)]
+        return [Outcome(True, {"value": value}).value(job_id) for value in self.fields["ranks"]]
+
+    def _where(self, job_id: str) -> str:
+        """ "job 12", or "job 12 rank 3 (of 4, on c2)" for the failing rank of a multi-rank task."""
+        if self.fields.get("rank") is None:
+            return f"job {job_id}"
+        node = f", on {self.fields['node']}" if self.fields.get("node") else ""
+        return f"job {job_id} rank {self.fields['rank']} (of {self.fields['world_size']}{node})"
+
     def exception(self, job_id: str) -> BaseException:
         """The remote exception (its original type when it unpickles here), with the remote traceback
         as ``__cause__`` so it prints as part of the local traceback."""
+        if self.fields.get("type") is None:  # a rank that left no result: nothing was raised
+            return JobFailedError(
+                f"{self._where(job_id)}: {self.fields['message']}", job_id=job_id, state="FAILED"
+            )
         remote = RemoteTraceback(self.fields["traceback"])
         try:
             error = pickle.loads(self.fields["exception"]) if self.fields["exception"] else None
@@ -176,12 +193,12 @@ class Outcome:
             error = self._exit_error(job_id, error)
         elif not isinstance(error, BaseException):
             error = JobFailedError(
-                f"job {job_id} raised {self.fields['type']}: {self.fields['message']}",
+                f"{self._where(job_id)} raised {self.fields['type']}: {self.fields['message']}",
                 job_id=job_id,
                 state="FAILED",
             )
         else:
-            error.add_note(f"(raised in job {job_id}; the remote traceback is shown above)")
+            error.add_note(f"(raised in {self._where(job_id)}; the remote traceback is shown above)")
         error.__cause__ = remote
         return error
 
@@ -193,7 +210,7 @@ class Outcome:
             else f"raised {type(error).__name__}"
         )
         return JobFailedError(
-            f"job {job_id}: the task {how}, so it ended without a result",
+            f"{self._where(job_id)}: the task {how}, so it ended without a result",
             job_id=job_id,
             state="FAILED",
             exit_code=code,

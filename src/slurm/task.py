@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from slurm.errors import ResourceError
 from slurm.resources import Resources
 
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
@@ -113,6 +114,8 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
         account: str | None = None,
         requeue: bool | None = None,
         checkpoint: Any = None,
+        nodes: int | None = None,
+        ntasks_per_node: int | None = None,
         sbatch: Mapping[str, Any] | None = None,
     ) -> Any:
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
@@ -125,8 +128,15 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
             account=account,
             requeue=requeue,
             checkpoint=checkpoint,
+            nodes=nodes,
+            ntasks_per_node=ntasks_per_node,
             sbatch=sbatch or {},
         )
+        if workflow and resources.world_size is not None:
+            raise ResourceError(
+                "a @workflow runs once and submits children; nodes/ntasks_per_node would run it once per "
+                "rank: put them on the @task it submits instead"
+            )
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=workflow)
@@ -141,7 +151,9 @@ task.__doc__ = """Decorate a function to run as a Slurm job: ``@task`` or ``@tas
 mem="4G", gpus=1, partition="debug", account=None, requeue=False, sbatch={"constraint": "fast"},
 name="train")``. ``requeue=False`` renders ``--no-requeue``: the job fails instead of running again after a
 node failure or preemption. ``checkpoint=True`` (or ``Checkpointing(signal_before=60, max_requeues=3)``):
-the task saves its state with ``slurm.checkpoint.save`` and is requeued before its time limit."""
+the task saves its state with ``slurm.checkpoint.save`` and is requeued before its time limit.
+``nodes=2, ntasks_per_node=2``: the function runs once per rank under srun (4 ranks); each rank gets its
+place from ``slurm.rank_context()``; ``result()`` is rank 0's value, ``results_by_rank()`` every rank's."""
 
 workflow = _decorator(workflow=True)
 workflow.__doc__ = """Like ``@task``, for a function whose first parameter ``cluster`` receives a Cluster

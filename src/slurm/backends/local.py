@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from slurm.atomic import write_atomic
@@ -398,18 +399,25 @@ class LocalCommandBackend(Backend):
     def _job_env(self, record: dict[str, Any], element: str) -> dict[str, str]:
         base, _, index = element.partition("_")
         host = socket.gethostname()
+        sbatch = record["sbatch"]
+        nodes, per_node = int(sbatch.get("nodes", "1")), int(sbatch.get("ntasks-per-node", "1"))
+        # Emulated nodes all live on this host; the first one is where the batch step runs, as in Slurm.
+        names = ",".join([host] if nodes == 1 else [f"{host}-{i}" for i in range(nodes)])
         env = scrub_slurm_env(os.environ)
         env.update(
             SLURM_JOB_ID=base,
             SLURM_JOBID=base,
-            SLURM_JOB_NAME=record["sbatch"].get("job-name", ""),
+            SLURM_JOB_NAME=sbatch.get("job-name", ""),
             SLURM_SUBMIT_DIR=record["submit_dir"],
-            SLURM_CPUS_PER_TASK=record["sbatch"].get("cpus-per-task", "1"),
-            SLURM_NTASKS="1",
-            SLURM_JOB_NUM_NODES="1",
-            SLURM_NODELIST=host,
-            SLURMD_NODENAME=host,
+            SLURM_CPUS_PER_TASK=sbatch.get("cpus-per-task", "1"),
+            SLURM_NTASKS=str(nodes * per_node),
+            SLURM_NTASKS_PER_NODE=str(per_node),
+            SLURM_JOB_NUM_NODES=str(nodes),
+            SLURM_NODELIST=names,
+            SLURM_JOB_NODELIST=names,
+            SLURMD_NODENAME=names.split(",")[0],
             SLURM_CLUSTER_NAME="local",
+            PATH=os.pathsep.join([self._srun_dir(), env.get("PATH", os.defpath)]),
             **{REQUEUE_COMMAND_ENV: shlex.join([sys.executable, "-c", _REQUEUE, self.state_dir])},
         )
         if index:
@@ -422,6 +430,15 @@ class LocalCommandBackend(Backend):
                 SLURM_ARRAY_TASK_MAX=str(max(indexes)),
             )
         return env
+
+    def _srun_dir(self) -> str:
+        """A directory with this backend's ``srun`` (``slurm.backends.local_srun``), for the job's PATH."""
+        directory = self._path("bin")
+        script = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m slurm.backends.local_srun "$@"\n'
+        path = os.path.join(directory, "srun")
+        if not os.path.exists(path) or Path(path).read_text() != script:
+            write_atomic(path, script.encode(), 0o755)
+        return directory
 
     def _run_element(self, record: dict[str, Any], element: str) -> None:
         """Run one job or array task; again after a requeue (restart count in SLURM_RESTART_COUNT)."""
