@@ -1,0 +1,49 @@
+"""Multi-rank tasks on the real cluster: 2 nodes x 2 ranks under srun across c1 and c2, the ranks meeting
+over TCP at the master address and port their rank contexts agree on; a failing rank fails the job, named."""
+
+from __future__ import annotations
+
+import pytest
+
+from slurm import JobState
+
+from .rank_jobs import fail_on_rank, rendezvous
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_two_nodes_four_ranks_meet_at_the_master_address(slurm_cluster):
+    job = slurm_cluster.submit(rendezvous, "c1c2")
+    assert "#SBATCH --nodes=2" in job.script and "#SBATCH --ntasks-per-node=2" in job.script
+    first = job.result(timeout=300)
+    every = job.results_by_rank()
+    assert job.last_state is JobState.COMPLETED
+    assert first == every[0] and [value["me"]["rank"] for value in every] == [0, 1, 2, 3]
+    roll = first["roll"]
+    assert all(value["roll"] == roll for value in every)  # each rank got the roll from rank 0 over TCP
+    assert [entry["rank"] for entry in roll] == [0, 1, 2, 3]
+    assert {entry["hostname"] for entry in roll} == {"c1", "c2"}  # two real nodes, two ranks on each
+    assert [entry["node_rank"] for entry in roll] == [0, 0, 1, 1]
+    assert [entry["local_rank"] for entry in roll] == [0, 1, 0, 1]
+    assert all(entry["hostname"] == entry["node"] for entry in roll)
+    assert {entry["world_size"] for entry in roll} == {4} and {entry["local_world_size"] for entry in roll} == {2}
+    nodes, master = roll[0]["nodes"], roll[0]["master"]
+    assert sorted(nodes) == ["c1", "c2"] and master[0] == nodes[0] == roll[0]["hostname"]
+    assert all(entry["nodes"] == nodes and entry["master"] == master for entry in roll)
+    assert len({entry["pid"] for entry in roll if entry["hostname"] == "c1"}) == 2
+    torch = [value["torch"] for value in every]
+    assert [env["RANK"] for env in torch] == ["0", "1", "2", "3"]
+    assert {(env["MASTER_ADDR"], env["MASTER_PORT"], env["WORLD_SIZE"]) for env in torch} == {
+        (master[0], str(master[1]), "4")
+    }
+
+
+def test_a_failing_rank_fails_the_job_and_is_named(slurm_cluster):
+    job = slurm_cluster.submit(fail_on_rank, 3, 60.0)  # the others would sleep a minute: srun stops them
+    with pytest.raises(ValueError, match="rank 3 refuses") as caught:
+        job.result(timeout=300)
+    assert any("rank 3 (of 4, on c2)" in note for note in caught.value.__notes__)
+    assert job.last_state is JobState.FAILED
+    with pytest.raises(ValueError, match="rank 3 refuses"):
+        job.results_by_rank()
+    assert "task 3: Exited with exit code 1" in job.stderr()
