@@ -38,6 +38,12 @@ CASES = {
         array=True,
         packaging=NonePackaging(pythonpath=["/opt/slurm_sdk_dev/src"]),
     ),
+    "ranks": dict(
+        job_name="train",
+        array=False,
+        packaging=NonePackaging(),
+        resources=Resources(time="00:10:00", cpus=2, nodes=2, ntasks_per_node=2),
+    ),
     "checkpoint": dict(
         job_name="train",
         array=False,

@@ -113,3 +113,9 @@ def exit_on_rank(bad_rank: int) -> int:
         os._exit(3)
     time.sleep(30)  # killed by srun's --kill-on-bad-exit long before this ends
     return context.rank
+
+
+@task(time="00:05:00", ntasks_per_node=2)
+def item_and_rank(item: int) -> tuple[int, int, int]:
+    """For a map of multi-rank tasks: the item, this rank, and the array task it belongs to."""
+    return item, rank_context().rank, int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))

@@ -7,7 +7,7 @@ import pytest
 
 from slurm import JobState
 
-from .rank_jobs import fail_on_rank, rendezvous
+from .rank_jobs import fail_on_rank, item_and_rank, rendezvous
 
 pytestmark = [pytest.mark.integration]
 
@@ -26,7 +26,9 @@ def test_two_nodes_four_ranks_meet_at_the_master_address(slurm_cluster):
     assert [entry["node_rank"] for entry in roll] == [0, 0, 1, 1]
     assert [entry["local_rank"] for entry in roll] == [0, 1, 0, 1]
     assert all(entry["hostname"] == entry["node"] for entry in roll)
-    assert {entry["world_size"] for entry in roll} == {4} and {entry["local_world_size"] for entry in roll} == {2}
+    assert {entry["world_size"] for entry in roll} == {4} and {
+        entry["local_world_size"] for entry in roll
+    } == {2}
     nodes, master = roll[0]["nodes"], roll[0]["master"]
     assert sorted(nodes) == ["c1", "c2"] and master[0] == nodes[0] == roll[0]["hostname"]
     assert all(entry["nodes"] == nodes and entry["master"] == master for entry in roll)
@@ -47,3 +49,9 @@ def test_a_failing_rank_fails_the_job_and_is_named(slurm_cluster):
     with pytest.raises(ValueError, match="rank 3 refuses"):
         job.results_by_rank()
     assert "task 3: Exited with exit code 1" in job.stderr()
+
+
+def test_a_map_of_multi_rank_tasks_runs_every_rank_of_every_item(slurm_cluster):
+    jobs = slurm_cluster.map(item_and_rank, [10, 20])
+    assert jobs.results(timeout=300) == [(10, 0, 0), (20, 0, 1)]  # rank 0's value per item
+    assert [job.results_by_rank() for job in jobs] == [[(10, 0, 0), (10, 1, 0)], [(20, 0, 1), (20, 1, 1)]]
