@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     result = verb(jobs, "result", _jobs_result, "print a job's return value; exit 1 if its task raised")
     result.add_argument("--wait", action="store_true", help="wait for the job to finish")
     result.add_argument(
+        "--all-ranks", action="store_true", help="every rank's value of a multi-rank task (default: rank 0's)"
+    )
+    result.add_argument(
         "--timeout", type=_seconds, metavar="S", help="with --wait: give up after S seconds (exit 6)"
     )
     cleanup = verb(
@@ -250,7 +253,7 @@ def _jobs_result(args: argparse.Namespace) -> int:
         try:
             # Bounded even without --wait: a job the scheduler forgot takes a second query to be called lost.
             limit = args.timeout if args.wait else _SETTLE
-            values = handle.results(limit) if _is_array(handle) else handle.result(limit)
+            values = _values(handle, limit, all_ranks=args.all_ranks)
         except JobTimeoutError:
             raise  # not finished: exit code 6, not a failure of the job
         except Exception as error:  # the task's own exception, re-raised here, or JobFailedError
@@ -261,20 +264,32 @@ def _jobs_result(args: argparse.Namespace) -> int:
     return OK
 
 
+def _values(handle: Any, limit: float | None, *, all_ranks: bool) -> Any:
+    """The result (rank 0's for a multi-rank task), or with ``all_ranks`` every rank's, of a job or of
+    each task of an array."""
+    if not _is_array(handle):
+        return handle.results_by_rank(limit) if all_ranks else handle.result(limit)
+    values = handle.results(limit)
+    return [job.results_by_rank() for job in handle] if all_ranks else values
+
+
 def _report_failure(args: argparse.Namespace, error: Exception) -> int:
     remote = str(error.__cause__) if error.__cause__ is not None else ""
+    # Where it was raised (job, and for a multi-rank task the rank and its node) is in the notes.
+    error_text = " ".join([str(error), *getattr(error, "__notes__", ())])
     if args.json:
         _print_json(
             {
                 "job_id": args.job_id,
                 "ok": False,
                 "error": f"{type(error).__name__}: {error}",
+                "notes": list(getattr(error, "__notes__", ())),
                 "traceback": remote,
             }
         )
     else:
         print(f"{remote}\n" if remote else "", end="", file=sys.stderr)
-        print(f"slurm-sdk: job {args.job_id} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"slurm-sdk: job {args.job_id} failed: {type(error).__name__}: {error_text}", file=sys.stderr)
     return JOB_FAILED
 
 

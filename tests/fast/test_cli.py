@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -12,7 +13,8 @@ import pytest
 import yaml
 
 from slurm import JobState
-from slurm.cli import CONFIG, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, UNREACHABLE, USAGE, main
+from slurm.cli import CONFIG, INTERRUPTED, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, UNREACHABLE, USAGE, main
+from tests.integration.rank_jobs import fail_on_rank, item_and_rank
 
 from . import log_tasks, tasks
 from .conftest import REPO
@@ -239,3 +241,40 @@ def test_a_job_the_scheduler_forgot_is_shown_as_such(cluster, config, capsys):
     assert code == OK and "already ended" in out
     code, _, err = cli(capsys, config, "jobs", "result", job.job_id)
     assert code == JOB_FAILED and "unknown to the scheduler" in err and "left no result" in err
+
+
+def test_ctrl_c_while_following_exits_130_and_the_job_keeps_running(cluster, config, tmp_path):
+    """The console script in its own process, interrupted as a terminal's Ctrl-C would (SIGINT)."""
+    gate = tmp_path / "gate"
+    job = cluster.submit(log_tasks.speak_until, ["first"], str(gate), ["after"])
+    env = {**os.environ, "SLURM_SDK_CONFIG": config, "PYTHONPATH": REPO}
+    command = [sys.executable, "-c", "import sys; from slurm.cli import main; sys.exit(main())"]
+    follower = subprocess.Popen(
+        [*command, "jobs", "logs", job.job_id, "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert follower.stdout.readline() == "first\n"  # following a running job
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=TIMEOUT)
+    finally:
+        follower.kill()
+    assert follower.returncode == INTERRUPTED
+    assert job.state is JobState.RUNNING  # only the follower stopped
+    gate.touch()
+    assert job.result(timeout=TIMEOUT) == "released"
+
+
+def test_jobs_result_of_a_multi_rank_task(cluster, config, capsys):
+    jobs = cluster.map(item_and_rank, [5, 6])
+    failing = cluster.submit(fail_on_rank, 1)
+    jobs.wait(timeout=TIMEOUT)
+    code, out, _ = cli(capsys, config, "jobs", "result", jobs[0].job_id, "--json")
+    assert code == OK and json.loads(out)["value"] == [5, 0, 0]  # rank 0's
+    code, out, _ = cli(capsys, config, "jobs", "result", jobs.array_ids[0], "--all-ranks", "--json")
+    assert code == OK and json.loads(out)["value"] == [[[5, 0, 0], [5, 1, 0]], [[6, 0, 1], [6, 1, 1]]]
+    code, _, err = cli(capsys, config, "jobs", "result", failing.job_id, "--wait", "--timeout", str(TIMEOUT))
+    assert code == JOB_FAILED and "rank 1 refuses" in err and f"job {failing.job_id} rank 1 (of 4, on " in err

@@ -33,6 +33,7 @@ def test_two_nodes_four_ranks_meet_at_the_master_address(slurm_cluster):
     assert sorted(nodes) == ["c1", "c2"] and master[0] == nodes[0] == roll[0]["hostname"]
     assert all(entry["nodes"] == nodes and entry["master"] == master for entry in roll)
     assert len({entry["pid"] for entry in roll if entry["hostname"] == "c1"}) == 2
+    assert slurm_cluster.job(job.job_id).results_by_rank() == every  # a new handle reads the same ranks
     torch = [value["torch"] for value in every]
     assert [env["RANK"] for env in torch] == ["0", "1", "2", "3"]
     assert {(env["MASTER_ADDR"], env["MASTER_PORT"], env["WORLD_SIZE"]) for env in torch} == {

@@ -20,6 +20,7 @@ import yaml
 
 from harness import pytest_plugin
 from slurm import Cluster, JobState
+from slurm.ranks import expand_hostlist
 from slurm.reattach import has_ended
 from slurm.records import record_path
 
@@ -161,7 +162,7 @@ def test_cli_status_list_show_result(cluster, config_path):
     status = slurm_sdk(config_path, "cluster", "status", "--json")
     assert status.returncode == 0, status.stderr
     partitions = json.loads(status.stdout)["partitions"]
-    assert partitions and {"c1", "c2"} <= set(_expand(partitions[0]["nodelist"]))
+    assert partitions and {"c1", "c2"} <= set(expand_hostlist(partitions[0]["nodelist"]))
     assert "partitions:" in slurm_sdk(config_path, "cluster", "status").stdout
 
     listed = slurm_sdk(config_path, "jobs", "list", "--json")
@@ -175,6 +176,8 @@ def test_cli_status_list_show_result(cluster, config_path):
     shown = slurm_sdk(config_path, "jobs", "show", job.job_id, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["tasks"][0]["stdout"] == job.log_path("stdout")
+    plain_show = slurm_sdk(config_path, "jobs", "show", job.job_id)
+    assert plain_show.returncode == 0 and f"dir:      {job.job_dir}" in plain_show.stdout
 
     result = slurm_sdk(config_path, "jobs", "result", job.job_id, "--json")
     assert (result.returncode, json.loads(result.stdout)["value"]) == (0, ["hello cli", host]), result.stderr
@@ -245,15 +248,3 @@ def test_cleanup_keeps_unfinished_jobs(cluster, config_path, login_transport):
         assert [info.job_id for info in cluster.jobs()] == [running.job_id]
     finally:
         running.cancel()
-
-
-def _expand(nodelist: str) -> list[str]:
-    """ "c[1-2]" -> ["c1", "c2"]; "c1,c2" -> ["c1", "c2"] (enough for the dev cluster's names)."""
-    if "[" not in nodelist:
-        return nodelist.split(",")
-    prefix, _, rest = nodelist.partition("[")
-    names = []
-    for part in rest.rstrip("]").split(","):
-        first, _, last = part.partition("-")
-        names += [f"{prefix}{i}" for i in range(int(first), int(last or first) + 1)]
-    return names
