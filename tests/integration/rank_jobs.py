@@ -110,6 +110,7 @@ def exit_on_rank(bad_rank: int) -> int:
     """Rank ``bad_rank`` is killed outright (no result, no exception): os._exit."""
     context = rank_context()
     if context.rank == bad_rank:
+        time.sleep(3)  # the other rank is running its task by now, its SIGTERM handler in place
         os._exit(3)
     time.sleep(30)  # killed by srun's --kill-on-bad-exit long before this ends
     return context.rank

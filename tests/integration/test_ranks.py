@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from slurm import JobState
+from slurm import JobFailedError, JobState
 
-from .rank_jobs import fail_on_rank, item_and_rank, rendezvous
+from .rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
 
 pytestmark = [pytest.mark.integration]
 
@@ -56,3 +56,13 @@ def test_a_map_of_multi_rank_tasks_runs_every_rank_of_every_item(slurm_cluster):
     jobs = slurm_cluster.map(item_and_rank, [10, 20])
     assert jobs.results(timeout=300) == [(10, 0, 0), (20, 0, 1)]  # rank 0's value per item
     assert [job.results_by_rank() for job in jobs] == [[(10, 0, 0), (10, 1, 0)], [(20, 0, 1), (20, 1, 1)]]
+
+
+def test_a_rank_killed_outright_fails_the_job_saying_so(slurm_cluster):
+    job = slurm_cluster.submit(exit_on_rank, 1)  # rank 1 os._exit(3)s: no result, no exception
+    with pytest.raises(JobFailedError, match="rank 1 of 2 ended without a result: killed outright") as caught:
+        job.result(timeout=300)
+    assert caught.value.job_id == job.job_id and job.last_state is JobState.FAILED
+    stderr = job.stderr()
+    assert "task 1: Exited with exit code 3" in stderr  # srun's own line names the first to fail
+    assert "rank 0: stopped by SIGTERM" in stderr  # the other rank was stopped, and says so
