@@ -65,6 +65,7 @@ class Task:
         """This task with some resources changed, e.g. ``big = train.options(mem="64G")``."""
         variant = copy.copy(self)
         variant.resources = Resources.from_dict(resources).over(self.resources)
+        _check_ranks(variant.resources, self.is_workflow)
         return variant
 
     def __copy__(self) -> Task:
@@ -100,6 +101,14 @@ def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
     return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
 
 
+def _check_ranks(resources: Resources, workflow: bool) -> None:
+    if workflow and resources.world_size is not None:
+        raise ResourceError(
+            "a @workflow runs once and submits children; nodes/ntasks_per_node would run it once per "
+            "rank: put them on the @task it submits instead"
+        )
+
+
 def _decorator(workflow: bool) -> Callable[..., Any]:
     def decorate(
         fn: Callable[..., Any] | None = None,
@@ -132,11 +141,7 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
             ntasks_per_node=ntasks_per_node,
             sbatch=sbatch or {},
         )
-        if workflow and resources.world_size is not None:
-            raise ResourceError(
-                "a @workflow runs once and submits children; nodes/ntasks_per_node would run it once per "
-                "rank: put them on the @task it submits instead"
-            )
+        _check_ranks(resources, workflow)
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=workflow)

@@ -48,6 +48,16 @@ def test_every_rank_runs_and_they_meet_at_the_master_address(cluster):
     assert [value["torch"]["RANK"] for value in every] == ["0", "1", "2", "3"]
 
 
+@pytest.mark.parametrize(("nodes", "per_node"), [(1, 3), (3, 1)])
+def test_other_layouts_meet_too(cluster, nodes, per_node):
+    job = cluster.submit(rendezvous.options(nodes=nodes, ntasks_per_node=per_node), "layout")
+    roll = job.result(timeout=60)["roll"]
+    assert [(e["rank"], e["node_rank"], e["local_rank"]) for e in roll] == [
+        (rank, *divmod(rank, per_node)) for rank in range(nodes * per_node)
+    ]
+    assert len({e["node"] for e in roll}) == nodes
+
+
 def test_a_rank_that_raises_fails_the_job_with_that_rank_named(cluster):
     job = cluster.submit(fail_on_rank, 2, 30.0)  # the others would sleep: srun stops them at once
     with pytest.raises(ValueError, match="rank 2 refuses") as caught:
@@ -216,3 +226,5 @@ def test_rendered_options_and_their_validation():
         from slurm import workflow
 
         workflow(nodes=2)(lambda cluster: None)
+    with pytest.raises(ResourceError, match="a @workflow runs once"):
+        workflow(lambda cluster: None).options(ntasks_per_node=2)
