@@ -32,6 +32,7 @@ from typing import Any
 
 from slurm.atomic import write_atomic
 from slurm.errors import ResourceError
+from slurm.layout import checkpoint_path, requeue_count_path
 
 #: The signal Slurm sends before the time limit (``--signal=B:USR2@N``; B: the batch shell, which is the
 #: runner itself, since the script execs it).
@@ -92,14 +93,6 @@ class Stopped(BaseException):
     A BaseException, so a task's ``except Exception`` does not swallow it."""
 
 
-def checkpoint_path(job_dir: str, index: int) -> str:
-    return os.path.join(job_dir, f"checkpoint-{index}.pkl")
-
-
-def _requeues_path(job_dir: str, index: int) -> str:
-    return os.path.join(job_dir, f"time-limit-requeues-{index}")
-
-
 class _Run:
     """This run of a checkpointing task: where its state lives and which stop signal arrived."""
 
@@ -148,14 +141,14 @@ class _Run:
             )
             return
         # Counted once the requeue took: SIGTERM from it is only noted, so this write is not cut short.
-        write_atomic(_requeues_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
+        write_atomic(requeue_count_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
         raise Stopped(
             f"time limit near: checkpoint saved, job requeued ({done + 1} of max {self.max_requeues})"
         )
 
     def _time_limit_requeues(self) -> int:
         try:
-            with open(_requeues_path(self.job_dir, self.index)) as handle:
+            with open(requeue_count_path(self.job_dir, self.index)) as handle:
                 return int(handle.read())
         except FileNotFoundError:
             return 0

@@ -7,12 +7,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from slurm import layout
 from slurm.backends.base import JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError
-from slurm.rendering import expand_log_pattern, log_patterns
+from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ class Job:
 
     def log_path(self, stream: str = "stdout") -> str:
         """Where the job's ``stream`` ("stdout" or "stderr") is written on the cluster side."""
-        pattern = log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
+        pattern = layout.log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
         array_id, _, index = self.job_id.partition("_")
         return expand_log_pattern(
             pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index, job_name=self.name
@@ -186,7 +187,7 @@ class Job:
 
     @property
     def _result_path(self) -> str:
-        return f"{self.job_dir}/result-{self._index}.pkl"
+        return layout.result_path(self.job_dir, self._index)
 
     def _no_result_error(self) -> JobFailedError:
         try:

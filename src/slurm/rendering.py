@@ -7,15 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from slurm.checkpoint import MAX_REQUEUES_OPTION
+from slurm.layout import log_patterns
 from slurm.resources import Resources
 
 RUNNER_MODULE = "slurm.runner"
-
-
-def log_patterns(job_dir: str, *, array: bool) -> tuple[str, str]:
-    """``--output``/``--error`` patterns: one file pair per job, or per array task (%A job, %a index)."""
-    stem = f"{job_dir}/slurm-%A_%a" if array else f"{job_dir}/slurm-%j"
-    return f"{stem}.out", f"{stem}.err"
 
 
 def expand_log_pattern(

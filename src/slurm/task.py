@@ -10,9 +10,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from slurm.backends.base import DEPENDENCY_TYPES
 from slurm.resources import Resources
-
-DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 
 
 class Task:

@@ -3,6 +3,7 @@ outputs and failures (files are real, in a temporary directory), so every wait's
 
 from __future__ import annotations
 
+import pathlib
 import posixpath
 import shlex
 import time
@@ -12,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
+from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError, layout
 from slurm.backends.base import CommandResult
 from slurm.backends.local import LocalTransport
-from slurm.backends.slurm import _SCRUB_SLURM_ENV, SlurmBackend
+from slurm.backends.slurm import SlurmBackend
+from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.serialization import LOCAL_PYTHON, dump_result
 from tests.fast import tasks
 
@@ -39,7 +41,11 @@ class ScriptedTransport(LocalTransport):
         self.answers[command] = deque(answers)
 
     def run(self, command, *, env=None, check=True, timeout=None):
-        argv = shlex.split(command[len(_SCRUB_SLURM_ENV) :]) if command.startswith(_SCRUB_SLURM_ENV) else []
+        argv = (
+            shlex.split(command[len(SCRUB_SLURM_ENV_SHELL) :])
+            if command.startswith(SCRUB_SLURM_ENV_SHELL)
+            else []
+        )
         if not argv or argv[0] not in SLURM_COMMANDS:
             return super().run(command, env=env, check=check, timeout=timeout)
         self.calls.append((argv[0], argv[1:]))
@@ -82,9 +88,7 @@ def squeue(*lines: str) -> CommandResult:
 
 
 def write_result(job, value, restarts: int = 0) -> None:
-    LocalTransport().write_bytes(
-        posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value, restarts=restarts)
-    )
+    LocalTransport().write_bytes(layout.result_path(job.job_dir, 0), dump_result(value, restarts=restarts))
 
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
@@ -437,11 +441,13 @@ def test_the_runner_records_the_restart_count(tmp_path, monkeypatch, capsys):
     from slurm import runner
     from slurm.serialization import Outcome, dump_payload
 
-    (tmp_path / "payload.pkl").write_bytes(dump_payload(tasks.add, [((1, 2), {})], lambda: LOCAL_PYTHON))
+    pathlib.Path(layout.payload_path(str(tmp_path))).write_bytes(
+        dump_payload(tasks.add, [((1, 2), {})], lambda: LOCAL_PYTHON)
+    )
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     assert runner.main([str(tmp_path)]) == 0
-    assert Outcome.load((tmp_path / "result-0.pkl").read_bytes()).restarts == 1
+    assert Outcome.load(pathlib.Path(layout.result_path(str(tmp_path), 0)).read_bytes()).restarts == 1
     assert "run 2 (requeued 1x)" in capsys.readouterr().err
 
 

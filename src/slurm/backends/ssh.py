@@ -298,9 +298,7 @@ class SSHTransport(Transport):
         raise AssertionError("unreachable")
 
     def _path(self, path: str) -> str:
-        if path == "~" or path.startswith("~/"):
-            return self.home() + path[1:]
-        return path
+        return self.expand_home(path)
 
     def read_bytes(self, path: str) -> bytes:
         def read(sftp: Any) -> bytes:

@@ -6,8 +6,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from slurm.config import construct
 from slurm.errors import ConfigError
+from slurm.options import construct
 from slurm.packaging.base import PackagingStrategy
 
 __all__ = ["PACKAGING_TYPES", "PackagingStrategy", "make_packaging"]
