@@ -175,7 +175,7 @@ def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
             raise ConfigError(
                 f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}"
             )
-        if expected == (int, float) and value <= 0:
+        if isinstance(value, (int, float)) and value <= 0:
             raise ConfigError(
                 f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}"
             )

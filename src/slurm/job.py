@@ -304,9 +304,10 @@ class Job:
         """The result file exists: the job is done, whatever the scheduler says. The run that wrote it
         says how often the job was requeued before, so no requeue goes unreported between polls."""
         with self._lock:
-            if not self._state.is_terminal:
-                self._note_restarts(self._outcome.restarts)
-                self._set_state(JobState.COMPLETED if self._outcome.ok else JobState.FAILED)
+            outcome = self._outcome
+            if outcome is not None and not self._state.is_terminal:
+                self._note_restarts(outcome.restarts)
+                self._set_state(JobState.COMPLETED if outcome.ok else JobState.FAILED)
 
     def _emit_outcome(self) -> None:
         try:
@@ -377,9 +378,9 @@ class ArrayJob(Sequence[Job]):
 def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
-        files = cluster.retry(
-            lambda: cluster.backend.transport.read_existing([job._result_path for job in group])
-        )
+        paths = [job._result_path for job in group]
+        transport = cluster.backend.transport
+        files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])

@@ -11,12 +11,14 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from slurm.errors import ConfigError
 
+T = TypeVar("T")
 
-def construct(factory: Callable[..., Any], options: Mapping[str, Any], what: str, *fixed: Any) -> Any:
+
+def construct(factory: Callable[..., T], options: Mapping[str, Any], what: str, *fixed: Any) -> T:
     """``factory(*fixed, **options)``, after checking option names (and simple types, when annotated)
     against its signature, so a typo in a config is reported as such instead of as a TypeError."""
     parameters = list(inspect.signature(factory).parameters.values())[len(fixed) :]
@@ -43,9 +45,10 @@ def construct(factory: Callable[..., Any], options: Mapping[str, Any], what: str
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+        parameters = inspect.signature(factory, eval_str=True).parameters.values()
     except Exception:  # unresolvable annotations: leave the checking to the factory itself
         return {}
+    return {p.name: p.annotation for p in parameters if p.annotation is not p.empty}
 
 
 def _matches(value: Any, hint: Any) -> bool:

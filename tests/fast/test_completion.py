@@ -3,6 +3,7 @@ outputs and failures (files are real, in a temporary directory), so every wait's
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import posixpath
 import shlex
@@ -282,16 +283,16 @@ def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, sl
         clock[0] += 0.1
     first_minute = [t for t in asked_at if t <= 60]
     assert 6 <= len(first_minute) <= 10, asked_at
-    gaps = [b - a for a, b in zip(asked_at, asked_at[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(asked_at)]
     assert gaps[-1] == pytest.approx(30, abs=0.2) and all(gap <= 30.2 for gap in gaps)
-    assert all(gap == pytest.approx(30, abs=0.2) for gap, t in zip(gaps, asked_at[1:]) if t > 90)
+    assert all(gap == pytest.approx(30, abs=0.2) for gap, t in zip(gaps, asked_at[1:], strict=True) if t > 90)
 
 
 def test_a_lost_sbatch_answer_is_looked_up_not_resubmitted(make, slurm):
     def squeue_me(argv):
-        script = [
+        script = next(
             path for _, args in slurm.calls if _ == "sbatch" for path in args if path.endswith("job.sh")
-        ][0]
+        )
         return squeue(f"4242|{script}", "77|/elsewhere/job.sh")
 
     slurm.script("sbatch", SSHError("connection dropped while running: sbatch ...", transient=True))

@@ -122,7 +122,7 @@ def test_unknown_malformed_and_out_of_range_ids_name_the_fix(cluster):
     single = cluster.submit(tasks.add, 1, 2)
     array = cluster.map(tasks.square, [1, 2])
     [array_id] = array.array_ids
-    with pytest.raises(UnknownJobError, match="no SDK job 999 under .*jobs list"):
+    with pytest.raises(UnknownJobError, match=r"no SDK job 999 under .*jobs list"):
         cluster.job("999")
     for bad in ("../../etc", "12x", "", "1_2_3", "-1"):
         with pytest.raises(UnknownJobError, match="malformed job id"):
@@ -237,7 +237,7 @@ def test_ages_as_text(amount, unit):
 
 @pytest.mark.parametrize("bad", ["", "soon", "7 days", "-1", "1y", -5])
 def test_bad_ages_say_what_is_accepted(bad):
-    with pytest.raises(ValueError, match="'7d'|0 or more"):
+    with pytest.raises(ValueError, match=r"'7d'|0 or more"):
         parse_age(bad)
 
 

@@ -275,7 +275,8 @@ class LocalCommandBackend(Backend):
         if not os.path.exists(path):
             return None
         with open(path) as handle:
-            return json.load(handle)
+            record: dict[str, Any] = json.load(handle)
+        return record
 
     def _read_state(self, element: str) -> JobState:
         try:
