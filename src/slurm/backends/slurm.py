@@ -12,7 +12,7 @@ import threading
 from collections.abc import Collection, Iterable, Sequence
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, CommandResult, JobState, JobStatus, Transport
-from slurm.errors import BackendError, SubmitError, is_transient_message
+from slurm.errors import BackendError, ConfigError, SubmitError, is_transient_message
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 
 # Slurm's many states folded into the SDK's few. Non-terminal oddities (suspended, requeued, ...) map to
@@ -148,6 +148,12 @@ class SlurmBackend(Backend):
     def __init__(
         self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()
     ) -> None:
+        if isinstance(sbatch_extra, str):  # tuple("--qos=high") would be ten one-character arguments
+            raise ConfigError(
+                f"sbatch_extra must be a list of sbatch arguments, got the string {sbatch_extra!r}: "
+                f"write sbatch_extra=[{sbatch_extra!r}]",
+                key="sbatch_extra",
+            )
         self.transport = transport
         self.poll_batch = poll_batch
         self.sbatch_extra = tuple(sbatch_extra)
