@@ -42,7 +42,7 @@ class Task:
         return f"<{kind} {self.fn.__module__}.{self.fn.__qualname__}>"
 
     def after(self, *jobs: Any, kind: str = "afterok") -> Task:
-        """This task, to be started only after ``jobs`` (Jobs, ArrayJobs or job id strings) end.
+        """This task, to be started only after ``jobs`` (Jobs, MappedJobs handles or job id strings) end.
 
         ``kind``: "afterok" (all succeeded), "afterany" (all ended) or "afternotok" (all failed).
         """

@@ -187,12 +187,12 @@ def test_a_string_for_sbatch_extra_is_refused_not_split_into_characters(write, b
 
 
 def test_a_string_for_sbatch_extra_is_refused_from_python_too():
-    from slurm.backends.local import LocalTransport
+    from slurm.backends.local import HostTransport
     from slurm.backends.slurm import SlurmBackend
 
     with pytest.raises(ConfigError, match=r"write sbatch_extra=\['--qos=high'\]"):
-        SlurmBackend(LocalTransport(), sbatch_extra="--qos=high")
-    assert SlurmBackend(LocalTransport(), sbatch_extra=["--qos=high"]).sbatch_extra == ("--qos=high",)
+        SlurmBackend(HostTransport(), sbatch_extra="--qos=high")
+    assert SlurmBackend(HostTransport(), sbatch_extra=["--qos=high"]).sbatch_extra == ("--qos=high",)
 
 
 # Each local-backend option with values of the right type and of wrong ones (what YAML can produce).

@@ -1,7 +1,7 @@
 """Backends, built by type name from a config dict: ``{"type": "local" | "slurm" | "ssh", ...}``.
 
 "local" is ``LocalCommandBackend`` (no Slurm); "slurm" runs Slurm commands on this machine
-(``SlurmBackend(LocalTransport())``); "ssh" runs them on a login node (``SSHBackend``).
+(``SlurmBackend(HostTransport())``); "ssh" runs them on a login node (``SSHBackend``).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ def make_backend(config: Mapping[str, Any]) -> Backend:
 
         return construct(LocalCommandBackend, options, "backend 'local'")
     if kind == "slurm":
-        from slurm.backends.local import LocalTransport
+        from slurm.backends.local import HostTransport
         from slurm.backends.slurm import SlurmBackend
 
-        return construct(SlurmBackend, options, "backend 'slurm'", LocalTransport())
+        return construct(SlurmBackend, options, "backend 'slurm'", HostTransport())
     if kind == "ssh":
         from slurm.backends.ssh import SSHBackend
 

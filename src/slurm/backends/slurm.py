@@ -1,7 +1,7 @@
 """Real Slurm through a transport: ``sbatch`` to submit, ``sacct``/``squeue`` to poll, ``scancel`` to stop.
 
 The same class serves the submitting host (over SSH) and tasks inside an allocation that submit children
-(``LocalTransport``), so every command starts by dropping the inherited ``SLURM_*`` variables.
+(``HostTransport``), so every command starts by dropping the inherited ``SLURM_*`` variables.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def _scheduler_error(command: str, result: CommandResult) -> BackendError:
 
 
 class SlurmBackend(Backend):
-    kind = "slurm"
+    child_type = "slurm"
 
     def __init__(
         self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()
