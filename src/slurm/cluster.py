@@ -317,8 +317,8 @@ class Cluster:
         from slurm.backends import make_backend
 
         cluster = cls(
-            make_backend(config["backend"]),
-            make_packaging(config["packaging"]),
+            make_backend(config["backend"], check=False),  # written by the parent SDK: no pydantic here
+            make_packaging(config["packaging"], check=False),
             job_root=config["job_root"],
             defaults=config["defaults"],
             node_python=LOCAL_PYTHON,

@@ -28,8 +28,13 @@ T = TypeVar("T")
 _ORDER = {"extra_forbidden": 0, "missing": 1}
 
 
-def construct(factory: Callable[..., T], options: Mapping[str, Any], what: str, *fixed: Any) -> T:
-    """``factory(*fixed, **options)`` once ``options`` fit the parameters after ``fixed``."""
+def construct(
+    factory: Callable[..., T], options: Mapping[str, Any], what: str, *fixed: Any, check: bool = True
+) -> T:
+    """``factory(*fixed, **options)`` once ``options`` fit the parameters after ``fixed``. ``check=False``
+    for options the SDK wrote itself (a workflow's child config): no pydantic import on the node."""
+    if not check:
+        return factory(*fixed, **options)
     model = _model_of(factory, len(fixed))
     problem = first_problem(model, options)
     if problem is not None:

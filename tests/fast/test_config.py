@@ -232,3 +232,19 @@ def test_every_bad_option_is_named_with_its_line_and_the_valid_names(write, tmp_
         assert f"unknown option {typo!r} (valid: state_dir, max_array_size, parallelism)" in message
     else:
         assert f"option {key!r} must be int, got {type(options[key]).__name__}" in message
+
+
+def test_plain_tasks_and_workflow_children_never_load_the_validation_library(cluster):
+    """The runner imports no pydantic for a task, nor to rebuild a workflow's Cluster from the config the
+    parent SDK wrote (it is checked where a person wrote it: Cluster.from_env)."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys, slurm.runner; from slurm.cluster import Cluster; "
+        "Cluster.from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
+    )
+    config = json.dumps(cluster.child_config())
+    out = subprocess.run([sys.executable, "-c", script, config], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
