@@ -10,20 +10,16 @@ Only then does the result file exist, so a wait never ends on rank 0 while anoth
 
 from __future__ import annotations
 
-import os
 import pickle
 from typing import Any
 
 from slurm.atomic import write_atomic
+from slurm.layout import rank_result_path
 
 
 class RankTerminated(BaseException):
     """Raised in a rank on SIGTERM (srun stopping it because another rank failed, or a cancel), so it
     leaves an outcome that says it was a victim, not the cause."""
-
-
-def rank_result_path(job_dir: str, index: int, rank: int) -> str:
-    return os.path.join(job_dir, f"ranks-{index}", f"rank-{rank}.pkl")
 
 
 def write_rank_outcome(job_dir: str, index: int, rank: int, node: str, outcome: bytes) -> None:

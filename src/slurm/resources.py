@@ -158,12 +158,13 @@ class Resources:
         if self.requeue is not None and not isinstance(self.requeue, bool):
             raise ResourceError(f"requeue must be True, False or None, got {self.requeue!r}")
         object.__setattr__(self, "checkpoint", Checkpointing.of(self.checkpoint))
-        if self.checkpoint and self.time is not None and self.checkpoint.signal_before >= self.time_seconds:
+        checkpointing, limit = self.checkpointing, self.time_seconds
+        if checkpointing and limit is not None and checkpointing.signal_before >= limit:
             raise ResourceError(
-                f"checkpoint signal_before={self.checkpoint.signal_before}s must be shorter than "
+                f"checkpoint signal_before={checkpointing.signal_before}s must be shorter than "
                 f"time={self.time!r} ({self.time_seconds}s): lower signal_before or raise time"
             )
-        if self.checkpoint and self.world_size is not None:
+        if checkpointing and self.world_size is not None:
             raise ResourceError(
                 "checkpoint=True cannot be combined with nodes/ntasks_per_node yet (the time-limit signal "
                 "reaches the batch shell, not the ranks): drop checkpoint, or save state from rank 0 yourself"
@@ -195,6 +196,11 @@ class Resources:
         if self.nodes is None and self.ntasks_per_node is None:
             return None
         return (self.nodes or 1) * (self.ntasks_per_node or 1)
+
+    @property
+    def checkpointing(self) -> Checkpointing | None:
+        """The checkpoint settings when checkpointing is on (``checkpoint`` as normalised), else None."""
+        return self.checkpoint if isinstance(self.checkpoint, Checkpointing) else None
 
     @property
     def time_seconds(self) -> int | None:

@@ -2,9 +2,9 @@
 index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``;
 ``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``: combine N ranks, see ``slurm.gather``).
 
-Loads the task and its arguments from ``payload.pkl``, runs it (a workflow also gets a Cluster for
+Loads the task and its arguments from the job directory's payload, runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
-traceback, to ``result-<index>.pkl``. Exits 1 when the task raised, so the scheduler records FAILED.
+traceback, to its result file (paths: ``slurm.layout``). Exits 1 when the task raised, so the scheduler records FAILED.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 import slurm
-from slurm import checkpoint
+from slurm import checkpoint, layout
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
 from slurm.gather import RankTerminated, gather, write_rank_outcome
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             job_dir, index, rank, os.environ.get("SLURMD_NODENAME", socket.gethostname()), outcome
         )
     else:
-        write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+        write_atomic(layout.result_path(job_dir, index), outcome)
     return code
 
 
@@ -79,7 +79,7 @@ def _stop_rank(signum: int, _frame: Any) -> None:
 def _gather(job_dir: str, index: int, world_size: int, restarts: int) -> int:
     """After srun: the ranks' outcomes become the job's one result file (``slurm.gather``)."""
     outcome, code = gather(job_dir, index, world_size, restarts=restarts)
-    write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+    write_atomic(layout.result_path(job_dir, index), outcome)
     if code:
         fields = pickle.loads(outcome)
         who = "" if fields["rank"] is None else f"rank {fields['rank']} of {world_size}: "
@@ -114,7 +114,7 @@ def _print_header(job_dir: str, index: int, restarts: int, rank: int | None) -> 
 
 
 def _run(job_dir: str, index: int) -> Any:
-    with open(os.path.join(job_dir, "payload.pkl"), "rb") as handle:
+    with open(layout.payload_path(job_dir), "rb") as handle:
         data = handle.read()
     try:
         task, calls = load_payload(data)
@@ -132,14 +132,14 @@ def _run(job_dir: str, index: int) -> Any:
 
 def _workflow_cluster(job_dir: str) -> Any:
     # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
-    from slurm.backends.local import scrub_slurm_env
-    from slurm.cluster import CHILD_CONFIG, Cluster
+    from slurm.cluster import Cluster
+    from slurm.inherited_env import scrub_slurm_env
 
     # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.
     environ = scrub_slurm_env(os.environ)
     os.environ.clear()
     os.environ.update(environ)
-    with open(os.path.join(job_dir, CHILD_CONFIG)) as handle:
+    with open(layout.child_config_path(job_dir)) as handle:
         return Cluster.from_child_config(json.load(handle))
 
 

@@ -22,7 +22,8 @@ from slurm import (
     task,
 )
 from slurm.backends.local_srun import rank_environments
-from slurm.gather import RankTerminated, gather, rank_result_path, write_rank_outcome
+from slurm.gather import RankTerminated, gather, write_rank_outcome
+from slurm.layout import rank_result_path
 from slurm.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per_node
 from slurm.rendering import sbatch_options
 from slurm.serialization import dump_exception, dump_result
