@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: ``master_port`` is ``MASTER_PORT_BASE + job id % MASTER_PORT_SPAN``: the same on every rank, different
-#: for jobs that may share a node, and below Linux's ephemeral range (32768-60999), so no outgoing
+#: for jobs less than MASTER_PORT_SPAN ids apart (those that may share a node), and below Linux's ephemeral range (32768-60999), so no outgoing
 #: connection on the master node holds it by chance.
 MASTER_PORT_BASE, MASTER_PORT_SPAN = 20000, 10000
 #: Set in a job's environment to choose the address or port instead (the local backend's emulated srun
