@@ -30,7 +30,7 @@ def write_rank_outcome(job_dir: str, index: int, rank: int, node: str, outcome: 
 
 def gather(job_dir: str, index: int, world_size: int, *, restarts: int) -> tuple[bytes, int]:
     """The combined outcome file of ``world_size`` ranks and the job's exit status (0: all returned)."""
-    ranks = [_read_rank(job_dir, index, rank) for rank in range(world_size)]
+    ranks = [_read_rank(job_dir, index, rank, restarts) for rank in range(world_size)]
     failed = [rank for rank, entry in enumerate(ranks) if entry is None or not entry[1]["ok"]]
     if not failed:
         first = ranks[0]
@@ -59,13 +59,16 @@ def _terminated(entry: tuple[str, dict[str, Any]] | None) -> bool:
     return entry is not None and entry[1].get("type") == f"{__name__}.{RankTerminated.__qualname__}"
 
 
-def _read_rank(job_dir: str, index: int, rank: int) -> tuple[str, dict[str, Any]] | None:
+def _read_rank(job_dir: str, index: int, rank: int, restarts: int) -> tuple[str, dict[str, Any]] | None:
+    """A rank's (node, outcome fields) from this run; None if it left none. A file from an earlier run of
+    a requeued job (another restart count) does not count: the rank left nothing this time."""
     try:
         with open(rank_result_path(job_dir, index, rank), "rb") as handle:
             entry = pickle.load(handle)
     except FileNotFoundError:
         return None
-    return entry["node"], pickle.loads(entry["outcome"])
+    fields: dict[str, Any] = pickle.loads(entry["outcome"])
+    return (entry["node"], fields) if fields.get("restarts", 0) == restarts else None
 
 
 def _lost_ranks(lost: list[int], world_size: int) -> dict[str, Any]:

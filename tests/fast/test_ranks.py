@@ -27,6 +27,7 @@ from slurm.layout import rank_result_path
 from slurm.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per_node
 from slurm.rendering import sbatch_options
 from slurm.serialization import dump_exception, dump_result
+from tests.fast.test_end_to_end import wait_until
 from tests.integration.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
 
 
@@ -211,6 +212,17 @@ def test_gather_names_the_rank_that_raised_not_the_ones_srun_stopped(tmp_path):
     assert fields["rank"] is None and "ranks 1, 2 of 4 ended without a result" in fields["message"]
 
 
+def test_gather_ignores_what_ranks_left_in_an_earlier_run_of_a_requeued_job(tmp_path):
+    job_dir = str(tmp_path)
+    write_rank_outcome(job_dir, 0, 0, "c1", dump_result("run 2", restarts=1))
+    write_rank_outcome(job_dir, 0, 1, "c1", dump_result("run 1", restarts=0))  # rank 1 died in run 2
+    fields = pickle.loads(gather(job_dir, 0, 2, restarts=1)[0])
+    assert not fields["ok"] and "rank 1 of 2 ended without a result" in fields["message"]
+    write_rank_outcome(job_dir, 0, 1, "c1", dump_result("run 2", restarts=1))
+    outcome, code = gather(job_dir, 0, 2, restarts=1)
+    assert code == 0 and [pickle.loads(value) for value in pickle.loads(outcome)["ranks"]] == ["run 2"] * 2
+
+
 def test_rendered_options_and_their_validation():
     options = dict(sbatch_options(Resources(nodes=2, ntasks_per_node=2, cpus=2)))
     assert (options["nodes"], options["ntasks-per-node"], options["cpus-per-task"]) == (2, 2, 2)
@@ -229,3 +241,14 @@ def test_rendered_options_and_their_validation():
         workflow(nodes=2)(lambda cluster: None)
     with pytest.raises(ResourceError, match="a @workflow runs once"):
         workflow(lambda cluster: None).options(ntasks_per_node=2)
+
+
+def test_a_preempted_multi_rank_job_runs_again_and_its_ranks_answer_from_the_rerun(cluster):
+    job = cluster.submit(fail_on_rank, -1, 4.0)  # no rank fails: each returns its rank after 4 s
+    assert wait_until(
+        lambda: job.stderr().count("[slurm-sdk] job") == 4, timeout=30
+    )  # all four ranks started
+    cluster.backend.preempt(job.job_id)  # SIGTERM to the job, then it runs again
+    assert job.results_by_rank(timeout=60) == [0, 1, 2, 3]
+    assert job.restarts == 1 and job.last_state is JobState.COMPLETED
+    assert job.stderr().count("stopped by SIGTERM") == 4  # the first run's ranks, none of them gathered
