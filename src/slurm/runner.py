@@ -71,8 +71,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _stop_rank(signum: int, _frame: Any) -> None:
+    # Once: the same stop often comes twice (the job's process group and srun forwarding it), and a
+    # second raise inside the first one's handling would lose this rank's outcome file.
+    signal.signal(signum, signal.SIG_IGN)
     raise RankTerminated(
-        f"stopped by {signal.Signals(signum).name}: another rank failed, or the job was cancelled"
+        f"stopped by {signal.Signals(signum).name}: another rank failed, or the job was cancelled or requeued"
     )
 
 
