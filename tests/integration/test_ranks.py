@@ -3,6 +3,8 @@ over TCP at the master address and port their rank contexts agree on; a failing 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from slurm import JobFailedError, JobState
@@ -66,3 +68,17 @@ def test_a_rank_killed_outright_fails_the_job_saying_so(slurm_cluster):
     stderr = job.stderr()
     assert "task 1: Exited with exit code 3" in stderr  # srun's own line names the first to fail
     assert "rank 0: stopped by SIGTERM" in stderr  # the other rank was stopped, and says so
+
+
+@pytest.mark.slow
+def test_a_preempted_multi_rank_job_reruns_on_both_nodes(slurm_cluster, faults):
+    job = slurm_cluster.submit(
+        fail_on_rank.options(time="00:05:00"), -1, 20.0
+    )  # every rank returns after 20 s
+    deadline = time.monotonic() + 120
+    while job.stderr().count("[slurm-sdk] job") < 4:  # all four ranks of the first run started
+        assert time.monotonic() < deadline, "the ranks did not start"
+        time.sleep(0.5)
+    faults.preempt(job.job_id)  # scontrol requeue by root: SIGTERM, held ~10 s, then it runs again
+    assert job.results_by_rank(timeout=300) == [0, 1, 2, 3]
+    assert job.restarts == 1 and job.last_state is JobState.COMPLETED
