@@ -22,7 +22,7 @@ from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
-from slurm.serialization import LOCAL_PYTHON, Call, dump_payload
+from slurm.serialization import LOCAL_PYTHON, dump_payload
 from slurm.task import Task
 from slurm.watcher import Watcher
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from slurm.cleanup import CleanupReport
     from slurm.reattach import JobInfo
+    from slurm.serialization import Call
 
 #: Files in every job directory.
 SCRIPT, PAYLOAD, CHILD_CONFIG = "job.sh", "payload.pkl", "cluster.json"

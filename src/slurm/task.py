@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
-import re
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
 
-from slurm.resources import Resources
+# The runner unpickles a Task for every array task: this module stays free of typing, re and
+# slurm.resources (dataclasses, inspect) until a Task's resources are asked for.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from slurm.resources import Resources
 
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 
@@ -28,12 +32,26 @@ class Task:
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.resources = resources or Resources()
+        self._resources = resources
         # Job names end up in #SBATCH lines and directory names: keep them to safe characters.
-        self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or fn.__name__)
+        self.name = "".join(
+            c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name or fn.__name__
+        )
         self.is_workflow = workflow
         self.dependencies: tuple[str, ...] = ()
         self.dependency_type = "afterok"
+
+    @property
+    def resources(self) -> Resources:
+        if self._resources is None:
+            from slurm.resources import Resources
+
+            self._resources = Resources()
+        return self._resources
+
+    @resources.setter
+    def resources(self, value: Resources) -> None:
+        self._resources = value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -62,6 +80,8 @@ class Task:
 
     def options(self, **resources: Any) -> Task:
         """This task with some resources changed, e.g. ``big = train.options(mem="64G")``."""
+        from slurm.resources import Resources
+
         variant = copy.copy(self)
         variant.resources = Resources.from_dict(resources).over(self.resources)
         return variant
@@ -116,6 +136,8 @@ def _decorator(workflow: bool) -> Callable[..., Any]:
         sbatch: Mapping[str, Any] | None = None,
     ) -> Any:
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
+        from slurm.resources import Resources
+
         resources = Resources(
             time=time,
             cpus=cpus,
