@@ -179,9 +179,7 @@ class Job:
 
     def _load_outcome(self) -> Outcome | None:
         if self._outcome is None:
-            transport = self.cluster.backend.transport
-            if transport.exists(self._result_path):
-                self._outcome = Outcome.load(transport.read_bytes(self._result_path))
+            _fetch_outcomes([self])  # one stream, like a map's results (a big result is not fetched by SFTP)
         return self._outcome
 
     @property
