@@ -69,15 +69,25 @@ def result_cell(fig: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
+def caveats_cell(fig: dict[str, Any]) -> str:
+    """What the figure compares and what to keep in mind, beside the numbers (its notes)."""
+    return "<br>".join(note.replace("|", "\\|") for note in fig.get("notes", [])) or "—"
+
+
 def table(results: dict[str, Any]) -> str:
-    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|"]
+    rows = [
+        "| Figure | Result: median (min–max) | Target | Met | What it compares; caveats |",
+        "|---|---|---|---|---|",
+    ]
     for fig in results["figures"].values():
         target = fig["target"]["text"] if fig["target"] else "—"
         met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
         n = max((s["n"] for s in fig["series"].values()), default=0)
         load = fig["details"].get("host load (1-min average) before, after")
         context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
-        rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
+        rows.append(
+            f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} | {caveats_cell(fig)} |"
+        )
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
     lines = rows + [

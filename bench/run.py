@@ -26,6 +26,7 @@ from bench import (
     fig_harness,
     fig_jobs,
     fig_packaging,
+    fig_scale,
     fig_submitit,
     report,
 )
@@ -43,10 +44,41 @@ class Sizes:
     warmup: bool
     rpc_jobs: int
     rpc_wait: float
+    startup_runs: int
+    big_map_n: int
+    big_map_item: int
+    result_bytes: int
+    result_parts: int
 
 
-FULL = Sizes(repeats=5, map_n=1000, many_n=100, submitit_n=100, warmup=True, rpc_jobs=1000, rpc_wait=60)
-QUICK = Sizes(repeats=1, map_n=20, many_n=10, submitit_n=10, warmup=False, rpc_jobs=10, rpc_wait=10)
+FULL = Sizes(
+    repeats=5,
+    map_n=1000,
+    many_n=100,
+    submitit_n=100,
+    warmup=True,
+    rpc_jobs=1000,
+    rpc_wait=60,
+    startup_runs=30,
+    big_map_n=10_000,
+    big_map_item=100_000,
+    result_bytes=200_000_000,
+    result_parts=200,
+)
+QUICK = Sizes(
+    repeats=1,
+    map_n=20,
+    many_n=10,
+    submitit_n=10,
+    warmup=False,
+    rpc_jobs=10,
+    rpc_wait=10,
+    startup_runs=5,
+    big_map_n=30,
+    big_map_item=1000,
+    result_bytes=2_000_000,
+    result_parts=4,
+)
 
 Runner = Callable[[BenchEnv, argparse.Namespace, Sizes], Figure]
 
@@ -61,6 +93,12 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "roundtrip": (lambda env, a, s: fig_jobs.roundtrip(env, s.repeats), None),
     "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
+    "startup": (lambda env, a, s: fig_scale.startup(env, s.startup_runs), None),
+    "big_map": (lambda env, a, s: fig_scale.big_map(env, s.big_map_n, s.big_map_item), None),
+    "large_result": (
+        lambda env, a, s: fig_scale.large_result(env, s.result_bytes, s.result_parts, min(s.repeats, 3)),
+        None,
+    ),
     "edit": (lambda env, a, s: fig_harness.edit_to_run(env, s.repeats), None),
     "submitit": (lambda env, a, s: fig_submitit.versus_submitit(env, s.repeats, s.submitit_n), None),
     "rpcs_1": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, 1, s.rpc_wait), None),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from slurm import timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
@@ -135,8 +136,10 @@ class Cluster:
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
-        payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
-        self._ensure_prepared()
+        with timing.phase("serialize"):  # fails before anything reaches the cluster
+            payload = dump_payload(task, calls, self.node_python)
+        with timing.phase("prepare"):
+            self._ensure_prepared()
         job_dir = posixpath.join(
             self.job_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}-{secrets.token_hex(4)}"
         )
@@ -149,20 +152,22 @@ class Cluster:
             python=self.packaging.python_command(),
         )
         transport = self.backend.transport
-        transport.write_bytes(posixpath.join(job_dir, PAYLOAD), payload)
+        files = {PAYLOAD: (payload, 0o600)}
         if task.is_workflow:
-            transport.write_bytes(
-                posixpath.join(job_dir, CHILD_CONFIG), json.dumps(self.child_config()).encode()
-            )
-        transport.write_bytes(posixpath.join(job_dir, SCRIPT), script.encode(), mode=0o755)
+            files[CHILD_CONFIG] = (json.dumps(self.child_config()).encode(), 0o600)
+        files[SCRIPT] = (script.encode(), 0o700)
+        with timing.phase("upload"):
+            transport.write_files(job_dir, files)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
-        job_id = self._submit_once(
-            posixpath.join(job_dir, SCRIPT),
-            array=spec,
-            dependencies=task.dependencies,
-            dependency_type=task.dependency_type,
-        )
-        self._record_submission(task, job_id, job_dir, len(calls), array=array)
+        with timing.phase("sbatch"):
+            job_id = self._submit_once(
+                posixpath.join(job_dir, SCRIPT),
+                array=spec,
+                dependencies=task.dependencies,
+                dependency_type=task.dependency_type,
+            )
+        with timing.phase("record"):
+            self._record_submission(task, job_id, job_dir, len(calls), array=array)
         jobs = [
             Job(
                 self,

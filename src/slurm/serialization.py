@@ -181,14 +181,12 @@ def _short_repr(obj: Any) -> str:
 # --- results ---------------------------------------------------------------------------------------
 
 
-def dump_result(value: Any, *, restarts: int = 0, payload_bytes_read: int | None = None) -> bytes:
+def dump_result(value: Any, *, restarts: int = 0, facts: dict[str, float] | None = None) -> bytes:
     """Outcome file for a returned value: a small header pickle, then the value's own pickle right after
     it (not nested: the reader unpickles the value straight from the file's bytes, without a copy).
-    ``restarts``: how often the job was requeued before this run; ``payload_bytes_read``: how many bytes
-    of the payload the runner read (reported, so a map's O(1) reads per task can be checked)."""
-    header = {"ok": True, "restarts": restarts, "value_follows": True}
-    if payload_bytes_read is not None:
-        header["payload_bytes_read"] = payload_bytes_read
+    ``restarts``: how often the job was requeued before this run; ``facts``: what the runner measured
+    (``payload_bytes_read``, ``started_at``, ``finished_at``), for benchmarks and checks."""
+    header: dict[str, Any] = {**(facts or {}), "ok": True, "restarts": restarts, "value_follows": True}
     try:
         value_data = pickle.dumps(value, protocol=5)
     except Exception:  # lambdas, local classes, ...: cloudpickle handles what pickle cannot

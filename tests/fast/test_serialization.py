@@ -169,7 +169,7 @@ def test_an_index_past_the_end_and_a_foreign_payload_are_named():
 
 @pytest.mark.parametrize("value", [b"x" * 100_000, {"a": [1, 2.5, "three"]}, None, lambda: 1])
 def test_a_result_round_trips_through_its_file(value):
-    outcome = Outcome.load(dump_result(value, restarts=2, payload_bytes_read=77))
+    outcome = Outcome.load(dump_result(value, restarts=2, facts={"payload_bytes_read": 77}))
     got = outcome.value("1")
     assert outcome.ok and outcome.restarts == 2 and outcome.fields["payload_bytes_read"] == 77
     assert got() == 1 if callable(value) else got == value

@@ -266,3 +266,23 @@ def test_connection_lost_mid_command_is_a_transient_drop_not_an_exit_code(transp
     assert caught.value.transient
     assert marker.exists()
     assert transport.run("echo back").stdout == "back\n"  # the next command reconnects
+
+
+def test_write_files_makes_a_whole_directory_in_one_command(transport, tmp_path, monkeypatch):
+    commands = []
+    original = transport._exec
+    monkeypatch.setattr(
+        transport, "_exec", lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw)
+    )
+    payload = os.urandom(300_000)
+    target = tmp_path / "root" / "job dir"
+    transport.write_files(str(target), {"payload.pkl": (payload, 0o600), "job.sh": (b"#!/bin/sh\n", 0o700)})
+    assert len(commands) == 1
+    assert (target / "payload.pkl").read_bytes() == payload and (
+        target / "job.sh"
+    ).read_bytes() == b"#!/bin/sh\n"
+    assert os.stat(target / "job.sh").st_mode & 0o777 == 0o700 and os.stat(target).st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["job dir"]  # no temporary left
+    with pytest.raises(CommandError):  # an existing directory is never merged into
+        transport.write_files(str(target), {"x": (b"", 0o600)})
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["job dir"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 import posixpath
 import re
@@ -16,6 +17,7 @@ import shlex
 import socket
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -352,6 +354,28 @@ class SSHTransport(Transport):
             sftp.posix_rename(tmp, path)
 
         self._sftp_call(finish)
+
+    def write_files(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> None:
+        """One command instead of about five SFTP round trips per file: a tar of the files on its stdin,
+        unpacked into a fresh temporary directory beside ``directory`` and renamed into place, so the
+        directory appears complete or not at all. ``directory`` must not exist yet (a new job's)."""
+        path = self._path(directory)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, (data, mode) in files.items():
+                member = tarfile.TarInfo(name)
+                member.size, member.mode, member.mtime = len(data), mode, int(time.time())
+                archive.addfile(member, io.BytesIO(data))
+        quoted, quoted_tmp = shlex.quote(path), shlex.quote(tmp)
+        command = (
+            f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir {quoted_tmp} && "
+            f"tar -xf - -C {quoted_tmp} --no-same-owner && mv -T {quoted_tmp} {quoted} "
+            f"|| {{ code=$?; rm -rf {quoted_tmp}; exit $code; }}"
+        )
+        code, _, stderr = self._exec(command, None, lambda out: out.read(), stdin=buffer.getvalue())
+        if code != 0:
+            raise CommandError(f"writing {directory}", code, "", stderr)
 
     def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
         """All of ``paths`` that exist in one stream: one command, the paths on its stdin, a raw tar of the
