@@ -6,12 +6,14 @@ python -m bench --only roundtrip,map
 python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
                                  # and the build cache, then rebuilds them (minutes)
 python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
+python -m bench --table          # no measuring: rewrite the README table from bench/results/results.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -128,6 +130,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-readme", action="store_true", help="do not touch README.md and bench/figures.png"
     )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="measure nothing: rewrite the README table and figures.png from bench/results/results.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -150,6 +157,9 @@ def selected(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        publish(json.loads(report.RESULTS_JSON.read_text()), readme=True)
+        return 0
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
@@ -200,24 +210,22 @@ def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], s
         path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings, list(FIGURES)
     )
     say(f"results: {path}")
-    if not results["figures"]:
-        return
-    partial = bool(args.only)
-    shown = (
-        {"machine": machine, "figures": {n: results["figures"][n] for n in figures}} if partial else results
-    )
-    text = report.table(shown)
+    if results["figures"]:
+        publish(results, readme=not (args.quick or args.no_readme))
+
+
+def publish(results: dict, *, readme: bool) -> None:
+    """Print the table of every figure in ``results`` and, if ``readme``, write exactly that text into the
+    README and redraw the plot from the same data."""
+    text = report.table(results)
     print("\n" + text + "\n")
-    if args.quick or args.no_readme:
+    if not readme:
         say("README.md and bench/figures.png left alone (--quick / --no-readme)")
         return
-    if partial:  # the plot shows one run's figures: redrawing it from a subset would drop the others
-        say(f"--only: README rows of these figures replaced, the rest kept; {report.FIGURES_PNG} left alone")
-    else:
-        report.plot(results)
-        say(f"plot: {report.FIGURES_PNG}")
-    if report.update_readme(text, partial=partial):
-        say("README.md: benchmark table updated between the bench markers")
+    report.plot(results)
+    say(f"plot: {report.FIGURES_PNG}")
+    if report.update_readme(text):
+        say("README.md: benchmark table rewritten between the bench markers")
     else:
         say(
             f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched"
