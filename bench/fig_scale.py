@@ -23,7 +23,7 @@ def startup(env: BenchEnv, runs: int) -> Figure:
     from slurm.serialization import LOCAL_PYTHON, dump_payload
 
     cluster = env.cluster()
-    directory = f"{cluster.job_root}/{unique('startup')}"
+    directory = f"{cluster.resolve_job_root()}/{unique('startup')}"
     calls = [((i,), {}) for i in range(runs)]
     env.transport.write_bytes(f"{directory}/payload.pkl", dump_payload(square, calls, lambda: LOCAL_PYTHON))
     setup = "; ".join(cluster.packaging.setup_lines())

@@ -99,7 +99,7 @@ def versus_submitit(env: BenchEnv, repeats: int, n: int) -> Figure:
             "that sleep; the ratios use submitit polled: job.done() on the SDK's cadence (50 ms, x1.25, up "
             "to 1 s), then result()",
             "each run is a script on the login node timed from creating the Cluster/executor to holding "
-            "every result; SDK: SlurmBackend(LocalTransport()), packaging none; submitit: SlurmExecutor, "
+            "every result; SDK: SlurmBackend(HostTransport()), packaging none; submitit: SlurmExecutor, "
             "map_array; without accounting submitit learns completion from its result files",
         ],
     )

@@ -4,7 +4,7 @@
 Loads the task and its own arguments from ``payload.pkl`` (reading only its part of it, see
 ``slurm.serialization``), runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
-traceback, to ``result-<index>.pkl``. Exits 1 when the task raised, so the scheduler records FAILED.
+traceback, to its result file (paths: ``slurm.layout``). Exits 1 when the task raised, so the scheduler records FAILED.
 """
 
 # ruff: noqa: E402 - the start time is taken before the other imports, which are part of the run
@@ -21,6 +21,7 @@ import os
 import sys
 
 import slurm
+from slurm import layout
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, read_payload
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
         traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
-    write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+    write_atomic(layout.result_path(job_dir, index), outcome)
     return code
 
 
@@ -112,7 +113,7 @@ class _CountingFile:
 
 def _run(job_dir: str, index: int) -> tuple[Any, int]:
     """The task's return value, and how many bytes of the payload it took to get there."""
-    with open(os.path.join(job_dir, "payload.pkl"), "rb", buffering=0) as raw:  # unbuffered: exact reads
+    with open(layout.payload_path(job_dir), "rb", buffering=0) as raw:  # unbuffered: exact reads
         payload = _CountingFile(raw)
         task_data, call = read_payload(payload, index)
     try:
@@ -133,14 +134,14 @@ def _workflow_cluster(job_dir: str) -> Any:
     # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
     import json
 
-    from slurm.backends.local import scrub_slurm_env
-    from slurm.cluster import CHILD_CONFIG, Cluster
+    from slurm.cluster import Cluster
+    from slurm.inherited_env import scrub_slurm_env
 
     # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.
     environ = scrub_slurm_env(os.environ)
     os.environ.clear()
     os.environ.update(environ)
-    with open(os.path.join(job_dir, CHILD_CONFIG)) as handle:
+    with open(layout.child_config_path(job_dir)) as handle:
         return Cluster.from_child_config(json.load(handle))
 
 

@@ -317,15 +317,14 @@ class SSHTransport(Transport):
         raise AssertionError("unreachable")
 
     def _path(self, path: str) -> str:
-        if path == "~" or path.startswith("~/"):
-            return self.home() + path[1:]
-        return path
+        return self.expand_home(path)
 
     def read_bytes(self, path: str) -> bytes:
         def read(sftp: Any) -> bytes:
             with sftp.open(self._path(path), "rb") as handle:
                 handle.prefetch()  # requests all chunks at once instead of one round trip per 32 KB
-                return bytes(handle.read())
+                data: bytes = handle.read()
+            return data
 
         return self._sftp_call(read)
 
@@ -522,7 +521,7 @@ class SSHBackend(SlurmBackend):
         connect_timeout: float = 10,
         trust_unknown_host: bool = False,
         poll_batch: int = 2000,
-        sbatch_extra: tuple[str, ...] = (),
+        sbatch_extra: Sequence[str] = (),
     ) -> None:
         transport = SSHTransport(
             host,
