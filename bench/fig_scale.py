@@ -20,12 +20,15 @@ def startup(env: BenchEnv, runs: int) -> Figure:
     """One array task's cost on c1: ``python -m slurm.runner`` on a real payload (import, read its item,
     run ``square``, write the result) against ``python3 -c 'print(7*7)'``, alternating, one srun."""
     from bench.tasks import square
-    from slurm.serialization import LOCAL_PYTHON, dump_payload
+    from slurm.serialization import LOCAL_PYTHON, Outcome, dump_payload
+    from slurm.task import Task
 
     cluster = env.cluster()
     directory = f"{cluster.resolve_job_root()}/{unique('startup')}"
     calls = [((i,), {}) for i in range(runs)]
-    env.transport.write_bytes(f"{directory}/payload.pkl", dump_payload(square, calls, lambda: LOCAL_PYTHON))
+    env.transport.write_bytes(
+        f"{directory}/payload.pkl", dump_payload(Task(square), calls, lambda: LOCAL_PYTHON)
+    )
     setup = "; ".join(cluster.packaging.setup_lines())
     python = cluster.packaging.python_command()
     runner = f"SLURM_ARRAY_TASK_ID=$i {python} -m slurm.runner {shlex.quote(directory)} 2>/dev/null"
@@ -41,9 +44,10 @@ def startup(env: BenchEnv, runs: int) -> Figure:
         side, _, nanos = line.partition(" ")
         if side in samples:
             samples[side].append(int(nanos) / 1e9)
-    results = env.run(f"ls {directory} | grep -c '^result-'").strip()
-    if int(results) != runs:
-        raise RuntimeError(f"the runner wrote {results} results, expected {runs}")
+    found = env.transport.read_existing([f"{directory}/result-{i}.pkl" for i in range(runs)])
+    values = [Outcome.load(found[f"{directory}/result-{i}.pkl"]).value(str(i)) for i in sorted(range(runs))]
+    if values != [i * i for i in range(runs)]:  # a failed run writes a result file too: check the values
+        raise RuntimeError(f"the runner returned {values}, expected the squares of 0..{runs - 1}")
     sdk, raw = Series(samples["sdk"]), Series(samples["raw"])
     imports = [
         line.split("|")[-1].strip() + " " + line.split("|")[1].strip() + " µs"

@@ -6,15 +6,29 @@ import copy
 import functools
 import importlib
 import sys
-from typing import Any, TypedDict, Unpack, overload
 
-# The runner unpickles a Task for every array task: this module keeps slurm.resources (dataclasses,
-# inspect, subprocess), slurm.backends and re off that path until a Task's resources are asked for.
+# The runner unpickles a Task for every array task: this module keeps typing, slurm.resources
+# (dataclasses, inspect, subprocess), slurm.backends and re off that path (types are for checkers only).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import Any, TypedDict, Unpack, overload
 
     from slurm.resources import Resources
+
+    class TaskOptions(TypedDict, total=False):
+        """What ``@task(...)`` and ``@workflow(...)`` take: the job's name and its resources (``Resources``)."""
+
+        name: str | None
+        time: str | int | None
+        cpus: int | None
+        mem: str | int | None
+        gpus: int | str | None
+        partition: str | None
+        account: str | None
+        requeue: bool | None
+        checkpoint: Any
+        sbatch: Mapping[str, Any] | None
 
 
 class Task:
@@ -119,34 +133,21 @@ def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
     return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
 
 
-class TaskOptions(TypedDict, total=False):
-    """What ``@task(...)`` and ``@workflow(...)`` take: the job's name and its resources (``Resources``)."""
-
-    name: str | None
-    time: str | int | None
-    cpus: int | None
-    mem: str | int | None
-    gpus: int | str | None
-    partition: str | None
-    account: str | None
-    requeue: bool | None
-    checkpoint: Any
-    sbatch: Mapping[str, Any] | None
-
-
 class _Decorator:
     """``@task`` / ``@workflow``, bare or called with ``TaskOptions`` (typed both ways for type checkers)."""
 
     def __init__(self, *, workflow: bool, doc: str) -> None:
         self.workflow, self.__doc__ = workflow, doc
 
-    @overload
-    def __call__(self, fn: Callable[..., Any], /) -> Task: ...
+    if TYPE_CHECKING:
 
-    @overload
-    def __call__(
-        self, fn: None = None, /, **options: Unpack[TaskOptions]
-    ) -> Callable[[Callable[..., Any]], Task]: ...
+        @overload
+        def __call__(self, fn: Callable[..., Any], /) -> Task: ...
+
+        @overload
+        def __call__(
+            self, fn: None = None, /, **options: Unpack[TaskOptions]
+        ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def __call__(
         self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptions]
