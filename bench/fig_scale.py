@@ -63,8 +63,8 @@ def startup(env: BenchEnv, runs: int) -> Figure:
         details={"runs": runs, "slurm imports (cumulative, python -X importtime)": imports},
         notes=[
             "alternating, in one srun on c1 (srun's own cost is outside the timings); the runner reads its "
-            "item of a payload of bench.tasks.square calls, runs it and writes result-<i>.pkl; the node's "
-            "Python is the SDK's venv interpreter (packaging none), python3 is the system one"
+            "item of a payload of bench.tasks.square calls, runs it and writes result-<i>.pkl; both use the "
+            "node's python3 (packaging none), and every result is checked by value"
         ],
     )
 
