@@ -188,6 +188,6 @@ def large_result(env: BenchEnv, total: int, parts: int, repeats: int) -> Figure:
         notes=[
             "both read results through one tar stream over an SSH exec channel (before: the single job's "
             "file came over SFTP in 32 KB round trips); fetch + unpickle is timed by slurm.timing; RSS "
-            "growth is the client's peak (ru_maxrss) minus its RSS before submitting, over the result size",
+            "growth is the client process's peak RSS (VmHWM) minus its RSS before submitting, over the result size",
         ],
     )

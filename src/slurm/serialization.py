@@ -40,6 +40,8 @@ LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 _MAGIC = b"SDK2"
 _HEADER = struct.Struct(">4sQQ")
 _OFFSET = struct.Struct(">Q")
+#: A result file holding a value starts with this (an exception's is a plain pickle: b"\x80...").
+_RESULT_MAGIC = b"SDKR"
 
 
 def _dump(obj: Any) -> tuple[bytes, list[str]]:
@@ -182,8 +184,9 @@ def _short_repr(obj: Any) -> str:
 
 
 def dump_result(value: Any, *, restarts: int = 0, facts: dict[str, float] | None = None) -> bytes:
-    """Outcome file for a returned value: a small header pickle, then the value's own pickle right after
-    it (not nested: the reader unpickles the value straight from the file's bytes, without a copy).
+    """Outcome file for a returned value: ``_RESULT_MAGIC``, the length of a small header pickle, the
+    header, then the value's own pickle (not nested: the reader unpickles the value straight from the
+    bytes it fetched, without a copy).
     ``restarts``: how often the job was requeued before this run; ``facts``: what the runner measured
     (``payload_bytes_read``, ``started_at``, ``finished_at``), for benchmarks and checks."""
     header: dict[str, Any] = {**(facts or {}), "ok": True, "restarts": restarts, "value_follows": True}
@@ -198,7 +201,8 @@ def dump_result(value: Any, *, restarts: int = 0, facts: dict[str, float] | None
             raise SerializationError(
                 f"the task returned a {type(value).__name__} that cannot be pickled: {exc}"
             ) from exc
-    return pickle.dumps(header) + value_data
+    header_data = pickle.dumps(header)
+    return b"".join([_RESULT_MAGIC, _OFFSET.pack(len(header_data)), header_data, value_data])
 
 
 def dump_exception(exc: BaseException, traceback_text: str, *, restarts: int = 0) -> bytes:
@@ -243,13 +247,15 @@ class Outcome:
         return int(self.fields.get("restarts", 0))
 
     @classmethod
-    def load(cls, data: bytes) -> Outcome:
-        import io
-
-        stream = io.BytesIO(data)  # shares ``data``'s buffer: no copy
-        fields = pickle.load(stream)
-        value_data = memoryview(data)[stream.tell() :] if fields.get("value_follows") else None
-        return cls(fields["ok"], fields, value_data)
+    def load(cls, data: bytes | bytearray) -> Outcome:
+        view = memoryview(data)  # slices of it share ``data``'s buffer: no copy
+        start = len(_RESULT_MAGIC) + _OFFSET.size
+        if view[: len(_RESULT_MAGIC)] == _RESULT_MAGIC:
+            (length,) = _OFFSET.unpack(view[len(_RESULT_MAGIC) : start])
+            fields = pickle.loads(view[start : start + length])
+            return cls(fields["ok"], fields, view[start + length :])
+        fields = pickle.loads(data)  # an exception, or a value nested by an earlier SDK
+        return cls(fields["ok"], fields)
 
     def value(self, job_id: str) -> Any:
         try:

@@ -29,6 +29,8 @@ from slurm.errors import CommandError, ConfigError, SSHError
 
 #: Directories listed per command by existing (keeps the command line far below ARG_MAX).
 _FILES_PER_COMMAND = 500
+#: Piece size read_existing reads a result file's bytes in.
+_PIECE = 1 << 20
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
 
@@ -497,13 +499,25 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str]:
 
 
 def _untar(stream: Any) -> dict[str, bytes]:
-    """The regular files of a tar read from ``stream`` as it arrives (stream mode: no seeking)."""
+    """The regular files of a tar read from ``stream`` as it arrives (stream mode: no seeking). Each file
+    is read in 1 MiB pieces into a buffer of its size: tarfile's own ``read()`` of a whole member holds it
+    three times over at its peak, a big result at most twice here (then once)."""
     found: dict[str, bytes] = {}
     with tarfile.open(fileobj=stream, mode="r|") as archive:
         for member in archive:
             extracted = archive.extractfile(member) if member.isfile() else None
-            if extracted is not None:
-                found[member.name] = extracted.read()
+            if extracted is None:
+                continue
+            buffer = bytearray(member.size)
+            with memoryview(buffer) as view:
+                filled = 0
+                while filled < member.size:
+                    piece = extracted.read(min(_PIECE, member.size - filled))
+                    if not piece:
+                        raise EOFError(f"the tar stream ended inside {member.name}")
+                    view[filled : filled + len(piece)] = piece
+                    filled += len(piece)
+            found[member.name] = bytes(buffer)  # a copy, but the buffer goes with it: 2x for a moment
     return found
 
 
