@@ -1,6 +1,6 @@
 """``python -m bench``: measure, then write bench/results/results.json, bench/figures.png and the README table.
 
-python -m bench                  # every default figure, 5 rounds each (~20-30 min on 2 cores)
+python -m bench                  # every default figure, 5 rounds each (about an hour on 2 cores)
 python -m bench --quick          # smoke check: tiny sizes, 1 round, no warm-ups (~3 min)
 python -m bench --only roundtrip,map
 python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
