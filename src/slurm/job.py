@@ -517,5 +517,7 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
 _RENAMED = {"ArrayJob": "MappedJobs"}
 
 
-def __getattr__(name: str) -> Any:
-    return renamed_attribute(__name__, name, _RENAMED, globals())
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
+
+    def __getattr__(name: str) -> Any:
+        return renamed_attribute(__name__, name, _RENAMED, globals())
