@@ -132,3 +132,9 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return "the traceback in the job was:\n\n" + self.traceback_text.rstrip()
+
+
+class RankTerminated(BaseException):
+    """Raised in a rank of a multi-rank task on SIGTERM (srun stopping it because another rank failed, a
+    cancel or a requeue), so it leaves an outcome that says it was a victim, not the cause. Here, not in
+    ``slurm.gather``: the runner's signal handler must not import anything."""

@@ -14,12 +14,9 @@ import pickle
 from typing import Any
 
 from slurm.atomic import write_atomic
+from slurm.errors import RankTerminated
 from slurm.layout import rank_result_path
-
-
-class RankTerminated(BaseException):
-    """Raised in a rank on SIGTERM (srun stopping it because another rank failed, or a cancel), so it
-    leaves an outcome that says it was a victim, not the cause."""
+from slurm.serialization import Outcome, dump_ranks
 
 
 def write_rank_outcome(job_dir: str, index: int, rank: int, node: str, outcome: bytes) -> None:
@@ -31,23 +28,18 @@ def write_rank_outcome(job_dir: str, index: int, rank: int, node: str, outcome: 
 def gather(job_dir: str, index: int, world_size: int, *, restarts: int) -> tuple[bytes, int]:
     """The combined outcome file of ``world_size`` ranks and the job's exit status (0: all returned)."""
     ranks = [_read_rank(job_dir, index, rank, restarts) for rank in range(world_size)]
-    failed = [rank for rank, entry in enumerate(ranks) if entry is None or not entry[1]["ok"]]
+    failed = [rank for rank, entry in enumerate(ranks) if entry is None or not entry[1].ok]
     if not failed:
-        first = ranks[0]
-        assert first is not None  # every rank returned
-        fields = {
-            **first[1],
-            "restarts": restarts,
-            "ranks": [entry[1]["value"] for entry in ranks if entry is not None],
-            "nodes": [entry[0] for entry in ranks if entry is not None],
-        }
-        return pickle.dumps(fields), 0
+        returned = [entry for entry in ranks if entry is not None]
+        values = [outcome.value_bytes() for _, outcome in returned]
+        return dump_ranks(values, [node for node, _ in returned], restarts=restarts), 0
     raised = [rank for rank in failed if ranks[rank] is not None and not _terminated(ranks[rank])]
     lost = [rank for rank in failed if ranks[rank] is None]
     where = {"world_size": world_size, "failed_ranks": failed, "restarts": restarts}
     if raised or not lost:
         culprit = (raised or failed)[0]
-        node, fields = ranks[culprit] or ("", {})
+        entry = ranks[culprit]
+        node, fields = (entry[0], entry[1].fields) if entry is not None else ("", {})
         return pickle.dumps({**fields, **where, "rank": culprit, "node": node}), 1
     # No file tells which of the silent ranks died first (srun's own lines in stderr do), so name them all.
     return pickle.dumps(
@@ -55,20 +47,21 @@ def gather(job_dir: str, index: int, world_size: int, *, restarts: int) -> tuple
     ), 1
 
 
-def _terminated(entry: tuple[str, dict[str, Any]] | None) -> bool:
-    return entry is not None and entry[1].get("type") == f"{__name__}.{RankTerminated.__qualname__}"
+def _terminated(entry: tuple[str, Outcome] | None) -> bool:
+    name = f"{RankTerminated.__module__}.{RankTerminated.__qualname__}"
+    return entry is not None and entry[1].fields.get("type") == name
 
 
-def _read_rank(job_dir: str, index: int, rank: int, restarts: int) -> tuple[str, dict[str, Any]] | None:
-    """A rank's (node, outcome fields) from this run; None if it left none. A file from an earlier run of
-    a requeued job (another restart count) does not count: the rank left nothing this time."""
+def _read_rank(job_dir: str, index: int, rank: int, restarts: int) -> tuple[str, Outcome] | None:
+    """A rank's (node, outcome) from this run; None if it left none. A file from an earlier run of a
+    requeued job (another restart count) does not count: the rank left nothing this time."""
     try:
         with open(rank_result_path(job_dir, index, rank), "rb") as handle:
             entry = pickle.load(handle)
     except FileNotFoundError:
         return None
-    fields: dict[str, Any] = pickle.loads(entry["outcome"])
-    return (entry["node"], fields) if fields.get("restarts", 0) == restarts else None
+    outcome = Outcome.load(entry["outcome"])
+    return (entry["node"], outcome) if outcome.restarts == restarts else None
 
 
 def _lost_ranks(lost: list[int], world_size: int) -> dict[str, Any]:

@@ -2,75 +2,108 @@
 index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``;
 ``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``: combine N ranks, see ``slurm.gather``).
 
-Loads the task and its arguments from the job directory's payload, runs it (a workflow also gets a Cluster for
+Loads the task and its own arguments from ``payload.pkl`` (reading only its part of it, see
+``slurm.serialization``), runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
 traceback, to its result file (paths: ``slurm.layout``). Exits 1 when the task raised, so the scheduler records FAILED.
 """
 
+# ruff: noqa: E402 - the start time is taken before the other imports, which are part of the run
+
 from __future__ import annotations
 
-import argparse
-import json
+import time
+
+_STARTED_AT = time.time()  # first thing: the phase benchmarks count the imports below as the run's
+
+# The C pickler itself: the `pickle` module around it imports re and enum, ~4 ms for every array task.
+import _pickle as pickle
 import os
-import pickle
-import signal
-import socket
 import sys
-import traceback
-from typing import Any
 
 import slurm
-from slurm import checkpoint, layout
+from slurm import layout
 from slurm.atomic import write_atomic
-from slurm.errors import SerializationError
-from slurm.gather import RankTerminated, gather, write_rank_outcome
-from slurm.rendering import GATHER_OPTION, RANK_OPTION
-from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
+from slurm.errors import RankTerminated, SerializationError
+from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, read_payload
+
+# Every array task pays for this module's imports: nothing here may pull in typing, dataclasses,
+# cloudpickle, socket or the submitting side (``python -X importtime -m slurm.runner`` shows the cost).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class _NeverRaised(BaseException):
+    """Stands in for ``checkpoint.Stopped`` when the task does not checkpoint (no import needed)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = _parse_args(sys.argv[1:] if argv is None else argv)
-    job_dir, max_requeues = options.job_dir, options.max_requeues
+    job_dir, max_requeues, as_rank, gather_ranks = _parse_args(sys.argv[1:] if argv is None else argv)
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     restarts = _restart_count()
-    if options.gather_ranks is not None:
-        return _gather(job_dir, index, options.gather_ranks, restarts)
-    rank = int(os.environ.get("SLURM_PROCID", "0")) if options.rank else None
-    _print_header(job_dir, index, restarts, rank)
-    if rank is not None:
+    if gather_ranks is not None:
+        return _gather(job_dir, index, gather_ranks, restarts)
+    rank = int(os.environ.get("SLURM_PROCID", "0")) if as_rank else None
+    if rank is not None:  # before the header: a rank that says it started also records being stopped
+        import signal
+
         signal.signal(signal.SIGTERM, _stop_rank)
+    _print_header(job_dir, index, restarts, rank)
+    stopped: type[BaseException] = _NeverRaised
+    victim: type[BaseException] = RankTerminated if rank is not None else _NeverRaised
     if max_requeues is not None:
+        from slurm import checkpoint
+
         checkpoint.begin(job_dir, index, max_requeues)
+        stopped = checkpoint.Stopped
     try:
-        outcome, code = dump_result(_run(job_dir, index), restarts=restarts), 0
-    except checkpoint.Stopped as stop:  # this run ends, the job runs again: no result yet
+        value, bytes_read = _run(job_dir, index)
+        facts = {"payload_bytes_read": bytes_read, "started_at": _STARTED_AT, "finished_at": time.time()}
+        outcome, code = dump_result(value, restarts=restarts, facts=facts), 0
+    except stopped as stop:  # this run ends, the job runs again: no result yet
         print(f"[slurm-sdk] checkpoint: {stop}", file=sys.stderr, flush=True)
         return 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
-        if isinstance(exc, RankTerminated):  # a victim: one line, the failing rank has the traceback
+        import traceback
+
+        if isinstance(exc, victim):  # a rank srun stopped: one line, the failing rank has the traceback
             print(f"[slurm-sdk] rank {rank}: {exc}", file=sys.stderr, flush=True)
         else:
             traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
     if rank is not None:
-        write_rank_outcome(
-            job_dir, index, rank, os.environ.get("SLURMD_NODENAME", socket.gethostname()), outcome
-        )
+        from slurm.gather import write_rank_outcome
+
+        node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
+        write_rank_outcome(job_dir, index, rank, node, outcome)
     else:
         write_atomic(layout.result_path(job_dir, index), outcome)
     return code
 
 
-def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m slurm.runner")
-    parser.add_argument(checkpoint.MAX_REQUEUES_OPTION, dest="max_requeues", type=int)
-    parser.add_argument(RANK_OPTION, dest="rank", action="store_true")
-    parser.add_argument(GATHER_OPTION, dest="gather_ranks", type=int)
-    parser.add_argument("job_dir")
-    return parser.parse_args(argv)
+def _parse_args(argv: list[str]) -> tuple[str, int | None, bool, int | None]:
+    """(job dir, --max-requeues N, --rank, --gather-ranks N). The option names are checkpoint's
+    MAX_REQUEUES_OPTION and rendering's RANK_OPTION / GATHER_OPTION, written out here so as not to import them."""
+    *options, job_dir = argv
+    max_requeues = gather_ranks = None
+    as_rank = False
+    while options:
+        option = options.pop(0)
+        if option == "--rank":
+            as_rank = True
+        elif option == "--max-requeues":
+            max_requeues = int(options.pop(0))
+        elif option == "--gather-ranks":
+            gather_ranks = int(options.pop(0))
+        else:
+            raise SystemExit(f"python -m slurm.runner: unknown option {option!r}")
+    return job_dir, max_requeues, as_rank, gather_ranks
 
 
-def _stop_rank(signum: int, _frame: Any) -> None:
+def _stop_rank(signum: int, _frame: object) -> None:
+    import signal  # imported already by main: a dictionary lookup
+
     # Once: the same stop often comes twice (the job's process group and srun forwarding it), and a
     # second raise inside the first one's handling would lose this rank's outcome file.
     signal.signal(signum, signal.SIG_IGN)
@@ -81,6 +114,8 @@ def _stop_rank(signum: int, _frame: Any) -> None:
 
 def _gather(job_dir: str, index: int, world_size: int, restarts: int) -> int:
     """After srun: the ranks' outcomes become the job's one result file (``slurm.gather``)."""
+    from slurm.gather import gather
+
     outcome, code = gather(job_dir, index, world_size, restarts=restarts)
     write_atomic(layout.result_path(job_dir, index), outcome)
     if code:
@@ -109,32 +144,51 @@ def _print_header(job_dir: str, index: int, restarts: int, rank: int | None) -> 
     rerun = f", run {restarts + 1} (requeued {restarts}x)" if restarts else ""
     of_world = f" rank {rank}/{os.environ.get('SLURM_NTASKS', '?')}" if rank is not None else ""
     print(
-        f"[slurm-sdk] job {job_id} task {index}{of_world} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
+        f"[slurm-sdk] job {job_id} task {index}{of_world} on {os.uname().nodename}{rerun}, Python {sys.version.split()[0]} "
         f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}",
         file=sys.stderr,
         flush=True,
     )
 
 
-def _run(job_dir: str, index: int) -> Any:
-    with open(layout.payload_path(job_dir), "rb") as handle:
-        data = handle.read()
+class _CountingFile:
+    """The payload file, counting the bytes read: each task reports how much of the payload it read."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.count = raw, 0
+
+    def read(self, size: int, /) -> bytes:
+        data: bytes = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+    def seek(self, offset: int, /) -> int:
+        return int(self.raw.seek(offset))
+
+
+def _run(job_dir: str, index: int) -> tuple[Any, int]:
+    """The task's return value, and how many bytes of the payload it took to get there."""
+    with open(layout.payload_path(job_dir), "rb", buffering=0) as raw:  # unbuffered: exact reads
+        payload = _CountingFile(raw)
+        task_data, call = read_payload(payload, index)
     try:
-        task, calls = load_payload(data)
+        task = pickle.loads(task_data)
+        args, kwargs = pickle.loads(call)
     except Exception as exc:
         raise SerializationError(
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
             "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
         ) from exc
-    args, kwargs = calls[index]
     if not task.is_workflow:
-        return task.fn(*args, **kwargs)
+        return task.fn(*args, **kwargs), payload.count
     with _workflow_cluster(job_dir) as cluster:
-        return task.fn(cluster, *args, **kwargs)
+        return task.fn(cluster, *args, **kwargs), payload.count
 
 
 def _workflow_cluster(job_dir: str) -> Any:
     # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
+    import json
+
     from slurm.cluster import Cluster
     from slurm.inherited_env import scrub_slurm_env
 

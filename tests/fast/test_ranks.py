@@ -22,11 +22,12 @@ from slurm import (
     task,
 )
 from slurm.backends.local_srun import rank_environments
-from slurm.gather import RankTerminated, gather, write_rank_outcome
+from slurm.errors import RankTerminated
+from slurm.gather import gather, write_rank_outcome
 from slurm.layout import rank_result_path
 from slurm.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per_node
 from slurm.rendering import sbatch_options
-from slurm.serialization import dump_exception, dump_result
+from slurm.serialization import Outcome, dump_exception, dump_result
 from tests.fast.test_end_to_end import wait_until
 from tests.integration.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
 
@@ -220,7 +221,7 @@ def test_gather_ignores_what_ranks_left_in_an_earlier_run_of_a_requeued_job(tmp_
     assert not fields["ok"] and "rank 1 of 2 ended without a result" in fields["message"]
     write_rank_outcome(job_dir, 0, 1, "c1", dump_result("run 2", restarts=1))
     outcome, code = gather(job_dir, 0, 2, restarts=1)
-    assert code == 0 and [pickle.loads(value) for value in pickle.loads(outcome)["ranks"]] == ["run 2"] * 2
+    assert code == 0 and Outcome.load(outcome).values_by_rank("1") == ["run 2"] * 2
 
 
 def test_rendered_options_and_their_validation():
