@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from slurm import dataflow
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
@@ -134,7 +135,9 @@ class Cluster:
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
+        calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
         payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
+        dependencies = dataflow.dependencies(task, parents)
         self._ensure_prepared()
         job_dir = posixpath.join(
             self.job_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}-{secrets.token_hex(4)}"
@@ -158,7 +161,7 @@ class Cluster:
         job_id = self._submit_once(
             posixpath.join(job_dir, SCRIPT),
             array=spec,
-            dependencies=task.dependencies,
+            dependencies=dependencies,
             dependency_type=task.dependency_type,
         )
         self._record_submission(task, job_id, job_dir, len(calls), array=array)
@@ -171,7 +174,7 @@ class Cluster:
                 script=script,
                 index=index,
                 array=array,
-                depends_on=task.dependencies,
+                depends_on=dependencies,
                 dependency_type=task.dependency_type,
             )
             for index in range(len(calls))

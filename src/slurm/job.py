@@ -11,7 +11,7 @@ from slurm.backends.base import JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
-from slurm.errors import BackendError, JobFailedError, JobTimeoutError
+from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
 from slurm.rendering import expand_log_pattern, log_patterns
 from slurm.serialization import Outcome
 
@@ -75,6 +75,14 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name} {self._state.value}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Reached only for a Job that dataflow did not swap for its result (see slurm.dataflow).
+        raise SerializationError(
+            f"job {self.job_id} ({self.name}) cannot travel to a job itself: a Job passed as an argument (also "
+            "inside lists, tuples and dict values) is replaced by its result on the node, but not inside a set, "
+            "a dict key or another object. Fix: pass it directly or in a list/tuple/dict, or pass job.result()"
+        )
 
     @property
     def dependency_ids(self) -> list[str]:

@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 
 import slurm
-from slurm import checkpoint
+from slurm import checkpoint, dataflow
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
@@ -83,7 +83,7 @@ def _run(job_dir: str, index: int) -> Any:
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
             "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
         ) from exc
-    args, kwargs = calls[index]
+    args, kwargs = dataflow.inject(calls[index])  # Job arguments -> their results, read here
     if not task.is_workflow:
         return task.fn(*args, **kwargs)
     with _workflow_cluster(job_dir) as cluster:
