@@ -24,6 +24,9 @@ _EXPORTS = {
     "Checkpointing": "slurm.checkpoint",
     "Cluster": "slurm.cluster",
     "ArrayJob": "slurm.job",
+    "as_completed": "slurm.job",
+    "as_completed_async": "slurm.awaiting",
+    "wait_async": "slurm.awaiting",
     "Job": "slurm.job",
     "Resources": "slurm.resources",
     **dict.fromkeys(
@@ -45,6 +48,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from slurm.awaiting import as_completed_async, wait_async
     from slurm.backends.base import JobState
     from slurm.callbacks import Callback
     from slurm.checkpoint import Checkpointing
@@ -62,7 +66,7 @@ if TYPE_CHECKING:
         SubmitError,
         UnknownJobError,
     )
-    from slurm.job import ArrayJob, Job
+    from slurm.job import ArrayJob, Job, as_completed
     from slurm.resources import Resources
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
@@ -101,6 +105,9 @@ __all__ = [
     "SubmitError",
     "Task",
     "UnknownJobError",
+    "as_completed",
+    "as_completed_async",
     "task",
+    "wait_async",
     "workflow",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slurm.backends.base import JobState, JobStatus
@@ -113,6 +113,16 @@ class Job:
         with bounded(timeout):
             self.wait(timeout)
             return self._ended_result()
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """``result()`` for asyncio, also ``await job``: every job awaited on one event loop is watched by one
+        driver task in shared rounds (see ``slurm.awaiting``), so many awaits cost one poll."""
+        from slurm.awaiting import result_async
+
+        return await result_async(self, timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result_async().__await__()
 
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended."""
@@ -376,6 +386,15 @@ class ArrayJob(Sequence[Job]):
         _fetch_outcomes(self.jobs)
         return [job.result() for job in self.jobs]
 
+    async def results_async(self, timeout: float | None = None) -> list[Any]:
+        """``results()`` for asyncio, also ``await array_job`` (see ``Job.result_async``)."""
+        from slurm.awaiting import results_async
+
+        return await results_async(self, timeout)
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.results_async().__await__()
+
     def cancel(self) -> None:
         for array_id in self.array_ids:
             self.jobs[0].cluster.backend.cancel(array_id)
@@ -438,27 +457,55 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
     are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
     the cluster's ``outage_limit`` (the last ``BackendError``)."""
-    start = time.monotonic()
-    deadline = None if timeout is None else start + timeout
+    for _ in as_completed(jobs, timeout):
+        pass
+
+
+def as_completed(jobs: Iterable[Job | ArrayJob], timeout: float | None = None) -> Iterator[Job]:
+    """Each job (every task of an ArrayJob) once, as soon as it is seen to end, in the order they end.
+
+    Costs what one wait on all of them costs (see ``wait_all``): one result-file listing per cluster per
+    check, and the clusters' shared watchers for the scheduler. ``JobTimeoutError`` once ``timeout`` s
+    have passed with jobs still unfinished (the time spent by the caller's loop body counts too)."""
+    waiting = list(dict.fromkeys(_each_job(jobs)))
+    deadline = None if timeout is None else time.monotonic() + timeout
     delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
-    with bounded(timeout):
-        while True:
-            running = [job for job in jobs if not job.last_state.is_terminal]
-            if running:
+    while waiting:
+        running = [job for job in waiting if not job.last_state.is_terminal]
+        if running:
+            with bounded(None if deadline is None else deadline - time.monotonic()):
                 _watch_once(running, login)
-                running = [job for job in running if not job.last_state.is_terminal]
-            if not running:
-                return
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                raise _timeout_error(running[0], timeout or 0, login, now)
-            if deadline is None:
-                _check_outage(running[0], login, now)
-            pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
-            time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
-            delay = min(
-                delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running)
-            )
+        yield from [job for job in waiting if job.last_state.is_terminal]
+        waiting = [job for job in waiting if not job.last_state.is_terminal]
+        if not waiting:
+            return
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise _timeout_error(waiting[0], timeout or 0, login, now)
+        if deadline is None:
+            _check_outage(waiting[0], login, now)
+        pause = next_pause(waiting, delay, now)
+        time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
+        delay = next_delay(waiting, delay)
+
+
+def _each_job(jobs: Iterable[Job | ArrayJob]) -> Iterator[Job]:
+    for job in jobs:
+        if isinstance(job, ArrayJob):
+            yield from job
+        else:
+            yield job
+
+
+def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
+    """How long a wait sleeps before its next check: the result-file delay, or less when a watcher's next
+    scheduler query comes sooner."""
+    return min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
+
+
+def next_delay(running: Sequence[Job], delay: float) -> float:
+    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval``."""
+    return min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
 
 
 def _watch_once(running: list[Job], login: _LoginSilence) -> None:
