@@ -1,0 +1,43 @@
+"""Tasks of the dataflow and async tests (importable, so they travel by reference). The integration tier
+uses them too: the repository is on the nodes' path."""
+
+from __future__ import annotations
+
+import time
+
+from slurm import task
+
+
+@task
+def total(obj):
+    """Sum of every number in a nested structure of lists, tuples and dict values."""
+    if isinstance(obj, dict):
+        return sum(total(value) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(total(value) for value in obj)
+    return obj
+
+
+@task
+def echo(*args, **kwargs):
+    """What the task received: its arguments, with parents' results in place of the jobs."""
+    return args, kwargs
+
+
+@task
+def append_value(path, value):
+    with open(path, "a") as handle:
+        handle.write(str(value))
+    return value
+
+
+@task
+def fail_after(seconds, message):
+    time.sleep(seconds)
+    raise ValueError(message)
+
+
+@task
+def slow_value(seconds, value):
+    time.sleep(seconds)
+    return value
