@@ -27,17 +27,38 @@ def user_rpcs(env: BenchEnv) -> int:
 def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
     """Submit ``n_jobs`` tasks that outlast the wait, reset sdiag's counters (as root), wait ``wait`` s (60 in
     a full run) on all of them through the SDK (one Cluster, default polling), read the job user's RPC count."""
-    from slurm.errors import JobTimeoutError
     from slurm.job import wait_all
 
     cluster = env.cluster()
     say(f"  submitting {n_jobs} job(s) that sleep longer than the wait")
     jobs = [cluster.submit(nap, 900) for _ in range(n_jobs)]
+    return _rpcs_figure(env, jobs, wait, lambda: wait_all(jobs, timeout=wait))
+
+
+def rpcs_while_awaiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
+    """Like ``rpcs_while_waiting``, with one ``await job.result_async(timeout=wait)`` per job, all gathered on
+    one event loop (the jobs are one map: an array job, submitted in one sbatch)."""
+    import asyncio
+
+    cluster = env.cluster()
+    say(f"  submitting a map of {n_jobs} task(s) that sleep longer than the wait")
+    jobs = list(cluster.map(nap, [900] * n_jobs))
+
+    async def await_all() -> None:
+        await asyncio.gather(*(job.result_async(timeout=wait) for job in jobs))
+
+    return _rpcs_figure(env, jobs, wait, lambda: asyncio.run(await_all()), awaited=True)
+
+
+def _rpcs_figure(env: BenchEnv, jobs: list, wait: float, wait_on_all, *, awaited: bool = False) -> Figure:
+    from slurm.errors import JobTimeoutError
+
+    n_jobs = len(jobs)
     try:
         env.stack.exec("slurmctld", ["sdiag", "--reset"])
         started = time.perf_counter()
         try:
-            wait_all(jobs, timeout=wait)
+            wait_on_all()
             raise RuntimeError("the jobs finished within the wait: the count would not cover a full 60 s")
         except JobTimeoutError:
             pass
@@ -45,8 +66,23 @@ def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
         count = user_rpcs(env)
     finally:
         env.run(f"scancel -u {SSH_USER}")
-    say(f"  {count} RPCs from {SSH_USER} in {waited:.0f} s of waiting on {n_jobs} job(s)")
-    label = f"RPCs while waiting {wait:.0f} s on {n_jobs} job(s)"
+    how = "awaiting" if awaited else "waiting"
+    say(f"  {count} RPCs from {SSH_USER} in {waited:.0f} s of {how} on {n_jobs} job(s)")
+    label = f"RPCs while {how} {wait:.0f} s on {n_jobs} job(s)"
+    if awaited:
+        return Figure(
+            "rpcs_async",
+            f"slurmctld RPCs from the job user while asyncio awaits {n_jobs} jobs for {wait:.0f} s (sdiag)",
+            "RPCs",
+            {label: Series([float(count)])},
+            target=Target(label, "<=", RPC_TARGET, f"≤ {RPC_TARGET}"),
+            details={"jobs": n_jobs, "waited s": round(waited, 1)},
+            notes=[
+                "one map of nap(900) tasks, `sdiag --reset` as root, then `asyncio.gather` of one "
+                "`job.result_async(timeout=60)` per task on one event loop; each await ends with "
+                "JobTimeoutError and the job user's RPC count is read (dev defaults, no accounting)"
+            ],
+        )
     return Figure(
         "rpcs_1" if n_jobs == 1 else "rpcs_many",
         f"slurmctld RPCs from the job user while the SDK waits {wait:.0f} s on {n_jobs} "
