@@ -32,7 +32,20 @@ def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
     cluster = env.cluster()
     say(f"  submitting {n_jobs} job(s) that sleep longer than the wait")
     jobs = [cluster.submit(nap, 900) for _ in range(n_jobs)]
-    return _rpcs_figure(env, jobs, wait, lambda: wait_all(jobs, timeout=wait))
+    return _rpcs_figure(
+        env,
+        jobs,
+        wait,
+        lambda: wait_all(jobs, timeout=wait),
+        key="rpcs_1" if n_jobs == 1 else "rpcs_many",
+        title=f"the SDK waits {wait:.0f} s on {n_jobs} job{'s' if n_jobs > 1 else ''}",
+        notes=[
+            "`sdiag --reset` as root after the submissions, then `wait_all(jobs, timeout=60)` ends with "
+            "JobTimeoutError and sdiag's per-user RPC count of the job user is read; dev defaults, no "
+            "accounting (the SDK asks squeue). Jobs are submitted one by one (not an array).",
+            "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job",
+        ],
+    )
 
 
 def rpcs_while_awaiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
@@ -47,13 +60,27 @@ def rpcs_while_awaiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
     async def await_all() -> None:
         await asyncio.gather(*(job.result_async(timeout=wait) for job in jobs))
 
-    return _rpcs_figure(env, jobs, wait, lambda: asyncio.run(await_all()), awaited=True)
+    return _rpcs_figure(
+        env,
+        jobs,
+        wait,
+        lambda: asyncio.run(await_all()),
+        key="rpcs_async",
+        title=f"asyncio awaits {n_jobs} jobs for {wait:.0f} s",
+        notes=[
+            "one map of nap(900) tasks, `sdiag --reset` as root, then `asyncio.gather` of one "
+            "`job.result_async(timeout=60)` per task on one event loop; the awaits end with "
+            "JobTimeoutError and the job user's RPC count is read (dev defaults, no accounting)"
+        ],
+    )
 
 
-def _rpcs_figure(env: BenchEnv, jobs: list, wait: float, wait_on_all, *, awaited: bool = False) -> Figure:
+def _rpcs_figure(
+    env: BenchEnv, jobs: list, wait: float, wait_on_all, *, key: str, title: str, notes: list[str]
+) -> Figure:
+    """Reset sdiag, run ``wait_on_all`` (it must time out after ``wait`` s), read the job user's RPC count."""
     from slurm.errors import JobTimeoutError
 
-    n_jobs = len(jobs)
     try:
         env.stack.exec("slurmctld", ["sdiag", "--reset"])
         started = time.perf_counter()
@@ -66,37 +93,18 @@ def _rpcs_figure(env: BenchEnv, jobs: list, wait: float, wait_on_all, *, awaited
         count = user_rpcs(env)
     finally:
         env.run(f"scancel -u {SSH_USER}")
-    how = "awaiting" if awaited else "waiting"
-    say(f"  {count} RPCs from {SSH_USER} in {waited:.0f} s of {how} on {n_jobs} job(s)")
-    label = f"RPCs while {how} {wait:.0f} s on {n_jobs} job(s)"
-    if awaited:
-        return Figure(
-            "rpcs_async",
-            f"slurmctld RPCs from the job user while asyncio awaits {n_jobs} jobs for {wait:.0f} s (sdiag)",
-            "RPCs",
-            {label: Series([float(count)])},
-            target=Target(label, "<=", RPC_TARGET, f"≤ {RPC_TARGET}"),
-            details={"jobs": n_jobs, "waited s": round(waited, 1)},
-            notes=[
-                "one map of nap(900) tasks, `sdiag --reset` as root, then `asyncio.gather` of one "
-                "`job.result_async(timeout=60)` per task on one event loop; each await ends with "
-                "JobTimeoutError and the job user's RPC count is read (dev defaults, no accounting)"
-            ],
-        )
+    say(f"  {count} RPCs from {SSH_USER} in {waited:.0f} s while {title}")
+    label = (
+        f"RPCs while {'awaiting' if key == 'rpcs_async' else 'waiting'} {wait:.0f} s on {len(jobs)} job(s)"
+    )
     return Figure(
-        "rpcs_1" if n_jobs == 1 else "rpcs_many",
-        f"slurmctld RPCs from the job user while the SDK waits {wait:.0f} s on {n_jobs} "
-        f"job{'s' if n_jobs > 1 else ''} (sdiag)",
+        key,
+        f"slurmctld RPCs from the job user while {title} (sdiag)",
         "RPCs",
         {label: Series([float(count)])},
         target=Target(label, "<=", RPC_TARGET, f"≤ {RPC_TARGET}"),
-        details={"jobs": n_jobs, "waited s": round(waited, 1)},
-        notes=[
-            "`sdiag --reset` as root after the submissions, then `wait_all(jobs, timeout=60)` ends with "
-            "JobTimeoutError and sdiag's per-user RPC count of the job user is read; dev defaults, no "
-            "accounting (the SDK asks squeue). Jobs are submitted one by one (not an array).",
-            "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job",
-        ],
+        details={"jobs": len(jobs), "waited s": round(waited, 1)},
+        notes=notes,
     )
 
 

@@ -1,5 +1,5 @@
-"""Tasks of the dataflow and async tests (importable, so they travel by reference). The integration tier
-uses them too: the repository is on the nodes' path."""
+"""Tasks of the dataflow and async tests (importable, so they travel by reference), and a helper. The
+integration tier uses them too: the repository is on the nodes' path."""
 
 from __future__ import annotations
 
@@ -41,3 +41,17 @@ def fail_after(seconds, message):
 def slow_value(seconds, value):
     time.sleep(seconds)
     return value
+
+
+def record_reads(transport, monkeypatch) -> list[str]:
+    """Every path the client reads through ``transport`` from now on (one file or a batch of them)."""
+    reads: list[str] = []
+    for name in ("read_bytes", "read_existing"):
+        original = getattr(transport, name)
+
+        def recording(paths, *rest, _original=original):
+            reads.extend([paths] if isinstance(paths, str) else paths)
+            return _original(paths, *rest)
+
+        monkeypatch.setattr(transport, name, recording)
+    return reads

@@ -113,17 +113,8 @@ def test_an_array_job_argument_becomes_the_list_of_its_results(cluster):
     assert cluster.submit(dataflow_tasks.echo, squares).result(timeout=60) == (([1, 4, 9],), {})
 
 
-def test_two_levels_deep_without_results_passing_through_the_client(cluster):
-    reads: list[str] = []
-    transport = cluster.backend.transport
-    for name in ("read_bytes", "read_existing"):
-        original = getattr(transport, name)
-
-        def recording(paths, *rest, _original=original):
-            reads.extend([paths] if isinstance(paths, str) else paths)
-            return _original(paths, *rest)
-
-        setattr(transport, name, recording)
+def test_two_levels_deep_without_results_passing_through_the_client(cluster, monkeypatch):
+    reads = dataflow_tasks.record_reads(cluster.backend.transport, monkeypatch)
     gate = cluster.submit(tasks.nap, 0.5)
     first = cluster.submit(tasks.add.after(gate), 1, 2)
     second = cluster.submit(dataflow_tasks.total, {"x": [first, (first, 4)]})

@@ -15,16 +15,7 @@ TIMEOUT = 300
 
 
 def test_dataflow_two_levels_deep(slurm_cluster, monkeypatch):
-    reads: list[str] = []
-    transport = slurm_cluster.backend.transport
-    for name in ("read_bytes", "read_existing"):
-        original = getattr(transport, name)
-
-        def recording(paths, *rest, _original=original):
-            reads.extend([paths] if isinstance(paths, str) else paths)
-            return _original(paths, *rest)
-
-        monkeypatch.setattr(transport, name, recording)
+    reads = dataflow_tasks.record_reads(slurm_cluster.backend.transport, monkeypatch)
 
     first = slurm_cluster.submit(dataflow_tasks.slow_value, 2, 5)
     second = slurm_cluster.map(dataflow_tasks.total, [[first, 1], {"x": (first, first)}])
