@@ -16,10 +16,14 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from slurm.deadline import bounded
 from slurm.errors import BackendError, JobTimeoutError
 
 if TYPE_CHECKING:
     from slurm.job import ArrayJob, Job, _LoginSilence
+
+#: Longest one round of checks may take (each SSH command, read or scheduler query within it is cut short).
+ROUND_LIMIT = 30.0
 
 
 class _Hub:
@@ -99,9 +103,13 @@ class _Hub:
 
 
 def _round(jobs: list[Job], login: _LoginSilence) -> None:
+    """One check of every awaited job, in the executor. Bounded, so a frozen login node holds the driver
+    (and the interpreter's exit, which waits for the executor) for ``ROUND_LIMIT`` s at most: what times
+    out is a transient error, recorded for the outage limit and tried again next round."""
     from slurm.job import _watch_once
 
-    _watch_once([job for job in jobs if not job.last_state.is_terminal], login)
+    with bounded(ROUND_LIMIT):
+        _watch_once([job for job in jobs if not job.last_state.is_terminal], login)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()

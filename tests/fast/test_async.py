@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from slurm import JobFailedError, JobTimeoutError, as_completed, as_completed_async, wait_async
+from slurm import BackendError, JobFailedError, JobTimeoutError, as_completed, as_completed_async, wait_async
 from slurm.awaiting import _hubs
 from tests.fast import dataflow_tasks, tasks
 
@@ -143,3 +143,33 @@ def test_as_completed_timeouts(cluster):
 
     asyncio.run(main())
     job.cancel()
+
+
+def failing_scheduler(cluster, monkeypatch, *, transient):
+    def statuses(job_ids, **options):
+        raise BackendError("squeue: error: slurm_receive_msg: Socket timed out", transient=transient)
+
+    monkeypatch.setattr(cluster.backend, "statuses", statuses)
+
+
+def test_an_await_without_timeout_ends_after_the_outage_limit(make_cluster, monkeypatch):
+    cluster = make_cluster(outage_limit=1.0)
+    job = cluster.submit(tasks.nap, 30)
+    failing_scheduler(cluster, monkeypatch, transient=True)
+
+    with pytest.raises(BackendError, match=rf"gave up waiting for job {job.job_id}: .*outage_limit=1s"):
+        asyncio.run(job.result_async())
+    job.cancel()
+
+
+def test_an_error_that_will_not_go_away_ends_every_await(cluster, monkeypatch):
+    jobs = [cluster.submit(tasks.nap, 30) for _ in range(3)]
+    failing_scheduler(cluster, monkeypatch, transient=False)
+
+    async def main():
+        return await asyncio.gather(*(job.result_async(timeout=60) for job in jobs), return_exceptions=True)
+
+    errors = asyncio.run(main())
+    assert all(isinstance(error, BackendError) and "Socket timed out" in str(error) for error in errors)
+    for job in jobs:
+        job.cancel()
