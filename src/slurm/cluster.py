@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
-import secrets
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from slurm import dataflow
+from slurm import dataflow, layout
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
@@ -35,8 +32,6 @@ if TYPE_CHECKING:
     from slurm.cleanup import CleanupReport
     from slurm.reattach import JobInfo
 
-#: Files in every job directory.
-SCRIPT, PAYLOAD, CHILD_CONFIG = "job.sh", "payload.pkl", "cluster.json"
 #: Seconds without an answer from the scheduler or login node before a wait with no timeout gives up.
 DEFAULT_OUTAGE_LIMIT = 600.0
 
@@ -139,9 +134,7 @@ class Cluster:
         payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
         dependencies = dataflow.dependencies(task, parents)
         self._ensure_prepared()
-        job_dir = posixpath.join(
-            self.job_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}-{secrets.token_hex(4)}"
-        )
+        job_dir = layout.new_job_dir(self.job_root, task.name)
         script = render_script(
             job_name=task.name,
             job_dir=job_dir,
@@ -151,15 +144,13 @@ class Cluster:
             python=self.packaging.python_command(),
         )
         transport = self.backend.transport
-        transport.write_bytes(posixpath.join(job_dir, PAYLOAD), payload)
+        transport.write_bytes(layout.payload_path(job_dir), payload)
         if task.is_workflow:
-            transport.write_bytes(
-                posixpath.join(job_dir, CHILD_CONFIG), json.dumps(self.child_config()).encode()
-            )
-        transport.write_bytes(posixpath.join(job_dir, SCRIPT), script.encode(), mode=0o755)
+            transport.write_bytes(layout.child_config_path(job_dir), json.dumps(self.child_config()).encode())
+        transport.write_bytes(layout.script_path(job_dir), script.encode(), mode=0o755)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
         job_id = self._submit_once(
-            posixpath.join(job_dir, SCRIPT),
+            layout.script_path(job_dir),
             array=spec,
             dependencies=dependencies,
             dependency_type=task.dependency_type,
@@ -220,9 +211,7 @@ class Cluster:
     @property
     def job_root(self) -> str:
         """Absolute directory on the cluster side holding one directory per submission."""
-        root = self._job_root or "~/.slurm-sdk/jobs"
-        if root == "~" or root.startswith("~/"):
-            root = self.backend.transport.home() + root[1:]  # Slurm does not expand ~ in #SBATCH paths
+        root = self.backend.transport.expand_home(self._job_root or "~/.slurm-sdk/jobs")
         self._job_root = root
         return root
 

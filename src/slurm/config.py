@@ -24,17 +24,16 @@ The file is ``path`` or ``$SLURM_SDK_CONFIG``. ``SLURM_SDK__<SECTION>__<KEY>=val
 
 from __future__ import annotations
 
-import inspect
 import os
-import types
-import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from slurm.backends import make_backend
 from slurm.errors import ConfigError, ResourceError
+from slurm.packaging import make_packaging
 from slurm.resources import Resources
 
 ENV_PATH = "SLURM_SDK_CONFIG"
@@ -87,9 +86,6 @@ def load_config(
 
 def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, Any]:
     """Keyword arguments for ``Cluster`` from a loaded config (builds backend and packaging)."""
-    from slurm.backends import make_backend
-    from slurm.packaging import make_packaging
-
     if "backend" not in data:
         raise ConfigError(
             f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})"
@@ -179,7 +175,7 @@ def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
             raise ConfigError(
                 f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}"
             )
-        if expected == (int, float) and value <= 0:
+        if isinstance(value, (int, float)) and value <= 0:
             raise ConfigError(
                 f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}"
             )
@@ -200,59 +196,3 @@ def _defaults(source: ConfigSource, values: Mapping[str, Any]) -> Resources:
         except ResourceError as exc:
             raise ConfigError(f"{source.where('defaults.' + key)}: defaults: {exc}", key=key) from None
     return Resources.from_dict(values)
-
-
-# --- building objects from option dicts ------------------------------------------------------------
-
-
-def construct(factory: Callable[..., Any], options: Mapping[str, Any], what: str, *fixed: Any) -> Any:
-    """``factory(*fixed, **options)``, after checking option names (and simple types, when annotated)
-    against its signature, so a typo in a config is reported as such instead of as a TypeError."""
-    parameters = list(inspect.signature(factory).parameters.values())[len(fixed) :]
-    named = {p.name: p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)
-    for key in options:
-        if key not in named and not open_ended:
-            raise ConfigError(
-                f"{what}: unknown option {key!r} (valid: {', '.join(named) or 'none'})", key=key
-            )
-    for name, parameter in named.items():
-        if parameter.default is parameter.empty and name not in options:
-            raise ConfigError(f"{what}: missing required option {name!r}", key=name)
-    hints = _type_hints(factory)
-    for key, value in options.items():
-        if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(
-                f"{what}: option {key!r} must be {_hint_name(hints[key])}, "
-                f"got {type(value).__name__} {value!r}",
-                key=key,
-            )
-    return factory(*fixed, **options)
-
-
-def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
-    except Exception:  # unresolvable annotations: leave the checking to the factory itself
-        return {}
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
-    if origin is list:
-        return isinstance(value, list) and (not args or all(_matches(item, args[0]) for item in value))
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is type(None):
-        return value is None
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # Any, protocols, ...: the factory judges
-
-
-def _hint_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -7,12 +7,13 @@ import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from slurm.backends.base import JobState, JobStatus
+from slurm import layout
+from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
-from slurm.rendering import expand_log_pattern, log_patterns
+from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ _RESULT_CHECK_BACKOFF = 1.25
 #: the first, still does not list it and no result file appeared meanwhile (covers accounting lag and a
 #: result file that is still on its way through the shared file system).
 _LOST_AFTER = 2.0
-NEVER_SATISFIED = "DependencyNeverSatisfied"
 #: A preempted job that may be requeued is PENDING again as soon as it has ended; one still PREEMPTED after
 #: this long was not requeued (requeue=False, or the partition's PreemptMode cancels).
 _PREEMPTED_FINAL_AFTER = 10.0
@@ -177,7 +177,7 @@ class Job:
 
     def log_path(self, stream: str = "stdout") -> str:
         """Where the job's ``stream`` ("stdout" or "stderr") is written on the cluster side."""
-        pattern = log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
+        pattern = layout.log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
         array_id, _, index = self.job_id.partition("_")
         return expand_log_pattern(
             pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index, job_name=self.name
@@ -204,7 +204,7 @@ class Job:
 
     @property
     def _result_path(self) -> str:
-        return f"{self.job_dir}/result-{self._index}.pkl"
+        return layout.result_path(self.job_dir, self._index)
 
     def _no_result_error(self) -> JobFailedError:
         try:
@@ -321,9 +321,10 @@ class Job:
         """The result file exists: the job is done, whatever the scheduler says. The run that wrote it
         says how often the job was requeued before, so no requeue goes unreported between polls."""
         with self._lock:
-            if not self._state.is_terminal:
-                self._note_restarts(self._outcome.restarts)
-                self._set_state(JobState.COMPLETED if self._outcome.ok else JobState.FAILED)
+            outcome = self._outcome
+            if outcome is not None and not self._state.is_terminal:
+                self._note_restarts(outcome.restarts)
+                self._set_state(JobState.COMPLETED if outcome.ok else JobState.FAILED)
 
     def _emit_outcome(self) -> None:
         try:
@@ -403,9 +404,9 @@ class ArrayJob(Sequence[Job]):
 def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
-        files = cluster.retry(
-            lambda: cluster.backend.transport.read_existing([job._result_path for job in group])
-        )
+        paths = [job._result_path for job in group]
+        transport = cluster.backend.transport
+        files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])

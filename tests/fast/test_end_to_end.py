@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -167,7 +168,7 @@ def test_callbacks_fire_in_documented_order_once(make_cluster, recorder):
     changes = events[1:-1]
     assert changes and all(event[0] == "state" for event in changes)
     assert changes[0][2] == "PENDING" and changes[-1][3] == "COMPLETED"
-    assert all(earlier[3] == later[2] for earlier, later in zip(changes, changes[1:]))
+    assert all(earlier[3] == later[2] for earlier, later in itertools.pairwise(changes))
 
 
 def test_failure_callback_and_raising_callback(make_cluster, recorder, caplog):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -67,7 +68,7 @@ def test_project_dependencies_come_from_pyproject(tmp_path):
 
 def test_dynamic_dependencies_name_the_fix(tmp_path):
     root = write_pyproject(tmp_path, 'dynamic = ["dependencies"]\n')
-    with pytest.raises(ConfigError, match="dynamic.*requirements") as info:
+    with pytest.raises(ConfigError, match=r"dynamic.*requirements") as info:
         project_dependencies(root)
     assert info.value.key == "requirements"
 
@@ -161,7 +162,7 @@ def test_probe_describes_the_interpreter_and_its_wheel_tags():
 
 
 def test_probe_of_a_missing_interpreter_names_the_option(tmp_path):
-    with pytest.raises(ConfigError, match="does not run on the cluster.*option python") as info:
+    with pytest.raises(ConfigError, match=r"does not run on the cluster.*option python") as info:
         probe_interpreter(LocalTransport(), str(tmp_path / "no-python"))
     assert info.value.key == "python"
 
@@ -381,7 +382,7 @@ def test_sdk_wheel_rebuilt_from_an_installed_wheel(tmp_path):
 def test_wheel_from_installed_refuses_a_distribution_without_record(tmp_path):
     class Bare:
         files = None
-        metadata = {"Name": "bare"}
+        metadata: ClassVar[dict[str, str]] = {"Name": "bare"}
 
     with pytest.raises(ConfigError, match="RECORD"):
         wheel_from_installed(Bare(), tmp_path)

@@ -142,7 +142,7 @@ def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypa
 def test_wheel_not_prepared_and_bad_project_are_clear_errors(tmp_path, backend):
     with pytest.raises(ConfigError, match="prepare"):
         WheelPackaging().python_command()
-    with pytest.raises(ConfigError, match="no pyproject.toml"):
+    with pytest.raises(ConfigError, match=r"no pyproject.toml"):
         WheelPackaging(project_dir=str(tmp_path), cache_root=str(tmp_path / "c")).prepare(backend)
 
 

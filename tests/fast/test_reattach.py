@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from slurm import ArrayJob, Job, JobState, UnknownJobError
 from slurm.cleanup import parse_age
-from slurm.records import RECORDS, SubmissionRecord, _checked_dir, parse_job_id, record_path
+from slurm.layout import RECORDS_DIR, record_path
+from slurm.records import SubmissionRecord, _checked_dir, parse_job_id
 
 from . import log_tasks, tasks
 from .conftest import REPO
@@ -121,7 +122,7 @@ def test_unknown_malformed_and_out_of_range_ids_name_the_fix(cluster):
     single = cluster.submit(tasks.add, 1, 2)
     array = cluster.map(tasks.square, [1, 2])
     [array_id] = array.array_ids
-    with pytest.raises(UnknownJobError, match="no SDK job 999 under .*jobs list"):
+    with pytest.raises(UnknownJobError, match=r"no SDK job 999 under .*jobs list"):
         cluster.job("999")
     for bad in ("../../etc", "12x", "", "1_2_3", "-1"):
         with pytest.raises(UnknownJobError, match="malformed job id"):
@@ -165,7 +166,7 @@ def test_job_files_are_private_and_one_record_per_array(cluster):
     array.wait(timeout=TIMEOUT)
     root = cluster.job_root
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
-    assert os.listdir(os.path.join(root, RECORDS)) == [f"{array.array_ids[0]}.json"]
+    assert os.listdir(os.path.join(root, RECORDS_DIR)) == [f"{array.array_ids[0]}.json"]
     record = record_path(root, array.array_ids[0])
     assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
     assert SubmissionRecord.from_json(open(record).read()).job_dir == array[0].job_dir
@@ -206,7 +207,7 @@ def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     assert report.kept_unfinished == [running.job_dir] and report.unrecorded == [stray]
     assert not os.path.exists(finished.job_dir) and not os.path.exists(failed.job_dir)
     assert os.path.isdir(running.job_dir) and os.path.isdir(stray)
-    assert os.listdir(os.path.join(cluster.job_root, RECORDS)) == [f"{running.job_id}.json"]
+    assert os.listdir(os.path.join(cluster.job_root, RECORDS_DIR)) == [f"{running.job_id}.json"]
     with pytest.raises(UnknownJobError, match="cleaned up"):
         cluster.job(finished.job_id)
     assert cluster.job(running.job_id).state in (JobState.PENDING, JobState.RUNNING)
@@ -220,7 +221,7 @@ def test_cleanup_drops_records_of_directories_removed_by_hand(cluster):
     job.wait(timeout=TIMEOUT)
     shutil.rmtree(job.job_dir)
     cluster.cleanup("1d")
-    assert os.listdir(os.path.join(cluster.job_root, RECORDS)) == []
+    assert os.listdir(os.path.join(cluster.job_root, RECORDS_DIR)) == []
 
 
 @given(st.one_of(st.integers(0, 10**7), st.floats(0, 1e7, allow_nan=False)))
@@ -236,7 +237,7 @@ def test_ages_as_text(amount, unit):
 
 @pytest.mark.parametrize("bad", ["", "soon", "7 days", "-1", "1y", -5])
 def test_bad_ages_say_what_is_accepted(bad):
-    with pytest.raises(ValueError, match="'7d'|0 or more"):
+    with pytest.raises(ValueError, match=r"'7d'|0 or more"):
         parse_age(bad)
 
 

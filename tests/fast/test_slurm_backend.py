@@ -130,7 +130,7 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         "14|OUT_OF_MEMORY\n",
     )
     ids = ["10", "11", "12", "13_1", "13_3", "14"]
-    assert backend.states(ids + ["10"]) == {
+    assert backend.states([*ids, "10"]) == {
         "10": JobState.COMPLETED,
         "11": JobState.CANCELLED,
         "12": JobState.RUNNING,

@@ -155,7 +155,7 @@ def test_existing_lists_result_files_of_many_directories_in_one_command(transpor
     monkeypatch.setattr(
         transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw)
     )
-    assert transport.existing(wanted + [str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
+    assert transport.existing([*wanted, str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
     assert len(commands) == 1 and "slurm-1.out" not in commands[0]
 
 

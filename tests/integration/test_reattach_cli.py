@@ -20,8 +20,8 @@ import yaml
 
 from harness import pytest_plugin
 from slurm import Cluster, JobState
+from slurm.layout import record_path
 from slurm.reattach import has_ended
-from slurm.records import record_path
 
 from ..fast import log_tasks
 

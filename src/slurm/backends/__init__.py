@@ -19,7 +19,7 @@ BACKEND_TYPES = ("local", "slurm", "ssh")
 
 def make_backend(config: Mapping[str, Any]) -> Backend:
     """Build a backend (imported lazily); unknown types or options raise ``ConfigError``."""
-    from slurm.config import construct  # YAML and friends: only the submitting side needs them
+    from slurm.options import construct
 
     options = dict(config)
     kind = options.pop("type", None)

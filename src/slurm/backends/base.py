@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
 COMMAND_TIMEOUT = 300.0
+#: The sbatch ``--dependency`` kinds the SDK offers (``Task.after(..., kind=...)``); every backend takes them.
+DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+#: squeue's reason for a pending job whose dependency can never be met (a parent ended the wrong way).
+NEVER_SATISFIED = "DependencyNeverSatisfied"
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class CommandResult:
     stderr: str
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     COMPLETING = "COMPLETING"
@@ -132,6 +136,13 @@ class Transport(ABC):
     @abstractmethod
     def home(self) -> str:
         """Absolute home directory of the user on the far side (used for default job roots)."""
+
+    def expand_home(self, path: str) -> str:
+        """``~`` or ``~/x`` on the far side -> an absolute path there; other paths unchanged. Slurm does not
+        expand ``~`` in ``#SBATCH`` paths and SFTP does not either, so every far-side path goes through this."""
+        if path == "~" or path.startswith("~/"):
+            return self.home().rstrip("/") + path[1:]
+        return path
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -25,10 +25,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slurm.atomic import write_atomic
-from slurm.backends.base import COMMAND_TIMEOUT, Backend, CommandResult, JobState, JobStatus, Transport
+from slurm.backends.base import (
+    COMMAND_TIMEOUT,
+    DEPENDENCY_TYPES,
+    NEVER_SATISFIED,
+    Backend,
+    CommandResult,
+    JobState,
+    JobStatus,
+    Transport,
+)
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
 from slurm.errors import BackendError, CommandError, SubmitError
+from slurm.inherited_env import scrub_slurm_env
 from slurm.rendering import expand_log_pattern
 from slurm.resources import parse_time_seconds
 
@@ -36,18 +46,6 @@ _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
 # What `scontrol requeue <id>` is for a local job (the runner of a checkpointing task calls it).
 _REQUEUE = "import sys; from slurm.backends.local import requeue; requeue(sys.argv[1], sys.argv[2])"
-_DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
-_NEVER_SATISFIED = "DependencyNeverSatisfied"  # squeue's reason for a dependency that can never be met
-
-
-def scrub_slurm_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the SLURM_* variables of an enclosing job, so commands run from inside an
-    allocation are not bound to it. SLURM_CONF (where Slurm is) and SLURM_SDK_* (our config) stay."""
-    return {
-        key: value
-        for key, value in environ.items()
-        if not key.startswith("SLURM_") or key == "SLURM_CONF" or key.startswith("SLURM_SDK")
-    }
 
 
 class LocalTransport(Transport):
@@ -204,9 +202,9 @@ class LocalCommandBackend(Backend):
         self, array: str | None, dependencies: Sequence[str], dependency_type: str
     ) -> tuple[list[int] | None, int | None]:
         """Reject what sbatch would reject; returns the array indexes and the % throttle."""
-        if dependency_type not in _DEPENDENCY_TYPES:
+        if dependency_type not in DEPENDENCY_TYPES:
             raise SubmitError(
-                f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})"
+                f"unsupported dependency type {dependency_type!r} (valid: {', '.join(DEPENDENCY_TYPES)})"
             )
         for dependency in dependencies:
             if self._record(dependency.partition("_")[0]) is None:
@@ -226,7 +224,7 @@ class LocalCommandBackend(Backend):
         """Like Slurm with ``kill_invalid_depend``: a job whose dependency can never be met ends CANCELLED
         with the reason ``DependencyNeverSatisfied``."""
         return {
-            job_id: JobStatus(state, _NEVER_SATISFIED if self._never_satisfied(job_id, state) else "")
+            job_id: JobStatus(state, NEVER_SATISFIED if self._never_satisfied(job_id, state) else "")
             for job_id, state in self.states(job_ids).items()
         }
 
@@ -297,7 +295,8 @@ class LocalCommandBackend(Backend):
         if not os.path.exists(path):
             return None
         with open(path) as handle:
-            return json.load(handle)
+            record: dict[str, Any] = json.load(handle)
+        return record
 
     def _read_state(self, element: str) -> JobState:
         try:

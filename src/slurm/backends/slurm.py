@@ -13,13 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, CommandResult, JobState, JobStatus, Transport
 from slurm.errors import BackendError, SubmitError, is_transient_message
-
-# Inside an allocation, SLURM_JOB_ID & co. would make sbatch/srun attach children to the parent's job.
-# SLURM_CONF says which cluster to talk to and SLURM_SDK_* are the SDK's own settings: both must survive.
-_SCRUB_SLURM_ENV = (
-    "for _v in $(env | sed -n 's/^\\(SLURM_[A-Za-z0-9_]*\\)=.*/\\1/p'); do "
-    'case "$_v" in SLURM_CONF|SLURM_SDK_*) ;; *) unset "$_v" ;; esac; done; '
-)
+from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 
 # Slurm's many states folded into the SDK's few. Non-terminal oddities (suspended, requeued, ...) map to
 # the closest live state so callers keep waiting; abnormal ends map to the closest failure.
@@ -166,7 +160,7 @@ class SlurmBackend(Backend):
         return {"poll_batch": self.poll_batch, "sbatch_extra": list(self.sbatch_extra)}
 
     def _run(self, args: Sequence[str]) -> CommandResult:
-        return self.transport.run(_SCRUB_SLURM_ENV + shlex.join(args), check=False)
+        return self.transport.run(SCRUB_SLURM_ENV_SHELL + shlex.join(args), check=False)
 
     def submit(
         self,
