@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -128,7 +129,9 @@ def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
     from slurm.backends.base import JobState
     from slurm.job import _check_result_files
 
-    _check_result_files([job for job in parents if not job.last_state.is_terminal])
+    unfinished = [job for job in parents if not job.last_state.is_terminal]
+    if unfinished:
+        unfinished[0].cluster.retry(lambda: _check_result_files(unfinished))
     failed = [
         job for job in parents if job.last_state.is_terminal and job.last_state is not JobState.COMPLETED
     ]
@@ -204,6 +207,11 @@ def _load(parent: ResultOf) -> Any:
             f"parent job {parent.job_id} ({parent.name}) raised {outcome.fields['type']}: "
             f"{outcome.fields['message']}, so it has no result to pass to this job"
         )
+    print(
+        f"[slurm-sdk] argument: the result of job {parent.job_id} ({parent.name})",
+        file=sys.stderr,
+        flush=True,
+    )
     return outcome.value(parent.job_id)
 
 

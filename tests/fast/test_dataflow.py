@@ -126,6 +126,8 @@ def test_two_levels_deep_without_results_passing_through_the_client(cluster, mon
     assert set(third.depends_on) <= {first.job_id, second.job_id}
     assert first._result_path not in reads and second._result_path not in reads
     assert third._result_path in reads
+    assert f"argument: the result of job {first.job_id} (add)" in second.stderr()  # read there, once
+    assert second.stderr().count("argument: the result of") == 1
 
 
 def test_a_map_waits_for_every_job_in_any_of_its_items(cluster):
