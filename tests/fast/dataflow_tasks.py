@@ -3,9 +3,13 @@ integration tier uses them too: the repository is on the nodes' path."""
 
 from __future__ import annotations
 
+import collections
 import time
 
 from slurm import task
+
+#: A named tuple the tests nest Jobs in (here, so the runner can unpickle it without importing a test module).
+Pair = collections.namedtuple("Pair", "left right")
 
 
 @task

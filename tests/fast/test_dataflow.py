@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import sys
 
 import pytest
@@ -17,7 +16,7 @@ from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_payload, dump
 from tests.fast import dataflow_tasks, tasks
 from tests.fast.conftest import REPO
 
-Pair = collections.namedtuple("Pair", "left right")
+Pair = dataflow_tasks.Pair
 
 
 class Parent:
@@ -27,7 +26,7 @@ class Parent:
         self.number = number
 
 
-PARENT_VALUES = [{"weights": [1.5, 2.5]}, "text", 42]
+PARENT_VALUES = [{"weights": [1.5, 2.5]}, 25, 42]
 
 leaves = st.integers() | st.text(max_size=3) | st.none() | st.builds(Parent, st.integers(0, 2))
 structures = st.recursive(
@@ -106,6 +105,32 @@ def test_jobs_at_any_depth_are_swapped_for_their_results(cluster, finished_paren
     loaded_args, loaded_kwargs = dataflow.inject(swapped)
     assert same_shape(list(loaded_args), materialise(args, lambda p: PARENT_VALUES[p.number]))
     assert same_shape(loaded_kwargs, materialise(kwargs, lambda p: PARENT_VALUES[p.number]))
+
+
+@pytest.fixture
+def running_parents(cluster):
+    """Three submitted parents returning PARENT_VALUES (the second an element of a map), still running."""
+    gate = cluster.submit(tasks.nap, 0.5)
+    return [
+        cluster.submit(dataflow_tasks.slow_value.after(gate), 0, PARENT_VALUES[0]),
+        cluster.map(tasks.square.after(gate), [0, 5, 0])[1],
+        cluster.submit(dataflow_tasks.slow_value.after(gate), 0, PARENT_VALUES[2]),
+    ]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    args=st.lists(structures, max_size=2), kwargs=st.dictionaries(st.text(min_size=1, max_size=3), structures)
+)
+def test_nested_jobs_through_the_local_backend(cluster, running_parents, args, kwargs):
+    job = cluster.submit(
+        dataflow_tasks.echo,
+        *materialise(args, lambda p: running_parents[p.number]),
+        **materialise(kwargs, lambda p: running_parents[p.number]),
+    )
+    got_args, got_kwargs = job.result(timeout=60)
+    assert same_shape(list(got_args), materialise(args, lambda p: PARENT_VALUES[p.number]))
+    assert same_shape(got_kwargs, materialise(kwargs, lambda p: PARENT_VALUES[p.number]))
 
 
 def test_an_array_job_argument_becomes_the_list_of_its_results(cluster):
