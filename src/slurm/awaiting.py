@@ -20,7 +20,7 @@ from slurm.deadline import bounded
 from slurm.errors import BackendError, JobTimeoutError
 
 if TYPE_CHECKING:
-    from slurm.job import ArrayJob, Job, _LoginSilence
+    from slurm.job import Job, MappedJobs, _LoginSilence
 
 #: Longest one round of checks may take (each SSH command, read or scheduler query within it is cut short).
 ROUND_LIMIT = 30.0
@@ -122,16 +122,16 @@ def _hub() -> _Hub:
     return _hubs[loop]
 
 
-async def wait_async(jobs: Iterable[Job | ArrayJob], timeout: float | None = None) -> None:
+async def wait_async(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> None:
     """``wait_all`` for asyncio: returns once every job has ended; ``JobTimeoutError`` after ``timeout`` s."""
     async for _ in as_completed_async(jobs, timeout):
         pass
 
 
 async def as_completed_async(
-    jobs: Iterable[Job | ArrayJob], timeout: float | None = None
+    jobs: Iterable[Job | MappedJobs], timeout: float | None = None
 ) -> AsyncIterator[Job]:
-    """Each job (every task of an ArrayJob) once, as it ends: ``async for job in as_completed_async(jobs)``.
+    """Each job (every task of an MappedJobs) once, as it ends: ``async for job in as_completed_async(jobs)``.
     ``JobTimeoutError`` once ``timeout`` s have passed with jobs unfinished."""
     from slurm.job import _each_job
 
@@ -169,7 +169,7 @@ async def result_async(job: Job, timeout: float | None = None) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, job._ended_result)
 
 
-async def results_async(jobs: ArrayJob, timeout: float | None = None) -> list[Any]:
-    """``ArrayJob.results()`` for asyncio: the results in item order, fetched in one executor call."""
+async def results_async(jobs: MappedJobs, timeout: float | None = None) -> list[Any]:
+    """``MappedJobs.results()`` for asyncio: the results in item order, fetched in one executor call."""
     await wait_async(jobs, timeout)
     return await asyncio.get_running_loop().run_in_executor(None, jobs.results)

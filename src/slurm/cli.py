@@ -343,9 +343,9 @@ def _current(
 
 
 def _is_array(handle: Any) -> bool:
-    from slurm.job import ArrayJob
+    from slurm.job import MappedJobs
 
-    return isinstance(handle, ArrayJob)
+    return isinstance(handle, MappedJobs)
 
 
 def _one_task(handle: Any, job_id: str) -> Any:

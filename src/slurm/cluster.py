@@ -14,8 +14,9 @@ from slurm import dataflow, layout
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
+from slurm.deprecation import warn_renamed
 from slurm.errors import BackendError, ConfigError, SubmitError
-from slurm.job import ArrayJob, Job
+from slurm.job import Job, MappedJobs
 from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.rendering import render_script
@@ -71,7 +72,7 @@ class Cluster:
         self.packaging = _packaging(packaging, backend)
         self.callbacks = list(callbacks)
         self.defaults = defaults if isinstance(defaults, Resources) else Resources.from_dict(defaults or {})
-        local = backend.kind == "local"
+        local = backend.child_type == "local"
         #: Longest pause between two scheduler queries while waiting, in seconds.
         self.poll_interval = _positive("poll_interval", poll_interval, 0.2 if local else 30.0)
         #: Longest pause between two result-file checks while waiting, in seconds.
@@ -116,7 +117,7 @@ class Cluster:
         [job] = self._submit(_as_task(task), [(args, kwargs)], array=False)
         return job
 
-    def map(self, task: Task, items: Iterable[Any], /, *, max_parallel: int | None = None) -> ArrayJob:
+    def map(self, task: Task, items: Iterable[Any], /, *, max_parallel: int | None = None) -> MappedJobs:
         """Run ``task(item)`` for every item as array jobs, split into chunks no larger than the
         scheduler's MaxArraySize. ``max_parallel`` caps running tasks per chunk (sbatch ``--array=...%N``)."""
         task = _as_task(task)
@@ -125,7 +126,7 @@ class Cluster:
         jobs: list[Job] = []
         for start in range(0, len(calls), size):
             jobs += self._submit(task, calls[start : start + size], array=True, max_parallel=max_parallel)
-        return ArrayJob(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
+        return MappedJobs(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
 
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
@@ -134,7 +135,7 @@ class Cluster:
         payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
         dependencies = dataflow.dependencies(task, parents)
         self._ensure_prepared()
-        job_dir = layout.new_job_dir(self.job_root, task.name)
+        job_dir = layout.new_job_dir(self.resolve_job_root(), task.name)
         script = render_script(
             job_name=task.name,
             job_dir=job_dir,
@@ -204,16 +205,22 @@ class Cluster:
     def _ensure_prepared(self) -> None:
         with self._lock:
             if not self._prepared:
-                secure_root(self.backend.transport, self.job_root)  # before any job file is written
+                secure_root(self.backend.transport, self.resolve_job_root())  # before any job file is written
                 self.packaging.prepare(self.backend)
                 self._prepared = True
 
-    @property
-    def job_root(self) -> str:
-        """Absolute directory on the cluster side holding one directory per submission."""
+    def resolve_job_root(self) -> str:
+        """Absolute directory on the cluster side holding one directory per submission. The first call may
+        ask the cluster for the home directory (a ``~`` in ``job_root``); the answer is kept."""
         root = self.backend.transport.expand_home(self._job_root or "~/.slurm-sdk/jobs")
         self._job_root = root
         return root
+
+    @property
+    def job_root(self) -> str:
+        """Deprecated: a property that may ask the cluster; use ``resolve_job_root()``."""
+        warn_renamed("Cluster.job_root", "Cluster.resolve_job_root()")
+        return self.resolve_job_root()
 
     def node_python(self) -> str:
         """The nodes' Python version ("3.13"), probed once through the transport with the packaging's
@@ -242,7 +249,7 @@ class Cluster:
             task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
         )
         try:
-            write_record(self.backend.transport, self.job_root, record)
+            write_record(self.backend.transport, self.resolve_job_root(), record)
         except Exception as error:
             logging.getLogger("slurm.records").warning(
                 "job %s was submitted but its record could not be written (%s); it runs, but a new process "
@@ -253,10 +260,10 @@ class Cluster:
 
     # --- picking jobs up again ---------------------------------------------------------------------
 
-    def job(self, job_id: str | int) -> Job | ArrayJob:
+    def job(self, job_id: str | int) -> Job | MappedJobs:
         """A handle on a job submitted earlier through the SDK with this job root, by any process:
         ``result()``, ``state``, logs and ``cancel()`` work on it. ``"123_4"`` is task 4 of array job
-        123; an array's own id gives an ``ArrayJob``. ``UnknownJobError`` for ids the SDK has no record of."""
+        123; an array's own id gives a ``MappedJobs``. ``UnknownJobError`` for ids the SDK has no record of."""
         from slurm.reattach import attach
 
         return attach(self, str(job_id))
@@ -286,17 +293,17 @@ class Cluster:
 
     def child_config(self) -> dict[str, Any]:
         """What a workflow's job needs to build its own Cluster on the node (see ``from_child_config``)."""
-        if self.backend.kind not in ("local", "slurm"):
+        if self.backend.child_type not in ("local", "slurm"):
             raise SubmitError(
-                f"workflows need a backend of kind 'local' or 'slurm', not {self.backend.kind!r}"
+                f"workflows need a backend whose children run 'local' or 'slurm', not {self.backend.child_type!r}"
             )
         # Backends may offer to_config(): options the child's backend of the same kind is built with.
         to_config = getattr(self.backend, "to_config", dict)
-        backend = {"type": self.backend.kind, **to_config()}
+        backend = {"type": self.backend.child_type, **to_config()}
         return {
             "backend": backend,
             "packaging": self.packaging.to_config(),
-            "job_root": self.job_root,
+            "job_root": self.resolve_job_root(),
             "defaults": {
                 name: value for name, value in vars(self.defaults).items() if value not in (None, {})
             },
@@ -312,8 +319,8 @@ class Cluster:
         from slurm.backends import make_backend
 
         cluster = cls(
-            make_backend(config["backend"]),
-            make_packaging(config["packaging"]),
+            make_backend(config["backend"], check=False),  # written by the parent SDK: no pydantic here
+            make_packaging(config["packaging"], check=False),
             job_root=config["job_root"],
             defaults=config["defaults"],
             node_python=LOCAL_PYTHON,
@@ -335,7 +342,7 @@ def _packaging(
     from slurm.packaging.none import NonePackaging
 
     # Local jobs run on this machine, so this interpreter (which has the SDK) is the right default.
-    return NonePackaging(python=sys.executable) if backend.kind == "local" else NonePackaging()
+    return NonePackaging(python=sys.executable) if backend.child_type == "local" else NonePackaging()
 
 
 def _positive(name: str, value: float | None, default: float) -> float:

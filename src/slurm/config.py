@@ -24,29 +24,25 @@ The file is ``path`` or ``$SLURM_SDK_CONFIG``. ``SLURM_SDK__<SECTION>__<KEY>=val
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from slurm.backends import make_backend
 from slurm.errors import ConfigError, ResourceError
+from slurm.options import describe, first_problem
 from slurm.packaging import make_packaging
 from slurm.resources import Resources
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 ENV_PATH = "SLURM_SDK_CONFIG"
 ENV_PREFIX = "SLURM_SDK__"
-_SECTIONS: dict[str, tuple[type, ...]] = {
-    "backend": (dict,),
-    "packaging": (dict,),
-    "defaults": (dict,),
-    "job_root": (str,),
-    "poll_interval": (int, float),
-    "result_poll_interval": (int, float),
-    "outage_limit": (int, float),
-}
 
 
 @dataclass(frozen=True)
@@ -166,19 +162,31 @@ def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 
 
 def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
-    for key, value in data.items():
-        if key not in _SECTIONS:
-            raise ConfigError(f"{source.where(key)}: unknown key {key!r} (valid: {', '.join(_SECTIONS)})")
-        expected = _SECTIONS[key]
-        if not isinstance(value, expected) or isinstance(value, bool):
-            names = " or ".join("mapping" if kind is dict else kind.__name__ for kind in expected)
-            raise ConfigError(
-                f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}"
-            )
-        if isinstance(value, (int, float)) and value <= 0:
-            raise ConfigError(
-                f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}"
-            )
+    problem = first_problem(_sections_model(), data)
+    if problem is not None:
+        key = str(problem["loc"][0])
+        raise ConfigError(f"{source.where(key)}: {describe(problem, _sections_model(), noun='key')}", key=key)
+
+
+@functools.cache
+def _sections_model() -> type[BaseModel]:
+    """The top level of a config file as a strict pydantic model (only the keys present are checked)."""
+    from pydantic import ConfigDict, Field, create_model
+
+    section = (dict[str, Any], Field(None, description="a mapping of options"))
+    seconds = (float, Field(None, gt=0, description="a positive number of seconds"))
+    model: type[BaseModel] = create_model(
+        "ClusterConfig",
+        __config__=ConfigDict(strict=True, extra="forbid"),
+        backend=section,
+        packaging=section,
+        defaults=section,
+        job_root=(str, Field(None, description="a path")),
+        poll_interval=seconds,
+        result_poll_interval=seconds,
+        outage_limit=seconds,
+    )
+    return model
 
 
 def _build_section(source: ConfigSource, name: str, build: Callable[[Any], Any], config: Any) -> Any:

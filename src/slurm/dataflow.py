@@ -2,7 +2,7 @@
 
 On the submitting side (``extract``), every ``Job`` found in a call's arguments, at any depth of lists,
 tuples (named ones too) and dicts, and in keyword arguments, is swapped for a ``ResultOf``: where its
-result file is. An ``ArrayJob`` becomes the list of its elements' results. The jobs become ``afterok``
+result file is. An ``MappedJobs`` becomes the list of its elements' results. The jobs become ``afterok``
 dependencies of the new job (``dependencies``), together with any explicit ``.after(...)`` ones. On the node
 (``inject``) the runner swaps each ``ResultOf`` for the value its job returned, read from the shared file
 system: the result never travels back through the client.
@@ -95,9 +95,9 @@ def _rebuild(obj: list[Any] | tuple[Any, ...] | dict[Any, Any], values: list[Any
 
 
 def extract(cluster: Cluster, calls: Sequence[Call]) -> tuple[list[Call], list[Job]]:
-    """The calls with every Job (and ArrayJob) argument swapped for ``ResultOf``s, and those jobs (each
+    """The calls with every Job (and MappedJobs) argument swapped for ``ResultOf``s, and those jobs (each
     once, in order of appearance). Raises ``SubmitError`` for a job of another cluster or job root."""
-    from slurm.job import ArrayJob, Job
+    from slurm.job import Job, MappedJobs
 
     parents: dict[str, Job] = {}
 
@@ -106,7 +106,7 @@ def extract(cluster: Cluster, calls: Sequence[Call]) -> tuple[list[Call], list[J
             _check_same_place(cluster, obj)
             parents.setdefault(obj.job_id, obj)
             return ResultOf(obj.job_id, obj.name, obj._result_path)
-        if isinstance(obj, ArrayJob):
+        if isinstance(obj, MappedJobs):
             return [swap(job) for job in obj]
         return _UNCHANGED
 
@@ -150,16 +150,16 @@ def _names(jobs: Sequence[Job]) -> str:
 
 
 def _place(cluster: Cluster) -> tuple[Any, ...]:
-    """Where a cluster's jobs live: the scheduler (backend kind and its address or state directory) and
+    """Where a cluster's jobs live: the scheduler (backend type and its address or state directory) and
     the job root. Jobs can only feed jobs of the same place: their result files must be on the same file
     system and their ids known to the same scheduler."""
     backend, transport = cluster.backend, cluster.backend.transport
     return (
-        backend.kind,
+        type(backend).__name__,
         getattr(backend, "state_dir", None),
         getattr(transport, "host", None),
         getattr(transport, "port", None),
-        cluster.job_root,
+        cluster.resolve_job_root(),
     )
 
 
@@ -174,9 +174,9 @@ def _check_same_place(cluster: Cluster, job: Job) -> None:
 
 
 def _describe(cluster: Cluster) -> str:
-    kind, state_dir, host, port, root = _place(cluster)
+    backend, state_dir, host, port, root = _place(cluster)
     where = f"{host}:{port}" if host else state_dir or "this machine"
-    return f"{kind} backend on {where}, job root {root}"
+    return f"{backend} on {where}, job root {root}"
 
 
 # --- the node side ---------------------------------------------------------------------------------

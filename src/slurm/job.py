@@ -12,6 +12,7 @@ from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
+from slurm.deprecation import renamed_attribute, warn_renamed
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
@@ -88,13 +89,19 @@ class Job:
     def dependency_ids(self) -> list[str]:
         return [self.job_id]
 
-    @property
-    def state(self) -> JobState:
-        """Current state (asks the scheduler now, about every unfinished job of the cluster)."""
+    def query_state(self) -> JobState:
+        """Current state: asks the scheduler now (one query for every unfinished job of the cluster) unless
+        the job already ended. ``last_state`` is the answer without asking."""
         if not self._state.is_terminal:
             self._check_result_file()
             self.cluster.poll([self])
         return self._state
+
+    @property
+    def state(self) -> JobState:
+        """Deprecated: a property that asks the scheduler; use ``query_state()``."""
+        warn_renamed("Job.state", "Job.query_state() (it asks the scheduler) or Job.last_state")
+        return self.query_state()
 
     @property
     def last_state(self) -> JobState:
@@ -350,7 +357,7 @@ def _stream_index(stream: str) -> int:
     return LOG_STREAMS.index(stream)
 
 
-class ArrayJob(Sequence[Job]):
+class MappedJobs(Sequence[Job]):
     """The jobs of one ``Cluster.map`` call, one per item (possibly split over several array jobs)."""
 
     def __init__(self, jobs: list[Job], array_ids: list[str]) -> None:
@@ -366,16 +373,22 @@ class ArrayJob(Sequence[Job]):
         return iter(self.jobs)
 
     def __repr__(self) -> str:
-        return f"<ArrayJob {','.join(self.array_ids)} with {len(self.jobs)} tasks>"
+        return f"<MappedJobs {','.join(self.array_ids)} with {len(self.jobs)} tasks>"
 
     @property
     def dependency_ids(self) -> list[str]:
         return list(self.array_ids)
 
-    @property
-    def states(self) -> list[JobState]:
+    def query_states(self) -> list[JobState]:
+        """Current states in item order, from one scheduler query for all of them."""
         _poll(self.jobs)
         return [job.last_state for job in self.jobs]
+
+    @property
+    def states(self) -> list[JobState]:
+        """Deprecated: a property that asks the scheduler; use ``query_states()``."""
+        warn_renamed("MappedJobs.states", "MappedJobs.query_states()")
+        return self.query_states()
 
     def wait(self, timeout: float | None = None) -> list[JobState]:
         wait_all(self.jobs, timeout)
@@ -388,7 +401,7 @@ class ArrayJob(Sequence[Job]):
         return [job.result() for job in self.jobs]
 
     async def results_async(self, timeout: float | None = None) -> list[Any]:
-        """``results()`` for asyncio, also ``await array_job`` (see ``Job.result_async``)."""
+        """``results()`` for asyncio, also ``await mapped_jobs`` (see ``Job.result_async``)."""
         from slurm.awaiting import results_async
 
         return await results_async(self, timeout)
@@ -462,8 +475,8 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
         pass
 
 
-def as_completed(jobs: Iterable[Job | ArrayJob], timeout: float | None = None) -> Iterator[Job]:
-    """Each job (every task of an ArrayJob) once, as soon as it is seen to end, in the order they end.
+def as_completed(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> Iterator[Job]:
+    """Each job (every task of an MappedJobs) once, as soon as it is seen to end, in the order they end.
 
     Costs what one wait on all of them costs (see ``wait_all``): one result-file listing per cluster per
     check, and the clusters' shared watchers for the scheduler. ``JobTimeoutError`` once ``timeout`` s
@@ -490,9 +503,9 @@ def as_completed(jobs: Iterable[Job | ArrayJob], timeout: float | None = None) -
         delay = next_delay(waiting, delay)
 
 
-def _each_job(jobs: Iterable[Job | ArrayJob]) -> Iterator[Job]:
+def _each_job(jobs: Iterable[Job | MappedJobs]) -> Iterator[Job]:
     for job in jobs:
-        if isinstance(job, ArrayJob):
+        if isinstance(job, MappedJobs):
             yield from job
         else:
             yield job
@@ -543,3 +556,10 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
             f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
             f"retrying after outage_limit={limit:g}s without an answer"
         ) from login.error
+
+
+_RENAMED = {"ArrayJob": "MappedJobs"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())

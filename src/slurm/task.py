@@ -8,7 +8,7 @@ import importlib
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, overload
+from typing import Any, TypedDict, Unpack, overload
 
 from slurm.backends.base import DEPENDENCY_TYPES
 from slurm.resources import Resources
@@ -42,7 +42,7 @@ class Task:
         return f"<{kind} {self.fn.__module__}.{self.fn.__qualname__}>"
 
     def after(self, *jobs: Any, kind: str = "afterok") -> Task:
-        """This task, to be started only after ``jobs`` (Jobs, ArrayJobs or job id strings) end.
+        """This task, to be started only after ``jobs`` (Jobs, MappedJobs handles or job id strings) end.
 
         ``kind``: "afterok" (all succeeded), "afterany" (all ended) or "afternotok" (all failed).
         """
@@ -98,8 +98,23 @@ def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
     return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
 
 
+class TaskOptions(TypedDict, total=False):
+    """What ``@task(...)`` and ``@workflow(...)`` take: the job's name and its resources (``Resources``)."""
+
+    name: str | None
+    time: str | int | None
+    cpus: int | None
+    mem: str | int | None
+    gpus: int | str | None
+    partition: str | None
+    account: str | None
+    requeue: bool | None
+    checkpoint: Any
+    sbatch: Mapping[str, Any] | None
+
+
 class _Decorator:
-    """``@task`` / ``@workflow``, bare or called with resources (typed both ways for type checkers)."""
+    """``@task`` / ``@workflow``, bare or called with ``TaskOptions`` (typed both ways for type checkers)."""
 
     def __init__(self, *, workflow: bool, doc: str) -> None:
         self.workflow, self.__doc__ = workflow, doc
@@ -109,50 +124,17 @@ class _Decorator:
 
     @overload
     def __call__(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        time: str | int | None = None,
-        cpus: int | None = None,
-        mem: str | int | None = None,
-        gpus: int | str | None = None,
-        partition: str | None = None,
-        account: str | None = None,
-        requeue: bool | None = None,
-        checkpoint: Any = None,
-        sbatch: Mapping[str, Any] | None = None,
+        self, fn: None = None, /, **options: Unpack[TaskOptions]
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def __call__(
-        self,
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        time: str | int | None = None,
-        cpus: int | None = None,
-        mem: str | int | None = None,
-        gpus: int | str | None = None,
-        partition: str | None = None,
-        account: str | None = None,
-        requeue: bool | None = None,
-        checkpoint: Any = None,
-        sbatch: Mapping[str, Any] | None = None,
+        self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptions]
     ) -> Task | Callable[[Callable[..., Any]], Task]:
+        name = options.pop("name", None)
+        if options.get("sbatch", {}) is None:
+            del options["sbatch"]
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
-        resources = Resources(
-            time=time,
-            cpus=cpus,
-            mem=mem,
-            gpus=gpus,
-            partition=partition,
-            account=account,
-            requeue=requeue,
-            checkpoint=checkpoint,
-            sbatch=sbatch or {},
-        )
+        resources = Resources.from_dict(options)
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=self.workflow)

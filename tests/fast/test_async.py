@@ -75,7 +75,7 @@ def test_many_awaits_share_one_batched_query_per_poll(cluster):
     assert max(counter.threads) <= threads_before + 8  # the loop's executor, not a thread per await
 
 
-def test_await_a_job_and_an_array_job(cluster):
+def test_await_a_job_and_mapped_jobs(cluster):
     async def main():
         job, squares, failing = (
             cluster.submit(tasks.add, 1, 2),

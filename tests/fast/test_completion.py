@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError, layout
 from slurm.backends.base import CommandResult
-from slurm.backends.local import LocalTransport
+from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.serialization import LOCAL_PYTHON, dump_result
@@ -31,7 +31,7 @@ def ok(stdout: str = "") -> CommandResult:
     return CommandResult(0, stdout, "")
 
 
-class ScriptedTransport(LocalTransport):
+class ScriptedTransport(HostTransport):
     """Slurm commands answer from scripts (the last answer repeats); everything else runs for real."""
 
     def __init__(self) -> None:
@@ -89,7 +89,7 @@ def squeue(*lines: str) -> CommandResult:
 
 
 def write_result(job, value, restarts: int = 0) -> None:
-    LocalTransport().write_bytes(layout.result_path(job.job_dir, 0), dump_result(value, restarts=restarts))
+    HostTransport().write_bytes(layout.result_path(job.job_dir, 0), dump_result(value, restarts=restarts))
 
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
@@ -187,7 +187,7 @@ def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, reco
 def test_sacct_duplicates_count_the_runs_of_a_requeued_job(make, slurm):
     slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|RUNNING\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.state is JobState.RUNNING and job.restarts == 2
+    assert job.query_state() is JobState.RUNNING and job.restarts == 2
 
 
 def test_transient_scheduler_errors_are_outlasted(make, slurm):
@@ -374,13 +374,13 @@ def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slur
     with pytest.raises(JobFailedError, match=r"job 101_0 \(square\) can never start.*job 100 \(FAILED\)"):
         children.results(timeout=10)
     assert [args for name, args in slurm.calls if name == "scancel"] == [["101"]]
-    assert children.states == [JobState.CANCELLED] * 3
+    assert children.query_states() == [JobState.CANCELLED] * 3
 
 
 def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
     slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.state is JobState.RUNNING and job.restarts == 0
+    assert job.query_state() is JobState.RUNNING and job.restarts == 0
 
 
 def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second(make, slurm):
@@ -388,7 +388,7 @@ def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second
     job = make(poll_interval=30).submit(tasks.add, 1, 2)
     started = time.monotonic()
     while time.monotonic() - started < 1.5:
-        assert job.state is JobState.RUNNING
+        assert job.query_state() is JobState.RUNNING
         time.sleep(0.01)
     assert 1 <= slurm.count("squeue") <= 2
 
@@ -418,7 +418,7 @@ def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
 def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(make, slurm):
     def run_then_drop(argv):
         job_dir = posixpath.dirname(argv[-1])
-        LocalTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
+        HostTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
         raise SSHError("connection dropped while running: sbatch ...", transient=True)
 
     slurm.script("sbatch", run_then_drop)

@@ -133,7 +133,7 @@ def test_nested_jobs_through_the_local_backend(cluster, running_parents, args, k
     assert same_shape(got_kwargs, materialise(kwargs, lambda p: PARENT_VALUES[p.number]))
 
 
-def test_an_array_job_argument_becomes_the_list_of_its_results(cluster):
+def test_mapped_jobs_as_an_argument_become_the_list_of_their_results(cluster):
     squares = cluster.map(tasks.square, [1, 2, 3])
     assert cluster.submit(dataflow_tasks.echo, squares).result(timeout=60) == (([1, 4, 9],), {})
 

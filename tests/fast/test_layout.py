@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slurm import layout
-from slurm.backends.local import LocalTransport
+from slurm.backends.local import HostTransport
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL, scrub_slurm_env
 from slurm.records import list_records
 from tests.fast import tasks
@@ -31,9 +31,9 @@ def test_a_job_leaves_exactly_the_layouts_files(cluster):
         assert written <= names  # the runner wrote where the client reads
         logs = names - written
         assert logs and all(name.startswith("slurm-") for name in logs), names
-    listing = list_records(cluster.backend.transport, cluster.job_root)
+    listing = list_records(cluster.backend.transport, cluster.resolve_job_root())
     assert listing.results == {jobs[0].job_dir: 2, single.job_dir: 1}  # RESULT_GLOB matches result_path
-    assert os.path.exists(layout.record_path(cluster.job_root, single.job_id))
+    assert os.path.exists(layout.record_path(cluster.resolve_job_root(), single.job_id))
 
 
 @given(
@@ -81,12 +81,12 @@ def test_the_shell_prefix_keeps_what_the_python_rule_keeps(names):
 def test_local_commands_run_without_the_enclosing_jobs_variables(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "7")
     monkeypatch.setenv("SLURM_SDK_CONFIG", "/x.yaml")
-    seen = LocalTransport().run("env").stdout
+    seen = HostTransport().run("env").stdout
     assert "SLURM_JOB_ID=" not in seen and "SLURM_SDK_CONFIG=/x.yaml" in seen
 
 
 def test_home_is_expanded_once_for_every_far_side_path():
-    transport = LocalTransport()
+    transport = HostTransport()
     home = os.path.expanduser("~").rstrip("/")
     assert transport.expand_home("~") == home
     assert transport.expand_home("~/a/b") == f"{home}/a/b"

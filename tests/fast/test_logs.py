@@ -25,7 +25,7 @@ def test_follow_yields_lines_while_the_job_runs_then_ends_with_it(cluster, tmp_p
     lines = job.stdout(follow=True, timeout=TIMEOUT)
     assert [next(lines), next(lines)] == ["one", "two"]
     # The job is still waiting on the gate: these lines came live, not after the end.
-    assert job.state is JobState.RUNNING
+    assert job.query_state() is JobState.RUNNING
     gate.touch()
     assert list(lines) == ["three"]
     assert job.last_state is JobState.COMPLETED  # the follow only ended once the job had

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm.backends.local import LocalTransport
+from slurm.backends.local import HostTransport
 from slurm.errors import ConfigError, DependencyError, SubmitError
 from slurm.packaging import make_packaging
 from slurm.packaging.builds import build_wheel, wheel_from_installed
@@ -154,7 +154,7 @@ def test_key_ignores_the_wrapper_but_not_its_base():
 
 
 def test_probe_describes_the_interpreter_and_its_wheel_tags():
-    node = probe_interpreter(LocalTransport(), sys.executable)
+    node = probe_interpreter(HostTransport(), sys.executable)
     assert node.version.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
     assert node.abi == f"cp{sys.version_info[0]}{sys.version_info[1]}" and node.has_pip
     assert NODE.manylinux_platforms()[:2] == ["manylinux_2_41_x86_64", "manylinux_2_40_x86_64"]
@@ -163,7 +163,7 @@ def test_probe_describes_the_interpreter_and_its_wheel_tags():
 
 def test_probe_of_a_missing_interpreter_names_the_option(tmp_path):
     with pytest.raises(ConfigError, match=r"does not run on the cluster.*option python") as info:
-        probe_interpreter(LocalTransport(), str(tmp_path / "no-python"))
+        probe_interpreter(HostTransport(), str(tmp_path / "no-python"))
     assert info.value.key == "python"
 
 
@@ -243,7 +243,7 @@ def test_resolutions_are_cached_per_requirements_and_target(local_index, monkeyp
 def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_path, monkeypatch):
     """Index path: the node's pip downloads into the cluster's wheelhouse, then installs from it only; the
     next env with the same dependencies needs neither the index nor a reachability probe."""
-    transport = LocalTransport()
+    transport = HostTransport()
     node = probe_interpreter(transport, sys.executable)
     pins = tuple(resolve(["tiny-dep"], node, "pip"))
     cache = str(tmp_path / "cluster-cache")
@@ -275,7 +275,7 @@ def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_p
 
 
 def test_env_from_a_wheelhouse_uploaded_from_here(local_index, tmp_path):
-    transport = LocalTransport()
+    transport = HostTransport()
     node = probe_interpreter(transport, sys.executable)
     pins = tuple(resolve(["tiny-dep"], node, "pip"))
     env = ensure_environment(

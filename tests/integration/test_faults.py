@@ -187,7 +187,9 @@ def test_node_failure_requeues_the_job_and_says_so(
         job = cluster.submit(fault_jobs.logged_nap, runs_file, 20, "ran twice, reported")
         fail_the_node_running(slurm_stack, faults, runs_file)
         wait_until(
-            lambda: job.state is JobState.REQUEUED or requeues.requeued, 60, "the SDK seeing the requeue"
+            lambda: job.query_state() is JobState.REQUEUED or requeues.requeued,
+            60,
+            "the SDK seeing the requeue",
         )
         faults.release_requeued(job.job_id)  # skip Slurm's ~2 min hold of a requeued batch job
         outcome, elapsed = timed(lambda: job.result(timeout=120))

@@ -151,9 +151,18 @@ class Transport(ABC):
 class Backend(ABC):
     """Submits job scripts and reports their states. Job ids are strings; array tasks are ``"<id>_<index>"``."""
 
-    #: Name children use to rebuild an equivalent backend inside an allocation ("slurm" or "local").
-    kind: str
+    #: The backend type (config ``type``) a workflow's children use inside the allocation: "slurm" for
+    #: ``SSHBackend`` too (children run the node's own sbatch, not SSH), "local" for ``LocalCommandBackend``.
+    child_type: str
     transport: Transport
+
+    @property
+    def kind(self) -> str:
+        """Deprecated (it read "slurm" for an SSH backend): ``child_type``."""
+        from slurm.deprecation import warn_renamed
+
+        warn_renamed("Backend.kind", "Backend.child_type (the backend type a workflow's children use)")
+        return self.child_type
 
     @abstractmethod
     def submit(

@@ -37,6 +37,7 @@ from slurm.backends.base import (
 )
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
+from slurm.deprecation import renamed_attribute
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
 from slurm.rendering import expand_log_pattern
@@ -48,8 +49,9 @@ _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[
 _REQUEUE = "import sys; from slurm.backends.local import requeue; requeue(sys.argv[1], sys.argv[2])"
 
 
-class LocalTransport(Transport):
-    """This machine: commands through ``sh -c`` (SLURM_* job variables scrubbed), files on the local disk."""
+class HostTransport(Transport):
+    """This host, the machine this process runs on: commands through ``sh -c`` (SLURM_* job variables
+    scrubbed), files on its disk. (Not to be confused with the "local" backend, which runs no Slurm.)"""
 
     def run(
         self,
@@ -143,13 +145,13 @@ class LocalCommandBackend(Backend):
     ``max_array_size`` mimics Slurm's MaxArraySize; ``parallelism`` is how many array tasks run at once.
     """
 
-    kind = "local"
+    child_type = "local"
 
     def __init__(
         self, state_dir: str | None = None, *, max_array_size: int = 1001, parallelism: int = 2
     ) -> None:
         self.state_dir = os.path.abspath(os.path.expanduser(state_dir or "~/.slurm-sdk/local"))
-        self.transport = LocalTransport()
+        self.transport = HostTransport()
         self._max_array_size, self.parallelism = max_array_size, parallelism
         self._launchers: list[subprocess.Popen[bytes]] = []
 
@@ -536,3 +538,11 @@ def _kill_group(pid: int | None) -> None:
     if pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
+
+
+#: Old names (one release): ``LocalTransport`` was renamed because "local" also names the backend.
+_RENAMED = {"LocalTransport": "HostTransport"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())

@@ -467,7 +467,7 @@ class SSHBackend(SlurmBackend):
         connect_timeout: float = 10,
         trust_unknown_host: bool = False,
         poll_batch: int = 2000,
-        sbatch_extra: tuple[str, ...] = (),
+        sbatch_extra: Sequence[str] = (),
     ) -> None:
         transport = SSHTransport(
             host,

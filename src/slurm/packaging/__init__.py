@@ -20,7 +20,7 @@ PACKAGING_TYPES = {
 }
 
 
-def make_packaging(config: Mapping[str, Any]) -> PackagingStrategy:
+def make_packaging(config: Mapping[str, Any], *, check: bool = True) -> PackagingStrategy:
     """Build a strategy; unknown types or options raise ``ConfigError`` listing the valid ones."""
     options = dict(config)
     kind = options.pop("type", None)
@@ -37,4 +37,4 @@ def make_packaging(config: Mapping[str, Any]) -> PackagingStrategy:
         for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, PackagingStrategy) and getattr(obj, "type", None) == kind
     )
-    return construct(strategy, options, f"packaging {kind!r}")
+    return construct(strategy, options, f"packaging {kind!r}", check=check)
