@@ -10,7 +10,7 @@ import sys
 
 from python_on_whales.exceptions import DockerException
 
-from harness import activity, airgap, fault_verbs, wheelhouse
+from harness import activity, airgap, fault_verbs, kit, wheelhouse
 from harness import ssh as harness_ssh
 from harness.faults import Faults
 from harness.locks import Coordinator
@@ -254,7 +254,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    stack = Stack()
+    try:
+        stack = Stack.for_kit(kit.resolve())  # this checkout, or the project $SLURM_SDK_PROJECT_DIR names
+    except kit.KitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.action != "down" or not args.force:
             stack.preflight()
