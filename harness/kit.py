@@ -70,13 +70,19 @@ class KitSettings:
             return None
         return self.project_mount if str(relative) == "." else f"{self.project_mount}/{relative}"
 
+    def _roots(self) -> tuple[str, ...]:
+        if self.import_roots or not self.is_downstream:
+            return self.import_roots  # this repository's own default: none (tests map their own roots)
+        return tuple(r for r in DEFAULT_IMPORT_ROOTS if (self.project_dir / r).is_dir())
+
     def node_import_roots(self) -> list[str]:
-        """The configured import roots as node paths (this repository's own default: none)."""
-        roots = self.import_roots
-        if not roots and self.is_downstream:
-            roots = tuple(r for r in DEFAULT_IMPORT_ROOTS if (self.project_dir / r).is_dir())
-        paths = [self.node_path(self.project_dir / root) for root in roots]
+        """The import roots as the nodes see them."""
+        paths = [self.node_path(self.project_dir / root) for root in self._roots()]
         return [p for p in paths if p]
+
+    def host_import_roots(self) -> list[str]:
+        """The import roots on this host (for the local backend, whose jobs run here)."""
+        return [str((self.project_dir / root).resolve()) for root in self._roots()]
 
 
 def resolve(

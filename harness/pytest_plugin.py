@@ -427,8 +427,11 @@ def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: P
     if cluster_mode == "local":
         from slurm.backends.local import LocalCommandBackend
 
+        roots = _harness(request.config).settings.host_import_roots()
         cluster = Cluster(
-            backend=LocalCommandBackend(state_dir=str(tmp_path / "local")), job_root=str(tmp_path / "jobs")
+            backend=LocalCommandBackend(state_dir=str(tmp_path / "local")),
+            job_root=str(tmp_path / "jobs"),
+            **({"packaging": {"type": "none", "pythonpath": roots}} if roots else {}),
         )
     elif _harness(request.config).existing_cluster is not None:
         cluster = Cluster.from_env(_harness(request.config).existing_cluster)
