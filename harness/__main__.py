@@ -1,5 +1,5 @@
 """``python -m harness up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse | config |
-ssh-config``: the dev cluster from the command line."""
+ssh-config | push``: the dev cluster from the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from python_on_whales.exceptions import DockerException
 
-from harness import activity, airgap, client_config, fault_verbs, kit, wheelhouse
+from harness import activity, airgap, client_config, fault_verbs, images, kit, wheelhouse
 from harness import ssh as harness_ssh
 from harness.faults import Faults
 from harness.locks import Coordinator
@@ -199,6 +199,12 @@ def cmd_ssh_config(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(stack: Stack, args: argparse.Namespace) -> int:
+    for pushed in images.push(stack, args.registry, args.version):
+        print(f"{pushed.local} -> " + ", ".join(pushed.remote))
+    return 0
+
+
 def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
     from harness import smoke
 
@@ -211,6 +217,8 @@ ENVIRONMENT = """environment:
   SLURM_SDK_STATE_HOME=dir        where per-project state lives (default: ~/.cache/slurm-sdk-dev)
   SLURM_SDK_COMPOSE_PROFILES=accounting   extra compose profiles (accounting: slurmdbd, so sacct works)
   DEBIAN_RELEASE=bookworm         build the nodes from another Debian release (default: trixie)
+  SLURM_SDK_IMAGE_REGISTRY=host:port   pull the images published for these inputs instead of building
+  SLURM_SDK_PROJECT_DIR=dir       serve another project (mounted at /opt/project; the test kit)
 """
 
 
@@ -271,6 +279,17 @@ def parser() -> argparse.ArgumentParser:
     sshc.add_argument(
         "--name", default=client_config.DEFAULT_HOST_ALIAS, help="host alias (default: slurm-dev)"
     )
+    push = sub.add_parser(
+        "push",
+        help="build this checkout's images if needed and push them to a registry, tagged "
+        "<release>-<inputs hash> and <release>-<version> (pull them with SLURM_SDK_IMAGE_REGISTRY=...)",
+    )
+    push.add_argument(
+        "--registry", required=True, metavar="HOST:PORT", help="e.g. 127.0.0.1:5000 or ghcr.io/OWNER"
+    )
+    push.add_argument(
+        "--version", default=None, help="release name for the second tag (default: the SDK's version)"
+    )
     gap = sub.add_parser(
         "airgap",
         help="cut the stack's containers off from everything outside the stack "
@@ -293,6 +312,7 @@ COMMANDS = {
     "wheelhouse": cmd_wheelhouse,
     "config": cmd_config,
     "ssh-config": cmd_ssh_config,
+    "push": cmd_push,
 }
 
 

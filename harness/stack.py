@@ -489,15 +489,24 @@ class Stack:
         """``<release>-<inputs hash>``: an image with this tag was built from exactly these inputs."""
         return f"{self.release}-{inputs_hash(self.repo_root)[:12]}"
 
-    def images(self) -> list[str]:
+    def images(self, repository: str | None = None) -> list[str]:
+        """The images compose runs (``repository`` default: ``image_repository()``)."""
         suffixes = [""] + (["-accounting"] if "accounting" in compose_profiles() else [])
-        return [f"{image_repository()}:{self.image_tag}{suffix}" for suffix in suffixes]
+        return [f"{repository or image_repository()}:{self.image_tag}{suffix}" for suffix in suffixes]
 
-    def build(self) -> None:
+    def build(self, pull: bool = True) -> None:
         """Build the images unless images tagged with these inputs exist (a warm start then skips even
-        the cached build); echoes step headers, full log in build.log."""
-        if all(self.docker.image.exists(image) for image in self.images()):
+        the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
+        set (and ``pull``), the images published for these inputs are pulled instead when the registry
+        has them (harness.images)."""
+        missing = [image for image in self.images() if not self.docker.image.exists(image)]
+        if not missing:
             return
+        if pull and image_repository() != IMAGE_REPOSITORY:
+            from harness import images  # images builds on this module
+
+            if images.pull(self, missing):
+                return
         self.refresh_wheelhouse()
         log_path = self.state_dir / "build.log"
         self.say(f"building images (full log: {log_path})")
