@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import client_config, kit
-from harness.stack import Connection, containers_inputs, inputs_hash
+from harness import client_config, images, kit
+from harness.stack import Connection, StackError, containers_inputs, inputs_hash
 
 EXAMPLE = kit.KIT_ROOT / "examples" / "downstream"
 
@@ -159,3 +159,14 @@ def test_example_project_refuses_a_missing_existing_cluster_config(tmp_path):
         f"slurm-sdk test kit: --existing-cluster / SLURM_SDK_EXISTING_CLUSTER: {tmp_path}/x.yaml"
         in run.stderr
     )
+
+
+@pytest.mark.parametrize("registry", ["127.0.0.1:5000", "ghcr.io/owner", "registry.example.org/team/sub"])
+def test_registry_names_accepted(registry):
+    assert images.check_registry(registry + "/") == registry
+
+
+@pytest.mark.parametrize("registry", ["http://127.0.0.1:5000", "ghcr.io/owner:latest", "", "a b"])
+def test_registry_names_refused_with_an_example(registry):
+    with pytest.raises(StackError, match=r"e\.g\. --registry 127\.0\.0\.1:5000"):
+        images.check_registry(registry)
