@@ -14,7 +14,10 @@ assert job.result(timeout=600) == 3
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not from typing: a job's runner imports `slurm` and typing costs it ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 # Public names are imported on first use: a job's runner imports `slurm` on every node for every task,
 # and should not pay for the submitting side (Cluster, config, YAML, backends).

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from slurm import layout
+from slurm import layout, timing
 from slurm.backends.base import JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
@@ -120,7 +120,8 @@ class Job:
         if outcome is None:
             raise self._failure or self._no_result_error()
         if outcome.ok:
-            return outcome.value(self.job_id)
+            with timing.phase("unpickle"):
+                return outcome.value(self.job_id)
         raise outcome.exception(self.job_id)
 
     def cancel(self) -> None:
@@ -187,9 +188,7 @@ class Job:
 
     def _load_outcome(self) -> Outcome | None:
         if self._outcome is None:
-            transport = self.cluster.backend.transport
-            if transport.exists(self._result_path):
-                self._outcome = Outcome.load(transport.read_bytes(self._result_path))
+            _fetch_outcomes([self])  # one stream, like a map's results (a big result is not fetched by SFTP)
         return self._outcome
 
     @property
@@ -381,7 +380,8 @@ class MappedJobs(Sequence[Job]):
         """Results in item order; raises the first failure (see ``Job.result``)."""
         self.wait(timeout)
         _fetch_outcomes(self.jobs)
-        return [job.result() for job in self.jobs]
+        with timing.phase("unpickle"):
+            return [job.result() for job in self.jobs]
 
     def cancel(self) -> None:
         for array_id in self.array_ids:
@@ -393,7 +393,8 @@ def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
-        files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
+        with timing.phase("fetch"):
+            files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
@@ -440,6 +441,15 @@ class _LoginSilence:
         return f"the login node has not answered for {now - self.since:.0f}s (last error: {self.error})"
 
 
+def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
+    """The pauses between a wait's result-file checks: 50 ms, then x1.25 each, up to ``limit`` (the
+    cluster's ``result_poll_interval``). Benchmarks poll their raw baselines on this same cadence."""
+    pause = _FIRST_RESULT_CHECK
+    while True:
+        yield pause
+        pause = min(pause * _RESULT_CHECK_BACKOFF, limit)
+
+
 def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
     cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
@@ -448,7 +458,7 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
-    with bounded(timeout):
+    with bounded(timeout), timing.phase("wait"):
         while True:
             running = [job for job in jobs if not job.last_state.is_terminal]
             if running:
@@ -507,5 +517,7 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
 _RENAMED = {"ArrayJob": "MappedJobs"}
 
 
-def __getattr__(name: str) -> Any:
-    return renamed_attribute(__name__, name, _RENAMED, globals())
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
+
+    def __getattr__(name: str) -> Any:
+        return renamed_attribute(__name__, name, _RENAMED, globals())

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slurm.atomic import write_atomic
 from slurm.backends.base import COMMAND_TIMEOUT, DEPENDENCY_TYPES, Backend, CommandResult, JobState, Transport
@@ -521,5 +521,7 @@ def _kill_group(pid: int | None) -> None:
 _RENAMED = {"LocalTransport": "HostTransport"}
 
 
-def __getattr__(name: str) -> Any:
-    return renamed_attribute(__name__, name, _RENAMED, globals())
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
+
+    def __getattr__(name: str) -> Any:
+        return renamed_attribute(__name__, name, _RENAMED, globals())
