@@ -105,6 +105,7 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "submitit": (lambda env, a, s: fig_submitit.versus_submitit(env, s.repeats, s.submitit_n), None),
     "rpcs_1": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, 1, s.rpc_wait), None),
     "rpcs_many": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, s.rpc_jobs, s.rpc_wait), None),
+    "rpcs_async": (lambda env, a, s: fig_faults.rpcs_while_awaiting(env, s.rpc_jobs, s.rpc_wait), None),
     "completion": (lambda env, a, s: fig_faults.completion_latency(env, s.repeats), None),
     "checkpoint_overhead": (lambda env, a, s: fig_checkpoint.overhead(env, s.repeats), None),
     "requeue_resume": (lambda env, a, s: fig_checkpoint.requeue_to_resume(env, s.repeats), None),

@@ -1,16 +1,18 @@
-"""``python -m harness up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse``: the dev
-cluster from the command line."""
+"""``python -m harness up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse | config |
+ssh-config | push``: the dev cluster from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
+from pathlib import Path
 
 from python_on_whales.exceptions import DockerException
 
-from harness import activity, airgap, fault_verbs, wheelhouse
+from harness import activity, airgap, client_config, fault_verbs, images, kit, wheelhouse
 from harness import ssh as harness_ssh
 from harness.faults import Faults
 from harness.locks import Coordinator
@@ -174,6 +176,35 @@ def cmd_wheelhouse(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(stack: Stack, args: argparse.Namespace) -> int:
+    path = client_config.write_sdk_config(stack, kit.resolve(), Path(args.output) if args.output else None)
+    # stdout is only the export line, so `eval "$(python -m harness config)"` works; the rest is stderr.
+    print(f"export SLURM_SDK_CONFIG={shlex.quote(str(path))}")
+    print(
+        f"wrote the SDK config for {stack.project} to {path}; with SLURM_SDK_CONFIG set, "
+        "Cluster.from_env() (and `slurm-sdk --config`) use it. Re-run after the stack is recreated.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_ssh_config(stack: Stack, args: argparse.Namespace) -> int:
+    connection = client_config.running_connection(stack)
+    try:
+        block = client_config.ssh_config(connection, stack.known_hosts_path, args.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(block, end="")
+    return 0
+
+
+def cmd_push(stack: Stack, args: argparse.Namespace) -> int:
+    for pushed in images.push(stack, args.registry, args.version):
+        print(f"{pushed.local} -> " + ", ".join(pushed.remote))
+    return 0
+
+
 def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
     from harness import smoke
 
@@ -186,6 +217,8 @@ ENVIRONMENT = """environment:
   SLURM_SDK_STATE_HOME=dir        where per-project state lives (default: ~/.cache/slurm-sdk-dev)
   SLURM_SDK_COMPOSE_PROFILES=accounting   extra compose profiles (accounting: slurmdbd, so sacct works)
   DEBIAN_RELEASE=bookworm         build the nodes from another Debian release (default: trixie)
+  SLURM_SDK_IMAGE_REGISTRY=host:port   pull the images published for these inputs instead of building
+  SLURM_SDK_PROJECT_DIR=dir       serve another project (mounted at /opt/project; the test kit)
 """
 
 
@@ -229,6 +262,34 @@ def parser() -> argparse.ArgumentParser:
         "into images/wheelhouse/<release>/ (what `up` does before a build; plain "
         "`docker compose up --build` uses it as last written)",
     )
+    config = sub.add_parser(
+        "config",
+        help="write the SDK config for the running stack (Cluster.from_env); prints `export SLURM_SDK_CONFIG=...`",
+    )
+    config.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help=f"where to write it (default: <state dir>/{client_config.SDK_CONFIG_NAME})",
+    )
+    sshc = sub.add_parser(
+        "ssh-config",
+        help="print an OpenSSH Host block for the running stack (`... >> ~/.ssh/config`, then `ssh slurm-dev`)",
+    )
+    sshc.add_argument(
+        "--name", default=client_config.DEFAULT_HOST_ALIAS, help="host alias (default: slurm-dev)"
+    )
+    push = sub.add_parser(
+        "push",
+        help="build this checkout's images if needed and push them to a registry, tagged "
+        "<release>-<inputs hash> and <release>-<version> (pull them with SLURM_SDK_IMAGE_REGISTRY=...)",
+    )
+    push.add_argument(
+        "--registry", required=True, metavar="HOST:PORT", help="e.g. 127.0.0.1:5000 or ghcr.io/OWNER"
+    )
+    push.add_argument(
+        "--version", default=None, help="release name for the second tag (default: the SDK's version)"
+    )
     gap = sub.add_parser(
         "airgap",
         help="cut the stack's containers off from everything outside the stack "
@@ -249,17 +310,24 @@ COMMANDS = {
     "fault": cmd_fault,
     "airgap": cmd_airgap,
     "wheelhouse": cmd_wheelhouse,
+    "config": cmd_config,
+    "ssh-config": cmd_ssh_config,
+    "push": cmd_push,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    stack = Stack()
+    try:
+        stack = Stack.for_kit(kit.resolve())  # this checkout, or the project $SLURM_SDK_PROJECT_DIR names
+    except kit.KitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.action != "down" or not args.force:
             stack.preflight()
         return COMMANDS[args.action](stack, args)
-    except (PreflightError, StackError, TimeoutError, airgap.AirgapError) as exc:
+    except (PreflightError, StackError, TimeoutError, airgap.AirgapError, kit.KitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DockerException as exc:

@@ -1,6 +1,13 @@
 """pytest plugin: the dev cluster as fixtures.
 
-Loaded by this repo's tests/conftest.py; other projects use it with ``-p harness.pytest_plugin``.
+Loaded by this repo's tests/conftest.py; other projects get it from ``slurm-sdk[testing]`` (a ``pytest11``
+entry point, so installing is enough) and point it at their own source with the kit settings
+(``harness.kit``): ini ``slurm_sdk_project_dir``, ``slurm_sdk_project``, ``slurm_sdk_import_roots``,
+``slurm_sdk_compose_files``, ``slurm_sdk_existing_cluster`` (or the command-line options
+``--slurm-project-dir``, ``--slurm-project``, ``--slurm-import-root``, ``--slurm-compose-file``,
+``--existing-cluster``, or the environment variables ``SLURM_SDK_PROJECT_DIR`` ...). With
+``--existing-cluster CONFIG`` nothing is brought up: ``slurm_cluster`` is ``Cluster.from_env(CONFIG)``
+and the fixtures that need the Docker stack skip.
 
 Markers: ``integration`` (needs the dev cluster; runs over SSH with packaging ``none``), ``slow``,
 ``wheel_packaging`` (like integration, but ships the SDK as a wheel), ``slurm_defaults(name)``: the
@@ -43,11 +50,11 @@ from pathlib import Path
 import pytest
 from filelock import Timeout
 
-from harness import airgap
+from harness import airgap, kit
 from harness.faults import DEV, Faults, defaults_names
 from harness.locks import ClusterLock, Coordinator
 from harness.preflight import PreflightError
-from harness.stack import REPO_ROOT, Connection, Stack, StackError, default_project, inputs_hash, state_root
+from harness.stack import Connection, Stack, StackError, stack_inputs, state_root
 
 MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
@@ -84,6 +91,7 @@ class Harness:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.settings = _kit_settings(config)
         workerinput = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
         self.session = (workerinput or {}).get("slurm_sdk_session") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -91,7 +99,7 @@ class Harness:
         # only if it died without tearing down, and the next session then adopts the stack.
         self.owner_pid = int((workerinput or {}).get("slurm_sdk_owner_pid") or os.getpid())
         # The image inputs as the session began: every worker expects the same stack, even if files change.
-        self.inputs = (workerinput or {}).get("slurm_sdk_inputs") or inputs_hash(REPO_ROOT)
+        self.inputs = (workerinput or {}).get("slurm_sdk_inputs") or stack_inputs(self.settings)
         self.keep = bool(config.getoption("keep_cluster")) or _truthy(os.environ.get(KEEP_ENV))
         self.connection: Connection | None = None
         self._stack: Stack | None = None
@@ -100,7 +108,7 @@ class Harness:
     @property
     def stack(self) -> Stack:
         if self._stack is None:
-            self._stack = Stack(say=self._say)
+            self._stack = Stack.for_kit(self.settings, say=self._say)
         return self._stack
 
     @property
@@ -121,8 +129,18 @@ class Harness:
         capman = self.config.pluginmanager.getplugin("capturemanager")
         return capman.global_and_fixture_disabled() if capman else nullcontext()
 
+    @property
+    def existing_cluster(self) -> Path | None:
+        """The SDK config of a real cluster to use instead of a dev cluster (``--existing-cluster``)."""
+        return self.settings.existing_cluster
+
     def require(self) -> Connection:
         """The running stack, started if needed; skips or fails the test when that is impossible."""
+        if self.existing_cluster is not None:
+            pytest.skip(
+                f"needs the Docker dev cluster, but the session uses an existing cluster "
+                f"({self.existing_cluster}, --existing-cluster)"
+            )
         if self.connection is None and self._failure is None:
             self._start()
         if self._failure is not None:
@@ -148,7 +166,9 @@ class Harness:
 
     def finish(self) -> None:
         """Unregister; the session owner then stops the stack if this session started it."""
-        if self._stack is None and not (state_root() / default_project() / "state.json").exists():
+        if self.existing_cluster is not None:
+            return  # nothing was brought up
+        if self._stack is None and not (state_root() / self.stack.project / "state.json").exists():
             return  # no stack was ever started for this checkout: nothing to do (and no state dir made)
         coordinator = self.coordinator
         coordinator.unregister()
@@ -197,6 +217,27 @@ def _harness(config: pytest.Config) -> Harness:
     return config.stash[_HARNESS]
 
 
+def _kit_settings(config: pytest.Config) -> kit.KitSettings:
+    """The kit settings: command-line option, else ini option (paths relative to the ini file), else
+    environment, else this repository's defaults. A bad setting stops the session before any test."""
+    base = config.inipath.parent if config.inipath else config.rootpath
+
+    def given(option: str, ini: str) -> object:
+        return config.getoption(option) or config.getini(ini) or None
+
+    try:
+        return kit.resolve(
+            project_dir=given("slurm_project_dir", "slurm_sdk_project_dir"),
+            project=given("slurm_project", "slurm_sdk_project"),
+            import_roots=given("slurm_import_roots", "slurm_sdk_import_roots"),
+            compose_files=given("slurm_compose_files", "slurm_sdk_compose_files"),
+            existing_cluster=given("existing_cluster", "slurm_sdk_existing_cluster"),
+            base_dir=base,
+        )
+    except kit.KitError as exc:
+        raise pytest.UsageError(f"slurm-sdk test kit: {exc}") from None
+
+
 def _needs_cluster(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)
 
@@ -213,6 +254,60 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"leave the dev cluster running after the session (also: {KEEP_ENV}=1). "
         "Default: a stack this session started is stopped at the end.",
     )
+    # The test kit (harness.kit): which project the dev cluster serves. Options win over ini, ini over env.
+    kit_options = [
+        (
+            "--slurm-project-dir",
+            "slurm_project_dir",
+            "slurm_sdk_project_dir",
+            "string",
+            kit.ENV_PROJECT_DIR,
+            "the project's source, mounted read-only at /opt/project on every node (default: this repo)",
+        ),
+        (
+            "--slurm-project",
+            "slurm_project",
+            "slurm_sdk_project",
+            "string",
+            kit.ENV_PROJECT,
+            "Compose project name of the stack (default: derived from the project directory's path)",
+        ),
+        (
+            "--slurm-import-root",
+            "slurm_import_roots",
+            "slurm_sdk_import_roots",
+            "linelist",
+            kit.ENV_IMPORT_ROOTS,
+            "directories of the project put on the nodes' PYTHONPATH (default: src and ., those that exist)",
+        ),
+        (
+            "--slurm-compose-file",
+            "slurm_compose_files",
+            "slurm_sdk_compose_files",
+            "linelist",
+            kit.ENV_COMPOSE_FILES,
+            "extra compose files layered over the kit's compose.yaml",
+        ),
+        (
+            "--existing-cluster",
+            "existing_cluster",
+            "slurm_sdk_existing_cluster",
+            "string",
+            kit.ENV_EXISTING_CLUSTER,
+            "SDK config file of a real cluster: the fixtures use it and bring no dev cluster up",
+        ),
+    ]
+    for flag, dest, ini, kind, env, text in kit_options:
+        many = kind == "linelist"
+        group.addoption(
+            flag,
+            dest=dest,
+            action="append" if many else "store",
+            default=None,
+            metavar="PATH" if "dir" in dest or "file" in dest or "existing" in dest else "VALUE",
+            help=f"{text} (ini: {ini}; env: {env})",
+        )
+        parser.addini(ini, f"{text} (option {flag}; env {env})", type=kind, default=[] if many else None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -233,8 +328,9 @@ def pytest_configure_node(node) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before fixtures: the `faults` fixture's exclusive lock must come after
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _needs_cluster(item):
-        _harness(item.config).require()
+    harness = _harness(item.config)
+    if _needs_cluster(item) and harness.existing_cluster is None:
+        harness.require()
 
 
 @pytest.hookimpl(trylast=True)
@@ -296,7 +392,7 @@ def faults(pytestconfig: pytest.Config, slurm_stack: Stack) -> Iterator[Faults]:
 @pytest.fixture(autouse=True)
 def _cluster_access(request: pytest.FixtureRequest) -> Iterator[None]:
     """Cluster tests share the cluster (shared lock); ``faults`` and non-dev ``slurm_defaults`` take it alone."""
-    if not _needs_cluster(request.node):
+    if not _needs_cluster(request.node) or _harness(request.config).existing_cluster is not None:
         yield
         return
     marker = request.node.get_closest_marker("slurm_defaults")
@@ -331,9 +427,14 @@ def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: P
     if cluster_mode == "local":
         from slurm.backends.local import LocalCommandBackend
 
+        roots = _harness(request.config).settings.host_import_roots()
         cluster = Cluster(
-            backend=LocalCommandBackend(state_dir=str(tmp_path / "local")), job_root=str(tmp_path / "jobs")
+            backend=LocalCommandBackend(state_dir=str(tmp_path / "local")),
+            job_root=str(tmp_path / "jobs"),
+            **({"packaging": {"type": "none", "pythonpath": roots}} if roots else {}),
         )
+    elif _harness(request.config).existing_cluster is not None:
+        cluster = Cluster.from_env(_harness(request.config).existing_cluster)
     else:
         connection: Connection = request.getfixturevalue("slurm_container")
         sdk_path: str = request.getfixturevalue("sdk_on_cluster")
@@ -358,27 +459,29 @@ def ssh_backend(connection: Connection):
 
 
 def test_import_roots(request: pytest.FixtureRequest, sdk_path: str) -> list[str]:
-    """Where the test's own modules import from, mapped into the cluster's mount of the repo.
+    """Where the test's own modules import from, mapped into the cluster's mount of the project (this
+    repo at ``sdk_path``, or a kit user's project at /opt/project), after the configured import roots.
 
     pytest imports ``tests/integration/test_x.py`` as ``integration.test_x`` (rootdir-relative package
     detection), so the directory to put on the nodes' PYTHONPATH is derived, not hard-coded.
     """
+    settings = _harness(request.config).settings
+    roots = settings.node_import_roots()
     module = getattr(request, "module", None)
     if module is None or not getattr(module, "__file__", None):
-        return []
+        return roots
     root = Path(module.__file__).resolve().parent
     for _ in module.__name__.split(".")[1:]:
         root = root.parent
-    try:
-        relative = root.relative_to(REPO_ROOT)
-    except ValueError:
-        return []  # a test outside this repo: its modules are not on the cluster's mount
-    return [f"{sdk_path}/{relative}".rstrip("/.")] if str(relative) != "." else []
+    # A test outside the project has no path on the nodes; the project's root itself is on it already
+    # (this repo: sdk_path) or listed among the import roots.
+    found = settings.node_path(root)
+    return list(dict.fromkeys([*roots, *([found] if found and found != sdk_path else [])]))
 
 
 def packaging_for(mode: str, sdk_path: str, extra_paths: list[str] = ()) -> dict:
     if mode == "wheel":
-        return {"type": "wheel", "project_dir": str(REPO_ROOT)}
+        return {"type": "wheel", "project_dir": str(kit.KIT_ROOT)}
     # The SDK itself imports from the mount through the image's editable install; the repo root and the
     # test packages' root make test modules importable by reference on the nodes.
     return {"type": "none", "pythonpath": list(dict.fromkeys([sdk_path, *extra_paths]))}

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,16 +23,18 @@ from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
 from harness import preflight, ssh, wheelhouse
+from harness.kit import KIT_ROOT, SDK_MOUNT, KitSettings
 from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_alive, process_start_time
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = KIT_ROOT
 SERVICES = ("slurmctld", "c1", "c2", "login")  # long-running; `init` is one-shot
 SSH_USER = "sdk"
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
-SDK_MOUNT = "/opt/slurm_sdk_dev"
-IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name
+IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name (without a registry)
+#: Registry (``HOST:PORT`` or ``ghcr.io/owner``) to pull the images from instead of building them.
+IMAGE_REGISTRY_ENV = "SLURM_SDK_IMAGE_REGISTRY"
 #: A tiny batch job, waited for by polling every 0.1 s (`sbatch --wait` sleeps 2 s before its first look).
 PROBE_JOB = """id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
 for _ in $(seq 600); do
@@ -104,8 +106,31 @@ def inputs_hash(repo_root: Path) -> str:
     return digest.hexdigest()
 
 
+def containers_inputs(repo_root: Path, project_source: Path, compose_files: Sequence[Path] = ()) -> str:
+    """The image inputs, plus (for another project than this checkout) the mounted source path and the
+    extra compose files: a change to any of them recreates the containers."""
+    images = inputs_hash(repo_root)
+    if project_source.resolve() == repo_root.resolve() and not compose_files:
+        return images  # this checkout's own stack: exactly the image inputs, as always
+    digest = hashlib.sha256(f"{images}\0project={project_source.resolve()}".encode())
+    for path in compose_files:
+        digest.update(f"\0{path}\0".encode() + Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def stack_inputs(settings: KitSettings) -> str:
+    """``containers_inputs`` of the stack serving ``settings`` (computed without touching its state)."""
+    return containers_inputs(settings.kit_root, settings.project_dir, settings.compose_files)
+
+
 def _excluded(path: Path, repo_root: Path) -> bool:
     return any(path.is_relative_to(repo_root / excluded) for excluded in INPUT_EXCLUDED)
+
+
+def image_repository() -> str:
+    """``slurm-sdk-dev``, or ``<registry>/slurm-sdk-dev`` when $SLURM_SDK_IMAGE_REGISTRY names a registry."""
+    registry = os.environ.get(IMAGE_REGISTRY_ENV, "").strip().rstrip("/")
+    return f"{registry}/{IMAGE_REPOSITORY}" if registry else IMAGE_REPOSITORY
 
 
 def compose_profiles() -> list[str]:
@@ -156,9 +181,14 @@ class Stack:
         state_dir: Path | None = None,
         client_call: list[str] | None = None,
         say: Say = say_stderr,
+        project_source: Path | None = None,
+        compose_files: Sequence[Path] = (),
     ) -> None:
         self.repo_root = repo_root.resolve()
-        self.project = project or default_project(self.repo_root)
+        # The project under test, mounted read-only at /opt/project (harness.kit); default: this checkout.
+        self.project_source = (project_source or self.repo_root).resolve()
+        self.extra_compose_files = [Path(f).resolve() for f in compose_files]
+        self.project = project or default_project(self.project_source)
         self.state_dir = state_dir or state_root() / self.project
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.say = say
@@ -168,12 +198,27 @@ class Stack:
         self._login_port: int | None = None  # its published SSH port, read from the same inspection
         self.docker = DockerClient(
             client_call=client_call or ["docker"],
-            compose_files=[self.repo_root / "compose.yaml"],
+            compose_files=[self.repo_root / "compose.yaml", *self.extra_compose_files],
             compose_project_name=self.project,
             compose_project_directory=self.repo_root,
             compose_env_files=[self._compose_env_file()],
             compose_profiles=compose_profiles(),
         )
+
+    @classmethod
+    def for_kit(cls, settings: KitSettings, say: Say = say_stderr) -> Stack:
+        """The stack serving ``settings``' project (its own name, mount and compose files)."""
+        return cls(
+            settings.kit_root,
+            project=settings.project,
+            say=say,
+            project_source=settings.project_dir,
+            compose_files=settings.compose_files,
+        )
+
+    def inputs(self) -> str:
+        """What the running containers must have been made from (``containers_inputs``)."""
+        return containers_inputs(self.repo_root, self.project_source, self.extra_compose_files)
 
     # ---- paths and recorded state -------------------------------------------------------------
 
@@ -204,7 +249,10 @@ class Stack:
         # The image tag names the inputs it was built from, so checkouts with different images/ never
         # overwrite each other's image and a changed input can never start an old image.
         path = self.state_dir / "compose.env"
-        content = f"SLURM_SDK_SSH_PORT=\nSLURM_SDK_IMAGE_TAG={self.image_tag}\n"
+        content = (
+            f"SLURM_SDK_SSH_PORT=\nSLURM_SDK_IMAGE_TAG={self.image_tag}\n"
+            f"SLURM_SDK_IMAGE_REPOSITORY={image_repository()}\nSLURM_SDK_PROJECT_SOURCE={self.project_source}\n"
+        )
         if not path.exists() or path.read_text() != content:
             _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
@@ -242,7 +290,7 @@ class Stack:
     def status(self) -> Status:
         services = self.services()
         recorded = self.read_state().get("inputs_hash")
-        current = None if recorded is None else recorded == inputs_hash(self.repo_root)
+        current = None if recorded is None else recorded == self.inputs()
         port = self._login_port if services.get("login", "").startswith("running") else None
         return Status(self.project, self.state_dir, services, port, current, self.orphaned_by())
 
@@ -282,7 +330,7 @@ class Stack:
 
     def plan(self, expected: str | None = None) -> tuple[str, str]:
         """What ``ensure_up`` would do: ("reuse" | "start" | "complete" | "rebuild", why)."""
-        expected = expected or inputs_hash(self.repo_root)
+        expected = expected or self.inputs()
         recorded = self.read_state().get("inputs_hash")
         services = self.services()
         running = sorted(s for s, v in services.items() if v.startswith("running"))
@@ -292,7 +340,7 @@ class Stack:
             why = (
                 "no record of what it was built from"
                 if recorded is None
-                else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built"
+                else "compose.yaml, pyproject.toml, images/, DEBIAN_RELEASE or the project mounted changed since it was built"
             )
             return "rebuild", f"stack {self.project} is running but {why}: rebuilding and recreating it"
         if all(services.get(s) == "running (healthy)" for s in SERVICES):
@@ -310,7 +358,7 @@ class Stack:
         ``adopt_if_orphaned``). Callers serialise this with ``Coordinator.exclusive()`` (see
         ``ensure_up_shared``) so only one process runs compose up.
         """
-        expected = expected or inputs_hash(self.repo_root)
+        expected = expected or self.inputs()
         action, why = self._plan_explained(expected)
         if action != "start":
             self.adopt_if_orphaned(session, owner_pid)
@@ -414,7 +462,7 @@ class Stack:
         announced = False
         while True:
             with coordinator.exclusive(say=self.say, timeout=timeout):
-                action, _ = self._plan_explained(expected or inputs_hash(self.repo_root))
+                action, _ = self._plan_explained(expected or self.inputs())
                 others = coordinator.live_users(exclude_session=session) if action == "rebuild" else []
                 if not others:
                     return self.ensure_up(session, expected, owner_pid)
@@ -441,15 +489,24 @@ class Stack:
         """``<release>-<inputs hash>``: an image with this tag was built from exactly these inputs."""
         return f"{self.release}-{inputs_hash(self.repo_root)[:12]}"
 
-    def images(self) -> list[str]:
+    def images(self, repository: str | None = None) -> list[str]:
+        """The images compose runs (``repository`` default: ``image_repository()``)."""
         suffixes = [""] + (["-accounting"] if "accounting" in compose_profiles() else [])
-        return [f"{IMAGE_REPOSITORY}:{self.image_tag}{suffix}" for suffix in suffixes]
+        return [f"{repository or image_repository()}:{self.image_tag}{suffix}" for suffix in suffixes]
 
-    def build(self) -> None:
+    def build(self, pull: bool = True) -> None:
         """Build the images unless images tagged with these inputs exist (a warm start then skips even
-        the cached build); echoes step headers, full log in build.log."""
-        if all(self.docker.image.exists(image) for image in self.images()):
+        the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
+        set (and ``pull``), the images published for these inputs are pulled instead when the registry
+        has them (harness.images)."""
+        missing = [image for image in self.images() if not self.docker.image.exists(image)]
+        if not missing:
             return
+        if pull and image_repository() != IMAGE_REPOSITORY:
+            from harness import images  # images builds on this module
+
+            if images.pull(self, missing):
+                return
         self.refresh_wheelhouse()
         log_path = self.state_dir / "build.log"
         self.say(f"building images (full log: {log_path})")

@@ -28,6 +28,9 @@ _EXPORTS = {
     "Cluster": "slurm.cluster",
     "MappedJobs": "slurm.job",
     "Job": "slurm.job",
+    "as_completed": "slurm.job",
+    "as_completed_async": "slurm.awaiting",
+    "wait_async": "slurm.awaiting",
     "Resources": "slurm.resources",
     "RankContext": "slurm.ranks",
     "rank_context": "slurm.ranks",
@@ -51,6 +54,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from slurm.awaiting import as_completed_async, wait_async
     from slurm.backends.base import JobState
     from slurm.callbacks import Callback
     from slurm.checkpoint import Checkpointing
@@ -68,7 +72,7 @@ if TYPE_CHECKING:
         SubmitError,
         UnknownJobError,
     )
-    from slurm.job import Job, MappedJobs
+    from slurm.job import Job, MappedJobs, as_completed
     from slurm.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
 
@@ -116,8 +120,11 @@ __all__ = [
     "SubmitError",
     "Task",
     "UnknownJobError",
+    "as_completed",
+    "as_completed_async",
     "rank_context",
     "set_torch_env",
     "task",
+    "wait_async",
     "workflow",
 ]

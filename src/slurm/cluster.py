@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from slurm import layout, timing
+from slurm import dataflow, layout, timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
@@ -132,8 +132,10 @@ class Cluster:
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
+        calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
         with timing.phase("serialize"):  # fails before anything reaches the cluster
             payload = dump_payload(task, calls, self.node_python)
+        dependencies = dataflow.dependencies(task, parents)
         with timing.phase("prepare"):
             self._ensure_prepared()
         job_dir = layout.new_job_dir(self.resolve_job_root(), task.name)
@@ -157,7 +159,7 @@ class Cluster:
             job_id = self._submit_once(
                 layout.script_path(job_dir),
                 array=spec,
-                dependencies=task.dependencies,
+                dependencies=dependencies,
                 dependency_type=task.dependency_type,
             )
         with timing.phase("record"):
@@ -171,7 +173,7 @@ class Cluster:
                 script=script,
                 index=index,
                 array=array,
-                depends_on=task.dependencies,
+                depends_on=dependencies,
                 dependency_type=task.dependency_type,
             )
             for index in range(len(calls))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slurm import layout, timing
-from slurm.backends.base import JobState, JobStatus
+from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.deprecation import renamed_attribute, warn_renamed
-from slurm.errors import BackendError, JobFailedError, JobTimeoutError
+from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
 
@@ -28,7 +28,6 @@ _RESULT_CHECK_BACKOFF = 1.25
 #: the first, still does not list it and no result file appeared meanwhile (covers accounting lag and a
 #: result file that is still on its way through the shared file system).
 _LOST_AFTER = 2.0
-NEVER_SATISFIED = "DependencyNeverSatisfied"
 #: A preempted job that may be requeued is PENDING again as soon as it has ended; one still PREEMPTED after
 #: this long was not requeued (requeue=False, or the partition's PreemptMode cancels).
 _PREEMPTED_FINAL_AFTER = 10.0
@@ -78,6 +77,14 @@ class Job:
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name} {self._state.value}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Reached only for a Job that dataflow did not swap for its result (see slurm.dataflow).
+        raise SerializationError(
+            f"job {self.job_id} ({self.name}) cannot travel to a job itself: a Job passed as an argument (also "
+            "inside lists, tuples and dict values) is replaced by its result on the node, but not inside a set, "
+            "a dict key or another object. Fix: pass it directly or in a list/tuple/dict, or pass job.result()"
+        )
+
     @property
     def dependency_ids(self) -> list[str]:
         return [self.job_id]
@@ -124,6 +131,16 @@ class Job:
             if outcome is not None and outcome.ok:
                 return outcome.values_by_rank(self.job_id)
             return [self._ended_result()]  # raises
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """``result()`` for asyncio, also ``await job``: every job awaited on one event loop is watched by one
+        driver task in shared rounds (see ``slurm.awaiting``), so many awaits cost one poll."""
+        from slurm.awaiting import result_async
+
+        return await result_async(self, timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result_async().__await__()
 
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended."""
@@ -394,6 +411,15 @@ class MappedJobs(Sequence[Job]):
         with timing.phase("unpickle"):
             return [job.result() for job in self.jobs]
 
+    async def results_async(self, timeout: float | None = None) -> list[Any]:
+        """``results()`` for asyncio, also ``await mapped_jobs`` (see ``Job.result_async``)."""
+        from slurm.awaiting import results_async
+
+        return await results_async(self, timeout)
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.results_async().__await__()
+
     def cancel(self) -> None:
         for array_id in self.array_ids:
             self.jobs[0].cluster.backend.cancel(array_id)
@@ -466,27 +492,56 @@ def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
     are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
     the cluster's ``outage_limit`` (the last ``BackendError``)."""
-    start = time.monotonic()
-    deadline = None if timeout is None else start + timeout
+    with timing.phase("wait"):
+        for _ in as_completed(jobs, timeout):
+            pass
+
+
+def as_completed(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> Iterator[Job]:
+    """Each job (every task of a MappedJobs) once, as soon as it is seen to end, in the order they end.
+
+    Costs what one wait on all of them costs (see ``wait_all``): one result-file listing per cluster per
+    check, and the clusters' shared watchers for the scheduler. ``JobTimeoutError`` once ``timeout`` s
+    have passed with jobs still unfinished (the time spent by the caller's loop body counts too)."""
+    waiting = list(dict.fromkeys(_each_job(jobs)))
+    deadline = None if timeout is None else time.monotonic() + timeout
     delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
-    with bounded(timeout), timing.phase("wait"):
-        while True:
-            running = [job for job in jobs if not job.last_state.is_terminal]
-            if running:
+    while waiting:
+        running = [job for job in waiting if not job.last_state.is_terminal]
+        if running:
+            with bounded(None if deadline is None else deadline - time.monotonic()):
                 _watch_once(running, login)
-                running = [job for job in running if not job.last_state.is_terminal]
-            if not running:
-                return
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                raise _timeout_error(running[0], timeout or 0, login, now)
-            if deadline is None:
-                _check_outage(running[0], login, now)
-            pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
-            time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
-            delay = min(
-                delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running)
-            )
+        yield from [job for job in waiting if job.last_state.is_terminal]
+        waiting = [job for job in waiting if not job.last_state.is_terminal]
+        if not waiting:
+            return
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise _timeout_error(waiting[0], timeout or 0, login, now)
+        if deadline is None:
+            _check_outage(waiting[0], login, now)
+        pause = next_pause(waiting, delay, now)
+        time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
+        delay = next_delay(waiting, delay)
+
+
+def _each_job(jobs: Iterable[Job | MappedJobs]) -> Iterator[Job]:
+    for job in jobs:
+        if isinstance(job, MappedJobs):
+            yield from job
+        else:
+            yield job
+
+
+def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
+    """How long a wait sleeps before its next check: the result-file delay, or less when a watcher's next
+    scheduler query comes sooner."""
+    return min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
+
+
+def next_delay(running: Sequence[Job], delay: float) -> float:
+    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval``."""
+    return min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
 
 
 def _watch_once(running: list[Job], login: _LoginSilence) -> None:

@@ -179,6 +179,10 @@ def _run(job_dir: str, index: int) -> tuple[Any, int]:
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
             "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
         ) from exc
+    if "slurm.dataflow" in sys.modules:  # the call held a Job argument: unpickling it imported dataflow
+        from slurm import dataflow
+
+        args, kwargs = dataflow.inject((args, kwargs))  # Job arguments -> their results, read here
     if not task.is_workflow:
         return task.fn(*args, **kwargs), payload.count
     with _workflow_cluster(job_dir) as cluster:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 COMMAND_TIMEOUT = 300.0
 #: The sbatch ``--dependency`` kinds the SDK offers (``Task.after(..., kind=...)``); every backend takes them.
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+#: squeue's reason for a pending job whose dependency can never be met (a parent ended the wrong way).
+NEVER_SATISFIED = "DependencyNeverSatisfied"
 
 
 @dataclass(frozen=True)

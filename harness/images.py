@@ -1,0 +1,106 @@
+"""Published images: push this checkout's images to a registry, and pull them instead of building.
+
+Tags (in ``<registry>/slurm-sdk-dev``):
+
+- ``<debian release>-<inputs hash>`` (e.g. ``trixie-54e81727a940``): exactly the images these inputs build,
+  the tag a stack looks for when ``$SLURM_SDK_IMAGE_REGISTRY`` is set (``Stack.build`` pulls it);
+- ``<debian release>-<version>`` (e.g. ``trixie-v0.1.0``): the release they were published for.
+
+The accounting variant, when its profile is on, gets the same tags with ``-accounting``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
+
+from python_on_whales.exceptions import DockerException
+
+from harness.stack import IMAGE_REPOSITORY, Stack, StackError
+
+#: Docker's tag grammar.
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+#: ``HOST[:PORT][/path]``: no scheme, no tag.
+REGISTRY = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?")
+
+
+@dataclass(frozen=True)
+class Pushed:
+    local: str  # slurm-sdk-dev:trixie-<hash>
+    remote: list[str]  # every <registry>/slurm-sdk-dev:<tag> it was pushed as
+
+
+def sdk_version() -> str:
+    try:
+        return installed_version("slurm-sdk")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def check_registry(registry: str) -> str:
+    registry = registry.strip().rstrip("/")
+    if not REGISTRY.fullmatch(registry):
+        raise StackError(
+            f"registry {registry!r} is not HOST:PORT or HOST/PATH (no scheme, no tag); "
+            "e.g. --registry 127.0.0.1:5000 or --registry ghcr.io/OWNER"
+        )
+    return registry
+
+
+def release_tag(stack: Stack, version: str) -> str:
+    tag = f"{stack.release}-{version}"
+    if not TAG.fullmatch(tag):
+        raise StackError(
+            f"{tag!r} is not a valid image tag (letters, digits, '_', '.', '-'; at most 128): "
+            "pass --version with a plain release name such as v0.1.0"
+        )
+    return tag
+
+
+def push(stack: Stack, registry: str, version: str | None = None) -> list[Pushed]:
+    """Build this checkout's images if needed (never pulls), tag and push them; returns what was pushed."""
+    registry = check_registry(registry)
+    release = release_tag(stack, version or sdk_version())
+    stack.build(pull=False)
+    pushed = []
+    for local in stack.images(IMAGE_REPOSITORY):
+        suffix = local.rpartition(":")[2].removeprefix(stack.image_tag)  # "" or "-accounting"
+        remote = [f"{registry}/{IMAGE_REPOSITORY}:{tag}{suffix}" for tag in (stack.image_tag, release)]
+        for ref in remote:
+            stack.docker.image.tag(local, ref)
+            stack.say(f"pushing {ref}")
+            started = time.monotonic()
+            try:
+                stack.docker.image.push(ref, quiet=True)
+            except DockerException as exc:
+                raise StackError(
+                    f"`docker push {ref}` failed: {(exc.stderr or str(exc)).strip().splitlines()[-1]}\n"
+                    f"fix: check that the registry answers (curl http://{registry.split('/')[0]}/v2/) and that "
+                    "you are logged in (`docker login`) where it needs it"
+                ) from None
+            stack.say(f"  pushed in {time.monotonic() - started:.1f} s")
+        pushed.append(Pushed(local, remote))
+    stack.events.record("push", project=stack.project, registry=registry, tags=f"{stack.image_tag},{release}")
+    return pushed
+
+
+def pull(stack: Stack, images: list[str]) -> bool:
+    """Pull the images for these inputs; False (after saying why) when the registry lacks one of them."""
+    started = time.monotonic()
+    for image in images:
+        stack.say(f"pulling {image}")
+        try:
+            stack.docker.image.pull(image, quiet=True)
+        except DockerException as exc:
+            detail = (exc.stderr or str(exc)).strip().splitlines()[-1:]
+            stack.say(
+                f"could not pull {image} ({' '.join(detail)}): no image was published for these inputs "
+                "(`python -m harness push --registry ...` publishes them); building instead"
+            )
+            return False
+    stack.events.record("pull", project=stack.project, images=",".join(images))
+    stack.say(f"images pulled in {time.monotonic() - started:.1f} s")
+    return True

@@ -1,0 +1,172 @@
+"""The test kit's settings (harness/kit.py), the client config texts (harness/client_config.py) and the
+example project's usage errors: no Docker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness import client_config, images, kit
+from harness.stack import Connection, StackError, containers_inputs, inputs_hash
+
+EXAMPLE = kit.KIT_ROOT / "examples" / "downstream"
+
+
+def resolve(**kwargs):
+    return kit.resolve(environ=kwargs.pop("environ", {}), **kwargs)
+
+
+def test_default_settings_serve_this_repository():
+    settings = resolve()
+    assert settings.project_dir == kit.KIT_ROOT and not settings.is_downstream
+    assert settings.project_mount == kit.SDK_MOUNT
+    assert settings.node_import_roots() == [] and settings.host_import_roots() == []
+    assert settings.node_path(kit.KIT_ROOT / "tests") == f"{kit.SDK_MOUNT}/tests"
+    assert containers_inputs(kit.KIT_ROOT, kit.KIT_ROOT) == inputs_hash(kit.KIT_ROOT)
+
+
+def test_downstream_project_maps_to_its_mount(tmp_path):
+    (tmp_path / "src").mkdir()
+    settings = resolve(project_dir=str(tmp_path))
+    assert settings.is_downstream and settings.project_mount == kit.PROJECT_MOUNT
+    assert settings.node_import_roots() == [f"{kit.PROJECT_MOUNT}/src", kit.PROJECT_MOUNT]
+    assert settings.host_import_roots() == [str(tmp_path / "src"), str(tmp_path)]
+    assert settings.node_path(tmp_path / "tests") == f"{kit.PROJECT_MOUNT}/tests"
+    assert settings.node_path(tmp_path.parent) is None  # outside the project: not on the nodes
+    assert containers_inputs(kit.KIT_ROOT, tmp_path) != inputs_hash(kit.KIT_ROOT)
+
+
+def test_explicit_values_win_over_the_environment(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    environ = {kit.ENV_PROJECT_DIR: str(tmp_path / "a"), kit.ENV_PROJECT: "from-env"}
+    settings = resolve(project_dir=str(tmp_path / "b"), environ=environ)
+    assert settings.project_dir == tmp_path / "b" and settings.origin["project_dir"] == "pytest option"
+    assert settings.project == "from-env" and settings.origin["project"] == f"${kit.ENV_PROJECT}"
+
+
+def test_relative_paths_are_taken_from_the_ini_directory(tmp_path):
+    (tmp_path / "proj" / "lib").mkdir(parents=True)
+    settings = resolve(project_dir="proj", import_roots=["lib"], base_dir=tmp_path)
+    assert settings.project_dir == tmp_path / "proj"
+    assert settings.node_import_roots() == [f"{kit.PROJECT_MOUNT}/lib"]
+
+
+def test_extra_compose_files_change_the_containers_inputs(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("services: {}\n")
+    first = containers_inputs(kit.KIT_ROOT, kit.KIT_ROOT, [extra])
+    extra.write_text("services: {login: {environment: {A: '1'}}}\n")
+    assert containers_inputs(kit.KIT_ROOT, kit.KIT_ROOT, [extra]) != first != inputs_hash(kit.KIT_ROOT)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"project_dir": "/nonexistent/proj"},
+            "slurm_sdk_project_dir / SLURM_SDK_PROJECT_DIR: /nonexistent/proj",
+        ),
+        ({"existing_cluster": "/nonexistent/site.yaml"}, "--existing-cluster / SLURM_SDK_EXISTING_CLUSTER"),
+        ({"compose_files": ["/nonexistent/x.yaml"]}, "slurm_sdk_compose_files"),
+        ({"import_roots": ["nope"]}, "import root 'nope' is not a directory"),
+        ({"environ": {kit.ENV_KIT_DIR: "/tmp"}}, "the kit needs a slurm-sdk checkout"),
+    ],
+)
+def test_bad_settings_name_the_setting_and_the_fix(kwargs, message):
+    with pytest.raises(kit.KitError, match="fix:") as error:
+        resolve(**kwargs)
+    assert message in str(error.value)
+
+
+@given(st.lists(st.text(alphabet="abcxyz_/.-", min_size=1, max_size=8), max_size=5))
+def test_environment_lists_split_on_pathsep_and_commas(items):
+    expected = [i for i in items if i.strip()]
+    assert kit._split(os.pathsep.join(items)) == expected
+    assert kit._split(",".join(items)) == expected
+    assert kit._split(items) == expected
+
+
+def connection(key: str = "/state/client_ed25519") -> Connection:
+    return Connection("p", "127.0.0.1", 32771, "sdk", Path(key), "ssh-ed25519 AAAA")
+
+
+def test_ssh_config_block():
+    block = client_config.ssh_config(connection(), Path("/state dir/known_hosts"))
+    assert block.splitlines() == [
+        "Host slurm-dev",
+        "    HostName 127.0.0.1",
+        "    Port 32771",
+        "    User sdk",
+        "    IdentityFile /state/client_ed25519",
+        "    IdentitiesOnly yes",
+        '    UserKnownHostsFile "/state dir/known_hosts"',
+        "    StrictHostKeyChecking yes",
+        "    PasswordAuthentication no",
+    ]
+
+
+@pytest.mark.parametrize("alias", ["", "two words", "slurm*", "!x"])
+def test_ssh_config_refuses_bad_aliases(alias):
+    with pytest.raises(ValueError, match="one word without wildcards"):
+        client_config.ssh_config(connection(), Path("/k"), alias)
+
+
+def test_sdk_config_for_a_downstream_project(tmp_path):
+    (tmp_path / "src").mkdir()
+    config = client_config.sdk_config(connection(), resolve(project_dir=str(tmp_path)))
+    assert config["backend"] == {
+        "type": "ssh",
+        "host": "127.0.0.1",
+        "port": 32771,
+        "user": "sdk",
+        "key_filename": "/state/client_ed25519",
+        "known_host_key": "ssh-ed25519 AAAA",
+    }
+    assert config["packaging"] == {
+        "type": "none",
+        "pythonpath": [kit.SDK_MOUNT, f"{kit.PROJECT_MOUNT}/src", kit.PROJECT_MOUNT],
+    }
+
+
+def test_example_project_refuses_a_missing_existing_cluster_config(tmp_path):
+    """A usage error (exit 4) before any test runs or Docker is asked: the plugin came from the entry point."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLURM_SDK_"))}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--existing-cluster={tmp_path}/x.yaml",
+        ],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert (
+        f"slurm-sdk test kit: --existing-cluster / SLURM_SDK_EXISTING_CLUSTER: {tmp_path}/x.yaml"
+        in run.stderr
+    )
+
+
+@pytest.mark.parametrize("registry", ["127.0.0.1:5000", "ghcr.io/owner", "registry.example.org/team/sub"])
+def test_registry_names_accepted(registry):
+    assert images.check_registry(registry + "/") == registry
+
+
+@pytest.mark.parametrize("registry", ["http://127.0.0.1:5000", "ghcr.io/owner:latest", "", "a b"])
+def test_registry_names_refused_with_an_example(registry):
+    with pytest.raises(StackError, match=r"e\.g\. --registry 127\.0\.0\.1:5000"):
+        images.check_registry(registry)
