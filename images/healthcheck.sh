@@ -7,7 +7,7 @@ case "$1" in
     scontrol ping | grep -q 'is UP' ;;
   slurmd)
     # Registered and usable (idle, or busy with jobs later on); not down, drained or unknown.
-    state=$(sinfo -h -N -n "$(hostname)" -o '%t' | awk 'NR == 1')   # one line per partition
+    state=$(sinfo -h -N -n "$(cat /run/slurm-sdk-node)" -o '%t' | awk 'NR == 1')   # one line per partition
     [[ "$state" =~ ^(idle|mix|alloc|comp)$ ]] ;;
   login)
     munge -n | unmunge >/dev/null
