@@ -133,6 +133,7 @@ def cmd_ssh(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
     services = list(dict.fromkeys([*stack.expected_services, *stack.container_names()]))
     if args.service not in services:
+        print(parser().format_usage().rstrip(), file=sys.stderr)
         print(
             f"error: no service {args.service!r} in this stack; choose one of {', '.join(services)}",
             file=sys.stderr,

@@ -70,6 +70,8 @@ class RecordingFaults:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.stack = SimpleNamespace(project="p")
+        self.compute_nodes = ("c1", "c2")  # a default two-node stack
+        self.configured = ("slurmctld", "c1", "c2", "login")
 
     def __getattr__(self, name):
         def record(*args):
