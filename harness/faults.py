@@ -33,7 +33,7 @@ from harness.stack import (
     Stack,
     StackError,
     _write_atomically,
-    compose_profiles,
+    accounting_enabled,
 )
 
 DEFAULTS_DIR = REPO_ROOT / "images" / "slurm" / "defaults"
@@ -78,10 +78,7 @@ def defaults(name: str) -> dict[str, str]:
 
 def render(name: str, overrides: dict[str, str]) -> str:
     settings = defaults(name) | overrides
-    if (
-        "accounting" not in compose_profiles()
-        and settings.get("AccountingStorageType") == "accounting_storage/none"
-    ):
+    if not accounting_enabled() and settings.get("AccountingStorageType") == "accounting_storage/none":
         del settings["AccountingStorageType"]  # accounting.conf says so already; a repeat only logs an error
     lines = [f"# written by harness/faults.py: {name} defaults" + (f" + {overrides}" if overrides else "")]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
@@ -383,7 +380,7 @@ class Faults:
     def configured(self) -> tuple[str, ...]:
         """Every container whose slurm.conf includes faults.conf; they must agree (Slurm compares config
         hashes): slurmctld, each compute node, login."""
-        return self.stack.expected_services
+        return self.stack.cluster_services
 
     @property
     def compute_nodes(self) -> tuple[str, ...]:

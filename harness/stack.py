@@ -29,6 +29,8 @@ from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Long-running services besides the compute nodes (`init` is one-shot; `slurmdbd` comes with accounting).
 FIXED_SERVICES = ("slurmctld", "login")
+ACCOUNTING_SERVICE = "slurmdbd"
+ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
 SSH_USER = "sdk"
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
@@ -105,6 +107,14 @@ def inputs_hash(repo_root: Path) -> str:
 
 def _excluded(path: Path, repo_root: Path) -> bool:
     return any(path.is_relative_to(repo_root / excluded) for excluded in INPUT_EXCLUDED)
+
+
+def accounting_enabled() -> bool:
+    """Accounting (slurmdbd + MariaDB, so sacct works) is on unless SLURM_SDK_ACCOUNTING=0."""
+    value = os.environ.get(ACCOUNTING_VAR, "1").strip() or "1"
+    if value not in ("0", "1"):
+        raise StackError(f"{ACCOUNTING_VAR}={value!r}: use 1 (accounting, the default) or 0 (none)")
+    return value == "1"
 
 
 def compose_profiles() -> list[str]:
@@ -219,9 +229,15 @@ class Stack:
     # ---- inspection ---------------------------------------------------------------------------
 
     @property
-    def expected_services(self) -> tuple[str, ...]:
-        """Every long-running service, each compute node by its node name (``c1``...)."""
+    def cluster_services(self) -> tuple[str, ...]:
+        """Every container that runs Slurm's config and the SDK (repo mounted): slurmctld, each compute
+        node by its node name (``c1``...), login."""
         return (FIXED_SERVICES[0], *self.topology.node_names, *FIXED_SERVICES[1:])
+
+    @property
+    def expected_services(self) -> tuple[str, ...]:
+        """Every long-running service: the cluster's, and slurmdbd with accounting."""
+        return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
 
     def _containers(self) -> dict[str, Container]:
         """The project's containers by service, a compute node's by its node name (one `compose ps`);
@@ -307,6 +323,9 @@ class Stack:
                 else "compose.yaml, pyproject.toml, images/ or DEBIAN_RELEASE changed since it was built"
             )
             return "rebuild", f"stack {self.project} is running but {why}: rebuilding and recreating it"
+        if self.read_state().get("accounting", True) != accounting_enabled():
+            # Every node decides at its start whether accounting is on: all of them start again.
+            return "rebuild", f"stack {self.project}: {ACCOUNTING_VAR} changed: recreating it"
         reshape = self._reshape_reason(services)
         if reshape:
             return "complete", f"stack {self.project}: {reshape}"
@@ -359,6 +378,7 @@ class Stack:
             started_at=time.time(),
             faults={},
             topology=self.topology.to_record(),
+            accounting=accounting_enabled(),
         )
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
@@ -485,7 +505,7 @@ class Stack:
         return f"{self.release}-{inputs_hash(self.repo_root)[:12]}"
 
     def images(self) -> list[str]:
-        suffixes = [""] + (["-accounting"] if "accounting" in compose_profiles() else [])
+        suffixes = [""] + (["-accounting"] if accounting_enabled() else [])
         return [f"{IMAGE_REPOSITORY}:{self.image_tag}{suffix}" for suffix in suffixes]
 
     def build(self) -> None:

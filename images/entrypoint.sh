@@ -54,14 +54,14 @@ configure_defaults() {
   [ -e /etc/slurm/faults.conf ] || cp /etc/slurm/defaults/dev.conf /etc/slurm/faults.conf
 }
 
-# MariaDB inside the slurmdbd container (socket only, data in the container: a test cluster's
-# accounting lives as long as the stack), then slurmdbd in the foreground.
+# MariaDB inside the slurmdbd container (socket only, its database initialised in the image, data in the
+# container: a test cluster's accounting lives as long as the stack), then slurmdbd in the foreground.
 run_slurmdbd() {
   local pass; pass=$(cat "$SECRETS/db/password")
   install -d -o mysql -g mysql /run/mysqld
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --skip-test-db >/dev/null
-  runuser -u mysql -- mariadbd --skip-networking --socket=/run/mysqld/mysqld.sock &
-  for _ in $(seq 1 100); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  runuser -u mysql -- mariadbd --socket=/run/mysqld/mysqld.sock &
+  for _ in $(seq 1 200); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.05; done
   mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
@@ -80,6 +80,20 @@ PidFile=/run/slurmdbd.pid
 CONF
   chown slurm:slurm /etc/slurm/slurmdbd.conf
   exec slurmdbd -D
+}
+
+# With accounting, slurmctld must find slurmdbd answering when it starts: one refused connection and it
+# retries only minutes later (sacct would miss every job until then). The other containers start
+# meanwhile; compose does not wait for slurmdbd's health, so MariaDB's start overlaps theirs.
+SLURMDBD_WAIT_SECONDS=90
+wait_for_slurmdbd() {
+  grep -q slurmdbd /etc/slurm/accounting.conf || return 0
+  for _ in $(seq $((SLURMDBD_WAIT_SECONDS * 10))); do
+    (exec 3<>/dev/tcp/slurmdbd/6819) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log slurmctld "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting" \
+      "anyway: jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
 }
 
 start_munge() {
@@ -160,6 +174,7 @@ case "${1:-login}" in
   slurmctld)
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
+    wait_for_slurmdbd
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)
     start_munge

@@ -60,8 +60,8 @@ def test_job_sees_host_edit_without_rebuild_or_restart(login_transport, slurm_st
 def test_repo_mount_is_read_only_everywhere(slurm_stack):
     names = slurm_stack.container_names()
     containers = {c.name: c for c in slurm_stack.docker.compose.ps()}
-    assert set(slurm_stack.expected_services) <= set(names)
-    for service in slurm_stack.expected_services:
+    assert set(slurm_stack.cluster_services) <= set(names)
+    for service in slurm_stack.cluster_services:
         mounts = [m for m in containers[names[service]].mounts if m.destination == SDK_MOUNT]
         assert len(mounts) == 1 and mounts[0].rw is False, f"{service}: {mounts}"
         # Not just declared: a write from inside, even as root, really fails.
@@ -71,7 +71,7 @@ def test_repo_mount_is_read_only_everywhere(slurm_stack):
 
 def test_no_container_is_privileged(slurm_stack):
     containers = slurm_stack.docker.compose.ps(all=True)
-    assert len(containers) >= len(slurm_stack.expected_services)
+    assert len(containers) >= len(slurm_stack.cluster_services)
     assert [c.name for c in containers if c.host_config.privileged] == []
     # One capability, on the compute nodes only: slurmstepd reads job processes' /proc/<pid>/io to
     # enforce memory (README, "Resources like production").

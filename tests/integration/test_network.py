@@ -49,7 +49,7 @@ def test_air_gap_refuses_egress_but_keeps_ssh_and_slurm(airgapped, login_transpo
     run = pip_download(login_transport, "-vvv")  # SSH itself still works: this command arrived over it
     assert run.returncode != 0
     assert "Connection refused" in run.stdout + run.stderr, (run.stdout + run.stderr)[-2000:]
-    for service in airgapped.expected_services:  # every container, not only the login node
+    for service in airgapped.cluster_services:  # every container, not only the login node
         outcome = airgapped.exec(service, ["python3", "-c", CONNECT_PROBE], user="sdk").strip()
         assert outcome == "ConnectionRefusedError", f"{service}: {outcome}"
     # Traffic inside the stack is untouched: slurmctld schedules, every node runs jobs, munge authenticates.

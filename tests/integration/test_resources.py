@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.stack import FIXED_SERVICES, Stack
+from harness.stack import Stack
 from slurm import JobFailedError, JobState
 
 from . import resource_jobs
@@ -128,7 +128,7 @@ def test_four_node_stack_by_configuration_and_back(faults, slurm_stack, slurm_cl
         )
         back.ensure_up(session="test-four-nodes")
     assert _node_list(login_transport) == [f"{node} idle" for node in original.node_names]
-    assert sorted(slurm_stack.container_names()) == sorted(original.node_names + FIXED_SERVICES + ("init",))
+    assert sorted(slurm_stack.container_names()) == sorted({*slurm_stack.expected_services, "init"})
 
 
 @pytest.mark.slow
