@@ -103,7 +103,7 @@ def _remove_images_and_cache(env: BenchEnv) -> None:
         docker.buildx.prune(all=True)
     else:  # Docker 20.10 without the buildx plugin: the daemon's own builder cache API
         say("  pruning build cache (docker builder prune -af)")
-        docker_run(docker.docker_cmd + ["builder", "prune", "-af"])
+        docker_run([*docker.docker_cmd, "builder", "prune", "-af"])
 
 
 def _bootstrap() -> None:

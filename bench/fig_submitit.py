@@ -95,7 +95,7 @@ def versus_submitit(env: BenchEnv, repeats: int, n: int) -> Figure:
         details={"submitit": version, "n": n},
         notes=[
             "each run is a script on the login node timed from creating the Cluster/executor to holding "
-            "every result; SDK: SlurmBackend(LocalTransport()), packaging none; submitit: SlurmExecutor, "
+            "every result; SDK: SlurmBackend(HostTransport()), packaging none; submitit: SlurmExecutor, "
             "map_array; without accounting (no sacct) submitit learns completion from its result files, "
             "checked every 1 s"
         ],

@@ -18,12 +18,12 @@ TIMEOUT = 1800
 def run_sdk(workload: str, n: int, scratch: str) -> tuple[float, list[int]]:
     from bench.tasks import square
     from slurm import Cluster
-    from slurm.backends.local import LocalTransport
+    from slurm.backends.local import HostTransport
     from slurm.backends.slurm import SlurmBackend
 
     started = time.perf_counter()
     cluster = Cluster(
-        backend=SlurmBackend(LocalTransport()),
+        backend=SlurmBackend(HostTransport()),
         job_root=f"{scratch}/sdk-jobs",
         packaging={"type": "none", "pythonpath": ["/opt/slurm_sdk_dev"]},
     )

@@ -80,7 +80,8 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
     machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
     dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
-    lines = rows + [
+    lines = [
+        *rows,
         "",
         f"Measured on: {'; '.join(sorted(machines))}; "
         f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "

@@ -522,7 +522,7 @@ class Stack:
             with log_path.open("w") as log:
                 for line in _lines(self.docker.compose.build(stream_logs=True), unique=False):
                     log.write(line + "\n")
-                    tail = (tail + [line])[-40:]
+                    tail = ([*tail, line])[-40:]
                     if _is_build_step(line):
                         self.say(f"  {line[:150]}")
         except DockerException as exc:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "Callback": "slurm.callbacks",
     "Checkpointing": "slurm.checkpoint",
     "Cluster": "slurm.cluster",
-    "ArrayJob": "slurm.job",
+    "MappedJobs": "slurm.job",
     "Job": "slurm.job",
     "Resources": "slurm.resources",
     **dict.fromkeys(
@@ -62,14 +62,21 @@ if TYPE_CHECKING:
         SubmitError,
         UnknownJobError,
     )
-    from slurm.job import ArrayJob, Job
+    from slurm.job import Job, MappedJobs
     from slurm.resources import Resources
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
 from slurm.task import Task, task, workflow  # noqa: E402
 
+#: Old public names (one release): they still work, with a DeprecationWarning.
+_RENAMED = {"ArrayJob": "MappedJobs"}
+
 
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        from slurm.deprecation import renamed_attribute
+
+        return renamed_attribute(__name__, name, _RENAMED, {_RENAMED[name]: __getattr__(_RENAMED[name])})
     if name not in _EXPORTS:
         raise AttributeError(f"module 'slurm' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -82,7 +89,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "ArrayJob",
     "BackendError",
     "Callback",
     "Checkpointing",
@@ -93,6 +99,7 @@ __all__ = [
     "JobFailedError",
     "JobState",
     "JobTimeoutError",
+    "MappedJobs",
     "ResourceError",
     "Resources",
     "SSHError",

@@ -3,7 +3,7 @@
 Order per job: ``on_submit`` -> ``on_state_change`` for every state change this process observes, in the
 order observed (``on_requeue`` just before a change to REQUEUED) -> exactly one of ``on_complete`` or
 ``on_failure``. Each event fires once, however often
-the job is polled or waited on. States are observed when you poll (``job.state``, ``wait``, ``result``),
+the job is polled or waited on. States are observed when you poll (``job.query_state()``, ``wait``, ``result``),
 so a short job may go straight from PENDING to COMPLETED. An exception raised by a callback is logged
 (logger "slurm.callbacks") and does not interrupt the job handling or other callbacks.
 """

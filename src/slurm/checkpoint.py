@@ -32,6 +32,7 @@ from typing import Any
 
 from slurm.atomic import write_atomic
 from slurm.errors import ResourceError
+from slurm.layout import checkpoint_path, requeue_count_path
 
 #: The signal Slurm sends before the time limit (``--signal=B:USR2@N``; B: the batch shell, which is the
 #: runner itself, since the script execs it).
@@ -92,14 +93,6 @@ class Stopped(BaseException):
     A BaseException, so a task's ``except Exception`` does not swallow it."""
 
 
-def checkpoint_path(job_dir: str, index: int) -> str:
-    return os.path.join(job_dir, f"checkpoint-{index}.pkl")
-
-
-def _requeues_path(job_dir: str, index: int) -> str:
-    return os.path.join(job_dir, f"time-limit-requeues-{index}")
-
-
 class _Run:
     """This run of a checkpointing task: where its state lives and which stop signal arrived."""
 
@@ -119,17 +112,17 @@ class _Run:
             self.memory = state
             return
         write_atomic(checkpoint_path(self.job_dir, self.index), pickle.dumps(state), 0o600)
-        if self.signalled is not None:
-            self._stop()
-
-    def _stop(self) -> None:
         received, self.signalled = self.signalled, None
+        if received is not None:
+            self._stop(self.job_dir, received)
+
+    def _stop(self, job_dir: str, received: int) -> None:
         if received != signal.SIGUSR2:
             raise Stopped(
                 f"stopped by {signal.Signals(received).name} after saving the checkpoint "
                 "(preempted, requeued or cancelled: Slurm decides whether it runs again)"
             )
-        done = self._time_limit_requeues()
+        done = self._time_limit_requeues(job_dir)
         if done >= self.max_requeues:
             _say(
                 f"time limit near, but not requeued: max_requeues={self.max_requeues} reached; "
@@ -148,14 +141,14 @@ class _Run:
             )
             return
         # Counted once the requeue took: SIGTERM from it is only noted, so this write is not cut short.
-        write_atomic(_requeues_path(self.job_dir, self.index), str(done + 1).encode(), 0o600)
+        write_atomic(requeue_count_path(job_dir, self.index), str(done + 1).encode(), 0o600)
         raise Stopped(
             f"time limit near: checkpoint saved, job requeued ({done + 1} of max {self.max_requeues})"
         )
 
-    def _time_limit_requeues(self) -> int:
+    def _time_limit_requeues(self, job_dir: str) -> int:
         try:
-            with open(_requeues_path(self.job_dir, self.index)) as handle:
+            with open(requeue_count_path(job_dir, self.index)) as handle:
                 return int(handle.read())
         except FileNotFoundError:
             return 0

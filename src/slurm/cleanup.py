@@ -68,7 +68,7 @@ def cleanup(
 ) -> CleanupReport:
     """Remove the directories of ended jobs submitted more than ``older_than`` ago (see module doc)."""
     cutoff = utc_now() - parse_age(older_than)
-    transport, root = cluster.backend.transport, cluster.job_root
+    transport, root = cluster.backend.transport, cluster.resolve_job_root()
     listing = list_records(transport, root)
     report = CleanupReport(unrecorded=listing.unrecorded, dry_run=dry_run)
     old = [record for record in listing.records if record.submitted_at <= cutoff]

@@ -49,7 +49,8 @@ class UsageError(SlurmSDKError):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.handler(args)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     except KeyboardInterrupt:
         return INTERRUPTED
     except SlurmSDKError as error:
@@ -102,7 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     def verb(
-        group: Any, name: str, handler: Callable[[argparse.Namespace], int], text: str, job_id: bool = True
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        text: str,
+        job_id: bool = True,
     ) -> argparse.ArgumentParser:
         sub = group.add_parser(name, parents=[common], help=text, description=text)
         if job_id:
@@ -338,9 +343,9 @@ def _current(
 
 
 def _is_array(handle: Any) -> bool:
-    from slurm.job import ArrayJob
+    from slurm.job import MappedJobs
 
-    return isinstance(handle, ArrayJob)
+    return isinstance(handle, MappedJobs)
 
 
 def _one_task(handle: Any, job_id: str) -> Any:

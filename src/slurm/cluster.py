@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import posixpath
-import secrets
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from slurm import layout
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
+from slurm.deprecation import warn_renamed
 from slurm.errors import BackendError, ConfigError, SubmitError
-from slurm.job import ArrayJob, Job
+from slurm.job import Job, MappedJobs
 from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.rendering import render_script
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
     from slurm.cleanup import CleanupReport
     from slurm.reattach import JobInfo
 
-#: Files in every job directory.
-SCRIPT, PAYLOAD, CHILD_CONFIG = "job.sh", "payload.pkl", "cluster.json"
 #: Seconds without an answer from the scheduler or login node before a wait with no timeout gives up.
 DEFAULT_OUTAGE_LIMIT = 600.0
 
@@ -75,7 +72,7 @@ class Cluster:
         self.packaging = _packaging(packaging, backend)
         self.callbacks = list(callbacks)
         self.defaults = defaults if isinstance(defaults, Resources) else Resources.from_dict(defaults or {})
-        local = backend.kind == "local"
+        local = backend.child_type == "local"
         #: Longest pause between two scheduler queries while waiting, in seconds.
         self.poll_interval = _positive("poll_interval", poll_interval, 0.2 if local else 30.0)
         #: Longest pause between two result-file checks while waiting, in seconds.
@@ -120,7 +117,7 @@ class Cluster:
         [job] = self._submit(_as_task(task), [(args, kwargs)], array=False)
         return job
 
-    def map(self, task: Task, items: Iterable[Any], /, *, max_parallel: int | None = None) -> ArrayJob:
+    def map(self, task: Task, items: Iterable[Any], /, *, max_parallel: int | None = None) -> MappedJobs:
         """Run ``task(item)`` for every item as array jobs, split into chunks no larger than the
         scheduler's MaxArraySize. ``max_parallel`` caps running tasks per chunk (sbatch ``--array=...%N``)."""
         task = _as_task(task)
@@ -129,16 +126,14 @@ class Cluster:
         jobs: list[Job] = []
         for start in range(0, len(calls), size):
             jobs += self._submit(task, calls[start : start + size], array=True, max_parallel=max_parallel)
-        return ArrayJob(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
+        return MappedJobs(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
 
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
         payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
         self._ensure_prepared()
-        job_dir = posixpath.join(
-            self.job_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}-{secrets.token_hex(4)}"
-        )
+        job_dir = layout.new_job_dir(self.resolve_job_root(), task.name)
         script = render_script(
             job_name=task.name,
             job_dir=job_dir,
@@ -148,15 +143,13 @@ class Cluster:
             python=self.packaging.python_command(),
         )
         transport = self.backend.transport
-        transport.write_bytes(posixpath.join(job_dir, PAYLOAD), payload)
+        transport.write_bytes(layout.payload_path(job_dir), payload)
         if task.is_workflow:
-            transport.write_bytes(
-                posixpath.join(job_dir, CHILD_CONFIG), json.dumps(self.child_config()).encode()
-            )
-        transport.write_bytes(posixpath.join(job_dir, SCRIPT), script.encode(), mode=0o755)
+            transport.write_bytes(layout.child_config_path(job_dir), json.dumps(self.child_config()).encode())
+        transport.write_bytes(layout.script_path(job_dir), script.encode(), mode=0o755)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
         job_id = self._submit_once(
-            posixpath.join(job_dir, SCRIPT),
+            layout.script_path(job_dir),
             array=spec,
             dependencies=task.dependencies,
             dependency_type=task.dependency_type,
@@ -210,18 +203,22 @@ class Cluster:
     def _ensure_prepared(self) -> None:
         with self._lock:
             if not self._prepared:
-                secure_root(self.backend.transport, self.job_root)  # before any job file is written
+                secure_root(self.backend.transport, self.resolve_job_root())  # before any job file is written
                 self.packaging.prepare(self.backend)
                 self._prepared = True
 
-    @property
-    def job_root(self) -> str:
-        """Absolute directory on the cluster side holding one directory per submission."""
-        root = self._job_root or "~/.slurm-sdk/jobs"
-        if root == "~" or root.startswith("~/"):
-            root = self.backend.transport.home() + root[1:]  # Slurm does not expand ~ in #SBATCH paths
+    def resolve_job_root(self) -> str:
+        """Absolute directory on the cluster side holding one directory per submission. The first call may
+        ask the cluster for the home directory (a ``~`` in ``job_root``); the answer is kept."""
+        root = self.backend.transport.expand_home(self._job_root or "~/.slurm-sdk/jobs")
         self._job_root = root
         return root
+
+    @property
+    def job_root(self) -> str:
+        """Deprecated: a property that may ask the cluster; use ``resolve_job_root()``."""
+        warn_renamed("Cluster.job_root", "Cluster.resolve_job_root()")
+        return self.resolve_job_root()
 
     def node_python(self) -> str:
         """The nodes' Python version ("3.13"), probed once through the transport with the packaging's
@@ -250,7 +247,7 @@ class Cluster:
             task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
         )
         try:
-            write_record(self.backend.transport, self.job_root, record)
+            write_record(self.backend.transport, self.resolve_job_root(), record)
         except Exception as error:
             logging.getLogger("slurm.records").warning(
                 "job %s was submitted but its record could not be written (%s); it runs, but a new process "
@@ -261,10 +258,10 @@ class Cluster:
 
     # --- picking jobs up again ---------------------------------------------------------------------
 
-    def job(self, job_id: str | int) -> Job | ArrayJob:
+    def job(self, job_id: str | int) -> Job | MappedJobs:
         """A handle on a job submitted earlier through the SDK with this job root, by any process:
         ``result()``, ``state``, logs and ``cancel()`` work on it. ``"123_4"`` is task 4 of array job
-        123; an array's own id gives an ``ArrayJob``. ``UnknownJobError`` for ids the SDK has no record of."""
+        123; an array's own id gives a ``MappedJobs``. ``UnknownJobError`` for ids the SDK has no record of."""
         from slurm.reattach import attach
 
         return attach(self, str(job_id))
@@ -294,17 +291,17 @@ class Cluster:
 
     def child_config(self) -> dict[str, Any]:
         """What a workflow's job needs to build its own Cluster on the node (see ``from_child_config``)."""
-        if self.backend.kind not in ("local", "slurm"):
+        if self.backend.child_type not in ("local", "slurm"):
             raise SubmitError(
-                f"workflows need a backend of kind 'local' or 'slurm', not {self.backend.kind!r}"
+                f"workflows need a backend whose children run 'local' or 'slurm', not {self.backend.child_type!r}"
             )
         # Backends may offer to_config(): options the child's backend of the same kind is built with.
         to_config = getattr(self.backend, "to_config", dict)
-        backend = {"type": self.backend.kind, **to_config()}
+        backend = {"type": self.backend.child_type, **to_config()}
         return {
             "backend": backend,
             "packaging": self.packaging.to_config(),
-            "job_root": self.job_root,
+            "job_root": self.resolve_job_root(),
             "defaults": {
                 name: value for name, value in vars(self.defaults).items() if value not in (None, {})
             },
@@ -320,8 +317,8 @@ class Cluster:
         from slurm.backends import make_backend
 
         cluster = cls(
-            make_backend(config["backend"]),
-            make_packaging(config["packaging"]),
+            make_backend(config["backend"], check=False),  # written by the parent SDK: no pydantic here
+            make_packaging(config["packaging"], check=False),
             job_root=config["job_root"],
             defaults=config["defaults"],
             node_python=LOCAL_PYTHON,
@@ -343,7 +340,7 @@ def _packaging(
     from slurm.packaging.none import NonePackaging
 
     # Local jobs run on this machine, so this interpreter (which has the SDK) is the right default.
-    return NonePackaging(python=sys.executable) if backend.kind == "local" else NonePackaging()
+    return NonePackaging(python=sys.executable) if backend.child_type == "local" else NonePackaging()
 
 
 def _positive(name: str, value: float | None, default: float) -> float:

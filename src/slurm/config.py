@@ -24,30 +24,25 @@ The file is ``path`` or ``$SLURM_SDK_CONFIG``. ``SLURM_SDK__<SECTION>__<KEY>=val
 
 from __future__ import annotations
 
-import inspect
+import functools
 import os
-import types
-import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from slurm.backends import make_backend
 from slurm.errors import ConfigError, ResourceError
+from slurm.options import describe, first_problem
+from slurm.packaging import make_packaging
 from slurm.resources import Resources
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ENV_PATH = "SLURM_SDK_CONFIG"
 ENV_PREFIX = "SLURM_SDK__"
-_SECTIONS: dict[str, tuple[type, ...]] = {
-    "backend": (dict,),
-    "packaging": (dict,),
-    "defaults": (dict,),
-    "job_root": (str,),
-    "poll_interval": (int, float),
-    "result_poll_interval": (int, float),
-    "outage_limit": (int, float),
-}
 
 
 @dataclass(frozen=True)
@@ -87,9 +82,6 @@ def load_config(
 
 def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, Any]:
     """Keyword arguments for ``Cluster`` from a loaded config (builds backend and packaging)."""
-    from slurm.backends import make_backend
-    from slurm.packaging import make_packaging
-
     if "backend" not in data:
         raise ConfigError(
             f"{source.path}: missing section 'backend' (e.g. backend: {{type: ssh, host: login}})"
@@ -170,19 +162,31 @@ def _merge(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 
 
 def _check_sections(data: Mapping[str, Any], source: ConfigSource) -> None:
-    for key, value in data.items():
-        if key not in _SECTIONS:
-            raise ConfigError(f"{source.where(key)}: unknown key {key!r} (valid: {', '.join(_SECTIONS)})")
-        expected = _SECTIONS[key]
-        if not isinstance(value, expected) or isinstance(value, bool):
-            names = " or ".join("mapping" if kind is dict else kind.__name__ for kind in expected)
-            raise ConfigError(
-                f"{source.where(key)}: {key!r} must be a {names}, got {type(value).__name__} {value!r}"
-            )
-        if expected == (int, float) and value <= 0:
-            raise ConfigError(
-                f"{source.where(key)}: {key!r} must be a positive number of seconds, got {value!r}"
-            )
+    problem = first_problem(_sections_model(), data)
+    if problem is not None:
+        key = str(problem["loc"][0])
+        raise ConfigError(f"{source.where(key)}: {describe(problem, _sections_model(), noun='key')}", key=key)
+
+
+@functools.cache
+def _sections_model() -> type[BaseModel]:
+    """The top level of a config file as a strict pydantic model (only the keys present are checked)."""
+    from pydantic import ConfigDict, Field, create_model
+
+    section = (dict[str, Any], Field(None, description="a mapping of options"))
+    seconds = (float, Field(None, gt=0, description="a positive number of seconds"))
+    model: type[BaseModel] = create_model(
+        "ClusterConfig",
+        __config__=ConfigDict(strict=True, extra="forbid"),
+        backend=section,
+        packaging=section,
+        defaults=section,
+        job_root=(str, Field(None, description="a path")),
+        poll_interval=seconds,
+        result_poll_interval=seconds,
+        outage_limit=seconds,
+    )
+    return model
 
 
 def _build_section(source: ConfigSource, name: str, build: Callable[[Any], Any], config: Any) -> Any:
@@ -200,59 +204,3 @@ def _defaults(source: ConfigSource, values: Mapping[str, Any]) -> Resources:
         except ResourceError as exc:
             raise ConfigError(f"{source.where('defaults.' + key)}: defaults: {exc}", key=key) from None
     return Resources.from_dict(values)
-
-
-# --- building objects from option dicts ------------------------------------------------------------
-
-
-def construct(factory: Callable[..., Any], options: Mapping[str, Any], what: str, *fixed: Any) -> Any:
-    """``factory(*fixed, **options)``, after checking option names (and simple types, when annotated)
-    against its signature, so a typo in a config is reported as such instead of as a TypeError."""
-    parameters = list(inspect.signature(factory).parameters.values())[len(fixed) :]
-    named = {p.name: p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)
-    for key in options:
-        if key not in named and not open_ended:
-            raise ConfigError(
-                f"{what}: unknown option {key!r} (valid: {', '.join(named) or 'none'})", key=key
-            )
-    for name, parameter in named.items():
-        if parameter.default is parameter.empty and name not in options:
-            raise ConfigError(f"{what}: missing required option {name!r}", key=name)
-    hints = _type_hints(factory)
-    for key, value in options.items():
-        if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(
-                f"{what}: option {key!r} must be {_hint_name(hints[key])}, "
-                f"got {type(value).__name__} {value!r}",
-                key=key,
-            )
-    return factory(*fixed, **options)
-
-
-def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
-    except Exception:  # unresolvable annotations: leave the checking to the factory itself
-        return {}
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
-    if origin is list:
-        return isinstance(value, list) and (not args or all(_matches(item, args[0]) for item in value))
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is type(None):
-        return value is None
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # Any, protocols, ...: the factory judges
-
-
-def _hint_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -7,12 +7,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from slurm import layout
 from slurm.backends.base import JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
+from slurm.deprecation import renamed_attribute, warn_renamed
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError
-from slurm.rendering import expand_log_pattern, log_patterns
+from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
 
 if TYPE_CHECKING:
@@ -80,13 +82,19 @@ class Job:
     def dependency_ids(self) -> list[str]:
         return [self.job_id]
 
-    @property
-    def state(self) -> JobState:
-        """Current state (asks the scheduler now, about every unfinished job of the cluster)."""
+    def query_state(self) -> JobState:
+        """Current state: asks the scheduler now (one query for every unfinished job of the cluster) unless
+        the job already ended. ``last_state`` is the answer without asking."""
         if not self._state.is_terminal:
             self._check_result_file()
             self.cluster.poll([self])
         return self._state
+
+    @property
+    def state(self) -> JobState:
+        """Deprecated: a property that asks the scheduler; use ``query_state()``."""
+        warn_renamed("Job.state", "Job.query_state() (it asks the scheduler) or Job.last_state")
+        return self.query_state()
 
     @property
     def last_state(self) -> JobState:
@@ -159,7 +167,7 @@ class Job:
 
     def log_path(self, stream: str = "stdout") -> str:
         """Where the job's ``stream`` ("stdout" or "stderr") is written on the cluster side."""
-        pattern = log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
+        pattern = layout.log_patterns(self.job_dir, array=self._array)[_stream_index(stream)]
         array_id, _, index = self.job_id.partition("_")
         return expand_log_pattern(
             pattern, job_id=self.job_id, array_job_id=array_id, array_task_id=index, job_name=self.name
@@ -186,7 +194,7 @@ class Job:
 
     @property
     def _result_path(self) -> str:
-        return f"{self.job_dir}/result-{self._index}.pkl"
+        return layout.result_path(self.job_dir, self._index)
 
     def _no_result_error(self) -> JobFailedError:
         try:
@@ -303,9 +311,10 @@ class Job:
         """The result file exists: the job is done, whatever the scheduler says. The run that wrote it
         says how often the job was requeued before, so no requeue goes unreported between polls."""
         with self._lock:
-            if not self._state.is_terminal:
-                self._note_restarts(self._outcome.restarts)
-                self._set_state(JobState.COMPLETED if self._outcome.ok else JobState.FAILED)
+            outcome = self._outcome
+            if outcome is not None and not self._state.is_terminal:
+                self._note_restarts(outcome.restarts)
+                self._set_state(JobState.COMPLETED if outcome.ok else JobState.FAILED)
 
     def _emit_outcome(self) -> None:
         try:
@@ -331,7 +340,7 @@ def _stream_index(stream: str) -> int:
     return LOG_STREAMS.index(stream)
 
 
-class ArrayJob(Sequence[Job]):
+class MappedJobs(Sequence[Job]):
     """The jobs of one ``Cluster.map`` call, one per item (possibly split over several array jobs)."""
 
     def __init__(self, jobs: list[Job], array_ids: list[str]) -> None:
@@ -347,16 +356,22 @@ class ArrayJob(Sequence[Job]):
         return iter(self.jobs)
 
     def __repr__(self) -> str:
-        return f"<ArrayJob {','.join(self.array_ids)} with {len(self.jobs)} tasks>"
+        return f"<MappedJobs {','.join(self.array_ids)} with {len(self.jobs)} tasks>"
 
     @property
     def dependency_ids(self) -> list[str]:
         return list(self.array_ids)
 
-    @property
-    def states(self) -> list[JobState]:
+    def query_states(self) -> list[JobState]:
+        """Current states in item order, from one scheduler query for all of them."""
         _poll(self.jobs)
         return [job.last_state for job in self.jobs]
+
+    @property
+    def states(self) -> list[JobState]:
+        """Deprecated: a property that asks the scheduler; use ``query_states()``."""
+        warn_renamed("MappedJobs.states", "MappedJobs.query_states()")
+        return self.query_states()
 
     def wait(self, timeout: float | None = None) -> list[JobState]:
         wait_all(self.jobs, timeout)
@@ -376,9 +391,9 @@ class ArrayJob(Sequence[Job]):
 def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
-        files = cluster.retry(
-            lambda: cluster.backend.transport.read_existing([job._result_path for job in group])
-        )
+        paths = [job._result_path for job in group]
+        transport = cluster.backend.transport
+        files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
@@ -487,3 +502,10 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
             f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
             f"retrying after outage_limit={limit:g}s without an answer"
         ) from login.error
+
+
+_RENAMED = {"ArrayJob": "MappedJobs"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())

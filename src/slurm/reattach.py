@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from slurm.backends.base import JobState
 from slurm.errors import UnknownJobError
-from slurm.job import ArrayJob, Job
+from slurm.job import Job, MappedJobs
 from slurm.records import SubmissionRecord, list_records, parse_job_id, read_record
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class JobInfo:
 
     ``state`` is the scheduler's (an array's summarises its tasks); UNKNOWN once the scheduler has
     forgotten the job (no accounting, older than MinJobAge): ``results`` then says how many of its tasks
-    left a result file (``Cluster.job(id).state`` reads them to tell COMPLETED from FAILED)."""
+    left a result file (``Cluster.job(id).query_state()`` reads them to tell COMPLETED from FAILED)."""
 
     job_id: str
     name: str
@@ -47,14 +47,14 @@ class JobInfo:
         }
 
 
-def attach(cluster: Cluster, job_id: str) -> Job | ArrayJob:
+def attach(cluster: Cluster, job_id: str) -> Job | MappedJobs:
     """A handle on a job submitted earlier, possibly by another process, found through its record.
 
-    ``"123"`` gives a ``Job`` (or an ``ArrayJob`` of every task when 123 is an array job); ``"123_4"``
+    ``"123"`` gives a ``Job`` (or a ``MappedJobs`` of every task when 123 is an array job); ``"123_4"``
     gives task 4 of array job 123. Raises ``UnknownJobError`` naming the cause and the fix.
     """
     base, index = parse_job_id(job_id)
-    record, script = read_record(cluster.backend.transport, cluster.job_root, base)
+    record, script = read_record(cluster.backend.transport, cluster.resolve_job_root(), base)
     if not record.array:
         if index is not None:
             raise UnknownJobError(
@@ -62,7 +62,7 @@ def attach(cluster: Cluster, job_id: str) -> Job | ArrayJob:
             )
         return _handle(cluster, record, script, None)
     if index is None:
-        return ArrayJob([_handle(cluster, record, script, task) for task in range(record.tasks)], [base])
+        return MappedJobs([_handle(cluster, record, script, task) for task in range(record.tasks)], [base])
     if index >= record.tasks:
         raise UnknownJobError(
             f"array job {base} has tasks {base}_0 to {base}_{record.tasks - 1}, not {job_id}", job_id=job_id
@@ -86,7 +86,7 @@ def _handle(cluster: Cluster, record: SubmissionRecord, script: str, index: int 
 def list_jobs(cluster: Cluster) -> list[JobInfo]:
     """Every job recorded under the cluster's job root, oldest first: one command for the records and
     one scheduler query for all their states."""
-    listing = list_records(cluster.backend.transport, cluster.job_root)
+    listing = list_records(cluster.backend.transport, cluster.resolve_job_root())
     states = cluster.backend.states([record.job_id for record in listing.records]) if listing.records else {}
     return [
         JobInfo(

@@ -1,12 +1,6 @@
 """What the SDK writes at submit so that any later process can find a job again, and how it is read back.
 
-Layout under the job root (one home for these names)::
-
-    <job_root>/                         mode 0700: job files are never readable by other users
-        records/<job id>.json           one record per sbatch call (a job, or one array job of a map)
-        <dir>/job.sh, payload.pkl, ...  the job directory the record points to
-
-A 1,000-task map writes one record, not a thousand. The record is written after ``sbatch`` returned the
+Where records and job directories live: ``slurm.layout``. A 1,000-task map writes one record, not a thousand. The record is written after ``sbatch`` returned the
 id, as one small atomic file write (SFTP over SSH, no process on the login node); a lookup by id is one
 read, and listing every record is one ``find`` command.
 """
@@ -25,13 +19,11 @@ from typing import Any
 
 from slurm.backends.base import Transport
 from slurm.errors import UnknownJobError
+from slurm.layout import JOB_DIR_NAME, RECORDS_DIR, RESULT_GLOB, record_path, script_path
 
-RECORDS = "records"
 _VERSION = 1
 #: A job id as sbatch prints it, or one array task of it ("123_4").
 JOB_ID = re.compile(r"^(?P<base>\d+)(?:_(?P<index>\d+))?$")
-#: Job directory names are made by the SDK (see Cluster._submit); anything else under the root is not ours.
-_DIR_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -99,9 +91,7 @@ def read_record(transport: Transport, job_root: str, job_id: str) -> tuple[Submi
     """The record of sbatch call ``job_id`` (a base id, no array index) and its job script."""
     try:
         record = SubmissionRecord.from_json(transport.read_bytes(record_path(job_root, job_id)).decode())
-        script = transport.read_bytes(
-            posixpath.join(_checked_dir(job_root, record.job_dir), "job.sh")
-        ).decode()
+        script = transport.read_bytes(script_path(_checked_dir(job_root, record.job_dir))).decode()
     except FileNotFoundError:
         raise UnknownJobError(
             f"no SDK job {job_id} under {job_root}: it was not submitted through slurm-sdk with this job_root, "
@@ -109,10 +99,6 @@ def read_record(transport: Transport, job_root: str, job_id: str) -> tuple[Submi
             job_id=job_id,
         ) from None
     return record, script
-
-
-def record_path(job_root: str, job_id: str) -> str:
-    return posixpath.join(job_root, RECORDS, f"{job_id}.json")
 
 
 @dataclass
@@ -132,9 +118,9 @@ def list_records(transport: Transport, job_root: str) -> Listing:
     separate listings, so one tool's output never interleaves with another's."""
     command = (
         f"cd {shlex.quote(job_root)} 2>/dev/null || exit 0; "
-        f"find . -mindepth 1 -maxdepth 1 -type d ! -name {RECORDS} -print; "
-        f"find . -mindepth 2 -maxdepth 2 -type f -name 'result-*.pkl' ! -path './{RECORDS}/*' -print; "
-        f"find ./{RECORDS} -mindepth 1 -maxdepth 1 -type f -name '*.json' -exec cat {{}} + 2>/dev/null; true"
+        f"find . -mindepth 1 -maxdepth 1 -type d ! -name {RECORDS_DIR} -print; "
+        f"find . -mindepth 2 -maxdepth 2 -type f -name {RESULT_GLOB!r} ! -path './{RECORDS_DIR}/*' -print; "
+        f"find ./{RECORDS_DIR} -mindepth 1 -maxdepth 1 -type f -name '*.json' -exec cat {{}} + 2>/dev/null; true"
     )
     records: list[SubmissionRecord] = []
     dirs: set[str] = set()
@@ -179,6 +165,10 @@ def _checked_dir(job_root: str, job_dir: str) -> str:
     """``job_dir`` if it is a directory the SDK made directly under ``job_root``; refuse anything else, so
     a damaged record can never point a write or an ``rm -rf`` elsewhere."""
     parent, name = posixpath.split(posixpath.normpath(job_dir))
-    if parent != posixpath.normpath(job_root) or not _DIR_NAME.match(name) or name in (".", "..", RECORDS):
+    if (
+        parent != posixpath.normpath(job_root)
+        or not JOB_DIR_NAME.match(name)
+        or name in (".", "..", RECORDS_DIR)
+    ):
         raise ValueError(f"job directory {job_dir!r} is not a directory of the SDK under {job_root!r}")
     return posixpath.join(parent, name)

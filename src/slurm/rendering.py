@@ -7,15 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from slurm.checkpoint import MAX_REQUEUES_OPTION
+from slurm.layout import log_patterns
 from slurm.resources import Resources
 
 RUNNER_MODULE = "slurm.runner"
-
-
-def log_patterns(job_dir: str, *, array: bool) -> tuple[str, str]:
-    """``--output``/``--error`` patterns: one file pair per job, or per array task (%A job, %a index)."""
-    stem = f"{job_dir}/slurm-%A_%a" if array else f"{job_dir}/slurm-%j"
-    return f"{stem}.out", f"{stem}.err"
 
 
 def expand_log_pattern(
@@ -36,6 +31,7 @@ def expand_log_pattern(
 def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
     """(option, value) pairs in a fixed order; ``True`` values are flags, ``False``/``None`` are omitted."""
     gres = None if resources.gpus is None else f"gpu:{resources.gpus}"
+    checkpointing = resources.checkpointing
     options: list[tuple[str, Any]] = [
         ("time", resources.time),
         ("cpus-per-task", resources.cpus),
@@ -44,9 +40,9 @@ def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
         ("partition", resources.partition),
         ("account", resources.account),
         ("requeue" if resources.requeue else "no-requeue", None if resources.requeue is None else True),
-        ("signal", resources.checkpoint and resources.checkpoint.sbatch_signal()),
+        ("signal", checkpointing and checkpointing.sbatch_signal()),
         # A requeued job reopens its log files: keep every run's lines, not only the last run's.
-        ("open-mode", resources.checkpoint and "append"),
+        ("open-mode", checkpointing and "append"),
     ]
     options += sorted(resources.sbatch.items())
     return [(name, value) for name, value in options if value is not None and value is not False]
@@ -60,9 +56,8 @@ def render_script(
     header = [("job-name", job_name), ("output", output), ("error", error), *sbatch_options(resources)]
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH --{name}" if value is True else f"#SBATCH --{name}={value}" for name, value in header]
-    checkpointing = (
-        f" {MAX_REQUEUES_OPTION} {resources.checkpoint.max_requeues}" if resources.checkpoint else ""
-    )
+    checkpoint = resources.checkpointing
+    checkpointing = f" {MAX_REQUEUES_OPTION} {checkpoint.max_requeues}" if checkpoint else ""
     lines += [
         "",
         "set -eo pipefail",

@@ -147,9 +147,10 @@ class Resources:
         if self.requeue is not None and not isinstance(self.requeue, bool):
             raise ResourceError(f"requeue must be True, False or None, got {self.requeue!r}")
         object.__setattr__(self, "checkpoint", Checkpointing.of(self.checkpoint))
-        if self.checkpoint and self.time is not None and self.checkpoint.signal_before >= self.time_seconds:
+        checkpointing, limit = self.checkpointing, self.time_seconds
+        if checkpointing and limit is not None and checkpointing.signal_before >= limit:
             raise ResourceError(
-                f"checkpoint signal_before={self.checkpoint.signal_before}s must be shorter than "
+                f"checkpoint signal_before={checkpointing.signal_before}s must be shorter than "
                 f"time={self.time!r} ({self.time_seconds}s): lower signal_before or raise time"
             )
         for name in ("partition", "account"):
@@ -172,6 +173,11 @@ class Resources:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sbatch"}
         merged = {name: getattr(defaults, name) if value is None else value for name, value in values.items()}
         return replace(self, **merged, sbatch={**defaults.sbatch, **self.sbatch})
+
+    @property
+    def checkpointing(self) -> Checkpointing | None:
+        """The checkpoint settings when checkpointing is on (``checkpoint`` as normalised), else None."""
+        return self.checkpoint if isinstance(self.checkpoint, Checkpointing) else None
 
     @property
     def time_seconds(self) -> int | None:

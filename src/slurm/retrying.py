@@ -35,7 +35,7 @@ def with_retries(operation: Callable[[], T], *, limit: float) -> T:
 
     def wait(state: RetryCallState) -> float:
         # Never sleep past the budget: the last attempt happens just before it ends.
-        return max(0.0, min(_BACKOFF(state), budget - state.seconds_since_start - 0.05))
+        return max(0.0, min(_BACKOFF(state), budget - (state.seconds_since_start or 0.0) - 0.05))
 
     retrying = Retrying(
         stop=stop_after_delay(budget), wait=wait, retry=retry_if_exception(is_transient), reraise=True

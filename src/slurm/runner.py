@@ -1,9 +1,9 @@
 """The job side: ``python -m slurm.runner [--max-requeues N] <job_dir>`` (array index from
 ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``).
 
-Loads the task and its arguments from ``payload.pkl``, runs it (a workflow also gets a Cluster for
+Loads the task and its arguments from the job directory's payload, runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
-traceback, to ``result-<index>.pkl``. Exits 1 when the task raised, so the scheduler records FAILED.
+traceback, to its result file (paths: ``slurm.layout``). Exits 1 when the task raised, so the scheduler records FAILED.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 
 import slurm
-from slurm import checkpoint
+from slurm import checkpoint, layout
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
         traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
-    write_atomic(os.path.join(job_dir, f"result-{index}.pkl"), outcome)
+    write_atomic(layout.result_path(job_dir, index), outcome)
     return code
 
 
@@ -74,7 +74,7 @@ def _print_header(job_dir: str, index: int, restarts: int) -> None:
 
 
 def _run(job_dir: str, index: int) -> Any:
-    with open(os.path.join(job_dir, "payload.pkl"), "rb") as handle:
+    with open(layout.payload_path(job_dir), "rb") as handle:
         data = handle.read()
     try:
         task, calls = load_payload(data)
@@ -92,14 +92,14 @@ def _run(job_dir: str, index: int) -> Any:
 
 def _workflow_cluster(job_dir: str) -> Any:
     # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
-    from slurm.backends.local import scrub_slurm_env
-    from slurm.cluster import CHILD_CONFIG, Cluster
+    from slurm.cluster import Cluster
+    from slurm.inherited_env import scrub_slurm_env
 
     # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.
     environ = scrub_slurm_env(os.environ)
     os.environ.clear()
     os.environ.update(environ)
-    with open(os.path.join(job_dir, CHILD_CONFIG)) as handle:
+    with open(layout.child_config_path(job_dir)) as handle:
         return Cluster.from_child_config(json.load(handle))
 
 

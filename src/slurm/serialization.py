@@ -25,7 +25,7 @@ Call = tuple[tuple[Any, ...], dict[str, Any]]
 LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-class _BytecodeTrackingPickler(cloudpickle.Pickler):
+class _BytecodeTrackingPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     """cloudpickle that records the code objects it pickles by value."""
 
     def __init__(self, file: io.BytesIO) -> None:
@@ -147,7 +147,8 @@ class Outcome:
     @property
     def restarts(self) -> int:
         """Requeues before the run that wrote this (the node's SLURM_RESTART_COUNT)."""
-        return self.fields.get("restarts", 0)
+        restarts: int = self.fields.get("restarts", 0)
+        return restarts
 
     @classmethod
     def load(cls, data: bytes) -> Outcome:

@@ -8,11 +8,10 @@ import importlib
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack, overload
 
+from slurm.backends.base import DEPENDENCY_TYPES
 from slurm.resources import Resources
-
-DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 
 
 class Task:
@@ -43,7 +42,7 @@ class Task:
         return f"<{kind} {self.fn.__module__}.{self.fn.__qualname__}>"
 
     def after(self, *jobs: Any, kind: str = "afterok") -> Task:
-        """This task, to be started only after ``jobs`` (Jobs, ArrayJobs or job id strings) end.
+        """This task, to be started only after ``jobs`` (Jobs, MappedJobs handles or job id strings) end.
 
         ``kind``: "afterok" (all succeeded), "afterany" (all ended) or "afternotok" (all failed).
         """
@@ -99,50 +98,61 @@ def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
     return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
 
 
-def _decorator(workflow: bool) -> Callable[..., Any]:
-    def decorate(
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        time: str | int | None = None,
-        cpus: int | None = None,
-        mem: str | int | None = None,
-        gpus: int | str | None = None,
-        partition: str | None = None,
-        account: str | None = None,
-        requeue: bool | None = None,
-        checkpoint: Any = None,
-        sbatch: Mapping[str, Any] | None = None,
-    ) -> Any:
+class TaskOptions(TypedDict, total=False):
+    """What ``@task(...)`` and ``@workflow(...)`` take: the job's name and its resources (``Resources``)."""
+
+    name: str | None
+    time: str | int | None
+    cpus: int | None
+    mem: str | int | None
+    gpus: int | str | None
+    partition: str | None
+    account: str | None
+    requeue: bool | None
+    checkpoint: Any
+    sbatch: Mapping[str, Any] | None
+
+
+class _Decorator:
+    """``@task`` / ``@workflow``, bare or called with ``TaskOptions`` (typed both ways for type checkers)."""
+
+    def __init__(self, *, workflow: bool, doc: str) -> None:
+        self.workflow, self.__doc__ = workflow, doc
+
+    @overload
+    def __call__(self, fn: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def __call__(
+        self, fn: None = None, /, **options: Unpack[TaskOptions]
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def __call__(
+        self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptions]
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        name = options.pop("name", None)
+        if options.get("sbatch", {}) is None:
+            del options["sbatch"]
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
-        resources = Resources(
-            time=time,
-            cpus=cpus,
-            mem=mem,
-            gpus=gpus,
-            partition=partition,
-            account=account,
-            requeue=requeue,
-            checkpoint=checkpoint,
-            sbatch=sbatch or {},
-        )
+        resources = Resources.from_dict(options)
 
         def wrap(function: Callable[..., Any]) -> Task:
-            return Task(function, resources, name=name, workflow=workflow)
+            return Task(function, resources, name=name, workflow=self.workflow)
 
         return wrap if fn is None else wrap(fn)
 
-    return decorate
 
-
-task = _decorator(workflow=False)
-task.__doc__ = """Decorate a function to run as a Slurm job: ``@task`` or ``@task(time="00:10:00", cpus=2,
+task = _Decorator(
+    workflow=False,
+    doc="""Decorate a function to run as a Slurm job: ``@task`` or ``@task(time="00:10:00", cpus=2,
 mem="4G", gpus=1, partition="debug", account=None, requeue=False, sbatch={"constraint": "fast"},
 name="train")``. ``requeue=False`` renders ``--no-requeue``: the job fails instead of running again after a
 node failure or preemption. ``checkpoint=True`` (or ``Checkpointing(signal_before=60, max_requeues=3)``):
-the task saves its state with ``slurm.checkpoint.save`` and is requeued before its time limit."""
+the task saves its state with ``slurm.checkpoint.save`` and is requeued before its time limit.""",
+)
 
-workflow = _decorator(workflow=True)
-workflow.__doc__ = """Like ``@task``, for a function whose first parameter ``cluster`` receives a Cluster
-that submits child jobs from inside the job's allocation (with the same packaging)."""
+workflow = _Decorator(
+    workflow=True,
+    doc="""Like ``@task``, for a function whose first parameter ``cluster`` receives a Cluster
+that submits child jobs from inside the job's allocation (with the same packaging).""",
+)

@@ -105,7 +105,7 @@ class Watcher:
             self._jobs = {job.job_id: job for job in watched}
             now = time.monotonic()
             if self._last_query_at is not None and now - self._last_query_at < self.first_poll:
-                # Asked less than first_poll ago (job.state in a loop): that answer stands.
+                # Asked less than first_poll ago (job.query_state() in a loop): that answer stands.
                 self.next_query_at = max(self.next_query_at, self._last_query_at + self.first_poll)
                 return
             self._last_query_at = now

@@ -6,7 +6,7 @@ import time
 
 
 def settle(cluster, *handles, timeout: float = 60) -> None:
-    """Block until the backend reports every job of ``handles`` (Jobs or ArrayJobs) in a final state.
+    """Block until the backend reports every job of ``handles`` (Jobs or MappedJobs handles) in a final state.
 
     ``Job.wait`` returns as soon as the result file exists, while the job may still be exiting; listings
     and cleanup go by the scheduler's word, so tests about them wait for that."""

@@ -37,7 +37,9 @@ def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(cluster, tmp_pat
     logs = [str(tmp_path / f"runs-{i}") for i in range(2)]
     jobs = cluster.map(count_steps_of.options(**SHORT_LIMIT), [(30, log, STEP) for log in logs])
     assert [state["step"] for state in jobs.results(timeout=60)] == [30, 30]
-    for job, log in zip(jobs, logs):  # requeued as "<array>_<index>": each task on its own, none restarted
+    for job, log in zip(
+        jobs, logs, strict=True
+    ):  # requeued as "<array>_<index>": each task on its own, none restarted
         starts = run_starts(open(log).read())
         assert len(starts) >= 2 and starts == sorted(starts) and job.restarts == len(starts) - 1
 
@@ -59,7 +61,8 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
     for preemptions in (1, 2):
         # Preempt a run once it has saved a step (a run that saved nothing would just start over).
         assert wait_until(
-            lambda: log.exists() and len(run_starts(log.read_text())) == preemptions, timeout=20
+            lambda preemptions=preemptions: log.exists() and len(run_starts(log.read_text())) == preemptions,
+            timeout=20,
         )
         assert wait_until(lambda: os.path.exists(checkpoint.checkpoint_path(job.job_dir, 0)), timeout=20)
         cluster.backend.preempt(job.job_id)
@@ -139,5 +142,7 @@ def test_checkpointing_is_accepted_exactly_when_slurm_can_honour_it(before, requ
 
 
 def test_signal_cannot_be_passed_through_sbatch():
-    with pytest.raises(ResourceError, match="--signal cannot be passed through sbatch.*checkpoint= argument"):
+    with pytest.raises(
+        ResourceError, match=r"--signal cannot be passed through sbatch.*checkpoint= argument"
+    ):
         task(sbatch={"signal": "USR1@30"})(lambda: None)

@@ -30,7 +30,7 @@ def config(cluster, tmp_path):
             {
                 "backend": {"type": "local", "state_dir": cluster.backend.state_dir},
                 "packaging": {"type": "none", "pythonpath": [REPO], "python": sys.executable},
-                "job_root": cluster.job_root,
+                "job_root": cluster.resolve_job_root(),
             }
         )
     )
@@ -90,7 +90,7 @@ def test_jobs_logs_prints_follows_and_tails(cluster, config, capsys, tmp_path):
     gate.touch()
     code, out, _ = cli(capsys, config, "jobs", "logs", job.job_id, "-f")
     assert (code, out) == (OK, "first\nsecond\nthird\n")
-    assert job.last_state is JobState.COMPLETED or job.state is JobState.COMPLETED
+    assert job.last_state is JobState.COMPLETED or job.query_state() is JobState.COMPLETED
     code, out, _ = cli(capsys, config, "jobs", "logs", job.job_id, "-n", "1")
     assert (code, out) == (OK, "third\n")
     code, out, _ = cli(capsys, config, "jobs", "logs", job.job_id, "--stderr", "--json")

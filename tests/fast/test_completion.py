@@ -3,6 +3,8 @@ outputs and failures (files are real, in a temporary directory), so every wait's
 
 from __future__ import annotations
 
+import itertools
+import pathlib
 import posixpath
 import shlex
 import time
@@ -12,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
+from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError, layout
 from slurm.backends.base import CommandResult
-from slurm.backends.local import LocalTransport
-from slurm.backends.slurm import _SCRUB_SLURM_ENV, SlurmBackend
+from slurm.backends.local import HostTransport
+from slurm.backends.slurm import SlurmBackend
+from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.serialization import LOCAL_PYTHON, dump_result
 from tests.fast import tasks
 
@@ -28,7 +31,7 @@ def ok(stdout: str = "") -> CommandResult:
     return CommandResult(0, stdout, "")
 
 
-class ScriptedTransport(LocalTransport):
+class ScriptedTransport(HostTransport):
     """Slurm commands answer from scripts (the last answer repeats); everything else runs for real."""
 
     def __init__(self) -> None:
@@ -39,7 +42,11 @@ class ScriptedTransport(LocalTransport):
         self.answers[command] = deque(answers)
 
     def run(self, command, *, env=None, check=True, timeout=None):
-        argv = shlex.split(command[len(_SCRUB_SLURM_ENV) :]) if command.startswith(_SCRUB_SLURM_ENV) else []
+        argv = (
+            shlex.split(command[len(SCRUB_SLURM_ENV_SHELL) :])
+            if command.startswith(SCRUB_SLURM_ENV_SHELL)
+            else []
+        )
         if not argv or argv[0] not in SLURM_COMMANDS:
             return super().run(command, env=env, check=check, timeout=timeout)
         self.calls.append((argv[0], argv[1:]))
@@ -82,9 +89,7 @@ def squeue(*lines: str) -> CommandResult:
 
 
 def write_result(job, value, restarts: int = 0) -> None:
-    LocalTransport().write_bytes(
-        posixpath.join(job.job_dir, "result-0.pkl"), dump_result(value, restarts=restarts)
-    )
+    HostTransport().write_bytes(layout.result_path(job.job_dir, 0), dump_result(value, restarts=restarts))
 
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
@@ -182,7 +187,7 @@ def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, reco
 def test_sacct_duplicates_count_the_runs_of_a_requeued_job(make, slurm):
     slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|RUNNING\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.state is JobState.RUNNING and job.restarts == 2
+    assert job.query_state() is JobState.RUNNING and job.restarts == 2
 
 
 def test_transient_scheduler_errors_are_outlasted(make, slurm):
@@ -278,16 +283,16 @@ def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, sl
         clock[0] += 0.1
     first_minute = [t for t in asked_at if t <= 60]
     assert 6 <= len(first_minute) <= 10, asked_at
-    gaps = [b - a for a, b in zip(asked_at, asked_at[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(asked_at)]
     assert gaps[-1] == pytest.approx(30, abs=0.2) and all(gap <= 30.2 for gap in gaps)
-    assert all(gap == pytest.approx(30, abs=0.2) for gap, t in zip(gaps, asked_at[1:]) if t > 90)
+    assert all(gap == pytest.approx(30, abs=0.2) for gap, t in zip(gaps, asked_at[1:], strict=True) if t > 90)
 
 
 def test_a_lost_sbatch_answer_is_looked_up_not_resubmitted(make, slurm):
     def squeue_me(argv):
-        script = [
+        script = next(
             path for _, args in slurm.calls if _ == "sbatch" for path in args if path.endswith("job.sh")
-        ][0]
+        )
         return squeue(f"4242|{script}", "77|/elsewhere/job.sh")
 
     slurm.script("sbatch", SSHError("connection dropped while running: sbatch ...", transient=True))
@@ -369,13 +374,13 @@ def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slur
     with pytest.raises(JobFailedError, match=r"job 101_0 \(square\) can never start.*job 100 \(FAILED\)"):
         children.results(timeout=10)
     assert [args for name, args in slurm.calls if name == "scancel"] == [["101"]]
-    assert children.states == [JobState.CANCELLED] * 3
+    assert children.query_states() == [JobState.CANCELLED] * 3
 
 
 def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
     slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.state is JobState.RUNNING and job.restarts == 0
+    assert job.query_state() is JobState.RUNNING and job.restarts == 0
 
 
 def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second(make, slurm):
@@ -383,7 +388,7 @@ def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second
     job = make(poll_interval=30).submit(tasks.add, 1, 2)
     started = time.monotonic()
     while time.monotonic() - started < 1.5:
-        assert job.state is JobState.RUNNING
+        assert job.query_state() is JobState.RUNNING
         time.sleep(0.01)
     assert 1 <= slurm.count("squeue") <= 2
 
@@ -413,7 +418,7 @@ def test_a_dependent_slurm_cancelled_itself_still_names_the_parent(make, slurm):
 def test_a_lost_sbatch_answer_for_a_job_that_already_ended_is_found_by_its_logs(make, slurm):
     def run_then_drop(argv):
         job_dir = posixpath.dirname(argv[-1])
-        LocalTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
+        HostTransport().write_bytes(posixpath.join(job_dir, "slurm-4243.out"), b"")
         raise SSHError("connection dropped while running: sbatch ...", transient=True)
 
     slurm.script("sbatch", run_then_drop)
@@ -437,11 +442,13 @@ def test_the_runner_records_the_restart_count(tmp_path, monkeypatch, capsys):
     from slurm import runner
     from slurm.serialization import Outcome, dump_payload
 
-    (tmp_path / "payload.pkl").write_bytes(dump_payload(tasks.add, [((1, 2), {})], lambda: LOCAL_PYTHON))
+    pathlib.Path(layout.payload_path(str(tmp_path))).write_bytes(
+        dump_payload(tasks.add, [((1, 2), {})], lambda: LOCAL_PYTHON)
+    )
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     assert runner.main([str(tmp_path)]) == 0
-    assert Outcome.load((tmp_path / "result-0.pkl").read_bytes()).restarts == 1
+    assert Outcome.load(pathlib.Path(layout.result_path(str(tmp_path), 0)).read_bytes()).restarts == 1
     assert "run 2 (requeued 1x)" in capsys.readouterr().err
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from slurm import Cluster, ConfigError
 from slurm.backends.local import LocalCommandBackend
@@ -141,10 +144,13 @@ def test_not_a_mapping(write):
             r":4: defaults: malformed time '1h'",
         ),
         ("backend: {type: local}\ndefaults:\n  cpus: -1\n", r":3: defaults: cpus must be an int >= 1"),
-        ("backend: {type: local}\npoll_interval: fast\n", r":2: 'poll_interval' must be a int or float"),
+        (
+            "backend: {type: local}\npoll_interval: fast\n",
+            r":2: key 'poll_interval' must be a positive number of seconds, got str 'fast'",
+        ),
         (
             "backend: {type: local}\noutage_limit: 0\n",
-            r":2: 'outage_limit' must be a positive number of seconds",
+            r":2: key 'outage_limit' must be a positive number of seconds, got int 0",
         ),
         ("packaging: {type: none}\n", r": missing section 'backend'"),
     ],
@@ -166,3 +172,79 @@ def test_make_packaging_errors_list_valid_choices():
 def test_packaging_dict_accepted_by_cluster(tmp_path):
     with pytest.raises(ConfigError, match="valid types"):
         Cluster(LocalCommandBackend(str(tmp_path)), packaging={"type": "docker"})
+
+
+@pytest.mark.parametrize("backend", ["slurm", "ssh"])
+def test_a_string_for_sbatch_extra_is_refused_not_split_into_characters(write, backend):
+    host = "  host: login\n" if backend == "ssh" else ""
+    path = write(f"backend:\n  type: {backend}\n{host}  sbatch_extra: --qos=high\n")
+    line = 4 if host else 3
+    with pytest.raises(
+        ConfigError,
+        match=rf"{path}:{line}: .*'sbatch_extra'.*write a list, e.g. sbatch_extra: \[--qos=high\]",
+    ):
+        Cluster.from_env(path)  # refused before any connection is tried
+
+
+def test_a_string_for_sbatch_extra_is_refused_from_python_too():
+    from slurm.backends.local import HostTransport
+    from slurm.backends.slurm import SlurmBackend
+
+    with pytest.raises(ConfigError, match=r"write sbatch_extra=\['--qos=high'\]"):
+        SlurmBackend(HostTransport(), sbatch_extra="--qos=high")
+    assert SlurmBackend(HostTransport(), sbatch_extra=["--qos=high"]).sbatch_extra == ("--qos=high",)
+
+
+# Each local-backend option with values of the right type and of wrong ones (what YAML can produce).
+_LOCAL_OPTIONS = {
+    "max_array_size": (st.integers(1, 5000), st.sampled_from(["lots", "3", 2.5, True, [3], None])),
+    "parallelism": (st.integers(1, 8), st.sampled_from(["two", 1.0, False, {"n": 2}])),
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    choices=st.fixed_dictionaries(
+        {name: st.tuples(st.booleans(), good, bad) for name, (good, bad) in _LOCAL_OPTIONS.items()}
+    ),
+    typo=st.sampled_from([None, "max_array_sise", "paralelism", "statedir"]),
+    order=st.randoms(use_true_random=False),
+)
+def test_every_bad_option_is_named_with_its_line_and_the_valid_names(write, tmp_path, choices, typo, order):
+    options = {name: (good if ok else bad) for name, (ok, good, bad) in choices.items()}
+    options["state_dir"] = str(tmp_path / "state")
+    if typo:
+        options[typo] = 1
+    names = list(options)
+    order.shuffle(names)
+    lines = ["backend:", "  type: local", *(f"  {name}: {json.dumps(options[name])}" for name in names)]
+    path = write("\n".join(lines) + "\n")
+    bad = {name for name, (ok, _, _) in choices.items() if not ok} | ({typo} if typo else set())
+    if not bad:
+        assert Cluster.from_env(path).backend.max_array_size() == options["max_array_size"]
+        return
+    with pytest.raises(ConfigError) as info:
+        Cluster.from_env(path)
+    key, message = info.value.key, str(info.value)
+    assert key in bad
+    assert message.startswith(f"{path}:{names.index(key) + 3}: backend 'local': ")
+    if key == typo:  # a misspelt name is reported first, with the names that would have worked
+        assert f"unknown option {typo!r} (valid: state_dir, max_array_size, parallelism)" in message
+    else:
+        assert f"option {key!r} must be int, got {type(options[key]).__name__}" in message
+
+
+def test_plain_tasks_and_workflow_children_never_load_the_validation_library(cluster):
+    """The runner imports no pydantic for a task, nor to rebuild a workflow's Cluster from the config the
+    parent SDK wrote (it is checked where a person wrote it: Cluster.from_env)."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys, slurm.runner; from slurm.cluster import Cluster; "
+        "Cluster.from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
+    )
+    config = json.dumps(cluster.child_config())
+    out = subprocess.run([sys.executable, "-c", script, config], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -30,7 +31,7 @@ def pid_alive(pid: int) -> bool:
 def test_submit_returns_result_and_logs(cluster):
     job = cluster.submit(tasks.add, 2, b=3)
     assert job.result(timeout=30) == 5
-    assert job.state is JobState.COMPLETED
+    assert job.query_state() is JobState.COMPLETED
     assert "#SBATCH --time=00:01:00" in job.script
     assert f"job {job.job_id} task 0" in job.stderr()  # the runner's header
     assert job.stdout() == ""
@@ -146,12 +147,16 @@ def test_workflow_children_submit_grandchildren(cluster):
 def test_workflow_children_inherit_packaging_and_backend(cluster):
     @workflow
     def describe(child_cluster):
-        return child_cluster.packaging.to_config(), child_cluster.backend.to_config(), child_cluster.job_root
+        return (
+            child_cluster.packaging.to_config(),
+            child_cluster.backend.to_config(),
+            child_cluster.resolve_job_root(),
+        )
 
     packaging, backend, job_root = cluster.submit(describe).result(timeout=30)
     assert packaging == cluster.packaging.to_config()
     assert backend == cluster.backend.to_config()
-    assert job_root == cluster.job_root
+    assert job_root == cluster.resolve_job_root()
 
 
 def test_callbacks_fire_in_documented_order_once(make_cluster, recorder):
@@ -160,14 +165,14 @@ def test_callbacks_fire_in_documented_order_once(make_cluster, recorder):
     assert job.result(timeout=30) == 3
     job.wait()
     job.result()
-    assert job.state is JobState.COMPLETED
+    assert job.query_state() is JobState.COMPLETED
     events = recorder.events
     assert events[0] == ("submit", job.job_id)
     assert events[-1] == ("complete", job.job_id, 3)
     changes = events[1:-1]
     assert changes and all(event[0] == "state" for event in changes)
     assert changes[0][2] == "PENDING" and changes[-1][3] == "COMPLETED"
-    assert all(earlier[3] == later[2] for earlier, later in zip(changes, changes[1:]))
+    assert all(earlier[3] == later[2] for earlier, later in itertools.pairwise(changes))
 
 
 def test_failure_callback_and_raising_callback(make_cluster, recorder, caplog):

@@ -71,7 +71,7 @@ def test_exclusive_waits_for_another_process_and_says_so(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         messages: list[str] = []
-        with pytest.raises(TimeoutError, match="setup.lock"):
+        with pytest.raises(TimeoutError, match=r"setup.lock"):
             with coordinator.exclusive(say=messages.append, timeout=0.3):
                 pass
         assert "waiting" in messages[0]

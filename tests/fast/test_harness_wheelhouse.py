@@ -81,7 +81,7 @@ def test_manifest_pins_name_and_version_of_each_wheel(name, version):
 def test_target_follows_the_release_and_names_unknown_ones():
     assert wheelhouse.target_for("bookworm", "amd64") == Target("bookworm", *RELEASES["bookworm"], "x86_64")
     assert wheelhouse.target_for("trixie", "arm64").abi == "cp313"
-    with pytest.raises(WheelhouseError, match="unknown DEBIAN_RELEASE='sid'.*trixie, bookworm"):
+    with pytest.raises(WheelhouseError, match=r"unknown DEBIAN_RELEASE='sid'.*trixie, bookworm"):
         wheelhouse.target_for("sid")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from slurm import JobFailedError, JobState, SubmitError
-from slurm.backends.local import LocalCommandBackend, parse_array_spec, parse_sbatch_header, scrub_slurm_env
+from slurm.backends.local import LocalCommandBackend, parse_array_spec, parse_sbatch_header
+from slurm.inherited_env import scrub_slurm_env
 from tests.fast import tasks
 from tests.fast.test_end_to_end import wait_until
 

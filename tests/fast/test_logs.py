@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,7 +25,7 @@ def test_follow_yields_lines_while_the_job_runs_then_ends_with_it(cluster, tmp_p
     lines = job.stdout(follow=True, timeout=TIMEOUT)
     assert [next(lines), next(lines)] == ["one", "two"]
     # The job is still waiting on the gate: these lines came live, not after the end.
-    assert job.state is JobState.RUNNING
+    assert job.query_state() is JobState.RUNNING
     gate.touch()
     assert list(lines) == ["three"]
     assert job.last_state is JobState.COMPLETED  # the follow only ended once the job had
@@ -83,7 +85,7 @@ def test_a_follow_that_outlasts_its_timeout_says_so(cluster):
 
 def test_big_logs_arrive_whole_in_bounded_reads(cluster, monkeypatch):
     monkeypatch.setattr(slurm.logs, "CHUNK", 7)  # every line spans several reads
-    text = ["ünïcödé ✓ line %d " % i * 3 for i in range(40)]
+    text = [f"ünïcödé ✓ line {i} " * 3 for i in range(40)]
     job = cluster.submit(log_tasks.speak, text)
     assert list(job.stdout(follow=True, timeout=TIMEOUT)) == text
 
@@ -129,7 +131,7 @@ class _QuietCluster:
     """A cluster whose one job runs with an empty log for ``quiet`` seconds (virtual time), then ends
     without a result file; it counts scheduler queries and log reads."""
 
-    callbacks: list = []
+    callbacks: ClassVar[list[object]] = []
 
     def __init__(self, clock: _FakeClock, quiet: float) -> None:
         from slurm.backends.base import JobStatus

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm.backends.local import LocalTransport
+from slurm.backends.local import HostTransport
 from slurm.errors import ConfigError, DependencyError, SubmitError
 from slurm.packaging import make_packaging
 from slurm.packaging.builds import build_wheel, wheel_from_installed
@@ -67,7 +68,7 @@ def test_project_dependencies_come_from_pyproject(tmp_path):
 
 def test_dynamic_dependencies_name_the_fix(tmp_path):
     root = write_pyproject(tmp_path, 'dynamic = ["dependencies"]\n')
-    with pytest.raises(ConfigError, match="dynamic.*requirements") as info:
+    with pytest.raises(ConfigError, match=r"dynamic.*requirements") as info:
         project_dependencies(root)
     assert info.value.key == "requirements"
 
@@ -153,7 +154,7 @@ def test_key_ignores_the_wrapper_but_not_its_base():
 
 
 def test_probe_describes_the_interpreter_and_its_wheel_tags():
-    node = probe_interpreter(LocalTransport(), sys.executable)
+    node = probe_interpreter(HostTransport(), sys.executable)
     assert node.version.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
     assert node.abi == f"cp{sys.version_info[0]}{sys.version_info[1]}" and node.has_pip
     assert NODE.manylinux_platforms()[:2] == ["manylinux_2_41_x86_64", "manylinux_2_40_x86_64"]
@@ -161,8 +162,8 @@ def test_probe_describes_the_interpreter_and_its_wheel_tags():
 
 
 def test_probe_of_a_missing_interpreter_names_the_option(tmp_path):
-    with pytest.raises(ConfigError, match="does not run on the cluster.*option python") as info:
-        probe_interpreter(LocalTransport(), str(tmp_path / "no-python"))
+    with pytest.raises(ConfigError, match=r"does not run on the cluster.*option python") as info:
+        probe_interpreter(HostTransport(), str(tmp_path / "no-python"))
     assert info.value.key == "python"
 
 
@@ -242,7 +243,7 @@ def test_resolutions_are_cached_per_requirements_and_target(local_index, monkeyp
 def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_path, monkeypatch):
     """Index path: the node's pip downloads into the cluster's wheelhouse, then installs from it only; the
     next env with the same dependencies needs neither the index nor a reachability probe."""
-    transport = LocalTransport()
+    transport = HostTransport()
     node = probe_interpreter(transport, sys.executable)
     pins = tuple(resolve(["tiny-dep"], node, "pip"))
     cache = str(tmp_path / "cluster-cache")
@@ -274,7 +275,7 @@ def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_p
 
 
 def test_env_from_a_wheelhouse_uploaded_from_here(local_index, tmp_path):
-    transport = LocalTransport()
+    transport = HostTransport()
     node = probe_interpreter(transport, sys.executable)
     pins = tuple(resolve(["tiny-dep"], node, "pip"))
     env = ensure_environment(
@@ -381,7 +382,7 @@ def test_sdk_wheel_rebuilt_from_an_installed_wheel(tmp_path):
 def test_wheel_from_installed_refuses_a_distribution_without_record(tmp_path):
     class Bare:
         files = None
-        metadata = {"Name": "bare"}
+        metadata: ClassVar[dict[str, str]] = {"Name": "bare"}
 
     with pytest.raises(ConfigError, match="RECORD"):
         wheel_from_installed(Bare(), tmp_path)

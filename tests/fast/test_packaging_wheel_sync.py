@@ -1,4 +1,4 @@
-"""Wheel and sync packaging through LocalTransport, with the "cluster" cache in a tmp dir."""
+"""Wheel and sync packaging through HostTransport, with the "cluster" cache in a tmp dir."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm.backends.local import LocalTransport
+from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend
 from slurm.errors import ConfigError
 from slurm.packaging import builds, make_packaging
@@ -29,8 +29,8 @@ version = "0.1"
 """
 
 
-class CountingTransport(LocalTransport):
-    """LocalTransport that remembers uploads, to prove caches are hit."""
+class CountingTransport(HostTransport):
+    """HostTransport that remembers uploads, to prove caches are hit."""
 
     def __init__(self) -> None:
         self.puts: list[str] = []
@@ -142,7 +142,7 @@ def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypa
 def test_wheel_not_prepared_and_bad_project_are_clear_errors(tmp_path, backend):
     with pytest.raises(ConfigError, match="prepare"):
         WheelPackaging().python_command()
-    with pytest.raises(ConfigError, match="no pyproject.toml"):
+    with pytest.raises(ConfigError, match=r"no pyproject.toml"):
         WheelPackaging(project_dir=str(tmp_path), cache_root=str(tmp_path / "c")).prepare(backend)
 
 
@@ -360,7 +360,7 @@ def test_concurrent_syncs_of_one_project_all_succeed(tmp_path):
     def sync() -> None:
         try:
             SyncPackaging(source_dir=str(source), remote_dir=str(remote), include_sdk=False).prepare(
-                SlurmBackend(LocalTransport())
+                SlurmBackend(HostTransport())
             )
         except BaseException as exc:
             errors.append(exc)

@@ -13,4 +13,4 @@ def test_readme_sdk_example_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # job root ~/.slurm-sdk/jobs lands in the tmp dir
     namespace: dict = {"__name__": "readme_example"}
     exec(compile(example, str(README), "exec"), namespace)
-    assert namespace["job"].state.name == "COMPLETED"
+    assert namespace["job"].query_state().name == "COMPLETED"

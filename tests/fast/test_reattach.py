@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slurm import ArrayJob, Job, JobState, UnknownJobError
+from slurm import Job, JobState, MappedJobs, UnknownJobError
 from slurm.cleanup import parse_age
-from slurm.records import RECORDS, SubmissionRecord, _checked_dir, parse_job_id, record_path
+from slurm.layout import RECORDS_DIR, record_path
+from slurm.records import SubmissionRecord, _checked_dir, parse_job_id
 
 from . import log_tasks, tasks
 from .conftest import REPO
@@ -35,7 +36,7 @@ def run_in_new_process(cluster, code: str) -> dict:
         from slurm.backends.local import LocalCommandBackend
         cluster = Cluster(LocalCommandBackend({cluster.backend.state_dir!r}),
                           {{"type": "none", "pythonpath": [{REPO!r}], "python": sys.executable}},
-                          job_root={cluster.job_root!r})
+                          job_root={cluster.resolve_job_root()!r})
         out = {{}}
     """)
         + textwrap.dedent(code)
@@ -84,7 +85,7 @@ def test_a_new_process_gets_map_results_and_single_tasks(cluster):
         out["third"] = cluster.job("{array_id}_3").result()
     """,
     )
-    assert found == {"kind": "ArrayJob", "results": [0, 1, 4, 9, 16], "third": 9}
+    assert found == {"kind": "MappedJobs", "results": [0, 1, 4, 9, 16], "third": 9}
 
 
 def test_a_new_process_cancels_a_running_job(cluster):
@@ -106,7 +107,7 @@ def test_handles_have_the_submitted_shape(cluster):
     [array_id] = array.array_ids
     assert isinstance(cluster.job(single.job_id), Job)
     assert isinstance(cluster.job(int(single.job_id)), Job)
-    assert isinstance(cluster.job(array_id), ArrayJob)
+    assert isinstance(cluster.job(array_id), MappedJobs)
     task = cluster.job(f"{array_id}_1")
     assert (task.job_id, task.job_dir, task.log_path("stderr")) == (
         array[1].job_id,
@@ -121,7 +122,7 @@ def test_unknown_malformed_and_out_of_range_ids_name_the_fix(cluster):
     single = cluster.submit(tasks.add, 1, 2)
     array = cluster.map(tasks.square, [1, 2])
     [array_id] = array.array_ids
-    with pytest.raises(UnknownJobError, match="no SDK job 999 under .*jobs list"):
+    with pytest.raises(UnknownJobError, match=r"no SDK job 999 under .*jobs list"):
         cluster.job("999")
     for bad in ("../../etc", "12x", "", "1_2_3", "-1"):
         with pytest.raises(UnknownJobError, match="malformed job id"):
@@ -156,16 +157,16 @@ def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
 
 
 def test_a_missing_job_root_lists_nothing(cluster):
-    assert not os.path.exists(cluster.job_root)
+    assert not os.path.exists(cluster.resolve_job_root())
     assert cluster.jobs() == []
 
 
 def test_job_files_are_private_and_one_record_per_array(cluster):
     array = cluster.map(tasks.square, range(4))  # one record, not one per task
     array.wait(timeout=TIMEOUT)
-    root = cluster.job_root
+    root = cluster.resolve_job_root()
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
-    assert os.listdir(os.path.join(root, RECORDS)) == [f"{array.array_ids[0]}.json"]
+    assert os.listdir(os.path.join(root, RECORDS_DIR)) == [f"{array.array_ids[0]}.json"]
     record = record_path(root, array.array_ids[0])
     assert stat.S_IMODE(os.stat(record).st_mode) == 0o600
     assert SubmissionRecord.from_json(open(record).read()).job_dir == array[0].job_dir
@@ -193,7 +194,9 @@ def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     failed = cluster.submit(log_tasks.refuse, "x")
     running = cluster.submit(log_tasks.snooze, 600)
     settle(cluster, finished, failed)
-    stray = os.path.join(cluster.job_root, "20200101-000000-stray-00000000")  # no record: e.g. sbatch failed
+    stray = os.path.join(
+        cluster.resolve_job_root(), "20200101-000000-stray-00000000"
+    )  # no record: e.g. sbatch failed
     os.makedirs(stray)
 
     assert cluster.cleanup("1h").removed == []  # nothing that old
@@ -206,10 +209,10 @@ def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     assert report.kept_unfinished == [running.job_dir] and report.unrecorded == [stray]
     assert not os.path.exists(finished.job_dir) and not os.path.exists(failed.job_dir)
     assert os.path.isdir(running.job_dir) and os.path.isdir(stray)
-    assert os.listdir(os.path.join(cluster.job_root, RECORDS)) == [f"{running.job_id}.json"]
+    assert os.listdir(os.path.join(cluster.resolve_job_root(), RECORDS_DIR)) == [f"{running.job_id}.json"]
     with pytest.raises(UnknownJobError, match="cleaned up"):
         cluster.job(finished.job_id)
-    assert cluster.job(running.job_id).state in (JobState.PENDING, JobState.RUNNING)
+    assert cluster.job(running.job_id).query_state() in (JobState.PENDING, JobState.RUNNING)
     running.cancel()
 
 
@@ -220,7 +223,7 @@ def test_cleanup_drops_records_of_directories_removed_by_hand(cluster):
     job.wait(timeout=TIMEOUT)
     shutil.rmtree(job.job_dir)
     cluster.cleanup("1d")
-    assert os.listdir(os.path.join(cluster.job_root, RECORDS)) == []
+    assert os.listdir(os.path.join(cluster.resolve_job_root(), RECORDS_DIR)) == []
 
 
 @given(st.one_of(st.integers(0, 10**7), st.floats(0, 1e7, allow_nan=False)))
@@ -236,7 +239,7 @@ def test_ages_as_text(amount, unit):
 
 @pytest.mark.parametrize("bad", ["", "soon", "7 days", "-1", "1y", -5])
 def test_bad_ages_say_what_is_accepted(bad):
-    with pytest.raises(ValueError, match="'7d'|0 or more"):
+    with pytest.raises(ValueError, match=r"'7d'|0 or more"):
         parse_age(bad)
 
 
@@ -295,7 +298,7 @@ def test_records_never_point_outside_the_job_root(job_dir):
 def test_a_damaged_record_is_skipped_and_its_directory_left_alone(cluster, caplog):
     job = cluster.submit(tasks.add, 1, 2)
     settle(cluster, job)
-    with open(record_path(cluster.job_root, job.job_id), "w") as handle:
+    with open(record_path(cluster.resolve_job_root(), job.job_id), "w") as handle:
         handle.write('{"job_id": "oops"\n')
     assert cluster.jobs() == [] and "damaged record" in caplog.text
     report = cluster.cleanup(0)

@@ -59,7 +59,7 @@ def test_valid_resources_are_normalised():
 
 
 def test_unknown_resource_listed():
-    with pytest.raises(ResourceError, match="unknown resource memory.*valid: time, cpus, mem"):
+    with pytest.raises(ResourceError, match=r"unknown resource memory.*valid: time, cpus, mem"):
         Resources.from_dict({"memory": "1G"})
 
 

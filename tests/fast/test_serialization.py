@@ -59,7 +59,7 @@ def test_by_value_refused_on_other_python(make_cluster):
 
 def test_lambda_argument_refused_on_other_python(make_cluster):
     cluster = make_cluster(node_python="3.99")
-    with pytest.raises(SerializationError, match="<lambda>.*3.99"):
+    with pytest.raises(SerializationError, match=r"<lambda>.*3.99"):
         cluster.submit(tasks.add, lambda: 1, 2)
 
 
@@ -115,7 +115,7 @@ def test_node_that_cannot_import_the_module_explains(cluster, tmp_path):
     try:
         spec.loader.exec_module(loaded)
         job = cluster.submit(loaded.hello)
-        with pytest.raises(SerializationError, match="cannot load the task on this node.*only_here"):
+        with pytest.raises(SerializationError, match=r"cannot load the task on this node.*only_here"):
             job.result(timeout=30)
     finally:
         del sys.modules["only_here"]

@@ -1,4 +1,4 @@
-"""SlurmBackend against fake sbatch/sacct/squeue/scancel/scontrol scripts on PATH (through LocalTransport).
+"""SlurmBackend against fake sbatch/sacct/squeue/scancel/scontrol scripts on PATH (through HostTransport).
 
 Each fake records its argv and SLURM_* environment, then prints what the test put in ``<name>.out`` /
 ``<name>.err`` and exits with ``<name>.rc``.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from slurm.backends.base import JobState
-from slurm.backends.local import LocalTransport
+from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend, expand_job_ids, killed_for_memory, parse_slurm_state
 from slurm.errors import BackendError, SubmitError
 
@@ -66,12 +66,12 @@ def fake(tmp_path, monkeypatch) -> FakeSlurm:
 
 @pytest.fixture
 def backend(fake) -> SlurmBackend:
-    return SlurmBackend(LocalTransport())
+    return SlurmBackend(HostTransport())
 
 
 def test_submit_passes_array_dependencies_and_extra_and_parses_cluster_suffix(fake):
     fake.respond("sbatch", out="4242;linux\n")
-    backend = SlurmBackend(LocalTransport(), sbatch_extra=("--qos=low",))
+    backend = SlurmBackend(HostTransport(), sbatch_extra=("--qos=low",))
     job_id = backend.submit("/jobs/my dir/job.sh", array="0-9%2", dependencies=["17", "18_3"])
     assert job_id == "4242"
     assert fake.argv("sbatch") == [
@@ -106,7 +106,7 @@ def test_submit_garbage_output_is_an_error(backend, fake):
 
 
 def test_commands_drop_the_enclosing_allocation_but_keep_conf_and_sdk_settings(fake):
-    class InsideAllocation(LocalTransport):
+    class InsideAllocation(HostTransport):
         """The shell of a job: Slurm's variables for the running job are set."""
 
         def run(self, command: str, *, env: Mapping[str, str] | None = None, **kw):
@@ -130,7 +130,7 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         "14|OUT_OF_MEMORY\n",
     )
     ids = ["10", "11", "12", "13_1", "13_3", "14"]
-    assert backend.states(ids + ["10"]) == {
+    assert backend.states([*ids, "10"]) == {
         "10": JobState.COMPLETED,
         "11": JobState.CANCELLED,
         "12": JobState.RUNNING,
@@ -154,7 +154,7 @@ def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
 
 def test_states_are_batched_by_poll_batch(fake):
     fake.respond("sacct", out="".join(f"{i}|COMPLETED\n" for i in range(5)))
-    states = SlurmBackend(LocalTransport(), poll_batch=2).states([str(i) for i in range(5)])
+    states = SlurmBackend(HostTransport(), poll_batch=2).states([str(i) for i in range(5)])
     assert set(states.values()) == {JobState.COMPLETED} and len(states) == 5
     assert fake.calls() == ["sacct"] * 3
     assert fake.argv("sacct")[5] == "4"

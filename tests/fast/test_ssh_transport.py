@@ -155,7 +155,7 @@ def test_existing_lists_result_files_of_many_directories_in_one_command(transpor
     monkeypatch.setattr(
         transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw)
     )
-    assert transport.existing(wanted + [str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
+    assert transport.existing([*wanted, str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
     assert len(commands) == 1 and "slurm-1.out" not in commands[0]
 
 
@@ -247,7 +247,7 @@ def test_missing_key_file_and_bad_host_key_are_config_errors(sshd):
 
 def test_ssh_backend_builds_slurm_backend_over_ssh(sshd):
     backend = SSHBackend("127.0.0.1", sshd.port, sshd.user, sshd.client_key, sshd.host_pub, poll_batch=7)
-    assert backend.kind == "slurm" and backend.poll_batch == 7
+    assert backend.child_type == "slurm" and backend.poll_batch == 7
     assert backend.transport.run("echo $0").stdout.strip() == "sh"
     backend.close()
 

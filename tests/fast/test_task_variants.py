@@ -82,7 +82,7 @@ def test_copy_copy_keeps_everything():
 
 
 def test_mixing_dependency_kinds_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="already waits with 'afterok'.*cannot also wait with 'afterany'"):
+    with pytest.raises(ValueError, match=r"already waits with 'afterok'.*cannot also wait with 'afterany'"):
         tasks.add.after("5").after("6", kind="afterany")
 
 

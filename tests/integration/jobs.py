@@ -7,7 +7,8 @@ import os
 import socket
 import time
 
-from slurm import Task, _devprobe, task, workflow
+from slurm import Task, task, workflow
+from tests.integration import devprobe
 
 
 class IntentionalError(Exception):
@@ -69,11 +70,11 @@ def parent_level(cluster, x):
     return {"plain": plain.result(timeout=300), "nested": nested.result(timeout=300)}
 
 
-#: The probe as a task: by reference (slurm._devprobe.report), so each job imports the file as it is now.
-devprobe_report = Task(_devprobe.report, name="devprobe")
+#: The probe as a task: by reference (tests.integration.devprobe.report), so each job imports the file as it is now.
+devprobe_report = Task(devprobe.report, name="devprobe")
 
 
 @workflow(time="00:05:00")
 def devprobe_workflow(cluster):
     """The workflow's own view of the probe, and its child task's view."""
-    return {"parent": _devprobe.report(), "child": cluster.submit(devprobe_report).result(timeout=240)}
+    return {"parent": devprobe.report(), "child": cluster.submit(devprobe_report).result(timeout=240)}

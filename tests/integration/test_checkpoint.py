@@ -50,7 +50,10 @@ def test_preemption_requeues_beyond_max_requeues_and_resumes(slurm_cluster, faul
         count_steps.options(time=10, checkpoint=Checkpointing(max_requeues=0)), 12, runs_log
     )
     for preemption in (1, 2):
-        _wait_for(lambda: len(starts(slurm_cluster, runs_log)) == preemption, f"run {preemption} started")
+        _wait_for(
+            lambda preemption=preemption: len(starts(slurm_cluster, runs_log)) == preemption,
+            f"run {preemption} started",
+        )
         time.sleep(2)  # let it save a step or two
         faults.preempt(job.job_id)
     state = job.result(timeout=180)

@@ -120,7 +120,7 @@ def test_a_dependent_of_a_failed_parent_fails_naming_the_parent(
 
 def test_sbatch_whose_answer_is_lost_submits_exactly_once(slurm_cluster, slurm_stack, faults, runs_file):
     faults.drop_ssh_after_sbatch(times=1)  # the job is queued, then the connection dies before the id is sent
-    job, elapsed = timed(lambda: slurm_cluster.submit(fault_jobs.logged_nap, runs_file, 0, "once"))
+    job, _elapsed = timed(lambda: slurm_cluster.submit(fault_jobs.logged_nap, runs_file, 0, "once"))
     assert not isinstance(job, Exception), job
     assert faults.queued_by_sbatch() == [job.job_id]  # found, not submitted again
     assert job.result(timeout=60) == "once"
@@ -187,7 +187,9 @@ def test_node_failure_requeues_the_job_and_says_so(
         job = cluster.submit(fault_jobs.logged_nap, runs_file, 20, "ran twice, reported")
         fail_the_node_running(slurm_stack, faults, runs_file)
         wait_until(
-            lambda: job.state is JobState.REQUEUED or requeues.requeued, 60, "the SDK seeing the requeue"
+            lambda: job.query_state() is JobState.REQUEUED or requeues.requeued,
+            60,
+            "the SDK seeing the requeue",
         )
         faults.release_requeued(job.job_id)  # skip Slurm's ~2 min hold of a requeued batch job
         outcome, elapsed = timed(lambda: job.result(timeout=120))

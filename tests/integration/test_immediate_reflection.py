@@ -9,9 +9,8 @@ import pytest
 from filelock import FileLock
 
 from harness.stack import SDK_MOUNT
-from slurm import _devprobe
 
-from . import jobs
+from . import devprobe, jobs
 
 pytestmark = pytest.mark.integration
 ORIGINAL_LINE = 'PROBE = "original"'
@@ -22,7 +21,7 @@ def _started_at(stack) -> dict[str, str]:
 
 
 def test_immediate_reflection(slurm_cluster, slurm_stack):
-    probe_file = Path(_devprobe.__file__).resolve()
+    probe_file = Path(devprobe.__file__).resolve()
     lock_dir = slurm_stack.repo_root / ".slurm-sdk"  # gitignored
     lock_dir.mkdir(exist_ok=True)
     started = _started_at(slurm_stack)

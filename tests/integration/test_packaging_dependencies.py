@@ -129,7 +129,7 @@ def test_a_changed_or_vanished_interpreter_gets_a_new_env(slurm_container, cache
         assert env_b.built and env_b.path != env_a
         assert_ran_in(seen_b, env_b.path, moved.remote_dir)
         # The old interpreter path is gone: submitting with it fails at submit, naming the option.
-        with pytest.raises(ConfigError, match="does not run on the cluster.*option python"):
+        with pytest.raises(ConfigError, match=r"does not run on the cluster.*option python"):
             run_report(slurm_container, sync_with(link_a))
 
         # Same key, but the venv's interpreter link vanished (what a Debian upgrade does to an old venv):

@@ -20,8 +20,8 @@ import yaml
 
 from harness import pytest_plugin
 from slurm import Cluster, JobState
+from slurm.layout import record_path
 from slurm.reattach import has_ended
-from slurm.records import record_path
 
 from ..fast import log_tasks
 
@@ -127,8 +127,8 @@ def test_listing_and_private_job_files(cluster, login_transport):
     assert (infos[single.job_id].name, infos[single.job_id].tasks) == ("greet", 1)
     assert (infos[array.array_ids[0]].array, infos[array.array_ids[0]].tasks) == (True, 3)
     assert infos[array.array_ids[0]].results == 3
-    record = record_path(cluster.job_root, single.job_id)
-    modes = login_transport.run(f"stat -c %a {cluster.job_root} {record}").stdout.split()
+    record = record_path(cluster.resolve_job_root(), single.job_id)
+    modes = login_transport.run(f"stat -c %a {cluster.resolve_job_root()} {record}").stdout.split()
     assert modes == ["700", "600"]
     whole = cluster.job(array.array_ids[0])
     assert [value for value, _ in whole.results(timeout=TIMEOUT)] == ["hello a", "hello b", "hello c"]
@@ -141,7 +141,7 @@ def test_tail_of_a_running_job(cluster, gate):
     job = cluster.submit(log_tasks.speak_until, ["one", "two", "three"], gate.path, ["four"])
     lines = job.stdout(follow=True, timeout=TIMEOUT)
     assert [next(lines), next(lines), next(lines)] == ["one", "two", "three"]
-    assert job.state is JobState.RUNNING  # waiting on the gate: the lines came live
+    assert job.query_state() is JobState.RUNNING  # waiting on the gate: the lines came live
     tail = cluster.job(job.job_id).tail(2, timeout=TIMEOUT)  # another handle, as a new process would have
     assert [next(tail), next(tail)] == ["two", "three"]
     gate.open()

@@ -50,7 +50,7 @@ def test_dependency_runs_after_its_parent(slurm_cluster, login_transport):
         first = slurm_cluster.submit(jobs.sleep_then_return.options(), 3)
         second = slurm_cluster.submit(jobs.write_marker.after(first), marker, "second")
         assert second.result(timeout=TIMEOUT) == "second"
-        assert first.last_state is JobState.COMPLETED or first.state is JobState.COMPLETED
+        assert first.last_state is JobState.COMPLETED or first.query_state() is JobState.COMPLETED
         assert login_transport.read_bytes(marker).decode() == "second\n"
     finally:
         login_transport.run(f"rm -f {marker}")
@@ -71,7 +71,7 @@ def test_dependency_on_a_failed_job_never_runs(slurm_cluster, login_transport):
 def test_cancel_a_running_job(slurm_cluster):
     job = slurm_cluster.submit(jobs.sleep_then_return, 600)
     deadline = time.monotonic() + TIMEOUT
-    while job.state is not JobState.RUNNING:
+    while job.query_state() is not JobState.RUNNING:
         assert not job.last_state.is_terminal, f"job ended before it could be cancelled: {job.last_state}"
         assert time.monotonic() < deadline, "job never started"
         time.sleep(0.5)

@@ -17,7 +17,7 @@ def _job_on_stack(stack, connection) -> None:
         connection.host, connection.port, connection.user, connection.key_path, connection.host_key
     )
     try:
-        code, out, err = ssh.run(client, "sbatch --wait --parsable -o /dev/null --wrap 'sleep 1'")
+        code, _out, err = ssh.run(client, "sbatch --wait --parsable -o /dev/null --wrap 'sleep 1'")
     finally:
         client.close()
     assert code == 0, err

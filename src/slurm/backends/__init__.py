@@ -1,7 +1,7 @@
 """Backends, built by type name from a config dict: ``{"type": "local" | "slurm" | "ssh", ...}``.
 
 "local" is ``LocalCommandBackend`` (no Slurm); "slurm" runs Slurm commands on this machine
-(``SlurmBackend(LocalTransport())``); "ssh" runs them on a login node (``SSHBackend``).
+(``SlurmBackend(HostTransport())``); "ssh" runs them on a login node (``SSHBackend``).
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ __all__ = ["BACKEND_TYPES", "Backend", "CommandResult", "JobState", "Transport",
 BACKEND_TYPES = ("local", "slurm", "ssh")
 
 
-def make_backend(config: Mapping[str, Any]) -> Backend:
+def make_backend(config: Mapping[str, Any], *, check: bool = True) -> Backend:
     """Build a backend (imported lazily); unknown types or options raise ``ConfigError``."""
-    from slurm.config import construct  # YAML and friends: only the submitting side needs them
+    from slurm.options import construct
 
     options = dict(config)
     kind = options.pop("type", None)
     if kind == "local":
         from slurm.backends.local import LocalCommandBackend
 
-        return construct(LocalCommandBackend, options, "backend 'local'")
+        return construct(LocalCommandBackend, options, "backend 'local'", check=check)
     if kind == "slurm":
-        from slurm.backends.local import LocalTransport
+        from slurm.backends.local import HostTransport
         from slurm.backends.slurm import SlurmBackend
 
-        return construct(SlurmBackend, options, "backend 'slurm'", LocalTransport())
+        return construct(SlurmBackend, options, "backend 'slurm'", HostTransport(), check=check)
     if kind == "ssh":
         from slurm.backends.ssh import SSHBackend
 
-        return construct(SSHBackend, options, "backend 'ssh'")
+        return construct(SSHBackend, options, "backend 'ssh'", check=check)
     raise ConfigError(f"unknown backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}", key="type")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
 COMMAND_TIMEOUT = 300.0
+#: The sbatch ``--dependency`` kinds the SDK offers (``Task.after(..., kind=...)``); every backend takes them.
+DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class CommandResult:
     stderr: str
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     COMPLETING = "COMPLETING"
@@ -133,6 +135,13 @@ class Transport(ABC):
     def home(self) -> str:
         """Absolute home directory of the user on the far side (used for default job roots)."""
 
+    def expand_home(self, path: str) -> str:
+        """``~`` or ``~/x`` on the far side -> an absolute path there; other paths unchanged. Slurm does not
+        expand ``~`` in ``#SBATCH`` paths and SFTP does not either, so every far-side path goes through this."""
+        if path == "~" or path.startswith("~/"):
+            return self.home().rstrip("/") + path[1:]
+        return path
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -140,9 +149,18 @@ class Transport(ABC):
 class Backend(ABC):
     """Submits job scripts and reports their states. Job ids are strings; array tasks are ``"<id>_<index>"``."""
 
-    #: Name children use to rebuild an equivalent backend inside an allocation ("slurm" or "local").
-    kind: str
+    #: The backend type (config ``type``) a workflow's children use inside the allocation: "slurm" for
+    #: ``SSHBackend`` too (children run the node's own sbatch, not SSH), "local" for ``LocalCommandBackend``.
+    child_type: str
     transport: Transport
+
+    @property
+    def kind(self) -> str:
+        """Deprecated (it read "slurm" for an SSH backend): ``child_type``."""
+        from slurm.deprecation import warn_renamed
+
+        warn_renamed("Backend.kind", "Backend.child_type (the backend type a workflow's children use)")
+        return self.child_type
 
     @abstractmethod
     def submit(

@@ -25,10 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slurm.atomic import write_atomic
-from slurm.backends.base import COMMAND_TIMEOUT, Backend, CommandResult, JobState, Transport
+from slurm.backends.base import COMMAND_TIMEOUT, DEPENDENCY_TYPES, Backend, CommandResult, JobState, Transport
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
+from slurm.deprecation import renamed_attribute
 from slurm.errors import BackendError, CommandError, SubmitError
+from slurm.inherited_env import scrub_slurm_env
 from slurm.rendering import expand_log_pattern
 from slurm.resources import parse_time_seconds
 
@@ -36,21 +38,11 @@ _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
 # What `scontrol requeue <id>` is for a local job (the runner of a checkpointing task calls it).
 _REQUEUE = "import sys; from slurm.backends.local import requeue; requeue(sys.argv[1], sys.argv[2])"
-_DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 
 
-def scrub_slurm_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the SLURM_* variables of an enclosing job, so commands run from inside an
-    allocation are not bound to it. SLURM_CONF (where Slurm is) and SLURM_SDK_* (our config) stay."""
-    return {
-        key: value
-        for key, value in environ.items()
-        if not key.startswith("SLURM_") or key == "SLURM_CONF" or key.startswith("SLURM_SDK")
-    }
-
-
-class LocalTransport(Transport):
-    """This machine: commands through ``sh -c`` (SLURM_* job variables scrubbed), files on the local disk."""
+class HostTransport(Transport):
+    """This host, the machine this process runs on: commands through ``sh -c`` (SLURM_* job variables
+    scrubbed), files on its disk. (Not to be confused with the "local" backend, which runs no Slurm.)"""
 
     def run(
         self,
@@ -144,13 +136,13 @@ class LocalCommandBackend(Backend):
     ``max_array_size`` mimics Slurm's MaxArraySize; ``parallelism`` is how many array tasks run at once.
     """
 
-    kind = "local"
+    child_type = "local"
 
     def __init__(
         self, state_dir: str | None = None, *, max_array_size: int = 1001, parallelism: int = 2
     ) -> None:
         self.state_dir = os.path.abspath(os.path.expanduser(state_dir or "~/.slurm-sdk/local"))
-        self.transport = LocalTransport()
+        self.transport = HostTransport()
         self._max_array_size, self.parallelism = max_array_size, parallelism
         self._launchers: list[subprocess.Popen[bytes]] = []
 
@@ -203,9 +195,9 @@ class LocalCommandBackend(Backend):
         self, array: str | None, dependencies: Sequence[str], dependency_type: str
     ) -> tuple[list[int] | None, int | None]:
         """Reject what sbatch would reject; returns the array indexes and the % throttle."""
-        if dependency_type not in _DEPENDENCY_TYPES:
+        if dependency_type not in DEPENDENCY_TYPES:
             raise SubmitError(
-                f"unsupported dependency type {dependency_type!r} (valid: {', '.join(_DEPENDENCY_TYPES)})"
+                f"unsupported dependency type {dependency_type!r} (valid: {', '.join(DEPENDENCY_TYPES)})"
             )
         for dependency in dependencies:
             if self._record(dependency.partition("_")[0]) is None:
@@ -285,7 +277,8 @@ class LocalCommandBackend(Backend):
         if not os.path.exists(path):
             return None
         with open(path) as handle:
-            return json.load(handle)
+            record: dict[str, Any] = json.load(handle)
+        return record
 
     def _read_state(self, element: str) -> JobState:
         try:
@@ -522,3 +515,11 @@ def _kill_group(pid: int | None) -> None:
     if pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
+
+
+#: Old names (one release): ``LocalTransport`` was renamed because "local" also names the backend.
+_RENAMED = {"LocalTransport": "HostTransport"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())

@@ -1,7 +1,7 @@
 """Real Slurm through a transport: ``sbatch`` to submit, ``sacct``/``squeue`` to poll, ``scancel`` to stop.
 
 The same class serves the submitting host (over SSH) and tasks inside an allocation that submit children
-(``LocalTransport``), so every command starts by dropping the inherited ``SLURM_*`` variables.
+(``HostTransport``), so every command starts by dropping the inherited ``SLURM_*`` variables.
 """
 
 from __future__ import annotations
@@ -12,14 +12,8 @@ import threading
 from collections.abc import Collection, Iterable, Sequence
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, CommandResult, JobState, JobStatus, Transport
-from slurm.errors import BackendError, SubmitError, is_transient_message
-
-# Inside an allocation, SLURM_JOB_ID & co. would make sbatch/srun attach children to the parent's job.
-# SLURM_CONF says which cluster to talk to and SLURM_SDK_* are the SDK's own settings: both must survive.
-_SCRUB_SLURM_ENV = (
-    "for _v in $(env | sed -n 's/^\\(SLURM_[A-Za-z0-9_]*\\)=.*/\\1/p'); do "
-    'case "$_v" in SLURM_CONF|SLURM_SDK_*) ;; *) unset "$_v" ;; esac; done; '
-)
+from slurm.errors import BackendError, ConfigError, SubmitError, is_transient_message
+from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 
 # Slurm's many states folded into the SDK's few. Non-terminal oddities (suspended, requeued, ...) map to
 # the closest live state so callers keep waiting; abnormal ends map to the closest failure.
@@ -149,11 +143,17 @@ def _scheduler_error(command: str, result: CommandResult) -> BackendError:
 
 
 class SlurmBackend(Backend):
-    kind = "slurm"
+    child_type = "slurm"
 
     def __init__(
         self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()
     ) -> None:
+        if isinstance(sbatch_extra, str):  # tuple("--qos=high") would be ten one-character arguments
+            raise ConfigError(
+                f"sbatch_extra must be a list of sbatch arguments, got the string {sbatch_extra!r}: "
+                f"write sbatch_extra=[{sbatch_extra!r}]",
+                key="sbatch_extra",
+            )
         self.transport = transport
         self.poll_batch = poll_batch
         self.sbatch_extra = tuple(sbatch_extra)
@@ -166,7 +166,7 @@ class SlurmBackend(Backend):
         return {"poll_batch": self.poll_batch, "sbatch_extra": list(self.sbatch_extra)}
 
     def _run(self, args: Sequence[str]) -> CommandResult:
-        return self.transport.run(_SCRUB_SLURM_ENV + shlex.join(args), check=False)
+        return self.transport.run(SCRUB_SLURM_ENV_SHELL + shlex.join(args), check=False)
 
     def submit(
         self,

@@ -298,14 +298,13 @@ class SSHTransport(Transport):
         raise AssertionError("unreachable")
 
     def _path(self, path: str) -> str:
-        if path == "~" or path.startswith("~/"):
-            return self.home() + path[1:]
-        return path
+        return self.expand_home(path)
 
     def read_bytes(self, path: str) -> bytes:
         def read(sftp: Any) -> bytes:
             with sftp.open(self._path(path), "rb") as handle:
-                return handle.read()
+                data: bytes = handle.read()
+            return data
 
         return self._sftp_call(read)
 
@@ -344,8 +343,9 @@ class SSHTransport(Transport):
             result = self.run(f"{{ {listing}; }} | tar -cf - -P -T - | base64", timeout=300)
             with tarfile.open(fileobj=io.BytesIO(base64.b64decode(result.stdout)), mode="r:") as archive:
                 for member in archive.getmembers():
-                    if member.isfile():
-                        found[member.name] = archive.extractfile(member).read()
+                    handle = archive.extractfile(member)  # None for anything but a regular file
+                    if handle is not None:
+                        found[member.name] = handle.read()
         return found
 
     def existing(self, paths: Sequence[str]) -> set[str]:
@@ -467,7 +467,7 @@ class SSHBackend(SlurmBackend):
         connect_timeout: float = 10,
         trust_unknown_host: bool = False,
         poll_batch: int = 2000,
-        sbatch_extra: tuple[str, ...] = (),
+        sbatch_extra: Sequence[str] = (),
     ) -> None:
         transport = SSHTransport(
             host,

@@ -6,8 +6,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from slurm.config import construct
 from slurm.errors import ConfigError
+from slurm.options import construct
 from slurm.packaging.base import PackagingStrategy
 
 __all__ = ["PACKAGING_TYPES", "PackagingStrategy", "make_packaging"]
@@ -20,7 +20,7 @@ PACKAGING_TYPES = {
 }
 
 
-def make_packaging(config: Mapping[str, Any]) -> PackagingStrategy:
+def make_packaging(config: Mapping[str, Any], *, check: bool = True) -> PackagingStrategy:
     """Build a strategy; unknown types or options raise ``ConfigError`` listing the valid ones."""
     options = dict(config)
     kind = options.pop("type", None)
@@ -32,9 +32,9 @@ def make_packaging(config: Mapping[str, Any]) -> PackagingStrategy:
         module = importlib.import_module(PACKAGING_TYPES[kind])
     except ImportError as exc:
         raise ConfigError(f"packaging type {kind!r} could not be loaded: {exc}", key="type") from exc
-    strategy = next(
+    strategy: type[PackagingStrategy] = next(
         obj
         for obj in vars(module).values()
         if isinstance(obj, type) and issubclass(obj, PackagingStrategy) and getattr(obj, "type", None) == kind
     )
-    return construct(strategy, options, f"packaging {kind!r}")
+    return construct(strategy, options, f"packaging {kind!r}", check=check)

@@ -57,7 +57,7 @@ def build_wheel(project_dir: Path, out_dir: Path) -> Path:
     ]
     # Offline with this Python's build backend first; if it lacks one (or lacks bdist_wheel, as
     # setuptools < 70.1 without the wheel package does), let pip fetch the declared build requirements.
-    attempts = [pip_wheel[:4] + ["--no-build-isolation", "--no-index"] + pip_wheel[4:], pip_wheel]
+    attempts = [[*pip_wheel[:4], "--no-build-isolation", "--no-index", *pip_wheel[4:]], pip_wheel]
     failures = []
     for command in attempts:
         result = subprocess.run(command, capture_output=True, text=True)

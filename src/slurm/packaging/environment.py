@@ -119,7 +119,7 @@ def ensure_environment(
     )
     wheel_dir = f"{cache_root}/wheels/{key}"
     local = [f"{wheel_dir}/{wheel.name}" for wheel in spec.wheels]
-    for path, target in zip(spec.wheels, local):
+    for path, target in zip(spec.wheels, local, strict=True):
         transport.put(str(path), target)
     if source == "wheelhouse":
         _upload(transport, missing, wheelhouse)

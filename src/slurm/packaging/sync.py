@@ -151,9 +151,7 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
     def _remote_dir(self, transport: Transport, source: Path) -> str:
         if self.remote_dir is None:
             return f"{self.cache_root or default_cache_root(transport)}/src/{remote_dir_name(source)}"
-        if self.remote_dir == "~" or self.remote_dir.startswith("~/"):
-            return transport.home().rstrip("/") + self.remote_dir[1:]
-        return self.remote_dir
+        return transport.expand_home(self.remote_dir)
 
     def _sync(self, transport: Transport, source: Path, remote_dir: str) -> None:
         local = scan_tree(source, self.include, self.exclude)

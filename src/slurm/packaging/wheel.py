@@ -46,7 +46,7 @@ def find_project_root(start: str | Path | None = None) -> Path:
 
 
 def default_cache_root(transport: Transport) -> str:
-    return transport.home().rstrip("/") + "/.slurm-sdk/cache"
+    return transport.expand_home("~/.slurm-sdk/cache")
 
 
 def sdk_wheels(include_sdk: bool, shipped: list[Path], tmp: Path) -> list[Path]:

@@ -20,7 +20,7 @@ def report(n: int) -> dict[str, str]:
         "humanize": humanize.__file__,
         "msgpack": msgpack.__file__,
         "python": sys.executable,
-        "version": "%d.%d" % sys.version_info[:2],
+        "version": "{}.{}".format(*sys.version_info[:2]),
     }
 
 

@@ -1,4 +1,4 @@
-"""Dev-cluster self-test probe (not public API).
+"""Dev-cluster self-test probe (test code: the wheel does not ship it).
 
 The integration test ``test_immediate_reflection`` rewrites ``PROBE`` on the host and checks that the
 next job, and a workflow's child task, report the new value with no rebuild and no restart. Nothing
@@ -8,7 +8,7 @@ else imports this module, so rewriting it cannot disturb other tests.
 PROBE = "original"
 
 
-def report() -> dict:
+def report() -> dict[str, str]:
     """What a job sees: this module's PROBE and where the ``slurm`` package was imported from."""
     import slurm
 

@@ -1,0 +1,81 @@
+"""Where every file of a job lives: the one home for the job-directory layout.
+
+The submitting side (``Cluster``, ``Job``, records, cleanup, logs) and the job side (``slurm.runner``,
+``slurm.checkpoint``) both build their paths here, so a name changes in one place::
+
+    <job_root>/                           mode 0700: job files are never readable by other users
+        records/<job id>.json             one record per sbatch call (see slurm.records)
+        <time>-<task name>-<random>/      one job directory per sbatch call (a job, or one array job)
+            job.sh                        the batch script
+            payload.pkl                   the task and the arguments of every call (array task i: calls[i])
+            cluster.json                  a workflow's config for the Cluster it gets on the node
+            result-<i>.pkl                the outcome of array task i (0 for a single job)
+            checkpoint-<i>.pkl            the last state a checkpointing task i saved
+            time-limit-requeues-<i>       how often task i was requeued for its time limit
+            slurm-<id>.out, .err          logs (sbatch patterns slurm-%j, or slurm-%A_%a for arrays)
+
+Paths are POSIX (the cluster's, or this machine's for the local backend). Stdlib only: the runner
+imports this on every node for every task.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import secrets
+import time
+
+#: Directory under the job root holding one record per sbatch call.
+RECORDS_DIR = "records"
+SCRIPT = "job.sh"
+PAYLOAD = "payload.pkl"
+CHILD_CONFIG = "cluster.json"
+_RESULT_PREFIX = "result-"
+#: A shell glob matching every result file of a job directory.
+RESULT_GLOB = f"{_RESULT_PREFIX}*.pkl"
+#: Job directory names the SDK makes (see ``new_job_dir``); anything else under the root is not ours.
+JOB_DIR_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def new_job_dir(job_root: str, task_name: str) -> str:
+    """A fresh job directory for one sbatch call: sortable by time, readable by task, never reused."""
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{task_name}-{secrets.token_hex(4)}"
+    return posixpath.join(job_root, name)
+
+
+def script_path(job_dir: str) -> str:
+    return posixpath.join(job_dir, SCRIPT)
+
+
+def payload_path(job_dir: str) -> str:
+    return posixpath.join(job_dir, PAYLOAD)
+
+
+def child_config_path(job_dir: str) -> str:
+    return posixpath.join(job_dir, CHILD_CONFIG)
+
+
+def result_path(job_dir: str, index: int) -> str:
+    return posixpath.join(job_dir, f"{_RESULT_PREFIX}{index}.pkl")
+
+
+def checkpoint_path(job_dir: str, index: int) -> str:
+    return posixpath.join(job_dir, f"checkpoint-{index}.pkl")
+
+
+def requeue_count_path(job_dir: str, index: int) -> str:
+    return posixpath.join(job_dir, f"time-limit-requeues-{index}")
+
+
+def log_patterns(job_dir: str, *, array: bool) -> tuple[str, str]:
+    """``--output``/``--error`` patterns: one file pair per job, or per array task (%A job, %a index)."""
+    stem = posixpath.join(job_dir, "slurm-%A_%a" if array else "slurm-%j")
+    return f"{stem}.out", f"{stem}.err"
+
+
+def records_dir(job_root: str) -> str:
+    return posixpath.join(job_root, RECORDS_DIR)
+
+
+def record_path(job_root: str, job_id: str) -> str:
+    return posixpath.join(job_root, RECORDS_DIR, f"{job_id}.json")
