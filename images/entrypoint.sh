@@ -151,8 +151,8 @@ make_fake_gpus() {
 }
 
 # A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
-# count is the number of compute containers. Its name is c<replica number> (node_name.py), its address
-# the container's DNS name, which follows the container when it is recreated with a new IP.
+# count is the number of compute containers. Its name is c<replica number> (node_name.py); slurmctld
+# takes its address from the registration (the container name given here is what it would fall back to).
 run_slurmd() {
   local node address gres=""
   read -r node address < <(node_name.py)
