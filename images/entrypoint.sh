@@ -83,8 +83,8 @@ CONF
 }
 
 # With accounting, slurmctld must find slurmdbd answering when it starts: one refused connection and it
-# retries only minutes later (sacct would miss every job until then). The other containers start
-# meanwhile; compose does not wait for slurmdbd's health, so MariaDB's start overlaps theirs.
+# retries only minutes later (sacct would miss every job until then). compose.yaml starts slurmctld after
+# slurmdbd is healthy; this wait covers starts outside compose's ordering (a restarted slurmdbd).
 SLURMDBD_WAIT_SECONDS=90
 wait_for_slurmdbd() {
   grep -q slurmdbd /etc/slurm/accounting.conf || return 0
