@@ -118,7 +118,7 @@ def accounting_enabled() -> bool:
 
 
 def compose_profiles() -> list[str]:
-    """Extra compose profiles, e.g. SLURM_SDK_COMPOSE_PROFILES=accounting (slurmdbd + MariaDB, so sacct works)."""
+    """Extra compose profiles, e.g. SLURM_SDK_COMPOSE_PROFILES=a,b (accounting is not one: it is on by default)."""
     return [p.strip() for p in os.environ.get("SLURM_SDK_COMPOSE_PROFILES", "").split(",") if p.strip()]
 
 
