@@ -147,12 +147,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_loop(job_ids: str, interval: float = 0.2) -> str:
-    """Shell that returns once none of ``job_ids`` (comma-separated) is pending or running any more.
-    ``squeue`` without --states lists only live jobs; an unknown id makes it fail, which also ends it."""
-    return f"while squeue -h -j {job_ids} 2>/dev/null | grep -q .; do sleep {interval}; done"
-
-
 def python_wrap(expression: str) -> str:
     """``--wrap`` text running ``python3 -c 'print(<expression>)'`` on the node."""
     return shlex.quote(f"python3 -c {shlex.quote(f'import os; print({expression})')}")

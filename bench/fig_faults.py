@@ -27,17 +27,65 @@ def user_rpcs(env: BenchEnv) -> int:
 def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
     """Submit ``n_jobs`` tasks that outlast the wait, reset sdiag's counters (as root), wait ``wait`` s (60 in
     a full run) on all of them through the SDK (one Cluster, default polling), read the job user's RPC count."""
-    from slurm.errors import JobTimeoutError
     from slurm.job import wait_all
 
     cluster = env.cluster()
     say(f"  submitting {n_jobs} job(s) that sleep longer than the wait")
     jobs = [cluster.submit(nap, 900) for _ in range(n_jobs)]
+    return _rpcs_figure(
+        env,
+        jobs,
+        wait,
+        lambda: wait_all(jobs, timeout=wait),
+        key="rpcs_1" if n_jobs == 1 else "rpcs_many",
+        title=f"the SDK waits {wait:.0f} s on {n_jobs} job{'s' if n_jobs > 1 else ''}",
+        notes=[
+            "`sdiag --reset` as root after the submissions, then `wait_all(jobs, timeout=60)` ends with "
+            "JobTimeoutError and sdiag's per-user RPC count of the job user is read; dev defaults, no "
+            "accounting (the SDK asks squeue). Jobs are submitted one by one (not an array).",
+            "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job",
+        ],
+    )
+
+
+def rpcs_while_awaiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
+    """Like ``rpcs_while_waiting``, with one ``await job.result_async(timeout=wait)`` per job, all gathered on
+    one event loop (the jobs are one map: an array job, submitted in one sbatch)."""
+    import asyncio
+
+    cluster = env.cluster()
+    say(f"  submitting a map of {n_jobs} task(s) that sleep longer than the wait")
+    jobs = list(cluster.map(nap, [900] * n_jobs))
+
+    async def await_all() -> None:
+        await asyncio.gather(*(job.result_async(timeout=wait) for job in jobs))
+
+    return _rpcs_figure(
+        env,
+        jobs,
+        wait,
+        lambda: asyncio.run(await_all()),
+        key="rpcs_async",
+        title=f"asyncio awaits {n_jobs} jobs for {wait:.0f} s",
+        notes=[
+            "one map of nap(900) tasks, `sdiag --reset` as root, then `asyncio.gather` of one "
+            "`job.result_async(timeout=60)` per task on one event loop; the awaits end with "
+            "JobTimeoutError and the job user's RPC count is read (dev defaults, no accounting)"
+        ],
+    )
+
+
+def _rpcs_figure(
+    env: BenchEnv, jobs: list, wait: float, wait_on_all, *, key: str, title: str, notes: list[str]
+) -> Figure:
+    """Reset sdiag, run ``wait_on_all`` (it must time out after ``wait`` s), read the job user's RPC count."""
+    from slurm.errors import JobTimeoutError
+
     try:
         env.stack.exec("slurmctld", ["sdiag", "--reset"])
         started = time.perf_counter()
         try:
-            wait_all(jobs, timeout=wait)
+            wait_on_all()
             raise RuntimeError("the jobs finished within the wait: the count would not cover a full 60 s")
         except JobTimeoutError:
             pass
@@ -45,22 +93,18 @@ def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
         count = user_rpcs(env)
     finally:
         env.run(f"scancel -u {SSH_USER}")
-    say(f"  {count} RPCs from {SSH_USER} in {waited:.0f} s of waiting on {n_jobs} job(s)")
-    label = f"RPCs while waiting {wait:.0f} s on {n_jobs} job(s)"
+    say(f"  {count} RPCs from {SSH_USER} in {waited:.0f} s while {title}")
+    label = (
+        f"RPCs while {'awaiting' if key == 'rpcs_async' else 'waiting'} {wait:.0f} s on {len(jobs)} job(s)"
+    )
     return Figure(
-        "rpcs_1" if n_jobs == 1 else "rpcs_many",
-        f"slurmctld RPCs from the job user while the SDK waits {wait:.0f} s on {n_jobs} "
-        f"job{'s' if n_jobs > 1 else ''} (sdiag)",
+        key,
+        f"slurmctld RPCs from the job user while {title} (sdiag)",
         "RPCs",
         {label: Series([float(count)])},
         target=Target(label, "<=", RPC_TARGET, f"≤ {RPC_TARGET}"),
-        details={"jobs": n_jobs, "waited s": round(waited, 1)},
-        notes=[
-            "`sdiag --reset` as root after the submissions, then `wait_all(jobs, timeout=60)` ends with "
-            "JobTimeoutError and sdiag's per-user RPC count of the job user is read; dev defaults, no "
-            "accounting (the SDK asks squeue). Jobs are submitted one by one (not an array).",
-            "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job",
-        ],
+        details={"jobs": len(jobs), "waited s": round(waited, 1)},
+        notes=notes,
     )
 
 

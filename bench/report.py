@@ -69,79 +69,59 @@ def result_cell(fig: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
+def caveats_cell(fig: dict[str, Any]) -> str:
+    """What the figure compares and what to keep in mind, beside the numbers (its notes)."""
+    return "<br>".join(note.replace("|", "\\|") for note in fig.get("notes", [])) or "—"
+
+
 def table(results: dict[str, Any]) -> str:
-    rows = ["| Figure | Result: median (min–max) | Target | Met |", "|---|---|---|---|"]
+    """The README's benchmark section: a pure function of ``results.json`` (what ``--table`` rewrites)."""
+    rows = [
+        "| Figure | Result: median (min–max) | Target | Met | What it compares; caveats |",
+        "|---|---|---|---|---|",
+    ]
     for fig in results["figures"].values():
         target = fig["target"]["text"] if fig["target"] else "—"
         met = {True: "yes", False: "**no**", None: "—"}[fig["met"]]
         n = max((s["n"] for s in fig["series"].values()), default=0)
         load = fig["details"].get("host load (1-min average) before, after")
         context = f"n={n}" + (f", host load {min(load):.1f}–{max(load):.1f}" if load else "")
-        rows.append(f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} |")
-    machines = {one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()}
-    dates = sorted({fig["machine"]["date"] for fig in results["figures"].values()})
+        context += f", {fig['machine']['date']}"
+        rows.append(
+            f"| {fig['title']} ({context}) | {result_cell(fig)} | {target} | {met} | {caveats_cell(fig)} |"
+        )
+    machines = sorted({one_line(fig["machine"]).rsplit(", ", 1)[0] for fig in results["figures"].values()})
     lines = [
         *rows,
         "",
-        f"Measured on: {'; '.join(sorted(machines))}; "
-        f"{dates[0] if len(dates) == 1 else dates[0] + ' to ' + dates[-1]}. "
-        "Ratios are per round of interleaved runs (A, B, A, B, ...). Regenerate with "
-        "`python -m bench` (table, `bench/figures.png`, raw data in `bench/results/results.json`).",
+        f"Machine: {'; '.join(machines)}. Each row says when it was measured and how busy the host was "
+        "(1-minute load average before and after). Ratios are per round of interleaved runs (A, B, A, "
+        "B, ...). This table is written from `bench/results/results.json` (committed): `python -m bench` "
+        "(or `--only a,b`) measures, merges into that file and rewrites the table; `python -m bench --table` "
+        "rewrites it from the file without measuring.",
         "",
         "![benchmark figures](bench/figures.png)",
     ]
     return "\n".join(lines)
 
 
-def update_readme(text: str, partial: bool = False) -> bool:
-    """Replace only the region between the markers; False (and nothing written) when they are missing.
-    ``partial`` (a ``--only`` run): only the rows of the figures in ``text`` are replaced or added; every
-    other row and the earlier "Measured on" lines stay, so one figure reaches the README without a full run."""
+def update_readme(text: str) -> bool:
+    """Replace the region between the markers with ``text``; False (and nothing written) when they are
+    missing."""
     if not README.exists():
         return False
     content = README.read_text()
     pattern = re.compile(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), re.DOTALL)
-    found = pattern.search(content)
-    if not found:
+    if not pattern.search(content):
         return False
-    if partial:
-        text = merge_tables(found[1], text)
     README.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
     return True
 
 
-ROW_TITLE = re.compile(r"^\| (.*?) \(n=\d+")
-
-
-def merge_tables(old: str, new: str) -> str:
-    """``old`` table with the rows of ``new`` (same figure title) replaced, new figures appended, and the
-    measurement notes of both (each says which figures it covers)."""
-
-    def rows(text: str) -> list[str]:
-        return [line for line in text.splitlines() if ROW_TITLE.match(line)]
-
-    def notes(text: str) -> list[str]:
-        return [
-            line
-            for line in text.splitlines()
-            if line.strip() and not line.startswith("|") and not line.startswith("![")
-        ]
-
-    fresh = {ROW_TITLE.match(row)[1]: row for row in rows(new)}
-    merged = [fresh.pop(ROW_TITLE.match(row)[1], row) for row in rows(old)] + list(fresh.values())
-    header = [line for line in new.splitlines() if line.startswith("| Figure") or line.startswith("|---")]
-    titles = ", ".join(ROW_TITLE.match(row)[1] for row in rows(new))
-    # Only the when and where of this run (the rest of the note is the same for every run).
-    new_notes = [
-        f"{titles}: " + line[0].lower() + line[1:].split(". Ratios", 1)[0] + "."
-        for line in notes(new)
-        if line.startswith("Measured on")
-    ]
-    image = [line for line in (old + "\n" + new).splitlines() if line.startswith("![")][:1]
-    kept_notes = [line for line in notes(old) if not line.startswith(f"{titles}: ")]  # a re-run's own note
-    return "\n".join(
-        header + merged + [""] + [n for line in kept_notes + new_notes for n in (line, "")] + image
-    )
+def readme_table() -> str | None:
+    """The table now between the README's markers (None without them)."""
+    found = re.search(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), README.read_text(), re.DOTALL)
+    return found[1] if found else None
 
 
 # ---- picture ---------------------------------------------------------------------------------------

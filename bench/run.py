@@ -1,17 +1,19 @@
 """``python -m bench``: measure, then write bench/results/results.json, bench/figures.png and the README table.
 
-python -m bench                  # every default figure, 5 rounds each (~20-30 min on 2 cores)
+python -m bench                  # every default figure, 5 rounds each (about an hour on 2 cores)
 python -m bench --quick          # smoke check: tiny sizes, 1 round, no warm-ups (~3 min)
 python -m bench --only roundtrip,map
 python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
                                  # and the build cache, then rebuilds them (minutes)
 python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
+python -m bench --table          # no measuring: rewrite the README table from bench/results/results.json
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -26,6 +28,7 @@ from bench import (
     fig_harness,
     fig_jobs,
     fig_packaging,
+    fig_scale,
     fig_submitit,
     report,
 )
@@ -43,10 +46,41 @@ class Sizes:
     warmup: bool
     rpc_jobs: int
     rpc_wait: float
+    startup_runs: int
+    big_map_n: int
+    big_map_item: int
+    result_bytes: int
+    result_parts: int
 
 
-FULL = Sizes(repeats=5, map_n=1000, many_n=100, submitit_n=100, warmup=True, rpc_jobs=1000, rpc_wait=60)
-QUICK = Sizes(repeats=1, map_n=20, many_n=10, submitit_n=10, warmup=False, rpc_jobs=10, rpc_wait=10)
+FULL = Sizes(
+    repeats=5,
+    map_n=1000,
+    many_n=100,
+    submitit_n=100,
+    warmup=True,
+    rpc_jobs=1000,
+    rpc_wait=60,
+    startup_runs=30,
+    big_map_n=10_000,
+    big_map_item=100_000,
+    result_bytes=200_000_000,
+    result_parts=200,
+)
+QUICK = Sizes(
+    repeats=1,
+    map_n=20,
+    many_n=10,
+    submitit_n=10,
+    warmup=False,
+    rpc_jobs=10,
+    rpc_wait=10,
+    startup_runs=5,
+    big_map_n=30,
+    big_map_item=1000,
+    result_bytes=2_000_000,
+    result_parts=4,
+)
 
 Runner = Callable[[BenchEnv, argparse.Namespace, Sizes], Figure]
 
@@ -61,10 +95,17 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "roundtrip": (lambda env, a, s: fig_jobs.roundtrip(env, s.repeats), None),
     "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
+    "startup": (lambda env, a, s: fig_scale.startup(env, s.startup_runs), None),
+    "big_map": (lambda env, a, s: fig_scale.big_map(env, s.big_map_n, s.big_map_item), None),
+    "large_result": (
+        lambda env, a, s: fig_scale.large_result(env, s.result_bytes, s.result_parts, min(s.repeats, 3)),
+        None,
+    ),
     "edit": (lambda env, a, s: fig_harness.edit_to_run(env, s.repeats), None),
     "submitit": (lambda env, a, s: fig_submitit.versus_submitit(env, s.repeats, s.submitit_n), None),
     "rpcs_1": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, 1, s.rpc_wait), None),
     "rpcs_many": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, s.rpc_jobs, s.rpc_wait), None),
+    "rpcs_async": (lambda env, a, s: fig_faults.rpcs_while_awaiting(env, s.rpc_jobs, s.rpc_wait), None),
     "completion": (lambda env, a, s: fig_faults.completion_latency(env, s.repeats), None),
     "checkpoint_overhead": (lambda env, a, s: fig_checkpoint.overhead(env, s.repeats), None),
     "requeue_resume": (lambda env, a, s: fig_checkpoint.requeue_to_resume(env, s.repeats), None),
@@ -90,6 +131,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-readme", action="store_true", help="do not touch README.md and bench/figures.png"
     )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="measure nothing: rewrite the README table and figures.png from bench/results/results.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -112,6 +158,9 @@ def selected(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        publish(json.loads(report.RESULTS_JSON.read_text()), readme=True)
+        return 0
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
@@ -162,24 +211,22 @@ def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], s
         path, machine, {name: fig.to_json() for name, fig in figures.items()}, settings, list(FIGURES)
     )
     say(f"results: {path}")
-    if not results["figures"]:
-        return
-    partial = bool(args.only)
-    shown = (
-        {"machine": machine, "figures": {n: results["figures"][n] for n in figures}} if partial else results
-    )
-    text = report.table(shown)
+    if results["figures"]:
+        publish(results, readme=not (args.quick or args.no_readme))
+
+
+def publish(results: dict, *, readme: bool) -> None:
+    """Print the table of every figure in ``results`` and, if ``readme``, write exactly that text into the
+    README and redraw the plot from the same data."""
+    text = report.table(results)
     print("\n" + text + "\n")
-    if args.quick or args.no_readme:
+    if not readme:
         say("README.md and bench/figures.png left alone (--quick / --no-readme)")
         return
-    if partial:  # the plot shows one run's figures: redrawing it from a subset would drop the others
-        say(f"--only: README rows of these figures replaced, the rest kept; {report.FIGURES_PNG} left alone")
-    else:
-        report.plot(results)
-        say(f"plot: {report.FIGURES_PNG}")
-    if report.update_readme(text, partial=partial):
-        say("README.md: benchmark table updated between the bench markers")
+    report.plot(results)
+    say(f"plot: {report.FIGURES_PNG}")
+    if report.update_readme(text):
+        say("README.md: benchmark table rewritten between the bench markers")
     else:
         say(
             f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched"

@@ -37,3 +37,13 @@ def stamp_runs(steps: int, log_path: str) -> int:
         step += 1
         checkpoint.save(step)
     return step
+
+
+def checksum(data: bytes) -> tuple[int, int]:
+    """(length, first byte) of one map item: enough to check each task got its own item."""
+    return len(data), data[0]
+
+
+def blob(size: int, fill: int = 1) -> bytes:
+    """A result of ``size`` bytes (the large-result figure)."""
+    return bytes([fill % 256]) * size

@@ -14,7 +14,10 @@ assert job.result(timeout=600) == 3
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not from typing: a job's runner imports `slurm` and typing costs it ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 # Public names are imported on first use: a job's runner imports `slurm` on every node for every task,
 # and should not pay for the submitting side (Cluster, config, YAML, backends).
@@ -25,6 +28,9 @@ _EXPORTS = {
     "Cluster": "slurm.cluster",
     "MappedJobs": "slurm.job",
     "Job": "slurm.job",
+    "as_completed": "slurm.job",
+    "as_completed_async": "slurm.awaiting",
+    "wait_async": "slurm.awaiting",
     "Resources": "slurm.resources",
     **dict.fromkeys(
         [
@@ -45,6 +51,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from slurm.awaiting import as_completed_async, wait_async
     from slurm.backends.base import JobState
     from slurm.callbacks import Callback
     from slurm.checkpoint import Checkpointing
@@ -62,7 +69,7 @@ if TYPE_CHECKING:
         SubmitError,
         UnknownJobError,
     )
-    from slurm.job import Job, MappedJobs
+    from slurm.job import Job, MappedJobs, as_completed
     from slurm.resources import Resources
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
@@ -108,6 +115,9 @@ __all__ = [
     "SubmitError",
     "Task",
     "UnknownJobError",
+    "as_completed",
+    "as_completed_async",
     "task",
+    "wait_async",
     "workflow",
 ]

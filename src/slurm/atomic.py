@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 
 def write_atomic(path: str, data: bytes, mode: int | None = None) -> None:
     """Write via a temp file in the same directory and rename, so readers never see half a file."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+    tmp = os.path.join(directory, f".tmp-{os.urandom(16).hex()}")
     try:
         with open(tmp, "xb") as handle:
             handle.write(data)

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from slurm import layout
+from slurm import dataflow, layout, timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
@@ -21,7 +21,7 @@ from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
-from slurm.serialization import LOCAL_PYTHON, Call, dump_payload
+from slurm.serialization import LOCAL_PYTHON, dump_payload
 from slurm.task import Task
 from slurm.watcher import Watcher
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from slurm.cleanup import CleanupReport
     from slurm.reattach import JobInfo
+    from slurm.serialization import Call
 
 #: Seconds without an answer from the scheduler or login node before a wait with no timeout gives up.
 DEFAULT_OUTAGE_LIMIT = 600.0
@@ -131,8 +132,12 @@ class Cluster:
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
-        payload = dump_payload(task, calls, self.node_python)  # fails before anything reaches the cluster
-        self._ensure_prepared()
+        calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
+        with timing.phase("serialize"):  # fails before anything reaches the cluster
+            payload = dump_payload(task, calls, self.node_python)
+        dependencies = dataflow.dependencies(task, parents)
+        with timing.phase("prepare"):
+            self._ensure_prepared()
         job_dir = layout.new_job_dir(self.resolve_job_root(), task.name)
         script = render_script(
             job_name=task.name,
@@ -143,18 +148,22 @@ class Cluster:
             python=self.packaging.python_command(),
         )
         transport = self.backend.transport
-        transport.write_bytes(layout.payload_path(job_dir), payload)
+        files = {layout.PAYLOAD: (payload, 0o600)}
         if task.is_workflow:
-            transport.write_bytes(layout.child_config_path(job_dir), json.dumps(self.child_config()).encode())
-        transport.write_bytes(layout.script_path(job_dir), script.encode(), mode=0o755)
+            files[layout.CHILD_CONFIG] = (json.dumps(self.child_config()).encode(), 0o600)
+        files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
+        with timing.phase("upload"):
+            transport.write_files(job_dir, files)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
-        job_id = self._submit_once(
-            layout.script_path(job_dir),
-            array=spec,
-            dependencies=task.dependencies,
-            dependency_type=task.dependency_type,
-        )
-        self._record_submission(task, job_id, job_dir, len(calls), array=array)
+        with timing.phase("sbatch"):
+            job_id = self._submit_once(
+                layout.script_path(job_dir),
+                array=spec,
+                dependencies=dependencies,
+                dependency_type=task.dependency_type,
+            )
+        with timing.phase("record"):
+            self._record_submission(task, job_id, job_dir, len(calls), array=array)
         jobs = [
             Job(
                 self,
@@ -164,7 +173,7 @@ class Cluster:
                 script=script,
                 index=index,
                 array=array,
-                depends_on=task.dependencies,
+                depends_on=dependencies,
                 dependency_type=task.dependency_type,
             )
             for index in range(len(calls))

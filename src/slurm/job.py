@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from slurm import layout
-from slurm.backends.base import JobState, JobStatus
+from slurm import layout, timing
+from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.deprecation import renamed_attribute, warn_renamed
-from slurm.errors import BackendError, JobFailedError, JobTimeoutError
+from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
 
@@ -28,7 +28,6 @@ _RESULT_CHECK_BACKOFF = 1.25
 #: the first, still does not list it and no result file appeared meanwhile (covers accounting lag and a
 #: result file that is still on its way through the shared file system).
 _LOST_AFTER = 2.0
-NEVER_SATISFIED = "DependencyNeverSatisfied"
 #: A preempted job that may be requeued is PENDING again as soon as it has ended; one still PREEMPTED after
 #: this long was not requeued (requeue=False, or the partition's PreemptMode cancels).
 _PREEMPTED_FINAL_AFTER = 10.0
@@ -78,6 +77,14 @@ class Job:
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name} {self._state.value}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Reached only for a Job that dataflow did not swap for its result (see slurm.dataflow).
+        raise SerializationError(
+            f"job {self.job_id} ({self.name}) cannot travel to a job itself: a Job passed as an argument (also "
+            "inside lists, tuples and dict values) is replaced by its result on the node, but not inside a set, "
+            "a dict key or another object. Fix: pass it directly or in a list/tuple/dict, or pass job.result()"
+        )
+
     @property
     def dependency_ids(self) -> list[str]:
         return [self.job_id]
@@ -114,13 +121,24 @@ class Job:
             self.wait(timeout)
             return self._ended_result()
 
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """``result()`` for asyncio, also ``await job``: every job awaited on one event loop is watched by one
+        driver task in shared rounds (see ``slurm.awaiting``), so many awaits cost one poll."""
+        from slurm.awaiting import result_async
+
+        return await result_async(self, timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result_async().__await__()
+
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended."""
         outcome = self.cluster.retry(self._load_outcome)
         if outcome is None:
             raise self._failure or self._no_result_error()
         if outcome.ok:
-            return outcome.value(self.job_id)
+            with timing.phase("unpickle"):
+                return outcome.value(self.job_id)
         raise outcome.exception(self.job_id)
 
     def cancel(self) -> None:
@@ -187,9 +205,7 @@ class Job:
 
     def _load_outcome(self) -> Outcome | None:
         if self._outcome is None:
-            transport = self.cluster.backend.transport
-            if transport.exists(self._result_path):
-                self._outcome = Outcome.load(transport.read_bytes(self._result_path))
+            _fetch_outcomes([self])  # one stream, like a map's results (a big result is not fetched by SFTP)
         return self._outcome
 
     @property
@@ -381,7 +397,17 @@ class MappedJobs(Sequence[Job]):
         """Results in item order; raises the first failure (see ``Job.result``)."""
         self.wait(timeout)
         _fetch_outcomes(self.jobs)
-        return [job.result() for job in self.jobs]
+        with timing.phase("unpickle"):
+            return [job.result() for job in self.jobs]
+
+    async def results_async(self, timeout: float | None = None) -> list[Any]:
+        """``results()`` for asyncio, also ``await mapped_jobs`` (see ``Job.result_async``)."""
+        from slurm.awaiting import results_async
+
+        return await results_async(self, timeout)
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.results_async().__await__()
 
     def cancel(self) -> None:
         for array_id in self.array_ids:
@@ -393,7 +419,8 @@ def _fetch_outcomes(jobs: Sequence[Job]) -> None:
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
-        files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
+        with timing.phase("fetch"):
+            files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
@@ -440,32 +467,70 @@ class _LoginSilence:
         return f"the login node has not answered for {now - self.since:.0f}s (last error: {self.error})"
 
 
+def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
+    """The pauses between a wait's result-file checks: 50 ms, then x1.25 each, up to ``limit`` (the
+    cluster's ``result_poll_interval``). Benchmarks poll their raw baselines on this same cadence."""
+    pause = _FIRST_RESULT_CHECK
+    while True:
+        yield pause
+        pause = min(pause * _RESULT_CHECK_BACKOFF, limit)
+
+
 def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
     cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
     are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
     the cluster's ``outage_limit`` (the last ``BackendError``)."""
-    start = time.monotonic()
-    deadline = None if timeout is None else start + timeout
+    with timing.phase("wait"):
+        for _ in as_completed(jobs, timeout):
+            pass
+
+
+def as_completed(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> Iterator[Job]:
+    """Each job (every task of a MappedJobs) once, as soon as it is seen to end, in the order they end.
+
+    Costs what one wait on all of them costs (see ``wait_all``): one result-file listing per cluster per
+    check, and the clusters' shared watchers for the scheduler. ``JobTimeoutError`` once ``timeout`` s
+    have passed with jobs still unfinished (the time spent by the caller's loop body counts too)."""
+    waiting = list(dict.fromkeys(_each_job(jobs)))
+    deadline = None if timeout is None else time.monotonic() + timeout
     delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
-    with bounded(timeout):
-        while True:
-            running = [job for job in jobs if not job.last_state.is_terminal]
-            if running:
+    while waiting:
+        running = [job for job in waiting if not job.last_state.is_terminal]
+        if running:
+            with bounded(None if deadline is None else deadline - time.monotonic()):
                 _watch_once(running, login)
-                running = [job for job in running if not job.last_state.is_terminal]
-            if not running:
-                return
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                raise _timeout_error(running[0], timeout or 0, login, now)
-            if deadline is None:
-                _check_outage(running[0], login, now)
-            pause = min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
-            time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
-            delay = min(
-                delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running)
-            )
+        yield from [job for job in waiting if job.last_state.is_terminal]
+        waiting = [job for job in waiting if not job.last_state.is_terminal]
+        if not waiting:
+            return
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise _timeout_error(waiting[0], timeout or 0, login, now)
+        if deadline is None:
+            _check_outage(waiting[0], login, now)
+        pause = next_pause(waiting, delay, now)
+        time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
+        delay = next_delay(waiting, delay)
+
+
+def _each_job(jobs: Iterable[Job | MappedJobs]) -> Iterator[Job]:
+    for job in jobs:
+        if isinstance(job, MappedJobs):
+            yield from job
+        else:
+            yield job
+
+
+def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
+    """How long a wait sleeps before its next check: the result-file delay, or less when a watcher's next
+    scheduler query comes sooner."""
+    return min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
+
+
+def next_delay(running: Sequence[Job], delay: float) -> float:
+    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval``."""
+    return min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
 
 
 def _watch_once(running: list[Job], login: _LoginSilence) -> None:
@@ -507,5 +572,7 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
 _RENAMED = {"ArrayJob": "MappedJobs"}
 
 
-def __getattr__(name: str) -> Any:
-    return renamed_attribute(__name__, name, _RENAMED, globals())
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
+
+    def __getattr__(name: str) -> Any:
+        return renamed_attribute(__name__, name, _RENAMED, globals())

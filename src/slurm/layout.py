@@ -20,9 +20,8 @@ imports this on every node for every task.
 
 from __future__ import annotations
 
+import os
 import posixpath
-import re
-import secrets
 import time
 
 #: Directory under the job root holding one record per sbatch call.
@@ -33,13 +32,17 @@ CHILD_CONFIG = "cluster.json"
 _RESULT_PREFIX = "result-"
 #: A shell glob matching every result file of a job directory.
 RESULT_GLOB = f"{_RESULT_PREFIX}*.pkl"
-#: Job directory names the SDK makes (see ``new_job_dir``); anything else under the root is not ours.
-JOB_DIR_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def is_job_dir_name(name: str) -> bool:
+    """Whether ``name`` is one the SDK makes (see ``new_job_dir``); anything else under the root is not
+    ours. (No ``re``: the runner imports this module for every array task.)"""
+    return bool(name) and all(c.isascii() and (c.isalnum() or c in "_.-") for c in name)
 
 
 def new_job_dir(job_root: str, task_name: str) -> str:
     """A fresh job directory for one sbatch call: sortable by time, readable by task, never reused."""
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{task_name}-{secrets.token_hex(4)}"
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{task_name}-{os.urandom(4).hex()}"
     return posixpath.join(job_root, name)
 
 

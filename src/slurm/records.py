@@ -19,7 +19,7 @@ from typing import Any
 
 from slurm.backends.base import Transport
 from slurm.errors import UnknownJobError
-from slurm.layout import JOB_DIR_NAME, RECORDS_DIR, RESULT_GLOB, record_path, script_path
+from slurm.layout import RECORDS_DIR, RESULT_GLOB, is_job_dir_name, record_path, script_path
 
 _VERSION = 1
 #: A job id as sbatch prints it, or one array task of it ("123_4").
@@ -167,7 +167,7 @@ def _checked_dir(job_root: str, job_dir: str) -> str:
     parent, name = posixpath.split(posixpath.normpath(job_dir))
     if (
         parent != posixpath.normpath(job_root)
-        or not JOB_DIR_NAME.match(name)
+        or not is_job_dir_name(name)
         or name in (".", "..", RECORDS_DIR)
     ):
         raise ValueError(f"job directory {job_dir!r} is not a directory of the SDK under {job_root!r}")

@@ -1,25 +1,40 @@
 """The job side: ``python -m slurm.runner [--max-requeues N] <job_dir>`` (array index from
 ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``).
 
-Loads the task and its arguments from the job directory's payload, runs it (a workflow also gets a Cluster for
+Loads the task and its own arguments from ``payload.pkl`` (reading only its part of it, see
+``slurm.serialization``), runs it (a workflow also gets a Cluster for
 submitting children from inside the allocation) and writes the outcome, value or exception with its
 traceback, to its result file (paths: ``slurm.layout``). Exits 1 when the task raised, so the scheduler records FAILED.
 """
 
+# ruff: noqa: E402 - the start time is taken before the other imports, which are part of the run
+
 from __future__ import annotations
 
-import json
+import time
+
+_STARTED_AT = time.time()  # first thing: the phase benchmarks count the imports below as the run's
+
+# The C pickler itself: the `pickle` module around it imports re and enum, ~4 ms for every array task.
+import _pickle as pickle
 import os
-import socket
 import sys
-import traceback
-from typing import Any
 
 import slurm
-from slurm import checkpoint, layout
+from slurm import layout
 from slurm.atomic import write_atomic
 from slurm.errors import SerializationError
-from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, load_payload
+from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, read_payload
+
+# Every array task pays for this module's imports: nothing here may pull in typing, dataclasses,
+# cloudpickle, socket or the submitting side (``python -X importtime -m slurm.runner`` shows the cost).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class _NeverRaised(BaseException):
+    """Stands in for ``checkpoint.Stopped`` when the task does not checkpoint (no import needed)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,14 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     restarts = _restart_count()
     _print_header(job_dir, index, restarts)
+    stopped: type[BaseException] = _NeverRaised
     if max_requeues is not None:
+        from slurm import checkpoint
+
         checkpoint.begin(job_dir, index, max_requeues)
+        stopped = checkpoint.Stopped
     try:
-        outcome, code = dump_result(_run(job_dir, index), restarts=restarts), 0
-    except checkpoint.Stopped as stop:  # this run ends, the job runs again: no result yet
+        value, bytes_read = _run(job_dir, index)
+        facts = {"payload_bytes_read": bytes_read, "started_at": _STARTED_AT, "finished_at": time.time()}
+        outcome, code = dump_result(value, restarts=restarts, facts=facts), 0
+    except stopped as stop:  # this run ends, the job runs again: no result yet
         print(f"[slurm-sdk] checkpoint: {stop}", file=sys.stderr, flush=True)
         return 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
+        import traceback
+
         traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
     write_atomic(layout.result_path(job_dir, index), outcome)
@@ -42,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse_args(argv: list[str]) -> tuple[str, int | None]:
-    if len(argv) == 3 and argv[0] == checkpoint.MAX_REQUEUES_OPTION:
+    if len(argv) == 3 and argv[0] == "--max-requeues":  # checkpoint.MAX_REQUEUES_OPTION (not imported)
         return argv[2], int(argv[1])
     [job_dir] = argv
     return job_dir, None
@@ -66,32 +89,55 @@ def _print_header(job_dir: str, index: int, restarts: int) -> None:
     job_id = os.environ.get("SLURM_JOB_ID", "?")
     rerun = f", run {restarts + 1} (requeued {restarts}x)" if restarts else ""
     print(
-        f"[slurm-sdk] job {job_id} task {index} on {socket.gethostname()}{rerun}, Python {sys.version.split()[0]} "
+        f"[slurm-sdk] job {job_id} task {index} on {os.uname().nodename}{rerun}, Python {sys.version.split()[0]} "
         f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}",
         file=sys.stderr,
         flush=True,
     )
 
 
-def _run(job_dir: str, index: int) -> Any:
-    with open(layout.payload_path(job_dir), "rb") as handle:
-        data = handle.read()
+class _CountingFile:
+    """The payload file, counting the bytes read: each task reports how much of the payload it read."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.count = raw, 0
+
+    def read(self, size: int, /) -> bytes:
+        data: bytes = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+    def seek(self, offset: int, /) -> int:
+        return int(self.raw.seek(offset))
+
+
+def _run(job_dir: str, index: int) -> tuple[Any, int]:
+    """The task's return value, and how many bytes of the payload it took to get there."""
+    with open(layout.payload_path(job_dir), "rb", buffering=0) as raw:  # unbuffered: exact reads
+        payload = _CountingFile(raw)
+        task_data, call = read_payload(payload, index)
     try:
-        task, calls = load_payload(data)
+        task = pickle.loads(task_data)
+        args, kwargs = pickle.loads(call)
     except Exception as exc:
         raise SerializationError(
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
             "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
         ) from exc
-    args, kwargs = calls[index]
+    if "slurm.dataflow" in sys.modules:  # the call held a Job argument: unpickling it imported dataflow
+        from slurm import dataflow
+
+        args, kwargs = dataflow.inject((args, kwargs))  # Job arguments -> their results, read here
     if not task.is_workflow:
-        return task.fn(*args, **kwargs)
+        return task.fn(*args, **kwargs), payload.count
     with _workflow_cluster(job_dir) as cluster:
-        return task.fn(cluster, *args, **kwargs)
+        return task.fn(cluster, *args, **kwargs), payload.count
 
 
 def _workflow_cluster(job_dir: str) -> Any:
     # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
+    import json
+
     from slurm.cluster import Cluster
     from slurm.inherited_env import scrub_slurm_env
 

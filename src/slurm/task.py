@@ -5,13 +5,30 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
-import re
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any, TypedDict, Unpack, overload
 
-from slurm.backends.base import DEPENDENCY_TYPES
-from slurm.resources import Resources
+# The runner unpickles a Task for every array task: this module keeps typing, slurm.resources
+# (dataclasses, inspect, subprocess), slurm.backends and re off that path (types are for checkers only).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, TypedDict, Unpack, overload
+
+    from slurm.resources import Resources
+
+    class TaskOptions(TypedDict, total=False):
+        """What ``@task(...)`` and ``@workflow(...)`` take: the job's name and its resources (``Resources``)."""
+
+        name: str | None
+        time: str | int | None
+        cpus: int | None
+        mem: str | int | None
+        gpus: int | str | None
+        partition: str | None
+        account: str | None
+        requeue: bool | None
+        checkpoint: Any
+        sbatch: Mapping[str, Any] | None
 
 
 class Task:
@@ -27,12 +44,26 @@ class Task:
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.resources = resources or Resources()
+        self._resources = resources
         # Job names end up in #SBATCH lines and directory names: keep them to safe characters.
-        self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or fn.__name__)
+        self.name = "".join(
+            c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name or fn.__name__
+        )
         self.is_workflow = workflow
         self.dependencies: tuple[str, ...] = ()
         self.dependency_type = "afterok"
+
+    @property
+    def resources(self) -> Resources:
+        if self._resources is None:
+            from slurm.resources import Resources
+
+            self._resources = Resources()
+        return self._resources
+
+    @resources.setter
+    def resources(self, value: Resources) -> None:
+        self._resources = value
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -46,6 +77,8 @@ class Task:
 
         ``kind``: "afterok" (all succeeded), "afterany" (all ended) or "afternotok" (all failed).
         """
+        from slurm.backends.base import DEPENDENCY_TYPES
+
         if kind not in DEPENDENCY_TYPES:
             raise ValueError(f"unknown dependency kind {kind!r} (valid: {', '.join(DEPENDENCY_TYPES)})")
         if self.dependencies and kind != self.dependency_type:
@@ -61,6 +94,8 @@ class Task:
 
     def options(self, **resources: Any) -> Task:
         """This task with some resources changed, e.g. ``big = train.options(mem="64G")``."""
+        from slurm.resources import Resources
+
         variant = copy.copy(self)
         variant.resources = Resources.from_dict(resources).over(self.resources)
         return variant
@@ -98,34 +133,21 @@ def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
     return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
 
 
-class TaskOptions(TypedDict, total=False):
-    """What ``@task(...)`` and ``@workflow(...)`` take: the job's name and its resources (``Resources``)."""
-
-    name: str | None
-    time: str | int | None
-    cpus: int | None
-    mem: str | int | None
-    gpus: int | str | None
-    partition: str | None
-    account: str | None
-    requeue: bool | None
-    checkpoint: Any
-    sbatch: Mapping[str, Any] | None
-
-
 class _Decorator:
     """``@task`` / ``@workflow``, bare or called with ``TaskOptions`` (typed both ways for type checkers)."""
 
     def __init__(self, *, workflow: bool, doc: str) -> None:
         self.workflow, self.__doc__ = workflow, doc
 
-    @overload
-    def __call__(self, fn: Callable[..., Any], /) -> Task: ...
+    if TYPE_CHECKING:
 
-    @overload
-    def __call__(
-        self, fn: None = None, /, **options: Unpack[TaskOptions]
-    ) -> Callable[[Callable[..., Any]], Task]: ...
+        @overload
+        def __call__(self, fn: Callable[..., Any], /) -> Task: ...
+
+        @overload
+        def __call__(
+            self, fn: None = None, /, **options: Unpack[TaskOptions]
+        ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def __call__(
         self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptions]
@@ -134,6 +156,8 @@ class _Decorator:
         if options.get("sbatch", {}) is None:
             del options["sbatch"]
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
+        from slurm.resources import Resources
+
         resources = Resources.from_dict(options)
 
         def wrap(function: Callable[..., Any]) -> Task:

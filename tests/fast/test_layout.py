@@ -43,7 +43,7 @@ def test_a_job_leaves_exactly_the_layouts_files(cluster):
 def test_every_path_stays_in_its_job_dir(task_name, index):
     job_dir = layout.new_job_dir("/root/jobs", task_name)
     assert posixpath.dirname(job_dir) == "/root/jobs"
-    assert layout.JOB_DIR_NAME.match(posixpath.basename(job_dir))
+    assert layout.is_job_dir_name(posixpath.basename(job_dir))
     paths = [
         layout.script_path(job_dir),
         layout.payload_path(job_dir),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import threading
 
 import cloudpickle
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slurm import SerializationError, Task, task
-from slurm.serialization import LOCAL_PYTHON, dump_payload, load_payload
+from slurm.serialization import LOCAL_PYTHON, Outcome, dump_payload, dump_result, load_payload, read_payload
 from tests.fast import tasks
 
 
@@ -19,9 +22,9 @@ def never_probe() -> str:
 
 def test_importable_task_travels_by_reference_without_probing():
     data = dump_payload(tasks.add, [((1, 2), {})], never_probe)
-    loaded, calls = load_payload(data)
+    loaded, call = load_payload(data)
     assert isinstance(loaded, Task) and loaded.fn is tasks.add.fn
-    assert calls == [((1, 2), {})]
+    assert call == ((1, 2), {})
     assert len(data) < 300  # a reference, not bytecode
 
 
@@ -119,3 +122,59 @@ def test_node_that_cannot_import_the_module_explains(cluster, tmp_path):
             job.result(timeout=30)
     finally:
         del sys.modules["only_here"]
+
+
+class RecordingFile:
+    """A payload file that remembers which byte ranges were read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.file, self.ranges = io.BytesIO(data), []
+
+    def read(self, size: int, /) -> bytes:
+        start = self.file.tell()
+        data = self.file.read(size)
+        self.ranges.append((start, start + len(data)))
+        return data
+
+    def seek(self, offset: int, /) -> int:
+        return self.file.seek(offset)
+
+
+items = st.lists(st.binary(max_size=2000) | st.integers() | st.text(max_size=50), min_size=1, max_size=30)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=items, data=st.data())
+def test_each_item_comes_back_and_a_task_reads_no_other_item(values, data):
+    payload = dump_payload(tasks.add, [((value,), {"i": i}) for i, value in enumerate(values)], never_probe)
+    index = data.draw(st.integers(0, len(values) - 1))
+    handle = RecordingFile(payload)
+    task_data, call = read_payload(handle, index)
+    assert pickle.loads(task_data).fn is tasks.add.fn
+    assert pickle.loads(call) == ((values[index],), {"i": index})
+    own = len(pickle.dumps(((values[index],), {"i": index}), protocol=5)) + 200
+    read = sum(end - start for start, end in handle.ranges)
+    assert read <= len(task_data) + 20 + 16 + own  # header, task, two offsets, this item: O(1)
+
+
+def test_an_index_past_the_end_and_a_foreign_payload_are_named():
+    payload = dump_payload(tasks.add, [((1, 2), {})], never_probe)
+    with pytest.raises(SerializationError, match="holds 1 call"):
+        load_payload(payload, 1)
+    with pytest.raises(SerializationError, match="another version of the SDK"):
+        load_payload(pickle.dumps({"task": tasks.add, "calls": []}))
+    with pytest.raises(SerializationError, match="truncated"):
+        load_payload(payload[:-3])
+
+
+@pytest.mark.parametrize("value", [b"x" * 100_000, {"a": [1, 2.5, "three"]}, None, lambda: 1])
+def test_a_result_round_trips_through_its_file(value):
+    outcome = Outcome.load(dump_result(value, restarts=2, facts={"payload_bytes_read": 77}))
+    got = outcome.value("1")
+    assert outcome.ok and outcome.restarts == 2 and outcome.fields["payload_bytes_read"] == 77
+    assert got() == 1 if callable(value) else got == value
+
+
+def test_a_result_file_of_the_nested_format_still_loads():
+    old = pickle.dumps({"ok": True, "value": cloudpickle.dumps([1, 2]), "restarts": 0})
+    assert Outcome.load(old).value("1") == [1, 2]

@@ -128,19 +128,23 @@ def test_file_operations(transport, tmp_path):
         transport.read_bytes(base + "/missing")
 
 
-def test_read_existing_fetches_many_files_in_one_command(transport, tmp_path, monkeypatch):
-    paths = [str(tmp_path / "results" / f"result-{i}.pkl") for i in range(1200)]  # more than one chunk
+def test_read_existing_fetches_many_files_in_one_stream(transport, tmp_path, monkeypatch):
+    paths = [str(tmp_path / "results" / f"result-{i}.pkl") for i in range(3000)]
     for i, path in enumerate(paths[:-1]):
         Path(path).parent.mkdir(exist_ok=True)
         Path(path).write_bytes(os.urandom(i % 50) + b"\0\n" * (i % 3))  # binary, some empty
+    big = str(tmp_path / "results" / "big.pkl")
+    Path(big).write_bytes(os.urandom(3_000_000))  # more than any SSH window or tar block
     commands = []
-    original_run = transport.run
+    original = transport._exec
     monkeypatch.setattr(
-        transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw)
+        transport, "_exec", lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw)
     )
-    found = transport.read_existing(paths)
-    assert found == {path: Path(path).read_bytes() for path in paths[:-1]}  # the missing one is left out
-    assert len(commands) == 3  # 1200 paths, 500 per command
+    found = transport.read_existing([*paths, big])
+    expected = {path: Path(path).read_bytes() for path in [*paths[:-1], big]}
+    assert found.keys() == expected.keys() and found == expected  # the missing one is left out
+    assert len(commands) == 1  # paths on stdin: no chunking, however many
+    assert transport.read_existing([]) == {} and transport.read_existing(paths[-1:]) == {}
 
 
 def test_existing_lists_result_files_of_many_directories_in_one_command(transport, tmp_path, monkeypatch):
@@ -262,3 +266,23 @@ def test_connection_lost_mid_command_is_a_transient_drop_not_an_exit_code(transp
     assert caught.value.transient
     assert marker.exists()
     assert transport.run("echo back").stdout == "back\n"  # the next command reconnects
+
+
+def test_write_files_makes_a_whole_directory_in_one_command(transport, tmp_path, monkeypatch):
+    commands = []
+    original = transport._exec
+    monkeypatch.setattr(
+        transport, "_exec", lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw)
+    )
+    payload = os.urandom(300_000)
+    target = tmp_path / "root" / "job dir"
+    transport.write_files(str(target), {"payload.pkl": (payload, 0o600), "job.sh": (b"#!/bin/sh\n", 0o700)})
+    assert len(commands) == 1
+    assert (target / "payload.pkl").read_bytes() == payload and (
+        target / "job.sh"
+    ).read_bytes() == b"#!/bin/sh\n"
+    assert os.stat(target / "job.sh").st_mode & 0o777 == 0o700 and os.stat(target).st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["job dir"]  # no temporary left
+    with pytest.raises(CommandError):  # an existing directory is never merged into
+        transport.write_files(str(target), {"x": (b"", 0o600)})
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["job dir"]

@@ -94,3 +94,12 @@ def test_nested_workflow_children_and_grandchild_finish(slurm_cluster, compute_n
     assert result["plain"] == 6
     assert result["nested"]["grandchild"] == 8
     assert result["nested"]["host"] in compute_nodes
+
+
+def test_each_array_task_reads_only_its_own_item_of_the_payload(slurm_cluster):
+    # Six items of 200 KB: a task that read the whole payload would read 1.2 MB.
+    items = [bytes([i]) * 200_000 for i in range(6)]
+    array = slurm_cluster.map(jobs.byte_sum, items)
+    assert array.results(timeout=TIMEOUT) == [sum(item) for item in items]
+    read = [job._outcome.fields["payload_bytes_read"] for job in array]
+    assert all(200_000 < count < 201_000 for count in read), read  # its item, the header and two offsets

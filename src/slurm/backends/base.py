@@ -15,6 +15,8 @@ from dataclasses import dataclass
 COMMAND_TIMEOUT = 300.0
 #: The sbatch ``--dependency`` kinds the SDK offers (``Task.after(..., kind=...)``); every backend takes them.
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
+#: squeue's reason for a pending job whose dependency can never be met (a parent ended the wrong way).
+NEVER_SATISFIED = "DependencyNeverSatisfied"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,13 @@ class Transport(ABC):
     @abstractmethod
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         """Write atomically (temp file + rename), creating parent directories."""
+
+    def write_files(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> None:
+        """Create ``directory`` (parents too) holding ``files`` (name -> (data, mode)). Written in the
+        order given, each complete before the next, so the last one may be what a reader waits for.
+        Transports where each file costs round trips override this to send them all at once."""
+        for name, (data, mode) in files.items():
+            self.write_bytes(f"{directory}/{name}", data, mode=mode)
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

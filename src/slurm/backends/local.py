@@ -20,12 +20,21 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slurm.atomic import write_atomic
-from slurm.backends.base import COMMAND_TIMEOUT, DEPENDENCY_TYPES, Backend, CommandResult, JobState, Transport
+from slurm.backends.base import (
+    COMMAND_TIMEOUT,
+    DEPENDENCY_TYPES,
+    NEVER_SATISFIED,
+    Backend,
+    CommandResult,
+    JobState,
+    JobStatus,
+    Transport,
+)
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
 from slurm.deprecation import renamed_attribute
@@ -213,6 +222,17 @@ class LocalCommandBackend(Backend):
         self._launchers = [proc for proc in self._launchers if proc.poll() is None]  # reap finished launchers
         return {job_id: self._state_of(job_id) for job_id in job_ids}
 
+    def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+        """Like Slurm with ``kill_invalid_depend``: a job whose dependency can never be met ends CANCELLED
+        with the reason ``DependencyNeverSatisfied``."""
+        return {
+            job_id: JobStatus(state, NEVER_SATISFIED if self._never_satisfied(job_id, state) else "")
+            for job_id, state in self.states(job_ids).items()
+        }
+
+    def _never_satisfied(self, job_id: str, state: JobState) -> bool:
+        return state is JobState.CANCELLED and os.path.exists(self._path("never_satisfied", job_id))
+
     def cancel(self, job_id: str) -> None:
         base, _, index = job_id.partition("_")
         record = self._record(base)
@@ -355,6 +375,9 @@ class LocalCommandBackend(Backend):
                 continue
             if not verdict:
                 reason = ", ".join(f"{dep} {state.value}" for dep, state in states.items())
+                os.makedirs(self._path("never_satisfied"), exist_ok=True)
+                for element in _elements(record):  # before the state, so no poll sees CANCELLED without why
+                    write_atomic(self._path("never_satisfied", element), reason.encode())
                 self._cancel_unstarted(
                     record, f"DependencyNeverSatisfied ({record['dependency_type']}: {reason})"
                 )
@@ -521,5 +544,7 @@ def _kill_group(pid: int | None) -> None:
 _RENAMED = {"LocalTransport": "HostTransport"}
 
 
-def __getattr__(name: str) -> Any:
-    return renamed_attribute(__name__, name, _RENAMED, globals())
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
+
+    def __getattr__(name: str) -> Any:
+        return renamed_attribute(__name__, name, _RENAMED, globals())

@@ -17,6 +17,7 @@ import shlex
 import socket
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -26,8 +27,10 @@ from slurm.backends.slurm import SlurmBackend
 from slurm.deadline import operation_timeout
 from slurm.errors import CommandError, ConfigError, SSHError
 
-#: Files fetched per command by read_existing (keeps the command line far below ARG_MAX).
+#: Directories listed per command by existing (keeps the command line far below ARG_MAX).
 _FILES_PER_COMMAND = 500
+#: Piece size read_existing reads a result file's bytes in.
+_PIECE = 1 << 20
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
 
@@ -205,13 +208,34 @@ class SSHTransport(Transport):
         if bad:
             raise ConfigError(f"invalid environment variable name(s) {bad} for a command on {self.address}")
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
+        returncode, stdout, stderr = self._exec(
+            exports + command, timeout, lambda out: out.read().decode(errors="replace")
+        )
+        result = CommandResult(returncode, stdout, stderr)
+        if check and returncode != 0:
+            raise CommandError(command, returncode, stdout, stderr)
+        return result
+
+    def _exec(
+        self,
+        command: str,
+        timeout: float | None,
+        consume: Callable[[Any], T],
+        stdin: bytes | None = None,
+    ) -> tuple[int, T, str]:
+        """Run ``command`` through ``sh -c`` on a fresh channel: ``stdin`` sent, then closed; stdout handed
+        to ``consume`` as a binary file as it arrives (so big outputs stream instead of piling up), stderr
+        drained meanwhile. Returns the exit status, what ``consume`` returned, and stderr."""
         timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         channel = self._open_channel()
         try:
             channel.settimeout(timeout)  # every read on it, stdout and stderr alike
             # The login shell of the user differs between clusters; sh -c gives the same semantics everywhere.
-            channel.exec_command("sh -c " + shlex.quote(exports + command))
-            stdout, stderr = _read_all(channel)
+            channel.exec_command("sh -c " + shlex.quote(command))
+            if stdin is not None:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            stdout, stderr = _read_all(channel, consume)
             if not channel.status_event.wait(timeout):
                 raise TimeoutError("no exit status")
             returncode = channel.recv_exit_status()
@@ -237,10 +261,7 @@ class SSHTransport(Transport):
             ) from exc
         finally:
             channel.close()
-        result = CommandResult(returncode, stdout, stderr)
-        if check and returncode != 0:
-            raise CommandError(command, returncode, stdout, stderr)
-        return result
+        return returncode, stdout, stderr
 
     def _open_channel(self) -> Any:
         """A fresh session channel; a drop noticed here is safe to retry since nothing was sent yet."""
@@ -303,6 +324,7 @@ class SSHTransport(Transport):
     def read_bytes(self, path: str) -> bytes:
         def read(sftp: Any) -> bytes:
             with sftp.open(self._path(path), "rb") as handle:
+                handle.prefetch()  # requests all chunks at once instead of one round trip per 32 KB
                 data: bytes = handle.read()
             return data
 
@@ -311,6 +333,7 @@ class SSHTransport(Transport):
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         def write(sftp: Any, tmp: str) -> None:
             with sftp.open(tmp, "wb") as handle:
+                handle.set_pipelined(True)  # no wait for each 32 KB chunk's answer (a map's payload is big)
                 handle.write(data)
 
         self._atomic_upload(path, write, mode)
@@ -333,20 +356,41 @@ class SSHTransport(Transport):
 
         self._sftp_call(finish)
 
+    def write_files(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> None:
+        """One command instead of about five SFTP round trips per file: a tar of the files on its stdin,
+        unpacked into a fresh temporary directory beside ``directory`` and renamed into place, so the
+        directory appears complete or not at all. ``directory`` must not exist yet (a new job's)."""
+        path = self._path(directory)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for name, (data, mode) in files.items():
+                member = tarfile.TarInfo(name)
+                member.size, member.mode, member.mtime = len(data), mode, int(time.time())
+                archive.addfile(member, io.BytesIO(data))
+        quoted, quoted_tmp = shlex.quote(path), shlex.quote(tmp)
+        command = (
+            f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir {quoted_tmp} && "
+            f"tar -xf - -C {quoted_tmp} --no-same-owner && mv -T {quoted_tmp} {quoted} "
+            f"|| {{ code=$?; rm -rf {quoted_tmp}; exit $code; }}"
+        )
+        code, _, stderr = self._exec(command, None, lambda out: out.read(), stdin=buffer.getvalue())
+        if code != 0:
+            raise CommandError(f"writing {directory}", code, "", stderr)
+
     def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
-        """One command instead of two SFTP round trips per file: a tar stream of the files, base64 on stdout."""
-        found: dict[str, bytes] = {}
-        for start in range(0, len(paths), _FILES_PER_COMMAND):
-            chunk = paths[start : start + _FILES_PER_COMMAND]
-            quoted = " ".join(shlex.quote(path) for path in chunk)
-            listing = f'for f in {quoted}; do [ -f "$f" ] && printf \'%s\\n\' "$f"; done'
-            result = self.run(f"{{ {listing}; }} | tar -cf - -P -T - | base64", timeout=300)
-            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(result.stdout)), mode="r:") as archive:
-                for member in archive.getmembers():
-                    handle = archive.extractfile(member)  # None for anything but a regular file
-                    if handle is not None:
-                        found[member.name] = handle.read()
-        return found
+        """All of ``paths`` that exist in one stream: one command, the paths on its stdin, a raw tar of the
+        files on its stdout, read as it arrives (no SFTP round trip per 32 KB chunk, no base64). A 200 MB
+        result costs its bytes once here, plus the value unpickled from them."""
+        if not paths:
+            return {}
+        listing = 'while IFS= read -r f; do [ -f "$f" ] && printf \'%s\\n\' "$f"; done'
+        names = "".join(f"{self._path(path)}\n" for path in paths).encode()
+        code, found, stderr = self._exec(f"{listing} | tar -cf - -P -T -", 300, _untar, stdin=names)
+        if code != 0:
+            raise CommandError("tar of result files", code, "", stderr)
+        wanted = {self._path(path): path for path in paths}
+        return {wanted[name]: data for name, data in found.items() if name in wanted}
 
     def existing(self, paths: Sequence[str]) -> set[str]:
         """One command lists the directories of ``paths`` (a wait's result-file check costs one round
@@ -428,8 +472,9 @@ def _sftp_exists(sftp: Any, path: str) -> bool:
     return True
 
 
-def _read_all(channel: Any) -> tuple[str, str]:
-    """Drain stdout and stderr together: reading one to the end first can deadlock when the other fills."""
+def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str]:
+    """Drain stdout (through ``consume``) and stderr together: reading one to the end first can
+    deadlock when the other fills."""
     stderr: list[bytes] = []
     failures: list[BaseException] = []
 
@@ -442,7 +487,7 @@ def _read_all(channel: Any) -> tuple[str, str]:
     reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
     try:
-        stdout = channel.makefile("rb").read()
+        stdout = consume(channel.makefile("rb"))
     except BaseException:
         channel.close()  # unblocks the stderr reader
         raise
@@ -450,7 +495,30 @@ def _read_all(channel: Any) -> tuple[str, str]:
         reader.join()
     if failures:
         raise failures[0]
-    return stdout.decode(errors="replace"), b"".join(stderr).decode(errors="replace")
+    return stdout, b"".join(stderr).decode(errors="replace")
+
+
+def _untar(stream: Any) -> dict[str, bytes]:
+    """The regular files of a tar read from ``stream`` as it arrives (stream mode: no seeking). Each file
+    is read in 1 MiB pieces into a buffer of its size: tarfile's own ``read()`` of a whole member holds it
+    three times over at its peak, a big result at most twice here (then once)."""
+    found: dict[str, bytes] = {}
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for member in archive:
+            extracted = archive.extractfile(member) if member.isfile() else None
+            if extracted is None:
+                continue
+            buffer = bytearray(member.size)
+            with memoryview(buffer) as view:
+                filled = 0
+                while filled < member.size:
+                    piece = extracted.read(min(_PIECE, member.size - filled))
+                    if not piece:
+                        raise EOFError(f"the tar stream ended inside {member.name}")
+                    view[filled : filled + len(piece)] = piece
+                    filled += len(piece)
+            found[member.name] = bytes(buffer)  # a copy, but the buffer goes with it: 2x for a moment
+    return found
 
 
 class SSHBackend(SlurmBackend):
