@@ -17,7 +17,8 @@ from harness import ssh as harness_ssh
 from harness.faults import Faults
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
-from harness.stack import SERVICES, Stack, StackError
+from harness.stack import Stack, StackError
+from harness.topology import Topology, TopologyError, node_number
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
@@ -91,7 +92,7 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
 
 def cmd_logs(stack: Stack, args: argparse.Namespace) -> int:
     print(stack.logs_tail(args.tail, args.services), end="")
-    if not args.services or set(args.services) & {"slurmctld", "c1", "c2"}:
+    if not args.services or any(s == "slurmctld" or node_number(s) for s in args.services):
         print(stack.daemon_logs_tail(args.tail))
     return 0
 
@@ -132,9 +133,19 @@ def cmd_ssh(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
+    services = list(dict.fromkeys([*stack.expected_services, *stack.container_names()]))
+    if args.service not in services:
+        print(parser().format_usage().rstrip(), file=sys.stderr)
+        print(
+            f"error: no service {args.service!r} in this stack; choose one of {', '.join(services)}",
+            file=sys.stderr,
+        )
+        return 2
     interactive = sys.stdin.isatty()
+    number = node_number(args.service)
+    service, index = ("compute", number) if number else (args.service, 1)
     output = stack.docker.compose.execute(
-        args.service, args.command or ["bash"], tty=interactive, user=args.user
+        service, args.command or ["bash"], index=index, tty=interactive, user=args.user
     )
     if output:
         print(output)
@@ -215,10 +226,14 @@ ENVIRONMENT = """environment:
   SLURM_SDK_SSH_PORT=2222         pin the login node's port on 127.0.0.1 (default: a free ephemeral port)
   SLURM_SDK_PROJECT=name          use another compose project (default: slurmsdk-<dir>-<hash of path>)
   SLURM_SDK_STATE_HOME=dir        where per-project state lives (default: ~/.cache/slurm-sdk-dev)
-  SLURM_SDK_COMPOSE_PROFILES=accounting   extra compose profiles (accounting: slurmdbd, so sacct works)
+  SLURM_SDK_COMPOSE_PROFILES=a,b  extra compose profiles
+  SLURM_SDK_ACCOUNTING=0          no slurmdbd + MariaDB (default 1: accounting on, sacct works)
   DEBIAN_RELEASE=bookworm         build the nodes from another Debian release (default: trixie)
   SLURM_SDK_IMAGE_REGISTRY=host:port   pull the images published for these inputs instead of building
   SLURM_SDK_PROJECT_DIR=dir       serve another project (mounted at /opt/project; the test kit)
+  SLURM_SDK_NODES=2               compute nodes c1..cN (as `up --nodes`)
+  SLURM_SDK_GPUS_PER_NODE=2       fake GPUs per node, 0-8 (as `up --gpus-per-node`)
+  SLURM_SDK_PARTITIONS=debug,batch  partitions over all nodes, the first the default (as `up --partitions`)
 """
 
 
@@ -232,7 +247,16 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack")
+    up = sub.add_parser(
+        "up", help="build if needed, start, wait until Slurm and SSH work; reuse a current stack"
+    )
+    up.add_argument("--nodes", type=int, help="compute nodes c1..cN (default: as running, else 2)")
+    up.add_argument(
+        "--gpus-per-node", type=int, help="fake GPUs per compute node (default: as running, else 2)"
+    )
+    up.add_argument(
+        "--partitions", help="comma-separated partitions over all nodes, the first the default (debug,batch)"
+    )
     down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")
     down.add_argument(
         "--force", action="store_true", help="stop even while pytest processes, jobs or SSH sessions use it"
@@ -248,13 +272,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("smoke", help="up, then sinfo, a shell job on each node and a Python task through the SDK")
     sub.add_parser("status", help="containers, SSH port, whether the stack matches compose.yaml/images")
     logs = sub.add_parser("logs", help="tail of the compose logs and the Slurm daemon log files")
-    logs.add_argument("services", nargs="*", help=f"services (default: all of {', '.join(SERVICES)})")
+    logs.add_argument("services", nargs="*", help="services or compute nodes (default: all)")
     logs.add_argument("--tail", type=int, default=100, help="lines per service (default 100)")
     ssh = sub.add_parser("ssh", help="ssh to the login node as user sdk (optionally run a command)")
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ex = sub.add_parser("exec", help="run a command in a service container (default: bash)")
     ex.add_argument("--user", default=None, help="user inside the container (default root)")
-    ex.add_argument("service", choices=(*SERVICES, "init"))
+    ex.add_argument("service", help="slurmctld, login, a compute node (c1, c2, ...), init or slurmdbd")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser(
         "wheelhouse",
@@ -316,11 +340,23 @@ COMMANDS = {
 }
 
 
+def _topology(args: argparse.Namespace, stack: Stack) -> Topology | None:
+    """The shape `up` was asked for (flags over the environment over the running stack's); None: as is."""
+    flags = {k: getattr(args, k, None) for k in ("nodes", "gpus_per_node", "partitions")}
+    if all(value is None for value in flags.values()):
+        return None
+    return Topology.resolve(os.environ, stack.read_state().get("topology"), **flags)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        stack = Stack.for_kit(kit.resolve())  # this checkout, or the project $SLURM_SDK_PROJECT_DIR names
-    except kit.KitError as exc:
+        settings = kit.resolve()  # this checkout, or the project $SLURM_SDK_PROJECT_DIR names
+        stack = Stack.for_kit(settings)
+        wanted = _topology(args, stack)
+        if wanted is not None and wanted != stack.topology:
+            stack = Stack.for_kit(settings, topology=wanted)
+    except (kit.KitError, TopologyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from harness.faults import COMPUTE_NODES, CONFIGURED, FORGET_AFTER_SECONDS, Faults, defaults_names
+from harness.faults import FORGET_AFTER_SECONDS, Faults, defaults_names
 
 _ROWS = [
     ("status", "what is changed now"),
@@ -23,12 +23,12 @@ _ROWS = [
         f"slurmctld forgets finished jobs SECONDS after they end (default {FORGET_AFTER_SECONDS})",
     ),
     (
-        f"node {'|'.join(COMPUTE_NODES)} stop | start",
+        "node cN stop | start",
         "kill a compute node (slurmctld told at once) / bring it back",
     ),
     (
         "pause | unpause | restart SERVICE",
-        f"SERVICE: {', '.join(CONFIGURED)} (restarted login: new SSH port)",
+        "SERVICE: slurmctld, login or a compute node cN (restarted login: new SSH port)",
     ),
     ("ssh drop", "cut the job user's SSH connections to the login node now"),
     (
@@ -85,7 +85,7 @@ def _forget(faults: Faults, args: list[str]) -> str:
 
 
 def _node(faults: Faults, args: list[str]) -> str:
-    node = _expect(args, *COMPUTE_NODES)
+    node = _expect(args, *faults.compute_nodes)
     if _expect(args[1:], "stop", "start") == "stop":
         faults.stop_node(node)
         return f"{node} killed and marked down"
@@ -95,7 +95,7 @@ def _node(faults: Faults, args: list[str]) -> str:
 
 def _service_verb(action: str) -> Verb:
     def verb(faults: Faults, args: list[str]) -> str:
-        service = _expect(args, *CONFIGURED)
+        service = _expect(args, *faults.configured)
         connection = getattr(faults, action)(service)
         port = f"; SSH now on 127.0.0.1:{connection.port}" if connection else ""
         return f"{service}: {action} done{port}"

@@ -33,15 +33,12 @@ from harness.stack import (
     Stack,
     StackError,
     _write_atomically,
-    compose_profiles,
+    accounting_enabled,
 )
 
 DEFAULTS_DIR = REPO_ROOT / "images" / "slurm" / "defaults"
 DEV = "dev"
 FAULTS_CONF = "/etc/slurm/faults.conf"
-#: Every container whose slurm.conf includes faults.conf; they must agree (Slurm compares config hashes).
-CONFIGURED = ("slurmctld", "c1", "c2", "login")
-COMPUTE_NODES = ("c1", "c2")
 #: Slurm's smallest sensible MinJobAge: a finished job is forgotten seconds after it ends.
 FORGET_AFTER_SECONDS = 2
 SBATCH_WRAPPER = Path(__file__).with_name("fault_sbatch.sh")
@@ -81,10 +78,7 @@ def defaults(name: str) -> dict[str, str]:
 
 def render(name: str, overrides: dict[str, str]) -> str:
     settings = defaults(name) | overrides
-    if (
-        "accounting" not in compose_profiles()
-        and settings.get("AccountingStorageType") == "accounting_storage/none"
-    ):
+    if not accounting_enabled() and settings.get("AccountingStorageType") == "accounting_storage/none":
         del settings["AccountingStorageType"]  # accounting.conf says so already; a repeat only logs an error
     lines = [f"# written by harness/faults.py: {name} defaults" + (f" + {overrides}" if overrides else "")]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
@@ -162,7 +156,7 @@ class Faults:
         with tempfile.TemporaryDirectory() as scratch:
             local = Path(scratch) / Path(path).name
             _write_atomically(local, text)
-            for service in CONFIGURED:
+            for service in self.configured:
                 self.stack.docker.copy(local, (names[service], path))
 
     def _wait_for_config(self, expected: dict[str, str]) -> None:
@@ -193,7 +187,7 @@ class Faults:
         """A compute node fails: its container is killed (SIGKILL, no clean shutdown). With ``mark_down``
         slurmctld is told at once (`scontrol update state=down`), as its own ping would after
         SlurmdTimeout (30 s here): jobs on the node are requeued, or fail if they may not be requeued."""
-        _check_choice("compute node", node, COMPUTE_NODES)
+        _check_choice("compute node", node, self.compute_nodes)
         self.stack.docker.container.kill(self._name(node))
         if mark_down:
             self._mark_down(node)
@@ -212,7 +206,7 @@ class Faults:
 
     def start_node(self, node: str = "c1") -> None:
         """The node comes back; returns once slurmd has registered and the node takes jobs again."""
-        _check_choice("compute node", node, COMPUTE_NODES)
+        _check_choice("compute node", node, self.compute_nodes)
         self.stack.docker.container.start(self._name(node))
         self._wait_ready([node])
         self._update(f"start {node}", stopped=[s for s in self._record().get("stopped", []) if s != node])
@@ -231,7 +225,7 @@ class Faults:
     def pause(self, service: str) -> None:
         """Freeze every process of a container (``docker pause``): it accepts TCP but never answers,
         like a hung host. ``slurmctld``: an outage; ``login``: a frozen login node."""
-        _check_choice("service", service, CONFIGURED)
+        _check_choice("service", service, self.configured)
         for attempt in range(PAUSE_ATTEMPTS):
             try:
                 self.stack.docker.container.pause(self._name(service))
@@ -245,7 +239,7 @@ class Faults:
         self._update(f"pause {service}", paused=sorted({*self._record().get("paused", []), service}))
 
     def unpause(self, service: str) -> None:
-        _check_choice("service", service, CONFIGURED)
+        _check_choice("service", service, self.configured)
         self.stack.docker.container.unpause(self._name(service))
         self._update(
             f"unpause {service}", paused=[s for s in self._record().get("paused", []) if s != service]
@@ -255,7 +249,7 @@ class Faults:
     def restart(self, service: str) -> Connection | None:
         """Restart a container and wait until it is ready again. ``login``: Docker publishes its SSH port
         on a new ephemeral port; the new connection is returned (``reset()`` moves it back)."""
-        _check_choice("service", service, CONFIGURED)
+        _check_choice("service", service, self.configured)
         record = self._record()
         if service == "login":
             record["login_port"] = record.get("login_port") or self.stack.published_port()
@@ -381,6 +375,16 @@ class Faults:
         return any(binding.host_port for binding in bindings.get("22/tcp") or [])
 
     # ---- helpers --------------------------------------------------------------------------------
+
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """Every container whose slurm.conf includes faults.conf; they must agree (Slurm compares config
+        hashes): slurmctld, each compute node, login."""
+        return self.stack.cluster_services
+
+    @property
+    def compute_nodes(self) -> tuple[str, ...]:
+        return self.stack.topology.node_names
 
     def _name(self, service: str) -> str:
         return self.stack.container_names()[service]

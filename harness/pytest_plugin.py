@@ -365,7 +365,7 @@ def sdk_on_cluster(slurm_stack: Stack, slurm_container: Connection) -> str:
     """The SDK path on the cluster, after checking each node's python3 imports ``slurm`` from it."""
     expected = f"{slurm_container.sdk_path}/src/slurm/"
     probe = ["python3", "-c", "import slurm; print(slurm.__file__)"]
-    for service in ("login", "c1", "c2"):
+    for service in ("login", *slurm_stack.topology.node_names):
         found = slurm_stack.exec(service, probe, user="sdk").strip()
         if not found.startswith(expected):
             pytest.fail(

@@ -19,7 +19,7 @@ def run(stack: Stack) -> int:
     )
     try:
         print(f"\n$ sinfo\n{_run(client, 'sinfo')}")
-        for node in ("c1", "c2"):
+        for node in stack.topology.node_names:
             job_id = _run(client, SHELL_JOB.format(node=node)).strip()
             print(f"$ sbatch --wait -w {node} --wrap 'echo hello from $(hostname)'   # job {job_id}")
             print(_run(client, f"cat smoke-{job_id}.out && rm smoke-{job_id}.out"))

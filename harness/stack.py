@@ -25,9 +25,13 @@ from python_on_whales.exceptions import DockerException
 from harness import preflight, ssh, wheelhouse
 from harness.kit import KIT_ROOT, SDK_MOUNT, KitSettings
 from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_alive, process_start_time
+from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
 
 REPO_ROOT = KIT_ROOT
-SERVICES = ("slurmctld", "c1", "c2", "login")  # long-running; `init` is one-shot
+#: Long-running services besides the compute nodes (`init` is one-shot; `slurmdbd` comes with accounting).
+FIXED_SERVICES = ("slurmctld", "login")
+ACCOUNTING_SERVICE = "slurmdbd"
+ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
 SSH_USER = "sdk"
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
@@ -46,11 +50,8 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 echo "probe job $id still ${state:-unknown} after 60 s" >&2; exit 1"""
-DAEMON_LOGS = {
-    "slurmctld": "/var/log/slurm/slurmctld.log",
-    "c1": "/var/log/slurm/slurmd.log",
-    "c2": "/var/log/slurm/slurmd.log",
-}
+SLURMCTLD_LOG = "/var/log/slurm/slurmctld.log"
+SLURMD_LOG = "/var/log/slurm/slurmd.log"
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
@@ -133,8 +134,16 @@ def image_repository() -> str:
     return f"{registry}/{IMAGE_REPOSITORY}" if registry else IMAGE_REPOSITORY
 
 
+def accounting_enabled() -> bool:
+    """Accounting (slurmdbd + MariaDB, so sacct works) is on unless SLURM_SDK_ACCOUNTING=0."""
+    value = os.environ.get(ACCOUNTING_VAR, "1").strip() or "1"
+    if value not in ("0", "1"):
+        raise StackError(f"{ACCOUNTING_VAR}={value!r}: use 1 (accounting, the default) or 0 (none)")
+    return value == "1"
+
+
 def compose_profiles() -> list[str]:
-    """Extra compose profiles, e.g. SLURM_SDK_COMPOSE_PROFILES=accounting (slurmdbd + MariaDB, so sacct works)."""
+    """Extra compose profiles, e.g. SLURM_SDK_COMPOSE_PROFILES=a,b (accounting is not one: it is on by default)."""
     return [p.strip() for p in os.environ.get("SLURM_SDK_COMPOSE_PROFILES", "").split(",") if p.strip()]
 
 
@@ -166,10 +175,11 @@ class Status:
     port: int | None
     inputs_current: bool | None  # None: no record of what the running stack was built from
     orphaned_by: str | None = None  # the test session that started it and died without stopping it
+    expected: tuple[str, ...] = ()  # services and compute nodes the topology asks for
 
     @property
     def up(self) -> bool:
-        return all(self.services.get(s) == "running (healthy)" for s in SERVICES)
+        return all(self.services.get(s) == "running (healthy)" for s in self.expected)
 
 
 class Stack:
@@ -183,6 +193,7 @@ class Stack:
         say: Say = say_stderr,
         project_source: Path | None = None,
         compose_files: Sequence[Path] = (),
+        topology: Topology | None = None,
     ) -> None:
         self.repo_root = repo_root.resolve()
         # The project under test, mounted read-only at /opt/project (harness.kit); default: this checkout.
@@ -192,6 +203,8 @@ class Stack:
         self.state_dir = state_dir or state_root() / self.project
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.say = say
+        #: What this stack should look like: given, else the environment, else what it was started with.
+        self.topology = topology or Topology.resolve(os.environ, self.read_state().get("topology"))
         self.events = EventLog(self.state_dir / "events.log")
         self._preflight_passed = False
         self._login_id: str | None = None  # id of the login container seen by the last services() call
@@ -206,7 +219,7 @@ class Stack:
         )
 
     @classmethod
-    def for_kit(cls, settings: KitSettings, say: Say = say_stderr) -> Stack:
+    def for_kit(cls, settings: KitSettings, say: Say = say_stderr, topology: Topology | None = None) -> Stack:
         """The stack serving ``settings``' project (its own name, mount and compose files)."""
         return cls(
             settings.kit_root,
@@ -214,6 +227,7 @@ class Stack:
             say=say,
             project_source=settings.project_dir,
             compose_files=settings.compose_files,
+            topology=topology,
         )
 
     def inputs(self) -> str:
@@ -249,23 +263,35 @@ class Stack:
         # The image tag names the inputs it was built from, so checkouts with different images/ never
         # overwrite each other's image and a changed input can never start an old image.
         path = self.state_dir / "compose.env"
-        content = (
-            f"SLURM_SDK_SSH_PORT=\nSLURM_SDK_IMAGE_TAG={self.image_tag}\n"
-            f"SLURM_SDK_IMAGE_REPOSITORY={image_repository()}\nSLURM_SDK_PROJECT_SOURCE={self.project_source}\n"
-        )
+        settings = {
+            "SLURM_SDK_SSH_PORT": "",
+            "SLURM_SDK_IMAGE_TAG": self.image_tag,
+            "SLURM_SDK_IMAGE_REPOSITORY": image_repository(),
+            "SLURM_SDK_PROJECT_SOURCE": str(self.project_source),
+        } | self.topology.compose_env()
+        content = "".join(f"{name}={value}\n" for name, value in settings.items())
         if not path.exists() or path.read_text() != content:
             _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
 
     # ---- inspection ---------------------------------------------------------------------------
 
+    @property
+    def cluster_services(self) -> tuple[str, ...]:
+        """Every container that runs Slurm's config and the SDK (repo mounted): slurmctld, each compute
+        node by its node name (``c1``...), login."""
+        return (FIXED_SERVICES[0], *self.topology.node_names, *FIXED_SERVICES[1:])
+
+    @property
+    def expected_services(self) -> tuple[str, ...]:
+        """Every long-running service: the cluster's, and slurmdbd with accounting."""
+        return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
+
     def _containers(self) -> dict[str, Container]:
-        """The project's containers by service (one `compose ps`); remembers the login container's id
-        and published SSH port (a restarted login container gets a new ephemeral port)."""
-        containers = {
-            c.config.labels.get("com.docker.compose.service", c.name): c
-            for c in self.docker.compose.ps(all=True)
-        }
+        """The project's containers by service, a compute node's by its node name (one `compose ps`);
+        remembers the login container's id and published SSH port (a restarted login container gets a new
+        ephemeral port)."""
+        containers = {_service_or_node(c): c for c in self.docker.compose.ps(all=True)}
         login = containers.get("login")
         self._login_id = login.id if login else None
         self._login_port = _published_ssh_port(login) if login else None
@@ -292,7 +318,9 @@ class Stack:
         recorded = self.read_state().get("inputs_hash")
         current = None if recorded is None else recorded == self.inputs()
         port = self._login_port if services.get("login", "").startswith("running") else None
-        return Status(self.project, self.state_dir, services, port, current, self.orphaned_by())
+        return Status(
+            self.project, self.state_dir, services, port, current, self.orphaned_by(), self.expected_services
+        )
 
     def published_port(self) -> int:
         """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)."""
@@ -343,7 +371,13 @@ class Stack:
                 else "compose.yaml, pyproject.toml, images/, DEBIAN_RELEASE or the project mounted changed since it was built"
             )
             return "rebuild", f"stack {self.project} is running but {why}: rebuilding and recreating it"
-        if all(services.get(s) == "running (healthy)" for s in SERVICES):
+        if self.read_state().get("accounting", True) != accounting_enabled():
+            # Every node decides at its start whether accounting is on: all of them start again.
+            return "rebuild", f"stack {self.project}: {ACCOUNTING_VAR} changed: recreating it"
+        reshape = self._reshape_reason(services)
+        if reshape:
+            return "complete", f"stack {self.project}: {reshape}"
+        if all(services.get(s) == "running (healthy)" for s in self.expected_services):
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
 
@@ -379,6 +413,7 @@ class Stack:
             state = self.read_state()
         self.build()
         self.up(force_recreate=action == "rebuild", session=session)
+        self.forget_removed_nodes()
         connection = self.connect_info()
         self.probe(connection)
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
@@ -390,9 +425,37 @@ class Stack:
             owner=state.get("owner"),
             started_at=time.time(),
             faults={},
+            topology=self.topology.to_record(),
+            accounting=accounting_enabled(),
         )
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
+
+    def _reshape_reason(self, services: dict[str, str]) -> str:
+        """Why the running stack's shape differs from the wanted topology ("" when it does not)."""
+        running_nodes = sorted((s for s in services if node_number(s)), key=node_number)
+        if running_nodes != list(self.topology.node_names):
+            return f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
+        recorded = self.read_state().get("topology")
+        if recorded and Topology.from_record(recorded) != self.topology:
+            return f"topology changed to {self.topology}: recreating what it affects"
+        return ""
+
+    def forget_removed_nodes(self) -> list[str]:
+        """Delete from Slurm the compute nodes the topology no longer has (their containers are gone after
+        a scale-down, but slurmctld keeps a registered node, DOWN, until told): sinfo lists what runs."""
+        known = self.exec("slurmctld", ["sinfo", "-h", "-N", "-o", "%N"]).split()
+        removed = sorted(
+            {n for n in known if node_number(n)} - set(self.topology.node_names), key=node_number
+        )
+        for node in removed:
+            try:
+                self.exec("slurmctld", ["scontrol", "delete", f"nodename={node}"])
+            except DockerException as exc:  # jobs still allocated there: Slurm refuses, say so
+                self.say(
+                    f"warning: node {node} was scaled away but Slurm keeps it: {preflight._first_line(exc)}"
+                )
+        return removed
 
     def _remember(self, connection: Connection) -> None:
         """Record the connection for the next reuse, if anything about it changed (port, login container)."""
@@ -491,7 +554,7 @@ class Stack:
 
     def images(self, repository: str | None = None) -> list[str]:
         """The images compose runs (``repository`` default: ``image_repository()``)."""
-        suffixes = [""] + (["-accounting"] if "accounting" in compose_profiles() else [])
+        suffixes = [""] + (["-accounting"] if accounting_enabled() else [])
         return [f"{repository or image_repository()}:{self.image_tag}{suffix}" for suffix in suffixes]
 
     def build(self, pull: bool = True) -> None:
@@ -602,6 +665,13 @@ class Stack:
     # ---- access -------------------------------------------------------------------------------
 
     def exec(self, service: str, command: list[str], user: str | None = None) -> str:
+        """Run a command in a service's container; a compute node is named by its node name (``c2``)."""
+        number = node_number(service)
+        if number is not None:
+            return (
+                self.docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user)
+                or ""
+            )
         return self.docker.compose.execute(service, command, tty=False, user=user) or ""
 
     def connect_info(self) -> Connection:
@@ -684,7 +754,8 @@ class Stack:
     def daemon_logs_tail(self, lines: int = 50) -> str:
         """Tail of slurmctld.log and each slurmd.log, read inside the containers."""
         parts = []
-        for service, path in DAEMON_LOGS.items():
+        daemons = {"slurmctld": SLURMCTLD_LOG} | {node: SLURMD_LOG for node in self.topology.node_names}
+        for service, path in daemons.items():
             try:
                 text = self.exec(service, ["tail", "-n", str(lines), path])
             except DockerException as exc:
@@ -705,6 +776,15 @@ def _lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> Iterable
         if line and not (unique and line in seen):
             seen.add(line)
             yield line
+
+
+def _service_or_node(container: Container) -> str:
+    """A container's compose service, or for a compute replica the node it registers as (``c<n>``)."""
+    labels = container.config.labels
+    service = labels.get("com.docker.compose.service", container.name)
+    if service == COMPUTE_SERVICE:
+        return node_name(int(labels.get("com.docker.compose.container-number", "0")))
+    return service
 
 
 def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:

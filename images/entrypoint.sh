@@ -29,6 +29,7 @@ init() {
   chmod 700 "$SECRETS/munge" "$SECRETS/ssh" "$SECRETS/db"
   chmod 600 "$SECRETS/munge/munge.key" "$SECRETS/ssh/host_ed25519" "$SECRETS/ssh/client_ed25519"
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 755 "/home/$JOB_USER"
+  install -d -m 1777 /scratch   # shared scratch, as on clusters: anyone may create, only owners delete
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 700 "/home/$JOB_USER/.ssh"
   install -o "$JOB_USER" -g "$JOB_USER" -m 600 "$SECRETS/ssh/client_ed25519.pub" "/home/$JOB_USER/.ssh/authorized_keys"
   log init "secrets ready"
@@ -53,14 +54,14 @@ configure_defaults() {
   [ -e /etc/slurm/faults.conf ] || cp /etc/slurm/defaults/dev.conf /etc/slurm/faults.conf
 }
 
-# MariaDB inside the slurmdbd container (socket only, data in the container: a test cluster's
-# accounting lives as long as the stack), then slurmdbd in the foreground.
+# MariaDB inside the slurmdbd container (socket only, its database initialised in the image, data in the
+# container: a test cluster's accounting lives as long as the stack), then slurmdbd in the foreground.
 run_slurmdbd() {
   local pass; pass=$(cat "$SECRETS/db/password")
   install -d -o mysql -g mysql /run/mysqld
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --skip-test-db >/dev/null
-  runuser -u mysql -- mariadbd --skip-networking --socket=/run/mysqld/mysqld.sock &
-  for _ in $(seq 1 100); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+  runuser -u mysql -- mariadbd --socket=/run/mysqld/mysqld.sock &
+  for _ in $(seq 1 200); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.05; done
   mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
@@ -81,38 +82,86 @@ CONF
   exec slurmdbd -D
 }
 
+# With accounting, slurmctld must find slurmdbd answering when it starts: one refused connection and it
+# retries only minutes later (sacct would miss every job until then). compose.yaml starts slurmctld after
+# slurmdbd is healthy; this wait covers starts outside compose's ordering (a restarted slurmdbd).
+SLURMDBD_WAIT_SECONDS=90
+wait_for_slurmdbd() {
+  grep -q slurmdbd /etc/slurm/accounting.conf || return 0
+  for _ in $(seq $((SLURMDBD_WAIT_SECONDS * 10))); do
+    (exec 3<>/dev/tcp/slurmdbd/6819) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log slurmctld "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting" \
+      "anyway: jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
+}
+
 start_munge() {
   configure_accounting
+  configure_partitions
   configure_defaults
   install -o munge -g munge -m 0400 "$SECRETS/munge/munge.key" /etc/munge/munge.key
   install -d -o munge -g munge -m 0755 /run/munge
   runuser -u munge -- /usr/sbin/munged
 }
 
-# A node name is one container. `docker compose up --scale c2=2` starts a second container with the same
-# hostname, which Slurm would take for the same node. Docker's DNS may list a new container only a moment
-# after its process starts, so a watcher asks for the first DUPLICATE_WATCH_SECONDS (in the background:
-# a normal start waits for nothing) and, on seeing another container, kills this one with the reason
-# (exit 137), so `up --wait` fails naming why. A container running longer than that is left alone: the
-# refused one is the newcomer.
-DUPLICATE_WATCH_SECONDS=15
-watch_for_duplicate_node() {
-  local node=$1 main=$2 addresses
-  for _ in $(seq $((DUPLICATE_WATCH_SECONDS * 2))); do
-    if ! addresses=$(node_peers.py "$node" 2>&1); then   # no Docker DNS (another runtime): cannot tell
-      log slurmd "warning: not checked whether another container runs node $node: $addresses"
-      return 0
-    fi
-    addresses=$(sort <<<"$addresses" | paste -sd ' ')
-    if [ "$(wc -w <<<"$addresses")" -gt 1 ]; then
-      echo "error: node $node is already run by another container ($node resolves to: $addresses):" \
-           "\`docker compose up --scale\` is not supported, one container per compute node." \
-           "fix: \`docker compose up --scale $node=1\` (or drop --scale)" >&2
-      kill -KILL "$main"
-      return 1
-    fi
-    sleep 0.5
+# The cluster's shape, from the environment compose.yaml passes to every container (one documented
+# setting: SLURM_SDK_NODES, SLURM_SDK_GPUS_PER_NODE, SLURM_SDK_PARTITIONS; README "Topology").
+NODE_CPUS=4
+NODE_MEMORY_MB=4096
+MAX_GPUS_PER_NODE=8
+GPUS_PER_NODE=${SLURM_SDK_GPUS_PER_NODE:-2}
+PARTITIONS=${SLURM_SDK_PARTITIONS:-debug,batch}
+NODE_NAME_FILE=/run/slurm-sdk-node   # read by healthcheck.sh
+
+# Partitions over every compute node, the first one the default. Nodes register themselves (slurmd -Z)
+# with the feature `compute`, and the node set of that feature is what each partition holds, so a node
+# added later (`--scale compute=N`) joins every partition. Same text on every container (config hash).
+configure_partitions() {
+  local name default=YES
+  if ! [[ "$PARTITIONS" =~ ^[A-Za-z][A-Za-z0-9_-]*(,[A-Za-z][A-Za-z0-9_-]*)*$ ]]; then
+    echo "error: SLURM_SDK_PARTITIONS=$PARTITIONS is not a comma-separated list of partition names." \
+         "fix: e.g. SLURM_SDK_PARTITIONS=debug,batch (the first is the default)" >&2
+    exit 2
+  fi
+  printf 'NodeSet=compute Feature=compute\n' > /etc/slurm/partitions.conf
+  for name in ${PARTITIONS//,/ }; do
+    printf 'PartitionName=%s Nodes=compute Default=%s MaxTime=INFINITE State=UP OverSubscribe=NO\n' \
+      "$name" "$default" >> /etc/slurm/partitions.conf
+    default=NO
   done
+}
+
+# Fake GPUs: character devices with /dev/null's numbers (root may mknod in a default container; opening
+# them is allowed because they ARE /dev/null), declared in gres.conf, never detected.
+make_fake_gpus() {
+  local i
+  if ! [[ "$GPUS_PER_NODE" =~ ^[0-9]+$ ]] || (( GPUS_PER_NODE > MAX_GPUS_PER_NODE )); then
+    echo "error: SLURM_SDK_GPUS_PER_NODE=$GPUS_PER_NODE is not a number from 0 to $MAX_GPUS_PER_NODE." \
+         "fix: e.g. SLURM_SDK_GPUS_PER_NODE=2" >&2
+    exit 2
+  fi
+  printf 'AutoDetect=off\n' > /etc/slurm/gres.conf
+  for ((i = 0; i < GPUS_PER_NODE; i++)); do
+    rm -f "/dev/nvidia$i" && mknod -m 666 "/dev/nvidia$i" c 1 3
+  done
+  if (( GPUS_PER_NODE > 0 )); then
+    printf 'Name=gpu File=/dev/nvidia[0-%d]\n' $((GPUS_PER_NODE - 1)) >> /etc/slurm/gres.conf
+  fi
+}
+
+# A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
+# count is the number of compute containers. Its name is c<replica number> (node_name.py); slurmctld
+# takes its address from the registration (the container name given here is what it would fall back to).
+run_slurmd() {
+  local node address gres=""
+  read -r node address < <(node_name.py)
+  echo "$node" > "$NODE_NAME_FILE"
+  make_fake_gpus
+  (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
+  log slurmd "registering as node $node (address $address, $GPUS_PER_NODE fake GPUs)"
+  exec slurmd -D -Z -N "$node" \
+    --conf "NodeAddr=$address NodeHostname=$address CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Feature=compute$gres"
 }
 
 case "${1:-login}" in
@@ -125,11 +174,11 @@ case "${1:-login}" in
   slurmctld)
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
+    wait_for_slurmdbd
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)
-    watch_for_duplicate_node "$(hostname)" $$ &   # $$: this process, slurmd after the exec below
     start_munge
-    exec slurmd -D -N "$(hostname)" ;;
+    run_slurmd ;;
   login)
     start_munge
     install -m 600 "$SECRETS/ssh/host_ed25519" /etc/ssh/ssh_host_ed25519_key

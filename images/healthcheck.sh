@@ -4,10 +4,14 @@
 set -euo pipefail
 case "$1" in
   slurmctld)
-    scontrol ping | grep -q 'is UP' ;;
+    scontrol ping | grep -q 'is UP'
+    # With accounting: ready once slurmctld has registered with slurmdbd (from then on sacct sees jobs).
+    if grep -q slurmdbd /etc/slurm/accounting.conf; then
+      [ -n "$(sacctmgr -n -P show cluster dev format=controlhost 2>/dev/null)" ]
+    fi ;;
   slurmd)
     # Registered and usable (idle, or busy with jobs later on); not down, drained or unknown.
-    state=$(sinfo -h -N -n "$(hostname)" -o '%t' | awk 'NR == 1')   # one line per partition
+    state=$(sinfo -h -N -n "$(cat /run/slurm-sdk-node)" -o '%t' | awk 'NR == 1')   # one line per partition
     [[ "$state" =~ ^(idle|mix|alloc|comp)$ ]] ;;
   login)
     munge -n | unmunge >/dev/null

@@ -27,8 +27,8 @@ def speak(lines, *, stream="stdout"):
 @task(time="00:02:00")
 def greet(name):
     """Print a line and return (greeting, host)."""
-    print(f"hello {name} from {socket.gethostname()}", flush=True)
-    return f"hello {name}", socket.gethostname()
+    print(f"hello {name} from {os.environ.get('SLURMD_NODENAME', socket.gethostname())}", flush=True)
+    return f"hello {name}", os.environ.get("SLURMD_NODENAME", socket.gethostname())
 
 
 @task(time="00:05:00")

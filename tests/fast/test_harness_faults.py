@@ -45,11 +45,11 @@ def test_slurm_conf_leaves_the_kind_settings_to_the_include():
 
 
 def test_overrides_win_and_unknown_defaults_are_named(monkeypatch):
-    monkeypatch.delenv("SLURM_SDK_COMPOSE_PROFILES", raising=False)
+    monkeypatch.setenv("SLURM_SDK_ACCOUNTING", "0")
     text = render("production", {"MinJobAge": "2"})
     assert "MinJobAge=2\n" in text and "MinJobAge=300" not in text
     assert "AccountingStorageType" not in text  # accounting.conf says none already: no duplicate key
-    monkeypatch.setenv("SLURM_SDK_COMPOSE_PROFILES", "accounting")
+    monkeypatch.delenv("SLURM_SDK_ACCOUNTING")  # the default: accounting on, production turns it off
     assert "AccountingStorageType=accounting_storage/none" in render("production", {})
     with pytest.raises(ValueError, match="choose one of dev, production"):
         render("staging", {})
@@ -70,6 +70,8 @@ class RecordingFaults:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.stack = SimpleNamespace(project="p")
+        self.compute_nodes = ("c1", "c2")  # a default two-node stack
+        self.configured = ("slurmctld", "c1", "c2", "login")
 
     def __getattr__(self, name):
         def record(*args):

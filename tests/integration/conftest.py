@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.stack import Connection
+from harness.stack import Connection, Stack
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,9 @@ def login_transport(slurm_container: Connection):
     )
     yield transport
     transport.close()
+
+
+@pytest.fixture(scope="session")
+def compute_nodes(slurm_stack: Stack) -> tuple[str, ...]:
+    """The stack's compute node names, c1..cN (its topology: SLURM_SDK_NODES / `harness up --nodes`)."""
+    return slurm_stack.topology.node_names

@@ -12,7 +12,9 @@ from slurm import task
 def _log_run(path: str) -> None:
     """One line per run of the task: a second line means it ran twice."""
     with open(path, "a") as handle:
-        handle.write(f"{socket.gethostname()} restart={os.environ.get('SLURM_RESTART_COUNT', '0')}\n")
+        handle.write(
+            f"{os.environ.get('SLURMD_NODENAME', socket.gethostname())} restart={os.environ.get('SLURM_RESTART_COUNT', '0')}\n"
+        )
 
 
 @task(time="00:05:00")

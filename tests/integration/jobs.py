@@ -18,7 +18,7 @@ class IntentionalError(Exception):
 @task(time="00:02:00")
 def where(x):
     """(input, hostname, job id) of the job that ran it."""
-    return x, socket.gethostname(), os.environ.get("SLURM_JOB_ID")
+    return x, os.environ.get("SLURMD_NODENAME", socket.gethostname()), os.environ.get("SLURM_JOB_ID")
 
 
 @task(time="00:02:00")
@@ -56,7 +56,10 @@ def double(x):
 @workflow(time="00:05:00")
 def child_level(cluster, x):
     """Submits one grandchild and returns its result together with this job's host."""
-    return {"grandchild": cluster.submit(double, x).result(timeout=240), "host": socket.gethostname()}
+    return {
+        "grandchild": cluster.submit(double, x).result(timeout=240),
+        "host": os.environ.get("SLURMD_NODENAME", socket.gethostname()),
+    }
 
 
 @workflow(time="00:10:00")

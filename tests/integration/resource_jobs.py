@@ -33,3 +33,10 @@ def job_environment() -> dict[str, str]:
         "job_id": job_id,
         "scontrol": shown.stdout,
     }
+
+
+@task(time="00:02:00", cpus=4)
+def whole_node_after(seconds: float) -> str:
+    """Holds a whole 4-CPU node ``seconds`` s, then names it: tasks of an array land on distinct nodes."""
+    time.sleep(seconds)
+    return os.environ["SLURMD_NODENAME"]

@@ -1,54 +1,43 @@
-"""The `accounting` compose profile: slurmdbd + MariaDB, so `sacct` works and the SDK polls through it."""
+"""Accounting, on by default (slurmdbd + MariaDB): `sacct` works and the SDK polls through it."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from harness.stack import Stack
+from harness.stack import accounting_enabled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_accounting_profile_makes_sacct_answer(slurm_stack, tmp_path, monkeypatch):
+def test_default_stack_has_accounting_so_sacct_answers(slurm_container):
     from slurm.backends.base import JobState
     from slurm.backends.ssh import SSHBackend
 
-    monkeypatch.setenv("SLURM_SDK_COMPOSE_PROFILES", "accounting")
-    stack = Stack(
-        slurm_stack.repo_root,
-        project=f"slurmsdk-acct-{uuid.uuid4().hex[:8]}",
-        state_dir=tmp_path / "state",
-        say=lambda _: None,
+    if not accounting_enabled():
+        pytest.skip("SLURM_SDK_ACCOUNTING=0: this stack runs without slurmdbd")
+    backend = SSHBackend(
+        slurm_container.host,
+        port=slurm_container.port,
+        user=slurm_container.user,
+        key_filename=str(slurm_container.key_path),
+        known_host_key=slurm_container.host_key,
     )
     try:
-        connection = stack.ensure_up("accounting-test").connection
-        backend = SSHBackend(
-            connection.host,
-            port=connection.port,
-            user=connection.user,
-            key_filename=str(connection.key_path),
-            known_host_key=connection.host_key,
-        )
-        try:
-            run = backend.transport.run
-            job_id = run("sbatch --wait --parsable -o /dev/null --wrap true").stdout.strip()
-            # sacct itself, as a user would run it: the job is in the accounting database.
-            assert run(f"sacct -n -X -P -j {job_id} -o State").stdout.split() == ["COMPLETED"]
-            assert backend.states([job_id]) == {job_id: JobState.COMPLETED}
-            assert backend._use_sacct, "the backend fell back to squeue although sacct works here"
-            # Fake GPUs are a TRES of their own here (AccountingStorageTRES=gres/gpu, slurmdbd only).
-            gpu_job = run("sbatch --wait --parsable --gres=gpu:1 -o /dev/null --wrap true").stdout.strip()
-            assert "gres/gpu=1" in run(f"sacct -n -X -P -j {gpu_job} -o AllocTRES").stdout
-            # A job killed for its memory (OverMemoryKill): what accounting records for it.
-            hog = run(
-                "sbatch --wait --parsable --mem=50M -o /dev/null --wrap "
-                "'python3 -c \"import time; b = bytearray(1) * (400 << 20); time.sleep(4)\"'",
-                check=False,
-            ).stdout.strip()
-            assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split()[0] in ("FAILED", "OUT_OF_MEMORY")
-        finally:
-            backend.close()
+        run = backend.transport.run
+        job_id = run("sbatch --wait --parsable -o /dev/null --wrap true").stdout.strip()
+        # sacct itself, as a user would run it: the job is in the accounting database.
+        assert run(f"sacct -n -X -P -j {job_id} -o State").stdout.split() == ["COMPLETED"]
+        assert backend.states([job_id]) == {job_id: JobState.COMPLETED}
+        assert backend._use_sacct, "the backend fell back to squeue although sacct works here"
+        # Fake GPUs are a TRES of their own here (AccountingStorageTRES=gres/gpu, slurmdbd only).
+        gpu_job = run("sbatch --wait --parsable --gres=gpu:1 -o /dev/null --wrap true").stdout.strip()
+        assert "gres/gpu=1" in run(f"sacct -n -X -P -j {gpu_job} -o AllocTRES").stdout
+        # A job killed for its memory (OverMemoryKill): what accounting records for it.
+        hog = run(
+            "sbatch --wait --parsable --mem=50M -o /dev/null --wrap "
+            "'python3 -c \"import time; b = bytearray(1) * (400 << 20); time.sleep(4)\"'",
+            check=False,
+        ).stdout.strip()
+        assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split()[0] in ("FAILED", "OUT_OF_MEMORY")
     finally:
-        stack.down("accounting-test")
+        backend.close()

@@ -8,7 +8,7 @@ import uuid
 import paramiko
 import pytest
 
-from harness.stack import SDK_MOUNT, SERVICES, Connection, Stack, inputs_hash
+from harness.stack import SDK_MOUNT, Connection, Stack, inputs_hash
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +31,10 @@ def sbatch_wait(transport, script: str, *options: str) -> str:
         transport.run(f"rm -f {out}")
 
 
-@pytest.mark.parametrize("node", ["c1", "c2"])
-def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, node):
-    output = sbatch_wait(login_transport, "echo ran-on=$(hostname) as=$(id -un)", "-w", node)
-    assert output.strip() == f"ran-on={node} as=sdk"
+def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, compute_nodes):
+    for node in compute_nodes:
+        output = sbatch_wait(login_transport, "echo ran-on=$SLURMD_NODENAME as=$(id -un)", "-w", node)
+        assert output.strip() == f"ran-on={node} as=sdk"
 
 
 def _started_at(stack: Stack) -> dict[str, str]:
@@ -58,10 +58,11 @@ def test_job_sees_host_edit_without_rebuild_or_restart(login_transport, slurm_st
 
 
 def test_repo_mount_is_read_only_everywhere(slurm_stack):
-    containers = {c.config.labels["com.docker.compose.service"]: c for c in slurm_stack.docker.compose.ps()}
-    assert set(SERVICES) <= set(containers)
-    for service in SERVICES:
-        mounts = [m for m in containers[service].mounts if m.destination == SDK_MOUNT]
+    names = slurm_stack.container_names()
+    containers = {c.name: c for c in slurm_stack.docker.compose.ps()}
+    assert set(slurm_stack.cluster_services) <= set(names)
+    for service in slurm_stack.cluster_services:
+        mounts = [m for m in containers[names[service]].mounts if m.destination == SDK_MOUNT]
         assert len(mounts) == 1 and mounts[0].rw is False, f"{service}: {mounts}"
         # Not just declared: a write from inside, even as root, really fails.
         with pytest.raises(Exception, match="Read-only file system"):
@@ -70,12 +71,12 @@ def test_repo_mount_is_read_only_everywhere(slurm_stack):
 
 def test_no_container_is_privileged(slurm_stack):
     containers = slurm_stack.docker.compose.ps(all=True)
-    assert len(containers) >= len(SERVICES)
+    assert len(containers) >= len(slurm_stack.cluster_services)
     assert [c.name for c in containers if c.host_config.privileged] == []
     # One capability, on the compute nodes only: slurmstepd reads job processes' /proc/<pid>/io to
     # enforce memory (README, "Resources like production").
     added = {c.name: sorted(c.host_config.cap_add) for c in containers if c.host_config.cap_add}
-    compute = {slurm_stack.container_names()[node] for node in ("c1", "c2")}
+    compute = {slurm_stack.container_names()[node] for node in slurm_stack.topology.node_names}
     assert set(added) <= compute and all(
         caps in (["SYS_PTRACE"], ["CAP_SYS_PTRACE"]) for caps in added.values()
     ), added

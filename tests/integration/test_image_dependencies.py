@@ -19,7 +19,7 @@ import pytest
 from python_on_whales.exceptions import DockerException
 
 from harness import airgap, wheelhouse
-from harness.stack import REPO_ROOT, SDK_MOUNT, SERVICES, Stack
+from harness.stack import REPO_ROOT, SDK_MOUNT, Stack
 from harness.wheelhouse import WHEELHOUSE_DIR
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_wheelhouse_target_is_what_the_nodes_run(slurm_stack):
         "import platform, sys; print('%d.%d' % sys.version_info[:2], "
         "platform.libc_ver()[1], platform.machine())",
     ]
-    for service in SERVICES:
+    for service in slurm_stack.cluster_services:
         assert slurm_stack.exec(service, probe).split() == [target.python, target.glibc, target.arch], service
 
 
@@ -111,7 +111,7 @@ def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness
         "-c",
         f"import {NEW_DEPENDENCY}, slurm; print({NEW_DEPENDENCY}.__file__, slurm.__file__)",
     ]
-    for service in SERVICES:
+    for service in stack.cluster_services:
         found, sdk = stack.exec(service, probe, user="sdk").split()
         assert found.startswith("/opt/venv/lib/"), f"{service}: {NEW_DEPENDENCY} imported from {found}"
         assert sdk.startswith(f"{SDK_MOUNT}/src/slurm/"), f"{service}: slurm imported from {sdk}"

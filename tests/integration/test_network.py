@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from harness.airgap import egress_blocked, egress_is_blocked
-from harness.stack import SERVICES
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +44,17 @@ def test_pip_verifies_https_as_sdk_over_ssh(login_transport, egress_open, index_
     assert f"{PACKAGE}-" in run.stdout and ".whl" in run.stdout
 
 
-def test_air_gap_refuses_egress_but_keeps_ssh_and_slurm(airgapped, login_transport):
+def test_air_gap_refuses_egress_but_keeps_ssh_and_slurm(airgapped, login_transport, compute_nodes):
     assert egress_is_blocked(airgapped)
     run = pip_download(login_transport, "-vvv")  # SSH itself still works: this command arrived over it
     assert run.returncode != 0
     assert "Connection refused" in run.stdout + run.stderr, (run.stdout + run.stderr)[-2000:]
-    for service in SERVICES:  # every container, not only the login node
+    for service in airgapped.cluster_services:  # every container, not only the login node
         outcome = airgapped.exec(service, ["python3", "-c", CONNECT_PROBE], user="sdk").strip()
         assert outcome == "ConnectionRefusedError", f"{service}: {outcome}"
-    # Traffic inside the stack is untouched: slurmctld schedules, both nodes run jobs, munge authenticates.
-    assert job_exit_code(login_transport, "c1") == 0
-    assert job_exit_code(login_transport, "c2") == 0
+    # Traffic inside the stack is untouched: slurmctld schedules, every node runs jobs, munge authenticates.
+    for node in compute_nodes:
+        assert job_exit_code(login_transport, node) == 0, node
 
 
 def test_air_gap_is_lifted_on_exit_even_after_an_error(slurm_stack, egress_open, login_transport, index_url):

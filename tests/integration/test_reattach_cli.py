@@ -28,7 +28,6 @@ from ..fast import log_tasks
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 300
-NODES = {"c1", "c2"}
 
 
 @pytest.fixture
@@ -99,7 +98,7 @@ def _script() -> str:
 # --- reattach --------------------------------------------------------------------------------------
 
 
-def test_a_new_process_reattaches_by_id(cluster, config_path):
+def test_a_new_process_reattaches_by_id(cluster, config_path, compute_nodes):
     job = cluster.submit(log_tasks.greet, "reattach")
     program = textwrap.dedent(f"""
         import json
@@ -114,7 +113,7 @@ def test_a_new_process_reattaches_by_id(cluster, config_path):
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.splitlines()[-1])
     (greeting, host) = found["value"]
-    assert greeting == "hello reattach" and host in NODES
+    assert greeting == "hello reattach" and host in compute_nodes
     assert found["state"] == "COMPLETED" and found["dir"] == job.job_dir
     assert found["stdout"] == f"hello reattach from {host}\n"
 
@@ -155,14 +154,14 @@ def test_tail_of_a_running_job(cluster, gate):
 # --- the CLI ---------------------------------------------------------------------------------------
 
 
-def test_cli_status_list_show_result(cluster, config_path):
+def test_cli_status_list_show_result(cluster, config_path, compute_nodes):
     job = cluster.submit(log_tasks.greet, "cli")
     _, host = job.result(timeout=TIMEOUT)
 
     status = slurm_sdk(config_path, "cluster", "status", "--json")
     assert status.returncode == 0, status.stderr
     partitions = json.loads(status.stdout)["partitions"]
-    assert partitions and {"c1", "c2"} <= set(expand_hostlist(partitions[0]["nodelist"]))
+    assert partitions and set(compute_nodes) == set(expand_hostlist(partitions[0]["nodelist"]))
     assert "partitions:" in slurm_sdk(config_path, "cluster", "status").stdout
 
     listed = slurm_sdk(config_path, "jobs", "list", "--json")

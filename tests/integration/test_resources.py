@@ -1,17 +1,15 @@
 """Production-like resources on the dev cluster (issue 11): memory a client asks for is granted,
 memory over the allocation is enforced, two partitions, fake GPUs, slurmctld state that outlives its
-container, and `--scale` refused."""
+container, and a topology by configuration (more nodes, `--scale`)."""
 
 from __future__ import annotations
 
 import re
-import time
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
-from python_on_whales.exceptions import DockerException
 
+from harness.stack import Stack
 from slurm import JobFailedError, JobState
 
 from . import resource_jobs
@@ -53,17 +51,24 @@ def test_the_same_task_within_its_memory_completes(slurm_cluster):
     )
 
 
-def test_two_partitions_the_sdk_can_choose(slurm_cluster, login_transport):
+def test_partitions_the_sdk_can_choose(slurm_cluster, slurm_stack, login_transport):
+    configured = slurm_stack.topology.partitions  # default: debug (the default partition), batch
     partitions = login_transport.run("sinfo -h -o '%P'").stdout.split()
-    assert sorted(partitions) == ["batch", "debug*"], partitions  # order: as slurmctld recovered them
+    expected = [f"{configured[0]}*", *configured[1:]]
+    assert sorted(partitions) == sorted(expected), partitions  # order: as slurmctld recovered them
     default = slurm_cluster.submit(resource_jobs.job_environment)
-    chosen = slurm_cluster.submit(resource_jobs.job_environment.options(partition="batch"))
-    assert default.result(timeout=TIMEOUT)["partition"] == "debug"
-    assert chosen.result(timeout=TIMEOUT)["partition"] == "batch"
+    assert default.result(timeout=TIMEOUT)["partition"] == configured[0]
+    for other in configured[1:]:
+        chosen = slurm_cluster.submit(resource_jobs.job_environment.options(partition=other))
+        assert chosen.result(timeout=TIMEOUT)["partition"] == other
 
 
 @pytest.mark.parametrize("gpus, expected", [(1, r"[01]"), (2, r"0,1")])
-def test_gpus_are_scheduled_accounted_and_visible(slurm_cluster, gpus, expected):
+def test_gpus_are_scheduled_accounted_and_visible(slurm_cluster, slurm_stack, gpus, expected):
+    if slurm_stack.topology.gpus_per_node < gpus:
+        pytest.skip(
+            f"the stack has {slurm_stack.topology.gpus_per_node} fake GPUs per node (SLURM_SDK_GPUS_PER_NODE)"
+        )
     seen = slurm_cluster.submit(resource_jobs.job_environment.options(gpus=gpus)).result(timeout=TIMEOUT)
     devices = seen["cuda_visible_devices"]
     assert re.fullmatch(expected, devices), seen
@@ -73,11 +78,13 @@ def test_gpus_are_scheduled_accounted_and_visible(slurm_cluster, gpus, expected)
     assert re.search(rf"GRES=gpu:{gpus}\(IDX:{indexes}\)", seen["scontrol"]), seen["scontrol"]
 
 
-def test_more_gpus_than_a_node_has_are_refused(slurm_cluster):
+def test_more_gpus_than_a_node_has_are_refused(slurm_cluster, slurm_stack):
     from slurm.errors import SubmitError
 
     with pytest.raises(SubmitError, match=r"(?i)requested node configuration is not available"):
-        slurm_cluster.submit(resource_jobs.job_environment.options(gpus=3))
+        slurm_cluster.submit(
+            resource_jobs.job_environment.options(gpus=slurm_stack.topology.gpus_per_node + 1)
+        )
 
 
 @pytest.mark.slow
@@ -95,50 +102,47 @@ def _job_runs_on(login_transport, node: str) -> None:
     login_transport.run(f"sbatch --wait -w {node} -o /dev/null --wrap true", timeout=120)
 
 
-def _duplicate_watch_seconds() -> int:
-    """How long a new compute node watches for a twin (the entrypoint is the one home of that number)."""
-    entrypoint = (Path(__file__).resolve().parents[2] / "images/entrypoint.sh").read_text()
-    return int(re.search(r"^DUPLICATE_WATCH_SECONDS=(\d+)", entrypoint, re.M).group(1))
+def _node_list(login_transport) -> list[str]:
+    listed = login_transport.run("sinfo -h -N -o '%N %t' | sort -u").stdout.split("\n")
+    return sorted(line for line in listed if line.strip())
 
 
-def _wait_until_older_than_its_watch(slurm_stack, service: str) -> None:
-    """A node younger than its watch would see the newcomer too and refuse itself (documented): an
-    earlier test may have just restarted it, so let it age past the watch first."""
-    started = slurm_stack.docker.container.inspect(slurm_stack.container_names()[service]).state.started_at
-    age = (datetime.now(UTC) - started).total_seconds()
-    time.sleep(max(0.0, _duplicate_watch_seconds() + 1 - age))
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: in full CI runs `up --scale c2=2` restarts the "
-    "running c2, which is then young enough to see the newcomer and refuse itself "
-    "instead of the newcomer (seen twice); the refusal needs a tie-break by age",
-)
 @pytest.mark.slow
-def test_scale_of_a_compute_node_is_refused_naming_the_cause(faults, slurm_stack, login_transport):
-    compose = slurm_stack.docker.compose
-    _job_runs_on(login_transport, "c2")  # a cluster in use: slurmctld has reached c2 already
-    _wait_until_older_than_its_watch(slurm_stack, "c2")
+def test_four_node_stack_by_configuration_and_back(faults, slurm_stack, slurm_cluster, login_transport):
+    """`harness up --nodes 4` on a running stack: two compute replicas more register themselves as c3 and
+    c4 in every partition and take jobs; back to the topology it had, the extra nodes leave Slurm too."""
+    original = slurm_stack.topology
+    wanted = replace(original, nodes=4)
+    four = Stack(slurm_stack.repo_root, project=slurm_stack.project, topology=wanted, say=lambda _: None)
     try:
-        with pytest.raises(DockerException):
-            compose.up(
-                ["c2"],
-                scales={"c2": 2},
-                detach=True,
-                wait=True,
-                wait_timeout=60,
-                dependencies=False,
-                quiet=True,
-            )
-        extra = [c for c in compose.ps(all=True) if c.name.endswith("-c2-2")]
-        assert extra, [c.name for c in compose.ps(all=True)]
-        assert extra[0].state.status == "exited" and extra[0].state.exit_code == 137  # killed by its watcher
-        logs = slurm_stack.docker.container.logs(extra[0])
-        assert "node c2 is already run by another container" in logs and "--scale" in logs, logs
+        assert four.ensure_up(session="test-four-nodes").action != "reused"
+        assert _node_list(login_transport) == [f"{node} idle" for node in wanted.node_names]
+        counts = dict(line.split() for line in login_transport.run("sinfo -h -o '%R %D'").stdout.splitlines())
+        assert counts == dict.fromkeys(original.partitions, "4"), counts
+        # Four whole-node tasks at once: one on each node, so every node ran a job.
+        ran_on = slurm_cluster.map(resource_jobs.whole_node_after, [3] * 4).results(timeout=TIMEOUT)
+        assert sorted(ran_on) == sorted(wanted.node_names)
     finally:
-        compose.up(["c2"], scales={"c2": 1}, detach=True, wait=True, dependencies=False, quiet=True)
-        # slurmctld may have resolved "c2" to the refused container while it lived (README): re-resolve.
-        slurm_stack.exec("slurmctld", ["scontrol", "reconfigure"])
-    assert [c.name for c in compose.ps(all=True) if "-c2-" in c.name] == [slurm_stack.container_names()["c2"]]
-    _job_runs_on(login_transport, "c2")  # the node that was already there kept serving
+        back = Stack(
+            slurm_stack.repo_root, project=slurm_stack.project, topology=original, say=lambda _: None
+        )
+        back.ensure_up(session="test-four-nodes")
+    assert _node_list(login_transport) == [f"{node} idle" for node in original.node_names]
+    assert sorted(slurm_stack.container_names()) == sorted({*slurm_stack.expected_services, "init"})
+
+
+@pytest.mark.slow
+def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, login_transport):
+    """Plain `docker compose up --scale compute=N+1`: the new replica is node c<N+1>, it runs jobs, and
+    scaling back leaves the node DOWN in Slurm until the harness forgets it."""
+    nodes = slurm_stack.topology.nodes
+    extra = f"c{nodes + 1}"
+    compose = slurm_stack.docker.compose
+    try:
+        compose.up(["compute"], scales={"compute": nodes + 1}, detach=True, wait=True, quiet=True)
+        assert f"{extra} idle" in _node_list(login_transport)
+        _job_runs_on(login_transport, extra)
+    finally:
+        compose.up(["compute"], scales={"compute": nodes}, detach=True, wait=True, quiet=True)
+        assert slurm_stack.forget_removed_nodes() == [extra]
+    assert _node_list(login_transport) == [f"{node} idle" for node in slurm_stack.topology.node_names]

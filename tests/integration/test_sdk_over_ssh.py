@@ -12,16 +12,15 @@ from slurm import JobFailedError, JobState
 from . import jobs
 
 pytestmark = pytest.mark.integration
-NODES = {"c1", "c2"}
 TIMEOUT = 300
 
 
-def test_task_runs_on_a_compute_node_and_returns_its_result(slurm_cluster, cluster_mode):
+def test_task_runs_on_a_compute_node_and_returns_its_result(slurm_cluster, cluster_mode, compute_nodes):
     assert cluster_mode == "ssh"
     job = slurm_cluster.submit(jobs.where, 21)
     value, host, slurm_job_id = job.result(timeout=TIMEOUT)
     assert value == 21
-    assert host in NODES
+    assert host in compute_nodes
     assert slurm_job_id == job.job_id
     assert job.last_state is JobState.COMPLETED
 
@@ -35,13 +34,14 @@ def test_remote_exception_comes_back_with_its_traceback(slurm_cluster):
     assert job.last_state is JobState.FAILED
 
 
-def test_array_runs_across_both_nodes(slurm_cluster):
+def test_array_runs_across_nodes(slurm_cluster, compute_nodes):
     # Two CPUs each on four-CPU nodes: at most two run per node at a time, so six tasks spread out.
     spread = jobs.where.options(cpus=2)
     array = slurm_cluster.map(spread, range(6))
     results = array.results(timeout=TIMEOUT)
     assert [value for value, _, _ in results] == list(range(6))
-    assert {host for _, host, _ in results} == NODES
+    hosts = {host for _, host, _ in results}
+    assert hosts <= set(compute_nodes) and len(hosts) >= min(2, len(compute_nodes)), hosts
 
 
 def test_dependency_runs_after_its_parent(slurm_cluster, login_transport):
@@ -88,12 +88,12 @@ def test_stdout_and_stderr_are_read_back(slurm_cluster):
     assert "stderr says hello" in job.stderr()
 
 
-def test_nested_workflow_children_and_grandchild_finish(slurm_cluster):
+def test_nested_workflow_children_and_grandchild_finish(slurm_cluster, compute_nodes):
     job = slurm_cluster.submit(jobs.parent_level, 3)
     result = job.result(timeout=TIMEOUT)
     assert result["plain"] == 6
     assert result["nested"]["grandchild"] == 8
-    assert result["nested"]["host"] in NODES
+    assert result["nested"]["host"] in compute_nodes
 
 
 def test_each_array_task_reads_only_its_own_item_of_the_payload(slurm_cluster):
