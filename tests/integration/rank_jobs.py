@@ -29,7 +29,9 @@ def _me() -> dict:
         "node_rank": context.node_rank,
         "node": context.node,
         "nodes": list(context.nodes),
-        "hostname": socket.gethostname(),
+        "hostname": socket.gethostname(),  # the container's (dev-cluster nodes are compose replicas)
+        "slurmd_node": os.environ.get("SLURMD_NODENAME"),
+        "address": socket.gethostbyname(socket.gethostname()),
         "master": [context.master_addr, context.master_port],
         "pid": os.getpid(),
     }
