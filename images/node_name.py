@@ -67,7 +67,10 @@ def node_identity() -> tuple[str, str]:
     try:
         container = reverse_name(socket.gethostbyname(hostname), nameserver()).split(".")[0]
     except OSError as exc:
-        print(f"warning: no reverse DNS for this container ({exc}); node named after its hostname", file=sys.stderr)
+        print(
+            f"warning: no reverse DNS for this container ({exc}); node named after its hostname",
+            file=sys.stderr,
+        )
         return hostname, hostname
     replica = REPLICA.search(container)
     return (f"c{replica.group(1)}", container) if replica else (hostname, hostname)
