@@ -96,6 +96,14 @@ wait_for_slurmdbd() {
       "anyway: jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
 }
 
+# slurmctld's state volume and the accounting database's volume can part ways (a stack started before
+# accounting was the default, or one volume removed by hand); slurmctld then refuses to start with
+# "CLUSTER ID MISMATCH". One stack is one cluster, so the state keeps its jobs and takes the database's id.
+forget_cluster_id() {
+  grep -q slurmdbd /etc/slurm/accounting.conf || return 0
+  rm -f /var/spool/slurmctld/clustername
+}
+
 start_munge() {
   configure_accounting
   configure_partitions
@@ -175,6 +183,7 @@ case "${1:-login}" in
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     wait_for_slurmdbd
+    forget_cluster_id
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)
     start_munge
