@@ -33,6 +33,7 @@ FIXED_SERVICES = ("slurmctld", "login")
 ACCOUNTING_SERVICE = "slurmdbd"
 ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
 SSH_USER = "sdk"
+UP_WAIT_SECONDS = 300  # `compose up --wait` on a built image: ~5-40 s here, even at load 30
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
@@ -614,6 +615,9 @@ class Stack:
                     self.docker.compose.up(
                         detach=True,
                         wait=True,
+                        # A service that exits (slurmctld refusing its state) can leave compose waiting on
+                        # its dependants for ever: the wait ends, and the error below shows the logs.
+                        wait_timeout=UP_WAIT_SECONDS,
                         force_recreate=force_recreate,
                         remove_orphans=True,
                         color=False,
@@ -624,7 +628,8 @@ class Stack:
                         self.say(f"  {line}")
         except DockerException as exc:
             raise StackError(
-                f"`docker compose up --wait` failed for {self.project}: "
+                f"`docker compose up --wait` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
+                f"for {self.project}: "
                 f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
                 "\nfix: read the logs above (`python -m harness logs`); "
                 "`python -m harness down` then `up` starts from scratch"
