@@ -33,7 +33,6 @@ from harness.stack import (
     Stack,
     StackError,
     _write_atomically,
-    accounting_enabled,
 )
 
 DEFAULTS_DIR = REPO_ROOT / "images" / "slurm" / "defaults"
@@ -78,8 +77,6 @@ def defaults(name: str) -> dict[str, str]:
 
 def render(name: str, overrides: dict[str, str]) -> str:
     settings = defaults(name) | overrides
-    if not accounting_enabled() and settings.get("AccountingStorageType") == "accounting_storage/none":
-        del settings["AccountingStorageType"]  # accounting.conf says so already; a repeat only logs an error
     lines = [f"# written by harness/faults.py: {name} defaults" + (f" + {overrides}" if overrides else "")]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
 

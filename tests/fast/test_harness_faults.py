@@ -27,7 +27,7 @@ def test_dev_and_production_defaults_differ_where_the_issue_says():
     dev, production = defaults("dev"), defaults("production")
     assert dev["DependencyParameters"] == "kill_invalid_depend" and dev["MinJobAge"] == "120"
     assert "DependencyParameters" not in production and production["MinJobAge"] == "300"
-    assert production["AccountingStorageType"] == "accounting_storage/none"
+    assert "AccountingStorageType" not in production  # the stack's accounting.conf decides, never a switch
     # Every setting read back after a reconfigure has its stock value for a file that leaves it out.
     assert {key: production.get(key, stock) for key, stock in CHECKED_SETTINGS.items()} == {
         "MinJobAge": "300",
@@ -48,9 +48,9 @@ def test_overrides_win_and_unknown_defaults_are_named(monkeypatch):
     monkeypatch.setenv("SLURM_SDK_ACCOUNTING", "0")
     text = render("production", {"MinJobAge": "2"})
     assert "MinJobAge=2\n" in text and "MinJobAge=300" not in text
-    assert "AccountingStorageType" not in text  # accounting.conf says none already: no duplicate key
-    monkeypatch.delenv("SLURM_SDK_ACCOUNTING")  # the default: accounting on, production turns it off
-    assert "AccountingStorageType=accounting_storage/none" in render("production", {})
+    assert "AccountingStorageType" not in text  # accounting.conf decides: no duplicate key
+    monkeypatch.delenv("SLURM_SDK_ACCOUNTING")  # the default, accounting on: production leaves it on
+    assert "AccountingStorageType" not in render("production", {})
     with pytest.raises(ValueError, match="choose one of dev, production"):
         render("staging", {})
 
