@@ -15,7 +15,7 @@ def node_info() -> dict[str, str]:
     import slurm
 
     return {
-        "host": socket.gethostname(),
+        "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),  # Slurm's node name
         "job_id": os.environ.get("SLURM_JOB_ID", ""),
         "python": platform.python_version(),
         "sdk": os.path.dirname(slurm.__file__ or ""),
