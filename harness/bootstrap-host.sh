@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this host for the dev cluster: Docker engine, compose v2, the Debian base image.
 # Idempotent: every step checks first and does nothing when its result is already there.
-# Usage: bash harness/bootstrap-host.sh            (DEBIAN_RELEASE=trixie|bookworm, default trixie)
+# Usage: bash harness/bootstrap-host.sh            (DEBIAN_RELEASE=trixie|bookworm|forky, default trixie)
 set -euo pipefail
 
 RELEASE="${DEBIAN_RELEASE:-trixie}"
@@ -94,13 +94,21 @@ ensure_base_image() {
   echo "    no registry answered; building $BASE_IMAGE locally with debootstrap (a few minutes) ..."
   command -v debootstrap >/dev/null || { is_debian_like || manual_help; apt_install debootstrap; }
   need_root "debootstrap"
+  # A suite newer than this host's debootstrap (forky on Debian 12) has no script of its own; every Debian
+  # suite since bullseye bootstraps the same way, so sid's script serves.
+  local script=()
+  [ -e "/usr/share/debootstrap/scripts/$RELEASE" ] || script=(/usr/share/debootstrap/scripts/sid)
   local root; root=$(mktemp -d /var/tmp/slurm-sdk-rootfs.XXXXXX)
-  debootstrap --variant=minbase "$RELEASE" "$root" http://deb.debian.org/debian \
-    | grep --line-buffered -E '^I: (Retrieving|Extracting|Installing core|Configuring|Base system)' \
-    | awk '{ if (++n % 20 == 1 || /Base system/) { print "    " $0; fflush() } }'
+  # shellcheck disable=SC2064  # $root is expanded now, on purpose
+  trap "rm -rf '$root'" EXIT
+  debootstrap --variant=minbase "$RELEASE" "$root" http://deb.debian.org/debian "${script[@]}" \
+    | grep --line-buffered -E '^(E|W): |^I: (Retrieving|Extracting|Installing core|Configuring|Base system)' \
+    | awk '{ if (/^[EW]: / || ++n % 20 == 1 || /Base system/) { print "    " $0; fflush() } }' \
+    || die "debootstrap of Debian $RELEASE failed (see the E: lines above)"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | docker import - "$BASE_IMAGE" >/dev/null
   rm -rf "$root"
+  trap - EXIT
   ok "built and tagged $BASE_IMAGE"
 }
 

@@ -185,10 +185,11 @@ class Faults:
         slurmctld is told at once (`scontrol update state=down`), as its own ping would after
         SlurmdTimeout (30 s here): jobs on the node are requeued, or fail if they may not be requeued."""
         _check_choice("compute node", node, self.compute_nodes)
+        # Recorded first: if marking it DOWN fails, the fault's undo still starts the node again.
+        self._update(f"stop {node}", stopped=sorted({*self._record().get("stopped", []), node}))
         self.stack.docker.container.kill(self._name(node))
         if mark_down:
             self._mark_down(node)
-        self._update(f"stop {node}", stopped=sorted({*self._record().get("stopped", []), node}))
 
     def _mark_down(self, node: str, settle: float = 1.0, attempts: int = 5) -> None:
         """DOWN, and still DOWN a moment later: a registration the node sent just before it was killed can
@@ -197,9 +198,12 @@ class Faults:
         for _ in range(attempts):
             self._controller(f"scontrol update nodename={node} state=down reason=harness-fault-node-stopped")
             time.sleep(settle)
-            if "DOWN" in self._controller(f"sinfo -h -n {node} -o %T").upper():
+            shown = self._controller(f"sinfo -h -n {node} -o %T")
+            if "DOWN" in shown.upper():
                 return
-        raise StackError(f"{node} keeps returning to service after being killed and marked DOWN")
+        raise StackError(
+            f"{node} keeps returning to service after being killed and marked DOWN (sinfo: {shown.split()})"
+        )
 
     def start_node(self, node: str = "c1") -> None:
         """The node comes back; returns once slurmd has registered and the node takes jobs again."""

@@ -80,8 +80,24 @@ def project_name_for(repo_root: Path) -> str:
     return f"slurmsdk-{slug}-{digest}"
 
 
+#: The Debian release the images are built from when DEBIAN_RELEASE is unset (compose.yaml says the same).
+DEFAULT_RELEASE = "trixie"
+
+
+def debian_release() -> str:
+    """The Debian release the nodes are built from ($DEBIAN_RELEASE), which decides the Slurm version."""
+    return os.environ.get("DEBIAN_RELEASE") or DEFAULT_RELEASE
+
+
 def default_project(repo_root: Path = REPO_ROOT) -> str:
-    return os.environ.get("SLURM_SDK_PROJECT") or project_name_for(repo_root)
+    """The checkout's project, plus ``-<release>`` for a release other than the default: slurmctld's state
+    and the accounting database are kept in volumes in a Slurm version's own format (an older slurmctld
+    cannot read a newer one's), so each release's stack has its own volumes, state dir and containers."""
+    if os.environ.get("SLURM_SDK_PROJECT"):
+        return os.environ["SLURM_SDK_PROJECT"]
+    release = debian_release()
+    suffix = "" if release == DEFAULT_RELEASE else f"-{release}"
+    return project_name_for(repo_root) + suffix
 
 
 def state_root() -> Path:
@@ -546,7 +562,7 @@ class Stack:
 
     @property
     def release(self) -> str:
-        return os.environ.get("DEBIAN_RELEASE") or "trixie"
+        return debian_release()
 
     @property
     def image_tag(self) -> str:

@@ -3,7 +3,7 @@
 The image installs the SDK editable *with* its dependencies, offline (``pip install --no-index
 --find-links``), from ``images/wheelhouse/<release>/``: the build containers need no index and no
 registry. This module fills that directory on the host, resolving for the nodes' interpreter and
-platform (trixie: CPython 3.13, glibc 2.41; bookworm: 3.11, 2.36), not the host's. Debian's packages
+platform (trixie: CPython 3.13, glibc 2.41; bookworm: 3.11, 2.36; forky: 3.14, 2.43), not the host's. Debian's packages
 stay a fast path: a requirement that the image's system site packages already satisfy is not
 reinstalled, and the wheelhouse only has to supply the rest.
 
@@ -71,7 +71,7 @@ class Target:
 
 #: What each supported Debian release ships: python3 and libc6 versions (checked against the running
 #: nodes by tests/integration/test_image_dependencies.py).
-RELEASES = {"trixie": ("3.13", "2.41"), "bookworm": ("3.11", "2.36")}
+RELEASES = {"trixie": ("3.13", "2.41"), "bookworm": ("3.11", "2.36"), "forky": ("3.14", "2.43")}
 
 Say = Callable[[str], None]
 

@@ -158,6 +158,23 @@ make_fake_gpus() {
   fi
 }
 
+# Slurm's release as a number to compare: `slurmd -V` says "slurm-wlm 22.05.8" -> 2205.
+slurm_release() { slurmd -V | awk '{ split($2, v, "."); printf "%d%02d\n", v[1], v[2] }'; }
+
+# Slurm before 24.11 (measured on bookworm's 22.05) keeps the address a dynamic node first registered
+# from: a compute container that restarts gets a new IP from Docker, possibly another node's old one,
+# and c<n>'s jobs then go to another container (which runs them under its own node name). So tell
+# slurmctld this node's current address before slurmd registers; a node it does not know yet (a fresh
+# stack) makes scontrol fail, which is fine. 24.11 takes the address of every registration itself.
+refresh_node_address() {
+  local node=$1 address=$2 ip
+  (( $(slurm_release) < 2411 )) || return 0
+  ip=$(getent hosts "$address" | awk '{ print $1; exit }')
+  [ -n "$ip" ] || return 0
+  scontrol update nodename="$node" nodeaddr="$ip" 2>/dev/null \
+    && log slurmd "told slurmctld that node $node is now at $ip (Slurm before 24.11)" || true
+}
+
 # A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
 # count is the number of compute containers. Its name is c<replica number> (node_name.py); slurmctld
 # takes its address from the registration (the container name given here is what it would fall back to).
@@ -167,6 +184,7 @@ run_slurmd() {
   echo "$node" > "$NODE_NAME_FILE"
   make_fake_gpus
   (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
+  refresh_node_address "$node" "$address"
   log slurmd "registering as node $node (address $address, $GPUS_PER_NODE fake GPUs)"
   exec slurmd -D -Z -N "$node" \
     --conf "NodeAddr=$address NodeHostname=$address CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Feature=compute$gres"

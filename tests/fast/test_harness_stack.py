@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.locks import Coordinator
-from harness.stack import REPO_ROOT, Stack, StackError, inputs_hash, project_name_for
+from harness.stack import REPO_ROOT, Stack, StackError, default_project, inputs_hash, project_name_for
 
 COMPOSE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -19,6 +19,22 @@ def test_project_name_is_stable_per_checkout_and_distinct_between_checkouts(tmp_
     one, two = tmp_path / "a" / "slurm-sdk", tmp_path / "b" / "slurm-sdk"
     assert project_name_for(one) == project_name_for(one)
     assert project_name_for(one) != project_name_for(two)
+
+
+def test_each_debian_release_gets_its_own_project(tmp_path, monkeypatch):
+    # Volumes hold slurmctld's state in its Slurm version's format: bookworm's 22.05 must never be
+    # handed trixie's 24.11 state, so switching DEBIAN_RELEASE switches project (and volumes).
+    monkeypatch.delenv("SLURM_SDK_PROJECT", raising=False)
+    monkeypatch.delenv("DEBIAN_RELEASE", raising=False)
+    default = default_project(tmp_path)
+    assert default == project_name_for(tmp_path)
+    monkeypatch.setenv("DEBIAN_RELEASE", "trixie")
+    assert default_project(tmp_path) == default
+    monkeypatch.setenv("DEBIAN_RELEASE", "bookworm")
+    assert default_project(tmp_path) == f"{default}-bookworm"
+    assert COMPOSE_NAME.match(default_project(tmp_path))
+    monkeypatch.setenv("SLURM_SDK_PROJECT", "chosen")
+    assert default_project(tmp_path) == "chosen"
 
 
 @pytest.mark.parametrize("dirname", ["My Repo!", "UPPER_case", "---", "ünïcode"])

@@ -18,12 +18,23 @@ from . import resource_jobs
 pytestmark = pytest.mark.integration
 TIMEOUT = 300
 NODE_MEMORY_MB = 4096  # slurm.conf: RealMemory of every compute node
+#: `scontrol show job`'s allocated TRES: `AllocTRES=` since Slurm 23.02, `TRES=` in 22.05 (bookworm).
+ALLOCATED_TRES = re.compile(r"(?<![A-Za-z])(?:Alloc)?TRES=(\S+)")
+#: What a job asked for per node or per job: `gres/gpu:N` since 23.02, `gres:gpu:N` in 22.05.
+REQUESTED_GPUS = re.compile(r"TresPer(?:Node|Job)=\S*gres[/:]gpu:(\d+)")
+
+
+def allocated_tres(shown: str) -> dict[str, str]:
+    """``cpu=1,mem=2G,...,gres/gpu=1`` of a running job's `scontrol show job`, as a dict."""
+    match = ALLOCATED_TRES.search(shown)
+    assert match, f"no allocated TRES in `scontrol show job`:\n{shown}"
+    return dict(item.split("=", 1) for item in match[1].split(","))
 
 
 def test_memory_a_common_client_asks_for_is_granted(slurm_cluster):
     job = slurm_cluster.submit(resource_jobs.job_environment.options(mem="2G"))
     shown = job.result(timeout=TIMEOUT)["scontrol"]
-    assert re.search(r"AllocTRES=\S*mem=2G", shown), shown
+    assert allocated_tres(shown).get("mem") == "2G", shown
 
 
 def test_nodes_declare_production_like_memory_and_a_default_per_cpu(login_transport):
@@ -73,8 +84,10 @@ def test_gpus_are_scheduled_accounted_and_visible(slurm_cluster, slurm_stack, gp
     seen = slurm_cluster.submit(resource_jobs.job_environment.options(gpus=gpus)).result(timeout=TIMEOUT)
     devices = seen["cuda_visible_devices"]
     assert re.fullmatch(expected, devices), seen
-    # Slurm's own record of the allocation: the GRES and which device indexes this job holds.
-    assert f"gres/gpu:{gpus}" in seen["scontrol"], seen["scontrol"]
+    # Slurm's own record: the request, the allocated (accounted) TRES and which device indexes it holds.
+    request = REQUESTED_GPUS.search(seen["scontrol"])
+    assert request and int(request[1]) == gpus, seen["scontrol"]
+    assert allocated_tres(seen["scontrol"]).get("gres/gpu") == str(gpus), seen["scontrol"]
     indexes = devices if gpus == 1 else "0-1"
     assert re.search(rf"GRES=gpu:{gpus}\(IDX:{indexes}\)", seen["scontrol"]), seen["scontrol"]
 
