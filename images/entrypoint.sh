@@ -6,7 +6,6 @@ SECRETS=/etc/slurm-sdk          # named volume: written by `init`, read-only for
 SECRETS_READY=$SECRETS/ready    # written last by `init`: every secret and the job user's home exist
 SECRETS_WAIT_SECONDS=60
 JOB_USER=sdk
-HEALTHY_ONCE=/run/slurm-sdk-healthy-once   # healthcheck.sh: this container has been healthy (since start)
 
 log() { echo "[$(hostname) $1] ${*:2}"; }
 
@@ -79,12 +78,22 @@ configure_defaults() {
 
 # MariaDB inside the slurmdbd container (socket only, its database initialised in the image, data in the
 # container: a test cluster's accounting lives as long as the stack), then slurmdbd in the foreground.
-run_slurmdbd() {
-  local pass; pass=$(cat "$SECRETS/db/password")
+# MariaDB needs no secret: it starts before the wait for `init`'s, so the two overlap.
+start_mariadb() {
   install -d -o mysql -g mysql /run/mysqld
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --skip-test-db >/dev/null
   runuser -u mysql -- mariadbd --socket=/run/mysqld/mysqld.sock &
-  for _ in $(seq 1 200); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.05; done
+}
+
+run_slurmdbd() {
+  local pass; pass=$(cat "$SECRETS/db/password")
+  local _ ready=""
+  for _ in $(seq 1 1200); do mariadb -e 'select 1' >/dev/null 2>&1 && ready=1 && break; sleep 0.05; done
+  if [ -z "$ready" ]; then
+    echo "error: MariaDB did not answer on its socket within 60 s; fix: read its log above" \
+         "(\`docker compose logs slurmdbd\`), then \`docker compose up --wait\` again" >&2
+    exit 1
+  fi
   mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
@@ -128,7 +137,7 @@ forget_cluster_id() {
 }
 
 start_munge() {
-  rm -f "$HEALTHY_ONCE"   # a restarted container is not known healthy yet
+  healthcheck.sh reset   # a restarted container is not known healthy yet
   wait_for_secrets
   configure_accounting
   configure_partitions
@@ -201,6 +210,7 @@ case "${1:-login}" in
   init)
     init ;;
   slurmdbd)
+    start_mariadb
     start_munge
     install -d -o slurm -g slurm /var/log/slurm
     run_slurmdbd ;;

@@ -5,10 +5,11 @@
 # Until a container has first been healthy, one check keeps trying (every 0.1 s, for up to 4 s, within
 # compose.yaml's 5 s timeout), so the container turns healthy when its role is ready rather than at the
 # next 1 s healthcheck tick (Docker 20.10 has no start_interval). From then on each check tries once:
-# the steady-state cost is unchanged. The entrypoint clears the mark when a container (re)starts.
+# the steady-state cost is unchanged. The entrypoint runs `healthcheck.sh reset` when a container
+# (re)starts. The two variables below exist for tests/fast/test_healthcheck.py.
 set -uo pipefail
-HEALTHY_ONCE=/run/slurm-sdk-healthy-once
-FIRST_WAIT_SECONDS=4
+HEALTHY_ONCE=${SLURM_SDK_HEALTHY_MARK:-/run/slurm-sdk-healthy-once}
+FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-4}   # whole seconds
 POLL_SECONDS=0.1
 
 ready() {
@@ -34,6 +35,10 @@ ready() {
   esac
 }
 
+if [ "$1" = reset ]; then   # a (re)started container: not known healthy yet
+  rm -f "$HEALTHY_ONCE"
+  exit
+fi
 if [ -e "$HEALTHY_ONCE" ]; then
   ready "$1"
   exit
