@@ -60,10 +60,14 @@ class TimedStack(Stack):
     def build(self) -> None:
         self._timed("build", super().build)
 
-    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+    def up(
+        self, *, force_recreate: bool = False, session: str = "cli", when_login_healthy: Any = None
+    ) -> None:
         self._timed(
             "compose up --wait",
-            lambda: super(TimedStack, self).up(force_recreate=force_recreate, session=session),
+            lambda: super(TimedStack, self).up(
+                force_recreate=force_recreate, session=session, when_login_healthy=when_login_healthy
+            ),
         )
 
     def connect_info(self) -> Connection:

@@ -435,8 +435,13 @@ class Stack:
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
         self.build()
-        self.up(force_recreate=action == "rebuild", session=session)
-        connection = self.connect_info()
+        early: list[Connection] = []  # read while compose still waits for slurmctld and the nodes
+        self.up(
+            force_recreate=action == "rebuild",
+            session=session,
+            when_login_healthy=lambda: early.extend(self._connect_info_if_possible()),
+        )
+        connection = early[0] if early else self.connect_info()
         # The probe lists the nodes Slurm knows on its way (one `docker exec` fewer on the critical path).
         self.forget_removed_nodes(self.probe(connection))
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
@@ -628,8 +633,17 @@ class Stack:
             self.say(f"warning: {exc}\nbuilding with the wheelhouse as it is")
             return False
 
-    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+    def up(
+        self,
+        *,
+        force_recreate: bool = False,
+        session: str = "cli",
+        when_login_healthy: Callable[[], object] | None = None,
+    ) -> None:
+        """`docker compose up --wait`; ``when_login_healthy`` runs as soon as compose reports the login
+        container healthy (long before slurmctld and the nodes), while compose goes on waiting."""
         self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
+        login_healthy = re.compile(rf"\b{re.escape(self.project)}-login-\d+\s+Healthy$")
         started = time.monotonic()
         try:
             with self.events.outcome(
@@ -650,6 +664,9 @@ class Stack:
                 ):
                     if not _is_transient(line):
                         self.say(f"  {line}")
+                    if when_login_healthy and login_healthy.search(line):
+                        when_login_healthy()
+                        when_login_healthy = None
         except DockerException as exc:
             raise StackError(
                 f"`docker compose up --wait` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
@@ -723,6 +740,14 @@ class Stack:
         self._write_known_hosts(port, host_key)
         names = {service: container.name.lstrip("/") for service, container in containers.items()}
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, names)
+
+    def _connect_info_if_possible(self) -> list[Connection]:
+        """``connect_info`` while compose is still starting the stack: [] on failure (it is read again,
+        with its error, once compose is done)."""
+        try:
+            return [self.connect_info()]
+        except (StackError, DockerException):
+            return []
 
     def _recorded_connection(self, state: dict) -> Connection | None:
         """The connection recorded for this very login container (same id: same keys), with the port just
