@@ -28,6 +28,11 @@ READY = (
     "key) + a tiny sbatch job completed over SSH"
 )
 
+LOAD_NOTE = (
+    "the targets are meant for a quiet host: with other stacks busy (the row's load, on 2 cores) a start "
+    "mostly waits for CPU, and the spread between rounds can exceed the differences between shapes"
+)
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -125,6 +130,7 @@ def warm(env: BenchEnv, repeats: int) -> Figure:
             "tiny sbatch job, polled every 0.1 s); each round starts every shape in turn from a stack that "
             "is down (interleaved)",
             "the default stack is 2 nodes with accounting (slurmdbd + MariaDB)",
+            LOAD_NOTE,
         ],
     )
 
@@ -149,7 +155,8 @@ def warm_per_node(env: BenchEnv, repeats: int) -> Figure:
         notes=[
             "from the same runs as `warm`: per round, the least-squares slope of ensure_up's time over the "
             "node count; replicas start in parallel, so the slope is what each extra container costs "
-            "dockerd and the healthchecks on this host"
+            "dockerd and the healthchecks on this host",
+            LOAD_NOTE,
         ],
     )
 
