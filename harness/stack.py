@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from python_on_whales import Container, DockerClient
@@ -53,6 +53,8 @@ done
 echo "probe job $id still ${state:-unknown} after 60 s" >&2; exit 1"""
 SLURMCTLD_LOG = "/var/log/slurm/slurmctld.log"
 SLURMD_LOG = "/var/log/slurm/slurmd.log"
+#: state.json key: the login node's SSH port when pinned (``Stack.pin_ssh_port``), else absent or null.
+PINNED_PORT_KEY = "pinned_ssh_port"
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
@@ -259,13 +261,14 @@ class Stack:
         _write_atomically(self.state_file, json.dumps(self.read_state() | changes, indent=2))
 
     def _compose_env_file(self) -> Path:
-        # Empty port = Docker picks a free one. A SLURM_SDK_SSH_PORT in the environment wins over
-        # this file (compose gives the shell environment precedence), so users can pin a port.
+        # Empty port = Docker picks a free one, unless the stack pinned its login port (``pin_ssh_port``).
+        # A SLURM_SDK_SSH_PORT in the environment wins over this file (compose gives the shell
+        # environment precedence), so users can pin a port.
         # The image tag names the inputs it was built from, so checkouts with different images/ never
         # overwrite each other's image and a changed input can never start an old image.
         path = self.state_dir / "compose.env"
         settings = {
-            "SLURM_SDK_SSH_PORT": "",
+            "SLURM_SDK_SSH_PORT": str(self.read_state().get(PINNED_PORT_KEY) or ""),
             "SLURM_SDK_IMAGE_TAG": self.image_tag,
             "SLURM_SDK_IMAGE_REPOSITORY": image_repository(),
             "SLURM_SDK_PROJECT_SOURCE": str(self.project_source),
@@ -274,6 +277,16 @@ class Stack:
         if not path.exists() or path.read_text() != content:
             _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
+
+    def pin_ssh_port(self, port: int | None) -> None:
+        """Publish login's SSH port on ``port`` for the life of the stack (None: an ephemeral port again).
+
+        Every compose call reads compose.env, and the port is part of the login service's config: were
+        it pinned for one call only, the next `compose up` would see login's config change and recreate
+        it on a new ephemeral port, cutting every SSH session (the reshape bug). So the pin is recorded in
+        state.json, which compose.env is written from, and lasts until ``down``."""
+        self.update_state(**{PINNED_PORT_KEY: port})
+        self._compose_env_file()
 
     # ---- inspection ---------------------------------------------------------------------------
 
@@ -358,7 +371,11 @@ class Stack:
             raise
 
     def plan(self, expected: str | None = None) -> tuple[str, str]:
-        """What ``ensure_up`` would do: ("reuse" | "start" | "complete" | "rebuild", why)."""
+        """What ``ensure_up`` would do: ("reuse" | "start" | "rescale" | "reconfigure" | "complete" |
+        "rebuild", why).
+
+        "rescale": only the number of compute nodes differs, so only the compute replicas are touched;
+        "reconfigure": GPUs or partitions changed, which every node (login too) is recreated for."""
         expected = expected or self.inputs()
         recorded = self.read_state().get("inputs_hash")
         services = self.services()
@@ -375,9 +392,9 @@ class Stack:
         if self.read_state().get("accounting", True) != accounting_enabled():
             # Every node decides at its start whether accounting is on: all of them start again.
             return "rebuild", f"stack {self.project}: {ACCOUNTING_VAR} changed: recreating it"
-        reshape = self._reshape_reason(services)
+        reshape = self._reshape(services)
         if reshape:
-            return "complete", f"stack {self.project}: {reshape}"
+            return reshape[0], f"stack {self.project}: {reshape[1]}"
         if all(services.get(s) == "running (healthy)" for s in self.expected_services):
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
@@ -413,7 +430,12 @@ class Stack:
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
         self.build()
-        self.up(force_recreate=action == "rebuild", session=session)
+        if action == "rescale":
+            self.rescale(session=session)
+        else:
+            if action == "reconfigure" and self._login_port:
+                self.pin_ssh_port(self._login_port)  # login is recreated (its environment changed): same port
+            self.up(force_recreate=action == "rebuild", session=session)
         self.forget_removed_nodes()
         connection = self.connect_info()
         self.probe(connection)
@@ -432,15 +454,22 @@ class Stack:
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
 
-    def _reshape_reason(self, services: dict[str, str]) -> str:
-        """Why the running stack's shape differs from the wanted topology ("" when it does not)."""
-        running_nodes = sorted((s for s in services if node_number(s)), key=node_number)
-        if running_nodes != list(self.topology.node_names):
-            return f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
+    def _reshape(self, services: dict[str, str]) -> tuple[str, str] | None:
+        """("rescale" | "reconfigure" | "complete", why) when the running stack's shape is not the wanted one.
+
+        "rescale" when only the node count differs and the other services are healthy: a topology's GPUs
+        and partitions are in every node's environment (all of them are recreated), its node count only
+        in the compute service's replicas."""
         recorded = self.read_state().get("topology")
-        if recorded and Topology.from_record(recorded) != self.topology:
-            return f"topology changed to {self.topology}: recreating what it affects"
-        return ""
+        if recorded and replace(Topology.from_record(recorded), nodes=self.topology.nodes) != self.topology:
+            return "reconfigure", f"topology changed to {self.topology}: recreating what it affects"
+        running_nodes = sorted((s for s in services if node_number(s)), key=node_number)
+        if running_nodes == list(self.topology.node_names):
+            return None
+        others = [s for s in self.expected_services if not node_number(s)]
+        healthy = all(services.get(s) == "running (healthy)" for s in others)
+        why = f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
+        return ("rescale" if healthy else "complete"), why
 
     def forget_removed_nodes(self) -> list[str]:
         """Delete from Slurm the compute nodes the topology no longer has (their containers are gone after
@@ -606,6 +635,23 @@ class Stack:
 
     def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
         self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
+        self._compose_up(session, force_recreate=force_recreate)
+
+    def rescale(self, session: str = "cli") -> None:
+        """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
+        slurmctld and slurmdbd are left alone, so SSH sessions opened before stay connected."""
+        nodes = self.topology.nodes
+        self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
+        self._compose_up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
+
+    def _compose_up(
+        self,
+        session: str,
+        *,
+        force_recreate: bool = False,
+        services: list[str] | None = None,
+        scales: dict[str, int] | None = None,
+    ) -> None:
         started = time.monotonic()
         try:
             with self.events.outcome(
@@ -613,6 +659,9 @@ class Stack:
             ):
                 for line in _lines(
                     self.docker.compose.up(
+                        services,  # None: every service
+                        dependencies=services is None,  # a listed service alone: nothing it depends on
+                        scales=scales or {},
                         detach=True,
                         wait=True,
                         # A service that exits (slurmctld refusing its state) can leave compose waiting on
@@ -656,6 +705,7 @@ class Stack:
         self._restore_egress()
         for path in (self.key_path, self.known_hosts_path, self.state_file):
             path.unlink(missing_ok=True)
+        self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
 
     def _restore_egress(self) -> None:
         """An air gap (harness.airgap) must not outlive its stack: its rules name the project's old subnet."""
