@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from python_on_whales import Container, DockerClient
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
-from harness import preflight, ssh, wheelhouse
+from harness import docker_deadline, preflight, ssh, wheelhouse
 from harness.kit import KIT_ROOT, SDK_MOUNT, KitSettings
 from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_alive, process_start_time
 from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
@@ -34,6 +35,7 @@ ACCOUNTING_SERVICE = "slurmdbd"
 ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
 SSH_USER = "sdk"
 UP_WAIT_SECONDS = 300  # `compose up --wait` on a built image: ~5-40 s here, even at load 30
+UP_BOUND_SECONDS = UP_WAIT_SECONDS + 120  # the whole `compose up`: creating containers, then the wait
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
@@ -304,28 +306,38 @@ class Stack:
     def _containers(self) -> dict[str, Container]:
         """The project's containers by service, a compute node's by its node name (one `compose ps`);
         remembers the login container's id and published SSH port (a restarted login container gets a new
-        ephemeral port)."""
-        containers = {_service_or_node(c): c for c in self.docker.compose.ps(all=True)}
-        login = containers.get("login")
-        self._login_id = login.id if login else None
-        self._login_port = _published_ssh_port(login) if login else None
+        ephemeral port). The containers inspect themselves under the same bound (``_inspecting``)."""
+        with self._inspecting() as docker:
+            containers = {_service_or_node(c): c for c in docker.compose.ps(all=True)}
+            login = containers.get("login")
+            self._login_id = login.id if login else None
+            self._login_port = _published_ssh_port(login) if login else None
         return containers
+
+    def _inspecting(self) -> AbstractContextManager[DockerClient]:
+        return docker_deadline.bounded(
+            self.docker, docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect"
+        )
 
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
         result = {}
-        for service, container in self._containers().items():
-            state = container.state
-            text = state.status
-            if state.status == "running" and state.health is not None:
-                text += f" ({state.health.status})"
-            elif state.status == "exited":
-                text += f" ({state.exit_code})"
-            result[service] = text
+        containers = self._containers()
+        with self._inspecting():
+            for service, container in containers.items():
+                state = container.state
+                text = state.status
+                if state.status == "running" and state.health is not None:
+                    text += f" ({state.health.status})"
+                elif state.status == "exited":
+                    text += f" ({state.exit_code})"
+                result[service] = text
         return result
 
     def container_names(self) -> dict[str, str]:
-        return {service: container.name for service, container in self._containers().items()}
+        containers = self._containers()
+        with self._inspecting():
+            return {service: container.name for service, container in containers.items()}
 
     def status(self) -> Status:
         services = self.services()
@@ -592,7 +604,8 @@ class Stack:
         the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
         set (and ``pull``), the images published for these inputs are pulled instead when the registry
         has them (harness.images)."""
-        missing = [image for image in self.images() if not self.docker.image.exists(image)]
+        with self._inspecting() as docker:
+            missing = [image for image in self.images() if not docker.image.exists(image)]
         if not missing:
             return
         if pull and image_repository() != IMAGE_REPOSITORY:
@@ -606,8 +619,13 @@ class Stack:
         started = time.monotonic()
         tail: list[str] = []
         try:
-            with log_path.open("w") as log:
-                for line in _lines(self.docker.compose.build(stream_logs=True), unique=False):
+            with (
+                log_path.open("w") as log,
+                docker_deadline.bounded(
+                    self.docker, docker_deadline.BUILD_SECONDS, "docker compose build"
+                ) as docker,
+            ):
+                for line in _lines(docker.compose.build(stream_logs=True), unique=False):
                     log.write(line + "\n")
                     tail = ([*tail, line])[-40:]
                     if _is_build_step(line):
@@ -625,7 +643,11 @@ class Stack:
         current). A failed download only warns unless ``strict``: the Debian packages may satisfy
         everything, and if not, the image build fails naming the fix."""
         try:
-            target = wheelhouse.target_for(self.release, self.docker.system.info().architecture)
+            with docker_deadline.bounded(
+                self.docker, docker_deadline.ANSWER_SECONDS, "docker info"
+            ) as docker:
+                architecture = docker.system.info().architecture
+            target = wheelhouse.target_for(self.release, architecture)
             return wheelhouse.ensure(self.repo_root, target, self.say, force=force)
         except wheelhouse.WheelhouseError as exc:
             if strict:
@@ -654,11 +676,14 @@ class Stack:
     ) -> None:
         started = time.monotonic()
         try:
-            with self.events.outcome(
-                "compose-up", project=self.project, session=session, force_recreate=force_recreate
+            with (
+                self.events.outcome(
+                    "compose-up", project=self.project, session=session, force_recreate=force_recreate
+                ),
+                docker_deadline.bounded(self.docker, UP_BOUND_SECONDS, "docker compose up") as docker,
             ):
                 for line in _lines(
-                    self.docker.compose.up(
+                    docker.compose.up(
                         services,  # None: every service
                         dependencies=services is None,  # a listed service alone: nothing it depends on
                         scales=scales or {},
@@ -689,9 +714,14 @@ class Stack:
         self.say(f"stopping stack {self.project} (containers and volumes)")
         started = time.monotonic()
         try:
-            with self.events.outcome("compose-down", project=self.project, session=session):
+            with (
+                self.events.outcome("compose-down", project=self.project, session=session),
+                docker_deadline.bounded(
+                    self.docker, docker_deadline.DOWN_SECONDS, "docker compose down"
+                ) as docker,
+            ):
                 for line in _lines(
-                    self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
+                    docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
                 ):
                     if "rror" in line:
                         self.say(f"  {line}")
@@ -722,12 +752,13 @@ class Stack:
     def exec(self, service: str, command: list[str], user: str | None = None) -> str:
         """Run a command in a service's container; a compute node is named by its node name (``c2``)."""
         number = node_number(service)
-        if number is not None:
-            return (
-                self.docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user)
-                or ""
-            )
-        return self.docker.compose.execute(service, command, tty=False, user=user) or ""
+        what = f"docker compose exec {service} {' '.join(command)[:60]}"
+        with docker_deadline.bounded(self.docker, docker_deadline.EXEC_SECONDS, what) as docker:
+            if number is not None:
+                return (
+                    docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""
+                )
+            return docker.compose.execute(service, command, tty=False, user=user) or ""
 
     def connect_info(self) -> Connection:
         """Port, copied client key (0600) and host key of the running stack."""
@@ -802,9 +833,12 @@ class Stack:
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
         try:
-            return ANSI_ESCAPE.sub("", self.docker.compose.logs(list(services), tail=str(lines)))
+            with self._inspecting() as docker:
+                return ANSI_ESCAPE.sub("", docker.compose.logs(list(services), tail=str(lines)))
         except DockerException as exc:
             return f"(compose logs unavailable: {preflight._first_line(exc)})"
+        except docker_deadline.DockerTimeout as exc:
+            return f"(compose logs unavailable: {exc.what} did not end within {exc.seconds:.0f} s)"
 
     def daemon_logs_tail(self, lines: int = 50) -> str:
         """Tail of slurmctld.log and each slurmd.log, read inside the containers."""
@@ -815,6 +849,8 @@ class Stack:
                 text = self.exec(service, ["tail", "-n", str(lines), path])
             except DockerException as exc:
                 text = f"(unavailable: {preflight._first_line(exc)})"
+            except docker_deadline.DockerTimeout as exc:
+                text = f"(unavailable: no answer within {exc.seconds:.0f} s)"
             parts.append(f"--- {service}:{path} ---\n{text}")
         return "\n".join(parts)
 
