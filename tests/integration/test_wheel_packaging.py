@@ -16,9 +16,9 @@ def test_job_runs_the_sdk_from_the_uploaded_wheel(slurm_cluster, cluster_mode, l
     assert cluster_mode == "wheel"
 
     # The wheel holds only the SDK: test code (tests/) is not importable on the nodes in wheel mode, and
-    # by-value code only loads on the same Python minor version, which the dev images need not run. So the task is a
-    # stdlib function, and the evidence is what the job's runner says about itself: its stderr header
-    # names the file its `slurm` package was imported from, in the same process that ran the task.
+    # by-value code only loads on this process's Python minor version, which the nodes need not run. So
+    # the task is a stdlib function, and the evidence is what the job's runner says about itself: its
+    # stderr header names the file its `slurm` package was imported from, in the process that ran the task.
     job = slurm_cluster.submit(platform.python_version)
     node_python = job.result(timeout=600)
     header = re.search(r"\[slurm-sdk\] job .* Python (\S+) .*, slurm from (\S+), job dir", job.stderr())
