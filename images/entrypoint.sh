@@ -196,17 +196,27 @@ make_fake_gpus() {
 slurm_release() { slurmd -V | awk '{ split($2, v, "."); printf "%d%02d\n", v[1], v[2] }'; }
 
 # Slurm before 24.11 (measured on bookworm's 22.05) keeps the address a dynamic node first registered
-# from: a compute container that restarts gets a new IP from Docker, possibly another node's old one,
-# and c<n>'s jobs then go to another container (which runs them under its own node name). So tell
-# slurmctld this node's current address before slurmd registers; a node it does not know yet (a fresh
-# stack) makes scontrol fail, which is fine. 24.11 takes the address of every registration itself.
+# from, in its state too: a compute container that restarts or is recreated gets a new IP from Docker,
+# possibly another node's old one, and c<n>'s jobs then go to another container (which runs them under its
+# own node name). So, in the background while slurmd registers, tell slurmctld this node's address until
+# its record shows it (at most a minute; slurmctld may still be starting). 24.11 takes the address of
+# every registration itself.
+ADDRESS_REFRESH_SECONDS=60
 refresh_node_address() {
   local node=$1 address=$2 ip
   (( $(slurm_release) < 2411 )) || return 0
   ip=$(getent hosts "$address" | awk '{ print $1; exit }')
   [ -n "$ip" ] || return 0
-  scontrol update nodename="$node" nodeaddr="$ip" 2>/dev/null \
-    && log slurmd "told slurmctld that node $node is now at $ip (Slurm before 24.11)" || true
+  (
+    for _ in $(seq "$ADDRESS_REFRESH_SECONDS"); do
+      shown=$(timeout 5 scontrol show node "$node" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' || true)
+      [ "$shown" = "NodeAddr=$ip" ] && exit 0
+      if [ -n "$shown" ] && timeout 5 scontrol update nodename="$node" nodeaddr="$ip" 2>/dev/null; then
+        log slurmd "told slurmctld that node $node is now at $ip (it had ${shown#NodeAddr=}; Slurm before 24.11)"
+      fi
+      sleep 1
+    done
+  ) &
 }
 
 # A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
