@@ -2,14 +2,14 @@
 # Readiness per role, used by compose healthchecks so that `docker compose up --wait` returns
 # only when the cluster can take jobs.
 #
-# Until a container has first been healthy, one check keeps trying (every 0.1 s, for up to 4 s, within
-# compose.yaml's 5 s timeout), so the container turns healthy when its role is ready rather than at the
+# Until a container has first been healthy, one check keeps trying (every 0.1 s, for up to 8 s, within
+# compose.yaml's 10 s timeout), so the container turns healthy when its role is ready rather than at the
 # next 1 s healthcheck tick (Docker 20.10 has no start_interval). From then on each check tries once:
 # the steady-state cost is unchanged. The entrypoint runs `healthcheck.sh reset` when a container
 # (re)starts. The two variables below exist for tests/fast/test_healthcheck.py.
 set -uo pipefail
 HEALTHY_ONCE=${SLURM_SDK_HEALTHY_MARK:-/run/slurm-sdk-healthy-once}
-FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-4}   # whole seconds
+FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-8}   # whole seconds
 POLL_SECONDS=0.1
 
 ready() {
@@ -63,7 +63,10 @@ fi
 deadline=$(( ${EPOCHREALTIME/./} + FIRST_WAIT_SECONDS * 1000000 ))
 until started "$1" && ready "$1" 2>/dev/null; do
   if (( ${EPOCHREALTIME/./} > deadline )); then
-    ready "$1" || exit 1   # once more, its errors shown (docker inspect's health log)
+    # Once more, its errors shown (docker inspect's health log); not while the daemon does not even
+    # listen: a Slurm client then retries for seconds and the check would overrun its timeout.
+    started "$1" || { echo "$1: not listening yet" >&2; exit 1; }
+    ready "$1" || exit 1
     break
   fi
   sleep "$POLL_SECONDS"

@@ -110,6 +110,7 @@ def test_nothing_is_forked_to_check_before_the_daemon_listens(tmp_path):
             pytest.skip(f"something listens on 127.0.0.1:{SLURMDBD_PORT} here")
     log = fake_sacctmgr(tmp_path, failures=0)
     result = check(tmp_path, first_wait=1)
-    # Only the final try, at the bound, runs the real check (which has the last word: here it passes).
-    assert calls(log) == 1
-    assert result.returncode == 0
+    # Not even at the bound: a Slurm client retries for seconds against a closed port.
+    assert calls(log) == 0
+    assert result.returncode == 1
+    assert "not listening yet" in result.stderr
