@@ -292,6 +292,12 @@ def test_array_ranges_expand():
             "slurmstepd-c1: error: *** JOB 10 ON c1 CANCELLED AT 2026-11-25T23:10:59 ***",
             True,
         ),
+        # the same, as slurmstepd 26.05 (Debian forky) writes it: a timestamp instead of its name
+        (
+            "[2026-11-26T05:37:21.625] error: StepId=8.batch exceeded memory limit (436158464 > 52428800), "
+            "being killed\n[2026-11-26T05:37:21.630] error: *** JOB 8 ON c2 CANCELLED AT 2026-11-26T05:37:21 ***",
+            True,
+        ),
         # the cgroup OOM killer on production clusters
         (
             "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=3.batch. Some of your processes may have "
@@ -301,6 +307,7 @@ def test_array_ranges_expand():
         # the task's own words are not Slurm's verdict
         ("Traceback (most recent call last):\nMemoryError", False),
         ("print('exceeded memory limit')", False),
+        ("my log: [2026-11-26T05:37:21] error: exceeded memory limit", False),
         ("", False),
     ],
 )

@@ -62,8 +62,11 @@ def parse_slurm_state(text: str) -> JobState:
 
 #: What slurmstepd writes into a job's stderr when it kills the job for its memory: jobacct_gather's
 #: OverMemoryKill (no cgroups; the job then ends FAILED or CANCELLED, not OUT_OF_MEMORY) and the cgroup
-#: OOM killer.
-_MEMORY_KILL = re.compile(r"slurmstepd\S*: error: .*(exceeded memory limit|oom[-_]kill event)", re.I)
+#: OOM killer. slurmstepd prefixes its lines with its name up to 24.11 and with a timestamp since (26.05).
+_MEMORY_KILL = re.compile(
+    r"(?:slurmstepd\S*: |^\[\d{4}-\d\d-\d\dT[\d:.]+\] )error: .*(exceeded memory limit|oom[-_]kill event)",
+    re.I | re.M,
+)
 
 
 def killed_for_memory(stderr: str) -> bool:
