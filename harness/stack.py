@@ -445,8 +445,12 @@ class Stack:
         if action == "rescale":
             self.rescale(session=session)
         else:
-            if action == "reconfigure" and self._login_port:
-                self.pin_ssh_port(self._login_port)  # login is recreated (its environment changed): same port
+            if action == "reconfigure":
+                self._unregister_compute_nodes()
+                if self._login_port:
+                    self.pin_ssh_port(
+                        self._login_port
+                    )  # login is recreated (its environment changed): same port
             self.up(force_recreate=action == "rebuild", session=session)
         self.forget_removed_nodes()
         connection = self.connect_info()
@@ -482,6 +486,27 @@ class Stack:
         healthy = all(services.get(s) == "running (healthy)" for s in others)
         why = f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
         return ("rescale" if healthy else "complete"), why
+
+    def _unregister_compute_nodes(self) -> None:
+        """Before a reconfigure: stop the compute replicas and delete their nodes from Slurm. A dynamic node
+        keeps the GPUs it first registered with in slurmctld's state (on its volume, so a recreated
+        slurmctld too), and a node that comes back with another count is refused (INVAL, "gres/gpu count
+        reported lower than configured"); deleted, it registers afresh with the new configuration."""
+        nodes = [name for name in self.services() if node_number(name)]
+        if not nodes:
+            return
+        with docker_deadline.bounded(
+            self.docker, docker_deadline.DOWN_SECONDS, "docker compose stop"
+        ) as docker:
+            docker.compose.stop([COMPUTE_SERVICE], timeout=2)
+        try:
+            self.exec("slurmctld", ["scontrol", "delete", f"nodename={','.join(nodes)}"])
+        except DockerException as exc:  # jobs still allocated there: Slurm refuses, say so
+            raise StackError(
+                f"cannot change the GPUs or partitions of {self.project}: Slurm keeps nodes {','.join(nodes)} "
+                f"({preflight._first_line(exc)})\nfix: wait for their jobs to end (or `scancel -u sdk`), "
+                "then `harness up` again; or `python -m harness down` then `up` with the new topology"
+            ) from None
 
     def forget_removed_nodes(self) -> list[str]:
         """Delete from Slurm the compute nodes the topology no longer has (their containers are gone after
