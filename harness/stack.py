@@ -314,10 +314,12 @@ class Stack:
             self._login_port = _published_ssh_port(login) if login else None
         return containers
 
+    def _bounded(self, seconds: float, what: str) -> AbstractContextManager[DockerClient]:
+        """The Docker client for one call that must end within ``seconds`` (``harness.docker_deadline``)."""
+        return docker_deadline.bounded(self.docker, seconds, what)
+
     def _inspecting(self) -> AbstractContextManager[DockerClient]:
-        return docker_deadline.bounded(
-            self.docker, docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect"
-        )
+        return self._bounded(docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect")
 
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
@@ -446,11 +448,7 @@ class Stack:
             self.rescale(session=session)
         else:
             if action == "reconfigure":
-                self._unregister_compute_nodes()
-                if self._login_port:
-                    self.pin_ssh_port(
-                        self._login_port
-                    )  # login is recreated (its environment changed): same port
+                self._prepare_reconfigure()
             self.up(force_recreate=action == "rebuild", session=session)
         self.forget_removed_nodes()
         connection = self.connect_info()
@@ -487,17 +485,18 @@ class Stack:
         why = f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
         return ("rescale" if healthy else "complete"), why
 
-    def _unregister_compute_nodes(self) -> None:
-        """Before a reconfigure: stop the compute replicas and delete their nodes from Slurm. A dynamic node
-        keeps the GPUs it first registered with in slurmctld's state (on its volume, so a recreated
-        slurmctld too), and a node that comes back with another count is refused (INVAL, "gres/gpu count
-        reported lower than configured"); deleted, it registers afresh with the new configuration."""
+    def _prepare_reconfigure(self) -> None:
+        """Before GPUs or partitions change (every node, login too, is recreated): pin login's port, so it
+        comes back where open sessions look for it; stop the compute replicas and delete their nodes from
+        Slurm. A dynamic node keeps the GPUs it first registered with in slurmctld's state (on its volume,
+        so a recreated slurmctld too), and one that comes back with another count is refused (INVAL,
+        "gres/gpu count reported lower than configured"); deleted, it registers afresh."""
+        if self._login_port:
+            self.pin_ssh_port(self._login_port)
         nodes = [name for name in self.services() if node_number(name)]
         if not nodes:
             return
-        with docker_deadline.bounded(
-            self.docker, docker_deadline.DOWN_SECONDS, "docker compose stop"
-        ) as docker:
+        with self._bounded(docker_deadline.DOWN_SECONDS, "docker compose stop") as docker:
             docker.compose.stop([COMPUTE_SERVICE], timeout=2)
         try:
             self.exec("slurmctld", ["scontrol", "delete", f"nodename={','.join(nodes)}"])
@@ -646,9 +645,7 @@ class Stack:
         try:
             with (
                 log_path.open("w") as log,
-                docker_deadline.bounded(
-                    self.docker, docker_deadline.BUILD_SECONDS, "docker compose build"
-                ) as docker,
+                self._bounded(docker_deadline.BUILD_SECONDS, "docker compose build") as docker,
             ):
                 for line in _lines(docker.compose.build(stream_logs=True), unique=False):
                     log.write(line + "\n")
@@ -668,9 +665,7 @@ class Stack:
         current). A failed download only warns unless ``strict``: the Debian packages may satisfy
         everything, and if not, the image build fails naming the fix."""
         try:
-            with docker_deadline.bounded(
-                self.docker, docker_deadline.ANSWER_SECONDS, "docker info"
-            ) as docker:
+            with self._bounded(docker_deadline.ANSWER_SECONDS, "docker info") as docker:
                 architecture = docker.system.info().architecture
             target = wheelhouse.target_for(self.release, architecture)
             return wheelhouse.ensure(self.repo_root, target, self.say, force=force)
@@ -705,7 +700,7 @@ class Stack:
                 self.events.outcome(
                     "compose-up", project=self.project, session=session, force_recreate=force_recreate
                 ),
-                docker_deadline.bounded(self.docker, UP_BOUND_SECONDS, "docker compose up") as docker,
+                self._bounded(UP_BOUND_SECONDS, "docker compose up") as docker,
             ):
                 for line in _lines(
                     docker.compose.up(
@@ -741,9 +736,7 @@ class Stack:
         try:
             with (
                 self.events.outcome("compose-down", project=self.project, session=session),
-                docker_deadline.bounded(
-                    self.docker, docker_deadline.DOWN_SECONDS, "docker compose down"
-                ) as docker,
+                self._bounded(docker_deadline.DOWN_SECONDS, "docker compose down") as docker,
             ):
                 for line in _lines(
                     docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
@@ -778,7 +771,7 @@ class Stack:
         """Run a command in a service's container; a compute node is named by its node name (``c2``)."""
         number = node_number(service)
         what = f"docker compose exec {service} {' '.join(command)[:60]}"
-        with docker_deadline.bounded(self.docker, docker_deadline.EXEC_SECONDS, what) as docker:
+        with self._bounded(docker_deadline.EXEC_SECONDS, what) as docker:
             if number is not None:
                 return (
                     docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""
