@@ -108,9 +108,14 @@ def roundtrip(env: BenchEnv, repeats: int) -> Figure:
         target=Target("SDK / raw sbatch + squeue loop", "<=", 1.5, "≤ 1.5×"),
         details={f"median phases ({side})": median_line(runs) for side, runs in timed.items()},
         notes=[
-            "both sides write a job script over SFTP, sbatch it and poll over the same SSH connection on "
-            "the SDK's cadence (50 ms, x1.25, up to 1 s): the SDK looks for its result file, raw asks "
-            "squeue; raw runs `python3 -c 'print(7*7)'` and reads its output with one `cat`",
+            "same SSH connection, same poll cadence (50 ms, x1.25, up to 1 s). SDK: one tar command writes "
+            "payload + script, sbatch, then it looks for its result file and reads it with one tar stream. "
+            "raw: the job script over SFTP, sbatch, a squeue loop, one `cat` of the output; the job runs "
+            "`python3 -c 'print(7*7)'`",
+            "the SDK does more work but can end sooner: it sees the result file the moment the task wrote "
+            "it, while squeue lists the job until slurmd reports it ended (raw detect > SDK detect). "
+            "Queue wait is Slurm's scheduling and the node's start-up, and on a loaded 2-core host it "
+            "varies more than the whole difference: compare the phases, not only the totals",
             "phases: queue wait and run come from stamps taken on the node (one kernel clock); the SDK's "
             "run starts after the `slurm` package is imported (a few ms), the raw one when python3 is up",
         ],

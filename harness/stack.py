@@ -19,9 +19,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from python_on_whales import Container, DockerClient
+from python_on_whales import DockerClient
 from python_on_whales.client_config import ClientNotFoundError
+from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run as docker_run
 
 from harness import docker_deadline, preflight, ssh, wheelhouse
 from harness.kit import KIT_ROOT, SDK_MOUNT, KitSettings
@@ -42,8 +44,10 @@ HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
 IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name (without a registry)
 #: Registry (``HOST:PORT`` or ``ghcr.io/owner``) to pull the images from instead of building them.
 IMAGE_REGISTRY_ENV = "SLURM_SDK_IMAGE_REGISTRY"
-#: A tiny batch job, waited for by polling every 0.1 s (`sbatch --wait` sleeps 2 s before its first look).
-PROBE_JOB = """id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
+#: The nodes Slurm knows (one line each), then a tiny batch job, waited for by polling every 0.1 s
+#: (`sbatch --wait` sleeps 2 s before its first look).
+PROBE_JOB = """sinfo -h -N -o %N | sort -u
+id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
 for _ in $(seq 600); do
   state=$(scontrol show job "$id" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
   case "$state" in
@@ -303,20 +307,36 @@ class Stack:
         """Every long-running service: the cluster's, and slurmdbd with accounting."""
         return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
 
-    def _containers(self) -> dict[str, Container]:
-        """The project's containers by service, a compute node's by its node name (one `compose ps`);
-        remembers the login container's id and published SSH port (a restarted login container gets a new
-        ephemeral port). The containers inspect themselves under the same bound (``_inspecting``)."""
-        with self._inspecting() as docker:
-            containers = {_service_or_node(c): c for c in docker.compose.ps(all=True)}
-            login = containers.get("login")
-            self._login_id = login.id if login else None
-            self._login_port = _published_ssh_port(login) if login else None
+    def _containers(self) -> dict[str, ContainerInspectResult]:
+        """The project's containers by service, a compute node's by its node name, as one `compose ps` and
+        one `docker inspect` saw them (both bounded: ``_inspecting``); remembers the login container's id
+        and published SSH port (a restarted login container gets a new ephemeral port)."""
+        containers = {_service_or_node(c): c for c in self._inspect_all()}
+        login = containers.get("login")
+        self._login_id = login.id if login else None
+        self._login_port = _published_ssh_port(login) if login else None
         return containers
 
     def _bounded(self, seconds: float, what: str) -> AbstractContextManager[DockerClient]:
         """The Docker client for one call that must end within ``seconds`` (``harness.docker_deadline``)."""
         return docker_deadline.bounded(self.docker, seconds, what)
+
+    def _inspect_all(self) -> list[ContainerInspectResult]:
+        """Every container of the project in one `docker inspect` (python-on-whales' Container objects
+        inspect again on each attribute read: ~3 inspections per container, a second per stack here)."""
+        with self._inspecting() as docker:
+            for attempt in range(2):
+                ids = [c.id for c in docker.compose.ps(all=True)]
+                if not ids:
+                    return []
+                try:
+                    found = json.loads(docker_run([*docker.docker_cmd, "container", "inspect", *ids]))
+                except DockerException:
+                    if attempt:  # a container removed between the two calls: list them again, once
+                        raise
+                    continue
+                return [ContainerInspectResult(**item) for item in found]
+        return []
 
     def _inspecting(self) -> AbstractContextManager[DockerClient]:
         return self._bounded(docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect")
@@ -324,22 +344,18 @@ class Stack:
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
         result = {}
-        containers = self._containers()
-        with self._inspecting():
-            for service, container in containers.items():
-                state = container.state
-                text = state.status
-                if state.status == "running" and state.health is not None:
-                    text += f" ({state.health.status})"
-                elif state.status == "exited":
-                    text += f" ({state.exit_code})"
-                result[service] = text
+        for service, container in self._containers().items():
+            state = container.state
+            text = state.status
+            if state.status == "running" and state.health is not None:
+                text += f" ({state.health.status})"
+            elif state.status == "exited":
+                text += f" ({state.exit_code})"
+            result[service] = text
         return result
 
     def container_names(self) -> dict[str, str]:
-        containers = self._containers()
-        with self._inspecting():
-            return {service: container.name for service, container in containers.items()}
+        return {service: container.name.lstrip("/") for service, container in self._containers().items()}
 
     def status(self) -> Status:
         services = self.services()
@@ -350,9 +366,11 @@ class Stack:
             self.project, self.state_dir, services, port, current, self.orphaned_by(), self.expected_services
         )
 
-    def published_port(self) -> int:
-        """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)."""
-        self._containers()
+    def published_port(self, refresh: bool = True) -> int:
+        """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)
+        unless ``refresh`` is False (the caller inspected the containers just now)."""
+        if refresh:
+            self._containers()
         if self._login_port is None:
             raise StackError(
                 f"the login container of {self.project} publishes no SSH port (is it running?); "
@@ -444,15 +462,20 @@ class Stack:
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
         self.build()
+        early: list[Connection] = []  # read while compose still waits for slurmctld and the nodes
         if action == "rescale":
             self.rescale(session=session)
         else:
             if action == "reconfigure":
                 self._prepare_reconfigure()
-            self.up(force_recreate=action == "rebuild", session=session)
-        self.forget_removed_nodes()
-        connection = self.connect_info()
-        self.probe(connection)
+            self.up(
+                force_recreate=action == "rebuild",
+                session=session,
+                when_login_healthy=lambda: early.extend(self._connect_info_if_possible()),
+            )
+        connection = early[0] if early else self.connect_info()
+        # The probe lists the nodes Slurm knows on its way (one `docker exec` fewer on the critical path).
+        self.forget_removed_nodes(self.probe(connection))
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
         # containers carry no fault.
         self.update_state(
@@ -507,10 +530,12 @@ class Stack:
                 "then `harness up` again; or `python -m harness down` then `up` with the new topology"
             ) from None
 
-    def forget_removed_nodes(self) -> list[str]:
+    def forget_removed_nodes(self, known: Sequence[str] | None = None) -> list[str]:
         """Delete from Slurm the compute nodes the topology no longer has (their containers are gone after
-        a scale-down, but slurmctld keeps a registered node, DOWN, until told): sinfo lists what runs."""
-        known = self.exec("slurmctld", ["sinfo", "-h", "-N", "-o", "%N"]).split()
+        a scale-down, but slurmctld keeps a registered node, DOWN, until told). ``known``: the nodes Slurm
+        lists (sinfo), asked for here when not given."""
+        if known is None:
+            known = self.exec("slurmctld", ["sinfo", "-h", "-N", "-o", "%N"]).split()
         removed = sorted(
             {n for n in known if node_number(n)} - set(self.topology.node_names), key=node_number
         )
@@ -675,9 +700,17 @@ class Stack:
             self.say(f"warning: {exc}\nbuilding with the wheelhouse as it is")
             return False
 
-    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+    def up(
+        self,
+        *,
+        force_recreate: bool = False,
+        session: str = "cli",
+        when_login_healthy: Callable[[], object] | None = None,
+    ) -> None:
+        """`docker compose up --wait`; ``when_login_healthy`` runs as soon as compose reports the login
+        container healthy (long before slurmctld and the nodes), while compose goes on waiting."""
         self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
-        self._compose_up(session, force_recreate=force_recreate)
+        self._compose_up(session, force_recreate=force_recreate, when_login_healthy=when_login_healthy)
 
     def rescale(self, session: str = "cli") -> None:
         """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
@@ -693,7 +726,9 @@ class Stack:
         force_recreate: bool = False,
         services: list[str] | None = None,
         scales: dict[str, int] | None = None,
+        when_login_healthy: Callable[[], object] | None = None,
     ) -> None:
+        login_healthy = re.compile(rf"\b{re.escape(self.project)}-login-\d+\s+Healthy$")
         started = time.monotonic()
         try:
             with (
@@ -720,6 +755,9 @@ class Stack:
                 ):
                     if not _is_transient(line):
                         self.say(f"  {line}")
+                    if when_login_healthy and login_healthy.search(line):
+                        when_login_healthy()
+                        when_login_healthy = None
         except DockerException as exc:
             raise StackError(
                 f"`docker compose up --wait` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
@@ -780,18 +818,35 @@ class Stack:
 
     def connect_info(self) -> Connection:
         """Port, copied client key (0600) and host key of the running stack."""
-        # One exec for both files: each `docker exec` costs a few hundred ms of a warm start.
-        both = self.exec("login", ["sh", "-c", f"cat {HOST_KEY_IN_STACK} && cat {CLIENT_KEY_IN_STACK}"])
+        containers = self._containers()  # learns the login container's id and port, too
+        port = self.published_port(refresh=False)
+        # One plain `docker exec` for both files (no compose project to load): each costs a few hundred ms
+        # of a warm start.
+        with docker_deadline.bounded(
+            self.docker, docker_deadline.EXEC_SECONDS, "docker exec login: read the SSH keys"
+        ) as docker:
+            both = (
+                docker.container.execute(
+                    self._login_id, ["sh", "-c", f"cat {HOST_KEY_IN_STACK} && cat {CLIENT_KEY_IN_STACK}"]
+                )
+                or ""
+            )
         host_line, _, key = both.partition("\n")
         key = key.strip("\n") + "\n"
         if not self.key_path.exists() or self.key_path.read_text() != key:
             _write_atomically(self.key_path, key, mode=0o600)
         host_key = " ".join(host_line.split()[:2])
-        port = self.published_port()
         self._write_known_hosts(port, host_key)
-        return Connection(
-            self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, self.container_names()
-        )
+        names = {service: container.name.lstrip("/") for service, container in containers.items()}
+        return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, names)
+
+    def _connect_info_if_possible(self) -> list[Connection]:
+        """``connect_info`` while compose is still starting the stack: [] on failure (it is read again,
+        with its error, once compose is done)."""
+        try:
+            return [self.connect_info()]
+        except (StackError, DockerException):
+            return []
 
     def _recorded_connection(self, state: dict) -> Connection | None:
         """The connection recorded for this very login container (same id: same keys), with the port just
@@ -821,8 +876,9 @@ class Stack:
     def _write_known_hosts(self, port: int, host_key: str) -> None:
         _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
 
-    def probe(self, connection: Connection, quick: bool = False) -> None:
+    def probe(self, connection: Connection, quick: bool = False) -> list[str]:
         """Prove the stack works end to end: SSH login with the key, then a tiny batch job run to completion.
+        Returns the nodes Slurm knows (listed on the way; none for ``quick``).
 
         ``quick`` (a running stack that passed the full probe when it started): SSH login and
         ``scontrol ping`` only, which never waits behind other sessions' jobs.
@@ -848,6 +904,7 @@ class Stack:
                 f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
                 f"--- daemon logs ---\n{self.daemon_logs_tail(20)}"
             )
+        return [] if quick else out.split()
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
         try:
@@ -887,10 +944,10 @@ def _lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> Iterable
             yield line
 
 
-def _service_or_node(container: Container) -> str:
+def _service_or_node(container: ContainerInspectResult) -> str:
     """A container's compose service, or for a compute replica the node it registers as (``c<n>``)."""
     labels = container.config.labels
-    service = labels.get("com.docker.compose.service", container.name)
+    service = labels.get("com.docker.compose.service", container.name.lstrip("/"))
     if service == COMPUTE_SERVICE:
         return node_name(int(labels.get("com.docker.compose.container-number", "0")))
     return service
@@ -906,7 +963,7 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     tmp.replace(path)
 
 
-def _published_ssh_port(container: Container) -> int | None:
+def _published_ssh_port(container: ContainerInspectResult) -> int | None:
     """Host port bound to the container's 22/tcp, from its inspection (None when stopped or unpublished)."""
     bindings = (container.network_settings.ports or {}).get("22/tcp") or []
     ports = [int(b["HostPort"]) for b in bindings if b.get("HostPort")]

@@ -144,6 +144,9 @@ class SSHTransport(Transport):
             raise self._connect_error(exc) from exc
         transport = client.get_transport()
         transport.set_keepalive(30)  # keeps NAT/firewall state alive between polls; surfaces dead peers
+        # Every command is a few small packets each way; with Nagle's algorithm on, each one waits for
+        # the peer's delayed ACK (~40 ms). OpenSSH's client turns Nagle off too; paramiko does not.
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.known_host_key is None:
             # Trusted once (trust_unknown_host): reconnects must meet the same server, not any server.
             self.known_host_key = transport.get_remote_server_key()
