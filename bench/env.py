@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.locks import Coordinator
 from harness.stack import Connection, Stack
+from harness.topology import Topology
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"  # git-ignored
@@ -59,17 +60,21 @@ class TimedStack(Stack):
     def build(self) -> None:
         self._timed("build", super().build)
 
-    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+    def up(
+        self, *, force_recreate: bool = False, session: str = "cli", when_login_healthy: Any = None
+    ) -> None:
         self._timed(
             "compose up --wait",
-            lambda: super(TimedStack, self).up(force_recreate=force_recreate, session=session),
+            lambda: super(TimedStack, self).up(
+                force_recreate=force_recreate, session=session, when_login_healthy=when_login_healthy
+            ),
         )
 
     def connect_info(self) -> Connection:
         return self._timed("connect info", super().connect_info)
 
-    def probe(self, connection: Connection, quick: bool = False) -> None:
-        self._timed(
+    def probe(self, connection: Connection, quick: bool = False) -> list[str]:
+        return self._timed(
             "probe (ssh + quick check)" if quick else "probe (ssh + tiny sbatch job)",
             lambda: super(TimedStack, self).probe(connection, quick=quick),
         )
@@ -86,6 +91,11 @@ class BenchEnv:
         )
         self._connection: Connection | None = None
         self._transport: Any = None
+
+    def use_topology(self, topology: Topology) -> None:
+        """From now on, start the bench stack with ``topology`` (a new Stack, as a new process would make)."""
+        self._forget_connection()
+        self.stack = TimedStack(REPO_ROOT, project=BENCH_PROJECT, say=self.stack.say, topology=topology)
 
     def ensure_up(self, session: str = "bench") -> tuple[Connection, str]:
         """Start (or reuse) the bench stack the way the pytest plugin does: under the setup lock."""

@@ -1,4 +1,4 @@
-"""Dev-cluster figures: cold start, warm start, `up` with nothing changed, image size."""
+"""Dev-cluster figures: cold start, `up` with nothing changed, image sizes (warm start by shape: fig_shapes)."""
 
 from __future__ import annotations
 
@@ -27,32 +27,6 @@ def _phase_series(phases: list[dict[str, float]]) -> dict[str, dict]:
     return {name: Series([p.get(name, 0.0) for p in phases]).to_json() for name in names}
 
 
-def warm(env: BenchEnv, repeats: int) -> Figure:
-    """Images built, stack down -> ``ensure_up`` returns (nodes idle, SSH login + a probe job work)."""
-    env.ensure_up()  # images built and current
-    totals, phases = Series(), []
-    for round_ in range(repeats):
-        env.down()
-        env.stack._preflight_passed = False  # as in a new process: the host checks run again
-        seconds = timed(env.ensure_up)
-        totals.samples.append(seconds)
-        phases.append(dict(env.stack.phases))
-        say(f"  [{round_ + 1}/{repeats}] warm start: {seconds:.2f} s {_fmt(env.stack.phases)}")
-    return Figure(
-        "warm",
-        "Warm start: images built, stack down -> ready (harness ensure_up)",
-        "s",
-        {"ensure_up": totals},
-        target=Target("ensure_up", "<=", 5.0, "≤ 5 s"),
-        details={"phases": _phase_series(phases)},
-        notes=[
-            "ensure_up = preflight + cached image build check + `compose up --wait` "
-            "(healthchecks: slurmctld answers, nodes idle, sshd accepts the key) + key copy "
-            "+ probe (SSH login and a tiny sbatch job, polled every 0.1 s)"
-        ],
-    )
-
-
 def reuse(env: BenchEnv, repeats: int) -> Figure:
     """`docker compose up --wait` on a running, unchanged stack (what a second `up` costs)."""
     env.ensure_up()
@@ -69,17 +43,21 @@ def image_size(env: BenchEnv) -> Figure:
     """Sizes are deterministic for a given build: measured once."""
     env.ensure_up()
     sizes, image = {}, stack_image(env)
-    for name in (image, BASE_IMAGE):
+    accounting_image = env.stack.docker.compose.config().services["slurmdbd"].image
+    for name in (image, accounting_image, BASE_IMAGE):
         try:
             sizes[name] = Series([env.stack.docker.image.inspect(name).size / 1e6])
         except DockerException as exc:
             say(f"  cannot inspect {name}: {exc}")
     return Figure(
         "image",
-        f"Image size ({image}, and its base)",
+        f"Image sizes ({image}, its accounting variant for slurmdbd, and their base)",
         "MB",
         sizes,
-        notes=["uncompressed size as `docker images` reports it; the base image is included in it"],
+        notes=[
+            "uncompressed size as `docker images` reports it; the base image is included in it, and the "
+            "accounting image (slurmdbd + MariaDB) is built on the dev image, so their layers are shared"
+        ],
     )
 
 

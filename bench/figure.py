@@ -8,13 +8,13 @@ from typing import Any
 
 from bench.stats import Series
 
-_OPS = {"<=": operator.le, ">=": operator.ge}
+_OPS = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
 class Target:
     key: str  # name of the series or ratio the target applies to (its median is judged)
-    op: str  # "<=" or ">="
+    op: str  # "<", "<=" or ">="
     value: float
     text: str  # for humans, e.g. "≤ 120 s"
 

@@ -29,6 +29,7 @@ from bench import (
     fig_jobs,
     fig_packaging,
     fig_scale,
+    fig_shapes,
     fig_submitit,
     report,
 )
@@ -88,7 +89,9 @@ Runner = Callable[[BenchEnv, argparse.Namespace, Sizes], Figure]
 #: then the stack lifecycle figures, then the SDK ones on a settled stack.
 FIGURES: dict[str, tuple[Runner, str | None]] = {
     "cold": (lambda env, a, s: fig_cluster.cold(env, a.cold_repeats), "cold"),
-    "warm": (lambda env, a, s: fig_cluster.warm(env, s.repeats), None),
+    "cold_shapes": (lambda env, a, s: fig_shapes.cold(env), "cold"),
+    "warm": (lambda env, a, s: fig_shapes.warm(env, s.repeats), None),
+    "warm_per_node": (lambda env, a, s: fig_shapes.warm_per_node(env, s.repeats), None),
     "reuse": (lambda env, a, s: fig_cluster.reuse(env, s.repeats), None),
     "image": (lambda env, a, s: fig_cluster.image_size(env), None),
     "harness": (lambda env, a, s: fig_harness.harness_overhead(env, s.repeats), None),

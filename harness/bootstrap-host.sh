@@ -45,14 +45,24 @@ ensure_engine() {
   ok "installed $(dockerd --version)"
 }
 
+# A wedged dockerd (seen: Docker 20.10 deadlocked under load) never answers: every call here is bounded.
+docker_answers() { timeout -k 5 30 docker info >/dev/null 2>&1; }
+
 ensure_daemon() {
   step "Docker daemon"
-  if docker info >/dev/null 2>&1; then ok "running (server $(docker version -f '{{.Server.Version}}'))"; return; fi
+  local status=0
+  docker_answers || status=$?
+  if [ "$status" = 0 ]; then ok "running (server $(timeout -k 5 30 docker version -f '{{.Server.Version}}'))"; return; fi
+  if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    die "dockerd (${DOCKER_HOST:-unix:///var/run/docker.sock}) did not answer \`docker info\` within 30 s: it is wedged or overloaded.
+  Check it: systemctl status docker (or its log, $DOCKERD_LOG, when this script started it);
+  restart it: systemctl restart docker, or stop the dockerd this script started, then re-run bash harness/setup.sh"
+  fi
   need_root "starting dockerd"
   echo "    starting dockerd in the background (log: $DOCKERD_LOG) ..."
   setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
   for _ in $(seq 1 60); do
-    docker info >/dev/null 2>&1 && { ok "running"; return; }
+    timeout -k 2 5 docker info >/dev/null 2>&1 && { ok "running"; return; }
     sleep 0.5
   done
   tail -n 20 "$DOCKERD_LOG" >&2 || true

@@ -15,13 +15,11 @@ container takes ``dev.conf`` from).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from harness import preflight
@@ -347,24 +345,13 @@ class Faults:
         self._update("login port restored", login_port=None)
 
     def _recreate_login(self, port: int | None) -> None:
-        """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None)."""
-        client = self.stack.docker
-        if port is not None:
-            _write_atomically(self._pinned_env, f"SLURM_SDK_SSH_PORT={port}\n")
-            config = client.client_config
-            client = DockerClient(
-                client_config=dataclasses.replace(
-                    config, compose_env_files=[*config.compose_env_files, self._pinned_env]
-                )
-            )
-        client.compose.up(
+        """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None).
+        The pin is the stack's (``Stack.pin_ssh_port``), so a later `compose up` keeps login as it is."""
+        self.stack.pin_ssh_port(port)
+        self.stack.docker.compose.up(
             ["login"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True
         )
         self.stack.connect_info()  # refreshes the copied known_hosts for the port
-
-    @property
-    def _pinned_env(self) -> Path:
-        return self.stack.state_dir / "compose-login-port.env"
 
     def _login_port_pinned(self) -> bool:
         """Whether the login container asks Docker for a fixed host port (an empty one is ephemeral)."""

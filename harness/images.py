@@ -6,7 +6,8 @@ Tags (in ``<registry>/slurm-sdk-dev``):
   the tag a stack looks for when ``$SLURM_SDK_IMAGE_REGISTRY`` is set (``Stack.build`` pulls it);
 - ``<debian release>-<version>`` (e.g. ``trixie-v0.1.0``): the release they were published for.
 
-The accounting variant, when its profile is on, gets the same tags with ``-accounting``.
+The accounting image (slurmdbd + MariaDB; on by default, ``SLURM_SDK_ACCOUNTING=0`` leaves it out) gets the
+same tags with ``-accounting``: every image ``Stack.images()`` lists is pushed and pulled.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from harness import docker_deadline
+
 BOOTSTRAP_HINT = "bash harness/bootstrap-host.sh (Debian/Ubuntu; installs and starts what is missing)"
 
 
@@ -52,7 +54,11 @@ def check_docker_cli(docker: DockerClient) -> Problem | None:
 
 def check_daemon(docker: DockerClient) -> Problem | None:
     try:
-        docker.version()
+        with docker_deadline.bounded(docker, docker_deadline.ANSWER_SECONDS, "docker version") as bounded:
+            bounded.version()
+    except docker_deadline.DockerTimeout as exc:  # alive but wedged: a failure to fix, not a missing Docker
+        cause, _, fix = str(exc).partition("\nfix: ")
+        return Problem("daemon-hung", cause, fix, unavailable=False)
     except DockerException as exc:
         where = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
         return Problem(
@@ -133,6 +139,8 @@ def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_runn
 
 
 def _first_line(exc: DockerException) -> str:
+    if docker_deadline.ended_by_its_limit(exc):
+        return "no answer from dockerd: the call was ended by its time limit (is dockerd wedged?)"
     text = (getattr(exc, "stderr", None) or str(exc)).strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__

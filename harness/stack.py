@@ -15,14 +15,17 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from python_on_whales import Container, DockerClient
+from python_on_whales import DockerClient
 from python_on_whales.client_config import ClientNotFoundError
+from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run as docker_run
 
-from harness import preflight, ssh, wheelhouse
+from harness import docker_deadline, preflight, ssh, wheelhouse
 from harness.kit import KIT_ROOT, SDK_MOUNT, KitSettings
 from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_alive, process_start_time
 from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
@@ -34,14 +37,17 @@ ACCOUNTING_SERVICE = "slurmdbd"
 ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
 SSH_USER = "sdk"
 UP_WAIT_SECONDS = 300  # `compose up --wait` on a built image: ~5-40 s here, even at load 30
+UP_BOUND_SECONDS = UP_WAIT_SECONDS + 120  # the whole `compose up`: creating containers, then the wait
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
 IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name (without a registry)
 #: Registry (``HOST:PORT`` or ``ghcr.io/owner``) to pull the images from instead of building them.
 IMAGE_REGISTRY_ENV = "SLURM_SDK_IMAGE_REGISTRY"
-#: A tiny batch job, waited for by polling every 0.1 s (`sbatch --wait` sleeps 2 s before its first look).
-PROBE_JOB = """id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
+#: The nodes Slurm knows (one line each), then a tiny batch job, waited for by polling every 0.1 s
+#: (`sbatch --wait` sleeps 2 s before its first look).
+PROBE_JOB = """sinfo -h -N -o %N | sort -u
+id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
 for _ in $(seq 600); do
   state=$(scontrol show job "$id" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
   case "$state" in
@@ -53,6 +59,8 @@ done
 echo "probe job $id still ${state:-unknown} after 60 s" >&2; exit 1"""
 SLURMCTLD_LOG = "/var/log/slurm/slurmctld.log"
 SLURMD_LOG = "/var/log/slurm/slurmd.log"
+#: state.json key: the login node's SSH port when pinned (``Stack.pin_ssh_port``), else absent or null.
+PINNED_PORT_KEY = "pinned_ssh_port"
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
@@ -259,13 +267,14 @@ class Stack:
         _write_atomically(self.state_file, json.dumps(self.read_state() | changes, indent=2))
 
     def _compose_env_file(self) -> Path:
-        # Empty port = Docker picks a free one. A SLURM_SDK_SSH_PORT in the environment wins over
-        # this file (compose gives the shell environment precedence), so users can pin a port.
+        # Empty port = Docker picks a free one, unless the stack pinned its login port (``pin_ssh_port``).
+        # A SLURM_SDK_SSH_PORT in the environment wins over this file (compose gives the shell
+        # environment precedence), so users can pin a port.
         # The image tag names the inputs it was built from, so checkouts with different images/ never
         # overwrite each other's image and a changed input can never start an old image.
         path = self.state_dir / "compose.env"
         settings = {
-            "SLURM_SDK_SSH_PORT": "",
+            "SLURM_SDK_SSH_PORT": str(self.read_state().get(PINNED_PORT_KEY) or ""),
             "SLURM_SDK_IMAGE_TAG": self.image_tag,
             "SLURM_SDK_IMAGE_REPOSITORY": image_repository(),
             "SLURM_SDK_PROJECT_SOURCE": str(self.project_source),
@@ -274,6 +283,16 @@ class Stack:
         if not path.exists() or path.read_text() != content:
             _write_atomically(path, content)  # another process's compose may be reading it right now
         return path
+
+    def pin_ssh_port(self, port: int | None) -> None:
+        """Publish login's SSH port on ``port`` for the life of the stack (None: an ephemeral port again).
+
+        Every compose call reads compose.env, and the port is part of the login service's config: were
+        it pinned for one call only, the next `compose up` would see login's config change and recreate
+        it on a new ephemeral port, cutting every SSH session (the reshape bug). So the pin is recorded in
+        state.json, which compose.env is written from, and lasts until ``down``."""
+        self.update_state(**{PINNED_PORT_KEY: port})
+        self._compose_env_file()
 
     # ---- inspection ---------------------------------------------------------------------------
 
@@ -288,15 +307,37 @@ class Stack:
         """Every long-running service: the cluster's, and slurmdbd with accounting."""
         return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
 
-    def _containers(self) -> dict[str, Container]:
-        """The project's containers by service, a compute node's by its node name (one `compose ps`);
-        remembers the login container's id and published SSH port (a restarted login container gets a new
-        ephemeral port)."""
-        containers = {_service_or_node(c): c for c in self.docker.compose.ps(all=True)}
+    def _containers(self) -> dict[str, ContainerInspectResult]:
+        """The project's containers by service, a compute node's by its node name, as one `compose ps` and
+        one `docker inspect` saw them (both bounded: ``_inspecting``); remembers the login container's id
+        and published SSH port (a restarted login container gets a new ephemeral port)."""
+        containers = {_service_or_node(c): c for c in self._inspect_all()}
         login = containers.get("login")
         self._login_id = login.id if login else None
         self._login_port = _published_ssh_port(login) if login else None
         return containers
+
+    def _inspect_all(self) -> list[ContainerInspectResult]:
+        """Every container of the project in one `docker inspect` (python-on-whales' Container objects
+        inspect again on each attribute read: ~3 inspections per container, a second per stack here)."""
+        with self._inspecting() as docker:
+            for attempt in range(2):
+                ids = [c.id for c in docker.compose.ps(all=True)]
+                if not ids:
+                    return []
+                try:
+                    found = json.loads(docker_run([*docker.docker_cmd, "container", "inspect", *ids]))
+                except DockerException:
+                    if attempt:  # a container removed between the two calls: list them again, once
+                        raise
+                    continue
+                return [ContainerInspectResult(**item) for item in found]
+        return []
+
+    def _inspecting(self) -> AbstractContextManager[DockerClient]:
+        return docker_deadline.bounded(
+            self.docker, docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect"
+        )
 
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
@@ -312,7 +353,7 @@ class Stack:
         return result
 
     def container_names(self) -> dict[str, str]:
-        return {service: container.name for service, container in self._containers().items()}
+        return {service: container.name.lstrip("/") for service, container in self._containers().items()}
 
     def status(self) -> Status:
         services = self.services()
@@ -323,9 +364,11 @@ class Stack:
             self.project, self.state_dir, services, port, current, self.orphaned_by(), self.expected_services
         )
 
-    def published_port(self) -> int:
-        """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)."""
-        self._containers()
+    def published_port(self, refresh: bool = True) -> int:
+        """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)
+        unless ``refresh`` is False (the caller inspected the containers just now)."""
+        if refresh:
+            self._containers()
         if self._login_port is None:
             raise StackError(
                 f"the login container of {self.project} publishes no SSH port (is it running?); "
@@ -358,7 +401,11 @@ class Stack:
             raise
 
     def plan(self, expected: str | None = None) -> tuple[str, str]:
-        """What ``ensure_up`` would do: ("reuse" | "start" | "complete" | "rebuild", why)."""
+        """What ``ensure_up`` would do: ("reuse" | "start" | "rescale" | "reconfigure" | "complete" |
+        "rebuild", why).
+
+        "rescale": only the number of compute nodes differs, so only the compute replicas are touched;
+        "reconfigure": GPUs or partitions changed, which every node (login too) is recreated for."""
         expected = expected or self.inputs()
         recorded = self.read_state().get("inputs_hash")
         services = self.services()
@@ -375,9 +422,9 @@ class Stack:
         if self.read_state().get("accounting", True) != accounting_enabled():
             # Every node decides at its start whether accounting is on: all of them start again.
             return "rebuild", f"stack {self.project}: {ACCOUNTING_VAR} changed: recreating it"
-        reshape = self._reshape_reason(services)
+        reshape = self._reshape(services)
         if reshape:
-            return "complete", f"stack {self.project}: {reshape}"
+            return reshape[0], f"stack {self.project}: {reshape[1]}"
         if all(services.get(s) == "running (healthy)" for s in self.expected_services):
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
@@ -413,10 +460,20 @@ class Stack:
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
         self.build()
-        self.up(force_recreate=action == "rebuild", session=session)
-        self.forget_removed_nodes()
-        connection = self.connect_info()
-        self.probe(connection)
+        early: list[Connection] = []  # read while compose still waits for slurmctld and the nodes
+        if action == "rescale":
+            self.rescale(session=session)
+        else:
+            if action == "reconfigure" and self._login_port:
+                self.pin_ssh_port(self._login_port)  # login is recreated (its environment changed): same port
+            self.up(
+                force_recreate=action == "rebuild",
+                session=session,
+                when_login_healthy=lambda: early.extend(self._connect_info_if_possible()),
+            )
+        connection = early[0] if early else self.connect_info()
+        # The probe lists the nodes Slurm knows on its way (one `docker exec` fewer on the critical path).
+        self.forget_removed_nodes(self.probe(connection))
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
         # containers carry no fault.
         self.update_state(
@@ -432,20 +489,29 @@ class Stack:
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
 
-    def _reshape_reason(self, services: dict[str, str]) -> str:
-        """Why the running stack's shape differs from the wanted topology ("" when it does not)."""
-        running_nodes = sorted((s for s in services if node_number(s)), key=node_number)
-        if running_nodes != list(self.topology.node_names):
-            return f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
-        recorded = self.read_state().get("topology")
-        if recorded and Topology.from_record(recorded) != self.topology:
-            return f"topology changed to {self.topology}: recreating what it affects"
-        return ""
+    def _reshape(self, services: dict[str, str]) -> tuple[str, str] | None:
+        """("rescale" | "reconfigure" | "complete", why) when the running stack's shape is not the wanted one.
 
-    def forget_removed_nodes(self) -> list[str]:
+        "rescale" when only the node count differs and the other services are healthy: a topology's GPUs
+        and partitions are in every node's environment (all of them are recreated), its node count only
+        in the compute service's replicas."""
+        recorded = self.read_state().get("topology")
+        if recorded and replace(Topology.from_record(recorded), nodes=self.topology.nodes) != self.topology:
+            return "reconfigure", f"topology changed to {self.topology}: recreating what it affects"
+        running_nodes = sorted((s for s in services if node_number(s)), key=node_number)
+        if running_nodes == list(self.topology.node_names):
+            return None
+        others = [s for s in self.expected_services if not node_number(s)]
+        healthy = all(services.get(s) == "running (healthy)" for s in others)
+        why = f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
+        return ("rescale" if healthy else "complete"), why
+
+    def forget_removed_nodes(self, known: Sequence[str] | None = None) -> list[str]:
         """Delete from Slurm the compute nodes the topology no longer has (their containers are gone after
-        a scale-down, but slurmctld keeps a registered node, DOWN, until told): sinfo lists what runs."""
-        known = self.exec("slurmctld", ["sinfo", "-h", "-N", "-o", "%N"]).split()
+        a scale-down, but slurmctld keeps a registered node, DOWN, until told). ``known``: the nodes Slurm
+        lists (sinfo), asked for here when not given."""
+        if known is None:
+            known = self.exec("slurmctld", ["sinfo", "-h", "-N", "-o", "%N"]).split()
         removed = sorted(
             {n for n in known if node_number(n)} - set(self.topology.node_names), key=node_number
         )
@@ -563,7 +629,8 @@ class Stack:
         the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
         set (and ``pull``), the images published for these inputs are pulled instead when the registry
         has them (harness.images)."""
-        missing = [image for image in self.images() if not self.docker.image.exists(image)]
+        with self._inspecting() as docker:
+            missing = [image for image in self.images() if not docker.image.exists(image)]
         if not missing:
             return
         if pull and image_repository() != IMAGE_REPOSITORY:
@@ -577,8 +644,13 @@ class Stack:
         started = time.monotonic()
         tail: list[str] = []
         try:
-            with log_path.open("w") as log:
-                for line in _lines(self.docker.compose.build(stream_logs=True), unique=False):
+            with (
+                log_path.open("w") as log,
+                docker_deadline.bounded(
+                    self.docker, docker_deadline.BUILD_SECONDS, "docker compose build"
+                ) as docker,
+            ):
+                for line in _lines(docker.compose.build(stream_logs=True), unique=False):
                     log.write(line + "\n")
                     tail = ([*tail, line])[-40:]
                     if _is_build_step(line):
@@ -596,7 +668,11 @@ class Stack:
         current). A failed download only warns unless ``strict``: the Debian packages may satisfy
         everything, and if not, the image build fails naming the fix."""
         try:
-            target = wheelhouse.target_for(self.release, self.docker.system.info().architecture)
+            with docker_deadline.bounded(
+                self.docker, docker_deadline.ANSWER_SECONDS, "docker info"
+            ) as docker:
+                architecture = docker.system.info().architecture
+            target = wheelhouse.target_for(self.release, architecture)
             return wheelhouse.ensure(self.repo_root, target, self.say, force=force)
         except wheelhouse.WheelhouseError as exc:
             if strict:
@@ -604,15 +680,48 @@ class Stack:
             self.say(f"warning: {exc}\nbuilding with the wheelhouse as it is")
             return False
 
-    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+    def up(
+        self,
+        *,
+        force_recreate: bool = False,
+        session: str = "cli",
+        when_login_healthy: Callable[[], object] | None = None,
+    ) -> None:
+        """`docker compose up --wait`; ``when_login_healthy`` runs as soon as compose reports the login
+        container healthy (long before slurmctld and the nodes), while compose goes on waiting."""
         self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
+        self._compose_up(session, force_recreate=force_recreate, when_login_healthy=when_login_healthy)
+
+    def rescale(self, session: str = "cli") -> None:
+        """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
+        slurmctld and slurmdbd are left alone, so SSH sessions opened before stay connected."""
+        nodes = self.topology.nodes
+        self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
+        self._compose_up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
+
+    def _compose_up(
+        self,
+        session: str,
+        *,
+        force_recreate: bool = False,
+        services: list[str] | None = None,
+        scales: dict[str, int] | None = None,
+        when_login_healthy: Callable[[], object] | None = None,
+    ) -> None:
+        login_healthy = re.compile(rf"\b{re.escape(self.project)}-login-\d+\s+Healthy$")
         started = time.monotonic()
         try:
-            with self.events.outcome(
-                "compose-up", project=self.project, session=session, force_recreate=force_recreate
+            with (
+                self.events.outcome(
+                    "compose-up", project=self.project, session=session, force_recreate=force_recreate
+                ),
+                docker_deadline.bounded(self.docker, UP_BOUND_SECONDS, "docker compose up") as docker,
             ):
                 for line in _lines(
-                    self.docker.compose.up(
+                    docker.compose.up(
+                        services,  # None: every service
+                        dependencies=services is None,  # a listed service alone: nothing it depends on
+                        scales=scales or {},
                         detach=True,
                         wait=True,
                         # A service that exits (slurmctld refusing its state) can leave compose waiting on
@@ -626,6 +735,9 @@ class Stack:
                 ):
                     if not _is_transient(line):
                         self.say(f"  {line}")
+                    if when_login_healthy and login_healthy.search(line):
+                        when_login_healthy()
+                        when_login_healthy = None
         except DockerException as exc:
             raise StackError(
                 f"`docker compose up --wait` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
@@ -640,9 +752,14 @@ class Stack:
         self.say(f"stopping stack {self.project} (containers and volumes)")
         started = time.monotonic()
         try:
-            with self.events.outcome("compose-down", project=self.project, session=session):
+            with (
+                self.events.outcome("compose-down", project=self.project, session=session),
+                docker_deadline.bounded(
+                    self.docker, docker_deadline.DOWN_SECONDS, "docker compose down"
+                ) as docker,
+            ):
                 for line in _lines(
-                    self.docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
+                    docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
                 ):
                     if "rror" in line:
                         self.say(f"  {line}")
@@ -656,6 +773,7 @@ class Stack:
         self._restore_egress()
         for path in (self.key_path, self.known_hosts_path, self.state_file):
             path.unlink(missing_ok=True)
+        self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
 
     def _restore_egress(self) -> None:
         """An air gap (harness.airgap) must not outlive its stack: its rules name the project's old subnet."""
@@ -672,27 +790,45 @@ class Stack:
     def exec(self, service: str, command: list[str], user: str | None = None) -> str:
         """Run a command in a service's container; a compute node is named by its node name (``c2``)."""
         number = node_number(service)
-        if number is not None:
-            return (
-                self.docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user)
-                or ""
-            )
-        return self.docker.compose.execute(service, command, tty=False, user=user) or ""
+        what = f"docker compose exec {service} {' '.join(command)[:60]}"
+        with docker_deadline.bounded(self.docker, docker_deadline.EXEC_SECONDS, what) as docker:
+            if number is not None:
+                return (
+                    docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""
+                )
+            return docker.compose.execute(service, command, tty=False, user=user) or ""
 
     def connect_info(self) -> Connection:
         """Port, copied client key (0600) and host key of the running stack."""
-        # One exec for both files: each `docker exec` costs a few hundred ms of a warm start.
-        both = self.exec("login", ["sh", "-c", f"cat {HOST_KEY_IN_STACK} && cat {CLIENT_KEY_IN_STACK}"])
+        containers = self._containers()  # learns the login container's id and port, too
+        port = self.published_port(refresh=False)
+        # One plain `docker exec` for both files (no compose project to load): each costs a few hundred ms
+        # of a warm start.
+        with docker_deadline.bounded(
+            self.docker, docker_deadline.EXEC_SECONDS, "docker exec login: read the SSH keys"
+        ) as docker:
+            both = (
+                docker.container.execute(
+                    self._login_id, ["sh", "-c", f"cat {HOST_KEY_IN_STACK} && cat {CLIENT_KEY_IN_STACK}"]
+                )
+                or ""
+            )
         host_line, _, key = both.partition("\n")
         key = key.strip("\n") + "\n"
         if not self.key_path.exists() or self.key_path.read_text() != key:
             _write_atomically(self.key_path, key, mode=0o600)
         host_key = " ".join(host_line.split()[:2])
-        port = self.published_port()
         self._write_known_hosts(port, host_key)
-        return Connection(
-            self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, self.container_names()
-        )
+        names = {service: container.name.lstrip("/") for service, container in containers.items()}
+        return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, names)
+
+    def _connect_info_if_possible(self) -> list[Connection]:
+        """``connect_info`` while compose is still starting the stack: [] on failure (it is read again,
+        with its error, once compose is done)."""
+        try:
+            return [self.connect_info()]
+        except (StackError, DockerException):
+            return []
 
     def _recorded_connection(self, state: dict) -> Connection | None:
         """The connection recorded for this very login container (same id: same keys), with the port just
@@ -722,8 +858,9 @@ class Stack:
     def _write_known_hosts(self, port: int, host_key: str) -> None:
         _write_atomically(self.known_hosts_path, f"[{SSH_HOST}]:{port} {host_key}\n")
 
-    def probe(self, connection: Connection, quick: bool = False) -> None:
+    def probe(self, connection: Connection, quick: bool = False) -> list[str]:
         """Prove the stack works end to end: SSH login with the key, then a tiny batch job run to completion.
+        Returns the nodes Slurm knows (listed on the way; none for ``quick``).
 
         ``quick`` (a running stack that passed the full probe when it started): SSH login and
         ``scontrol ping`` only, which never waits behind other sessions' jobs.
@@ -749,12 +886,16 @@ class Stack:
                 f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
                 f"--- daemon logs ---\n{self.daemon_logs_tail(20)}"
             )
+        return [] if quick else out.split()
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
         try:
-            return ANSI_ESCAPE.sub("", self.docker.compose.logs(list(services), tail=str(lines)))
+            with self._inspecting() as docker:
+                return ANSI_ESCAPE.sub("", docker.compose.logs(list(services), tail=str(lines)))
         except DockerException as exc:
             return f"(compose logs unavailable: {preflight._first_line(exc)})"
+        except docker_deadline.DockerTimeout as exc:
+            return f"(compose logs unavailable: {exc.what} did not end within {exc.seconds:.0f} s)"
 
     def daemon_logs_tail(self, lines: int = 50) -> str:
         """Tail of slurmctld.log and each slurmd.log, read inside the containers."""
@@ -765,6 +906,8 @@ class Stack:
                 text = self.exec(service, ["tail", "-n", str(lines), path])
             except DockerException as exc:
                 text = f"(unavailable: {preflight._first_line(exc)})"
+            except docker_deadline.DockerTimeout as exc:
+                text = f"(unavailable: no answer within {exc.seconds:.0f} s)"
             parts.append(f"--- {service}:{path} ---\n{text}")
         return "\n".join(parts)
 
@@ -783,10 +926,10 @@ def _lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> Iterable
             yield line
 
 
-def _service_or_node(container: Container) -> str:
+def _service_or_node(container: ContainerInspectResult) -> str:
     """A container's compose service, or for a compute replica the node it registers as (``c<n>``)."""
     labels = container.config.labels
-    service = labels.get("com.docker.compose.service", container.name)
+    service = labels.get("com.docker.compose.service", container.name.lstrip("/"))
     if service == COMPUTE_SERVICE:
         return node_name(int(labels.get("com.docker.compose.container-number", "0")))
     return service
@@ -802,7 +945,7 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     tmp.replace(path)
 
 
-def _published_ssh_port(container: Container) -> int | None:
+def _published_ssh_port(container: ContainerInspectResult) -> int | None:
     """Host port bound to the container's 22/tcp, from its inspection (None when stopped or unpublished)."""
     bindings = (container.network_settings.ports or {}).get("22/tcp") or []
     ports = [int(b["HostPort"]) for b in bindings if b.get("HostPort")]

@@ -3,6 +3,8 @@
 set -euo pipefail
 
 SECRETS=/etc/slurm-sdk          # named volume: written by `init`, read-only for the other roles
+SECRETS_READY=$SECRETS/ready    # written last by `init`: every secret and the job user's home exist
+SECRETS_WAIT_SECONDS=60
 JOB_USER=sdk
 
 log() { echo "[$(hostname) $1] ${*:2}"; }
@@ -32,13 +34,33 @@ init() {
   install -d -m 1777 /scratch   # shared scratch, as on clusters: anyone may create, only owners delete
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 700 "/home/$JOB_USER/.ssh"
   install -o "$JOB_USER" -g "$JOB_USER" -m 600 "$SECRETS/ssh/client_ed25519.pub" "/home/$JOB_USER/.ssh/authorized_keys"
+  touch "$SECRETS_READY"
   log init "secrets ready"
 }
 
-# Accounting is on when the `accounting` profile runs a slurmdbd service in this stack; every role
-# writes the same answer into slurm.conf's include so the config hash matches across nodes.
+# The other roles start alongside `init` (compose orders nothing, so no container waits for another's
+# exit to be noticed) and wait here for its secrets: a few hundred ms at most.
+wait_for_secrets() {
+  local _
+  for _ in $(seq $((SECRETS_WAIT_SECONDS * 20))); do
+    [ -e "$SECRETS_READY" ] && return 0
+    sleep 0.05
+  done
+  echo "error: the stack's secrets ($SECRETS_READY) did not appear within ${SECRETS_WAIT_SECONDS} s." \
+       "fix: the one-shot \`init\` service creates them: \`docker compose logs init\`, then \`docker compose up --wait\`" >&2
+  exit 1
+}
+
+# Accounting is on unless SLURM_SDK_ACCOUNTING=0 (compose.yaml passes the variable that also sets slurmdbd's
+# replicas, so every role knows without waiting for slurmdbd to exist); every role writes the same answer
+# into slurm.conf's include so the config hash matches across nodes.
 configure_accounting() {
-  if getent hosts slurmdbd >/dev/null; then
+  local accounting=${SLURM_SDK_ACCOUNTING:-1}
+  if [[ "$accounting" != [01] ]]; then
+    echo "error: SLURM_SDK_ACCOUNTING=$accounting: use 1 (accounting, the default) or 0 (none)" >&2
+    exit 2
+  fi
+  if [ "$accounting" = 1 ]; then
     # gres/gpu as a TRES of its own (sacct AllocTRES); Slurm allows that only with slurmdbd.
     printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nAccountingStorageTRES=gres/gpu\n' \
       > /etc/slurm/accounting.conf
@@ -56,12 +78,22 @@ configure_defaults() {
 
 # MariaDB inside the slurmdbd container (socket only, its database initialised in the image, data in the
 # container: a test cluster's accounting lives as long as the stack), then slurmdbd in the foreground.
-run_slurmdbd() {
-  local pass; pass=$(cat "$SECRETS/db/password")
+# MariaDB needs no secret: it starts before the wait for `init`'s, so the two overlap.
+start_mariadb() {
   install -d -o mysql -g mysql /run/mysqld
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --skip-test-db >/dev/null
   runuser -u mysql -- mariadbd --socket=/run/mysqld/mysqld.sock &
-  for _ in $(seq 1 200); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.05; done
+}
+
+run_slurmdbd() {
+  local pass; pass=$(cat "$SECRETS/db/password")
+  local _ ready=""
+  for _ in $(seq 1 1200); do mariadb -e 'select 1' >/dev/null 2>&1 && ready=1 && break; sleep 0.05; done
+  if [ -z "$ready" ]; then
+    echo "error: MariaDB did not answer on its socket within 60 s; fix: read its log above" \
+         "(\`docker compose logs slurmdbd\`), then \`docker compose up --wait\` again" >&2
+    exit 1
+  fi
   mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
     CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
@@ -83,14 +115,14 @@ CONF
 }
 
 # With accounting, slurmctld must find slurmdbd answering when it starts: one refused connection and it
-# retries only minutes later (sacct would miss every job until then). compose.yaml starts slurmctld after
-# slurmdbd is healthy; this wait covers starts outside compose's ordering (a restarted slurmdbd).
+# retries only minutes later (sacct would miss every job until then). slurmctld's container starts with
+# slurmdbd's (compose orders nothing) and waits here: slurmdbd listens only once its database is open.
 SLURMDBD_WAIT_SECONDS=90
 wait_for_slurmdbd() {
   grep -q slurmdbd /etc/slurm/accounting.conf || return 0
-  for _ in $(seq $((SLURMDBD_WAIT_SECONDS * 10))); do
+  for _ in $(seq $((SLURMDBD_WAIT_SECONDS * 20))); do
     (exec 3<>/dev/tcp/slurmdbd/6819) 2>/dev/null && return 0
-    sleep 0.1
+    sleep 0.05
   done
   log slurmctld "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting" \
       "anyway: jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
@@ -105,6 +137,8 @@ forget_cluster_id() {
 }
 
 start_munge() {
+  healthcheck.sh reset   # a restarted container is not known healthy yet
+  wait_for_secrets
   configure_accounting
   configure_partitions
   configure_defaults
@@ -176,6 +210,7 @@ case "${1:-login}" in
   init)
     init ;;
   slurmdbd)
+    start_mariadb
     start_munge
     install -d -o slurm -g slurm /var/log/slurm
     run_slurmdbd ;;

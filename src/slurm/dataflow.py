@@ -14,7 +14,6 @@ and would refuse the id): a COMPLETED one just passes its result, a failed one i
 from __future__ import annotations
 
 import copy
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slurm.errors import SlurmSDKError, SubmitError
+from slurm.node import node_name
 
 if TYPE_CHECKING:
     from slurm.cluster import Cluster
@@ -225,7 +225,7 @@ def _read_when_visible(parent: ResultOf) -> bytes:
             if time.monotonic() >= deadline:
                 raise ParentResultError(
                     f"parent job {parent.job_id} ({parent.name}) left no result at {parent.result_path} "
-                    f"(waited {RESULT_VISIBLE_WITHIN:g}s on {os.uname().nodename}): it was removed (cleanup?) "
+                    f"(waited {RESULT_VISIBLE_WITHIN:g}s on {node_name()}): it was removed (cleanup?) "
                     "or the job directory is not on a file system this node shares"
                 ) from None
             time.sleep(pause)

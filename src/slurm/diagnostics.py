@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import sys
 
+from slurm.node import node_name
 from slurm.task import task
 
 
@@ -15,7 +15,7 @@ def node_info() -> dict[str, str]:
     import slurm
 
     return {
-        "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),  # Slurm's node name
+        "host": node_name(),  # Slurm's node name (a host name may be a container id)
         "job_id": os.environ.get("SLURM_JOB_ID", ""),
         "python": platform.python_version(),
         "sdk": os.path.dirname(slurm.__file__ or ""),

@@ -22,9 +22,10 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from slurm.node import node_name
 
 #: ``master_port`` is ``MASTER_PORT_BASE + job id % MASTER_PORT_SPAN``: the same on every rank, different
 #: for jobs less than MASTER_PORT_SPAN ids apart (those that may share a node), and below Linux's ephemeral range (32768-60999), so no outgoing
@@ -85,7 +86,7 @@ def rank_context(environ: Mapping[str, str] | None = None) -> RankContext:
     nodes = tuple(expand_hostlist(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "")))
     node_rank = int(env.get("SLURM_NODEID", "0"))
     if not nodes:
-        nodes = (env.get("SLURMD_NODENAME") or socket.gethostname(),)
+        nodes = (node_name(env),)
     per_node = expand_tasks_per_node(env.get("SLURM_STEP_TASKS_PER_NODE", ""))
     world_size = int(env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1")
     return RankContext(
@@ -109,7 +110,7 @@ def set_torch_env(context: RankContext | None = None) -> RankContext:
 
 
 def _lone_context(env: Mapping[str, str]) -> RankContext:
-    host = env.get("SLURMD_NODENAME") or socket.gethostname()
+    host = node_name(env)
     port = int(env[MASTER_PORT_ENV]) if env.get(MASTER_PORT_ENV) else _LONE_PORT
     return RankContext(0, 0, 1, 1, 0, (host,), env.get(MASTER_ADDR_ENV) or "127.0.0.1", port)
 

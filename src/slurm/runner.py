@@ -25,6 +25,7 @@ import slurm
 from slurm import layout
 from slurm.atomic import write_atomic
 from slurm.errors import RankTerminated, SerializationError
+from slurm.node import node_name
 from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, read_payload
 
 # Every array task pays for this module's imports: nothing here may pull in typing, dataclasses,
@@ -75,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if rank is not None:
         from slurm.gather import write_rank_outcome
 
-        node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename
-        write_rank_outcome(job_dir, index, rank, node, outcome)
+        write_rank_outcome(job_dir, index, rank, node_name(), outcome)
     else:
         write_atomic(layout.result_path(job_dir, index), outcome)
     return code
@@ -144,7 +144,7 @@ def _print_header(job_dir: str, index: int, restarts: int, rank: int | None) -> 
     rerun = f", run {restarts + 1} (requeued {restarts}x)" if restarts else ""
     of_world = f" rank {rank}/{os.environ.get('SLURM_NTASKS', '?')}" if rank is not None else ""
     print(
-        f"[slurm-sdk] job {job_id} task {index}{of_world} on {os.uname().nodename}{rerun}, Python {sys.version.split()[0]} "
+        f"[slurm-sdk] job {job_id} task {index}{of_world} on {node_name()}{rerun}, Python {sys.version.split()[0]} "
         f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}",
         file=sys.stderr,
         flush=True,

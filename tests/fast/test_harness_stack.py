@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.locks import Coordinator
-from harness.stack import REPO_ROOT, Stack, StackError, inputs_hash, project_name_for
+from harness.stack import ACCOUNTING_VAR, REPO_ROOT, Stack, StackError, inputs_hash, project_name_for
+from harness.topology import Topology
 
 COMPOSE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -76,6 +77,27 @@ def test_stack_keeps_its_state_in_its_own_directory_without_calling_docker(tmp_p
     env = dict(line.split("=", 1) for line in (stack.state_dir / "compose.env").read_text().splitlines())
     assert env["SLURM_SDK_SSH_PORT"] == ""
     assert env["SLURM_SDK_IMAGE_TAG"] == f"trixie-{inputs_hash(REPO_ROOT)[:12]}"
+
+
+def _compose_env(stack: Stack) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (stack.state_dir / "compose.env").read_text().splitlines())
+
+
+def test_a_pinned_login_port_is_in_every_later_compose_call_until_the_state_goes(tmp_path, monkeypatch):
+    """The port is part of login's compose config: a pin that one compose call saw and the next did not
+    would recreate login on a new port (the reshape bug). Every Stack of the project writes it."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("SLURM_SDK_SSH_PORT", raising=False)
+    stack = Stack(REPO_ROOT, project="slurmsdk-pin", client_call=["/nonexistent/docker"])
+    stack.pin_ssh_port(32999)
+    assert _compose_env(stack)["SLURM_SDK_SSH_PORT"] == "32999"
+    later = Stack(REPO_ROOT, project="slurmsdk-pin", client_call=["/nonexistent/docker"])
+    assert _compose_env(later)["SLURM_SDK_SSH_PORT"] == "32999"
+    later.pin_ssh_port(None)
+    assert _compose_env(stack)["SLURM_SDK_SSH_PORT"] == ""
+    stack.pin_ssh_port(32999)
+    stack.state_file.unlink()  # what `down` removes
+    assert _compose_env(Stack(REPO_ROOT, project="slurmsdk-pin"))["SLURM_SDK_SSH_PORT"] == ""
 
 
 def test_project_can_be_overridden_from_the_environment(tmp_path, monkeypatch):
@@ -169,3 +191,37 @@ def test_reuse_takes_the_connection_recorded_for_the_same_login_container(tmp_pa
     assert stack.known_hosts_path.read_text() == "[127.0.0.1]:40999 ssh-ed25519 AAAAkey\n"
     stack._login_id = "recreated"  # a new login container may have new keys
     assert stack._recorded_connection(state) is None
+
+
+class RunningStack(Stack):
+    """A Stack whose containers are a fixed table (no Docker), to test what ``plan`` decides from them."""
+
+    def __init__(self, running: dict[str, str], **kwargs) -> None:
+        super().__init__(REPO_ROOT, client_call=["/nonexistent/docker"], say=lambda _: None, **kwargs)
+        self.running = running
+
+    def services(self) -> dict[str, str]:
+        return self.running
+
+
+@pytest.mark.parametrize(
+    ("wanted", "slurmctld", "action"),
+    [
+        (Topology(nodes=4), "running (healthy)", "rescale"),  # node count only: the compute replicas alone
+        (Topology(nodes=1), "running (healthy)", "rescale"),
+        (Topology(nodes=4), "exited (1)", "complete"),  # something else is down too: a full `compose up`
+        (Topology(nodes=2, gpus_per_node=1), "running (healthy)", "reconfigure"),  # every node's environment
+        (Topology(nodes=4, partitions=("a",)), "running (healthy)", "reconfigure"),
+        (Topology(nodes=2), "running (healthy)", "reuse"),
+    ],
+)
+def test_a_reshape_touches_only_what_the_topology_change_needs(
+    tmp_path, monkeypatch, wanted, slurmctld, action
+):
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv(ACCOUNTING_VAR, raising=False)
+    healthy = "running (healthy)"
+    running = {"c1": healthy, "c2": healthy, "login": healthy, "slurmdbd": healthy, "slurmctld": slurmctld}
+    stack = RunningStack(running, project="slurmsdk-plan", topology=wanted)
+    stack.update_state(inputs_hash="h", topology=Topology().to_record(), accounting=True)
+    assert stack.plan("h")[0] == action

@@ -41,3 +41,16 @@ def test_default_stack_has_accounting_so_sacct_answers(slurm_container):
         assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split()[0] in ("FAILED", "OUT_OF_MEMORY")
     finally:
         backend.close()
+
+
+def test_slurmctld_is_registered_with_slurmdbd_once_the_stack_is_up(slurm_stack, slurm_container):
+    """slurmctld starts alongside slurmdbd (no compose ordering) and waits for its port in the entrypoint;
+    its healthcheck, hence `up --wait`, holds until it has registered, so accounting is on from the start."""
+    if not accounting_enabled():
+        pytest.skip("SLURM_SDK_ACCOUNTING=0: this stack runs without slurmdbd")
+    config = slurm_stack.exec("slurmctld", ["scontrol", "show", "config"])
+    assert "accounting_storage/slurmdbd" in config
+    host = slurm_stack.exec(
+        "slurmctld", ["sacctmgr", "-n", "-P", "show", "cluster", "dev", "format=controlhost"]
+    )
+    assert host.strip(), "slurmctld has not registered with slurmdbd"

@@ -9,6 +9,7 @@ import paramiko
 import pytest
 
 from harness.stack import SDK_MOUNT, Connection, Stack, inputs_hash
+from slurm.diagnostics import node_info
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,18 @@ def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, compute_node
     for node in compute_nodes:
         output = sbatch_wait(login_transport, "echo ran-on=$SLURMD_NODENAME as=$(id -un)", "-w", node)
         assert output.strip() == f"ran-on={node} as=sdk"
+
+
+def test_a_job_reports_its_slurm_node_name_not_its_container_id(slurm_cluster, compute_nodes):
+    """A compute replica's host name is its container id: the runner's log line and the job's own
+    report (slurm.node.node_name) both name the node as Slurm does."""
+    job = slurm_cluster.submit(node_info)
+    host = job.result(timeout=120)["host"]
+    assert host in compute_nodes
+    header = job.stderr().splitlines()[0]
+    assert header.startswith(f"[slurm-sdk] job {job.job_id} task ") and f" on {host}, Python" in header, (
+        header
+    )
 
 
 def _started_at(stack: Stack) -> dict[str, str]:

@@ -4,13 +4,13 @@ container, and a topology by configuration (more nodes, `--scale`)."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 
 import pytest
 
-from harness.stack import Stack
+from harness import ssh
+from harness.stack import Connection, Stack
 from slurm import JobFailedError, JobState
 
 from . import resource_jobs
@@ -108,25 +108,51 @@ def _node_list(login_transport) -> list[str]:
     return sorted(line for line in listed if line.strip())
 
 
-# Known bug (found in the merged CI run): reshaping the stack recreates the login node on a new port,
-# and tests running at the same time under xdist lose their SSH connections. Run these on their own
-# (SLURM_SDK_RESHAPE_TESTS=1) until the login node keeps its port across a reshape.
-reshapes_the_stack = pytest.mark.skipif(
-    os.environ.get("SLURM_SDK_RESHAPE_TESTS") != "1",
-    reason="recreates the login node on a new port under concurrent tests (known bug); SLURM_SDK_RESHAPE_TESTS=1 runs it",
-)
+class OpenSession:
+    """A raw SSH connection to the login node (no reconnects: it fails if the login node was replaced),
+    plus the login container's identity, taken before a reshape and checked after it."""
+
+    def __init__(self, stack: Stack, connection: Connection) -> None:
+        self.stack = stack
+        self.client = ssh.connect(
+            connection.host, connection.port, connection.user, connection.key_path, connection.host_key
+        )
+        self.login = self._login()
+
+    def _login(self) -> tuple[str, int]:
+        port = self.stack.published_port()
+        return self.stack.docker.container.inspect(self.stack.container_names()["login"]).id, port
+
+    def assert_untouched(self) -> None:
+        assert self._login() == self.login, "the reshape recreated the login node (id, port)"
+        code, out, err = ssh.run(self.client, "squeue -h -o %i | wc -l")
+        assert code == 0 and out.strip().isdigit(), (code, out, err)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 @pytest.mark.slow
-@reshapes_the_stack
-def test_four_node_stack_by_configuration_and_back(faults, slurm_stack, slurm_cluster, login_transport):
+def test_four_node_stack_by_configuration_and_back(
+    faults, slurm_stack, slurm_container, slurm_cluster, login_transport
+):
     """`harness up --nodes 4` on a running stack: two compute replicas more register themselves as c3 and
-    c4 in every partition and take jobs; back to the topology it had, the extra nodes leave Slurm too."""
+    c4 in every partition and take jobs; back to the topology it had, the extra nodes leave Slurm too.
+
+    The login node is left alone throughout, even after a login restart pinned its port (the merged CI
+    run's bug: the next reshape recreated login on a new port and cut every concurrent SSH session):
+    an SSH connection and a Cluster opened before the reshape still work after it."""
+    faults.restart("login")
+    faults.reset()  # login back on the session's port, pinned for the life of the stack
+    submitted_before = slurm_cluster.submit(resource_jobs.job_environment).result(timeout=TIMEOUT)
+    session = OpenSession(slurm_stack, slurm_container)
     original = slurm_stack.topology
     wanted = replace(original, nodes=4)
     four = Stack(slurm_stack.repo_root, project=slurm_stack.project, topology=wanted, say=lambda _: None)
     try:
+        assert four.plan()[0] == "rescale"
         assert four.ensure_up(session="test-four-nodes").action != "reused"
+        session.assert_untouched()
         assert _node_list(login_transport) == [f"{node} idle" for node in wanted.node_names]
         counts = dict(line.split() for line in login_transport.run("sinfo -h -o '%R %D'").stdout.splitlines())
         assert counts == dict.fromkeys(original.partitions, "4"), counts
@@ -138,18 +164,22 @@ def test_four_node_stack_by_configuration_and_back(faults, slurm_stack, slurm_cl
             slurm_stack.repo_root, project=slurm_stack.project, topology=original, say=lambda _: None
         )
         back.ensure_up(session="test-four-nodes")
+    session.assert_untouched()
+    session.close()
     assert _node_list(login_transport) == [f"{node} idle" for node in original.node_names]
     assert sorted(slurm_stack.container_names()) == sorted({*slurm_stack.expected_services, "init"})
+    submitted_after = slurm_cluster.submit(resource_jobs.job_environment).result(timeout=TIMEOUT)
+    assert int(submitted_after["job_id"]) > int(submitted_before["job_id"])
 
 
 @pytest.mark.slow
-@reshapes_the_stack
-def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, login_transport):
+def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, slurm_container, login_transport):
     """Plain `docker compose up --scale compute=N+1`: the new replica is node c<N+1>, it runs jobs, and
-    scaling back leaves the node DOWN in Slurm until the harness forgets it."""
+    scaling back leaves the node DOWN in Slurm until the harness forgets it; login is not touched."""
     nodes = slurm_stack.topology.nodes
     extra = f"c{nodes + 1}"
     compose = slurm_stack.docker.compose
+    session = OpenSession(slurm_stack, slurm_container)
     try:
         compose.up(["compute"], scales={"compute": nodes + 1}, detach=True, wait=True, quiet=True)
         assert f"{extra} idle" in _node_list(login_transport)
@@ -157,4 +187,6 @@ def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, login_tra
     finally:
         compose.up(["compute"], scales={"compute": nodes}, detach=True, wait=True, quiet=True)
         assert slurm_stack.forget_removed_nodes() == [extra]
+    session.assert_untouched()
+    session.close()
     assert _node_list(login_transport) == [f"{node} idle" for node in slurm_stack.topology.node_names]

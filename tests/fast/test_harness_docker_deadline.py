@@ -1,0 +1,126 @@
+"""Every Docker call on the stack's lifecycle path ends, and says why, when dockerd never answers.
+
+The fault is real and stays on this machine: a unix socket that accepts connections and never answers,
+given to the real Docker CLI as DOCKER_HOST (what a wedged dockerd looks like to its clients)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from harness import docker_deadline
+from harness.docker_deadline import DockerTimeout, bounded
+from harness.preflight import PreflightError
+from harness.stack import REPO_ROOT, Stack
+
+LIMIT = 1.0  # seconds; the bounds are lowered so that the test is short, the mechanism is the real one
+
+needs_docker_cli = pytest.mark.skipif(shutil.which("docker") is None, reason="needs the Docker CLI")
+
+
+@pytest.fixture
+def hung_dockerd(tmp_path, monkeypatch) -> str:
+    """DOCKER_HOST pointing at a socket that accepts every connection and never answers."""
+    path = tmp_path / "hung.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    host = f"unix://{path}"
+    monkeypatch.setenv("DOCKER_HOST", host)
+    for name in ("ANSWER_SECONDS", "INSPECT_SECONDS", "DOWN_SECONDS", "EXEC_SECONDS"):
+        monkeypatch.setattr(docker_deadline, name, LIMIT)
+    monkeypatch.setattr("harness.stack.UP_BOUND_SECONDS", LIMIT)
+    yield host
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+@pytest.fixture
+def stack(tmp_path) -> Stack:
+    return Stack(REPO_ROOT, project="slurmsdk-hung", state_dir=tmp_path / "state", say=lambda _: None)
+
+
+def _ends_in_time(call) -> Exception:
+    started = time.monotonic()
+    with pytest.raises((DockerTimeout, PreflightError)) as caught:
+        call()
+    assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
+    return caught.value
+
+
+@needs_docker_cli
+def test_preflight_names_a_wedged_daemon_with_cause_and_fix(hung_dockerd, stack):
+    error = _ends_in_time(stack.preflight)
+    assert isinstance(error, PreflightError)
+    (problem,) = error.problems
+    assert problem.code == "daemon-hung" and not problem.unavailable  # a failure to fix, not a skip
+    assert f"dockerd ({hung_dockerd}) did not answer `docker version` within 1 s" in problem.cause
+    assert docker_deadline.DOCKERD_LOG in problem.fix and "bash harness/setup.sh" in problem.fix
+
+
+@needs_docker_cli
+@pytest.mark.parametrize(
+    ("step", "what"),
+    [
+        (lambda stack: stack.down(), "docker compose down"),
+        (lambda stack: stack.services(), "docker compose ps/inspect"),
+        (lambda stack: stack.up(), "docker compose up"),
+        (lambda stack: stack.exec("login", ["true"]), "docker compose exec login true"),
+        (lambda stack: stack.refresh_wheelhouse(), "docker info"),
+    ],
+)
+def test_lifecycle_calls_end_and_say_why(hung_dockerd, stack, step, what):
+    error = _ends_in_time(lambda: step(stack))
+    assert isinstance(error, DockerTimeout) and isinstance(error, TimeoutError)  # CLI and plugin catch it
+    assert f"did not answer `{what}` within 1 s" in str(error)
+    assert "systemctl status docker" in str(error) and docker_deadline.DOCKERD_LOG in str(error)
+
+
+def _fake_docker(tmp_path: Path, body: str) -> DockerClient:
+    """A real executable in the Docker CLI's place (the bound wraps whatever client it is given)."""
+    script = tmp_path / "docker"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return DockerClient(client_call=[str(script)])
+
+
+def test_a_command_exiting_124_on_its_own_is_not_taken_for_a_timeout(tmp_path):
+    """`docker exec` passes the command's status on: a quick 124 is the command's, not the limit's."""
+    with (
+        pytest.raises(DockerException) as caught,
+        bounded(_fake_docker(tmp_path, "exit 124"), 30, "x") as docker,
+    ):
+        docker.version()
+    assert not isinstance(caught.value, DockerTimeout) and caught.value.return_code == 124
+
+
+def test_a_call_ignoring_the_polite_stop_is_killed(tmp_path):
+    """A client that ignores SIGTERM is KILLed after the grace period: the wait still ends."""
+    docker = _fake_docker(tmp_path, "trap '' TERM; while :; do sleep 0.1; done")
+    started = time.monotonic()
+    with pytest.raises(DockerTimeout), bounded(docker, LIMIT, "docker version") as bounded_docker:
+        bounded_docker.version()
+    assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 5

@@ -1,0 +1,78 @@
+"""images/healthcheck.sh's start-up wait, run for real with a stand-in `sacctmgr` (the slurmdbd role's
+check): until a container has first been healthy one check keeps polling, afterwards each check tries once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.stack import REPO_ROOT
+
+HEALTHCHECK = REPO_ROOT / "images" / "healthcheck.sh"
+
+
+def fake_sacctmgr(directory: Path, failures: int) -> Path:
+    """A `sacctmgr` that fails ``failures`` times (slurmdbd not answering yet), then succeeds; each call
+    appends a line to ``calls``."""
+    calls = directory / "calls"
+    script = directory / "sacctmgr"
+    script.write_text(f'#!/bin/bash\necho x >> "{calls}"\n[ "$(wc -l < "{calls}")" -gt {failures} ]\n')
+    script.chmod(0o755)
+    return calls
+
+
+def check(directory: Path, *, first_wait: int = 4) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {
+        "PATH": f"{directory}:{os.environ['PATH']}",
+        "SLURM_SDK_HEALTHY_MARK": str(directory / "healthy-once"),
+        "SLURM_SDK_HEALTH_FIRST_WAIT": str(first_wait),
+    }
+    return subprocess.run(
+        ["bash", str(HEALTHCHECK), "slurmdbd"], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+def calls(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@settings(max_examples=8, deadline=None)
+@given(failures=st.integers(min_value=0, max_value=6))
+def test_the_first_check_polls_until_ready_then_marks_the_container(tmp_path_factory, failures):
+    directory = tmp_path_factory.mktemp("health")
+    log = fake_sacctmgr(directory, failures)
+    result = check(directory)
+    assert result.returncode == 0, result.stderr
+    assert calls(log) == failures + 1  # healthy on the first success, not at a later tick
+    assert (directory / "healthy-once").exists()
+
+
+def test_once_healthy_a_check_tries_exactly_once(tmp_path):
+    log = fake_sacctmgr(tmp_path, failures=0)
+    assert check(tmp_path).returncode == 0
+    fake_sacctmgr(tmp_path, failures=10**6)  # slurmdbd stops answering
+    log.unlink()
+    result = check(tmp_path)
+    assert result.returncode == 1
+    assert calls(log) == 1  # no polling in steady state: the exec rate stays one per interval
+
+
+def test_a_first_check_that_never_succeeds_ends_unhealthy_within_its_bound(tmp_path):
+    log = fake_sacctmgr(tmp_path, failures=10**6)
+    result = check(tmp_path, first_wait=1)
+    assert result.returncode == 1
+    assert calls(log) > 1  # it did poll
+    assert not (tmp_path / "healthy-once").exists()
+
+
+def test_reset_forgets_that_the_container_was_healthy(tmp_path):
+    fake_sacctmgr(tmp_path, failures=0)
+    assert check(tmp_path).returncode == 0
+    env = os.environ | {"SLURM_SDK_HEALTHY_MARK": str(tmp_path / "healthy-once")}
+    subprocess.run(["bash", str(HEALTHCHECK), "reset"], env=env, check=True, timeout=10)
+    assert not (tmp_path / "healthy-once").exists()
