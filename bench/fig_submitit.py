@@ -100,6 +100,7 @@ def versus_submitit(env: BenchEnv, repeats: int, n: int) -> Figure:
             "to 1 s), then result()",
             "each run is a script on the login node timed from creating the Cluster/executor to holding "
             "every result; SDK: SlurmBackend(HostTransport()), packaging none; submitit: SlurmExecutor, "
-            "map_array; without accounting submitit learns completion from its result files",
+            "map_array; the SDK's time includes its first-submission set-up (job root created and made "
+            "private, a submission record per sbatch)",
         ],
     )
