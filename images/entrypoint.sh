@@ -120,12 +120,19 @@ CONF
 SLURMDBD_WAIT_SECONDS=90
 wait_for_slurmdbd() {
   grep -q slurmdbd /etc/slurm/accounting.conf || return 0
-  for _ in $(seq $((SLURMDBD_WAIT_SECONDS * 20))); do
-    (exec 3<>/dev/tcp/slurmdbd/6819) 2>/dev/null && return 0
+  wait_for_port slurmdbd 6819 "$SLURMDBD_WAIT_SECONDS" || log slurmctld \
+    "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting anyway:" \
+    "jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
+}
+
+# Whether host:port accepts connections within the given seconds, polled every 50 ms.
+wait_for_port() {
+  local _
+  for _ in $(seq $(($3 * 20))); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
     sleep 0.05
   done
-  log slurmctld "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting" \
-      "anyway: jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
+  return 1
 }
 
 # slurmctld's state volume and the accounting database's volume can part ways (a stack started before
@@ -195,12 +202,18 @@ make_fake_gpus() {
 # A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
 # count is the number of compute containers. Its name is c<replica number> (node_name.py); slurmctld
 # takes its address from the registration (the container name given here is what it would fall back to).
+SLURMCTLD_WAIT_SECONDS=120
 run_slurmd() {
   local node address gres=""
   read -r node address < <(node_name.py)
   echo "$node" > "$NODE_NAME_FILE"
   make_fake_gpus
   (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
+  # slurmd started before slurmctld listens retries its registration only every few seconds (seen: 3 s
+  # after slurmctld was up): started once it listens, its first registration gets through.
+  wait_for_port slurmctld 6817 "$SLURMCTLD_WAIT_SECONDS" || log slurmd \
+    "warning: slurmctld did not answer on port 6817 within ${SLURMCTLD_WAIT_SECONDS} s; starting anyway" \
+    "(slurmd retries its registration; \`docker compose logs slurmctld\` says why slurmctld is late)"
   log slurmd "registering as node $node (address $address, $GPUS_PER_NODE fake GPUs)"
   exec slurmd -D -Z -N "$node" \
     --conf "NodeAddr=$address NodeHostname=$address CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Feature=compute$gres"

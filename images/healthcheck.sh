@@ -2,14 +2,14 @@
 # Readiness per role, used by compose healthchecks so that `docker compose up --wait` returns
 # only when the cluster can take jobs.
 #
-# Until a container has first been healthy, one check keeps trying (every 0.1 s, for up to 4 s, within
-# compose.yaml's 5 s timeout), so the container turns healthy when its role is ready rather than at the
+# Until a container has first been healthy, one check keeps trying (every 0.1 s, for up to 8 s, within
+# compose.yaml's 10 s timeout), so the container turns healthy when its role is ready rather than at the
 # next 1 s healthcheck tick (Docker 20.10 has no start_interval). From then on each check tries once:
 # the steady-state cost is unchanged. The entrypoint runs `healthcheck.sh reset` when a container
 # (re)starts. The two variables below exist for tests/fast/test_healthcheck.py.
 set -uo pipefail
 HEALTHY_ONCE=${SLURM_SDK_HEALTHY_MARK:-/run/slurm-sdk-healthy-once}
-FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-4}   # whole seconds
+FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-8}   # whole seconds
 POLL_SECONDS=0.1
 
 ready() {
@@ -35,6 +35,23 @@ ready() {
   esac
 }
 
+# Whether something accepts connections on host:port, with no process forked (bash's /dev/tcp). The
+# start-up wait checks this before the real check, so polling costs next to nothing while the daemon is
+# still starting (six containers polling sinfo/sacctmgr 10 times a second took CPU from MariaDB).
+listening() {
+  { exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
+  exec 3>&-
+}
+
+started() {
+  case "$1" in
+    slurmctld) listening 127.0.0.1 6817 ;;
+    slurmd) listening 127.0.0.1 6818 && listening slurmctld 6817 ;;
+    login) listening 127.0.0.1 22 ;;
+    slurmdbd) listening 127.0.0.1 6819 ;;
+  esac
+}
+
 if [ "$1" = reset ]; then   # a (re)started container: not known healthy yet
   rm -f "$HEALTHY_ONCE"
   exit
@@ -44,9 +61,12 @@ if [ -e "$HEALTHY_ONCE" ]; then
   exit
 fi
 deadline=$(( ${EPOCHREALTIME/./} + FIRST_WAIT_SECONDS * 1000000 ))
-until ready "$1" 2>/dev/null; do
+until started "$1" && ready "$1" 2>/dev/null; do
   if (( ${EPOCHREALTIME/./} > deadline )); then
-    ready "$1" || exit 1   # once more, its errors shown (docker inspect's health log)
+    # Once more, its errors shown (docker inspect's health log); not while the daemon does not even
+    # listen: a Slurm client then retries for seconds and the check would overrun its timeout.
+    started "$1" || { echo "$1: not listening yet" >&2; exit 1; }
+    ready "$1" || exit 1
     break
   fi
   sleep "$POLL_SECONDS"

@@ -1,19 +1,40 @@
 """images/healthcheck.sh's start-up wait, run for real with a stand-in `sacctmgr` (the slurmdbd role's
-check): until a container has first been healthy one check keeps polling, afterwards each check tries once.
+check) and a socket standing in for slurmdbd's port: until a container has first been healthy one check
+keeps polling, afterwards each check tries once.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.stack import REPO_ROOT
 
 HEALTHCHECK = REPO_ROOT / "images" / "healthcheck.sh"
+SLURMDBD_PORT = 6819  # what the slurmdbd role's check first waits to accept connections
+
+
+@contextmanager
+def slurmdbd_listening() -> Iterator[None]:
+    """127.0.0.1:6819 accepting connections for the span, as slurmdbd's would."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", SLURMDBD_PORT))
+        except OSError as exc:
+            pytest.skip(
+                f"127.0.0.1:{SLURMDBD_PORT} is taken here ({exc}); the test stands in for slurmdbd on it"
+            )
+        listener.listen(64)
+        yield
 
 
 def fake_sacctmgr(directory: Path, failures: int) -> Path:
@@ -46,7 +67,8 @@ def calls(path: Path) -> int:
 def test_the_first_check_polls_until_ready_then_marks_the_container(tmp_path_factory, failures):
     directory = tmp_path_factory.mktemp("health")
     log = fake_sacctmgr(directory, failures)
-    result = check(directory)
+    with slurmdbd_listening():
+        result = check(directory)
     assert result.returncode == 0, result.stderr
     assert calls(log) == failures + 1  # healthy on the first success, not at a later tick
     assert (directory / "healthy-once").exists()
@@ -54,17 +76,19 @@ def test_the_first_check_polls_until_ready_then_marks_the_container(tmp_path_fac
 
 def test_once_healthy_a_check_tries_exactly_once(tmp_path):
     log = fake_sacctmgr(tmp_path, failures=0)
-    assert check(tmp_path).returncode == 0
-    fake_sacctmgr(tmp_path, failures=10**6)  # slurmdbd stops answering
-    log.unlink()
-    result = check(tmp_path)
+    with slurmdbd_listening():
+        assert check(tmp_path).returncode == 0
+        fake_sacctmgr(tmp_path, failures=10**6)  # slurmdbd stops answering
+        log.unlink()
+        result = check(tmp_path)
     assert result.returncode == 1
     assert calls(log) == 1  # no polling in steady state: the exec rate stays one per interval
 
 
 def test_a_first_check_that_never_succeeds_ends_unhealthy_within_its_bound(tmp_path):
     log = fake_sacctmgr(tmp_path, failures=10**6)
-    result = check(tmp_path, first_wait=1)
+    with slurmdbd_listening():
+        result = check(tmp_path, first_wait=1)
     assert result.returncode == 1
     assert calls(log) > 1  # it did poll
     assert not (tmp_path / "healthy-once").exists()
@@ -72,7 +96,21 @@ def test_a_first_check_that_never_succeeds_ends_unhealthy_within_its_bound(tmp_p
 
 def test_reset_forgets_that_the_container_was_healthy(tmp_path):
     fake_sacctmgr(tmp_path, failures=0)
-    assert check(tmp_path).returncode == 0
+    with slurmdbd_listening():
+        assert check(tmp_path).returncode == 0
     env = os.environ | {"SLURM_SDK_HEALTHY_MARK": str(tmp_path / "healthy-once")}
     subprocess.run(["bash", str(HEALTHCHECK), "reset"], env=env, check=True, timeout=10)
     assert not (tmp_path / "healthy-once").exists()
+
+
+def test_nothing_is_forked_to_check_before_the_daemon_listens(tmp_path):
+    """Port closed: the start-up wait polls only bash's /dev/tcp, never the real (costly) check."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", SLURMDBD_PORT)) == 0:
+            pytest.skip(f"something listens on 127.0.0.1:{SLURMDBD_PORT} here")
+    log = fake_sacctmgr(tmp_path, failures=0)
+    result = check(tmp_path, first_wait=1)
+    # Not even at the bound: a Slurm client retries for seconds against a closed port.
+    assert calls(log) == 0
+    assert result.returncode == 1
+    assert "not listening yet" in result.stderr
