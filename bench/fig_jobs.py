@@ -113,7 +113,7 @@ def roundtrip(env: BenchEnv, repeats: int) -> Figure:
             "raw: the job script over SFTP, sbatch, a squeue loop, one `cat` of the output; the job runs "
             "`python3 -c 'print(7*7)'`",
             "the SDK does more work but can end sooner: it sees the result file the moment the task wrote "
-            "it, while squeue lists the job until slurmd reports it ended (raw detect > SDK detect). "
+            "it, while squeue lists the job until slurmd reports it ended (compare the detect phases). "
             "Queue wait is Slurm's scheduling and the node's start-up, and on a loaded 2-core host it "
             "varies more than the whole difference: compare the phases, not only the totals",
             "phases: queue wait and run come from stamps taken on the node (one kernel clock); the SDK's "

@@ -333,6 +333,10 @@ class Stack:
         self._login_port = _published_ssh_port(login) if login else None
         return containers
 
+    def _bounded(self, seconds: float, what: str) -> AbstractContextManager[DockerClient]:
+        """The Docker client for one call that must end within ``seconds`` (``harness.docker_deadline``)."""
+        return docker_deadline.bounded(self.docker, seconds, what)
+
     def _inspect_all(self) -> list[ContainerInspectResult]:
         """Every container of the project in one `docker inspect` (python-on-whales' Container objects
         inspect again on each attribute read: ~3 inspections per container, a second per stack here)."""
@@ -351,9 +355,7 @@ class Stack:
         return []
 
     def _inspecting(self) -> AbstractContextManager[DockerClient]:
-        return docker_deadline.bounded(
-            self.docker, docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect"
-        )
+        return self._bounded(docker_deadline.INSPECT_SECONDS, "docker compose ps/inspect")
 
     def services(self) -> dict[str, str]:
         """State of each container of the project, e.g. ``{"login": "running (healthy)"}``."""
@@ -480,8 +482,8 @@ class Stack:
         if action == "rescale":
             self.rescale(session=session)
         else:
-            if action == "reconfigure" and self._login_port:
-                self.pin_ssh_port(self._login_port)  # login is recreated (its environment changed): same port
+            if action == "reconfigure":
+                self._prepare_reconfigure()
             self.up(
                 force_recreate=action == "rebuild",
                 session=session,
@@ -521,6 +523,28 @@ class Stack:
         healthy = all(services.get(s) == "running (healthy)" for s in others)
         why = f"{len(running_nodes)} compute node(s) run, {self.topology.nodes} wanted: rescaling"
         return ("rescale" if healthy else "complete"), why
+
+    def _prepare_reconfigure(self) -> None:
+        """Before GPUs or partitions change (every node, login too, is recreated): pin login's port, so it
+        comes back where open sessions look for it; stop the compute replicas and delete their nodes from
+        Slurm. A dynamic node keeps the GPUs it first registered with in slurmctld's state (on its volume,
+        so a recreated slurmctld too), and one that comes back with another count is refused (INVAL,
+        "gres/gpu count reported lower than configured"); deleted, it registers afresh."""
+        if self._login_port:
+            self.pin_ssh_port(self._login_port)
+        nodes = [name for name in self.services() if node_number(name)]
+        if not nodes:
+            return
+        with self._bounded(docker_deadline.DOWN_SECONDS, "docker compose stop") as docker:
+            docker.compose.stop([COMPUTE_SERVICE], timeout=2)
+        try:
+            self.exec("slurmctld", ["scontrol", "delete", f"nodename={','.join(nodes)}"])
+        except DockerException as exc:  # jobs still allocated there: Slurm refuses, say so
+            raise StackError(
+                f"cannot change the GPUs or partitions of {self.project}: Slurm keeps nodes {','.join(nodes)} "
+                f"({preflight._first_line(exc)})\nfix: wait for their jobs to end (or `scancel -u sdk`), "
+                "then `harness up` again; or `python -m harness down` then `up` with the new topology"
+            ) from None
 
     def forget_removed_nodes(self, known: Sequence[str] | None = None) -> list[str]:
         """Delete from Slurm the compute nodes the topology no longer has (their containers are gone after
@@ -662,9 +686,7 @@ class Stack:
         try:
             with (
                 log_path.open("w") as log,
-                docker_deadline.bounded(
-                    self.docker, docker_deadline.BUILD_SECONDS, "docker compose build"
-                ) as docker,
+                self._bounded(docker_deadline.BUILD_SECONDS, "docker compose build") as docker,
             ):
                 for line in _lines(docker.compose.build(stream_logs=True), unique=False):
                     log.write(line + "\n")
@@ -684,9 +706,7 @@ class Stack:
         current). A failed download only warns unless ``strict``: the Debian packages may satisfy
         everything, and if not, the image build fails naming the fix."""
         try:
-            with docker_deadline.bounded(
-                self.docker, docker_deadline.ANSWER_SECONDS, "docker info"
-            ) as docker:
+            with self._bounded(docker_deadline.ANSWER_SECONDS, "docker info") as docker:
                 architecture = docker.system.info().architecture
             target = wheelhouse.target_for(self.release, architecture)
             return wheelhouse.ensure(self.repo_root, target, self.say, force=force)
@@ -731,7 +751,7 @@ class Stack:
                 self.events.outcome(
                     "compose-up", project=self.project, session=session, force_recreate=force_recreate
                 ),
-                docker_deadline.bounded(self.docker, UP_BOUND_SECONDS, "docker compose up") as docker,
+                self._bounded(UP_BOUND_SECONDS, "docker compose up") as docker,
             ):
                 for line in _lines(
                     docker.compose.up(
@@ -770,9 +790,7 @@ class Stack:
         try:
             with (
                 self.events.outcome("compose-down", project=self.project, session=session),
-                docker_deadline.bounded(
-                    self.docker, docker_deadline.DOWN_SECONDS, "docker compose down"
-                ) as docker,
+                self._bounded(docker_deadline.DOWN_SECONDS, "docker compose down") as docker,
             ):
                 for line in _lines(
                     docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
@@ -807,7 +825,7 @@ class Stack:
         """Run a command in a service's container; a compute node is named by its node name (``c2``)."""
         number = node_number(service)
         what = f"docker compose exec {service} {' '.join(command)[:60]}"
-        with docker_deadline.bounded(self.docker, docker_deadline.EXEC_SECONDS, what) as docker:
+        with self._bounded(docker_deadline.EXEC_SECONDS, what) as docker:
             if number is not None:
                 return (
                     docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""

@@ -12,6 +12,7 @@ import pytest
 from harness import ssh
 from harness.stack import Connection, Stack
 from slurm import JobFailedError, JobState
+from slurm.errors import SubmitError
 
 from . import resource_jobs
 
@@ -203,3 +204,32 @@ def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, slurm_con
     session.assert_untouched()
     session.close()
     assert _node_list(login_transport) == [f"{node} idle" for node in slurm_stack.topology.node_names]
+
+
+@pytest.mark.slow
+def test_gpus_and_partitions_change_on_a_running_stack(faults, slurm_stack, slurm_container, slurm_cluster):
+    """`harness up --gpus-per-node 1 --partitions ...` on a running stack: every node is recreated with the
+    new environment and registers afresh (a dynamic node would otherwise keep the GPU count slurmctld's
+    state volume remembers, and be refused as INVAL); login comes back on the same port."""
+    original = slurm_stack.topology
+    wanted = replace(original, gpus_per_node=1, partitions=(*original.partitions, "extra"))
+    port = slurm_stack.published_port()
+    changed = Stack(slurm_stack.repo_root, project=slurm_stack.project, topology=wanted, say=lambda _: None)
+    try:
+        assert changed.plan()[0] == "reconfigure"
+        changed.ensure_up(session="test-reconfigure")
+        assert slurm_stack.published_port() == port == slurm_container.port
+        shown = slurm_cluster.submit(resource_jobs.job_environment.options(gpus=1, partition="extra")).result(
+            timeout=TIMEOUT
+        )
+        assert shown["partition"] == "extra" and shown["cuda_visible_devices"] == "0", shown
+        with pytest.raises(SubmitError, match=r"(?i)requested node configuration is not available"):
+            slurm_cluster.submit(resource_jobs.job_environment.options(gpus=wanted.gpus_per_node + 1))
+    finally:
+        Stack(
+            slurm_stack.repo_root, project=slurm_stack.project, topology=original, say=lambda _: None
+        ).ensure_up(session="test-reconfigure")
+    assert slurm_stack.published_port() == port
+    gpus = original.gpus_per_node
+    shown = slurm_cluster.submit(resource_jobs.job_environment.options(gpus=gpus)).result(timeout=TIMEOUT)
+    assert shown["cuda_visible_devices"] == (",".join(map(str, range(gpus))) or "<unset>"), shown
