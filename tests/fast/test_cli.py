@@ -248,7 +248,15 @@ def test_ctrl_c_while_following_exits_130_and_the_job_keeps_running(cluster, con
     gate = tmp_path / "gate"
     job = cluster.submit(log_tasks.speak_until, ["first"], str(gate), ["after"])
     env = {**os.environ, "SLURM_SDK_CONFIG": config, "PYTHONPATH": REPO}
-    command = [sys.executable, "-c", "import sys; from slurm.cli import main; sys.exit(main())"]
+    # -X faulthandler: a follower that outlives its Ctrl-C is sent SIGABRT, and its threads' stacks say
+    # where it hung (seen once in CI under load, not reproduced since).
+    command = [
+        sys.executable,
+        "-X",
+        "faulthandler",
+        "-c",
+        "import sys; from slurm.cli import main; sys.exit(main())",
+    ]
     follower = subprocess.Popen(
         [*command, "jobs", "logs", job.job_id, "-f"],
         stdout=subprocess.PIPE,
@@ -259,7 +267,12 @@ def test_ctrl_c_while_following_exits_130_and_the_job_keeps_running(cluster, con
     try:
         assert follower.stdout.readline() == "first\n"  # following a running job
         follower.send_signal(signal.SIGINT)
-        follower.wait(timeout=TIMEOUT)
+        try:
+            follower.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            follower.send_signal(signal.SIGABRT)
+            _, stacks = follower.communicate(timeout=TIMEOUT)
+            pytest.fail(f"the follower did not end within {TIMEOUT} s of SIGINT; its stacks:\n{stacks}")
     finally:
         follower.kill()
     assert follower.returncode == INTERRUPTED
