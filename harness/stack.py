@@ -838,9 +838,7 @@ class Stack:
         port = self.published_port(refresh=False)
         # One plain `docker exec` for both files (no compose project to load): each costs a few hundred ms
         # of a warm start.
-        with docker_deadline.bounded(
-            self.docker, docker_deadline.EXEC_SECONDS, "docker exec login: read the SSH keys"
-        ) as docker:
+        with self._bounded(docker_deadline.EXEC_SECONDS, "docker exec login: read the SSH keys") as docker:
             both = (
                 docker.container.execute(
                     self._login_id, ["sh", "-c", f"cat {HOST_KEY_IN_STACK} && cat {CLIENT_KEY_IN_STACK}"]

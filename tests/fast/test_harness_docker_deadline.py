@@ -99,6 +99,19 @@ def test_lifecycle_calls_end_and_say_why(hung_dockerd, stack, step, what):
     assert "systemctl status docker" in str(error) and docker_deadline.DOCKERD_LOG in str(error)
 
 
+@needs_docker_cli
+def test_reading_the_ssh_keys_ends_and_says_why(hung_dockerd, stack, monkeypatch):
+    """`connect_info`'s key read (a plain `docker exec`, after the containers were listed) is bounded too."""
+
+    def login_listed() -> dict:  # as `_containers` leaves it when the login container runs
+        stack._login_id, stack._login_port = "login-id", 2222
+        return {}
+
+    monkeypatch.setattr(stack, "_containers", login_listed)
+    error = _ends_in_time(stack.connect_info)
+    assert "did not answer `docker exec login: read the SSH keys` within 1 s" in str(error)
+
+
 def _fake_docker(tmp_path: Path, body: str) -> DockerClient:
     """A real executable in the Docker CLI's place (the bound wraps whatever client it is given)."""
     script = tmp_path / "docker"
