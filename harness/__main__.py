@@ -12,13 +12,16 @@ from pathlib import Path
 
 from python_on_whales.exceptions import DockerException
 
-from harness import activity, airgap, client_config, fault_verbs, images, kit, wheelhouse
+from harness import activity, airgap, client_config, docker_deadline, fault_verbs, images, kit, wheelhouse
 from harness import ssh as harness_ssh
+from harness.docker_deadline import DockerTimeout
 from harness.faults import Faults
 from harness.locks import Coordinator
 from harness.preflight import PreflightError
 from harness.stack import Stack, StackError
 from harness.topology import Topology, TopologyError, node_number
+
+TIMED_OUT = 124  # as coreutils' `timeout`
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
@@ -141,12 +144,23 @@ def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    interactive = sys.stdin.isatty()
-    number = node_number(args.service)
-    service, index = ("compute", number) if number else (args.service, 1)
-    output = stack.docker.compose.execute(
-        service, args.command or ["bash"], index=index, tty=interactive, user=args.user
-    )
+    command = args.command or ["bash"]
+    if sys.stdin.isatty():
+        # Unbounded: a terminal session lasts as long as the person at it wants (and they can Ctrl-C a
+        # wedged daemon); under `timeout` the client would also lose the terminal (its own process group).
+        number = node_number(args.service)
+        service, index = ("compute", number) if number else (args.service, 1)
+        stack.docker.compose.execute(service, command, index=index, tty=True, user=args.user)
+        return 0
+    try:
+        output = stack.exec(args.service, command, user=args.user, seconds=args.timeout)
+    except DockerTimeout as exc:
+        print(
+            f"error: `{shlex.join(command)}` in {args.service} did not end within {args.timeout:g} s: it "
+            f"needs longer (pass --timeout SECONDS), or {exc}",
+            file=sys.stderr,
+        )
+        return TIMED_OUT
     if output:
         print(output)
     return 0
@@ -237,6 +251,16 @@ ENVIRONMENT = """environment:
 """
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 (e.g. 600)")
+    return seconds
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness",
@@ -278,6 +302,14 @@ def parser() -> argparse.ArgumentParser:
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ex = sub.add_parser("exec", help="run a command in a service container (default: bash)")
     ex.add_argument("--user", default=None, help="user inside the container (default root)")
+    ex.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=docker_deadline.EXEC_SECONDS,
+        metavar="SECONDS",
+        help=f"without a terminal: give up after this long, exit {TIMED_OUT} "
+        f"(default {docker_deadline.EXEC_SECONDS:g}; a terminal session has no limit)",
+    )
     ex.add_argument("service", help="slurmctld, login, a compute node (c1, c2, ...), init or slurmdbd")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser(

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
+from harness import docker_deadline
+
 if TYPE_CHECKING:
     from harness.stack import Stack
 
@@ -66,7 +68,8 @@ def rules(project: str, subnet: Network) -> list[tuple[str, list[str]]]:
 
 def stack_subnets(stack: Stack) -> list[Network]:
     """Subnets of the Docker networks compose created for the stack (normally one)."""
-    networks = stack.docker.network.list(filters=[("label", f"com.docker.compose.project={stack.project}")])
+    with stack._bounded(docker_deadline.INSPECT_SECONDS, "docker network ls") as docker:
+        networks = docker.network.list(filters=[("label", f"com.docker.compose.project={stack.project}")])
     subnets = [
         ipaddress.ip_network(entry["Subnet"], strict=False)
         for network in networks

@@ -29,8 +29,15 @@ KILL_GRACE_SECONDS = 5
 FALLBACK_DIRS = ("/usr/bin", "/bin", "/usr/local/bin", "/opt/homebrew/bin")
 #: Bounds of the calls on the stack's lifecycle path; each is far above what a healthy daemon needs here.
 ANSWER_SECONDS = 30.0  # `docker version` / `docker info`: milliseconds when dockerd is alive
-INSPECT_SECONDS = 60.0  # `compose ps`, `image inspect`, `compose logs`: seconds even at load 30
+#: `compose ps`, `image inspect`/`tag`, `network ls`, `compose logs`: seconds even at load 30.
+INSPECT_SECONDS = 60.0
 EXEC_SECONDS = 120.0  # the harness's `docker exec`s: short commands (cat, sinfo, scontrol, a python import)
+#: One container's `kill`, `start`, `pause`, `unpause`, `restart` (2 s grace) or `cp` (the fault injection):
+#: a second or two here, ~10 s at load 30.
+CONTAINER_SECONDS = 60.0
+#: `docker push`/`pull` of one image (0.4-0.6 GB): seconds to a registry on 127.0.0.1, minutes to a remote one;
+#: past this a build (5-10 min) is faster anyway.
+TRANSFER_SECONDS = 1800.0
 DOWN_SECONDS = 120.0  # `compose down`: ~5 s here (stop_grace_period 2 s)
 BUILD_SECONDS = 3600.0  # a cold image build: ~5-10 min here
 

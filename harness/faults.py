@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from harness import preflight
+from harness import docker_deadline, preflight
 from harness.locks import User, is_alive, process_start_time
 from harness.stack import (
     REPO_ROOT,
@@ -152,7 +154,8 @@ class Faults:
             local = Path(scratch) / Path(path).name
             _write_atomically(local, text)
             for service in self.configured:
-                self.stack.docker.copy(local, (names[service], path))
+                with self._container_call(f"docker cp {path} to {service}") as docker:
+                    docker.copy(local, (names[service], path))
 
     def _wait_for_config(self, expected: dict[str, str]) -> None:
         """Until slurmctld (restarted in place by `scontrol reconfigure` since Slurm 23.11) runs with it."""
@@ -185,7 +188,8 @@ class Faults:
         _check_choice("compute node", node, self.compute_nodes)
         # Recorded first: if marking it DOWN fails, the fault's undo still starts the node again.
         self._update(f"stop {node}", stopped=sorted({*self._record().get("stopped", []), node}))
-        self.stack.docker.container.kill(self._name(node))
+        with self._container_call(f"docker kill {node}") as docker:
+            docker.container.kill(self._name(node))
         if mark_down:
             self._mark_down(node)
 
@@ -206,7 +210,8 @@ class Faults:
     def start_node(self, node: str = "c1") -> None:
         """The node comes back; returns once slurmd has registered and the node takes jobs again."""
         _check_choice("compute node", node, self.compute_nodes)
-        self.stack.docker.container.start(self._name(node))
+        with self._container_call(f"docker start {node}") as docker:
+            docker.container.start(self._name(node))
         self._wait_ready([node])
         self._update(f"start {node}", stopped=[s for s in self._record().get("stopped", []) if s != node])
 
@@ -227,7 +232,8 @@ class Faults:
         _check_choice("service", service, self.configured)
         for attempt in range(PAUSE_ATTEMPTS):
             try:
-                self.stack.docker.container.pause(self._name(service))
+                with self._container_call(f"docker pause {service}") as docker:
+                    docker.container.pause(self._name(service))
                 break
             except DockerException as exc:
                 # The cgroup freezer gives up when a process is mid-exec (a healthcheck, a `docker exec`);
@@ -239,7 +245,8 @@ class Faults:
 
     def unpause(self, service: str) -> None:
         _check_choice("service", service, self.configured)
-        self.stack.docker.container.unpause(self._name(service))
+        with self._container_call(f"docker unpause {service}") as docker:
+            docker.container.unpause(self._name(service))
         self._update(
             f"unpause {service}", paused=[s for s in self._record().get("paused", []) if s != service]
         )
@@ -254,7 +261,8 @@ class Faults:
             record["login_port"] = record.get("login_port") or self.stack.published_port()
             if self._login_port_pinned() and not os.environ.get("SLURM_SDK_SSH_PORT"):
                 self._recreate_login(None)  # an earlier reset pinned it, and a pinned port survives restarts
-        self.stack.docker.container.restart(self._name(service), time=2)
+        with self._container_call(f"docker restart {service}") as docker:
+            docker.container.restart(self._name(service), time=2)
         self._wait_ready([service])
         self._update(f"restart {service}", login_port=record.get("login_port"))
         return self.connection() if service == "login" else None
@@ -289,7 +297,8 @@ class Faults:
 
     def _sbatch_switches(self, **switches: float) -> None:
         record = (self._record().get("sbatch") or {}) | switches
-        self.stack.docker.copy(SBATCH_WRAPPER, (self._name("login"), SBATCH_IN_STACK))
+        with self._container_call(f"docker cp {SBATCH_WRAPPER.name} to login") as docker:
+            docker.copy(SBATCH_WRAPPER, (self._name("login"), SBATCH_IN_STACK))
         writes = " && ".join(
             f"echo {value} > {SWITCHES_IN_STACK}/sbatch-{key}" for key, value in record.items()
         )
@@ -352,14 +361,13 @@ class Faults:
         """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None).
         The pin is the stack's (``Stack.pin_ssh_port``), so a later `compose up` keeps login as it is."""
         self.stack.pin_ssh_port(port)
-        self.stack.docker.compose.up(
-            ["login"], detach=True, wait=True, dependencies=False, force_recreate=True, quiet=True
-        )
+        self.stack._compose_up("faults", services=["login"], force_recreate=True)
         self.stack.connect_info()  # refreshes the copied known_hosts for the port
 
     def _login_port_pinned(self) -> bool:
         """Whether the login container asks Docker for a fixed host port (an empty one is ephemeral)."""
-        bindings = self.stack.docker.container.inspect(self._name("login")).host_config.port_bindings or {}
+        with self.stack._bounded(docker_deadline.INSPECT_SECONDS, "docker inspect login") as docker:
+            bindings = docker.container.inspect(self._name("login")).host_config.port_bindings or {}
         return any(binding.host_port for binding in bindings.get("22/tcp") or [])
 
     # ---- helpers --------------------------------------------------------------------------------
@@ -373,6 +381,10 @@ class Faults:
     @property
     def compute_nodes(self) -> tuple[str, ...]:
         return self.stack.topology.node_names
+
+    def _container_call(self, what: str) -> AbstractContextManager[DockerClient]:
+        """The Docker client for one call on one container (``docker_deadline.CONTAINER_SECONDS``)."""
+        return self.stack._bounded(docker_deadline.CONTAINER_SECONDS, what)
 
     def _name(self, service: str) -> str:
         return self.stack.container_names()[service]

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
 
+from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from harness.stack import IMAGE_REPOSITORY, Stack, StackError
+from harness import docker_deadline
+from harness.stack import IMAGE_REGISTRY_ENV, IMAGE_REPOSITORY, Stack, StackError
 
 #: Docker's tag grammar.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -71,17 +74,21 @@ def push(stack: Stack, registry: str, version: str | None = None) -> list[Pushed
         suffix = local.rpartition(":")[2].removeprefix(stack.image_tag)  # "" or "-accounting"
         remote = [f"{registry}/{IMAGE_REPOSITORY}:{tag}{suffix}" for tag in (stack.image_tag, release)]
         for ref in remote:
-            stack.docker.image.tag(local, ref)
+            with stack._bounded(docker_deadline.INSPECT_SECONDS, f"docker tag {ref}") as docker:
+                docker.image.tag(local, ref)
             stack.say(f"pushing {ref}")
             started = time.monotonic()
+            fix = (
+                f"fix: check that the registry answers (curl http://{registry.split('/')[0]}/v2/) and that "
+                "you are logged in (`docker login`) where it needs it"
+            )
             try:
-                stack.docker.image.push(ref, quiet=True)
+                with _transfer(stack, f"docker push {ref}") as docker:
+                    docker.image.push(ref, quiet=True)
             except DockerException as exc:
-                raise StackError(
-                    f"`docker push {ref}` failed: {(exc.stderr or str(exc)).strip().splitlines()[-1]}\n"
-                    f"fix: check that the registry answers (curl http://{registry.split('/')[0]}/v2/) and that "
-                    "you are logged in (`docker login`) where it needs it"
-                ) from None
+                raise StackError(f"`docker push {ref}` failed: {_last_line(exc)}\n{fix}") from None
+            except docker_deadline.DockerTimeout as exc:
+                raise StackError(f"{_slow_registry(exc)}\n{fix}") from None
             stack.say(f"  pushed in {time.monotonic() - started:.1f} s")
         pushed.append(Pushed(local, remote))
     stack.events.record("push", project=stack.project, registry=registry, tags=f"{stack.image_tag},{release}")
@@ -94,14 +101,36 @@ def pull(stack: Stack, images: list[str]) -> bool:
     for image in images:
         stack.say(f"pulling {image}")
         try:
-            stack.docker.image.pull(image, quiet=True)
+            with _transfer(stack, f"docker pull {image}") as docker:
+                docker.image.pull(image, quiet=True)
         except DockerException as exc:
-            detail = (exc.stderr or str(exc)).strip().splitlines()[-1:]
             stack.say(
-                f"could not pull {image} ({' '.join(detail)}): no image was published for these inputs "
+                f"could not pull {image} ({_last_line(exc)}): no image was published for these inputs "
                 "(`python -m harness push --registry ...` publishes them); building instead"
             )
             return False
+        except docker_deadline.DockerTimeout as exc:
+            # Not a missing image: building instead could wait as long again on a wedged daemon.
+            raise StackError(
+                f"{_slow_registry(exc)}\nfix: retry; or unset {IMAGE_REGISTRY_ENV} to build the images here"
+            ) from None
     stack.events.record("pull", project=stack.project, images=",".join(images))
     stack.say(f"images pulled in {time.monotonic() - started:.1f} s")
     return True
+
+
+def _transfer(stack: Stack, what: str) -> AbstractContextManager[DockerClient]:
+    return stack._bounded(docker_deadline.TRANSFER_SECONDS, what)
+
+
+def _last_line(exc: DockerException) -> str:
+    lines = (exc.stderr or str(exc)).strip().splitlines()
+    return lines[-1] if lines else f"exit {exc.return_code}"
+
+
+def _slow_registry(exc: docker_deadline.DockerTimeout) -> str:
+    """A push or pull that ran out of time: the registry (or the network to it) may be the slow part."""
+    return (
+        f"`{exc.what}` did not end within {exc.seconds:.0f} s: the registry or the network to it is that "
+        f"slow, or dockerd is wedged (`systemctl status docker`, {docker_deadline.DOCKERD_LOG})"
+    )

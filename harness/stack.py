@@ -821,11 +821,14 @@ class Stack:
 
     # ---- access -------------------------------------------------------------------------------
 
-    def exec(self, service: str, command: list[str], user: str | None = None) -> str:
-        """Run a command in a service's container; a compute node is named by its node name (``c2``)."""
+    def exec(
+        self, service: str, command: list[str], user: str | None = None, seconds: float | None = None
+    ) -> str:
+        """Run a command in a service's container; a compute node is named by its node name (``c2``).
+        It must end within ``seconds`` (default ``docker_deadline.EXEC_SECONDS``)."""
         number = node_number(service)
         what = f"docker compose exec {service} {' '.join(command)[:60]}"
-        with self._bounded(docker_deadline.EXEC_SECONDS, what) as docker:
+        with self._bounded(seconds or docker_deadline.EXEC_SECONDS, what) as docker:
             if number is not None:
                 return (
                     docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""

@@ -50,7 +50,9 @@ def test_down_refuses_while_a_test_session_uses_the_stack(tmp_path, fake_bin):
         user.wait()
 
 
-@pytest.mark.parametrize("args", [[], ["bogus"], ["exec", "nosuchservice"]])
+@pytest.mark.parametrize(
+    "args", [[], ["bogus"], ["exec", "nosuchservice"], ["exec", "--timeout", "0", "login", "true"]]
+)
 def test_usage_errors_show_the_commands(tmp_path, fake_bin, args):
     run = harness_cli(tmp_path, fake_bin, *args)
     assert run.returncode == 2

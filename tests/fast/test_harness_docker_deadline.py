@@ -5,6 +5,7 @@ given to the real Docker CLI as DOCKER_HOST (what a wedged dockerd looks like to
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import threading
@@ -15,10 +16,12 @@ import pytest
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from harness import docker_deadline
+from harness import __main__ as harness_cli
+from harness import airgap, docker_deadline, images
 from harness.docker_deadline import DockerTimeout, bounded
+from harness.faults import Faults
 from harness.preflight import PreflightError
-from harness.stack import REPO_ROOT, Stack
+from harness.stack import REPO_ROOT, Stack, StackError
 
 LIMIT = 1.0  # seconds; the bounds are lowered so that the test is short, the mechanism is the real one
 
@@ -47,7 +50,14 @@ def hung_dockerd(tmp_path, monkeypatch) -> str:
     thread.start()
     host = f"unix://{path}"
     monkeypatch.setenv("DOCKER_HOST", host)
-    for name in ("ANSWER_SECONDS", "INSPECT_SECONDS", "DOWN_SECONDS", "EXEC_SECONDS"):
+    for name in (
+        "ANSWER_SECONDS",
+        "INSPECT_SECONDS",
+        "DOWN_SECONDS",
+        "EXEC_SECONDS",
+        "CONTAINER_SECONDS",
+        "TRANSFER_SECONDS",
+    ):
         monkeypatch.setattr(docker_deadline, name, LIMIT)
     monkeypatch.setattr("harness.stack.UP_BOUND_SECONDS", LIMIT)
     yield host
@@ -90,6 +100,7 @@ def test_preflight_names_a_wedged_daemon_with_cause_and_fix(hung_dockerd, stack)
         (lambda stack: stack.up(), "docker compose up"),
         (lambda stack: stack.exec("login", ["true"]), "docker compose exec login true"),
         (lambda stack: stack.refresh_wheelhouse(), "docker info"),
+        (lambda stack: airgap.stack_subnets(stack), "docker network ls"),
     ],
 )
 def test_lifecycle_calls_end_and_say_why(hung_dockerd, stack, step, what):
@@ -110,6 +121,87 @@ def test_reading_the_ssh_keys_ends_and_says_why(hung_dockerd, stack, monkeypatch
     monkeypatch.setattr(stack, "_containers", login_listed)
     error = _ends_in_time(stack.connect_info)
     assert "did not answer `docker exec login: read the SSH keys` within 1 s" in str(error)
+
+
+@pytest.fixture
+def named_containers(stack, monkeypatch) -> Stack:
+    """``stack`` with its containers' names known, so that a call on one container is the first Docker call."""
+    names = {service: f"{stack.project}-{service}" for service in stack.cluster_services}
+    monkeypatch.setattr(stack, "container_names", lambda: names)
+    return stack
+
+
+@needs_docker_cli
+def test_the_exec_verb_ends_and_says_why(hung_dockerd, named_containers, monkeypatch, capsys):
+    """`harness exec` without a terminal (a script's, CI's) gives up after --timeout, with exit 124."""
+    monkeypatch.setattr("sys.stdin", io.StringIO())  # not a terminal
+    args = harness_cli.parser().parse_args(["exec", "--timeout", "1", "login", "true"])
+    started = time.monotonic()
+    assert harness_cli.cmd_exec(named_containers, args) == harness_cli.TIMED_OUT == 124
+    assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
+    error = capsys.readouterr().err
+    assert "`true` in login did not end within 1 s: it needs longer (pass --timeout SECONDS)" in error
+    assert "or dockerd (unix://" in error and "did not answer `docker compose exec login true`" in error
+
+
+@needs_docker_cli
+@pytest.mark.parametrize(
+    ("inject", "what"),
+    [
+        (lambda faults: faults.stop_node("c1", mark_down=False), "docker kill c1"),
+        (lambda faults: faults.start_node("c1"), "docker start c1"),
+        (lambda faults: faults.pause("slurmctld"), "docker pause slurmctld"),
+        (lambda faults: faults.unpause("slurmctld"), "docker unpause slurmctld"),
+        (lambda faults: faults.restart("slurmctld"), "docker restart slurmctld"),
+        (lambda faults: faults.slurm_defaults("production"), "docker cp /etc/slurm/faults.conf to slurmctld"),
+        (lambda faults: faults.slow_sbatch(1), "docker cp fault_sbatch.sh to login"),
+        (lambda faults: faults._login_port_pinned(), "docker inspect login"),  # before `restart login`
+        (lambda faults: faults._recreate_login(None), "docker compose up"),  # login, on another port
+    ],
+)
+def test_fault_injection_calls_end_and_say_why(hung_dockerd, named_containers, inject, what):
+    error = _ends_in_time(lambda: inject(Faults(named_containers)))
+    assert f"did not answer `{what}` within 1 s" in str(error)
+
+
+@needs_docker_cli
+def test_a_pull_that_never_ends_is_an_error_naming_the_registry(hung_dockerd, stack):
+    """Not "building instead": a build would wait as long again on a wedged daemon."""
+    started = time.monotonic()
+    with pytest.raises(StackError) as caught:
+        images.pull(stack, ["127.0.0.1:5000/slurm-sdk-dev:trixie-0"])
+    assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
+    message = str(caught.value)
+    assert "`docker pull 127.0.0.1:5000/slurm-sdk-dev:trixie-0` did not end within 1 s" in message
+    assert "the registry or the network to it is that slow, or dockerd is wedged" in message
+    assert "unset SLURM_SDK_IMAGE_REGISTRY" in message
+
+
+def test_a_push_that_never_ends_is_an_error_naming_the_registry(tmp_path, monkeypatch):
+    """The tag is made, the push hangs (a registry that accepts and never answers, as dockerd relays it)."""
+    docker = _fake_docker(
+        tmp_path,
+        'case "$1 $2" in\n'
+        "  'image inspect') echo '[{\"Id\": \"sha256:0\"}]' ;;\n"
+        "  'image push') exec sleep 600 ;;\n"
+        "esac",
+    )
+    stack = Stack(
+        REPO_ROOT,
+        project="slurmsdk-hung",
+        state_dir=tmp_path / "state",
+        say=lambda _: None,
+        client_call=docker.client_config.client_call,
+    )
+    monkeypatch.setattr(stack, "build", lambda pull: None)  # the images exist
+    monkeypatch.setattr(docker_deadline, "TRANSFER_SECONDS", LIMIT)
+    started = time.monotonic()
+    with pytest.raises(StackError) as caught:
+        images.push(stack, "127.0.0.1:5000", "v1")
+    assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
+    message = str(caught.value)
+    assert f"`docker push 127.0.0.1:5000/slurm-sdk-dev:{stack.image_tag}` did not end within 1 s" in message
+    assert "curl http://127.0.0.1:5000/v2/" in message
 
 
 def _fake_docker(tmp_path: Path, body: str) -> DockerClient:
