@@ -19,6 +19,7 @@ from slurm.backends.base import CommandResult
 from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
+from slurm.job import as_completed
 from slurm.serialization import LOCAL_PYTHON, dump_result
 from tests.fast import tasks
 
@@ -558,3 +559,26 @@ def test_a_job_that_stays_preempted_fails_saying_why(make, slurm, monkeypatch):
     ) as info:
         job.result(timeout=20)
     assert info.value.state == "PREEMPTED" and job.last_state is JobState.FAILED
+
+
+def test_each_result_check_asks_for_and_fetches_only_what_it_has_not_fetched(make, slurm):
+    """The second check of a map's wait names only the tasks still unfinished, and fetches only the results
+    that appeared since the first: a long map's checks do not grow with what has finished."""
+    slurm.script("squeue", lambda argv: squeue(*(f"100_{i}|RUNNING|None|0" for i in range(20))))
+    jobs = make(poll_interval=30).map(tasks.square, range(20))
+    asked, fetched = [], []
+    existing, read_existing = slurm.existing, slurm.read_existing
+    slurm.existing = lambda paths: asked.append(list(paths)) or existing(paths)
+    slurm.read_existing = lambda paths: fetched.append(list(paths)) or read_existing(paths)
+    for job in jobs[:10]:
+        HostTransport().write_bytes(job._result_path, dump_result(job._index**2))
+    seen = []
+    for job in as_completed([jobs], timeout=10):
+        seen.append(job)
+        if len(seen) == 10:  # between two checks, the other half finishes
+            for later in jobs[10:]:
+                HostTransport().write_bytes(later._result_path, dump_result(later._index**2))
+    paths = [job._result_path for job in jobs]
+    assert asked[:2] == [paths, paths[10:]] and len(asked) == 2
+    assert fetched == [paths[:10], paths[10:]]  # each result once, when it is new
+    assert jobs.results(timeout=10) == [i * i for i in range(20)] and len(fetched) == 2

@@ -10,8 +10,11 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from slurm.backends.ssh import SSHBackend, SSHTransport
 from slurm.errors import CommandError, ConfigError, SSHError
@@ -154,13 +157,58 @@ def test_existing_lists_result_files_of_many_directories_in_one_command(transpor
         Path(path).write_bytes(b"x")
     (tmp_path / "job 0" / "slurm-1.out").write_text("not asked for")
     (tmp_path / "job*").mkdir()  # a glob character in a name matches only itself
-    commands = []
-    original_run = transport.run
-    monkeypatch.setattr(
-        transport, "run", lambda command, **kw: commands.append(command) or original_run(command, **kw)
-    )
+    exchanges = _recorded_exchanges(transport, monkeypatch)
     assert transport.existing([*wanted, str(tmp_path / "missing" / "result-0.pkl")]) == set(wanted[::2])
-    assert len(commands) == 1 and "slurm-1.out" not in commands[0]
+    assert len(exchanges) == 1 and "slurm-1.out" not in exchanges[0].command
+
+
+class _Exchange(NamedTuple):
+    command: str
+    sent: bytes
+    answer: object
+
+
+def _recorded_exchanges(transport, monkeypatch) -> list[_Exchange]:
+    """Every command the transport runs, with what it sent on stdin and what came back."""
+    exchanges: list[_Exchange] = []
+    original = transport._exec
+
+    def recorded(command, timeout, consume, stdin=None):
+        code, answer, stderr = original(command, timeout, consume, stdin=stdin)
+        exchanges.append(_Exchange(command, stdin or b"", answer))
+        return code, answer, stderr
+
+    monkeypatch.setattr(transport, "_exec", recorded)
+    return exchanges
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    done_before=st.sets(st.integers(0, 2999), max_size=2500),
+    done_since=st.sets(st.integers(0, 2999), max_size=200),
+)
+def test_a_second_check_costs_what_finished_since_not_what_is_there(
+    transport, tmp_path_factory, monkeypatch, done_before, done_since
+):
+    """A map of 3,000 tasks: the first check finds what had finished; the second asks (as a wait does)
+    only for the rest, and its answer is exactly what finished in between: the results already there
+    and fetched are neither listed nor sent back, however many."""
+    directory = tmp_path_factory.mktemp("map")
+    paths = [str(directory / f"result-{i}.pkl") for i in range(3000)]
+    (directory / "slurm-7_1.out").write_text("a log, never asked for")
+    for i in done_before:
+        Path(paths[i]).write_bytes(b"x")
+    exchanges = _recorded_exchanges(transport, monkeypatch)
+    assert transport.existing(paths) == {paths[i] for i in done_before}
+    missing = [path for i, path in enumerate(paths) if i not in done_before]
+    for i in done_since - done_before:
+        Path(paths[i]).write_bytes(b"x")
+    assert transport.existing(missing) == {paths[i] for i in done_since - done_before}
+    second = exchanges[-1]
+    assert len(second.answer.splitlines()) == len(done_since - done_before)  # the new ones, nothing else
+    # The question names the missing tasks as runs of indices: one line per run, not one per task.
+    runs = sum(1 for i in range(3000) if i not in done_before and (i == 0 or i - 1 in done_before))
+    assert len(second.sent.splitlines()) == runs
 
 
 def test_one_connection_is_reused(transport):

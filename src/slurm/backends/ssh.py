@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from slurm.backends import wanted_files
 from slurm.backends.base import COMMAND_TIMEOUT, CommandResult, Transport
 from slurm.backends.slurm import SlurmBackend
 from slurm.deadline import operation_timeout
@@ -213,9 +214,7 @@ class SSHTransport(Transport):
         if bad:
             raise ConfigError(f"invalid environment variable name(s) {bad} for a command on {self.address}")
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
-        returncode, stdout, stderr = self._exec(
-            exports + command, timeout, lambda out: out.read().decode(errors="replace")
-        )
+        returncode, stdout, stderr = self._exec(exports + command, timeout, _text)
         result = CommandResult(returncode, stdout, stderr)
         if check and returncode != 0:
             raise CommandError(command, returncode, stdout, stderr)
@@ -398,25 +397,31 @@ class SSHTransport(Transport):
         return {wanted[name]: data for name, data in found.items() if name in wanted}
 
     def existing(self, paths: Sequence[str]) -> set[str]:
-        """One command lists the directories of ``paths`` (a wait's result-file check costs one round
-        trip however many jobs it covers, and the scheduler nothing)."""
+        """Which of ``paths`` exist: one command per 500 directories, whose answer is the existing ones
+        alone (``wanted_files``): a wait's check of a big map costs what finished since the last check,
+        not every result already there, and the scheduler nothing."""
         if not paths:
             return set()
-        names: dict[str, list[str]] = {}
+        asked: dict[str, list[str]] = {}
         for path in paths:
-            directory, name = posixpath.split(self._path(path))
-            names.setdefault(directory, []).append(name)
-        # Per directory, only the names starting like the ones asked for ("result-"), not the job's logs.
-        globs = [
-            f"{shlex.quote(directory)}/{shlex.quote(posixpath.commonprefix(group))}*"
-            for directory, group in sorted(names.items())
-        ]
+            full = self._path(path)
+            asked.setdefault(full if posixpath.dirname(full) else f"./{full}", []).append(path)
+        by_directory: dict[str, list[str]] = {}
+        for full in asked:
+            by_directory.setdefault(posixpath.dirname(full), []).append(full)
+        directories = sorted(by_directory)
         found: set[str] = set()
-        for start in range(0, len(globs), _FILES_PER_COMMAND):
-            chunk = " ".join(globs[start : start + _FILES_PER_COMMAND])
-            listing = self.run(f"for f in {chunk}; do printf '%s\\n' \"$f\"; done", check=False).stdout
-            found.update(listing.splitlines())
-        return {path for path in paths if self._path(path) in found}
+        for start in range(0, len(directories), _FILES_PER_COMMAND):
+            wanted = [
+                full for d in directories[start : start + _FILES_PER_COMMAND] for full in by_directory[d]
+            ]
+            code, listing, stderr = self._exec(
+                wanted_files.command(wanted), None, _text, stdin=wanted_files.describe(wanted).encode()
+            )
+            if code != 0:
+                raise CommandError("listing result files (find | awk)", code, listing, stderr)
+            found.update(name for name in listing.splitlines() if name in asked)
+        return {path for full in found for path in asked[full]}
 
     def exists(self, path: str) -> bool:
         def stat(sftp: Any) -> bool:
@@ -514,6 +519,10 @@ def _send_all(channel: Any, data: bytes) -> None:
             if count == 0:  # paramiko's answer once the channel is at EOF: no byte will ever go
                 raise EOFError(f"the channel closed after {sent} of {len(view)} bytes of stdin")
             sent += count
+
+
+def _text(stream: Any) -> str:
+    return str(stream.read().decode(errors="replace"))
 
 
 def _untar(stream: Any) -> dict[str, bytes]:
