@@ -31,7 +31,7 @@ from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_al
 from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
 
 REPO_ROOT = KIT_ROOT
-#: Long-running services besides the compute nodes (`init` is one-shot; `slurmdbd` comes with accounting).
+#: Long-running services besides the compute nodes (`slurmdbd` comes with accounting).
 FIXED_SERVICES = ("slurmctld", "login")
 ACCOUNTING_SERVICE = "slurmdbd"
 ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
