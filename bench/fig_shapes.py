@@ -24,8 +24,8 @@ NODE_COUNTS = (2, 4, 8)
 WARM_TARGET_SECONDS = 3.0  # issue 11: the default stack (2 nodes, accounting), warm
 PER_NODE_TARGET_SECONDS = 0.5  # issue 11: growth per extra node
 READY = (
-    "ready = `compose up --wait` healthy (slurmctld registered with slurmdbd, nodes idle, sshd accepts the "
-    "key) + a tiny sbatch job completed over SSH"
+    "ready = containers started (`compose up -d`), then over SSH: slurmctld answers and is registered with "
+    "slurmdbd, every node idle, a tiny sbatch job completed (harness `wait_until_ready`)"
 )
 
 LOAD_NOTE = (

@@ -8,7 +8,7 @@ import uuid
 import paramiko
 import pytest
 
-from harness.stack import SDK_MOUNT, Connection, Stack, inputs_hash
+from harness.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
 from slurm.diagnostics import node_info
 
 pytestmark = pytest.mark.integration
@@ -183,3 +183,30 @@ def test_two_fresh_stacks_get_different_secrets(slurm_stack, tmp_path):
         assert image_keys.strip() == "", f"keys baked into the image: {image_keys}"
     finally:
         other.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)
+
+
+@pytest.mark.slow
+def test_a_container_that_stops_while_the_stack_starts_ends_the_wait_naming_it(slurm_stack, tmp_path):
+    """`harness up` waits for Slurm itself (not for compose's healthchecks); a container that exits meanwhile
+    (here slurmctld, as when it refuses its state) ends that wait at once with its logs, instead of the wait
+    running out its 300 s and blaming nothing in particular."""
+    override = tmp_path / "slurmctld-fails.yaml"
+    override.write_text(
+        "services:\n  slurmctld:\n"
+        '    command: ["bash", "-c", "echo \'fatal: test stand-in for a refused state\' >&2; exit 3"]\n'
+    )
+    failing = Stack(
+        slurm_stack.repo_root,
+        project=f"slurmsdk-stops-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        compose_files=[override],
+        say=lambda _: None,
+    )
+    try:
+        with pytest.raises(StackError) as stopped:
+            failing.ensure_up(session="test-stops")
+        message = str(stopped.value)
+        assert "slurmctld (exited (3)) stopped while the stack was starting" in message
+        assert "fatal: test stand-in for a refused state" in message  # its logs, in the error
+    finally:
+        failing.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)
