@@ -529,7 +529,8 @@ class Stack:
             faults={},
             topology=self.topology.to_record(),
             accounting=accounting_enabled(),
-            ready_containers=sorted(c.id for c in self._containers().values()),
+            # As inspected during the wait (after `compose up`): no extra `docker inspect` on the way.
+            ready_containers=sorted(c.id for c in self._last_inspection.values()),
         )
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
