@@ -220,10 +220,11 @@ class Status:
     inputs_current: bool | None  # None: no record of what the running stack was built from
     orphaned_by: str | None = None  # the test session that started it and died without stopping it
     expected: tuple[str, ...] = ()  # services and compute nodes the topology asks for
+    ready: tuple[str, ...] = ()  # of those, the ones known ready (``Stack.is_ready``)
 
     @property
     def up(self) -> bool:
-        return all(self.services.get(s) == "running (healthy)" for s in self.expected)
+        return set(self.expected) <= set(self.ready)
 
 
 class Stack:
@@ -399,8 +400,16 @@ class Stack:
         recorded = self.read_state().get("inputs_hash")
         current = None if recorded is None else recorded == self.inputs()
         port = self._login_port if services.get("login", "").startswith("running") else None
+        ready = tuple(s for s in self.expected_services if self.is_ready(s, services.get(s, "")))
         return Status(
-            self.project, self.state_dir, services, port, current, self.orphaned_by(), self.expected_services
+            self.project,
+            self.state_dir,
+            services,
+            port,
+            current,
+            self.orphaned_by(),
+            self.expected_services,
+            ready,
         )
 
     def published_port(self, refresh: bool = True) -> int:
@@ -464,11 +473,11 @@ class Stack:
         reshape = self._reshape(services)
         if reshape:
             return reshape[0], f"stack {self.project}: {reshape[1]}"
-        if all(self._ready(s, services.get(s, "")) for s in self.expected_services):
+        if all(self.is_ready(s, services.get(s, "")) for s in self.expected_services):
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
 
-    def _ready(self, service: str, state: str) -> bool:
+    def is_ready(self, service: str, state: str) -> bool:
         """Healthy, or still "starting" (its first healthcheck not run yet) in a container that passed
         ``wait_until_ready``: that wait ends before Docker's first healthcheck tick."""
         if state == "running (healthy)":

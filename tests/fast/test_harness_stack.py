@@ -274,3 +274,4 @@ def test_a_stack_that_passed_the_wait_is_reused_before_its_first_healthcheck(
         inputs_hash="h", topology=Topology().to_record(), accounting=True, ready_containers=ready_ids
     )
     assert stack.plan("h")[0] == action
+    assert stack.status().up == (action == "reuse")  # `harness status` right after `harness up`: exit 0
