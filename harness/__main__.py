@@ -310,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"without a terminal: give up after this long, exit {TIMED_OUT} "
         f"(default {docker_deadline.EXEC_SECONDS:g}; a terminal session has no limit)",
     )
-    ex.add_argument("service", help="slurmctld, login, a compute node (c1, c2, ...), init or slurmdbd")
+    ex.add_argument("service", help="slurmctld, login, a compute node (c1, c2, ...) or slurmdbd")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser(
         "wheelhouse",
