@@ -65,8 +65,8 @@ def test_a_job_accounting_still_calls_pending_is_seen_running(slurm_cluster, fau
     """sacct answers from slurmdbd, which hears of a job's start through slurmctld's agent queue: late on a
     busy cluster, and never when slurmctld dies before it sends it. slurmdbd's record of a running job is
     set back to PENDING here; sacct says so, and the SDK, which asks squeue about the jobs sacct calls
-    PENDING, still sees it RUNNING (until then it trusted sacct: `test_tail_of_a_running_job` failed on
-    Slurm 22.05 after a slurmctld restart)."""
+    PENDING, still sees it RUNNING. Before, it trusted sacct: `test_tail_of_a_running_job` failed on Slurm
+    22.05 at load 20 (sacct said PENDING 2 s after the job started), and this test fails on 24.11 too."""
     from slurm import JobState
 
     from ..fast import log_tasks
