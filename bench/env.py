@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.locks import Coordinator
-from harness.stack import Connection, Stack
+from harness.stack import UP_WAIT_SECONDS, Connection, Stack
 from harness.topology import Topology
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,18 +60,17 @@ class TimedStack(Stack):
     def build(self) -> None:
         self._timed("build", super().build)
 
-    def up(
-        self, *, force_recreate: bool = False, session: str = "cli", when_login_healthy: Any = None
-    ) -> None:
+    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
         self._timed(
-            "compose up --wait",
-            lambda: super(TimedStack, self).up(
-                force_recreate=force_recreate, session=session, when_login_healthy=when_login_healthy
-            ),
+            "compose up -d",
+            lambda: super(TimedStack, self).up(force_recreate=force_recreate, session=session),
         )
 
-    def connect_info(self) -> Connection:
-        return self._timed("connect info", super().connect_info)
+    def wait_until_ready(self, timeout: float = UP_WAIT_SECONDS) -> tuple[Connection, list[str]]:
+        return self._timed(
+            "wait until ready (ssh + Slurm + tiny job)",
+            lambda: super(TimedStack, self).wait_until_ready(timeout),
+        )
 
     def probe(self, connection: Connection, quick: bool = False) -> list[str]:
         return self._timed(

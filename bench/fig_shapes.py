@@ -1,8 +1,8 @@
 """Start-up by cluster shape: warm and cold start for 2, 4 and 8 compute nodes, with and without accounting.
 
-"Ready" is what ``harness up`` (``Stack.ensure_up``) returns on: `docker compose up --wait` healthy (slurmctld
-answers and has registered with slurmdbd, every node idle, sshd accepts the key), then a tiny batch job
-submitted over SSH has completed. Each round starts every shape once, in turn (interleaved), from a
+"Ready" is what ``harness up`` (``Stack.ensure_up``) returns on: containers started (`compose up -d`), then,
+checked over SSH (``Stack.wait_until_ready``), slurmctld answers and has registered with slurmdbd, every node
+is idle, and a tiny batch job submitted over SSH has completed. Each round starts every shape once, in turn (interleaved), from a
 stack that is down with its images built.
 """
 
@@ -24,8 +24,8 @@ NODE_COUNTS = (2, 4, 8)
 WARM_TARGET_SECONDS = 3.0  # issue 11: the default stack (2 nodes, accounting), warm
 PER_NODE_TARGET_SECONDS = 0.5  # issue 11: growth per extra node
 READY = (
-    "ready = `compose up --wait` healthy (slurmctld registered with slurmdbd, nodes idle, sshd accepts the "
-    "key) + a tiny sbatch job completed over SSH"
+    "ready = containers started (`compose up -d`), then over SSH: slurmctld answers and is registered with "
+    "slurmdbd, every node idle, a tiny sbatch job completed (harness `wait_until_ready`)"
 )
 
 LOAD_NOTE = (
@@ -126,9 +126,9 @@ def warm(env: BenchEnv, repeats: int) -> Figure:
             }
         },
         notes=[
-            "ensure_up = preflight + image check + `compose up --wait` + key copy + probe (SSH login and a "
-            "tiny sbatch job, polled every 0.1 s); each round starts every shape in turn from a stack that "
-            "is down (interleaved)",
+            "ensure_up = preflight + image check + `compose up -d` + wait until ready (key copy, SSH login, "
+            "Slurm asked every 0.1 s, a tiny sbatch job); each round starts every shape in turn from a stack "
+            "that is down (interleaved)",
             "the default stack is 2 nodes with accounting (slurmdbd + MariaDB)",
             LOAD_NOTE,
         ],

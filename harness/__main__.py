@@ -278,7 +278,7 @@ def parser() -> argparse.ArgumentParser:
     ssh.add_argument("command", nargs=argparse.REMAINDER)
     ex = sub.add_parser("exec", help="run a command in a service container (default: bash)")
     ex.add_argument("--user", default=None, help="user inside the container (default root)")
-    ex.add_argument("service", help="slurmctld, login, a compute node (c1, c2, ...), init or slurmdbd")
+    ex.add_argument("service", help="slurmctld, login, a compute node (c1, c2, ...) or slurmdbd")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser(
         "wheelhouse",

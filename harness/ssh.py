@@ -7,6 +7,7 @@ check the stack even while the SDK is broken.
 from __future__ import annotations
 
 import base64
+import socket
 from pathlib import Path
 
 import paramiko
@@ -34,6 +35,11 @@ def connect(
         allow_agent=False,
         look_for_keys=False,
     )
+    # Each command is a few small packets: without TCP_NODELAY, Nagle plus delayed ACKs stall each one
+    # ~40 ms (the SDK's SSHTransport does the same; measured there: 55 ms -> 6 ms for `true`).
+    transport = client.get_transport()
+    if transport is not None:
+        transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return client
 
 

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import paramiko
 from python_on_whales import DockerClient
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.components.container.models import ContainerInspectResult
@@ -31,19 +32,37 @@ from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_al
 from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
 
 REPO_ROOT = KIT_ROOT
-#: Long-running services besides the compute nodes (`init` is one-shot; `slurmdbd` comes with accounting).
+#: Long-running services besides the compute nodes (`slurmdbd` comes with accounting).
 FIXED_SERVICES = ("slurmctld", "login")
 ACCOUNTING_SERVICE = "slurmdbd"
 ACCOUNTING_VAR = "SLURM_SDK_ACCOUNTING"  # compose.yaml: slurmdbd's replicas, 1 (default) or 0
 SSH_USER = "sdk"
-UP_WAIT_SECONDS = 300  # `compose up --wait` on a built image: ~5-40 s here, even at load 30
+UP_WAIT_SECONDS = 300  # a built stack takes jobs within ~3-40 s here, even at load 30
 UP_BOUND_SECONDS = UP_WAIT_SECONDS + 120  # the whole `compose up`: creating containers, then the wait
+READY_POLL_SECONDS = 0.1  # ``wait_until_ready``: how often Slurm is asked over the one SSH connection
+INSPECT_EVERY_SECONDS = 1.0  # ... and how often Docker, to fail at once when a container stopped
+NOT_READY = 75  # READY_CHECK's exit status while something is still starting (EX_TEMPFAIL)
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
 IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name (without a registry)
 #: Registry (``HOST:PORT`` or ``ghcr.io/owner``) to pull the images from instead of building them.
 IMAGE_REGISTRY_ENV = "SLURM_SDK_IMAGE_REGISTRY"
+#: What `wait_until_ready` asks over SSH until it exits 0: slurmctld answers, has registered with slurmdbd
+#: (with accounting: from then on sacct sees jobs), and every node of the topology is registered and usable.
+#: While something is still starting it prints what and exits NOT_READY.
+READY_CHECK = """not_yet() {{ echo "$1"; exit {not_ready}; }}
+scontrol ping 2>/dev/null | grep -q 'is UP' || not_yet "slurmctld to answer"
+{accounting}states=" $(sinfo -h -N -n {nodes} -o '%N=%t' 2>/dev/null | sort -u | tr '\\n' ' ')"
+for node in {node_list}; do
+  case "$states" in
+    *" $node=idle "*|*" $node=mix "*|*" $node=alloc "*|*" $node=comp "*) ;;
+    *) not_yet "node $node to register and be idle (sinfo:${{states:- nothing}})" ;;
+  esac
+done"""
+ACCOUNTING_READY_CHECK = """sacctmgr -n -P show cluster "$(awk -F= '$1 == "ClusterName" {{ print $2 }}' /etc/slurm/slurm.conf)" \\
+  format=controlhost 2>/dev/null | grep -q . || not_yet "slurmctld to register with slurmdbd"
+"""
 #: The nodes Slurm knows (one line each), then a tiny batch job, waited for by polling every 0.1 s
 #: (`sbatch --wait` sleeps 2 s before its first look).
 PROBE_JOB = """sinfo -h -N -o %N | sort -u
@@ -201,10 +220,11 @@ class Status:
     inputs_current: bool | None  # None: no record of what the running stack was built from
     orphaned_by: str | None = None  # the test session that started it and died without stopping it
     expected: tuple[str, ...] = ()  # services and compute nodes the topology asks for
+    ready: tuple[str, ...] = ()  # of those, the ones known ready (``Stack.is_ready``)
 
     @property
     def up(self) -> bool:
-        return all(self.services.get(s) == "running (healthy)" for s in self.expected)
+        return set(self.expected) <= set(self.ready)
 
 
 class Stack:
@@ -232,6 +252,7 @@ class Stack:
         self.topology = topology or Topology.resolve(os.environ, self.read_state().get("topology"))
         self.events = EventLog(self.state_dir / "events.log")
         self._preflight_passed = False
+        self._last_inspection: dict[str, ContainerInspectResult] = {}  # by the last services() call
         self._login_id: str | None = None  # id of the login container seen by the last services() call
         self._login_port: int | None = None  # its published SSH port, read from the same inspection
         self.docker = DockerClient(
@@ -328,6 +349,7 @@ class Stack:
         one `docker inspect` saw them (both bounded: ``_inspecting``); remembers the login container's id
         and published SSH port (a restarted login container gets a new ephemeral port)."""
         containers = {_service_or_node(c): c for c in self._inspect_all()}
+        self._last_inspection = containers
         login = containers.get("login")
         self._login_id = login.id if login else None
         self._login_port = _published_ssh_port(login) if login else None
@@ -378,8 +400,16 @@ class Stack:
         recorded = self.read_state().get("inputs_hash")
         current = None if recorded is None else recorded == self.inputs()
         port = self._login_port if services.get("login", "").startswith("running") else None
+        ready = tuple(s for s in self.expected_services if self.is_ready(s, services.get(s, "")))
         return Status(
-            self.project, self.state_dir, services, port, current, self.orphaned_by(), self.expected_services
+            self.project,
+            self.state_dir,
+            services,
+            port,
+            current,
+            self.orphaned_by(),
+            self.expected_services,
+            ready,
         )
 
     def published_port(self, refresh: bool = True) -> int:
@@ -443,9 +473,18 @@ class Stack:
         reshape = self._reshape(services)
         if reshape:
             return reshape[0], f"stack {self.project}: {reshape[1]}"
-        if all(services.get(s) == "running (healthy)" for s in self.expected_services):
+        if all(self.is_ready(s, services.get(s, "")) for s in self.expected_services):
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
+
+    def is_ready(self, service: str, state: str) -> bool:
+        """Healthy, or still "starting" (its first healthcheck not run yet) in a container that passed
+        ``wait_until_ready``: that wait ends before Docker's first healthcheck tick."""
+        if state == "running (healthy)":
+            return True
+        container = self._last_inspection.get(service)
+        ready = self.read_state().get("ready_containers") or ()
+        return state == "running (starting)" and container is not None and container.id in ready
 
     def ensure_up(
         self, session: str = "cli", expected: str | None = None, owner_pid: int | None = None
@@ -478,20 +517,16 @@ class Stack:
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
         self.build()
-        early: list[Connection] = []  # read while compose still waits for slurmctld and the nodes
         if action == "rescale":
             self.rescale(session=session)
+            connection = self.connect_info()
+            nodes = self.probe(connection)
         else:
             if action == "reconfigure":
                 self._prepare_reconfigure()
-            self.up(
-                force_recreate=action == "rebuild",
-                session=session,
-                when_login_healthy=lambda: early.extend(self._connect_info_if_possible()),
-            )
-        connection = early[0] if early else self.connect_info()
-        # The probe lists the nodes Slurm knows on its way (one `docker exec` fewer on the critical path).
-        self.forget_removed_nodes(self.probe(connection))
+            self.up(force_recreate=action == "rebuild", session=session)
+            connection, nodes = self.wait_until_ready()
+        self.forget_removed_nodes(nodes)
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
         # containers carry no fault.
         self.update_state(
@@ -503,6 +538,8 @@ class Stack:
             faults={},
             topology=self.topology.to_record(),
             accounting=accounting_enabled(),
+            # As inspected during the wait (after `compose up`): no extra `docker inspect` on the way.
+            ready_containers=sorted(c.id for c in self._last_inspection.values()),
         )
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
@@ -716,17 +753,100 @@ class Stack:
             self.say(f"warning: {exc}\nbuilding with the wheelhouse as it is")
             return False
 
-    def up(
-        self,
-        *,
-        force_recreate: bool = False,
-        session: str = "cli",
-        when_login_healthy: Callable[[], object] | None = None,
-    ) -> None:
-        """`docker compose up --wait`; ``when_login_healthy`` runs as soon as compose reports the login
-        container healthy (long before slurmctld and the nodes), while compose goes on waiting."""
-        self.say("docker compose up --wait" + (" --force-recreate" if force_recreate else ""))
-        self._compose_up(session, force_recreate=force_recreate, when_login_healthy=when_login_healthy)
+    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+        """`docker compose up -d`: every container created and started; ``wait_until_ready`` then waits
+        for Slurm itself rather than for compose's healthchecks (see there)."""
+        self.say("docker compose up -d" + (" --force-recreate" if force_recreate else ""))
+        self._compose_up(session, force_recreate=force_recreate, wait=False)
+
+    def wait_until_ready(self, timeout: float = UP_WAIT_SECONDS) -> tuple[Connection, list[str]]:
+        """Wait until the stack takes jobs, checked the way a user reaches it: SSH login with the key,
+        ``READY_CHECK`` (slurmctld answers, is registered with slurmdbd, every node usable) every 0.1 s on
+        that one connection, then ``PROBE_JOB``; returns the connection and the nodes Slurm knows.
+
+        It ends as soon as Slurm is ready: compose's `up --wait` ends a second or so later on this
+        Docker (20.10 runs a container's first healthcheck 1 s after its start, with no start_interval,
+        and compose looks at the health every 0.5 s): a third of a 3 s start. The healthchecks stay, for
+        `docker compose up --wait` and `harness status`. It fails at once when a container stops, and at
+        the deadline says what it was still waiting for."""
+        self.say("waiting until Slurm takes jobs (SSH login, slurmctld, every node, a tiny job)")
+        deadline = time.monotonic() + timeout
+        next_inspection = 0.0
+        waiting_for = "the login container's SSH keys"
+        connection: Connection | None = None
+        client: paramiko.SSHClient | None = None
+        check = self._ready_check()
+        try:
+            while True:
+                now = time.monotonic()
+                if now > deadline:
+                    raise StackError(
+                        f"stack {self.project} did not take jobs within {timeout:.0f} s: still waiting for "
+                        f"{waiting_for}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
+                        "\nfix: read the logs above (`python -m harness logs`); "
+                        "`python -m harness down` then `up` starts from scratch"
+                    )
+                if now >= next_inspection:
+                    self._fail_if_a_container_stopped()
+                    next_inspection = now + INSPECT_EVERY_SECONDS
+                try:
+                    if connection is None:
+                        connection = self.connect_info()
+                        waiting_for = "sshd on the login node"
+                    if client is None:
+                        client = ssh.connect(
+                            connection.host,
+                            connection.port,
+                            connection.user,
+                            connection.key_path,
+                            connection.host_key,
+                        )
+                    code, out, err = ssh.run(client, check)
+                except docker_deadline.DockerTimeout:
+                    raise  # dockerd itself hangs: waiting longer will not help
+                except Exception as exc:  # not up yet: no login container, no keys, sshd not listening
+                    waiting_for = f"{waiting_for.split(' (last error')[0]} (last error: {_one_line(exc)})"
+                    if client is not None:  # sshd restarted under us: the next try opens a new one
+                        client.close()
+                        client = None
+                    time.sleep(READY_POLL_SECONDS)
+                    continue
+                if code == 0:
+                    break
+                if code != NOT_READY:
+                    raise StackError(f"readiness check failed (exit {code}): {err.strip() or out.strip()}")
+                waiting_for = out.strip()
+                time.sleep(READY_POLL_SECONDS)
+            self.say("probe: a tiny sbatch job")
+            return connection, self._run_probe(client)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _ready_check(self) -> str:
+        accounting = ACCOUNTING_READY_CHECK.format() if accounting_enabled() else ""
+        nodes = self.topology.node_names
+        return READY_CHECK.format(
+            not_ready=NOT_READY, accounting=accounting, nodes=",".join(nodes), node_list=" ".join(nodes)
+        )
+
+    def _fail_if_a_container_stopped(self) -> None:
+        """A container that exited while the stack starts (slurmctld refusing its state, a bad setting)
+        will not come back: say which, with its logs, instead of waiting out the deadline."""
+        services = self.services()
+        stopped = {s: services[s] for s in self.expected_services if s in services}
+        stopped = {s: v for s, v in stopped.items() if not v.startswith("running")}
+        if stopped:
+            names = ", ".join(f"{s} ({v})" for s, v in stopped.items())
+            raise StackError(
+                f"stack {self.project}: {names} stopped while the stack was starting\n"
+                f"--- its logs (tail) ---\n{self.logs_tail(40, self._compose_services(stopped))}"
+                "\nfix: the logs above say why; `python -m harness down` then `up` starts from scratch"
+            )
+
+    def _compose_services(self, services: Iterable[str]) -> list[str]:
+        """Compose service names for services or node names (``c2`` -> ``compute``)."""
+        return sorted({COMPUTE_SERVICE if s in self.topology.node_names else s for s in services})
 
     def rescale(self, session: str = "cli") -> None:
         """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
@@ -742,9 +862,8 @@ class Stack:
         force_recreate: bool = False,
         services: list[str] | None = None,
         scales: dict[str, int] | None = None,
-        when_login_healthy: Callable[[], object] | None = None,
+        wait: bool = True,
     ) -> None:
-        login_healthy = re.compile(rf"\b{re.escape(self.project)}-login-\d+\s+Healthy$")
         started = time.monotonic()
         try:
             with (
@@ -759,10 +878,10 @@ class Stack:
                         dependencies=services is None,  # a listed service alone: nothing it depends on
                         scales=scales or {},
                         detach=True,
-                        wait=True,
+                        wait=wait,
                         # A service that exits (slurmctld refusing its state) can leave compose waiting on
                         # its dependants for ever: the wait ends, and the error below shows the logs.
-                        wait_timeout=UP_WAIT_SECONDS,
+                        wait_timeout=UP_WAIT_SECONDS if wait else None,
                         force_recreate=force_recreate,
                         remove_orphans=True,
                         color=False,
@@ -771,18 +890,15 @@ class Stack:
                 ):
                     if not _is_transient(line):
                         self.say(f"  {line}")
-                    if when_login_healthy and login_healthy.search(line):
-                        when_login_healthy()
-                        when_login_healthy = None
         except DockerException as exc:
             raise StackError(
-                f"`docker compose up --wait` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
+                f"`docker compose up` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
                 f"for {self.project}: "
                 f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
                 "\nfix: read the logs above (`python -m harness logs`); "
                 "`python -m harness down` then `up` starts from scratch"
             ) from None
-        self.say(f"stack up in {time.monotonic() - started:.0f} s")
+        self.say(f"containers up in {time.monotonic() - started:.1f} s")
 
     def down(self, session: str = "cli") -> None:
         self.say(f"stopping stack {self.project} (containers and volumes)")
@@ -856,14 +972,6 @@ class Stack:
         names = {service: container.name.lstrip("/") for service, container in containers.items()}
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, names)
 
-    def _connect_info_if_possible(self) -> list[Connection]:
-        """``connect_info`` while compose is still starting the stack: [] on failure (it is read again,
-        with its error, once compose is done)."""
-        try:
-            return [self.connect_info()]
-        except (StackError, DockerException):
-            return []
-
     def _recorded_connection(self, state: dict) -> Connection | None:
         """The connection recorded for this very login container (same id: same keys), with the port just
         read from Docker (a restart changes it), so reusing a stack needs no `docker exec`; None when
@@ -912,15 +1020,19 @@ class Stack:
                 "then `up` recreates keys"
             ) from None
         try:
-            code, out, err = ssh.run(client, command)
+            return self._run_probe(client, command)
         finally:
             client.close()
+
+    def _run_probe(self, client: paramiko.SSHClient, command: str = PROBE_JOB) -> list[str]:
+        """Run a probe command on the login node; the nodes it lists (PROBE_JOB), or StackError."""
+        code, out, err = ssh.run(client, command)
         if code != 0:
             raise StackError(
                 f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
                 f"--- daemon logs ---\n{self.daemon_logs_tail(20)}"
             )
-        return [] if quick else out.split()
+        return out.split()
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
         try:
@@ -977,6 +1089,11 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
         handle.write(text)
     os.chmod(tmp, mode)  # the umask may have narrowed it; the key must be exactly 0600
     tmp.replace(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (getattr(exc, "stderr", None) or str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _published_ssh_port(container: ContainerInspectResult) -> int | None:

@@ -1,53 +1,63 @@
 #!/bin/bash
-# Entrypoint for every role of the dev cluster image. Usage: entrypoint.sh init|slurmctld|slurmd|login
+# Entrypoint for every role of the dev cluster image.
+# Usage: entrypoint.sh slurmctld|slurmdbd|slurmd|login (a daemon's role), or init (the stack's secrets only)
 set -euo pipefail
 
-SECRETS=/etc/slurm-sdk          # named volume: written by `init`, read-only for the other roles
-SECRETS_READY=$SECRETS/ready    # written last by `init`: every secret and the job user's home exist
+SECRETS=/etc/slurm-sdk          # named volume: written by slurmctld's container, read-only for the others
+SECRETS_READY=$SECRETS/ready    # written last by create_secrets: every secret and the job user's home exist
 SECRETS_WAIT_SECONDS=60
 JOB_USER=sdk
 
 log() { echo "[$(hostname) $1] ${*:2}"; }
 
-# One-shot: per-stack secrets and the job user's home, created once per volume, never in an image.
-init() {
+# Run a command every 50 ms until it succeeds (0) or the seconds run out (1). Every start-up wait of the
+# entrypoint is one of these, so no container waits longer than 50 ms past what it needs.
+poll_until() {
+  local seconds=$1 _
+  shift
+  for _ in $(seq $((seconds * 20))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# Whether host:port accepts connections (bash's /dev/tcp: no process forked).
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Per-stack secrets and the job user's home, created once per volume, never in an image. slurmctld's
+# container does it before it starts slurmctld (a separate one-shot container cost a container start:
+# about 0.5 s of a 3 s start on this 2-core host, and compose had login wait for its exit).
+create_secrets() {
   mkdir -p "$SECRETS/munge" "$SECRETS/ssh"
   if [ ! -s "$SECRETS/munge/munge.key" ]; then
     dd if=/dev/urandom bs=1 count=1024 of="$SECRETS/munge/munge.key" status=none
-    log init "generated munge key"
+    log secrets "generated munge key"
   fi
   if [ ! -s "$SECRETS/ssh/host_ed25519" ]; then
     ssh-keygen -q -t ed25519 -N '' -C "slurm-sdk-dev host" -f "$SECRETS/ssh/host_ed25519"
-    log init "generated SSH host key"
+    log secrets "generated SSH host key"
   fi
   if [ ! -s "$SECRETS/ssh/client_ed25519" ]; then
     ssh-keygen -q -t ed25519 -N '' -C "slurm-sdk-dev client" -f "$SECRETS/ssh/client_ed25519"
-    log init "generated SSH client key"
+    log secrets "generated SSH client key"
   fi
-  if [ ! -s "$SECRETS/db/password" ]; then
-    mkdir -p "$SECRETS/db"
-    head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$SECRETS/db/password"
-  fi
-  chmod 700 "$SECRETS/munge" "$SECRETS/ssh" "$SECRETS/db"
+  chmod 700 "$SECRETS/munge" "$SECRETS/ssh"
   chmod 600 "$SECRETS/munge/munge.key" "$SECRETS/ssh/host_ed25519" "$SECRETS/ssh/client_ed25519"
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 755 "/home/$JOB_USER"
   install -d -m 1777 /scratch   # shared scratch, as on clusters: anyone may create, only owners delete
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 700 "/home/$JOB_USER/.ssh"
   install -o "$JOB_USER" -g "$JOB_USER" -m 600 "$SECRETS/ssh/client_ed25519.pub" "/home/$JOB_USER/.ssh/authorized_keys"
   touch "$SECRETS_READY"
-  log init "secrets ready"
+  log secrets "secrets ready"
 }
 
-# The other roles start alongside `init` (compose orders nothing, so no container waits for another's
-# exit to be noticed) and wait here for its secrets: a few hundred ms at most.
+# The other roles start alongside slurmctld's container (compose orders nothing) and wait here for the
+# secrets it creates: a few hundred ms at most.
 wait_for_secrets() {
-  local _
-  for _ in $(seq $((SECRETS_WAIT_SECONDS * 20))); do
-    [ -e "$SECRETS_READY" ] && return 0
-    sleep 0.05
-  done
+  poll_until "$SECRETS_WAIT_SECONDS" test -e "$SECRETS_READY" && return 0
   echo "error: the stack's secrets ($SECRETS_READY) did not appear within ${SECRETS_WAIT_SECONDS} s." \
-       "fix: the one-shot \`init\` service creates them: \`docker compose logs init\`, then \`docker compose up --wait\`" >&2
+       "fix: slurmctld's container creates them: \`docker compose logs slurmctld\`, then \`docker compose up --wait\`" >&2
   exit 1
 }
 
@@ -76,42 +86,83 @@ configure_defaults() {
   [ -e /etc/slurm/faults.conf ] || cp /etc/slurm/defaults/dev.conf /etc/slurm/faults.conf
 }
 
-# MariaDB inside the slurmdbd container (socket only, its database initialised in the image, data in the
-# container: a test cluster's accounting lives as long as the stack), then slurmdbd in the foreground.
-# MariaDB needs no secret: it starts before the wait for `init`'s, so the two overlap.
+# MariaDB inside the slurmdbd container (socket only, data on the `accounting-db` volume), then slurmdbd in
+# the foreground. The database, its user and Slurm's tables with the cluster `dev` in them are created when
+# the image is built (`prepare_accounting_database`), so a new stack's slurmdbd only checks them: creating
+# them here took 1.3 s (slurmdbd's tables) + 1.8 s (slurmctld registering a new cluster) of every start.
+# MariaDB needs no secret: it starts before the wait for the stack's secrets, so the two overlap.
+ACCOUNTING_DB=slurm_acct_db
+MARIADB_WAIT_SECONDS=60
+
 start_mariadb() {
   install -d -o mysql -g mysql /run/mysqld
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --skip-test-db >/dev/null
   runuser -u mysql -- mariadbd --socket=/run/mysqld/mysqld.sock &
-}
-
-run_slurmdbd() {
-  local pass; pass=$(cat "$SECRETS/db/password")
-  local _ ready=""
-  for _ in $(seq 1 1200); do mariadb -e 'select 1' >/dev/null 2>&1 && ready=1 && break; sleep 0.05; done
-  if [ -z "$ready" ]; then
-    echo "error: MariaDB did not answer on its socket within 60 s; fix: read its log above" \
+  poll_until "$MARIADB_WAIT_SECONDS" mariadb -e 'select 1' || {
+    echo "error: MariaDB did not answer on its socket within $MARIADB_WAIT_SECONDS s; fix: read its log above" \
          "(\`docker compose logs slurmdbd\`), then \`docker compose up --wait\` again" >&2
     exit 1
-  fi
-  mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
-    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pass';
-    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
-  umask 077
-  cat > /etc/slurm/slurmdbd.conf <<CONF
+  }
+}
+
+# slurmdbd logs in as the database user `slurm` by unix socket (MariaDB's unix_socket plugin checks that
+# the connecting process runs as OS user slurm): no password, so no secret in slurmdbd.conf or the image.
+# Idempotent; at start-up too, for a database volume from before (its user had a password).
+ensure_database_user() {
+  mariadb -e "CREATE DATABASE IF NOT EXISTS $ACCOUNTING_DB;
+    CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED VIA unix_socket;
+    ALTER USER 'slurm'@'localhost' IDENTIFIED VIA unix_socket;
+    GRANT ALL ON $ACCOUNTING_DB.* TO 'slurm'@'localhost';"
+}
+
+write_slurmdbd_conf() {
+  install -d -o slurm -g slurm /var/log/slurm /run/slurmdbd
+  install -o slurm -g slurm -m 600 /dev/stdin /etc/slurm/slurmdbd.conf <<CONF
 AuthType=auth/munge
-DbdHost=slurmdbd
+DbdHost=localhost
 SlurmUser=slurm
 StorageType=accounting_storage/mysql
 StorageHost=localhost
-StorageLoc=slurm_acct_db
+StorageLoc=$ACCOUNTING_DB
 StorageUser=slurm
-StoragePass=$pass
 LogFile=/var/log/slurm/slurmdbd.log
-PidFile=/run/slurmdbd.pid
+PidFile=/run/slurmdbd/slurmdbd.pid
 CONF
-  chown slurm:slurm /etc/slurm/slurmdbd.conf
-  exec slurmdbd -D
+}
+
+# slurmdbd runs as SlurmUser from its first instruction (setpriv execs it: no parent left to relay signals).
+AS_SLURM=(setpriv --reuid=slurm --regid=slurm --init-groups)
+
+run_slurmdbd() {
+  ensure_database_user
+  exec "${AS_SLURM[@]}" slurmdbd -D
+}
+
+# Image build (accounting stage): the database as a new stack's slurmdbd finds it, Slurm's tables and the
+# cluster included. slurmdbd and sacctmgr need munge, so a throwaway key and munged live for this step
+# only (removed before the layer is written: no key in the image); slurmctld is not needed.
+prepare_accounting_database() {
+  local cluster; cluster=$(awk -F= '$1 == "ClusterName" { print $2 }' /etc/slurm/slurm.conf)
+  write_slurmdbd_conf
+  start_mariadb
+  ensure_database_user
+  dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
+  chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+  install -d -o munge -g munge -m 0755 /run/munge
+  runuser -u munge -- /usr/sbin/munged
+  printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n' \
+    > /etc/slurm/accounting.conf
+  touch /etc/slurm/partitions.conf /etc/slurm/faults.conf
+  "${AS_SLURM[@]}" slurmdbd -D &
+  local slurmdbd=$!
+  poll_until 60 listening localhost 6819 || { echo "error: slurmdbd did not start" >&2; exit 1; }
+  sacctmgr -i add cluster "$cluster" >/dev/null
+  kill "$slurmdbd" && wait "$slurmdbd" || true
+  mariadb -e 'SHUTDOWN'
+  pkill -x munged || true
+  poll_until 60 bash -c '! pgrep -x "mariadbd|munged"' || { echo "error: MariaDB did not stop" >&2; exit 1; }
+  rm -f /etc/munge/munge.key /etc/slurm/accounting.conf /etc/slurm/partitions.conf /etc/slurm/faults.conf \
+    /var/log/slurm/* /run/munge/*
 }
 
 # With accounting, slurmctld must find slurmdbd answering when it starts: one refused connection and it
@@ -120,19 +171,9 @@ CONF
 SLURMDBD_WAIT_SECONDS=90
 wait_for_slurmdbd() {
   grep -q slurmdbd /etc/slurm/accounting.conf || return 0
-  wait_for_port slurmdbd 6819 "$SLURMDBD_WAIT_SECONDS" || log slurmctld \
+  poll_until "$SLURMDBD_WAIT_SECONDS" listening slurmdbd 6819 || log slurmctld \
     "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting anyway:" \
     "jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
-}
-
-# Whether host:port accepts connections within the given seconds, polled every 50 ms.
-wait_for_port() {
-  local _
-  for _ in $(seq $(($3 * 20))); do
-    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
 }
 
 # slurmctld's state volume and the accounting database's volume can part ways (a stack started before
@@ -238,7 +279,7 @@ run_slurmd() {
   (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
   # slurmd started before slurmctld listens retries its registration only every few seconds (seen: 3 s
   # after slurmctld was up): started once it listens, its first registration gets through.
-  wait_for_port slurmctld 6817 "$SLURMCTLD_WAIT_SECONDS" || log slurmd \
+  poll_until "$SLURMCTLD_WAIT_SECONDS" listening slurmctld 6817 || log slurmd \
     "warning: slurmctld did not answer on port 6817 within ${SLURMCTLD_WAIT_SECONDS} s; starting anyway" \
     "(slurmd retries its registration; \`docker compose logs slurmctld\` says why slurmctld is late)"
   refresh_node_address "$node" "$address"
@@ -249,13 +290,18 @@ run_slurmd() {
 
 case "${1:-login}" in
   init)
-    init ;;
+    create_secrets ;;
+  prepare-accounting-database)   # images/Dockerfile, accounting stage
+    prepare_accounting_database ;;
   slurmdbd)
-    start_mariadb
+    start_mariadb &   # overlaps the wait for the secrets; slurmdbd needs both
+    mariadb_started=$!
     start_munge
-    install -d -o slurm -g slurm /var/log/slurm
+    wait "$mariadb_started" || exit 1
+    write_slurmdbd_conf
     run_slurmdbd ;;
   slurmctld)
+    create_secrets
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     wait_for_slurmdbd

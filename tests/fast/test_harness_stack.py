@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -249,3 +250,28 @@ def test_a_reshape_touches_only_what_the_topology_change_needs(
     stack = RunningStack(running, project="slurmsdk-plan", topology=wanted)
     stack.update_state(inputs_hash="h", topology=Topology().to_record(), accounting=True)
     assert stack.plan("h")[0] == action
+
+
+@pytest.mark.parametrize(
+    ("ready_ids", "action"),
+    [
+        (["id-c1", "id-c2", "id-login", "id-slurmctld", "id-slurmdbd"], "reuse"),  # passed the wait
+        (["id-c1", "id-c2", "id-login", "id-slurmctld"], "complete"),  # slurmdbd's container is not the one
+        ([], "complete"),
+    ],
+)
+def test_a_stack_that_passed_the_wait_is_reused_before_its_first_healthcheck(
+    tmp_path, monkeypatch, ready_ids, action
+):
+    """`harness up` returns before Docker's first healthcheck tick; another process (an xdist worker) that
+    looks right then sees "starting" and must still reuse the stack, not start it again."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv(ACCOUNTING_VAR, raising=False)
+    services = ("c1", "c2", "login", "slurmctld", "slurmdbd")
+    stack = RunningStack(dict.fromkeys(services, "running (starting)"), project="slurmsdk-plan")
+    stack._last_inspection = {s: SimpleNamespace(id=f"id-{s}") for s in services}
+    stack.update_state(
+        inputs_hash="h", topology=Topology().to_record(), accounting=True, ready_containers=ready_ids
+    )
+    assert stack.plan("h")[0] == action
+    assert stack.status().up == (action == "reuse")  # `harness status` right after `harness up`: exit 0

@@ -8,7 +8,7 @@ import uuid
 import paramiko
 import pytest
 
-from harness.stack import SDK_MOUNT, Connection, Stack, inputs_hash
+from harness.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
 from slurm.diagnostics import node_info
 
 pytestmark = pytest.mark.integration
@@ -96,15 +96,21 @@ def test_no_container_is_privileged(slurm_stack):
 
 
 def test_image_carries_no_keys(slurm_stack):
-    """Debian's packages generate a munge key and SSH host keys at install time; the image must not keep
-    them: every key in a running stack comes from that stack's own `init`."""
-    image = slurm_stack.docker.container.inspect(slurm_stack.container_names()["login"]).image
-    listing = slurm_stack.docker.run(
-        image, ["sh", "-c", "ls -A /etc/munge /etc/ssh /etc/slurm-sdk 2>&1; true"], entrypoint="", remove=True
-    )
-    assert "munge.key" not in listing
-    assert "ssh_host_" not in listing
-    assert "client_ed25519" not in listing
+    """Debian's packages generate a munge key and SSH host keys at install time, and the accounting image's
+    build runs munge with a throwaway key; no image may keep one: every key in a running stack is that
+    stack's own, made by slurmctld's container on its first start."""
+    names = slurm_stack.container_names()
+    for service in {"login", *({"slurmdbd"} & set(names))}:
+        image = slurm_stack.docker.container.inspect(names[service]).image
+        listing = slurm_stack.docker.run(
+            image,
+            ["sh", "-c", "ls -A /etc/munge /etc/ssh /etc/slurm-sdk /run/munge 2>&1; true"],
+            entrypoint="",
+            remove=True,
+        )
+        assert "munge.key" not in listing, service
+        assert "ssh_host_" not in listing, service
+        assert "client_ed25519" not in listing, service
 
 
 def test_ssh_port_listens_on_loopback_only(slurm_stack, slurm_container):
@@ -152,7 +158,8 @@ def _secret_hashes(stack: Stack, runner) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_two_fresh_stacks_get_different_secrets(slurm_stack, tmp_path):
-    """Secrets come from each stack's one-shot `init`, never from the image: two stacks never share them."""
+    """Secrets come from each stack's first start (slurmctld's container, `entrypoint.sh init`), never from
+    the image: two stacks never share them."""
     other = Stack(
         slurm_stack.repo_root,
         project=f"slurmsdk-secrets-{uuid.uuid4().hex[:8]}",
@@ -160,15 +167,15 @@ def test_two_fresh_stacks_get_different_secrets(slurm_stack, tmp_path):
         say=lambda _: None,
     )
     try:
-        other.docker.compose.run("init", tty=False, remove=True)  # creates the volumes, generates secrets
+        other.docker.compose.run("slurmctld", ["init"], tty=False, remove=True)  # volumes and secrets
         theirs = _secret_hashes(
-            other, lambda cmd: other.docker.compose.run("init", cmd, tty=False, remove=True)
+            other, lambda cmd: other.docker.compose.run("slurmctld", cmd, tty=False, remove=True)
         )
         ours = _secret_hashes(slurm_stack, lambda cmd: slurm_stack.exec("login", cmd))
         for path in SECRET_FILES:
             assert ours[path] != theirs[path], f"{path} is the same in two fresh stacks"
         image_keys = other.docker.compose.run(
-            "init",
+            "slurmctld",
             ["sh", "-c", "ls /etc/munge/munge.key /etc/ssh/ssh_host_*key 2>/dev/null; true"],
             tty=False,
             remove=True,
@@ -176,3 +183,30 @@ def test_two_fresh_stacks_get_different_secrets(slurm_stack, tmp_path):
         assert image_keys.strip() == "", f"keys baked into the image: {image_keys}"
     finally:
         other.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)
+
+
+@pytest.mark.slow
+def test_a_container_that_stops_while_the_stack_starts_ends_the_wait_naming_it(slurm_stack, tmp_path):
+    """`harness up` waits for Slurm itself (not for compose's healthchecks); a container that exits meanwhile
+    (here slurmctld, as when it refuses its state) ends that wait at once with its logs, instead of the wait
+    running out its 300 s and blaming nothing in particular."""
+    override = tmp_path / "slurmctld-fails.yaml"
+    override.write_text(
+        "services:\n  slurmctld:\n"
+        '    command: ["bash", "-c", "echo \'fatal: test stand-in for a refused state\' >&2; exit 3"]\n'
+    )
+    failing = Stack(
+        slurm_stack.repo_root,
+        project=f"slurmsdk-stops-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        compose_files=[override],
+        say=lambda _: None,
+    )
+    try:
+        with pytest.raises(StackError) as stopped:
+            failing.ensure_up(session="test-stops")
+        message = str(stopped.value)
+        assert "slurmctld (exited (3)) stopped while the stack was starting" in message
+        assert "fatal: test stand-in for a refused state" in message  # its logs, in the error
+    finally:
+        failing.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)

@@ -96,7 +96,7 @@ def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness
     # A plain `docker compose up --build` before any wheelhouse exists: the build fails, naming the fix.
     log = []
     with pytest.raises(DockerException):
-        for _, line in stack.docker.compose.build(["init"], stream_logs=True):
+        for _, line in stack.docker.compose.build(["slurmctld"], stream_logs=True):
             log.append(line.decode(errors="replace"))
     output = "".join(log)
     assert f"No matching distribution found for {NEW_DEPENDENCY}" in output
