@@ -6,10 +6,9 @@ session (both reset faults whose owner process has ended, and this command's pro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
-from harness.faults import FORGET_AFTER_SECONDS, Faults, defaults_names
+from harness.faults import FORGET_AFTER_SECONDS, JOB_ID, Faults, defaults_names
 
 _ROWS = [
     ("status", "what is changed now"),
@@ -36,6 +35,7 @@ _ROWS = [
         "the next N sbatch lose the connection after queueing / answer late",
     ),
     ("preempt JOB_ID", "preempt a running job as PreemptMode=REQUEUE does (SIGTERM, then it runs again)"),
+    ("accounting lose-start JOB_ID", "slurmdbd's record of a running job goes back to PENDING (sacct lags)"),
 ]
 USAGE = "faults (python -m harness fault NAME [ARGS]):\n" + "\n".join(
     f"  {syntax:<38}{text}" for syntax, text in _ROWS
@@ -124,10 +124,20 @@ def _sbatch(faults: Faults, args: list[str]) -> str:
 
 
 def _preempt(faults: Faults, args: list[str]) -> str:
-    if len(args) != 1 or not re.fullmatch(r"\d+(_\d+)?", args[0]):
+    if len(args) != 1 or not JOB_ID.fullmatch(args[0]):
         raise ValueError(f"preempt needs one JOB_ID (e.g. 12 or 12_3), got {' '.join(args) or 'nothing'}")
     faults.preempt(args[0])
     return f"job {args[0]} preempted: requeued, it runs again after its hold"
+
+
+def _accounting(faults: Faults, args: list[str]) -> str:
+    _expect(args, "lose-start")
+    if len(args) != 2 or not JOB_ID.fullmatch(args[1]):
+        raise ValueError(
+            f"lose-start needs one JOB_ID (e.g. 12 or 12_3), got {' '.join(args[1:]) or 'nothing'}"
+        )
+    faults.lose_job_start(args[1])
+    return f"sacct now says job {args[1]} is PENDING; squeue still knows better"
 
 
 VERBS: dict[str, Verb] = {
@@ -142,6 +152,7 @@ VERBS: dict[str, Verb] = {
     "ssh": _ssh,
     "sbatch": _sbatch,
     "preempt": _preempt,
+    "accounting": _accounting,
 }
 
 

@@ -16,6 +16,7 @@ container takes ``dev.conf`` from).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from python_on_whales.exceptions import DockerException
 from harness import preflight
 from harness.locks import User, is_alive, process_start_time
 from harness.stack import (
+    ACCOUNTING_SERVICE,
     REPO_ROOT,
     SSH_USER,
     Connection,
@@ -42,6 +44,8 @@ SBATCH_WRAPPER = Path(__file__).with_name("fault_sbatch.sh")
 SBATCH_IN_STACK = "/usr/local/bin/sbatch"  # ahead of the real /usr/bin/sbatch on the job user's PATH
 SWITCHES_IN_STACK = "/run/harness-faults"  # the wrapper's switches (see fault_sbatch.sh)
 READY_SECONDS = 120.0
+#: A job id as the faults take it: a job, or one task of an array (12, 12_3).
+JOB_ID = re.compile(r"\d+(_\d+)?")
 PAUSE_ATTEMPTS = 10
 #: Settings read back from slurmctld after a reconfigure, with Slurm's value when a file leaves them out.
 CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)"}
@@ -220,6 +224,29 @@ class Faults:
         """Let a requeued job start again now: Slurm holds a requeued batch job about two minutes
         (its begin time) before it may run again; an admin can lift that, and so does this."""
         self._controller(f"scontrol update jobid={job_id} starttime=now")
+
+    def lose_job_start(self, job_id: str) -> None:
+        """Accounting falls behind slurmctld: slurmdbd's record of ``job_id`` goes back to PENDING with no
+        start time, as when slurmctld died before its agent sent the job's start to slurmdbd, or while
+        that agent's queue lags on a busy cluster. ``sacct`` then says PENDING while the job runs, until
+        slurmctld sends its next change (the job's end). Nothing to undo."""
+        if not JOB_ID.fullmatch(job_id):
+            raise ValueError(f"a job id is a number, or <array id>_<index> (e.g. 12 or 12_3), got {job_id!r}")
+        array_id, _, index = job_id.partition("_")
+        which = f"id_array_job={array_id} AND id_array_task={index}" if index else f"id_job={job_id}"
+        # The database and the cluster's name, from the files that set them (slurmdbd.conf, slurm.conf).
+        script = (
+            "db=$(sed -n 's/^StorageLoc=//p' /etc/slurm/slurmdbd.conf); "
+            "cluster=$(sed -n 's/^ClusterName=//p' /etc/slurm/slurm.conf); "
+            f'mariadb -N -B "$db" -e "UPDATE ${{cluster}}_job_table SET state=0, time_start=0 WHERE {which}; '
+            'SELECT ROW_COUNT()"'
+        )
+        changed = self.stack.exec(ACCOUNTING_SERVICE, ["sh", "-c", script]).split()
+        if changed != ["1"]:
+            raise StackError(
+                f"slurmdbd holds no record of job {job_id} to change (rows changed: {changed}): wait until "
+                "sacct lists the job before making its record stale"
+            )
 
     def pause(self, service: str) -> None:
         """Freeze every process of a container (``docker pause``): it accepts TCP but never answers,

@@ -4,8 +4,10 @@ Cadence (what slurmctld sees from one waiting client): the first query comes ``f
 submission, then the pause grows by ``backoff`` (x1.5) per query up to ``poll_interval`` (30 s): queries
 at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s, then every 25-30 s, so about 8 queries in the first minute and
 2 a minute afterwards, however many jobs and threads wait. A new submission restarts the ramp. Each query
-is one ``sacct`` (answered by slurmdbd, not slurmctld) when accounting is present, plus one ``squeue`` for
-the jobs sacct does not know or, for pending jobs with dependencies, to learn why they pend.
+is one ``sacct`` (answered by slurmdbd, not slurmctld) when accounting is present, plus one ``squeue``, for
+all of them at once, while sacct does not list some jobs or says they pend or were requeued (slurmdbd lags
+behind slurmctld, and squeue says why a job pends; see ``SlurmBackend._query``): so a waiting client asks
+slurmctld no more often than one without accounting would, and not at all while its jobs run.
 
 Job ends are mostly seen without the scheduler: waits look for result files on the shared file system
 (see ``slurm.job.wait_all``). The scheduler is needed for jobs that end without one (cancelled, killed,

@@ -154,16 +154,35 @@ def test_a_dependency_that_can_never_be_met_is_cancelled_and_names_the_parent(ma
     assert child.last_state is JobState.CANCELLED and child.depends_on == ("100",)
 
 
-def test_only_pending_jobs_with_dependencies_ask_squeue_for_a_reason_when_sacct_answers(make, slurm):
+def test_only_jobs_sacct_says_are_pending_ask_squeue_and_in_one_call(make, slurm):
+    """sacct's PENDING is what slurmdbd last heard (its record of a start can lag or be lost, e.g. when
+    slurmctld dies before sending it): slurmctld, through squeue, decides for live jobs, and says why they
+    pend. Only those jobs cost slurmctld a query, all in one squeue, and none once every job runs."""
     cluster = make()
-    slurm.script("sbatch", ok("100\n"), ok("101\n"))
-    slurm.script("sacct", ok("100|PENDING\n101|PENDING\n"))
-    slurm.script("squeue", squeue("101|PENDING|Dependency|0"))
-    parent = cluster.submit(tasks.add, 1, 2)
-    cluster.submit(tasks.add.after(parent), 3, 4)
+    slurm.script("sbatch", *(ok(f"{job_id}\n") for job_id in (100, 101, 102)))
+    slurm.script(
+        "sacct", ok("100|RUNNING\n101|PENDING\n102|PENDING\n"), ok("100|RUNNING\n101|RUNNING\n102|RUNNING\n")
+    )
+    slurm.script("squeue", squeue("101|RUNNING|None|0", "102|PENDING|Dependency|0"), squeue())
+    running, started, waiting = (cluster.submit(tasks.add, 1, 2) for _ in range(3))
     cluster.poll()
     [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
-    assert argv[argv.index("-j") + 1] == "101"
+    assert argv[argv.index("-j") + 1] == "101,102"
+    assert [job.last_state for job in (running, started, waiting)] == [JobState.RUNNING] * 2 + [
+        JobState.PENDING
+    ]
+    slurm.calls.clear()
+    time.sleep(cluster.watcher.first_poll)  # sooner, the watcher would give the first answer again
+    cluster.poll()
+    assert [name for name, _ in slurm.calls] == ["sacct"]
+    assert waiting.last_state is JobState.RUNNING
+
+
+def test_a_job_squeue_no_longer_lists_keeps_what_sacct_said(make, slurm):
+    slurm.script("sacct", ok("100|PENDING\n"))
+    slurm.script("squeue", CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
+    job = make().submit(tasks.add, 1, 2)
+    assert job.query_state() is JobState.PENDING
 
 
 def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, recorder):

@@ -97,6 +97,7 @@ class RecordingFaults:
         (["sbatch", "slow", "4"], ("slow_sbatch", 4.0)),
         (["sbatch", "off"], ("sbatch_normal",)),
         (["preempt", "12_3"], ("preempt", "12_3")),
+        (["accounting", "lose-start", "7"], ("lose_job_start", "7")),
         (["reset"], ("reset",)),
     ],
 )
@@ -119,6 +120,8 @@ def test_fault_verbs_reach_the_fault(words, call):
         (["forget", "on", "x"], "number"),
         (["preempt"], "one JOB_ID"),
         (["preempt", "12;rm"], "one JOB_ID"),
+        (["accounting", "lose-start"], "one JOB_ID"),
+        (["accounting", "forget", "7"], "lose-start"),
     ],
 )
 def test_bad_fault_arguments_name_the_valid_ones(words, named):

@@ -138,9 +138,11 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         "13_3": JobState.PENDING,
         "14": JobState.OUT_OF_MEMORY,
     }
-    assert fake.calls() == ["sacct"]
-    # Array tasks are asked for by their array's id (sacct lists every task of it).
+    # Array tasks are asked for by their array's id (sacct lists every task of it); squeue only about
+    # the job with tasks sacct says are pending (slurmctld knows whether they still are; here: silent).
+    assert fake.calls() == ["sacct", "squeue"]
     assert fake.argv("sacct") == ["-X", "-D", "-n", "-P", "-j", "10,11,12,13,14", "-o", "JobID,State"]
+    assert fake.argv("squeue")[4] == "13"
 
 
 def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
@@ -149,7 +151,7 @@ def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
     assert [states[f"77_{i}"] for i in (0, 989, 990, 999)] == [JobState.COMPLETED] * 2 + [
         JobState.PENDING
     ] * 2
-    assert fake.calls() == ["sacct"] and fake.argv("sacct")[5] == "77"
+    assert fake.calls() == ["sacct", "squeue"] and fake.argv("sacct")[5] == fake.argv("squeue")[4] == "77"
 
 
 def test_states_are_batched_by_poll_batch(fake):
@@ -203,6 +205,27 @@ def test_jobs_sacct_does_not_know_yet_are_asked_from_squeue(backend, fake):
         "32": JobState.UNKNOWN,
     }
     assert fake.argv("squeue")[4] == "31,32"
+
+
+@pytest.mark.parametrize("sacct", ["21_1|RUNNING\n", "21_1|PENDING\n"])
+def test_an_array_task_sacct_does_not_list_yet_is_asked_from_squeue_by_its_array(backend, fake, sacct):
+    """slurmdbd hears of a task's start and end late (Slurm 22.05 under load: the ended task 0 missing
+    while task 1 was listed); squeue answers for the whole array in one call."""
+    fake.respond("sacct", out=sacct)
+    fake.respond("squeue", out="21_0|COMPLETED|None|0\n21_1|RUNNING|None|0\n")
+    assert backend.states(["21_0", "21_1"]) == {"21_0": JobState.COMPLETED, "21_1": JobState.RUNNING}
+    assert fake.calls() == ["sacct", "squeue"] and fake.argv("squeue")[4] == "21"
+
+
+def test_a_node_failure_sacct_reports_before_the_requeue_is_confirmed_by_squeue(backend, fake):
+    """Slurm 22.05 under load: right after a node failure sacct lists the failed run alone (NODE_FAIL,
+    terminal) while slurmctld has already requeued the job; squeue says so, with the restart count."""
+    fake.respond("sacct", out="30|NODE_FAIL\n")
+    fake.respond("squeue", out="30|PENDING|BeginTime|1\n")
+    [status] = backend.statuses(["30"]).values()
+    assert (status.state, status.restarts) == (JobState.PENDING, 1)
+    fake.respond("squeue", err="slurm_load_jobs error: Invalid job id specified\n", rc=1)
+    assert backend.states(["30"]) == {"30": JobState.NODE_FAIL}  # not requeued, and forgotten by now
 
 
 def test_squeue_invalid_id_means_unknown_other_errors_raise(backend, fake):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from harness.stack import Connection, Stack
@@ -27,3 +29,20 @@ def login_transport(slurm_container: Connection):
 def compute_nodes(slurm_stack: Stack) -> tuple[str, ...]:
     """The stack's compute node names, c1..cN (its topology: SLURM_SDK_NODES / `harness up --nodes`)."""
     return slurm_stack.topology.node_names
+
+
+class Gate:
+    """A file on the shared /home that a gated job waits for; ``open()`` creates it."""
+
+    def __init__(self, transport) -> None:
+        self.transport, self.path = transport, f"{transport.home()}/gate-{uuid.uuid4().hex}"
+
+    def open(self) -> None:
+        self.transport.write_bytes(self.path, b"go\n")
+
+
+@pytest.fixture
+def gate(login_transport):
+    gate = Gate(login_transport)
+    yield gate
+    login_transport.run(f"rm -f {gate.path}", check=False)

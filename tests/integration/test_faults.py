@@ -18,6 +18,7 @@ from harness.pytest_plugin import packaging_for, ssh_backend
 from slurm import Cluster, JobFailedError, JobState, JobTimeoutError
 
 from . import fault_jobs, jobs
+from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 #: What a wait may overrun its timeout by here: a busy 2-core host, SSH setup, one slow query.
@@ -36,16 +37,6 @@ def runs_file(slurm_stack):
 
 def runs(slurm_stack, path: str) -> list[str]:
     return slurm_stack.exec("login", ["sh", "-c", f"cat {path} 2>/dev/null || true"]).splitlines()
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(interval)
 
 
 def scheduler_knows(slurm_stack, job_id: str) -> bool:

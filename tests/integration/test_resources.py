@@ -15,6 +15,7 @@ from slurm import JobFailedError, JobState
 from slurm.errors import SubmitError
 
 from . import resource_jobs
+from .waiting import wait_until
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 300
@@ -117,9 +118,38 @@ def _job_runs_on(login_transport, node: str) -> None:
     login_transport.run(f"sbatch --wait -w {node} -o /dev/null --wrap true", timeout=120)
 
 
-def _node_list(login_transport) -> list[str]:
-    listed = login_transport.run("sinfo -h -N -o '%N %t' | sort -u").stdout.split("\n")
-    return sorted(line for line in listed if line.strip())
+def _node_states(login_transport) -> dict[str, str]:
+    """Every node Slurm lists, with its compact state (`idle`, `mix`, `down*`, ...)."""
+    listed = login_transport.run("sinfo -h -N -o '%N %t' | sort -u").stdout.splitlines()
+    return dict(line.split() for line in listed if line.strip())
+
+
+#: sinfo's compact states of a node that takes jobs: free, partly or wholly allocated, or finishing one
+#: (and 24.11's `plnd`: free, with a pending job planned on it). A suffix (`*` not responding, `~` powered
+#: off, ...) or any other state (down, drain, inval, unk, ...) means it does not.
+IN_SERVICE = frozenset({"idle", "mix", "alloc", "comp", "plnd"})
+
+
+def _assert_nodes(login_transport, nodes: tuple[str, ...]) -> None:
+    """Slurm lists exactly ``nodes``, every one in service (not necessarily idle: under `pytest -n 2` a job
+    another test left behind may still run on one)."""
+    states = _node_states(login_transport)
+    assert sorted(states) == sorted(nodes), states
+    assert all(states[node] in IN_SERVICE for node in nodes), states
+
+
+def _wait_for_idle(login_transport, nodes: tuple[str, ...], timeout: float = TIMEOUT) -> None:
+    """Until no job holds any of ``nodes`` (a job another test left behind ends within its time limit)."""
+
+    def jobs_on_them() -> str:
+        return login_transport.run(f"squeue -h -w {','.join(nodes)} -o '%i %T %N %j'").stdout.strip()
+
+    wait_until(
+        lambda: not jobs_on_them(),
+        timeout,
+        lambda: f"{', '.join(nodes)} free of jobs (jobs on them: {jobs_on_them()})",
+        interval=1.0,
+    )
 
 
 class OpenSession:
@@ -167,10 +197,11 @@ def test_four_node_stack_by_configuration_and_back(
         assert four.plan()[0] == "rescale"
         assert four.ensure_up(session="test-four-nodes").action != "reused"
         session.assert_untouched()
-        assert _node_list(login_transport) == [f"{node} idle" for node in wanted.node_names]
+        _assert_nodes(login_transport, wanted.node_names)
         counts = dict(line.split() for line in login_transport.run("sinfo -h -o '%R %D'").stdout.splitlines())
         assert counts == dict.fromkeys(original.partitions, "4"), counts
-        # Four whole-node tasks at once: one on each node, so every node ran a job.
+        # Four whole-node tasks at once: one on each node, so every node ran a job (once every node is free).
+        _wait_for_idle(login_transport, wanted.node_names)
         ran_on = slurm_cluster.map(resource_jobs.whole_node_after, [3] * 4).results(timeout=TIMEOUT)
         assert sorted(ran_on) == sorted(wanted.node_names)
     finally:
@@ -180,7 +211,7 @@ def test_four_node_stack_by_configuration_and_back(
         back.ensure_up(session="test-four-nodes")
     session.assert_untouched()
     session.close()
-    assert _node_list(login_transport) == [f"{node} idle" for node in original.node_names]
+    _assert_nodes(login_transport, original.node_names)
     assert sorted(slurm_stack.container_names()) == sorted(slurm_stack.expected_services)
     submitted_after = slurm_cluster.submit(resource_jobs.job_environment).result(timeout=TIMEOUT)
     assert int(submitted_after["job_id"]) > int(submitted_before["job_id"])
@@ -196,14 +227,14 @@ def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, slurm_con
     session = OpenSession(slurm_stack, slurm_container)
     try:
         compose.up(["compute"], scales={"compute": nodes + 1}, detach=True, wait=True, quiet=True)
-        assert f"{extra} idle" in _node_list(login_transport)
+        _assert_nodes(login_transport, (*slurm_stack.topology.node_names, extra))
         _job_runs_on(login_transport, extra)
     finally:
         compose.up(["compute"], scales={"compute": nodes}, detach=True, wait=True, quiet=True)
         assert slurm_stack.forget_removed_nodes() == [extra]
     session.assert_untouched()
     session.close()
-    assert _node_list(login_transport) == [f"{node} idle" for node in slurm_stack.topology.node_names]
+    _assert_nodes(login_transport, slurm_stack.topology.node_names)
 
 
 @pytest.mark.slow

@@ -190,8 +190,8 @@ class Backend(ABC):
         """States of many jobs in one round trip. Unknown ids map to ``JobState.UNKNOWN``."""
 
     def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
-        """Like ``states``, with the restart count and, for the pending jobs among ``reasons_for`` (the
-        ones whose reason matters: those with dependencies), why they pend, where the backend knows."""
+        """Like ``states``, with the restart count and, where the backend knows, why pending jobs pend;
+        ``reasons_for`` (the jobs with dependencies) also asks why a cancelled one was cancelled."""
         return {job_id: JobStatus(state) for job_id, state in self.states(job_ids).items()}
 
     def find_submitted(self, script_path: str) -> str | None:

@@ -49,6 +49,9 @@ _STATE_MAP: dict[str, JobState] = {
 _NO_ACCOUNTING = ("accounting storage is disabled", "command not found")
 _ARRAY_RANGE = re.compile(r"^(?P<job>\d+)_\[(?P<spec>[^\]]*)\]$")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
+#: What sacct may still say while slurmctld has moved on (see ``SlurmBackend._query``): a job it started,
+#: or requeued after a failure or preemption. squeue confirms these; the watcher asks at most once a poll.
+_UNSETTLED = frozenset({JobState.PENDING, JobState.REQUEUED, JobState.NODE_FAIL, JobState.PREEMPTED})
 #: How sacct --duplicates records a run that ended in a requeue.
 _REQUEUED_RUN = frozenset({"REQUEUED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"})
 
@@ -134,6 +137,11 @@ def _resolve(job_ids: Sequence[str], found: dict[str, JobStatus]) -> dict[str, J
         tasks = [s for k, s in found.items() if k.startswith(job_id + "_")]
         result[job_id] = JobStatus(_aggregate(t.state for t in tasks)) if tasks else UNKNOWN_STATUS
     return result
+
+
+def _array_id(job_id: str) -> str:
+    """``"12_3"`` -> ``"12"``: the id Slurm's commands list a whole array (and a plain job) by."""
+    return job_id.split("_", 1)[0]
 
 
 def _scheduler_error(command: str, result: CommandResult) -> BackendError:
@@ -222,29 +230,37 @@ class SlurmBackend(Backend):
         unique = list(dict.fromkeys(job_ids))
         # Array tasks are asked for by their array's id: sacct and `squeue -r` list every task of it, so a
         # 1,000-task map costs one short query instead of a command line of 1,000 ids.
-        queried = list(dict.fromkeys(job_id.split("_", 1)[0] for job_id in unique))
-        reasons_for = {job_id.split("_", 1)[0] for job_id in reasons_for}
+        queried = list(dict.fromkeys(_array_id(job_id) for job_id in unique))
+        reasons_for = {_array_id(job_id) for job_id in reasons_for}
         found: dict[str, JobStatus] = {}
         for start in range(0, len(queried), self.poll_batch):
-            found |= self._query(queried[start : start + self.poll_batch], reasons_for)
+            batch = set(queried[start : start + self.poll_batch])
+            found |= self._query([j for j in unique if _array_id(j) in batch], reasons_for)
         return _resolve(unique, found)
 
     def _query(self, job_ids: list[str], reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
-        """sacct first (it remembers finished jobs and costs slurmctld nothing: slurmdbd answers);
-        squeue for what sacct lacks, for pending or cancelled jobs in ``reasons_for`` (only squeue says
-        *why*, e.g. a dependency that can never be met), or when accounting is unavailable."""
-        found: dict[str, JobStatus] = {}
-        if self._use_sacct:
-            found = self._sacct(job_ids)
-        resolved = _resolve(job_ids, found)
-        ask = [
-            j
-            for j, s in resolved.items()
-            if s.state is JobState.UNKNOWN
-            or (s.state in (JobState.PENDING, JobState.CANCELLED) and j in reasons_for)
-        ]
+        """sacct first (it remembers finished jobs and costs slurmctld nothing: slurmdbd answers), then
+        one squeue for the jobs sacct does not list (a task of an array too), says are PENDING or ended
+        in a way Slurm may requeue (``_UNSETTLED``), or says are CANCELLED while in ``reasons_for`` (only
+        squeue says *why*, e.g. a dependency that can never be met); squeue alone when accounting is
+        unavailable. Both are asked by array id.
+
+        sacct only says what slurmdbd has heard: a job's start, end and requeue reach it through
+        slurmctld's agent queue, seconds late on a busy cluster (seen with Slurm 22.05: a running job
+        PENDING; a finished array task missing while its siblings were listed; a job requeued after a
+        node failure listed as NODE_FAIL alone, its new run not yet recorded), and never if slurmctld dies
+        before sending them. slurmctld knows its live jobs, so squeue decides for those; a job it no
+        longer lists keeps sacct's answer."""
+        queried = list(dict.fromkeys(_array_id(job_id) for job_id in job_ids))
+        found = self._sacct(queried) if self._use_sacct else {}
+        ask = {_array_id(key) for key, status in found.items() if status.state in _UNSETTLED}
+        ask |= {
+            _array_id(j)
+            for j, s in _resolve(job_ids, found).items()
+            if s.state is JobState.UNKNOWN or (s.state is JobState.CANCELLED and _array_id(j) in reasons_for)
+        }
         if ask:
-            found |= self._squeue(ask)
+            found |= self._squeue([j for j in queried if j in ask])
         return found
 
     def _sacct(self, job_ids: list[str]) -> dict[str, JobStatus]:

@@ -1,0 +1,25 @@
+"""Waiting for the cluster to reach a state, for as long as a test allows and no longer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = 0.5
+) -> T:
+    """``predicate()``'s first true value; fails the test naming ``what`` (called then, if it is a
+    function: it can say what the cluster looks like at that moment) once ``timeout`` s have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, (
+            f"{what() if callable(what) else what}: not within {timeout:.0f} s"
+        )
+        time.sleep(interval)
