@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.pytest_plugin import ssh_backend
-from harness.stack import REPO_ROOT, SDK_MOUNT
+from harness.stack import REPO_ROOT, SDK_MOUNT, debian_release
+from harness.wheelhouse import target_for
 from slurm import Cluster
 from slurm.errors import ConfigError, DependencyError
 from slurm.packaging.environment import index_reachable
@@ -155,7 +156,7 @@ def test_unresolvable_dependency_fails_at_submit_and_queues_nothing(
             cluster.submit(sample_app.report, 1)
     message = str(info.value)
     assert "cannot install no-such-package-for-slurm-sdk-zz" in message
-    assert "CPython 3.13" in message or "CPython 3.11" in message
+    assert f"CPython {target_for(debian_release()).python}" in message  # the nodes' Python
     assert "_x86_64" in message and "Fix:" in message
     # No job directory nor submission record (the job root itself may exist: it is secured first).
     leftovers = login_transport.run(
