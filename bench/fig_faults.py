@@ -153,8 +153,10 @@ def _counted(counters: tuple[RpcCounter, ...]) -> str:
         return (
             "accounting on (the default): the SDK's watcher asks `sacct` (slurmdbd answers; counted from "
             "`sacctmgr show stats`, reset with `sacctmgr clear stats`) and `squeue` (slurmctld; counted from "
-            "sdiag, reset with `sdiag --reset`) only about jobs sacct lacks and pending jobs with "
-            "dependencies; the target judges the sum. Result files are listed over SSH: no RPC"
+            "sdiag, reset with `sdiag --reset`), in one call per query, only about jobs sacct lacks or says "
+            "are PENDING or requeued (a lagging slurmdbd can say PENDING for a running job): so pending jobs "
+            "cost slurmctld one squeue per query; the target judges the sum. Result files are listed over "
+            "SSH: no RPC"
         )
     return (
         "no accounting on this cluster: the SDK asks squeue (slurmctld; sdiag's per-user count, reset with "
