@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -400,7 +400,7 @@ class Stack:
         recorded = self.read_state().get("inputs_hash")
         current = None if recorded is None else recorded == self.inputs()
         port = self._login_port if services.get("login", "").startswith("running") else None
-        ready = tuple(s for s in self.expected_services if self.is_ready(s, services.get(s, "")))
+        ready = self.ready_services(services)
         return Status(
             self.project,
             self.state_dir,
@@ -473,18 +473,23 @@ class Stack:
         reshape = self._reshape(services)
         if reshape:
             return reshape[0], f"stack {self.project}: {reshape[1]}"
-        if all(self.is_ready(s, services.get(s, "")) for s in self.expected_services):
+        if self.ready_services(services) == self.expected_services:
             return "reuse", f"reusing stack {self.project}"
         return "complete", f"stack {self.project} is partly up ({', '.join(running)}); completing it"
 
-    def is_ready(self, service: str, state: str) -> bool:
+    def ready_services(self, services: dict[str, str]) -> tuple[str, ...]:
+        """The expected services that are ready (``is_ready``), in order; state.json is read once."""
+        ready_ids = frozenset(self.read_state().get("ready_containers") or ())
+        return tuple(s for s in self.expected_services if self.is_ready(s, services.get(s, ""), ready_ids))
+
+    def is_ready(self, service: str, state: str, ready_ids: Collection[str]) -> bool:
         """Healthy, or still "starting" (its first healthcheck not run yet) in a container that passed
-        ``wait_until_ready``: that wait ends before Docker's first healthcheck tick."""
+        ``wait_until_ready`` (``ready_ids``: state.json's ``ready_containers``): that wait ends before
+        Docker's first healthcheck tick."""
         if state == "running (healthy)":
             return True
         container = self._last_inspection.get(service)
-        ready = self.read_state().get("ready_containers") or ()
-        return state == "running (starting)" and container is not None and container.id in ready
+        return state == "running (starting)" and container is not None and container.id in ready_ids
 
     def ensure_up(
         self, session: str = "cli", expected: str | None = None, owner_pid: int | None = None

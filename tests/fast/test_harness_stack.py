@@ -275,3 +275,39 @@ def test_a_stack_that_passed_the_wait_is_reused_before_its_first_healthcheck(
     )
     assert stack.plan("h")[0] == action
     assert stack.status().up == (action == "reuse")  # `harness status` right after `harness up`: exit 0
+
+
+class CountingStack(RunningStack):
+    """A RunningStack that counts its reads of state.json."""
+
+    reads = 0
+
+    def read_state(self) -> dict:
+        self.reads += 1
+        return super().read_state()
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 8])
+def test_plan_and_status_read_the_state_a_fixed_number_of_times_whatever_the_node_count(
+    tmp_path, monkeypatch, nodes
+):
+    """Readiness of every service comes from one read of state.json, not one read per service."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv(ACCOUNTING_VAR, raising=False)
+    topology = Topology(nodes=nodes)
+    services = (*topology.node_names, "login", "slurmctld", "slurmdbd")
+    stack = CountingStack(
+        dict.fromkeys(services, "running (starting)"), project="slurmsdk-reads", topology=topology
+    )
+    stack._last_inspection = {s: SimpleNamespace(id=f"id-{s}") for s in services}
+    stack.update_state(
+        inputs_hash="h",
+        topology=topology.to_record(),
+        accounting=True,
+        ready_containers=[f"id-{s}" for s in services],
+    )
+    stack.reads = 0
+    assert stack.plan("h")[0] == "reuse"
+    plan_reads, stack.reads = stack.reads, 0
+    assert stack.status().up
+    assert (plan_reads, stack.reads) == (4, 3)
