@@ -41,6 +41,9 @@ UP_WAIT_SECONDS = 300  # a built stack takes jobs within ~3-40 s here, even at l
 UP_BOUND_SECONDS = UP_WAIT_SECONDS + 120  # the whole `compose up`: creating containers, then the wait
 READY_POLL_SECONDS = 0.1  # ``wait_until_ready``: how often Slurm is asked over the one SSH connection
 INSPECT_EVERY_SECONDS = 1.0  # ... and how often Docker, to fail at once when a container stopped
+#: An inspection at most this old is current enough for ``wait_until_ready`` to connect from: it inspected
+#: the containers a moment before, and nothing of ours recreates one while it waits.
+INSPECTION_FRESH_SECONDS = 0.5
 NOT_READY = 75  # READY_CHECK's exit status while something is still starting (EX_TEMPFAIL)
 SSH_HOST = "127.0.0.1"
 CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
@@ -253,6 +256,7 @@ class Stack:
         self.events = EventLog(self.state_dir / "events.log")
         self._preflight_passed = False
         self._last_inspection: dict[str, ContainerInspectResult] = {}  # by the last services() call
+        self._inspected_at = -float("inf")  # time.monotonic() of that call
         self._login_id: str | None = None  # id of the login container seen by the last services() call
         self._login_port: int | None = None  # its published SSH port, read from the same inspection
         self.docker = DockerClient(
@@ -344,12 +348,15 @@ class Stack:
         """Every long-running service: the cluster's, and slurmdbd with accounting."""
         return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
 
-    def _containers(self) -> dict[str, ContainerInspectResult]:
+    def _containers(self, max_age: float = 0.0) -> dict[str, ContainerInspectResult]:
         """The project's containers by service, a compute node's by its node name, as one `compose ps` and
         one `docker inspect` saw them (both bounded: ``_inspecting``); remembers the login container's id
-        and published SSH port (a restarted login container gets a new ephemeral port)."""
+        and published SSH port (a restarted login container gets a new ephemeral port). An inspection at
+        most ``max_age`` seconds old is returned as it is (default: Docker is always asked)."""
+        if time.monotonic() - self._inspected_at <= max_age:
+            return self._last_inspection
         containers = {_service_or_node(c): c for c in self._inspect_all()}
-        self._last_inspection = containers
+        self._last_inspection, self._inspected_at = containers, time.monotonic()
         login = containers.get("login")
         self._login_id = login.id if login else None
         self._login_port = _published_ssh_port(login) if login else None
@@ -796,7 +803,7 @@ class Stack:
                     next_inspection = now + INSPECT_EVERY_SECONDS
                 try:
                     if connection is None:
-                        connection = self.connect_info()
+                        connection = self.connect_info(INSPECTION_FRESH_SECONDS)
                         waiting_for = "sshd on the login node"
                     if client is None:
                         client = ssh.connect(
@@ -956,9 +963,10 @@ class Stack:
                 )
             return docker.compose.execute(service, command, tty=False, user=user) or ""
 
-    def connect_info(self) -> Connection:
-        """Port, copied client key (0600) and host key of the running stack."""
-        containers = self._containers()  # learns the login container's id and port, too
+    def connect_info(self, inspection_max_age: float = 0.0) -> Connection:
+        """Port, copied client key (0600) and host key of the running stack; the containers are inspected
+        unless the last inspection is at most ``inspection_max_age`` seconds old."""
+        containers = self._containers(inspection_max_age)  # learns the login container's id and port, too
         port = self.published_port(refresh=False)
         # One plain `docker exec` for both files (no compose project to load): each costs a few hundred ms
         # of a warm start.

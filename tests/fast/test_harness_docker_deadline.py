@@ -114,7 +114,9 @@ def test_lifecycle_calls_end_and_say_why(hung_dockerd, stack, step, what):
 def test_reading_the_ssh_keys_ends_and_says_why(hung_dockerd, stack, monkeypatch):
     """`connect_info`'s key read (a plain `docker exec`, after the containers were listed) is bounded too."""
 
-    def login_listed() -> dict:  # as `_containers` leaves it when the login container runs
+    def login_listed(
+        max_age: float = 0.0,
+    ) -> dict:  # as `_containers` leaves it when the login container runs
         stack._login_id, stack._login_port = "login-id", 2222
         return {}
 

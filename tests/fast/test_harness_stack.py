@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from python_on_whales.client_config import ClientNotFoundError
+from python_on_whales.exceptions import DockerException
 
 from harness.locks import Coordinator
 from harness.stack import (
     ACCOUNTING_VAR,
+    INSPECTION_FRESH_SECONDS,
     REPO_ROOT,
     Stack,
     StackError,
@@ -311,3 +315,18 @@ def test_plan_and_status_read_the_state_a_fixed_number_of_times_whatever_the_nod
     plan_reads, stack.reads = stack.reads, 0
     assert stack.status().up
     assert (plan_reads, stack.reads) == (4, 3)
+
+
+def test_an_inspection_is_reused_only_while_fresh(tmp_path, monkeypatch):
+    """``wait_until_ready`` connects from the inspection it made a moment before; every other caller, and
+    any older inspection, asks Docker again (here: a Docker CLI that does not exist)."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    stack = Stack(REPO_ROOT, client_call=["/nonexistent/docker"], say=lambda _: None)
+    seen = {"login": SimpleNamespace(id="login-id")}
+    stack._last_inspection, stack._inspected_at = seen, time.monotonic()
+    assert stack._containers(INSPECTION_FRESH_SECONDS) is seen
+    with pytest.raises((OSError, DockerException, ClientNotFoundError)):
+        stack._containers()  # the default: always Docker
+    stack._inspected_at -= INSPECTION_FRESH_SECONDS + 0.01
+    with pytest.raises((OSError, DockerException, ClientNotFoundError)):
+        stack._containers(INSPECTION_FRESH_SECONDS)
