@@ -51,20 +51,19 @@ HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
 IMAGE_REPOSITORY = "slurm-sdk-dev"  # compose.yaml's image name (without a registry)
 #: Registry (``HOST:PORT`` or ``ghcr.io/owner``) to pull the images from instead of building them.
 IMAGE_REGISTRY_ENV = "SLURM_SDK_IMAGE_REGISTRY"
+#: images/healthcheck.sh as installed in the image (/usr/local/sbin is not on a user's PATH): the one home of
+#: the node states that count as ready and of how the cluster's name is read (READY_CHECK asks it).
+HEALTHCHECK_IN_STACK = "/usr/local/sbin/healthcheck.sh"
 #: What `wait_until_ready` asks over SSH until it exits 0: slurmctld answers, has registered with slurmdbd
 #: (with accounting: from then on sacct sees jobs), and every node of the topology is registered and usable.
 #: While something is still starting it prints what and exits NOT_READY.
 READY_CHECK = """not_yet() {{ echo "$1"; exit {not_ready}; }}
 scontrol ping 2>/dev/null | grep -q 'is UP' || not_yet "slurmctld to answer"
-{accounting}states=" $(sinfo -h -N -n {nodes} -o '%N=%t' 2>/dev/null | sort -u | tr '\\n' ' ')"
-for node in {node_list}; do
-  case "$states" in
-    *" $node=idle "*|*" $node=mix "*|*" $node=alloc "*|*" $node=comp "*) ;;
-    *) not_yet "node $node to register and be idle (sinfo:${{states:- nothing}})" ;;
-  esac
-done"""
-ACCOUNTING_READY_CHECK = """sacctmgr -n -P show cluster "$(awk -F= '$1 == "ClusterName" {{ print $2 }}' /etc/slurm/slurm.conf)" \\
-  format=controlhost 2>/dev/null | grep -q . || not_yet "slurmctld to register with slurmdbd"
+{accounting}unready=$({healthcheck} unready-nodes {nodes})
+[ -z "$unready" ] || not_yet "nodes to register and be idle (not yet: ${{unready% }})"
+"""
+ACCOUNTING_READY_CHECK = """sacctmgr -n -P show cluster "$({healthcheck} cluster-name)" format=controlhost 2>/dev/null \\
+  | grep -q . || not_yet "slurmctld to register with slurmdbd"
 """
 #: The nodes Slurm knows (one line each), then a tiny batch job, waited for by polling every 0.1 s
 #: (`sbatch --wait` sleeps 2 s before its first look).
@@ -836,10 +835,14 @@ class Stack:
                 client.close()
 
     def _ready_check(self) -> str:
-        accounting = ACCOUNTING_READY_CHECK.format() if accounting_enabled() else ""
-        nodes = self.topology.node_names
+        accounting = (
+            ACCOUNTING_READY_CHECK.format(healthcheck=HEALTHCHECK_IN_STACK) if accounting_enabled() else ""
+        )
         return READY_CHECK.format(
-            not_ready=NOT_READY, accounting=accounting, nodes=",".join(nodes), node_list=" ".join(nodes)
+            not_ready=NOT_READY,
+            accounting=accounting,
+            healthcheck=HEALTHCHECK_IN_STACK,
+            nodes=",".join(self.topology.node_names),
         )
 
     def _fail_if_a_container_stopped(self) -> None:

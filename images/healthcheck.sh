@@ -6,11 +6,35 @@
 # compose.yaml's 10 s timeout), so the container turns healthy when its role is ready rather than at the
 # next 1 s healthcheck tick (Docker 20.10 has no start_interval). From then on each check tries once:
 # the steady-state cost is unchanged. The entrypoint runs `healthcheck.sh reset` when a container
-# (re)starts. The two variables below exist for tests/fast/test_healthcheck.py.
+# (re)starts. The three variables below exist for tests/fast/test_healthcheck.py.
+#
+# Two facts the harness's readiness check (harness/stack.py READY_CHECK, run over SSH on the login node)
+# needs too are answered here only: `healthcheck.sh unready-nodes c1,c2` and `healthcheck.sh cluster-name`.
 set -uo pipefail
 HEALTHY_ONCE=${SLURM_SDK_HEALTHY_MARK:-/run/slurm-sdk-healthy-once}
 FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-8}   # whole seconds
+SLURM_CONF=${SLURM_SDK_SLURM_CONF:-/etc/slurm/slurm.conf}
 POLL_SECONDS=0.1
+# The states of a node that is registered and usable (idle, or busy with jobs later on); not down,
+# drained, not responding (a `*` suffix) or unknown.
+READY_NODE_STATE='^(idle|mix|alloc|comp)$'
+
+cluster_name() {
+  awk -F= '$1 == "ClusterName" { print $2 }' "$SLURM_CONF"
+}
+
+# The nodes of $1 (comma-separated) that are not ready, as `node=state ` each (`none`: Slurm does not
+# list it); nothing when all are.
+unready_nodes() {
+  local -A states=()
+  local node state
+  while IFS='=' read -r node state; do   # a line per node and partition, all in the same state
+    states[$node]=$state
+  done < <(sinfo -h -N -n "$1" -o '%N=%t' 2>/dev/null)
+  for node in ${1//,/ }; do
+    [[ "${states[$node]:-none}" =~ $READY_NODE_STATE ]] || printf '%s=%s ' "$node" "${states[$node]:-none}"
+  done
+}
 
 ready() {
   case "$1" in
@@ -18,13 +42,12 @@ ready() {
       scontrol ping | grep -q 'is UP' || return 1
       # With accounting: ready once slurmctld has registered with slurmdbd (from then on sacct sees jobs).
       if grep -q slurmdbd /etc/slurm/accounting.conf; then
-        [ -n "$(sacctmgr -n -P show cluster dev format=controlhost 2>/dev/null)" ] || return 1
+        [ -n "$(sacctmgr -n -P show cluster "$(cluster_name)" format=controlhost 2>/dev/null)" ] || return 1
       fi ;;
     slurmd)
-      # Registered and usable (idle, or busy with jobs later on); not down, drained or unknown.
-      local state
-      state=$(sinfo -h -N -n "$(cat /run/slurm-sdk-node)" -o '%t' | awk 'NR == 1') || return 1  # a line per partition
-      [[ "$state" =~ ^(idle|mix|alloc|comp)$ ]] ;;
+      local node
+      node=$(cat /run/slurm-sdk-node) && [ -n "$node" ] || return 1
+      [ -z "$(unready_nodes "$node")" ] ;;
     login)
       munge -n | unmunge >/dev/null || return 1
       ssh -q -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
@@ -52,10 +75,13 @@ started() {
   esac
 }
 
-if [ "$1" = reset ]; then   # a (re)started container: not known healthy yet
-  rm -f "$HEALTHY_ONCE"
-  exit
-fi
+case "$1" in
+  reset)   # a (re)started container: not known healthy yet
+    rm -f "$HEALTHY_ONCE"
+    exit ;;
+  unready-nodes) unready_nodes "${2:-}"; exit 0 ;;
+  cluster-name) cluster_name; exit ;;
+esac
 if [ -e "$HEALTHY_ONCE" ]; then
   ready "$1"
   exit

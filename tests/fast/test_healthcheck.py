@@ -114,3 +114,66 @@ def test_nothing_is_forked_to_check_before_the_daemon_listens(tmp_path):
     assert calls(log) == 0
     assert result.returncode == 1
     assert "not listening yet" in result.stderr
+
+
+READY_STATES = ("idle", "mix", "alloc", "comp")
+OTHER_STATES = ("down", "drain", "idle*", "unk", "down*", "fail", "maint")
+
+
+def fake_sinfo(directory: Path, lines: list[str]) -> None:
+    """An `sinfo` that prints ``lines`` (as `sinfo -h -N -o %N=%t` would, a line per node and partition)."""
+    (directory / "sinfo.out").write_text("".join(f"{line}\n" for line in lines))
+    script = directory / "sinfo"
+    script.write_text(f'#!/bin/bash\ncat "{directory / "sinfo.out"}"\n')
+    script.chmod(0o755)
+
+
+def healthcheck(directory: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    environment = os.environ | {"PATH": f"{directory}:{os.environ['PATH']}"} | (env or {})
+    return subprocess.run(
+        ["bash", str(HEALTHCHECK), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    states=st.lists(st.sampled_from((*READY_STATES, *OTHER_STATES, None)), min_size=1, max_size=5),
+    partitions=st.integers(min_value=1, max_value=2),
+)
+def test_unready_nodes_names_every_node_not_in_a_ready_state(tmp_path_factory, states, partitions):
+    """The harness's READY_CHECK and the slurmd role both take node readiness from here (None: a node Slurm
+    does not list yet)."""
+    directory = tmp_path_factory.mktemp("sinfo")
+    nodes = [f"c{n}" for n in range(1, len(states) + 1)]
+    listed = [f"{node}={state}" for node, state in zip(nodes, states, strict=True) if state is not None]
+    fake_sinfo(directory, listed * partitions)
+    expected = "".join(
+        f"{node}={state or 'none'} "
+        for node, state in zip(nodes, states, strict=True)
+        if state not in READY_STATES
+    )
+    assert healthcheck(directory, "unready-nodes", ",".join(nodes)) == expected
+
+
+def test_the_cluster_name_is_read_from_slurm_conf(tmp_path):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("SlurmctldHost=slurmctld\nClusterName=elsewhere\nSlurmUser=slurm\n")
+    assert healthcheck(tmp_path, "cluster-name", env={"SLURM_SDK_SLURM_CONF": str(conf)}) == "elsewhere\n"
+
+
+def test_the_image_reads_the_cluster_name_from_its_own_slurm_conf(tmp_path):
+    """The default is the slurm.conf the image installs (images/slurm/ -> /etc/slurm/), whose name the
+    image build and slurmdbd's database use."""
+    installed = REPO_ROOT / "images" / "slurm" / "slurm.conf"
+    env = {"SLURM_SDK_SLURM_CONF": str(installed)}
+    name = [
+        line.split("=", 1)[1]
+        for line in installed.read_text().splitlines()
+        if line.startswith("ClusterName=")
+    ]
+    assert healthcheck(tmp_path, "cluster-name", env=env) == f"{name[0]}\n"
