@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 from dataclasses import dataclass
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run as docker_run
 
 from harness import docker_deadline
 
@@ -95,8 +97,11 @@ def check_compose_v2(docker: DockerClient) -> Problem | None:
     return None
 
 
-def check_ssh_port(setting: str | None, stack_running: bool) -> Problem | None:
-    """A fixed ``SLURM_SDK_SSH_PORT`` must be free (unless our own stack already holds it)."""
+def check_ssh_port(
+    setting: str | None, stack_running: bool, docker: DockerClient | None = None
+) -> Problem | None:
+    """A fixed ``SLURM_SDK_SSH_PORT`` must be free (unless our own stack already holds it); with ``docker``,
+    a taken port's message names what holds it (``port_holder``)."""
     if not setting or stack_running:
         return None
     if not setting.isdigit() or not 0 < int(setting) < 65536:
@@ -112,16 +117,78 @@ def check_ssh_port(setting: str | None, stack_running: bool) -> Problem | None:
     try:
         probe.bind(("127.0.0.1", port))
     except OSError as exc:
+        holder = port_holder(docker, port) if docker else None
         return Problem(
             "ssh-port-taken",
-            f"SLURM_SDK_SSH_PORT={port} but 127.0.0.1:{port} is already in use ({exc.strerror})",
+            f"SLURM_SDK_SSH_PORT={port} but 127.0.0.1:{port} is already in use ({exc.strerror})"
+            + (f", by {holder.who}" if holder else ""),
             "unset SLURM_SDK_SSH_PORT (the harness then picks a free port), choose another port, "
-            f"or stop what listens there (`ss -ltnp 'sport = :{port}'`)",
+            + (
+                f"or free it: {holder.fix}" if holder else f"or stop what listens there ({_ss_command(port)})"
+            ),
             unavailable=False,
         )
     finally:
         probe.close()
     return None
+
+
+@dataclass(frozen=True)
+class PortHolder:
+    """What listens on a local port, and how to free it, for a message."""
+
+    who: str
+    fix: str
+
+
+#: `docker ps` columns for ``port_holder``: the container and, when Compose made it, its project and checkout.
+HOLDER_FORMAT = (
+    '{{.Names}}\t{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}'
+)
+
+
+def port_holder(docker: DockerClient, port: int) -> PortHolder:
+    """The container publishing ``port`` (its Compose project and checkout), else the host process
+    listening on it (``ss``), else an unnamed holder with the command that names it."""
+    try:
+        with docker_deadline.bounded(docker, docker_deadline.INSPECT_SECONDS, "docker ps") as bounded:
+            rows = docker_run(
+                [*bounded.docker_cmd, "ps", "--filter", f"publish={port}", "--format", HOLDER_FORMAT]
+            )
+    except (DockerException, docker_deadline.DockerTimeout, OSError):
+        rows = ""  # no Docker to ask: the host's view below still names a process
+    for row in str(rows or "").splitlines():
+        name, project, checkout = [*row.split("\t"), "", ""][:3]
+        if project:
+            return PortHolder(
+                f"container {name} of Compose project {project} (started in {checkout or 'an unknown directory'})",
+                f"stop that stack (`docker compose -p {project} down -v`; `python -m harness down` in "
+                f"{checkout or 'its checkout'} if the harness started it) or wait until it ends, then retry",
+            )
+        return PortHolder(f"container {name}", f"stop it (`docker stop {name}`), then retry")
+    process = _listening_process(port)
+    if process:
+        return PortHolder(process, "stop that process or move it to another port, then retry")
+    return PortHolder("an unknown process", f"find it with {_ss_command(port)}, stop it, then retry")
+
+
+def _listening_process(port: int) -> str | None:
+    """``process sshd (pid 12)`` for the host process listening on ``port``, from `ss` (None: unknown)."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return None
+    try:
+        out = subprocess.run(
+            [ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', out)
+    return f"process {match.group(1)} (pid {match.group(2)})" if match else None
+
+
+def _ss_command(port: int) -> str:
+    return f"`ss -ltnp 'sport = :{port}'`"
 
 
 def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_running=None) -> list[Problem]:
@@ -134,7 +201,7 @@ def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_runn
         if problem:
             return [problem]
     running = bool(stack_running()) if stack_running else False
-    problem = check_ssh_port(ssh_port_setting, running)
+    problem = check_ssh_port(ssh_port_setting, running, docker)
     return [problem] if problem else []
 
 

@@ -6,6 +6,7 @@ Docker is faked: a stand-in `docker` executable whose behaviour a FAKE_DOCKER en
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,9 @@ if "compose" in args:
     if "version" in args:
         print("docker-compose version 1.29.2, build 5becea4c" if mode == "compose-v1" else "Docker Compose version v2.26.1")
     sys.exit(0)  # `compose ps` etc.: an empty project
+if args[:1] == ["ps"] and mode == "publisher":  # `docker ps --filter publish=N --format ...`
+    print("proj-login-1\tproj\t/src/other-checkout")
+    sys.exit(0)
 if args[:1] == ["version"]:
     print(json.dumps({{"Client": {{"Version": "20.10.24"}}, "Server": {{"Version": "20.10.24"}}}}))
     sys.exit(0)
@@ -107,6 +111,28 @@ def test_fixed_ssh_port_already_taken(taken_port):
     assert not problem.unavailable  # a misconfiguration: fails even outside CI
     # Our own running stack holding the port is fine.
     assert preflight.check_ssh_port(str(taken_port), stack_running=True) is None
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="names the process with `ss` (iproute2)")
+def test_a_taken_port_names_the_process_holding_it(taken_port, fake_bin, monkeypatch):
+    """No container publishes it (the fake Docker lists none): the host process is named, by pid."""
+    problem = preflight.check_ssh_port(str(taken_port), False, fake_client(fake_bin, monkeypatch, "ok"))
+    assert problem is not None
+    assert re.search(rf", by process \S+ \(pid {os.getpid()}\)$", problem.cause), problem.cause
+
+
+def test_a_port_published_by_a_container_names_its_stack_and_how_to_stop_it(
+    taken_port, fake_bin, monkeypatch
+):
+    holder = preflight.port_holder(fake_client(fake_bin, monkeypatch, "publisher"), taken_port)
+    assert holder.who == "container proj-login-1 of Compose project proj (started in /src/other-checkout)"
+    assert "`docker compose -p proj down -v`" in holder.fix and "/src/other-checkout" in holder.fix
+
+
+def test_a_port_nobody_can_be_found_holding_still_says_how_to_look(fake_bin, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_bin))  # no `ss` either
+    holder = preflight.port_holder(fake_client(fake_bin, monkeypatch, "ok"), 2222)
+    assert holder.who == "an unknown process" and "ss -ltnp 'sport = :2222'" in holder.fix
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "70000"])

@@ -15,6 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from python_on_whales import DockerClient
+
+from harness.preflight import port_holder
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -55,7 +58,13 @@ def _require_docker() -> None:
 def test_poke_by_hand_commands_work_in_a_terminal(tmp_path: Path) -> None:
     _require_docker()
     if _port_taken(README_PORT):
-        pytest.skip(f"127.0.0.1:{README_PORT} is in use; the README's by-hand commands need it")
+        # The README's commands name the port (compose's default), so they cannot be moved to a free one.
+        holder = port_holder(DockerClient(), README_PORT)
+        pytest.fail(
+            f"127.0.0.1:{README_PORT}, where the README's by-hand commands publish login's SSH, is held by "
+            f"{holder.who}\nfix: {holder.fix}",
+            pytrace=False,
+        )
     script = tmp_path / "by-hand.sh"
     script.write_text("set -e\n" + "\n".join(_commands(_block("### Poke at it by hand"))) + "\n")
     project = "slurmsdk-readme-" + hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
