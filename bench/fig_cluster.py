@@ -12,14 +12,25 @@ from python_on_whales.utils import run as docker_run
 from bench.env import REPO_ROOT, BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, timed
+from harness import docker_deadline
+from harness import stack as harness_stack
 
 RELEASE = os.environ.get("DEBIAN_RELEASE", "trixie")
 BASE_IMAGE = f"debian:{RELEASE}"
+#: harness/bootstrap-host.sh: a base image pull, or debootstrap where no registry answers (minutes).
+BOOTSTRAP_SECONDS = docker_deadline.BUILD_SECONDS
 
 
 def stack_image(env: BenchEnv) -> str:
     """The dev image the bench stack runs (the harness tags it per input hash)."""
-    return env.stack.docker.compose.config().services["login"].image
+    return _service_image(env, "login")
+
+
+def _service_image(env: BenchEnv, service: str) -> str:
+    with env.stack._bounded(docker_deadline.INSPECT_SECONDS, "docker compose config") as docker:
+        image = docker.compose.config().services[service].image
+    assert image, f"compose.yaml names no image for {service}"
+    return image
 
 
 def _phase_series(phases: list[dict[str, float]]) -> dict[str, dict]:
@@ -30,10 +41,10 @@ def _phase_series(phases: list[dict[str, float]]) -> dict[str, dict]:
 def reuse(env: BenchEnv, repeats: int) -> Figure:
     """`docker compose up --wait` on a running, unchanged stack (what a second `up` costs)."""
     env.ensure_up()
-    compose = env.stack.docker.compose
     samples = Series()
     for round_ in range(repeats):
-        seconds = timed(lambda: compose.up(detach=True, wait=True, color=False, quiet=True))
+        with env.stack._bounded(harness_stack.UP_BOUND_SECONDS, "docker compose up --wait") as docker:
+            seconds = timed(lambda: docker.compose.up(detach=True, wait=True, color=False, quiet=True))
         samples.samples.append(seconds)
         say(f"  [{round_ + 1}/{repeats}] compose up (nothing changed): {seconds:.2f} s")
     return Figure("reuse", "`docker compose up --wait` with nothing changed", "s", {"compose up": samples})
@@ -43,10 +54,13 @@ def image_size(env: BenchEnv) -> Figure:
     """Sizes are deterministic for a given build: measured once."""
     env.ensure_up()
     sizes, image = {}, stack_image(env)
-    accounting_image = env.stack.docker.compose.config().services["slurmdbd"].image
+    accounting_image = _service_image(env, "slurmdbd")
     for name in (image, accounting_image, BASE_IMAGE):
         try:
-            sizes[name] = Series([env.stack.docker.image.inspect(name).size / 1e6])
+            with env.stack._bounded(
+                docker_deadline.INSPECT_SECONDS, f"docker image inspect {name}"
+            ) as docker:
+                sizes[name] = Series([docker.image.inspect(name).size / 1e6])
         except DockerException as exc:
             say(f"  cannot inspect {name}: {exc}")
     return Figure(
@@ -72,16 +86,21 @@ def _remove_images_and_cache(env: BenchEnv) -> None:
     """Untag the bench stack's dev image (and the plain release tag), the Debian base, and drop the build
     cache. Containers of other stacks keep running on their (now untagged) images; their next build finds
     the cache this run leaves behind."""
-    docker = env.stack.docker
     for name in (stack_image(env), f"slurm-sdk-dev:{RELEASE}", BASE_IMAGE):
-        if docker.image.exists(name):
+        with env.stack._bounded(docker_deadline.INSPECT_SECONDS, f"docker image inspect {name}") as docker:
+            present = docker.image.exists(name)
+        if present:
             say(f"  removing image {name}")
-            docker.image.remove(name, force=True)
-    if docker.buildx.is_installed():
-        docker.buildx.prune(all=True)
-    else:  # Docker 20.10 without the buildx plugin: the daemon's own builder cache API
-        say("  pruning build cache (docker builder prune -af)")
-        docker_run([*docker.docker_cmd, "builder", "prune", "-af"])
+            with env.stack._bounded(docker_deadline.CLEANUP_SECONDS, f"docker image rm {name}") as docker:
+                docker.image.remove(name, force=True)
+    with env.stack._bounded(docker_deadline.ANSWER_SECONDS, "docker buildx version") as docker:
+        buildx = docker.buildx.is_installed()
+    with env.stack._bounded(docker_deadline.CLEANUP_SECONDS, "docker builder prune") as docker:
+        if buildx:
+            docker.buildx.prune(all=True)
+        else:  # Docker 20.10 without the buildx plugin: the daemon's own builder cache API
+            say("  pruning build cache (docker builder prune -af)")
+            docker_run([*docker.docker_cmd, "builder", "prune", "-af"])
 
 
 def _bootstrap() -> None:
@@ -90,6 +109,7 @@ def _bootstrap() -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
+        timeout=BOOTSTRAP_SECONDS,
     )
     if result.returncode != 0:
         raise RuntimeError(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bench.env import BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, timed
+from harness import docker_deadline
 from harness.stack import ACCOUNTING_VAR
 from harness.topology import Topology
 
@@ -194,8 +195,9 @@ def cold(env: BenchEnv) -> Figure:
 def _build_without_cache(env: BenchEnv) -> None:
     env.stack.refresh_wheelhouse()
     with _accounting(True):  # both images: the base one and slurmdbd's
-        for _ in env.stack.docker.compose.build(cache=False, stream_logs=True):
-            pass
+        with env.stack._bounded(docker_deadline.BUILD_SECONDS, "docker compose build --no-cache") as docker:
+            for _ in docker.compose.build(cache=False, stream_logs=True):
+                pass
 
 
 def _median_phases(phases: list[dict[str, float]]) -> dict[str, float]:

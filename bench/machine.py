@@ -10,6 +10,8 @@ from typing import Any
 
 from python_on_whales import DockerClient
 
+from harness import docker_deadline
+
 
 def _os_name() -> str:
     try:
@@ -32,13 +34,15 @@ def _ram_gib() -> float | None:
 
 
 def describe(docker: DockerClient) -> dict[str, Any]:
-    version = docker.version()
+    with docker_deadline.bounded(docker, docker_deadline.ANSWER_SECONDS, "docker version") as bounded:
+        version = bounded.version()
+        compose = bounded.compose.version()
     return {
         "cores": os.cpu_count(),
         "ram_gib": _ram_gib(),
         "os": f"{_os_name()} (kernel {platform.release()}, {platform.machine()})",
         "docker": version.server.version if version.server else "unknown",
-        "compose": docker.compose.version().removeprefix("Docker Compose version ").strip(),
+        "compose": compose.removeprefix("Docker Compose version ").strip(),
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }

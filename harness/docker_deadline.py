@@ -40,6 +40,8 @@ CONTAINER_SECONDS = 60.0
 TRANSFER_SECONDS = 1800.0
 DOWN_SECONDS = 120.0  # `compose down`: ~5 s here (stop_grace_period 2 s)
 BUILD_SECONDS = 3600.0  # a cold image build: ~5-10 min here
+#: Removing an image (0.4-0.7 GB) or pruning the whole build cache (several GB): seconds to a minute here.
+CLEANUP_SECONDS = 600.0
 
 
 class DockerTimeout(TimeoutError):

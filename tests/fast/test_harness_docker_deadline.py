@@ -11,11 +11,13 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from bench import fig_cluster, machine
 from harness import __main__ as harness_cli
 from harness import airgap, docker_deadline, images
 from harness.docker_deadline import DockerTimeout, bounded
@@ -57,6 +59,8 @@ def hung_dockerd(tmp_path, monkeypatch) -> str:
         "EXEC_SECONDS",
         "CONTAINER_SECONDS",
         "TRANSFER_SECONDS",
+        "CLEANUP_SECONDS",
+        "BUILD_SECONDS",
     ):
         monkeypatch.setattr(docker_deadline, name, LIMIT)
     monkeypatch.setattr("harness.stack.UP_BOUND_SECONDS", LIMIT)
@@ -108,6 +112,23 @@ def test_lifecycle_calls_end_and_say_why(hung_dockerd, stack, step, what):
     assert isinstance(error, DockerTimeout) and isinstance(error, TimeoutError)  # CLI and plugin catch it
     assert f"did not answer `{what}` within 1 s" in str(error)
     assert "systemctl status docker" in str(error) and docker_deadline.DOCKERD_LOG in str(error)
+
+
+@needs_docker_cli
+@pytest.mark.parametrize(
+    ("step", "what"),
+    [
+        (lambda env: machine.describe(env.stack.docker), "docker version"),
+        (lambda env: fig_cluster.reuse(env, repeats=1), "docker compose up --wait"),
+        (lambda env: fig_cluster.image_size(env), "docker compose config"),
+        (lambda env: fig_cluster._remove_images_and_cache(env), "docker compose config"),
+    ],
+)
+def test_the_benchmarks_docker_calls_end_and_say_why(hung_dockerd, stack, step, what):
+    env = SimpleNamespace(stack=stack, ensure_up=lambda: None)  # the bench stack, already up
+    error = _ends_in_time(lambda: step(env))
+    assert isinstance(error, DockerTimeout)
+    assert f"did not answer `{what}` within 1 s" in str(error)
 
 
 @needs_docker_cli
