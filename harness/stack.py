@@ -759,9 +759,9 @@ class Stack:
         ``READY_CHECK`` (slurmctld answers, is registered with slurmdbd, every node usable) every 0.1 s on
         that one connection, then ``PROBE_JOB``; returns the connection and the nodes Slurm knows.
 
-        It ends as soon as Slurm is ready: compose's `up --wait` ends a second or so later on this
-        Docker (20.10 runs a container's first healthcheck 1 s after its start, with no start_interval,
-        and compose looks at the health every 0.5 s): a third of a 3 s start. The healthchecks stay, for
+        It ends as soon as Slurm is ready: compose's `up --wait` ends later on this Docker (20.10 runs
+        a container's first healthcheck an interval (compose.yaml: 2 s) after its start, with no
+        start_interval, and compose looks at the health every 0.5 s). The healthchecks stay, for
         `docker compose up --wait` and `harness status`. It fails at once when a container stops, and at
         the deadline says what it was still waiting for."""
         self.say("waiting until Slurm takes jobs (SSH login, slurmctld, every node, a tiny job)")
