@@ -2,7 +2,7 @@
 
 "Ready" is what ``harness up`` (``Stack.ensure_up``) returns on: containers started (`compose up -d`), then,
 checked over SSH (``Stack.wait_until_ready``), slurmctld answers and has registered with slurmdbd, every node
-is idle, and a tiny batch job submitted over SSH has completed. Each round starts every shape once, in turn (interleaved), from a
+is idle, and a tiny job run with srun over SSH has completed. Each round starts every shape once, in turn (interleaved), from a
 stack that is down with its images built.
 """
 
