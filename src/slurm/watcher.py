@@ -6,10 +6,9 @@ at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s, then every 25-30 s, so about 8 quer
 2 a minute afterwards, however many jobs and threads wait. A new submission restarts the ramp. Each query
 is one ``sacct`` (answered by slurmdbd, not slurmctld) when accounting is present, plus one ``squeue``, for
 all of them at once, when sacct does not list some jobs or says they were requeued, and at most once per
-``CONFIRM_LIVE_EVERY`` (15 s) to confirm the jobs sacct says pend (slurmdbd hears of starts late or never,
-and squeue says why a job pends; see ``SlurmBackend._query``): so a waiting client asks slurmctld no more
-often than one without accounting would, 3 times instead of 8 in its first minute, and not at all while its
-jobs run.
+``CONFIRM_LIVE_EVERY`` (15 s) to confirm the jobs sacct says pend or run (slurmdbd hears of starts and ends
+late or never, and squeue says why a job pends; see ``SlurmBackend._query``): so a waiting client asks
+slurmctld no more often than one without accounting would, and 3 times instead of 8 in its first minute.
 
 Job ends are mostly seen without the scheduler: waits look for result files on the shared file system
 (see ``slurm.job.wait_all``). The scheduler is needed for jobs that end without one (cancelled, killed,

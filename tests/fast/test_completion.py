@@ -156,9 +156,9 @@ def test_a_dependency_that_can_never_be_met_is_cancelled_and_names_the_parent(ma
 
 
 def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_every_15s(make, slurm):
-    """sacct's PENDING is what slurmdbd last heard (its record of a start can lag or be lost, e.g. when
-    slurmctld dies before sending it): slurmctld, through squeue, decides for live jobs, and says why they
-    pend. Only those jobs cost slurmctld a query, all in one squeue: on every query a caller
+    """sacct's PENDING or RUNNING is what slurmdbd last heard (its record of a start or an end can lag or be
+    lost, e.g. when slurmctld dies before sending it): slurmctld, through squeue, decides for live jobs, and
+    says why they pend. Only those jobs cost slurmctld a query, all in one squeue: on every query a caller
     makes, and at most once per CONFIRM_LIVE_EVERY on a wait's background polls."""
     now = [1000.0]
     cluster = make(clock=lambda: now[0])
@@ -172,7 +172,7 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     running, started, waiting, done = (cluster.submit(tasks.add, 1, 2) for _ in range(4))
     cluster.poll()
     [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
-    assert argv[argv.index("-j") + 1] == "101,102"
+    assert argv[argv.index("-j") + 1] == "100,101,102"
     assert [job.last_state for job in (running, started, waiting, done)] == [
         JobState.RUNNING,
         JobState.RUNNING,
@@ -227,7 +227,7 @@ def test_squeue_confirms_a_live_job_on_a_background_poll_at_most_every_15s(polls
         transport.script("sacct", ok(SACCT_SAYS[says]))
         transport.calls.clear()
         backend.statuses(["100"], background=background)
-        live = says == "PENDING"
+        live = says in ("PENDING", "RUNNING")
         due = not background or confirmed_at is None or now[0] - confirmed_at >= CONFIRM_LIVE_EVERY
         expected = says in ("NODE_FAIL", "nothing") or (live and due)
         assert transport.count("squeue") == int(expected), (now[0], says, background, confirmed_at)
@@ -235,11 +235,27 @@ def test_squeue_confirms_a_live_job_on_a_background_poll_at_most_every_15s(polls
             confirmed_at = now[0]
 
 
-def test_a_job_squeue_no_longer_lists_keeps_what_sacct_said(make, slurm):
-    slurm.script("sacct", ok("100|PENDING\n"))
+def test_a_job_sacct_calls_running_that_slurmctld_forgot_is_lost_not_waited_on_until_the_timeout(make, slurm):
+    """slurmdbd never heard of the job's end (slurmctld died before sending it) and slurmctld has dropped
+    the job since (MinJobAge): sacct says RUNNING forever. squeue no longer listing it twice ends the wait."""
+    slurm.script("sacct", ok("100|RUNNING\n"))
     slurm.script("squeue", CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.query_state() is JobState.PENDING
+    with pytest.raises(
+        JobFailedError,
+        match=r"job 100 \(add\) is unknown to the scheduler .*sacct still says RUNNING: slurmdbd never heard "
+        "of its end",
+    ) as info:
+        job.result(timeout=30)
+    assert info.value.state == "LOST" and job.last_state is JobState.LOST
+
+
+def test_a_job_sacct_calls_running_whose_end_slurmctld_knows_ends_as_slurmctld_says(make, slurm):
+    slurm.script("sacct", ok("100|RUNNING\n"))
+    slurm.script("squeue", squeue("100|TIMEOUT|TimeLimit|0"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobFailedError, match="ended TIMEOUT without a result"):
+        job.result(timeout=30)
 
 
 def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, recorder):
@@ -261,9 +277,11 @@ def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, reco
 
 
 def test_sacct_duplicates_count_the_runs_of_a_requeued_job(make, slurm):
-    slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|RUNNING\n"))
+    # An end (squeue would confirm a live state, and answer with its own restart count).
+    slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|COMPLETED\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.query_state() is JobState.RUNNING and job.restarts == 2
+    assert job.query_state() is JobState.COMPLETED and job.restarts == 2
+    assert slurm.count("squeue") == 0
 
 
 def test_transient_scheduler_errors_are_outlasted(make, slurm):
@@ -455,6 +473,7 @@ def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slur
 
 def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
     slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
     job = make().submit(tasks.add, 1, 2)
     assert job.query_state() is JobState.RUNNING and job.restarts == 0
 

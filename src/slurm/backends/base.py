@@ -67,7 +67,8 @@ TERMINAL_STATES = frozenset(
 @dataclass(frozen=True)
 class JobStatus:
     """What the scheduler said about one job: its state, why it is pending (squeue's reason, e.g.
-    "DependencyNeverSatisfied"), and how often it was requeued (Slurm's restart count)."""
+    "DependencyNeverSatisfied"; for an UNKNOWN job slurmctld forgot, what accounting still says of it),
+    and how often it was requeued (Slurm's restart count)."""
 
     state: JobState
     reason: str = ""

@@ -53,15 +53,15 @@ _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 #: What sacct says of a job something just happened to (failed or preempted, maybe requeued by now, see
 #: ``SlurmBackend._query``): squeue confirms these on every query.
 _UNSETTLED = frozenset({JobState.REQUEUED, JobState.NODE_FAIL, JobState.PREEMPTED})
-#: What sacct says of a live job, which may be stale: slurmdbd hears of starts late, or never.
+#: What sacct says of a live job, which may be stale: slurmdbd hears of starts and ends late, or never.
 #: squeue confirms these on every query a caller makes, and at most once per ``CONFIRM_LIVE_EVERY`` on a
 #: wait's background polls.
-_LIVE = frozenset({JobState.PENDING})
+_LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.COMPLETING})
 #: Seconds between two squeue confirmations of sacct's live states on a wait's background polls. Half the
 #: default poll_interval (30 s): the watcher's ramp (queries at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s)
 #: confirms at 1, 21 and 49 s instead of 8 times in its first minute, and every query once the pause has
-#: grown past 15 s, so a long wait learns of a start slurmdbd missed no later than it would without
-#: accounting.
+#: grown past 15 s, so a long wait learns of a start or an end slurmdbd missed no later than it would
+#: without accounting.
 CONFIRM_LIVE_EVERY = 15.0
 #: How sacct --duplicates records a run that ended in a requeue.
 _REQUEUED_RUN = frozenset({"REQUEUED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"})
@@ -189,6 +189,7 @@ class SlurmBackend(Backend):
         self._lock = threading.Lock()
         self._clock = clock
         self._live_confirmed_at: float | None = None  # the last squeue that confirmed sacct's live states
+        self._forgotten: set[str] = set()  # jobs sacct calls live that the last squeue did not list
 
     def to_config(self) -> dict[str, object]:
         """Options a workflow's child rebuilds this backend from (inside the allocation, transport local)."""
@@ -280,12 +281,16 @@ class SlurmBackend(Backend):
         slurmctld's agent queue, seconds late on a busy cluster (seen with Slurm 22.05: a running job
         PENDING; a finished array task missing while its siblings were listed; a job requeued after a
         node failure listed as NODE_FAIL alone, its new run not yet recorded), and never if slurmctld dies
-        before sending them. slurmctld knows its live jobs, so squeue decides for those; a job it no
-        longer lists keeps sacct's answer."""
+        before sending them. slurmctld knows its live jobs, so squeue decides for those. A job it no
+        longer lists keeps sacct's answer if that is an end; if sacct calls it live, its end never reached
+        slurmdbd and slurmctld has forgotten it (MinJobAge): UNKNOWN, with sacct's word as the reason."""
         queried = list(dict.fromkeys(_array_id(job_id) for job_id in job_ids))
         found = self._sacct(queried) if self._use_sacct else {}
         live = {key for key, status in found.items() if status.state in _LIVE}
+        # Jobs squeue did not list last time are asked on every query until it confirms (see Job: two
+        # queries apart make a job LOST), like the jobs sacct does not list.
         ask = {_array_id(key) for key, status in found.items() if status.state in _UNSETTLED}
+        ask |= {_array_id(key) for key in live & self._forgotten}
         ask |= {
             _array_id(j)
             for j, s in _resolve(job_ids, found).items()
@@ -297,7 +302,14 @@ class SlurmBackend(Backend):
         listed = self._squeue([j for j in queried if j in asked])
         if live:
             self._live_confirmed_at = self._clock()
-        return found | listed
+        forgotten = {
+            key: JobStatus(JobState.UNKNOWN, f"sacct still says {found[key].state.value}")
+            for key in live
+            if key not in listed
+        }
+        with self._lock:
+            self._forgotten = (self._forgotten - live) | forgotten.keys()
+        return found | forgotten | listed
 
     def _sacct(self, job_ids: list[str]) -> dict[str, JobStatus]:
         # --duplicates: one line per run of a requeued job, which gives the restart count.
