@@ -89,9 +89,10 @@ def test_a_job_whose_end_never_reached_accounting_ends_the_wait_as_lost(
     slurm_cluster, slurm_stack, faults, login_transport
 ):
     """slurmdbd never hears of a job's end when slurmctld dies before sending it: sacct says RUNNING for
-    good. The SDK has squeue confirm what sacct calls live (on a wait at most every 15 s): while slurmctld
-    lists the job, squeue says how it ended; once slurmctld has forgotten it (MinJobAge, 2 s here) the job
-    is LOST, and the error says sacct still calls it RUNNING. Before, the wait ran until its timeout."""
+    good. The SDK has squeue confirm what sacct calls live (on a wait at most every 15 s); once slurmctld
+    has forgotten the job (MinJobAge, 2 s here) it is LOST, and the error says sacct still calls it
+    RUNNING. Before, the wait ran until its timeout. The record is made stale only after slurmctld forgot
+    the job: Slurm 22.05 sent the job's end to slurmdbd again meanwhile (sacct said FAILED again)."""
     from slurm import JobFailedError, JobState
 
     from . import fault_jobs
@@ -102,9 +103,9 @@ def test_a_job_whose_end_never_reached_accounting_ends_the_wait_as_lost(
     job = slurm_cluster.submit(fault_jobs.vanish, 3)  # ends FAILED without a result
     sacct = f"sacct -n -X -P -j {job.job_id} -o State"
     wait_until(lambda: login_transport.run(sacct).stdout.split() == ["FAILED"], 60, "sacct says FAILED")
+    wait_until(lambda: not scheduler_knows(slurm_stack, job.job_id), 90, f"slurmctld forgetting {job.job_id}")
     faults.lose_job_end(job.job_id)
     assert login_transport.run(sacct).stdout.split() == ["RUNNING"]  # the stale record, as sacct shows it
-    wait_until(lambda: not scheduler_knows(slurm_stack, job.job_id), 90, f"slurmctld forgetting {job.job_id}")
     with pytest.raises(
         JobFailedError, match="sacct still says RUNNING: slurmdbd never heard of its end"
     ) as info:
