@@ -74,7 +74,7 @@ class TimedStack(Stack):
 
     def probe(self, connection: Connection, quick: bool = False) -> list[str]:
         return self._timed(
-            "probe (ssh + quick check)" if quick else "probe (ssh + tiny sbatch job)",
+            "probe (ssh + quick check)" if quick else "probe (ssh + tiny srun job)",
             lambda: super(TimedStack, self).probe(connection, quick=quick),
         )
 

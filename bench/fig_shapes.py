@@ -2,7 +2,7 @@
 
 "Ready" is what ``harness up`` (``Stack.ensure_up``) returns on: containers started (`compose up -d`), then,
 checked over SSH (``Stack.wait_until_ready``), slurmctld answers and has registered with slurmdbd, every node
-is idle, and a tiny batch job submitted over SSH has completed. Each round starts every shape once, in turn (interleaved), from a
+is idle, and a tiny job run with srun over SSH has completed. Each round starts every shape once, in turn (interleaved), from a
 stack that is down with its images built.
 """
 
@@ -25,7 +25,7 @@ WARM_TARGET_SECONDS = 3.0  # issue 11: the default stack (2 nodes, accounting), 
 PER_NODE_TARGET_SECONDS = 0.5  # issue 11: growth per extra node
 READY = (
     "ready = containers started (`compose up -d`), then over SSH: slurmctld answers and is registered with "
-    "slurmdbd, every node idle, a tiny sbatch job completed (harness `wait_until_ready`)"
+    "slurmdbd, every node idle, a tiny srun job completed (harness `wait_until_ready`)"
 )
 
 LOAD_NOTE = (
@@ -127,7 +127,7 @@ def warm(env: BenchEnv, repeats: int) -> Figure:
         },
         notes=[
             "ensure_up = preflight + image check + `compose up -d` + wait until ready (key copy, SSH login, "
-            "Slurm asked every 0.1 s, a tiny sbatch job); each round starts every shape in turn from a stack "
+            "Slurm asked every 0.1 s, a tiny srun job); each round starts every shape in turn from a stack "
             "that is down (interleaved)",
             "the default stack is 2 nodes with accounting (slurmdbd + MariaDB)",
             LOAD_NOTE,

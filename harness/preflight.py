@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from python_on_whales import DockerClient
@@ -129,10 +130,16 @@ def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_runn
 
     ``stack_running`` is a callable, asked only once Docker works, telling whether our own stack is up.
     """
-    for check in (check_docker_cli, check_daemon, check_compose_v2):
-        problem = check(docker)
-        if problem:
-            return [problem]
+    problem = check_docker_cli(docker)
+    if problem:
+        return [problem]
+    # Each of these starts a Docker CLI process (0.1 s or more here): side by side they cost a warm start
+    # one wait, not two. Reported in dependency order all the same: the daemon's problem first.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        daemon, compose = pool.map(lambda check: check(docker), (check_daemon, check_compose_v2))
+    problem = daemon or compose
+    if problem:
+        return [problem]
     running = bool(stack_running()) if stack_running else False
     problem = check_ssh_port(ssh_port_setting, running)
     return [problem] if problem else []

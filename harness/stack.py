@@ -52,6 +52,7 @@ IMAGE_REGISTRY_ENV = "SLURM_SDK_IMAGE_REGISTRY"
 #: (with accounting: from then on sacct sees jobs), and every node of the topology is registered and usable.
 #: While something is still starting it prints what and exits NOT_READY.
 READY_CHECK = """not_yet() {{ echo "$1"; exit {not_ready}; }}
+(exec 3<>/dev/tcp/slurmctld/6817) 2>/dev/null || not_yet "slurmctld to listen"
 scontrol ping 2>/dev/null | grep -q 'is UP' || not_yet "slurmctld to answer"
 {accounting}states=" $(sinfo -h -N -n {nodes} -o '%N=%t' 2>/dev/null | sort -u | tr '\\n' ' ')"
 for node in {node_list}; do
@@ -63,19 +64,13 @@ done"""
 ACCOUNTING_READY_CHECK = """sacctmgr -n -P show cluster "$(awk -F= '$1 == "ClusterName" {{ print $2 }}' /etc/slurm/slurm.conf)" \\
   format=controlhost 2>/dev/null | grep -q . || not_yet "slurmctld to register with slurmdbd"
 """
-#: The nodes Slurm knows (one line each), then a tiny batch job, waited for by polling every 0.1 s
-#: (`sbatch --wait` sleeps 2 s before its first look).
-PROBE_JOB = """sinfo -h -N -o %N | sort -u
-id=$(sbatch --parsable -J harness-probe -o /dev/null --wrap true) || exit 1
-for _ in $(seq 600); do
-  state=$(scontrol show job "$id" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
-  case "$state" in
-    COMPLETED) exit 0 ;;
-    FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) echo "probe job $id: $state" >&2; exit 1 ;;
-  esac
-  sleep 0.1
-done
-echo "probe job $id still ${state:-unknown} after 60 s" >&2; exit 1"""
+#: The nodes Slurm knows (one line each), then a tiny job run on a node with `srun`: an interactive
+#: allocation is granted inside the request, while a batch job waits for the scheduler's next pass (up
+#: to 1 s: slurmctld's background loop runs once a second), then the poll that sees it finish.
+PROBE_TIMEOUT_SECONDS = 60
+PROBE_JOB = f"""sinfo -h -N -o %N | sort -u
+timeout {PROBE_TIMEOUT_SECONDS} srun --quiet -J harness-probe -N1 -n1 true || {{
+  echo "probe job (srun true) failed or did not end within {PROBE_TIMEOUT_SECONDS} s (exit $?)" >&2; exit 1; }}"""
 SLURMCTLD_LOG = "/var/log/slurm/slurmctld.log"
 SLURMD_LOG = "/var/log/slurm/slurmd.log"
 #: state.json key: the login node's SSH port when pinned (``Stack.pin_ssh_port``), else absent or null.
@@ -764,9 +759,9 @@ class Stack:
         ``READY_CHECK`` (slurmctld answers, is registered with slurmdbd, every node usable) every 0.1 s on
         that one connection, then ``PROBE_JOB``; returns the connection and the nodes Slurm knows.
 
-        It ends as soon as Slurm is ready: compose's `up --wait` ends a second or so later on this
-        Docker (20.10 runs a container's first healthcheck 1 s after its start, with no start_interval,
-        and compose looks at the health every 0.5 s): a third of a 3 s start. The healthchecks stay, for
+        It ends as soon as Slurm is ready: compose's `up --wait` ends later on this Docker (20.10 runs
+        a container's first healthcheck an interval (compose.yaml: 2 s) after its start, with no
+        start_interval, and compose looks at the health every 0.5 s). The healthchecks stay, for
         `docker compose up --wait` and `harness status`. It fails at once when a container stops, and at
         the deadline says what it was still waiting for."""
         self.say("waiting until Slurm takes jobs (SSH login, slurmctld, every node, a tiny job)")
@@ -817,7 +812,7 @@ class Stack:
                     raise StackError(f"readiness check failed (exit {code}): {err.strip() or out.strip()}")
                 waiting_for = out.strip()
                 time.sleep(READY_POLL_SECONDS)
-            self.say("probe: a tiny sbatch job")
+            self.say("probe: a tiny job (srun)")
             return connection, self._run_probe(client)
         finally:
             if client is not None:
@@ -1009,7 +1004,7 @@ class Stack:
         ``scontrol ping`` only, which never waits behind other sessions' jobs.
         """
         command = "scontrol ping | grep -q 'is UP'" if quick else PROBE_JOB
-        self.say("probe: SSH login + " + ("scontrol ping" if quick else "a tiny sbatch job"))
+        self.say("probe: SSH login + " + ("scontrol ping" if quick else "a tiny job (srun)"))
         try:
             client = ssh.connect(
                 connection.host, connection.port, connection.user, connection.key_path, connection.host_key

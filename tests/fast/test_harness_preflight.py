@@ -21,6 +21,8 @@ from harness.stack import REPO_ROOT
 FAKE_DOCKER = f"""#!{sys.executable}
 import json, os, sys
 mode, args = os.environ.get("FAKE_DOCKER", "ok"), sys.argv[1:]
+if mode == "nothing-works":  # no daemon, and a CLI without the compose plugin
+    sys.exit("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
 if "compose" in args:
     if mode == "no-compose":
         sys.exit("docker: 'compose' is not a docker command.")
@@ -84,6 +86,15 @@ def test_only_legacy_docker_compose_installed(fake_bin, monkeypatch):
     problem = preflight.check_compose_v2(fake_client(fake_bin, monkeypatch, "no-compose"))
     assert problem is not None and problem.code == "compose-missing"
     assert "legacy v1 `docker-compose`" in problem.cause
+
+
+def test_the_daemon_is_named_first_when_compose_fails_too(fake_bin, monkeypatch):
+    """Both Docker checks run side by side; the report keeps their dependency order: the daemon first."""
+    problems = preflight.run_checks(
+        fake_client(fake_bin, monkeypatch, "nothing-works"), ssh_port_setting=None
+    )
+    assert [p.code for p in problems] == ["daemon-down"]
+    assert "Cannot connect to the Docker daemon" in problems[0].cause
 
 
 def test_working_fake_docker_passes(fake_bin, monkeypatch):
