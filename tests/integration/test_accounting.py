@@ -92,7 +92,8 @@ def test_a_job_whose_end_never_reached_accounting_ends_the_wait_as_lost(
     good. The SDK has squeue confirm what sacct calls live (on a wait at most every 15 s); once slurmctld
     has forgotten the job (MinJobAge, 2 s here) it is LOST, and the error says sacct still calls it
     RUNNING. Before, the wait ran until its timeout. The record is made stale only after slurmctld forgot
-    the job: Slurm 22.05 sent the job's end to slurmdbd again meanwhile (sacct said FAILED again)."""
+    the job: made stale before, on Slurm 22.05 it was FAILED again by the time the wait asked (slurmctld
+    had told slurmdbd of the end once more)."""
     from slurm import JobFailedError, JobState
 
     from . import fault_jobs
