@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from filelock import FileLock
 
 from harness import docker_deadline
+from harness.stack import COMPOSE_PROJECT_LABEL
 
 if TYPE_CHECKING:
     from harness.stack import Stack
@@ -69,7 +70,7 @@ def rules(project: str, subnet: Network) -> list[tuple[str, list[str]]]:
 def stack_subnets(stack: Stack) -> list[Network]:
     """Subnets of the Docker networks compose created for the stack (normally one)."""
     with stack._bounded(docker_deadline.INSPECT_SECONDS, "docker network ls") as docker:
-        networks = docker.network.list(filters=[("label", f"com.docker.compose.project={stack.project}")])
+        networks = docker.network.list(filters=[("label", f"{COMPOSE_PROJECT_LABEL}={stack.project}")])
     subnets = [
         ipaddress.ip_network(entry["Subnet"], strict=False)
         for network in networks

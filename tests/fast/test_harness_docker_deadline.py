@@ -96,7 +96,7 @@ def test_preflight_names_a_wedged_daemon_with_cause_and_fix(hung_dockerd, stack)
     ("step", "what"),
     [
         (lambda stack: stack.down(), "docker compose down"),
-        (lambda stack: stack.services(), "docker compose ps/inspect"),
+        (lambda stack: stack.services(), "docker ps/inspect"),
         (lambda stack: stack.up(), "docker compose up"),
         (lambda stack: stack.exec("login", ["true"]), "docker compose exec login true"),
         (lambda stack: stack.refresh_wheelhouse(), "docker info"),

@@ -29,6 +29,8 @@ if "compose" in args:
     if "version" in args:
         print("docker-compose version 1.29.2, build 5becea4c" if mode == "compose-v1" else "Docker Compose version v2.26.1")
     sys.exit(0)  # `compose ps` etc.: an empty project
+if args[:1] == ["ps"]:  # the project's containers: none
+    sys.exit(0)
 if args[:1] == ["version"]:
     print(json.dumps({{"Client": {{"Version": "20.10.24"}}, "Server": {{"Version": "20.10.24"}}}}))
     sys.exit(0)
