@@ -153,10 +153,11 @@ def _counted(counters: tuple[RpcCounter, ...]) -> str:
         return (
             "accounting on (the default): the SDK's watcher asks `sacct` (slurmdbd answers; counted from "
             "`sacctmgr show stats`, reset with `sacctmgr clear stats`) and `squeue` (slurmctld; counted from "
-            "sdiag, reset with `sdiag --reset`), in one call per query, only about jobs sacct lacks or says "
-            "are PENDING or requeued (a lagging slurmdbd can say PENDING for a running job): so pending jobs "
-            "cost slurmctld one squeue per query; the target judges the sum. Result files are listed over "
-            "SSH: no RPC"
+            "sdiag, reset with `sdiag --reset`), in one call per query: on every query about jobs sacct "
+            "lacks or says were requeued, and at most once per 15 s (CONFIRM_LIVE_EVERY) about jobs it says "
+            "pend or run (a lagging slurmdbd can say PENDING for a running job, RUNNING for an ended one): "
+            "about 3 squeue in the first minute (at ~1, 21, 49 s) instead of 8; the target judges the sum. "
+            "Result files are listed over SSH: no RPC"
         )
     return (
         "no accounting on this cluster: the SDK asks squeue (slurmctld; sdiag's per-user count, reset with "

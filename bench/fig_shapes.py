@@ -127,7 +127,7 @@ def warm(env: BenchEnv, repeats: int) -> Figure:
             }
         },
         notes=[
-            "ensure_up = preflight + image check + `compose up -d` + wait until ready (key copy, SSH login, "
+            "ensure_up = image check + `compose up -d` + wait until ready (key copy, SSH login, "
             "Slurm asked every 0.1 s, a tiny srun job); each round starts every shape in turn from a stack "
             "that is down (interleaved)",
             "the default stack is 2 nodes with accounting (slurmdbd + MariaDB)",

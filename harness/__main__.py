@@ -380,6 +380,11 @@ def _topology(args: argparse.Namespace, stack: Stack) -> Topology | None:
     return Topology.resolve(os.environ, stack.read_state().get("topology"), **flags)
 
 
+#: Verbs that start the stack (``ensure_up``), which runs the preflight checks itself when a Docker call
+#: fails, so that a warm start does not pay for them (two Docker CLI processes) when nothing does.
+CHECKS_ON_FAILURE = {"up", "smoke"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -392,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.action != "down" or not args.force:
+        if args.action not in CHECKS_ON_FAILURE and (args.action != "down" or not args.force):
             stack.preflight()
         return COMMANDS[args.action](stack, args)
     except (PreflightError, StackError, TimeoutError, airgap.AirgapError, kit.KitError) as exc:

@@ -36,6 +36,7 @@ _ROWS = [
     ),
     ("preempt JOB_ID", "preempt a running job as PreemptMode=REQUEUE does (SIGTERM, then it runs again)"),
     ("accounting lose-start JOB_ID", "slurmdbd's record of a running job goes back to PENDING (sacct lags)"),
+    ("accounting lose-end JOB_ID", "slurmdbd's record of an ended job goes back to RUNNING (end never sent)"),
 ]
 USAGE = "faults (python -m harness fault NAME [ARGS]):\n" + "\n".join(
     f"  {syntax:<38}{text}" for syntax, text in _ROWS
@@ -131,13 +132,14 @@ def _preempt(faults: Faults, args: list[str]) -> str:
 
 
 def _accounting(faults: Faults, args: list[str]) -> str:
-    _expect(args, "lose-start")
+    verb = _expect(args, "lose-start", "lose-end")
     if len(args) != 2 or not JOB_ID.fullmatch(args[1]):
-        raise ValueError(
-            f"lose-start needs one JOB_ID (e.g. 12 or 12_3), got {' '.join(args[1:]) or 'nothing'}"
-        )
-    faults.lose_job_start(args[1])
-    return f"sacct now says job {args[1]} is PENDING; squeue still knows better"
+        raise ValueError(f"{verb} needs one JOB_ID (e.g. 12 or 12_3), got {' '.join(args[1:]) or 'nothing'}")
+    if verb == "lose-start":
+        faults.lose_job_start(args[1])
+        return f"sacct now says job {args[1]} is PENDING; squeue still knows better"
+    faults.lose_job_end(args[1])
+    return f"sacct now says job {args[1]} is RUNNING; squeue knows better until slurmctld forgets the job"
 
 
 VERBS: dict[str, Verb] = {

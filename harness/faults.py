@@ -235,6 +235,18 @@ class Faults:
         start time, as when slurmctld died before its agent sent the job's start to slurmdbd, or while
         that agent's queue lags on a busy cluster. ``sacct`` then says PENDING while the job runs, until
         slurmctld sends its next change (the job's end). Nothing to undo."""
+        self._rewrite_job_record(job_id, "state=0, time_start=0", "wait until sacct lists the job")
+
+    def lose_job_end(self, job_id: str) -> None:
+        """slurmdbd never hears of the end of ``job_id`` (slurmctld died before its agent sent it): its
+        record of the ended job goes back to RUNNING with no end time, so ``sacct`` says RUNNING for good
+        while slurmctld lists the job's real end until it forgets the job (MinJobAge). Nothing to undo."""
+        self._rewrite_job_record(
+            job_id, "state=1, time_end=0", "wait until sacct lists the job's end", only_if="time_end > 0"
+        )
+
+    def _rewrite_job_record(self, job_id: str, assignments: str, advice: str, only_if: str = "TRUE") -> None:
+        """Change slurmdbd's database row of ``job_id`` (``assignments``, SQL) where ``only_if`` holds."""
         if not JOB_ID.fullmatch(job_id):
             raise ValueError(f"a job id is a number, or <array id>_<index> (e.g. 12 or 12_3), got {job_id!r}")
         array_id, _, index = job_id.partition("_")
@@ -243,14 +255,14 @@ class Faults:
         script = (
             "db=$(sed -n 's/^StorageLoc=//p' /etc/slurm/slurmdbd.conf); "
             "cluster=$(sed -n 's/^ClusterName=//p' /etc/slurm/slurm.conf); "
-            f'mariadb -N -B "$db" -e "UPDATE ${{cluster}}_job_table SET state=0, time_start=0 WHERE {which}; '
-            'SELECT ROW_COUNT()"'
+            f'mariadb -N -B "$db" -e "UPDATE ${{cluster}}_job_table SET {assignments} WHERE {which} '
+            f'AND {only_if}; SELECT ROW_COUNT()"'
         )
         changed = self.stack.exec(ACCOUNTING_SERVICE, ["sh", "-c", script]).split()
         if changed != ["1"]:
             raise StackError(
-                f"slurmdbd holds no record of job {job_id} to change (rows changed: {changed}): wait until "
-                "sacct lists the job before making its record stale"
+                f"slurmdbd holds no record of job {job_id} to change (rows changed: {changed}): {advice} "
+                "before making its record stale"
             )
 
     def pause(self, service: str) -> None:

@@ -14,8 +14,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -451,14 +451,32 @@ class Stack:
             raise preflight.PreflightError(problems)
         self._preflight_passed = True
 
-    def _plan_explained(self, expected: str) -> tuple[str, str]:
-        """``plan``, with a failing Docker call explained by the preflight checks (the happy path of
-        reusing a running stack skips them: they cost several Docker CLI calls)."""
+    @contextmanager
+    def _explained_by_preflight(self) -> Iterator[None]:
+        """A failing Docker call explained by the preflight checks, which the happy path skips (reusing a
+        running stack or starting one: they cost two Docker CLI processes, a tenth of a warm start's CPU
+        budget here): a missing compose v2 or a dead daemon still gets its cause and fix."""
         try:
-            return self.plan(expected)
-        except (DockerException, ClientNotFoundError, OSError):
+            yield
+        except (StackError, DockerException, ClientNotFoundError, OSError):
             self.preflight()  # raises PreflightError naming the host problem, if there is one
             raise
+
+    def _plan_explained(self, expected: str) -> tuple[str, str]:
+        """``plan``, with a failing Docker call explained by the preflight checks."""
+        with self._explained_by_preflight():
+            return self.plan(expected)
+
+    def _check_ssh_port(self) -> None:
+        """The one preflight check no Docker error would explain well, run before containers are made:
+        a fixed SLURM_SDK_SSH_PORT that something else holds."""
+        setting = os.environ.get("SLURM_SDK_SSH_PORT")
+        running = bool(setting) and "login" in self.container_names()  # our own stack may hold it
+        problem = preflight.check_ssh_port(
+            setting, stack_running=running, docker=self.docker
+        )  # names the holder
+        if problem:
+            raise preflight.PreflightError([problem])
 
     def plan(self, expected: str | None = None) -> tuple[str, str]:
         """What ``ensure_up`` would do: ("reuse" | "start" | "rescale" | "reconfigure" | "complete" |
@@ -528,20 +546,23 @@ class Stack:
             self._remember(connection)
             self.events.record("reuse", project=self.project, session=session)
             return UpResult(connection, "reused")
-        self.preflight()  # the SSH port check matters now that containers will be created
+        self._check_ssh_port()  # containers are about to be made
         self.say(why)
         if action == "start":  # claim it first: if we crash halfway, our session still stops what we began
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
             state = self.read_state()
-        self.build()
+        with self._explained_by_preflight():
+            self.build()
         if action == "rescale":
-            self.rescale(session=session)
+            with self._explained_by_preflight():
+                self.rescale(session=session)
             connection = self.connect_info()
             nodes = self.probe(connection)
         else:
             if action == "reconfigure":
                 self._prepare_reconfigure()
-            self.up(force_recreate=action == "rebuild", session=session)
+            with self._explained_by_preflight():
+                self.up(force_recreate=action == "rebuild", session=session)
             connection, nodes = self.wait_until_ready()
         self.forget_removed_nodes(nodes)
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
@@ -723,8 +744,7 @@ class Stack:
         the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
         set (and ``pull``), the images published for these inputs are pulled instead when the registry
         has them (harness.images)."""
-        with self._inspecting() as docker:
-            missing = [image for image in self.images() if not docker.image.exists(image)]
+        missing = self._missing_images()
         if not missing:
             return
         if pull and image_repository() != IMAGE_REPOSITORY:
@@ -754,6 +774,17 @@ class Stack:
                 + f"\nfull log: {log_path}\n{preflight._first_line(exc)}"
             ) from None
         self.say(f"images ready in {time.monotonic() - started:.0f} s")
+
+    def _missing_images(self) -> list[str]:
+        """Which of ``images()`` this host lacks, in one `docker image ls` (not a call per image)."""
+        wanted = self.images()
+        references = [arg for image in wanted for arg in ("--filter", f"reference={image}")]
+        with self._inspecting() as docker:
+            listed = docker_run(
+                [*docker.docker_cmd, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", *references]
+            )
+        present = set(str(listed).split())
+        return [image for image in wanted if image not in present]
 
     def refresh_wheelhouse(self, *, force: bool = False, strict: bool = False) -> bool:
         """Fill images/wheelhouse/<release>/ with pyproject.toml's dependencies for the nodes (no-op while

@@ -254,7 +254,7 @@ class Job:
             if self._state.is_terminal:
                 return  # terminal states are final: the outcome callbacks fire once
             if status.state is JobState.UNKNOWN:
-                self._observe_unknown(now)
+                self._observe_unknown(now, status.reason)
                 return
             self._unknown_since, self._state_at = None, now
             self._note_restarts(status.restarts)
@@ -265,19 +265,24 @@ class Job:
                 return
             self._set_state(status.state)
 
-    def _observe_unknown(self, now: float) -> None:
-        """Not listed by the scheduler: done if the result file says so, lost once a later query agrees."""
+    def _observe_unknown(self, now: float, reason: str) -> None:
+        """Not listed by the scheduler: done if the result file says so, lost once a later query agrees.
+        ``reason``: what accounting still says of a job slurmctld has forgotten (or nothing)."""
         if self._load_outcome() is not None:
             self._finish_from_outcome()
         elif self._unknown_since is None:
             self._unknown_since = now
         elif now - self._unknown_since >= _LOST_AFTER:
             seen = f"last seen {self._state.value}" if self._state_at is not None else "not asked before"
+            forgotten = (
+                f"slurmctld drops finished jobs after MinJobAge; {reason}: slurmdbd never heard of its end"
+                if reason
+                else "finished jobs are dropped after MinJobAge when there is no accounting"
+            )
             self._failure = JobFailedError(
                 f"job {self.job_id} ({self.name}) is unknown to the scheduler ({seen}; not listed by two queries "
                 f"{now - self._unknown_since:.0f}s apart) and left no result in {self.job_dir}: it ended without "
-                "a result and the scheduler has forgotten it (finished jobs are dropped after MinJobAge when "
-                "there is no accounting)",
+                f"a result and the scheduler has forgotten it ({forgotten})",
                 job_id=self.job_id,
                 state=JobState.LOST.value,
             )

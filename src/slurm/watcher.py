@@ -5,9 +5,10 @@ submission, then the pause grows by ``backoff`` (x1.5) per query up to ``poll_in
 at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s, then every 25-30 s, so about 8 queries in the first minute and
 2 a minute afterwards, however many jobs and threads wait. A new submission restarts the ramp. Each query
 is one ``sacct`` (answered by slurmdbd, not slurmctld) when accounting is present, plus one ``squeue``, for
-all of them at once, while sacct does not list some jobs or says they pend or were requeued (slurmdbd lags
-behind slurmctld, and squeue says why a job pends; see ``SlurmBackend._query``): so a waiting client asks
-slurmctld no more often than one without accounting would, and not at all while its jobs run.
+all of them at once, when sacct does not list some jobs or says they were requeued, and at most once per
+``CONFIRM_LIVE_EVERY`` (15 s) to confirm the jobs sacct says pend or run (slurmdbd hears of starts and ends
+late or never, and squeue says why a job pends; see ``SlurmBackend._query``): so a waiting client asks
+slurmctld no more often than one without accounting would, and 3 times instead of 8 in its first minute.
 
 Job ends are mostly seen without the scheduler: waits look for result files on the shared file system
 (see ``slurm.job.wait_all``). The scheduler is needed for jobs that end without one (cancelled, killed,
@@ -94,12 +95,13 @@ class Watcher:
         """Ask the scheduler if the cadence says it is time (about ``jobs`` and every other unfinished job)."""
         with self._lock:
             if time.monotonic() >= self.next_query_at:
-                self.query(jobs, raise_errors=False)
+                self.query(jobs, raise_errors=False, background=True)
 
-    def query(self, jobs: Sequence[Job] = (), *, raise_errors: bool = True) -> None:
+    def query(self, jobs: Sequence[Job] = (), *, raise_errors: bool = True, background: bool = False) -> None:
         """One round trip for ``jobs`` and all other unfinished jobs of the cluster; updates their state.
         At most one per ``first_poll`` (1 s): a caller asking sooner gets the last answer. Transient
-        errors are recorded (and raised only if ``raise_errors``); others always raise."""
+        errors are recorded (and raised only if ``raise_errors``); others always raise. ``background``:
+        a wait's query on the cadence (see ``Backend.statuses``)."""
         with self._lock:
             for job in jobs:
                 self._jobs.setdefault(job.job_id, job)
@@ -115,7 +117,7 @@ class Watcher:
             if not watched:
                 return
             try:
-                statuses = self._ask(watched)
+                statuses = self._ask(watched, background)
             except BackendError as error:
                 now = time.monotonic()
                 self.last_error, self.failing_since = error, self.failing_since or now
@@ -126,9 +128,11 @@ class Watcher:
             for job in watched:  # under the lock: an older answer is never applied after a newer one
                 job._observe(statuses[job.job_id])
 
-    def _ask(self, jobs: list[Job]) -> dict[str, JobStatus]:
+    def _ask(self, jobs: list[Job], background: bool) -> dict[str, JobStatus]:
         with_dependencies = [job.job_id for job in jobs if job.depends_on]
-        return self.cluster.backend.statuses([job.job_id for job in jobs], reasons_for=with_dependencies)
+        return self.cluster.backend.statuses(
+            [job.job_id for job in jobs], reasons_for=with_dependencies, background=background
+        )
 
     def _schedule_next(self) -> None:
         self.next_query_at = time.monotonic() + self._pause

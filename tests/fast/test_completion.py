@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError, layout
 from slurm.backends.base import CommandResult
 from slurm.backends.local import HostTransport
-from slurm.backends.slurm import SlurmBackend
+from slurm.backends.slurm import CONFIRM_LIVE_EVERY, SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.job import as_completed
 from slurm.serialization import LOCAL_PYTHON, dump_result
@@ -71,10 +71,10 @@ def slurm(tmp_path):
 
 @pytest.fixture
 def make(tmp_path, slurm, recorder):
-    def make(**options) -> Cluster:
+    def make(*, clock=time.monotonic, **options) -> Cluster:
         options = {"poll_interval": 0.05, "result_poll_interval": 0.02, **options}
         return Cluster(
-            SlurmBackend(slurm),
+            SlurmBackend(slurm, clock=clock),
             {"type": "none"},
             [recorder],
             job_root=str(tmp_path / "jobs"),
@@ -155,35 +155,107 @@ def test_a_dependency_that_can_never_be_met_is_cancelled_and_names_the_parent(ma
     assert child.last_state is JobState.CANCELLED and child.depends_on == ("100",)
 
 
-def test_only_jobs_sacct_says_are_pending_ask_squeue_and_in_one_call(make, slurm):
-    """sacct's PENDING is what slurmdbd last heard (its record of a start can lag or be lost, e.g. when
-    slurmctld dies before sending it): slurmctld, through squeue, decides for live jobs, and says why they
-    pend. Only those jobs cost slurmctld a query, all in one squeue, and none once every job runs."""
-    cluster = make()
-    slurm.script("sbatch", *(ok(f"{job_id}\n") for job_id in (100, 101, 102)))
+def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_every_15s(make, slurm):
+    """sacct's PENDING or RUNNING is what slurmdbd last heard (its record of a start or an end can lag or be
+    lost, e.g. when slurmctld dies before sending it): slurmctld, through squeue, decides for live jobs, and
+    says why they pend. Only those jobs cost slurmctld a query, all in one squeue: on every query a caller
+    makes, and at most once per CONFIRM_LIVE_EVERY on a wait's background polls."""
+    now = [1000.0]
+    cluster = make(clock=lambda: now[0])
+    slurm.script("sbatch", *(ok(f"{job_id}\n") for job_id in (100, 101, 102, 103)))
     slurm.script(
-        "sacct", ok("100|RUNNING\n101|PENDING\n102|PENDING\n"), ok("100|RUNNING\n101|RUNNING\n102|RUNNING\n")
+        "sacct",
+        ok("100|RUNNING\n101|PENDING\n102|PENDING\n103|COMPLETED\n"),
+        ok("100|RUNNING\n101|PENDING\n102|PENDING\n"),  # slurmdbd still has not heard of 101's start
     )
-    slurm.script("squeue", squeue("101|RUNNING|None|0", "102|PENDING|Dependency|0"), squeue())
-    running, started, waiting = (cluster.submit(tasks.add, 1, 2) for _ in range(3))
+    slurm.script("squeue", squeue("100|RUNNING|None|0", "101|RUNNING|None|0", "102|PENDING|Dependency|0"))
+    running, started, waiting, done = (cluster.submit(tasks.add, 1, 2) for _ in range(4))
     cluster.poll()
     [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
-    assert argv[argv.index("-j") + 1] == "101,102"
-    assert [job.last_state for job in (running, started, waiting)] == [JobState.RUNNING] * 2 + [
-        JobState.PENDING
+    assert argv[argv.index("-j") + 1] == "100,101,102"
+    assert [job.last_state for job in (running, started, waiting, done)] == [
+        JobState.RUNNING,
+        JobState.RUNNING,
+        JobState.PENDING,
+        JobState.COMPLETED,
     ]
+
+    def background_query(at: float) -> list[str]:
+        slurm.calls.clear()
+        now[0] = 1000.0 + at
+        time.sleep(cluster.watcher.first_poll)  # sooner, the watcher would give the first answer again
+        cluster.watcher.query(background=True)
+        return [name for name, _ in slurm.calls]
+
+    assert background_query(at=1) == ["sacct"] and started.last_state is JobState.PENDING  # sacct's word
+    assert background_query(at=CONFIRM_LIVE_EVERY - 0.1) == ["sacct"]
+    assert background_query(at=CONFIRM_LIVE_EVERY) == ["sacct", "squeue"]
+    assert started.last_state is JobState.RUNNING
+    assert background_query(at=CONFIRM_LIVE_EVERY + 1) == ["sacct"]
     slurm.calls.clear()
-    time.sleep(cluster.watcher.first_poll)  # sooner, the watcher would give the first answer again
-    cluster.poll()
-    assert [name for name, _ in slurm.calls] == ["sacct"]
-    assert waiting.last_state is JobState.RUNNING
+    time.sleep(cluster.watcher.first_poll)
+    cluster.poll()  # a caller asking: confirmed now
+    assert [name for name, _ in slurm.calls] == ["sacct", "squeue"]
 
 
-def test_a_job_squeue_no_longer_lists_keeps_what_sacct_said(make, slurm):
-    slurm.script("sacct", ok("100|PENDING\n"))
+SACCT_SAYS = {
+    "PENDING": "100|PENDING\n",
+    "RUNNING": "100|RUNNING\n",
+    "COMPLETED": "100|COMPLETED\n",
+    "NODE_FAIL": "100|NODE_FAIL\n",
+    "nothing": "",
+}
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 40), st.sampled_from(sorted(SACCT_SAYS)), st.booleans()),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_squeue_confirms_a_live_job_on_a_background_poll_at_most_every_15s(polls):
+    """Whatever sacct says from poll to poll, and however far apart the polls are: squeue is asked when
+    sacct lacks the job or says something happened to it (NODE_FAIL), on every caller's query of a live job,
+    and on a background poll of a live job only if the last confirmation is CONFIRM_LIVE_EVERY old."""
+    transport, now = ScriptedTransport(), [0.0]
+    backend = SlurmBackend(transport, clock=lambda: now[0])
+    transport.script("squeue", squeue("100|RUNNING|None|0"))
+    confirmed_at = None
+    for gap, says, background in polls:
+        now[0] += gap
+        transport.script("sacct", ok(SACCT_SAYS[says]))
+        transport.calls.clear()
+        backend.statuses(["100"], background=background)
+        live = says in ("PENDING", "RUNNING")
+        due = not background or confirmed_at is None or now[0] - confirmed_at >= CONFIRM_LIVE_EVERY
+        expected = says in ("NODE_FAIL", "nothing") or (live and due)
+        assert transport.count("squeue") == int(expected), (now[0], says, background, confirmed_at)
+        if expected and live:
+            confirmed_at = now[0]
+
+
+def test_a_job_sacct_calls_running_that_slurmctld_forgot_is_lost_not_waited_on_until_the_timeout(make, slurm):
+    """slurmdbd never heard of the job's end (slurmctld died before sending it) and slurmctld has dropped
+    the job since (MinJobAge): sacct says RUNNING forever. squeue no longer listing it twice ends the wait."""
+    slurm.script("sacct", ok("100|RUNNING\n"))
     slurm.script("squeue", CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.query_state() is JobState.PENDING
+    with pytest.raises(
+        JobFailedError,
+        match=r"job 100 \(add\) is unknown to the scheduler .*sacct still says RUNNING: slurmdbd never heard "
+        "of its end",
+    ) as info:
+        job.result(timeout=30)
+    assert info.value.state == "LOST" and job.last_state is JobState.LOST
+
+
+def test_a_job_sacct_calls_running_whose_end_slurmctld_knows_ends_as_slurmctld_says(make, slurm):
+    slurm.script("sacct", ok("100|RUNNING\n"))
+    slurm.script("squeue", squeue("100|TIMEOUT|TimeLimit|0"))
+    job = make().submit(tasks.add, 1, 2)
+    with pytest.raises(JobFailedError, match="ended TIMEOUT without a result"):
+        job.result(timeout=30)
 
 
 def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, recorder):
@@ -205,9 +277,11 @@ def test_a_requeue_is_reported_once_through_state_and_callback(make, slurm, reco
 
 
 def test_sacct_duplicates_count_the_runs_of_a_requeued_job(make, slurm):
-    slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|RUNNING\n"))
+    # An end (squeue would confirm a live state, and answer with its own restart count).
+    slurm.script("sacct", ok("100|NODE_FAIL\n100|REQUEUED\n100|COMPLETED\n"))
     job = make().submit(tasks.add, 1, 2)
-    assert job.query_state() is JobState.RUNNING and job.restarts == 2
+    assert job.query_state() is JobState.COMPLETED and job.restarts == 2
+    assert slurm.count("squeue") == 0
 
 
 def test_transient_scheduler_errors_are_outlasted(make, slurm):
@@ -399,6 +473,7 @@ def test_an_array_whose_dependency_can_never_be_met_is_cancelled_once(make, slur
 
 def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
     slurm.script("sacct", ok("100|COMPLETED\n100|RUNNING\n"))
+    slurm.script("squeue", squeue("100|RUNNING|None|0"))
     job = make().submit(tasks.add, 1, 2)
     assert job.query_state() is JobState.RUNNING and job.restarts == 0
 

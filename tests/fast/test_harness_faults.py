@@ -98,6 +98,7 @@ class RecordingFaults:
         (["sbatch", "off"], ("sbatch_normal",)),
         (["preempt", "12_3"], ("preempt", "12_3")),
         (["accounting", "lose-start", "7"], ("lose_job_start", "7")),
+        (["accounting", "lose-end", "7_2"], ("lose_job_end", "7_2")),
         (["reset"], ("reset",)),
     ],
 )
@@ -121,7 +122,8 @@ def test_fault_verbs_reach_the_fault(words, call):
         (["preempt"], "one JOB_ID"),
         (["preempt", "12;rm"], "one JOB_ID"),
         (["accounting", "lose-start"], "one JOB_ID"),
-        (["accounting", "forget", "7"], "lose-start"),
+        (["accounting", "forget", "7"], "lose-start, lose-end"),
+        (["accounting", "lose-end", "7", "8"], "lose-end needs one JOB_ID"),
     ],
 )
 def test_bad_fault_arguments_name_the_valid_ones(words, named):

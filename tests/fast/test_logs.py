@@ -152,7 +152,7 @@ class _QuietCluster:
         class Backend:
             transport = Transport()
 
-            def statuses(self, job_ids, reasons_for=()):
+            def statuses(self, job_ids, reasons_for=(), background=False):
                 cluster.queries += 1
                 state = JobState.RUNNING if clock.now < quiet else JobState.CANCELLED
                 return {job_id: JobStatus(state) for job_id in job_ids}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm.backends.base import JobState
+from slurm.backends.base import JobState, JobStatus
 from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend, expand_job_ids, killed_for_memory, parse_slurm_state
 from slurm.errors import BackendError, SubmitError
@@ -129,6 +129,10 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         out="10|COMPLETED\n11|CANCELLED by 0\n12|RUNNING\n13_1|FAILED\n13_[2-4%1]|PENDING\n"
         "14|OUT_OF_MEMORY\n",
     )
+    fake.respond(
+        "squeue",
+        out="12|RUNNING|None|0\n13_1|FAILED|NonZeroExitCode|0\n13_[2-4%1]|PENDING|JobArrayTaskLimit|0\n",
+    )
     ids = ["10", "11", "12", "13_1", "13_3", "14"]
     assert backend.states([*ids, "10"]) == {
         "10": JobState.COMPLETED,
@@ -139,14 +143,15 @@ def test_states_of_many_jobs_in_one_sacct_call(backend, fake):
         "14": JobState.OUT_OF_MEMORY,
     }
     # Array tasks are asked for by their array's id (sacct lists every task of it); squeue only about
-    # the job with tasks sacct says are pending (slurmctld knows whether they still are; here: silent).
+    # the jobs sacct says are live (slurmctld knows whether they still are).
     assert fake.calls() == ["sacct", "squeue"]
     assert fake.argv("sacct") == ["-X", "-D", "-n", "-P", "-j", "10,11,12,13,14", "-o", "JobID,State"]
-    assert fake.argv("squeue")[4] == "13"
+    assert fake.argv("squeue")[4] == "12,13"
 
 
 def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
     fake.respond("sacct", out="".join(f"77_{i}|COMPLETED\n" for i in range(990)) + "77_[990-999]|PENDING\n")
+    fake.respond("squeue", out="77_[990-999]|PENDING|Resources|0\n")
     states = backend.states([f"77_{i}" for i in range(1000)])
     assert [states[f"77_{i}"] for i in (0, 989, 990, 999)] == [JobState.COMPLETED] * 2 + [
         JobState.PENDING
@@ -241,6 +246,7 @@ def test_array_base_id_summarises_its_tasks(backend, fake):
     fake.respond(
         "sacct", out="40_0|COMPLETED\n40_1|RUNNING\n41_0|COMPLETED\n41_1|TIMEOUT\n42_[0-3]|PENDING\n"
     )
+    fake.respond("squeue", out="40_1|RUNNING|None|0\n42_[0-3]|PENDING|Priority|0\n")
     assert backend.states(["40", "41", "42"]) == {
         "40": JobState.RUNNING,
         "41": JobState.TIMEOUT,
@@ -336,3 +342,23 @@ def test_array_ranges_expand():
 )
 def test_memory_kills_are_recognised_from_slurmstepd_lines(stderr, killed):
     assert killed_for_memory(stderr) is killed
+
+
+def test_a_job_sacct_calls_live_that_squeue_no_longer_lists_is_unknown_and_asked_on_every_poll(fake):
+    """slurmdbd never heard of the job's end and slurmctld has forgotten it (MinJobAge): UNKNOWN, with
+    sacct's word, and squeue is asked again on the next poll, due or not, so a wait can confirm it."""
+    now = [0.0]
+    backend = SlurmBackend(HostTransport(), clock=lambda: now[0])
+    fake.respond("sacct", out="30|RUNNING\n")
+    fake.respond("squeue", err="slurm_load_jobs error: Invalid job id specified\n", rc=1)
+    assert backend.statuses(["30"], background=True) == {
+        "30": JobStatus(JobState.UNKNOWN, "sacct still says RUNNING")
+    }
+    now[0] += 1
+    assert backend.statuses(["30"], background=True)["30"].state is JobState.UNKNOWN
+    fake.respond("squeue", out="30|RUNNING|None|0\n")  # listed again: confirmed on the cadence only
+    now[0] += 1
+    assert backend.statuses(["30"], background=True)["30"].state is JobState.RUNNING
+    now[0] += 1
+    assert backend.statuses(["30"], background=True)["30"].state is JobState.RUNNING
+    assert fake.calls() == ["sacct", "squeue"] * 3 + ["sacct"]

@@ -8,7 +8,7 @@ import pytest
 
 from harness.stack import accounting_enabled
 
-from .waiting import wait_until
+from .waiting import scheduler_knows, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TIMEOUT = 300
@@ -83,3 +83,32 @@ def test_a_job_accounting_still_calls_pending_is_seen_running(slurm_cluster, fau
     assert job.query_state() is JobState.RUNNING
     gate.open()
     assert job.result(timeout=TIMEOUT) == "released"
+
+
+def test_a_job_whose_end_never_reached_accounting_ends_the_wait_as_lost(
+    slurm_cluster, slurm_stack, faults, login_transport
+):
+    """slurmdbd never hears of a job's end when slurmctld dies before sending it: sacct says RUNNING for
+    good. The SDK has squeue confirm what sacct calls live (on a wait at most every 15 s); once slurmctld
+    has forgotten the job (MinJobAge, 2 s here) it is LOST, and the error says sacct still calls it
+    RUNNING. Before, the wait ran until its timeout. The record is made stale only after slurmctld forgot
+    the job: made stale before, on Slurm 22.05 it was FAILED again by the time the wait asked (slurmctld
+    had told slurmdbd of the end once more)."""
+    from slurm import JobFailedError, JobState
+
+    from . import fault_jobs
+
+    if not accounting_enabled():
+        pytest.skip("SLURM_SDK_ACCOUNTING=0: this stack runs without slurmdbd")
+    faults.forget_finished_jobs()
+    job = slurm_cluster.submit(fault_jobs.vanish, 3)  # ends FAILED without a result
+    sacct = f"sacct -n -X -P -j {job.job_id} -o State"
+    wait_until(lambda: login_transport.run(sacct).stdout.split() == ["FAILED"], 60, "sacct says FAILED")
+    wait_until(lambda: not scheduler_knows(slurm_stack, job.job_id), 90, f"slurmctld forgetting {job.job_id}")
+    faults.lose_job_end(job.job_id)
+    assert login_transport.run(sacct).stdout.split() == ["RUNNING"]  # the stale record, as sacct shows it
+    with pytest.raises(
+        JobFailedError, match="sacct still says RUNNING: slurmdbd never heard of its end"
+    ) as info:
+        job.result(timeout=120)
+    assert info.value.state == "LOST" and job.last_state is JobState.LOST

@@ -18,7 +18,7 @@ from harness.pytest_plugin import packaging_for, ssh_backend
 from slurm import Cluster, JobFailedError, JobState, JobTimeoutError
 
 from . import fault_jobs, jobs
-from .waiting import wait_until
+from .waiting import scheduler_knows, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 #: What a wait may overrun its timeout by here: a busy 2-core host, SSH setup, one slow query.
@@ -37,11 +37,6 @@ def runs_file(slurm_stack):
 
 def runs(slurm_stack, path: str) -> list[str]:
     return slurm_stack.exec("login", ["sh", "-c", f"cat {path} 2>/dev/null || true"]).splitlines()
-
-
-def scheduler_knows(slurm_stack, job_id: str) -> bool:
-    out = slurm_stack.exec("login", ["sh", "-c", f"squeue -h --states=all -j {job_id} -o %T 2>&1 || true"])
-    return bool(out.strip()) and "Invalid job id" not in out
 
 
 class Requeues:

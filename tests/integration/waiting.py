@@ -23,3 +23,9 @@ def wait_until(
             f"{what() if callable(what) else what}: not within {timeout:.0f} s"
         )
         time.sleep(interval)
+
+
+def scheduler_knows(slurm_stack, job_id: str) -> bool:
+    """Whether slurmctld still lists the job (squeue; a finished job until MinJobAge has passed)."""
+    out = slurm_stack.exec("login", ["sh", "-c", f"squeue -h --states=all -j {job_id} -o %T 2>&1 || true"])
+    return bool(out.strip()) and "Invalid job id" not in out

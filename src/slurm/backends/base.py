@@ -67,7 +67,8 @@ TERMINAL_STATES = frozenset(
 @dataclass(frozen=True)
 class JobStatus:
     """What the scheduler said about one job: its state, why it is pending (squeue's reason, e.g.
-    "DependencyNeverSatisfied"), and how often it was requeued (Slurm's restart count)."""
+    "DependencyNeverSatisfied"; for an UNKNOWN job slurmctld forgot, what accounting still says of it),
+    and how often it was requeued (Slurm's restart count)."""
 
     state: JobState
     reason: str = ""
@@ -189,9 +190,12 @@ class Backend(ABC):
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States of many jobs in one round trip. Unknown ids map to ``JobState.UNKNOWN``."""
 
-    def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+    def statuses(
+        self, job_ids: Sequence[str], *, reasons_for: Collection[str] = (), background: bool = False
+    ) -> dict[str, JobStatus]:
         """Like ``states``, with the restart count and, where the backend knows, why pending jobs pend;
-        ``reasons_for`` (the jobs with dependencies) also asks why a cancelled one was cancelled."""
+        ``reasons_for`` (the jobs with dependencies) also asks why a cancelled one was cancelled.
+        ``background``: a wait's poll, not a caller asking now; a backend may answer it more cheaply."""
         return {job_id: JobStatus(state) for job_id, state in self.states(job_ids).items()}
 
     def find_submitted(self, script_path: str) -> str | None:

@@ -223,7 +223,9 @@ class LocalCommandBackend(Backend):
         self._launchers = [proc for proc in self._launchers if proc.poll() is None]  # reap finished launchers
         return {job_id: self._state_of(job_id) for job_id in job_ids}
 
-    def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+    def statuses(
+        self, job_ids: Sequence[str], *, reasons_for: Collection[str] = (), background: bool = False
+    ) -> dict[str, JobStatus]:
         """Like Slurm with ``kill_invalid_depend``: a job whose dependency can never be met ends CANCELLED
         with the reason ``DependencyNeverSatisfied``."""
         return {

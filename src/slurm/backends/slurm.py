@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import shlex
 import threading
-from collections.abc import Collection, Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, CommandResult, JobState, JobStatus, Transport
 from slurm.errors import BackendError, ConfigError, SubmitError, is_transient_message
@@ -49,9 +50,19 @@ _STATE_MAP: dict[str, JobState] = {
 _NO_ACCOUNTING = ("accounting storage is disabled", "command not found")
 _ARRAY_RANGE = re.compile(r"^(?P<job>\d+)_\[(?P<spec>[^\]]*)\]$")
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
-#: What sacct may still say while slurmctld has moved on (see ``SlurmBackend._query``): a job it started,
-#: or requeued after a failure or preemption. squeue confirms these; the watcher asks at most once a poll.
-_UNSETTLED = frozenset({JobState.PENDING, JobState.REQUEUED, JobState.NODE_FAIL, JobState.PREEMPTED})
+#: What sacct says of a job something just happened to (failed or preempted, maybe requeued by now, see
+#: ``SlurmBackend._query``): squeue confirms these on every query.
+_UNSETTLED = frozenset({JobState.REQUEUED, JobState.NODE_FAIL, JobState.PREEMPTED})
+#: What sacct says of a live job, which may be stale: slurmdbd hears of starts and ends late, or never.
+#: squeue confirms these on every query a caller makes, and at most once per ``CONFIRM_LIVE_EVERY`` on a
+#: wait's background polls.
+_LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.COMPLETING})
+#: Seconds between two squeue confirmations of sacct's live states on a wait's background polls. Half the
+#: default poll_interval (30 s): the watcher's ramp (queries at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s)
+#: confirms at 1, 21 and 49 s instead of 8 times in its first minute, and every query once the pause has
+#: grown past 15 s, so a long wait learns of a start or an end slurmdbd missed no later than it would
+#: without accounting.
+CONFIRM_LIVE_EVERY = 15.0
 #: How sacct --duplicates records a run that ended in a requeue.
 _REQUEUED_RUN = frozenset({"REQUEUED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"})
 
@@ -157,7 +168,12 @@ class SlurmBackend(Backend):
     child_type = "slurm"
 
     def __init__(
-        self, transport: Transport, *, poll_batch: int = 2000, sbatch_extra: Sequence[str] = ()
+        self,
+        transport: Transport,
+        *,
+        poll_batch: int = 2000,
+        sbatch_extra: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(sbatch_extra, str):  # tuple("--qos=high") would be ten one-character arguments
             raise ConfigError(
@@ -171,6 +187,9 @@ class SlurmBackend(Backend):
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._max_array_size: int | None = None
         self._lock = threading.Lock()
+        self._clock = clock
+        self._live_confirmed_at: float | None = None  # the last squeue that confirmed sacct's live states
+        self._forgotten: set[str] = set()  # jobs sacct calls live that the last squeue did not list
 
     def to_config(self) -> dict[str, object]:
         """Options a workflow's child rebuilds this backend from (inside the allocation, transport local)."""
@@ -226,42 +245,71 @@ class SlurmBackend(Backend):
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         return {job_id: status.state for job_id, status in self.statuses(job_ids).items()}
 
-    def statuses(self, job_ids: Sequence[str], *, reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+    def statuses(
+        self, job_ids: Sequence[str], *, reasons_for: Collection[str] = (), background: bool = False
+    ) -> dict[str, JobStatus]:
+        """``background``: a wait's poll on the watcher's cadence, which has squeue confirm sacct's live
+        states at most once per ``CONFIRM_LIVE_EVERY``; a caller asking (``query_state``) gets them
+        confirmed now."""
         unique = list(dict.fromkeys(job_ids))
         # Array tasks are asked for by their array's id: sacct and `squeue -r` list every task of it, so a
         # 1,000-task map costs one short query instead of a command line of 1,000 ids.
         queried = list(dict.fromkeys(_array_id(job_id) for job_id in unique))
         reasons_for = {_array_id(job_id) for job_id in reasons_for}
+        confirm_live = not background or self._live_confirmation_due()
         found: dict[str, JobStatus] = {}
         for start in range(0, len(queried), self.poll_batch):
             batch = set(queried[start : start + self.poll_batch])
-            found |= self._query([j for j in unique if _array_id(j) in batch], reasons_for)
+            found |= self._query([j for j in unique if _array_id(j) in batch], reasons_for, confirm_live)
         return _resolve(unique, found)
 
-    def _query(self, job_ids: list[str], reasons_for: Collection[str] = ()) -> dict[str, JobStatus]:
+    def _live_confirmation_due(self) -> bool:
+        last = self._live_confirmed_at
+        return last is None or self._clock() - last >= CONFIRM_LIVE_EVERY
+
+    def _query(
+        self, job_ids: list[str], reasons_for: Collection[str] = (), confirm_live: bool = True
+    ) -> dict[str, JobStatus]:
         """sacct first (it remembers finished jobs and costs slurmctld nothing: slurmdbd answers), then
-        one squeue for the jobs sacct does not list (a task of an array too), says are PENDING or ended
-        in a way Slurm may requeue (``_UNSETTLED``), or says are CANCELLED while in ``reasons_for`` (only
-        squeue says *why*, e.g. a dependency that can never be met); squeue alone when accounting is
-        unavailable. Both are asked by array id.
+        one squeue when sacct does not list a job (a task of an array too), says it ended in a way Slurm
+        may requeue (``_UNSETTLED``), says it is CANCELLED while in ``reasons_for`` (only squeue says
+        *why*, e.g. a dependency that can never be met), or says it is live (``_LIVE``) and
+        ``confirm_live``; that squeue is asked about every job sacct says is live. squeue alone when
+        accounting is unavailable. Both are asked by array id.
 
         sacct only says what slurmdbd has heard: a job's start, end and requeue reach it through
         slurmctld's agent queue, seconds late on a busy cluster (seen with Slurm 22.05: a running job
         PENDING; a finished array task missing while its siblings were listed; a job requeued after a
         node failure listed as NODE_FAIL alone, its new run not yet recorded), and never if slurmctld dies
-        before sending them. slurmctld knows its live jobs, so squeue decides for those; a job it no
-        longer lists keeps sacct's answer."""
+        before sending them. slurmctld knows its live jobs, so squeue decides for those. A job it no
+        longer lists keeps sacct's answer if that is an end; if sacct calls it live, its end never reached
+        slurmdbd and slurmctld has forgotten it (MinJobAge): UNKNOWN, with sacct's word as the reason."""
         queried = list(dict.fromkeys(_array_id(job_id) for job_id in job_ids))
         found = self._sacct(queried) if self._use_sacct else {}
+        live = {key for key, status in found.items() if status.state in _LIVE}
+        # Jobs squeue did not list last time are asked on every query until it confirms (see Job: two
+        # queries apart make a job LOST), like the jobs sacct does not list.
         ask = {_array_id(key) for key, status in found.items() if status.state in _UNSETTLED}
+        ask |= {_array_id(key) for key in live & self._forgotten}
         ask |= {
             _array_id(j)
             for j, s in _resolve(job_ids, found).items()
             if s.state is JobState.UNKNOWN or (s.state is JobState.CANCELLED and _array_id(j) in reasons_for)
         }
-        if ask:
-            found |= self._squeue([j for j in queried if j in ask])
-        return found
+        if not ask and not (live and confirm_live):
+            return found
+        asked = ask | {_array_id(key) for key in live}
+        listed = self._squeue([j for j in queried if j in asked])
+        if live:
+            self._live_confirmed_at = self._clock()
+        forgotten = {
+            key: JobStatus(JobState.UNKNOWN, f"sacct still says {found[key].state.value}")
+            for key in live
+            if key not in listed
+        }
+        with self._lock:
+            self._forgotten = (self._forgotten - live) | forgotten.keys()
+        return found | forgotten | listed
 
     def _sacct(self, job_ids: list[str]) -> dict[str, JobStatus]:
         # --duplicates: one line per run of a requeued job, which gives the restart count.
