@@ -192,11 +192,10 @@ def _ss_command(port: int) -> str:
     return f"`ss -ltnp 'sport = :{port}'`"
 
 
-def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_running=None) -> list[Problem]:
-    """All problems found, in dependency order (no daemon check without a CLI, and so on).
-
-    ``stack_running`` is a callable, asked only once Docker works, telling whether our own stack is up.
-    """
+def run_checks(docker: DockerClient) -> list[Problem]:
+    """The Docker problems found, in dependency order (no daemon check without a CLI, and so on). The SSH
+    port is checked apart (``check_ssh_port``; ``Stack._check_ssh_port``): it asks a working Docker
+    whether our own stack holds the port."""
     problem = check_docker_cli(docker)
     if problem:
         return [problem]
@@ -205,10 +204,6 @@ def run_checks(docker: DockerClient, *, ssh_port_setting: str | None, stack_runn
     with ThreadPoolExecutor(max_workers=2) as pool:
         daemon, compose = pool.map(lambda check: check(docker), (check_daemon, check_compose_v2))
     problem = daemon or compose
-    if problem:
-        return [problem]
-    running = bool(stack_running()) if stack_running else False
-    problem = check_ssh_port(ssh_port_setting, running, docker)
     return [problem] if problem else []
 
 

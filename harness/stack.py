@@ -442,13 +442,10 @@ class Stack:
         """Host checks (Docker CLI, daemon, compose v2, SSH port) naming cause and fix; passes once per object."""
         if self._preflight_passed:
             return
-        problems = preflight.run_checks(
-            self.docker,
-            ssh_port_setting=os.environ.get("SLURM_SDK_SSH_PORT"),
-            stack_running=lambda: "login" in self.container_names(),
-        )
+        problems = preflight.run_checks(self.docker)  # Docker first: the port check asks it
         if problems:
             raise preflight.PreflightError(problems)
+        self._check_ssh_port()
         self._preflight_passed = True
 
     @contextmanager
@@ -472,9 +469,7 @@ class Stack:
         a fixed SLURM_SDK_SSH_PORT that something else holds."""
         setting = os.environ.get("SLURM_SDK_SSH_PORT")
         running = bool(setting) and "login" in self.container_names()  # our own stack may hold it
-        problem = preflight.check_ssh_port(
-            setting, stack_running=running, docker=self.docker
-        )  # names the holder
+        problem = preflight.check_ssh_port(setting, stack_running=running, docker=self.docker)
         if problem:
             raise preflight.PreflightError([problem])
 
@@ -779,7 +774,7 @@ class Stack:
         """Which of ``images()`` this host lacks, in one `docker image ls` (not a call per image)."""
         wanted = self.images()
         references = [arg for image in wanted for arg in ("--filter", f"reference={image}")]
-        with self._inspecting() as docker:
+        with self._bounded(docker_deadline.INSPECT_SECONDS, "docker image ls") as docker:
             listed = docker_run(
                 [*docker.docker_cmd, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", *references]
             )

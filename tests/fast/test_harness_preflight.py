@@ -57,9 +57,7 @@ def fake_client(fake_bin: Path, monkeypatch, mode: str) -> DockerClient:
 
 
 def test_missing_docker_cli_names_the_binary_and_the_install_step():
-    problems = preflight.run_checks(
-        DockerClient(client_call=["/nonexistent/bin/docker"]), ssh_port_setting=None
-    )
+    problems = preflight.run_checks(DockerClient(client_call=["/nonexistent/bin/docker"]))
     assert [p.code for p in problems] == ["docker-missing"]
     text = str(preflight.PreflightError(problems))
     assert "/nonexistent/bin/docker` is not on PATH" in text and "bootstrap-host.sh" in text
@@ -77,7 +75,7 @@ def test_unreachable_daemon_names_docker_host_and_how_to_fix(tmp_path, monkeypat
 
 
 def test_compose_v1_is_rejected_with_the_v2_install_hint(fake_bin, monkeypatch):
-    problems = preflight.run_checks(fake_client(fake_bin, monkeypatch, "compose-v1"), ssh_port_setting=None)
+    problems = preflight.run_checks(fake_client(fake_bin, monkeypatch, "compose-v1"))
     assert [p.code for p in problems] == ["compose-v1"]
     assert "1.29.2" in problems[0].cause and "Compose v2 is required" in problems[0].cause
     assert "compose v2" in problems[0].fix.lower()
@@ -95,15 +93,13 @@ def test_only_legacy_docker_compose_installed(fake_bin, monkeypatch):
 
 def test_the_daemon_is_named_first_when_compose_fails_too(fake_bin, monkeypatch):
     """Both Docker checks run side by side; the report keeps their dependency order: the daemon first."""
-    problems = preflight.run_checks(
-        fake_client(fake_bin, monkeypatch, "nothing-works"), ssh_port_setting=None
-    )
+    problems = preflight.run_checks(fake_client(fake_bin, monkeypatch, "nothing-works"))
     assert [p.code for p in problems] == ["daemon-down"]
     assert "Cannot connect to the Docker daemon" in problems[0].cause
 
 
 def test_working_fake_docker_passes(fake_bin, monkeypatch):
-    assert preflight.run_checks(fake_client(fake_bin, monkeypatch, "ok"), ssh_port_setting=None) == []
+    assert preflight.run_checks(fake_client(fake_bin, monkeypatch, "ok")) == []
 
 
 @pytest.fixture
