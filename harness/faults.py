@@ -29,6 +29,7 @@ from harness import docker_deadline, preflight
 from harness.locks import User, is_alive, process_start_time
 from harness.stack import (
     ACCOUNTING_SERVICE,
+    HEALTHCHECK_IN_STACK,
     REPO_ROOT,
     SSH_USER,
     Connection,
@@ -254,7 +255,7 @@ class Faults:
         # The database and the cluster's name, from the files that set them (slurmdbd.conf, slurm.conf).
         script = (
             "db=$(sed -n 's/^StorageLoc=//p' /etc/slurm/slurmdbd.conf); "
-            "cluster=$(sed -n 's/^ClusterName=//p' /etc/slurm/slurm.conf); "
+            f"cluster=$({HEALTHCHECK_IN_STACK} cluster-name); "
             f'mariadb -N -B "$db" -e "UPDATE ${{cluster}}_job_table SET {assignments} WHERE {which} '
             f'AND {only_if}; SELECT ROW_COUNT()"'
         )

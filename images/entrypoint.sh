@@ -147,7 +147,7 @@ run_slurmdbd() {
 # cluster included. slurmdbd and sacctmgr need munge, so a throwaway key and munged live for this step
 # only (removed before the layer is written: no key in the image); slurmctld is not needed.
 prepare_accounting_database() {
-  local cluster; cluster=$(awk -F= '$1 == "ClusterName" { print $2 }' /etc/slurm/slurm.conf)
+  local cluster; cluster=$(healthcheck.sh cluster-name)
   write_slurmdbd_conf
   start_mariadb
   ensure_database_user

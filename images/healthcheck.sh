@@ -5,8 +5,9 @@
 # Until a container has first been healthy, one check keeps trying (every 0.1 s, for up to 8 s, within
 # compose.yaml's 10 s timeout), so the container turns healthy when its role is ready rather than at the
 # next healthcheck tick (every 2 s, compose.yaml; Docker 20.10 has no start_interval). From then on each
-# check tries once: the steady-state cost is one quick check per tick. The entrypoint runs `healthcheck.sh reset` when a container
-# (re)starts. The three variables below exist for tests/fast/test_healthcheck.py.
+# check tries once: the steady-state cost is one quick check per tick. The entrypoint runs
+# `healthcheck.sh reset` when a container (re)starts. The three variables below exist for
+# tests/fast/test_healthcheck.py.
 #
 # Two facts the harness's readiness check (harness/stack.py READY_CHECK, run over SSH on the login node)
 # needs too are answered here only: `healthcheck.sh unready-nodes c1,c2` and `healthcheck.sh cluster-name`.
