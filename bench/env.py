@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.locks import Coordinator
-from harness.stack import UP_WAIT_SECONDS, Connection, Stack
-from harness.topology import Topology
+from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.stack import UP_WAIT_SECONDS, Connection, Stack
+from slurm_dev_cluster.topology import Topology
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"  # git-ignored

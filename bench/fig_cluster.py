@@ -12,12 +12,12 @@ from python_on_whales.utils import run as docker_run
 from bench.env import REPO_ROOT, BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, timed
-from harness import docker_deadline
-from harness import stack as harness_stack
+from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster import stack as harness_stack
 
 RELEASE = os.environ.get("DEBIAN_RELEASE", "trixie")
 BASE_IMAGE = f"debian:{RELEASE}"
-#: harness/bootstrap-host.sh: a base image pull, or debootstrap where no registry answers (minutes).
+#: harness/src/slurm_dev_cluster/bootstrap-host.sh: a base image pull, or debootstrap where no registry answers (minutes).
 BOOTSTRAP_SECONDS = docker_deadline.BUILD_SECONDS
 
 
@@ -105,7 +105,7 @@ def _remove_images_and_cache(env: BenchEnv) -> None:
 
 def _bootstrap() -> None:
     result = subprocess.run(
-        ["bash", str(REPO_ROOT / "harness" / "bootstrap-host.sh")],
+        ["bash", str(REPO_ROOT / "harness" / "src" / "slurm_dev_cluster" / "bootstrap-host.sh")],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -113,7 +113,7 @@ def _bootstrap() -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(
-            f"harness/bootstrap-host.sh failed (exit {result.returncode}):\n"
+            f"harness/src/slurm_dev_cluster/bootstrap-host.sh failed (exit {result.returncode}):\n"
             f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
 

@@ -1,6 +1,6 @@
 """What waiting costs the Slurm daemons (RPCs from the job user: slurmctld's from sdiag, slurmdbd's from
 `sacctmgr show stats`) and how soon a wait sees a job's end, on the dev defaults and on Slurm's production
-defaults (switched with harness.faults)."""
+defaults (switched with slurm_dev_cluster.faults)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from bench.env import BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, interleave
 from bench.tasks import nap
-from harness.faults import Faults
-from harness.stack import SSH_USER
+from slurm_dev_cluster.faults import Faults
+from slurm_dev_cluster.stack import SSH_USER
 
 RPC_TARGET = 40
 #: The job user's line of the "Remote Procedure Call statistics by user" section, as both sdiag and
@@ -191,6 +191,6 @@ def completion_latency(env: BenchEnv, repeats: int) -> Figure:
         notes=[
             "the task sleeps 2 s and returns time.time(); the figure is the host's time.time() when result() "
             "returned minus that (containers share the host's clock). Production defaults: no "
-            "kill_invalid_depend, MinJobAge=300, no accounting (harness.faults)"
+            "kill_invalid_depend, MinJobAge=300, no accounting (slurm_dev_cluster.faults)"
         ],
     )

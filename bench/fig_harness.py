@@ -19,8 +19,8 @@ from bench.stats import interleave, ratio
 _REUSE_SNIPPET = """
 import json, sys, time
 from pathlib import Path
-from harness.locks import Coordinator
-from harness.stack import Stack
+from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.stack import Stack
 stack = Stack(Path(sys.argv[1]), project=sys.argv[2], say=lambda message: None)
 with Coordinator(stack.state_dir).exclusive():
     action = stack.ensure_up(sys.argv[3]).action

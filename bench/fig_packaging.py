@@ -146,7 +146,7 @@ def deps_online(env: BenchEnv, repeats: int) -> Figure:
 
 
 def deps_airgapped(env: BenchEnv, repeats: int) -> Figure:
-    from harness.airgap import egress_blocked
+    from slurm_dev_cluster.airgap import egress_blocked
 
     env.ensure_up()
     with egress_blocked(env.stack):
@@ -163,7 +163,7 @@ def deps_airgapped(env: BenchEnv, repeats: int) -> Figure:
         target=Target("slower cold", "<=", 30.0, "cold ≤ 30 s"),
         notes=[
             *NOTES,
-            "harness.airgap blocks the containers' egress; install_from: auto finds no "
+            "slurm_dev_cluster.airgap blocks the containers' egress; install_from: auto finds no "
             "index and uploads a wheelhouse resolved and downloaded on this host",
         ],
     )

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from bench.env import BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, timed
-from harness import docker_deadline
-from harness.stack import ACCOUNTING_VAR
-from harness.topology import Topology
+from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster.stack import ACCOUNTING_VAR
+from slurm_dev_cluster.topology import Topology
 
 NODE_COUNTS = (2, 4, 8)
 WARM_TARGET_SECONDS = 3.0  # issue 11: the default stack (2 nodes, accounting), warm

@@ -10,7 +10,7 @@ from typing import Any
 
 from python_on_whales import DockerClient
 
-from harness import docker_deadline
+from slurm_dev_cluster import docker_deadline
 
 
 def _os_name() -> str:

@@ -9,7 +9,7 @@
 # `healthcheck.sh reset` when a container (re)starts. The three variables below exist for
 # tests/fast/test_healthcheck.py.
 #
-# Two facts the harness's readiness check (harness/stack.py READY_CHECK, run over SSH on the login node)
+# Two facts the harness's readiness check (harness/src/slurm_dev_cluster/stack.py READY_CHECK, run over SSH on the login node)
 # needs too are answered here only: `healthcheck.sh unready-nodes c1,c2` and `healthcheck.sh cluster-name`.
 set -uo pipefail
 HEALTHY_ONCE=${SLURM_SDK_HEALTHY_MARK:-/run/slurm-sdk-healthy-once}

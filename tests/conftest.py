@@ -1,3 +1,2 @@
-"""Shared pytest setup: the dev-cluster plugin (markers, fixtures, stack lifecycle). See harness/pytest_plugin.py."""
-
-pytest_plugins = ["harness.pytest_plugin"]
+"""Shared pytest setup. The dev-cluster plugin (markers, fixtures, stack lifecycle) is not named here: this
+repository's tests get it exactly as any project does, from the installed slurm-dev-cluster distribution."""

@@ -1,4 +1,4 @@
-"""slurm.diagnostics.node_info (used by `python -m harness smoke`) reports the job's host, id and SDK."""
+"""slurm.diagnostics.node_info (used by `slurm-dev-cluster smoke`) reports the job's host, id and SDK."""
 
 import os
 import socket

@@ -1,4 +1,4 @@
-"""harness.airgap without touching the host firewall: the rules it writes, and how it finds and removes
+"""slurm_dev_cluster.airgap without touching the host firewall: the rules it writes, and how it finds and removes
 them, against a stand-in `iptables` that keeps its chains in a file (the real one is exercised by
 tests/integration/test_network.py)."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import airgap
-from harness.locks import EventLog
+from slurm_dev_cluster import airgap
+from slurm_dev_cluster.locks import EventLog
 
 SUBNET = ipaddress.ip_network("172.30.0.0/16")
 

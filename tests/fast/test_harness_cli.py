@@ -1,4 +1,4 @@
-"""`python -m harness` against a fake docker (an empty project): plain messages and exit codes."""
+"""`slurm-dev-cluster` against a fake docker (an empty project): plain messages and exit codes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from harness.locks import Coordinator
-from harness.stack import REPO_ROOT
+from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.stack import REPO_ROOT
 
 from .test_harness_preflight import FAKE_DOCKER, _env
 
@@ -27,7 +27,11 @@ def fake_bin(tmp_path):
 def harness_cli(tmp_path, fake_bin, *args: str) -> subprocess.CompletedProcess:
     env = _env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_PROJECT=PROJECT)
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "slurm_dev_cluster", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -35,7 +39,7 @@ def test_status_of_a_stack_that_is_not_running(tmp_path, fake_bin):
     run = harness_cli(tmp_path, fake_bin, "status")
     assert run.returncode == 3
     assert f"project:   {PROJECT}" in run.stdout
-    assert "not running (start it with: python -m harness up)" in run.stdout
+    assert "not running (start it with: slurm-dev-cluster up)" in run.stdout
 
 
 def test_down_refuses_while_a_test_session_uses_the_stack(tmp_path, fake_bin):
@@ -56,4 +60,4 @@ def test_down_refuses_while_a_test_session_uses_the_stack(tmp_path, fake_bin):
 def test_usage_errors_show_the_commands(tmp_path, fake_bin, args):
     run = harness_cli(tmp_path, fake_bin, *args)
     assert run.returncode == 2
-    assert "usage: python -m harness" in run.stderr
+    assert "usage: slurm-dev-cluster" in run.stderr

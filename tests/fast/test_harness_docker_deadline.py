@@ -18,12 +18,12 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from bench import fig_cluster, machine
-from harness import __main__ as harness_cli
-from harness import airgap, docker_deadline, images
-from harness.docker_deadline import DockerTimeout, bounded
-from harness.faults import Faults
-from harness.preflight import PreflightError
-from harness.stack import REPO_ROOT, Stack, StackError
+from slurm_dev_cluster import __main__ as harness_cli
+from slurm_dev_cluster import airgap, docker_deadline, images
+from slurm_dev_cluster.docker_deadline import DockerTimeout, bounded
+from slurm_dev_cluster.faults import Faults
+from slurm_dev_cluster.preflight import PreflightError
+from slurm_dev_cluster.stack import REPO_ROOT, Stack, StackError
 
 LIMIT = 1.0  # seconds; the bounds are lowered so that the test is short, the mechanism is the real one
 
@@ -63,7 +63,7 @@ def hung_dockerd(tmp_path, monkeypatch) -> str:
         "BUILD_SECONDS",
     ):
         monkeypatch.setattr(docker_deadline, name, LIMIT)
-    monkeypatch.setattr("harness.stack.UP_BOUND_SECONDS", LIMIT)
+    monkeypatch.setattr("slurm_dev_cluster.stack.UP_BOUND_SECONDS", LIMIT)
     yield host
     stop.set()
     thread.join()
@@ -92,7 +92,7 @@ def test_preflight_names_a_wedged_daemon_with_cause_and_fix(hung_dockerd, stack)
     (problem,) = error.problems
     assert problem.code == "daemon-hung" and not problem.unavailable  # a failure to fix, not a skip
     assert f"dockerd ({hung_dockerd}) did not answer `docker version` within 1 s" in problem.cause
-    assert docker_deadline.DOCKERD_LOG in problem.fix and "bash harness/setup.sh" in problem.fix
+    assert docker_deadline.DOCKERD_LOG in problem.fix and "slurm-dev-cluster setup-host" in problem.fix
 
 
 @needs_docker_cli

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import activity, fault_verbs
-from harness.__main__ import cmd_down
-from harness.faults import CHECKED_SETTINGS, _same_setting, defaults, defaults_names, render
-from harness.locks import ClusterLock, EventLog, process_start_time
-from harness.stack import REPO_ROOT, Stack, _published_ssh_port
+from slurm_dev_cluster import activity, fault_verbs
+from slurm_dev_cluster.__main__ import cmd_down
+from slurm_dev_cluster.faults import CHECKED_SETTINGS, _same_setting, defaults, defaults_names, render
+from slurm_dev_cluster.locks import ClusterLock, EventLog, process_start_time
+from slurm_dev_cluster.stack import REPO_ROOT, Stack, _published_ssh_port
 
 # ---- Slurm defaults ---------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The test kit's settings (harness/kit.py), the client config texts (harness/client_config.py) and the
-example project's usage errors: no Docker."""
+"""The test kit's settings (slurm_dev_cluster.kit), the client config texts (slurm_dev_cluster.client_config)
+and the example project's usage errors: no Docker."""
 
 from __future__ import annotations
 
@@ -12,34 +12,37 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import client_config, images, kit
-from harness.stack import Connection, StackError, containers_inputs, inputs_hash
+from slurm_dev_cluster import client_config, images, kit
+from slurm_dev_cluster.stack import Connection, StackError, containers_inputs
 
-EXAMPLE = kit.KIT_ROOT / "examples" / "downstream"
+REPO = kit.CHECKOUT_ROOT  # this repository (the kit is installed editable from it)
+EXAMPLE = REPO / "examples" / "downstream"
 
 
 def resolve(**kwargs):
     return kit.resolve(environ=kwargs.pop("environ", {}), **kwargs)
 
 
-def test_default_settings_serve_this_repository():
+def test_default_project_is_the_one_around_the_current_directory(monkeypatch):
+    monkeypatch.chdir(REPO / "tests" / "fast")
     settings = resolve()
-    assert settings.project_dir == kit.KIT_ROOT and not settings.is_downstream
-    assert settings.project_mount == kit.SDK_MOUNT
-    assert settings.node_import_roots() == [] and settings.host_import_roots() == []
-    assert settings.node_path(kit.KIT_ROOT / "tests") == f"{kit.SDK_MOUNT}/tests"
-    assert containers_inputs(kit.KIT_ROOT, kit.KIT_ROOT) == inputs_hash(kit.KIT_ROOT)
+    assert settings.project_dir == REPO and settings.kit_root == REPO  # an editable kit: its checkout
+    assert settings.node_path(REPO / "tests") == f"{kit.PROJECT_MOUNT}/tests"
+
+
+def test_default_project_with_a_base_dir_is_that_directory(tmp_path):
+    assert resolve(base_dir=tmp_path).project_dir == tmp_path  # pytest's rootdir, as given
 
 
 def test_downstream_project_maps_to_its_mount(tmp_path):
     (tmp_path / "src").mkdir()
     settings = resolve(project_dir=str(tmp_path))
-    assert settings.is_downstream and settings.project_mount == kit.PROJECT_MOUNT
+    assert settings.project_mount == kit.PROJECT_MOUNT
     assert settings.node_import_roots() == [f"{kit.PROJECT_MOUNT}/src", kit.PROJECT_MOUNT]
     assert settings.host_import_roots() == [str(tmp_path / "src"), str(tmp_path)]
     assert settings.node_path(tmp_path / "tests") == f"{kit.PROJECT_MOUNT}/tests"
     assert settings.node_path(tmp_path.parent) is None  # outside the project: not on the nodes
-    assert containers_inputs(kit.KIT_ROOT, tmp_path) != inputs_hash(kit.KIT_ROOT)
+    assert containers_inputs(REPO, tmp_path) != containers_inputs(REPO, REPO)
 
 
 def test_explicit_values_win_over_the_environment(tmp_path):
@@ -61,9 +64,9 @@ def test_relative_paths_are_taken_from_the_ini_directory(tmp_path):
 def test_extra_compose_files_change_the_containers_inputs(tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("services: {}\n")
-    first = containers_inputs(kit.KIT_ROOT, kit.KIT_ROOT, [extra])
+    first = containers_inputs(REPO, REPO, [extra])
     extra.write_text("services: {login: {environment: {A: '1'}}}\n")
-    assert containers_inputs(kit.KIT_ROOT, kit.KIT_ROOT, [extra]) != first != inputs_hash(kit.KIT_ROOT)
+    assert containers_inputs(REPO, REPO, [extra]) != first != containers_inputs(REPO, REPO)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +79,7 @@ def test_extra_compose_files_change_the_containers_inputs(tmp_path):
         ({"existing_cluster": "/nonexistent/site.yaml"}, "--existing-cluster / SLURM_SDK_EXISTING_CLUSTER"),
         ({"compose_files": ["/nonexistent/x.yaml"]}, "slurm_sdk_compose_files"),
         ({"import_roots": ["nope"]}, "import root 'nope' is not a directory"),
-        ({"environ": {kit.ENV_KIT_DIR: "/tmp"}}, "the kit needs a slurm-sdk checkout"),
+        ({"environ": {kit.ENV_KIT_DIR: "/tmp"}}, "no compose.yaml there"),
     ],
 )
 def test_bad_settings_name_the_setting_and_the_fix(kwargs, message):
@@ -131,7 +134,7 @@ def test_sdk_config_for_a_downstream_project(tmp_path):
     }
     assert config["packaging"] == {
         "type": "none",
-        "pythonpath": [kit.SDK_MOUNT, f"{kit.PROJECT_MOUNT}/src", kit.PROJECT_MOUNT],
+        "pythonpath": [f"{kit.PROJECT_MOUNT}/src", kit.PROJECT_MOUNT],
     }
 
 

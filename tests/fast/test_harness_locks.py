@@ -1,4 +1,4 @@
-"""harness.locks: who may start/stop the stack, and who still uses it (no Docker needed)."""
+"""slurm_dev_cluster.locks: who may start/stop the stack, and who still uses it (no Docker needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.locks import Coordinator, EventLog, is_alive, process_start_time
+from slurm_dev_cluster.locks import Coordinator, EventLog, is_alive, process_start_time
 
 
 def test_registered_live_process_is_listed_until_it_unregisters(tmp_path):

@@ -1,4 +1,4 @@
-"""Bad hosts give one clear message naming the cause and the fix (harness.preflight, CLI, plugin).
+"""Bad hosts give one clear message naming the cause and the fix (slurm_dev_cluster.preflight, CLI, plugin).
 
 Docker is faked: a stand-in `docker` executable whose behaviour a FAKE_DOCKER env var selects.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
-from harness import preflight
-from harness.stack import REPO_ROOT
+from slurm_dev_cluster import preflight
+from slurm_dev_cluster.stack import REPO_ROOT
 
 FAKE_DOCKER = f"""#!{sys.executable}
 import json, os, sys
@@ -60,7 +60,7 @@ def test_missing_docker_cli_names_the_binary_and_the_install_step():
     problems = preflight.run_checks(DockerClient(client_call=["/nonexistent/bin/docker"]))
     assert [p.code for p in problems] == ["docker-missing"]
     text = str(preflight.PreflightError(problems))
-    assert "/nonexistent/bin/docker` is not on PATH" in text and "bootstrap-host.sh" in text
+    assert "/nonexistent/bin/docker` is not on PATH" in text and "slurm-dev-cluster setup-host" in text
     assert problems[0].unavailable
 
 
@@ -165,7 +165,7 @@ def _env(tmp_path: Path, path: str, **extra: str) -> dict[str, str]:
 
 def test_cli_up_with_compose_v1_exits_2_with_cause_and_fix(tmp_path, fake_bin):
     run = subprocess.run(
-        [sys.executable, "-m", "harness", "up"],
+        [sys.executable, "-m", "slurm_dev_cluster", "up"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -179,7 +179,7 @@ def test_cli_up_with_compose_v1_exits_2_with_cause_and_fix(tmp_path, fake_bin):
 
 def test_cli_up_with_taken_port_names_the_port(tmp_path, fake_bin, taken_port):
     run = subprocess.run(
-        [sys.executable, "-m", "harness", "up"],
+        [sys.executable, "-m", "slurm_dev_cluster", "up"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -215,7 +215,7 @@ def test_plugin_without_docker_skips_integration_tests_or_fails_in_ci(tmp_path, 
             "-m",
             "pytest",
             "-p",
-            "harness.pytest_plugin",
+            "slurm_dev_cluster.pytest_plugin",
             "-p",
             "no:cacheprovider",
             "--strict-markers",

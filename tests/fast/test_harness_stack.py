@@ -1,4 +1,4 @@
-"""harness.stack logic that needs no Docker: project names, the inputs hash, recorded state."""
+"""slurm_dev_cluster.stack logic that needs no Docker: project names, the inputs hash, recorded state."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
-from harness.locks import Coordinator
-from harness.stack import (
+from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.stack import (
     ACCOUNTING_VAR,
     INSPECTION_FRESH_SECONDS,
     REPO_ROOT,
@@ -24,7 +24,7 @@ from harness.stack import (
     inputs_hash,
     project_name_for,
 )
-from harness.topology import Topology
+from slurm_dev_cluster.topology import Topology
 
 COMPOSE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 

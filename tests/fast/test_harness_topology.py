@@ -1,4 +1,4 @@
-"""The dev cluster's topology setting (harness/topology.py): precedence, validation, node names."""
+"""The dev cluster's topology setting (harness/src/slurm_dev_cluster/topology.py): precedence, validation, node names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.topology import (
+from slurm_dev_cluster.topology import (
     GPUS_VAR,
     MAX_GPUS_PER_NODE,
     MAX_NODES,

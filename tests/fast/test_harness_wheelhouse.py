@@ -1,4 +1,4 @@
-"""harness.wheelhouse without Docker or a network: pip runs for real against a local find-links dir."""
+"""slurm_dev_cluster.wheelhouse without Docker or a network: pip runs for real against a local find-links dir."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import wheelhouse
-from harness.stack import inputs_hash
-from harness.wheelhouse import RELEASES, Target, WheelhouseError
+from slurm_dev_cluster import wheelhouse
+from slurm_dev_cluster.stack import inputs_hash
+from slurm_dev_cluster.wheelhouse import RELEASES, Target, WheelhouseError
 
 TRIXIE = Target("trixie", "3.13", "2.41", "x86_64")
 
@@ -121,7 +121,7 @@ def test_an_unresolvable_dependency_names_package_target_and_fix_and_keeps_the_o
         wheelhouse.ensure(repo, TRIXIE, print)
     text = str(error.value)
     assert "`nosuchdep>=2`" in text and "CPython 3.13 on Debian trixie (x86_64, glibc 2.41)" in text
-    assert "fix:" in text and "python -m harness wheelhouse" in text
+    assert "fix:" in text and "slurm-dev-cluster wheelhouse" in text
     house = wheelhouse.directory(repo, "trixie")
     assert [p.name for p in house.glob("*.whl")] == ["tinydep-1.2-py3-none-any.whl"]
     assert not list(house.parent.glob(".*partial"))

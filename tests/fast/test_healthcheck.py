@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.stack import REPO_ROOT
+from slurm_dev_cluster.stack import REPO_ROOT
 
 HEALTHCHECK = REPO_ROOT / "images" / "healthcheck.sh"
 SLURMDBD_PORT = 6819  # what the slurmdbd role's check first waits to accept connections

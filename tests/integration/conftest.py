@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from harness.stack import Connection, Stack
+from slurm_dev_cluster.stack import Connection, Stack
 
 
 @pytest.fixture(scope="session")

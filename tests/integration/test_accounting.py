@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.stack import accounting_enabled
+from slurm_dev_cluster.stack import accounting_enabled
 
 from .waiting import scheduler_knows, wait_until
 

@@ -1,4 +1,4 @@
-"""`python -m harness config` and `ssh-config`, used the way a user would: a script in another process
+"""`slurm-dev-cluster config` and `ssh-config`, used the way a user would: a script in another process
 and directory finds the stack through SLURM_SDK_CONFIG alone, and `ssh -F` logs in with the Host block
 (no prompt: the host key is pinned)."""
 
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
 def harness_cli(*args: str, cwd) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "SLURM_SDK_CONFIG"}
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "slurm_dev_cluster", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ import uuid
 import paramiko
 import pytest
 
-from harness.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
+from slurm_dev_cluster.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
 from slurm.diagnostics import node_info
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack import REPO_ROOT
+from slurm_dev_cluster.stack import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 TARGET = Path(__file__).with_name("failing_target.py")

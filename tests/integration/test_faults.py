@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from harness.pytest_plugin import packaging_for, ssh_backend
+from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
 from slurm import Cluster, JobFailedError, JobState, JobTimeoutError
 
 from . import fault_jobs, jobs
@@ -227,7 +227,7 @@ def fail_the_node_running(slurm_stack, faults, runs_file: str) -> None:
 
 
 def _cluster(request, connection, sdk_path, *callbacks) -> Cluster:
-    from harness.pytest_plugin import test_import_roots
+    from slurm_dev_cluster.pytest_plugin import test_import_roots
 
     packaging = packaging_for("ssh", sdk_path, test_import_roots(request, sdk_path))
     return Cluster(backend=ssh_backend(connection), packaging=packaging, callbacks=callbacks)

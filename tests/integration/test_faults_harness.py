@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import activity
-from harness.stack import accounting_enabled
+from slurm_dev_cluster import activity
+from slurm_dev_cluster.stack import accounting_enabled
 
 pytestmark = pytest.mark.integration
 

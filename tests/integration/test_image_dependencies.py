@@ -1,5 +1,5 @@
 """pyproject.toml is the source of truth for the nodes: a dependency added there is importable on every
-node after `harness up`, installed offline from the host-built wheelhouse (harness/wheelhouse.py).
+node after `harness up`, installed offline from the host-built wheelhouse (harness/src/slurm_dev_cluster/wheelhouse.py).
 
 The slow tests run in a temporary copy of the repo with its own Compose project and state dir (the suite's stack is
 not touched), torn down afterwards together with the images it built.
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from python_on_whales.exceptions import DockerException
 
-from harness import airgap, wheelhouse
-from harness.stack import REPO_ROOT, SDK_MOUNT, Stack
-from harness.wheelhouse import WHEELHOUSE_DIR
+from slurm_dev_cluster import airgap, wheelhouse
+from slurm_dev_cluster.stack import REPO_ROOT, SDK_MOUNT, Stack
+from slurm_dev_cluster.wheelhouse import WHEELHOUSE_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +66,9 @@ def repo_copy(tmp_path, index_url):
 
 
 def harness(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    """The copy's own `python -m harness`, as a user would run it there."""
+    """The copy's own `slurm-dev-cluster`, as a user would run it there."""
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "slurm_dev_cluster", *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -100,7 +100,7 @@ def test_dependency_added_to_pyproject_is_importable_on_every_node_after_harness
             log.append(line.decode(errors="replace"))
     output = "".join(log)
     assert f"No matching distribution found for {NEW_DEPENDENCY}" in output
-    assert "fix: run `python -m harness wheelhouse`" in output
+    assert "fix: run `slurm-dev-cluster wheelhouse`" in output
 
     up = harness(root, env, "up")  # refreshes the wheelhouse for the nodes, builds, starts
     assert up.returncode == 0, up.stderr[-3000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from harness.stack import SDK_MOUNT
+from slurm_dev_cluster.stack import SDK_MOUNT
 
 from . import devprobe, jobs
 

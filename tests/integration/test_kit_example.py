@@ -13,8 +13,8 @@ import uuid
 import pytest
 import yaml
 
-from harness import client_config, kit
-from harness.stack import state_root
+from slurm_dev_cluster import client_config, kit
+from slurm_dev_cluster.stack import state_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The nodes' view of the network: HTTPS through the site CA, and the air gap fault (harness.airgap).
+"""The nodes' view of the network: HTTPS through the site CA, and the air gap fault (slurm_dev_cluster.airgap).
 
 Everything runs as the job user `sdk` over real SSH (the way a user installs by hand), except the
 per-container connect probes, which need every service, not just the login node.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.airgap import egress_blocked, egress_is_blocked
+from slurm_dev_cluster.airgap import egress_blocked, egress_is_blocked
 
 pytestmark = pytest.mark.integration
 

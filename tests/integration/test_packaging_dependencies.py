@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin import ssh_backend
-from harness.stack import REPO_ROOT, SDK_MOUNT, debian_release
-from harness.wheelhouse import target_for
+from slurm_dev_cluster.pytest_plugin import ssh_backend
+from slurm_dev_cluster.stack import REPO_ROOT, SDK_MOUNT, debian_release
+from slurm_dev_cluster.wheelhouse import target_for
 from slurm import Cluster
 from slurm.errors import ConfigError, DependencyError
 from slurm.packaging.environment import index_reachable

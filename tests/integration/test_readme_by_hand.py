@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
-from harness.preflight import port_holder
+from slurm_dev_cluster.preflight import port_holder
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import pytest_plugin
+from slurm_dev_cluster import pytest_plugin
 from slurm import Cluster, JobState
 from slurm.layout import record_path
 from slurm.ranks import expand_hostlist

@@ -1,5 +1,5 @@
-"""Published images, the whole cycle on this machine: `python -m harness push` to a registry on
-127.0.0.1 (Debian's docker-registry, harness/registry.py), the registry then serves every blob of the
+"""Published images, the whole cycle on this machine: `slurm-dev-cluster push` to a registry on
+127.0.0.1 (Debian's docker-registry, harness/src/slurm_dev_cluster/registry.py), the registry then serves every blob of the
 tags, and a second stack comes up from the pulled images without building, runs a job, and goes away."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from harness import kit
-from harness.registry import LocalRegistry
-from harness.stack import IMAGE_REPOSITORY, Stack, accounting_enabled
+from slurm_dev_cluster import kit
+from slurm_dev_cluster.registry import LocalRegistry
+from slurm_dev_cluster.stack import IMAGE_REPOSITORY, Stack, accounting_enabled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ echo "accounted=$state"
 def harness_cli(*args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", "slurm_dev_cluster", *args],
         cwd=kit.KIT_ROOT,
         env={**os.environ, **env},
         capture_output=True,

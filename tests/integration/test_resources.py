@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from harness import ssh
-from harness.stack import Connection, Stack
+from slurm_dev_cluster import ssh
+from slurm_dev_cluster.stack import Connection, Stack
 from slurm import JobFailedError, JobState
 from slurm.errors import SubmitError
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from harness.stack import REPO_ROOT, SDK_MOUNT
+from slurm_dev_cluster.stack import REPO_ROOT, SDK_MOUNT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REQUIREMENT = "submitit>=1.5"  # as the `bench` extra

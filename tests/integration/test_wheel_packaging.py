@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness.stack import SDK_MOUNT
+from slurm_dev_cluster.stack import SDK_MOUNT
 
 pytestmark = [pytest.mark.integration, pytest.mark.wheel_packaging, pytest.mark.slow]
 

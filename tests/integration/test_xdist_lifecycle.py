@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.locks import EventLog
-from harness.stack import REPO_ROOT, Stack
+from slurm_dev_cluster.locks import EventLog
+from slurm_dev_cluster.stack import REPO_ROOT, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TARGET = Path(__file__).with_name("xdist_target.py")

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from harness import ssh
-from harness.stack import accounting_enabled
+from slurm_dev_cluster import ssh
+from slurm_dev_cluster.stack import accounting_enabled
 
 pytestmark = pytest.mark.integration
 

@@ -85,7 +85,7 @@ def target_for(release: str, arch: str | None = None) -> Target:
         raise WheelhouseError(
             f"unknown DEBIAN_RELEASE={release!r}: the wheelhouse knows "
             f"{', '.join(RELEASES)}; add its python3 and glibc versions to "
-            "harness/wheelhouse.py RELEASES"
+            "harness/src/slurm_dev_cluster/wheelhouse.py RELEASES"
         )
     machine = (arch or platform.machine()).lower()
     python, glibc = RELEASES[release]
@@ -191,7 +191,7 @@ def _explain(stderr: str, requirements: list[str], target: Target) -> str:
         + "\n  ".join(lines)
         + "\nfix: make sure the host reaches the package index (pip config, proxy, CA), and that the "
         f"requirement in pyproject.toml has a wheel for CPython {target.python} on manylinux "
-        f"glibc <= {target.glibc} {target.arch} (or is pure Python); then `python -m harness wheelhouse`"
+        f"glibc <= {target.glibc} {target.arch} (or is pure Python); then `slurm-dev-cluster wheelhouse`"
     )
 
 

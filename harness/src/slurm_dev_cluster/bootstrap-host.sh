@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Prepare this host for the dev cluster: Docker engine, compose v2, the Debian base image.
-# Idempotent: every step checks first and does nothing when its result is already there.
-# Usage: bash harness/bootstrap-host.sh            (DEBIAN_RELEASE=trixie|bookworm|forky, default trixie)
+# Prepare this host for the dev cluster: Docker engine, compose v2, the Debian base image, the host's
+# extra CA certificates for the images. Idempotent: every step checks first and does nothing when its
+# result is already there. Shipped in the slurm-dev-cluster package; run it as
+#   sudo slurm-dev-cluster setup-host     (DEBIAN_RELEASE=trixie|bookworm|forky, default trixie)
+# or, in a slurm-sdk checkout, through harness/setup.sh. `bootstrap-host.sh site-ca` runs only the last
+# step (no root needed): the kit runs it when it copies the cluster's definition for a build.
 set -euo pipefail
 
 RELEASE="${DEBIAN_RELEASE:-trixie}"
@@ -14,7 +17,7 @@ ok() { printf '    ok: %s\n' "$*"; }
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
 need_root() {
-  [ "$(id -u)" = 0 ] || die "$1 needs root. Re-run as root (sudo bash harness/bootstrap-host.sh) or do it by hand."
+  [ "$(id -u)" = 0 ] || die "$1 needs root. Re-run as root (sudo slurm-dev-cluster setup-host) or do it by hand."
 }
 
 is_debian_like() { [ -f /etc/debian_version ] && command -v apt-get >/dev/null; }
@@ -127,7 +130,8 @@ ensure_base_image() {
 # in the image reads one certificate per *.crt), from, in order: SLURM_SDK_SITE_CA (a PEM file, bundle or
 # not, or a directory of them; `none` skips), the host's own additions in /usr/local/share/ca-certificates
 # (Debian/Ubuntu), or else the host's whole bundle.
-SITE_CA_DIR="$(cd "$(dirname "$0")/.." && pwd)/images/site-ca"
+# The images/site-ca/ of the cluster definition being built (the checkout's, or the kit's copy of it).
+SITE_CA_DIR="${SLURM_SDK_SITE_CA_DIR:-}"
 HOST_LOCAL_CAS=/usr/local/share/ca-certificates
 HOST_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
@@ -144,6 +148,11 @@ site_ca_sources() {
 
 ensure_site_ca() {
   step "Site CA certificates for the images"
+  if [ -z "$SITE_CA_DIR" ]; then
+    ok "skipped here (SLURM_SDK_SITE_CA_DIR unset): the kit gathers them when it prepares a build"
+    return
+  fi
+  mkdir -p "$SITE_CA_DIR"
   local work sources count
   sources=$(site_ca_sources)
   work=$(mktemp -d)
@@ -163,6 +172,10 @@ ensure_site_ca() {
   rm -rf "$work"
 }
 
+if [ "${1:-}" = site-ca ]; then
+  ensure_site_ca
+  exit 0
+fi
 ensure_engine
 ensure_daemon
 ensure_compose

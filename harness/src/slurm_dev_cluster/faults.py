@@ -25,12 +25,12 @@ from pathlib import Path
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from harness import docker_deadline, preflight
-from harness.locks import User, is_alive, process_start_time
-from harness.stack import (
+from slurm_dev_cluster import docker_deadline, preflight
+from slurm_dev_cluster.kit import definition_dir
+from slurm_dev_cluster.locks import User, is_alive, process_start_time
+from slurm_dev_cluster.stack import (
     ACCOUNTING_SERVICE,
     HEALTHCHECK_IN_STACK,
-    REPO_ROOT,
     SSH_USER,
     Connection,
     Stack,
@@ -38,7 +38,7 @@ from harness.stack import (
     _write_atomically,
 )
 
-DEFAULTS_DIR = REPO_ROOT / "images" / "slurm" / "defaults"
+DEFAULTS_DIR = definition_dir() / "images" / "slurm" / "defaults"
 DEV = "dev"
 FAULTS_CONF = "/etc/slurm/faults.conf"
 #: Slurm's smallest sensible MinJobAge: a finished job is forgotten seconds after it ends.
@@ -82,7 +82,10 @@ def defaults(name: str) -> dict[str, str]:
 
 def render(name: str, overrides: dict[str, str]) -> str:
     settings = defaults(name) | overrides
-    lines = [f"# written by harness/faults.py: {name} defaults" + (f" + {overrides}" if overrides else "")]
+    lines = [
+        f"# written by harness/src/slurm_dev_cluster/faults.py: {name} defaults"
+        + (f" + {overrides}" if overrides else "")
+    ]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"
 
 
@@ -384,7 +387,7 @@ class Faults:
             raise StackError(
                 "resetting faults failed:\n  "
                 + "\n  ".join(errors)
-                + "\nfix: `python -m harness down --force` then `up` gives a fresh stack"
+                + "\nfix: `slurm-dev-cluster down --force` then `up` gives a fresh stack"
             )
         self.stack.update_state(faults={})
         if steps:

@@ -15,9 +15,9 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run as docker_run
 
-from harness import docker_deadline
+from slurm_dev_cluster import docker_deadline
 
-BOOTSTRAP_HINT = "bash harness/bootstrap-host.sh (Debian/Ubuntu; installs and starts what is missing)"
+BOOTSTRAP_HINT = "sudo slurm-dev-cluster setup-host (Debian/Ubuntu; installs and starts what is missing)"
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def port_holder(docker: DockerClient, port: int) -> PortHolder:
         if project:
             return PortHolder(
                 f"container {name} of Compose project {project} (started in {checkout or 'an unknown directory'})",
-                f"stop that stack (`docker compose -p {project} down -v`; `python -m harness down` in "
+                f"stop that stack (`docker compose -p {project} down -v`; `slurm-dev-cluster down` in "
                 f"{checkout or 'its checkout'} if the harness started it) or wait until it ends, then retry",
             )
         return PortHolder(f"container {name}", f"stop it (`docker stop {name}`), then retry")

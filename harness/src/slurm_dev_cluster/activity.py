@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from python_on_whales.exceptions import DockerException
 
-from harness import preflight
-from harness.stack import SSH_USER, Stack
+from slurm_dev_cluster import preflight
+from slurm_dev_cluster.stack import SSH_USER, Stack
 
 #: squeue bounded (slurmctld may be down or paused), then the established connections to sshd.
 QUERY = (

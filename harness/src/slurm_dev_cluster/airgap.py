@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from harness import docker_deadline
-from harness.stack import COMPOSE_PROJECT_LABEL
+from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster.stack import COMPOSE_PROJECT_LABEL
 
 if TYPE_CHECKING:
-    from harness.stack import Stack
+    from slurm_dev_cluster.stack import Stack
 
 RULE_TAG = "slurm-sdk-airgap"
 #: The chains our rules live in (see ``rules``).
@@ -86,7 +86,7 @@ def block_egress(stack: Stack) -> list[Network]:
     if not subnets:
         raise AirgapError(
             f"stack {stack.project} has no Docker network (is it running?); "
-            "start it with `python -m harness up`, then block its egress"
+            "start it with `slurm-dev-cluster up`, then block its egress"
         )
     if _all_present(stack.project, subnets):
         return subnets

@@ -2,7 +2,7 @@
 
 One setting, three spellings: the environment variables compose.yaml reads (``SLURM_SDK_NODES``,
 ``SLURM_SDK_GPUS_PER_NODE``, ``SLURM_SDK_PARTITIONS``), what the harness wrote for its stack
-(``python -m harness up --nodes N --gpus-per-node G``, remembered until ``harness down``), and the
+(``slurm-dev-cluster up --nodes N --gpus-per-node G``, remembered until ``harness down``), and the
 defaults below, which compose.yaml repeats. Compute nodes are the replicas of the compose service
 ``compute``; replica n registers itself with Slurm as node ``c<n>`` (images/node_name.py).
 """

@@ -21,7 +21,7 @@ from pathlib import Path
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-DOCKERD_LOG = "/var/log/slurm-sdk-dockerd.log"  # where harness/bootstrap-host.sh starts dockerd's log
+DOCKERD_LOG = "/var/log/slurm-sdk-dockerd.log"  # where bootstrap-host.sh (`slurm-dev-cluster setup-host`) starts dockerd's log
 #: Statuses of a ``timeout`` run that ran out: 124 (TERM sent, the client ended), 137 or -9 (the client
 #: ignored TERM and was KILLed after the grace period: timeout's process group, timeout included).
 TIMED_OUT_STATUSES = (124, 137, -signal.SIGKILL)
@@ -53,9 +53,9 @@ class DockerTimeout(TimeoutError):
         super().__init__(
             f"dockerd ({where}) did not answer `{what}` within {seconds:.0f} s: the daemon is wedged or "
             "overloaded\nfix: check it (`systemctl status docker`, or its log: journalctl -u docker, "
-            f"{DOCKERD_LOG} when harness/bootstrap-host.sh started it), restart it (`systemctl restart "
-            "docker`; a dockerd started by the setup script: stop that process, then `bash "
-            "harness/setup.sh` starts it again), then retry"
+            f"{DOCKERD_LOG} when `slurm-dev-cluster setup-host` started it), restart it (`systemctl restart "
+            "docker`; a dockerd started by setup-host: stop that process, then `sudo slurm-dev-cluster "
+            "setup-host` starts it again), then retry"
             + ("; or unset/fix DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "")
         )
 

@@ -78,7 +78,7 @@ class Coordinator:
             except Timeout:
                 raise TimeoutError(
                     f"waited {timeout:.0f} s for {self.setup_lock.lock_file}; the process holding it may be stuck. "
-                    "Check `python -m harness status`; delete the lock file only if no harness process is running."
+                    "Check `slurm-dev-cluster status`; delete the lock file only if no harness process is running."
                 ) from None
         try:
             yield
@@ -215,7 +215,7 @@ def _flocked(path: Path, mode: int, say, timeout: float, why: str) -> Iterator[N
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"waited {timeout:.0f} s for {path} ({why}); is a test stuck? "
-                        "`python -m harness status` lists the processes using the stack"
+                        "`slurm-dev-cluster status` lists the processes using the stack"
                     ) from None
                 if not announced:
                     say(f"waiting: {why} (lock {path})")

@@ -26,12 +26,21 @@ from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run as docker_run
 
-from harness import docker_deadline, preflight, ssh, wheelhouse
-from harness.kit import KIT_ROOT, SDK_MOUNT, KitSettings
-from harness.locks import SETUP_WAIT_SECONDS, Coordinator, EventLog, User, is_alive, process_start_time
-from harness.topology import COMPUTE_SERVICE, Topology, node_name, node_number
+from slurm_dev_cluster import docker_deadline, preflight, ssh, wheelhouse
+from slurm_dev_cluster.kit import SDK_MOUNT, KitSettings, cluster_root, definition_dir
+from slurm_dev_cluster.locks import (
+    SETUP_WAIT_SECONDS,
+    Coordinator,
+    EventLog,
+    User,
+    is_alive,
+    process_start_time,
+)
+from slurm_dev_cluster.topology import COMPUTE_SERVICE, Topology, node_name, node_number
 
-REPO_ROOT = KIT_ROOT
+#: Where the cluster's definition is read from: the slurm-sdk checkout for an editable kit (this repo's
+#: tests), else the installed package's data. Builds use ``cluster_root()``, a writable copy of it.
+REPO_ROOT = definition_dir()
 #: Long-running services besides the compute nodes (`slurmdbd` comes with accounting).
 FIXED_SERVICES = ("slurmctld", "login")
 ACCOUNTING_SERVICE = "slurmdbd"
@@ -106,6 +115,16 @@ def project_name_for(repo_root: Path) -> str:
     return f"slurmsdk-{slug}-{digest}"
 
 
+def project_root_of(directory: Path) -> Path:
+    """The nearest directory at or above ``directory`` that holds a project (pyproject.toml, setup.py or
+    .git), else ``directory``: the CLI serves the same project from any of its subdirectories."""
+    directory = directory.resolve()
+    for candidate in (directory, *directory.parents):
+        if any((candidate / marker).exists() for marker in ("pyproject.toml", "setup.py", ".git")):
+            return candidate
+    return directory
+
+
 #: The Debian release the images are built from when DEBIAN_RELEASE is unset (compose.yaml says the same).
 DEFAULT_RELEASE = "trixie"
 
@@ -115,7 +134,7 @@ def debian_release() -> str:
     return os.environ.get("DEBIAN_RELEASE") or DEFAULT_RELEASE
 
 
-def default_project(repo_root: Path = REPO_ROOT) -> str:
+def default_project(repo_root: Path) -> str:
     """The checkout's project, plus ``-<release>`` for a release other than the default: slurmctld's state
     and the accounting database are kept in volumes in a Slurm version's own format (an older slurmctld
     cannot read a newer one's), so each release's stack has its own volumes, state dir and containers."""
@@ -151,15 +170,21 @@ def inputs_hash(repo_root: Path) -> str:
 
 
 def containers_inputs(repo_root: Path, project_source: Path, compose_files: Sequence[Path] = ()) -> str:
-    """The image inputs, plus (for another project than this checkout) the mounted source path and the
+    """The image inputs, plus what the containers mount (the project's source, the SDK package) and the
     extra compose files: a change to any of them recreates the containers."""
     images = inputs_hash(repo_root)
-    if project_source.resolve() == repo_root.resolve() and not compose_files:
-        return images  # this checkout's own stack: exactly the image inputs, as always
-    digest = hashlib.sha256(f"{images}\0project={project_source.resolve()}".encode())
+    digest = hashlib.sha256(f"{images}\0project={project_source.resolve()}\0sdk={sdk_package_dir()}".encode())
     for path in compose_files:
         digest.update(f"\0{path}\0".encode() + Path(path).read_bytes())
     return digest.hexdigest()
+
+
+def sdk_package_dir() -> Path:
+    """The directory of the ``slurm`` package this host imports: the nodes import the same files (it is
+    mounted read-only over the image's editable install), so the SDK on both sides is one version."""
+    import slurm  # the SDK (a dependency of the kit); imported only when a stack is configured
+
+    return Path(slurm.__file__).resolve().parent
 
 
 def stack_inputs(settings: KitSettings) -> str:
@@ -229,7 +254,7 @@ class Status:
 class Stack:
     def __init__(
         self,
-        repo_root: Path = REPO_ROOT,
+        repo_root: Path | None = None,
         *,
         project: str | None = None,
         state_dir: Path | None = None,
@@ -239,9 +264,10 @@ class Stack:
         compose_files: Sequence[Path] = (),
         topology: Topology | None = None,
     ) -> None:
-        self.repo_root = repo_root.resolve()
-        # The project under test, mounted read-only at /opt/project (harness.kit); default: this checkout.
-        self.project_source = (project_source or self.repo_root).resolve()
+        self.repo_root = (repo_root or cluster_root()).resolve()
+        # The project under test, mounted read-only at /opt/project (slurm_dev_cluster.kit); default: the
+        # project around the current directory.
+        self.project_source = (project_source or project_root_of(Path.cwd())).resolve()
         self.extra_compose_files = [Path(f).resolve() for f in compose_files]
         self.project = project or default_project(self.project_source)
         self.state_dir = state_dir or state_root() / self.project
@@ -315,6 +341,7 @@ class Stack:
             "SLURM_SDK_IMAGE_TAG": self.image_tag,
             "SLURM_SDK_IMAGE_REPOSITORY": image_repository(),
             "SLURM_SDK_PROJECT_SOURCE": str(self.project_source),
+            "SLURM_SDK_PACKAGE_DIR": str(sdk_package_dir()),
         } | self.topology.compose_env()
         content = "".join(f"{name}={value}\n" for name, value in settings.items())
         if not path.exists() or path.read_text() != content:
@@ -359,7 +386,7 @@ class Stack:
         return containers
 
     def _bounded(self, seconds: float, what: str) -> AbstractContextManager[DockerClient]:
-        """The Docker client for one call that must end within ``seconds`` (``harness.docker_deadline``)."""
+        """The Docker client for one call that must end within ``seconds`` (``slurm_dev_cluster.docker_deadline``)."""
         return docker_deadline.bounded(self.docker, seconds, what)
 
     def _inspect_all(self) -> list[ContainerInspectResult]:
@@ -432,7 +459,7 @@ class Stack:
         if self._login_port is None:
             raise StackError(
                 f"the login container of {self.project} publishes no SSH port (is it running?); "
-                "check compose.yaml's `ports:` for login, or `python -m harness status`"
+                "check compose.yaml's `ports:` for login, or `slurm-dev-cluster status`"
             )
         return self._login_port
 
@@ -613,7 +640,7 @@ class Stack:
             raise StackError(
                 f"cannot change the GPUs or partitions of {self.project}: Slurm keeps nodes {','.join(nodes)} "
                 f"({preflight._first_line(exc)})\nfix: wait for their jobs to end (or `scancel -u sdk`), "
-                "then `harness up` again; or `python -m harness down` then `up` with the new topology"
+                "then `harness up` again; or `slurm-dev-cluster down` then `up` with the new topology"
             ) from None
 
     def forget_removed_nodes(self, known: Sequence[str] | None = None) -> list[str]:
@@ -651,7 +678,7 @@ class Stack:
     def orphaned_by(self, state: dict | None = None) -> str | None:
         """The session recorded as the stack's owner, when that session's process is gone; else None.
 
-        Only test sessions record an owner: a stack started with ``python -m harness up`` (or kept with
+        Only test sessions record an owner: a stack started with ``slurm-dev-cluster up`` (or kept with
         --keep-cluster) belongs to the user and is never an orphan.
         """
         state = self.read_state() if state is None else state
@@ -676,7 +703,7 @@ class Stack:
 
     def _reset_abandoned_faults(self, state: dict) -> None:
         """Undo faults left on by a process that died (a killed test); a live owner resets its own."""
-        from harness.faults import Faults  # faults builds on this module
+        from slurm_dev_cluster.faults import Faults  # faults builds on this module
 
         faults = Faults(self)
         if state.get("faults") and not faults.owner_alive():
@@ -738,12 +765,12 @@ class Stack:
         """Build the images unless images tagged with these inputs exist (a warm start then skips even
         the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
         set (and ``pull``), the images published for these inputs are pulled instead when the registry
-        has them (harness.images)."""
+        has them (slurm_dev_cluster.images)."""
         missing = self._missing_images()
         if not missing:
             return
         if pull and image_repository() != IMAGE_REPOSITORY:
-            from harness import images  # images builds on this module
+            from slurm_dev_cluster import images  # images builds on this module
 
             if images.pull(self, missing):
                 return
@@ -826,8 +853,8 @@ class Stack:
                     raise StackError(
                         f"stack {self.project} did not take jobs within {timeout:.0f} s: still waiting for "
                         f"{waiting_for}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
-                        "\nfix: read the logs above (`python -m harness logs`); "
-                        "`python -m harness down` then `up` starts from scratch"
+                        "\nfix: read the logs above (`slurm-dev-cluster logs`); "
+                        "`slurm-dev-cluster down` then `up` starts from scratch"
                     )
                 if now >= next_inspection:
                     self._fail_if_a_container_stopped()
@@ -888,7 +915,7 @@ class Stack:
             raise StackError(
                 f"stack {self.project}: {names} stopped while the stack was starting\n"
                 f"--- its logs (tail) ---\n{self.logs_tail(40, self._compose_services(stopped))}"
-                "\nfix: the logs above say why; `python -m harness down` then `up` starts from scratch"
+                "\nfix: the logs above say why; `slurm-dev-cluster down` then `up` starts from scratch"
             )
 
     def _compose_services(self, services: Iterable[str]) -> list[str]:
@@ -942,8 +969,8 @@ class Stack:
                 f"`docker compose up` failed (or was not healthy within {UP_WAIT_SECONDS} s) "
                 f"for {self.project}: "
                 f"{preflight._first_line(exc)}\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
-                "\nfix: read the logs above (`python -m harness logs`); "
-                "`python -m harness down` then `up` starts from scratch"
+                "\nfix: read the logs above (`slurm-dev-cluster logs`); "
+                "`slurm-dev-cluster down` then `up` starts from scratch"
             ) from None
         self.say(f"containers up in {time.monotonic() - started:.1f} s")
 
@@ -963,7 +990,7 @@ class Stack:
         except DockerException as exc:
             raise StackError(
                 f"`docker compose down` failed for {self.project}: {preflight._first_line(exc)}\n"
-                "fix: `python -m harness status` shows what is left; retry `python -m harness "
+                "fix: `slurm-dev-cluster status` shows what is left; retry `slurm-dev-cluster "
                 "down --force`"
             ) from None
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
@@ -973,8 +1000,10 @@ class Stack:
         self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
 
     def _restore_egress(self) -> None:
-        """An air gap (harness.airgap) must not outlive its stack: its rules name the project's old subnet."""
-        from harness import airgap  # airgap needs a Stack; importing it here keeps the modules acyclic
+        """An air gap (slurm_dev_cluster.airgap) must not outlive its stack: its rules name the project's old subnet."""
+        from slurm_dev_cluster import (
+            airgap,
+        )  # airgap needs a Stack; importing it here keeps the modules acyclic
 
         try:
             if airgap.restore_egress(self):
@@ -1065,7 +1094,7 @@ class Stack:
         except Exception as exc:  # paramiko raises many unrelated types
             raise StackError(
                 f"SSH login to {connection.user}@{connection.host}:{connection.port} failed: "
-                f"{exc!r}\nfix: `python -m harness logs login`; `python -m harness down` "
+                f"{exc!r}\nfix: `slurm-dev-cluster logs login`; `slurm-dev-cluster down` "
                 "then `up` recreates keys"
             ) from None
         try:

@@ -1,8 +1,10 @@
 """The test kit's settings: which project a dev cluster serves, and from where.
 
-By default the kit serves this repository (its own tests): the compose file and images are this
-checkout's, the stack is named after it, and test modules import from its mount. Another project that
-depends on ``slurm-sdk[testing]`` points the same harness at its own source instead:
+The cluster's definition (compose.yaml, images/, the SDK's pyproject.toml) is the kit's own: shipped in
+the wheel as ``slurm_dev_cluster/cluster/`` and copied to a writable directory before its first build, or
+read in place from the slurm-sdk checkout an editable kit is installed from. Every node imports the SDK
+the host has installed (its package directory is mounted read-only at ``/opt/slurm_sdk_dev/src/slurm``).
+The project under test, by default the pytest rootdir (or the current directory for the CLI), is set by:
 
 - ``project_dir``: its source tree, bind-mounted read-only at ``/opt/project`` on every node;
 - ``project``: the Compose project name (default: derived from ``project_dir``'s path), hence its own
@@ -12,20 +14,26 @@ depends on ``slurm-sdk[testing]`` points the same harness at its own source inst
 - ``existing_cluster``: an SDK config file: the fixtures use that cluster and bring nothing up.
 
 Each setting comes from (first wins) a pytest command-line option, a pytest ini option, an environment
-variable, else the default; ``python -m harness`` reads the environment variables only.
+variable, else the default; ``slurm-dev-cluster`` reads the environment variables only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The checkout whose compose.yaml and images/ build the cluster (this repository).
-KIT_ROOT = Path(__file__).resolve().parents[1]
-#: Where every node sees the SDK checkout (the image's editable install points here).
+#: The cluster's definition as shipped in the kit's wheel (absent in an editable install).
+PACKAGED_CLUSTER = Path(__file__).resolve().with_name("cluster")
+#: The slurm-sdk checkout an editable kit is installed from (harness/src/slurm_dev_cluster/ -> the root).
+CHECKOUT_ROOT = Path(__file__).resolve().parents[3]
+#: Where every node sees the SDK's source root (the image's editable install points at its ``src``).
 SDK_MOUNT = "/opt/slurm_sdk_dev"
-#: Where every node sees the project under test, when it is not this repository.
+#: Where every node sees the project under test.
 PROJECT_MOUNT = "/opt/project"
 
 ENV_KIT_DIR = "SLURM_SDK_KIT_DIR"
@@ -44,23 +52,18 @@ class KitError(ValueError):
 
 @dataclass(frozen=True)
 class KitSettings:
-    kit_root: Path = KIT_ROOT
-    project_dir: Path = KIT_ROOT
-    project: str | None = None  # None: derived from project_dir (harness.stack.project_name_for)
+    kit_root: Path
+    project_dir: Path
+    project: str | None = None  # None: derived from project_dir (slurm_dev_cluster.stack.project_name_for)
     import_roots: tuple[str, ...] = ()
     compose_files: tuple[Path, ...] = ()
     existing_cluster: Path | None = None
     origin: dict[str, str] = field(default_factory=dict, compare=False)  # setting -> where it came from
 
     @property
-    def is_downstream(self) -> bool:
-        """True when the cluster serves another project than the kit's own checkout."""
-        return self.project_dir != self.kit_root
-
-    @property
     def project_mount(self) -> str:
         """Where the nodes see the project under test."""
-        return PROJECT_MOUNT if self.is_downstream else SDK_MOUNT
+        return PROJECT_MOUNT
 
     def node_path(self, host_path: Path) -> str | None:
         """``host_path`` (inside the project) as the nodes see it; None when it is outside the project."""
@@ -71,8 +74,8 @@ class KitSettings:
         return self.project_mount if str(relative) == "." else f"{self.project_mount}/{relative}"
 
     def _roots(self) -> tuple[str, ...]:
-        if self.import_roots or not self.is_downstream:
-            return self.import_roots  # this repository's own default: none (tests map their own roots)
+        if self.import_roots:
+            return self.import_roots
         return tuple(r for r in DEFAULT_IMPORT_ROOTS if (self.project_dir / r).is_dir())
 
     def node_import_roots(self) -> list[str]:
@@ -115,15 +118,22 @@ def resolve(
         return None, base
 
     kit_value, kit_base = pick("kit_dir", None, ENV_KIT_DIR)
-    kit_root = _existing_dir(kit_value, kit_base, "kit_dir", ENV_KIT_DIR) if kit_value else KIT_ROOT
-    if not (kit_root / "compose.yaml").is_file():
-        raise KitError(
-            f"the dev cluster's compose.yaml is not in {kit_root}: the kit needs a slurm-sdk checkout "
-            f"(compose.yaml, images/). fix: install it editable (`pip install -e '/path/to/slurm-sdk[testing]'`) "
-            f"or set {ENV_KIT_DIR}=/path/to/slurm-sdk"
-        )
+    if kit_value:
+        kit_root = _existing_dir(kit_value, kit_base, "kit_dir", ENV_KIT_DIR)
+        if not (kit_root / "compose.yaml").is_file():
+            raise KitError(
+                f"{ENV_KIT_DIR}={kit_root}: no compose.yaml there; fix: point it at a slurm-sdk checkout, "
+                f"or unset it to use the cluster shipped with the kit"
+            )
+    else:
+        kit_root = cluster_root()
     value, where = pick("project_dir", project_dir, ENV_PROJECT_DIR)
-    source = _existing_dir(value, where, "slurm_sdk_project_dir", ENV_PROJECT_DIR) if value else kit_root
+    if value:
+        source = _existing_dir(value, where, "slurm_sdk_project_dir", ENV_PROJECT_DIR)
+    else:
+        from slurm_dev_cluster.stack import project_root_of  # stack imports this module
+
+        source = base if base_dir else project_root_of(base)
     name, _ = pick("project", project, ENV_PROJECT)
     roots, _ = pick("import_roots", import_roots, ENV_IMPORT_ROOTS)
     files, files_base = pick("compose_files", compose_files, ENV_COMPOSE_FILES)
@@ -150,6 +160,68 @@ def resolve(
                 f"(slurm_sdk_import_roots / {ENV_IMPORT_ROOTS}); fix: name directories relative to the project"
             )
     return settings
+
+
+def definition_dir() -> Path:
+    """Where the cluster's definition is read from (never written): the checkout of an editable kit, else
+    the package data of an installed one."""
+    if (CHECKOUT_ROOT / "compose.yaml").is_file() and (CHECKOUT_ROOT / "src" / "slurm").is_dir():
+        return CHECKOUT_ROOT
+    return PACKAGED_CLUSTER
+
+
+def cluster_root() -> Path:
+    """The directory holding compose.yaml, images/ and pyproject.toml that build and run the cluster.
+
+    An editable kit reads its checkout in place (where a developer edits images/). An installed kit copies
+    its packaged definition once per content into a writable directory (builds write the nodes' wheelhouse
+    and the host's site CAs beside the images), named by that content, so two kit versions never mix.
+    """
+    source = definition_dir()
+    if source == CHECKOUT_ROOT:
+        return source
+    if not (PACKAGED_CLUSTER / "compose.yaml").is_file():
+        raise KitError(
+            f"the dev cluster's definition is missing from {PACKAGED_CLUSTER} (a broken install of "
+            "slurm-dev-cluster); fix: `pip install --force-reinstall slurm-dev-cluster`"
+        )
+    return staged_cluster(PACKAGED_CLUSTER)
+
+
+def staged_cluster(packaged: Path) -> Path:
+    """``packaged`` copied to ``<state root>/cluster-<content hash>/`` (once; later calls only hash)."""
+    from slurm_dev_cluster.stack import state_root  # stack imports this module
+
+    files = sorted(p for p in packaged.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(packaged).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    target = state_root() / f"cluster-{digest.hexdigest()[:12]}"
+    if (target / "compose.yaml").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".cluster-", dir=target.parent))
+    try:
+        shutil.copytree(packaged, scratch, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        gather_site_cas(scratch / "images" / "site-ca")
+        try:
+            scratch.rename(target)  # atomic: a concurrent session sees all of it or none
+        except OSError:
+            if not (target / "compose.yaml").is_file():
+                raise  # not another session's copy that won the race
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def gather_site_cas(directory: Path) -> None:
+    """The host's extra CA certificates into ``directory``, for the images to trust (bootstrap-host.sh
+    decides which: its ``site-ca`` step, the one home of that rule; needs no root)."""
+    script = Path(__file__).with_name("bootstrap-host.sh")
+    environ = {**os.environ, "SLURM_SDK_SITE_CA_DIR": str(directory)}
+    done = subprocess.run(["bash", str(script), "site-ca"], env=environ, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise KitError(f"gathering the host's CA certificates for the images failed: {done.stderr.strip()}")
 
 
 def _split(value: object) -> list[str]:

@@ -1,6 +1,6 @@
-"""``python -m harness fault NAME [ARGS]``: the faults of ``harness.faults`` from the command line.
+"""``slurm-dev-cluster fault NAME [ARGS]``: the faults of ``slurm_dev_cluster.faults`` from the command line.
 
-Faults set here last until ``python -m harness fault reset``, or until the next ``harness up`` or test
+Faults set here last until ``slurm-dev-cluster fault reset``, or until the next ``harness up`` or test
 session (both reset faults whose owner process has ended, and this command's process ends at once).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.faults import FORGET_AFTER_SECONDS, JOB_ID, Faults, defaults_names
+from slurm_dev_cluster.faults import FORGET_AFTER_SECONDS, JOB_ID, Faults, defaults_names
 
 _ROWS = [
     ("status", "what is changed now"),
@@ -38,7 +38,7 @@ _ROWS = [
     ("accounting lose-start JOB_ID", "slurmdbd's record of a running job goes back to PENDING (sacct lags)"),
     ("accounting lose-end JOB_ID", "slurmdbd's record of an ended job goes back to RUNNING (end never sent)"),
 ]
-USAGE = "faults (python -m harness fault NAME [ARGS]):\n" + "\n".join(
+USAGE = "faults (slurm-dev-cluster fault NAME [ARGS]):\n" + "\n".join(
     f"  {syntax:<38}{text}" for syntax, text in _ROWS
 )
 

@@ -1,4 +1,4 @@
-"""``python -m harness up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse | config |
+"""``slurm-dev-cluster up | down | status | logs | ssh | exec | smoke | fault | airgap | wheelhouse | config |
 ssh-config | push``: the dev cluster from the command line."""
 
 from __future__ import annotations
@@ -7,19 +7,29 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from python_on_whales.exceptions import DockerException
 
-from harness import activity, airgap, client_config, docker_deadline, fault_verbs, images, kit, wheelhouse
-from harness import ssh as harness_ssh
-from harness.docker_deadline import DockerTimeout
-from harness.faults import Faults
-from harness.locks import Coordinator
-from harness.preflight import PreflightError
-from harness.stack import Stack, StackError
-from harness.topology import Topology, TopologyError, node_number
+from slurm_dev_cluster import (
+    activity,
+    airgap,
+    client_config,
+    docker_deadline,
+    fault_verbs,
+    images,
+    kit,
+    wheelhouse,
+)
+from slurm_dev_cluster import ssh as harness_ssh
+from slurm_dev_cluster.docker_deadline import DockerTimeout
+from slurm_dev_cluster.faults import Faults
+from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.preflight import PreflightError
+from slurm_dev_cluster.stack import Stack, StackError
+from slurm_dev_cluster.topology import Topology, TopologyError, node_number
 
 TIMED_OUT = 124  # as coreutils' `timeout`
 
@@ -28,7 +38,7 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
     result = stack.ensure_up_shared(Coordinator(stack.state_dir), session="cli")
     c = result.connection
     print(f"stack {c.project} {result.action}: ssh -p {c.port} -i {c.key_path} {c.user}@{c.host}")
-    print("  (or: python -m harness ssh)  stop it with: python -m harness down")
+    print("  (or: slurm-dev-cluster ssh)  stop it with: slurm-dev-cluster down")
     return 0
 
 
@@ -67,12 +77,12 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     print(f"project:   {status.project}")
     print(f"state dir: {status.state_dir}")
     if not status.services:
-        print("stack:     not running (start it with: python -m harness up)")
+        print("stack:     not running (start it with: slurm-dev-cluster up)")
         return 3
     for service, state in sorted(status.services.items()):
         print(f"  {service:<10} {state}")
     if status.port:
-        print(f"ssh:       127.0.0.1:{status.port} as sdk (python -m harness ssh)")
+        print(f"ssh:       127.0.0.1:{status.port} as sdk (slurm-dev-cluster ssh)")
     built_from = {
         True: "current compose.yaml/images",
         False: "OLD inputs: `up` will rebuild it",
@@ -85,11 +95,11 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     if status.orphaned_by:
         print(
             f"orphaned:  the test session that started it ({status.orphaned_by}) died; the next session "
-            "adopts it and stops it at its end (`python -m harness down` stops it now)"
+            "adopts it and stops it at its end (`slurm-dev-cluster down` stops it now)"
         )
     active = Faults(stack).active()
     if active:
-        print("faults:    " + "; ".join(active) + " (undo: python -m harness fault reset)")
+        print("faults:    " + "; ".join(active) + " (undo: slurm-dev-cluster fault reset)")
     return 0 if status.up else 3
 
 
@@ -184,7 +194,7 @@ def cmd_airgap(stack: Stack, args: argparse.Namespace) -> int:
         subnets = airgap.block_egress(stack)
         print(
             f"egress of {stack.project} blocked ({', '.join(map(str, subnets))} reaches only itself); "
-            "undo with: python -m harness airgap off (or harness down)"
+            "undo with: slurm-dev-cluster airgap off (or harness down)"
         )
     elif args.state == "off":
         removed = airgap.restore_egress(stack)
@@ -203,7 +213,7 @@ def cmd_wheelhouse(stack: Stack, args: argparse.Namespace) -> int:
 
 def cmd_config(stack: Stack, args: argparse.Namespace) -> int:
     path = client_config.write_sdk_config(stack, kit.resolve(), Path(args.output) if args.output else None)
-    # stdout is only the export line, so `eval "$(python -m harness config)"` works; the rest is stderr.
+    # stdout is only the export line, so `eval "$(slurm-dev-cluster config)"` works; the rest is stderr.
     print(f"export SLURM_SDK_CONFIG={shlex.quote(str(path))}")
     print(
         f"wrote the SDK config for {stack.project} to {path}; with SLURM_SDK_CONFIG set, "
@@ -231,7 +241,7 @@ def cmd_push(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
-    from harness import smoke
+    from slurm_dev_cluster import smoke
 
     return smoke.run(stack)
 
@@ -244,7 +254,8 @@ ENVIRONMENT = """environment:
   SLURM_SDK_ACCOUNTING=0          no slurmdbd + MariaDB (default 1: accounting on, sacct works)
   DEBIAN_RELEASE=bookworm         build the nodes from another Debian release (default: trixie)
   SLURM_SDK_IMAGE_REGISTRY=host:port   pull the images published for these inputs instead of building
-  SLURM_SDK_PROJECT_DIR=dir       serve another project (mounted at /opt/project; the test kit)
+  SLURM_SDK_PROJECT_DIR=dir       the project served (mounted at /opt/project; default: the project
+                                  around the current directory: nearest pyproject.toml, setup.py or .git)
   SLURM_SDK_NODES=2               compute nodes c1..cN (as `up --nodes`)
   SLURM_SDK_GPUS_PER_NODE=2       fake GPUs per node, 0-8 (as `up --gpus-per-node`)
   SLURM_SDK_PARTITIONS=debug,batch  partitions over all nodes, the first the default (as `up --partitions`)
@@ -263,9 +274,10 @@ def _positive_seconds(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m harness",
+        prog="slurm-dev-cluster",
         description=(
-            "Manage this checkout's Slurm dev cluster (Docker Compose project named after the checkout path)."
+            "Manage the Slurm dev cluster of the project around the current directory (a Docker Compose "
+            "project named after the project's path). `sudo slurm-dev-cluster setup-host` first on a new host."
         ),
         epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -293,6 +305,10 @@ def parser() -> argparse.ArgumentParser:
     )
     fault.add_argument("fault", choices=sorted(fault_verbs.VERBS), metavar="NAME")
     fault.add_argument("args", nargs="*")
+    sub.add_parser(
+        "setup-host",
+        help="install and start what the cluster needs on this host (Docker engine, compose v2, base image; root)",
+    )
     sub.add_parser("smoke", help="up, then sinfo, a shell job on each node and a Python task through the SDK")
     sub.add_parser("status", help="containers, SSH port, whether the stack matches compose.yaml/images")
     logs = sub.add_parser("logs", help="tail of the compose logs and the Slurm daemon log files")
@@ -385,10 +401,18 @@ def _topology(args: argparse.Namespace, stack: Stack) -> Topology | None:
 CHECKS_ON_FAILURE = {"up", "smoke"}
 
 
+def setup_host() -> int:
+    """Run the kit's bootstrap-host.sh (Debian/Ubuntu): everything the cluster needs on a new host."""
+    script = Path(__file__).with_name("bootstrap-host.sh")
+    return subprocess.run(["bash", str(script)], check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.action == "setup-host":
+        return setup_host()  # before any Docker call: there may be no Docker yet
     try:
-        settings = kit.resolve()  # this checkout, or the project $SLURM_SDK_PROJECT_DIR names
+        settings = kit.resolve()  # the project around the current directory, or $SLURM_SDK_PROJECT_DIR
         stack = Stack.for_kit(settings)
         wanted = _topology(args, stack)
         if wanted is not None and wanted != stack.topology:

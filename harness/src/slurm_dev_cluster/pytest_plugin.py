@@ -1,8 +1,8 @@
 """pytest plugin: the dev cluster as fixtures.
 
-Loaded by this repo's tests/conftest.py; other projects get it from ``slurm-sdk[testing]`` (a ``pytest11``
-entry point, so installing is enough) and point it at their own source with the kit settings
-(``harness.kit``): ini ``slurm_sdk_project_dir``, ``slurm_sdk_project``, ``slurm_sdk_import_roots``,
+Installing the ``slurm-dev-cluster`` distribution loads it in every pytest session of that environment (a
+``pytest11`` entry point); a project points it at its own source with the kit settings
+(``slurm_dev_cluster.kit``): ini ``slurm_sdk_project_dir``, ``slurm_sdk_project``, ``slurm_sdk_import_roots``,
 ``slurm_sdk_compose_files``, ``slurm_sdk_existing_cluster`` (or the command-line options
 ``--slurm-project-dir``, ``--slurm-project``, ``--slurm-import-root``, ``--slurm-compose-file``,
 ``--existing-cluster``, or the environment variables ``SLURM_SDK_PROJECT_DIR`` ...). With
@@ -20,9 +20,9 @@ Fixtures:
   sdk_on_cluster   session  "/opt/slurm_sdk_dev", after checking every node imports the SDK from there
   cluster_mode     function "local" (unmarked), "ssh" (integration) or "wheel" (wheel_packaging)
   slurm_cluster    function a slurm.Cluster for that mode, closed after the test
-  faults           function harness.faults.Faults for the stack, the cluster to itself; every fault is
+  faults           function slurm_dev_cluster.faults.Faults for the stack, the cluster to itself; every fault is
                             undone at teardown, even when the test failed
-  airgapped        function the Stack with its egress blocked (harness.airgap) for the test, restored after
+  airgapped        function the Stack with its egress blocked (slurm_dev_cluster.airgap) for the test, restored after
   egress_open      function the Stack with its egress guaranteed open for the test (no air gap meanwhile)
   index_url        session  the package index the containers' pip uses, when the host reaches it (else skip)
 
@@ -30,10 +30,10 @@ Lifecycle: the first process that needs the stack starts it (or reuses a running
 same inputs) under a file lock; other processes, including xdist workers, wait and reuse it. At the
 end, the session owner (the xdist controller, or the only process) stops the stack if this session
 started it, unless --keep-cluster / SLURM_SDK_KEEP_CLUSTER=1, or another session still uses it.
-A stack started outside the session (``python -m harness up``, an earlier --keep-cluster run) is left up.
+A stack started outside the session (``slurm-dev-cluster up``, an earlier --keep-cluster run) is left up.
 A stack whose session died (a SIGKILLed controller) is adopted by the next session, which stops it.
 Faults change the cluster for everyone: each cluster test holds a shared lock while it runs, a test
-using ``faults`` holds it exclusively (``harness.locks.ClusterLock``), so under ``-n 2`` no other test
+using ``faults`` holds it exclusively (``slurm_dev_cluster.locks.ClusterLock``), so under ``-n 2`` no other test
 runs while a node is down or slurmctld is paused.
 Without Docker, integration tests skip with the reason; with CI=true they fail instead.
 """
@@ -50,11 +50,11 @@ from pathlib import Path
 import pytest
 from filelock import Timeout
 
-from harness import airgap, kit
-from harness.faults import DEV, Faults, defaults_names
-from harness.locks import ClusterLock, Coordinator
-from harness.preflight import PreflightError
-from harness.stack import Connection, Stack, StackError, stack_inputs, state_root
+from slurm_dev_cluster import airgap, kit
+from slurm_dev_cluster.faults import DEV, Faults, defaults_names
+from slurm_dev_cluster.locks import ClusterLock, Coordinator
+from slurm_dev_cluster.preflight import PreflightError
+from slurm_dev_cluster.stack import Connection, Stack, StackError, stack_inputs, state_root
 
 MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
@@ -182,7 +182,7 @@ class Harness:
         if self.keep:
             self._say(
                 f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
-                "stop it with `python -m harness down`"
+                "stop it with `slurm-dev-cluster down`"
             )
             # Kept: the user's now, like a stack from `harness up` (never adopted, never torn down by pytest).
             self.stack.update_state(teardown_requested=False, started_by="kept", owner=None)
@@ -200,7 +200,7 @@ class Harness:
                 else:
                     self.stack.down(self.session)
         except Exception as exc:  # a failed teardown must not hide the test results
-            self._say(f"stopping the stack failed: {exc}; run `python -m harness down`")
+            self._say(f"stopping the stack failed: {exc}; run `slurm-dev-cluster down`")
 
     def failure_sections(self) -> list[tuple[str, str]]:
         stack = self.stack
@@ -219,7 +219,8 @@ def _harness(config: pytest.Config) -> Harness:
 
 def _kit_settings(config: pytest.Config) -> kit.KitSettings:
     """The kit settings: command-line option, else ini option (paths relative to the ini file), else
-    environment, else this repository's defaults. A bad setting stops the session before any test."""
+    environment, else the defaults (the project is pytest's rootdir). A bad setting stops the session
+    before any test."""
     base = config.inipath.parent if config.inipath else config.rootpath
 
     def given(option: str, ini: str) -> object:
@@ -254,7 +255,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"leave the dev cluster running after the session (also: {KEEP_ENV}=1). "
         "Default: a stack this session started is stopped at the end.",
     )
-    # The test kit (harness.kit): which project the dev cluster serves. Options win over ini, ini over env.
+    # The test kit (slurm_dev_cluster.kit): which project the dev cluster serves. Options win over ini, ini over env.
     kit_options = [
         (
             "--slurm-project-dir",
@@ -262,7 +263,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "slurm_sdk_project_dir",
             "string",
             kit.ENV_PROJECT_DIR,
-            "the project's source, mounted read-only at /opt/project on every node (default: this repo)",
+            "the project's source, mounted read-only at /opt/project on every node (default: pytest's rootdir)",
         ),
         (
             "--slurm-project",
@@ -370,14 +371,14 @@ def sdk_on_cluster(slurm_stack: Stack, slurm_container: Connection) -> str:
         if not found.startswith(expected):
             pytest.fail(
                 f"python3 on {service} imports slurm from {found!r}, not {expected}: the image's "
-                "editable install is broken; rebuild with `python -m harness down && python -m harness up`"
+                "editable install is broken; rebuild with `slurm-dev-cluster down && slurm-dev-cluster up`"
             )
     return slurm_container.sdk_path
 
 
 @pytest.fixture
 def faults(pytestconfig: pytest.Config, slurm_stack: Stack) -> Iterator[Faults]:
-    """Fault injection on the stack (``harness.faults.Faults``), with the cluster to this test alone;
+    """Fault injection on the stack (``slurm_dev_cluster.faults.Faults``), with the cluster to this test alone;
     everything is undone at teardown, also when the test failed."""
     harness = _harness(pytestconfig)
     with harness.cluster_lock.exclusive(say=harness._say):
@@ -438,7 +439,9 @@ def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: P
     else:
         connection: Connection = request.getfixturevalue("slurm_container")
         sdk_path: str = request.getfixturevalue("sdk_on_cluster")
-        packaging = packaging_for(cluster_mode, sdk_path, test_import_roots(request, sdk_path))
+        settings = _harness(request.config).settings
+        roots = test_import_roots(request, sdk_path)
+        packaging = packaging_for(cluster_mode, sdk_path, roots, settings.project_dir)
         cluster = Cluster(backend=ssh_backend(connection), packaging=packaging)
     try:
         yield cluster
@@ -460,7 +463,7 @@ def ssh_backend(connection: Connection):
 
 def test_import_roots(request: pytest.FixtureRequest, sdk_path: str) -> list[str]:
     """Where the test's own modules import from, mapped into the cluster's mount of the project (this
-    repo at ``sdk_path``, or a kit user's project at /opt/project), after the configured import roots.
+    project at /opt/project), after the configured import roots.
 
     pytest imports ``tests/integration/test_x.py`` as ``integration.test_x`` (rootdir-relative package
     detection), so the directory to put on the nodes' PYTHONPATH is derived, not hard-coded.
@@ -474,14 +477,18 @@ def test_import_roots(request: pytest.FixtureRequest, sdk_path: str) -> list[str
     for _ in module.__name__.split(".")[1:]:
         root = root.parent
     # A test outside the project has no path on the nodes; the project's root itself is on it already
-    # (this repo: sdk_path) or listed among the import roots.
+    # or listed among the import roots.
     found = settings.node_path(root)
     return list(dict.fromkeys([*roots, *([found] if found and found != sdk_path else [])]))
 
 
-def packaging_for(mode: str, sdk_path: str, extra_paths: list[str] = ()) -> dict:
-    if mode == "wheel":
-        return {"type": "wheel", "project_dir": str(kit.KIT_ROOT)}
+def packaging_for(
+    mode: str, sdk_path: str, extra_paths: list[str] = (), project_dir: Path | None = None
+) -> dict:
+    if mode == "wheel":  # the project under test, built and installed as a wheel on the nodes
+        if project_dir is None:
+            raise ValueError("packaging_for('wheel', ...) needs the project_dir to build")
+        return {"type": "wheel", "project_dir": str(project_dir)}
     # The SDK itself imports from the mount through the image's editable install; the repo root and the
     # test packages' root make test modules importable by reference on the nodes.
     return {"type": "none", "pythonpath": list(dict.fromkeys([sdk_path, *extra_paths]))}
@@ -524,8 +531,8 @@ def egress_open(slurm_stack: Stack) -> Iterator[Stack]:
     with _egress_guard(slurm_stack):
         if airgap.egress_is_blocked(slurm_stack):
             pytest.skip(
-                "the stack's egress is blocked (`python -m harness airgap on`?); "
-                "`python -m harness airgap off` opens it"
+                "the stack's egress is blocked (`slurm-dev-cluster airgap on`?); "
+                "`slurm-dev-cluster airgap off` opens it"
             )
         yield slurm_stack
 

@@ -22,8 +22,8 @@ from importlib.metadata import version as installed_version
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from harness import docker_deadline
-from harness.stack import IMAGE_REGISTRY_ENV, IMAGE_REPOSITORY, Stack, StackError
+from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster.stack import IMAGE_REGISTRY_ENV, IMAGE_REPOSITORY, Stack, StackError
 
 #: Docker's tag grammar.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -106,7 +106,7 @@ def pull(stack: Stack, images: list[str]) -> bool:
         except DockerException as exc:
             stack.say(
                 f"could not pull {image} ({_last_line(exc)}): no image was published for these inputs "
-                "(`python -m harness push --registry ...` publishes them); building instead"
+                "(`slurm-dev-cluster push --registry ...` publishes them); building instead"
             )
             return False
         except docker_deadline.DockerTimeout as exc:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.stack import state_root
+from slurm_dev_cluster.stack import state_root
 
 PACKAGE = "docker-registry"
 BINARY = "docker-registry"

@@ -1,12 +1,12 @@
-"""``python -m harness smoke``: bring the dev cluster up and show that it runs jobs, by hand and via the SDK."""
+"""``slurm-dev-cluster smoke``: bring the dev cluster up and show that it runs jobs, by hand and via the SDK."""
 
 from __future__ import annotations
 
 import paramiko
 
-from harness import ssh
-from harness.locks import Coordinator
-from harness.stack import Connection, Stack
+from slurm_dev_cluster import ssh
+from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.stack import Connection, Stack
 
 SHELL_JOB = "sbatch --wait --parsable -w {node} -J smoke -o smoke-%j.out --wrap 'echo hello from $(hostname)'"
 
@@ -30,7 +30,7 @@ def run(stack: Stack) -> int:
         "SDK task slurm.diagnostics.node_info ran as job {job_id} on {host}: Python {python}, "
         "SDK imported from {sdk}".format(**info)
     )
-    print("\nThe cluster stays up: `python -m harness ssh` to log in, `python -m harness down` to stop it.")
+    print("\nThe cluster stays up: `slurm-dev-cluster ssh` to log in, `slurm-dev-cluster down` to stop it.")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Client settings for a running stack, for use outside the harness: an SDK config file
-(``python -m harness config``, read by ``Cluster.from_env()``) and an OpenSSH ``Host`` block
-(``python -m harness ssh-config``, for ``ssh slurm-dev``).
+(``slurm-dev-cluster config``, read by ``Cluster.from_env()``) and an OpenSSH ``Host`` block
+(``slurm-dev-cluster ssh-config``, for ``ssh slurm-dev``).
 
 Both name files in the stack's state directory (the copied client key, the pinned ``known_hosts``) and
 the login node's current port: they go stale when the stack is recreated or the login node restarts
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.kit import SDK_MOUNT, KitSettings
-from harness.stack import Connection, Stack, StackError, _write_atomically
+from slurm_dev_cluster.kit import KitSettings
+from slurm_dev_cluster.stack import Connection, Stack, StackError, _write_atomically
 
 SDK_CONFIG_NAME = "sdk-config.yaml"
 DEFAULT_HOST_ALIAS = "slurm-dev"
@@ -25,7 +25,7 @@ def running_connection(stack: Stack) -> Connection:
     if not stack.services().get("login", "").startswith("running"):
         raise StackError(
             f"stack {stack.project} is not running, so there is nothing to connect to; "
-            "fix: `python -m harness up` first"
+            "fix: `slurm-dev-cluster up` first"
         )
     return stack.connect_info()
 
@@ -44,7 +44,7 @@ def sdk_config(connection: Connection, settings: KitSettings) -> dict:
         },
         "packaging": {
             "type": "none",
-            "pythonpath": list(dict.fromkeys([SDK_MOUNT, *settings.node_import_roots()])),
+            "pythonpath": settings.node_import_roots(),
         },
     }
 
@@ -53,7 +53,7 @@ def write_sdk_config(stack: Stack, settings: KitSettings, path: Path | None = No
     """Write the SDK config for the running stack (default: ``<state dir>/sdk-config.yaml``)."""
     path = (path or stack.state_dir / SDK_CONFIG_NAME).expanduser().resolve()
     header = (
-        f"# SDK config for the dev cluster {stack.project}, written by `python -m harness config`.\n"
+        f"# SDK config for the dev cluster {stack.project}, written by `slurm-dev-cluster config`.\n"
         "# Stale once the stack is recreated or its login node restarts: run the command again.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
