@@ -9,8 +9,8 @@ from bench.env import BenchEnv, say, unique
 from bench.figure import Figure
 from bench.stats import interleave
 from bench.tasks import save_once, stamp_runs
-from slurm_dev_cluster.faults import Faults
 from slurm import Checkpointing, task
+from slurm_dev_cluster.faults import Faults
 
 TIMEOUT = 300
 

@@ -8,8 +8,8 @@ import uuid
 import paramiko
 import pytest
 
-from slurm_dev_cluster.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
 from slurm.diagnostics import node_info
+from slurm_dev_cluster.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
 
 pytestmark = pytest.mark.integration
 

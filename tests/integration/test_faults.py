@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
 from slurm import Cluster, JobFailedError, JobState, JobTimeoutError
+from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
 
 from . import fault_jobs, jobs
 from .waiting import scheduler_knows, wait_until

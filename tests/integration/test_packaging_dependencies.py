@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from slurm_dev_cluster.pytest_plugin import ssh_backend
-from slurm_dev_cluster.stack import REPO_ROOT, SDK_MOUNT, debian_release
-from slurm_dev_cluster.wheelhouse import target_for
 from slurm import Cluster
 from slurm.errors import ConfigError, DependencyError
 from slurm.packaging.environment import index_reachable
+from slurm_dev_cluster.pytest_plugin import ssh_backend
+from slurm_dev_cluster.stack import REPO_ROOT, SDK_MOUNT, debian_release
+from slurm_dev_cluster.wheelhouse import target_for
 
 SAMPLE = REPO_ROOT / "tests/sample_project"
 sys.path.insert(0, str(SAMPLE / "src"))  # this host imports the project from source, as its developer would

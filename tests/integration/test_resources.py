@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from slurm_dev_cluster import ssh
-from slurm_dev_cluster.stack import Connection, Stack
 from slurm import JobFailedError, JobState
 from slurm.errors import SubmitError
+from slurm_dev_cluster import ssh
+from slurm_dev_cluster.stack import Connection, Stack
 
 from . import resource_jobs
 from .waiting import wait_until
