@@ -9,7 +9,8 @@ import paramiko
 import pytest
 
 from slurm.diagnostics import node_info
-from slurm_dev_cluster.stack import SDK_MOUNT, Connection, Stack, StackError, inputs_hash
+from slurm_dev_cluster.kit import PROJECT_MOUNT, SDK_MOUNT
+from slurm_dev_cluster.stack import Connection, Stack, StackError, inputs_hash
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +56,10 @@ def _started_at(stack: Stack) -> dict[str, str]:
 
 
 def test_job_sees_host_edit_without_rebuild_or_restart(login_transport, slurm_stack, slurm_container):
-    scratch_dir = slurm_stack.repo_root / ".slurm-sdk" / "harness-tests"  # gitignored
+    scratch_dir = slurm_stack.project_source / ".slurm-sdk" / "harness-tests"  # gitignored
     scratch_dir.mkdir(parents=True, exist_ok=True)
     scratch = scratch_dir / f"mount-{uuid.uuid4().hex}.txt"
-    in_container = f"{SDK_MOUNT}/{scratch.relative_to(slurm_stack.repo_root)}"
+    in_container = f"{PROJECT_MOUNT}/{scratch.relative_to(slurm_stack.project_source)}"
     before = _started_at(slurm_stack)
     try:
         scratch.write_text("first version\n")
@@ -70,16 +71,17 @@ def test_job_sees_host_edit_without_rebuild_or_restart(login_transport, slurm_st
     assert _started_at(slurm_stack) == before, "containers were restarted or recreated"
 
 
-def test_repo_mount_is_read_only_everywhere(slurm_stack):
+@pytest.mark.parametrize("mount", [f"{SDK_MOUNT}/src/slurm", PROJECT_MOUNT])
+def test_sdk_and_project_mounts_are_read_only_everywhere(slurm_stack, mount):
     names = slurm_stack.container_names()
     containers = {c.name: c for c in slurm_stack.docker.compose.ps()}
     assert set(slurm_stack.cluster_services) <= set(names)
     for service in slurm_stack.cluster_services:
-        mounts = [m for m in containers[names[service]].mounts if m.destination == SDK_MOUNT]
+        mounts = [m for m in containers[names[service]].mounts if m.destination == mount]
         assert len(mounts) == 1 and mounts[0].rw is False, f"{service}: {mounts}"
         # Not just declared: a write from inside, even as root, really fails.
         with pytest.raises(Exception, match="Read-only file system"):
-            slurm_stack.exec(service, ["touch", f"{SDK_MOUNT}/.write-probe"])
+            slurm_stack.exec(service, ["touch", f"{mount}/.write-probe"])
 
 
 def test_no_container_is_privileged(slurm_stack):

@@ -25,8 +25,8 @@ from slurm_dev_cluster.wheelhouse import WHEELHOUSE_DIR
 pytestmark = pytest.mark.integration
 
 NEW_DEPENDENCY = "iniconfig"  # tiny, pure Python, not among the image's Debian packages
-#: What the image build needs from the repo (the rest arrives by bind mount), plus the harness to run it.
-COPIED = ("compose.yaml", "pyproject.toml", ".dockerignore", "images", "src", "harness")
+#: What the image build needs from the repo (the SDK itself arrives by bind mount).
+COPIED = ("compose.yaml", "pyproject.toml", ".dockerignore", "images")
 
 
 def with_dependency(pyproject: str, requirement: str) -> str:
@@ -53,7 +53,12 @@ def repo_copy(tmp_path, index_url):
         with_dependency((REPO_ROOT / "pyproject.toml").read_text(), NEW_DEPENDENCY)
     )
     project = f"slurmsdk-deptest-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "SLURM_SDK_PROJECT": project, "SLURM_SDK_STATE_HOME": str(tmp_path / "state")}
+    env = {
+        **os.environ,
+        "SLURM_SDK_PROJECT": project,
+        "SLURM_SDK_STATE_HOME": str(tmp_path / "state"),
+        "SLURM_SDK_KIT_DIR": str(root),  # the copy's cluster definition, not the installed kit's
+    }
     env.pop("SLURM_SDK_SSH_PORT", None)
     stack = Stack(root, project=project, state_dir=tmp_path / "state" / project)
     try:
@@ -66,7 +71,7 @@ def repo_copy(tmp_path, index_url):
 
 
 def harness(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    """The copy's own `slurm-dev-cluster`, as a user would run it there."""
+    """`slurm-dev-cluster` run in the copy, building the copy's definition ($SLURM_SDK_KIT_DIR)."""
     return subprocess.run(
         [sys.executable, "-m", "slurm_dev_cluster", *args],
         cwd=root,

@@ -18,7 +18,7 @@ from slurm_dev_cluster.stack import state_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-EXAMPLE = kit.KIT_ROOT / "examples" / "downstream"
+EXAMPLE = kit.CHECKOUT_ROOT / "examples" / "downstream"
 #: Settings of this session that must not leak into the example's own session.
 LEAKING = ("SLURM_SDK_PROJECT", "SLURM_SDK_CONFIG", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")
 
@@ -64,8 +64,8 @@ def test_example_project_on_its_own_dev_cluster(slurm_container):
 def test_example_project_on_an_existing_cluster(slurm_container, sdk_on_cluster, tmp_path):
     # This session's cluster plays the real cluster: the example's code is on a path the nodes share
     # (this checkout's mount), as a site's shared file system would hold it.
-    config = client_config.sdk_config(slurm_container, kit.KitSettings())
-    config["packaging"]["pythonpath"].append(f"{sdk_on_cluster}/examples/downstream/src")
+    config = client_config.sdk_config(slurm_container, kit.resolve(base_dir=kit.CHECKOUT_ROOT, environ={}))
+    config["packaging"]["pythonpath"].append(f"{kit.PROJECT_MOUNT}/examples/downstream/src")
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(config))
     project = f"slurmsdk-kit-existing-{uuid.uuid4().hex[:6]}"
@@ -73,5 +73,5 @@ def test_example_project_on_an_existing_cluster(slurm_container, sdk_on_cluster,
     print(f"example session on an existing cluster: {seconds:.1f} s")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "3 passed" in run.stdout
-    assert f"from {sdk_on_cluster}/examples/downstream/src/kit_example" in run.stdout
+    assert f"from {kit.PROJECT_MOUNT}/examples/downstream/src/kit_example" in run.stdout
     assert not (state_root() / project).exists()  # nothing was brought up, not even a state directory

@@ -34,7 +34,7 @@ def harness_cli(*args: str, **env: str) -> tuple[subprocess.CompletedProcess, fl
     started = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "slurm_dev_cluster", *args],
-        cwd=kit.KIT_ROOT,
+        cwd=kit.CHECKOUT_ROOT,
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -12,13 +12,14 @@ import uuid
 
 import pytest
 
-from slurm_dev_cluster.stack import REPO_ROOT, SDK_MOUNT
+from slurm_dev_cluster.kit import PROJECT_MOUNT
+from slurm_dev_cluster.stack import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REQUIREMENT = "submitit>=1.5"  # as the `bench` extra
 WHEELS = REPO_ROOT / ".slurm-sdk" / "submitit-wheels"  # git-ignored; the repo is mounted on every node
 SITE = "/home/sdk/.submitit-site"  # pip --target; /home is shared, so the nodes import it too
-CLIENT = f"{SDK_MOUNT}/tests/integration/submitit_client.py"
+CLIENT = f"{PROJECT_MOUNT}/tests/integration/submitit_client.py"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def submitit_site(login_transport) -> str:
         download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps"]
         for requirement in (REQUIREMENT, "typing_extensions"):
             subprocess.run([*download, "-d", str(WHEELS), requirement], check=True, timeout=300)
-    in_stack = f"{SDK_MOUNT}/{WHEELS.relative_to(REPO_ROOT)}"
+    in_stack = f"{PROJECT_MOUNT}/{WHEELS.relative_to(REPO_ROOT)}"
     login_transport.run(
         f"python3 -m pip install --quiet --disable-pip-version-check --no-index --no-deps --target {SITE} "
         f"{in_stack}/*.whl",
