@@ -75,7 +75,7 @@ def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
             "the per-user RPC counters are reset as root after the submissions, then `wait_all(jobs, "
             "timeout=60)` ends with JobTimeoutError and the job user's RPC counts are read; dev defaults. "
             "Jobs are submitted one by one (not an array).",
-            "before issue 9 the SDK ran one squeue a second: about 210 RPCs for one job",
+            "before the shared watcher the SDK ran one squeue a second: about 210 RPCs for one job",
         ],
     )
 

@@ -22,8 +22,8 @@ from slurm_dev_cluster.stack import ACCOUNTING_VAR
 from slurm_dev_cluster.topology import Topology
 
 NODE_COUNTS = (2, 4, 8)
-WARM_TARGET_SECONDS = 3.0  # issue 11: the default stack (2 nodes, accounting), warm
-PER_NODE_TARGET_SECONDS = 0.5  # issue 11: growth per extra node
+WARM_TARGET_SECONDS = 3.0  # target: the default stack (2 nodes, accounting), warm
+PER_NODE_TARGET_SECONDS = 0.5  # target: growth per extra node
 READY = (
     "ready = containers started (`compose up -d`), then over SSH: slurmctld answers and is registered with "
     "slurmdbd, every node idle, a tiny srun job completed (harness `wait_until_ready`)"

@@ -5,7 +5,7 @@ fresh process so its peak RSS is its own.
     python -m bench.loopback_results [ROUNDS]     # prints one JSON line per read
 
 single: one 200 MB result file through ``read_existing`` (one tar stream); map: 200 files of 1 MB the
-same way (the map path); sftp-old: the single file through SFTP the way the SDK read it before issue 12
+same way (the map path); sftp-old: the single file through SFTP the way the SDK read it before results came back as one stream
 (``handle.read()`` without prefetch: one round trip per 32 KB).
 """
 

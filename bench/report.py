@@ -1,9 +1,9 @@
-"""Results out: JSON (merged with earlier runs, per figure), a PNG, and the README table."""
+"""Results out: JSON (merged with earlier runs, per figure), a PNG, and the table of the docs' Benchmarks page
+(docs/benchmarks.md; the docs build fills it in from results.json through docs/hooks/bench_table.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,6 @@ from bench.machine import one_line
 RESULTS_JSON = RESULTS_DIR / "results.json"
 QUICK_JSON = RESULTS_DIR / "results-quick.json"
 FIGURES_PNG = REPO_ROOT / "bench" / "figures.png"
-README = REPO_ROOT / "README.md"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def merge(
@@ -75,7 +73,8 @@ def caveats_cell(fig: dict[str, Any]) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The README's benchmark section: a pure function of ``results.json`` (what ``--table`` rewrites)."""
+    """The Benchmarks page's table: a pure function of ``results.json`` (what ``--table`` prints and the docs
+    build inserts)."""
     rows = [
         "| Figure | Result: median (min–max) | Target | Met | What it compares; caveats |",
         "|---|---|---|---|---|",
@@ -96,32 +95,13 @@ def table(results: dict[str, Any]) -> str:
         "",
         f"Machine: {'; '.join(machines)}. Each row says when it was measured and how busy the host was "
         "(1-minute load average before and after). Ratios are per round of interleaved runs (A, B, A, "
-        "B, ...). This table is written from `bench/results/results.json` (committed): `python -m bench` "
-        "(or `--only a,b`) measures, merges into that file and rewrites the table; `python -m bench --table` "
-        "rewrites it from the file without measuring.",
+        "B, ...). This table is generated from `bench/results/results.json` (committed) when the docs are "
+        "built: `python -m bench` (or `--only a,b`) measures and merges into that file; `python -m bench "
+        "--table` prints the table from the file without measuring.",
         "",
-        "![benchmark figures](bench/figures.png)",
+        "![benchmark figures](figures.png)",
     ]
     return "\n".join(lines)
-
-
-def update_readme(text: str) -> bool:
-    """Replace the region between the markers with ``text``; False (and nothing written) when they are
-    missing."""
-    if not README.exists():
-        return False
-    content = README.read_text()
-    pattern = re.compile(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), re.DOTALL)
-    if not pattern.search(content):
-        return False
-    README.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
-    return True
-
-
-def readme_table() -> str | None:
-    """The table now between the README's markers (None without them)."""
-    found = re.search(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), README.read_text(), re.DOTALL)
-    return found[1] if found else None
 
 
 # ---- picture ---------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``python -m bench``: measure, then write bench/results/results.json, bench/figures.png and the README table.
+"""``python -m bench``: measure, then write bench/results/results.json and bench/figures.png, print the table
+(the docs' Benchmarks page shows the same table, generated from results.json when the docs are built).
 
 python -m bench                  # every default figure, 5 rounds each (about an hour on 2 cores)
 python -m bench --quick          # smoke check: tiny sizes, 1 round, no warm-ups (~3 min)
@@ -6,7 +7,7 @@ python -m bench --only roundtrip,map
 python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
                                  # and the build cache, then rebuilds them (minutes)
 python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
-python -m bench --table          # no measuring: rewrite the README table from bench/results/results.json
+python -m bench --table          # no measuring: print the table and redraw the figures from results.json
 """
 
 from __future__ import annotations
@@ -131,13 +132,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cold-repeats", type=int, default=1, help="rounds of the cold start (default 1)")
     parser.add_argument("--tiers-repeats", type=int, default=2, help="rounds of the tier timing (default 2)")
     parser.add_argument("--keep", action="store_true", help=f"leave the {BENCH_PROJECT} stack running")
-    parser.add_argument(
-        "--no-readme", action="store_true", help="do not touch README.md and bench/figures.png"
-    )
+    parser.add_argument("--no-plot", action="store_true", help="do not redraw bench/figures.png")
     parser.add_argument(
         "--table",
         action="store_true",
-        help="measure nothing: rewrite the README table and figures.png from bench/results/results.json",
+        help="measure nothing: print the table and redraw figures.png from bench/results/results.json",
     )
     return parser.parse_args(argv)
 
@@ -162,7 +161,7 @@ def selected(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
-        publish(json.loads(report.RESULTS_JSON.read_text()), readme=True)
+        publish(json.loads(report.RESULTS_JSON.read_text()), plot=True)
         return 0
     sizes = QUICK if args.quick else FULL
     if args.repeats:
@@ -215,22 +214,16 @@ def write(args: argparse.Namespace, machine: dict, figures: dict[str, Figure], s
     )
     say(f"results: {path}")
     if results["figures"]:
-        publish(results, readme=not (args.quick or args.no_readme))
+        publish(results, plot=not (args.quick or args.no_plot))
 
 
-def publish(results: dict, *, readme: bool) -> None:
-    """Print the table of every figure in ``results`` and, if ``readme``, write exactly that text into the
-    README and redraw the plot from the same data."""
-    text = report.table(results)
-    print("\n" + text + "\n")
-    if not readme:
-        say("README.md and bench/figures.png left alone (--quick / --no-readme)")
+def publish(results: dict, *, plot: bool) -> None:
+    """Print the table of every figure in ``results`` (the docs build renders the same table from
+    results.json) and, if ``plot``, redraw bench/figures.png from the same data."""
+    print("\n" + report.table(results) + "\n")
+    if not plot:
+        say("bench/figures.png left alone (--quick / --no-plot)")
         return
     report.plot(results)
     say(f"plot: {report.FIGURES_PNG}")
-    if report.update_readme(text):
-        say("README.md: benchmark table rewritten between the bench markers")
-    else:
-        say(
-            f"README.md has no {report.START} ... {report.END} markers: table printed above, README untouched"
-        )
+    say("docs/benchmarks.md shows this table at the next docs build (mkdocs build)")

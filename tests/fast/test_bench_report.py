@@ -1,4 +1,4 @@
-"""bench.report: the README table is a function of results.json, and `--table` writes exactly what it prints."""
+"""bench.report: the Benchmarks table is a function of results.json; `--table` prints it, the docs build shows it."""
 
 from __future__ import annotations
 
@@ -49,17 +49,33 @@ def test_each_row_carries_its_date_load_and_caveats():
     assert rows[1].endswith("| — |") and "2026-11-25 15:11 UTC" in rows[1]
 
 
-def test_the_table_command_writes_exactly_what_it_prints(tmp_path, monkeypatch, capsys):
-    results, readme = tmp_path / "results.json", tmp_path / "README.md"
+def test_the_table_command_prints_the_table_the_docs_show(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results.json"
     results.write_text(json.dumps(RESULTS))
-    readme.write_text(f"# x\n\n{report.START}\nold table\n{report.END}\n\nafter\n")
     monkeypatch.setattr(report, "RESULTS_JSON", results)
-    monkeypatch.setattr(report, "README", readme)
     monkeypatch.setattr(report, "plot", lambda results: None)
     assert run.main(["--table"]) == 0
-    printed = capsys.readouterr().out
-    assert report.readme_table() == report.table(RESULTS) and report.table(RESULTS) in printed
-    assert readme.read_text().endswith(f"{report.END}\n\nafter\n")
+    assert report.table(RESULTS) in capsys.readouterr().out
+
+
+def test_the_docs_benchmarks_page_is_generated_from_results_json():
+    """The page holds only the marker; the mkdocs hook puts report.table(results.json) there."""
+    import sys
+
+    sys.path.insert(0, str(report.REPO_ROOT / "docs" / "hooks"))
+    try:
+        import bench_table
+    finally:
+        sys.path.pop(0)
+
+    class Page:
+        class file:
+            src_uri = "benchmarks.md"
+
+    page = (report.REPO_ROOT / "docs" / "benchmarks.md").read_text()
+    assert "| Figure |" not in page  # no stale copy of the table in the source
+    rendered = bench_table.on_page_markdown(page, Page, None, None)
+    assert report.table(json.loads(report.RESULTS_JSON.read_text())) in rendered
 
 
 def test_rpc_counts_are_shown_as_counts():

@@ -1,4 +1,4 @@
-"""The README's "Poke at it by hand" commands, run as written in a terminal, on a throwaway Compose project.
+"""The docs' "Poke at it by hand" commands (docs/dev-cluster-cli.md), run as written in a terminal, on a throwaway Compose project.
 
 Plain `docker compose` (no harness): this is the path a user without the SDK takes, so it gets its own
 project name and a temporary HOME, and is torn down with the README's own tear-down command.
@@ -20,14 +20,14 @@ from python_on_whales import DockerClient
 from slurm_dev_cluster.preflight import port_holder
 
 REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
+README = REPO / "docs" / "dev-cluster-cli.md"
 README_PORT = 2222  # the by-hand commands use compose's default port
 INTERACTIVE = ("exec login bash",)  # opens a shell: nothing to check without a person at the keyboard
 
 
 def _block(heading: str) -> str:
     match = re.search(rf"{re.escape(heading)}\n\n```bash\n(.*?)```", README.read_text(), re.S)
-    assert match, f"README has no bash block under {heading!r}"
+    assert match, f"docs/dev-cluster-cli.md has no bash block under {heading!r}"
     return match.group(1)
 
 
@@ -66,7 +66,7 @@ def test_poke_by_hand_commands_work_in_a_terminal(tmp_path: Path) -> None:
             pytrace=False,
         )
     script = tmp_path / "by-hand.sh"
-    script.write_text("set -e\n" + "\n".join(_commands(_block("### Poke at it by hand"))) + "\n")
+    script.write_text("set -e\n" + "\n".join(_commands(_block("## Poke at it by hand"))) + "\n")
     project = "slurmsdk-readme-" + hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
     env = os.environ | {"HOME": str(tmp_path / "home"), "COMPOSE_PROJECT_NAME": project}
     env.pop("SLURM_SDK_SSH_PORT", None)
@@ -88,7 +88,7 @@ def test_poke_by_hand_commands_work_in_a_terminal(tmp_path: Path) -> None:
         assert oct(key.stat().st_mode & 0o777) == "0o600"
         assert b"\r" not in key.read_bytes()
     finally:
-        teardown = _commands(_block("### Tear down"))[0]
+        teardown = _commands(_block("## Tear down"))[0]
         assert teardown.startswith("docker compose down -v"), teardown
         subprocess.run(teardown, shell=True, cwd=REPO, env=env, capture_output=True, timeout=300)
     left = subprocess.run(

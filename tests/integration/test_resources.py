@@ -1,4 +1,4 @@
-"""Production-like resources on the dev cluster (issue 11): memory a client asks for is granted,
+"""Production-like resources on the dev cluster: memory a client asks for is granted,
 memory over the allocation is enforced, two partitions, fake GPUs, slurmctld state that outlives its
 container, and a topology by configuration (more nodes, `--scale`)."""
 

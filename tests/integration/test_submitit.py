@@ -1,4 +1,4 @@
-"""A real client on the default stack (issue 11): submitit, run from the login node as a user would, with
+"""A real client on the default stack: submitit, run from the login node as a user would, with
 its whole workflow: a task, an array, a task that raises, a cancelled job it must notice (submitit asks
 sacct, so this needs the default stack's accounting), checkpoint and requeue, and a client asking for
 --mem=2G, four cores and the shared /scratch directory. The script it runs is submitit_client.py."""
