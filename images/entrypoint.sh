@@ -1,6 +1,8 @@
 #!/bin/bash
 # Entrypoint for every role of the dev cluster image.
-# Usage: entrypoint.sh slurmctld|slurmdbd|slurmd|login (a daemon's role), or init (the stack's secrets only)
+# Usage: entrypoint.sh slurmctld|slurmdbd|slurmd|login (a daemon's role), or init (the stack's secrets only).
+# With no command (a CI services block cannot give one: docs/ci.md), the role comes from $SLURM_ROLE
+# (default login); a command, where there is one (compose.yaml), wins.
 set -euo pipefail
 
 SECRETS=/etc/slurm-sdk          # named volume: written by slurmctld's container, read-only for the others
@@ -293,7 +295,17 @@ run_slurmd() {
     --conf "NodeAddr=$address NodeHostname=$address CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Feature=compute$gres"
 }
 
-case "${1:-login}" in
+ROLES="slurmctld slurmdbd slurmd login"
+if [ $# -eq 0 ]; then
+  role=${SLURM_ROLE:-login}
+  if [[ " $ROLES " != *" $role "* ]]; then
+    echo "error: SLURM_ROLE=$role is not a role of this image. fix: one of: $ROLES" >&2
+    exit 2
+  fi
+  set -- "$role"
+fi
+
+case "$1" in
   init)
     create_secrets ;;
   prepare-accounting-database)   # images/Dockerfile, accounting stage

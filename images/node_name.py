@@ -8,8 +8,13 @@ DNS answers a reverse (PTR) query for a container's address with that name, so r
 node, never a second copy of one. The container's own /etc/hosts maps its address to its hostname only
 (and glibc reads it first), so this asks the nameserver of /etc/resolv.conf directly, over UDP. Where
 there is no such DNS (a plain `docker run`), the node is named after the hostname and reached by it.
+
+Outside compose (a CI services block, where a container gets neither compose's name nor a command:
+docs/ci.md) the node is told: $SLURM_NODE_NAME (e.g. c1), reached by $SLURM_NODE_ADDRESS, default the
+node name itself (the service id, which the runner makes a network alias of the container).
 """
 
+import os
 import random
 import re
 import socket
@@ -17,6 +22,7 @@ import struct
 import sys
 
 REPLICA = re.compile(r"-compute-(\d+)$")
+NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 def nameserver() -> str:
@@ -63,6 +69,13 @@ def reverse_name(address: str, server: str) -> str:
 
 
 def node_identity() -> tuple[str, str]:
+    told = os.environ.get("SLURM_NODE_NAME", "")
+    if told:
+        if not NODE_NAME.fullmatch(told):
+            raise SystemExit(
+                f"error: SLURM_NODE_NAME={told!r} is not a Slurm node name; fix: e.g. SLURM_NODE_NAME=c1"
+            )
+        return told, os.environ.get("SLURM_NODE_ADDRESS", "") or told
     hostname = socket.gethostname()
     try:
         container = reverse_name(socket.gethostbyname(hostname), nameserver()).split(".")[0]

@@ -29,7 +29,7 @@ def test_some_page_has_a_dev_cluster_block():
 def test_dev_cluster_blocks_run(page, slurm_container, sdk_on_cluster, tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "SLURM_SDK_CONFIG"}
     run = subprocess.run(
-        [sys.executable, "-m", "harness", "config", "-o", str(tmp_path / "sdk-config.yaml")],
+        [sys.executable, "-m", "slurm_dev_cluster", "config", "-o", str(tmp_path / "sdk-config.yaml")],
         cwd=ROOT,
         env=env,
         capture_output=True,
