@@ -79,15 +79,8 @@ if TYPE_CHECKING:
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
 from slurm.task import Task, task, workflow  # noqa: E402
 
-#: Old public names (one release): they still work, with a DeprecationWarning.
-_RENAMED = {"ArrayJob": "MappedJobs"}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _RENAMED:
-        from slurm.deprecation import renamed_attribute
-
-        return renamed_attribute(__name__, name, _RENAMED, {_RENAMED[name]: __getattr__(_RENAMED[name])})
     if name not in _EXPORTS:
         raise AttributeError(f"module 'slurm' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -14,7 +14,6 @@ from slurm import dataflow, layout, timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
-from slurm.deprecation import warn_renamed
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import Job, MappedJobs
 from slurm.packaging import PackagingStrategy, make_packaging
@@ -222,12 +221,6 @@ class Cluster:
         root = self.backend.transport.expand_home(self._job_root or "~/.slurm-sdk/jobs")
         self._job_root = root
         return root
-
-    @property
-    def job_root(self) -> str:
-        """Deprecated: a property that may ask the cluster; use ``resolve_job_root()``."""
-        warn_renamed("Cluster.job_root", "Cluster.resolve_job_root()")
-        return self.resolve_job_root()
 
     def node_python(self) -> str:
         """The nodes' Python version ("3.13"), probed once through the transport with the packaging's

@@ -12,7 +12,6 @@ from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
-from slurm.deprecation import renamed_attribute, warn_renamed
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
@@ -96,12 +95,6 @@ class Job:
             self._check_result_file()
             self.cluster.poll([self])
         return self._state
-
-    @property
-    def state(self) -> JobState:
-        """Deprecated: a property that asks the scheduler; use ``query_state()``."""
-        warn_renamed("Job.state", "Job.query_state() (it asks the scheduler) or Job.last_state")
-        return self.query_state()
 
     @property
     def last_state(self) -> JobState:
@@ -399,12 +392,6 @@ class MappedJobs(Sequence[Job]):
         _poll(self.jobs)
         return [job.last_state for job in self.jobs]
 
-    @property
-    def states(self) -> list[JobState]:
-        """Deprecated: a property that asks the scheduler; use ``query_states()``."""
-        warn_renamed("MappedJobs.states", "MappedJobs.query_states()")
-        return self.query_states()
-
     def wait(self, timeout: float | None = None) -> list[JobState]:
         wait_all(self.jobs, timeout)
         return [job.last_state for job in self.jobs]
@@ -583,12 +570,3 @@ def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
             f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
             f"retrying after outage_limit={limit:g}s without an answer"
         ) from login.error
-
-
-_RENAMED = {"ArrayJob": "MappedJobs"}
-
-
-if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
-
-    def __getattr__(name: str) -> Any:
-        return renamed_attribute(__name__, name, _RENAMED, globals())

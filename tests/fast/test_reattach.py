@@ -57,7 +57,7 @@ def test_a_new_process_gets_result_state_and_logs_by_id(cluster):
         f"""
         job = cluster.job({job.job_id!r})
         out["result"] = job.result(timeout={TIMEOUT})
-        out["state"] = job.state.value
+        out["state"] = job.query_state().value
         out["stdout"] = job.stdout()
         out["name"] = job.name
         out["script_ok"] = job.script.startswith("#!/bin/bash")

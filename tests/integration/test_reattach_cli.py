@@ -94,7 +94,7 @@ def test_a_new_process_reattaches_by_id(cluster, config_path, compute_nodes):
         with Cluster.from_env({config_path!r}) as cluster:
             job = cluster.job({job.job_id!r})
             value = job.result(timeout={TIMEOUT})
-            print(json.dumps({{"value": value, "state": job.state.value, "stdout": job.stdout(),
+            print(json.dumps({{"value": value, "state": job.query_state().value, "stdout": job.stdout(),
                                "dir": job.job_dir}}))
     """)
     proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=TIMEOUT)

@@ -164,14 +164,6 @@ class Backend(ABC):
     child_type: str
     transport: Transport
 
-    @property
-    def kind(self) -> str:
-        """Deprecated (it read "slurm" for an SSH backend): ``child_type``."""
-        from slurm.deprecation import warn_renamed
-
-        warn_renamed("Backend.kind", "Backend.child_type (the backend type a workflow's children use)")
-        return self.child_type
-
     @abstractmethod
     def submit(
         self,
