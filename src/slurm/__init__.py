@@ -29,17 +29,20 @@ _EXPORTS = {
     "MappedJobs": "slurm.job",
     "Job": "slurm.job",
     "as_completed": "slurm.job",
+    "wait_all": "slurm.job",
     "as_completed_async": "slurm.awaiting",
     "wait_async": "slurm.awaiting",
     "Resources": "slurm.resources",
     "RankContext": "slurm.ranks",
     "rank_context": "slurm.ranks",
     "set_torch_env": "slurm.ranks",
+    "ParentResultError": "slurm.dataflow",
     **dict.fromkeys(
         [
             "BackendError",
             "CommandError",
             "ConfigError",
+            "DependencyError",
             "JobFailedError",
             "JobTimeoutError",
             "ResourceError",
@@ -59,10 +62,12 @@ if TYPE_CHECKING:
     from slurm.callbacks import Callback
     from slurm.checkpoint import Checkpointing
     from slurm.cluster import Cluster
+    from slurm.dataflow import ParentResultError
     from slurm.errors import (
         BackendError,
         CommandError,
         ConfigError,
+        DependencyError,
         JobFailedError,
         JobTimeoutError,
         ResourceError,
@@ -72,7 +77,7 @@ if TYPE_CHECKING:
         SubmitError,
         UnknownJobError,
     )
-    from slurm.job import Job, MappedJobs, as_completed
+    from slurm.job import Job, MappedJobs, as_completed, wait_all
     from slurm.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
 
@@ -99,11 +104,13 @@ __all__ = [
     "Cluster",
     "CommandError",
     "ConfigError",
+    "DependencyError",
     "Job",
     "JobFailedError",
     "JobState",
     "JobTimeoutError",
     "MappedJobs",
+    "ParentResultError",
     "RankContext",
     "ResourceError",
     "Resources",
@@ -118,6 +125,7 @@ __all__ = [
     "rank_context",
     "set_torch_env",
     "task",
+    "wait_all",
     "wait_async",
     "workflow",
 ]
