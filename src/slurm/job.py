@@ -85,7 +85,7 @@ class Job:
         )
 
     @property
-    def dependency_ids(self) -> list[str]:
+    def _dependency_ids(self) -> list[str]:
         return [self.job_id]
 
     def query_state(self) -> JobState:
@@ -384,7 +384,7 @@ class MappedJobs(Sequence[Job]):
         return f"<MappedJobs {','.join(self.array_ids)} with {len(self.jobs)} tasks>"
 
     @property
-    def dependency_ids(self) -> list[str]:
+    def _dependency_ids(self) -> list[str]:
         return list(self.array_ids)
 
     def query_states(self) -> list[JobState]:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
 COMMAND_TIMEOUT = 300.0
-#: The sbatch ``--dependency`` kinds the SDK offers (``Task.after(..., kind=...)``); every backend takes them.
+#: The sbatch ``--dependency`` types the SDK offers (``Task.after(..., dependency_type=...)``); every backend
+#: takes them.
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 #: squeue's reason for a pending job whose dependency can never be met (a parent ended the wrong way).
 NEVER_SATISFIED = "DependencyNeverSatisfied"
