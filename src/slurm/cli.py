@@ -220,7 +220,7 @@ def _jobs_logs(args: argparse.Namespace) -> int:
             job.tail(args.lines, stream=stream, follow=args.follow)
             if args.lines is not None
             else (
-                getattr(job, stream)(follow=True)
+                getattr(job, f"follow_{stream}")()
                 if args.follow
                 else iter(getattr(job, stream)().splitlines())
             )

@@ -81,7 +81,7 @@ class Cluster:
         )
         #: Seconds transient errors are retried when the caller set no timeout.
         self.outage_limit = _positive("outage_limit", outage_limit, DEFAULT_OUTAGE_LIMIT)
-        self.watcher = Watcher(self)
+        self._watcher = Watcher(self)
         self._job_root = job_root
         self._node_python = node_python
         self._prepared = False
@@ -133,7 +133,7 @@ class Cluster:
     ) -> list[Job]:
         calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
         with timing.phase("serialize"):  # fails before anything reaches the cluster
-            payload = dump_payload(task, calls, self.node_python)
+            payload = dump_payload(task, calls, self._node_python_version)
         dependencies = dataflow.dependencies(task, parents)
         with timing.phase("prepare"):
             self._ensure_prepared()
@@ -149,7 +149,7 @@ class Cluster:
         transport = self.backend.transport
         files = {layout.PAYLOAD: (payload, 0o600)}
         if task.is_workflow:
-            files[layout.CHILD_CONFIG] = (json.dumps(self.child_config()).encode(), 0o600)
+            files[layout.CHILD_CONFIG] = (json.dumps(self._child_config()).encode(), 0o600)
         files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
         with timing.phase("upload"):
             transport.write_files(job_dir, files)
@@ -177,7 +177,7 @@ class Cluster:
             )
             for index in range(len(calls))
         ]
-        self.watcher.add(jobs)
+        self._watcher.add(jobs)
         for job in jobs:
             emit(self.callbacks, "on_submit", job)
         return jobs
@@ -193,15 +193,15 @@ class Cluster:
             except SubmitError:
                 raise  # sbatch answered "no": the job does not exist
             except BackendError as error:
-                found = self.retry(lambda: self.backend.find_submitted(script_path))
+                found = self._retry(lambda: self.backend.find_submitted(script_path))
                 if found is not None:
                     return found
                 error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
                 raise
 
-        return self.retry(attempt)
+        return self._retry(attempt)
 
-    def retry(self, operation: Callable[[], T]) -> T:
+    def _retry(self, operation: Callable[[], T]) -> T:
         """``operation()`` with transient errors retried (backoff) within the caller's deadline, or
         ``outage_limit`` seconds without one."""
         from slurm.retrying import with_retries  # tenacity: only the submitting side needs it
@@ -222,7 +222,7 @@ class Cluster:
         self._job_root = root
         return root
 
-    def node_python(self) -> str:
+    def _node_python_version(self) -> str:
         """The nodes' Python version ("3.13"), probed once through the transport with the packaging's
         interpreter. Only needed when something must be pickled by value."""
         if self._node_python is None:
@@ -284,15 +284,15 @@ class Cluster:
 
     # --- polling -----------------------------------------------------------------------------------
 
-    def poll(self, jobs: Sequence[Job] = ()) -> None:
+    def _poll(self, jobs: Sequence[Job] = ()) -> None:
         """Ask the scheduler now about ``jobs`` and every other unfinished job of this cluster, in one
         round trip (fires state callbacks). Waits do this on the watcher's cadence instead."""
-        self.watcher.query(jobs)
+        self._watcher.query(jobs)
 
     # --- workflows ---------------------------------------------------------------------------------
 
-    def child_config(self) -> dict[str, Any]:
-        """What a workflow's job needs to build its own Cluster on the node (see ``from_child_config``)."""
+    def _child_config(self) -> dict[str, Any]:
+        """What a workflow's job needs to build its own Cluster on the node (see ``_from_child_config``)."""
         if self.backend.child_type not in ("local", "slurm"):
             raise SubmitError(
                 f"workflows need a backend whose children run 'local' or 'slurm', not {self.backend.child_type!r}"
@@ -313,7 +313,7 @@ class Cluster:
         }
 
     @classmethod
-    def from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
+    def _from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
         """The Cluster a workflow receives: local Slurm commands on the node (no SSH), the parent's
         packaging as already prepared (no second build or upload), no callbacks."""
         from slurm.backends import make_backend

@@ -131,7 +131,7 @@ def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
 
     unfinished = [job for job in parents if not job.last_state.is_terminal]
     if unfinished:
-        unfinished[0].cluster.retry(lambda: _check_result_files(unfinished))
+        unfinished[0].cluster._retry(lambda: _check_result_files(unfinished))
     failed = [
         job for job in parents if job.last_state.is_terminal and job.last_state is not JobState.COMPLETED
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 from slurm import layout, timing
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
@@ -93,7 +93,7 @@ class Job:
         the job already ended. ``last_state`` is the answer without asking."""
         if not self._state.is_terminal:
             self._check_result_file()
-            self.cluster.poll([self])
+            self.cluster._poll([self])
         return self._state
 
     @property
@@ -120,7 +120,7 @@ class Job:
         a failing rank fails the job, and the error names that rank and its node."""
         with bounded(timeout):
             self.wait(timeout)
-            outcome = self.cluster.retry(self._load_outcome)
+            outcome = self.cluster._retry(self._load_outcome)
             if outcome is not None and outcome.ok:
                 return outcome.values_by_rank(self.job_id)
             return [self._ended_result()]  # raises
@@ -137,7 +137,7 @@ class Job:
 
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended."""
-        outcome = self.cluster.retry(self._load_outcome)
+        outcome = self.cluster._retry(self._load_outcome)
         if outcome is None:
             raise self._failure or self._no_result_error()
         if outcome.ok:
@@ -146,31 +146,24 @@ class Job:
         raise outcome.exception(self.job_id)
 
     def cancel(self) -> None:
-        self.cluster.retry(lambda: self.cluster.backend.cancel(self.job_id))
+        self.cluster._retry(lambda: self.cluster.backend.cancel(self.job_id))
 
-    @overload
-    def stdout(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
-    @overload
-    def stdout(self, follow: Literal[True], *, timeout: float | None = None) -> Iterator[str]: ...
+    def stdout(self) -> str:
+        """The job's stdout so far (``follow_stdout`` keeps reading while the job runs)."""
+        return self.cluster._retry(lambda: self._read_log(0))
 
-    def stdout(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
-        """The job's stdout so far; with ``follow=True`` an iterator of its lines that keeps going while
-        the job runs and ends when the job has ended and the log is drained (``JobTimeoutError`` after
-        ``timeout`` s)."""
-        return (
-            self._follow_log("stdout", timeout) if follow else self.cluster.retry(lambda: self._read_log(0))
-        )
+    def stderr(self) -> str:
+        """The job's stderr so far (where the SDK's runner header and tracebacks go)."""
+        return self.cluster._retry(lambda: self._read_log(1))
 
-    @overload
-    def stderr(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
-    @overload
-    def stderr(self, follow: Literal[True], *, timeout: float | None = None) -> Iterator[str]: ...
+    def follow_stdout(self, *, timeout: float | None = None) -> Iterator[str]:
+        """The lines of the job's stdout: those so far, then new ones as they come, ending when the job has
+        ended and the log is drained (``JobTimeoutError`` after ``timeout`` seconds)."""
+        return self._follow_log("stdout", timeout)
 
-    def stderr(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
-        """Like ``stdout``, for stderr (where the SDK's runner header and tracebacks go)."""
-        return (
-            self._follow_log("stderr", timeout) if follow else self.cluster.retry(lambda: self._read_log(1))
-        )
+    def follow_stderr(self, *, timeout: float | None = None) -> Iterator[str]:
+        """Like ``follow_stdout``, for stderr."""
+        return self._follow_log("stderr", timeout)
 
     def tail(
         self, lines: int = 10, *, stream: str = "stdout", follow: bool = True, timeout: float | None = None
@@ -183,7 +176,7 @@ class Job:
             raise ValueError(f"lines={lines}: give 0 or more")
         if not follow:
             which = _stream_index(stream)
-            text = self.cluster.retry(lambda: self._read_log(which))
+            text = self.cluster._retry(lambda: self._read_log(which))
             return iter(text.splitlines()[-lines:] if lines else [])
         return (line for _, line in follow_logs(self, (stream,), last=lines, timeout=timeout))
 
@@ -302,7 +295,7 @@ class Job:
     def _give_up_on_dependency(self, *, cancel: bool) -> None:
         """Slurm keeps such a job pending forever unless kill_invalid_depend is set (then it cancels the
         job itself): cancel it if needed, and say which parent is at fault either way."""
-        watcher = self.cluster.watcher
+        watcher = self.cluster._watcher
         who = "the SDK" if cancel else "Slurm"
         self._failure = JobFailedError(
             f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
@@ -351,7 +344,7 @@ class Job:
 
     def _timeout_detail(self, now: float) -> str:
         """The truth about the last known state, for JobTimeoutError."""
-        silence = self.cluster.watcher.silence(now)
+        silence = self.cluster._watcher.silence(now)
         if self._state_at is None:
             known = f"submitted {now - self._submitted_at:.0f}s ago, state not reported by the scheduler yet"
         else:
@@ -423,7 +416,7 @@ def _fetch_outcomes(jobs: Sequence[Job]) -> None:
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
         with timing.phase("fetch"):
-            files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
+            files = cluster._retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
@@ -439,7 +432,7 @@ def _by_cluster(jobs: Sequence[Job]) -> list[tuple[Cluster, list[Job]]]:
 def _poll(jobs: Sequence[Job]) -> None:
     """One scheduler round trip per cluster for all of ``jobs`` (and the clusters' other unfinished jobs)."""
     for cluster, group in _by_cluster(jobs):
-        cluster.poll(group)
+        cluster._poll(group)
 
 
 def _check_result_files(jobs: Sequence[Job]) -> None:
@@ -528,7 +521,7 @@ def _each_job(jobs: Iterable[Job | MappedJobs]) -> Iterator[Job]:
 def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
     """How long a wait sleeps before its next check: the result-file delay, or less when a watcher's next
     scheduler query comes sooner."""
-    return min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
+    return min(delay, *(job.cluster._watcher.next_query_at - now for job in running))
 
 
 def next_delay(running: Sequence[Job], delay: float) -> float:
@@ -545,20 +538,20 @@ def _watch_once(running: list[Job], login: _LoginSilence) -> None:
             raise
         login.failed(error)
     for cluster, group in _by_cluster([job for job in running if not job.last_state.is_terminal]):
-        cluster.watcher.query_if_due(group)
+        cluster._watcher.query_if_due(group)
 
 
 def _timeout_error(job: Job, timeout: float, login: _LoginSilence, now: float) -> JobTimeoutError:
     detail = job._timeout_detail(now)
     silent_login = login.describe(now)
-    if silent_login and job.cluster.watcher.failing_since is None:
+    if silent_login and job.cluster._watcher.failing_since is None:
         detail = f"{detail}; {silent_login}"
     return JobTimeoutError(job.job_id, job.last_state.value, timeout, detail)
 
 
 def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
     """Without a timeout the wait must still end: give up after ``outage_limit`` s of silence."""
-    watcher, limit = job.cluster.watcher, job.cluster.outage_limit
+    watcher, limit = job.cluster._watcher, job.cluster.outage_limit
     if watcher.failing_since is not None and now - watcher.failing_since > limit:
         raise BackendError(
             f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "

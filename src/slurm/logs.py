@@ -66,7 +66,7 @@ class _Reader:
 
     def __init__(self, job: Job, stream: str) -> None:
         self.stream, self.path = stream, job.log_path(stream)
-        self.transport, self.retry = job.cluster.backend.transport, job.cluster.retry
+        self.transport, self._retry = job.cluster.backend.transport, job.cluster._retry
         self.offset = 0
         self.splitter = LineSplitter()
 
@@ -74,10 +74,10 @@ class _Reader:
         """New complete lines, and whether the read was cut at ``CHUNK`` (more is waiting). A file shorter
         than what was read of it was truncated (Slurm starts a requeued job's log over): read it again
         from its start, like ``tail -F``."""
-        data, size = self.retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
+        data, size = self._retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
         if 0 <= size < self.offset:
             self.offset, self.splitter = 0, LineSplitter()
-            data, size = self.retry(lambda: self.transport.read_from(self.path, 0, CHUNK))
+            data, size = self._retry(lambda: self.transport.read_from(self.path, 0, CHUNK))
         self.offset += len(data)
         return self.splitter.feed(data), len(data) == CHUNK
 
@@ -125,9 +125,9 @@ class _Pacer:
         from slurm.job import _check_result_files
 
         job = self.job
-        job.cluster.retry(lambda: _check_result_files([job]))
+        job.cluster._retry(lambda: _check_result_files([job]))
         if not job.last_state.is_terminal:
-            job.cluster.watcher.query_if_due([job])
+            job.cluster._watcher.query_if_due([job])
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:

@@ -70,7 +70,7 @@ def test_many_awaits_share_one_batched_query_per_poll(cluster):
         assert unfinished <= listed  # one listing per round for all result files, never one per job
     assert len(counter.queries) <= len(counter.listings)  # at most one query per round
     assert (
-        len(counter.queries) <= elapsed / cluster.watcher.first_poll + 2
+        len(counter.queries) <= elapsed / cluster._watcher.first_poll + 2
     )  # the watcher's cadence, whatever N
     assert max(counter.threads) <= threads_before + 8  # the loop's executor, not a thread per await
 

@@ -170,7 +170,7 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     )
     slurm.script("squeue", squeue("100|RUNNING|None|0", "101|RUNNING|None|0", "102|PENDING|Dependency|0"))
     running, started, waiting, done = (cluster.submit(tasks.add, 1, 2) for _ in range(4))
-    cluster.poll()
+    cluster._poll()
     [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
     assert argv[argv.index("-j") + 1] == "100,101,102"
     assert [job.last_state for job in (running, started, waiting, done)] == [
@@ -183,8 +183,8 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     def background_query(at: float) -> list[str]:
         slurm.calls.clear()
         now[0] = 1000.0 + at
-        time.sleep(cluster.watcher.first_poll)  # sooner, the watcher would give the first answer again
-        cluster.watcher.query(background=True)
+        time.sleep(cluster._watcher.first_poll)  # sooner, the watcher would give the first answer again
+        cluster._watcher.query(background=True)
         return [name for name, _ in slurm.calls]
 
     assert background_query(at=1) == ["sacct"] and started.last_state is JobState.PENDING  # sacct's word
@@ -193,8 +193,8 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     assert started.last_state is JobState.RUNNING
     assert background_query(at=CONFIRM_LIVE_EVERY + 1) == ["sacct"]
     slurm.calls.clear()
-    time.sleep(cluster.watcher.first_poll)
-    cluster.poll()  # a caller asking: confirmed now
+    time.sleep(cluster._watcher.first_poll)
+    cluster._poll()  # a caller asking: confirmed now
     assert [name for name, _ in slurm.calls] == ["sacct", "squeue"]
 
 
@@ -371,7 +371,7 @@ def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, sl
     asked_at = []
     while clock[0] < 1180:
         before = slurm.count("squeue")
-        cluster.watcher.query_if_due([job])
+        cluster._watcher.query_if_due([job])
         if slurm.count("squeue") > before:
             asked_at.append(clock[0] - 1000)
         clock[0] += 0.1
@@ -622,12 +622,12 @@ def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_
 def test_a_stream_of_submissions_does_not_postpone_the_next_query(slow_cluster, clock):
     cluster = slow_cluster
     job = cluster.submit(tasks.add, 1, 2)
-    cluster.watcher.query([job])  # the ramp is under way: next query planned 1 s later
-    planned = cluster.watcher.next_query_at
+    cluster._watcher.query([job])  # the ramp is under way: next query planned 1 s later
+    planned = cluster._watcher.next_query_at
     for _ in range(5):
         clock[0] += 0.5
         cluster.submit(tasks.add, 1, 2)
-    assert cluster.watcher.next_query_at <= planned
+    assert cluster._watcher.next_query_at <= planned
 
 
 def test_preempted_is_not_final_for_a_job_slurm_requeues(make, slurm, recorder):

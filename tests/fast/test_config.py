@@ -243,8 +243,8 @@ def test_plain_tasks_and_workflow_children_never_load_the_validation_library(clu
 
     script = (
         "import json, sys, slurm.runner; from slurm.cluster import Cluster; "
-        "Cluster.from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
+        "Cluster._from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
     )
-    config = json.dumps(cluster.child_config())
+    config = json.dumps(cluster._child_config())
     out = subprocess.run([sys.executable, "-c", script, config], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -128,7 +128,7 @@ def test_listing_and_private_job_files(cluster, login_transport):
 
 def test_tail_of_a_running_job(cluster, gate):
     job = cluster.submit(log_tasks.speak_until, ["one", "two", "three"], gate.path, ["four"])
-    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    lines = job.follow_stdout(timeout=TIMEOUT)
     assert [next(lines), next(lines), next(lines)] == ["one", "two", "three"]
     assert job.query_state() is JobState.RUNNING  # waiting on the gate: the lines came live
     tail = cluster.job(job.job_id).tail(2, timeout=TIMEOUT)  # another handle, as a new process would have
@@ -178,7 +178,7 @@ def test_cli_status_list_show_result(cluster, config_path, compute_nodes):
 
 def test_cli_follows_logs_of_a_running_job(cluster, config_path, gate):
     job = cluster.submit(log_tasks.speak_until, ["first"], gate.path, ["second", "third"])
-    next(job.stdout(follow=True, timeout=TIMEOUT))  # running and waiting on the gate
+    next(job.follow_stdout(timeout=TIMEOUT))  # running and waiting on the gate
     follower = subprocess.Popen(
         [_script(), "--config", config_path, "jobs", "logs", job.job_id, "-f"],
         stdout=subprocess.PIPE,
