@@ -173,7 +173,7 @@ def _seconds(text: str) -> float:
 
 def _jobs_list(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        infos = cluster.jobs()
+        infos = cluster.list_jobs()
     if args.json:
         return _print_json([info.to_dict() for info in infos])
     rows = [

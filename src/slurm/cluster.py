@@ -262,15 +262,16 @@ class Cluster:
 
     def job(self, job_id: str | int) -> Job | MappedJobs:
         """A handle on a job submitted earlier through the SDK with this job root, by any process:
-        ``result()``, ``state``, logs and ``cancel()`` work on it. ``"123_4"`` is task 4 of array job
+        ``result()``, ``query_state()``, logs and ``cancel()`` work on it (what ``submit``/``map`` return). ``"123_4"`` is task 4 of array job
         123; an array's own id gives a ``MappedJobs``. ``UnknownJobError`` for ids the SDK has no record of."""
         from slurm.reattach import attach
 
         return attach(self, str(job_id))
 
-    def jobs(self) -> list[JobInfo]:
-        """This user's SDK jobs under the job root, oldest first, with name, state and submit time (one
-        command for the records, one scheduler query for all states)."""
+    def list_jobs(self) -> list[JobInfo]:
+        """A listing (not handles: ``job(info.job_id)`` gives one) of this user's SDK jobs under the job
+        root, oldest first, with name, state and submit time (one command for the records, one scheduler
+        query for all states)."""
         from slurm.reattach import list_jobs
 
         return list_jobs(self)

@@ -142,7 +142,7 @@ def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
     sleeping = cluster.submit(log_tasks.snooze, 600)
     squares = cluster.map(tasks.square, range(3))
     settle(cluster, squares)
-    infos = cluster.jobs()
+    infos = cluster.list_jobs()
     assert [(i.job_id, i.name, i.array, i.tasks) for i in infos] == [
         (done.job_id, "add", False, 1),
         (sleeping.job_id, "snooze", False, 1),
@@ -158,7 +158,7 @@ def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
 
 def test_a_missing_job_root_lists_nothing(cluster):
     assert not os.path.exists(cluster.resolve_job_root())
-    assert cluster.jobs() == []
+    assert cluster.list_jobs() == []
 
 
 def test_job_files_are_private_and_one_record_per_array(cluster):
@@ -300,6 +300,6 @@ def test_a_damaged_record_is_skipped_and_its_directory_left_alone(cluster, caplo
     settle(cluster, job)
     with open(record_path(cluster.resolve_job_root(), job.job_id), "w") as handle:
         handle.write('{"job_id": "oops"\n')
-    assert cluster.jobs() == [] and "damaged record" in caplog.text
+    assert cluster.list_jobs() == [] and "damaged record" in caplog.text
     report = cluster.cleanup(0)
     assert report.removed == [] and report.unrecorded == [job.job_dir] and os.path.isdir(job.job_dir)

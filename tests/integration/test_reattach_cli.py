@@ -61,7 +61,7 @@ def cluster(config_path, login_transport):
         yield cluster
         # A test that failed midway leaves its gated job waiting for minutes on a node that later tests
         # (the reshapes) need idle: end this test's jobs (scancel ignores those that already ended).
-        ids = [info.job_id for info in cluster.jobs() if not info.state.is_terminal]
+        ids = [info.job_id for info in cluster.list_jobs() if not info.state.is_terminal]
         if ids:
             login_transport.run(f"scancel {' '.join(ids)}", check=False)
 
@@ -111,7 +111,7 @@ def test_listing_and_private_job_files(cluster, login_transport):
     array = cluster.map(log_tasks.greet, ["a", "b", "c"])
     single.result(timeout=TIMEOUT)
     array.results(timeout=TIMEOUT)
-    infos = {info.job_id: info for info in cluster.jobs()}
+    infos = {info.job_id: info for info in cluster.list_jobs()}
     assert set(infos) == {single.job_id, array.array_ids[0]}
     assert (infos[single.job_id].name, infos[single.job_id].tasks) == ("greet", 1)
     assert (infos[array.array_ids[0]].array, infos[array.array_ids[0]].tasks) == (True, 3)
@@ -236,6 +236,6 @@ def test_cleanup_keeps_unfinished_jobs(cluster, config_path, login_transport):
         report = cluster.cleanup(0)
         assert report.removed == [done.job_dir] and report.kept_unfinished == [running.job_dir]
         assert not login_transport.exists(done.job_dir) and login_transport.exists(running.job_dir)
-        assert [info.job_id for info in cluster.jobs()] == [running.job_id]
+        assert [info.job_id for info in cluster.list_jobs()] == [running.job_id]
     finally:
         running.cancel()
