@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slurm import Job, JobState, MappedJobs, UnknownJobError
-from slurm.cleanup import parse_age
+from slurm.durations import parse_duration
 from slurm.layout import RECORDS_DIR, record_path
 from slurm.records import SubmissionRecord, _checked_dir, parse_job_id
 
@@ -228,19 +228,19 @@ def test_cleanup_drops_records_of_directories_removed_by_hand(cluster):
 
 @given(st.one_of(st.integers(0, 10**7), st.floats(0, 1e7, allow_nan=False)))
 def test_ages_in_seconds(seconds):
-    assert parse_age(seconds) == timedelta(seconds=seconds)
+    assert parse_duration(seconds) == timedelta(seconds=seconds)
 
 
 @given(st.integers(0, 10**5), st.sampled_from(["s", "m", "h", "d", "w", ""]))
 def test_ages_as_text(amount, unit):
     factor = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 1}[unit]
-    assert parse_age(f"{amount}{unit}") == timedelta(seconds=amount * factor)
+    assert parse_duration(f"{amount}{unit}") == timedelta(seconds=amount * factor)
 
 
 @pytest.mark.parametrize("bad", ["", "soon", "7 days", "-1", "1y", -5])
 def test_bad_ages_say_what_is_accepted(bad):
     with pytest.raises(ValueError, match=r"'7d'|0 or more"):
-        parse_age(bad)
+        parse_duration(bad)
 
 
 # --- records ---------------------------------------------------------------------------------------

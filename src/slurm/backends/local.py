@@ -38,10 +38,10 @@ from slurm.backends.base import (
 )
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
+from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
 from slurm.rendering import expand_log_pattern
-from slurm.resources import parse_time_seconds
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
