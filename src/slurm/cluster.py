@@ -44,10 +44,10 @@ class Cluster:
     dict (default "none", with this interpreter on the local backend); ``defaults`` are resources every task
     gets unless it sets its own; ``node_python`` ("3.13") skips probing the nodes' Python version.
 
-    Waiting (see ``slurm.watcher``): ``poll_interval`` is the longest pause between two scheduler queries
+    Waiting (see ``slurm.watcher``): ``poll_interval_seconds`` is the longest pause between two scheduler queries
     (default 30 s; 0.2 s on the local backend), reached by backing off from 1 s over about a minute;
-    ``result_poll_interval`` the longest pause between two checks for result files (default 1 s), which
-    cost the scheduler nothing; ``outage_limit`` how long transient errors (slurmctld or the login node
+    ``result_poll_interval_seconds`` the longest pause between two checks for result files (default 1 s), which
+    cost the scheduler nothing; ``outage_limit_seconds`` how long transient errors (slurmctld or the login node
     not answering) are retried when the caller gave no timeout (default 600 s).
     """
 
@@ -60,9 +60,9 @@ class Cluster:
         job_root: str | None = None,
         defaults: Resources | Mapping[str, Any] | None = None,
         node_python: str | None = None,
-        poll_interval: float | None = None,
-        result_poll_interval: float | None = None,
-        outage_limit: float = DEFAULT_OUTAGE_LIMIT,
+        poll_interval_seconds: float | None = None,
+        result_poll_interval_seconds: float | None = None,
+        outage_limit_seconds: float = DEFAULT_OUTAGE_LIMIT,
     ) -> None:
         if backend is None:
             from slurm.backends.local import LocalCommandBackend
@@ -74,13 +74,17 @@ class Cluster:
         self.defaults = defaults if isinstance(defaults, Resources) else Resources.from_dict(defaults or {})
         local = backend.child_type == "local"
         #: Longest pause between two scheduler queries while waiting, in seconds.
-        self.poll_interval = _positive("poll_interval", poll_interval, 0.2 if local else 30.0)
+        self.poll_interval_seconds = _positive(
+            "poll_interval_seconds", poll_interval_seconds, 0.2 if local else 30.0
+        )
         #: Longest pause between two result-file checks while waiting, in seconds.
-        self.result_poll_interval = _positive(
-            "result_poll_interval", result_poll_interval, 0.2 if local else 1.0
+        self.result_poll_interval_seconds = _positive(
+            "result_poll_interval_seconds", result_poll_interval_seconds, 0.2 if local else 1.0
         )
         #: Seconds transient errors are retried when the caller set no timeout.
-        self.outage_limit = _positive("outage_limit", outage_limit, DEFAULT_OUTAGE_LIMIT)
+        self.outage_limit_seconds = _positive(
+            "outage_limit_seconds", outage_limit_seconds, DEFAULT_OUTAGE_LIMIT
+        )
         self._watcher = Watcher(self)
         self._job_root = job_root
         self._node_python = node_python
@@ -203,10 +207,10 @@ class Cluster:
 
     def _retry(self, operation: Callable[[], T]) -> T:
         """``operation()`` with transient errors retried (backoff) within the caller's deadline, or
-        ``outage_limit`` seconds without one."""
+        ``outage_limit_seconds`` seconds without one."""
         from slurm.retrying import with_retries  # tenacity: only the submitting side needs it
 
-        return with_retries(operation, limit=self.outage_limit)
+        return with_retries(operation, limit=self.outage_limit_seconds)
 
     def _ensure_prepared(self) -> None:
         with self._lock:
@@ -308,9 +312,9 @@ class Cluster:
             "defaults": {
                 name: value for name, value in vars(self.defaults).items() if value not in (None, {})
             },
-            "poll_interval": self.poll_interval,
-            "result_poll_interval": self.result_poll_interval,
-            "outage_limit": self.outage_limit,
+            "poll_interval_seconds": self.poll_interval_seconds,
+            "result_poll_interval_seconds": self.result_poll_interval_seconds,
+            "outage_limit_seconds": self.outage_limit_seconds,
         }
 
     @classmethod
@@ -325,9 +329,9 @@ class Cluster:
             job_root=config["job_root"],
             defaults=config["defaults"],
             node_python=LOCAL_PYTHON,
-            poll_interval=config["poll_interval"],
-            result_poll_interval=config.get("result_poll_interval"),
-            outage_limit=config.get("outage_limit", DEFAULT_OUTAGE_LIMIT),
+            poll_interval_seconds=config["poll_interval_seconds"],
+            result_poll_interval_seconds=config.get("result_poll_interval_seconds"),
+            outage_limit_seconds=config.get("outage_limit_seconds", DEFAULT_OUTAGE_LIMIT),
         )
         cluster._prepared = True
         return cluster

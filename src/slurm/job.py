@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from slurm.cluster import Cluster
 
 _FIRST_RESULT_CHECK = 0.05
-#: Growth of the pause between result-file checks (capped by the cluster's result_poll_interval): gentle,
+#: Growth of the pause between result-file checks (capped by the cluster's result_poll_interval_seconds): gentle,
 #: so a job that ends at 0.7 s is seen within ~0.15 s. They cost the login node a stat, slurmctld nothing.
 _RESULT_CHECK_BACKOFF = 1.25
 #: A job the scheduler does not list is declared lost only when a second query, at least this long after
@@ -465,7 +465,7 @@ class _LoginSilence:
 
 def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
     """The pauses between a wait's result-file checks: 50 ms, then x1.25 each, up to ``limit`` (the
-    cluster's ``result_poll_interval``). Benchmarks poll their raw baselines on this same cadence."""
+    cluster's ``result_poll_interval_seconds``). Benchmarks poll their raw baselines on this same cadence."""
     pause = _FIRST_RESULT_CHECK
     while True:
         yield pause
@@ -474,9 +474,9 @@ def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
 
 def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
-    cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
+    cluster's ``result_poll_interval_seconds``), the scheduler on the watcher's slower cadence. Transient errors
     are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
-    the cluster's ``outage_limit`` (the last ``BackendError``)."""
+    the cluster's ``outage_limit_seconds`` (the last ``BackendError``)."""
     with timing.phase("wait"):
         for _ in as_completed(jobs, timeout):
             pass
@@ -525,8 +525,10 @@ def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
 
 
 def next_delay(running: Sequence[Job], delay: float) -> float:
-    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval``."""
-    return min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
+    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval_seconds``."""
+    return min(
+        delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval_seconds for job in running)
+    )
 
 
 def _watch_once(running: list[Job], login: _LoginSilence) -> None:
@@ -550,16 +552,16 @@ def _timeout_error(job: Job, timeout: float, login: _LoginSilence, now: float) -
 
 
 def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
-    """Without a timeout the wait must still end: give up after ``outage_limit`` s of silence."""
-    watcher, limit = job.cluster._watcher, job.cluster.outage_limit
+    """Without a timeout the wait must still end: give up after ``outage_limit_seconds`` s of silence."""
+    watcher, limit = job.cluster._watcher, job.cluster.outage_limit_seconds
     if watcher.failing_since is not None and now - watcher.failing_since > limit:
         raise BackendError(
             f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "
-            f"retrying after outage_limit={limit:g}s without an answer (state when last "
+            f"retrying after outage_limit_seconds={limit:g}s without an answer (state when last "
             f"seen: {job.last_state.value})"
         ) from watcher.last_error
     if login.since is not None and now - login.since > limit:
         raise BackendError(
             f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
-            f"retrying after outage_limit={limit:g}s without an answer"
+            f"retrying after outage_limit_seconds={limit:g}s without an answer"
         ) from login.error

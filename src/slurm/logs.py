@@ -1,7 +1,7 @@
 """Following a job's logs while it runs: read each log from the last offset through the transport.
 
 Reads are bounded (``CHUNK`` bytes per read) and paced: quick while output flows, backing off to the
-cluster's ``result_poll_interval`` while the log is quiet (log reads, like result-file checks, cost the
+cluster's ``result_poll_interval_seconds`` while the log is quiet (log reads, like result-file checks, cost the
 login node, not slurmctld). Whether the job has ended is learnt the way waits learn it: its result file,
 then the cluster's shared ``Watcher`` on its own cadence, so following adds no scheduler queries of its
 own. Following ends once the job has ended and a read *after* that was seen comes back empty (nothing
@@ -143,4 +143,4 @@ class _Pacer:
         if self.deadline is not None:
             delay = max(0.0, min(delay, self.deadline - time.monotonic()))
         time.sleep(delay)
-        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval)
+        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval_seconds)

@@ -153,11 +153,13 @@ def failing_scheduler(cluster, monkeypatch, *, transient):
 
 
 def test_an_await_without_timeout_ends_after_the_outage_limit(make_cluster, monkeypatch):
-    cluster = make_cluster(outage_limit=1.0)
+    cluster = make_cluster(outage_limit_seconds=1.0)
     job = cluster.submit(tasks.nap, 30)
     failing_scheduler(cluster, monkeypatch, transient=True)
 
-    with pytest.raises(BackendError, match=rf"gave up waiting for job {job.job_id}: .*outage_limit=1s"):
+    with pytest.raises(
+        BackendError, match=rf"gave up waiting for job {job.job_id}: .*outage_limit_seconds=1s"
+    ):
         asyncio.run(job.result_async())
     job.cancel()
 

@@ -137,7 +137,7 @@ class _QuietCluster:
         from slurm.backends.base import JobStatus
         from slurm.watcher import Watcher
 
-        self.poll_interval, self.result_poll_interval = 30.0, 1.0  # the SSH defaults
+        self.poll_interval_seconds, self.result_poll_interval_seconds = 30.0, 1.0  # the SSH defaults
         self.queries = self.reads = 0
         cluster = self
 
@@ -176,7 +176,7 @@ def test_following_a_quiet_log_asks_the_scheduler_only_on_the_watchers_cadence(m
     assert list(follow(job)) == []
     assert job.last_state is JobState.CANCELLED
     # Ten minutes: the watcher's ramp (1 s, x1.5, up to 30 s) is ~8 queries in the first minute, then
-    # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval (1 s): ~620.
+    # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval_seconds (1 s): ~620.
     assert 20 <= cluster.queries <= 30, cluster.queries
     assert cluster.reads <= 650, cluster.reads
     assert 600 <= clock.now <= 631
