@@ -29,17 +29,20 @@ _EXPORTS = {
     "MappedJobs": "slurm.job",
     "Job": "slurm.job",
     "as_completed": "slurm.job",
+    "wait_all": "slurm.job",
     "as_completed_async": "slurm.awaiting",
     "wait_async": "slurm.awaiting",
     "Resources": "slurm.resources",
     "RankContext": "slurm.ranks",
     "rank_context": "slurm.ranks",
     "set_torch_env": "slurm.ranks",
+    "ParentResultError": "slurm.dataflow",
     **dict.fromkeys(
         [
             "BackendError",
             "CommandError",
             "ConfigError",
+            "DependencyError",
             "JobFailedError",
             "JobTimeoutError",
             "ResourceError",
@@ -59,10 +62,12 @@ if TYPE_CHECKING:
     from slurm.callbacks import Callback
     from slurm.checkpoint import Checkpointing
     from slurm.cluster import Cluster
+    from slurm.dataflow import ParentResultError
     from slurm.errors import (
         BackendError,
         CommandError,
         ConfigError,
+        DependencyError,
         JobFailedError,
         JobTimeoutError,
         ResourceError,
@@ -72,22 +77,15 @@ if TYPE_CHECKING:
         SubmitError,
         UnknownJobError,
     )
-    from slurm.job import Job, MappedJobs, as_completed
+    from slurm.job import Job, MappedJobs, as_completed, wait_all
     from slurm.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
 from slurm.task import Task, task, workflow  # noqa: E402
 
-#: Old public names (one release): they still work, with a DeprecationWarning.
-_RENAMED = {"ArrayJob": "MappedJobs"}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _RENAMED:
-        from slurm.deprecation import renamed_attribute
-
-        return renamed_attribute(__name__, name, _RENAMED, {_RENAMED[name]: __getattr__(_RENAMED[name])})
     if name not in _EXPORTS:
         raise AttributeError(f"module 'slurm' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -106,11 +104,13 @@ __all__ = [
     "Cluster",
     "CommandError",
     "ConfigError",
+    "DependencyError",
     "Job",
     "JobFailedError",
     "JobState",
     "JobTimeoutError",
     "MappedJobs",
+    "ParentResultError",
     "RankContext",
     "ResourceError",
     "Resources",
@@ -125,6 +125,7 @@ __all__ = [
     "rank_context",
     "set_torch_env",
     "task",
+    "wait_all",
     "wait_async",
     "workflow",
 ]

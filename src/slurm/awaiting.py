@@ -5,7 +5,7 @@ wait does (``slurm.job.wait_all``): per round one result-file listing per cluste
 shared watcher says a query is due, one scheduler query about all of that cluster's unfinished jobs. A
 round is one call in the loop's default executor, so a thousand awaits cost one thread and one poll, not
 a thread or a poll each. Between rounds the driver sleeps like a wait (50 ms, x1.25, up to
-``result_poll_interval``, sooner when a watcher's query is due); a new await wakes it at once.
+``result_poll_interval_seconds``, sooner when a watcher's query is due); a new await wakes it at once.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class _Hub:
                     future.set_exception(error)
 
     def _check_outage(self, login: _LoginSilence) -> None:
-        """An await without a timeout still ends: the ``outage_limit`` of ``wait_all`` applies per job."""
+        """An await without a timeout still ends: the ``outage_limit_seconds`` of ``wait_all`` applies per job."""
         from slurm.job import _check_outage
 
         now = time.monotonic()

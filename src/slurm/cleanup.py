@@ -8,20 +8,17 @@ between sbatch and writing the record) are reported, never removed: their job ma
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from slurm.backends.base import JobState
+from slurm.durations import parse_duration
 from slurm.reattach import has_ended
 from slurm.records import SubmissionRecord, list_records, remove, utc_now
 
 if TYPE_CHECKING:
     from slurm.cluster import Cluster
-
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass
@@ -44,30 +41,11 @@ class CleanupReport:
         }
 
 
-def parse_age(value: timedelta | float | int | str) -> timedelta:
-    """``timedelta``, seconds, or text like "90s", "30m", "12h", "7d", "2w"."""
-    if isinstance(value, timedelta):
-        age = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        age = timedelta(seconds=value)
-    else:
-        match = _AGE.match(str(value))
-        if not match:
-            raise ValueError(
-                f"older_than={value!r} is not an age: use seconds or text like '90s', '30m', '12h', "
-                "'7d', '2w'"
-            )
-        age = timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
-    if age < timedelta(0):
-        raise ValueError(f"older_than={value!r} is negative: give an age of 0 or more")
-    return age
-
-
 def cleanup(
     cluster: Cluster, older_than: timedelta | float | int | str, *, dry_run: bool = False
 ) -> CleanupReport:
     """Remove the directories of ended jobs submitted more than ``older_than`` ago (see module doc)."""
-    cutoff = utc_now() - parse_age(older_than)
+    cutoff = utc_now() - parse_duration(older_than, what="older_than")
     transport, root = cluster.backend.transport, cluster.resolve_job_root()
     listing = list_records(transport, root)
     report = CleanupReport(unrecorded=listing.unrecorded, dry_run=dry_run)

@@ -134,7 +134,10 @@ def _parser() -> argparse.ArgumentParser:
         "--all-ranks", action="store_true", help="every rank's value of a multi-rank task (default: rank 0's)"
     )
     result.add_argument(
-        "--timeout", type=_seconds, metavar="S", help="with --wait: give up after S seconds (exit 6)"
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="with --wait: give up after S seconds, or 10m, 2h (exit 6)",
     )
     cleanup = verb(
         jobs, "cleanup", _jobs_cleanup, "remove directories of ended jobs older than an age", job_id=False
@@ -157,15 +160,14 @@ def _count(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    from slurm.durations import parse_duration
+
     try:
-        value = float(text)
+        return parse_duration(text, what="--timeout").total_seconds()
     except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds: give 0 or more, e.g. --timeout 600"
-        )
-    return value
+            f"{text!r} is not a number of seconds: give 0 or more, e.g. --timeout 600 (or 10m, 2h)"
+        ) from None
 
 
 # --- verbs -----------------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ def _seconds(text: str) -> float:
 
 def _jobs_list(args: argparse.Namespace) -> int:
     with _cluster(args) as cluster:
-        infos = cluster.jobs()
+        infos = cluster.list_jobs()
     if args.json:
         return _print_json([info.to_dict() for info in infos])
     rows = [
@@ -220,7 +222,7 @@ def _jobs_logs(args: argparse.Namespace) -> int:
             job.tail(args.lines, stream=stream, follow=args.follow)
             if args.lines is not None
             else (
-                getattr(job, stream)(follow=True)
+                getattr(job, f"follow_{stream}")()
                 if args.follow
                 else iter(getattr(job, stream)().splitlines())
             )

@@ -14,7 +14,6 @@ from slurm import dataflow, layout, timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import cluster_options, load_config
-from slurm.deprecation import warn_renamed
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import Job, MappedJobs
 from slurm.packaging import PackagingStrategy, make_packaging
@@ -45,10 +44,10 @@ class Cluster:
     dict (default "none", with this interpreter on the local backend); ``defaults`` are resources every task
     gets unless it sets its own; ``node_python`` ("3.13") skips probing the nodes' Python version.
 
-    Waiting (see ``slurm.watcher``): ``poll_interval`` is the longest pause between two scheduler queries
+    Waiting (see ``slurm.watcher``): ``poll_interval_seconds`` is the longest pause between two scheduler queries
     (default 30 s; 0.2 s on the local backend), reached by backing off from 1 s over about a minute;
-    ``result_poll_interval`` the longest pause between two checks for result files (default 1 s), which
-    cost the scheduler nothing; ``outage_limit`` how long transient errors (slurmctld or the login node
+    ``result_poll_interval_seconds`` the longest pause between two checks for result files (default 1 s), which
+    cost the scheduler nothing; ``outage_limit_seconds`` how long transient errors (slurmctld or the login node
     not answering) are retried when the caller gave no timeout (default 600 s).
     """
 
@@ -61,9 +60,9 @@ class Cluster:
         job_root: str | None = None,
         defaults: Resources | Mapping[str, Any] | None = None,
         node_python: str | None = None,
-        poll_interval: float | None = None,
-        result_poll_interval: float | None = None,
-        outage_limit: float = DEFAULT_OUTAGE_LIMIT,
+        poll_interval_seconds: float | None = None,
+        result_poll_interval_seconds: float | None = None,
+        outage_limit_seconds: float = DEFAULT_OUTAGE_LIMIT,
     ) -> None:
         if backend is None:
             from slurm.backends.local import LocalCommandBackend
@@ -75,14 +74,18 @@ class Cluster:
         self.defaults = defaults if isinstance(defaults, Resources) else Resources.from_dict(defaults or {})
         local = backend.child_type == "local"
         #: Longest pause between two scheduler queries while waiting, in seconds.
-        self.poll_interval = _positive("poll_interval", poll_interval, 0.2 if local else 30.0)
+        self.poll_interval_seconds = _positive(
+            "poll_interval_seconds", poll_interval_seconds, 0.2 if local else 30.0
+        )
         #: Longest pause between two result-file checks while waiting, in seconds.
-        self.result_poll_interval = _positive(
-            "result_poll_interval", result_poll_interval, 0.2 if local else 1.0
+        self.result_poll_interval_seconds = _positive(
+            "result_poll_interval_seconds", result_poll_interval_seconds, 0.2 if local else 1.0
         )
         #: Seconds transient errors are retried when the caller set no timeout.
-        self.outage_limit = _positive("outage_limit", outage_limit, DEFAULT_OUTAGE_LIMIT)
-        self.watcher = Watcher(self)
+        self.outage_limit_seconds = _positive(
+            "outage_limit_seconds", outage_limit_seconds, DEFAULT_OUTAGE_LIMIT
+        )
+        self._watcher = Watcher(self)
         self._job_root = job_root
         self._node_python = node_python
         self._prepared = False
@@ -134,7 +137,7 @@ class Cluster:
     ) -> list[Job]:
         calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
         with timing.phase("serialize"):  # fails before anything reaches the cluster
-            payload = dump_payload(task, calls, self.node_python)
+            payload = dump_payload(task, calls, self._node_python_version)
         dependencies = dataflow.dependencies(task, parents)
         with timing.phase("prepare"):
             self._ensure_prepared()
@@ -150,7 +153,7 @@ class Cluster:
         transport = self.backend.transport
         files = {layout.PAYLOAD: (payload, 0o600)}
         if task.is_workflow:
-            files[layout.CHILD_CONFIG] = (json.dumps(self.child_config()).encode(), 0o600)
+            files[layout.CHILD_CONFIG] = (json.dumps(self._child_config()).encode(), 0o600)
         files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
         with timing.phase("upload"):
             transport.write_files(job_dir, files)
@@ -178,7 +181,7 @@ class Cluster:
             )
             for index in range(len(calls))
         ]
-        self.watcher.add(jobs)
+        self._watcher.add(jobs)
         for job in jobs:
             emit(self.callbacks, "on_submit", job)
         return jobs
@@ -194,20 +197,20 @@ class Cluster:
             except SubmitError:
                 raise  # sbatch answered "no": the job does not exist
             except BackendError as error:
-                found = self.retry(lambda: self.backend.find_submitted(script_path))
+                found = self._retry(lambda: self.backend.find_submitted(script_path))
                 if found is not None:
                     return found
                 error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
                 raise
 
-        return self.retry(attempt)
+        return self._retry(attempt)
 
-    def retry(self, operation: Callable[[], T]) -> T:
+    def _retry(self, operation: Callable[[], T]) -> T:
         """``operation()`` with transient errors retried (backoff) within the caller's deadline, or
-        ``outage_limit`` seconds without one."""
+        ``outage_limit_seconds`` seconds without one."""
         from slurm.retrying import with_retries  # tenacity: only the submitting side needs it
 
-        return with_retries(operation, limit=self.outage_limit)
+        return with_retries(operation, limit=self.outage_limit_seconds)
 
     def _ensure_prepared(self) -> None:
         with self._lock:
@@ -223,13 +226,7 @@ class Cluster:
         self._job_root = root
         return root
 
-    @property
-    def job_root(self) -> str:
-        """Deprecated: a property that may ask the cluster; use ``resolve_job_root()``."""
-        warn_renamed("Cluster.job_root", "Cluster.resolve_job_root()")
-        return self.resolve_job_root()
-
-    def node_python(self) -> str:
+    def _node_python_version(self) -> str:
         """The nodes' Python version ("3.13"), probed once through the transport with the packaging's
         interpreter. Only needed when something must be pickled by value."""
         if self._node_python is None:
@@ -269,15 +266,16 @@ class Cluster:
 
     def job(self, job_id: str | int) -> Job | MappedJobs:
         """A handle on a job submitted earlier through the SDK with this job root, by any process:
-        ``result()``, ``state``, logs and ``cancel()`` work on it. ``"123_4"`` is task 4 of array job
+        ``result()``, ``query_state()``, logs and ``cancel()`` work on it (what ``submit``/``map`` return). ``"123_4"`` is task 4 of array job
         123; an array's own id gives a ``MappedJobs``. ``UnknownJobError`` for ids the SDK has no record of."""
         from slurm.reattach import attach
 
         return attach(self, str(job_id))
 
-    def jobs(self) -> list[JobInfo]:
-        """This user's SDK jobs under the job root, oldest first, with name, state and submit time (one
-        command for the records, one scheduler query for all states)."""
+    def list_jobs(self) -> list[JobInfo]:
+        """A listing (not handles: ``job(info.job_id)`` gives one) of this user's SDK jobs under the job
+        root, oldest first, with name, state and submit time (one command for the records, one scheduler
+        query for all states)."""
         from slurm.reattach import list_jobs
 
         return list_jobs(self)
@@ -291,15 +289,15 @@ class Cluster:
 
     # --- polling -----------------------------------------------------------------------------------
 
-    def poll(self, jobs: Sequence[Job] = ()) -> None:
+    def _poll(self, jobs: Sequence[Job] = ()) -> None:
         """Ask the scheduler now about ``jobs`` and every other unfinished job of this cluster, in one
         round trip (fires state callbacks). Waits do this on the watcher's cadence instead."""
-        self.watcher.query(jobs)
+        self._watcher.query(jobs)
 
     # --- workflows ---------------------------------------------------------------------------------
 
-    def child_config(self) -> dict[str, Any]:
-        """What a workflow's job needs to build its own Cluster on the node (see ``from_child_config``)."""
+    def _child_config(self) -> dict[str, Any]:
+        """What a workflow's job needs to build its own Cluster on the node (see ``_from_child_config``)."""
         if self.backend.child_type not in ("local", "slurm"):
             raise SubmitError(
                 f"workflows need a backend whose children run 'local' or 'slurm', not {self.backend.child_type!r}"
@@ -314,13 +312,13 @@ class Cluster:
             "defaults": {
                 name: value for name, value in vars(self.defaults).items() if value not in (None, {})
             },
-            "poll_interval": self.poll_interval,
-            "result_poll_interval": self.result_poll_interval,
-            "outage_limit": self.outage_limit,
+            "poll_interval_seconds": self.poll_interval_seconds,
+            "result_poll_interval_seconds": self.result_poll_interval_seconds,
+            "outage_limit_seconds": self.outage_limit_seconds,
         }
 
     @classmethod
-    def from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
+    def _from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
         """The Cluster a workflow receives: local Slurm commands on the node (no SSH), the parent's
         packaging as already prepared (no second build or upload), no callbacks."""
         from slurm.backends import make_backend
@@ -331,9 +329,9 @@ class Cluster:
             job_root=config["job_root"],
             defaults=config["defaults"],
             node_python=LOCAL_PYTHON,
-            poll_interval=config["poll_interval"],
-            result_poll_interval=config.get("result_poll_interval"),
-            outage_limit=config.get("outage_limit", DEFAULT_OUTAGE_LIMIT),
+            poll_interval_seconds=config["poll_interval_seconds"],
+            result_poll_interval_seconds=config.get("result_poll_interval_seconds"),
+            outage_limit_seconds=config.get("outage_limit_seconds", DEFAULT_OUTAGE_LIMIT),
         )
         cluster._prepared = True
         return cluster

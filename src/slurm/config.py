@@ -13,9 +13,9 @@ Schema (only ``backend`` is required)::
       partition: debug
       time: "00:05:00"
     job_root: /home/me/.slurm-sdk/jobs  # job directories on the cluster (default ~/.slurm-sdk/jobs)
-    poll_interval: 30          # longest pause between two scheduler queries, in seconds
-    result_poll_interval: 1.0  # longest pause between two result-file checks, in seconds
-    outage_limit: 600          # seconds transient errors are retried when a wait has no timeout
+    poll_interval_seconds: 30          # longest pause between two scheduler queries, in seconds
+    result_poll_interval_seconds: 1.0  # longest pause between two result-file checks, in seconds
+    outage_limit_seconds: 600          # seconds transient errors are retried when a wait has no timeout
 
 The file is ``path`` or ``$SLURM_SDK_CONFIG``. ``SLURM_SDK__<SECTION>__<KEY>=value`` overrides one key
 (the value is parsed as YAML, so ``SLURM_SDK__BACKEND__PORT=2222`` is an int); ``overrides={...}``
@@ -88,7 +88,12 @@ def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, 
         )
     options = {
         key: data[key]
-        for key in ("job_root", "poll_interval", "result_poll_interval", "outage_limit")
+        for key in (
+            "job_root",
+            "poll_interval_seconds",
+            "result_poll_interval_seconds",
+            "outage_limit_seconds",
+        )
         if key in data
     }
     options["defaults"] = _defaults(source, data.get("defaults", {}))
@@ -182,9 +187,9 @@ def _sections_model() -> type[BaseModel]:
         packaging=section,
         defaults=section,
         job_root=(str, Field(None, description="a path")),
-        poll_interval=seconds,
-        result_poll_interval=seconds,
-        outage_limit=seconds,
+        poll_interval_seconds=seconds,
+        result_poll_interval_seconds=seconds,
+        outage_limit_seconds=seconds,
     )
     return model
 

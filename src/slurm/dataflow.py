@@ -122,7 +122,7 @@ def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
         return task.dependencies
     if task.dependency_type != "afterok":
         raise SubmitError(
-            f"{task!r} waits with {task.dependency_type!r} (from .after(..., kind={task.dependency_type!r})), "
+            f"{task!r} waits with {task.dependency_type!r} (from .after(..., dependency_type={task.dependency_type!r})), "
             f"but Job arguments ({_names(parents)}) need afterok: a job can only start once the jobs whose "
             "results it receives succeeded. Fix: wait with afterok, or pass job.result() instead of the job"
         )
@@ -131,7 +131,7 @@ def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
 
     unfinished = [job for job in parents if not job.last_state.is_terminal]
     if unfinished:
-        unfinished[0].cluster.retry(lambda: _check_result_files(unfinished))
+        unfinished[0].cluster._retry(lambda: _check_result_files(unfinished))
     failed = [
         job for job in parents if job.last_state.is_terminal and job.last_state is not JobState.COMPLETED
     ]
@@ -141,7 +141,7 @@ def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
             + ", ".join(f"job {job.job_id} ended {job.last_state.value}" for job in failed)
             + " without a result. Fix: resubmit the parent (job.result() shows why it failed)"
         )
-    waiting = [job_id for job in parents if not job.last_state.is_terminal for job_id in job.dependency_ids]
+    waiting = [job_id for job in parents if not job.last_state.is_terminal for job_id in job._dependency_ids]
     return tuple(dict.fromkeys([*task.dependencies, *waiting]))
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 from slurm import layout, timing
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
-from slurm.deprecation import renamed_attribute, warn_renamed
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from slurm.cluster import Cluster
 
 _FIRST_RESULT_CHECK = 0.05
-#: Growth of the pause between result-file checks (capped by the cluster's result_poll_interval): gentle,
+#: Growth of the pause between result-file checks (capped by the cluster's result_poll_interval_seconds): gentle,
 #: so a job that ends at 0.7 s is seen within ~0.15 s. They cost the login node a stat, slurmctld nothing.
 _RESULT_CHECK_BACKOFF = 1.25
 #: A job the scheduler does not list is declared lost only when a second query, at least this long after
@@ -86,7 +85,7 @@ class Job:
         )
 
     @property
-    def dependency_ids(self) -> list[str]:
+    def _dependency_ids(self) -> list[str]:
         return [self.job_id]
 
     def query_state(self) -> JobState:
@@ -94,14 +93,8 @@ class Job:
         the job already ended. ``last_state`` is the answer without asking."""
         if not self._state.is_terminal:
             self._check_result_file()
-            self.cluster.poll([self])
+            self.cluster._poll([self])
         return self._state
-
-    @property
-    def state(self) -> JobState:
-        """Deprecated: a property that asks the scheduler; use ``query_state()``."""
-        warn_renamed("Job.state", "Job.query_state() (it asks the scheduler) or Job.last_state")
-        return self.query_state()
 
     @property
     def last_state(self) -> JobState:
@@ -127,7 +120,7 @@ class Job:
         a failing rank fails the job, and the error names that rank and its node."""
         with bounded(timeout):
             self.wait(timeout)
-            outcome = self.cluster.retry(self._load_outcome)
+            outcome = self.cluster._retry(self._load_outcome)
             if outcome is not None and outcome.ok:
                 return outcome.values_by_rank(self.job_id)
             return [self._ended_result()]  # raises
@@ -144,7 +137,7 @@ class Job:
 
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended."""
-        outcome = self.cluster.retry(self._load_outcome)
+        outcome = self.cluster._retry(self._load_outcome)
         if outcome is None:
             raise self._failure or self._no_result_error()
         if outcome.ok:
@@ -153,31 +146,24 @@ class Job:
         raise outcome.exception(self.job_id)
 
     def cancel(self) -> None:
-        self.cluster.retry(lambda: self.cluster.backend.cancel(self.job_id))
+        self.cluster._retry(lambda: self.cluster.backend.cancel(self.job_id))
 
-    @overload
-    def stdout(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
-    @overload
-    def stdout(self, follow: Literal[True], *, timeout: float | None = None) -> Iterator[str]: ...
+    def stdout(self) -> str:
+        """The job's stdout so far (``follow_stdout`` keeps reading while the job runs)."""
+        return self.cluster._retry(lambda: self._read_log(0))
 
-    def stdout(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
-        """The job's stdout so far; with ``follow=True`` an iterator of its lines that keeps going while
-        the job runs and ends when the job has ended and the log is drained (``JobTimeoutError`` after
-        ``timeout`` s)."""
-        return (
-            self._follow_log("stdout", timeout) if follow else self.cluster.retry(lambda: self._read_log(0))
-        )
+    def stderr(self) -> str:
+        """The job's stderr so far (where the SDK's runner header and tracebacks go)."""
+        return self.cluster._retry(lambda: self._read_log(1))
 
-    @overload
-    def stderr(self, follow: Literal[False] = False, *, timeout: float | None = None) -> str: ...
-    @overload
-    def stderr(self, follow: Literal[True], *, timeout: float | None = None) -> Iterator[str]: ...
+    def follow_stdout(self, *, timeout: float | None = None) -> Iterator[str]:
+        """The lines of the job's stdout: those so far, then new ones as they come, ending when the job has
+        ended and the log is drained (``JobTimeoutError`` after ``timeout`` seconds)."""
+        return self._follow_log("stdout", timeout)
 
-    def stderr(self, follow: bool = False, *, timeout: float | None = None) -> str | Iterator[str]:
-        """Like ``stdout``, for stderr (where the SDK's runner header and tracebacks go)."""
-        return (
-            self._follow_log("stderr", timeout) if follow else self.cluster.retry(lambda: self._read_log(1))
-        )
+    def follow_stderr(self, *, timeout: float | None = None) -> Iterator[str]:
+        """Like ``follow_stdout``, for stderr."""
+        return self._follow_log("stderr", timeout)
 
     def tail(
         self, lines: int = 10, *, stream: str = "stdout", follow: bool = True, timeout: float | None = None
@@ -190,7 +176,7 @@ class Job:
             raise ValueError(f"lines={lines}: give 0 or more")
         if not follow:
             which = _stream_index(stream)
-            text = self.cluster.retry(lambda: self._read_log(which))
+            text = self.cluster._retry(lambda: self._read_log(which))
             return iter(text.splitlines()[-lines:] if lines else [])
         return (line for _, line in follow_logs(self, (stream,), last=lines, timeout=timeout))
 
@@ -309,7 +295,7 @@ class Job:
     def _give_up_on_dependency(self, *, cancel: bool) -> None:
         """Slurm keeps such a job pending forever unless kill_invalid_depend is set (then it cancels the
         job itself): cancel it if needed, and say which parent is at fault either way."""
-        watcher = self.cluster.watcher
+        watcher = self.cluster._watcher
         who = "the SDK" if cancel else "Slurm"
         self._failure = JobFailedError(
             f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
@@ -358,7 +344,7 @@ class Job:
 
     def _timeout_detail(self, now: float) -> str:
         """The truth about the last known state, for JobTimeoutError."""
-        silence = self.cluster.watcher.silence(now)
+        silence = self.cluster._watcher.silence(now)
         if self._state_at is None:
             known = f"submitted {now - self._submitted_at:.0f}s ago, state not reported by the scheduler yet"
         else:
@@ -391,19 +377,13 @@ class MappedJobs(Sequence[Job]):
         return f"<MappedJobs {','.join(self.array_ids)} with {len(self.jobs)} tasks>"
 
     @property
-    def dependency_ids(self) -> list[str]:
+    def _dependency_ids(self) -> list[str]:
         return list(self.array_ids)
 
     def query_states(self) -> list[JobState]:
         """Current states in item order, from one scheduler query for all of them."""
         _poll(self.jobs)
         return [job.last_state for job in self.jobs]
-
-    @property
-    def states(self) -> list[JobState]:
-        """Deprecated: a property that asks the scheduler; use ``query_states()``."""
-        warn_renamed("MappedJobs.states", "MappedJobs.query_states()")
-        return self.query_states()
 
     def wait(self, timeout: float | None = None) -> list[JobState]:
         wait_all(self.jobs, timeout)
@@ -436,7 +416,7 @@ def _fetch_outcomes(jobs: Sequence[Job]) -> None:
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
         with timing.phase("fetch"):
-            files = cluster.retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
+            files = cluster._retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
                 job._outcome = Outcome.load(files[job._result_path])
@@ -452,7 +432,7 @@ def _by_cluster(jobs: Sequence[Job]) -> list[tuple[Cluster, list[Job]]]:
 def _poll(jobs: Sequence[Job]) -> None:
     """One scheduler round trip per cluster for all of ``jobs`` (and the clusters' other unfinished jobs)."""
     for cluster, group in _by_cluster(jobs):
-        cluster.poll(group)
+        cluster._poll(group)
 
 
 def _check_result_files(jobs: Sequence[Job]) -> None:
@@ -485,7 +465,7 @@ class _LoginSilence:
 
 def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
     """The pauses between a wait's result-file checks: 50 ms, then x1.25 each, up to ``limit`` (the
-    cluster's ``result_poll_interval``). Benchmarks poll their raw baselines on this same cadence."""
+    cluster's ``result_poll_interval_seconds``). Benchmarks poll their raw baselines on this same cadence."""
     pause = _FIRST_RESULT_CHECK
     while True:
         yield pause
@@ -494,9 +474,9 @@ def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
 
 def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
     """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
-    cluster's ``result_poll_interval``), the scheduler on the watcher's slower cadence. Transient errors
+    cluster's ``result_poll_interval_seconds``), the scheduler on the watcher's slower cadence. Transient errors
     are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
-    the cluster's ``outage_limit`` (the last ``BackendError``)."""
+    the cluster's ``outage_limit_seconds`` (the last ``BackendError``)."""
     with timing.phase("wait"):
         for _ in as_completed(jobs, timeout):
             pass
@@ -541,12 +521,14 @@ def _each_job(jobs: Iterable[Job | MappedJobs]) -> Iterator[Job]:
 def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
     """How long a wait sleeps before its next check: the result-file delay, or less when a watcher's next
     scheduler query comes sooner."""
-    return min(delay, *(job.cluster.watcher.next_query_at - now for job in running))
+    return min(delay, *(job.cluster._watcher.next_query_at - now for job in running))
 
 
 def next_delay(running: Sequence[Job], delay: float) -> float:
-    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval``."""
-    return min(delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval for job in running))
+    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval_seconds``."""
+    return min(
+        delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval_seconds for job in running)
+    )
 
 
 def _watch_once(running: list[Job], login: _LoginSilence) -> None:
@@ -558,37 +540,28 @@ def _watch_once(running: list[Job], login: _LoginSilence) -> None:
             raise
         login.failed(error)
     for cluster, group in _by_cluster([job for job in running if not job.last_state.is_terminal]):
-        cluster.watcher.query_if_due(group)
+        cluster._watcher.query_if_due(group)
 
 
 def _timeout_error(job: Job, timeout: float, login: _LoginSilence, now: float) -> JobTimeoutError:
     detail = job._timeout_detail(now)
     silent_login = login.describe(now)
-    if silent_login and job.cluster.watcher.failing_since is None:
+    if silent_login and job.cluster._watcher.failing_since is None:
         detail = f"{detail}; {silent_login}"
     return JobTimeoutError(job.job_id, job.last_state.value, timeout, detail)
 
 
 def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
-    """Without a timeout the wait must still end: give up after ``outage_limit`` s of silence."""
-    watcher, limit = job.cluster.watcher, job.cluster.outage_limit
+    """Without a timeout the wait must still end: give up after ``outage_limit_seconds`` s of silence."""
+    watcher, limit = job.cluster._watcher, job.cluster.outage_limit_seconds
     if watcher.failing_since is not None and now - watcher.failing_since > limit:
         raise BackendError(
             f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "
-            f"retrying after outage_limit={limit:g}s without an answer (state when last "
+            f"retrying after outage_limit_seconds={limit:g}s without an answer (state when last "
             f"seen: {job.last_state.value})"
         ) from watcher.last_error
     if login.since is not None and now - login.since > limit:
         raise BackendError(
             f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
-            f"retrying after outage_limit={limit:g}s without an answer"
+            f"retrying after outage_limit_seconds={limit:g}s without an answer"
         ) from login.error
-
-
-_RENAMED = {"ArrayJob": "MappedJobs"}
-
-
-if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
-
-    def __getattr__(name: str) -> Any:
-        return renamed_attribute(__name__, name, _RENAMED, globals())

@@ -1,7 +1,7 @@
 """Following a job's logs while it runs: read each log from the last offset through the transport.
 
 Reads are bounded (``CHUNK`` bytes per read) and paced: quick while output flows, backing off to the
-cluster's ``result_poll_interval`` while the log is quiet (log reads, like result-file checks, cost the
+cluster's ``result_poll_interval_seconds`` while the log is quiet (log reads, like result-file checks, cost the
 login node, not slurmctld). Whether the job has ended is learnt the way waits learn it: its result file,
 then the cluster's shared ``Watcher`` on its own cadence, so following adds no scheduler queries of its
 own. Following ends once the job has ended and a read *after* that was seen comes back empty (nothing
@@ -66,7 +66,7 @@ class _Reader:
 
     def __init__(self, job: Job, stream: str) -> None:
         self.stream, self.path = stream, job.log_path(stream)
-        self.transport, self.retry = job.cluster.backend.transport, job.cluster.retry
+        self.transport, self._retry = job.cluster.backend.transport, job.cluster._retry
         self.offset = 0
         self.splitter = LineSplitter()
 
@@ -74,10 +74,10 @@ class _Reader:
         """New complete lines, and whether the read was cut at ``CHUNK`` (more is waiting). A file shorter
         than what was read of it was truncated (Slurm starts a requeued job's log over): read it again
         from its start, like ``tail -F``."""
-        data, size = self.retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
+        data, size = self._retry(lambda: self.transport.read_from(self.path, self.offset, CHUNK))
         if 0 <= size < self.offset:
             self.offset, self.splitter = 0, LineSplitter()
-            data, size = self.retry(lambda: self.transport.read_from(self.path, 0, CHUNK))
+            data, size = self._retry(lambda: self.transport.read_from(self.path, 0, CHUNK))
         self.offset += len(data)
         return self.splitter.feed(data), len(data) == CHUNK
 
@@ -125,9 +125,9 @@ class _Pacer:
         from slurm.job import _check_result_files
 
         job = self.job
-        job.cluster.retry(lambda: _check_result_files([job]))
+        job.cluster._retry(lambda: _check_result_files([job]))
         if not job.last_state.is_terminal:
-            job.cluster.watcher.query_if_due([job])
+            job.cluster._watcher.query_if_due([job])
 
     def _check_deadline(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -143,4 +143,4 @@ class _Pacer:
         if self.deadline is not None:
             delay = max(0.0, min(delay, self.deadline - time.monotonic()))
         time.sleep(delay)
-        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval)
+        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval_seconds)

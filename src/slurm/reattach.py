@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class JobInfo:
-    """One line of ``Cluster.jobs()``: one sbatch call (a job, or an array job with ``tasks`` tasks).
+    """One line of ``Cluster.list_jobs()``: one sbatch call (a job, or an array job with ``tasks`` tasks).
 
     ``state`` is the scheduler's (an array's summarises its tasks); UNKNOWN once the scheduler has
     forgotten the job (no accounting, older than MinJobAge): ``results`` then says how many of its tasks

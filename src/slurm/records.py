@@ -95,7 +95,7 @@ def read_record(transport: Transport, job_root: str, job_id: str) -> tuple[Submi
     except FileNotFoundError:
         raise UnknownJobError(
             f"no SDK job {job_id} under {job_root}: it was not submitted through slurm-sdk with this job_root, "
-            f"or its directory was cleaned up. `slurm-sdk jobs list` (or cluster.jobs()) shows the jobs it knows",
+            f"or its directory was cleaned up. `slurm-sdk jobs list` (or cluster.list_jobs()) shows the jobs it knows",
             job_id=job_id,
         ) from None
     return record, script

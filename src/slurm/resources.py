@@ -8,17 +8,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from slurm.checkpoint import Checkpointing
+from slurm.durations import parse_time_seconds
 from slurm.errors import ResourceError
 
-# Slurm's --time formats. The leading field is unbounded; later fields are checked against 24/60.
-_TIME_FORMATS = {
-    "MM": re.compile(r"^(?P<m>\d+)$"),
-    "MM:SS": re.compile(r"^(?P<m>\d+):(?P<s>\d{1,2})$"),
-    "HH:MM:SS": re.compile(r"^(?P<h>\d+):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
-    "D-HH": re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2})$"),
-    "D-HH:MM": re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2})$"),
-    "D-HH:MM:SS": re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
-}
 _MEM = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
 _GPUS = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
 
@@ -41,35 +33,6 @@ _MANAGED_OPTIONS = {
     "ntasks-per-node": "ntasks_per_node=",
     "ntasks": "nodes= and ntasks_per_node=",
 }
-
-
-def parse_time_seconds(value: str | int) -> int:
-    """Seconds in a Slurm time limit (int = minutes). Raises ``ResourceError`` naming the accepted formats."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ResourceError(f"time must be a positive number of minutes, got {value}")
-        return value * 60
-    text = str(value).strip()
-    for match in (pattern.match(text) for pattern in _TIME_FORMATS.values()):
-        if match:
-            return _seconds_from(match.groupdict(), text)
-    raise ResourceError(
-        f"malformed time {value!r}: use one of {', '.join(_TIME_FORMATS)} "
-        "(e.g. '30', '01:30:00', '2-12:00:00')"
-    )
-
-
-def _seconds_from(parts: dict[str, str | None], text: str) -> int:
-    leading = next(name for name in "dhms" if parts.get(name) is not None)
-    for name, (label, limit) in {"h": ("hours", 24), "m": ("minutes", 60), "s": ("seconds", 60)}.items():
-        value = parts.get(name)
-        if value is not None and name != leading and int(value) >= limit:
-            raise ResourceError(f"malformed time {text!r}: {label} must be below {limit}")
-    d, h, m, s = (int(parts.get(name) or 0) for name in "dhms")
-    total = ((d * 24 + h) * 60 + m) * 60 + s
-    if total < 1:
-        raise ResourceError(f"time {text!r} must be longer than zero")
-    return total
 
 
 def _check_mem(mem: str | int) -> str:

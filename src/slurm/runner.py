@@ -201,7 +201,7 @@ def _workflow_cluster(job_dir: str) -> Any:
     os.environ.clear()
     os.environ.update(environ)
     with open(layout.child_config_path(job_dir)) as handle:
-        return Cluster.from_child_config(json.load(handle))
+        return Cluster._from_child_config(json.load(handle))
 
 
 if __name__ == "__main__":

@@ -76,24 +76,27 @@ class Task:
         kind = "workflow" if self.is_workflow else "task"
         return f"<{kind} {self.fn.__module__}.{self.fn.__qualname__}>"
 
-    def after(self, *jobs: Any, kind: str = "afterok") -> Task:
+    def after(self, *jobs: Any, dependency_type: str = "afterok") -> Task:
         """This task, to be started only after ``jobs`` (Jobs, MappedJobs handles or job id strings) end.
 
-        ``kind``: "afterok" (all succeeded), "afterany" (all ended) or "afternotok" (all failed).
+        ``dependency_type`` (one of ``DEPENDENCY_TYPES``): "afterok" (all succeeded), "afterany" (all
+        ended) or "afternotok" (all failed).
         """
         from slurm.backends.base import DEPENDENCY_TYPES
 
-        if kind not in DEPENDENCY_TYPES:
-            raise ValueError(f"unknown dependency kind {kind!r} (valid: {', '.join(DEPENDENCY_TYPES)})")
-        if self.dependencies and kind != self.dependency_type:
+        if dependency_type not in DEPENDENCY_TYPES:
+            raise ValueError(
+                f"unknown dependency type {dependency_type!r} (valid: {', '.join(DEPENDENCY_TYPES)})"
+            )
+        if self.dependencies and dependency_type != self.dependency_type:
             raise ValueError(
                 f"{self!r} already waits with {self.dependency_type!r}; one task's dependencies share "
-                f"one kind, so it cannot also wait with {kind!r}. Chain with the same kind, or make "
-                "the dependency explicit in a separate task."
+                f"one dependency_type, so it cannot also wait with {dependency_type!r}. Chain with the same "
+                "dependency_type, or make the dependency explicit in a separate task."
             )
-        ids = [job_id for job in jobs for job_id in ([job] if isinstance(job, str) else job.dependency_ids)]
+        ids = [job_id for job in jobs for job_id in ([job] if isinstance(job, str) else job._dependency_ids)]
         variant = copy.copy(self)
-        variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), kind
+        variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), dependency_type
         return variant
 
     def options(self, **resources: Any) -> Task:

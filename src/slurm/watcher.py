@@ -1,7 +1,7 @@
 """One watcher per ``Cluster``: asks the scheduler about all of its unfinished jobs in one query, rarely.
 
 Cadence (what slurmctld sees from one waiting client): the first query comes ``first_poll`` (1 s) after a
-submission, then the pause grows by ``backoff`` (x1.5) per query up to ``poll_interval`` (30 s): queries
+submission, then the pause grows by ``backoff`` (x1.5) per query up to ``poll_interval_seconds`` (30 s): queries
 at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s, then every 25-30 s, so about 8 queries in the first minute and
 2 a minute afterwards, however many jobs and threads wait. A new submission restarts the ramp. Each query
 is one ``sacct`` (answered by slurmdbd, not slurmctld) when accounting is present, plus one ``squeue``, for
@@ -40,7 +40,7 @@ BACKOFF = 1.5
 class Watcher:
     def __init__(self, cluster: Cluster, *, first_poll: float = FIRST_POLL, backoff: float = BACKOFF) -> None:
         self.cluster = cluster
-        self.first_poll, self.backoff = min(first_poll, cluster.poll_interval), backoff
+        self.first_poll, self.backoff = min(first_poll, cluster.poll_interval_seconds), backoff
         self._jobs: dict[str, Job] = {}  # unfinished jobs, by id
         self._lock = threading.RLock()  # one query at a time; threads waiting meanwhile share its answer
         self._pause = self.first_poll
@@ -136,7 +136,9 @@ class Watcher:
 
     def _schedule_next(self) -> None:
         self.next_query_at = time.monotonic() + self._pause
-        self._pause = min(self._pause * self.backoff, max(self.cluster.poll_interval, self.first_poll))
+        self._pause = min(
+            self._pause * self.backoff, max(self.cluster.poll_interval_seconds, self.first_poll)
+        )
 
     def silence(self, now: float) -> str | None:
         """ "the scheduler (or: the login node) has not answered for 35s (...)" while queries fail."""

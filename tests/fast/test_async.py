@@ -70,7 +70,7 @@ def test_many_awaits_share_one_batched_query_per_poll(cluster):
         assert unfinished <= listed  # one listing per round for all result files, never one per job
     assert len(counter.queries) <= len(counter.listings)  # at most one query per round
     assert (
-        len(counter.queries) <= elapsed / cluster.watcher.first_poll + 2
+        len(counter.queries) <= elapsed / cluster._watcher.first_poll + 2
     )  # the watcher's cadence, whatever N
     assert max(counter.threads) <= threads_before + 8  # the loop's executor, not a thread per await
 
@@ -153,11 +153,13 @@ def failing_scheduler(cluster, monkeypatch, *, transient):
 
 
 def test_an_await_without_timeout_ends_after_the_outage_limit(make_cluster, monkeypatch):
-    cluster = make_cluster(outage_limit=1.0)
+    cluster = make_cluster(outage_limit_seconds=1.0)
     job = cluster.submit(tasks.nap, 30)
     failing_scheduler(cluster, monkeypatch, transient=True)
 
-    with pytest.raises(BackendError, match=rf"gave up waiting for job {job.job_id}: .*outage_limit=1s"):
+    with pytest.raises(
+        BackendError, match=rf"gave up waiting for job {job.job_id}: .*outage_limit_seconds=1s"
+    ):
         asyncio.run(job.result_async())
     job.cancel()
 

@@ -85,7 +85,7 @@ def test_jobs_show(cluster, config, capsys):
 def test_jobs_logs_prints_follows_and_tails(cluster, config, capsys, tmp_path):
     gate = tmp_path / "gate"
     job = cluster.submit(log_tasks.speak_until, ["first", "second"], str(gate), ["third"])
-    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    lines = job.follow_stdout(timeout=TIMEOUT)
     assert [next(lines), next(lines)] == ["first", "second"]  # running, waiting on the gate
     code, out, _ = cli(capsys, config, "jobs", "logs", job.job_id)
     assert (code, out) == (OK, "first\nsecond\n")

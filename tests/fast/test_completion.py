@@ -72,7 +72,7 @@ def slurm(tmp_path):
 @pytest.fixture
 def make(tmp_path, slurm, recorder):
     def make(*, clock=time.monotonic, **options) -> Cluster:
-        options = {"poll_interval": 0.05, "result_poll_interval": 0.02, **options}
+        options = {"poll_interval_seconds": 0.05, "result_poll_interval_seconds": 0.02, **options}
         return Cluster(
             SlurmBackend(slurm, clock=clock),
             {"type": "none"},
@@ -95,7 +95,7 @@ def write_result(job, value, restarts: int = 0) -> None:
 
 def test_a_result_file_ends_the_wait_without_asking_the_scheduler(make, slurm):
     slurm.script("squeue", squeue("100|RUNNING|None|0"))
-    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    job = make(poll_interval_seconds=30).submit(tasks.add, 1, 2)
     write_result(job, 3)
     assert job.result(timeout=10) == 3
     assert job.last_state is JobState.COMPLETED
@@ -170,7 +170,7 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     )
     slurm.script("squeue", squeue("100|RUNNING|None|0", "101|RUNNING|None|0", "102|PENDING|Dependency|0"))
     running, started, waiting, done = (cluster.submit(tasks.add, 1, 2) for _ in range(4))
-    cluster.poll()
+    cluster._poll()
     [(_, argv)] = [call for call in slurm.calls if call[0] == "squeue"]
     assert argv[argv.index("-j") + 1] == "100,101,102"
     assert [job.last_state for job in (running, started, waiting, done)] == [
@@ -183,8 +183,8 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     def background_query(at: float) -> list[str]:
         slurm.calls.clear()
         now[0] = 1000.0 + at
-        time.sleep(cluster.watcher.first_poll)  # sooner, the watcher would give the first answer again
-        cluster.watcher.query(background=True)
+        time.sleep(cluster._watcher.first_poll)  # sooner, the watcher would give the first answer again
+        cluster._watcher.query(background=True)
         return [name for name, _ in slurm.calls]
 
     assert background_query(at=1) == ["sacct"] and started.last_state is JobState.PENDING  # sacct's word
@@ -193,8 +193,8 @@ def test_only_jobs_sacct_calls_live_ask_squeue_in_one_call_and_a_wait_at_most_ev
     assert started.last_state is JobState.RUNNING
     assert background_query(at=CONFIRM_LIVE_EVERY + 1) == ["sacct"]
     slurm.calls.clear()
-    time.sleep(cluster.watcher.first_poll)
-    cluster.poll()  # a caller asking: confirmed now
+    time.sleep(cluster._watcher.first_poll)
+    cluster._poll()  # a caller asking: confirmed now
     assert [name for name, _ in slurm.calls] == ["sacct", "squeue"]
 
 
@@ -324,11 +324,11 @@ def test_timeout_message_says_the_scheduler_is_silent(make, slurm):
 
 def test_without_a_timeout_an_endless_outage_still_ends_the_wait(make, slurm):
     slurm.script("squeue", DOWN)
-    job = make(outage_limit=0.5).submit(tasks.add, 1, 2)
+    job = make(outage_limit_seconds=0.5).submit(tasks.add, 1, 2)
     with pytest.raises(
         BackendError,
         match=r"gave up waiting for job 100: the scheduler has not answered for "
-        r".*outage_limit=0.5s",
+        r".*outage_limit_seconds=0.5s",
     ):
         job.result()
 
@@ -353,7 +353,7 @@ def test_one_query_covers_every_unfinished_job_of_the_cluster(make, slurm):
 
 @pytest.fixture
 def clock(monkeypatch) -> list[float]:
-    """The watcher's clock, advanced by hand; a cluster asking slowly (poll_interval 30 s) about job 100."""
+    """The watcher's clock, advanced by hand; a cluster asking slowly (poll_interval_seconds 30 s) about job 100."""
     now = [1000.0]
     monkeypatch.setattr("slurm.watcher.time.monotonic", lambda: now[0])
     return now
@@ -362,7 +362,7 @@ def clock(monkeypatch) -> list[float]:
 @pytest.fixture
 def slow_cluster(make, slurm, clock) -> Cluster:
     slurm.script("squeue", squeue("100|RUNNING|None|0"))
-    return make(poll_interval=30)
+    return make(poll_interval_seconds=30)
 
 
 def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, slurm, clock):
@@ -371,7 +371,7 @@ def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, sl
     asked_at = []
     while clock[0] < 1180:
         before = slurm.count("squeue")
-        cluster.watcher.query_if_due([job])
+        cluster._watcher.query_if_due([job])
         if slurm.count("squeue") > before:
             asked_at.append(clock[0] - 1000)
         clock[0] += 0.1
@@ -480,7 +480,7 @@ def test_an_older_job_with_the_same_id_is_not_a_requeue(make, slurm):
 
 def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second(make, slurm):
     slurm.script("squeue", squeue("100|RUNNING|None|0"))
-    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    job = make(poll_interval_seconds=30).submit(tasks.add, 1, 2)
     started = time.monotonic()
     while time.monotonic() - started < 1.5:
         assert job.query_state() is JobState.RUNNING
@@ -489,9 +489,9 @@ def test_asking_for_the_state_in_a_loop_asks_the_scheduler_at_most_once_a_second
 
 
 def test_a_callers_timeout_outlasts_outage_limit(make, slurm):
-    """outage_limit only bounds waits that have no timeout of their own."""
+    """outage_limit_seconds only bounds waits that have no timeout of their own."""
     slurm.script("squeue", DOWN)
-    job = make(outage_limit=0.3).submit(tasks.add, 1, 2)
+    job = make(outage_limit_seconds=0.3).submit(tasks.add, 1, 2)
     with pytest.raises(JobTimeoutError, match="the scheduler has not answered for"):
         job.result(timeout=1.5)
 
@@ -526,7 +526,7 @@ def test_a_requeue_between_polls_is_reported_from_the_result_file(make, slurm, r
     """The rerun may end before any query sees the restart count: the runner wrote SLURM_RESTART_COUNT."""
     requeues = []
     recorder.on_requeue = lambda job, count: requeues.append(count)
-    job = make(poll_interval=30).submit(tasks.add, 1, 2)
+    job = make(poll_interval_seconds=30).submit(tasks.add, 1, 2)
     write_result(job, 3, restarts=2)
     assert job.result(timeout=10) == 3
     assert requeues == [2] and job.restarts == 2 and slurm.count("squeue") == 0
@@ -592,7 +592,7 @@ def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_
     monkeypatch.setattr("slurm.job._LOST_AFTER", 0.0)  # a second unlisted answer is final at once
     file_step = file_at if file_at < len(answers) else None
     kind, text = expected_ending(answers, file_step)
-    job = make(poll_interval=0.02, result_poll_interval=0.02).submit(tasks.add, 1, 2)
+    job = make(poll_interval_seconds=0.02, result_poll_interval_seconds=0.02).submit(tasks.add, 1, 2)
 
     def answer_at(step: int, answer: str):
         def respond(argv):
@@ -622,12 +622,12 @@ def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_
 def test_a_stream_of_submissions_does_not_postpone_the_next_query(slow_cluster, clock):
     cluster = slow_cluster
     job = cluster.submit(tasks.add, 1, 2)
-    cluster.watcher.query([job])  # the ramp is under way: next query planned 1 s later
-    planned = cluster.watcher.next_query_at
+    cluster._watcher.query([job])  # the ramp is under way: next query planned 1 s later
+    planned = cluster._watcher.next_query_at
     for _ in range(5):
         clock[0] += 0.5
         cluster.submit(tasks.add, 1, 2)
-    assert cluster.watcher.next_query_at <= planned
+    assert cluster._watcher.next_query_at <= planned
 
 
 def test_preempted_is_not_final_for_a_job_slurm_requeues(make, slurm, recorder):
@@ -659,7 +659,7 @@ def test_each_result_check_asks_for_and_fetches_only_what_it_has_not_fetched(mak
     """The second check of a map's wait names only the tasks still unfinished, and fetches only the results
     that appeared since the first: a long map's checks do not grow with what has finished."""
     slurm.script("squeue", lambda argv: squeue(*(f"100_{i}|RUNNING|None|0" for i in range(20))))
-    jobs = make(poll_interval=30).map(tasks.square, range(20))
+    jobs = make(poll_interval_seconds=30).map(tasks.square, range(20))
     asked, fetched = [], []
     existing, read_existing = slurm.existing, slurm.read_existing
     slurm.existing = lambda paths: asked.append(list(paths)) or existing(paths)

@@ -53,19 +53,19 @@ def test_full_config_builds_a_working_cluster(write, tmp_path):
           time: "00:02:00"
           partition: debug
         job_root: {tmp_path / "jobs"}
-        poll_interval: 0.1
-        result_poll_interval: 0.05
-        outage_limit: 30
+        poll_interval_seconds: 0.1
+        result_poll_interval_seconds: 0.05
+        outage_limit_seconds: 30
     """)
     cluster = Cluster.from_env(path)
     assert isinstance(cluster.backend, LocalCommandBackend) and cluster.backend.max_array_size() == 5
     assert cluster.packaging.to_config()["pythonpath"] == [REPO]
-    assert (cluster.defaults.time, cluster.defaults.partition, cluster.poll_interval) == (
+    assert (cluster.defaults.time, cluster.defaults.partition, cluster.poll_interval_seconds) == (
         "00:02:00",
         "debug",
         0.1,
     )
-    assert (cluster.result_poll_interval, cluster.outage_limit) == (0.05, 30)
+    assert (cluster.result_poll_interval_seconds, cluster.outage_limit_seconds) == (0.05, 30)
     job = cluster.submit(tasks.add, 20, 22)
     assert "#SBATCH --partition=debug" in job.script and "#SBATCH --time=00:01:00" in job.script
     assert job.result(timeout=30) == 42
@@ -145,12 +145,12 @@ def test_not_a_mapping(write):
         ),
         ("backend: {type: local}\ndefaults:\n  cpus: -1\n", r":3: defaults: cpus must be an int >= 1"),
         (
-            "backend: {type: local}\npoll_interval: fast\n",
-            r":2: key 'poll_interval' must be a positive number of seconds, got str 'fast'",
+            "backend: {type: local}\npoll_interval_seconds: fast\n",
+            r":2: key 'poll_interval_seconds' must be a positive number of seconds, got str 'fast'",
         ),
         (
-            "backend: {type: local}\noutage_limit: 0\n",
-            r":2: key 'outage_limit' must be a positive number of seconds, got int 0",
+            "backend: {type: local}\noutage_limit_seconds: 0\n",
+            r":2: key 'outage_limit_seconds' must be a positive number of seconds, got int 0",
         ),
         ("packaging: {type: none}\n", r": missing section 'backend'"),
     ],
@@ -243,8 +243,8 @@ def test_plain_tasks_and_workflow_children_never_load_the_validation_library(clu
 
     script = (
         "import json, sys, slurm.runner; from slurm.cluster import Cluster; "
-        "Cluster.from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
+        "Cluster._from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
     )
-    config = json.dumps(cluster.child_config())
+    config = json.dumps(cluster._child_config())
     out = subprocess.run([sys.executable, "-c", script, config], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -233,7 +233,7 @@ def test_jobs_of_another_cluster_are_refused_at_submit(make_cluster, tmp_path):
 def test_job_arguments_need_afterok(cluster):
     parent = cluster.submit(tasks.nap, 0.2)
     with pytest.raises(SubmitError, match=r"waits with 'afterany'.*need afterok"):
-        cluster.submit(tasks.add.after(parent, kind="afterany"), parent, 1)
+        cluster.submit(tasks.add.after(parent, dependency_type="afterany"), parent, 1)
 
 
 def test_a_job_where_it_cannot_be_swapped_is_a_clear_error(cluster):

@@ -97,7 +97,7 @@ def test_failed_dependency_cancels_dependent(cluster):
     assert dependent.wait(timeout=30) is JobState.CANCELLED
     with pytest.raises(JobFailedError, match="DependencyNeverSatisfied"):
         dependent.result()
-    anyway = cluster.submit(tasks.add.after(bad, kind="afterany"), 1, 2)
+    anyway = cluster.submit(tasks.add.after(bad, dependency_type="afterany"), 1, 2)
     assert anyway.result(timeout=30) == 3
 
 

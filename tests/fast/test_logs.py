@@ -22,7 +22,7 @@ TIMEOUT = 60
 def test_follow_yields_lines_while_the_job_runs_then_ends_with_it(cluster, tmp_path):
     gate = tmp_path / "gate"
     job = cluster.submit(log_tasks.speak_until, ["one", "two"], str(gate), ["three"])
-    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    lines = job.follow_stdout(timeout=TIMEOUT)
     assert [next(lines), next(lines)] == ["one", "two"]
     # The job is still waiting on the gate: these lines came live, not after the end.
     assert job.query_state() is JobState.RUNNING
@@ -35,7 +35,7 @@ def test_follow_from_a_reattached_handle(cluster, tmp_path):
     gate = tmp_path / "gate"
     job = cluster.submit(log_tasks.speak_until, ["a"], str(gate), ["b", "c"])
     again = cluster.job(job.job_id)
-    lines = again.stdout(follow=True, timeout=TIMEOUT)
+    lines = again.follow_stdout(timeout=TIMEOUT)
     assert next(lines) == "a"
     gate.touch()
     assert list(lines) == ["b", "c"]
@@ -44,7 +44,7 @@ def test_follow_from_a_reattached_handle(cluster, tmp_path):
 def test_tail_starts_with_the_last_lines_then_follows(cluster, tmp_path):
     gate = tmp_path / "gate"
     job = cluster.submit(log_tasks.speak_until, [f"line {i}" for i in range(20)], str(gate), ["after"])
-    seen = job.stdout(follow=True, timeout=TIMEOUT)
+    seen = job.follow_stdout(timeout=TIMEOUT)
     for _ in range(20):
         next(seen)  # the job has printed all 20 and now waits on the gate
     tail = job.tail(3, timeout=TIMEOUT)
@@ -62,7 +62,7 @@ def test_a_log_that_starts_over_is_followed_from_its_new_start(cluster, tmp_path
         str(gate),
         ["second run"],
     )
-    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    lines = job.follow_stdout(timeout=TIMEOUT)
     assert [next(lines) for _ in range(10)][-1] == "first run, line 9"
     gate.touch()
     assert list(lines) == ["second run"]  # not lost behind the old offset
@@ -70,7 +70,7 @@ def test_a_log_that_starts_over_is_followed_from_its_new_start(cluster, tmp_path
 
 def test_stderr_follows_too(cluster):
     job = cluster.submit(log_tasks.speak, ["err 1", "err 2"], stream="stderr")
-    lines = list(job.stderr(follow=True, timeout=TIMEOUT))
+    lines = list(job.follow_stderr(timeout=TIMEOUT))
     assert lines[0].startswith("[slurm-sdk] job")  # the runner's header goes to stderr first
     assert lines[1:] == ["err 1", "err 2"]
     assert list(job.tail(1, stream="stderr", follow=False)) == ["err 2"]
@@ -79,7 +79,7 @@ def test_stderr_follows_too(cluster):
 def test_a_follow_that_outlasts_its_timeout_says_so(cluster):
     job = cluster.submit(log_tasks.snooze, 600)
     with pytest.raises(JobTimeoutError, match=f"job {job.job_id} did not finish within 0.5s"):
-        list(job.stdout(follow=True, timeout=0.5))
+        list(job.follow_stdout(timeout=0.5))
     job.cancel()
 
 
@@ -87,7 +87,7 @@ def test_big_logs_arrive_whole_in_bounded_reads(cluster, monkeypatch):
     monkeypatch.setattr(slurm.logs, "CHUNK", 7)  # every line spans several reads
     text = [f"ünïcödé ✓ line {i} " * 3 for i in range(40)]
     job = cluster.submit(log_tasks.speak, text)
-    assert list(job.stdout(follow=True, timeout=TIMEOUT)) == text
+    assert list(job.follow_stdout(timeout=TIMEOUT)) == text
 
 
 def test_unknown_streams_are_refused(cluster):
@@ -137,7 +137,7 @@ class _QuietCluster:
         from slurm.backends.base import JobStatus
         from slurm.watcher import Watcher
 
-        self.poll_interval, self.result_poll_interval = 30.0, 1.0  # the SSH defaults
+        self.poll_interval_seconds, self.result_poll_interval_seconds = 30.0, 1.0  # the SSH defaults
         self.queries = self.reads = 0
         cluster = self
 
@@ -158,9 +158,9 @@ class _QuietCluster:
                 return {job_id: JobStatus(state) for job_id in job_ids}
 
         self.backend = Backend()
-        self.watcher = Watcher(self)
+        self._watcher = Watcher(self)
 
-    def retry(self, operation):
+    def _retry(self, operation):
         return operation()
 
 
@@ -176,7 +176,7 @@ def test_following_a_quiet_log_asks_the_scheduler_only_on_the_watchers_cadence(m
     assert list(follow(job)) == []
     assert job.last_state is JobState.CANCELLED
     # Ten minutes: the watcher's ramp (1 s, x1.5, up to 30 s) is ~8 queries in the first minute, then
-    # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval (1 s): ~620.
+    # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval_seconds (1 s): ~620.
     assert 20 <= cluster.queries <= 30, cluster.queries
     assert cluster.reads <= 650, cluster.reads
     assert 600 <= clock.now <= 631

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slurm import Job, JobState, MappedJobs, UnknownJobError
-from slurm.cleanup import parse_age
+from slurm.durations import parse_duration
 from slurm.layout import RECORDS_DIR, record_path
 from slurm.records import SubmissionRecord, _checked_dir, parse_job_id
 
@@ -57,7 +57,7 @@ def test_a_new_process_gets_result_state_and_logs_by_id(cluster):
         f"""
         job = cluster.job({job.job_id!r})
         out["result"] = job.result(timeout={TIMEOUT})
-        out["state"] = job.state.value
+        out["state"] = job.query_state().value
         out["stdout"] = job.stdout()
         out["name"] = job.name
         out["script_ok"] = job.script.startswith("#!/bin/bash")
@@ -142,7 +142,7 @@ def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
     sleeping = cluster.submit(log_tasks.snooze, 600)
     squares = cluster.map(tasks.square, range(3))
     settle(cluster, squares)
-    infos = cluster.jobs()
+    infos = cluster.list_jobs()
     assert [(i.job_id, i.name, i.array, i.tasks) for i in infos] == [
         (done.job_id, "add", False, 1),
         (sleeping.job_id, "snooze", False, 1),
@@ -158,7 +158,7 @@ def test_jobs_lists_name_state_and_submit_time_in_submit_order(cluster):
 
 def test_a_missing_job_root_lists_nothing(cluster):
     assert not os.path.exists(cluster.resolve_job_root())
-    assert cluster.jobs() == []
+    assert cluster.list_jobs() == []
 
 
 def test_job_files_are_private_and_one_record_per_array(cluster):
@@ -228,19 +228,19 @@ def test_cleanup_drops_records_of_directories_removed_by_hand(cluster):
 
 @given(st.one_of(st.integers(0, 10**7), st.floats(0, 1e7, allow_nan=False)))
 def test_ages_in_seconds(seconds):
-    assert parse_age(seconds) == timedelta(seconds=seconds)
+    assert parse_duration(seconds) == timedelta(seconds=seconds)
 
 
 @given(st.integers(0, 10**5), st.sampled_from(["s", "m", "h", "d", "w", ""]))
 def test_ages_as_text(amount, unit):
     factor = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 1}[unit]
-    assert parse_age(f"{amount}{unit}") == timedelta(seconds=amount * factor)
+    assert parse_duration(f"{amount}{unit}") == timedelta(seconds=amount * factor)
 
 
 @pytest.mark.parametrize("bad", ["", "soon", "7 days", "-1", "1y", -5])
 def test_bad_ages_say_what_is_accepted(bad):
     with pytest.raises(ValueError, match=r"'7d'|0 or more"):
-        parse_age(bad)
+        parse_duration(bad)
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -300,6 +300,6 @@ def test_a_damaged_record_is_skipped_and_its_directory_left_alone(cluster, caplo
     settle(cluster, job)
     with open(record_path(cluster.resolve_job_root(), job.job_id), "w") as handle:
         handle.write('{"job_id": "oops"\n')
-    assert cluster.jobs() == [] and "damaged record" in caplog.text
+    assert cluster.list_jobs() == [] and "damaged record" in caplog.text
     report = cluster.cleanup(0)
     assert report.removed == [] and report.unrecorded == [job.job_dir] and os.path.isdir(job.job_dir)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from slurm import ResourceError, task
-from slurm.resources import Resources, parse_time_seconds
+from slurm.durations import parse_time_seconds
+from slurm.resources import Resources
 
 
 @pytest.mark.parametrize(

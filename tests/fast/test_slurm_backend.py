@@ -161,7 +161,7 @@ def test_a_big_array_is_polled_by_its_id_not_task_by_task(backend, fake):
 
 def test_states_are_batched_by_poll_batch(fake):
     fake.respond("sacct", out="".join(f"{i}|COMPLETED\n" for i in range(5)))
-    states = SlurmBackend(HostTransport(), poll_batch=2).states([str(i) for i in range(5)])
+    states = SlurmBackend(HostTransport(), job_ids_per_query=2).states([str(i) for i in range(5)])
     assert set(states.values()) == {JobState.COMPLETED} and len(states) == 5
     assert fake.calls() == ["sacct"] * 3
     assert fake.argv("sacct")[5] == "4"

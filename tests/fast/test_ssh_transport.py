@@ -298,8 +298,10 @@ def test_missing_key_file_and_bad_host_key_are_config_errors(sshd):
 
 
 def test_ssh_backend_builds_slurm_backend_over_ssh(sshd):
-    backend = SSHBackend("127.0.0.1", sshd.port, sshd.user, sshd.client_key, sshd.host_pub, poll_batch=7)
-    assert backend.child_type == "slurm" and backend.poll_batch == 7
+    backend = SSHBackend(
+        "127.0.0.1", sshd.port, sshd.user, sshd.client_key, sshd.host_pub, job_ids_per_query=7
+    )
+    assert backend.child_type == "slurm" and backend.job_ids_per_query == 7
     assert backend.transport.run("echo $0").stdout.strip() == "sh"
     backend.close()
 

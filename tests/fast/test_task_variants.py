@@ -76,14 +76,14 @@ def test_options_after_after_keeps_the_dependencies():
 
 
 def test_copy_copy_keeps_everything():
-    variant = tasks.add.after("5", kind="afterany").options(requeue=False)
+    variant = tasks.add.after("5", dependency_type="afterany").options(requeue=False)
     copied = copy.copy(variant)
     assert vars(copied) == vars(variant) and copied is not variant
 
 
 def test_mixing_dependency_kinds_is_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"already waits with 'afterok'.*cannot also wait with 'afterany'"):
-        tasks.add.after("5").after("6", kind="afterany")
+        tasks.add.after("5").after("6", dependency_type="afterany")
 
 
 def test_requeue_option_renders_no_requeue():

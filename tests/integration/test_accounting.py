@@ -74,12 +74,12 @@ def test_a_job_accounting_still_calls_pending_is_seen_running(slurm_cluster, fau
     if not accounting_enabled():
         pytest.skip("SLURM_SDK_ACCOUNTING=0: this stack runs without slurmdbd")
     job = slurm_cluster.submit(log_tasks.speak_until, ["waiting"], gate.path, ["released"])
-    assert next(job.stdout(follow=True, timeout=TIMEOUT)) == "waiting"
+    assert next(job.follow_stdout(timeout=TIMEOUT)) == "waiting"
     sacct = f"sacct -n -X -P -j {job.job_id} -o State"
     wait_until(lambda: login_transport.run(sacct).stdout.split() == ["RUNNING"], 60, "sacct says RUNNING")
     faults.lose_job_start(job.job_id)
     assert login_transport.run(sacct).stdout.split() == ["PENDING"]  # the stale record, as sacct shows it
-    time.sleep(slurm_cluster.watcher.first_poll)  # sooner, query_state() would repeat the last answer
+    time.sleep(slurm_cluster._watcher.first_poll)  # sooner, query_state() would repeat the last answer
     assert job.query_state() is JobState.RUNNING
     gate.open()
     assert job.result(timeout=TIMEOUT) == "released"

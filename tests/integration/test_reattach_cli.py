@@ -61,7 +61,7 @@ def cluster(config_path, login_transport):
         yield cluster
         # A test that failed midway leaves its gated job waiting for minutes on a node that later tests
         # (the reshapes) need idle: end this test's jobs (scancel ignores those that already ended).
-        ids = [info.job_id for info in cluster.jobs() if not info.state.is_terminal]
+        ids = [info.job_id for info in cluster.list_jobs() if not info.state.is_terminal]
         if ids:
             login_transport.run(f"scancel {' '.join(ids)}", check=False)
 
@@ -94,7 +94,7 @@ def test_a_new_process_reattaches_by_id(cluster, config_path, compute_nodes):
         with Cluster.from_env({config_path!r}) as cluster:
             job = cluster.job({job.job_id!r})
             value = job.result(timeout={TIMEOUT})
-            print(json.dumps({{"value": value, "state": job.state.value, "stdout": job.stdout(),
+            print(json.dumps({{"value": value, "state": job.query_state().value, "stdout": job.stdout(),
                                "dir": job.job_dir}}))
     """)
     proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=TIMEOUT)
@@ -111,7 +111,7 @@ def test_listing_and_private_job_files(cluster, login_transport):
     array = cluster.map(log_tasks.greet, ["a", "b", "c"])
     single.result(timeout=TIMEOUT)
     array.results(timeout=TIMEOUT)
-    infos = {info.job_id: info for info in cluster.jobs()}
+    infos = {info.job_id: info for info in cluster.list_jobs()}
     assert set(infos) == {single.job_id, array.array_ids[0]}
     assert (infos[single.job_id].name, infos[single.job_id].tasks) == ("greet", 1)
     assert (infos[array.array_ids[0]].array, infos[array.array_ids[0]].tasks) == (True, 3)
@@ -128,7 +128,7 @@ def test_listing_and_private_job_files(cluster, login_transport):
 
 def test_tail_of_a_running_job(cluster, gate):
     job = cluster.submit(log_tasks.speak_until, ["one", "two", "three"], gate.path, ["four"])
-    lines = job.stdout(follow=True, timeout=TIMEOUT)
+    lines = job.follow_stdout(timeout=TIMEOUT)
     assert [next(lines), next(lines), next(lines)] == ["one", "two", "three"]
     assert job.query_state() is JobState.RUNNING  # waiting on the gate: the lines came live
     tail = cluster.job(job.job_id).tail(2, timeout=TIMEOUT)  # another handle, as a new process would have
@@ -178,7 +178,7 @@ def test_cli_status_list_show_result(cluster, config_path, compute_nodes):
 
 def test_cli_follows_logs_of_a_running_job(cluster, config_path, gate):
     job = cluster.submit(log_tasks.speak_until, ["first"], gate.path, ["second", "third"])
-    next(job.stdout(follow=True, timeout=TIMEOUT))  # running and waiting on the gate
+    next(job.follow_stdout(timeout=TIMEOUT))  # running and waiting on the gate
     follower = subprocess.Popen(
         [_script(), "--config", config_path, "jobs", "logs", job.job_id, "-f"],
         stdout=subprocess.PIPE,
@@ -236,6 +236,6 @@ def test_cleanup_keeps_unfinished_jobs(cluster, config_path, login_transport):
         report = cluster.cleanup(0)
         assert report.removed == [done.job_dir] and report.kept_unfinished == [running.job_dir]
         assert not login_transport.exists(done.job_dir) and login_transport.exists(running.job_dir)
-        assert [info.job_id for info in cluster.jobs()] == [running.job_id]
+        assert [info.job_id for info in cluster.list_jobs()] == [running.job_id]
     finally:
         running.cancel()

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
 COMMAND_TIMEOUT = 300.0
-#: The sbatch ``--dependency`` kinds the SDK offers (``Task.after(..., kind=...)``); every backend takes them.
+#: The sbatch ``--dependency`` types the SDK offers (``Task.after(..., dependency_type=...)``); every backend
+#: takes them.
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 #: squeue's reason for a pending job whose dependency can never be met (a parent ended the wrong way).
 NEVER_SATISFIED = "DependencyNeverSatisfied"
@@ -163,14 +164,6 @@ class Backend(ABC):
     #: ``SSHBackend`` too (children run the node's own sbatch, not SSH), "local" for ``LocalCommandBackend``.
     child_type: str
     transport: Transport
-
-    @property
-    def kind(self) -> str:
-        """Deprecated (it read "slurm" for an SSH backend): ``child_type``."""
-        from slurm.deprecation import warn_renamed
-
-        warn_renamed("Backend.kind", "Backend.child_type (the backend type a workflow's children use)")
-        return self.child_type
 
     @abstractmethod
     def submit(

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slurm.atomic import write_atomic
 from slurm.backends.base import (
@@ -38,11 +38,10 @@ from slurm.backends.base import (
 )
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
-from slurm.deprecation import renamed_attribute
+from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
 from slurm.rendering import expand_log_pattern
-from slurm.resources import parse_time_seconds
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
@@ -557,13 +556,3 @@ def _kill_group(pid: int | None) -> None:
     if pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
-
-
-#: Old names (one release): ``LocalTransport`` was renamed because "local" also names the backend.
-_RENAMED = {"LocalTransport": "HostTransport"}
-
-
-if not TYPE_CHECKING:  # type checkers keep flagging unknown names here; old names only exist at run time
-
-    def __getattr__(name: str) -> Any:
-        return renamed_attribute(__name__, name, _RENAMED, globals())

@@ -58,7 +58,7 @@ _UNSETTLED = frozenset({JobState.REQUEUED, JobState.NODE_FAIL, JobState.PREEMPTE
 #: wait's background polls.
 _LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.COMPLETING})
 #: Seconds between two squeue confirmations of sacct's live states on a wait's background polls. Half the
-#: default poll_interval (30 s): the watcher's ramp (queries at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s)
+#: default poll_interval_seconds (30 s): the watcher's ramp (queries at about 1, 2.5, 4.8, 8.1, 13, 21, 32, 49 s)
 #: confirms at 1, 21 and 49 s instead of 8 times in its first minute, and every query once the pause has
 #: grown past 15 s, so a long wait learns of a start or an end slurmdbd missed no later than it would
 #: without accounting.
@@ -171,7 +171,7 @@ class SlurmBackend(Backend):
         self,
         transport: Transport,
         *,
-        poll_batch: int = 2000,
+        job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -182,7 +182,7 @@ class SlurmBackend(Backend):
                 key="sbatch_extra",
             )
         self.transport = transport
-        self.poll_batch = poll_batch
+        self.job_ids_per_query = job_ids_per_query
         self.sbatch_extra = tuple(sbatch_extra)
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._max_array_size: int | None = None
@@ -193,7 +193,7 @@ class SlurmBackend(Backend):
 
     def to_config(self) -> dict[str, object]:
         """Options a workflow's child rebuilds this backend from (inside the allocation, transport local)."""
-        return {"poll_batch": self.poll_batch, "sbatch_extra": list(self.sbatch_extra)}
+        return {"job_ids_per_query": self.job_ids_per_query, "sbatch_extra": list(self.sbatch_extra)}
 
     def _run(self, args: Sequence[str]) -> CommandResult:
         return self.transport.run(SCRUB_SLURM_ENV_SHELL + shlex.join(args), check=False)
@@ -258,8 +258,8 @@ class SlurmBackend(Backend):
         reasons_for = {_array_id(job_id) for job_id in reasons_for}
         confirm_live = not background or self._live_confirmation_due()
         found: dict[str, JobStatus] = {}
-        for start in range(0, len(queried), self.poll_batch):
-            batch = set(queried[start : start + self.poll_batch])
+        for start in range(0, len(queried), self.job_ids_per_query):
+            batch = set(queried[start : start + self.job_ids_per_query])
             found |= self._query([j for j in unique if _array_id(j) in batch], reasons_for, confirm_live)
         return _resolve(unique, found)
 

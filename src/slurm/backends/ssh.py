@@ -561,7 +561,7 @@ class SSHBackend(SlurmBackend):
         *,
         connect_timeout: float = 10,
         trust_unknown_host: bool = False,
-        poll_batch: int = 2000,
+        job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
     ) -> None:
         transport = SSHTransport(
@@ -573,4 +573,4 @@ class SSHBackend(SlurmBackend):
             connect_timeout=connect_timeout,
             trust_unknown_host=trust_unknown_host,
         )
-        super().__init__(transport, poll_batch=poll_batch, sbatch_extra=sbatch_extra)
+        super().__init__(transport, job_ids_per_query=job_ids_per_query, sbatch_extra=sbatch_extra)
