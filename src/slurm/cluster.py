@@ -124,6 +124,13 @@ class Cluster:
     def map(self, task: Task, items: Iterable[Any], /, *, max_parallel: int | None = None) -> MappedJobs:
         """Run ``task(item)`` for every item as array jobs, split into chunks no larger than the
         scheduler's MaxArraySize. ``max_parallel`` caps running tasks per chunk (sbatch ``--array=...%N``)."""
+        if max_parallel is not None and (
+            isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1
+        ):
+            raise ValueError(
+                f"max_parallel must be an int >= 1 (tasks running at once per array chunk), or None for no "
+                f"cap; got {max_parallel!r}"
+            )
         task = _as_task(task)
         calls: list[Call] = [((item,), {}) for item in items]
         size = self.backend.max_array_size()

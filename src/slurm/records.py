@@ -23,7 +23,7 @@ from slurm.layout import RECORDS_DIR, RESULT_GLOB, is_job_dir_name, record_path,
 
 _VERSION = 1
 #: A job id as sbatch prints it, or one array task of it ("123_4").
-JOB_ID = re.compile(r"^(?P<base>\d+)(?:_(?P<index>\d+))?$")
+JOB_ID = re.compile(r"(?P<base>[0-9]+)(?:_(?P<index>[0-9]+))?")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def utc_now() -> datetime:
 def parse_job_id(job_id: str) -> tuple[str, int | None]:
     """``"123"`` -> ("123", None); ``"123_4"`` -> ("123", 4). Anything else is refused before it can
     become part of a path."""
-    match = JOB_ID.match(str(job_id).strip())
+    match = JOB_ID.fullmatch(str(job_id).strip())
     if not match:
         raise UnknownJobError(
             f"malformed job id {job_id!r}: expected digits like 123, or 123_4 for task 4 of an array job"

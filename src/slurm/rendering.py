@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from slurm.checkpoint import MAX_REQUEUES_OPTION
+from slurm.directives import directive
 from slurm.layout import log_patterns
 from slurm.ranks import MASTER_ADDR_ENV
 from slurm.resources import Resources
@@ -61,7 +62,9 @@ def render_script(
     output, error = log_patterns(job_dir, array=array)
     header = [("job-name", job_name), ("output", output), ("error", error), *sbatch_options(resources)]
     lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH --{name}" if value is True else f"#SBATCH --{name}={value}" for name, value in header]
+    # Quoted the way sbatch reads #SBATCH lines (see slurm.directives); a value no line can carry (a
+    # newline in a job root, say) is a ValueError here, before anything is uploaded.
+    lines += [directive(name, value) for name, value in header]
     checkpoint = resources.checkpointing
     checkpointing = f" {MAX_REQUEUES_OPTION} {checkpoint.max_requeues}" if checkpoint else ""
     lines += ["", "set -eo pipefail", *setup_lines]

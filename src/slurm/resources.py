@@ -60,25 +60,96 @@ def _check_gpus(gpus: int | str) -> str | None:
 
 
 def _check_name(what: str, value: str) -> str:
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or not value.isprintable()
+        or any(c.isspace() for c in value)
+    ):
         raise ResourceError(f"{what} must be a non-empty string without whitespace, got {value!r}")
     return value
 
 
+#: sbatch options that ask for one thing in different ways; the ones Resources renders from its fields
+#: are named by the field (``mem=``). sbatch refuses the memory options together; the others would
+#: double-book what the field already asks for.
+_EXCLUSIVE = (
+    ("memory", ("mem", "mem-per-cpu", "mem-per-gpu")),
+    ("GPUs", ("gres", "gpus", "gpus-per-node")),
+    ("CPUs", ("cpus-per-task", "cpus-per-gpu")),
+)
+#: Every option name the SDK checks against: sbatch would read a shorter key as an abbreviation of one.
+_KNOWN_OPTIONS = {*_MANAGED_OPTIONS, *(name for _, group in _EXCLUSIVE for name in group)}
+
+
 def _check_sbatch(options: Mapping[str, Any]) -> dict[str, Any]:
+    from slurm.directives import OPTION_NAME, value_problem
+
     checked: dict[str, Any] = {}
     for key, value in options.items():
-        option = str(key).lstrip("-").replace("_", "-")
+        option = key.lstrip("-").replace("_", "-") if isinstance(key, str) else ""
+        if not OPTION_NAME.fullmatch(option) or "hetjob" in option or "packjob" in option:
+            raise ResourceError(
+                f"sbatch={{{key!r}: ...}}: not an sbatch long option name; write the option as in "
+                "`sbatch --help`, without dashes, e.g. sbatch={'constraint': 'fast', 'mail_type': 'END'}"
+            )
         if option in _MANAGED_OPTIONS:
             instead = _MANAGED_OPTIONS[option]
             fix = f"use the {instead} argument instead" if instead else "the SDK sets it itself"
             raise ResourceError(f"sbatch option --{option} cannot be passed through sbatch={{...}}: {fix}")
-        if (value is not None and not isinstance(value, (str, int, float, bool))) or "\n" in str(value):
+        longer = sorted(
+            name for name in _KNOWN_OPTIONS if name.startswith(option) and option not in _KNOWN_OPTIONS
+        )
+        if longer:
+            raise ResourceError(
+                f"sbatch={{{key!r}: ...}}: sbatch would read --{option} as an abbreviation of "
+                f"--{longer[0]}: write the full option name"
+            )
+        if option in checked:
+            raise ResourceError(
+                f"sbatch option --{option} is given twice (keys {key!r} and another spelling)"
+            )
+        if value is not None and not isinstance(value, (str, int, float, bool)):
             raise ResourceError(
                 f"sbatch option --{option} needs a single-line str, int, float or bool, got {value!r}"
             )
+        problem = None if isinstance(value, bool) or value is None else value_problem(str(value))
+        if problem:
+            raise ResourceError(
+                f"sbatch option --{option}={value!r} cannot be written: {problem}; "
+                "pass a single-line value without control characters"
+            )
         checked[option] = value
     return checked
+
+
+#: Resources fields and the sbatch option each renders, for ``_EXCLUSIVE``.
+_FIELD_OPTIONS = {"mem": "mem", "gpus": "gres", "cpus": "cpus-per-task"}
+
+
+def _rendered_options(resources: Resources) -> dict[str, str]:
+    """The options Resources renders that take part in ``_EXCLUSIVE``, each named as the user wrote it."""
+    present = {
+        option: f"{field}="
+        for field, option in _FIELD_OPTIONS.items()
+        if getattr(resources, field) is not None
+    }
+    for option, value in resources.sbatch.items():
+        if value is not None and value is not False:
+            present[option] = f"sbatch={{{option!r}: ...}}"
+    return present
+
+
+def _check_exclusive(resources: Resources) -> None:
+    present = _rendered_options(resources)
+    for what, group in _EXCLUSIVE:
+        given = [present[name] for name in group if name in present]
+        if len(given) > 1:
+            raise ResourceError(
+                f"{' and '.join(given)} both set the job's {what} ("
+                + ", ".join(f"--{name}" for name in group)
+                + " exclude each other): keep one of them"
+            )
 
 
 @dataclass(frozen=True)
@@ -138,6 +209,7 @@ class Resources:
         if not isinstance(self.sbatch, Mapping):
             raise ResourceError(f"sbatch must be a dict of extra options, got {self.sbatch!r}")
         object.__setattr__(self, "sbatch", _check_sbatch(self.sbatch))
+        _check_exclusive(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Resources:
@@ -149,9 +221,19 @@ class Resources:
 
     def over(self, defaults: Resources) -> Resources:
         """These resources with unset fields taken from ``defaults`` (extra sbatch options merged)."""
+        # Of options that exclude each other (mem= and sbatch mem-per-cpu, ...), the ones set here win
+        # over every default of the same kind.
+        mine = _rendered_options(self).keys()
+        overridden = {name for _, group in _EXCLUSIVE if mine & set(group) for name in group}
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sbatch"}
-        merged = {name: getattr(defaults, name) if value is None else value for name, value in values.items()}
-        return replace(self, **merged, sbatch={**defaults.sbatch, **self.sbatch})
+        merged = {
+            name: getattr(defaults, name)
+            if value is None and _FIELD_OPTIONS.get(name) not in overridden
+            else value
+            for name, value in values.items()
+        }
+        sbatch = {name: value for name, value in defaults.sbatch.items() if name not in overridden}
+        return replace(self, **merged, sbatch={**sbatch, **self.sbatch})
 
     @property
     def world_size(self) -> int | None:

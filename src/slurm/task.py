@@ -94,7 +94,7 @@ class Task:
                 f"one dependency_type, so it cannot also wait with {dependency_type!r}. Chain with the same "
                 "dependency_type, or make the dependency explicit in a separate task."
             )
-        ids = [job_id for job in jobs for job_id in ([job] if isinstance(job, str) else job._dependency_ids)]
+        ids = [job_id for job in jobs for job_id in _dependency_ids(job)]
         variant = copy.copy(self)
         variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), dependency_type
         return variant
@@ -121,6 +121,25 @@ class Task:
         if _importable(self.fn):
             return _import_task, (self.fn.__module__, self.fn.__qualname__, self.is_workflow)
         return Task, (self.fn, None), {"is_workflow": self.is_workflow}
+
+
+def _dependency_ids(job: Any) -> list[str]:
+    """The job ids ``.after(job)`` waits for; a string must be a job id as sbatch prints it."""
+    if isinstance(job, str):
+        from slurm.records import JOB_ID
+
+        if not JOB_ID.fullmatch(job) or not job.isascii():
+            raise ValueError(
+                f".after({job!r}): not a job id; pass a Job, a MappedJobs or an id as sbatch prints it "
+                "(e.g. '1234', or '1234_5' for one array task)"
+            )
+        return [job]
+    ids = getattr(job, "_dependency_ids", None)
+    if ids is None:
+        raise TypeError(
+            f".after() takes Jobs, MappedJobs or job id strings, got {type(job).__name__} {job!r}"
+        )
+    return list(ids)
 
 
 def _importable(fn: Callable[..., Any]) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from slurm.backends.local import HostTransport
@@ -287,9 +287,10 @@ def test_env_from_a_wheelhouse_uploaded_from_here(local_index, tmp_path):
 
 
 @settings(max_examples=50)
-@given(names=st.lists(names, min_size=1, max_size=4, unique=True), pick=st.data())
-def test_culprits_match_whole_names_in_any_spelling(names, pick):
-    blamed = pick.draw(st.sampled_from(names))
+@given(names=st.lists(names, min_size=1, max_size=4, unique=True), blamed_index=st.integers(0, 3))
+@example(names=["a", "no"], blamed_index=0)  # "No matching distribution found for A": `no` is a word there
+def test_culprits_match_whole_names_in_any_spelling(names, blamed_index):
+    blamed = names[blamed_index % len(names)]
     text = f"ERROR: No matching distribution found for {blamed.upper().replace('-', '_')}==1.0"
     found = culprits(names, text)
     assert blamed in found
@@ -298,6 +299,36 @@ def test_culprits_match_whole_names_in_any_spelling(names, pick):
 
 def test_culprits_do_not_blame_a_prefix_of_another_name():
     assert culprits(["foo", "foo-bar"], "Because foo-bar was not found") == ["foo-bar"]
+
+
+@pytest.mark.parametrize(
+    ("text", "blamed"),
+    [
+        (
+            "ERROR: Could not find a version that satisfies the requirement Foo_Bar==2 (from versions: none)",
+            ["foo-bar"],
+        ),
+        (
+            "ERROR: Cannot install foo==1.0, bar and no[x]>=2 because these package versions conflict",
+            ["foo", "bar", "no"],
+        ),
+        (
+            "The conflict is caused by:\n    foo 1.0 depends on bar==2\n    The user requested bar==3",
+            ["foo", "bar"],
+        ),
+        (
+            "Because foo was not found in the package registry and you require foo, we can conclude that",
+            ["foo"],
+        ),
+        ("Because only foo<=1.0 is available and you require foo>1.0, we can conclude that", ["foo"]),
+        ("Because foo==1.0 has no wheels with a matching Python ABI tag", ["foo"]),
+        ("Because there is no version of foo==9.9 and you require foo==9.9, no solution is found", ["foo"]),
+        ("Because all versions of foo depend on bar>2 and bar>2 was not found", ["foo", "bar"]),
+    ],
+)
+def test_culprits_are_read_where_pip_and_uv_name_requirements(text, blamed):
+    # "no", "is", "found", "the" and "bar-baz" are candidate names too: words of the message never match.
+    assert culprits(["foo", "foo-bar", "bar", "no", "is", "found", "the", "bar-baz"], text) == blamed
 
 
 # --- options ------------------------------------------------------------------------------------------

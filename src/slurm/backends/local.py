@@ -38,6 +38,7 @@ from slurm.backends.base import (
 )
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
+from slurm.directives import read_directives
 from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
@@ -128,12 +129,9 @@ def parse_array_spec(spec: str) -> tuple[list[int], int | None]:
 def parse_sbatch_header(script: str) -> dict[str, str]:
     """The ``#SBATCH`` options of a script (flags map to ""); sbatch stops reading at the first command."""
     options: dict[str, str] = {}
-    for line in script.splitlines()[1:]:
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            break
-        if stripped.startswith("#SBATCH"):
-            name, _, value = stripped[len("#SBATCH") :].strip().lstrip("-").partition("=")
+    for arguments in read_directives(script):
+        for argument in arguments:
+            name, _, value = argument.lstrip("-").partition("=")
             options[name] = value
     return options
 

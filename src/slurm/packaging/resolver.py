@@ -233,7 +233,41 @@ def _unresolvable(
     )
 
 
+#: A requirement name as pip and uv print it (any case, any ``-_.`` spelling), then its extras and version.
+_REQUIREMENT = r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?:\[[^\]\s]*\])?"
+_VERSION = r"(?:\s*(?:[<>=!~]=?=?|\s)[0-9*][^\s,;()]*)?"
+#: The places pip and uv put a requirement's name in their messages, and nowhere else: words of the
+#: message ("No matching distribution") are never names. pip: "satisfies the requirement foo==1",
+#: "No matching distribution found for foo", "The user requested foo", "foo 1.0 depends on bar";
+#: uv: "Because [only | there is no version of | all versions of] foo ...", "you require foo",
+#: "foo was not found", "foo==1 has no wheels", "only foo<2 is available".
+_NAMED_AFTER = re.compile(
+    r"(?:satisfies the requirement|distribution found for|the user requested|depends? on|you require"
+    r"|because(?: only| there (?:is|are) no versions? of| all versions of| no versions of)?)\s+"
+    + _REQUIREMENT,
+    re.IGNORECASE,
+)
+_NAMED_BEFORE = re.compile(
+    r"(?<![A-Za-z0-9._-])"
+    + _REQUIREMENT
+    + _VERSION
+    + r"\s+(?:depends on|was not found|has no |is available)",
+    re.IGNORECASE,
+)
+#: pip's "Cannot install foo==1.0, bar and baz==2 because ...": a list of requirements.
+_CANNOT_INSTALL = re.compile(r"cannot install (.+?) because", re.IGNORECASE)
+
+
 def culprits(names: list[str], output: str) -> list[str]:
-    """The requirement names a resolver's message mentions (matched as whole names, any ``-_.`` spelling)."""
-    text = normalize_name(output)
-    return [name for name in names if re.search(rf"(?<![a-z0-9-]){re.escape(name)}(?![a-z0-9]|-[a-z])", text)]
+    """The requirement names a resolver's message blames: whole names (any ``-_.`` spelling or case),
+    where pip or uv put a requirement's name, never a word of the message that happens to be a name."""
+    mentioned = {
+        match.group(1) for pattern in (_NAMED_AFTER, _NAMED_BEFORE) for match in pattern.finditer(output)
+    }
+    for listed in _CANNOT_INSTALL.finditer(output):
+        for part in re.split(r",\s*|\s+and\s+", listed.group(1)):
+            match = re.match(r"\s*" + _REQUIREMENT, part)
+            if match:
+                mentioned.add(match.group(1))
+    blamed = {normalize_name(name) for name in mentioned}
+    return [name for name in names if normalize_name(name) in blamed]
