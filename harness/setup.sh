@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash harness/src/slurm_dev_cluster/bootstrap-host.sh
+SLURM_SDK_SITE_CA_DIR="$PWD/images/site-ca" bash harness/src/slurm_dev_cluster/bootstrap-host.sh
 
 # The fast tier tests the SDK's SSH transport against a real, throwaway sshd on 127.0.0.1 (the tests
 # start it themselves); only the binaries are needed, never the system service.
