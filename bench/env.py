@@ -23,9 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"  # git-ignored
 #: SLURM_SDK_BENCH_PROJECT picks another one, e.g. when several checkouts run benchmarks on one host.
 BENCH_PROJECT = os.environ.get("SLURM_SDK_BENCH_PROJECT") or "slurmsdk-bench"
-SDK_MOUNT = "/opt/slurm_sdk_dev"  # the repo inside every container
+REPO_MOUNT = "/opt/project"  # this repository inside every container (the kit mounts the project there)
 #: Packaging under which ``bench.tasks`` imports on the nodes: the repo is mounted there.
-NONE_PACKAGING = {"type": "none", "pythonpath": [SDK_MOUNT]}
+NONE_PACKAGING = {"type": "none", "pythonpath": [REPO_MOUNT]}
 #: Scratch directory of the raw-sbatch baselines on the cluster's shared home.
 RAW_DIR = "/home/sdk/.bench/raw"
 

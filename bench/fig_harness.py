@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 
-from bench.env import BENCH_PROJECT, REPO_ROOT, RESULTS_DIR, SDK_MOUNT, BenchEnv, say
+from bench.env import BENCH_PROJECT, REPO_MOUNT, REPO_ROOT, RESULTS_DIR, BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import interleave, ratio
 
@@ -114,7 +114,7 @@ def _edit_module():
 def edit_to_run(env: BenchEnv, repeats: int) -> Figure:
     module = _edit_module()
     none_cluster = env.cluster(
-        {"type": "none", "pythonpath": [f"{SDK_MOUNT}/{EDIT_PROJECT.relative_to(REPO_ROOT)}"]}
+        {"type": "none", "pythonpath": [f"{REPO_MOUNT}/{EDIT_PROJECT.relative_to(REPO_ROOT)}"]}
     )
 
     def run(packaging: str) -> float:

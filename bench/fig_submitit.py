@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import sys
 
-from bench.env import RESULTS_DIR, SDK_MOUNT, BenchEnv, say
+from bench.env import REPO_MOUNT, RESULTS_DIR, BenchEnv, say
 from bench.figure import Figure
 from bench.stats import interleave, ratio
 
@@ -62,8 +62,8 @@ def install_submitit(env: BenchEnv) -> str:
 
 def _on_login(env: BenchEnv, side: str, workload: str, n: int) -> float:
     command = (
-        f"mkdir -p {SCRATCH} && cd {SCRATCH} && PYTHONPATH={SITE}:{SDK_MOUNT} "
-        f"python3 {SDK_MOUNT}/bench/login_side.py {side} {workload} {n} {SCRATCH} 2>>{SCRATCH}/{side}.err"
+        f"mkdir -p {SCRATCH} && cd {SCRATCH} && PYTHONPATH={SITE}:{REPO_MOUNT} "
+        f"python3 {REPO_MOUNT}/bench/login_side.py {side} {workload} {n} {SCRATCH} 2>>{SCRATCH}/{side}.err"
     )
     report = json.loads(env.run(command, timeout=1900).strip().splitlines()[-1])
     expected = (1, 49) if workload == "one" else (n, sum(i * i for i in range(n)))

@@ -1,6 +1,6 @@
 """Runs ON THE LOGIN NODE (node Python): one timed workload through the SDK or through submitit.
 
-    python3 /opt/slurm_sdk_dev/bench/login_side.py sdk|submitit|submitit-polled one|map N SCRATCH_DIR
+    python3 /opt/project/bench/login_side.py sdk|submitit|submitit-polled one|map N SCRATCH_DIR
 
 submitit: its own ``job.result()``, which sleeps 1 s between checks (``Job.wait``). submitit-polled: its
 best setting, ``job.done()`` polled on the SDK's cadence (50 ms, x1.25, up to 1 s) before ``result()``.
@@ -28,7 +28,7 @@ def run_sdk(workload: str, n: int, scratch: str) -> tuple[float, list[int]]:
     cluster = Cluster(
         backend=SlurmBackend(HostTransport()),
         job_root=f"{scratch}/sdk-jobs",
-        packaging={"type": "none", "pythonpath": ["/opt/slurm_sdk_dev"]},
+        packaging={"type": "none", "pythonpath": ["/opt/project"]},
     )
     if workload == "one":
         values = [cluster.submit(square, 7).result(timeout=TIMEOUT)]

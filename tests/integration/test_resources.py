@@ -192,7 +192,13 @@ def test_four_node_stack_by_configuration_and_back(
     session = OpenSession(slurm_stack, slurm_container)
     original = slurm_stack.topology
     wanted = replace(original, nodes=4)
-    four = Stack(slurm_stack.repo_root, project=slurm_stack.project, topology=wanted, say=lambda _: None)
+    four = Stack(
+        slurm_stack.repo_root,
+        project=slurm_stack.project,
+        project_source=slurm_stack.project_source,
+        topology=wanted,
+        say=lambda _: None,
+    )
     try:
         assert four.plan()[0] == "rescale"
         assert four.ensure_up(session="test-four-nodes").action != "reused"
@@ -206,7 +212,11 @@ def test_four_node_stack_by_configuration_and_back(
         assert sorted(ran_on) == sorted(wanted.node_names)
     finally:
         back = Stack(
-            slurm_stack.repo_root, project=slurm_stack.project, topology=original, say=lambda _: None
+            slurm_stack.repo_root,
+            project=slurm_stack.project,
+            project_source=slurm_stack.project_source,
+            topology=original,
+            say=lambda _: None,
         )
         back.ensure_up(session="test-four-nodes")
     session.assert_untouched()
@@ -245,7 +255,13 @@ def test_gpus_and_partitions_change_on_a_running_stack(faults, slurm_stack, slur
     original = slurm_stack.topology
     wanted = replace(original, gpus_per_node=1, partitions=(*original.partitions, "extra"))
     port = slurm_stack.published_port()
-    changed = Stack(slurm_stack.repo_root, project=slurm_stack.project, topology=wanted, say=lambda _: None)
+    changed = Stack(
+        slurm_stack.repo_root,
+        project=slurm_stack.project,
+        project_source=slurm_stack.project_source,
+        topology=wanted,
+        say=lambda _: None,
+    )
     try:
         assert changed.plan()[0] == "reconfigure"
         changed.ensure_up(session="test-reconfigure")
@@ -258,7 +274,11 @@ def test_gpus_and_partitions_change_on_a_running_stack(faults, slurm_stack, slur
             slurm_cluster.submit(resource_jobs.job_environment.options(gpus=wanted.gpus_per_node + 1))
     finally:
         Stack(
-            slurm_stack.repo_root, project=slurm_stack.project, topology=original, say=lambda _: None
+            slurm_stack.repo_root,
+            project=slurm_stack.project,
+            project_source=slurm_stack.project_source,
+            topology=original,
+            say=lambda _: None,
         ).ensure_up(session="test-reconfigure")
     assert slurm_stack.published_port() == port
     gpus = original.gpus_per_node
