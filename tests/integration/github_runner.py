@@ -254,6 +254,74 @@ class Job:
             )
         return result
 
+    # ---- a job that runs in a container (``container:``) -------------------------------------------
+
+    #: Where the runner mounts its work directory in a job container (workspace: /__w/<repo>/<repo>).
+    CONTAINER_WORK = "/__w"
+
+    def start_job_container(self, work: Path, extra_volumes: list[tuple[str, str, str]] = ()) -> str:
+        """The job container, as the runner makes it: the ``container:`` image, env and volumes, the
+        runner's work directory at /__w, on the services' network, kept alive by ``tail -f /dev/null``
+        (the runner overrides the entrypoint the same way). ``extra_volumes``: what the emulation needs
+        besides (this host's Python for the steps that need one)."""
+        spec = self.spec["container"]
+        envs = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+        envs.update(GITHUB_ACTIONS="true", CI="true")
+        container = self.docker.container.create(
+            self._image(spec["image"]),
+            ["-f", "/dev/null"],
+            entrypoint="tail",
+            name=f"{self.prefix}-job",
+            envs=envs,
+            volumes=[
+                (str(work), self.CONTAINER_WORK),
+                *[tuple(self._volume(v).split(":", 2)) for v in spec.get("volumes") or []],
+                *extra_volumes,
+            ],
+            networks=[self.network],
+            labels={"hci.emulated-runner": self.prefix},
+            **create_arguments(spec.get("options", "")),
+        )
+        self.containers["<job>"] = container.id
+        self.docker.container.start(container.id)
+        return container.id
+
+    def run_step_in_container(self, step_id: str, workspace: str, extra_env: dict | None = None) -> str:
+        """A ``run:`` step inside the job container (``docker exec``, the container's user, in the
+        workspace), with ``GITHUB_ENV`` lines carried over; returns its stdout."""
+        step = self.step(step_id)
+        github_env = f"{self.CONTAINER_WORK}/_temp/github_env_{step_id}"
+        env = {
+            "RUNNER_TEMP": f"{self.CONTAINER_WORK}/_temp",
+            "GITHUB_WORKSPACE": workspace,
+            "GITHUB_ENV": github_env,
+            "GITHUB_ACTIONS": "true",
+            "CI": "true",
+            **self.env_file_values,
+            **{k: self.expression(str(v)) for k, v in (step.get("env") or {}).items()},
+            **(extra_env or {}),
+        }
+        job = self.containers["<job>"]
+        self.docker.execute(job, ["bash", "-c", f"mkdir -p {self.CONTAINER_WORK}/_temp && : > {github_env}"])
+        exec_env = [f"--env={k}={v}" for k, v in env.items()]
+        shell = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]]
+        result = subprocess.run(
+            ["docker", "exec", "-w", workspace, *exec_env, job, *shell],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        for line in self.docker.execute(job, ["cat", github_env]).splitlines():
+            key, sep, val = line.partition("=")
+            if sep:
+                self.env_file_values[key] = val
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"step {step_id} failed in the job container (exit {result.returncode}):\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
     def remove(self) -> None:
         """Everything this run made: containers (with their anonymous volumes), network, named volumes."""
         if self.containers:

@@ -7,8 +7,10 @@ Brings up its own containers (not the kit's stack): no `integration` marker, so 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -148,3 +150,51 @@ def test_services_block_runs_jobs_from_the_checkout(runner_job: gh.Job, runner_r
     assert seen["child"] == f"{CODE_MOUNT}/tests/integration/ci_jobs.py", seen
     assert seen["child_host"] in ("c1", "c2"), seen
     print(f"services: first SDK workflow done {time.monotonic() - t0:.2f} s after the first create")
+
+
+def test_services_block_with_the_job_in_a_container(runner_root: Path):
+    """integration-in-container: the job's steps run in a container on the services' network. It reaches
+    the login node as ``login:22`` (nothing published), fills the code volume from its own checkout, and
+    runs the suite's SDK tests and an SDK workflow through the config its own step wrote."""
+    images = local_images()
+    # The example's python:3.11-slim is not on this host (no registry): the node image stands in, with
+    # this host's Python and venv mounted at their own paths for the steps that run Python.
+    job = gh.Job(
+        EXAMPLE, "integration-in-container", {**images, "python:3.11-slim": images[next(iter(images))]}
+    )
+    host_python = str(Path(sys.base_prefix).resolve())
+    try:
+        workspace, _ = gh.make_runner_dirs(runner_root)
+        job.start_services()
+        job.wait_healthy()
+        job.start_job_container(
+            runner_root / "work", [(host_python, host_python, "ro"), (str(REPO_ROOT), str(REPO_ROOT), "ro")]
+        )
+        inside = f"{job.CONTAINER_WORK}/{workspace.relative_to(runner_root / 'work')}"
+        gh.checkout(REPO_ROOT, workspace)
+        job.run_step_in_container("code", inside)
+        job.run_step_in_container("client", inside)
+        config = job.env_file_values["SLURM_SDK_CONFIG"]
+        assert config.startswith(f"{job.CONTAINER_WORK}/_temp/"), config
+        (workspace / ".venv").symlink_to(REPO_ROOT / ".venv")  # the example's install step, done ahead
+        quiet = {
+            "PYTEST_ADDOPTS": "-p no:cacheprovider -k test_remote_exception_comes_back_with_its_traceback"
+        }
+        tests = job.run_step_in_container("tests", inside, {**quiet, "PYTHONDONTWRITEBYTECODE": "1"})
+        assert " passed" in tests, tests[-2000:]
+        workflow = (
+            "import json; from slurm import Cluster; from tests.integration import ci_jobs\n"
+            f"with Cluster.from_env({config!r}) as cluster:\n"
+            "    print(json.dumps(cluster.submit(ci_jobs.parent).result(timeout=240)))\n"
+        )
+        out = job.docker.execute(
+            job.containers["<job>"],
+            [".venv/bin/python", "-c", workflow],
+            workdir=inside,
+            envs={"PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert seen["child"] == f"{CODE_MOUNT}/tests/integration/ci_jobs.py", seen
+        assert seen["child_host"] in ("c1", "c2"), seen
+    finally:
+        job.remove()

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,7 +30,11 @@ SCRIPT = textwrap.dedent(
 
 
 def harness_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """The CLI run from ``cwd`` (elsewhere) for this repository's cluster: the project it serves is named
+    by $SLURM_SDK_PROJECT_DIR (by default it is the project around the current directory)."""
     env = {k: v for k, v in os.environ.items() if k != "SLURM_SDK_CONFIG"}
+    env["SLURM_SDK_PROJECT_DIR"] = str(Path(__file__).resolve().parents[2])
+    env["SLURM_SDK_IMPORT_ROOTS"] = "."  # as the ini sets it for pytest: the SDK from its own mount
     return subprocess.run(
         [sys.executable, "-m", "slurm_dev_cluster", *args],
         cwd=cwd,

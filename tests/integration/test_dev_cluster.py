@@ -10,7 +10,7 @@ import pytest
 
 from slurm.diagnostics import node_info
 from slurm_dev_cluster.kit import PROJECT_MOUNT, SDK_MOUNT
-from slurm_dev_cluster.stack import Connection, Stack, StackError, inputs_hash
+from slurm_dev_cluster.stack import Connection, Stack, StackError
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +144,7 @@ def test_password_login_is_refused(slurm_container: Connection):
 
 
 def test_running_stack_is_reused_only_when_built_from_the_current_inputs(slurm_stack):
-    current = inputs_hash(slurm_stack.repo_root)
+    current = slurm_stack.inputs()  # the images' inputs, and what the containers mount
     assert slurm_stack.plan(current)[0] == "reuse"
     # As if compose.yaml or images/ had changed since the build (not done for real: other tests use the stack).
     action, why = slurm_stack.plan("0" * 64)
