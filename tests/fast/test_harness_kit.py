@@ -173,3 +173,23 @@ def test_registry_names_accepted(registry):
 def test_registry_names_refused_with_an_example(registry):
     with pytest.raises(StackError, match=r"e\.g\. --registry 127\.0\.0\.1:5000"):
         images.check_registry(registry)
+
+
+def test_an_installed_kit_stages_its_definition_once_per_content(tmp_path, monkeypatch):
+    """The wheel's read-only package data is copied to a writable directory named by its content: the same
+    content reuses it, changed content (another kit version) gets its own; the host's CAs are gathered."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path / "state"))
+    ca = tmp_path / "site.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("SLURM_SDK_SITE_CA", str(ca))
+    packaged = tmp_path / "cluster"
+    (packaged / "images" / "site-ca").mkdir(parents=True)
+    (packaged / "compose.yaml").write_text("services: {}\n")
+    first = kit.staged_cluster(packaged)
+    assert first.parent == tmp_path / "state" and (first / "compose.yaml").read_text() == "services: {}\n"
+    assert [p.name for p in (first / "images" / "site-ca").iterdir()] == ["site-001.crt"]
+    assert kit.staged_cluster(packaged) == first
+    (packaged / "compose.yaml").write_text("services: {login: {}}\n")
+    second = kit.staged_cluster(packaged)
+    assert second != first and (first / "compose.yaml").read_text() == "services: {}\n"
+    assert [p.name for p in (tmp_path / "state").iterdir() if p.name.startswith(".")] == []  # no scratch left
