@@ -315,8 +315,10 @@ def _jobs_cleanup(args: argparse.Namespace) -> int:
     )
     for path in report.removed:
         print(f"  {verb}: {path}")
+    for path in report.removed_unrecorded:
+        print(f"  {verb} (no record, older than {args.older_than}, no unfinished job): {path}")
     for path in report.unrecorded:
-        print(f"  left alone (no record; remove by hand once sure no job uses it): {path}")
+        print(f"  left alone (no record; younger than {args.older_than}, or its job is unfinished): {path}")
     return OK
 
 

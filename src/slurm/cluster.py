@@ -17,7 +17,7 @@ from slurm.config import cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import Job, MappedJobs
 from slurm.packaging import PackagingStrategy, make_packaging
-from slurm.records import SubmissionRecord, secure_root, utc_now, write_record
+from slurm.records import SubmissionRecord, remove_dirs, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
 from slurm.serialization import LOCAL_PYTHON, dump_payload
@@ -162,16 +162,25 @@ class Cluster:
         if task.is_workflow:
             files[layout.CHILD_CONFIG] = (json.dumps(self._child_config()).encode(), 0o600)
         files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
-        with timing.phase("upload"):
-            transport.write_files(job_dir, files)
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
-        with timing.phase("sbatch"):
-            job_id = self._submit_once(
-                layout.script_path(job_dir),
-                array=spec,
-                dependencies=dependencies,
-                dependency_type=task.dependency_type,
-            )
+        sbatch_sent = False
+        try:
+            with timing.phase("upload"):
+                transport.write_files(job_dir, files)
+            with timing.phase("sbatch"):
+                sbatch_sent = True
+                job_id = self._submit_once(
+                    layout.script_path(job_dir),
+                    array=spec,
+                    dependencies=dependencies,
+                    dependency_type=task.dependency_type,
+                )
+        except BaseException as error:
+            # What this submission wrote goes, unless a job may have come of it: a failure before sbatch,
+            # sbatch's "no", or a lost answer after which no job was found. Else cleanup() decides later.
+            if not sbatch_sent or isinstance(error, SubmitError) or getattr(error, "not_submitted", False):
+                self._discard(job_dir)
+            raise
         with timing.phase("record"):
             self._record_submission(task, job_id, job_dir, len(calls), array=array)
         jobs = [
@@ -193,6 +202,19 @@ class Cluster:
             emit(self.callbacks, "on_submit", job)
         return jobs
 
+    def _discard(self, job_dir: str) -> None:
+        """Remove the directory of a submission that failed before any job came of it (best effort: if
+        this fails too, the directory stays unrecorded and ``cleanup()`` removes it once old)."""
+        try:
+            remove_dirs(self.backend.transport, self.resolve_job_root(), [job_dir])
+        except Exception as error:
+            logging.getLogger("slurm.records").warning(
+                "the submission failed and its directory %s could not be removed (%s); cleanup() removes it "
+                "once it is older than its age limit",
+                job_dir,
+                error,
+            )
+
     def _submit_once(self, script_path: str, **options: Any) -> str:
         """``backend.submit``, retried on transient errors, never twice for one script: when an attempt's
         answer was lost (connection dropped or timed out after sbatch was sent), the job is looked up by
@@ -208,6 +230,7 @@ class Cluster:
                 if found is not None:
                     return found
                 error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
+                error.not_submitted = True
                 raise
 
         return self._retry(attempt)

@@ -43,11 +43,14 @@ class BackendError(SlurmSDKError):
     """The scheduler or the machine behind it misbehaved.
 
     ``transient`` is True when trying again later may succeed (slurmctld not answering, a dropped or
-    frozen connection); the SDK retries those with backoff within the caller's timeout."""
+    frozen connection); the SDK retries those with backoff within the caller's timeout.
+    ``not_submitted`` is True on a submission's error after which the SDK looked for the job and found
+    none."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.not_submitted = False
 
 
 class SSHError(BackendError):

@@ -5,7 +5,7 @@ The submitting side (``Cluster``, ``Job``, records, cleanup, logs) and the job s
 
     <job_root>/                           mode 0700: job files are never readable by other users
         records/<job id>.json             one record per sbatch call (see slurm.records)
-        <time>-<task name>-<random>/      one job directory per sbatch call (a job, or one array job)
+        <UTC time>-<task name>-<random>/  one job directory per sbatch call (a job, or one array job)
             job.sh                        the batch script
             payload.pkl                   the task and the arguments of every call (array task i: calls[i])
             cluster.json                  a workflow's config for the Cluster it gets on the node
@@ -21,6 +21,7 @@ imports this on every node for every task.
 
 from __future__ import annotations
 
+import calendar
 import os
 import posixpath
 import time
@@ -42,9 +43,21 @@ def is_job_dir_name(name: str) -> bool:
 
 
 def new_job_dir(job_root: str, task_name: str) -> str:
-    """A fresh job directory for one sbatch call: sortable by time, readable by task, never reused."""
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{task_name}-{os.urandom(4).hex()}"
+    """A fresh job directory for one sbatch call: sortable by time (UTC), readable by task, never reused."""
+    name = f"{time.strftime(_TIME_FORMAT, time.gmtime())}-{task_name}-{os.urandom(4).hex()}"
     return posixpath.join(job_root, name)
+
+
+_TIME_FORMAT = "%Y%m%d-%H%M%S"
+
+
+def job_dir_created(name: str) -> float | None:
+    """When the job directory ``name`` was made (seconds since the epoch, from the UTC time that starts
+    the name ``new_job_dir`` gives it), or None for a name that does not start with one."""
+    try:
+        return calendar.timegm(time.strptime(name[:15], _TIME_FORMAT))
+    except ValueError:
+        return None
 
 
 def script_path(job_dir: str) -> str:

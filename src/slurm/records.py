@@ -161,6 +161,14 @@ def remove(transport: Transport, job_root: str, records: Sequence[SubmissionReco
         transport.run(f"rm -rf -- {' '.join(shlex.quote(path) for path in paths)}")
 
 
+def remove_dirs(transport: Transport, job_root: str, job_dirs: Sequence[str]) -> None:
+    """Delete job directories that have no record (a failed submission's), in one command; only direct
+    children of the root the SDK could have made are ever touched."""
+    paths = [_checked_dir(job_root, job_dir) for job_dir in job_dirs]
+    if paths:
+        transport.run(f"rm -rf -- {' '.join(shlex.quote(path) for path in paths)}")
+
+
 def _checked_dir(job_root: str, job_dir: str) -> str:
     """``job_dir`` if it is a directory the SDK made directly under ``job_root``; refuse anything else, so
     a damaged record can never point a write or an ``rm -rf`` elsewhere."""

@@ -278,8 +278,8 @@ class IdleOrBusyStack(Stack):
     def exec(self, service, command, user=None):
         return self.answer
 
-    def down(self, session="cli"):
-        self.downs.append(session)
+    def down(self, session="cli", by=""):
+        self.downs.append((session, by))
 
 
 def test_down_refuses_while_jobs_or_ssh_sessions_are_active_and_says_what(tmp_path, capsys):
@@ -288,9 +288,13 @@ def test_down_refuses_while_jobs_or_ssh_sessions_are_active_and_says_what(tmp_pa
     err = capsys.readouterr().err
     assert "1 job(s) of user sdk in the queue (7 RUNNING smoke)" in err and "1 SSH connection(s)" in err
     assert "--force" in err and busy.downs == []
-    assert cmd_down(busy, argparse.Namespace(force=True)) == 0 and busy.downs == ["cli"]
+    assert cmd_down(busy, argparse.Namespace(force=True)) == 0 and busy.downs == [
+        ("cli", "`slurm-dev-cluster down --force`")
+    ]
 
 
 def test_down_goes_ahead_on_an_idle_stack(tmp_path):
     idle = IdleOrBusyStack(tmp_path, "squeue-exit=0\n0 0 127.0.0.1:22 127.0.0.1:51000\n")
-    assert cmd_down(idle, argparse.Namespace(force=False)) == 0 and idle.downs == ["cli"]
+    assert cmd_down(idle, argparse.Namespace(force=False)) == 0 and idle.downs == [
+        ("cli", "`slurm-dev-cluster down`")
+    ]

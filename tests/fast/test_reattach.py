@@ -194,21 +194,23 @@ def test_cleanup_removes_old_ended_jobs_and_never_unfinished_ones(cluster):
     failed = cluster.submit(log_tasks.refuse, "x")
     running = cluster.submit(log_tasks.snooze, 600)
     settle(cluster, finished, failed)
-    stray = os.path.join(
-        cluster.resolve_job_root(), "20200101-000000-stray-00000000"
-    )  # no record: e.g. sbatch failed
+    root = cluster.resolve_job_root()
+    stray = os.path.join(root, "20200101-000000-stray-00000000")  # no record: e.g. its clean-up failed too
+    mine = os.path.join(root, "notes")  # not a name the SDK gives: never removed
     os.makedirs(stray)
+    os.makedirs(mine)
 
     assert cluster.cleanup("1h").removed == []  # nothing that old
     preview = cluster.cleanup(0, dry_run=True)
     assert sorted(preview.removed) == sorted([finished.job_dir, failed.job_dir])
+    assert preview.removed_unrecorded == [] and preview.unrecorded == [mine]  # stray went with the 1h run
     assert os.path.isdir(finished.job_dir)  # a dry run removes nothing
 
     report = cluster.cleanup(timedelta(0))
     assert sorted(report.removed) == sorted([finished.job_dir, failed.job_dir])
-    assert report.kept_unfinished == [running.job_dir] and report.unrecorded == [stray]
+    assert report.kept_unfinished == [running.job_dir] and report.unrecorded == [mine]
     assert not os.path.exists(finished.job_dir) and not os.path.exists(failed.job_dir)
-    assert os.path.isdir(running.job_dir) and os.path.isdir(stray)
+    assert os.path.isdir(running.job_dir) and not os.path.exists(stray) and os.path.isdir(mine)
     assert os.listdir(os.path.join(cluster.resolve_job_root(), RECORDS_DIR)) == [f"{running.job_id}.json"]
     with pytest.raises(UnknownJobError, match="cleaned up"):
         cluster.job(finished.job_id)
@@ -295,11 +297,19 @@ def test_records_never_point_outside_the_job_root(job_dir):
         _checked_dir("/root/jobs", job_dir)
 
 
-def test_a_damaged_record_is_skipped_and_its_directory_left_alone(cluster, caplog):
-    job = cluster.submit(tasks.add, 1, 2)
-    settle(cluster, job)
-    with open(record_path(cluster.resolve_job_root(), job.job_id), "w") as handle:
-        handle.write('{"job_id": "oops"\n')
+def test_a_damaged_record_is_skipped_and_its_directory_goes_only_once_its_job_ended(cluster, caplog):
+    ended = cluster.submit(tasks.add, 1, 2)
+    running = cluster.submit(log_tasks.snooze, 600)
+    settle(cluster, ended)
+    for job in (ended, running):
+        with open(record_path(cluster.resolve_job_root(), job.job_id), "w") as handle:
+            handle.write('{"job_id": "oops"\n')
     assert cluster.list_jobs() == [] and "damaged record" in caplog.text
-    report = cluster.cleanup(0)
-    assert report.removed == [] and report.unrecorded == [job.job_dir] and os.path.isdir(job.job_dir)
+    young = cluster.cleanup("1h")
+    assert young.removed_unrecorded == [] and sorted(young.unrecorded) == sorted(
+        [ended.job_dir, running.job_dir]
+    )
+    report = cluster.cleanup(0)  # both old enough; the scheduler still has the running one
+    assert report.removed_unrecorded == [ended.job_dir] and report.unrecorded == [running.job_dir]
+    assert not os.path.exists(ended.job_dir) and os.path.isdir(running.job_dir)
+    running.cancel()

@@ -55,7 +55,9 @@ def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-        stack.down(session="cli")
+        stack.down(
+            session="cli", by="`slurm-dev-cluster down --force`" if args.force else "`slurm-dev-cluster down`"
+        )
     print(f"stack {stack.project} stopped (containers and volumes removed; images kept for fast restarts)")
     return 0
 

@@ -198,7 +198,7 @@ class Harness:
                     )
                     self.stack.update_state(teardown_requested=True)
                 else:
-                    self.stack.down(self.session)
+                    self.stack.down(self.session, by=f"the end of pytest session {self.session}")
         except Exception as exc:  # a failed teardown must not hide the test results
             self._say(f"stopping the stack failed: {exc}; run `slurm-dev-cluster down`")
 

@@ -313,6 +313,12 @@ class Stack:
         return self.state_dir / "client_ed25519"
 
     @property
+    def key_removed_note(self) -> Path:
+        """Why ``key_path`` is gone, beside it: the SDK's SSH transport quotes it when a client finds its key
+        missing (the SDK's ``KEY_REMOVED_SUFFIX`` convention; no import either way)."""
+        return self.key_path.with_name(self.key_path.name + ".removed")
+
+    @property
     def known_hosts_path(self) -> Path:
         return self.state_dir / "known_hosts"
 
@@ -974,7 +980,9 @@ class Stack:
             ) from None
         self.say(f"containers up in {time.monotonic() - started:.1f} s")
 
-    def down(self, session: str = "cli") -> None:
+    def down(self, session: str = "cli", by: str = "") -> None:
+        """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note
+        a client still using the stack reads, see ``key_removed_note``; default: the session)."""
         self.say(f"stopping stack {self.project} (containers and volumes)")
         started = time.monotonic()
         try:
@@ -995,6 +1003,13 @@ class Stack:
             ) from None
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
         self._restore_egress()
+        # The note first: a client reconnecting between the two reads why its key is missing.
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        _write_atomically(
+            self.key_removed_note,
+            f"the dev cluster {self.project} was stopped by {by or f'session {session}'} "
+            f"(pid {os.getpid()}, {stamp}); start it again with `slurm-dev-cluster up`\n",
+        )
         for path in (self.key_path, self.known_hosts_path, self.state_file):
             path.unlink(missing_ok=True)
         self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
@@ -1045,6 +1060,7 @@ class Stack:
         key = key.strip("\n") + "\n"
         if not self.key_path.exists() or self.key_path.read_text() != key:
             _write_atomically(self.key_path, key, mode=0o600)
+        self.key_removed_note.unlink(missing_ok=True)
         host_key = " ".join(host_line.split()[:2])
         self._write_known_hosts(port, host_key)
         names = {service: container.name.lstrip("/") for service, container in containers.items()}

@@ -198,6 +198,17 @@ class LocalCommandBackend(Backend):
         self._start_launcher(job_id)
         return job_id
 
+    def find_submitted(self, script_path: str) -> str | None:
+        """The job submitted from ``script_path``, from the jobs this state directory knows (a local
+        submission's answer is never lost; ``cleanup()`` asks before removing a directory without record)."""
+        wanted = os.path.abspath(script_path)
+        for entry in os.scandir(self._path("jobs")) if os.path.isdir(self._path("jobs")) else ():
+            if entry.name.endswith(".json"):
+                record = self._record(entry.name[: -len(".json")])
+                if record is not None and record.get("script") == wanted:
+                    return str(record["id"])
+        return None
+
     def _check_submission(
         self, array: str | None, dependencies: Sequence[str], dependency_type: str
     ) -> tuple[list[int] | None, int | None]:

@@ -76,6 +76,11 @@ class _RejectUnknownHost:
         )
 
 
+#: A key file's note of why it was removed: ``<key file><suffix>``, plain text, written by whatever removed
+#: the key, read only when the key is missing. A convention, not an import: the SDK knows no provider.
+KEY_REMOVED_SUFFIX = ".removed"
+
+
 class SSHTransport(Transport):
     def __init__(
         self,
@@ -97,6 +102,7 @@ class SSHTransport(Transport):
         self._client: Any = None
         self._sftp: tuple[Any, Any] | None = None  # (client it belongs to, SFTP session)
         self._home: str | None = None
+        self._key_was_there = False  # connected with the key once: its absence now is news
         self._connect_lock = threading.RLock()  # one connection, opened once even when threads race
         self._sftp_lock = threading.Lock()  # SFTP requests of one session go one at a time
 
@@ -118,7 +124,7 @@ class SSHTransport(Transport):
     def _connect(self) -> Any:
         pm = _paramiko()
         if not os.path.isfile(self.key_filename):
-            raise SSHError(f"SSH key file {self.key_filename} does not exist")
+            raise self._missing_key_error()
         client = pm.SSHClient()
         if self.known_host_key is not None:
             name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
@@ -145,6 +151,7 @@ class SSHTransport(Transport):
         except Exception as exc:
             client.close()
             raise self._connect_error(exc) from exc
+        self._key_was_there = True
         transport = client.get_transport()
         transport.set_keepalive(30)  # keeps NAT/firewall state alive between polls; surfaces dead peers
         # Every command is a few small packets each way; with Nagle's algorithm on, each one waits for
@@ -154,6 +161,25 @@ class SSHTransport(Transport):
             # Trusted once (trust_unknown_host): reconnects must meet the same server, not any server.
             self.known_host_key = transport.get_remote_server_key()
         return client
+
+    def _missing_key_error(self) -> SSHError:
+        """Why the key is gone, in the words of whatever removed it when it left a note beside it
+        (``<key>.removed``, see ``KEY_REMOVED_SUFFIX``): the dev cluster's kit does when it stops its stack."""
+        try:
+            with open(self.key_filename + KEY_REMOVED_SUFFIX, encoding="utf-8", errors="replace") as handle:
+                why = " ".join(handle.read(1000).split())
+        except OSError:
+            why = ""
+        if why:
+            return SSHError(
+                f"cannot connect to {self.address}: {why} (the SSH key {self.key_filename} went with it)"
+            )
+        if self._key_was_there:
+            return SSHError(
+                f"SSH key file {self.key_filename} was removed after this client connected with it; "
+                "whatever provided the key (and perhaps the cluster) is gone"
+            )
+        return SSHError(f"SSH key file {self.key_filename} does not exist")
 
     def _connect_error(self, exc: Exception) -> SSHError:
         pm = _paramiko()
