@@ -95,6 +95,8 @@ INPUT_DIRS = ("images",)
 #: hashed itself: a session's expected hash must not move when the harness refreshes it before a build.
 INPUT_EXCLUDED = (wheelhouse.WHEELHOUSE_DIR,)
 INPUT_ENV = ("DEBIAN_RELEASE", "SLURM_SDK_COMPOSE_PROFILES")
+#: 1: the login node's sshd allows TCP and agent forwarding (default: none; images/sshd_config).
+SSH_FORWARDING_VAR = "SLURM_SDK_SSH_FORWARDING"
 
 Say = Callable[[str], None]
 
@@ -173,7 +175,11 @@ def containers_inputs(repo_root: Path, project_source: Path, compose_files: Sequ
     """The image inputs, plus what the containers mount (the project's source, the SDK package) and the
     extra compose files: a change to any of them recreates the containers."""
     images = inputs_hash(repo_root)
-    digest = hashlib.sha256(f"{images}\0project={project_source.resolve()}\0sdk={sdk_package_dir()}".encode())
+    # The login node reads its forwarding setting at start (images/entrypoint.sh): a change recreates it.
+    forwarding = os.environ.get(SSH_FORWARDING_VAR, "0")
+    digest = hashlib.sha256(
+        f"{images}\0project={project_source.resolve()}\0sdk={sdk_package_dir()}\0{SSH_FORWARDING_VAR}={forwarding}".encode()
+    )
     for path in compose_files:
         digest.update(f"\0{path}\0".encode() + Path(path).read_bytes())
     return digest.hexdigest()
