@@ -401,3 +401,34 @@ def test_the_connection_does_not_delay_small_packets(transport):
     transport.run("true")
     sock = transport._connected().get_transport().sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_long_lived_client_follows_its_rewritten_config_file_on_reconnect(sshd, tmp_path):
+    """``Cluster.from_env``'s client reads its config file again before it reconnects, when the file
+    changed: rewritten for a stack started anew (another port, another key), it connects there."""
+    import yaml
+
+    from slurm import Cluster
+
+    config = tmp_path / "slurm.yaml"
+    copy = tmp_path / "copied_key"
+    shutil.copy(sshd.client_key, copy)
+
+    def write(port: int, key: str, stamp: int) -> None:
+        backend = dict(type="ssh", host="127.0.0.1", port=port, user=sshd.user, key_filename=key)
+        config.write_text(yaml.safe_dump({"backend": backend | {"known_host_key": sshd.host_pub}}))
+        os.utime(config, ns=(stamp, stamp))  # a distinct modification time, however fast the rewrite
+
+    write(sshd.port, sshd.client_key, 1_000_000_000)
+    with Cluster.from_env(str(config)) as cluster:
+        transport = cluster.backend.transport
+        assert transport.run("echo one").stdout == "one\n"
+        nowhere = _free_port()
+        write(nowhere, sshd.client_key, 2_000_000_000)
+        assert transport.run("echo still").stdout == "still\n"  # the live connection is kept
+        transport.close()  # dropped: the next command reconnects, to what the file says now
+        with pytest.raises(SSHError, match=f"127.0.0.1:{nowhere} refused"):
+            transport.run("echo never")
+        write(sshd.port, str(copy), 3_000_000_000)
+        assert transport.run("echo two").stdout == "two\n"
+        assert (transport.port, transport.key_filename) == (sshd.port, str(copy))

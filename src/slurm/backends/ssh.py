@@ -98,6 +98,9 @@ class SSHTransport(Transport):
         self._sftp: tuple[Any, Any] | None = None  # (client it belongs to, SFTP session)
         self._home: str | None = None
         self._connect_lock = threading.RLock()  # one connection, opened once even when threads race
+        #: Where the connection settings came from, asked again before each reconnect (``Cluster.from_env``
+        #: sets it for a config file): the backend options when they changed since, else None.
+        self.reload_settings: Callable[[], Mapping[str, Any] | None] | None = None
         self._sftp_lock = threading.Lock()  # SFTP requests of one session go one at a time
 
     # -- connection -------------------------------------------------------------------------------
@@ -112,8 +115,29 @@ class SSHTransport(Transport):
             transport = self._client.get_transport() if self._client else None
             if transport is None or not transport.is_active():
                 self._reset()
+                self._reload()
                 self._client = self._connect()
             return self._client
+
+    def _reload(self) -> None:
+        """New connection settings from where they came from, when they changed (a dev cluster's
+        ``slurm-dev-cluster config`` run again): a long-lived client follows them on its next connection.
+        A file that cannot be read now keeps the settings it had."""
+        if self.reload_settings is None:
+            return
+        try:
+            settings = self.reload_settings()
+        except Exception:  # a half-written or broken file: the next reconnect tries again
+            return
+        if not settings or settings.get("type", "ssh") != "ssh":
+            return
+        self.host = str(settings.get("host", self.host))
+        self.port = int(settings.get("port", 22))
+        self.user = settings.get("user", self.user)
+        if settings.get("key_filename"):
+            self.key_filename = os.path.expanduser(str(settings["key_filename"]))
+        if settings.get("known_host_key"):
+            self.known_host_key = parse_public_key(str(settings["known_host_key"]))
 
     def _connect(self) -> Any:
         pm = _paramiko()
