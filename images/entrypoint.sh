@@ -295,6 +295,25 @@ run_slurmd() {
     --conf "NodeAddr=$address NodeHostname=$address CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Feature=compute$gres"
 }
 
+# The login node forbids every kind of SSH forwarding (images/sshd_config) unless SLURM_SDK_SSH_FORWARDING=1
+# (compose.yaml passes it): then TCP and agent forwarding are allowed, from a file sshd reads before
+# images/sshd_config (for each keyword the first value sshd reads wins). Written or removed at every start,
+# so a recreated login node follows the setting.
+FORWARDING_CONF=/etc/ssh/sshd_config.d/00-forwarding.conf
+configure_forwarding() {
+  local forwarding=${SLURM_SDK_SSH_FORWARDING:-0}
+  if [[ "$forwarding" != [01] ]]; then
+    echo "error: SLURM_SDK_SSH_FORWARDING=$forwarding: use 0 (no forwarding, the default) or 1 (TCP and agent forwarding)" >&2
+    exit 2
+  fi
+  if [ "$forwarding" = 1 ]; then
+    printf 'AllowTcpForwarding yes\nAllowAgentForwarding yes\n' > "$FORWARDING_CONF"
+    log login "SSH forwarding allowed (SLURM_SDK_SSH_FORWARDING=1): TCP and agent"
+  else
+    rm -f "$FORWARDING_CONF"
+  fi
+}
+
 ROLES="slurmctld slurmdbd slurmd login"
 if [ $# -eq 0 ]; then
   role=${SLURM_ROLE:-login}
@@ -329,6 +348,7 @@ case "$1" in
     run_slurmd ;;
   login)
     start_munge
+    configure_forwarding
     install -m 600 "$SECRETS/ssh/host_ed25519" /etc/ssh/ssh_host_ed25519_key
     install -m 644 "$SECRETS/ssh/host_ed25519.pub" /etc/ssh/ssh_host_ed25519_key.pub
     exec /usr/sbin/sshd -D -e ;;

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from slurm import dataflow, layout, timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
-from slurm.config import cluster_options, load_config
+from slurm.config import ENV_PATH, backend_settings_when_changed, cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import Job, MappedJobs
 from slurm.packaging import PackagingStrategy, make_packaging
@@ -102,7 +102,12 @@ class Cluster:
         """Build from a YAML file (``path`` or ``$SLURM_SDK_CONFIG``) plus ``SLURM_SDK__*`` environment
         overrides; see ``slurm.config`` for the schema."""
         data, source = load_config(path, overrides=overrides)
-        return cls(callbacks=callbacks, **cluster_options(data, source))
+        cluster = cls(callbacks=callbacks, **cluster_options(data, source))
+        file = path or os.environ.get(ENV_PATH)
+        transport = getattr(cluster.backend, "transport", None)
+        if file and transport is not None and hasattr(transport, "reload_settings"):
+            transport.reload_settings = backend_settings_when_changed(str(file), overrides)
+        return cluster
 
     def __enter__(self) -> Cluster:
         return self

@@ -80,6 +80,36 @@ def load_config(
     return data, source
 
 
+def backend_settings_when_changed(
+    path: str, overrides: Mapping[str, Any] | None = None
+) -> Callable[[], Mapping[str, Any] | None]:
+    """A check for a long-lived client's transport (``SSHTransport.reload_settings``): the ``backend``
+    section of the config file ``path`` when the file changed since the last look (its modification time
+    or size), else None; so a client survives the file being rewritten, e.g. `slurm-dev-cluster config`
+    run again after the dev cluster was started anew."""
+    seen = _stamp(path)
+
+    def changed() -> Mapping[str, Any] | None:
+        nonlocal seen
+        stamp = _stamp(path)
+        if stamp == seen:
+            return None
+        data, _ = load_config(path, overrides=overrides)
+        seen = stamp
+        backend = data.get("backend")
+        return backend if isinstance(backend, Mapping) else None
+
+    return changed
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 def cluster_options(data: Mapping[str, Any], source: ConfigSource) -> dict[str, Any]:
     """Keyword arguments for ``Cluster`` from a loaded config (builds backend and packaging)."""
     if "backend" not in data:

@@ -73,11 +73,18 @@ def parse_job_id(job_id: str) -> tuple[str, int | None]:
     return match["base"], None if index is None else int(index)
 
 
+#: The SDK's directory in the user's home on the cluster (the default job root and cache are in it).
+SDK_HOME = '"$HOME/.slurm-sdk"'
+
+
 def secure_root(transport: Transport, job_root: str) -> None:
     """Create the job root if needed and make it private to its owner (0700): payloads, results and
-    logs below it may hold code and data others must not read."""
+    logs below it may hold code and data others must not read. The SDK's own ``~/.slurm-sdk`` (caches,
+    synced sources, environments) is made 0700 too: one an older SDK made 0755 hides its tree again."""
     root = shlex.quote(job_root)
-    transport.run(f"mkdir -p {root} && chmod 700 {root}")
+    transport.run(
+        f"mkdir -p {root} && chmod 700 {root} && {{ [ ! -d {SDK_HOME} ] || chmod 700 {SDK_HOME}; }}"
+    )
 
 
 def write_record(transport: Transport, job_root: str, record: SubmissionRecord) -> None:

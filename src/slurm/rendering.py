@@ -67,7 +67,8 @@ def render_script(
     lines += [directive(name, value) for name, value in header]
     checkpoint = resources.checkpointing
     checkpointing = f" {MAX_REQUEUES_OPTION} {checkpoint.max_requeues}" if checkpoint else ""
-    lines += ["", "set -eo pipefail", *setup_lines]
+    # umask 077: what the task writes (results, checkpoints, its own files) is private to the user.
+    lines += ["", "set -eo pipefail", "umask 077", *setup_lines]
     if resources.world_size is None:
         lines.append(f"exec {python} -m {RUNNER_MODULE}{checkpointing} {shlex.quote(job_dir)}")
     else:

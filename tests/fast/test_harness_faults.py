@@ -107,7 +107,7 @@ def test_fault_verbs_reach_the_fault(words, call):
     message = fault_verbs.run(faults, words[0], words[1:])
     assert faults.calls == [call] and message
     if words[:2] == ["restart", "login"]:
-        assert "127.0.0.1:40001" in message  # the new port is said
+        assert "127.0.0.1:40001" in message  # the port is said
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -13,10 +14,12 @@ import pytest
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.exceptions import DockerException
 
+from slurm_dev_cluster import preflight
 from slurm_dev_cluster.locks import Coordinator
 from slurm_dev_cluster.stack import (
     ACCOUNTING_VAR,
     INSPECTION_FRESH_SECONDS,
+    PINNED_PORT_KEY,
     REPO_ROOT,
     Stack,
     StackError,
@@ -330,3 +333,47 @@ def test_an_inspection_is_reused_only_while_fresh(tmp_path, monkeypatch):
     stack._inspected_at -= INSPECTION_FRESH_SECONDS + 0.01
     with pytest.raises((OSError, DockerException, ClientNotFoundError)):
         stack._containers(INSPECTION_FRESH_SECONDS)
+
+
+def test_login_keeps_the_port_its_stack_was_first_given(tmp_path, monkeypatch):
+    """The port is pinned before any container is made, so a restart, a recreation or a reshape of login
+    keeps it: a free port the harness chose (Docker's ephemeral port moved on every start), the one
+    SLURM_SDK_SSH_PORT gave, or, for a stack started before ports were kept, the one it has now."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("SLURM_SDK_SSH_PORT", raising=False)
+    stack = RunningStack({}, project="slurmsdk-keep")
+    assert stack.keep_login_port("start") is True  # chosen here
+    chosen = stack.read_state()[PINNED_PORT_KEY]
+    assert _compose_env(stack)["SLURM_SDK_SSH_PORT"] == str(chosen) and 1024 < chosen < 65536
+    assert stack.keep_login_port("rebuild") is False and stack.read_state()[PINNED_PORT_KEY] == chosen
+    assert _compose_env(RunningStack({}, project="slurmsdk-keep"))["SLURM_SDK_SSH_PORT"] == str(chosen)
+
+    older = RunningStack({"login": "running (healthy)"}, project="slurmsdk-older")
+    older._login_port = 40123  # started ephemerally by an earlier harness
+    assert older.keep_login_port("reuse") is False and older.read_state()[PINNED_PORT_KEY] == 40123
+
+    monkeypatch.setenv("SLURM_SDK_SSH_PORT", "2345")
+    given = RunningStack({}, project="slurmsdk-given")
+    assert given.keep_login_port("start") is False and given.read_state()[PINNED_PORT_KEY] == 2345
+
+
+def test_a_kept_port_taken_meanwhile_is_said_at_once(tmp_path, monkeypatch):
+    """Login is down and something else took its port: the next start fails before any container is made,
+    naming the port and what to do, instead of Docker's error after a build or a login on a new port."""
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("SLURM_SDK_SSH_PORT", raising=False)
+    monkeypatch.setattr(
+        preflight, "port_holder", lambda docker, port: preflight.PortHolder("process nc (pid 7)", "stop it")
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        stack = RunningStack({"login": "exited (137)"}, project="slurmsdk-taken")
+        stack.pin_ssh_port(port)
+        with pytest.raises(
+            StackError, match=rf"keeps 127\.0\.0\.1:{port}.*process nc \(pid 7\).*\n.*stop it"
+        ):
+            stack._check_ssh_port()
+        stack.running = {"login": "running (healthy)"}  # our own login holds it: nothing to say
+        stack._check_ssh_port()

@@ -118,17 +118,55 @@ def test_file_operations(transport, tmp_path):
     assert transport.exists(base + "/a/b") and not transport.exists(base + "/zzz")
     transport.write_bytes(base + "/new/dir/f.sh", b"#!/bin/sh\necho hi\n", mode=0o755)
     assert transport.read_bytes(base + "/new/dir/f.sh") == b"#!/bin/sh\necho hi\n"
-    assert os.stat(base + "/new/dir/f.sh").st_mode & 0o777 == 0o755
+    assert os.stat(base + "/new/dir/f.sh").st_mode & 0o777 == 0o700  # private: the owner's bits only
     assert os.listdir(base + "/new/dir") == ["f.sh"]  # no temp file left behind
     local = tmp_path / "local.bin"
     local.write_bytes(os.urandom(100_000))
     local.chmod(0o750)
     transport.put(str(local), base + "/put/x.bin")
     assert transport.read_bytes(base + "/put/x.bin") == local.read_bytes()
-    assert os.stat(base + "/put/x.bin").st_mode & 0o777 == 0o750
+    assert os.stat(base + "/put/x.bin").st_mode & 0o777 == 0o700
     assert transport.home() == os.path.expanduser("~")
     with pytest.raises(FileNotFoundError):
         transport.read_bytes(base + "/missing")
+
+
+@pytest.mark.parametrize("kind", ["ssh", "host"])
+def test_everything_a_transport_writes_is_private_to_the_user(kind, transport, tmp_path):
+    """0700 directories, 0600 files (an executable: 0700), whichever way they are made: SFTP (whose server
+    would apply its own umask, 022 here), commands (run under umask 077, so jobs submitted through them
+    too), the tar of a job directory; the same on this host (the "slurm" backend's transport)."""
+    from slurm.backends.local import HostTransport
+
+    used = transport if kind == "ssh" else HostTransport()
+    base = tmp_path / "written"
+    local = tmp_path / "local.sh"
+    local.write_bytes(b"#!/bin/sh\n")
+    local.chmod(0o755)
+    used.makedirs(f"{base}/made/deep")
+    used.write_bytes(f"{base}/bytes/f", b"data")
+    used.write_bytes(f"{base}/bytes/script", b"#!/bin/sh\n", mode=0o755)
+    used.put(str(local), f"{base}/put/local.sh")
+    used.write_files(f"{base}/job", {"payload": (b"p", 0o644), "job.sh": (b"#!/bin/sh\n", 0o755)})
+    used.run(f"mkdir -p {base}/cmd/sub && echo x > {base}/cmd/sub/f")
+    modes = {str(path.relative_to(base)): path.stat().st_mode & 0o777 for path in base.rglob("*")}
+    assert {name: oct(mode) for name, mode in modes.items() if mode & 0o077} == {}
+    assert modes["put/local.sh"] == modes["bytes/script"] == modes["job/job.sh"] == 0o700
+    assert modes["bytes/f"] == modes["job/payload"] == modes["cmd/sub/f"] == 0o600
+    assert modes["made"] == modes["made/deep"] == modes["cmd/sub"] == 0o700
+
+
+def test_a_built_environment_is_private_whatever_modes_its_tools_set(tmp_path):
+    """venv and pip chmod files themselves (0644 activate scripts, 0755 extension modules), past any
+    umask: a build under ``locked_build`` ends with no group or other bit anywhere."""
+    from slurm.backends.local import HostTransport
+    from slurm.packaging.environment import locked_build
+
+    target = tmp_path / "envs" / "key"
+    build = [f"mkdir -p {target}/bin", f"echo x > {target}/bin/tool", f"chmod 755 {target} {target}/bin/tool"]
+    HostTransport().run(locked_build(str(target), "false", build))
+    modes = {str(p.relative_to(target)): oct(p.stat().st_mode & 0o777) for p in [target, *target.rglob("*")]}
+    assert modes == {".": "0o700", "bin": "0o700", "bin/tool": "0o700", ".ready": "0o600"}
 
 
 def test_read_existing_fetches_many_files_in_one_stream(transport, tmp_path, monkeypatch):
@@ -363,3 +401,34 @@ def test_the_connection_does_not_delay_small_packets(transport):
     transport.run("true")
     sock = transport._connected().get_transport().sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_long_lived_client_follows_its_rewritten_config_file_on_reconnect(sshd, tmp_path):
+    """``Cluster.from_env``'s client reads its config file again before it reconnects, when the file
+    changed: rewritten for a stack started anew (another port, another key), it connects there."""
+    import yaml
+
+    from slurm import Cluster
+
+    config = tmp_path / "slurm.yaml"
+    copy = tmp_path / "copied_key"
+    shutil.copy(sshd.client_key, copy)
+
+    def write(port: int, key: str, stamp: int) -> None:
+        backend = dict(type="ssh", host="127.0.0.1", port=port, user=sshd.user, key_filename=key)
+        config.write_text(yaml.safe_dump({"backend": backend | {"known_host_key": sshd.host_pub}}))
+        os.utime(config, ns=(stamp, stamp))  # a distinct modification time, however fast the rewrite
+
+    write(sshd.port, sshd.client_key, 1_000_000_000)
+    with Cluster.from_env(str(config)) as cluster:
+        transport = cluster.backend.transport
+        assert transport.run("echo one").stdout == "one\n"
+        nowhere = _free_port()
+        write(nowhere, sshd.client_key, 2_000_000_000)
+        assert transport.run("echo still").stdout == "still\n"  # the live connection is kept
+        transport.close()  # dropped: the next command reconnects, to what the file says now
+        with pytest.raises(SSHError, match=f"127.0.0.1:{nowhere} refused"):
+            transport.run("echo never")
+        write(sshd.port, str(copy), 3_000_000_000)
+        assert transport.run("echo two").stdout == "two\n"
+        assert (transport.port, transport.key_filename) == (sshd.port, str(copy))

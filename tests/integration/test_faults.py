@@ -8,14 +8,17 @@ gives the test the cluster to itself and undoes every fault afterwards.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from slurm import Cluster, JobFailedError, JobState, JobTimeoutError
 from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
+from slurm_dev_cluster.stack import StackError
 
 from . import fault_jobs, jobs
 from .waiting import scheduler_knows, wait_until
@@ -207,17 +210,47 @@ def test_node_failure_with_requeue_off_fails_the_job(
 # ---- the login node restarts -------------------------------------------------------------------------
 
 
-def test_login_restart_moves_the_port_and_the_harness_follows(
-    slurm_container, sdk_on_cluster, slurm_stack, faults, request
+def test_login_restart_keeps_the_port_and_a_waiting_client_gets_its_result(
+    slurm_container, sdk_on_cluster, slurm_stack, faults, gate, request
 ):
+    """A real login node comes back where it was: so does the dev cluster's (the stack keeps the port it
+    was first given), and a client waiting in ``result()`` across the restart reconnects by itself. The
+    job waits for a gate opened only after the restart, so the wait surely spans it."""
+    from ..fast import log_tasks
+
     before = slurm_stack.published_port()
-    moved = faults.restart("login")
-    assert moved.port != before and moved.port == slurm_stack.published_port()
-    # Reuse (what every new test session and `harness up` do) hands out the new port, not the recorded one.
-    reused = slurm_stack.ensure_up(session=f"fault-test-{uuid.uuid4().hex[:6]}")
-    assert reused.action == "reused" and reused.connection.port == moved.port
-    with _cluster(request, reused.connection, sdk_on_cluster) as cluster:
+    with _cluster(request, slurm_container, sdk_on_cluster) as cluster, ThreadPoolExecutor(1) as pool:
+        job = cluster.submit(log_tasks.speak_until, ["waiting"], gate.path, ["released"])
+        waiting = pool.submit(job.result, timeout=240)
+        again = faults.restart("login")
+        assert again.port == before == slurm_stack.published_port()
+        assert not waiting.done()
+        gate.open()
+        assert waiting.result(timeout=260) == "released"
         assert cluster.submit(jobs.double, 21).result(timeout=60) == 42
+    reused = slurm_stack.ensure_up(session=f"fault-test-{uuid.uuid4().hex[:6]}")
+    assert reused.action == "reused" and reused.connection.port == before
+
+
+def test_a_login_port_taken_meanwhile_is_said_at_once(slurm_stack, faults):
+    """Login is stopped and something else takes its port: restarting login, and a new session's `up`,
+    fail at once naming the port and its holder (not a login on another port, nor a wait for health)."""
+    port = slurm_stack.published_port()
+    slurm_stack.docker.container.stop(slurm_stack.container_names()["login"], time=1)
+    try:
+        with socket.socket() as holder:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            said = rf"keeps 127\.0\.0\.1:{port}, the port the stack was first given, but process"
+            started = time.monotonic()
+            with pytest.raises(StackError, match=said):
+                faults.restart("login")
+            with pytest.raises(StackError, match=said):
+                slurm_stack.ensure_up(session=f"fault-test-{uuid.uuid4().hex[:6]}")
+            assert time.monotonic() - started < 30
+    finally:
+        assert faults.restart("login").port == port  # the port free again: login back where it was
 
 
 def fail_the_node_running(slurm_stack, faults, runs_file: str) -> None:

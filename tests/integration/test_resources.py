@@ -183,11 +183,11 @@ def test_four_node_stack_by_configuration_and_back(
     """`harness up --nodes 4` on a running stack: two compute replicas more register themselves as c3 and
     c4 in every partition and take jobs; back to the topology it had, the extra nodes leave Slurm too.
 
-    The login node is left alone throughout, even after a login restart pinned its port (the merged CI
-    run's bug: the next reshape recreated login on a new port and cut every concurrent SSH session):
-    an SSH connection and a Cluster opened before the reshape still work after it."""
-    faults.restart("login")
-    faults.reset()  # login back on the session's port, pinned for the life of the stack
+    The login node is left alone throughout, even after a login restart (the merged CI run's bug: the
+    next reshape recreated login on a new port and cut every concurrent SSH session): an SSH connection
+    and a Cluster opened before the reshape still work after it."""
+    faults.restart("login")  # back on the port the stack keeps for its whole life
+    faults.reset()
     submitted_before = slurm_cluster.submit(resource_jobs.job_environment).result(timeout=TIMEOUT)
     session = OpenSession(slurm_stack, slurm_container)
     original = slurm_stack.topology

@@ -249,7 +249,7 @@ def cmd_smoke(stack: Stack, args: argparse.Namespace) -> int:
 
 
 ENVIRONMENT = """environment:
-  SLURM_SDK_SSH_PORT=2222         pin the login node's port on 127.0.0.1 (default: a free ephemeral port)
+  SLURM_SDK_SSH_PORT=2222         pin the login node's port on 127.0.0.1 (default: a free port; kept until down)
   SLURM_SDK_PROJECT=name          use another compose project (default: slurmsdk-<dir>-<hash of path>)
   SLURM_SDK_STATE_HOME=dir        where per-project state lives (default: ~/.cache/slurm-sdk-dev)
   SLURM_SDK_COMPOSE_PROFILES=a,b  extra compose profiles

@@ -3,8 +3,8 @@
 (``slurm-dev-cluster ssh-config``, for ``ssh slurm-dev``).
 
 Both name files in the stack's state directory (the copied client key, the pinned ``known_hosts``) and
-the login node's current port: they go stale when the stack is recreated or the login node restarts
-(new port, new keys); run the verb again then.
+the login node's port: they go stale when the stack is removed and started anew (new port, new keys); run
+the verb again then. A restarted or recreated login node keeps its port (``Stack.keep_login_port``).
 """
 
 from __future__ import annotations

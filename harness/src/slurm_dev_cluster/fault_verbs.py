@@ -27,7 +27,7 @@ _ROWS = [
     ),
     (
         "pause | unpause | restart SERVICE",
-        "SERVICE: slurmctld, login or a compute node cN (restarted login: new SSH port)",
+        "SERVICE: slurmctld, login or a compute node cN (restarted login: same SSH port)",
     ),
     ("ssh drop", "cut the job user's SSH connections to the login node now"),
     (
@@ -98,7 +98,7 @@ def _service_verb(action: str) -> Verb:
     def verb(faults: Faults, args: list[str]) -> str:
         service = _expect(args, *faults.configured)
         connection = getattr(faults, action)(service)
-        port = f"; SSH now on 127.0.0.1:{connection.port}" if connection else ""
+        port = f"; SSH on 127.0.0.1:{connection.port}" if connection else ""
         return f"{service}: {action} done{port}"
 
     return verb

@@ -2,7 +2,7 @@
 
 ``Faults(stack)`` has one method per fault; each records what it changed in the stack's ``state.json``
 (``faults``), and ``reset()`` undoes all of it: containers unpaused and started, the login node back on
-its original port, the sbatch wrapper removed, the dev defaults written back. The ``faults`` pytest
+the port it keeps, the sbatch wrapper removed, the dev defaults written back. The ``faults`` pytest
 fixture resets at teardown, even when the test failed; ``harness up`` (and every test session) resets
 faults whose owner process has died.
 
@@ -31,6 +31,8 @@ from slurm_dev_cluster.locks import User, is_alive, process_start_time
 from slurm_dev_cluster.stack import (
     ACCOUNTING_SERVICE,
     HEALTHCHECK_IN_STACK,
+    PINNED_PORT_KEY,
+    PORT_TAKEN,
     SSH_USER,
     Connection,
     Stack,
@@ -296,18 +298,26 @@ class Faults:
         self._wait_ready([service])
 
     def restart(self, service: str) -> Connection | None:
-        """Restart a container and wait until it is ready again. ``login``: Docker publishes its SSH port
-        on a new ephemeral port; the new connection is returned (``reset()`` moves it back)."""
+        """Restart a container and wait until it is ready again. ``login`` comes back on the port it had
+        (the stack keeps it: ``Stack.keep_login_port``), as a real login node does, so clients waiting on it
+        reconnect by themselves; its connection is returned. If something took the port meanwhile, the
+        error says so at once."""
         _check_choice("service", service, self.configured)
-        record = self._record()
-        if service == "login":
-            record["login_port"] = record.get("login_port") or self.stack.published_port()
-            if self._login_port_pinned() and not os.environ.get("SLURM_SDK_SSH_PORT"):
-                self._recreate_login(None)  # an earlier reset pinned it, and a pinned port survives restarts
-        with self._container_call(f"docker restart {service}") as docker:
-            docker.container.restart(self._name(service), time=2)
+        if service == "login" and not self._login_port_pinned():
+            # A login container made before ports were kept asks Docker for an ephemeral port, which a
+            # restart would move: made again on the port it has now, first.
+            port = self.stack.published_port()
+            self.stack.pin_ssh_port(port)
+            self._recreate_login(port)
+        try:
+            with self._container_call(f"docker restart {service}") as docker:
+                docker.container.restart(self._name(service), time=2)
+        except DockerException as exc:
+            if service == "login" and any(words in str(exc) for words in PORT_TAKEN):
+                raise self.stack.login_port_taken(self.stack.read_state()[PINNED_PORT_KEY]) from None
+            raise
         self._wait_ready([service])
-        self._update(f"restart {service}", login_port=record.get("login_port"))
+        self._update(f"restart {service}")
         return self.connection() if service == "login" else None
 
     def connection(self) -> Connection:
@@ -395,7 +405,8 @@ class Faults:
 
     def _restore_login_port(self, port: int) -> None:
         """Recreate the login container on ``port`` (its keys live in the secrets volume, /home is
-        shared): connections the test session handed out before the restart work again."""
+        shared): connections the test session handed out before the restart work again. Only a fault record
+        of a harness from before ports were kept has a ``login_port`` to restore."""
         if self.stack.published_port() != port:
             self._recreate_login(port)
         self._update("login port restored", login_port=None)

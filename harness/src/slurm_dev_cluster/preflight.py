@@ -109,7 +109,7 @@ def check_ssh_port(
         return Problem(
             "ssh-port-invalid",
             f"SLURM_SDK_SSH_PORT={setting!r} is not a TCP port number",
-            "set it to a free port such as 2222, or unset it to get a free ephemeral port",
+            "set it to a free port such as 2222, or unset it to get a free port",
             unavailable=False,
         )
     port = int(setting)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -86,8 +87,13 @@ timeout {PROBE_TIMEOUT_SECONDS} srun --quiet -J harness-probe -N1 -n1 true || {{
   echo "probe job (srun true) failed or did not end within {PROBE_TIMEOUT_SECONDS} s (exit $?)" >&2; exit 1; }}"""
 SLURMCTLD_LOG = "/var/log/slurm/slurmctld.log"
 SLURMD_LOG = "/var/log/slurm/slurmd.log"
-#: state.json key: the login node's SSH port when pinned (``Stack.pin_ssh_port``), else absent or null.
+#: state.json key: the login node's SSH port (``Stack.pin_ssh_port``): the one the stack was first given
+#: (SLURM_SDK_SSH_PORT, else a free port the harness chose), kept until ``down`` (``Stack.keep_login_port``).
 PINNED_PORT_KEY = "pinned_ssh_port"
+#: What Docker says when a container cannot publish its port because something else holds it now.
+PORT_TAKEN = ("port is already allocated", "address already in use")
+#: Starts tried on another free port when the one the harness chose was taken before Docker bound it.
+CHOSEN_PORT_ATTEMPTS = 3
 #: Files whose content decides the images and containers (the Dockerfile COPYs pyproject.toml).
 INPUT_FILES = ("compose.yaml", "pyproject.toml")
 INPUT_DIRS = ("images",)
@@ -95,6 +101,8 @@ INPUT_DIRS = ("images",)
 #: hashed itself: a session's expected hash must not move when the harness refreshes it before a build.
 INPUT_EXCLUDED = (wheelhouse.WHEELHOUSE_DIR,)
 INPUT_ENV = ("DEBIAN_RELEASE", "SLURM_SDK_COMPOSE_PROFILES")
+#: 1: the login node's sshd allows TCP and agent forwarding (default: none; images/sshd_config).
+SSH_FORWARDING_VAR = "SLURM_SDK_SSH_FORWARDING"
 
 Say = Callable[[str], None]
 
@@ -173,7 +181,11 @@ def containers_inputs(repo_root: Path, project_source: Path, compose_files: Sequ
     """The image inputs, plus what the containers mount (the project's source, the SDK package) and the
     extra compose files: a change to any of them recreates the containers."""
     images = inputs_hash(repo_root)
-    digest = hashlib.sha256(f"{images}\0project={project_source.resolve()}\0sdk={sdk_package_dir()}".encode())
+    # The login node reads its forwarding setting at start (images/entrypoint.sh): a change recreates it.
+    forwarding = os.environ.get(SSH_FORWARDING_VAR, "0")
+    digest = hashlib.sha256(
+        f"{images}\0project={project_source.resolve()}\0sdk={sdk_package_dir()}\0{SSH_FORWARDING_VAR}={forwarding}".encode()
+    )
     for path in compose_files:
         digest.update(f"\0{path}\0".encode() + Path(path).read_bytes())
     return digest.hexdigest()
@@ -364,6 +376,34 @@ class Stack:
         self.update_state(**{PINNED_PORT_KEY: port})
         self._compose_env_file()
 
+    def keep_login_port(self, action: str) -> bool:
+        """Pin login's port before containers are made, so restarting, recreating or re-shaping login keeps
+        the port the stack was first given: SLURM_SDK_SSH_PORT when set, else (a new stack) a free port
+        chosen here, where Docker's ephemeral choice was made anew on every start of the container; a
+        stack started before ports were kept keeps the port it has now. True when the harness chose it."""
+        setting = os.environ.get("SLURM_SDK_SSH_PORT")
+        pinned = self.read_state().get(PINNED_PORT_KEY)
+        if setting and setting.isdigit():
+            if int(setting) != pinned:
+                self.pin_ssh_port(int(setting))
+            return False
+        if pinned:
+            return False
+        if action != "start" and self._login_port:
+            self.pin_ssh_port(self._login_port)
+            return False
+        self.pin_ssh_port(_free_port())
+        return True
+
+    def login_port_taken(self, port: int, cause: str = "") -> StackError:
+        """The error for a login node that cannot get its kept port back: said at once, naming the holder."""
+        holder = preflight.port_holder(self.docker, port)
+        return StackError(
+            f"the login node of {self.project} keeps 127.0.0.1:{port}, the port the stack was first given, "
+            f"but {holder.who} holds it now{': ' + cause if cause else ''}\n"
+            f"fix: {holder.fix}; or `slurm-dev-cluster down` then `up` (a new stack gets a new port)"
+        )
+
     # ---- inspection ---------------------------------------------------------------------------
 
     @property
@@ -380,7 +420,7 @@ class Stack:
     def _containers(self, max_age: float = 0.0) -> dict[str, ContainerInspectResult]:
         """The project's containers by service, a compute node's by its node name, as one `docker ps` and
         one `docker inspect` saw them (both bounded: ``_inspecting``); remembers the login container's id
-        and published SSH port (a restarted login container gets a new ephemeral port). An inspection at
+        and published SSH port (the one the stack keeps, ``keep_login_port``). An inspection at
         most ``max_age`` seconds old is returned as it is (default: Docker is always asked)."""
         if time.monotonic() - self._inspected_at <= max_age:
             return self._last_inspection
@@ -458,8 +498,8 @@ class Stack:
         )
 
     def published_port(self, refresh: bool = True) -> int:
-        """The login node's SSH port on 127.0.0.1, read afresh (it changes when the container restarts)
-        unless ``refresh`` is False (the caller inspected the containers just now)."""
+        """The login node's SSH port on 127.0.0.1, read afresh from Docker unless ``refresh`` is False (the
+        caller inspected the containers just now)."""
         if refresh:
             self._containers()
         if self._login_port is None:
@@ -501,10 +541,15 @@ class Stack:
         """The one preflight check no Docker error would explain well, run before containers are made:
         a fixed SLURM_SDK_SSH_PORT that something else holds."""
         setting = os.environ.get("SLURM_SDK_SSH_PORT")
-        running = bool(setting) and "login" in self.container_names()  # our own stack may hold it
+        kept = self.read_state().get(PINNED_PORT_KEY)
+        if not setting and not kept:
+            return
+        running = self.services().get("login", "").startswith("running")  # our own login may hold it
         problem = preflight.check_ssh_port(setting, stack_running=running, docker=self.docker)
         if problem:
             raise preflight.PreflightError([problem])
+        if kept and not setting and not running and not _port_free(kept):
+            raise self.login_port_taken(kept)
 
     def plan(self, expected: str | None = None) -> tuple[str, str]:
         """What ``ensure_up`` would do: ("reuse" | "start" | "rescale" | "reconfigure" | "complete" |
@@ -566,6 +611,7 @@ class Stack:
             self.adopt_if_orphaned(session, owner_pid)
         state = self.read_state()
         if action == "reuse":
+            self.keep_login_port(action)  # a stack started before ports were kept: its port from now on
             self._reset_abandoned_faults(state)
             connection = self._recorded_connection(state) or self.connect_info()
             if state.get("verified_by") != session:
@@ -575,6 +621,7 @@ class Stack:
             self.events.record("reuse", project=self.project, session=session)
             return UpResult(connection, "reused")
         self._check_ssh_port()  # containers are about to be made
+        chosen = self.keep_login_port(action)
         self.say(why)
         if action == "start":  # claim it first: if we crash halfway, our session still stops what we began
             self.update_state(started_by=session, owner=_owner_record(owner_pid), teardown_requested=False)
@@ -590,7 +637,7 @@ class Stack:
             if action == "reconfigure":
                 self._prepare_reconfigure()
             with self._explained_by_preflight():
-                self.up(force_recreate=action == "rebuild", session=session)
+                self._up_on_kept_port(action, chosen, session)
             connection, nodes = self.wait_until_ready()
         self.forget_removed_nodes(nodes)
         # Rebuilding or completing someone else's stack does not make it ours to tear down; fresh
@@ -610,6 +657,22 @@ class Stack:
         self._remember(connection)
         return UpResult(connection, "rebuilt" if action == "rebuild" else "started")
 
+    def _up_on_kept_port(self, action: str, chosen: bool, session: str) -> None:
+        """``up``; when login cannot publish its kept port, another free port if the harness chose it for
+        this start (taken between the choice and Docker's bind), else the error at once."""
+        for attempt in range(1, CHOSEN_PORT_ATTEMPTS + 1):
+            try:
+                self.up(force_recreate=action == "rebuild", session=session)
+                return
+            except StackError as exc:
+                port = self.read_state().get(PINNED_PORT_KEY)
+                if not port or not any(words in str(exc) for words in PORT_TAKEN):
+                    raise
+                if not chosen or attempt == CHOSEN_PORT_ATTEMPTS:
+                    raise self.login_port_taken(port, "`docker compose up` could not publish it") from None
+                self.say(f"port {port} was taken before Docker bound it: starting on another free port")
+                self.pin_ssh_port(_free_port())
+
     def _reshape(self, services: dict[str, str]) -> tuple[str, str] | None:
         """("rescale" | "reconfigure" | "complete", why) when the running stack's shape is not the wanted one.
 
@@ -628,13 +691,11 @@ class Stack:
         return ("rescale" if healthy else "complete"), why
 
     def _prepare_reconfigure(self) -> None:
-        """Before GPUs or partitions change (every node, login too, is recreated): pin login's port, so it
-        comes back where open sessions look for it; stop the compute replicas and delete their nodes from
+        """Before GPUs or partitions change (every node, login too, is recreated; login on its kept port, so
+        it comes back where open sessions look for it): stop the compute replicas and delete their nodes from
         Slurm. A dynamic node keeps the GPUs it first registered with in slurmctld's state (on its volume,
         so a recreated slurmctld too), and one that comes back with another count is refused (INVAL,
         "gres/gpu count reported lower than configured"); deleted, it registers afresh."""
-        if self._login_port:
-            self.pin_ssh_port(self._login_port)
         nodes = [name for name in self.services() if node_number(name)]
         if not nodes:
             return
@@ -1173,6 +1234,23 @@ def _service_or_node(container: ContainerInspectResult) -> str:
     if service == COMPUTE_SERVICE:
         return node_name(int(labels.get("com.docker.compose.container-number", "0")))
     return service
+
+
+def _free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (the kernel's choice, as Docker's ephemeral one is)."""
+    with socket.socket() as probe:
+        probe.bind((SSH_HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignore TIME_WAIT leftovers
+        try:
+            probe.bind((SSH_HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
 COMMAND_TIMEOUT = 300.0
+#: What every transport puts before each command: whatever the SDK creates on the cluster (directories,
+#: files, the venvs it builds, the jobs sbatch submits, which inherit the umask, and their logs) is the
+#: user's alone: 0700 directories, 0600 files. Files the transports write themselves are created 0600.
+PRIVATE_UMASK = "umask 077; "
 #: The sbatch ``--dependency`` types the SDK offers (``Task.after(..., dependency_type=...)``); every backend
 #: takes them.
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")

@@ -30,6 +30,7 @@ from slurm.backends.base import (
     COMMAND_TIMEOUT,
     DEPENDENCY_TYPES,
     NEVER_SATISFIED,
+    PRIVATE_UMASK,
     Backend,
     CommandResult,
     JobState,
@@ -65,7 +66,7 @@ class HostTransport(Transport):
         timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         try:
             proc = subprocess.run(
-                ["sh", "-c", command],
+                ["sh", "-c", PRIVATE_UMASK + command],  # what it creates is private (see PRIVATE_UMASK)
                 env={**scrub_slurm_env(os.environ), **(env or {})},
                 capture_output=True,
                 text=True,
@@ -82,7 +83,8 @@ class HostTransport(Transport):
             return handle.read()
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
-        write_atomic(path, data, mode)
+        self.makedirs(os.path.dirname(path))
+        write_atomic(path, data, None if mode is None else mode & 0o700)  # private, as over SSH
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -91,10 +93,22 @@ class HostTransport(Transport):
         return {path for path in paths if os.path.exists(path)}
 
     def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
+        """Every directory made is 0700 (``os.makedirs`` gives only the last one its mode)."""
+        missing = []
+        current = os.path.abspath(path)
+        while not os.path.isdir(current):
+            missing.append(current)
+            current = os.path.dirname(current)
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                if not os.path.isdir(directory):
+                    raise
 
     def put(self, local_path: str, remote_path: str) -> None:
-        write_atomic(remote_path, self.read_bytes(local_path), os.stat(local_path).st_mode & 0o777)
+        self.makedirs(os.path.dirname(remote_path))
+        write_atomic(remote_path, self.read_bytes(local_path), os.stat(local_path).st_mode & 0o700)
 
     def read_from(self, path: str, offset: int, limit: int) -> tuple[bytes, int]:
         try:

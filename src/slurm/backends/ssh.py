@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from slurm.backends import wanted_files
-from slurm.backends.base import COMMAND_TIMEOUT, CommandResult, Transport
+from slurm.backends.base import COMMAND_TIMEOUT, PRIVATE_UMASK, CommandResult, Transport
 from slurm.backends.slurm import SlurmBackend
 from slurm.deadline import operation_timeout
 from slurm.errors import CommandError, ConfigError, SSHError
@@ -104,6 +104,9 @@ class SSHTransport(Transport):
         self._home: str | None = None
         self._key_was_there = False  # connected with the key once: its absence now is news
         self._connect_lock = threading.RLock()  # one connection, opened once even when threads race
+        #: Where the connection settings came from, asked again before each reconnect (``Cluster.from_env``
+        #: sets it for a config file): the backend options when they changed since, else None.
+        self.reload_settings: Callable[[], Mapping[str, Any] | None] | None = None
         self._sftp_lock = threading.Lock()  # SFTP requests of one session go one at a time
 
     # -- connection -------------------------------------------------------------------------------
@@ -118,8 +121,29 @@ class SSHTransport(Transport):
             transport = self._client.get_transport() if self._client else None
             if transport is None or not transport.is_active():
                 self._reset()
+                self._reload()
                 self._client = self._connect()
             return self._client
+
+    def _reload(self) -> None:
+        """New connection settings from where they came from, when they changed (a dev cluster's
+        ``slurm-dev-cluster config`` run again): a long-lived client follows them on its next connection.
+        A file that cannot be read now keeps the settings it had."""
+        if self.reload_settings is None:
+            return
+        try:
+            settings = self.reload_settings()
+        except Exception:  # a half-written or broken file: the next reconnect tries again
+            return
+        if not settings or settings.get("type", "ssh") != "ssh":
+            return
+        self.host = str(settings.get("host", self.host))
+        self.port = int(settings.get("port", 22))
+        self.user = settings.get("user", self.user)
+        if settings.get("key_filename"):
+            self.key_filename = os.path.expanduser(str(settings["key_filename"]))
+        if settings.get("known_host_key"):
+            self.known_host_key = parse_public_key(str(settings["known_host_key"]))
 
     def _connect(self) -> Any:
         pm = _paramiko()
@@ -261,7 +285,7 @@ class SSHTransport(Transport):
         try:
             channel.settimeout(timeout)  # every read on it, stdout and stderr alike
             # The login shell of the user differs between clusters; sh -c gives the same semantics everywhere.
-            channel.exec_command("sh -c " + shlex.quote(command))
+            channel.exec_command("sh -c " + shlex.quote(PRIVATE_UMASK + command))
             if stdin is not None:
                 _send_all(channel, stdin)
             channel.shutdown_write()
@@ -362,26 +386,33 @@ class SSHTransport(Transport):
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         def write(sftp: Any, tmp: str) -> None:
-            with sftp.open(tmp, "wb") as handle:
+            with _create_private(sftp, tmp) as handle:
                 handle.set_pipelined(True)  # no wait for each 32 KB chunk's answer (a map's payload is big)
                 handle.write(data)
 
         self._atomic_upload(path, write, mode)
 
     def put(self, local_path: str, remote_path: str) -> None:
+        def copy(sftp: Any, tmp: str) -> None:
+            with open(local_path, "rb") as source, _create_private(sftp, tmp) as handle:
+                handle.set_pipelined(True)
+                while piece := source.read(_PIECE):
+                    handle.write(piece)
+
         mode = os.stat(local_path).st_mode & 0o777  # like cp: an executable stays executable
-        self._atomic_upload(remote_path, lambda sftp, tmp: sftp.put(local_path, tmp), mode)
+        self._atomic_upload(remote_path, copy, mode)
 
     def _atomic_upload(self, path: str, upload: Callable[[Any, str], None], mode: int | None) -> None:
-        """Upload to a temp name beside ``path``, then rename over it: readers never see half a file."""
+        """Upload to a temp name beside ``path``, then rename over it: readers never see half a file. The
+        file is private: created 0600, then ``mode`` limited to its owner's bits (0755 -> 0700)."""
         path = self._path(path)
         self.makedirs(posixpath.dirname(path))
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
 
         def finish(sftp: Any) -> None:
             upload(sftp, tmp)
-            if mode is not None:
-                sftp.chmod(tmp, mode)
+            if mode is not None and mode & 0o700 != 0o600:
+                sftp.chmod(tmp, mode & 0o700)
             sftp.posix_rename(tmp, path)
 
         self._sftp_call(finish)
@@ -401,7 +432,7 @@ class SSHTransport(Transport):
         quoted, quoted_tmp = shlex.quote(path), shlex.quote(tmp)
         command = (
             f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir {quoted_tmp} && "
-            f"tar -xf - -C {quoted_tmp} --no-same-owner && mv -T {quoted_tmp} {quoted} "
+            f"tar -xf - -C {quoted_tmp} --no-same-owner --no-same-permissions && mv -T {quoted_tmp} {quoted} "
             f"|| {{ code=$?; rm -rf {quoted_tmp}; exit $code; }}"
         )
         code, _, stderr = self._exec(command, None, lambda out: out.read(), stdin=buffer.getvalue())
@@ -470,7 +501,7 @@ class SSHTransport(Transport):
                 current = posixpath.dirname(current)
             for directory in reversed(missing):
                 try:
-                    sftp.mkdir(directory)
+                    sftp.mkdir(directory, mode=0o700)  # private, as every directory the SDK makes
                 except OSError:
                     if not _sftp_exists(sftp, directory):  # another process may have created it meanwhile
                         raise
@@ -498,6 +529,20 @@ def _open_sftp(client: Any, timeout: float) -> Any:
     channel.settimeout(timeout)
     channel.invoke_subsystem("sftp")
     return _paramiko().SFTPClient(channel)
+
+
+def _create_private(sftp: Any, path: str) -> Any:
+    """``sftp.open(path, "wb")`` for a new file that is owner-only (0600) from its creation: paramiko's
+    ``open`` sends no permissions, so the server would create it 0666 less its umask (0644 mostly), and
+    another user who opened it in that moment could read what is written later."""
+    pm = _paramiko()
+    attributes = pm.SFTPAttributes()
+    attributes.st_mode = 0o600
+    flags = pm.sftp.SFTP_FLAG_WRITE | pm.sftp.SFTP_FLAG_CREATE | pm.sftp.SFTP_FLAG_EXCL
+    kind, message = sftp._request(pm.sftp.CMD_OPEN, sftp._adjust_cwd(path), flags, attributes)
+    if kind != pm.sftp.CMD_HANDLE:
+        raise pm.SFTPError("Expected handle")
+    return pm.SFTPFile(sftp, message.get_binary(), "wb")
 
 
 def _sftp_exists(sftp: Any, path: str) -> bool:

@@ -203,7 +203,8 @@ def locked_build(target: str, healthy: str, build: list[str]) -> str:
     """Shell that builds ``target`` in place under ``flock`` on ``<target>.lock``: the first submitter
     builds, the others wait and find it ready (``healthy`` holds). Building in place (not in a temp dir
     renamed afterwards) keeps a venv's scripts' shebangs right; ``build`` ends by writing ``.ready``, so an
-    interrupted build is recognised and redone. Prints ``BUILT`` or ``READY`` last."""
+    interrupted build is recognised and redone. What it built is made private (no group or other bits)
+    before. Prints ``BUILT`` or ``READY`` last."""
     q = shlex.quote
     lock = target + ".lock"
     return "\n".join(
@@ -216,6 +217,10 @@ def locked_build(target: str, healthy: str, build: list[str]) -> str:
             f"if {healthy}; then echo {READY}; exit 0; fi",
             f"rm -rf {q(target)}",
             *build,
+            # The umask (PRIVATE_UMASK) is not enough: venv and pip set modes of their own (0644
+            # activate scripts, 0755 console scripts and extension modules). Private to the user, whose
+            # jobs are all that use it.
+            f"chmod -R go-rwx {q(target)}",
             f"touch {q(target + '/.ready')}",
             f"echo {BUILT}",
         ]

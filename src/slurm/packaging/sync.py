@@ -210,7 +210,7 @@ def _extract_script(archive: str, remote_dir: str) -> str:
             f"archive={q(archive)}",
             f"tmp=$(mktemp -d {q(remote_dir + '/.extract-XXXXXX')})",
             """trap 'rm -rf "$tmp" "$archive"' EXIT""",
-            'tar -xzf "$archive" -C "$tmp"',
+            'tar -xzf "$archive" -C "$tmp" --no-same-permissions',  # the umask applies, even for root
             'cd "$tmp"',
             f"find . -mindepth 1 -type d -exec mkdir -p {q(remote_dir)}/{{}} \\;",
             f"find . ! -type d -exec mv -f {{}} {q(remote_dir)}/{{}} \\;",

@@ -6,5 +6,6 @@
 #SBATCH --mem=512
 
 set -eo pipefail
+umask 077
 export PYTHONPATH=/opt/slurm_sdk_dev/src"${PYTHONPATH:+:$PYTHONPATH}"
 exec python3 -m slurm.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d

@@ -14,5 +14,6 @@
 #SBATCH --mail-type=END
 
 set -eo pipefail
+umask 077
 export PYTHONPATH='/opt/code:/shared/my libs'"${PYTHONPATH:+:$PYTHONPATH}"
 exec /opt/venv/bin/python -m slurm.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d

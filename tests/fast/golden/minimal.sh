@@ -4,4 +4,5 @@
 #SBATCH --error=/home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d/slurm-%j.err
 
 set -eo pipefail
+umask 077
 exec python3 -m slurm.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
