@@ -505,6 +505,10 @@ class LocalCommandBackend(Backend):
                 return None  # cancelled before it started
             for path in {output, error}:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+            # RUNNING before the script can print anything, as Slurm marks a job running before its script
+            # starts: readers take the state without the lock, and the script's first lines could
+            # otherwise be read while the state still says PENDING (seen on a loaded host).
+            self._write_state(element, JobState.RUNNING)
             with open(output, "ab") as out, open(error, "ab") as err:
                 proc = subprocess.Popen(
                     ["bash", record["script"]],
@@ -516,7 +520,6 @@ class LocalCommandBackend(Backend):
                     start_new_session=True,
                 )
             write_atomic(self._path("pids", element), str(proc.pid).encode())
-            self._write_state(element, JobState.RUNNING)
         try:
             return JobState.COMPLETED if _wait_with_limit(proc, record["sbatch"]) == 0 else JobState.FAILED
         except subprocess.TimeoutExpired:
