@@ -163,7 +163,9 @@ class Cluster:
             files[layout.CHILD_CONFIG] = (json.dumps(self._child_config()).encode(), 0o600)
         files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
         with timing.phase("upload"):
-            transport.write_files(job_dir, files)
+            # Safe to repeat as a whole (a fresh temporary name each time, renamed into place once complete),
+            # so a connection dropped mid-upload is retried like any outage; nothing was queued yet.
+            self._retry(lambda: transport.write_files(job_dir, files))
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
         with timing.phase("sbatch"):
             job_id = self._submit_once(
