@@ -23,6 +23,9 @@ from slurm.backends import ssh
 
 #: How long a drop may take to reach paramiko (its reader thread sees the socket end) before the test fails.
 DROP_NOTICED_WITHIN = 30.0
+#: Bytes of a command's output that may have arrived unread when the drop lands (paramiko's channel window
+#: is 2 MiB): a cut more than this before the end of the output always loses some of it.
+IN_FLIGHT = 4 << 20
 
 
 def shut_socket(channel: Any) -> None:
@@ -39,16 +42,24 @@ class Cut:
         offset: int,
         matches: Callable[[str], bool],
         drop: Callable[[Any], None] = shut_socket,
+        *,
+        wait_until_noticed: bool = True,
     ) -> None:
         if stream not in ("stdin", "stdout"):
             raise ValueError(f"stream must be 'stdin' or 'stdout', not {stream!r}")
         self.stream, self.offset, self.matches, self.drop = stream, offset, matches, drop
+        #: False: a cut stdin goes on sending right after the drop, racing paramiko's reader thread to
+        #: notice it (a send, or the channel's close, then fails inside paramiko as on a real network).
+        self.wait_until_noticed = wait_until_noticed
         self.armed = False  # a matching command started
+        self.attempts = 0  # matching commands started: the cut one, then the retries
         self.dropped_at: int | None = None  # the byte of the stream the connection died at
 
-    def _drop(self, channel: Any, at: int) -> None:
+    def _drop(self, channel: Any, at: int, *, wait: bool = True) -> None:
         self.dropped_at = at
         self.drop(channel)
+        if not wait:
+            return
         end = time.monotonic() + DROP_NOTICED_WITHIN
         while not channel.closed:  # paramiko noticed: what follows behaves as after a real drop
             if time.monotonic() > end:
@@ -64,7 +75,9 @@ def install(monkeypatch: pytest.MonkeyPatch, cut: Cut) -> Cut:
     exec_, send_all, read_all = ssh.SSHTransport._exec, ssh._send_all, ssh._read_all
 
     def cut_exec(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
-        current.armed = not cut.armed and cut.matches(command)
+        matches = cut.matches(command)
+        cut.attempts += matches
+        current.armed = not cut.armed and matches
         cut.armed = cut.armed or current.armed
         try:
             return exec_(self, command, *args, **kwargs)
@@ -75,7 +88,7 @@ def install(monkeypatch: pytest.MonkeyPatch, cut: Cut) -> Cut:
         if not getattr(current, "armed", False) or cut.stream != "stdin":
             return send_all(channel, data)
         send_all(channel, data[: cut.offset])
-        cut._drop(channel, min(cut.offset, len(data)))
+        cut._drop(channel, min(cut.offset, len(data)), wait=cut.wait_until_noticed)
         send_all(channel, data[cut.offset :])  # fails as on a dead connection (nothing left: no-op)
         return None
 

@@ -281,7 +281,7 @@ class SSHTransport(Transport):
                 transient=True,
             ) from exc
         finally:
-            channel.close()
+            _close(channel)
         if unreadable is not None:
             # The command ended with a status, yet its output could not be read: not a dropped connection.
             if returncode != 0:
@@ -550,6 +550,16 @@ def _sftp_exists(sftp: Any, path: str) -> bool:
     return True
 
 
+def _close(channel: Any) -> None:
+    """Close ``channel``, whatever state the connection is in: on a connection that just dropped, paramiko's
+    close sends a message and raises (EOFError) unless its reader thread noticed the drop first; that
+    error must not replace the one being raised, nor fail a command that had answered."""
+    try:
+        channel.close()
+    except Exception:
+        pass
+
+
 class _UnreadableOutput(Exception):
     """``consume`` could not parse a command's output while the connection was fine and the output still
     coming: not a drop, and not something a retry mends."""
@@ -591,7 +601,7 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
             if channel.closed and not channel.eof_received:
                 raise EOFError("the output was cut off: the connection dropped before its end")
     except BaseException:
-        channel.close()  # unblocks the stderr reader
+        _close(channel)  # unblocks the stderr reader
         raise
     finally:
         reader.join()
