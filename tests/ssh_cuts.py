@@ -48,8 +48,9 @@ class Cut:
         if stream not in ("stdin", "stdout"):
             raise ValueError(f"stream must be 'stdin' or 'stdout', not {stream!r}")
         self.stream, self.offset, self.matches, self.drop = stream, offset, matches, drop
-        #: False: a cut stdin goes on sending right after the drop, racing paramiko's reader thread to
-        #: notice it (a send, or the channel's close, then fails inside paramiko as on a real network).
+        #: False: right after the drop, a cut stdin goes on sending and a cut stdout goes on reading what
+        #: paramiko still hands out, racing its reader thread to notice the drop (a send, a read's window
+        #: adjustment or the channel's close then fails inside paramiko, as on a real network).
         self.wait_until_noticed = wait_until_noticed
         self.armed = False  # a matching command started
         self.attempts = 0  # matching commands started: the cut one, then the retries
@@ -131,6 +132,9 @@ class _CutReader:
         return data
 
     def _drop(self) -> None:
+        if not self.cut.wait_until_noticed:
+            self.cut._drop(self.channel, self.read_so_far, wait=False)
+            return  # what paramiko delivers next, and how the stream ends, is up to it
         self.cut._drop(self.channel, self.read_so_far)
         # What paramiko had received before the drop is read on only if it was the server's whole output
         # (a real drop loses nothing that arrived); otherwise the stream ends at the cut.

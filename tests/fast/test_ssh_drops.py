@@ -95,17 +95,21 @@ def results(tmp_path_factory) -> dict[str, bytes]:
 
 
 @EXAMPLES
-@given(offset=st.integers(0, 1_700_000))
-@example(offset=0).via("the first byte")
-@example(offset=512).via("between a tar header and its data")
-@example(offset=1_500_000).via("inside the big file")
+@given(offset=st.integers(0, 1_700_000), noticed=st.booleans())
+@example(offset=0, noticed=True).via("the first byte")
+@example(offset=512, noticed=True).via("between a tar header and its data")
+@example(offset=1_500_000, noticed=True).via("inside the big file")
+@example(offset=200_000, noticed=False).via("paramiko not yet aware of the drop")
 def test_a_fetch_cut_at_any_byte_fails_transiently_and_the_next_one_is_whole(
-    transport, results, monkeypatch, offset
+    transport, results, monkeypatch, offset, noticed
 ):
     paths = [*results, str(Path(next(iter(results))).parent / "result-9.pkl")]
     assert tar_size(list(results)) < 1_700_000  # the strategy spans the whole stream, and past its end
     with monkeypatch.context() as patch:
-        cut = ssh_cuts.install(patch, ssh_cuts.Cut("stdout", offset, lambda command: FETCH in command))
+        cut = ssh_cuts.install(
+            patch,
+            ssh_cuts.Cut("stdout", offset, lambda command: FETCH in command, wait_until_noticed=noticed),
+        )
         try:
             first = transport.read_existing(paths)
         except SSHError as error:
@@ -249,7 +253,10 @@ def test_submit_and_result_survive_a_drop_at_any_byte(cluster, monkeypatch, uplo
     assert len(transport.sbatch_calls) == sbatch_before + 1  # the upload was retried, sbatch never
     run_on_node(job)
     with monkeypatch.context() as patch:
-        cut = ssh_cuts.install(patch, ssh_cuts.Cut("stdout", fetch_at, lambda command: FETCH in command))
+        cut = ssh_cuts.install(
+            patch,
+            ssh_cuts.Cut("stdout", fetch_at, lambda command: FETCH in command, wait_until_noticed=noticed),
+        )
         assert job.result(timeout=60) == BLOB
     assert cut.dropped_at is not None
     assert leftovers(Path(cluster.resolve_job_root())) == []

@@ -36,6 +36,8 @@ _PIECE = 1 << 20
 _SEND_SLICE = 1 << 16
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
+#: Longest a command's output may look ended before paramiko says how (end-of-file, or closed): see _settle.
+_SETTLE = 5.0
 
 try:
     import paramiko
@@ -550,6 +552,16 @@ def _sftp_exists(sftp: Any, path: str) -> bool:
     return True
 
 
+def _settle(channel: Any) -> None:
+    """Until the server's end-of-file, or the channel closed, for up to ``_SETTLE`` seconds. An output can
+    look ended before either: paramiko's read sends a window adjustment, and on a connection that just
+    dropped that send fails and the read returns short (EOFError swallowed) before paramiko's reader thread
+    has closed the channel; it does so at once, the socket being dead."""
+    end = time.monotonic() + _SETTLE
+    while not (channel.eof_received or channel.closed) and time.monotonic() < end:
+        time.sleep(0.005)
+
+
 def _close(channel: Any) -> None:
     """Close ``channel``, whatever state the connection is in: on a connection that just dropped, paramiko's
     close sends a message and raises (EOFError) unless its reader thread noticed the drop first; that
@@ -572,7 +584,8 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
     from a dropped connection; what ``consume`` returned is then meaningless).
 
     An output that ended without the server's end-of-file was cut by a dropped connection: an
-    ``EOFError``, whether or not ``consume`` noticed (a tar cut between two members parses fine)."""
+    ``EOFError``, whether or not ``consume`` noticed (a tar cut between two members parses fine).
+    ``consume`` must read to the end of the output."""
     stderr: list[bytes] = []
     failures: list[BaseException] = []
 
@@ -592,13 +605,15 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
         except TimeoutError:
             raise  # no byte for the channel's timeout: a frozen login node (see _exec)
         except Exception as exc:
+            _settle(channel)
             if channel.closed and not channel.eof_received:
                 raise EOFError("the connection dropped while the output was coming") from exc
             if not channel.eof_received:
                 raise _UnreadableOutput(exc) from exc
             unreadable = exc
         else:
-            if channel.closed and not channel.eof_received:
+            _settle(channel)
+            if not channel.eof_received:
                 raise EOFError("the output was cut off: the connection dropped before its end")
     except BaseException:
         _close(channel)  # unblocks the stderr reader
