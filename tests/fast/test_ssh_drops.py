@@ -100,6 +100,7 @@ def results(tmp_path_factory) -> dict[str, bytes]:
 @example(offset=512, noticed=True).via("between a tar header and its data")
 @example(offset=1_500_000, noticed=True).via("inside the big file")
 @example(offset=200_000, noticed=False).via("paramiko not yet aware of the drop")
+@example(offset=50_196, noticed=False).via("a read's window adjustment failing (paramiko lost its bytes)")
 def test_a_fetch_cut_at_any_byte_fails_transiently_and_the_next_one_is_whole(
     transport, results, monkeypatch, offset, noticed
 ):

@@ -589,9 +589,11 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
     stderr: list[bytes] = []
     failures: list[BaseException] = []
 
+    out, err = _ChannelReader(channel.recv), _ChannelReader(channel.recv_stderr)
+
     def drain_stderr() -> None:
         try:
-            stderr.append(channel.makefile_stderr("rb").read())
+            stderr.append(err.read())
         except BaseException as exc:
             failures.append(exc)
 
@@ -601,10 +603,12 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
     unreadable: Exception | None = None
     try:
         try:
-            stdout = consume(channel.makefile("rb"))
+            stdout = consume(out)
         except TimeoutError:
             raise  # no byte for the channel's timeout: a frozen login node (see _exec)
         except Exception as exc:
+            if out.failed is not None:
+                raise EOFError("the connection dropped while the output was coming") from out.failed
             _settle(channel)
             if channel.closed and not channel.eof_received:
                 raise EOFError("the connection dropped while the output was coming") from exc
@@ -612,8 +616,12 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
                 raise _UnreadableOutput(exc) from exc
             unreadable = exc
         else:
+            if out.failed is not None:
+                raise EOFError("the connection dropped while the output was coming") from out.failed
             _settle(channel)
-            if not channel.eof_received:
+            # Closed with neither end-of-file nor exit status: dropped (a server that skips the optional
+            # end-of-file still sends the status first).
+            if channel.closed and not channel.eof_received and channel.exit_status == -1:
                 raise EOFError("the output was cut off: the connection dropped before its end")
     except BaseException:
         _close(channel)  # unblocks the stderr reader
@@ -622,7 +630,38 @@ def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Except
         reader.join()
     if failures:
         raise failures[0]
+    if err.failed is not None:
+        raise EOFError("the connection dropped while stderr was coming") from err.failed
     return stdout, b"".join(stderr).decode(errors="replace"), unreadable
+
+
+class _ChannelReader:
+    """One of a command's outputs as a binary file, read straight from the channel (``recv`` or
+    ``recv_stderr``). paramiko's own file (``makefile``) swallows the EOFError of the window adjustment a
+    read sends on a connection that just dropped, and returns short, that read's bytes lost: a later read
+    goes on past a gap, and a complete-looking output may miss a piece. Here that error is raised, and
+    remembered in ``failed``: the output is a dropped connection's, whatever else it looks like."""
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self.recv = recv
+        self.failed: Exception | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is not None and size >= 0:
+            return self._recv(size) if size else b""
+        pieces = []
+        while piece := self._recv(_PIECE):
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def _recv(self, size: int) -> bytes:
+        try:
+            return self.recv(size)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            self.failed = exc
+            raise
 
 
 def _send_all(channel: Any, data: bytes) -> None:
