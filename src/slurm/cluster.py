@@ -171,7 +171,9 @@ class Cluster:
         sbatch_sent = False
         try:
             with timing.phase("upload"):
-                transport.write_files(job_dir, files)
+                # Safe to repeat as a whole (a fresh temporary name each time, renamed into place once
+                # complete), so a connection dropped mid-upload is retried like any outage; nothing is queued.
+                self._retry(lambda: transport.write_files(job_dir, files))
             with timing.phase("sbatch"):
                 sbatch_sent = True
                 job_id = self._submit_once(

@@ -419,7 +419,19 @@ def _fetch_outcomes(jobs: Sequence[Job]) -> None:
             files = cluster._retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
         for job in group:
             if job._result_path in files:
-                job._outcome = Outcome.load(files[job._result_path])
+                job._outcome = _load(job, files[job._result_path])
+
+
+def _load(job: Job, data: bytes) -> Outcome:
+    """The outcome in a result file fetched whole (the transport checks sizes; the runner writes it by
+    rename): a file that does not parse was damaged on the cluster, which a retry does not mend."""
+    try:
+        return Outcome.load(data)
+    except Exception as exc:
+        raise SerializationError(
+            f"the result file {job._result_path} of job {job.job_id} ({len(data):,} bytes) is damaged: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _by_cluster(jobs: Sequence[Job]) -> list[tuple[Cluster, list[Job]]]:

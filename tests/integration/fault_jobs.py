@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import socket
 import time
 
@@ -35,3 +37,17 @@ def logged_nap_no_requeue(path, seconds, value):
 def vanish(code):
     """Ends the job without a result file (as a kill or a crash of the interpreter would)."""
     os._exit(code)
+
+
+@task(time="00:05:00")
+def logged_digest(path, data):
+    """One run logged (a second line: the job ran twice); the SHA-256 of ``data`` as the node got it."""
+    _log_run(path)
+    return hashlib.sha256(data).hexdigest()
+
+
+@task(time="00:05:00")
+def seeded_bytes(spec):
+    """``(seed, size)`` -> ``size`` bytes of a generator seeded with ``seed``: the test makes the same."""
+    seed, size = spec
+    return random.Random(seed).randbytes(size)

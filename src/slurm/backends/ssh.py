@@ -36,6 +36,8 @@ _PIECE = 1 << 20
 _SEND_SLICE = 1 << 16
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
+#: Longest a command's output may look ended before paramiko says how (end-of-file, or closed): see _settle.
+_SETTLE = 5.0
 
 try:
     import paramiko
@@ -276,12 +278,21 @@ class SSHTransport(Transport):
         timeout: float | None,
         consume: Callable[[Any], T],
         stdin: bytes | None = None,
+        *,
+        what: str | None = None,
     ) -> tuple[int, T, str]:
         """Run ``command`` through ``sh -c`` on a fresh channel: ``stdin`` sent, then closed; stdout handed
         to ``consume`` as a binary file as it arrives (so big outputs stream instead of piling up), stderr
-        drained meanwhile. Returns the exit status, what ``consume`` returned, and stderr."""
+        drained meanwhile. Returns the exit status, what ``consume`` returned, and stderr.
+
+        Whatever breaks once the connection is gone (paramiko's errors, a closed socket, a stream that
+        ends early and so cannot be parsed by ``consume``) is a transient ``SSHError``, never the raw
+        error: retried by the caller when that is safe. ``what`` names an operation that is safe to run
+        again (an upload to a fresh name, a read): its messages say so instead of "it may or may not
+        have run", which is what a plain command (sbatch) says."""
         timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         channel = self._open_channel()
+        unreadable: Exception | None = None
         try:
             channel.settimeout(timeout)  # every read on it, stdout and stderr alike
             # The login shell of the user differs between clusters; sh -c gives the same semantics everywhere.
@@ -289,32 +300,48 @@ class SSHTransport(Transport):
             if stdin is not None:
                 _send_all(channel, stdin)
             channel.shutdown_write()
-            stdout, stderr = _read_all(channel, consume)
+            stdout, stderr, unreadable = _read_all(channel, consume)
             if not channel.status_event.wait(timeout):
                 raise TimeoutError("no exit status")
             returncode = channel.recv_exit_status()
             if returncode == -1:
                 # paramiko's way of saying the channel closed without an exit status: the connection
                 # dropped mid-command, which is not an answer from the command.
-                raise EOFError("channel closed without an exit status")
+                raise EOFError("channel closed without an exit status") from unreadable
         except TimeoutError as exc:
             # A login node that does not answer within the timeout is frozen or gone: start afresh next time.
             self._forget_transport(channel.get_transport())
             raise SSHError(
-                f"command on {self.address} did not finish within {timeout:.3g}s: {command}; "
-                "it may or may not have run",
+                f"{what or 'command'} on {self.address} did not finish within {timeout:.3g}s"
+                + (f": {command}; it may or may not have run" if what is None else "; safe to try again"),
                 transient=True,
             ) from exc
-        except (*_DROPPED, _paramiko().SSHException) as exc:
+        except _UnreadableOutput as exc:
+            raise SSHError(
+                f"the output of {what or command} on {self.address} is not what was expected: {exc.__cause__!r}"
+            ) from exc.__cause__
+        except Exception as exc:
+            if not _lost(exc, channel):
+                raise
             # Not re-run here: the command may already have run (e.g. sbatch); callers decide (see
             # Cluster._submit_once, which looks the job up first).
             raise SSHError(
-                f"connection to {self.address} dropped while running: {command} ({exc!r}); "
+                f"connection to {self.address} dropped during {what} ({exc!r}); safe to try again"
+                if what is not None
+                else f"connection to {self.address} dropped while running: {command} ({exc!r}); "
                 "it may or may not have run",
                 transient=True,
             ) from exc
         finally:
-            channel.close()
+            _close(channel)
+        if unreadable is not None:
+            # The command ended with a status, yet its output could not be read: not a dropped connection.
+            if returncode != 0:
+                raise CommandError(what or command, returncode, "", stderr) from unreadable
+            raise SSHError(
+                f"the output of {what or command} on {self.address} is unreadable though it succeeded: "
+                f"{unreadable!r}"
+            ) from unreadable
         return returncode, stdout, stderr
 
     def _open_channel(self) -> Any:
@@ -378,8 +405,11 @@ class SSHTransport(Transport):
     def read_bytes(self, path: str) -> bytes:
         def read(sftp: Any) -> bytes:
             with sftp.open(self._path(path), "rb") as handle:
-                handle.prefetch()  # requests all chunks at once instead of one round trip per 32 KB
+                size = handle.stat().st_size
+                handle.prefetch(size)  # requests all chunks at once instead of one round trip per 32 KB
                 data: bytes = handle.read()
+            if len(data) < size:  # cut short: read again (_sftp_call takes EOFError for a dropped connection)
+                raise EOFError(f"read {len(data)} of the {size} bytes of {path}")
             return data
 
         return self._sftp_call(read)
@@ -419,8 +449,13 @@ class SSHTransport(Transport):
 
     def write_files(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> None:
         """One command instead of about five SFTP round trips per file: a tar of the files on its stdin,
-        unpacked into a fresh temporary directory beside ``directory`` and renamed into place, so the
-        directory appears complete or not at all. ``directory`` must not exist yet (a new job's)."""
+        unpacked into a fresh temporary directory beside ``directory``, checked (every file there, at its
+        size) and only then renamed into place, so the directory appears complete or not at all.
+
+        Safe to run again after a dropped connection, which is what the caller does (``Cluster``): a new
+        attempt writes to a new temporary name, and a ``directory`` an earlier attempt completed (its
+        answer lost) counts as written. An interrupted attempt removes its temporary directory.
+        ``directory`` must not exist yet (a new job's) unless it holds exactly these files already."""
         path = self._path(directory)
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
         buffer = io.BytesIO()
@@ -430,24 +465,50 @@ class SSHTransport(Transport):
                 member.size, member.mode, member.mtime = len(data), mode, int(time.time())
                 archive.addfile(member, io.BytesIO(data))
         quoted, quoted_tmp = shlex.quote(path), shlex.quote(tmp)
-        command = (
-            f"umask 077 && mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir {quoted_tmp} && "
-            f"tar -xf - -C {quoted_tmp} --no-same-owner --no-same-permissions && mv -T {quoted_tmp} {quoted} "
-            f"|| {{ code=$?; rm -rf {quoted_tmp}; exit $code; }}"
+        # complete DIR: every file there at its size (GNU tar takes a stream cut between two members for
+        # a whole archive and exits 0).
+        checks = " && ".join(
+            f'[ -f "$1"/{shlex.quote(name)} ] && [ $(wc -c < "$1"/{shlex.quote(name)}) -eq {len(data)} ]'
+            for name, (data, _) in files.items()
         )
-        code, _, stderr = self._exec(command, None, lambda out: out.read(), stdin=buffer.getvalue())
+        command = (
+            f"umask 077; dir={quoted}; tmp={quoted_tmp}; complete() {{ {checks or 'true'}; }}; "
+            # Whatever ends this shell (tar failing on a cut stream, a hangup, a closed pipe) removes the
+            # temporary directory; after the rename there is nothing left to remove.
+            """trap 'rm -rf "$tmp"' EXIT; trap 'exit 129' HUP; trap 'exit 141' PIPE; trap 'exit 143' TERM; """
+            f'mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir "$tmp" && '
+            """tar -xf - -C "$tmp" --no-same-owner --no-same-permissions && complete "$tmp" && mv -T "$tmp" "$dir" && exit 0; """
+            # An earlier attempt (its answer lost) may have put the directory in place already.
+            """code=$?; complete "$dir" && exit 0; exit $code"""
+        )
+        size = buffer.getbuffer().nbytes
+        code, _, stderr = self._exec(
+            command,
+            None,
+            lambda out: out.read(),
+            stdin=buffer.getvalue(),
+            what=f"the upload of {directory} ({size:,} bytes)",
+        )
         if code != 0:
             raise CommandError(f"writing {directory}", code, "", stderr)
 
     def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
         """All of ``paths`` that exist in one stream: one command, the paths on its stdin, a raw tar of the
         files on its stdout, read as it arrives (no SFTP round trip per 32 KB chunk, no base64). A 200 MB
-        result costs its bytes once here, plus the value unpickled from them."""
+        result costs its bytes once here, plus the value unpickled from them. Each file comes whole or the
+        call fails (``_untar`` checks sizes and the archive's end): a transient ``SSHError`` when the
+        connection dropped, after which the caller fetches again (``Job``)."""
         if not paths:
             return {}
         listing = 'while IFS= read -r f; do [ -f "$f" ] && printf \'%s\\n\' "$f"; done'
         names = "".join(f"{self._path(path)}\n" for path in paths).encode()
-        code, found, stderr = self._exec(f"{listing} | tar -cf - -P -T -", 300, _untar, stdin=names)
+        code, found, stderr = self._exec(
+            f"{listing} | tar -cf - -P -T -",
+            300,
+            _untar,
+            stdin=names,
+            what=f"the fetch of {len(paths)} file(s)",
+        )
         if code != 0:
             raise CommandError("tar of result files", code, "", stderr)
         wanted = {self._path(path): path for path in paths}
@@ -515,6 +576,15 @@ class SSHTransport(Transport):
         return self._home
 
 
+def _lost(exc: Exception, channel: Any) -> bool:
+    """Whether ``exc``, raised while a command ran on ``channel``, means the connection (or the channel)
+    is gone: paramiko's errors, or an OS error on a closed channel or dead transport ("Socket is closed")."""
+    if isinstance(exc, (*_DROPPED, _paramiko().SSHException)):
+        return True
+    transport = channel.get_transport()
+    return isinstance(exc, OSError) and (channel.closed or transport is None or not transport.is_active())
+
+
 def _is_drop(exc: Exception, client: Any) -> bool:
     """Whether ``exc`` means the connection is gone (reconnect) rather than a failed file operation."""
     if isinstance(exc, (*_DROPPED, _paramiko().SSHException)):
@@ -553,30 +623,116 @@ def _sftp_exists(sftp: Any, path: str) -> bool:
     return True
 
 
-def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str]:
+def _settle(channel: Any) -> None:
+    """Until the server's end-of-file, or the channel closed, for up to ``_SETTLE`` seconds. An output can
+    look ended before either: paramiko's read sends a window adjustment, and on a connection that just
+    dropped that send fails and the read returns short (EOFError swallowed) before paramiko's reader thread
+    has closed the channel; it does so at once, the socket being dead."""
+    end = time.monotonic() + _SETTLE
+    while not (channel.eof_received or channel.closed) and time.monotonic() < end:
+        time.sleep(0.005)
+
+
+def _close(channel: Any) -> None:
+    """Close ``channel``, whatever state the connection is in: on a connection that just dropped, paramiko's
+    close sends a message and raises (EOFError) unless its reader thread noticed the drop first; that
+    error must not replace the one being raised, nor fail a command that had answered."""
+    try:
+        channel.close()
+    except Exception:
+        pass
+
+
+class _UnreadableOutput(Exception):
+    """``consume`` could not parse a command's output while the connection was fine and the output still
+    coming: not a drop, and not something a retry mends."""
+
+
+def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Exception | None]:
     """Drain stdout (through ``consume``) and stderr together: reading one to the end first can
-    deadlock when the other fills."""
+    deadlock when the other fills. Returns what ``consume`` made of stdout, stderr, and the error
+    ``consume`` raised on an output the command ended itself (its exit status then tells a failed command
+    from a dropped connection; what ``consume`` returned is then meaningless).
+
+    An output that ended without the server's end-of-file was cut by a dropped connection: an
+    ``EOFError``, whether or not ``consume`` noticed (a tar cut between two members parses fine).
+    ``consume`` must read to the end of the output."""
     stderr: list[bytes] = []
     failures: list[BaseException] = []
 
+    out, err = _ChannelReader(channel.recv), _ChannelReader(channel.recv_stderr)
+
     def drain_stderr() -> None:
         try:
-            stderr.append(channel.makefile_stderr("rb").read())
+            stderr.append(err.read())
         except BaseException as exc:
             failures.append(exc)
 
     reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
+    stdout: Any = None
+    unreadable: Exception | None = None
     try:
-        stdout = consume(channel.makefile("rb"))
+        try:
+            stdout = consume(out)
+        except TimeoutError:
+            raise  # no byte for the channel's timeout: a frozen login node (see _exec)
+        except Exception as exc:
+            if out.failed is not None:
+                raise EOFError("the connection dropped while the output was coming") from out.failed
+            _settle(channel)
+            if channel.closed and not channel.eof_received:
+                raise EOFError("the connection dropped while the output was coming") from exc
+            if not channel.eof_received:
+                raise _UnreadableOutput(exc) from exc
+            unreadable = exc
+        else:
+            if out.failed is not None:
+                raise EOFError("the connection dropped while the output was coming") from out.failed
+            _settle(channel)
+            # Closed with neither end-of-file nor exit status: dropped (a server that skips the optional
+            # end-of-file still sends the status first).
+            if channel.closed and not channel.eof_received and channel.exit_status == -1:
+                raise EOFError("the output was cut off: the connection dropped before its end")
     except BaseException:
-        channel.close()  # unblocks the stderr reader
+        _close(channel)  # unblocks the stderr reader
         raise
     finally:
         reader.join()
     if failures:
         raise failures[0]
-    return stdout, b"".join(stderr).decode(errors="replace")
+    if err.failed is not None:
+        raise EOFError("the connection dropped while stderr was coming") from err.failed
+    return stdout, b"".join(stderr).decode(errors="replace"), unreadable
+
+
+class _ChannelReader:
+    """One of a command's outputs as a binary file, read straight from the channel (``recv`` or
+    ``recv_stderr``). paramiko's own file (``makefile``) swallows the EOFError of the window adjustment a
+    read sends on a connection that just dropped, and returns short, that read's bytes lost: a later read
+    goes on past a gap, and a complete-looking output may miss a piece. Here that error is raised, and
+    remembered in ``failed``: the output is a dropped connection's, whatever else it looks like."""
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self.recv = recv
+        self.failed: Exception | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is not None and size >= 0:
+            return self._recv(size) if size else b""
+        pieces = []
+        while piece := self._recv(_PIECE):
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def _recv(self, size: int) -> bytes:
+        try:
+            return self.recv(size)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            self.failed = exc
+            raise
 
 
 def _send_all(channel: Any, data: bytes) -> None:
@@ -596,12 +752,29 @@ def _text(stream: Any) -> str:
     return str(stream.read().decode(errors="replace"))
 
 
+class _Counted:
+    """A binary stream, counting the bytes read from it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.count = raw, 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self.raw.read(size)
+        self.count += len(data)
+        return data
+
+
 def _untar(stream: Any) -> dict[str, bytes]:
     """The regular files of a tar read from ``stream`` as it arrives (stream mode: no seeking). Each file
     is read in 1 MiB pieces into a buffer of its size: tarfile's own ``read()`` of a whole member holds it
-    three times over at its peak, a big result at most twice here (then once)."""
+    three times over at its peak, a big result at most twice here (then once).
+
+    Verified, so a cut stream never passes for a whole one: each file must arrive with the size its
+    header gives, and the archive must end with tar's end-of-archive marker (a stream cut between two
+    members would otherwise parse fine, one file short). ``EOFError`` otherwise."""
     found: dict[str, bytes] = {}
-    with tarfile.open(fileobj=stream, mode="r|") as archive:
+    counted: Any = _Counted(stream)  # tarfile reads it as a file
+    with tarfile.open(fileobj=counted, mode="r|") as archive:
         for member in archive:
             extracted = archive.extractfile(member) if member.isfile() else None
             if extracted is None:
@@ -616,6 +789,14 @@ def _untar(stream: Any) -> dict[str, bytes]:
                     view[filled : filled + len(piece)] = piece
                     filled += len(piece)
             found[member.name] = bytes(buffer)  # a copy, but the buffer goes with it: 2x for a moment
+        marker_at = archive.offset  # where tarfile met the end: two zero blocks in a whole archive
+    while counted.read(_PIECE):  # the rest of tar's last record: the stream ends by itself
+        pass
+    if counted.count < marker_at + 2 * tarfile.BLOCKSIZE:
+        raise EOFError(
+            f"the tar stream ended after {counted.count} bytes, before its end-of-archive marker "
+            f"(at byte {marker_at})"
+        )
     return found
 
 
