@@ -58,3 +58,21 @@ def make_cluster(tmp_path):
 @pytest.fixture
 def cluster(make_cluster) -> Cluster:
     return make_cluster()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A throwaway OpenSSH server on 127.0.0.1 (one per test module), for the SSH transport's tests."""
+    from .test_ssh_transport import SSHD_
+
+    server = SSHD_(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def transport(sshd):
+    """An SSHTransport to ``sshd``, closed after the test."""
+    t = sshd.transport()
+    yield t
+    t.close()

@@ -24,7 +24,7 @@ from slurm.backends.ssh import SSHTransport
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.serialization import LOCAL_PYTHON, dump_result, load_payload
 from tests import ssh_cuts
-from tests.fast.test_ssh_transport import SSHD, SSHD_
+from tests.fast.test_ssh_transport import SSHD
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(SSHD), reason="needs OpenSSH server (apt-get install -y openssh-server)"
@@ -36,20 +36,6 @@ UPLOAD = "tar -xf -"  # the command write_files runs
 FETCH = "tar -cf -"  # the command read_existing runs
 #: How long a command the drop interrupted may take to clean up after itself on the server.
 CLEANED_WITHIN = 30.0
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = SSHD_(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def transport(sshd):
-    t = sshd.transport()
-    yield t
-    t.close()
 
 
 def tar_size(paths: list[str]) -> int:

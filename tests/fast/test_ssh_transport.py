@@ -82,20 +82,6 @@ class SSHD_:
         self.proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = SSHD_(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def transport(sshd):
-    t = sshd.transport()
-    yield t
-    t.close()
-
-
 def test_run_collects_output_status_and_env(transport):
     result = transport.run(
         'echo "out $GREETING"; echo err >&2; exit 3', env={"GREETING": "a b'c"}, check=False

@@ -19,13 +19,6 @@ from slurm_dev_cluster.stack import REPO_ROOT, Stack
 from .test_ssh_transport import SSHD_, pytestmark  # noqa: F401 - skipped where sshd is missing
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = SSHD_(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def stack(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
