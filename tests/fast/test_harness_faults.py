@@ -15,7 +15,14 @@ import pytest
 
 from slurm_dev_cluster import activity, fault_verbs
 from slurm_dev_cluster.__main__ import cmd_down
-from slurm_dev_cluster.faults import CHECKED_SETTINGS, _same_setting, defaults, defaults_names, render
+from slurm_dev_cluster.faults import (
+    CHECKED_SETTINGS,
+    DROP_SESSIONS,
+    _same_setting,
+    defaults,
+    defaults_names,
+    render,
+)
 from slurm_dev_cluster.locks import ClusterLock, EventLog, process_start_time
 from slurm_dev_cluster.stack import REPO_ROOT, Stack, _published_ssh_port
 
@@ -298,3 +305,31 @@ def test_down_goes_ahead_on_an_idle_stack(tmp_path):
     assert cmd_down(idle, argparse.Namespace(force=False)) == 0 and idle.downs == [
         ("cli", "`slurm-dev-cluster down`")
     ]
+
+
+# ---- drop_ssh's script ----------------------------------------------------------------------------
+
+
+def test_dropping_ssh_sessions_skips_one_that_ended_before_its_kill(tmp_path):
+    """ps lists a session that exits before its turn (the unprivileged half of a session ends with its
+    monitor): the drop still succeeds and names only the processes it killed."""
+    live = subprocess.Popen(["sleep", "60"])
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid names no process any more
+    fake_ps = tmp_path / "ps"
+    fake_ps.write_text(
+        f"#!/bin/sh\nprintf '%s\\n' '{ended.pid} sshd-session' '{live.pid} sshd-session' '1 bash'\n"
+    )
+    fake_ps.chmod(0o755)
+    try:
+        done = subprocess.run(
+            ["sh", "-c", DROP_SESSIONS],
+            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (done.returncode, done.stdout.split(), done.stderr) == (0, [str(live.pid)], "")
+        assert live.wait(timeout=10) == -9
+    finally:
+        live.kill()

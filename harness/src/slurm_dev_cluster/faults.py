@@ -55,9 +55,12 @@ PAUSE_ATTEMPTS = 10
 #: Settings read back from slurmctld after a reconfigure, with Slurm's value when a file leaves them out.
 CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)"}
 #: What ``drop_ssh`` kills: the job user's SSH session processes (OpenSSH >= 9.8 names them sshd-session).
+#: A session listed by ps may end before its kill (the unprivileged half of a session exits when its
+#: monitor is killed first): that one is gone, not a failure; a process still alive after a failed kill is.
 DROP_SESSIONS = (
     f'for pid in $(ps -o pid=,comm= -u {SSH_USER} | awk \'$2 == "sshd-session" || $2 == "sshd" '
-    "{print $1}'); do kill -KILL $pid && echo $pid; done"
+    "{print $1}'); do if kill -KILL $pid 2>/dev/null; then echo $pid; "
+    'elif kill -0 $pid 2>/dev/null; then echo "cannot kill SSH session process $pid" >&2; exit 1; fi; done'
 )
 
 
