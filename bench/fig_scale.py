@@ -17,10 +17,11 @@ TIMEOUT = 3600.0
 
 
 def startup(env: BenchEnv, runs: int) -> Figure:
-    """One array task's cost on c1: ``python -m slurm.runner`` on a real payload (import, read its item,
+    """One array task's cost on c1: ``python -m slurm.node.runner`` on a real payload (import, read its item,
     run ``square``, write the result) against ``python3 -c 'print(7*7)'``, alternating, one srun."""
     from bench.tasks import square
-    from slurm.serialization import LOCAL_PYTHON, Outcome, dump_payload
+    from slurm.node.payload import LOCAL_PYTHON
+    from slurm.serialization import Outcome, dump_payload
     from slurm.task import Task
 
     cluster = env.cluster()
@@ -31,12 +32,12 @@ def startup(env: BenchEnv, runs: int) -> Figure:
     )
     setup = "; ".join(cluster.packaging.setup_lines())
     python = cluster.packaging.python_command()
-    runner = f"SLURM_ARRAY_TASK_ID=$i {python} -m slurm.runner {shlex.quote(directory)} 2>/dev/null"
+    runner = f"SLURM_ARRAY_TASK_ID=$i {python} -m slurm.node.runner {shlex.quote(directory)} 2>/dev/null"
     loop = (
         f"{setup}; for i in $(seq 0 {runs - 1}); do "
         f's=$(date +%s%N); {runner}; e=$(date +%s%N); echo "sdk $((e - s))"; '
         's=$(date +%s%N); python3 -c "print(7*7)" >/dev/null; e=$(date +%s%N); echo "raw $((e - s))"; done; '
-        f"{python} -X importtime -c 'import slurm.runner' 2>&1 >/dev/null | tail -n 12"
+        f"{python} -X importtime -c 'import slurm.node.runner' 2>&1 >/dev/null | tail -n 12"
     )
     out = env.run(f"srun -N1 -n1 -w c1 --quiet sh -c {shlex.quote(loop)}", timeout=600)
     samples: dict[str, list[float]] = {"sdk": [], "raw": []}
@@ -58,7 +59,7 @@ def startup(env: BenchEnv, runs: int) -> Figure:
         "startup",
         "Per-task start-up on a compute node: the SDK's runner on a real payload vs python3 -c",
         "s",
-        {"SDK: python -m slurm.runner (one task)": sdk, "raw: python3 -c 'print(7*7)'": raw},
+        {"SDK: python -m slurm.node.runner (one task)": sdk, "raw: python3 -c 'print(7*7)'": raw},
         ratios={"runner / python3 -c": ratio(sdk, raw)},
         details={"runs": runs, "slurm imports (cumulative, python -X importtime)": imports},
         notes=[

@@ -70,7 +70,7 @@ def child(mode: str, root: str, port: str, user: str, key: str, host_key: str) -
 
 
 def main(rounds: int) -> None:
-    from slurm.serialization import dump_result
+    from slurm.node.outcome import dump_result
     from tests.fast.test_ssh_transport import SSHD_
 
     root = Path(tempfile.mkdtemp(prefix="loopback-results-"))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "JobState": "slurm.backends.base",
     "Callback": "slurm.callbacks",
-    "Checkpointing": "slurm.checkpoint",
+    "Checkpointing": "slurm.node.checkpoint",
     "Cluster": "slurm.cluster",
     "MappedJobs": "slurm.job",
     "Job": "slurm.job",
@@ -33,9 +33,9 @@ _EXPORTS = {
     "as_completed_async": "slurm.awaiting",
     "wait_async": "slurm.awaiting",
     "Resources": "slurm.resources",
-    "RankContext": "slurm.ranks",
-    "rank_context": "slurm.ranks",
-    "set_torch_env": "slurm.ranks",
+    "RankContext": "slurm.node.ranks",
+    "rank_context": "slurm.node.ranks",
+    "set_torch_env": "slurm.node.ranks",
     "ParentResultError": "slurm.dataflow",
     **dict.fromkeys(
         [
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from slurm.awaiting import as_completed_async, wait_async
     from slurm.backends.base import JobState
     from slurm.callbacks import Callback
-    from slurm.checkpoint import Checkpointing
     from slurm.cluster import Cluster
     from slurm.dataflow import ParentResultError
     from slurm.errors import (
@@ -78,14 +77,22 @@ if TYPE_CHECKING:
         UnknownJobError,
     )
     from slurm.job import Job, MappedJobs, as_completed, wait_all
-    from slurm.ranks import RankContext, rank_context, set_torch_env
+    from slurm.node.checkpoint import Checkpointing
+    from slurm.node.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
 from slurm.task import Task, task, workflow  # noqa: E402
 
+#: Public modules that live in the node-side package (``from slurm import checkpoint`` in a task).
+_MODULES = {"checkpoint": "slurm.node.checkpoint"}
+
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        module = importlib.import_module(_MODULES[name])
+        globals()[name] = module
+        return module
     if name not in _EXPORTS:
         raise AttributeError(f"module 'slurm' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -94,7 +101,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted([*globals(), *_EXPORTS, *_MODULES])
 
 
 __all__ = [

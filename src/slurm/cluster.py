@@ -10,12 +10,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from slurm import dataflow, layout, timing
+from slurm import dataflow, timing
 from slurm.backends.base import Backend
 from slurm.callbacks import emit
 from slurm.config import ENV_PATH, backend_settings_when_changed, cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import Job, MappedJobs
+from slurm.node import layout
 from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.records import SubmissionRecord, remove_dirs, secure_root, utc_now, write_record
 from slurm.rendering import render_script

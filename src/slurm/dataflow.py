@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slurm.errors import SlurmSDKError, SubmitError
-from slurm.node import node_name
+from slurm.node.name import node_name
 
 if TYPE_CHECKING:
     from slurm.cluster import Cluster

@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from slurm.node import node_name
+from slurm.node.name import node_name
 from slurm.task import task
 
 

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+# Defined on the node side (the runner raises them there) and re-exported here, the one place callers look.
+from slurm.node.errors import RankTerminated, ResourceError, SerializationError, SlurmSDKError
 
-class SlurmSDKError(Exception):
-    """Base class of all SDK errors."""
+__all__ = [
+    "BackendError",
+    "CommandError",
+    "ConfigError",
+    "DependencyError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "RankTerminated",
+    "RemoteTraceback",
+    "ResourceError",
+    "SSHError",
+    "SerializationError",
+    "SlurmSDKError",
+    "SubmitError",
+    "UnknownJobError",
+    "is_transient_message",
+]
 
 
 class ConfigError(SlurmSDKError):
@@ -15,10 +32,6 @@ class ConfigError(SlurmSDKError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
-
-
-class ResourceError(SlurmSDKError, ValueError):
-    """A task's resources (time, cpus, mem, ...) cannot be turned into valid ``#SBATCH`` lines."""
 
 
 class SubmitError(SlurmSDKError):
@@ -33,10 +46,6 @@ class SubmitError(SlurmSDKError):
 class DependencyError(SubmitError):
     """A project's dependencies cannot be resolved or installed for the cluster's Python and platform.
     Raised by ``submit`` before anything is queued."""
-
-
-class SerializationError(SlurmSDKError):
-    """A function, argument or result cannot be pickled, or cannot travel to the node's Python."""
 
 
 class BackendError(SlurmSDKError):
@@ -135,9 +144,3 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return "the traceback in the job was:\n\n" + self.traceback_text.rstrip()
-
-
-class RankTerminated(BaseException):
-    """Raised in a rank of a multi-rank task on SIGTERM (srun stopping it because another rank failed, a
-    cancel or a requeue), so it leaves an outcome that says it was a victim, not the cause. Here, not in
-    ``slurm.gather``: the runner's signal handler must not import anything."""

@@ -7,12 +7,13 @@ import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from slurm import layout, timing
+from slurm import timing
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
+from slurm.node import layout
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
 

@@ -1,6 +1,6 @@
 """What the SDK writes at submit so that any later process can find a job again, and how it is read back.
 
-Where records and job directories live: ``slurm.layout``. A 1,000-task map writes one record, not a thousand. The record is written after ``sbatch`` returned the
+Where records and job directories live: ``slurm.node.layout``. A 1,000-task map writes one record, not a thousand. The record is written after ``sbatch`` returned the
 id, as one small atomic file write (SFTP over SSH, no process on the login node); a lookup by id is one
 read, and listing every record is one ``find`` command.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 from slurm.backends.base import Transport
 from slurm.errors import UnknownJobError
-from slurm.layout import RECORDS_DIR, RESULT_GLOB, is_job_dir_name, record_path, script_path
+from slurm.node.layout import RECORDS_DIR, RESULT_GLOB, is_job_dir_name, record_path, script_path
 
 _VERSION = 1
 #: A job id as sbatch prints it, or one array task of it ("123_4").

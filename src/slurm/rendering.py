@@ -6,14 +6,14 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from slurm.checkpoint import MAX_REQUEUES_OPTION
 from slurm.directives import directive
-from slurm.layout import log_patterns
-from slurm.ranks import MASTER_ADDR_ENV
+from slurm.node.checkpoint import MAX_REQUEUES_OPTION
+from slurm.node.layout import log_patterns
+from slurm.node.ranks import MASTER_ADDR_ENV
 from slurm.resources import Resources
 
-RUNNER_MODULE = "slurm.runner"
-#: The runner's options for multi-rank tasks: run as one rank / gather N ranks (see ``slurm.gather``).
+RUNNER_MODULE = "slurm.node.runner"
+#: The runner's options for multi-rank tasks: run as one rank / gather N ranks (see ``slurm.node.gather``).
 RANK_OPTION, GATHER_OPTION = "--rank", "--gather-ranks"
 
 

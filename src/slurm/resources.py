@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from slurm.checkpoint import Checkpointing
 from slurm.durations import parse_time_seconds
 from slurm.errors import ResourceError
+from slurm.node.checkpoint import Checkpointing
 
 _MEM = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
 _GPUS = re.compile(r"^([A-Za-z0-9_.-]+:)?[1-9]\d*$")
@@ -165,9 +165,9 @@ class Resources:
     #: False: never requeue after a node failure or preemption (``--no-requeue``); True: allow it
     #: (``--requeue``); None: the cluster's JobRequeue default.
     requeue: bool | None = None
-    #: Checkpoint and requeue (``slurm.checkpoint``): True for the defaults, or a ``Checkpointing``.
+    #: Checkpoint and requeue (``slurm.node.checkpoint``): True for the defaults, or a ``Checkpointing``.
     checkpoint: Checkpointing | bool | None = None
-    #: Multi-rank task (``slurm.ranks``): the function runs once per rank under srun, ``nodes`` x
+    #: Multi-rank task (``slurm.node.ranks``): the function runs once per rank under srun, ``nodes`` x
     #: ``ntasks_per_node`` ranks (either alone means 1 of the other); None for both: one process.
     nodes: int | None = None
     ntasks_per_node: int | None = None

@@ -72,6 +72,20 @@ class Task:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
+    def run_on_node(self, job_dir: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run as the job: called by the runner (``slurm.node.runner``) with the call it read from the
+        payload. Job arguments become their results; a workflow gets the Cluster it submits children to.
+        The node-side package imports nothing of the submitting side: what a job needs of it comes
+        through here, the Task the runner unpickled."""
+        if "slurm.dataflow" in sys.modules:  # the call held a Job argument: unpickling it imported dataflow
+            from slurm import dataflow
+
+            args, kwargs = dataflow.inject((args, kwargs))  # Job arguments -> their results, read here
+        if not self.is_workflow:
+            return self.fn(*args, **kwargs)
+        with _workflow_cluster(job_dir) as cluster:
+            return self.fn(cluster, *args, **kwargs)
+
     def __repr__(self) -> str:
         kind = "workflow" if self.is_workflow else "task"
         return f"<{kind} {self.fn.__module__}.{self.fn.__qualname__}>"
@@ -121,6 +135,23 @@ class Task:
         if _importable(self.fn):
             return _import_task, (self.fn.__module__, self.fn.__qualname__, self.is_workflow)
         return Task, (self.fn, None), {"is_workflow": self.is_workflow}
+
+
+def _workflow_cluster(job_dir: str) -> Any:
+    # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
+    import json
+    import os
+
+    from slurm.cluster import Cluster
+    from slurm.inherited_env import scrub_slurm_env
+    from slurm.node.layout import child_config_path
+
+    # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.
+    environ = scrub_slurm_env(os.environ)
+    os.environ.clear()
+    os.environ.update(environ)
+    with open(child_config_path(job_dir)) as handle:
+        return Cluster._from_child_config(json.load(handle))
 
 
 def _dependency_ids(job: Any) -> list[str]:
@@ -208,7 +239,7 @@ task = _Decorator(
 mem="4G", gpus=1, partition="debug", account=None, requeue=False, sbatch={"constraint": "fast"},
 name="train")``. ``requeue=False`` renders ``--no-requeue``: the job fails instead of running again after a
 node failure or preemption. ``checkpoint=True`` (or ``Checkpointing(signal_before=60, max_requeues=3)``):
-the task saves its state with ``slurm.checkpoint.save`` and is requeued before its time limit.
+the task saves its state with ``slurm.node.checkpoint.save`` and is requeued before its time limit.
 ``nodes=2, ntasks_per_node=2``: the function runs once per rank under srun (4 ranks); each rank gets its
 place from ``slurm.rank_context()``; ``result()`` is rank 0's value, ``results_by_rank()`` every rank's.""",
 )

@@ -14,13 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError, layout
+from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
 from slurm.backends.base import CommandResult
 from slurm.backends.local import HostTransport
 from slurm.backends.slurm import CONFIRM_LIVE_EVERY, SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.job import as_completed
-from slurm.serialization import LOCAL_PYTHON, dump_result
+from slurm.node import layout
+from slurm.node.outcome import dump_result
+from slurm.node.payload import LOCAL_PYTHON
 from tests.fast import tasks
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
@@ -534,7 +536,7 @@ def test_a_requeue_between_polls_is_reported_from_the_result_file(make, slurm, r
 
 
 def test_the_runner_records_the_restart_count(tmp_path, monkeypatch, capsys):
-    from slurm import runner
+    from slurm.node import runner
     from slurm.serialization import Outcome, dump_payload
 
     pathlib.Path(layout.payload_path(str(tmp_path))).write_bytes(

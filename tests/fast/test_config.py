@@ -242,7 +242,7 @@ def test_plain_tasks_and_workflow_children_never_load_the_validation_library(clu
     import sys
 
     script = (
-        "import json, sys, slurm.runner; from slurm.cluster import Cluster; "
+        "import json, sys, slurm.node.runner; from slurm.cluster import Cluster; "
         "Cluster._from_child_config(json.loads(sys.argv[1])); print('pydantic' in sys.modules)"
     )
     config = json.dumps(cluster._child_config())

@@ -12,7 +12,9 @@ from slurm import Cluster, JobFailedError, JobState, SerializationError, SubmitE
 from slurm.backends.local import LocalCommandBackend
 from slurm.dataflow import ParentResultError, ResultOf
 from slurm.job import Job
-from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_payload, dump_result
+from slurm.node.outcome import dump_exception, dump_result
+from slurm.node.payload import LOCAL_PYTHON
+from slurm.serialization import dump_payload
 from tests.fast import dataflow_tasks, tasks
 from tests.fast.conftest import REPO
 

@@ -8,7 +8,7 @@ import pytest
 
 from slurm import SubmitError
 from slurm.errors import BackendError
-from slurm.layout import RECORDS_DIR
+from slurm.node.layout import RECORDS_DIR
 
 from . import tasks
 

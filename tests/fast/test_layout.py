@@ -1,4 +1,4 @@
-"""The job-directory layout has one home (``slurm.layout``): the submitting side and the runner agree on it,
+"""The job-directory layout has one home (``slurm.node.layout``): the submitting side and the runner agree on it,
 and the SLURM_* scrub rule has one definition, applied in Python and as a shell prefix."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import subprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm import layout
 from slurm.backends.local import HostTransport
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL, scrub_slurm_env
+from slurm.node import layout
 from slurm.records import list_records
 from tests.fast import tasks
 

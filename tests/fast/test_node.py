@@ -1,4 +1,4 @@
-"""slurm.node.node_name: the one answer to "which node am I on" for every job-side report."""
+"""slurm.node.name.node_name: the one answer to "which node am I on" for every job-side report."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slurm import diagnostics, ranks
-from slurm.node import node_name
+from slurm import diagnostics
+from slurm.node import ranks
+from slurm.node.name import node_name
 
 NAME = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True)
 SWITCHES = st.lists(st.from_regex(r"s[0-9]{1,3}", fullmatch=True), max_size=3)

@@ -23,11 +23,12 @@ from slurm import (
 )
 from slurm.backends.local_srun import rank_environments
 from slurm.errors import RankTerminated
-from slurm.gather import gather, write_rank_outcome
-from slurm.layout import rank_result_path
-from slurm.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per_node
+from slurm.node.gather import gather, write_rank_outcome
+from slurm.node.layout import rank_result_path
+from slurm.node.outcome import dump_exception, dump_result
+from slurm.node.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per_node
 from slurm.rendering import sbatch_options
-from slurm.serialization import Outcome, dump_exception, dump_result
+from slurm.serialization import Outcome
 from tests.fast.test_end_to_end import wait_until
 from tests.integration.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
 

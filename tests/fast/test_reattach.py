@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from slurm import Job, JobState, MappedJobs, UnknownJobError
 from slurm.durations import parse_duration
-from slurm.layout import RECORDS_DIR, record_path
+from slurm.node.layout import RECORDS_DIR, record_path
 from slurm.records import SubmissionRecord, _checked_dir, parse_job_id
 
 from . import log_tasks, tasks

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm.checkpoint import Checkpointing
+from slurm.node.checkpoint import Checkpointing
 from slurm.packaging.none import NonePackaging
 from slurm.rendering import expand_log_pattern, render_script
 from slurm.resources import Resources

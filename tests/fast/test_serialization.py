@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slurm import SerializationError, Task, task
-from slurm.serialization import LOCAL_PYTHON, Outcome, dump_payload, dump_result, load_payload, read_payload
+from slurm.node.outcome import dump_result
+from slurm.node.payload import LOCAL_PYTHON, read_payload
+from slurm.serialization import Outcome, dump_payload, load_payload
 from tests.fast import tasks
 
 

@@ -41,7 +41,7 @@ def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, compute_node
 
 def test_a_job_reports_its_slurm_node_name_not_its_container_id(slurm_cluster, compute_nodes):
     """A compute replica's host name is its container id: the runner's log line and the job's own
-    report (slurm.node.node_name) both name the node as Slurm does."""
+    report (slurm.node.name.node_name) both name the node as Slurm does."""
     job = slurm_cluster.submit(node_info)
     host = job.result(timeout=120)["host"]
     assert host in compute_nodes

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from slurm import Cluster, JobState
-from slurm.layout import record_path
-from slurm.ranks import expand_hostlist
+from slurm.node.layout import record_path
+from slurm.node.ranks import expand_hostlist
 from slurm.reattach import has_ended
 from slurm_dev_cluster import pytest_plugin
 

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from slurm.atomic import write_atomic
 from slurm.backends.base import (
     COMMAND_TIMEOUT,
     DEPENDENCY_TYPES,
@@ -37,12 +36,13 @@ from slurm.backends.base import (
     JobStatus,
     Transport,
 )
-from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
 from slurm.directives import read_directives
 from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError, CommandError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
+from slurm.node.atomic import write_atomic
+from slurm.node.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.rendering import expand_log_pattern
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant

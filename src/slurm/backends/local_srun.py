@@ -3,7 +3,7 @@
 The local backend puts a ``srun`` on the job's ``PATH`` that runs this. It starts one process per rank
 of the job's emulated nodes (``SLURM_JOB_NUM_NODES`` x ``SLURM_NTASKS_PER_NODE``, block distribution as
 Slurm's default: ranks 0-1 on the first node, 2-3 on the second, ...) with the variables Slurm gives each
-task of a step, and a free port on 127.0.0.1 as the master address and port (``slurm.ranks``), so
+task of a step, and a free port on 127.0.0.1 as the master address and port (``slurm.node.ranks``), so
 concurrent local jobs never collide. ``--kill-on-bad-exit``: one rank failing stops the others.
 """
 
@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from slurm.ranks import MASTER_ADDR_ENV, MASTER_PORT_ENV, expand_hostlist
+from slurm.node.ranks import MASTER_ADDR_ENV, MASTER_PORT_ENV, expand_hostlist
 
 _POLL = 0.05
 _KILL_WAIT = 2.0  # s between SIGTERM and SIGKILL, the dev cluster's KillWait

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slurm.atomic import write_atomic
-from slurm.errors import ResourceError
-from slurm.layout import checkpoint_path, requeue_count_path
+from slurm.node.atomic import write_atomic
+from slurm.node.errors import ResourceError
+from slurm.node.layout import checkpoint_path, requeue_count_path
 
 #: The signal Slurm sends before the time limit (``--signal=B:USR2@N``; B: the batch shell, which is the
 #: runner itself, since the script execs it).

@@ -13,10 +13,10 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from slurm.atomic import write_atomic
-from slurm.errors import RankTerminated
-from slurm.layout import rank_result_path
-from slurm.serialization import Outcome, dump_ranks
+from slurm.node.atomic import write_atomic
+from slurm.node.errors import RankTerminated
+from slurm.node.layout import rank_result_path
+from slurm.node.outcome import OutcomeFile, dump_ranks
 
 
 def write_rank_outcome(job_dir: str, index: int, rank: int, node: str, outcome: bytes) -> None:
@@ -47,12 +47,12 @@ def gather(job_dir: str, index: int, world_size: int, *, restarts: int) -> tuple
     ), 1
 
 
-def _terminated(entry: tuple[str, Outcome] | None) -> bool:
+def _terminated(entry: tuple[str, OutcomeFile] | None) -> bool:
     name = f"{RankTerminated.__module__}.{RankTerminated.__qualname__}"
     return entry is not None and entry[1].fields.get("type") == name
 
 
-def _read_rank(job_dir: str, index: int, rank: int, restarts: int) -> tuple[str, Outcome] | None:
+def _read_rank(job_dir: str, index: int, rank: int, restarts: int) -> tuple[str, OutcomeFile] | None:
     """A rank's (node, outcome) from this run; None if it left none. A file from an earlier run of a
     requeued job (another restart count) does not count: the rank left nothing this time."""
     try:
@@ -60,7 +60,7 @@ def _read_rank(job_dir: str, index: int, rank: int, restarts: int) -> tuple[str,
             entry = pickle.load(handle)
     except FileNotFoundError:
         return None
-    outcome = Outcome.load(entry["outcome"])
+    outcome = OutcomeFile.load(entry["outcome"])
     return (entry["node"], outcome) if outcome.restarts == restarts else None
 
 

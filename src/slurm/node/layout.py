@@ -1,7 +1,7 @@
 """Where every file of a job lives: the one home for the job-directory layout.
 
-The submitting side (``Cluster``, ``Job``, records, cleanup, logs) and the job side (``slurm.runner``,
-``slurm.checkpoint``) both build their paths here, so a name changes in one place::
+The submitting side (``Cluster``, ``Job``, records, cleanup, logs) and the job side (``slurm.node.runner``,
+``slurm.node.checkpoint``) both build their paths here, so a name changes in one place::
 
     <job_root>/                           mode 0700: job files are never readable by other users
         records/<job id>.json             one record per sbatch call (see slurm.records)
@@ -77,7 +77,7 @@ def result_path(job_dir: str, index: int) -> str:
 
 
 def rank_result_path(job_dir: str, index: int, rank: int) -> str:
-    """Where rank ``rank`` of a multi-rank task leaves its outcome for the gather step (``slurm.gather``)."""
+    """Where rank ``rank`` of a multi-rank task leaves its outcome for the gather step (``slurm.node.gather``)."""
     return posixpath.join(job_dir, f"ranks-{index}", f"rank-{rank}.pkl")
 
 

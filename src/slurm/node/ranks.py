@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from slurm.node import node_name
+from slurm.node.name import node_name
 
 #: ``master_port`` is ``MASTER_PORT_BASE + job id % MASTER_PORT_SPAN``: the same on every rank, different
 #: for jobs less than MASTER_PORT_SPAN ids apart (those that may share a node), and below Linux's ephemeral range (32768-60999), so no outgoing

@@ -1,11 +1,14 @@
-"""The job side: ``python -m slurm.runner [--max-requeues N] [--rank | --gather-ranks N] <job_dir>`` (array
-index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see ``slurm.checkpoint``;
-``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``: combine N ranks, see ``slurm.gather``).
+"""The job side: ``python -m slurm.node.runner [--max-requeues N] [--rank | --gather-ranks N] <job_dir>``
+(array index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see
+``slurm.node.checkpoint``; ``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``:
+combine N ranks, see ``slurm.node.gather``).
 
 Loads the task and its own arguments from ``payload.pkl`` (reading only its part of it, see
-``slurm.serialization``), runs it (a workflow also gets a Cluster for
-submitting children from inside the allocation) and writes the outcome, value or exception with its
-traceback, to its result file (paths: ``slurm.layout``). Exits 1 when the task raised, so the scheduler records FAILED.
+``slurm.node.payload``), runs it through the task's own ``run_on_node`` (which gives a workflow its
+Cluster: the submitting side is reached only through the task this unpickled, never imported here)
+and writes the outcome, value or exception with its traceback, to its result file (paths:
+``slurm.node.layout``, format: ``slurm.node.outcome``). Exits 1 when the task raised, so the scheduler
+records FAILED.
 """
 
 # ruff: noqa: E402 - the start time is taken before the other imports, which are part of the run
@@ -21,15 +24,19 @@ import _pickle as pickle
 import os
 import sys
 
-import slurm
-from slurm import layout
-from slurm.atomic import write_atomic
-from slurm.errors import RankTerminated, SerializationError
-from slurm.node import node_name
-from slurm.serialization import LOCAL_PYTHON, dump_exception, dump_result, exit_code_of, read_payload
+from slurm.node import layout
+from slurm.node.atomic import write_atomic
+from slurm.node.errors import RankTerminated, SerializationError
+from slurm.node.name import node_name
+from slurm.node.outcome import dump_exception, dump_result, exit_code_of
+from slurm.node.payload import LOCAL_PYTHON, read_payload
 
-# Every array task pays for this module's imports: nothing here may pull in typing, dataclasses,
-# cloudpickle, socket or the submitting side (``python -X importtime -m slurm.runner`` shows the cost).
+# The SDK this job runs (``slurm/__init__.py`` beside this package), named in every job's first line.
+_SDK_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "__init__.py")
+
+# This package imports only the standard library and itself (an import-linter contract), so nothing
+# here pulls in the submitting side; typing alone stays out by hand: every array task would pay for it
+# (``python -X importtime -m slurm.node.runner`` shows the cost).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -47,14 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         return _gather(job_dir, index, gather_ranks, restarts)
     rank = int(os.environ.get("SLURM_PROCID", "0")) if as_rank else None
     if rank is not None:  # before the header: a rank that says it started also records being stopped
-        import signal
+        import signal  # multi-rank tasks only: it imports enum
 
         signal.signal(signal.SIGTERM, _stop_rank)
     _print_header(job_dir, index, restarts, rank)
     stopped: type[BaseException] = _NeverRaised
     victim: type[BaseException] = RankTerminated if rank is not None else _NeverRaised
     if max_requeues is not None:
-        from slurm import checkpoint
+        from slurm.node import checkpoint  # dataclasses and subprocess: only checkpointing tasks pay for them
 
         checkpoint.begin(job_dir, index, max_requeues)
         stopped = checkpoint.Stopped
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[slurm-sdk] checkpoint: {stop}", file=sys.stderr, flush=True)
         return 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
-        import traceback
+        import traceback  # the failure path only
 
         if isinstance(exc, victim):  # a rank srun stopped: one line, the failing rank has the traceback
             print(f"[slurm-sdk] rank {rank}: {exc}", file=sys.stderr, flush=True)
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         outcome, code = dump_exception(exc, traceback.format_exc(), restarts=restarts), _exit_status(exc)
     if rank is not None:
-        from slurm.gather import write_rank_outcome
+        from slurm.node.gather import write_rank_outcome  # multi-rank tasks only
 
         write_rank_outcome(job_dir, index, rank, node_name(), outcome)
     else:
@@ -97,7 +104,7 @@ def _parse_args(argv: list[str]) -> tuple[str, int | None, bool, int | None]:
         elif option == "--gather-ranks":
             gather_ranks = int(options.pop(0))
         else:
-            raise SystemExit(f"python -m slurm.runner: unknown option {option!r}")
+            raise SystemExit(f"python -m slurm.node.runner: unknown option {option!r}")
     return job_dir, max_requeues, as_rank, gather_ranks
 
 
@@ -113,8 +120,8 @@ def _stop_rank(signum: int, _frame: object) -> None:
 
 
 def _gather(job_dir: str, index: int, world_size: int, restarts: int) -> int:
-    """After srun: the ranks' outcomes become the job's one result file (``slurm.gather``)."""
-    from slurm.gather import gather
+    """After srun: the ranks' outcomes become the job's one result file (``slurm.node.gather``)."""
+    from slurm.node.gather import gather  # multi-rank tasks only
 
     outcome, code = gather(job_dir, index, world_size, restarts=restarts)
     write_atomic(layout.result_path(job_dir, index), outcome)
@@ -145,7 +152,7 @@ def _print_header(job_dir: str, index: int, restarts: int, rank: int | None) -> 
     of_world = f" rank {rank}/{os.environ.get('SLURM_NTASKS', '?')}" if rank is not None else ""
     print(
         f"[slurm-sdk] job {job_id} task {index}{of_world} on {node_name()}{rerun}, Python {sys.version.split()[0]} "
-        f"({sys.executable}), slurm from {slurm.__file__}, job dir {job_dir}",
+        f"({sys.executable}), slurm from {_SDK_FILE}, job dir {job_dir}",
         file=sys.stderr,
         flush=True,
     )
@@ -179,29 +186,9 @@ def _run(job_dir: str, index: int) -> tuple[Any, int]:
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
             "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
         ) from exc
-    if "slurm.dataflow" in sys.modules:  # the call held a Job argument: unpickling it imported dataflow
-        from slurm import dataflow
-
-        args, kwargs = dataflow.inject((args, kwargs))  # Job arguments -> their results, read here
-    if not task.is_workflow:
-        return task.fn(*args, **kwargs), payload.count
-    with _workflow_cluster(job_dir) as cluster:
-        return task.fn(cluster, *args, **kwargs), payload.count
-
-
-def _workflow_cluster(job_dir: str) -> Any:
-    # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
-    import json
-
-    from slurm.cluster import Cluster
-    from slurm.inherited_env import scrub_slurm_env
-
-    # Children must be new jobs, not steps bound to this allocation: drop this job's SLURM_* variables.
-    environ = scrub_slurm_env(os.environ)
-    os.environ.clear()
-    os.environ.update(environ)
-    with open(layout.child_config_path(job_dir)) as handle:
-        return Cluster._from_child_config(json.load(handle))
+    # The Task (``slurm.task``, imported by unpickling it) runs itself: it replaces Job arguments with
+    # their results and gives a workflow its Cluster, the parts of a job that need the submitting side.
+    return task.run_on_node(job_dir, args, kwargs), payload.count
 
 
 if __name__ == "__main__":
