@@ -115,7 +115,7 @@ class BenchEnv:
     def transport(self) -> Any:
         """One ``SSHTransport`` shared by the SDK and the raw baselines, so both use the same connection."""
         if self._transport is None:
-            from slurm.backends.ssh import SSHTransport
+            from slurm.transports.ssh import SSHTransport
 
             c = self.connection
             self._transport = SSHTransport(c.host, c.port, c.user, str(c.key_path), c.host_key)

@@ -21,8 +21,8 @@ TIMEOUT = 1800
 def run_sdk(workload: str, n: int, scratch: str) -> tuple[float, list[int]]:
     from bench.tasks import square
     from slurm import Cluster
-    from slurm.backends.local import HostTransport
     from slurm.backends.slurm import SlurmBackend
+    from slurm.transports.host import HostTransport
 
     started = time.perf_counter()
     cluster = Cluster(

@@ -32,8 +32,8 @@ def _peak_and_current_mb() -> tuple[float, float]:
 
 
 def child(mode: str, root: str, port: str, user: str, key: str, host_key: str) -> None:
-    from slurm.backends.ssh import SSHTransport
     from slurm.serialization import Outcome
+    from slurm.transports.ssh import SSHTransport
 
     transport = SSHTransport("127.0.0.1", int(port), user=user, key_filename=key, known_host_key=host_key)
     transport.run("true")

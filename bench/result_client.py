@@ -33,7 +33,7 @@ def main() -> None:
     from bench.tasks import blob
     from slurm import Cluster, timing
     from slurm.backends.slurm import SlurmBackend
-    from slurm.backends.ssh import SSHTransport
+    from slurm.transports.ssh import SSHTransport
 
     transport = SSHTransport(**connection)
     cluster = Cluster(backend=SlurmBackend(transport), packaging=json.loads(sys.argv[5]))

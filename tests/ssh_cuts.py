@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from slurm.backends import ssh
+from slurm.transports import ssh
 
 #: How long a drop may take to reach paramiko (its reader thread sees the socket end) before the test fails.
 DROP_NOTICED_WITHIN = 30.0

@@ -17,11 +17,12 @@ from slurm.config import ENV_PATH, backend_settings_when_changed, cluster_option
 from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.job import Job, MappedJobs
 from slurm.node import layout
+from slurm.node.payload import LOCAL_PYTHON
 from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.records import SubmissionRecord, remove_dirs, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
-from slurm.serialization import LOCAL_PYTHON, dump_payload
+from slurm.serialization import dump_payload
 from slurm.task import Task
 from slurm.watcher import Watcher
 
@@ -73,7 +74,7 @@ class Cluster:
         self.packaging = _packaging(packaging, backend)
         self.callbacks = list(callbacks)
         self.defaults = defaults if isinstance(defaults, Resources) else Resources.from_dict(defaults or {})
-        local = backend.child_type == "local"
+        local = backend.type_name == "local"
         #: Longest pause between two scheduler queries while waiting, in seconds.
         self.poll_interval_seconds = _positive(
             "poll_interval_seconds", poll_interval_seconds, 0.2 if local else 30.0
@@ -336,13 +337,13 @@ class Cluster:
 
     def _child_config(self) -> dict[str, Any]:
         """What a workflow's job needs to build its own Cluster on the node (see ``_from_child_config``)."""
-        if self.backend.child_type not in ("local", "slurm"):
+        if self.backend.type_name not in ("local", "slurm"):
             raise SubmitError(
-                f"workflows need a backend whose children run 'local' or 'slurm', not {self.backend.child_type!r}"
+                f"workflows need a backend whose children run 'local' or 'slurm', not {self.backend.type_name!r}"
             )
         # Backends may offer to_config(): options the child's backend of the same kind is built with.
         to_config = getattr(self.backend, "to_config", dict)
-        backend = {"type": self.backend.child_type, **to_config()}
+        backend = {"type": self.backend.type_name, **to_config()}
         return {
             "backend": backend,
             "packaging": self.packaging.to_config(),
@@ -385,7 +386,7 @@ def _packaging(
     from slurm.packaging.none import NonePackaging
 
     # Local jobs run on this machine, so this interpreter (which has the SDK) is the right default.
-    return NonePackaging(python=sys.executable) if backend.child_type == "local" else NonePackaging()
+    return NonePackaging(python=sys.executable) if backend.type_name == "local" else NonePackaging()
 
 
 def _positive(name: str, value: float | None, default: float) -> float:

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from slurm.backends.base import Transport
 from slurm.errors import UnknownJobError
 from slurm.node.layout import RECORDS_DIR, RESULT_GLOB, is_job_dir_name, record_path, script_path
+from slurm.transports.base import Transport
 
 _VERSION = 1
 #: A job id as sbatch prints it, or one array task of it ("123_4").

@@ -18,11 +18,11 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
     """Backend, where it runs, the job root, and: partitions (name, availability, node count, node state,
     nodes) plus this user's queued jobs per state on Slurm; jobs per state in the state dir locally."""
     backend = cluster.backend
-    status: dict[str, Any] = {"backend": backend.child_type, "job_root": cluster.resolve_job_root()}
+    status: dict[str, Any] = {"backend": backend.type_name, "job_root": cluster.resolve_job_root()}
     address = getattr(backend.transport, "address", None)
     if address:
         status["address"] = address
-    if backend.child_type == "local":
+    if backend.type_name == "local":
         ids = backend.job_ids()  # type: ignore[attr-defined]
         status["state_dir"] = backend.state_dir  # type: ignore[attr-defined]
         status["jobs"] = dict(Counter(state.value for state in backend.states(ids).values()))

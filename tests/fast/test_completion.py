@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
-from slurm.backends.base import CommandResult
-from slurm.backends.local import HostTransport
 from slurm.backends.slurm import CONFIRM_LIVE_EVERY, SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.job import as_completed
 from slurm.node import layout
 from slurm.node.outcome import dump_result
 from slurm.node.payload import LOCAL_PYTHON
+from slurm.transports.base import CommandResult
+from slurm.transports.host import HostTransport
 from tests.fast import tasks
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
@@ -425,8 +425,8 @@ def test_a_frozen_ssh_server_cannot_hold_a_bounded_call(tmp_path):
     over the transport's own connect timeout."""
     import socket
 
-    from slurm.backends.ssh import SSHTransport
     from slurm.deadline import bounded
+    from slurm.transports.ssh import SSHTransport
 
     key = tmp_path / "key"
     key.write_text("unused")

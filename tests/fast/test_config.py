@@ -187,8 +187,8 @@ def test_a_string_for_sbatch_extra_is_refused_not_split_into_characters(write, b
 
 
 def test_a_string_for_sbatch_extra_is_refused_from_python_too():
-    from slurm.backends.local import HostTransport
     from slurm.backends.slurm import SlurmBackend
+    from slurm.transports.host import HostTransport
 
     with pytest.raises(ConfigError, match=r"write sbatch_extra=\['--qos=high'\]"):
         SlurmBackend(HostTransport(), sbatch_extra="--qos=high")

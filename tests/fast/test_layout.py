@@ -11,10 +11,10 @@ import subprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm.backends.local import HostTransport
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL, scrub_slurm_env
 from slurm.node import layout
 from slurm.records import list_records
+from slurm.transports.host import HostTransport
 from tests.fast import tasks
 
 

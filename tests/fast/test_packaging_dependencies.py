@@ -14,7 +14,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from slurm.backends.local import HostTransport
 from slurm.errors import ConfigError, DependencyError, SubmitError
 from slurm.packaging import make_packaging
 from slurm.packaging.builds import build_wheel, wheel_from_installed
@@ -27,6 +26,7 @@ from slurm.packaging.requirements import (
     wheel_requirements,
 )
 from slurm.packaging.resolver import Pin, culprits, resolve
+from slurm.transports.host import HostTransport
 
 NODE = NodeInterpreter(
     executable="/opt/venv/bin/python3",

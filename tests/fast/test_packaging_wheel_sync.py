@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend
 from slurm.errors import ConfigError
 from slurm.packaging import builds, make_packaging
 from slurm.packaging.environment import build_script
 from slurm.packaging.sync import MANIFEST, SyncPackaging, glob_to_regex, remote_dir_name
 from slurm.packaging.wheel import WheelPackaging
+from slurm.transports.host import HostTransport
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]

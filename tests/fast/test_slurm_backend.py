@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from slurm.backends.base import JobState, JobStatus
-from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend, expand_job_ids, killed_for_memory, parse_slurm_state
 from slurm.errors import BackendError, SubmitError
+from slurm.transports.host import HostTransport
 
 FAKE = """#!/bin/sh
 d="{dir}"

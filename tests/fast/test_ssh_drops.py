@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from slurm import Cluster, CommandError, SSHError, retrying, task
-from slurm.backends.base import CommandResult
 from slurm.backends.slurm import SlurmBackend
-from slurm.backends.ssh import SSHTransport
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.node import layout
 from slurm.node.outcome import dump_result
 from slurm.node.payload import LOCAL_PYTHON
 from slurm.serialization import load_payload
+from slurm.transports.base import CommandResult
+from slurm.transports.ssh import SSHTransport
 from tests import ssh_cuts
 from tests.fast.test_ssh_transport import SSHD
 

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm.backends.ssh import SSHBackend, SSHTransport
+from slurm.backends.slurm import SSHBackend
 from slurm.errors import CommandError, ConfigError, SSHError
+from slurm.transports.ssh import SSHTransport
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(
@@ -122,7 +123,7 @@ def test_everything_a_transport_writes_is_private_to_the_user(kind, transport, t
     """0700 directories, 0600 files (an executable: 0700), whichever way they are made: SFTP (whose server
     would apply its own umask, 022 here), commands (run under umask 077, so jobs submitted through them
     too), the tar of a job directory; the same on this host (the "slurm" backend's transport)."""
-    from slurm.backends.local import HostTransport
+    from slurm.transports.host import HostTransport
 
     used = transport if kind == "ssh" else HostTransport()
     base = tmp_path / "written"
@@ -145,8 +146,8 @@ def test_everything_a_transport_writes_is_private_to_the_user(kind, transport, t
 def test_a_built_environment_is_private_whatever_modes_its_tools_set(tmp_path):
     """venv and pip chmod files themselves (0644 activate scripts, 0755 extension modules), past any
     umask: a build under ``locked_build`` ends with no group or other bit anywhere."""
-    from slurm.backends.local import HostTransport
     from slurm.packaging.environment import locked_build
+    from slurm.transports.host import HostTransport
 
     target = tmp_path / "envs" / "key"
     build = [f"mkdir -p {target}/bin", f"echo x > {target}/bin/tool", f"chmod 755 {target} {target}/bin/tool"]
@@ -325,7 +326,7 @@ def test_ssh_backend_builds_slurm_backend_over_ssh(sshd):
     backend = SSHBackend(
         "127.0.0.1", sshd.port, sshd.user, sshd.client_key, sshd.host_pub, job_ids_per_query=7
     )
-    assert backend.child_type == "slurm" and backend.job_ids_per_query == 7
+    assert backend.type_name == "slurm" and backend.job_ids_per_query == 7
     assert backend.transport.run("echo $0").stdout.strip() == "sh"
     backend.close()
 

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from slurm.backends.ssh import KEY_REMOVED_SUFFIX, SSHTransport
 from slurm.errors import SSHError
+from slurm.transports.ssh import KEY_REMOVED_SUFFIX, SSHTransport
 from slurm_dev_cluster.stack import REPO_ROOT, Stack
 
 from .test_ssh_transport import SSHD_, pytestmark  # noqa: F401 - skipped where sshd is missing

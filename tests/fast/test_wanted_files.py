@@ -1,4 +1,4 @@
-"""The far side's answer to "which of these exist" (slurm.backends.wanted_files), run here with the real
+"""The far side's answer to "which of these exist" (slurm.transports.wanted_files), run here with the real
 sh, find and awk: exactly the wanted files that exist, whatever their names, from a short description."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm.backends import wanted_files
+from slurm.transports import wanted_files
 
 #: Names as a wait asks for them, and the odd ones the description must carry literally or exactly.
 NAMES = st.one_of(

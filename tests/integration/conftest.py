@@ -12,7 +12,7 @@ from slurm_dev_cluster.stack import Connection, Stack
 @pytest.fixture(scope="session")
 def login_transport(slurm_container: Connection):
     """The SDK's SSH transport to the login node, as user sdk, pinned to the stack's host key."""
-    from slurm.backends.ssh import SSHTransport
+    from slurm.transports.ssh import SSHTransport
 
     transport = SSHTransport(
         slurm_container.host,

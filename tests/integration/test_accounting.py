@@ -16,7 +16,7 @@ TIMEOUT = 300
 
 def test_default_stack_has_accounting_so_sacct_answers(slurm_container):
     from slurm.backends.base import JobState
-    from slurm.backends.ssh import SSHBackend
+    from slurm.backends.slurm import SSHBackend
 
     if not accounting_enabled():
         pytest.skip("SLURM_SDK_ACCOUNTING=0: this stack runs without slurmdbd")

@@ -450,7 +450,7 @@ def slurm_cluster(request: pytest.FixtureRequest, cluster_mode: str, tmp_path: P
 
 
 def ssh_backend(connection: Connection):
-    from slurm.backends.ssh import SSHBackend
+    from slurm.backends.slurm import SSHBackend
 
     return SSHBackend(
         host=connection.host,

@@ -43,7 +43,7 @@ def _run(client: paramiko.SSHClient, command: str) -> str:
 
 def _sdk_node_info(connection: Connection) -> dict[str, str]:
     from slurm import Cluster
-    from slurm.backends.ssh import SSHBackend
+    from slurm.backends.slurm import SSHBackend
     from slurm.diagnostics import node_info
 
     backend = SSHBackend(

@@ -1,7 +1,8 @@
 """Backends, built by type name from a config dict: ``{"type": "local" | "slurm" | "ssh", ...}``.
 
 "local" is ``LocalCommandBackend`` (no Slurm); "slurm" runs Slurm commands on this machine
-(``SlurmBackend(HostTransport())``); "ssh" runs them on a login node (``SSHBackend``).
+(``SlurmBackend(HostTransport())``); "ssh" runs them on a login node (``SlurmBackend(SSHTransport(...))``,
+built by ``SSHBackend``). Where commands run is the transport's business: ``slurm.transports``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from slurm.backends.base import Backend, CommandResult, JobState, Transport
+from slurm.backends.base import Backend, JobState
 from slurm.errors import ConfigError
+from slurm.transports.base import CommandResult, Transport
 
 __all__ = ["BACKEND_TYPES", "Backend", "CommandResult", "JobState", "Transport", "make_backend"]
 
@@ -28,12 +30,12 @@ def make_backend(config: Mapping[str, Any], *, check: bool = True) -> Backend:
 
         return construct(LocalCommandBackend, options, "backend 'local'", check=check)
     if kind == "slurm":
-        from slurm.backends.local import HostTransport
         from slurm.backends.slurm import SlurmBackend
+        from slurm.transports.host import HostTransport
 
         return construct(SlurmBackend, options, "backend 'slurm'", HostTransport(), check=check)
     if kind == "ssh":
-        from slurm.backends.ssh import SSHBackend
+        from slurm.backends.slurm import SSHBackend
 
         return construct(SSHBackend, options, "backend 'ssh'", check=check)
     raise ConfigError(f"unknown backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}", key="type")

@@ -25,101 +25,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from slurm.backends.base import (
-    COMMAND_TIMEOUT,
-    DEPENDENCY_TYPES,
-    NEVER_SATISFIED,
-    PRIVATE_UMASK,
-    Backend,
-    CommandResult,
-    JobState,
-    JobStatus,
-    Transport,
-)
-from slurm.deadline import operation_timeout
+from slurm.backends.base import DEPENDENCY_TYPES, NEVER_SATISFIED, Backend, JobState, JobStatus
 from slurm.directives import read_directives
 from slurm.durations import parse_time_seconds
-from slurm.errors import BackendError, CommandError, SubmitError
+from slurm.errors import BackendError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
 from slurm.node.atomic import write_atomic
 from slurm.node.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.rendering import expand_log_pattern
+from slurm.transports.host import HostTransport
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
 # What `scontrol requeue <id>` is for a local job (the runner of a checkpointing task calls it).
 _REQUEUE = "import sys; from slurm.backends.local import requeue; requeue(sys.argv[1], sys.argv[2])"
-
-
-class HostTransport(Transport):
-    """This host, the machine this process runs on: commands through ``sh -c`` (SLURM_* job variables
-    scrubbed), files on its disk. (Not to be confused with the "local" backend, which runs no Slurm.)"""
-
-    def run(
-        self,
-        command: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        check: bool = True,
-        timeout: float | None = None,
-    ) -> CommandResult:
-        timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
-        try:
-            proc = subprocess.run(
-                ["sh", "-c", PRIVATE_UMASK + command],  # what it creates is private (see PRIVATE_UMASK)
-                env={**scrub_slurm_env(os.environ), **(env or {})},
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"command timed out after {timeout:.3g}s: {command}", transient=True) from exc
-        if check and proc.returncode != 0:
-            raise CommandError(command, proc.returncode, proc.stdout, proc.stderr)
-        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
-
-    def read_bytes(self, path: str) -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
-        self.makedirs(os.path.dirname(path))
-        write_atomic(path, data, None if mode is None else mode & 0o700)  # private, as over SSH
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path)
-
-    def existing(self, paths: Sequence[str]) -> set[str]:
-        return {path for path in paths if os.path.exists(path)}
-
-    def makedirs(self, path: str) -> None:
-        """Every directory made is 0700 (``os.makedirs`` gives only the last one its mode)."""
-        missing = []
-        current = os.path.abspath(path)
-        while not os.path.isdir(current):
-            missing.append(current)
-            current = os.path.dirname(current)
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, 0o700)
-            except FileExistsError:
-                if not os.path.isdir(directory):
-                    raise
-
-    def put(self, local_path: str, remote_path: str) -> None:
-        self.makedirs(os.path.dirname(remote_path))
-        write_atomic(remote_path, self.read_bytes(local_path), os.stat(local_path).st_mode & 0o700)
-
-    def read_from(self, path: str, offset: int, limit: int) -> tuple[bytes, int]:
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(limit), os.fstat(handle.fileno()).st_size
-        except FileNotFoundError:
-            return b"", -1
-
-    def home(self) -> str:
-        return os.path.expanduser("~")
 
 
 def parse_array_spec(spec: str) -> tuple[list[int], int | None]:
@@ -157,7 +76,7 @@ class LocalCommandBackend(Backend):
     ``max_array_size`` mimics Slurm's MaxArraySize; ``parallelism`` is how many array tasks run at once.
     """
 
-    child_type = "local"
+    type_name = "local"
 
     def __init__(
         self, state_dir: str | None = None, *, max_array_size: int = 1001, parallelism: int = 2

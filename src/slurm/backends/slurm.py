@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
-from slurm.backends.base import UNKNOWN_STATUS, Backend, CommandResult, JobState, JobStatus, Transport
+from slurm.backends.base import UNKNOWN_STATUS, Backend, JobState, JobStatus
 from slurm.errors import BackendError, ConfigError, SubmitError, is_transient_message
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
+from slurm.transports.base import CommandResult, Transport
+from slurm.transports.ssh import SSHTransport
 
 # Slurm's many states folded into the SDK's few. Non-terminal oddities (suspended, requeued, ...) map to
 # the closest live state so callers keep waiting; abnormal ends map to the closest failure.
@@ -165,7 +167,7 @@ def _scheduler_error(command: str, result: CommandResult) -> BackendError:
 
 
 class SlurmBackend(Backend):
-    child_type = "slurm"
+    type_name = "slurm"
 
     def __init__(
         self,
@@ -366,3 +368,32 @@ def _parse_sbatch_id(stdout: str) -> str | None:
         return None
     job_id = lines[-1].split(";", 1)[0]
     return job_id if _JOB_ID.match(job_id) else None
+
+
+class SSHBackend(SlurmBackend):
+    """``SlurmBackend`` over ``SSHTransport``: submit to a cluster's login node from anywhere. Only a
+    constructor: the backend is Slurm's either way, SSH is where its commands run."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 22,
+        user: str | None = None,
+        key_filename: str | None = None,
+        known_host_key: str | None = None,
+        *,
+        connect_timeout: float = 10,
+        trust_unknown_host: bool = False,
+        job_ids_per_query: int = 2000,
+        sbatch_extra: Sequence[str] = (),
+    ) -> None:
+        transport = SSHTransport(
+            host,
+            port,
+            user,
+            key_filename,
+            known_host_key,
+            connect_timeout=connect_timeout,
+            trust_unknown_host=trust_unknown_host,
+        )
+        super().__init__(transport, job_ids_per_query=job_ids_per_query, sbatch_extra=sbatch_extra)

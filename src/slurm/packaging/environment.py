@@ -25,13 +25,13 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from slurm.backends.base import Transport
 from slurm.errors import CommandError, DependencyError
 from slurm.packaging.builds import wheel_content_hash
 from slurm.packaging.interpreter import NodeInterpreter, probe_interpreter
 from slurm.packaging.requirements import normalize_name, requirement_name
 from slurm.packaging.resolver import Pin, resolve
 from slurm.packaging.wheelhouse import fetch_wheels
+from slurm.transports.base import Transport
 
 logger = logging.getLogger("slurm.packaging")
 

@@ -11,8 +11,8 @@ import json
 import shlex
 from dataclasses import asdict, dataclass
 
-from slurm.backends.base import Transport
 from slurm.errors import CommandError, ConfigError
+from slurm.transports.base import Transport
 
 #: Oldest glibc any manylinux wheel targets (manylinux1 = glibc 2.5).
 OLDEST_MANYLINUX_MINOR = 5

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from slurm.backends.base import Backend, Transport
+from slurm.backends.base import Backend
 from slurm.errors import ConfigError
 from slurm.packaging.base import PackagingStrategy
 from slurm.packaging.environment import ensure_environment, environment_spec, without_built
@@ -34,6 +34,7 @@ from slurm.packaging.wheel import (
     find_project_root,
     sdk_wheels,
 )
+from slurm.transports.base import Transport
 
 __all__ = ["MANIFEST", "SyncPackaging", "glob_to_regex", "scan_tree"]
 

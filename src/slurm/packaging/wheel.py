@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from slurm.backends.base import Backend, Transport
+from slurm.backends.base import Backend
 from slurm.errors import ConfigError
 from slurm.packaging.base import PackagingStrategy
 from slurm.packaging.builds import cached_wheel, contains_package, sdk_wheel
@@ -32,6 +32,7 @@ from slurm.packaging.environment import (
 )
 from slurm.packaging.requirements import requirements_file, wheel_requirements
 from slurm.packaging.resolver import RESOLVERS
+from slurm.transports.base import Transport
 
 
 def find_project_root(start: str | Path | None = None) -> Path:

@@ -22,11 +22,10 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from slurm.backends import wanted_files
-from slurm.backends.base import COMMAND_TIMEOUT, PRIVATE_UMASK, CommandResult, Transport
-from slurm.backends.slurm import SlurmBackend
 from slurm.deadline import operation_timeout
 from slurm.errors import CommandError, ConfigError, SSHError
+from slurm.transports import wanted_files
+from slurm.transports.base import COMMAND_TIMEOUT, PRIVATE_UMASK, CommandResult, Transport
 
 #: Directories listed per command by existing (keeps the command line far below ARG_MAX).
 _FILES_PER_COMMAND = 500
@@ -798,31 +797,3 @@ def _untar(stream: Any) -> dict[str, bytes]:
             f"(at byte {marker_at})"
         )
     return found
-
-
-class SSHBackend(SlurmBackend):
-    """``SlurmBackend`` over ``SSHTransport``: submit to a cluster's login node from anywhere."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int = 22,
-        user: str | None = None,
-        key_filename: str | None = None,
-        known_host_key: str | None = None,
-        *,
-        connect_timeout: float = 10,
-        trust_unknown_host: bool = False,
-        job_ids_per_query: int = 2000,
-        sbatch_extra: Sequence[str] = (),
-    ) -> None:
-        transport = SSHTransport(
-            host,
-            port,
-            user,
-            key_filename,
-            known_host_key,
-            connect_timeout=connect_timeout,
-            trust_unknown_host=trust_unknown_host,
-        )
-        super().__init__(transport, job_ids_per_query=job_ids_per_query, sbatch_extra=sbatch_extra)
