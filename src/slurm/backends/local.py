@@ -271,9 +271,8 @@ class LocalCommandBackend(Backend):
     # --- launching ---------------------------------------------------------------------------------
 
     def _start_launcher(self, job_id: str) -> None:
-        import slurm  # the launcher must import this same SDK, whatever PYTHONPATH says
-
-        sdk_root = os.path.dirname(os.path.dirname(os.path.abspath(slurm.__file__)))
+        # The launcher must import this same SDK, whatever PYTHONPATH says: the directory holding `slurm/`.
+        sdk_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = scrub_slurm_env(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [sdk_root, env.get("PYTHONPATH")]))
         with open(self._path("launchers", f"{job_id}.log"), "ab") as log:
