@@ -21,10 +21,10 @@ imports this on every node for every task.
 
 from __future__ import annotations
 
-import calendar
 import os
 import posixpath
 import time
+from datetime import UTC, datetime
 
 #: Directory under the job root holding one record per sbatch call.
 RECORDS_DIR = "records"
@@ -54,10 +54,19 @@ _TIME_FORMAT = "%Y%m%d-%H%M%S"
 def job_dir_created(name: str) -> float | None:
     """When the job directory ``name`` was made (seconds since the epoch, from the UTC time that starts
     the name ``new_job_dir`` gives it), or None for a name that does not start with one."""
-    try:
-        return calendar.timegm(time.strptime(name[:15], _TIME_FORMAT))
-    except ValueError:
+    # Read by hand, not with strptime or calendar: those import re, locale and enum, which every job's
+    # runner would pay for on importing this module.
+    stamp = name[:15]
+    if len(stamp) != 15 or stamp[8] != "-" or not (stamp[:8] + stamp[9:]).isdigit() or not stamp.isascii():
         return None
+    year, month, day, hour, minute, second = (
+        int(part) for part in (stamp[0:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
+    )
+    try:
+        minute_start = datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
+    except ValueError:  # a month 13, a 31 February, ...
+        return None
+    return minute_start + second if second <= 61 else None  # 60, 61: leap seconds, as strptime allows
 
 
 def script_path(job_dir: str) -> str:
