@@ -4,7 +4,7 @@ The nodes run code from mounts: the SDK checkout at /opt/slurm_sdk_dev (the imag
 points there) and the project under test at /opt/project. In a CI services block the cluster starts
 before the checkout, so those mounts are empty until a step fills them (docs/ci.md). A job started
 then must not die with an ImportError that hides the cause: an import that nothing can satisfy while a
-code mount is empty names that mount instead. For the SDK itself (``python -m slurm.runner``, every
+code mount is empty names that mount instead. For the SDK itself (``python -m slurm.node.runner``, every
 job) the interpreter exits with the message; for any other name it is the ImportError's message, so
 code that probes an optional module with ``try: import ...`` keeps working.
 

@@ -19,5 +19,5 @@ class SerializationError(SlurmSDKError):
 
 class RankTerminated(BaseException):
     """Raised in a rank of a multi-rank task on SIGTERM (srun stopping it because another rank failed, a
-    cancel or a requeue), so it leaves an outcome that says it was a victim, not the cause. Here, not in
+    cancel or a requeue), so it leaves an outcome that says it was a victim, not the cause. Not in
     ``slurm.node.gather``: the runner's signal handler must not import anything."""
