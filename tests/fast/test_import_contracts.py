@@ -67,3 +67,32 @@ def test_a_forbidden_import_breaks_its_contract(
         run.stdout
     )  # lint-imports wraps long names: compare unwrapped
     assert added.split()[-1].removeprefix("slurm.") in run.stdout
+
+
+def test_a_jobs_runner_loads_the_node_side_and_nothing_heavy() -> None:
+    """What the contract means at run time: importing the runner (every array task does) loads the node
+    package, plus what the parent package ``slurm`` loads (the ``task`` decorator and the errors), and
+    none of the submitting side or of the slow standard modules."""
+    probe = "import sys; before = set(sys.modules); import slurm.node.runner; print(' '.join(set(sys.modules) - before))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.split()
+    )
+    ours = {name for name in loaded if name.split(".")[0] == "slurm"}
+    assert {name for name in ours if not name.startswith("slurm.node")} == {
+        "slurm",
+        "slurm.task",
+        "slurm.errors",
+    }
+    assert {"slurm.node.runner", "slurm.node.payload", "slurm.node.outcome", "slurm.node.layout"} <= ours
+    assert not loaded & {
+        "typing",
+        "re",
+        "enum",
+        "dataclasses",
+        "subprocess",
+        "cloudpickle",
+        "socket",
+        "calendar",
+    }

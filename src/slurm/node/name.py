@@ -2,16 +2,13 @@
 
 A node's host name need not be its Slurm name (on the dev cluster a compute replica's host name is its
 container id, its Slurm name ``c2``), so a job that says where it ran asks Slurm first. Standard library
-only, and only ``os``: the runner imports this for every array task.
+only (``os``, and ``collections.abc``, loaded already): the runner imports this for every array task.
 """
 
 from __future__ import annotations
 
 import os
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from collections.abc import Mapping
 
 
 def node_name(environ: Mapping[str, str] | None = None) -> str:
