@@ -24,7 +24,8 @@ from slurm_dev_cluster.faults import (
     render,
 )
 from slurm_dev_cluster.locks import ClusterLock, EventLog, process_start_time
-from slurm_dev_cluster.stack import REPO_ROOT, Stack, _published_ssh_port
+from slurm_dev_cluster.compose_project import published_ssh_port
+from slurm_dev_cluster.stack import REPO_ROOT, Stack
 
 # ---- Slurm defaults ---------------------------------------------------------------------------------
 
@@ -210,9 +211,9 @@ def test_published_port_is_read_from_the_container_inspection():
     container = SimpleNamespace(
         network_settings=SimpleNamespace(ports={"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "40123"}]})
     )
-    assert _published_ssh_port(container) == 40123
+    assert published_ssh_port(container) == 40123
     stopped = SimpleNamespace(network_settings=SimpleNamespace(ports={}))
-    assert _published_ssh_port(stopped) is None
+    assert published_ssh_port(stopped) is None
 
 
 @pytest.fixture

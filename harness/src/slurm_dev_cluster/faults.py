@@ -21,24 +21,45 @@ import tempfile
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from slurm_dev_cluster import docker_deadline, preflight
+from slurm_dev_cluster.compose_project import ACCOUNTING_SERVICE, ComposeProject
+from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.kit import definition_dir
-from slurm_dev_cluster.locks import User, is_alive, process_start_time
-from slurm_dev_cluster.stack import (
-    ACCOUNTING_SERVICE,
-    HEALTHCHECK_IN_STACK,
-    PINNED_PORT_KEY,
-    PORT_TAKEN,
-    SSH_USER,
-    Connection,
-    Stack,
-    StackError,
-    _write_atomically,
-)
+from slurm_dev_cluster.locks import EventLog, User, is_alive, process_start_time
+from slurm_dev_cluster.readiness import HEALTHCHECK_IN_STACK
+from slurm_dev_cluster.ssh_access import PORT_TAKEN, SSH_USER, Connection
+from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, write_text_atomically
+from slurm_dev_cluster.topology import Topology
+
+
+class Stack(Protocol):
+    """What fault injection needs of a running stack (``slurm_dev_cluster.stack.Stack`` is one)."""
+
+    project: str
+    topology: Topology
+    events: EventLog
+    compose: ComposeProject
+    cluster_services: tuple[str, ...]
+
+    def say(self, message: str) -> None: ...
+    def read_state(self) -> dict: ...
+    def update_state(self, **changes: object) -> None: ...
+    def services(self) -> dict[str, str]: ...
+    def container_names(self) -> dict[str, str]: ...
+    def exec(
+        self, service: str, command: list[str], user: str | None = None, seconds: float | None = None
+    ) -> str: ...
+    def daemon_logs_tail(self, lines: int = 50) -> str: ...
+    def published_port(self, refresh: bool = True) -> int: ...
+    def pin_ssh_port(self, port: int | None) -> None: ...
+    def login_port_taken(self, port: int, cause: str = "") -> StackError: ...
+    def connect_info(self, inspection_max_age: float = 0.0) -> Connection: ...
+
 
 DEFAULTS_DIR = definition_dir() / "images" / "slurm" / "defaults"
 DEV = "dev"
@@ -165,7 +186,7 @@ class Faults:
         names = self.stack.container_names()
         with tempfile.TemporaryDirectory() as scratch:
             local = Path(scratch) / Path(path).name
-            _write_atomically(local, text)
+            write_text_atomically(local, text)
             for service in self.configured:
                 with self._container_call(f"docker cp {path} to {service}") as docker:
                     docker.copy(local, (names[service], path))
@@ -418,12 +439,12 @@ class Faults:
         """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None).
         The pin is the stack's (``Stack.pin_ssh_port``), so a later `compose up` keeps login as it is."""
         self.stack.pin_ssh_port(port)
-        self.stack._compose_up("faults", services=["login"], force_recreate=True)
+        self.stack.compose.up("faults", services=["login"], force_recreate=True)
         self.stack.connect_info()  # refreshes the copied known_hosts for the port
 
     def _login_port_pinned(self) -> bool:
         """Whether the login container asks Docker for a fixed host port (an empty one is ephemeral)."""
-        with self.stack._bounded(docker_deadline.INSPECT_SECONDS, "docker inspect login") as docker:
+        with self.stack.compose.bounded(docker_deadline.INSPECT_SECONDS, "docker inspect login") as docker:
             bindings = docker.container.inspect(self._name("login")).host_config.port_bindings or {}
         return any(binding.host_port for binding in bindings.get("22/tcp") or [])
 
@@ -441,7 +462,7 @@ class Faults:
 
     def _container_call(self, what: str) -> AbstractContextManager[DockerClient]:
         """The Docker client for one call on one container (``docker_deadline.CONTAINER_SECONDS``)."""
-        return self.stack._bounded(docker_deadline.CONTAINER_SECONDS, what)
+        return self.stack.compose.bounded(docker_deadline.CONTAINER_SECONDS, what)
 
     def _name(self, service: str) -> str:
         return self.stack.container_names()[service]

@@ -131,7 +131,7 @@ def resolve(
     if value:
         source = _existing_dir(value, where, "slurm_sdk_project_dir", ENV_PROJECT_DIR)
     else:
-        from slurm_dev_cluster.stack import project_root_of  # stack imports this module
+        from slurm_dev_cluster.naming import project_root_of
 
         source = base if base_dir else project_root_of(base)
     name, _ = pick("project", project, ENV_PROJECT)
@@ -190,7 +190,7 @@ def cluster_root() -> Path:
 
 def staged_cluster(packaged: Path) -> Path:
     """``packaged`` copied to ``<state root>/cluster-<content hash>/`` (once; later calls only hash)."""
-    from slurm_dev_cluster.stack import state_root  # stack imports this module
+    from slurm_dev_cluster.naming import state_root
 
     files = sorted(p for p in packaged.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     digest = hashlib.sha256()
