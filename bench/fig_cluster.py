@@ -12,8 +12,7 @@ from python_on_whales.utils import run as docker_run
 from bench.env import REPO_ROOT, BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, timed
-from slurm_dev_cluster import docker_deadline
-from slurm_dev_cluster import compose_project
+from slurm_dev_cluster import compose_project, docker_deadline
 
 RELEASE = os.environ.get("DEBIAN_RELEASE", "trixie")
 BASE_IMAGE = f"debian:{RELEASE}"

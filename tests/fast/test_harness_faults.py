@@ -15,6 +15,7 @@ import pytest
 
 from slurm_dev_cluster import activity, fault_verbs
 from slurm_dev_cluster.__main__ import cmd_down
+from slurm_dev_cluster.compose_project import published_ssh_port
 from slurm_dev_cluster.faults import (
     CHECKED_SETTINGS,
     DROP_SESSIONS,
@@ -24,7 +25,6 @@ from slurm_dev_cluster.faults import (
     render,
 )
 from slurm_dev_cluster.locks import ClusterLock, EventLog, process_start_time
-from slurm_dev_cluster.compose_project import published_ssh_port
 from slurm_dev_cluster.stack import REPO_ROOT, Stack
 
 # ---- Slurm defaults ---------------------------------------------------------------------------------
