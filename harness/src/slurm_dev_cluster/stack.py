@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import preflight
+from slurm_dev_cluster import airgap, preflight
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     COMPOSE_PROJECT_LABEL,
@@ -268,6 +268,42 @@ class Stack(StackParts):
         )
         if any(state.get(key) != value for key, value in record.items()):
             self.update_state(**record)
+
+    # ---- start, reshape, stop --------------------------------------------------------------------
+
+    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
+        """`docker compose up -d`: every container created and started; ``wait_until_ready`` then waits
+        for Slurm itself rather than for compose's healthchecks (see there)."""
+        self.say("docker compose up -d" + (" --force-recreate" if force_recreate else ""))
+        self.compose.up(session, force_recreate=force_recreate, wait=False)
+
+    def rescale(self, session: str = "cli") -> None:
+        """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
+        slurmctld and slurmdbd are left alone, so SSH sessions opened before stay connected."""
+        nodes = self.topology.nodes
+        self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
+        self.compose.up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
+
+    def _compose_up(self, session: str, **options: object) -> None:
+        self.compose.up(session, **options)  # type: ignore[arg-type]
+
+    def down(self, session: str = "cli", by: str = "") -> None:
+        """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note
+        a client still using the stack reads, see ``key_removed_note``; default: the session)."""
+        self.say(f"stopping stack {self.project} (containers and volumes)")
+        self.compose.down(session)
+        self._restore_egress()
+        self.access.remove(by or f"session {session}")
+        self.state_file.unlink(missing_ok=True)
+        self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
+
+    def _restore_egress(self) -> None:
+        """An air gap (slurm_dev_cluster.airgap) must not outlive its stack: its rules name the project's old subnet."""
+        try:
+            if airgap.restore_egress(self):
+                self.say("air gap removed (its firewall rules went with the stack)")
+        except airgap.AirgapError as exc:
+            self.say(f"could not remove the air gap's firewall rules: {exc}")
 
     # ---- ownership ----------------------------------------------------------------------------
 

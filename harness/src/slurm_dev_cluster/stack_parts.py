@@ -25,7 +25,7 @@ from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import airgap, preflight
+from slurm_dev_cluster import preflight
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     FIXED_SERVICES,
@@ -71,6 +71,15 @@ from slurm_dev_cluster.topology import COMPUTE_SERVICE, Topology
 #: An inspection at most this old is current enough for ``wait_until_ready`` to connect from: it inspected
 #: the containers a moment before, and nothing of ours recreates one while it waits.
 INSPECTION_FRESH_SECONDS = 0.5
+
+
+def _on_compose(name: str) -> property:
+    """An attribute of the stack's compose project, read and set through the stack."""
+    return property(
+        lambda self: getattr(self.compose, name),
+        lambda self, value: setattr(self.compose, name, value),
+        doc=f"``compose.{name}``",
+    )
 
 
 @dataclass(frozen=True)
@@ -157,16 +166,10 @@ class StackParts:
     known_hosts_path = property(lambda self: self.access.known_hosts_path)
     state_file = property(lambda self: self.state.file)
 
-    def _compose_part(name: str) -> property:  # type: ignore[misc]
-        return property(
-            lambda self: getattr(self.compose, name), lambda self, value: setattr(self.compose, name, value)
-        )
-
-    _last_inspection = _compose_part("last_inspection")
-    _inspected_at = _compose_part("inspected_at")
-    _login_id = _compose_part("login_id")
-    _login_port = _compose_part("login_port")
-    del _compose_part
+    _last_inspection = _on_compose("last_inspection")
+    _inspected_at = _on_compose("inspected_at")
+    _login_id = _on_compose("login_id")
+    _login_port = _on_compose("login_port")
 
     def _bounded(self, seconds: float, what: str) -> AbstractContextManager[DockerClient]:
         return self.compose.bounded(seconds, what)
@@ -299,7 +302,7 @@ class StackParts:
             )
         return self._login_port
 
-    # ---- lifecycle ----------------------------------------------------------------------------
+    # ---- host checks and readiness -----------------------------------------------------------
 
     def preflight(self) -> None:
         """Host checks (Docker CLI, daemon, compose v2, SSH port) naming cause and fix; passes once per object."""
@@ -342,40 +345,6 @@ class StackParts:
         """The session recorded as the stack's owner, when that session's process is gone; else None.
         Only test sessions record an owner: a stack the user started is never an orphan."""
         return self.state.orphaned_by(self.read_state() if state is None else state)
-
-    def up(self, *, force_recreate: bool = False, session: str = "cli") -> None:
-        """`docker compose up -d`: every container created and started; ``wait_until_ready`` then waits
-        for Slurm itself rather than for compose's healthchecks (see there)."""
-        self.say("docker compose up -d" + (" --force-recreate" if force_recreate else ""))
-        self.compose.up(session, force_recreate=force_recreate, wait=False)
-
-    def rescale(self, session: str = "cli") -> None:
-        """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
-        slurmctld and slurmdbd are left alone, so SSH sessions opened before stay connected."""
-        nodes = self.topology.nodes
-        self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
-        self.compose.up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
-
-    def _compose_up(self, session: str, **options: object) -> None:
-        self.compose.up(session, **options)  # type: ignore[arg-type]
-
-    def down(self, session: str = "cli", by: str = "") -> None:
-        """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note
-        a client still using the stack reads, see ``key_removed_note``; default: the session)."""
-        self.say(f"stopping stack {self.project} (containers and volumes)")
-        self.compose.down(session)
-        self._restore_egress()
-        self.access.remove(by or f"session {session}")
-        self.state_file.unlink(missing_ok=True)
-        self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
-
-    def _restore_egress(self) -> None:
-        """An air gap (slurm_dev_cluster.airgap) must not outlive its stack: its rules name the project's old subnet."""
-        try:
-            if airgap.restore_egress(self):
-                self.say("air gap removed (its firewall rules went with the stack)")
-        except airgap.AirgapError as exc:
-            self.say(f"could not remove the air gap's firewall rules: {exc}")
 
     # ---- access -------------------------------------------------------------------------------
 
