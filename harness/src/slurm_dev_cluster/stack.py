@@ -284,9 +284,6 @@ class Stack(StackParts):
         self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
         self.compose.up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
 
-    def _compose_up(self, session: str, **options: object) -> None:
-        self.compose.up(session, **options)  # type: ignore[arg-type]
-
     def down(self, session: str = "cli", by: str = "") -> None:
         """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note
         a client still using the stack reads, see ``key_removed_note``; default: the session)."""
