@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from python_on_whales.exceptions import DockerException
 
 from slurm_dev_cluster import docker_deadline
 from slurm_dev_cluster.errors import StackError
@@ -16,6 +17,8 @@ from slurm_dev_cluster.readiness import (
     NOT_READY,
     Guard,
     LoginKeys,
+    ServicesHealthy,
+    SlurmctldSettings,
     SlurmTakesJobs,
     SSHLogin,
     WaitTimeout,
@@ -214,3 +217,38 @@ def test_the_ready_check_asks_every_node_and_slurmdbd_only_with_accounting():
     assert "unready-nodes c1,c2" in with_accounting and "sacctmgr" in with_accounting
     assert "sacctmgr" not in ready_check(("c1",), accounting=False)
     assert f"exit {NOT_READY}" in with_accounting
+
+
+def test_services_healthy_waits_for_each_healthcheck_and_names_the_ones_still_failing():
+    states = [{"c1": "running (starting)", "login": "running (healthy)"}]
+    healthy = ServicesHealthy(["c1", "login"], lambda: states[-1])
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout) as caught:
+        wait_for([healthy], 1.0, subject="c1, login", poll=0.5, clock=clock)
+    assert str(caught.value) == (
+        "c1, login was not ready within 1 s: waiting for c1, login to pass its healthcheck "
+        "(last seen: c1 running (starting))"
+    )
+    states.append({"c1": "running (healthy)", "login": "running (healthy)"})
+    assert healthy.check() is None
+    assert ServicesHealthy(["c2"], lambda: {}).check() == "c2 missing"
+
+
+def test_slurmctld_settings_wait_until_scontrol_shows_every_value():
+    answers = [
+        DockerException(["docker"], 1, stderr=b"Error: container is restarting"),
+        "MinJobAge = 300 sec\n",
+        "MinJobAge = 2 sec\nOther = x\n",
+    ]
+    settings = SlurmctldSettings({"MinJobAge": "2"}, lambda: _answer(answers))
+    assert settings.what == "slurmctld to run with {'MinJobAge': '2'}"
+    assert settings.check() == "Error: container is restarting"
+    assert settings.check() == "scontrol show config: {'MinJobAge': '300 sec'}"
+    assert settings.check() is None
+
+
+def _answer(answers: list) -> str:
+    answer = answers.pop(0)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer

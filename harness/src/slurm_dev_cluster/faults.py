@@ -26,12 +26,12 @@ from typing import Protocol
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import docker_deadline, preflight
+from slurm_dev_cluster import docker_deadline
 from slurm_dev_cluster.compose_project import ACCOUNTING_SERVICE, ComposeProject
 from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.kit import definition_dir
 from slurm_dev_cluster.locks import EventLog, User, is_alive, process_start_time
-from slurm_dev_cluster.readiness import HEALTHCHECK_IN_STACK
+from slurm_dev_cluster.readiness import HEALTHCHECK_IN_STACK, ServicesHealthy, SlurmctldSettings, wait_for
 from slurm_dev_cluster.ssh_access import PORT_TAKEN, SSH_USER, Connection
 from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, write_text_atomically
 from slurm_dev_cluster.topology import Topology
@@ -193,21 +193,12 @@ class Faults:
 
     def _wait_for_config(self, expected: dict[str, str]) -> None:
         """Until slurmctld (restarted in place by `scontrol reconfigure` since Slurm 23.11) runs with it."""
-        deadline = time.monotonic() + READY_SECONDS
-        last = ""
-        while time.monotonic() < deadline:
-            try:
-                last = self._controller("scontrol show config")
-            except DockerException as exc:
-                last = preflight._first_line(exc)
-            else:
-                shown = dict(_config_line(line) for line in last.splitlines() if " = " in line)
-                if all(_same_setting(shown.get(key, ""), value) for key, value in expected.items()):
-                    return
-            time.sleep(0.3)
-        raise StackError(
-            f"slurmctld did not take the new settings {expected} within {READY_SECONDS:.0f} s; "
-            f"last answer: {last[-500:]}\n{self.stack.daemon_logs_tail(20)}"
+        wait_for(
+            [SlurmctldSettings(expected, lambda: self._controller("scontrol show config"))],
+            READY_SECONDS,
+            subject="slurmctld",
+            poll=0.3,
+            explain=lambda: f"\n{self.stack.daemon_logs_tail(20)}",
         )
 
     def _controller(self, command: str) -> str:
@@ -469,29 +460,15 @@ class Faults:
 
     def _wait_ready(self, services: list[str], timeout: float = READY_SECONDS) -> None:
         """Until each service's healthcheck passes again (slurmd registered, sshd takes the key, ...)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            states = self.stack.services()
-            if all(states.get(s) == "running (healthy)" for s in services):
-                return
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"{', '.join(services)} not ready after {timeout:.0f} s: {states}\n"
-                    f"{self.stack.daemon_logs_tail(20)}"
-                )
-            time.sleep(0.5)
+        wait_for(
+            [ServicesHealthy(services, self.stack.services)],
+            timeout,
+            subject=", ".join(services),
+            poll=0.5,
+            explain=lambda: f"\n{self.stack.daemon_logs_tail(20)}",
+        )
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-
-
-def _config_line(line: str) -> tuple[str, str]:
-    key, _, value = line.partition(" = ")
-    return key.strip(), value.strip()
-
-
-def _same_setting(shown: str, configured: str) -> bool:
-    """``scontrol show config`` prints ``MinJobAge = 2 sec``; slurm.conf says ``MinJobAge=2``."""
-    return shown == configured or shown.split()[:1] == [configured]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import paramiko
+from python_on_whales.exceptions import DockerException
 
 from slurm_dev_cluster import docker_deadline, ssh
 from slurm_dev_cluster.errors import StackError
@@ -206,3 +207,48 @@ class SlurmTakesJobs:
         if code != NOT_READY:
             raise StackError(f"readiness check failed (exit {code}): {err.strip() or out.strip()}")
         return f"still waiting for {out.strip()}"
+
+
+class ServicesHealthy:
+    """Each of ``services`` passes its healthcheck (``read`` gives the states, ``Stack.services``)."""
+
+    def __init__(self, services: Sequence[str], read: Callable[[], dict[str, str]]) -> None:
+        self.services = list(services)
+        self.read = read
+        self.what = f"{', '.join(self.services)} to pass its healthcheck"
+
+    def check(self) -> str | None:
+        states = self.read()
+        unhealthy = {s: states.get(s, "missing") for s in self.services}
+        unhealthy = {s: state for s, state in unhealthy.items() if state != "running (healthy)"}
+        return ", ".join(f"{s} {state}" for s, state in unhealthy.items()) or None
+
+
+class SlurmctldSettings:
+    """slurmctld runs with ``expected`` (``scontrol show config`` as ``read`` gives it shows each value)."""
+
+    def __init__(self, expected: dict[str, str], read: Callable[[], str]) -> None:
+        self.expected = expected
+        self.read = read
+        self.what = f"slurmctld to run with {expected}"
+
+    def check(self) -> str | None:
+        try:
+            shown_text = self.read()
+        except DockerException as exc:
+            return one_line(exc)
+        shown = dict(config_line(line) for line in shown_text.splitlines() if " = " in line)
+        differing = {
+            k: shown.get(k, "") for k, v in self.expected.items() if not same_setting(shown.get(k, ""), v)
+        }
+        return None if not differing else f"scontrol show config: {differing}"
+
+
+def config_line(line: str) -> tuple[str, str]:
+    key, _, value = line.partition(" = ")
+    return key.strip(), value.strip()
+
+
+def same_setting(shown: str, configured: str) -> bool:
+    """``scontrol show config`` prints ``MinJobAge = 2 sec``; slurm.conf says ``MinJobAge=2``."""
+    return shown == configured or shown.split()[:1] == [configured]
