@@ -12,8 +12,7 @@ from python_on_whales.utils import run as docker_run
 from bench.env import REPO_ROOT, BenchEnv, say
 from bench.figure import Figure, Target
 from bench.stats import Series, timed
-from slurm_dev_cluster import docker_deadline
-from slurm_dev_cluster import stack as harness_stack
+from slurm_dev_cluster import compose_project, docker_deadline
 
 RELEASE = os.environ.get("DEBIAN_RELEASE", "trixie")
 BASE_IMAGE = f"debian:{RELEASE}"
@@ -43,7 +42,9 @@ def reuse(env: BenchEnv, repeats: int) -> Figure:
     env.ensure_up()
     samples = Series()
     for round_ in range(repeats):
-        with env.stack._bounded(harness_stack.UP_BOUND_SECONDS, "docker compose up --wait") as docker:
+        with env.stack.compose.bounded(
+            compose_project.UP_BOUND_SECONDS, "docker compose up --wait"
+        ) as docker:
             seconds = timed(lambda: docker.compose.up(detach=True, wait=True, color=False, quiet=True))
         samples.samples.append(seconds)
         say(f"  [{round_ + 1}/{repeats}] compose up (nothing changed): {seconds:.2f} s")

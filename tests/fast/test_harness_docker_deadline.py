@@ -63,7 +63,7 @@ def hung_dockerd(tmp_path, monkeypatch) -> str:
         "BUILD_SECONDS",
     ):
         monkeypatch.setattr(docker_deadline, name, LIMIT)
-    monkeypatch.setattr("slurm_dev_cluster.stack.UP_BOUND_SECONDS", LIMIT)
+    monkeypatch.setattr("slurm_dev_cluster.compose_project.UP_BOUND_SECONDS", LIMIT)
     yield host
     stop.set()
     thread.join()

@@ -15,16 +15,17 @@ import pytest
 
 from slurm_dev_cluster import activity, fault_verbs
 from slurm_dev_cluster.__main__ import cmd_down
+from slurm_dev_cluster.compose_project import published_ssh_port
 from slurm_dev_cluster.faults import (
     CHECKED_SETTINGS,
     DROP_SESSIONS,
-    _same_setting,
     defaults,
     defaults_names,
     render,
 )
 from slurm_dev_cluster.locks import ClusterLock, EventLog, process_start_time
-from slurm_dev_cluster.stack import REPO_ROOT, Stack, _published_ssh_port
+from slurm_dev_cluster.readiness import same_setting
+from slurm_dev_cluster.stack import REPO_ROOT, Stack
 
 # ---- Slurm defaults ---------------------------------------------------------------------------------
 
@@ -63,8 +64,8 @@ def test_overrides_win_and_unknown_defaults_are_named(monkeypatch):
 
 
 def test_settings_are_compared_as_scontrol_prints_them():
-    assert _same_setting("2 sec", "2") and _same_setting("kill_invalid_depend", "kill_invalid_depend")
-    assert not _same_setting("120 sec", "2") and not _same_setting("(null)", "kill_invalid_depend")
+    assert same_setting("2 sec", "2") and same_setting("kill_invalid_depend", "kill_invalid_depend")
+    assert not same_setting("120 sec", "2") and not same_setting("(null)", "kill_invalid_depend")
 
 
 # ---- the CLI verbs ------------------------------------------------------------------------------------
@@ -210,9 +211,9 @@ def test_published_port_is_read_from_the_container_inspection():
     container = SimpleNamespace(
         network_settings=SimpleNamespace(ports={"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "40123"}]})
     )
-    assert _published_ssh_port(container) == 40123
+    assert published_ssh_port(container) == 40123
     stopped = SimpleNamespace(network_settings=SimpleNamespace(ports={}))
-    assert _published_ssh_port(stopped) is None
+    assert published_ssh_port(stopped) is None
 
 
 @pytest.fixture

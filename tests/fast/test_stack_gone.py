@@ -29,7 +29,7 @@ def stack(tmp_path, monkeypatch):
     def fake_docker(seconds, what):
         yield SimpleNamespace(compose=SimpleNamespace(down=lambda **_: iter(())))
 
-    monkeypatch.setattr(stack, "_bounded", fake_docker)
+    monkeypatch.setattr(stack.compose, "bounded", fake_docker)
     monkeypatch.setattr(stack, "_restore_egress", lambda: None)
     return stack
 

@@ -25,20 +25,32 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock
 
 from slurm_dev_cluster import docker_deadline
-from slurm_dev_cluster.stack import COMPOSE_PROJECT_LABEL
+from slurm_dev_cluster.compose_project import COMPOSE_PROJECT_LABEL, ComposeProject
+from slurm_dev_cluster.locks import EventLog
+from slurm_dev_cluster.processes import run_bounded
 
-if TYPE_CHECKING:
-    from slurm_dev_cluster.stack import Stack
+
+class Stack(Protocol):
+    """What the air gap needs of a stack (``slurm_dev_cluster.stack.Stack`` is one)."""
+
+    project: str
+    events: EventLog
+    state_dir: Path
+    compose: ComposeProject
+
 
 RULE_TAG = "slurm-sdk-airgap"
 #: The chains our rules live in (see ``rules``).
 CHAINS = ("DOCKER-USER", "INPUT")
 IPTABLES_WAIT = "5"  # seconds to wait for the xtables lock other tools (dockerd) may hold
+#: One iptables call in all: the lock wait above, then the change itself (milliseconds).
+IPTABLES_SECONDS = int(IPTABLES_WAIT) + 25
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -69,7 +81,7 @@ def rules(project: str, subnet: Network) -> list[tuple[str, list[str]]]:
 
 def stack_subnets(stack: Stack) -> list[Network]:
     """Subnets of the Docker networks compose created for the stack (normally one)."""
-    with stack._bounded(docker_deadline.INSPECT_SECONDS, "docker network ls") as docker:
+    with stack.compose.bounded(docker_deadline.INSPECT_SECONDS, "docker network ls") as docker:
         networks = docker.network.list(filters=[("label", f"{COMPOSE_PROJECT_LABEL}={stack.project}")])
     subnets = [
         ipaddress.ip_network(entry["Subnet"], strict=False)
@@ -145,14 +157,20 @@ def _binary(version: int) -> str:
     return "iptables" if version == 4 else "ip6tables"
 
 
-def _iptables(version: int, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _iptables(version: int, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     binary = _binary(version)
     if not shutil.which(binary):
         raise AirgapError(
             f"`{binary}` not found on the host, so the air gap cannot be applied; "
             f"install it (`apt-get install iptables`) and run as root"
         )
-    run = subprocess.run([binary, "-w", IPTABLES_WAIT, *args], capture_output=True, text=True)
+    run = run_bounded(
+        [binary, "-w", IPTABLES_WAIT, *args],
+        IPTABLES_SECONDS,
+        AirgapError,
+        "something holds the xtables lock or the kernel's firewall hangs (`iptables -L -n` by hand shows "
+        "which); retry when it answers",
+    )
     if check and run.returncode != 0:
         raise AirgapError(_explain(binary, args, run.stderr.strip() or run.stdout.strip()))
     return run

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from slurm_dev_cluster.kit import KitSettings
-from slurm_dev_cluster.stack import Connection, Stack, StackError, _write_atomically
+from slurm_dev_cluster.stack import Connection, Stack, StackError
+from slurm_dev_cluster.stack_state import write_text_atomically
 
 SDK_CONFIG_NAME = "sdk-config.yaml"
 DEFAULT_HOST_ALIAS = "slurm-dev"
@@ -58,7 +59,7 @@ def write_sdk_config(stack: Stack, settings: KitSettings, path: Path | None = No
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(sdk_config(running_connection(stack), settings), sort_keys=False)
-    _write_atomically(path, header + body)
+    write_text_atomically(path, header + body)
     return path
 
 

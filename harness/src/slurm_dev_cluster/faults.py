@@ -21,24 +21,45 @@ import tempfile
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import docker_deadline, preflight
+from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster.compose_project import ACCOUNTING_SERVICE, ComposeProject
+from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.kit import definition_dir
-from slurm_dev_cluster.locks import User, is_alive, process_start_time
-from slurm_dev_cluster.stack import (
-    ACCOUNTING_SERVICE,
-    HEALTHCHECK_IN_STACK,
-    PINNED_PORT_KEY,
-    PORT_TAKEN,
-    SSH_USER,
-    Connection,
-    Stack,
-    StackError,
-    _write_atomically,
-)
+from slurm_dev_cluster.locks import EventLog, User, is_alive, process_start_time
+from slurm_dev_cluster.readiness import HEALTHCHECK_IN_STACK, ServicesHealthy, SlurmctldSettings, wait_for
+from slurm_dev_cluster.ssh_access import PORT_TAKEN, SSH_USER, Connection
+from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, write_text_atomically
+from slurm_dev_cluster.topology import Topology
+
+
+class Stack(Protocol):
+    """What fault injection needs of a running stack (``slurm_dev_cluster.stack.Stack`` is one)."""
+
+    project: str
+    topology: Topology
+    events: EventLog
+    compose: ComposeProject
+    cluster_services: tuple[str, ...]
+
+    def say(self, message: str) -> None: ...
+    def read_state(self) -> dict: ...
+    def update_state(self, **changes: object) -> None: ...
+    def services(self) -> dict[str, str]: ...
+    def container_names(self) -> dict[str, str]: ...
+    def exec(
+        self, service: str, command: list[str], user: str | None = None, seconds: float | None = None
+    ) -> str: ...
+    def daemon_logs_tail(self, lines: int = 50) -> str: ...
+    def published_port(self, refresh: bool = True) -> int: ...
+    def pin_ssh_port(self, port: int | None) -> None: ...
+    def login_port_taken(self, port: int, cause: str = "") -> StackError: ...
+    def connect_info(self, inspection_max_age: float = 0.0) -> Connection: ...
+
 
 DEFAULTS_DIR = definition_dir() / "images" / "slurm" / "defaults"
 DEV = "dev"
@@ -165,28 +186,19 @@ class Faults:
         names = self.stack.container_names()
         with tempfile.TemporaryDirectory() as scratch:
             local = Path(scratch) / Path(path).name
-            _write_atomically(local, text)
+            write_text_atomically(local, text)
             for service in self.configured:
                 with self._container_call(f"docker cp {path} to {service}") as docker:
                     docker.copy(local, (names[service], path))
 
     def _wait_for_config(self, expected: dict[str, str]) -> None:
         """Until slurmctld (restarted in place by `scontrol reconfigure` since Slurm 23.11) runs with it."""
-        deadline = time.monotonic() + READY_SECONDS
-        last = ""
-        while time.monotonic() < deadline:
-            try:
-                last = self._controller("scontrol show config")
-            except DockerException as exc:
-                last = preflight._first_line(exc)
-            else:
-                shown = dict(_config_line(line) for line in last.splitlines() if " = " in line)
-                if all(_same_setting(shown.get(key, ""), value) for key, value in expected.items()):
-                    return
-            time.sleep(0.3)
-        raise StackError(
-            f"slurmctld did not take the new settings {expected} within {READY_SECONDS:.0f} s; "
-            f"last answer: {last[-500:]}\n{self.stack.daemon_logs_tail(20)}"
+        wait_for(
+            [SlurmctldSettings(expected, lambda: self._controller("scontrol show config"))],
+            READY_SECONDS,
+            subject="slurmctld",
+            poll=0.3,
+            explain=lambda: f"\n{self.stack.daemon_logs_tail(20)}",
         )
 
     def _controller(self, command: str) -> str:
@@ -418,12 +430,12 @@ class Faults:
         """A new login container on ``port``, or on an ephemeral port as compose.yaml makes it (None).
         The pin is the stack's (``Stack.pin_ssh_port``), so a later `compose up` keeps login as it is."""
         self.stack.pin_ssh_port(port)
-        self.stack._compose_up("faults", services=["login"], force_recreate=True)
+        self.stack.compose.up("faults", services=["login"], force_recreate=True)
         self.stack.connect_info()  # refreshes the copied known_hosts for the port
 
     def _login_port_pinned(self) -> bool:
         """Whether the login container asks Docker for a fixed host port (an empty one is ephemeral)."""
-        with self.stack._bounded(docker_deadline.INSPECT_SECONDS, "docker inspect login") as docker:
+        with self.stack.compose.bounded(docker_deadline.INSPECT_SECONDS, "docker inspect login") as docker:
             bindings = docker.container.inspect(self._name("login")).host_config.port_bindings or {}
         return any(binding.host_port for binding in bindings.get("22/tcp") or [])
 
@@ -441,36 +453,22 @@ class Faults:
 
     def _container_call(self, what: str) -> AbstractContextManager[DockerClient]:
         """The Docker client for one call on one container (``docker_deadline.CONTAINER_SECONDS``)."""
-        return self.stack._bounded(docker_deadline.CONTAINER_SECONDS, what)
+        return self.stack.compose.bounded(docker_deadline.CONTAINER_SECONDS, what)
 
     def _name(self, service: str) -> str:
         return self.stack.container_names()[service]
 
     def _wait_ready(self, services: list[str], timeout: float = READY_SECONDS) -> None:
         """Until each service's healthcheck passes again (slurmd registered, sshd takes the key, ...)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            states = self.stack.services()
-            if all(states.get(s) == "running (healthy)" for s in services):
-                return
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"{', '.join(services)} not ready after {timeout:.0f} s: {states}\n"
-                    f"{self.stack.daemon_logs_tail(20)}"
-                )
-            time.sleep(0.5)
+        wait_for(
+            [ServicesHealthy(services, self.stack.services)],
+            timeout,
+            subject=", ".join(services),
+            poll=0.5,
+            explain=lambda: f"\n{self.stack.daemon_logs_tail(20)}",
+        )
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
-
-
-def _config_line(line: str) -> tuple[str, str]:
-    key, _, value = line.partition(" = ")
-    return key.strip(), value.strip()
-
-
-def _same_setting(shown: str, configured: str) -> bool:
-    """``scontrol show config`` prints ``MinJobAge = 2 sec``; slurm.conf says ``MinJobAge=2``."""
-    return shown == configured or shown.split()[:1] == [configured]

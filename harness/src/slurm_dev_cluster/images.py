@@ -1,4 +1,4 @@
-"""Published images: push this checkout's images to a registry, and pull them instead of building.
+"""The stack's images: built here unless present, or pulled from a registry; pushed to one.
 
 Tags (in ``<registry>/slurm-sdk-dev``):
 
@@ -18,17 +18,109 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Protocol
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
+from python_on_whales.utils import run as docker_run
 
-from slurm_dev_cluster import docker_deadline
-from slurm_dev_cluster.stack import IMAGE_REGISTRY_ENV, IMAGE_REPOSITORY, Stack, StackError
+from slurm_dev_cluster import docker_deadline, wheelhouse
+from slurm_dev_cluster.compose_project import ComposeProject
+from slurm_dev_cluster.errors import Say, StackError
+from slurm_dev_cluster.inputs import (
+    IMAGE_REGISTRY_ENV,
+    IMAGE_REPOSITORY,
+    accounting_enabled,
+    image_repository,
+    inputs_hash,
+)
+from slurm_dev_cluster.locks import EventLog
+from slurm_dev_cluster.naming import debian_release
 
 #: Docker's tag grammar.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 #: ``HOST[:PORT][/path]``: no scheme, no tag.
 REGISTRY = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?")
+
+
+class Images:
+    """The images of the stack defined in ``repo_root``, built or pulled through ``compose``."""
+
+    def __init__(self, compose: ComposeProject, repo_root: Path, state_dir: Path) -> None:
+        self.compose = compose
+        self.repo_root = repo_root
+        self.state_dir = state_dir
+        self.say: Say = compose.say
+        self.events: EventLog = compose.events
+        self.project = compose.project
+
+    @property
+    def release(self) -> str:
+        return debian_release()
+
+    @property
+    def tag(self) -> str:
+        """``<release>-<inputs hash>``: an image with this tag was built from exactly these inputs."""
+        return f"{self.release}-{inputs_hash(self.repo_root)[:12]}"
+
+    def names(self, repository: str | None = None) -> list[str]:
+        """The images compose runs (``repository`` default: ``image_repository()``)."""
+        suffixes = [""] + (["-accounting"] if accounting_enabled() else [])
+        return [f"{repository or image_repository()}:{self.tag}{suffix}" for suffix in suffixes]
+
+    def missing(self) -> list[str]:
+        """Which of ``names()`` this host lacks, in one `docker image ls` (not a call per image)."""
+        wanted = self.names()
+        references = [arg for image in wanted for arg in ("--filter", f"reference={image}")]
+        with self.compose.bounded(docker_deadline.INSPECT_SECONDS, "docker image ls") as docker:
+            listed = docker_run(
+                [*docker.docker_cmd, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", *references]
+            )
+        present = set(str(listed).split())
+        return [image for image in wanted if image not in present]
+
+    def build(self, pull: bool = True) -> None:
+        """Build the images unless images tagged with these inputs exist (a warm start then skips even
+        the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
+        set (and ``pull``), the images published for these inputs are pulled instead when the registry
+        has them."""
+        missing = self.missing()
+        if not missing:
+            return
+        if pull and image_repository() != IMAGE_REPOSITORY and _pull(self.compose, missing):
+            return
+        self.refresh_wheelhouse()
+        self.compose.build(self.state_dir / "build.log")
+
+    def refresh_wheelhouse(self, *, force: bool = False, strict: bool = False) -> bool:
+        """Fill images/wheelhouse/<release>/ with pyproject.toml's dependencies for the nodes (no-op while
+        current). A failed download only warns unless ``strict``: the Debian packages may satisfy
+        everything, and if not, the image build fails naming the fix."""
+        try:
+            with self.compose.bounded(docker_deadline.ANSWER_SECONDS, "docker info") as docker:
+                architecture = docker.system.info().architecture
+            target = wheelhouse.target_for(self.release, architecture)
+            return wheelhouse.ensure(self.repo_root, target, self.say, force=force)
+        except wheelhouse.WheelhouseError as exc:
+            if strict:
+                raise StackError(str(exc)) from None
+            self.say(f"warning: {exc}\nbuilding with the wheelhouse as it is")
+            return False
+
+
+class ImageStack(Protocol):
+    """What pushing needs of a stack (``slurm_dev_cluster.stack.Stack`` is one)."""
+
+    compose: ComposeProject
+    project: str
+    release: str
+    image_tag: str
+    events: EventLog
+
+    def say(self, message: str) -> None: ...
+    def build(self, pull: bool = True) -> None: ...
+    def images(self, repository: str | None = None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +146,7 @@ def check_registry(registry: str) -> str:
     return registry
 
 
-def release_tag(stack: Stack, version: str) -> str:
+def release_tag(stack: ImageStack, version: str) -> str:
     tag = f"{stack.release}-{version}"
     if not TAG.fullmatch(tag):
         raise StackError(
@@ -64,7 +156,7 @@ def release_tag(stack: Stack, version: str) -> str:
     return tag
 
 
-def push(stack: Stack, registry: str, version: str | None = None) -> list[Pushed]:
+def push(stack: ImageStack, registry: str, version: str | None = None) -> list[Pushed]:
     """Build this checkout's images if needed (never pulls), tag and push them; returns what was pushed."""
     registry = check_registry(registry)
     release = release_tag(stack, version or sdk_version())
@@ -74,7 +166,7 @@ def push(stack: Stack, registry: str, version: str | None = None) -> list[Pushed
         suffix = local.rpartition(":")[2].removeprefix(stack.image_tag)  # "" or "-accounting"
         remote = [f"{registry}/{IMAGE_REPOSITORY}:{tag}{suffix}" for tag in (stack.image_tag, release)]
         for ref in remote:
-            with stack._bounded(docker_deadline.INSPECT_SECONDS, f"docker tag {ref}") as docker:
+            with stack.compose.bounded(docker_deadline.INSPECT_SECONDS, f"docker tag {ref}") as docker:
                 docker.image.tag(local, ref)
             stack.say(f"pushing {ref}")
             started = time.monotonic()
@@ -83,7 +175,7 @@ def push(stack: Stack, registry: str, version: str | None = None) -> list[Pushed
                 "you are logged in (`docker login`) where it needs it"
             )
             try:
-                with _transfer(stack, f"docker push {ref}") as docker:
+                with _transfer(stack.compose, f"docker push {ref}") as docker:
                     docker.image.push(ref, quiet=True)
             except DockerException as exc:
                 raise StackError(f"`docker push {ref}` failed: {_last_line(exc)}\n{fix}") from None
@@ -95,16 +187,21 @@ def push(stack: Stack, registry: str, version: str | None = None) -> list[Pushed
     return pushed
 
 
-def pull(stack: Stack, images: list[str]) -> bool:
+def pull(stack: ImageStack, images: list[str]) -> bool:
+    """Pull the images for these inputs; False (after saying why) when the registry lacks one of them."""
+    return _pull(stack.compose, images)
+
+
+def _pull(compose: ComposeProject, images: list[str]) -> bool:
     """Pull the images for these inputs; False (after saying why) when the registry lacks one of them."""
     started = time.monotonic()
     for image in images:
-        stack.say(f"pulling {image}")
+        compose.say(f"pulling {image}")
         try:
-            with _transfer(stack, f"docker pull {image}") as docker:
+            with _transfer(compose, f"docker pull {image}") as docker:
                 docker.image.pull(image, quiet=True)
         except DockerException as exc:
-            stack.say(
+            compose.say(
                 f"could not pull {image} ({_last_line(exc)}): no image was published for these inputs "
                 "(`slurm-dev-cluster push --registry ...` publishes them); building instead"
             )
@@ -114,13 +211,13 @@ def pull(stack: Stack, images: list[str]) -> bool:
             raise StackError(
                 f"{_slow_registry(exc)}\nfix: retry; or unset {IMAGE_REGISTRY_ENV} to build the images here"
             ) from None
-    stack.events.record("pull", project=stack.project, images=",".join(images))
-    stack.say(f"images pulled in {time.monotonic() - started:.1f} s")
+    compose.events.record("pull", project=compose.project, images=",".join(images))
+    compose.say(f"images pulled in {time.monotonic() - started:.1f} s")
     return True
 
 
-def _transfer(stack: Stack, what: str) -> AbstractContextManager[DockerClient]:
-    return stack._bounded(docker_deadline.TRANSFER_SECONDS, what)
+def _transfer(compose: ComposeProject, what: str) -> AbstractContextManager[DockerClient]:
+    return compose.bounded(docker_deadline.TRANSFER_SECONDS, what)
 
 
 def _last_line(exc: DockerException) -> str:

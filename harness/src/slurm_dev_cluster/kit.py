@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slurm_dev_cluster.naming import project_root_of, state_root
+
 #: The cluster's definition as shipped in the kit's wheel (absent in an editable install).
 PACKAGED_CLUSTER = Path(__file__).resolve().with_name("cluster")
 #: The slurm-sdk checkout an editable kit is installed from (harness/src/slurm_dev_cluster/ -> the root).
@@ -131,8 +133,6 @@ def resolve(
     if value:
         source = _existing_dir(value, where, "slurm_sdk_project_dir", ENV_PROJECT_DIR)
     else:
-        from slurm_dev_cluster.stack import project_root_of  # stack imports this module
-
         source = base if base_dir else project_root_of(base)
     name, _ = pick("project", project, ENV_PROJECT)
     roots, _ = pick("import_roots", import_roots, ENV_IMPORT_ROOTS)
@@ -190,8 +190,6 @@ def cluster_root() -> Path:
 
 def staged_cluster(packaged: Path) -> Path:
     """``packaged`` copied to ``<state root>/cluster-<content hash>/`` (once; later calls only hash)."""
-    from slurm_dev_cluster.stack import state_root  # stack imports this module
-
     files = sorted(p for p in packaged.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     digest = hashlib.sha256()
     for path in files:

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import yaml
 
-from slurm_dev_cluster.stack import state_root
+from slurm_dev_cluster.naming import state_root
+from slurm_dev_cluster.processes import run_bounded
 
 PACKAGE = "docker-registry"
 BINARY = "docker-registry"
 START_SECONDS = 30.0
+DOWNLOAD_SECONDS = 300  # `apt-get download` of the registry package: a few MB
+UNPACK_SECONDS = 120  # `dpkg-deb -x` of it: a local disk
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -55,8 +58,12 @@ def registry_binary() -> Path:
             f"fix: install a Docker registry binary as `{BINARY}` on PATH"
         )
     with tempfile.TemporaryDirectory() as download:
-        fetched = subprocess.run(
-            ["apt-get", "download", PACKAGE], cwd=download, capture_output=True, text=True
+        fetched = run_bounded(
+            ["apt-get", "download", PACKAGE],
+            DOWNLOAD_SECONDS,
+            RegistryError,
+            "check the network to the Debian mirror (`apt-get update`), then retry",
+            cwd=download,
         )
         if fetched.returncode != 0:
             raise RegistryError(
@@ -66,7 +73,12 @@ def registry_binary() -> Path:
         [deb] = Path(download).glob("*.deb")
         target = unpacked.parents[2]  # .../tools/docker-registry, the package's root
         target.mkdir(parents=True, exist_ok=True)
-        extracted = subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], capture_output=True, text=True)
+        extracted = run_bounded(
+            ["dpkg-deb", "-x", str(deb), str(target)],
+            UNPACK_SECONDS,
+            RegistryError,
+            f"check that {target} is on a working disk, then retry",
+        )
         if extracted.returncode != 0 or not unpacked.exists():
             raise RegistryError(f"`dpkg-deb -x {deb.name}` failed: {extracted.stderr.strip()[-300:]}")
     return unpacked

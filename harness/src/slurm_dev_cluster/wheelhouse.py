@@ -19,7 +19,6 @@ import hashlib
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import time
 import tomllib
@@ -27,9 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from slurm_dev_cluster.processes import run_bounded
+
 WHEELHOUSE_DIR = Path("images") / "wheelhouse"  # relative to the repo root; the Dockerfile's COPY source
 MANIFEST = "requirements.txt"
 KEY_PREFIX = "# key: "
+#: The whole `pip download` of the nodes' wheels: minutes on a slow link, never an hour.
+DOWNLOAD_SECONDS = 900
 OLDEST_MANYLINUX_MINOR = 5  # manylinux1 = glibc 2.5
 #: manylinux tags that predate PEP 600's manylinux_2_X form, still used in wheel file names.
 LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
@@ -177,7 +180,12 @@ def _download(requirements: list[str], target: Target, destination: Path) -> Non
         str(destination),
         *requirements,
     ]
-    run = subprocess.run(command, capture_output=True, text=True)
+    run = run_bounded(
+        command,
+        DOWNLOAD_SECONDS,
+        WheelhouseError,
+        "check the network to the package index (pip config, a proxy), then retry",
+    )
     if run.returncode != 0:
         raise WheelhouseError(_explain(run.stderr, requirements, target))
 
