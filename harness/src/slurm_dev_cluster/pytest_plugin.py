@@ -104,6 +104,7 @@ class Harness:
         self.connection: Connection | None = None
         self._stack: Stack | None = None
         self._failure: tuple[str, str] | None = None  # ("skip" | "fail", reason), remembered per process
+        self.item_in_setup: pytest.Item | None = None  # the test whose fixtures are being set up
 
     @property
     def stack(self) -> Stack:
@@ -330,8 +331,29 @@ def pytest_configure_node(node) -> None:
 @pytest.hookimpl(tryfirst=True)  # before fixtures: the `faults` fixture's exclusive lock must come after
 def pytest_runtest_setup(item: pytest.Item) -> None:
     harness = _harness(item.config)
+    harness.item_in_setup = item
     if _needs_cluster(item) and harness.existing_cluster is None:
         harness.require()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fixture wider than one test (module, class, package, session) that a cluster test needs is set up
+    before that test's own shared lock is taken; it gets the shared lock for its setup, so a fault test on
+    another worker (a dropped SSH session, a restarted login node) never lands in the middle of it. The
+    kit's own fixtures take the locks they need themselves (a lock taken twice here could wait on itself)."""
+    harness = _harness(request.config)
+    item = harness.item_in_setup
+    if (
+        fixturedef.scope == "function"
+        or fixturedef.func.__module__ == __name__
+        or item is None
+        or not _needs_cluster(item)
+        or harness.existing_cluster is not None
+    ):
+        return (yield)
+    with harness.cluster_lock.shared(say=harness._say):
+        return (yield)
 
 
 @pytest.hookimpl(trylast=True)
