@@ -50,6 +50,8 @@ _EXPORTS = {
             "SlurmSDKError",
             "SSHError",
             "SubmitError",
+            "SubmitLimitError",
+            "SubmitLimitError",
             "UnknownJobError",
         ],
         "slurm.errors",
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
         SlurmSDKError,
         SSHError,
         SubmitError,
+        SubmitLimitError,
         UnknownJobError,
     )
     from slurm.job import Job, MappedJobs, as_completed, wait_all
@@ -118,6 +121,7 @@ __all__ = [
     "SerializationError",
     "SlurmSDKError",
     "SubmitError",
+    "SubmitLimitError",
     "Task",
     "UnknownJobError",
     "as_completed",
