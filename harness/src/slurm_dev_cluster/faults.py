@@ -157,12 +157,15 @@ class Faults:
         overrides.pop("MinJobAge", None)
         self._configure(self._record().get("defaults", DEV), overrides)
 
-    def site_limits(self, max_submit_jobs: int = 50, max_array_size: int = 20) -> None:
+    def site_limits(
+        self, max_submit_jobs: int = 50, max_array_size: int = 20, *, max_wall: str | None = None
+    ) -> None:
         """A site's submit limits: at most ``max_submit_jobs`` jobs (each array task counts) pending or
         running per user (``MaxSubmitJobsPerUser`` on the QOS the job user submits with by default) and
-        arrays of at most ``max_array_size`` tasks (``MaxArraySize``). Sets the enforcement the limit needs
-        (``AccountingStorageEnforce``), and gives the job user an association if it has none. Needs
-        accounting (slurmdbd)."""
+        arrays of at most ``max_array_size`` tasks (``MaxArraySize``); with ``max_wall`` ("00:05:00") that
+        QOS's ``MaxWall`` too (a longer job then pends for QOSMaxWallDurationPerJobLimit). Sets the
+        enforcement the limits need (``AccountingStorageEnforce``), and gives the job user an association
+        if it has none. Needs accounting (slurmdbd)."""
         if max_submit_jobs < 1 or max_array_size < 1:
             raise ValueError(
                 f"limits must be >= 1, got {max_submit_jobs} jobs and arrays of {max_array_size}"
@@ -178,8 +181,9 @@ class Faults:
         limits["qos"] = previous | dict(limits.get("qos") or {})
         limits["max_submit_jobs"] = max_submit_jobs
         self._update("site limits: qos", site_limits=limits)
+        wanted = {"MaxSubmitJobsPerUser": str(max_submit_jobs)} | ({"MaxWall": max_wall} if max_wall else {})
         for qos in previous:
-            self._controller(site_limits.set_qos_limit(qos, str(max_submit_jobs)))
+            self._controller(site_limits.set_qos(qos, wanted))
         # The reconfigure comes after: slurmctld, restarted in place, loads the QOS limits from slurmdbd
         # as it starts, so they hold once it runs with the new settings.
         overrides = (record.get("overrides") or {}) | {
@@ -198,8 +202,8 @@ class Faults:
         for key in ("MaxArraySize", "AccountingStorageEnforce"):
             overrides.pop(key, None)
         self._configure(record.get("defaults", DEV), overrides)
-        for qos, limit in (limits.get("qos") or {}).items():
-            self._controller(site_limits.set_qos_limit(qos, limit))
+        for qos, settings in (limits.get("qos") or {}).items():
+            self._controller(site_limits.set_qos(qos, settings))
         if limits.get("created_account"):
             self._controller(site_limits.remove_association())
         self._update("site limits lifted", site_limits={})

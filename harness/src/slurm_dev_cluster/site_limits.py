@@ -32,31 +32,38 @@ def ensure_association() -> str:
     )
 
 
+#: The QOS settings the fault changes, in the order ``default_qos_limits`` prints them.
+QOS_SETTINGS = ("MaxSubmitJobsPerUser", "MaxWall")
+
+
 def default_qos_limits() -> str:
-    """Script: ``qos|MaxSubmitJobsPerUser`` for each QOS the job user's associations submit with by default
-    (an association without a default QOS submits with ``normal``)."""
+    """Script: ``qos|MaxSubmitJobsPerUser|MaxWall`` for each QOS the job user's associations submit with
+    by default (an association without a default QOS submits with ``normal``)."""
     user = shlex.quote(SSH_USER)
     return (
         f"names=$(sacctmgr -n -P show assoc where user={user} format=defaultqos "
         "| sed 's/^$/normal/' | sort -u | paste -sd, -); "
-        'sacctmgr -n -P show qos where name="$names" format=name,maxsubmitjobsperuser'
+        'sacctmgr -n -P show qos where name="$names" format=name,maxsubmitjobsperuser,maxwall'
     )
 
 
-def parse_qos_limits(output: str) -> dict[str, str]:
-    """``normal|50`` lines -> ``{"normal": "50"}`` (an empty limit is Slurm's none: ``-1``)."""
+def parse_qos_limits(output: str) -> dict[str, dict[str, str]]:
+    """``normal|50|`` lines -> ``{"normal": {"MaxSubmitJobsPerUser": "50", "MaxWall": "-1"}}`` (an empty
+    value is Slurm's none, written back as ``-1``)."""
     limits = {}
     for line in output.splitlines():
-        name, _, limit = line.strip().partition("|")
+        name, *values = line.strip().split("|")
         if name:
-            limits[name] = limit.strip() or NO_LIMIT
+            values = (values + [""] * len(QOS_SETTINGS))[: len(QOS_SETTINGS)]
+            limits[name] = {
+                key: value.strip() or NO_LIMIT for key, value in zip(QOS_SETTINGS, values, strict=True)
+            }
     return limits
 
 
-def set_qos_limit(qos: str, limit: str) -> str:
-    return (
-        f"sacctmgr -i modify qos where name={shlex.quote(qos)} set MaxSubmitJobsPerUser={shlex.quote(limit)}"
-    )
+def set_qos(qos: str, settings: dict[str, str]) -> str:
+    changes = " ".join(f"{key}={shlex.quote(value)}" for key, value in settings.items())
+    return f"sacctmgr -i modify qos where name={shlex.quote(qos)} set {changes}"
 
 
 def remove_association() -> str:
