@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from slurm.errors import JobFailedError
+
 if TYPE_CHECKING:
-    from slurm.errors import JobFailedError
     from slurm.job import Job
 
 #: squeue reasons of a pending job that no amount of waiting changes: the job asks for more than its
@@ -139,8 +140,6 @@ def _fields(line: str, count: int) -> tuple[str, ...]:
 def pending_for_good(job: Job, reason: str) -> JobFailedError:
     """The error of a job pending for a reason that never clears, after cancelling it (its whole array:
     the tasks share the request) so it stops holding a place in the queue and under the submit limit."""
-    from slurm.errors import JobFailedError
-
     fix = never_clears(reason)
     error = JobFailedError(
         f"job {job.job_id} ({job.name}) can never start: squeue says it pends for {reason}, which no "

@@ -42,8 +42,8 @@ def map_within_limits(
     array_size = backend.max_array_size()
     limit = backend.submit_limit()
     queued = backend.queued_jobs() if limit else 0
-    if limit and not wait_for_capacity and queued + len(calls) > limit.jobs:
-        raise _no_room(limit, queued, len(calls))  # before anything is uploaded
+    if limit and calls and (limit.jobs < 1 or (not wait_for_capacity and queued + len(calls) > limit.jobs)):
+        raise _no_room(limit, queued, len(calls))  # before anything is uploaded; a limit of 0 never has room
     throttle = _Throttle(cluster, limit, len(calls), sleep)
     jobs: list[Job] = []
     start = 0

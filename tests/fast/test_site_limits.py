@@ -210,3 +210,13 @@ def test_an_interrupted_map_cancels_what_it_submitted_and_submits_no_more(tmp_pa
     assert len(backend.job_ids()) == 2  # two arrays of 2 filled 4 of 5 places; the third waited
     states = backend.states([f"{job_id}_{i}" for job_id in backend.job_ids() for i in range(2)])
     assert set(states.values()) == {JobState.CANCELLED}
+
+
+def test_a_limit_of_no_jobs_at_all_fails_at_once_even_when_waiting(tmp_path, monkeypatch):
+    cluster = limited_cluster(tmp_path, known=True)
+    monkeypatch.setattr(
+        cluster.backend, "submit_limit", lambda: SubmitLimit(0, "MaxSubmitJobs of your association")
+    )
+    with pytest.raises(SubmitLimitError, match="allows 0 jobs"):
+        cluster.map(tasks.square, range(3))
+    assert cluster.backend.job_ids() == [] and not (tmp_path / "jobs").exists()
