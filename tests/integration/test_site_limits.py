@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from slurm import Cluster, JobFailedError, SubmitError, SubmitLimitError
+from slurm.limits import SubmitLimit
 from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend, test_import_roots
 
 from . import jobs
@@ -138,3 +139,38 @@ def test_a_job_over_the_qos_wall_time_ends_its_wait_with_the_reason(limited, mod
         60,
         "the job recorded as cancelled",
     )
+
+
+def test_the_fault_limits_the_default_qos_of_an_association_the_site_already_has(
+    faults, slurm_stack, slurm_container
+):
+    """A site-like stack (the job user already in an account, with a default QOS of its own): the fault
+    limits that QOS, the SDK learns the limit from it, and reset gives the QOS back as it was and keeps the
+    association."""
+    name = f"hl-{uuid.uuid4().hex[:6]}"
+
+    def admin(script: str) -> str:
+        return slurm_stack.exec("slurmctld", ["sh", "-c", script])
+
+    admin(
+        f"sacctmgr -i add qos {name} >/dev/null && sacctmgr -i add account {name} >/dev/null && "
+        f"sacctmgr -i add user sdk account={name} qos=normal,{name} defaultqos={name} >/dev/null"
+    )
+    try:
+        faults.site_limits(5, 3)
+        assert admin(f"sacctmgr -n -P show qos where name={name} format=maxsubmitjobsperuser").strip() == "5"
+        backend = ssh_backend(slurm_container)
+        try:
+            learned = backend.site_limits()
+        finally:
+            backend.close()
+        assert learned.max_array_size == 3
+        assert learned.submit_limit == SubmitLimit(5, f"MaxSubmitJobsPerUser of QOS {name}")
+        faults.reset()
+        assert admin(f"sacctmgr -n -P show qos where name={name} format=maxsubmitjobsperuser").strip() == ""
+        assert name in admin(f"sacctmgr -n -P show assoc where user=sdk account={name} format=account")
+    finally:
+        admin(
+            f"sacctmgr -i delete user where name=sdk account={name} >/dev/null; "
+            f"sacctmgr -i delete account {name} >/dev/null; sacctmgr -i delete qos {name} >/dev/null"
+        )
