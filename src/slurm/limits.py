@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 
 #: squeue reasons of a pending job that no amount of waiting changes: the job asks for more than its
 #: partition, QOS or association allows, or for something no node has. Only an administrator changing
-#: the limit (or the user changing the job) lets it start. Value: what to change.
+#: the limit (or the user changing the job) lets it start. Value: what to change. Not here:
+#: ``PartitionNodeLimit``, which Slurm also gives while nodes the job needs are DOWN or DRAINED.
 NEVER_CLEARING_REASONS: dict[str, str] = {
     "PartitionTimeLimit": "ask for less time than the partition's MaxTime (sinfo -o '%P %l'), or another partition",
-    "PartitionNodeLimit": "ask for fewer nodes than the partition's MaxNodes (sinfo -o '%P %D'), or another partition",
     "QOSMaxWallDurationPerJobLimit": "ask for less time than the QOS's MaxWall (sacctmgr show qos format=name,maxwall)",
     "AssocMaxWallDurationPerJobLimit": "ask for less time than your association's MaxWall (sacctmgr show assoc user=$USER)",
     "QOSMaxNodePerJobLimit": "ask for fewer nodes than the QOS's MaxNodes (sacctmgr show qos)",
