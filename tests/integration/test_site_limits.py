@@ -14,7 +14,8 @@ import pytest
 
 from slurm import Cluster, JobFailedError, SubmitError, SubmitLimitError
 from slurm.limits import SubmitLimit
-from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend, test_import_roots
+from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
+from slurm_dev_cluster.pytest_plugin import test_import_roots as import_roots  # not collected as a test
 
 from . import jobs
 from .waiting import wait_until
@@ -32,7 +33,7 @@ TIMEOUT = 900
 def limited(request, faults, slurm_container, sdk_on_cluster):
     """A cluster (own job root) on the stack with the site's limits on; its job root goes afterwards."""
     faults.site_limits(JOBS, ARRAY, max_wall="00:05:00")
-    packaging = packaging_for("ssh", sdk_on_cluster, test_import_roots(request, sdk_on_cluster))
+    packaging = packaging_for("ssh", sdk_on_cluster, import_roots(request, sdk_on_cluster))
     root = f"~/.slurm-sdk/limits-{uuid.uuid4().hex[:8]}"
     cluster = Cluster(backend=ssh_backend(slurm_container), packaging=packaging, job_root=root)
     yield cluster
