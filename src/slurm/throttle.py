@@ -129,11 +129,16 @@ class _Throttle:
 
 
 def _no_room(limit: SubmitLimit, queued: int, needed: int) -> SubmitLimitError:
+    fix = (
+        "ask the site for a limit above 0, or submit with another account or QOS"
+        if limit.jobs < 1
+        else "map with wait_for_capacity=True (the default) to submit as your jobs end, map fewer items at "
+        "once, or ask the site for a higher limit"
+    )
     return SubmitLimitError(
         f"the site's submit limit has no room for this map: {limit.source} allows {limit.jobs} jobs pending "
         f"or running at once, you have {queued} and the map needs {needed} (each task counts); nothing was "
-        "submitted. Fix: map with wait_for_capacity=True (the default) to submit as your jobs end, map "
-        f"fewer items at once, or ask the site for a higher limit",
+        f"submitted. Fix: {fix}",
         source=limit.source,
         limit=limit.jobs,
         queued=queued,
