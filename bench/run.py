@@ -28,6 +28,7 @@ from bench import (
     fig_faults,
     fig_harness,
     fig_jobs,
+    fig_limits,
     fig_packaging,
     fig_scale,
     fig_shapes,
@@ -53,6 +54,7 @@ class Sizes:
     big_map_item: int
     result_bytes: int
     result_parts: int
+    limits_map_n: int
 
 
 FULL = Sizes(
@@ -68,6 +70,7 @@ FULL = Sizes(
     big_map_item=100_000,
     result_bytes=200_000_000,
     result_parts=200,
+    limits_map_n=500,
 )
 QUICK = Sizes(
     repeats=1,
@@ -82,6 +85,7 @@ QUICK = Sizes(
     big_map_item=1000,
     result_bytes=2_000_000,
     result_parts=4,
+    limits_map_n=60,
 )
 
 Runner = Callable[[BenchEnv, argparse.Namespace, Sizes], Figure]
@@ -111,6 +115,7 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "rpcs_many": (lambda env, a, s: fig_faults.rpcs_while_waiting(env, s.rpc_jobs, s.rpc_wait), None),
     "rpcs_async": (lambda env, a, s: fig_faults.rpcs_while_awaiting(env, s.rpc_jobs, s.rpc_wait), None),
     "completion": (lambda env, a, s: fig_faults.completion_latency(env, s.repeats), None),
+    "throttled_map": (lambda env, a, s: fig_limits.throttled_map(env, s.repeats, s.limits_map_n), None),
     "checkpoint_overhead": (lambda env, a, s: fig_checkpoint.overhead(env, s.repeats), None),
     "requeue_resume": (lambda env, a, s: fig_checkpoint.requeue_to_resume(env, s.repeats), None),
     "deps": (lambda env, a, s: fig_packaging.deps_online(env, s.repeats), None),

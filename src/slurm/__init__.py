@@ -50,6 +50,8 @@ _EXPORTS = {
             "SlurmSDKError",
             "SSHError",
             "SubmitError",
+            "SubmitLimitError",
+            "SubmitLimitError",
             "UnknownJobError",
         ],
         "slurm.errors",
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
         SlurmSDKError,
         SSHError,
         SubmitError,
+        SubmitLimitError,
         UnknownJobError,
     )
     from slurm.job import Job, MappedJobs, as_completed, wait_all
@@ -125,6 +128,7 @@ __all__ = [
     "SerializationError",
     "SlurmSDKError",
     "SubmitError",
+    "SubmitLimitError",
     "Task",
     "UnknownJobError",
     "as_completed",

@@ -24,6 +24,7 @@ from slurm.rendering import render_script
 from slurm.resources import Resources
 from slurm.serialization import dump_payload
 from slurm.task import Task
+from slurm.throttle import map_within_limits
 from slurm.watcher import Watcher
 
 T = TypeVar("T")
@@ -128,9 +129,22 @@ class Cluster:
         [job] = self._submit(_as_task(task), [(args, kwargs)], array=False)
         return job
 
-    def map(self, task: Task, items: Iterable[Any], /, *, max_parallel: int | None = None) -> MappedJobs:
+    def map(
+        self,
+        task: Task,
+        items: Iterable[Any],
+        /,
+        *,
+        max_parallel: int | None = None,
+        wait_for_capacity: bool = True,
+    ) -> MappedJobs:
         """Run ``task(item)`` for every item as array jobs, split into chunks no larger than the
-        scheduler's MaxArraySize. ``max_parallel`` caps running tasks per chunk (sbatch ``--array=...%N``)."""
+        scheduler's MaxArraySize. ``max_parallel`` caps running tasks per chunk (sbatch ``--array=...%N``).
+
+        Under a site's submit limit (jobs pending or running per user), chunks are submitted as earlier
+        jobs end, so the call returns once every item is queued (logger "slurm.limits" says so);
+        ``wait_for_capacity=False`` raises ``SubmitLimitError`` instead, before anything is uploaded, when
+        the limit has no room for all items now. Interrupted, it cancels what it submitted."""
         if max_parallel is not None and (
             isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1
         ):
@@ -140,10 +154,9 @@ class Cluster:
             )
         task = _as_task(task)
         calls: list[Call] = [((item,), {}) for item in items]
-        size = self.backend.max_array_size()
-        jobs: list[Job] = []
-        for start in range(0, len(calls), size):
-            jobs += self._submit(task, calls[start : start + size], array=True, max_parallel=max_parallel)
+        jobs = map_within_limits(
+            self, task, calls, max_parallel=max_parallel, wait_for_capacity=wait_for_capacity
+        )
         return MappedJobs(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
 
     def _submit(

@@ -43,6 +43,26 @@ class SubmitError(SlurmSDKError):
         self.transient = transient
 
 
+class SubmitLimitError(SubmitError):
+    """The site's submit limit (jobs pending or running per user at once) cannot take the jobs: sbatch
+    refused one for it, or a map asked not to wait (``wait_for_capacity=False``) and there is no room
+    now. ``limit``: the allowed number (None when only sbatch's refusal names it), ``source``: the
+    setting or sbatch's reason word, ``queued``: the user's jobs already pending or running, ``needed``:
+    the jobs the submission needs."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        limit: int | None = None,
+        queued: int | None = None,
+        needed: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.source, self.limit, self.queued, self.needed = source, limit, queued, needed
+
+
 class DependencyError(SubmitError):
     """A project's dependencies cannot be resolved or installed for the cluster's Python and platform.
     Raised by ``submit`` before anything is queued."""

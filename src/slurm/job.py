@@ -13,6 +13,7 @@ from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
+from slurm.limits import never_clears, pending_for_good
 from slurm.node import layout
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
@@ -249,6 +250,10 @@ class Job:
                 return
             if status.reason == NEVER_SATISFIED and status.state in (JobState.PENDING, JobState.CANCELLED):
                 self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
+                return
+            if status.state is JobState.PENDING and never_clears(status.reason):
+                self._failure = pending_for_good(self, status.reason)
+                self._set_state(JobState.CANCELLED)
                 return
             self._set_state(status.state)
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from slurm_dev_cluster import activity, fault_verbs
+from slurm_dev_cluster import activity, fault_verbs, site_limits
 from slurm_dev_cluster.__main__ import cmd_down
 from slurm_dev_cluster.compose_project import published_ssh_port
 from slurm_dev_cluster.faults import (
@@ -40,6 +40,7 @@ def test_dev_and_production_defaults_differ_where_the_issue_says():
     assert {key: production.get(key, stock) for key, stock in CHECKED_SETTINGS.items()} == {
         "MinJobAge": "300",
         "DependencyParameters": "(null)",
+        "MaxArraySize": "1001",  # slurm.conf's, Slurm's stock value; the site_limits fault lowers it
     }
 
 
@@ -108,6 +109,9 @@ class RecordingFaults:
         (["accounting", "lose-start", "7"], ("lose_job_start", "7")),
         (["accounting", "lose-end", "7_2"], ("lose_job_end", "7_2")),
         (["reset"], ("reset",)),
+        (["limits"], ("site_limits", 50, 20)),
+        (["limits", "10", "5"], ("site_limits", 10, 5)),
+        (["limits", "off"], ("lift_site_limits",)),
     ],
 )
 def test_fault_verbs_reach_the_fault(words, call):
@@ -132,6 +136,7 @@ def test_fault_verbs_reach_the_fault(words, call):
         (["accounting", "lose-start"], "one JOB_ID"),
         (["accounting", "forget", "7"], "lose-start, lose-end"),
         (["accounting", "lose-end", "7", "8"], "lose-end needs one JOB_ID"),
+        (["limits", "many"], "JOBS must be a number"),
     ],
 )
 def test_bad_fault_arguments_name_the_valid_ones(words, named):
@@ -334,3 +339,14 @@ def test_dropping_ssh_sessions_skips_one_that_ended_before_its_kill(tmp_path):
         assert live.wait(timeout=10) == -9
     finally:
         live.kill()
+
+
+def test_the_qos_settings_site_limits_restores_are_read_as_sacctmgr_prints_them():
+    """``sacctmgr -n -P show qos format=name,maxsubmitjobsperuser,maxwall``: an empty value is no limit."""
+    assert site_limits.parse_qos_limits("normal|||\nhigh|50|00:05:00|\n") == {
+        "normal": {"MaxSubmitJobsPerUser": "-1", "MaxWall": "-1"},
+        "high": {"MaxSubmitJobsPerUser": "50", "MaxWall": "00:05:00"},
+    }
+    assert site_limits.set_qos("normal", {"MaxSubmitJobsPerUser": "-1", "MaxWall": "00:05:00"}) == (
+        "sacctmgr -i modify qos where name=normal set MaxSubmitJobsPerUser=-1 MaxWall=00:05:00"
+    )

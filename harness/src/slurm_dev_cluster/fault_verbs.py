@@ -34,6 +34,10 @@ _ROWS = [
         "sbatch drop [N] | slow SECONDS | off",
         "the next N sbatch lose the connection after queueing / answer late",
     ),
+    (
+        "limits [JOBS [ARRAY]] | off",
+        "a site's MaxSubmitJobsPerUser (default 50) and MaxArraySize (default 20), enforced",
+    ),
     ("preempt JOB_ID", "preempt a running job as PreemptMode=REQUEUE does (SIGTERM, then it runs again)"),
     ("accounting lose-start JOB_ID", "slurmdbd's record of a running job goes back to PENDING (sacct lags)"),
     ("accounting lose-end JOB_ID", "slurmdbd's record of an ended job goes back to RUNNING (end never sent)"),
@@ -124,6 +128,16 @@ def _sbatch(faults: Faults, args: list[str]) -> str:
     return f"sbatch answers {args[1]} s after queueing the job"
 
 
+def _limits(faults: Faults, args: list[str]) -> str:
+    if args[:1] == ["off"]:
+        faults.lift_site_limits()
+        return "no submit limit; MaxArraySize and enforcement as slurm.conf has them"
+    jobs = int(_number(args[0], "JOBS")) if args else 50
+    array = int(_number(args[1], "ARRAY")) if len(args) > 1 else 20
+    faults.site_limits(jobs, array)
+    return f"at most {jobs} jobs per user pending or running, arrays of at most {array} tasks"
+
+
 def _preempt(faults: Faults, args: list[str]) -> str:
     if len(args) != 1 or not JOB_ID.fullmatch(args[0]):
         raise ValueError(f"preempt needs one JOB_ID (e.g. 12 or 12_3), got {' '.join(args) or 'nothing'}")
@@ -153,6 +167,7 @@ VERBS: dict[str, Verb] = {
     "restart": _service_verb("restart"),
     "ssh": _ssh,
     "sbatch": _sbatch,
+    "limits": _limits,
     "preempt": _preempt,
     "accounting": _accounting,
 }

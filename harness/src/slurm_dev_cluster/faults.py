@@ -26,7 +26,7 @@ from typing import Protocol
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster import docker_deadline, site_limits
 from slurm_dev_cluster.compose_project import ACCOUNTING_SERVICE, ComposeProject
 from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.kit import definition_dir
@@ -74,7 +74,7 @@ READY_SECONDS = 120.0
 JOB_ID = re.compile(r"\d+(_\d+)?")
 PAUSE_ATTEMPTS = 10
 #: Settings read back from slurmctld after a reconfigure, with Slurm's value when a file leaves them out.
-CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)"}
+CHECKED_SETTINGS = {"MinJobAge": "300", "DependencyParameters": "(null)", "MaxArraySize": "1001"}
 #: What ``drop_ssh`` kills: the job user's SSH session processes (OpenSSH >= 9.8 names them sshd-session).
 #: A session listed by ps may end before its kill (the unprivileged half of a session exits when its
 #: monitor is killed first): that one is gone, not a failure; a process still alive after a failed kill is.
@@ -147,6 +147,11 @@ class Faults:
             parts.append("sbatch wrapper " + ", ".join(f"{k}={v}" for k, v in record["sbatch"].items()))
         if record.get("login_port"):
             parts.append(f"login restarted (was on port {record['login_port']})")
+        if record.get("site_limits"):
+            limits = record["site_limits"]
+            parts.append(
+                f"MaxSubmitJobsPerUser={limits['max_submit_jobs']} on QOS {', '.join(limits['qos'])}"
+            )
         return parts
 
     def owner_alive(self) -> bool:
@@ -172,6 +177,57 @@ class Faults:
         overrides = dict(self._record().get("overrides") or {})
         overrides.pop("MinJobAge", None)
         self._configure(self._record().get("defaults", DEV), overrides)
+
+    def site_limits(
+        self, max_submit_jobs: int = 50, max_array_size: int = 20, *, max_wall: str | None = None
+    ) -> None:
+        """A site's submit limits: at most ``max_submit_jobs`` jobs (each array task counts) pending or
+        running per user (``MaxSubmitJobsPerUser`` on the QOS the job user submits with by default) and
+        arrays of at most ``max_array_size`` tasks (``MaxArraySize``); with ``max_wall`` ("00:05:00") that
+        QOS's ``MaxWall`` too (a longer job then pends for QOSMaxWallDurationPerJobLimit). Sets the
+        enforcement the limits need (``AccountingStorageEnforce``), and gives the job user an association
+        if it has none. Needs accounting (slurmdbd)."""
+        if max_submit_jobs < 1 or max_array_size < 1:
+            raise ValueError(
+                f"limits must be >= 1, got {max_submit_jobs} jobs and arrays of {max_array_size}"
+            )
+        record = self._record()
+        limits = dict(record.get("site_limits") or {})
+        # Recorded before anything changes, so a failure halfway is still undone by reset().
+        created = "created" in self._controller(site_limits.ensure_association())
+        limits["created_account"] = limits.get("created_account") or created
+        self._update("site limits: association", site_limits=limits | {"qos": limits.get("qos", {})})
+        previous = site_limits.parse_qos_limits(self._controller(site_limits.default_qos_limits()))
+        # The values from before the first call are the ones reset() restores.
+        limits["qos"] = previous | dict(limits.get("qos") or {})
+        limits["max_submit_jobs"] = max_submit_jobs
+        self._update("site limits: qos", site_limits=limits)
+        wanted = {"MaxSubmitJobsPerUser": str(max_submit_jobs)} | ({"MaxWall": max_wall} if max_wall else {})
+        for qos in previous:
+            self._controller(site_limits.set_qos(qos, wanted))
+        # The reconfigure comes after: slurmctld, restarted in place, loads the QOS limits from slurmdbd
+        # as it starts, so they hold once it runs with the new settings.
+        overrides = (record.get("overrides") or {}) | {
+            "MaxArraySize": str(max_array_size),
+            "AccountingStorageEnforce": site_limits.ENFORCE,
+        }
+        self._configure(record.get("defaults", DEV), overrides)
+        self._wait_for_config({"AccountingStorageEnforce": site_limits.ENFORCE})
+
+    def lift_site_limits(self) -> None:
+        """The QOS limits as they were, the fault's account gone, Slurm's settings back to the defaults'
+        (``MaxArraySize`` and ``AccountingStorageEnforce`` as slurm.conf has them)."""
+        record = self._record()
+        limits = record.get("site_limits") or {}
+        overrides = dict(record.get("overrides") or {})
+        for key in ("MaxArraySize", "AccountingStorageEnforce"):
+            overrides.pop(key, None)
+        self._configure(record.get("defaults", DEV), overrides)
+        for qos, settings in (limits.get("qos") or {}).items():
+            self._controller(site_limits.set_qos(qos, settings))
+        if limits.get("created_account"):
+            self._controller(site_limits.remove_association())
+        self._update("site limits lifted", site_limits={})
 
     def _configure(self, name: str, overrides: dict[str, str]) -> None:
         text = render(name, overrides)  # raises for an unknown name before anything changes
@@ -401,6 +457,8 @@ class Faults:
             steps.append(
                 ("move login back to its port", lambda: self._restore_login_port(record["login_port"]))
             )
+        if record.get("site_limits"):
+            steps.append(("lift the site limits", self.lift_site_limits))
         if record.get("defaults", DEV) != DEV or record.get("overrides"):
             steps.append(("write the dev defaults", lambda: self._configure(DEV, {})))
         for what, step in steps:

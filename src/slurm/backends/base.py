@@ -10,6 +10,10 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slurm.limits import SubmitLimit
 
 from slurm.transports.base import Transport
 
@@ -118,6 +122,15 @@ class Backend(ABC):
     def max_array_size(self) -> int:
         """Largest array index + 1 the scheduler accepts (Slurm's MaxArraySize)."""
         return 1001
+
+    def submit_limit(self) -> SubmitLimit | None:
+        """How many jobs the user may have pending or running at once, where the scheduler says; None:
+        no limit known."""
+        return None
+
+    def queued_jobs(self) -> int:
+        """The user's jobs pending or running now, as ``submit_limit`` counts them."""
+        return 0
 
     def close(self) -> None:
         self.transport.close()

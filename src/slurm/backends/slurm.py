@@ -13,8 +13,16 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, JobState, JobStatus
-from slurm.errors import BackendError, ConfigError, SubmitError, is_transient_message
+from slurm.errors import BackendError, ConfigError, SubmitError, SubmitLimitError, is_transient_message
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
+from slurm.limits import (
+    LIMITS_QUERY,
+    SiteLimits,
+    SubmitLimit,
+    parse_limits,
+    refusal_fix,
+    submit_limit_refusal,
+)
 from slurm.transports.base import CommandResult, Transport
 from slurm.transports.ssh import SSHTransport
 
@@ -187,7 +195,7 @@ class SlurmBackend(Backend):
         self.job_ids_per_query = job_ids_per_query
         self.sbatch_extra = tuple(sbatch_extra)
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
-        self._max_array_size: int | None = None
+        self._limits: SiteLimits | None = None
         self._lock = threading.Lock()
         self._clock = clock
         self._live_confirmed_at: float | None = None  # the last squeue that confirmed sacct's live states
@@ -218,10 +226,18 @@ class SlurmBackend(Backend):
         job_id = _parse_sbatch_id(result.stdout) if result.returncode == 0 else None
         if job_id is None:
             detail = (result.stderr.strip() or result.stdout.strip())[-2000:]
+            message = f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}"
+            limit = submit_limit_refusal(detail)
+            if limit is not None:
+                raise SubmitLimitError(
+                    f"{message}\nthe site's submit limit ({limit}) has no room for this job now: submit "
+                    "when some of your jobs have ended (Cluster.map waits for room by itself)",
+                    source=limit,
+                )
+            fix = refusal_fix(detail)
             # sbatch answered: the job was not queued (retried by the caller when the reason is transient).
             raise SubmitError(
-                f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}",
-                transient=is_transient_message(detail),
+                message + (f"\nfix: {fix}" if fix else ""), transient=is_transient_message(detail)
             )
         return job_id
 
@@ -353,12 +369,39 @@ class SlurmBackend(Backend):
             )
 
     def max_array_size(self) -> int:
-        if self._max_array_size is None:
-            result = self._run(["scontrol", "show", "config"])
-            match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", result.stdout, re.MULTILINE)
-            # Slurm's documented default when the config can't be read.
-            self._max_array_size = int(match[1]) if match else 1001
-        return self._max_array_size
+        # Slurm's documented default when the config can't be read.
+        return self.site_limits().max_array_size or 1001
+
+    def submit_limit(self) -> SubmitLimit | None:
+        return self.site_limits().submit_limit
+
+    def site_limits(self) -> SiteLimits:
+        """MaxArraySize and the submit limit, learned once (one command) and kept."""
+        if self._limits is None:
+            self._limits = parse_limits(self._run_shell(LIMITS_QUERY).stdout, qos=self._sbatch_qos())
+        return self._limits
+
+    def _sbatch_qos(self) -> str | None:
+        """The QOS ``sbatch_extra`` submits with (``--qos=high``, ``-q high``), if it names one."""
+        extra = list(self.sbatch_extra)
+        for i, arg in enumerate(extra):
+            if arg.startswith("--qos="):
+                return arg.split("=", 1)[1]
+            if arg in ("--qos", "-q") and i + 1 < len(extra):
+                return extra[i + 1]
+        return None
+
+    def queued_jobs(self) -> int:
+        """The user's jobs pending or running now, each array task counted (as submit limits count)."""
+        result = self._run(
+            ["squeue", "--me", "-h", "-r", "-t", "PENDING,RUNNING,SUSPENDED,COMPLETING", "-o", "%i"]
+        )
+        if result.returncode != 0:
+            raise _scheduler_error("squeue", result)
+        return sum(1 for line in result.stdout.splitlines() if line.strip())
+
+    def _run_shell(self, script: str) -> CommandResult:
+        return self.transport.run(SCRUB_SLURM_ENV_SHELL + script, check=False)
 
 
 def _parse_sbatch_id(stdout: str) -> str | None:

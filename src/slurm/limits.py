@@ -1,0 +1,153 @@
+"""A site's limits as the SDK meets them: the submit limit a map is throttled by (learned from the
+cluster, or from sbatch's refusal), sbatch's other refusals, and pending reasons that can never clear.
+
+Texts and reason words are Slurm's own (see tests/fast/golden/site_limits/, captured from the dev
+cluster).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from slurm.errors import JobFailedError
+
+if TYPE_CHECKING:
+    from slurm.job import Job
+
+#: squeue reasons of a pending job that no amount of waiting changes: the job asks for more than its
+#: partition, QOS or association allows, or for something no node has. Only an administrator changing
+#: the limit (or the user changing the job) lets it start. Value: what to change. Not here:
+#: ``PartitionNodeLimit``, which Slurm also gives while nodes the job needs are DOWN or DRAINED.
+NEVER_CLEARING_REASONS: dict[str, str] = {
+    "PartitionTimeLimit": "ask for less time than the partition's MaxTime (sinfo -o '%P %l'), or another partition",
+    "QOSMaxWallDurationPerJobLimit": "ask for less time than the QOS's MaxWall (sacctmgr show qos format=name,maxwall)",
+    "AssocMaxWallDurationPerJobLimit": "ask for less time than your association's MaxWall (sacctmgr show assoc user=$USER)",
+    "QOSMaxNodesPerJobLimit": "ask for fewer nodes than the QOS's MaxNodes (sacctmgr show qos)",
+    "AssocMaxNodesPerJobLimit": "ask for fewer nodes than your association allows (sacctmgr show assoc user=$USER)",
+    "QOSMaxCpusPerJobLimit": "ask for fewer CPUs than the QOS allows per job (sacctmgr show qos)",
+    "AssocMaxCpusPerJobLimit": "ask for fewer CPUs than your association allows per job (sacctmgr show assoc user=$USER)",
+    "BadConstraints": "ask only for features, memory and cores some node has (sinfo -o '%N %f %m %c')",
+    "InvalidAccount": "submit with one of your accounts (sacctmgr show assoc user=$USER format=account)",
+    "InvalidQOS": "submit with a QOS your association allows (sacctmgr show assoc user=$USER format=qos)",
+}
+
+#: The reason words sbatch prints when a submit limit (jobs pending or running at once) refused a job.
+_SUBMIT_LIMIT_WORDS = re.compile(
+    r"\b(QOSMaxSubmitJobPerUserLimit|QOSMaxSubmitJobPerAccountLimit|AssocMaxSubmitJobLimit|"
+    r"QOSGrpSubmitJobsLimit|AssocGrpSubmitJobsLimit)\b"
+)
+
+#: sbatch's refusals the SDK can say more about: (lowercase text in sbatch's message, how to fix it).
+_REFUSAL_FIXES = (
+    (
+        "invalid account",
+        "submit with one of your accounts: sacctmgr show assoc user=$USER format=account,partition",
+    ),
+    ("invalid qos", "submit with a QOS your association allows: sacctmgr show assoc user=$USER format=qos"),
+    ("invalid partition", "choose a partition sinfo lists (sinfo -s)"),
+    ("invalid node name", "name nodes sinfo lists (sinfo -N)"),
+    ("invalid feature", "ask for features some node has (sinfo -o '%N %f')"),
+    ("requested time limit is invalid", "ask for less time than the partition's MaxTime (sinfo -o '%P %l')"),
+    (
+        "requested node configuration is not available",
+        "ask for resources some node has (sinfo -o '%N %c %m %G')",
+    ),
+    (
+        "job violates accounting/qos policy",
+        "see your limits: sacctmgr show assoc user=$USER, sacctmgr show qos",
+    ),
+)
+
+
+def never_clears(reason: str) -> str | None:
+    """What to change when a pending job's squeue ``reason`` can never clear by itself, else None."""
+    return NEVER_CLEARING_REASONS.get(reason.strip())
+
+
+def submit_limit_refusal(sbatch_output: str) -> str | None:
+    """The reason word (``QOSMaxSubmitJobPerUserLimit``) when sbatch refused a job for a submit limit."""
+    match = _SUBMIT_LIMIT_WORDS.search(sbatch_output)
+    return match[1] if match else None
+
+
+def refusal_fix(sbatch_output: str) -> str | None:
+    """How to fix a submission sbatch refused, when its message says enough."""
+    lowered = sbatch_output.lower()
+    return next((fix for text, fix in _REFUSAL_FIXES if text in lowered), None)
+
+
+@dataclass(frozen=True)
+class SubmitLimit:
+    """How many jobs (each array task counts) the user may have pending or running at once, and which
+    site setting says so (``"MaxSubmitJobsPerUser of QOS normal"``)."""
+
+    jobs: int
+    source: str
+
+
+#: One command for everything the limits are learned from: slurmctld's config (MaxArraySize, whether
+#: limits are enforced), the user's associations and the QOS they submit with. Sections end at ``---``.
+LIMITS_QUERY = (
+    "scontrol show config; echo ---; "
+    'sacctmgr -n -P show assoc where user="$(id -un)" format=account,maxsubmit,defaultqos 2>/dev/null; '
+    "echo ---; sacctmgr -n -P show qos format=name,maxsubmitjobsperuser 2>/dev/null"
+)
+
+
+@dataclass(frozen=True)
+class SiteLimits:
+    max_array_size: int | None
+    submit_limit: SubmitLimit | None
+
+
+def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
+    """``LIMITS_QUERY``'s output -> the limits. ``qos``: the QOS jobs are submitted with (sbatch
+    ``--qos``), else each association's default QOS (``normal`` when it names none). With several
+    associations the smallest limit is taken: the SDK cannot tell which one a job lands in."""
+    config, _, rest = output.partition("\n---")
+    assocs, _, qos_lines = rest.partition("\n---")
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
+    max_array = int(match[1]) if match else None
+    enforce = re.search(r"^\s*AccountingStorageEnforce\s*=\s*(\S+)", config, re.MULTILINE)
+    if not enforce or "limits" not in enforce[1].split(","):
+        return SiteLimits(max_array, None)  # limits in the database are not enforced
+    qos_limits: dict[str, str] = {}
+    for line in qos_lines.splitlines():
+        if "|" in line:
+            name, limit = _fields(line, 2)
+            qos_limits[name] = limit
+    found: list[SubmitLimit] = []
+    for line in assocs.splitlines():
+        if "|" not in line:
+            continue
+        account, max_submit, default_qos = _fields(line, 3)
+        if max_submit.isdigit():
+            found.append(
+                SubmitLimit(int(max_submit), f"MaxSubmitJobs of your association in account {account}")
+            )
+        name = qos or default_qos or "normal"
+        if qos_limits.get(name, "").isdigit():
+            found.append(SubmitLimit(int(qos_limits[name]), f"MaxSubmitJobsPerUser of QOS {name}"))
+    return SiteLimits(max_array, min(found, key=lambda limit: limit.jobs) if found else None)
+
+
+def _fields(line: str, count: int) -> tuple[str, ...]:
+    return tuple((line.strip().split("|") + [""] * count)[:count])
+
+
+def pending_for_good(job: Job, reason: str) -> JobFailedError:
+    """The error of a job pending for a reason that never clears, after cancelling it (its whole array:
+    the tasks share the request) so it stops holding a place in the queue and under the submit limit."""
+    fix = never_clears(reason)
+    error = JobFailedError(
+        f"job {job.job_id} ({job.name}) can never start: squeue says it pends for {reason}, which no "
+        f"amount of waiting clears, so the SDK cancelled it; fix: {fix}",
+        job_id=job.job_id,
+        state="CANCELLED",
+    )
+    failed = job.cluster._watcher.cancel_once(job.job_id.partition("_")[0])
+    if failed is not None:
+        error.add_note(f"cancelling it failed: {failed}; run scancel {job.job_id}")
+    return error

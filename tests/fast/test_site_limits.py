@@ -1,0 +1,223 @@
+"""A site's limits: sbatch's refusals and squeue's pending reasons as the dev cluster printed them
+(tests/fast/golden/site_limits/), the limits learned from its config, and map throttled by a submit
+limit on a local backend that enforces one as slurmctld does (each array task counts)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from slurm import Cluster, JobFailedError, JobState, SubmitError, SubmitLimitError
+from slurm.backends.base import JobStatus
+from slurm.backends.local import HostTransport, LocalCommandBackend, parse_array_spec
+from slurm.backends.slurm import SlurmBackend, parse_status_lines
+from slurm.limits import NEVER_CLEARING_REASONS, SubmitLimit, never_clears, parse_limits
+from slurm.throttle import map_within_limits
+from tests.fast import tasks
+from tests.fast.test_slurm_backend import FAKE, FakeSlurm
+
+GOLDEN = Path(__file__).parent / "golden" / "site_limits"
+REPO = str(Path(__file__).resolve().parents[2])
+LIMIT = 5
+
+
+def golden(name: str) -> str:
+    return (GOLDEN / name).read_text()
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch) -> FakeSlurm:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+    sacctmgr = bin_dir / "sacctmgr"
+    sacctmgr.write_text(FAKE.format(dir=bin_dir))
+    sacctmgr.chmod(0o755)
+    return FakeSlurm(bin_dir)
+
+
+# ---- sbatch's refusals ------------------------------------------------------------------------------
+
+
+def test_a_submit_limit_refusal_is_a_submit_limit_error_naming_slurms_reason(fake):
+    fake.respond("sbatch", err=golden("sbatch-submit-limit.txt"), rc=1)
+    with pytest.raises(SubmitLimitError) as caught:
+        SlurmBackend(HostTransport()).submit("/jobs/x/job.sh", array="0-19")
+    assert caught.value.source == "QOSMaxSubmitJobPerUserLimit"
+    assert "Job violates accounting/QOS policy" in str(caught.value)
+    assert "--array=0-19" in str(caught.value) and not caught.value.transient
+
+
+@pytest.mark.parametrize(
+    ("golden_file", "slurm_says", "fix"),
+    [
+        ("sbatch-account.txt", "Invalid account or account/partition combination", "sacctmgr show assoc"),
+        ("sbatch-qos.txt", "Invalid qos specification", "format=qos"),
+        ("sbatch-partition.txt", "Invalid partition name specified", "sinfo -s"),
+        ("sbatch-nodelist.txt", "Invalid node name specified", "sinfo -N"),
+        ("sbatch-constraint.txt", "Invalid feature specification", "%f"),
+    ],
+)
+def test_other_refusals_carry_slurms_reason_and_a_fix(fake, golden_file, slurm_says, fix):
+    fake.respond("sbatch", err=golden(golden_file), rc=1)
+    with pytest.raises(SubmitError) as caught:
+        SlurmBackend(HostTransport()).submit("/jobs/x/job.sh")
+    assert not isinstance(caught.value, SubmitLimitError) and not caught.value.transient
+    assert slurm_says in str(caught.value)
+    assert "\nfix: " in str(caught.value) and fix in str(caught.value).split("\nfix: ")[1]
+
+
+# ---- pending reasons ---------------------------------------------------------------------------------
+
+
+def test_reasons_that_never_clear_are_told_from_those_that_do():
+    statuses = parse_status_lines(golden("squeue-pending.txt"))
+    pending = {job: s.reason for job, s in statuses.items() if s.state is JobState.PENDING}
+    assert pending == {
+        "19": "AssocMaxJobsLimit",
+        "17": "QOSMaxWallDurationPerJobLimit",
+        "15": "PartitionNodeLimit",
+        "14": "PartitionTimeLimit",
+    }
+    # PartitionNodeLimit (15) also means "nodes it needs are down": it may clear.
+    assert {job for job, reason in pending.items() if never_clears(reason)} == {"14", "17"}
+    assert never_clears("Resources") is None and never_clears("Priority") is None
+
+
+def test_a_job_pending_for_good_ends_its_wait_named_and_is_cancelled(cluster):
+    job = cluster.submit(tasks.nap, 60)
+    job._observe(JobStatus(JobState.PENDING, "PartitionTimeLimit"))
+    with pytest.raises(JobFailedError) as caught:
+        job.result(timeout=30)
+    message = str(caught.value)
+    assert "PartitionTimeLimit" in message and NEVER_CLEARING_REASONS["PartitionTimeLimit"] in message
+    assert caught.value.state == "CANCELLED"
+    assert cluster.backend.states([job.job_id])[job.job_id] is JobState.CANCELLED
+
+
+# ---- limits learned from the cluster -------------------------------------------------------------------
+
+
+def test_limits_are_learned_from_the_clusters_config_and_accounting():
+    limits = parse_limits(golden("limits-query.txt"))
+    assert limits.max_array_size == 20
+    assert limits.submit_limit == SubmitLimit(50, "MaxSubmitJobsPerUser of QOS normal")
+
+
+def test_a_qos_named_at_submit_is_the_one_whose_limit_counts():
+    assert parse_limits(golden("limits-query.txt"), qos="high").submit_limit is None
+
+
+def test_limits_in_the_database_count_only_when_slurmctld_enforces_them():
+    text = golden("limits-query.txt").replace("associations,limits,qos,safe", "associations")
+    assert parse_limits(text).submit_limit is None
+
+
+def test_a_cluster_without_accounting_has_no_submit_limit_but_its_array_size(fake):
+    fake.respond("scontrol", out="MaxArraySize            = 300\nAccountingStorageEnforce = none\n")
+    fake.respond("sacctmgr", err="sacctmgr: error: Problem talking to the database\n", rc=1)
+    backend = SlurmBackend(HostTransport())
+    assert (backend.max_array_size(), backend.submit_limit()) == (300, None)
+    assert fake.calls().count("scontrol") == 1
+
+
+# ---- map under a submit limit ------------------------------------------------------------------------
+
+
+class LimitedBackend(LocalCommandBackend):
+    """Refuses a submission that would take the user's unfinished jobs past ``LIMIT``, as slurmctld
+    does; ``known`` says whether it tells the SDK the limit up front (else only the refusal says so)."""
+
+    def __init__(self, state_dir: str, *, known: bool) -> None:
+        super().__init__(state_dir, max_array_size=2, parallelism=2)
+        self.known = known
+        self.most_queued = 0
+        self.refusals = 0
+
+    def submit_limit(self):
+        return SubmitLimit(LIMIT, "MaxSubmitJobsPerUser of QOS test") if self.known else None
+
+    def queued_jobs(self) -> int:
+        return sum(self._unfinished(job_id) for job_id in self.job_ids())
+
+    def _unfinished(self, job_id: str) -> int:
+        record = self._record(job_id) or {}
+        elements = [f"{job_id}_{i}" for i in record.get("array") or []] or [job_id]
+        return sum(not self._read_state(element).is_terminal for element in elements)
+
+    def submit(self, script_path, *, array=None, dependencies=(), dependency_type="afterok"):
+        count = len(parse_array_spec(array)[0]) if array else 1
+        queued = self.queued_jobs()
+        if queued + count > LIMIT:
+            self.refusals += 1
+            raise SubmitLimitError(
+                "sbatch failed (exit code 1)\n" + golden("sbatch-submit-limit.txt"),
+                source="QOSMaxSubmitJobPerUserLimit",
+            )
+        self.most_queued = max(self.most_queued, queued + count)
+        return super().submit(
+            script_path, array=array, dependencies=dependencies, dependency_type=dependency_type
+        )
+
+
+def limited_cluster(tmp_path, *, known: bool) -> Cluster:
+    backend = LimitedBackend(str(tmp_path / "state"), known=known)
+    packaging = {"type": "none", "pythonpath": [REPO], "python": sys.executable}
+    return Cluster(backend, packaging, job_root=str(tmp_path / "jobs"))
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["limit-learned", "limit-from-refusal"])
+def test_map_submits_as_jobs_end_in_item_order_never_past_the_limit(tmp_path, caplog, known):
+    cluster = limited_cluster(tmp_path, known=known)
+    with caplog.at_level(logging.INFO, logger="slurm.limits"):
+        jobs = cluster.map(tasks.square, range(12))
+    assert [job.result(timeout=60) for job in jobs] == [i * i for i in range(12)]
+    backend = cluster.backend
+    assert backend.most_queued <= LIMIT
+    assert len(backend.job_ids()) == 6  # arrays of MaxArraySize=2, each submitted once
+    # Learned up front, the limit is never hit; learned from sbatch, it is hit at least once.
+    assert (backend.refusals == 0) if known else (backend.refusals >= 1)
+    throttled = [r.getMessage() for r in caplog.records if "throttled" in r.getMessage()]
+    source = "MaxSubmitJobsPerUser of QOS test" if known else "QOSMaxSubmitJobPerUserLimit"
+    assert throttled and source in throttled[0] and "map of 12 tasks" in throttled[0]
+    assert any("12 of 12 tasks submitted" in r.getMessage() for r in caplog.records)
+
+
+def test_no_waiting_fails_before_anything_is_uploaded_naming_the_limit(tmp_path):
+    cluster = limited_cluster(tmp_path, known=True)
+    with pytest.raises(SubmitLimitError) as caught:
+        cluster.map(tasks.square, range(12), wait_for_capacity=False)
+    error = caught.value
+    assert (error.limit, error.queued, error.needed) == (LIMIT, 0, 12)
+    assert "MaxSubmitJobsPerUser of QOS test allows 5" in str(error) and "needs 12" in str(error)
+    assert not (tmp_path / "jobs").exists() and cluster.backend.job_ids() == []
+    assert len(cluster.map(tasks.square, range(LIMIT), wait_for_capacity=False)) == LIMIT  # room: no error
+
+
+def test_an_interrupted_map_cancels_what_it_submitted_and_submits_no_more(tmp_path):
+    cluster = limited_cluster(tmp_path, known=True)
+    task = tasks.nap
+
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    calls = [((30,), {}) for _ in range(12)]
+    with pytest.raises(KeyboardInterrupt):
+        map_within_limits(cluster, task, calls, max_parallel=None, wait_for_capacity=True, sleep=interrupt)
+    backend = cluster.backend
+    assert len(backend.job_ids()) == 2  # two arrays of 2 filled 4 of 5 places; the third waited
+    states = backend.states([f"{job_id}_{i}" for job_id in backend.job_ids() for i in range(2)])
+    assert set(states.values()) == {JobState.CANCELLED}
+
+
+def test_a_limit_of_no_jobs_at_all_fails_at_once_even_when_waiting(tmp_path, monkeypatch):
+    cluster = limited_cluster(tmp_path, known=True)
+    monkeypatch.setattr(
+        cluster.backend, "submit_limit", lambda: SubmitLimit(0, "MaxSubmitJobs of your association")
+    )
+    with pytest.raises(SubmitLimitError, match="allows 0 jobs"):
+        cluster.map(tasks.square, range(3))
+    assert cluster.backend.job_ids() == [] and not (tmp_path / "jobs").exists()
