@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -416,7 +417,7 @@ def _fetch_outcomes(jobs: Sequence[Job], *, retry: bool = True) -> None:
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
         with timing.phase("fetch"):
-            fetch = lambda: transport.read_existing(paths)  # noqa: B023, E731 - called at once, in the loop
+            fetch = functools.partial(transport.read_existing, paths)
             files = cluster._retry(fetch) if retry else fetch()
         for job in group:
             if job._result_path in files:
@@ -451,11 +452,10 @@ def _poll(jobs: Sequence[Job]) -> None:
 def _check_result_files(jobs: Sequence[Job]) -> None:
     """End every job whose result file exists: one fetch per cluster of the result files not fetched yet
     (the transport sends back only those that exist), no scheduler query."""
-    for cluster, group in _by_cluster(jobs):
-        _fetch_outcomes(group, retry=False)  # a failed check is retried by the next one
-        for job in group:
-            if job._outcome is not None:
-                job._finish_from_outcome()
+    _fetch_outcomes(jobs, retry=False)  # a failed check is retried by the next one
+    for job in jobs:
+        if job._outcome is not None:
+            job._finish_from_outcome()
 
 
 class _LoginSilence:

@@ -36,6 +36,8 @@ _PIECE = 1 << 20
 _SEND_SLICE = 1 << 16
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
+#: The line ``write_files_then`` prints once the files are in place, before its command runs.
+_WRITTEN = "slurm-sdk:files-written"
 #: Longest a command's output may look ended before paramiko says how (end-of-file, or closed): see _settle.
 _SETTLE = 5.0
 
@@ -84,6 +86,8 @@ KEY_REMOVED_SUFFIX = ".removed"
 
 
 class SSHTransport(Transport):
+    remote = True
+
     def __init__(
         self,
         host: str,
@@ -462,6 +466,34 @@ class SSHTransport(Transport):
         attempt writes to a new temporary name, and a ``directory`` an earlier attempt completed (its
         answer lost) counts as written. An interrupted attempt removes its temporary directory.
         ``directory`` must not exist yet (a new job's) unless it holds exactly these files already."""
+        command, archive = self._upload(directory, files)
+        code, _, stderr = self._exec(
+            command + "exit 0",
+            None,
+            lambda out: out.read(),
+            stdin=archive,
+            what=f"the upload of {directory} ({len(archive):,} bytes)",
+        )
+        if code != 0:
+            raise CommandError(f"writing {directory}", code, "", stderr)
+
+    def write_files_then(
+        self, directory: str, files: Mapping[str, tuple[bytes, int]], command: str
+    ) -> CommandResult:
+        """``write_files``, then ``command`` once the files are in place, in the same remote command: one
+        round trip. A dropped connection is a transient ``SSHError`` saying the command may or may not
+        have run (the caller finds out, as after a lost ``sbatch`` answer)."""
+        upload, archive = self._upload(directory, files)
+        # A line the files were written, then what the command prints: stdout tells the two failures apart.
+        code, stdout, stderr = self._exec(f"{upload}echo {_WRITTEN}; {command}", None, _text, stdin=archive)
+        written, _, rest = stdout.partition("\n")
+        if written != _WRITTEN:
+            raise CommandError(f"writing {directory}", code, "", stderr)
+        return CommandResult(code, rest, stderr)
+
+    def _upload(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> tuple[str, bytes]:
+        """The shell of ``write_files`` (it exits on failure, goes on when the directory is in place) and
+        the tar for its stdin."""
         path = self._path(directory)
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
         buffer = io.BytesIO()
@@ -482,21 +514,12 @@ class SSHTransport(Transport):
             # Whatever ends this shell (tar failing on a cut stream, a hangup, a closed pipe) removes the
             # temporary directory; after the rename there is nothing left to remove.
             """trap 'rm -rf "$tmp"' EXIT; trap 'exit 129' HUP; trap 'exit 141' PIPE; trap 'exit 143' TERM; """
-            f'mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir "$tmp" && '
-            """tar -xf - -C "$tmp" --no-same-owner --no-same-permissions && complete "$tmp" && mv -T "$tmp" "$dir" && exit 0; """
+            f'{{ mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir "$tmp" && '
+            """tar -xf - -C "$tmp" --no-same-owner --no-same-permissions && complete "$tmp" && mv -T "$tmp" "$dir"; } || """
             # An earlier attempt (its answer lost) may have put the directory in place already.
-            """code=$?; complete "$dir" && exit 0; exit $code"""
+            """{ code=$?; complete "$dir" || exit $code; }; """
         )
-        size = buffer.getbuffer().nbytes
-        code, _, stderr = self._exec(
-            command,
-            None,
-            lambda out: out.read(),
-            stdin=buffer.getvalue(),
-            what=f"the upload of {directory} ({size:,} bytes)",
-        )
-        if code != 0:
-            raise CommandError(f"writing {directory}", code, "", stderr)
+        return command, buffer.getvalue()
 
     def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
         """All of ``paths`` that exist in one stream: one command per 500 directories, which finds the
@@ -533,7 +556,11 @@ class SSHTransport(Transport):
             by_directory.setdefault(posixpath.dirname(full), []).append(full)
         directories = sorted(by_directory)
         return [
-            {full: asked[full] for d in directories[start : start + _FILES_PER_COMMAND] for full in by_directory[d]}
+            {
+                full: asked[full]
+                for d in directories[start : start + _FILES_PER_COMMAND]
+                for full in by_directory[d]
+            }
             for start in range(0, len(directories), _FILES_PER_COMMAND)
         ]
 
