@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm import Cluster, as_completed, task
+from slurm import Cluster, SubmitError, as_completed, task
 from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend
 from slurm.records import SubmissionRecord, read_record, record_command, utc_now
@@ -140,3 +140,38 @@ def test_the_record_command_writes_the_record_read_back_for_any_name_and_root(
     written, _ = read_record(HostTransport(), root, str(job_id))
     assert written.job_id == str(job_id) and written.name == name and written.task == name
     assert written.job_dir == record.job_dir
+
+
+# ---- sbatch once per job directory, whatever is repeated ----------------------------------------------
+
+
+def submit_again(cluster, job_dir: str) -> tuple[str, bool]:
+    files = {"job.sh": (b"#!/bin/sh\n", 0o700)}
+    return cluster.backend.submit_with_files(job_dir, files, f"{job_dir}/job.sh", record="")
+
+
+def test_a_repeated_submission_gives_the_first_answer_without_a_second_sbatch(cluster):
+    """What the retry after a lost answer does when the look-up found nothing (the first attempt's sbatch
+    may still be on its way): the same command again, which finds sbatch's answer kept beside the job."""
+    transport = cluster.backend.transport
+    job_dir = f"{cluster.resolve_job_root()}/20260101-x-0001"
+    calls = len(transport.sbatch_calls)
+    first = submit_again(cluster, job_dir)
+    assert submit_again(cluster, job_dir) == first
+    assert len(transport.sbatch_calls) == calls + 1
+
+
+def test_a_refused_sbatch_frees_the_job_for_the_next_attempt(cluster):
+    transport = cluster.backend.transport
+    sbatch = transport.bin_dir / "sbatch"
+    working = sbatch.read_text()
+    sbatch.write_text(
+        "#!/bin/sh\necho 'sbatch: error: Socket timed out on send/recv operation' >&2\nexit 1\n"
+    )
+    job_dir = f"{cluster.resolve_job_root()}/20260101-x-0002"
+    with pytest.raises(SubmitError, match="Socket timed out") as refused:
+        submit_again(cluster, job_dir)
+    assert refused.value.transient
+    sbatch.write_text(working)
+    job_id, _ = submit_again(cluster, job_dir)  # the refusal left no claim: sbatch runs
+    assert job_id.isdigit()
