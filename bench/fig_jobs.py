@@ -172,7 +172,7 @@ def map_vs_array(env: BenchEnv, repeats: int, n: int) -> Figure:
             "n": n,
             "SDK client phases (median s)": {
                 name: round(statistics.median(run.get(name, 0.0) for run in timed), 3)
-                for name in ("serialize", "upload", "sbatch", "wait", "fetch", "unpickle")
+                for name in ("serialize", "submit", "wait", "fetch", "unpickle")
             },
         },
         notes=[

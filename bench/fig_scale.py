@@ -93,8 +93,8 @@ def big_map(env: BenchEnv, n: int, item_bytes: int) -> Figure:
         "s",
         {
             f"SDK map of {n:,}: total": Series([seconds]),
-            "upload of the payloads": Series([phases.get("upload", 0.0)]),
-            "wait (runs; result fetches inside)": Series([phases.get("wait", 0.0)]),
+            "submission (payloads, sbatch, record)": Series([phases.get("submit", 0.0)]),
+            "wait (runs; result fetches apart)": Series([phases.get("wait", 0.0)]),
         },
         ratios={
             "max payload bytes read per task / (item + 1 KiB)": Series([max(reads) / (item_bytes + 1024)])
@@ -191,4 +191,41 @@ def large_result(env: BenchEnv, total: int, parts: int, repeats: int) -> Figure:
             "file came over SFTP in 32 KB round trips); fetch + unpickle is timed by slurm.timing; RSS "
             "growth is the client process's peak RSS (VmHWM) minus its RSS before submitting, over the result size",
         ],
+    )
+
+
+#: A fresh client process: the SDK imported and a Cluster made (no config file, local backend).
+CLIENT_START = "import slurm; slurm.Cluster()"
+
+
+def client_import(env: BenchEnv, runs: int) -> Figure:
+    """``import slurm`` plus ``Cluster()`` in a fresh process on this host, against a bare ``python -c
+    pass``, alternating: what every script using the SDK pays before its first submission."""
+    samples: dict[str, list[float]] = {"sdk": [], "bare": []}
+    for _ in range(runs):
+        for side, code in (("sdk", CLIENT_START), ("bare", "pass")):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            samples[side].append(time.perf_counter() - started)
+    sdk, bare = Series(samples["sdk"]), Series(samples["bare"])
+    extra = Series([s - b for s, b in zip(samples["sdk"], samples["bare"], strict=True)])
+    heavy = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; {CLIENT_START}; "
+            "print(*sorted({'pydantic', 'cloudpickle', 'yaml', 'paramiko'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return Figure(
+        "client_import",
+        "A fresh client process: import slurm + Cluster() vs a bare python -c pass",
+        "s",
+        {"SDK: import slurm; slurm.Cluster()": sdk, "bare: python -c pass": bare, "SDK's own part": extra},
+        target=Target("SDK's own part", "<=", 0.060, "≤ 60 ms"),
+        details={"runs": runs, "heavy libraries imported (pydantic, cloudpickle, yaml, paramiko)": heavy},
+        notes=["on the client host, alternating; the SDK's own part is each pair's difference"],
     )

@@ -104,6 +104,7 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
     "startup": (lambda env, a, s: fig_scale.startup(env, s.startup_runs), None),
+    "client_import": (lambda env, a, s: fig_scale.client_import(env, s.startup_runs), None),
     "big_map": (lambda env, a, s: fig_scale.big_map(env, s.big_map_n, s.big_map_item), None),
     "large_result": (
         lambda env, a, s: fig_scale.large_result(env, s.result_bytes, s.result_parts, min(s.repeats, 3)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from slurm.job import Job, MappedJobs
 from slurm.node import layout
 from slurm.node.payload import LOCAL_PYTHON
 from slurm.packaging import PackagingStrategy, make_packaging
-from slurm.records import SubmissionRecord, remove_dirs, secure_root, utc_now, write_record
+from slurm.records import SubmissionRecord, record_command, remove_dirs, secure_root, utc_now, write_record
 from slurm.rendering import render_script
 from slurm.resources import Resources
 from slurm.serialization import dump_payload
@@ -183,28 +184,43 @@ class Cluster:
             files[layout.CHILD_CONFIG] = (json.dumps(self._child_config()).encode(), 0o600)
         files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
         spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
+        options: dict[str, Any] = {
+            "array": spec,
+            "dependencies": dependencies,
+            "dependency_type": task.dependency_type,
+        }
+        record = self._record(task, job_dir, len(calls), array=array)
+        script_path = layout.script_path(job_dir)
+        # Over SSH, one remote command instead of three steps; on this host the steps cost nothing to keep.
+        combined = getattr(self.backend, "submit_with_files", None) if transport.remote else None
         sbatch_sent = False
         try:
-            with timing.phase("upload"):
-                # Safe to repeat as a whole (a fresh temporary name each time, renamed into place once
-                # complete), so a connection dropped mid-upload is retried like any outage; nothing is queued.
-                self._retry(lambda: transport.write_files(job_dir, files))
-            with timing.phase("sbatch"):
-                sbatch_sent = True
-                job_id = self._submit_once(
-                    layout.script_path(job_dir),
-                    array=spec,
-                    dependencies=dependencies,
-                    dependency_type=task.dependency_type,
-                )
+            with timing.phase("submit"):
+                if combined is not None:
+                    # Files, sbatch and record in one remote command; safe to repeat once the job was
+                    # looked up and not found (see SlurmBackend.submit_with_files).
+                    sbatch_sent = True
+                    shell = record_command(self.resolve_job_root(), record)
+                    job_id, recorded = self._submit_once(
+                        script_path, lambda: combined(job_dir, files, script_path, record=shell, **options)
+                    )
+                else:
+                    # Safe to repeat as a whole (a fresh temporary name each time, renamed into place once
+                    # complete), so a connection dropped mid-upload is retried like any outage.
+                    self._retry(lambda: transport.write_files(job_dir, files))
+                    sbatch_sent = True
+                    job_id, recorded = self._submit_once(
+                        script_path, lambda: (self.backend.submit(script_path, **options), False)
+                    )
         except BaseException as error:
             # What this submission wrote goes, unless a job may have come of it: a failure before sbatch,
             # sbatch's "no", or a lost answer after which no job was found. Else cleanup() decides later.
             if not sbatch_sent or isinstance(error, SubmitError) or getattr(error, "not_submitted", False):
                 self._discard(job_dir)
             raise
-        with timing.phase("record"):
-            self._record_submission(task, job_id, job_dir, len(calls), array=array)
+        if not recorded:
+            with timing.phase("submit"):
+                self._write_record(dataclasses.replace(record, job_id=job_id))
         jobs = [
             Job(
                 self,
@@ -237,20 +253,21 @@ class Cluster:
                 error,
             )
 
-    def _submit_once(self, script_path: str, **options: Any) -> str:
-        """``backend.submit``, retried on transient errors, never twice for one script: when an attempt's
-        answer was lost (connection dropped or timed out after sbatch was sent), the job is looked up by
-        its script path before anything is retried or reported."""
+    def _submit_once(self, script_path: str, submit: Callable[[], tuple[str, bool]]) -> tuple[str, bool]:
+        """``submit()`` (the job id, and whether its record was written), retried on transient errors,
+        never twice for one script: when an attempt's answer was lost (connection dropped or timed out
+        after sbatch was sent), the job is looked up by its script path before anything is retried or
+        reported."""
 
-        def attempt() -> str:
+        def attempt() -> tuple[str, bool]:
             try:
-                return self.backend.submit(script_path, **options)
+                return submit()
             except SubmitError:
                 raise  # sbatch answered "no": the job does not exist
             except BackendError as error:
                 found = self._retry(lambda: self.backend.find_submitted(script_path))
                 if found is not None:
-                    return found
+                    return found, False
                 error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
                 error.not_submitted = True
                 raise
@@ -290,12 +307,11 @@ class Cluster:
             self._node_python = output.strip().splitlines()[-1]
         return self._node_python
 
-    def _record_submission(self, task: Task, job_id: str, job_dir: str, tasks: int, *, array: bool) -> None:
-        """Leave the record a later process finds this job by (see ``slurm.records``). The job runs either
-        way, so a failure here is logged, not raised."""
+    def _record(self, task: Task, job_dir: str, tasks: int, *, array: bool) -> SubmissionRecord:
+        """The record a later process finds this job by (see ``slurm.records``), its id still to come."""
         fn = getattr(task, "fn", None)
-        record = SubmissionRecord(
-            job_id=job_id,
+        return SubmissionRecord(
+            job_id="",
             name=task.name,
             job_dir=job_dir,
             submitted_at=utc_now(),
@@ -304,13 +320,17 @@ class Cluster:
             workflow=task.is_workflow,
             task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
         )
+
+    def _write_record(self, record: SubmissionRecord) -> None:
+        """Write the record when the submission did not (a backend that submits alone, or an answer lost).
+        The job runs either way, so a failure here is logged, not raised."""
         try:
             write_record(self.backend.transport, self.resolve_job_root(), record)
         except Exception as error:
             logging.getLogger("slurm.records").warning(
                 "job %s was submitted but its record could not be written (%s); it runs, but a new process "
                 "cannot find it by id",
-                job_id,
+                record.job_id,
                 error,
             )
 

@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from slurm.backends import make_backend
 from slurm.errors import ConfigError, ResourceError
 from slurm.options import describe, first_problem
@@ -39,6 +37,7 @@ from slurm.packaging import make_packaging
 from slurm.resources import Resources
 
 if TYPE_CHECKING:
+    import yaml
     from pydantic import BaseModel
 
 ENV_PATH = "SLURM_SDK_CONFIG"
@@ -142,6 +141,8 @@ def _read_yaml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    import yaml  # here, not at the top: `Cluster()` without a config file never pays for it
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -161,6 +162,8 @@ def _read_yaml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
 
 def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
     """Dotted key -> 1-based line, for every key in the YAML document."""
+    import yaml
+
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
@@ -173,6 +176,8 @@ def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
 def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[list[str], Any]]:
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
+            import yaml
+
             try:
                 value = yaml.safe_load(raw)
             except yaml.YAMLError as exc:

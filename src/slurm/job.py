@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -416,13 +417,14 @@ class MappedJobs(Sequence[Job]):
             self.jobs[0].cluster.backend.cancel(array_id)
 
 
-def _fetch_outcomes(jobs: Sequence[Job]) -> None:
+def _fetch_outcomes(jobs: Sequence[Job], *, retry: bool = True) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
     for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
         with timing.phase("fetch"):
-            files = cluster._retry(lambda: transport.read_existing(paths))  # noqa: B023 - called at once, in the loop
+            fetch = functools.partial(transport.read_existing, paths)
+            files = cluster._retry(fetch) if retry else fetch()
         for job in group:
             if job._result_path in files:
                 job._outcome = _load(job, files[job._result_path])
@@ -454,15 +456,12 @@ def _poll(jobs: Sequence[Job]) -> None:
 
 
 def _check_result_files(jobs: Sequence[Job]) -> None:
-    """End every job whose result file exists: one listing per cluster, no scheduler query."""
-    for cluster, group in _by_cluster(jobs):
-        found = cluster.backend.transport.existing([job._result_path for job in group])
-        done = [job for job in group if job._result_path in found]
-        if done:
-            _fetch_outcomes(done)
-            for job in done:
-                if job._outcome is not None:
-                    job._finish_from_outcome()
+    """End every job whose result file exists: one fetch per cluster of the result files not fetched yet
+    (the transport sends back only those that exist), no scheduler query."""
+    _fetch_outcomes(jobs, retry=False)  # a failed check is retried by the next one
+    for job in jobs:
+        if job._outcome is not None:
+            job._finish_from_outcome()
 
 
 class _LoginSilence:

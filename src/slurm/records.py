@@ -1,12 +1,13 @@
 """What the SDK writes at submit so that any later process can find a job again, and how it is read back.
 
-Where records and job directories live: ``slurm.node.layout``. A 1,000-task map writes one record, not a thousand. The record is written after ``sbatch`` returned the
-id, as one small atomic file write (SFTP over SSH, no process on the login node); a lookup by id is one
-read, and listing every record is one ``find`` command.
+Where records and job directories live: ``slurm.node.layout``. A 1,000-task map writes one record, not a thousand. The record is written once ``sbatch`` returned the
+id, in the same remote command on Slurm (``record_command``), else as one small atomic file write; a lookup
+by id is one read, and listing every record is one ``find`` command.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import posixpath
@@ -92,6 +93,23 @@ def write_record(transport: Transport, job_root: str, record: SubmissionRecord) 
     nothing)."""
     _checked_dir(job_root, record.job_dir)
     transport.write_bytes(record_path(job_root, record.job_id), record.to_json().encode() + b"\n", mode=0o600)
+
+
+def record_command(job_root: str, record: SubmissionRecord, id_variable: str = "id") -> str:
+    """Shell that writes ``record`` where ``read_record`` finds it, with the job id the shell variable
+    ``id_variable`` holds (digits, checked by the caller): how the record rides in the sbatch command
+    (``SlurmBackend.submit_with_files``). Renamed into place; private by the command's umask."""
+    _checked_dir(job_root, record.job_dir)
+    key = '"job_id": ""'  # unescaped quotes: it cannot occur inside a JSON string value
+    before, found, after = dataclasses.replace(record, job_id="").to_json().partition(key)
+    if not found:
+        raise AssertionError(f"no {key} in the record's JSON")
+    records = shlex.quote(posixpath.join(job_root, RECORDS_DIR))
+    name = f'{records}/"${id_variable}".json'
+    return (
+        f"mkdir -p {records} && printf '%s%s%s\\n' {shlex.quote(before + key[:-1])} \"${id_variable}\" "
+        f"{shlex.quote(key[-1] + after)} > {name}.tmp$$ && mv -f {name}.tmp$$ {name}"
+    )
 
 
 def read_record(transport: Transport, job_root: str, job_id: str) -> tuple[SubmissionRecord, str]:

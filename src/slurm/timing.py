@@ -4,12 +4,13 @@
 
     with timing.recording() as phases:
         cluster.submit(square, 7).result()
-    # phases: [Phase("serialize", ...), Phase("upload", ...), Phase("sbatch", ...), Phase("fetch", ...),
+    # phases: [Phase("serialize", ...), Phase("prepare", ...), Phase("submit", ...), Phase("fetch", ...),
     #          Phase("wait", ...), Phase("unpickle", ...)]
 
-Phases (``PHASES``) may nest: "fetch" (reading result files) happens inside "wait" when the wait itself
-sees the result. Each records its duration and the wall-clock time it ended, so a benchmark can line
-them up with the job's own stamps (``Outcome.fields["started_at"]``, ``["finished_at"]``: the runner's
+Phases (``PHASES``) may be entered inside one another ("fetch", reading result files, happens inside
+"wait" when the wait itself sees the result), but their times do not nest: a phase's ``seconds`` leave out
+the phases entered inside it, so the totals add up to at most the time spent, never more. Each records
+its duration and the wall-clock time it ended, so a benchmark can line them up with the job's own stamps (``Outcome.fields["started_at"]``, ``["finished_at"]``: the runner's
 ``time.time()`` when its module started and just before it wrote the result). Without a recording this
 costs one ``ContextVar`` lookup per phase.
 """
@@ -22,19 +23,32 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-#: Every phase name the SDK records, in the order they happen.
-PHASES = ("serialize", "prepare", "upload", "sbatch", "record", "wait", "fetch", "unpickle")
+#: Every phase name the SDK records, in the order they happen. "submit" is the job's files, ``sbatch`` and
+#: the submission record: one remote command over SSH.
+PHASES = ("serialize", "prepare", "submit", "wait", "fetch", "unpickle")
 
 
 @dataclass(frozen=True)
 class Phase:
     name: str
+    #: Time spent in the phase itself, leaving out the phases entered inside it.
     seconds: float
     #: ``time.time()`` when the phase ended.
     ended_at: float
 
 
+class _Open:
+    """A phase being timed: how long the phases entered inside it took, to leave out of its own time."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self) -> None:
+        self.inner = 0.0
+
+
 _recording: ContextVar[list[Phase] | None] = ContextVar("slurm_timing", default=None)
+#: The innermost phase open in this context (thread or task), if any.
+_open: ContextVar[_Open | None] = ContextVar("slurm_timing_open", default=None)
 
 
 @contextlib.contextmanager
@@ -55,11 +69,17 @@ def phase(name: str) -> Iterator[None]:
     if phases is None:
         yield
         return
+    outer, this = _open.get(), _Open()
+    token = _open.set(this)
     started = time.perf_counter()
     try:
         yield
     finally:
-        phases.append(Phase(name, time.perf_counter() - started, time.time()))
+        elapsed = time.perf_counter() - started
+        _open.reset(token)
+        if outer is not None:
+            outer.inner += elapsed
+        phases.append(Phase(name, elapsed - this.inner, time.time()))
 
 
 def totals(phases: list[Phase]) -> dict[str, float]:

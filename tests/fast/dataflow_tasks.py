@@ -48,14 +48,20 @@ def slow_value(seconds, value):
 
 
 def record_reads(transport, monkeypatch) -> list[str]:
-    """Every path the client reads through ``transport`` from now on (one file or a batch of them)."""
+    """Every path the client reads through ``transport`` from now on: each file read, and each file a
+    batch fetch sent back (a result check asks for files that may not exist yet; it reads only those that do)."""
     reads: list[str] = []
-    for name in ("read_bytes", "read_existing"):
-        original = getattr(transport, name)
+    read_bytes, read_existing = transport.read_bytes, transport.read_existing
 
-        def recording(paths, *rest, _original=original):
-            reads.extend([paths] if isinstance(paths, str) else paths)
-            return _original(paths, *rest)
+    def read_one(path, *rest):
+        reads.append(path)
+        return read_bytes(path, *rest)
 
-        monkeypatch.setattr(transport, name, recording)
+    def read_many(paths, *rest):
+        found = read_existing(paths, *rest)
+        reads.extend(found)
+        return found
+
+    monkeypatch.setattr(transport, "read_bytes", read_one)
+    monkeypatch.setattr(transport, "read_existing", read_many)
     return reads

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from slurm import BackendError, JobFailedError, JobTimeoutError, as_completed, as_completed_async, wait_async
+from slurm import job as job_module
 from slurm.awaiting import _hubs
 from tests.fast import dataflow_tasks, tasks
 
@@ -16,13 +17,13 @@ from tests.fast import dataflow_tasks, tasks
 class CallCounter:
     """Wraps a cluster's scheduler query and result-file listing; records what each call covered."""
 
-    def __init__(self, cluster, awaited) -> None:
+    def __init__(self, cluster, awaited, monkeypatch) -> None:
         self.awaited = awaited
         self.queries: list[tuple[set[str], set[str]]] = []  # (ids asked, awaited ids unfinished then)
         self.listings: list[tuple[set[str], set[str]]] = []  # (result files listed, of awaited unfinished)
         self.threads: list[int] = []
-        backend, transport = cluster.backend, cluster.backend.transport
-        statuses, existing = backend.statuses, transport.existing
+        backend = cluster.backend
+        statuses, check = backend.statuses, job_module._check_result_files
 
         def counted_statuses(job_ids, **options):
             unfinished = {job.job_id for job in self.awaited() if not job.last_state.is_terminal}
@@ -30,16 +31,17 @@ class CallCounter:
             self.threads.append(threading.active_count())
             return statuses(job_ids, **options)
 
-        def counted_existing(paths):
+        def counted_check(jobs):  # a result check: one fetch of the result files that exist
             unfinished = {job._result_path for job in self.awaited() if not job.last_state.is_terminal}
-            self.listings.append((set(paths), unfinished))
+            self.listings.append(({job._result_path for job in jobs}, unfinished))
             self.threads.append(threading.active_count())
-            return existing(paths)
+            return check(jobs)
 
-        backend.statuses, transport.existing = counted_statuses, counted_existing
+        backend.statuses = counted_statuses
+        monkeypatch.setattr(job_module, "_check_result_files", counted_check)
 
 
-def test_many_awaits_share_one_batched_query_per_poll(cluster):
+def test_many_awaits_share_one_batched_query_per_poll(cluster, monkeypatch):
     """300 awaited jobs (all cancelled by Slurm's rule for a failed afterok parent, so no process runs
     for them) and 6 that run: every scheduler query covers every awaited job still unfinished, one
     listing per round checks all result files, and no thread is started per await."""
@@ -49,7 +51,7 @@ def test_many_awaits_share_one_batched_query_per_poll(cluster):
     runs = cluster.map(tasks.square.after(gate), range(6))
     doomed = cluster.map(tasks.square.after(doomed_parent), range(300))
     awaited = [*runs, *doomed]
-    counter = CallCounter(cluster, lambda: awaited)
+    counter = CallCounter(cluster, lambda: awaited, monkeypatch)
 
     async def main():
         return await asyncio.gather(

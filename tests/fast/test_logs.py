@@ -146,8 +146,8 @@ class _QuietCluster:
                 cluster.reads += 1
                 return b"", 0
 
-            def existing(self, paths):
-                return set()
+            def read_existing(self, paths):
+                return {}
 
         class Backend:
             transport = Transport()

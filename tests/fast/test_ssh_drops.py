@@ -168,21 +168,41 @@ def test_an_upload_never_merges_into_a_directory_it_did_not_complete(transport, 
 # ---- the SDK over SSH: submit, result, map --------------------------------------------------------------
 
 
-class ScriptedSlurmOverSSH(SSHTransport):
-    """The real SSH transport; only Slurm's commands answer from a script (sbatch gives ids in order)."""
+#: sbatch as these tests need it, run by the submission's own remote command: a new id per call (from 100),
+#: each call logged beside it.
+FAKE_SBATCH = """#!/bin/sh
+here=$(dirname "$0")
+id=$(cat "$here/next-id" 2>/dev/null || echo 100)
+echo $((id + 1)) > "$here/next-id"
+printf '%s\\n' "$*" >> "$here/calls"
+echo "$id"
+"""
 
-    def __init__(self, *args, **kwargs) -> None:
+
+class ScriptedSlurmOverSSH(SSHTransport):
+    """The real SSH transport; a fake ``sbatch`` first on the submission command's PATH, and the other
+    Slurm commands answer from a script."""
+
+    def __init__(self, *args, bin_dir: Path, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.sbatch_calls: list[list[str]] = []
-        self.ids = iter(range(100, 10_000))
+        self.bin_dir = bin_dir
+        bin_dir.mkdir()
+        (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+        (bin_dir / "sbatch").chmod(0o755)
+
+    @property
+    def sbatch_calls(self) -> list[str]:
+        calls = self.bin_dir / "calls"
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    def write_files_then(self, directory, files, command):
+        path = f"PATH={shlex.quote(str(self.bin_dir))}:$PATH; "
+        return super().write_files_then(directory, files, path + command)
 
     def run(self, command, *, env=None, check=True, timeout=None):
         if not command.startswith(SCRUB_SLURM_ENV_SHELL):
             return super().run(command, env=env, check=check, timeout=timeout)
         argv = shlex.split(command[len(SCRUB_SLURM_ENV_SHELL) :])
-        if argv[0] == "sbatch":
-            self.sbatch_calls.append(argv)
-            return CommandResult(0, f"{next(self.ids)}\n", "")
         if argv[0] == "sacct":
             return CommandResult(1, "", "sacct: error: Slurm accounting storage is disabled\n")
         if argv[0] == "squeue" and "--me" not in argv:  # every job asked about is running
@@ -195,7 +215,12 @@ class ScriptedSlurmOverSSH(SSHTransport):
 def cluster(sshd, tmp_path, monkeypatch):
     monkeypatch.setattr(retrying, "_BACKOFF", tenacity.wait_none())  # retries at once: seconds per example
     transport = ScriptedSlurmOverSSH(
-        "127.0.0.1", sshd.port, sshd.user, key_filename=sshd.client_key, known_host_key=sshd.host_pub
+        "127.0.0.1",
+        sshd.port,
+        sshd.user,
+        key_filename=sshd.client_key,
+        known_host_key=sshd.host_pub,
+        bin_dir=tmp_path / "bin",
     )
     cluster = Cluster(
         SlurmBackend(transport),

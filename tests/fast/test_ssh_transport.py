@@ -198,8 +198,8 @@ def _recorded_exchanges(transport, monkeypatch) -> list[_Exchange]:
     exchanges: list[_Exchange] = []
     original = transport._exec
 
-    def recorded(command, timeout, consume, stdin=None):
-        code, answer, stderr = original(command, timeout, consume, stdin=stdin)
+    def recorded(command, timeout, consume, stdin=None, **options):
+        code, answer, stderr = original(command, timeout, consume, stdin=stdin, **options)
         exchanges.append(_Exchange(command, stdin or b"", answer))
         return code, answer, stderr
 
@@ -224,13 +224,14 @@ def test_a_second_check_costs_what_finished_since_not_what_is_there(
     for i in done_before:
         Path(paths[i]).write_bytes(b"x")
     exchanges = _recorded_exchanges(transport, monkeypatch)
-    assert transport.existing(paths) == {paths[i] for i in done_before}
+    assert transport.read_existing(paths) == {paths[i]: b"x" for i in done_before}  # a wait's check
     missing = [path for i, path in enumerate(paths) if i not in done_before]
     for i in done_since - done_before:
         Path(paths[i]).write_bytes(b"x")
-    assert transport.existing(missing) == {paths[i] for i in done_since - done_before}
+    assert transport.read_existing(missing) == {paths[i]: b"x" for i in done_since - done_before}
     second = exchanges[-1]
-    assert len(second.answer.splitlines()) == len(done_since - done_before)  # the new ones, nothing else
+    assert len(exchanges) == 2  # one command per check
+    assert len(second.answer) == len(done_since - done_before)  # the new ones, nothing else
     # The question names the missing tasks as runs of indices: one line per run, not one per task.
     runs = sum(1 for i in range(3000) if i not in done_before and (i == 0 or i - 1 in done_before))
     assert len(second.sent.splitlines()) == runs

@@ -76,20 +76,23 @@ def test_a_lost_sbatch_answer_finds_the_queued_job_instead_of_submitting_again(s
     from slurm import SSHError
 
     transport = slurm_cluster.backend.transport
-    real_run, sbatch_calls = transport.run, []
+    sbatch_calls = []
+    # Over SSH, sbatch runs in the command that sends the job's files (write_files_then); else on its own.
+    name = "write_files_then" if transport.remote else "run"
+    real = getattr(transport, name)
 
-    def drop_after_sbatch(command, **kwargs):
-        result = real_run(command, **kwargs)
-        if "sbatch" in command.split("; ")[-1]:
+    def drop_after_sbatch(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if transport.remote or "sbatch" in args[0].split("; ")[-1]:
             sbatch_calls.append(result.stdout.strip())
             raise SSHError("connection dropped while running sbatch (simulated)", transient=True)
         return result
 
-    transport.run = drop_after_sbatch
+    setattr(transport, name, drop_after_sbatch)
     try:
         job = slurm_cluster.submit(jobs.no_requeue_nap, 2)
     finally:
-        del transport.run
+        delattr(transport, name)
     assert sbatch_calls == [job.job_id]  # sbatch ran once and the id it printed was found again
     assert job.result(timeout=TIMEOUT) == 2
 

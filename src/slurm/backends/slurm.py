@@ -6,11 +6,12 @@ The same class serves the submitting host (over SSH) and tasks inside an allocat
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, JobState, JobStatus
 from slurm.errors import BackendError, ConfigError, SubmitError, SubmitLimitError, is_transient_message
@@ -73,6 +74,14 @@ _LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.COMPLETING})
 #: grown past 15 s, so a long wait learns of a start or an end slurmdbd missed no later than it would
 #: without accounting.
 CONFIRM_LIVE_EVERY = 15.0
+#: A job directory's claim on its one sbatch (see ``SlurmBackend.submit_with_files``), holding its answer.
+_CLAIM = ".sbatch"
+#: How long a later attempt waits for the claiming attempt's sbatch to answer: 600 steps of 50 ms.
+_CLAIM_WAIT_STEPS = 600
+_CLAIM_PENDING = "slurm-sdk: an earlier attempt's sbatch has not answered yet"
+_CLAIM_PENDING_CODE = 75  # EX_TEMPFAIL
+#: What the submission command says on stderr when the record could not be written (the job runs anyway).
+_RECORD_FAILED = "slurm-sdk:record-not-written"
 #: How sacct --duplicates records a run that ended in a requeue.
 _REQUEUED_RUN = frozenset({"REQUEUED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "REQUEUE_HOLD", "REQUEUE_FED"})
 
@@ -216,30 +225,66 @@ class SlurmBackend(Backend):
         dependencies: Sequence[str] = (),
         dependency_type: str = "afterok",
     ) -> str:
+        args = self._sbatch_args(script_path, array, dependencies, dependency_type)
+        return _submitted(args, self._run(args))
+
+    def submit_with_files(
+        self,
+        job_dir: str,
+        files: Mapping[str, tuple[bytes, int]],
+        script_path: str,
+        *,
+        record: str = "",
+        array: str | None = None,
+        dependencies: Sequence[str] = (),
+        dependency_type: str = "afterok",
+    ) -> tuple[str, bool]:
+        """Write the job's ``files`` into ``job_dir``, ``sbatch`` its script, and run ``record`` (shell that
+        writes the submission record from the id in ``$id``): one remote command over SSH. Returns the job
+        id and whether the record was written.
+
+        Safe to run again when its answer was lost, after the caller looked the job up and found none
+        (``Cluster._submit_once``): the files count as written when complete, and sbatch runs once per
+        job directory. The first attempt to reach it claims the directory's ``.sbatch`` and keeps its
+        answer there (hangups and closed pipes ignored, so a dropped connection cannot stop it between
+        queueing the job and noting so); a later attempt waits for that answer and gives it instead. A
+        refusal frees the claim, so a retry after a transient refusal runs sbatch again."""
+        args = self._sbatch_args(script_path, array, dependencies, dependency_type)
+        claim = shlex.quote(posixpath.join(job_dir, _CLAIM))
+        recording = (
+            f'case "$id" in ""|*[!0-9]*) ;; *) {{ {record}; }} || echo {_RECORD_FAILED} >&2 ;; esac; '
+            if record
+            else ""
+        )
+        command = (
+            f"claim={claim}; trap '' HUP PIPE; "
+            f'if mkdir "$claim" 2>/dev/null; then ( {SCRUB_SLURM_ENV_SHELL}{shlex.join(args)} ) '
+            '>"$claim/out" 2>"$claim/err" </dev/null; echo $? >"$claim/code.tmp" && mv "$claim/code.tmp" "$claim/code"; fi; '
+            f'n=0; while [ ! -f "$claim/code" ] && [ $n -lt {_CLAIM_WAIT_STEPS} ]; do sleep 0.05; n=$((n + 1)); done; '
+            f'[ -f "$claim/code" ] || {{ echo {shlex.quote(_CLAIM_PENDING)} >&2; exit {_CLAIM_PENDING_CODE}; }}; '
+            'code=$(cat "$claim/code"); cat "$claim/err" >&2; cat "$claim/out"; '
+            'if [ "$code" != 0 ]; then rm -rf "$claim"; exit "$code"; fi; '
+            """id=$(sed -n '${s/;.*//;p;}' "$claim/out"); """ + recording + "exit 0"
+        )
+        result = self.transport.write_files_then(job_dir, files, command)
+        if result.returncode == _CLAIM_PENDING_CODE and _CLAIM_PENDING in result.stderr:
+            raise BackendError(
+                f"an earlier attempt to submit {script_path} (its answer lost) ran sbatch, which has not "
+                "answered yet",
+                transient=True,
+            )
+        return _submitted(args, result), _RECORD_FAILED not in result.stderr
+
+    def _sbatch_args(
+        self, script_path: str, array: str | None, dependencies: Sequence[str], dependency_type: str
+    ) -> list[str]:
         args = ["sbatch", "--parsable", *self.sbatch_extra]
         if array:
             args.append(f"--array={array}")
         if dependencies:
             args.append(f"--dependency={dependency_type}:{':'.join(dependencies)}")
         args.append(script_path)
-        result = self._run(args)
-        job_id = _parse_sbatch_id(result.stdout) if result.returncode == 0 else None
-        if job_id is None:
-            detail = (result.stderr.strip() or result.stdout.strip())[-2000:]
-            message = f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}"
-            limit = submit_limit_refusal(detail)
-            if limit is not None:
-                raise SubmitLimitError(
-                    f"{message}\nthe site's submit limit ({limit}) has no room for this job now: submit "
-                    "when some of your jobs have ended (Cluster.map waits for room by itself)",
-                    source=limit,
-                )
-            fix = refusal_fix(detail)
-            # sbatch answered: the job was not queued (retried by the caller when the reason is transient).
-            raise SubmitError(
-                message + (f"\nfix: {fix}" if fix else ""), transient=is_transient_message(detail)
-            )
-        return job_id
+        return args
 
     def find_submitted(self, script_path: str) -> str | None:
         """Look the job up by its script path (unique per submission: the job directory has a random
@@ -402,6 +447,25 @@ class SlurmBackend(Backend):
 
     def _run_shell(self, script: str) -> CommandResult:
         return self.transport.run(SCRUB_SLURM_ENV_SHELL + script, check=False)
+
+
+def _submitted(args: Sequence[str], result: CommandResult) -> str:
+    """The job id sbatch answered, or ``SubmitError``: it answered that the job was not queued (retried by
+    the caller when the reason is transient)."""
+    job_id = _parse_sbatch_id(result.stdout) if result.returncode == 0 else None
+    if job_id is None:
+        detail = (result.stderr.strip() or result.stdout.strip())[-2000:]
+        message = f"sbatch failed (exit code {result.returncode}): {shlex.join(args)}\n{detail}"
+        limit = submit_limit_refusal(detail)
+        if limit is not None:
+            raise SubmitLimitError(
+                f"{message}\nthe site's submit limit ({limit}) has no room for this job now: submit "
+                "when some of your jobs have ended (Cluster.map waits for room by itself)",
+                source=limit,
+            )
+        fix = refusal_fix(detail)
+        raise SubmitError(message + (f"\nfix: {fix}" if fix else ""), transient=is_transient_message(detail))
+    return job_id
 
 
 def _parse_sbatch_id(stdout: str) -> str | None:

@@ -27,6 +27,10 @@ class CommandResult:
 class Transport(ABC):
     """Runs shell commands and moves files on the machine where jobs are submitted."""
 
+    #: Whether each command costs a network round trip (SSH), so that steps are worth joining into one
+    #: command (``write_files_then``); on this host they are not.
+    remote: bool = False
+
     @abstractmethod
     def run(
         self,
@@ -51,6 +55,14 @@ class Transport(ABC):
         Transports where each file costs round trips override this to send them all at once."""
         for name, (data, mode) in files.items():
             self.write_bytes(f"{directory}/{name}", data, mode=mode)
+
+    def write_files_then(
+        self, directory: str, files: Mapping[str, tuple[bytes, int]], command: str
+    ) -> CommandResult:
+        """``write_files``, then ``command`` (its result, whatever its exit code). Transports where each
+        command costs a round trip override this to do both in one."""
+        self.write_files(directory, files)
+        return self.run(command, check=False)
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...

@@ -35,6 +35,8 @@ _PIECE = 1 << 20
 _SEND_SLICE = 1 << 16
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
+#: The line ``write_files_then`` prints once the files are in place, before its command runs.
+_WRITTEN = "slurm-sdk:files-written"
 #: Longest a command's output may look ended before paramiko says how (end-of-file, or closed): see _settle.
 _SETTLE = 5.0
 
@@ -83,6 +85,8 @@ KEY_REMOVED_SUFFIX = ".removed"
 
 
 class SSHTransport(Transport):
+    remote = True
+
     def __init__(
         self,
         host: str,
@@ -109,6 +113,10 @@ class SSHTransport(Transport):
         #: sets it for a config file): the backend options when they changed since, else None.
         self.reload_settings: Callable[[], Mapping[str, Any] | None] | None = None
         self._sftp_lock = threading.Lock()  # SFTP requests of one session go one at a time
+        #: Remote commands run so far (each one a channel, i.e. at least one round trip), and SFTP
+        #: operations (each several requests): what a submission or a result check costs, counted.
+        self.commands = 0
+        self.sftp_operations = 0
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -291,6 +299,7 @@ class SSHTransport(Transport):
         have run", which is what a plain command (sbatch) says."""
         timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         channel = self._open_channel()
+        self.commands += 1
         unreadable: Exception | None = None
         try:
             channel.settimeout(timeout)  # every read on it, stdout and stderr alike
@@ -378,6 +387,7 @@ class SSHTransport(Transport):
             client = self._connected()
             try:
                 with self._sftp_lock:
+                    self.sftp_operations += 1
                     timeout = operation_timeout(_SFTP_TIMEOUT)
                     if self._sftp is None or self._sftp[0] is not client:  # none yet, or one of a dead client
                         self._sftp = (client, _open_sftp(client, timeout))
@@ -455,6 +465,34 @@ class SSHTransport(Transport):
         attempt writes to a new temporary name, and a ``directory`` an earlier attempt completed (its
         answer lost) counts as written. An interrupted attempt removes its temporary directory.
         ``directory`` must not exist yet (a new job's) unless it holds exactly these files already."""
+        command, archive = self._upload(directory, files)
+        code, _, stderr = self._exec(
+            command + "exit 0",
+            None,
+            lambda out: out.read(),
+            stdin=archive,
+            what=f"the upload of {directory} ({len(archive):,} bytes)",
+        )
+        if code != 0:
+            raise CommandError(f"writing {directory}", code, "", stderr)
+
+    def write_files_then(
+        self, directory: str, files: Mapping[str, tuple[bytes, int]], command: str
+    ) -> CommandResult:
+        """``write_files``, then ``command`` once the files are in place, in the same remote command: one
+        round trip. A dropped connection is a transient ``SSHError`` saying the command may or may not
+        have run (the caller finds out, as after a lost ``sbatch`` answer)."""
+        upload, archive = self._upload(directory, files)
+        # A line the files were written, then what the command prints: stdout tells the two failures apart.
+        code, stdout, stderr = self._exec(f"{upload}echo {_WRITTEN}; {command}", None, _text, stdin=archive)
+        written, _, rest = stdout.partition("\n")
+        if written != _WRITTEN:
+            raise CommandError(f"writing {directory}", code, "", stderr)
+        return CommandResult(code, rest, stderr)
+
+    def _upload(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> tuple[str, bytes]:
+        """The shell of ``write_files`` (it exits on failure, goes on when the directory is in place) and
+        the tar for its stdin."""
         path = self._path(directory)
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
         buffer = io.BytesIO()
@@ -475,50 +513,39 @@ class SSHTransport(Transport):
             # Whatever ends this shell (tar failing on a cut stream, a hangup, a closed pipe) removes the
             # temporary directory; after the rename there is nothing left to remove.
             """trap 'rm -rf "$tmp"' EXIT; trap 'exit 129' HUP; trap 'exit 141' PIPE; trap 'exit 143' TERM; """
-            f'mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir "$tmp" && '
-            """tar -xf - -C "$tmp" --no-same-owner --no-same-permissions && complete "$tmp" && mv -T "$tmp" "$dir" && exit 0; """
+            f'{{ mkdir -p {shlex.quote(posixpath.dirname(path))} && mkdir "$tmp" && '
+            """tar -xf - -C "$tmp" --no-same-owner --no-same-permissions && complete "$tmp" && mv -T "$tmp" "$dir"; } || """
             # An earlier attempt (its answer lost) may have put the directory in place already.
-            """code=$?; complete "$dir" && exit 0; exit $code"""
+            """{ code=$?; complete "$dir" || exit $code; }; """
         )
-        size = buffer.getbuffer().nbytes
-        code, _, stderr = self._exec(
-            command,
-            None,
-            lambda out: out.read(),
-            stdin=buffer.getvalue(),
-            what=f"the upload of {directory} ({size:,} bytes)",
-        )
-        if code != 0:
-            raise CommandError(f"writing {directory}", code, "", stderr)
+        return command, buffer.getvalue()
 
     def read_existing(self, paths: Sequence[str]) -> dict[str, bytes]:
-        """All of ``paths`` that exist in one stream: one command, the paths on its stdin, a raw tar of the
-        files on its stdout, read as it arrives (no SFTP round trip per 32 KB chunk, no base64). A 200 MB
-        result costs its bytes once here, plus the value unpickled from them. Each file comes whole or the
-        call fails (``_untar`` checks sizes and the archive's end): a transient ``SSHError`` when the
-        connection dropped, after which the caller fetches again (``Job``)."""
-        if not paths:
-            return {}
-        listing = 'while IFS= read -r f; do [ -f "$f" ] && printf \'%s\\n\' "$f"; done'
-        names = "".join(f"{self._path(path)}\n" for path in paths).encode()
-        code, found, stderr = self._exec(
-            f"{listing} | tar -cf - -P -T -",
-            300,
-            _untar,
-            stdin=names,
-            what=f"the fetch of {len(paths)} file(s)",
-        )
-        if code != 0:
-            raise CommandError("tar of result files", code, "", stderr)
-        wanted = {self._path(path): path for path in paths}
-        return {wanted[name]: data for name, data in found.items() if name in wanted}
+        """All of ``paths`` that exist in one stream: one command per 500 directories, which finds the
+        existing ones (``wanted_files``: the far side lists the directories and keeps the wanted names, so a
+        check costs what appeared, not what was asked) and sends them as a raw tar read as it arrives (no
+        SFTP round trip per 32 KB chunk, no base64). A 200 MB result costs its bytes once here, plus the
+        value unpickled from them. Each file comes whole or the call fails (``_untar`` checks sizes and the
+        archive's end): a transient ``SSHError`` when the connection dropped, after which the caller
+        fetches again (``Job``)."""
+        found: dict[str, bytes] = {}
+        for asked in self._by_directories(paths):
+            wanted = list(asked)
+            code, files, stderr = self._exec(
+                f"{wanted_files.command(wanted)} | tar -cf - -P -T -",
+                300,
+                _untar,
+                stdin=wanted_files.describe(wanted).encode(),
+                what=f"the fetch of {len(wanted)} file(s)",
+            )
+            if code != 0:
+                raise CommandError("tar of result files (find | awk | tar)", code, "", stderr)
+            found.update({path: data for name, data in files.items() for path in asked.get(name, ())})
+        return found
 
-    def existing(self, paths: Sequence[str]) -> set[str]:
-        """Which of ``paths`` exist: one command per 500 directories, whose answer is the existing ones
-        alone (``wanted_files``): a wait's check of a big map costs what finished since the last check,
-        not every result already there, and the scheduler nothing."""
-        if not paths:
-            return set()
+    def _by_directories(self, paths: Sequence[str]) -> list[dict[str, list[str]]]:
+        """``paths`` as full far-side names (each -> the paths given for it), in groups of at most
+        ``_FILES_PER_COMMAND`` directories: the directories go on a command line, kept far below ARG_MAX."""
         asked: dict[str, list[str]] = {}
         for path in paths:
             full = self._path(path)
@@ -527,18 +554,28 @@ class SSHTransport(Transport):
         for full in asked:
             by_directory.setdefault(posixpath.dirname(full), []).append(full)
         directories = sorted(by_directory)
+        return [
+            {
+                full: asked[full]
+                for d in directories[start : start + _FILES_PER_COMMAND]
+                for full in by_directory[d]
+            }
+            for start in range(0, len(directories), _FILES_PER_COMMAND)
+        ]
+
+    def existing(self, paths: Sequence[str]) -> set[str]:
+        """Which of ``paths`` exist: one command per 500 directories, whose answer is the existing ones
+        alone (``wanted_files``), and the scheduler nothing."""
         found: set[str] = set()
-        for start in range(0, len(directories), _FILES_PER_COMMAND):
-            wanted = [
-                full for d in directories[start : start + _FILES_PER_COMMAND] for full in by_directory[d]
-            ]
+        for asked in self._by_directories(paths):
+            wanted = list(asked)
             code, listing, stderr = self._exec(
                 wanted_files.command(wanted), None, _text, stdin=wanted_files.describe(wanted).encode()
             )
             if code != 0:
                 raise CommandError("listing result files (find | awk)", code, listing, stderr)
-            found.update(name for name in listing.splitlines() if name in asked)
-        return {path for full in found for path in asked[full]}
+            found.update(path for name in listing.splitlines() for path in asked.get(name, ()))
+        return found
 
     def exists(self, path: str) -> bool:
         def stat(sftp: Any) -> bool:
