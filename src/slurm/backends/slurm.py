@@ -25,7 +25,6 @@ from slurm.limits import (
     submit_limit_refusal,
 )
 from slurm.transports.base import CommandResult, Transport
-from slurm.transports.ssh import SSHTransport
 
 # Slurm's many states folded into the SDK's few. Non-terminal oddities (suspended, requeued, ...) map to
 # the closest live state so callers keep waiting; abnormal ends map to the closest failure.
@@ -494,6 +493,9 @@ class SSHBackend(SlurmBackend):
         job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
     ) -> None:
+        # Here, not at the top: paramiko (with invoke and yaml) costs ~0.2 s, and a local Cluster never needs it.
+        from slurm.transports.ssh import SSHTransport
+
         transport = SSHTransport(
             host,
             port,
