@@ -12,8 +12,7 @@ import uuid
 import pytest
 
 from slurm import Checkpointing, JobState
-
-from .checkpoint_jobs import count_steps, run_starts
+from tests.checkpoint_jobs import count_steps, run_starts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
