@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 #: Longest any single command may run when its caller gave no timeout: nothing blocks forever.
@@ -67,6 +67,16 @@ TERMINAL_STATES = frozenset(
         JobState.LOST,
     }
 )
+
+
+def array_state(states: Iterable[JobState]) -> JobState:
+    """One state for a whole array from its tasks' states: live while any task is live (PENDING only while
+    all are), then COMPLETED if all completed, else the first task's bad ending."""
+    states = list(states)
+    if not all(state.is_terminal for state in states):
+        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
+    failures = [state for state in states if state is not JobState.COMPLETED]
+    return failures[0] if failures else JobState.COMPLETED
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from slurm.backends.base import (
     JobState,
     JobStatus,
     Transport,
+    array_state,
 )
 from slurm.checkpoint import REQUEUE_COMMAND_ENV
 from slurm.deadline import operation_timeout
@@ -347,7 +348,7 @@ class LocalCommandBackend(Backend):
         record = None if "_" in job_id else self._record(job_id)
         if record is None or record["array"] is None:
             return self._read_state(job_id)
-        return _summarise([self._read_state(element) for element in _elements(record)])
+        return array_state([self._read_state(element) for element in _elements(record)])
 
     # --- launching ---------------------------------------------------------------------------------
 
@@ -394,12 +395,22 @@ class LocalCommandBackend(Backend):
             if all(self._read_state(element).is_terminal for element in _elements(record)):
                 return False  # cancelled while waiting
             states = {dep: self._state_of(dep) for dep in record["dependencies"]}
-            verdict = _dependency_verdict(record["dependency_type"], list(states.values()))
+            # A dependency without a state file (removed, or an array task that does not exist) would
+            # never end: like Slurm's invalid dependency, it can never be satisfied.
+            missing = [dep for dep, state in states.items() if state is JobState.UNKNOWN]
+            verdict = (
+                False if missing else _dependency_verdict(record["dependency_type"], list(states.values()))
+            )
             if verdict is None:
                 time.sleep(_POLL)
                 continue
             if not verdict:
-                reason = ", ".join(f"{dep} {state.value}" for dep, state in states.items())
+                reason = ", ".join(
+                    f"{dep} has no state in {self._path('states')}"
+                    if dep in missing
+                    else f"{dep} {state.value}"
+                    for dep, state in states.items()
+                )
                 os.makedirs(self._path("never_satisfied"), exist_ok=True)
                 for element in _elements(record):  # before the state, so no poll sees CANCELLED without why
                     write_atomic(self._path("never_satisfied", element), reason.encode())
@@ -559,14 +570,6 @@ def _elements(record: dict[str, Any]) -> list[str]:
     if record["array"] is None:
         return [record["id"]]
     return [f"{record['id']}_{index}" for index in record["array"]]
-
-
-def _summarise(states: list[JobState]) -> JobState:
-    """One state for a whole array: running until all ended, then COMPLETED only if all completed."""
-    if not all(state.is_terminal for state in states):
-        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
-    failed = [state for state in states if state is not JobState.COMPLETED]
-    return failed[0] if failed else JobState.COMPLETED
 
 
 def _dependency_verdict(kind: str, states: list[JobState]) -> bool | None:
