@@ -173,6 +173,26 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     assert builds.cached_wheel(project) != first
 
 
+def test_a_wheel_build_that_hangs_is_stopped_with_the_command_and_limit(tmp_path, monkeypatch):
+    """A build backend that never returns (as pip waiting on a silent package index) ends in an error
+    naming the command and the limit, instead of holding the submission forever."""
+    project = tmp_path / "stuck"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "stuck_backend"\nbackend-path = ["."]\n'
+        '[project]\nname = "stuck"\nversion = "0.1"\n'
+    )
+    (project / "stuck_backend.py").write_text(
+        "import time\n\ndef build_wheel(*args, **kwargs):\n    time.sleep(300)\n"
+    )
+    monkeypatch.setattr(builds, "BUILD_TIMEOUT", 2.0)
+    with pytest.raises(
+        ConfigError, match=r"took longer than 2 s and was stopped: \$ .* -m pip wheel"
+    ) as raised:
+        builds.build_wheel(project, tmp_path / "out")
+    assert "package index" in str(raised.value)
+
+
 # --- the cluster-side build script: lock, half-built and vanished-interpreter envs ---------------------
 
 
