@@ -11,20 +11,18 @@ import dataclasses
 import json
 import logging
 import posixpath
-import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from slurm.backends.base import JOB_ID
 from slurm.errors import UnknownJobError
 from slurm.node.layout import RECORDS_DIR, RESULT_GLOB, is_job_dir_name, record_path, script_path
 from slurm.transports.base import Transport
 
 _VERSION = 1
-#: A job id as sbatch prints it, or one array task of it ("123_4").
-JOB_ID = re.compile(r"(?P<base>[0-9]+)(?:_(?P<index>[0-9]+))?")
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ def _workflow_cluster(job_dir: str) -> Any:
 def _dependency_ids(job: Any) -> list[str]:
     """The job ids ``.after(job)`` waits for; a string must be a job id as sbatch prints it."""
     if isinstance(job, str):
-        from slurm.records import JOB_ID
+        from slurm.backends.base import JOB_ID
 
         if not JOB_ID.fullmatch(job) or not job.isascii():
             raise ValueError(

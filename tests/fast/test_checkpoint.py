@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from slurm import Checkpointing, Cluster, JobFailedError, JobState, ResourceError, Resources, checkpoint, task
 from slurm.rendering import sbatch_options
+from tests.checkpoint_jobs import count_steps, count_steps_of, run_starts
 from tests.fast.test_end_to_end import wait_until
-from tests.integration.checkpoint_jobs import count_steps, count_steps_of, run_starts
 
 STEP = 0.1
 # Local time limits are exact (Slurm's may signal up to 60 s early): 4 s per run, the signal 2 s before.

@@ -14,7 +14,7 @@ import yaml
 
 from slurm import JobState
 from slurm.cli import CONFIG, INTERRUPTED, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, UNREACHABLE, USAGE, main
-from tests.integration.rank_jobs import fail_on_rank, item_and_rank
+from tests.rank_jobs import fail_on_rank, item_and_rank
 
 from . import log_tasks, tasks
 from .conftest import REPO

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slurm import JobFailedError, JobState, SubmitError
+from slurm.backends.base import NEVER_SATISFIED
 from slurm.backends.local import LocalCommandBackend, parse_array_spec, parse_sbatch_header
 from slurm.inherited_env import scrub_slurm_env
 from tests.fast import tasks
@@ -62,6 +63,22 @@ def test_submit_rejects_unknown_dependency_and_oversized_array(tmp_path):
     with pytest.raises(SubmitError, match="dependency type 'after'"):
         backend.submit(str(script), dependency_type="after")
     assert backend.job_ids() == []
+
+
+def test_a_dependency_without_state_cancels_the_job_naming_it(tmp_path):
+    """A dependency whose state file is gone (removed by hand, or a cleanup) can never end: the dependent
+    job ends CANCELLED as never satisfiable, its error log naming the dependency, instead of waiting forever."""
+    backend = LocalCommandBackend(str(tmp_path / "state"))
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\n#SBATCH --output={tmp_path}/%j.out\ntrue\n")
+    first = backend.submit(str(script))
+    assert wait_until(lambda: backend.states([first]) == {first: JobState.COMPLETED}, timeout=60)
+    (tmp_path / "state/states" / first).unlink()
+    second = backend.submit(str(script), dependencies=[first])
+    assert wait_until(lambda: backend.states([second]) == {second: JobState.CANCELLED}, timeout=60)
+    assert backend.statuses([second])[second].reason == NEVER_SATISFIED
+    log = (tmp_path / f"{second}.out").read_text()
+    assert f"DependencyNeverSatisfied (afterok: {first} has no state in {tmp_path / 'state/states'})" in log
 
 
 def test_time_limit_ends_job_as_timeout(cluster, tmp_path):

@@ -175,11 +175,13 @@ def test_musl_nodes_are_refused_with_the_fix():
 # --- resolution for the node, offline from a local wheel directory -----------------------------------------
 
 
-@pytest.fixture
-def local_index(tmp_path, monkeypatch) -> Path:
-    """A wheel directory as the only index, for both pip (PIP_*) and uv (UV_*): no network in the fast tier."""
-    wheels = tmp_path / "wheels"
-    project = write_pyproject(tmp_path / "dep", "")
+@pytest.fixture(scope="session")
+def tiny_dep_wheels(tmp_path_factory) -> Path:
+    """A directory holding one wheel, tiny-dep 1.2, built once per session (a pip build costs seconds);
+    the tests only read it."""
+    root = tmp_path_factory.mktemp("index")
+    wheels = root / "wheels"
+    project = write_pyproject(root / "dep", "")
     (project / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=61"]\n'
         'build-backend = "setuptools.build_meta"\n'
@@ -188,18 +190,24 @@ def local_index(tmp_path, monkeypatch) -> Path:
     )
     (project / "tiny_dep.py").write_text("X = 1\n")
     wheels.mkdir()
-    built = build_wheel(project, tmp_path / "build")
+    built = build_wheel(project, root / "build")
     built.rename(wheels / built.name)
+    return wheels
+
+
+@pytest.fixture
+def local_index(tiny_dep_wheels, monkeypatch) -> Path:
+    """A wheel directory as the only index, for both pip (PIP_*) and uv (UV_*): no network in the fast tier."""
     for name, value in {
         "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": str(wheels),
+        "PIP_FIND_LINKS": str(tiny_dep_wheels),
         "PIP_CONSTRAINT": "",
         "UV_NO_INDEX": "1",
-        "UV_FIND_LINKS": str(wheels),
+        "UV_FIND_LINKS": str(tiny_dep_wheels),
         "UV_OFFLINE": "1",
     }.items():
         monkeypatch.setenv(name, value)
-    return wheels
+    return tiny_dep_wheels
 
 
 RESOLVERS = [
@@ -240,6 +248,7 @@ def test_resolutions_are_cached_per_requirements_and_target(local_index, monkeyp
         resolve(["tiny-dep"], dataclasses.replace(NODE, version="3.12.1"), "pip")
 
 
+@pytest.mark.slow
 def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_path, monkeypatch):
     """Index path: the node's pip downloads into the cluster's wheelhouse, then installs from it only; the
     next env with the same dependencies needs neither the index nor a reachability probe."""
@@ -274,6 +283,7 @@ def test_env_from_the_index_keeps_its_wheels_for_the_next_env(local_index, tmp_p
     assert again.path == second.path and not again.built
 
 
+@pytest.mark.slow
 def test_env_from_a_wheelhouse_uploaded_from_here(local_index, tmp_path):
     transport = HostTransport()
     node = probe_interpreter(transport, sys.executable)
@@ -345,6 +355,7 @@ def test_bad_choices_fail_when_the_packaging_is_built(option, value):
 # --- include_sdk without a source checkout ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sdk_wheel_rebuilt_from_an_installed_wheel(tmp_path):
     """An SDK installed from a wheel (no checkout) re-packs itself from its RECORD, and that wheel installs
     and imports in a fresh target."""

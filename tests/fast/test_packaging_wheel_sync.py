@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import subprocess
 import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class CountingTransport(HostTransport):
     def __init__(self) -> None:
         self.puts: list[str] = []
         self.writes: list[str] = []
+        self.synced: list[str] = []  # the files in every archive sync packaging uploaded, in order
 
     def put(self, local_path: str, remote_path: str) -> None:
         self.puts.append(remote_path)
@@ -42,6 +45,9 @@ class CountingTransport(HostTransport):
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         self.writes.append(path)
+        if posixpath.basename(path).startswith(".upload-"):
+            with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+                self.synced += archive.getnames()
         super().write_bytes(path, data, mode)
 
 
@@ -74,6 +80,7 @@ def run_in_env(strategy, code: str) -> str:
 # --- wheel -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backend):
     project = make_project(tmp_path / "proj")
     cache = str(tmp_path / "cache")
@@ -146,6 +153,7 @@ def test_wheel_not_prepared_and_bad_project_are_clear_errors(tmp_path, backend):
         WheelPackaging(project_dir=str(tmp_path), cache_root=str(tmp_path / "c")).prepare(backend)
 
 
+@pytest.mark.slow
 def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     project = make_project(tmp_path / "proj")
     first = builds.cached_wheel(project)
@@ -165,6 +173,26 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     monkeypatch.undo()
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 3\n")
     assert builds.cached_wheel(project) != first
+
+
+def test_a_wheel_build_that_hangs_is_stopped_with_the_command_and_limit(tmp_path, monkeypatch):
+    """A build backend that never returns (as pip waiting on a silent package index) ends in an error
+    naming the command and the limit, instead of holding the submission forever."""
+    project = tmp_path / "stuck"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "stuck_backend"\nbackend-path = ["."]\n'
+        '[project]\nname = "stuck"\nversion = "0.1"\n'
+    )
+    (project / "stuck_backend.py").write_text(
+        "import time\n\ndef build_wheel(*args, **kwargs):\n    time.sleep(300)\n"
+    )
+    monkeypatch.setattr(builds, "BUILD_TIMEOUT", 1.0)
+    with pytest.raises(
+        ConfigError, match=r"took longer than 1 s and was stopped: \$ .* -m pip wheel"
+    ) as raised:
+        builds.build_wheel(project, tmp_path / "out")
+    assert "package index" in str(raised.value)
 
 
 # --- the cluster-side build script: lock, half-built and vanished-interpreter envs ---------------------
@@ -266,21 +294,21 @@ def test_sync_uploads_only_changes_and_deletes_removed_files(tmp_path, backend):
         "src/tinypkg/keep.py",
         "src/tinypkg/gone.py",
     }
-    assert set(first.last_uploaded) == synced
+    assert set(backend.transport.synced) == synced
     assert remote_files(remote) == synced | {MANIFEST}
 
     unchanged = make_packaging(options)
     writes_before = len(backend.transport.writes)
     unchanged.prepare(backend)
-    assert unchanged.last_uploaded == [] and len(backend.transport.writes) == writes_before
+    assert len(backend.transport.writes) == writes_before  # no archive, no manifest
 
     (source / "src/tinypkg/keep.py").write_text("A = 2\n")
     (source / "src/tinypkg/new.py").write_text("C = 1\n")
     (source / "src/tinypkg/gone.py").unlink()
     second = make_packaging(options)
+    uploaded_before = len(backend.transport.synced)
     second.prepare(backend)
-    assert second.last_uploaded == ["src/tinypkg/keep.py", "src/tinypkg/new.py"]
-    assert second.last_deleted == ["src/tinypkg/gone.py"]
+    assert backend.transport.synced[uploaded_before:] == ["src/tinypkg/keep.py", "src/tinypkg/new.py"]
     assert (remote / "src/tinypkg/keep.py").read_text() == "A = 2\n"
     assert remote_files(remote) == synced - {"src/tinypkg/gone.py"} | {"src/tinypkg/new.py", MANIFEST}
 

@@ -30,7 +30,7 @@ from slurm.node.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per
 from slurm.rendering import sbatch_options
 from slurm.serialization import Outcome
 from tests.fast.test_end_to_end import wait_until
-from tests.integration.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
+from tests.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
 
 
 def test_every_rank_runs_and_they_meet_at_the_master_address(cluster):

@@ -83,6 +83,7 @@ def results(tmp_path_factory) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(offset=st.integers(0, 1_700_000), noticed=st.booleans())
 @example(offset=0, noticed=True).via("the first byte")
@@ -112,6 +113,7 @@ def test_a_fetch_cut_at_any_byte_fails_transiently_and_the_next_one_is_whole(
     assert transport.read_existing(paths) == results
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(offset=st.integers(0, 1_020_000), noticed=st.booleans())
 @example(offset=0, noticed=True).via("the first byte")
@@ -252,6 +254,7 @@ BLOB = os.urandom(1_200_000)
 ITEMS = [os.urandom(400_000), b"", os.urandom(300_000), os.urandom(5)]
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(upload_at=st.integers(0, 1_300_000), fetch_at=st.integers(0, 1_300_000), noticed=st.booleans())
 @example(upload_at=10**9, fetch_at=10**9, noticed=True).via("both answers lost after the whole stream")
@@ -277,6 +280,7 @@ def test_submit_and_result_survive_a_drop_at_any_byte(cluster, monkeypatch, uplo
     assert leftovers(Path(cluster.resolve_job_root())) == []
 
 
+@pytest.mark.slow
 @EXAMPLES
 @given(upload_at=st.integers(0, 800_000), fetch_at=st.integers(0, 800_000))
 def test_a_map_and_its_results_survive_a_drop_at_any_byte(cluster, monkeypatch, upload_at, fetch_at):

@@ -207,6 +207,7 @@ def _recorded_exchanges(transport, monkeypatch) -> list[_Exchange]:
     return exchanges
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     done_before=st.sets(st.integers(0, 2999), max_size=2500),

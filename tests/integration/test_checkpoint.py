@@ -12,8 +12,7 @@ import uuid
 import pytest
 
 from slurm import Checkpointing, JobState
-
-from .checkpoint_jobs import count_steps, run_starts
+from tests.checkpoint_jobs import count_steps, run_starts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,15 +30,17 @@ def starts(cluster, path: str) -> list[int]:
 
 
 def test_more_work_than_the_time_limit_finishes_after_requeues(slurm_cluster, runs_log):
-    # 70 s of work under a 1-minute limit. Slurm checks for due signals on its own cadence and may send one
-    # early (measured here: about 25 s into a run for @30), so allow more requeues than the default.
+    # 40 s of work under a 1-minute limit (Slurm's shortest), the signal due 30 s before it: no run gets
+    # past step 30, so at least one requeue, and the rerun finishes. Slurm checks for due signals on its own
+    # cadence and may send one early (measured here: about 25 s into a run for @30), so allow more requeues
+    # than the default. (70 s of work cost one more run and one more 10 s hold for nothing more tested.)
     job = slurm_cluster.submit(
-        count_steps.options(time="00:01:00", checkpoint=Checkpointing(30, max_requeues=8)), 70, runs_log
+        count_steps.options(time="00:01:00", checkpoint=Checkpointing(30, max_requeues=8)), 40, runs_log
     )
     assert "#SBATCH --signal=B:USR2@30" in job.script
     state = job.result(timeout=600)
     runs = starts(slurm_cluster, runs_log)
-    assert state["step"] == 70 and state["runs"] == len(runs) >= 2
+    assert state["step"] == 40 and state["runs"] == len(runs) >= 2
     assert runs[0] == 0 and runs == sorted(runs) and len(set(runs)) == len(runs)  # every rerun resumed
     assert job.restarts == len(runs) - 1
     assert "job requeued (1 of max 8)" in job.stderr()  # --open-mode=append kept every run's lines

@@ -8,8 +8,7 @@ import time
 import pytest
 
 from slurm import JobFailedError, JobState
-
-from .rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
+from tests.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
 
 pytestmark = [pytest.mark.integration]
 

@@ -55,10 +55,6 @@ class Topology:
     def node_names(self) -> tuple[str, ...]:
         return tuple(node_name(number) for number in range(1, self.nodes + 1))
 
-    @property
-    def default_partition(self) -> str:
-        return self.partitions[0]
-
     def compose_env(self) -> dict[str, str]:
         """The variables compose.yaml reads, for this topology."""
         return {

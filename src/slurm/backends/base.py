@@ -7,8 +7,9 @@ A ``Backend`` says *how* jobs run (real Slurm commands through a transport, or l
 from __future__ import annotations
 
 import enum
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,16 @@ TERMINAL_STATES = frozenset(
 )
 
 
+def array_state(states: Iterable[JobState]) -> JobState:
+    """One state for a whole array from its tasks' states: live while any task is live (PENDING only while
+    all are), then COMPLETED if all completed, else the first task's bad ending."""
+    states = list(states)
+    if not all(state.is_terminal for state in states):
+        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
+    failures = [state for state in states if state is not JobState.COMPLETED]
+    return failures[0] if failures else JobState.COMPLETED
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """What the scheduler said about one job: its state, why it is pending (squeue's reason, e.g.
@@ -74,6 +85,8 @@ class JobStatus:
 
 
 UNKNOWN_STATUS = JobStatus(JobState.UNKNOWN)
+#: A job id as sbatch prints it, or one array task of it ("123_4").
+JOB_ID = re.compile(r"(?P<base>[0-9]+)(?:_(?P<index>[0-9]+))?")
 
 
 class Backend(ABC):

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from slurm.backends.base import DEPENDENCY_TYPES, NEVER_SATISFIED, Backend, JobState, JobStatus
+from slurm.backends.base import DEPENDENCY_TYPES, NEVER_SATISFIED, Backend, JobState, JobStatus, array_state
 from slurm.directives import read_directives
 from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError, SubmitError
@@ -266,7 +266,7 @@ class LocalCommandBackend(Backend):
         record = None if "_" in job_id else self._record(job_id)
         if record is None or record["array"] is None:
             return self._read_state(job_id)
-        return _summarise([self._read_state(element) for element in _elements(record)])
+        return array_state([self._read_state(element) for element in _elements(record)])
 
     # --- launching ---------------------------------------------------------------------------------
 
@@ -312,12 +312,22 @@ class LocalCommandBackend(Backend):
             if all(self._read_state(element).is_terminal for element in _elements(record)):
                 return False  # cancelled while waiting
             states = {dep: self._state_of(dep) for dep in record["dependencies"]}
-            verdict = _dependency_verdict(record["dependency_type"], list(states.values()))
+            # A dependency without a state file (removed, or an array task that does not exist) would
+            # never end: like Slurm's invalid dependency, it can never be satisfied.
+            missing = [dep for dep, state in states.items() if state is JobState.UNKNOWN]
+            verdict = (
+                False if missing else _dependency_verdict(record["dependency_type"], list(states.values()))
+            )
             if verdict is None:
                 time.sleep(_POLL)
                 continue
             if not verdict:
-                reason = ", ".join(f"{dep} {state.value}" for dep, state in states.items())
+                reason = ", ".join(
+                    f"{dep} has no state in {self._path('states')}"
+                    if dep in missing
+                    else f"{dep} {state.value}"
+                    for dep, state in states.items()
+                )
                 os.makedirs(self._path("never_satisfied"), exist_ok=True)
                 for element in _elements(record):  # before the state, so no poll sees CANCELLED without why
                     write_atomic(self._path("never_satisfied", element), reason.encode())
@@ -477,14 +487,6 @@ def _elements(record: dict[str, Any]) -> list[str]:
     if record["array"] is None:
         return [record["id"]]
     return [f"{record['id']}_{index}" for index in record["array"]]
-
-
-def _summarise(states: list[JobState]) -> JobState:
-    """One state for a whole array: running until all ended, then COMPLETED only if all completed."""
-    if not all(state.is_terminal for state in states):
-        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
-    failed = [state for state in states if state is not JobState.COMPLETED]
-    return failed[0] if failed else JobState.COMPLETED
 
 
 def _dependency_verdict(kind: str, states: list[JobState]) -> bool | None:

@@ -11,9 +11,9 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
-from slurm.backends.base import UNKNOWN_STATUS, Backend, JobState, JobStatus
+from slurm.backends.base import JOB_ID, UNKNOWN_STATUS, Backend, JobState, JobStatus, array_state
 from slurm.errors import BackendError, ConfigError, SubmitError, SubmitLimitError, is_transient_message
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.limits import (
@@ -59,7 +59,6 @@ _STATE_MAP: dict[str, JobState] = {
 # down) only make squeue answer this one time.
 _NO_ACCOUNTING = ("accounting storage is disabled", "command not found")
 _ARRAY_RANGE = re.compile(r"^(?P<job>\d+)_\[(?P<spec>[^\]]*)\]$")
-_JOB_ID = re.compile(r"^\d+(_\d+)?$")
 #: What sacct says of a job something just happened to (failed or preempted, maybe requeued by now, see
 #: ``SlurmBackend._query``): squeue confirms these on every query.
 _UNSETTLED = frozenset({JobState.REQUEUED, JobState.NODE_FAIL, JobState.PREEMPTED})
@@ -119,11 +118,6 @@ def expand_job_ids(job_id: str) -> list[str]:
     return ids
 
 
-def parse_state_lines(stdout: str) -> dict[str, JobState]:
-    """``JobID|State`` lines (from sacct or squeue) -> states, pending array ranges expanded."""
-    return {job_id: status.state for job_id, status in parse_status_lines(stdout).items()}
-
-
 def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, JobStatus]:
     """``JobID|State[|Reason[|RestartCnt]]`` lines -> statuses, pending array ranges expanded.
 
@@ -147,15 +141,6 @@ def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, Jo
     return found
 
 
-def _aggregate(states: Iterable[JobState]) -> JobState:
-    """State of a whole array from its tasks: live while any task is live, then its first bad ending."""
-    states = list(states)
-    if not all(state.is_terminal for state in states):
-        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
-    failures = [state for state in states if state is not JobState.COMPLETED]
-    return failures[0] if failures else JobState.COMPLETED
-
-
 def _resolve(job_ids: Sequence[str], found: dict[str, JobStatus]) -> dict[str, JobStatus]:
     """Pick each requested id's status; an array's base id gets the aggregate of its tasks."""
     result = {}
@@ -164,7 +149,7 @@ def _resolve(job_ids: Sequence[str], found: dict[str, JobStatus]) -> dict[str, J
             result[job_id] = found[job_id]
             continue
         tasks = [s for k, s in found.items() if k.startswith(job_id + "_")]
-        result[job_id] = JobStatus(_aggregate(t.state for t in tasks)) if tasks else UNKNOWN_STATUS
+        result[job_id] = JobStatus(array_state(t.state for t in tasks)) if tasks else UNKNOWN_STATUS
     return result
 
 
@@ -473,7 +458,7 @@ def _parse_sbatch_id(stdout: str) -> str | None:
     if not lines:
         return None
     job_id = lines[-1].split(";", 1)[0]
-    return job_id if _JOB_ID.match(job_id) else None
+    return job_id if JOB_ID.fullmatch(job_id) else None
 
 
 class SSHBackend(SlurmBackend):

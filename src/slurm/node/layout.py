@@ -104,9 +104,5 @@ def log_patterns(job_dir: str, *, array: bool) -> tuple[str, str]:
     return f"{stem}.out", f"{stem}.err"
 
 
-def records_dir(job_root: str) -> str:
-    return posixpath.join(job_root, RECORDS_DIR)
-
-
 def record_path(job_root: str, job_id: str) -> str:
     return posixpath.join(job_root, RECORDS_DIR, f"{job_id}.json")

@@ -8,13 +8,16 @@ code again costs a tree walk instead of a ``pip wheel`` run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import importlib.metadata
 import io
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,9 @@ SDK_DISTRIBUTION = "slurm-sdk"
 SDK_SOURCE_PARTS = ("src", "pyproject.toml", "README.md")
 #: dist-info files that describe one installation, not the distribution: never put back into a wheel.
 _INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+#: Seconds one ``pip wheel`` run may take: the second attempt downloads build requirements, and an index
+#: that stops answering would otherwise hold the submission forever.
+BUILD_TIMEOUT = 600.0
 
 
 def build_wheel(project_dir: Path, out_dir: Path) -> Path:
@@ -60,7 +66,7 @@ def build_wheel(project_dir: Path, out_dir: Path) -> Path:
     attempts = [[*pip_wheel[:4], "--no-build-isolation", "--no-index", *pip_wheel[4:]], pip_wheel]
     failures = []
     for command in attempts:
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = _run_bounded(command, project_dir)
         wheels = sorted(wheel_dir.glob("*.whl"))
         if result.returncode == 0 and len(wheels) == 1:
             return wheels[0]
@@ -71,6 +77,26 @@ def build_wheel(project_dir: Path, out_dir: Path) -> Path:
         + "\ninstall its build backend (e.g. setuptools>=70.1) in this Python, or allow pip to "
         "download it"
     )
+
+
+def _run_bounded(command: list[str], project_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run a wheel build, stopped after ``BUILD_TIMEOUT``: pip may wait on a package index that does not
+    answer. Its own process group, so the build backend pip started goes down with it."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise ConfigError(
+            f"building the wheel of {project_dir} took longer than {BUILD_TIMEOUT:g} s and was stopped: "
+            f"$ {shlex.join(command)}\ncheck this host's access to the package index (pip may be waiting "
+            "on it), or install the project's build backend in this Python so the offline build succeeds"
+        ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def cached_wheel(project_dir: Path, parts: tuple[str, ...] | None = None) -> Path:

@@ -101,9 +101,6 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
         self.include_sdk = include_sdk
         self.prepared = prepared
         self.env = env
-        #: Files uploaded / deleted by the last prepare() (for logs and tests).
-        self.last_uploaded: list[str] = []
-        self.last_deleted: list[str] = []
 
     def prepare(self, backend: Backend) -> None:
         transport = backend.transport
@@ -171,7 +168,6 @@ class SyncPackaging(PackagingStrategy, DependencyOptions):
             transport.write_bytes(
                 f"{remote_dir}/{MANIFEST}", json.dumps(local, indent=0, sort_keys=True).encode()
             )
-        self.last_uploaded, self.last_deleted = changed, removed
 
     def _pythonpath_dirs(self) -> list[str]:
         if self.remote_dir is None or self.pythonpath is None:

@@ -578,14 +578,7 @@ class SSHTransport(Transport):
         return found
 
     def exists(self, path: str) -> bool:
-        def stat(sftp: Any) -> bool:
-            try:
-                sftp.stat(self._path(path))
-            except FileNotFoundError:
-                return False
-            return True
-
-        return self._sftp_call(stat)
+        return self._sftp_call(lambda sftp: _sftp_exists(sftp, self._path(path)))
 
     def makedirs(self, path: str) -> None:
         path = self._path(path)
