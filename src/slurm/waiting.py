@@ -52,11 +52,13 @@ ROUND_LIMIT = 30.0
 
 
 class Clock(Protocol):
-    """Where waits get the time: ``now()`` in monotonic seconds, ``sleep(seconds)`` to pause."""
+    """Where waits get the time: ``now()`` in monotonic seconds; ``sleep_until(moment)`` pauses until
+    ``now()`` has reached ``moment`` (a moment, not a length, so a fake clock lands exactly on a deadline
+    or a planned query instead of a rounding error short of it)."""
 
     def now(self) -> float: ...
 
-    def sleep(self, seconds: float) -> None: ...
+    def sleep_until(self, moment: float) -> None: ...
 
 
 class SystemClock:
@@ -65,8 +67,8 @@ class SystemClock:
     def now(self) -> float:
         return time.monotonic()
 
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+    def sleep_until(self, moment: float) -> None:
+        time.sleep(max(0.0, moment - time.monotonic()))
 
 
 SYSTEM_CLOCK: Clock = SystemClock()
@@ -186,7 +188,8 @@ class Wait:
     ``check(running)`` looks once (result files, then the scheduler if the watcher says a query is due);
     ``stop_if_over(waiting)`` raises ``JobTimeoutError`` past the deadline, or ``BackendError`` past the
     outage limit when there is no deadline; ``pause(running)`` is how long to sleep before the next check
-    (never past the deadline, sooner when a watcher's query comes first) and grows the pace by one step."""
+    (never past the deadline, sooner when a watcher's query comes first) and grows the pace by one step;
+    ``sleep(running)`` sleeps that long on the clock."""
 
     def __init__(self, clock: Clock, timeout: float | None) -> None:
         self.clock, self.timeout = clock, timeout
@@ -221,20 +224,24 @@ class Wait:
     def timeout_error(self, job: Job, now: float) -> JobTimeoutError:
         return timeout_error(job, self.timeout or 0, now, self.login)
 
-    def pause(self, running: Sequence[Job]) -> float:
-        """Seconds to sleep before the next check; the next pause is one step longer."""
+    def next_check_at(self, running: Sequence[Job]) -> float:
+        """When to check next (the clock's time); the pause after it is one step longer."""
         now = self.clock.now()
-        pause = min(self.delay, *(job.cluster._watcher.next_query_at - now for job in running))
+        moment = min(now + self.delay, *(job.cluster._watcher.next_query_at for job in running))
         if self.deadline is not None:
-            pause = min(pause, self.deadline - now)
+            moment = min(moment, self.deadline)
         self.delay = min(
             self.delay * RESULT_CHECK_BACKOFF,
             max(job.cluster.result_poll_interval_seconds for job in running),
         )
-        return max(0.0, pause)
+        return max(now, moment)
+
+    def pause(self, running: Sequence[Job]) -> float:
+        """Seconds to sleep before the next check (see ``next_check_at``)."""
+        return self.next_check_at(running) - self.clock.now()
 
     def sleep(self, running: Sequence[Job]) -> None:
-        self.clock.sleep(self.pause(running))
+        self.clock.sleep_until(self.next_check_at(running))
 
     def restart(self) -> None:
         """Something new happened (output flowing, a new waiter): check again soon."""

@@ -140,8 +140,10 @@ class Watcher:
             watched = [job for job in self._jobs.values() if not job.last_state.is_terminal]
             self._jobs = {job.job_id: job for job in watched}
             now = self.clock.now()
-            if self._last_query_at is not None and now - self._last_query_at < self.first_poll:
-                # Asked less than first_poll ago (job.query_state() in a loop): that answer stands.
+            if self._last_query_at is not None and now < self._last_query_at + self.first_poll:
+                # Asked less than first_poll ago (job.query_state() in a loop): that answer stands. Written
+                # as the same sum as the planned query's time, so a wait woken exactly then is never told
+                # "too soon" by a rounding error (which made it spin: found on the fake clock).
                 self.next_query_at = max(self.next_query_at, self._last_query_at + self.first_poll)
                 return []
             self._last_query_at = now

@@ -12,10 +12,9 @@ class FakeClock:
     def now(self) -> float:
         return self._now
 
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0, f"a wait asked to sleep {seconds} s"
-        self.sleeps.append(seconds)
-        self._now += seconds
+    def sleep_until(self, moment: float) -> None:
+        self.sleeps.append(moment - self._now)
+        self._now = max(self._now, moment)
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
