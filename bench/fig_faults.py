@@ -59,7 +59,7 @@ def rpc_counters(env: BenchEnv) -> tuple[RpcCounter, ...]:
 def rpcs_while_waiting(env: BenchEnv, n_jobs: int, wait: float) -> Figure:
     """Submit ``n_jobs`` tasks that outlast the wait, reset sdiag's counters (as root), wait ``wait`` s (60 in
     a full run) on all of them through the SDK (one Cluster, default polling), read the job user's RPC count."""
-    from slurm.job import wait_all
+    from slurm.waiting import wait_all
 
     cluster = env.cluster()
     say(f"  submitting {n_jobs} job(s) that sleep longer than the wait")

@@ -184,7 +184,7 @@ def map_vs_array(env: BenchEnv, repeats: int, n: int) -> Figure:
 
 
 def many(env: BenchEnv, repeats: int, n: int) -> Figure:
-    from slurm.job import wait_all
+    from slurm.waiting import wait_all
 
     cluster = env.cluster()
 

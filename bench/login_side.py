@@ -41,7 +41,7 @@ def run_submitit(workload: str, n: int, scratch: str, polled: bool = False) -> t
     import submitit
 
     from bench.tasks import square
-    from slurm.job import result_check_pauses
+    from slurm.waiting import result_check_pauses
 
     started = time.perf_counter()
     executor = submitit.SlurmExecutor(folder=f"{scratch}/submitit/%j")

@@ -45,8 +45,8 @@ def sdk_phases(recorded: list[Any], outcome_fields: dict[str, Any]) -> dict[str,
 
 
 def sdk_pauses() -> Iterable[float]:
-    """The SDK's own cadence of result checks (``slurm.job.result_check_pauses``, 1 s cap)."""
-    from slurm.job import result_check_pauses
+    """The SDK's own cadence of result checks (``slurm.waiting.result_check_pauses``, 1 s cap)."""
+    from slurm.waiting import result_check_pauses
 
     return result_check_pauses(1.0)
 

@@ -28,8 +28,8 @@ _EXPORTS = {
     "Cluster": "slurm.cluster",
     "MappedJobs": "slurm.job",
     "Job": "slurm.job",
-    "as_completed": "slurm.job",
-    "wait_all": "slurm.job",
+    "as_completed": "slurm.waiting",
+    "wait_all": "slurm.waiting",
     "as_completed_async": "slurm.awaiting",
     "wait_async": "slurm.awaiting",
     "Resources": "slurm.resources",
@@ -79,10 +79,11 @@ if TYPE_CHECKING:
         SubmitLimitError,
         UnknownJobError,
     )
-    from slurm.job import Job, MappedJobs, as_completed, wait_all
+    from slurm.job import Job, MappedJobs
     from slurm.node.checkpoint import Checkpointing
     from slurm.node.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
+    from slurm.waiting import as_completed, wait_all
 
 # Eager on purpose: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
 from slurm.task import Task, task, workflow  # noqa: E402

@@ -1,7 +1,7 @@
 """Jobs in asyncio: ``await job``, ``await job.result_async()``, ``async for job in as_completed_async(jobs)``.
 
 One driver task per event loop watches every job awaited on that loop, in rounds, exactly as a blocking
-wait does (``slurm.job.wait_all``): per round one result-file listing per cluster and, when the cluster's
+wait does (``slurm.waiting``): per round one result-file listing per cluster and, when the cluster's
 shared watcher says a query is due, one scheduler query about all of that cluster's unfinished jobs. A
 round is one call in the loop's default executor, so a thousand awaits cost one thread and one poll, not
 a thread or a poll each. Between rounds the driver sleeps like a wait (50 ms, x1.25, up to
@@ -11,19 +11,16 @@ a thread or a poll each. Between rounds the driver sleeps like a wait (50 ms, x1
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from slurm import waiting
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobTimeoutError
 
 if TYPE_CHECKING:
-    from slurm.job import Job, MappedJobs, _LoginSilence
-
-#: Longest one round of checks may take (each SSH command, read or scheduler query within it is cut short).
-ROUND_LIMIT = 30.0
+    from slurm.job import Job, MappedJobs
 
 
 class _Hub:
@@ -48,27 +45,24 @@ class _Hub:
         return future
 
     async def _drive(self) -> None:
-        from slurm.job import _FIRST_RESULT_CHECK, _LoginSilence, next_delay, next_pause
-
-        delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
+        wait: waiting.Wait | None = None  # the hub's own wait: no deadline (each await has its own)
         while self._prune():
             self.wake.clear()  # an await arriving during the round wakes the next sleep at once
             jobs = list(self.waiters)
+            wait = wait or waiting.Wait(waiting.clock_of(jobs), None)
             try:
-                await self.loop.run_in_executor(None, _round, jobs, login)
+                await self.loop.run_in_executor(None, _round, jobs, wait)
             except Exception as error:  # one that will not go away (authentication, ...): tell every waiter
                 self._settle(jobs, error)
                 continue
             self._settle([job for job in jobs if job.last_state.is_terminal], None)
-            self._check_outage(login)
+            self._check_outage(wait)
             running = [job for job in self.waiters if not job.last_state.is_terminal]
             if not running:
                 continue
-            pause = max(0.0, next_pause(running, delay, time.monotonic()))
-            delay = next_delay(running, delay)
-            try:
-                await asyncio.wait_for(self.wake.wait(), pause)
-                delay = _FIRST_RESULT_CHECK  # new jobs to watch: check soon, like a new wait would
+            try:  # the pause is the wait's (it paces like a blocking one), slept on the event loop
+                await asyncio.wait_for(self.wake.wait(), wait.pause(running))
+                wait.restart()  # new jobs to watch: check soon, like a new wait would
             except TimeoutError:
                 pass
 
@@ -90,26 +84,22 @@ class _Hub:
                 else:
                     future.set_exception(error)
 
-    def _check_outage(self, login: _LoginSilence) -> None:
+    def _check_outage(self, wait: waiting.Wait) -> None:
         """An await without a timeout still ends: the ``outage_limit_seconds`` of ``wait_all`` applies per job."""
-        from slurm.job import _check_outage
-
-        now = time.monotonic()
+        now = wait.clock.now()
         for job in list(self.waiters):
             try:
-                _check_outage(job, login, now)
+                waiting.check_outage(job, wait.login, now)
             except BackendError as error:
                 self._settle([job], error)
 
 
-def _round(jobs: list[Job], login: _LoginSilence) -> None:
+def _round(jobs: list[Job], wait: waiting.Wait) -> None:
     """One check of every awaited job, in the executor. Bounded, so a frozen login node holds the driver
     (and the interpreter's exit, which waits for the executor) for ``ROUND_LIMIT`` s at most: what times
     out is a transient error, recorded for the outage limit and tried again next round."""
-    from slurm.job import _watch_once
-
-    with bounded(ROUND_LIMIT):
-        _watch_once([job for job in jobs if not job.last_state.is_terminal], login)
+    with bounded(waiting.ROUND_LIMIT):
+        wait.check([job for job in jobs if not job.last_state.is_terminal])
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
@@ -133,14 +123,12 @@ async def as_completed_async(
 ) -> AsyncIterator[Job]:
     """Each job (every task of an MappedJobs) once, as it ends: ``async for job in as_completed_async(jobs)``.
     ``JobTimeoutError`` once ``timeout`` s have passed with jobs unfinished."""
-    from slurm.job import _each_job
-
     hub = _hub()
-    pending = {hub.ended(job): job for job in dict.fromkeys(_each_job(jobs))}
-    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = {hub.ended(job): job for job in dict.fromkeys(waiting.each_job(jobs))}
+    deadline = None if timeout is None else hub.loop.time() + timeout
     try:
         for next_one in asyncio.as_completed(pending):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            left = None if deadline is None else max(0.0, deadline - hub.loop.time())
             try:
                 job = await asyncio.wait_for(next_one, left)
             except TimeoutError:
@@ -156,9 +144,7 @@ async def as_completed_async(
 
 def _timeout(unfinished: list[Job], timeout: float | None) -> JobTimeoutError:
     job = unfinished[0]
-    return JobTimeoutError(
-        job.job_id, job.last_state.value, timeout or 0, job._timeout_detail(time.monotonic())
-    )
+    return waiting.timeout_error(job, timeout or 0, waiting.clock_of(unfinished).now())
 
 
 async def result_async(job: Job, timeout: float | None = None) -> Any:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from slurm.backends.base import JobState
 from slurm.durations import parse_duration
 from slurm.node.layout import job_dir_created, script_path
-from slurm.reattach import has_ended
 from slurm.records import SubmissionRecord, list_records, remove, remove_dirs, utc_now
+from slurm.waiting import has_ended
 
 if TYPE_CHECKING:
     from slurm.cluster import Cluster

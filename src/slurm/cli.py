@@ -22,7 +22,7 @@ from typing import Any
 
 from slurm.backends.base import JobState
 from slurm.errors import BackendError, ConfigError, JobTimeoutError, SlurmSDKError, UnknownJobError
-from slurm.reattach import has_ended
+from slurm.waiting import has_ended
 
 OK, JOB_FAILED, USAGE, CONFIG, UNKNOWN_JOB, UNREACHABLE, NOT_FINISHED, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 130
 EXIT_CODES = {
@@ -348,14 +348,14 @@ def _current(
     """The handle for ``job_id``, its tasks and their states now: a result file means ended; otherwise the
     scheduler's word, in one query (UNKNOWN: it no longer lists the job, which ended without a result).
     With ``wait``, once they have all ended."""
-    from slurm.job import _check_result_files
+    from slurm.waiting import check_result_files
 
     handle = cluster.job(job_id)
     tasks = list(handle) if _is_array(handle) else [handle]
     if wait:
         handle.wait(timeout)
     else:
-        _check_result_files(tasks)
+        check_result_files(tasks)
     unfinished = [job.job_id for job in tasks if not job.last_state.is_terminal]
     states = cluster.backend.states(unfinished) if unfinished else {}
     return handle, tasks, {job.job_id: states.get(job.job_id, job.last_state) for job in tasks}

@@ -127,11 +127,11 @@ def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
             "results it receives succeeded. Fix: wait with afterok, or pass job.result() instead of the job"
         )
     from slurm.backends.base import JobState
-    from slurm.job import _check_result_files
+    from slurm.waiting import check_result_files
 
     unfinished = [job for job in parents if not job.last_state.is_terminal]
     if unfinished:
-        unfinished[0].cluster._retry(lambda: _check_result_files(unfinished))
+        unfinished[0].cluster._retry(lambda: check_result_files(unfinished))
     failed = [
         job for job in parents if job.last_state.is_terminal and job.last_state is not JobState.COMPLETED
     ]

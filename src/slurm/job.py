@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import functools
+import collections
 import threading
-import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from slurm import timing
+from slurm import timing, waiting
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
 from slurm.callbacks import emit
 from slurm.deadline import bounded
-from slurm.errors import BackendError, JobFailedError, JobTimeoutError, SerializationError
+from slurm.errors import BackendError, JobFailedError, SerializationError
 from slurm.limits import never_clears, pending_for_good
 from slurm.node import layout
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
+from slurm.waiting import as_completed, wait_all
 
 if TYPE_CHECKING:
     from slurm.cluster import Cluster
 
-_FIRST_RESULT_CHECK = 0.05
-#: Growth of the pause between result-file checks (capped by the cluster's result_poll_interval_seconds): gentle,
-#: so a job that ends at 0.7 s is seen within ~0.15 s. They cost the login node a stat, slurmctld nothing.
-_RESULT_CHECK_BACKOFF = 1.25
-#: A job the scheduler does not list is declared lost only when a second query, at least this long after
-#: the first, still does not list it and no result file appeared meanwhile (covers accounting lag and a
-#: result file that is still on its way through the shared file system).
-_LOST_AFTER = 2.0
-#: A preempted job that may be requeued is PENDING again as soon as it has ended; one still PREEMPTED after
-#: this long was not requeued (requeue=False, or the partition's PreemptMode cancels).
-_PREEMPTED_FINAL_AFTER = 10.0
+__all__ = ["LOG_STREAMS", "Job", "MappedJobs", "as_completed", "wait_all"]
+
 #: The logs every job writes, in the order of ``log_patterns``.
 LOG_STREAMS = ("stdout", "stderr")
 
@@ -66,7 +57,7 @@ class Job:
         #: How often the scheduler requeued this job (node failure, preemption), as last observed.
         self.restarts = 0
         self._state = JobState.PENDING
-        self._submitted_at = time.monotonic()
+        self._submitted_at = cluster._watcher.clock.now()
         self._state_at: float | None = None  # monotonic time the scheduler last told us the state
         self._unknown_since: float | None = None
         self._preempted_since: float | None = None
@@ -74,7 +65,13 @@ class Job:
             None  # why it ended without a result, when the SDK knows better
         )
         self._outcome: Outcome | None = None
-        self._lock = threading.RLock()
+        #: What result() gives, once worked out: (True, value) or (False, the error to raise).
+        self._settled: tuple[bool, Any] | None = None
+        self._lock = threading.RLock()  # guards state changes; never held while a callback runs
+        self._settling = threading.Lock()  # one unpickling of the result, however many threads ask
+        #: Callback events observed but not yet delivered, in order; delivered outside every lock.
+        self._events: collections.deque[tuple[str, tuple[Any, ...]]] = collections.deque()
+        self._delivering = False
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name} {self._state.value}>"
@@ -96,7 +93,7 @@ class Job:
         the job already ended. ``last_state`` is the answer without asking."""
         if not self._state.is_terminal:
             self._check_result_file()
-            self.cluster._poll([self])
+            waiting.poll([self])
         return self._state
 
     @property
@@ -139,14 +136,22 @@ class Job:
         return self.result_async().__await__()
 
     def _ended_result(self) -> Any:
-        """``result()`` of a job known to have ended."""
-        outcome = self.cluster._retry(self._load_outcome)
-        if outcome is None:
-            raise self._failure or self._no_result_error()
-        if outcome.ok:
-            with timing.phase("unpickle"):
-                return outcome.value(self.job_id)
-        raise outcome.exception(self.job_id)
+        """``result()`` of a job known to have ended. The value is unpickled once (also for callbacks);
+        every later call returns that same object."""
+        with self._settling:
+            if self._settled is None:
+                outcome = self.cluster._retry(self._load_outcome)
+                if outcome is None:  # not kept: a result file may yet appear (shared file system lag)
+                    raise self._failure or self._no_result_error()
+                if outcome.ok:
+                    with timing.phase("unpickle"):
+                        self._settled = (True, outcome.value(self.job_id))
+                else:
+                    self._settled = (False, outcome.exception(self.job_id))
+            ok, value = self._settled
+        if ok:
+            return value
+        raise value
 
     def cancel(self) -> None:
         self.cluster._retry(lambda: self.cluster.backend.cancel(self.job_id))
@@ -205,7 +210,9 @@ class Job:
 
     def _load_outcome(self) -> Outcome | None:
         if self._outcome is None:
-            _fetch_outcomes([self])  # one stream, like a map's results (a big result is not fetched by SFTP)
+            waiting.fetch_outcomes(
+                [self]
+            )  # one stream, like a map's results (a big result is not fetched by SFTP)
         return self._outcome
 
     @property
@@ -234,12 +241,13 @@ class Job:
 
     def _check_result_file(self) -> None:
         """End the job if its result file exists (one stat; the scheduler is not asked)."""
-        _check_result_files([self])
+        waiting.check_result_files([self])
 
     def _observe(self, status: JobStatus) -> None:
-        """Record what the scheduler said and fire callbacks, each event at most once."""
-        now = time.monotonic()
-        with self._lock:  # held while callbacks run, so threads polling the same job cannot reorder events
+        """Record what the scheduler said; the callback events it causes wait in ``_events`` (each at most
+        once) until ``_deliver_events``, which the watcher calls once it holds no lock."""
+        now = self.cluster._watcher.clock.now()
+        with self._lock:
             if self._state.is_terminal:
                 return  # terminal states are final: the outcome callbacks fire once
             if status.state is JobState.UNKNOWN:
@@ -265,7 +273,7 @@ class Job:
             self._finish_from_outcome()
         elif self._unknown_since is None:
             self._unknown_since = now
-        elif now - self._unknown_since >= _LOST_AFTER:
+        elif now - self._unknown_since >= waiting.LOST_AFTER:
             seen = f"last seen {self._state.value}" if self._state_at is not None else "not asked before"
             forgotten = (
                 f"slurmctld drops finished jobs after MinJobAge; {reason}: slurmdbd never heard of its end"
@@ -287,7 +295,7 @@ class Job:
             self._preempted_since = None
             return False
         self._preempted_since = self._preempted_since or now
-        if now - self._preempted_since < _PREEMPTED_FINAL_AFTER:
+        if now - self._preempted_since < waiting.PREEMPTED_FINAL_AFTER:
             return False
         self._failure = JobFailedError(
             f"job {self.job_id} ({self.name}) was preempted and not requeued (still PREEMPTED after "
@@ -319,18 +327,52 @@ class Job:
         self._set_state(JobState.CANCELLED)
 
     def _set_state(self, state: JobState) -> None:
+        """Under ``_lock``: the new state, and its callback events queued in the order observed."""
         old, self._state = self._state, state
         if state != old:
-            emit(self.cluster.callbacks, "on_state_change", self, old, state)
-        if state.is_terminal and self.cluster.callbacks:
-            self._emit_outcome()
+            self._queue_event("on_state_change", old, state)
+        if state.is_terminal:
+            self._queue_event("outcome")
 
     def _note_restarts(self, count: int) -> None:
         """Report a requeue (once per count): state REQUEUED and ``on_requeue(job, count)``."""
         if count > self.restarts:
             self.restarts = count
-            emit(self.cluster.callbacks, "on_requeue", self, count)
+            self._queue_event("on_requeue", count)
             self._set_state(JobState.REQUEUED)
+
+    def _queue_event(self, event: str, *args: Any) -> None:
+        if self.cluster.callbacks:
+            self._events.append((event, args))
+
+    @property
+    def _outcome_pending(self) -> bool:
+        """An ``on_complete``/``on_failure`` waits for this job's result file to be read."""
+        return self._outcome is None and any(event == "outcome" for event, _ in self._events)
+
+    def _deliver_events(self) -> None:
+        """Run the callbacks of the events observed so far, in order, with no lock held: one thread
+        delivers at a time (others leave their events to it), so callbacks of one job never overlap or
+        reorder, and a callback may call anything on the job (``result()``, ``query_state()``...)."""
+        with self._lock:
+            if self._delivering or not self._events:
+                return
+            self._delivering = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._events:
+                        self._delivering = False
+                        return
+                    event, args = self._events.popleft()
+                if event == "outcome":
+                    self._emit_outcome()
+                else:
+                    emit(self.cluster.callbacks, event, self, *args)
+        except BaseException:
+            with self._lock:
+                self._delivering = False
+            raise
 
     def _finish_from_outcome(self) -> None:
         """The result file exists: the job is done, whatever the scheduler says. The run that wrote it
@@ -342,6 +384,8 @@ class Job:
                 self._set_state(JobState.COMPLETED if outcome.ok else JobState.FAILED)
 
     def _emit_outcome(self) -> None:
+        """``on_complete`` with the value ``result()`` gives (the same object, unpickled once), or
+        ``on_failure`` with the error it raises."""
         try:
             value = self._ended_result()
         except Exception as error:
@@ -389,7 +433,7 @@ class MappedJobs(Sequence[Job]):
 
     def query_states(self) -> list[JobState]:
         """Current states in item order, from one scheduler query for all of them."""
-        _poll(self.jobs)
+        waiting.poll(self.jobs)
         return [job.last_state for job in self.jobs]
 
     def wait(self, timeout: float | None = None) -> list[JobState]:
@@ -399,7 +443,7 @@ class MappedJobs(Sequence[Job]):
     def results(self, timeout: float | None = None) -> list[Any]:
         """Results in item order; raises the first failure (see ``Job.result``)."""
         self.wait(timeout)
-        _fetch_outcomes(self.jobs)
+        waiting.fetch_outcomes(self.jobs)
         with timing.phase("unpickle"):
             return [job.result() for job in self.jobs]
 
@@ -415,170 +459,3 @@ class MappedJobs(Sequence[Job]):
     def cancel(self) -> None:
         for array_id in self.array_ids:
             self.jobs[0].cluster.backend.cancel(array_id)
-
-
-def _fetch_outcomes(jobs: Sequence[Job], *, retry: bool = True) -> None:
-    """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
-    for cluster, group in _by_cluster([job for job in jobs if job._outcome is None]):
-        paths = [job._result_path for job in group]
-        transport = cluster.backend.transport
-        with timing.phase("fetch"):
-            fetch = functools.partial(transport.read_existing, paths)
-            files = cluster._retry(fetch) if retry else fetch()
-        for job in group:
-            if job._result_path in files:
-                job._outcome = _load(job, files[job._result_path])
-
-
-def _load(job: Job, data: bytes) -> Outcome:
-    """The outcome in a result file fetched whole (the transport checks sizes; the runner writes it by
-    rename): a file that does not parse was damaged on the cluster, which a retry does not mend."""
-    try:
-        return Outcome.load(data)
-    except Exception as exc:
-        raise SerializationError(
-            f"the result file {job._result_path} of job {job.job_id} ({len(data):,} bytes) is damaged: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _by_cluster(jobs: Sequence[Job]) -> list[tuple[Cluster, list[Job]]]:
-    groups: dict[int, list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(id(job.cluster), []).append(job)
-    return [(group[0].cluster, group) for group in groups.values()]
-
-
-def _poll(jobs: Sequence[Job]) -> None:
-    """One scheduler round trip per cluster for all of ``jobs`` (and the clusters' other unfinished jobs)."""
-    for cluster, group in _by_cluster(jobs):
-        cluster._poll(group)
-
-
-def _check_result_files(jobs: Sequence[Job]) -> None:
-    """End every job whose result file exists: one fetch per cluster of the result files not fetched yet
-    (the transport sends back only those that exist), no scheduler query."""
-    _fetch_outcomes(jobs, retry=False)  # a failed check is retried by the next one
-    for job in jobs:
-        if job._outcome is not None:
-            job._finish_from_outcome()
-
-
-class _LoginSilence:
-    """When result-file checks keep failing (login node frozen or gone): for messages and the outage limit."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.error: BackendError | None = None
-
-    def failed(self, error: BackendError) -> None:
-        self.since, self.error = self.since or time.monotonic(), error
-
-    def describe(self, now: float) -> str | None:
-        if self.since is None:
-            return None
-        return f"the login node has not answered for {now - self.since:.0f}s (last error: {self.error})"
-
-
-def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
-    """The pauses between a wait's result-file checks: 50 ms, then x1.25 each, up to ``limit`` (the
-    cluster's ``result_poll_interval_seconds``). Benchmarks poll their raw baselines on this same cadence."""
-    pause = _FIRST_RESULT_CHECK
-    while True:
-        yield pause
-        pause = min(pause * _RESULT_CHECK_BACKOFF, limit)
-
-
-def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
-    """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
-    cluster's ``result_poll_interval_seconds``), the scheduler on the watcher's slower cadence. Transient errors
-    are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until
-    the cluster's ``outage_limit_seconds`` (the last ``BackendError``)."""
-    with timing.phase("wait"):
-        for _ in as_completed(jobs, timeout):
-            pass
-
-
-def as_completed(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> Iterator[Job]:
-    """Each job (every task of a MappedJobs) once, as soon as it is seen to end, in the order they end.
-
-    Costs what one wait on all of them costs (see ``wait_all``): one result-file listing per cluster per
-    check, and the clusters' shared watchers for the scheduler. ``JobTimeoutError`` once ``timeout`` s
-    have passed with jobs still unfinished (the time spent by the caller's loop body counts too)."""
-    waiting = list(dict.fromkeys(_each_job(jobs)))
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay, login = _FIRST_RESULT_CHECK, _LoginSilence()
-    while waiting:
-        running = [job for job in waiting if not job.last_state.is_terminal]
-        if running:
-            with bounded(None if deadline is None else deadline - time.monotonic()):
-                _watch_once(running, login)
-        yield from [job for job in waiting if job.last_state.is_terminal]
-        waiting = [job for job in waiting if not job.last_state.is_terminal]
-        if not waiting:
-            return
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            raise _timeout_error(waiting[0], timeout or 0, login, now)
-        if deadline is None:
-            _check_outage(waiting[0], login, now)
-        pause = next_pause(waiting, delay, now)
-        time.sleep(max(0.0, min(pause, deadline - now) if deadline is not None else pause))
-        delay = next_delay(waiting, delay)
-
-
-def _each_job(jobs: Iterable[Job | MappedJobs]) -> Iterator[Job]:
-    for job in jobs:
-        if isinstance(job, MappedJobs):
-            yield from job
-        else:
-            yield job
-
-
-def next_pause(running: Sequence[Job], delay: float, now: float) -> float:
-    """How long a wait sleeps before its next check: the result-file delay, or less when a watcher's next
-    scheduler query comes sooner."""
-    return min(delay, *(job.cluster._watcher.next_query_at - now for job in running))
-
-
-def next_delay(running: Sequence[Job], delay: float) -> float:
-    """The result-file delay after one more check: x1.25, up to the clusters' ``result_poll_interval_seconds``."""
-    return min(
-        delay * _RESULT_CHECK_BACKOFF, max(job.cluster.result_poll_interval_seconds for job in running)
-    )
-
-
-def _watch_once(running: list[Job], login: _LoginSilence) -> None:
-    try:
-        _check_result_files(running)
-        login.since = None
-    except BackendError as error:
-        if not error.transient:
-            raise
-        login.failed(error)
-    for cluster, group in _by_cluster([job for job in running if not job.last_state.is_terminal]):
-        cluster._watcher.query_if_due(group)
-
-
-def _timeout_error(job: Job, timeout: float, login: _LoginSilence, now: float) -> JobTimeoutError:
-    detail = job._timeout_detail(now)
-    silent_login = login.describe(now)
-    if silent_login and job.cluster._watcher.failing_since is None:
-        detail = f"{detail}; {silent_login}"
-    return JobTimeoutError(job.job_id, job.last_state.value, timeout, detail)
-
-
-def _check_outage(job: Job, login: _LoginSilence, now: float) -> None:
-    """Without a timeout the wait must still end: give up after ``outage_limit_seconds`` s of silence."""
-    watcher, limit = job.cluster._watcher, job.cluster.outage_limit_seconds
-    if watcher.failing_since is not None and now - watcher.failing_since > limit:
-        raise BackendError(
-            f"gave up waiting for job {job.job_id}: {watcher.silence(now)}; the SDK stops "
-            f"retrying after outage_limit_seconds={limit:g}s without an answer (state when last "
-            f"seen: {job.last_state.value})"
-        ) from watcher.last_error
-    if login.since is not None and now - login.since > limit:
-        raise BackendError(
-            f"gave up waiting for job {job.job_id}: {login.describe(now)}; the SDK stops "
-            f"retrying after outage_limit_seconds={limit:g}s without an answer"
-        ) from login.error

@@ -1,10 +1,10 @@
 """Following a job's logs while it runs: read each log from the last offset through the transport.
 
-Reads are bounded (``CHUNK`` bytes per read) and paced: quick while output flows, backing off to the
-cluster's ``result_poll_interval_seconds`` while the log is quiet (log reads, like result-file checks, cost the
-login node, not slurmctld). Whether the job has ended is learnt the way waits learn it: its result file,
-then the cluster's shared ``Watcher`` on its own cadence, so following adds no scheduler queries of its
-own. Following ends once the job has ended and a read *after* that was seen comes back empty (nothing
+Reads are bounded (``CHUNK`` bytes per read) and paced by the waiting engine (``slurm.waiting.Wait``):
+quick while output flows, backing off to the cluster's ``result_poll_interval_seconds`` while the log is
+quiet (log reads, like result-file checks, cost the login node, not slurmctld). Whether the job has ended
+is learnt the way waits learn it, in the same ``Wait.check``: its result file, then the cluster's shared
+``Watcher`` on its own cadence, so following adds no scheduler queries of its own. Following ends once the job has ended and a read *after* that was seen comes back empty (nothing
 written before the end is lost), or raises ``JobTimeoutError``.
 """
 
@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import codecs
 import collections
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from slurm.errors import JobTimeoutError
-from slurm.reattach import has_ended
+from slurm.waiting import Wait, clock_of, has_ended
 
 if TYPE_CHECKING:
     from slurm.job import Job
 
 #: Largest read per request: a huge log is fetched in pieces, never all at once.
 CHUNK = 1 << 20
-_FIRST_DELAY = 0.05
-_BACKOFF = 1.25
 
 
 class LineSplitter:
@@ -92,17 +88,15 @@ class _Reader:
 
 
 class _Pacer:
-    """The follow loop: when to read, when to ask the scheduler, when to stop."""
+    """The follow loop: when to read, when to look for the job's end, when to stop."""
 
     def __init__(self, job: Job, readers: list[_Reader], timeout: float | None) -> None:
         self.job, self.readers = job, readers
-        self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.timeout = timeout
-        self.read_delay = _FIRST_DELAY
+        self.wait = Wait(clock_of([job]), timeout)
 
     def run(self) -> Iterator[tuple[str, str]]:
         while True:
-            self._check_deadline()
+            self.wait.stop_if_over([self.job])  # its deadline, or without one the outage limit
             ended = has_ended(self.job.last_state)  # decided before reading: what follows is complete
             flowing = False
             for reader in self.readers:
@@ -114,33 +108,7 @@ class _Pacer:
                     yield from ((reader.stream, line) for line in reader.splitter.close())
                 return
             if flowing:
-                self.read_delay = _FIRST_DELAY
+                self.wait.restart()
                 continue
-            self._look_for_the_end()
-            self._sleep()
-
-    def _look_for_the_end(self) -> None:
-        """The result file (a stat on the login node), then the scheduler only if the shared watcher's
-        cadence says a query is due: the same sources and pace as ``Job.wait``."""
-        from slurm.job import _check_result_files
-
-        job = self.job
-        job.cluster._retry(lambda: _check_result_files([job]))
-        if not job.last_state.is_terminal:
-            job.cluster._watcher.query_if_due([job])
-
-    def _check_deadline(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise JobTimeoutError(
-                self.job.job_id,
-                self.job.last_state.value,
-                self.timeout or 0,
-                self.job._timeout_detail(time.monotonic()),
-            )
-
-    def _sleep(self) -> None:
-        delay = self.read_delay
-        if self.deadline is not None:
-            delay = max(0.0, min(delay, self.deadline - time.monotonic()))
-        time.sleep(delay)
-        self.read_delay = min(self.read_delay * _BACKOFF, self.job.cluster.result_poll_interval_seconds)
+            self.wait.check([self.job])  # the result file, then the scheduler if the watcher says it is due
+            self.wait.sleep([self.job])

@@ -102,9 +102,3 @@ def list_jobs(cluster: Cluster) -> list[JobInfo]:
         )
         for record in listing.records
     ]
-
-
-def has_ended(state: JobState) -> bool:
-    """Whether a job is over: a final state, or UNKNOWN: in neither the queue nor accounting, which Slurm
-    only lets happen to jobs that ended (MinJobAge ago, without accounting)."""
-    return state.is_terminal or state is JobState.UNKNOWN

@@ -11,35 +11,45 @@ late or never, and squeue says why a job pends; see ``SlurmBackend._query``): so
 slurmctld no more often than one without accounting would, and 3 times instead of 8 in its first minute.
 
 Job ends are mostly seen without the scheduler: waits look for result files on the shared file system
-(see ``slurm.job.wait_all``). The scheduler is needed for jobs that end without one (cancelled, killed,
+(see ``slurm.waiting``, which also holds the cadence constants). The scheduler is needed for jobs that end without one (cancelled, killed,
 time limit, out of memory, node failure), for requeues and for dependencies that can never be met.
 
 A query that fails transiently (slurmctld restarting, the login node unreachable) is recorded, not
 raised: the next one follows the same cadence, and a wait's timeout message says how long the scheduler
 has been silent.
+
+Callbacks never run under the watcher's lock: the states a query reveals are recorded under it, and the
+callbacks they call for run once it is released, after one transfer has read the result files of the jobs
+whose ``on_complete``/``on_failure`` is due.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from slurm.errors import BackendError, SSHError
+from slurm.waiting import FIRST_POLL, POLL_BACKOFF, SYSTEM_CLOCK, Clock, fetch_outcomes
 
 if TYPE_CHECKING:
     from slurm.backends.base import JobStatus
     from slurm.cluster import Cluster
     from slurm.job import Job
 
-FIRST_POLL = 1.0
-BACKOFF = 1.5
-
 
 class Watcher:
-    def __init__(self, cluster: Cluster, *, first_poll: float = FIRST_POLL, backoff: float = BACKOFF) -> None:
-        self.cluster = cluster
+    """The scheduler side of waiting for one cluster; ``clock`` is the time every wait on it keeps."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        first_poll: float = FIRST_POLL,
+        backoff: float = POLL_BACKOFF,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.cluster, self.clock = cluster, clock
         self.first_poll, self.backoff = min(first_poll, cluster.poll_interval_seconds), backoff
         self._jobs: dict[str, Job] = {}  # unfinished jobs, by id
         self._lock = threading.RLock()  # one query at a time; threads waiting meanwhile share its answer
@@ -88,45 +98,70 @@ class Watcher:
         with self._lock:
             self._jobs.update((job.job_id, job) for job in jobs)
             self._pause = self.first_poll
-            soon = time.monotonic() + self.first_poll
+            soon = self.clock.now() + self.first_poll
             self.next_query_at = soon if self._last_query_at is None else min(self.next_query_at, soon)
 
     def query_if_due(self, jobs: Sequence[Job]) -> None:
         """Ask the scheduler if the cadence says it is time (about ``jobs`` and every other unfinished job)."""
-        with self._lock:
-            if time.monotonic() >= self.next_query_at:
-                self.query(jobs, raise_errors=False, background=True)
+        self._query_and_deliver(jobs, raise_errors=False, background=True, only_if_due=True)
 
     def query(self, jobs: Sequence[Job] = (), *, raise_errors: bool = True, background: bool = False) -> None:
         """One round trip for ``jobs`` and all other unfinished jobs of the cluster; updates their state.
         At most one per ``first_poll`` (1 s): a caller asking sooner gets the last answer. Transient
         errors are recorded (and raised only if ``raise_errors``); others always raise. ``background``:
-        a wait's query on the cadence (see ``Backend.statuses``)."""
+        a wait's query on the cadence (see ``Backend.statuses``). The callbacks it calls for run after
+        the lock is released."""
+        self._query_and_deliver(jobs, raise_errors=raise_errors, background=background, only_if_due=False)
+
+    def _query_and_deliver(
+        self, jobs: Sequence[Job], *, raise_errors: bool, background: bool, only_if_due: bool
+    ) -> None:
+        watched = self._query_locked(
+            jobs, raise_errors=raise_errors, background=background, only_if_due=only_if_due
+        )
+        due = [job for job in watched if job._outcome_pending]
+        if due:
+            try:  # one transfer for every on_complete/on_failure due; each job fetches its own on failure
+                fetch_outcomes(due)
+            except BackendError:
+                pass
+        for job in watched:
+            job._deliver_events()
+
+    def _query_locked(
+        self, jobs: Sequence[Job], *, raise_errors: bool, background: bool, only_if_due: bool
+    ) -> list[Job]:
+        """The query itself, under the lock; returns the jobs whose state it may have changed."""
         with self._lock:
+            if only_if_due and self.clock.now() < self.next_query_at:
+                return []
             for job in jobs:
                 self._jobs.setdefault(job.job_id, job)
             watched = [job for job in self._jobs.values() if not job.last_state.is_terminal]
             self._jobs = {job.job_id: job for job in watched}
-            now = time.monotonic()
-            if self._last_query_at is not None and now - self._last_query_at < self.first_poll:
-                # Asked less than first_poll ago (job.query_state() in a loop): that answer stands.
+            now = self.clock.now()
+            if self._last_query_at is not None and now < self._last_query_at + self.first_poll:
+                # Asked less than first_poll ago (job.query_state() in a loop): that answer stands. Written
+                # as the same sum as the planned query's time, so a wait woken exactly then is never told
+                # "too soon" by a rounding error (which made it spin: found on the fake clock).
                 self.next_query_at = max(self.next_query_at, self._last_query_at + self.first_poll)
-                return
+                return []
             self._last_query_at = now
             self._schedule_next()
             if not watched:
-                return
+                return []
             try:
                 statuses = self._ask(watched, background)
             except BackendError as error:
-                now = time.monotonic()
+                now = self.clock.now()
                 self.last_error, self.failing_since = error, self.failing_since or now
                 if raise_errors or not error.transient:
                     raise
-                return
-            self.last_answer_at, self.last_error, self.failing_since = time.monotonic(), None, None
+                return []
+            self.last_answer_at, self.last_error, self.failing_since = self.clock.now(), None, None
             for job in watched:  # under the lock: an older answer is never applied after a newer one
                 job._observe(statuses[job.job_id])
+            return watched
 
     def _ask(self, jobs: list[Job], background: bool) -> dict[str, JobStatus]:
         with_dependencies = [job.job_id for job in jobs if job.depends_on]
@@ -135,7 +170,7 @@ class Watcher:
         )
 
     def _schedule_next(self) -> None:
-        self.next_query_at = time.monotonic() + self._pause
+        self.next_query_at = self.clock.now() + self._pause
         self._pause = min(
             self._pause * self.backoff, max(self.cluster.poll_interval_seconds, self.first_poll)
         )

@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
 from slurm.backends.slurm import CONFIRM_LIVE_EVERY, SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
-from slurm.job import as_completed
 from slurm.node import layout
 from slurm.node.outcome import dump_result
 from slurm.node.payload import LOCAL_PYTHON
 from slurm.transports.base import CommandResult
 from slurm.transports.host import HostTransport
+from slurm.waiting import as_completed
 from tests.fast import tasks
+from tests.fast.fake_clock import FakeClock
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
 NO_ACCOUNTING = CommandResult(1, "", "sacct: error: Slurm accounting storage is disabled\n")
@@ -354,29 +355,30 @@ def test_one_query_covers_every_unfinished_job_of_the_cluster(make, slurm):
 
 
 @pytest.fixture
-def clock(monkeypatch) -> list[float]:
-    """The watcher's clock, advanced by hand; a cluster asking slowly (poll_interval_seconds 30 s) about job 100."""
-    now = [1000.0]
-    monkeypatch.setattr("slurm.watcher.time.monotonic", lambda: now[0])
-    return now
+def clock() -> FakeClock:
+    """The waiting engine's clock, advanced by hand."""
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
 def slow_cluster(make, slurm, clock) -> Cluster:
+    """A cluster asking slowly (poll_interval_seconds 30 s) about job 100, on the fake clock."""
     slurm.script("squeue", squeue("100|RUNNING|None|0"))
-    return make(poll_interval_seconds=30)
+    cluster = make(poll_interval_seconds=30)
+    cluster._watcher.clock = clock
+    return cluster
 
 
 def test_the_cadence_backs_off_to_poll_interval_within_a_minute(slow_cluster, slurm, clock):
     cluster = slow_cluster
     job = cluster.submit(tasks.add, 1, 2)
     asked_at = []
-    while clock[0] < 1180:
+    while clock.elapsed < 180:
         before = slurm.count("squeue")
         cluster._watcher.query_if_due([job])
         if slurm.count("squeue") > before:
-            asked_at.append(clock[0] - 1000)
-        clock[0] += 0.1
+            asked_at.append(clock.elapsed)
+        clock.advance(0.1)
     first_minute = [t for t in asked_at if t <= 60]
     assert 6 <= len(first_minute) <= 10, asked_at
     gaps = [b - a for a, b in itertools.pairwise(asked_at)]
@@ -591,7 +593,7 @@ def scheduler_answer(answer: str) -> CommandResult:
 def test_every_wait_ends_with_the_truth(make, slurm, monkeypatch, answers, file_at):
     """Any sequence of scheduler answers, transient failures and a result file appearing at any point:
     the wait ends, and how it ends follows from what was said (the result file always wins)."""
-    monkeypatch.setattr("slurm.job._LOST_AFTER", 0.0)  # a second unlisted answer is final at once
+    monkeypatch.setattr("slurm.waiting.LOST_AFTER", 0.0)  # a second unlisted answer is final at once
     file_step = file_at if file_at < len(answers) else None
     kind, text = expected_ending(answers, file_step)
     job = make(poll_interval_seconds=0.02, result_poll_interval_seconds=0.02).submit(tasks.add, 1, 2)
@@ -627,7 +629,7 @@ def test_a_stream_of_submissions_does_not_postpone_the_next_query(slow_cluster, 
     cluster._watcher.query([job])  # the ramp is under way: next query planned 1 s later
     planned = cluster._watcher.next_query_at
     for _ in range(5):
-        clock[0] += 0.5
+        clock.advance(0.5)
         cluster.submit(tasks.add, 1, 2)
     assert cluster._watcher.next_query_at <= planned
 
@@ -647,7 +649,7 @@ def test_preempted_is_not_final_for_a_job_slurm_requeues(make, slurm, recorder):
 
 
 def test_a_job_that_stays_preempted_fails_saying_why(make, slurm, monkeypatch):
-    monkeypatch.setattr("slurm.job._PREEMPTED_FINAL_AFTER", 0.3)
+    monkeypatch.setattr("slurm.waiting.PREEMPTED_FINAL_AFTER", 0.3)
     slurm.script("squeue", squeue("100|PREEMPTED|None|0"))
     job = make().submit(tasks.add, 1, 2)
     with pytest.raises(

@@ -8,13 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import slurm.job
 import slurm.logs
-import slurm.watcher
 from slurm import JobState, JobTimeoutError
 from slurm.logs import LineSplitter, follow
 
 from . import log_tasks
+from .fake_clock import FakeClock
 
 TIMEOUT = 60
 
@@ -116,28 +115,18 @@ def test_line_splitting_does_not_depend_on_how_bytes_are_cut(text, cuts):
     assert lines == (expected[:-1] if expected[-1] == "" else expected)
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class _QuietCluster:
     """A cluster whose one job runs with an empty log for ``quiet`` seconds (virtual time), then ends
     without a result file; it counts scheduler queries and log reads."""
 
     callbacks: ClassVar[list[object]] = []
 
-    def __init__(self, clock: _FakeClock, quiet: float) -> None:
+    def __init__(self, clock: FakeClock, quiet: float) -> None:
         from slurm.backends.base import JobStatus
         from slurm.watcher import Watcher
 
         self.poll_interval_seconds, self.result_poll_interval_seconds = 30.0, 1.0  # the SSH defaults
+        self.outage_limit_seconds = 600.0
         self.queries = self.reads = 0
         cluster = self
 
@@ -154,11 +143,11 @@ class _QuietCluster:
 
             def statuses(self, job_ids, reasons_for=(), background=False):
                 cluster.queries += 1
-                state = JobState.RUNNING if clock.now < quiet else JobState.CANCELLED
+                state = JobState.RUNNING if clock.now() < quiet else JobState.CANCELLED
                 return {job_id: JobStatus(state) for job_id in job_ids}
 
         self.backend = Backend()
-        self._watcher = Watcher(self)
+        self._watcher = Watcher(self, clock=clock)
 
     def _retry(self, operation):
         return operation()
@@ -167,10 +156,7 @@ class _QuietCluster:
 def test_following_a_quiet_log_asks_the_scheduler_only_on_the_watchers_cadence(monkeypatch):
     from slurm.job import Job
 
-    clock = _FakeClock()
-    for module in (slurm.logs.time, slurm.watcher.time, slurm.job.time):
-        monkeypatch.setattr(module, "monotonic", clock.monotonic)
-    monkeypatch.setattr(slurm.logs.time, "sleep", clock.sleep)
+    clock = FakeClock(0.0)
     cluster = _QuietCluster(clock, quiet=600.0)
     job = Job(cluster, "7", name="quiet", job_dir="/jobs/quiet", script="")
     assert list(follow(job)) == []
@@ -179,4 +165,4 @@ def test_following_a_quiet_log_asks_the_scheduler_only_on_the_watchers_cadence(m
     # ~2 a minute: about 26 in all. Log reads back off to result_poll_interval_seconds (1 s): ~620.
     assert 20 <= cluster.queries <= 30, cluster.queries
     assert cluster.reads <= 650, cluster.reads
-    assert 600 <= clock.now <= 631
+    assert 600 <= clock.now() <= 631

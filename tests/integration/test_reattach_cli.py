@@ -21,7 +21,7 @@ import yaml
 from slurm import Cluster, JobState
 from slurm.node.layout import record_path
 from slurm.node.ranks import expand_hostlist
-from slurm.reattach import has_ended
+from slurm.waiting import has_ended
 from slurm_dev_cluster import pytest_plugin
 
 from ..fast import log_tasks
