@@ -9,7 +9,7 @@ import time
 import pytest
 
 from slurm import BackendError, JobFailedError, JobTimeoutError, as_completed, as_completed_async, wait_async
-from slurm import job as job_module
+from slurm import waiting as waiting_module
 from slurm.awaiting import _hubs
 from tests.fast import dataflow_tasks, tasks
 
@@ -23,7 +23,7 @@ class CallCounter:
         self.listings: list[tuple[set[str], set[str]]] = []  # (result files listed, of awaited unfinished)
         self.threads: list[int] = []
         backend = cluster.backend
-        statuses, check = backend.statuses, job_module._check_result_files
+        statuses, check = backend.statuses, waiting_module.check_result_files
 
         def counted_statuses(job_ids, **options):
             unfinished = {job.job_id for job in self.awaited() if not job.last_state.is_terminal}
@@ -38,7 +38,7 @@ class CallCounter:
             return check(jobs)
 
         backend.statuses = counted_statuses
-        monkeypatch.setattr(job_module, "_check_result_files", counted_check)
+        monkeypatch.setattr(waiting_module, "check_result_files", counted_check)
 
 
 def test_many_awaits_share_one_batched_query_per_poll(cluster, monkeypatch):

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from slurm import Cluster, SubmitError, as_completed, task
 from slurm.backends.local import HostTransport
 from slurm.backends.slurm import SlurmBackend
+from slurm.node.payload import LOCAL_PYTHON
 from slurm.records import SubmissionRecord, read_record, record_command, utc_now
-from slurm.serialization import LOCAL_PYTHON
 from tests.fast.test_ssh_drops import ScriptedSlurmOverSSH, run_on_node
 from tests.fast.test_ssh_transport import SSHD
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from slurm import JobState, JobTimeoutError
 from slurm.backends.base import JobStatus
 from slurm.job import Job
-from slurm.serialization import dump_result
+from slurm.node.outcome import dump_result
 from slurm.waiting import FIRST_POLL, POLL_BACKOFF, as_completed, wait_all
 from slurm.watcher import Watcher
 

@@ -5,9 +5,9 @@ no SFTP; the record written in the sbatch command finds the job from a new handl
 from __future__ import annotations
 
 import pytest
-from slurm.backends.ssh import SSHTransport
 
-from slurm.job import _check_result_files
+from slurm.transports.ssh import SSHTransport
+from slurm.waiting import check_result_files
 
 from . import jobs
 
@@ -25,7 +25,7 @@ def test_submit_and_a_result_check_are_one_remote_command_each(slurm_cluster):
     job.wait(timeout=120)
     handle = slurm_cluster.job(job.job_id)  # found by the record the sbatch command wrote
     before = (transport.commands, transport.sftp_operations)
-    _check_result_files([handle])
+    check_result_files([handle])
     assert (transport.commands, transport.sftp_operations) == (before[0] + 1, before[1])
     assert handle.last_state.is_terminal and handle.result(timeout=10) == 14
 
