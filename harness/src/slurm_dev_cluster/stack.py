@@ -37,7 +37,7 @@ from slurm_dev_cluster.locks import (
     is_alive,
     process_start_time,
 )
-from slurm_dev_cluster.topology import COMPUTE_SERVICE, Topology, node_name, node_number
+from slurm_dev_cluster.topology import Topology, node_number
 
 #: Where the cluster's definition is read from: the slurm-sdk checkout for an editable kit (this repo's
 #: tests), else the installed package's data. Builds use ``cluster_root()``, a writable copy of it.
@@ -555,7 +555,7 @@ class Stack:
         """What ``ensure_up`` would do: ("reuse" | "start" | "rescale" | "reconfigure" | "complete" |
         "rebuild", why).
 
-        "rescale": only the number of compute nodes differs, so only the compute replicas are touched;
+        "rescale": only the number of compute nodes differs, so only the node services are touched;
         "reconfigure": GPUs or partitions changed, which every node (login too) is recreated for."""
         expected = expected or self.inputs()
         recorded = self.read_state().get("inputs_hash")
@@ -678,7 +678,7 @@ class Stack:
 
         "rescale" when only the node count differs and the other services are healthy: a topology's GPUs
         and partitions are in every node's environment (all of them are recreated), its node count only
-        in the compute service's replicas."""
+        in which node services (c1..cN) run."""
         recorded = self.read_state().get("topology")
         if recorded and replace(Topology.from_record(recorded), nodes=self.topology.nodes) != self.topology:
             return "reconfigure", f"topology changed to {self.topology}: recreating what it affects"
@@ -692,7 +692,7 @@ class Stack:
 
     def _prepare_reconfigure(self) -> None:
         """Before GPUs or partitions change (every node, login too, is recreated; login on its kept port, so
-        it comes back where open sessions look for it): stop the compute replicas and delete their nodes from
+        it comes back where open sessions look for it): stop the node services and delete their nodes from
         Slurm. A dynamic node keeps the GPUs it first registered with in slurmctld's state (on its volume,
         so a recreated slurmctld too), and one that comes back with another count is refused (INVAL,
         "gres/gpu count reported lower than configured"); deleted, it registers afresh."""
@@ -700,7 +700,7 @@ class Stack:
         if not nodes:
             return
         with self._bounded(docker_deadline.DOWN_SECONDS, "docker compose stop") as docker:
-            docker.compose.stop([COMPUTE_SERVICE], timeout=2)
+            docker.compose.stop(nodes, timeout=2)
         try:
             self.exec("slurmctld", ["scontrol", "delete", f"nodename={','.join(nodes)}"])
         except DockerException as exc:  # jobs still allocated there: Slurm refuses, say so
@@ -986,15 +986,28 @@ class Stack:
             )
 
     def _compose_services(self, services: Iterable[str]) -> list[str]:
-        """Compose service names for services or node names (``c2`` -> ``compute``)."""
-        return sorted({COMPUTE_SERVICE if s in self.topology.node_names else s for s in services})
+        """Compose service names for services or node names: the same (node cN is service cN)."""
+        return sorted(set(services))
 
     def rescale(self, session: str = "cli") -> None:
-        """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
-        slurmctld and slurmdbd are left alone, so SSH sessions opened before stay connected."""
-        nodes = self.topology.nodes
-        self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
-        self._compose_up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
+        """Start or remove node services only (`compose up --no-deps c1 .. cN`, then `compose rm -sf` of
+        any node beyond cN): login, slurmctld and slurmdbd are left alone, so SSH sessions opened before
+        stay connected."""
+        nodes = list(self.topology.node_names)
+        self.say(f"docker compose up --wait --no-deps {' '.join(nodes)}")
+        self._compose_up(session, services=nodes)
+        self._remove_extra_nodes()
+
+    def _remove_extra_nodes(self) -> None:
+        """Stop and remove the node containers the topology does not have (c3 when 2 nodes are wanted):
+        compose starts only the node services named, and leaves one started before running."""
+        extra = [
+            name for name in self._containers() if node_number(name) and name not in self.topology.node_names
+        ]
+        if extra:
+            self.say(f"docker compose rm --stop --force {' '.join(extra)}")
+            with self._bounded(docker_deadline.DOWN_SECONDS, "docker compose rm") as docker:
+                docker.compose.rm(extra, stop=True)
 
     def _compose_up(
         self,
@@ -1002,10 +1015,13 @@ class Stack:
         *,
         force_recreate: bool = False,
         services: list[str] | None = None,
-        scales: dict[str, int] | None = None,
         wait: bool = True,
     ) -> None:
+        """`docker compose up` of ``services`` alone (no dependencies), or by default of every service of
+        the topology (node services c1..cN only: c3..c16 are in a profile), then removes node containers
+        beyond cN."""
         started = time.monotonic()
+        everything = services is None
         try:
             with (
                 self.events.outcome(
@@ -1015,9 +1031,8 @@ class Stack:
             ):
                 for line in _lines(
                     docker.compose.up(
-                        services,  # None: every service
-                        dependencies=services is None,  # a listed service alone: nothing it depends on
-                        scales=scales or {},
+                        services or list(self.expected_services),
+                        dependencies=everything,  # a listed service alone: nothing it depends on
                         detach=True,
                         wait=wait,
                         # A service that exits (slurmctld refusing its state) can leave compose waiting on
@@ -1040,6 +1055,8 @@ class Stack:
                 "`slurm-dev-cluster down` then `up` starts from scratch"
             ) from None
         self.say(f"containers up in {time.monotonic() - started:.1f} s")
+        if everything:
+            self._remove_extra_nodes()
 
     def down(self, session: str = "cli", by: str = "") -> None:
         """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note
@@ -1094,13 +1111,8 @@ class Stack:
     ) -> str:
         """Run a command in a service's container; a compute node is named by its node name (``c2``).
         It must end within ``seconds`` (default ``docker_deadline.EXEC_SECONDS``)."""
-        number = node_number(service)
         what = f"docker compose exec {service} {' '.join(command)[:60]}"
         with self._bounded(seconds or docker_deadline.EXEC_SECONDS, what) as docker:
-            if number is not None:
-                return (
-                    docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""
-                )
             return docker.compose.execute(service, command, tty=False, user=user) or ""
 
     def connect_info(self, inspection_max_age: float = 0.0) -> Connection:
@@ -1228,12 +1240,8 @@ def _lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> Iterable
 
 
 def _service_or_node(container: ContainerInspectResult) -> str:
-    """A container's compose service, or for a compute replica the node it registers as (``c<n>``)."""
-    labels = container.config.labels
-    service = labels.get("com.docker.compose.service", container.name.lstrip("/"))
-    if service == COMPUTE_SERVICE:
-        return node_name(int(labels.get("com.docker.compose.container-number", "0")))
-    return service
+    """A container's compose service; a compute node's is its node name (``c<n>``)."""
+    return container.config.labels.get("com.docker.compose.service", container.name.lstrip("/"))
 
 
 def _free_port() -> int:
