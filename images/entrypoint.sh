@@ -74,8 +74,13 @@ configure_accounting() {
   fi
   if [ "$accounting" = 1 ]; then
     # gres/gpu as a TRES of its own (sacct AllocTRES); Slurm allows that only with slurmdbd.
-    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nAccountingStorageTRES=gres/gpu\n' \
-      > /etc/slurm/accounting.conf
+    # A site's policy, which lives in slurmdbd (ensure_site_accounts): a job needs an association (user
+    # and account) and a QOS it may use, and limits hold; QOS `high` preempts QOS `low`, whose jobs Slurm
+    # requeues (docs/dev-cluster.md "Accounts, QOS and preemption"). Without slurmdbd there is no QOS, so
+    # neither enforcement nor preemption.
+    printf '%s\n' 'AccountingStorageType=accounting_storage/slurmdbd' 'AccountingStorageHost=slurmdbd' \
+      'AccountingStorageTRES=gres/gpu' 'AccountingStorageEnforce=associations,limits,qos,safe' \
+      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' > /etc/slurm/accounting.conf
   else
     printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
@@ -164,6 +169,7 @@ prepare_accounting_database() {
   local slurmdbd=$!
   poll_until 60 listening localhost 6819 || { echo "error: slurmdbd did not start" >&2; exit 1; }
   sacctmgr -i add cluster "$cluster" >/dev/null
+  ensure_site_accounts
   kill "$slurmdbd" && wait "$slurmdbd" || true
   mariadb -e 'SHUTDOWN'
   pkill -x munged || true
@@ -181,6 +187,34 @@ wait_for_slurmdbd() {
   poll_until "$SLURMDBD_WAIT_SECONDS" listening slurmdbd 6819 || log slurmctld \
     "warning: slurmdbd did not answer on port 6819 within ${SLURMDBD_WAIT_SECONDS} s; starting anyway:" \
     "jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
+}
+
+# A site's accounts and QOS, in slurmdbd's database (AccountingStorageEnforce refuses a job without them):
+# the job user has a default account and a second one, and may use QOS normal (its default), high and
+# low; high preempts low (PreemptType=preempt/qos, PreemptMode=REQUEUE: accounting.conf). Made when the
+# image is built (prepare_accounting_database); slurmctld's container makes them again when a database
+# from an older image lacks them. Cluster-wide admins: root (Slurm's own).
+SITE_ACCOUNTS=(research physics)   # the first is the job user's default
+site_accounts_exist() {
+  [ -n "$(sacctmgr -n -P show association where user="$JOB_USER" account="${SITE_ACCOUNTS[1]}" format=qos)" ]
+}
+ensure_site_accounts() {
+  local cluster; cluster=$(healthcheck.sh cluster-name)
+  site_accounts_exist 2>/dev/null && return 0
+  # Each step is idempotent in effect: `add` of what exists fails with "Nothing new added" (ignored).
+  sacctmgr -i add qos high,low >/dev/null 2>&1 || true
+  sacctmgr -i modify qos where name=high set priority=100 preempt=low >/dev/null
+  sacctmgr -i modify qos where name=low set priority=0 >/dev/null
+  sacctmgr -i add account "${SITE_ACCOUNTS[@]}" cluster="$cluster" \
+    description="dev cluster account" organization=dev >/dev/null 2>&1 || true
+  sacctmgr -i add user "$JOB_USER" cluster="$cluster" account="$(IFS=,; echo "${SITE_ACCOUNTS[*]}")" \
+    defaultaccount="${SITE_ACCOUNTS[0]}" qos=normal,high,low defaultqos=normal >/dev/null 2>&1 || true
+  site_accounts_exist || {
+    echo "error: the accounts and QOS of the job user $JOB_USER could not be created in slurmdbd." \
+         "fix: \`sacctmgr show association user=$JOB_USER\` on slurmctld says what is there;" \
+         "\`slurm-dev-cluster down\` then \`up\` starts from a fresh database" >&2
+    return 1
+  }
 }
 
 # slurmctld's state volume and the accounting database's volume can part ways (a stack started before
@@ -210,10 +244,14 @@ MAX_GPUS_PER_NODE=8
 GPUS_PER_NODE=${SLURM_SDK_GPUS_PER_NODE:-2}
 PARTITIONS=${SLURM_SDK_PARTITIONS:-debug,batch}
 NODE_NAME_FILE=/run/slurm-sdk-node   # read by healthcheck.sh
+# Time limits as a site sets them: a job without --time gets an hour, none may ask for more than a day
+# (sbatch refuses it at submit). The test suite's longest job asks for minutes.
+PARTITION_DEFAULT_TIME=01:00:00
+PARTITION_MAX_TIME=1-00:00:00
 
 # Partitions over every compute node, the first one the default. Nodes register themselves (slurmd -Z)
 # with the feature `compute`, and the node set of that feature is what each partition holds, so a node
-# added later (`--scale compute=N`) joins every partition. Same text on every container (config hash).
+# added later (`docker compose up c3`) joins every partition. Same text on every container (config hash).
 configure_partitions() {
   local name default=YES
   if ! [[ "$PARTITIONS" =~ ^[A-Za-z][A-Za-z0-9_-]*(,[A-Za-z][A-Za-z0-9_-]*)*$ ]]; then
@@ -223,8 +261,8 @@ configure_partitions() {
   fi
   printf 'NodeSet=compute Feature=compute\n' > /etc/slurm/partitions.conf
   for name in ${PARTITIONS//,/ }; do
-    printf 'PartitionName=%s Nodes=compute Default=%s MaxTime=INFINITE State=UP OverSubscribe=NO\n' \
-      "$name" "$default" >> /etc/slurm/partitions.conf
+    printf 'PartitionName=%s Nodes=compute Default=%s DefaultTime=%s MaxTime=%s State=UP OverSubscribe=NO\n' \
+      "$name" "$default" "$PARTITION_DEFAULT_TIME" "$PARTITION_MAX_TIME" >> /etc/slurm/partitions.conf
     default=NO
   done
 }
@@ -275,8 +313,8 @@ refresh_node_address() {
 }
 
 # A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
-# count is the number of compute containers. Its name is c<replica number> (node_name.py); slurmctld
-# takes its address from the registration (the container name given here is what it would fall back to).
+# count is the number of compute containers. Its name is its hostname, c<n> (compose.yaml, node_name.py),
+# which is also the DNS name every container reaches it by: slurmctld is given that name as its address.
 SLURMCTLD_WAIT_SECONDS=120
 run_slurmd() {
   local node address gres=""
@@ -341,6 +379,9 @@ case "$1" in
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     wait_for_slurmdbd
+    if grep -q slurmdbd /etc/slurm/accounting.conf; then
+      ensure_site_accounts || log slurmctld "warning: jobs of $JOB_USER are refused until its accounts exist"
+    fi
     forget_cluster_id
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)
