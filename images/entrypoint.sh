@@ -86,6 +86,60 @@ configure_accounting() {
   fi
 }
 
+# How jobs are confined (slurm.conf's enforcement.conf include; every role writes the same answer, so the
+# config hash matches). SLURM_SDK_CGROUPS=0 (default): no cgroups and no privilege; memory by sampling
+# (OverMemoryKill: a job over its memory is killed and recorded FAILED). 1 (images/cgroups.compose.yaml,
+# which gives the compute nodes CAP_SYS_ADMIN and a private cgroup namespace): Slurm's cgroup plugins on
+# the cgroup v1 controllers each compute node mounts (mount_cgroups), so the kernel confines memory and
+# cores and an OOM kill is recorded OUT_OF_MEMORY. Devices are not constrained: the fake GPUs are
+# /dev/null's numbers (make_fake_gpus), and denying an unallocated one would deny /dev/null itself.
+CGROUPS=${SLURM_SDK_CGROUPS:-0}
+CGROUP_ROOT=/run/slurm-cgroup
+CGROUP_CONTROLLERS=(cpuset memory freezer devices cpuacct)
+configure_enforcement() {
+  if [[ "$CGROUPS" != [01] ]]; then
+    echo "error: SLURM_SDK_CGROUPS=$CGROUPS: use 0 (no cgroups, the default) or 1 (cgroup enforcement," \
+         "with images/cgroups.compose.yaml)" >&2
+    exit 2
+  fi
+  if [ "$CGROUPS" = 1 ]; then
+    printf '%s\n' 'ProctrackType=proctrack/cgroup' 'TaskPlugin=task/cgroup' \
+      'JobAcctGatherType=jobacct_gather/cgroup' > /etc/slurm/enforcement.conf
+    printf '%s\n' 'CgroupPlugin=cgroup/v1' "CgroupMountpoint=$CGROUP_ROOT" 'ConstrainRAMSpace=yes' \
+      'ConstrainCores=yes' 'ConstrainDevices=no' > /etc/slurm/cgroup.conf
+  else
+    printf '%s\n' 'ProctrackType=proctrack/linuxproc' 'TaskPlugin=task/none' \
+      'JobAcctGatherType=jobacct_gather/linux' 'JobAcctGatherParams=OverMemoryKill' > /etc/slurm/enforcement.conf
+    rm -f /etc/slurm/cgroup.conf
+  fi
+}
+
+# A compute node with SLURM_SDK_CGROUPS=1 mounts the cgroup v1 controllers Slurm's plugins use, writable,
+# under CGROUP_ROOT: Docker mounts the container's own read-only. In a private cgroup namespace the mount's
+# root is the container's cgroup, so the node sees and changes nothing of the host's. Mounting needs
+# CAP_SYS_ADMIN. A cgroup v2 host (one unified hierarchy) is not handled: its controllers cannot be mounted
+# per name.
+mount_cgroups() {
+  local controller
+  [ "$CGROUPS" = 1 ] || return 0
+  if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    echo "error: SLURM_SDK_CGROUPS=1 needs a cgroup v1 host (this one runs cgroup v2)." \
+         "fix: drop images/cgroups.compose.yaml (memory is then enforced by sampling)" >&2
+    exit 2
+  fi
+  for controller in "${CGROUP_CONTROLLERS[@]}"; do
+    install -d "$CGROUP_ROOT/$controller"
+    mountpoint -q "$CGROUP_ROOT/$controller" && continue
+    mount -t cgroup -o "$controller" cgroup "$CGROUP_ROOT/$controller" || {
+      echo "error: could not mount the cgroup controller $controller (SLURM_SDK_CGROUPS=1)." \
+           "fix: the compute node needs CAP_SYS_ADMIN and \`cgroup: private\`: start it with" \
+           "images/cgroups.compose.yaml" >&2
+      exit 2
+    }
+  done
+  log slurmd "cgroup enforcement: ${CGROUP_CONTROLLERS[*]} mounted at $CGROUP_ROOT"
+}
+
 # The defaults this cluster runs with (slurm.conf's last include). A fresh container starts with the dev
 # defaults; a restarted one keeps what it had (harness/src/slurm_dev_cluster/faults.py may have switched it, and every node
 # must keep agreeing). The harness resets it on every container when a fault ends.
@@ -164,7 +218,7 @@ prepare_accounting_database() {
   runuser -u munge -- /usr/sbin/munged
   printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n' \
     > /etc/slurm/accounting.conf
-  touch /etc/slurm/partitions.conf /etc/slurm/faults.conf
+  touch /etc/slurm/partitions.conf /etc/slurm/faults.conf /etc/slurm/enforcement.conf
   "${AS_SLURM[@]}" slurmdbd -D &
   local slurmdbd=$!
   poll_until 60 listening localhost 6819 || { echo "error: slurmdbd did not start" >&2; exit 1; }
@@ -175,6 +229,7 @@ prepare_accounting_database() {
   pkill -x munged || true
   poll_until 60 bash -c '! pgrep -x "mariadbd|munged"' || { echo "error: MariaDB did not stop" >&2; exit 1; }
   rm -f /etc/munge/munge.key /etc/slurm/accounting.conf /etc/slurm/partitions.conf /etc/slurm/faults.conf \
+    /etc/slurm/enforcement.conf \
     /var/log/slurm/* /run/munge/*
 }
 
@@ -229,6 +284,7 @@ start_munge() {
   healthcheck.sh reset   # a restarted container is not known healthy yet
   wait_for_secrets
   configure_accounting
+  configure_enforcement
   configure_partitions
   configure_defaults
   install -o munge -g munge -m 0400 "$SECRETS/munge/munge.key" /etc/munge/munge.key
@@ -321,6 +377,7 @@ run_slurmd() {
   read -r node address < <(node_name.py)
   echo "$node" > "$NODE_NAME_FILE"
   make_fake_gpus
+  mount_cgroups
   (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
   # slurmd started before slurmctld listens retries its registration only every few seconds (seen: 3 s
   # after slurmctld was up): started once it listens, its first registration gets through.
