@@ -1068,6 +1068,18 @@ class Stack:
                 self.events.outcome("compose-down", project=self.project, session=session),
                 self._bounded(docker_deadline.DOWN_SECONDS, "docker compose down") as docker,
             ):
+                # `compose down` leaves the containers of services in a profile it was not given (nodes c3
+                # and up: compose.yaml), and then cannot remove the network they hold: named, they go.
+                listed = docker_run(
+                    [
+                        *docker.docker_cmd,
+                        *("ps", "--all", "--filter", f"label={COMPOSE_PROJECT_LABEL}={self.project}"),
+                        *("--format", '{{.Label "com.docker.compose.service"}}'),
+                    ]
+                )
+                nodes = sorted({name for name in str(listed).split() if node_number(name)})
+                if nodes:
+                    docker.compose.rm(nodes, stop=True)
                 for line in _lines(
                     docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
                 ):
