@@ -74,11 +74,70 @@ configure_accounting() {
   fi
   if [ "$accounting" = 1 ]; then
     # gres/gpu as a TRES of its own (sacct AllocTRES); Slurm allows that only with slurmdbd.
-    printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=slurmdbd\nAccountingStorageTRES=gres/gpu\n' \
-      > /etc/slurm/accounting.conf
+    # A site's policy, which lives in slurmdbd (ensure_site_accounts): a job needs an association (user
+    # and account) and a QOS it may use, and limits hold; QOS `high` preempts QOS `low`, whose jobs Slurm
+    # requeues (docs/dev-cluster.md "Accounts, QOS and preemption"). Without slurmdbd there is no QOS, so
+    # neither enforcement nor preemption.
+    printf '%s\n' 'AccountingStorageType=accounting_storage/slurmdbd' 'AccountingStorageHost=slurmdbd' \
+      'AccountingStorageTRES=gres/gpu' 'AccountingStorageEnforce=associations,limits,qos,safe' \
+      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' > /etc/slurm/accounting.conf
   else
     printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
+}
+
+# How jobs are confined (slurm.conf's enforcement.conf include; every role writes the same answer, so the
+# config hash matches). SLURM_SDK_CGROUPS=0 (default): no cgroups and no privilege; memory by sampling
+# (OverMemoryKill: a job over its memory is killed and recorded FAILED). 1 (images/cgroups.compose.yaml,
+# which gives the compute nodes CAP_SYS_ADMIN and a private cgroup namespace): Slurm's cgroup plugins on
+# the cgroup v1 controllers each compute node mounts (mount_cgroups), so the kernel confines memory and
+# cores and an OOM kill is recorded OUT_OF_MEMORY. Devices are not constrained: the fake GPUs are
+# /dev/null's numbers (make_fake_gpus), and denying an unallocated one would deny /dev/null itself.
+CGROUPS=${SLURM_SDK_CGROUPS:-0}
+CGROUP_ROOT=/run/slurm-cgroup
+CGROUP_CONTROLLERS=(cpuset memory freezer devices cpuacct)
+configure_enforcement() {
+  if [[ "$CGROUPS" != [01] ]]; then
+    echo "error: SLURM_SDK_CGROUPS=$CGROUPS: use 0 (no cgroups, the default) or 1 (cgroup enforcement," \
+         "with images/cgroups.compose.yaml)" >&2
+    exit 2
+  fi
+  if [ "$CGROUPS" = 1 ]; then
+    printf '%s\n' 'ProctrackType=proctrack/cgroup' 'TaskPlugin=task/cgroup' \
+      'JobAcctGatherType=jobacct_gather/cgroup' > /etc/slurm/enforcement.conf
+    printf '%s\n' 'CgroupPlugin=cgroup/v1' "CgroupMountpoint=$CGROUP_ROOT" 'ConstrainRAMSpace=yes' \
+      'ConstrainCores=yes' 'ConstrainDevices=no' > /etc/slurm/cgroup.conf
+  else
+    printf '%s\n' 'ProctrackType=proctrack/linuxproc' 'TaskPlugin=task/none' \
+      'JobAcctGatherType=jobacct_gather/linux' 'JobAcctGatherParams=OverMemoryKill' > /etc/slurm/enforcement.conf
+    rm -f /etc/slurm/cgroup.conf
+  fi
+}
+
+# A compute node with SLURM_SDK_CGROUPS=1 mounts the cgroup v1 controllers Slurm's plugins use, writable,
+# under CGROUP_ROOT: Docker mounts the container's own read-only. In a private cgroup namespace the mount's
+# root is the container's cgroup, so the node sees and changes nothing of the host's. Mounting needs
+# CAP_SYS_ADMIN. A cgroup v2 host (one unified hierarchy) is not handled: its controllers cannot be mounted
+# per name.
+mount_cgroups() {
+  local controller
+  [ "$CGROUPS" = 1 ] || return 0
+  if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    echo "error: SLURM_SDK_CGROUPS=1 needs a cgroup v1 host (this one runs cgroup v2)." \
+         "fix: drop images/cgroups.compose.yaml (memory is then enforced by sampling)" >&2
+    exit 2
+  fi
+  for controller in "${CGROUP_CONTROLLERS[@]}"; do
+    install -d "$CGROUP_ROOT/$controller"
+    mountpoint -q "$CGROUP_ROOT/$controller" && continue
+    mount -t cgroup -o "$controller" cgroup "$CGROUP_ROOT/$controller" || {
+      echo "error: could not mount the cgroup controller $controller (SLURM_SDK_CGROUPS=1)." \
+           "fix: the compute node needs CAP_SYS_ADMIN and \`cgroup: private\`: start it with" \
+           "images/cgroups.compose.yaml" >&2
+      exit 2
+    }
+  done
+  log slurmd "cgroup enforcement: ${CGROUP_CONTROLLERS[*]} mounted at $CGROUP_ROOT"
 }
 
 # The defaults this cluster runs with (slurm.conf's last include). A fresh container starts with the dev
@@ -159,16 +218,18 @@ prepare_accounting_database() {
   runuser -u munge -- /usr/sbin/munged
   printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n' \
     > /etc/slurm/accounting.conf
-  touch /etc/slurm/partitions.conf /etc/slurm/faults.conf
+  touch /etc/slurm/partitions.conf /etc/slurm/faults.conf /etc/slurm/enforcement.conf
   "${AS_SLURM[@]}" slurmdbd -D &
   local slurmdbd=$!
   poll_until 60 listening localhost 6819 || { echo "error: slurmdbd did not start" >&2; exit 1; }
   sacctmgr -i add cluster "$cluster" >/dev/null
+  ensure_site_accounts
   kill "$slurmdbd" && wait "$slurmdbd" || true
   mariadb -e 'SHUTDOWN'
   pkill -x munged || true
   poll_until 60 bash -c '! pgrep -x "mariadbd|munged"' || { echo "error: MariaDB did not stop" >&2; exit 1; }
   rm -f /etc/munge/munge.key /etc/slurm/accounting.conf /etc/slurm/partitions.conf /etc/slurm/faults.conf \
+    /etc/slurm/enforcement.conf \
     /var/log/slurm/* /run/munge/*
 }
 
@@ -183,6 +244,34 @@ wait_for_slurmdbd() {
     "jobs run, sacct sees them once slurmctld reconnects (\`docker compose logs slurmdbd\` says why)"
 }
 
+# A site's accounts and QOS, in slurmdbd's database (AccountingStorageEnforce refuses a job without them):
+# the job user has a default account and a second one, and may use QOS normal (its default), high and
+# low; high preempts low (PreemptType=preempt/qos, PreemptMode=REQUEUE: accounting.conf). Made when the
+# image is built (prepare_accounting_database); slurmctld's container makes them again when a database
+# from an older image lacks them. Cluster-wide admins: root (Slurm's own).
+SITE_ACCOUNTS=(research physics)   # the first is the job user's default
+site_accounts_exist() {
+  [ -n "$(sacctmgr -n -P show association where user="$JOB_USER" account="${SITE_ACCOUNTS[1]}" format=qos)" ]
+}
+ensure_site_accounts() {
+  local cluster; cluster=$(healthcheck.sh cluster-name)
+  site_accounts_exist 2>/dev/null && return 0
+  # Each step is idempotent in effect: `add` of what exists fails with "Nothing new added" (ignored).
+  sacctmgr -i add qos high,low >/dev/null 2>&1 || true
+  sacctmgr -i modify qos where name=high set priority=100 preempt=low >/dev/null
+  sacctmgr -i modify qos where name=low set priority=0 >/dev/null
+  sacctmgr -i add account "${SITE_ACCOUNTS[@]}" cluster="$cluster" \
+    description="dev cluster account" organization=dev >/dev/null 2>&1 || true
+  sacctmgr -i add user "$JOB_USER" cluster="$cluster" account="$(IFS=,; echo "${SITE_ACCOUNTS[*]}")" \
+    defaultaccount="${SITE_ACCOUNTS[0]}" qos=normal,high,low defaultqos=normal >/dev/null 2>&1 || true
+  site_accounts_exist || {
+    echo "error: the accounts and QOS of the job user $JOB_USER could not be created in slurmdbd." \
+         "fix: \`sacctmgr show association user=$JOB_USER\` on slurmctld says what is there;" \
+         "\`slurm-dev-cluster down\` then \`up\` starts from a fresh database" >&2
+    return 1
+  }
+}
+
 # slurmctld's state volume and the accounting database's volume can part ways (a stack started before
 # accounting was the default, or one volume removed by hand); slurmctld then refuses to start with
 # "CLUSTER ID MISMATCH". One stack is one cluster, so the state keeps its jobs and takes the database's id.
@@ -195,6 +284,7 @@ start_munge() {
   healthcheck.sh reset   # a restarted container is not known healthy yet
   wait_for_secrets
   configure_accounting
+  configure_enforcement
   configure_partitions
   configure_defaults
   install -o munge -g munge -m 0400 "$SECRETS/munge/munge.key" /etc/munge/munge.key
@@ -210,10 +300,14 @@ MAX_GPUS_PER_NODE=8
 GPUS_PER_NODE=${SLURM_SDK_GPUS_PER_NODE:-2}
 PARTITIONS=${SLURM_SDK_PARTITIONS:-debug,batch}
 NODE_NAME_FILE=/run/slurm-sdk-node   # read by healthcheck.sh
+# Time limits as a site sets them: a job without --time gets an hour, none may ask for more than a day
+# (sbatch refuses it at submit). The test suite's longest job asks for minutes.
+PARTITION_DEFAULT_TIME=01:00:00
+PARTITION_MAX_TIME=1-00:00:00
 
 # Partitions over every compute node, the first one the default. Nodes register themselves (slurmd -Z)
 # with the feature `compute`, and the node set of that feature is what each partition holds, so a node
-# added later (`--scale compute=N`) joins every partition. Same text on every container (config hash).
+# added later (`docker compose up c3`) joins every partition. Same text on every container (config hash).
 configure_partitions() {
   local name default=YES
   if ! [[ "$PARTITIONS" =~ ^[A-Za-z][A-Za-z0-9_-]*(,[A-Za-z][A-Za-z0-9_-]*)*$ ]]; then
@@ -223,8 +317,8 @@ configure_partitions() {
   fi
   printf 'NodeSet=compute Feature=compute\n' > /etc/slurm/partitions.conf
   for name in ${PARTITIONS//,/ }; do
-    printf 'PartitionName=%s Nodes=compute Default=%s MaxTime=INFINITE State=UP OverSubscribe=NO\n' \
-      "$name" "$default" >> /etc/slurm/partitions.conf
+    printf 'PartitionName=%s Nodes=compute Default=%s DefaultTime=%s MaxTime=%s State=UP OverSubscribe=NO\n' \
+      "$name" "$default" "$PARTITION_DEFAULT_TIME" "$PARTITION_MAX_TIME" >> /etc/slurm/partitions.conf
     default=NO
   done
 }
@@ -275,14 +369,15 @@ refresh_node_address() {
 }
 
 # A compute node registers itself (dynamic node, `slurmd -Z`): slurm.conf lists no node, so the node
-# count is the number of compute containers. Its name is c<replica number> (node_name.py); slurmctld
-# takes its address from the registration (the container name given here is what it would fall back to).
+# count is the number of compute containers. Its name is its hostname, c<n> (compose.yaml, node_name.py),
+# which is also the DNS name every container reaches it by: slurmctld is given that name as its address.
 SLURMCTLD_WAIT_SECONDS=120
 run_slurmd() {
   local node address gres=""
   read -r node address < <(node_name.py)
   echo "$node" > "$NODE_NAME_FILE"
   make_fake_gpus
+  mount_cgroups
   (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
   # slurmd started before slurmctld listens retries its registration only every few seconds (seen: 3 s
   # after slurmctld was up): started once it listens, its first registration gets through.
@@ -341,6 +436,9 @@ case "$1" in
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     wait_for_slurmdbd
+    if grep -q slurmdbd /etc/slurm/accounting.conf; then
+      ensure_site_accounts || log slurmctld "warning: jobs of $JOB_USER are refused until its accounts exist"
+    fi
     forget_cluster_id
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm
   slurmd)

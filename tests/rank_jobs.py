@@ -29,7 +29,7 @@ def _me() -> dict:
         "node_rank": context.node_rank,
         "node": context.node,
         "nodes": list(context.nodes),
-        "hostname": socket.gethostname(),  # the container's (dev-cluster nodes are compose replicas)
+        "hostname": socket.gethostname(),  # the node name: dev-cluster nodes are named as at a site
         "slurmd_node": os.environ.get("SLURMD_NODENAME"),
         "address": socket.gethostbyname(socket.gethostname()),
         "master": [context.master_addr, context.master_port],

@@ -9,7 +9,6 @@ from typing import Any
 from slurm.directives import directive
 from slurm.node.checkpoint import MAX_REQUEUES_OPTION
 from slurm.node.layout import log_patterns
-from slurm.node.ranks import MASTER_ADDR_ENV
 from slurm.resources import Resources
 
 RUNNER_MODULE = "slurm.node.runner"
@@ -82,10 +81,7 @@ def _rank_lines(resources: Resources, job_dir: str, python: str) -> list[str]:
     cpus = f" --cpus-per-task={resources.cpus}" if resources.cpus else ""  # srun does not inherit it
     runner = f"{python} -m {RUNNER_MODULE}"
     return [
-        # The ranks meet at the first node (the batch host) by its name, as on real clusters. Where node
-        # names are not DNS names (the dev cluster's compute replicas), they meet at its address instead.
-        'getent hosts "$SLURMD_NODENAME" >/dev/null || export '
-        f'{MASTER_ADDR_ENV}="${{{MASTER_ADDR_ENV}:-$(hostname -i | cut -d" " -f1)}}"',
+        # The ranks meet at the first node (the batch host) by its name, as on real clusters (ranks.py).
         f"srun --kill-on-bad-exit=1{cpus} {runner} {RANK_OPTION} {shlex.quote(job_dir)} "
         '|| echo "[slurm-sdk] srun exited with status $?" >&2',
         f"exec {runner} {GATHER_OPTION} {resources.world_size} {shlex.quote(job_dir)}",

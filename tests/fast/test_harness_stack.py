@@ -239,7 +239,7 @@ class RunningStack(Stack):
 @pytest.mark.parametrize(
     ("wanted", "slurmctld", "action"),
     [
-        (Topology(nodes=4), "running (healthy)", "rescale"),  # node count only: the compute replicas alone
+        (Topology(nodes=4), "running (healthy)", "rescale"),  # node count only: the node services alone
         (Topology(nodes=1), "running (healthy)", "rescale"),
         (Topology(nodes=4), "exited (1)", "complete"),  # something else is down too: a full `compose up`
         (Topology(nodes=2, gpus_per_node=1), "running (healthy)", "reconfigure"),  # every node's environment

@@ -64,6 +64,6 @@ def test_a_bad_setting_is_refused_naming_the_fix(environ, named):
         Topology.resolve(environ)
 
 
-def test_compute_node_names_follow_the_replica_number():
+def test_compute_node_names_follow_the_node_number():
     assert node_name(3) == "c3" and node_number("c12") == 12
     assert node_number("login") is None and node_number("c0") is None and node_number("c1x") is None

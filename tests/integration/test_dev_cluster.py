@@ -39,9 +39,9 @@ def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, compute_node
         assert output.strip() == f"ran-on={node} as=sdk"
 
 
-def test_a_job_reports_its_slurm_node_name_not_its_container_id(slurm_cluster, compute_nodes):
-    """A compute replica's host name is its container id: the runner's log line and the job's own
-    report (slurm.node.name.node_name) both name the node as Slurm does."""
+def test_a_job_reports_its_slurm_node_name(slurm_cluster, compute_nodes):
+    """The runner's log line and the job's own report (slurm.node.name.node_name) both name the node as Slurm
+    does."""
     job = slurm_cluster.submit(node_info)
     host = job.result(timeout=120)["host"]
     assert host in compute_nodes

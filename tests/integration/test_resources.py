@@ -180,7 +180,7 @@ class OpenSession:
 def test_four_node_stack_by_configuration_and_back(
     faults, slurm_stack, slurm_container, slurm_cluster, login_transport
 ):
-    """`harness up --nodes 4` on a running stack: two compute replicas more register themselves as c3 and
+    """`harness up --nodes 4` on a running stack: two node services more register themselves as c3 and
     c4 in every partition and take jobs; back to the topology it had, the extra nodes leave Slurm too.
 
     The login node is left alone throughout, even after a login restart (the merged CI run's bug: the
@@ -228,19 +228,22 @@ def test_four_node_stack_by_configuration_and_back(
 
 
 @pytest.mark.slow
-def test_scale_of_the_compute_service_adds_a_node(faults, slurm_stack, slurm_container, login_transport):
-    """Plain `docker compose up --scale compute=N+1`: the new replica is node c<N+1>, it runs jobs, and
-    scaling back leaves the node DOWN in Slurm until the harness forgets it; login is not touched."""
+def test_a_node_service_named_to_plain_compose_adds_that_node(
+    faults, slurm_stack, slurm_container, login_transport
+):
+    """Plain `docker compose up c<N+1>`: that service is node c<N+1>, it runs jobs, and removing it leaves
+    the node DOWN in Slurm until the harness forgets it; login is not touched."""
     nodes = slurm_stack.topology.nodes
     extra = f"c{nodes + 1}"
     compose = slurm_stack.docker.compose
     session = OpenSession(slurm_stack, slurm_container)
     try:
-        compose.up(["compute"], scales={"compute": nodes + 1}, detach=True, wait=True, quiet=True)
+        compose.up([extra], detach=True, wait=True, quiet=True, dependencies=False)
         _assert_nodes(login_transport, (*slurm_stack.topology.node_names, extra))
         _job_runs_on(login_transport, extra)
+        assert slurm_stack.exec(extra, ["hostname"]).strip() == extra
     finally:
-        compose.up(["compute"], scales={"compute": nodes}, detach=True, wait=True, quiet=True)
+        compose.rm([extra], stop=True)
         assert slurm_stack.forget_removed_nodes() == [extra]
     session.assert_untouched()
     session.close()

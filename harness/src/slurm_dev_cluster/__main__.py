@@ -160,9 +160,7 @@ def cmd_exec(stack: Stack, args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         # Unbounded: a terminal session lasts as long as the person at it wants (and they can Ctrl-C a
         # wedged daemon); under `timeout` the client would also lose the terminal (its own process group).
-        number = node_number(args.service)
-        service, index = ("compute", number) if number else (args.service, 1)
-        stack.docker.compose.execute(service, command, index=index, tty=True, user=args.user)
+        stack.docker.compose.execute(args.service, command, tty=True, user=args.user)
         return 0
     try:
         output = stack.exec(args.service, command, user=args.user, seconds=args.timeout)

@@ -23,7 +23,7 @@ from slurm_dev_cluster import docker_deadline, preflight
 from slurm_dev_cluster.errors import Say, StackError
 from slurm_dev_cluster.inputs import compose_profiles
 from slurm_dev_cluster.locks import EventLog
-from slurm_dev_cluster.topology import COMPUTE_SERVICE, node_name, node_number
+from slurm_dev_cluster.topology import node_number
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"  # labels compose puts on every container it makes
 COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
@@ -160,11 +160,12 @@ class ComposeProject:
         session: str,
         *,
         force_recreate: bool = False,
-        services: list[str] | None = None,
-        scales: dict[str, int] | None = None,
+        services: list[str],
+        dependencies: bool = False,
         wait: bool = True,
     ) -> None:
-        """`docker compose up -d` of ``services`` (None: every one), bounded by ``UP_BOUND_SECONDS``."""
+        """`docker compose up -d` of ``services`` (with what they depend on when ``dependencies``), bounded by
+        ``UP_BOUND_SECONDS``. Node services are always named: c3..c16 sit in a profile compose leaves alone."""
         started = time.monotonic()
         try:
             with (
@@ -175,9 +176,8 @@ class ComposeProject:
             ):
                 for line in output_lines(
                     docker.compose.up(
-                        services,  # None: every service
-                        dependencies=services is None,  # a listed service alone: nothing it depends on
-                        scales=scales or {},
+                        services,
+                        dependencies=dependencies,  # else a listed service alone: nothing it depends on
                         detach=True,
                         wait=wait,
                         # A service that exits (slurmctld refusing its state) can leave compose waiting on
@@ -209,6 +209,11 @@ class ComposeProject:
                 self.events.outcome("compose-down", project=self.project, session=session),
                 self.bounded(docker_deadline.DOWN_SECONDS, "docker compose down") as docker,
             ):
+                # `compose down` leaves the containers of services in a profile it was not given (nodes c3
+                # and up: compose.yaml), and then cannot remove the network they hold: named, they go.
+                nodes = sorted({name for name in self.listed_services(docker) if node_number(name)})
+                if nodes:
+                    docker.compose.rm(nodes, stop=True)
                 for line in output_lines(
                     docker.compose.down(volumes=True, remove_orphans=True, timeout=5, stream_logs=True)
                 ):
@@ -222,6 +227,23 @@ class ComposeProject:
             ) from None
         self.say(f"stack stopped in {time.monotonic() - started:.0f} s")
 
+    def listed_services(self, docker: DockerClient) -> list[str]:
+        """The compose service of every container of the project, running or not (`docker ps --all`)."""
+        listed = docker_run(
+            [
+                *docker.docker_cmd,
+                *("ps", "--all", "--filter", f"label={COMPOSE_PROJECT_LABEL}={self.project}"),
+                *("--format", '{{.Label "com.docker.compose.service"}}'),
+            ]
+        )
+        return str(listed).split()
+
+    def remove(self, services: list[str]) -> None:
+        """Stop and remove the containers of ``services`` (`docker compose rm --stop --force`)."""
+        self.say(f"docker compose rm --stop --force {' '.join(services)}")
+        with self.bounded(docker_deadline.DOWN_SECONDS, "docker compose rm") as docker:
+            docker.compose.rm(services, stop=True)
+
     def stop(self, services: list[str]) -> None:
         with self.bounded(docker_deadline.DOWN_SECONDS, "docker compose stop") as docker:
             docker.compose.stop(services, timeout=2)
@@ -229,15 +251,10 @@ class ComposeProject:
     def exec(
         self, service: str, command: list[str], user: str | None = None, seconds: float | None = None
     ) -> str:
-        """Run a command in a service's container; a compute node is named by its node name (``c2``).
-        It must end within ``seconds`` (default ``docker_deadline.EXEC_SECONDS``)."""
-        number = node_number(service)
+        """Run a command in a service's container (compute node cN is service cN). It must end within
+        ``seconds`` (default ``docker_deadline.EXEC_SECONDS``)."""
         what = f"docker compose exec {service} {' '.join(command)[:60]}"
         with self.bounded(seconds or docker_deadline.EXEC_SECONDS, what) as docker:
-            if number is not None:
-                return (
-                    docker.compose.execute(COMPUTE_SERVICE, command, index=number, tty=False, user=user) or ""
-                )
             return docker.compose.execute(service, command, tty=False, user=user) or ""
 
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str:
@@ -276,12 +293,8 @@ def output_lines(stream: Iterable[tuple[str, bytes]], unique: bool = True) -> It
 
 
 def service_or_node(container: ContainerInspectResult) -> str:
-    """A container's compose service, or for a compute replica the node it registers as (``c<n>``)."""
-    labels = container.config.labels
-    service = labels.get("com.docker.compose.service", container.name.lstrip("/"))
-    if service == COMPUTE_SERVICE:
-        return node_name(int(labels.get("com.docker.compose.container-number", "0")))
-    return service
+    """A container's compose service; a compute node's is its node name (``c<n>``)."""
+    return container.config.labels.get("com.docker.compose.service", container.name.lstrip("/"))
 
 
 def published_ssh_port(container: ContainerInspectResult) -> int | None:

@@ -77,7 +77,7 @@ __all__ = [  # what callers import from here; each is defined in the module that
     "state_root",
 ]
 from slurm_dev_cluster.stack_state import claim
-from slurm_dev_cluster.topology import COMPUTE_SERVICE, Topology, node_number
+from slurm_dev_cluster.topology import Topology, node_number
 
 #: Starts tried on another free port when the one the harness chose was taken before Docker bound it.
 CHOSEN_PORT_ATTEMPTS = 3
@@ -222,14 +222,14 @@ class Stack(StackParts):
 
     def _prepare_reconfigure(self) -> None:
         """Before GPUs or partitions change (every node, login too, is recreated; login on its kept port, so
-        it comes back where open sessions look for it): stop the compute replicas and delete their nodes from
+        it comes back where open sessions look for it): stop the node services and delete their nodes from
         Slurm. A dynamic node keeps the GPUs it first registered with in slurmctld's state (on its volume,
         so a recreated slurmctld too), and one that comes back with another count is refused (INVAL,
         "gres/gpu count reported lower than configured"); deleted, it registers afresh."""
         nodes = [name for name in self.services() if node_number(name)]
         if not nodes:
             return
-        self.compose.stop([COMPUTE_SERVICE])
+        self.compose.stop(nodes)
         try:
             self.exec("slurmctld", ["scontrol", "delete", f"nodename={','.join(nodes)}"])
         except DockerException as exc:  # jobs still allocated there: Slurm refuses, say so
@@ -275,14 +275,32 @@ class Stack(StackParts):
         """`docker compose up -d`: every container created and started; ``wait_until_ready`` then waits
         for Slurm itself rather than for compose's healthchecks (see there)."""
         self.say("docker compose up -d" + (" --force-recreate" if force_recreate else ""))
-        self.compose.up(session, force_recreate=force_recreate, wait=False)
+        self.compose.up(
+            session,
+            services=list(self.expected_services),
+            dependencies=True,
+            force_recreate=force_recreate,
+            wait=False,
+        )
+        self._remove_extra_nodes()
 
     def rescale(self, session: str = "cli") -> None:
-        """Add or remove compute replicas only (`compose up --no-deps --scale compute=N compute`): login,
-        slurmctld and slurmdbd are left alone, so SSH sessions opened before stay connected."""
-        nodes = self.topology.nodes
-        self.say(f"docker compose up --wait --no-deps --scale {COMPUTE_SERVICE}={nodes} {COMPUTE_SERVICE}")
-        self.compose.up(session, services=[COMPUTE_SERVICE], scales={COMPUTE_SERVICE: nodes})
+        """Start or remove node services only (`compose up --no-deps c1 .. cN`, then `compose rm -sf` of any
+        node beyond cN): login, slurmctld and slurmdbd are left alone, so SSH sessions opened before stay
+        connected."""
+        nodes = list(self.topology.node_names)
+        self.say(f"docker compose up --wait --no-deps {' '.join(nodes)}")
+        self.compose.up(session, services=nodes)
+        self._remove_extra_nodes()
+
+    def _remove_extra_nodes(self) -> None:
+        """Stop and remove the node containers the topology does not have (c3 when 2 nodes are wanted):
+        compose starts only the node services named, and leaves one started before running."""
+        extra = [
+            name for name in self._containers() if node_number(name) and name not in self.topology.node_names
+        ]
+        if extra:
+            self.compose.remove(extra)
 
     def down(self, session: str = "cli", by: str = "") -> None:
         """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note

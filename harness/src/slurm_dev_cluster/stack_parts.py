@@ -66,7 +66,7 @@ from slurm_dev_cluster.ssh_access import (
     run_probe,
 )
 from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, StackState, write_text_atomically
-from slurm_dev_cluster.topology import COMPUTE_SERVICE, Topology
+from slurm_dev_cluster.topology import Topology
 
 #: An inspection at most this old is current enough for ``wait_until_ready`` to connect from: it inspected
 #: the containers a moment before, and nothing of ours recreates one while it waits.
@@ -418,5 +418,5 @@ class StackParts:
             )
 
     def _compose_services(self, services: Iterable[str]) -> list[str]:
-        """Compose service names for services or node names (``c2`` -> ``compute``)."""
-        return sorted({COMPUTE_SERVICE if s in self.topology.node_names else s for s in services})
+        """Compose service names for services or node names: the same (node cN is service cN)."""
+        return sorted(set(services))

@@ -3,8 +3,8 @@
 One setting, three spellings: the environment variables compose.yaml reads (``SLURM_SDK_NODES``,
 ``SLURM_SDK_GPUS_PER_NODE``, ``SLURM_SDK_PARTITIONS``), what the harness wrote for its stack
 (``slurm-dev-cluster up --nodes N --gpus-per-node G``, remembered until ``harness down``), and the
-defaults below, which compose.yaml repeats. Compute nodes are the replicas of the compose service
-``compute``; replica n registers itself with Slurm as node ``c<n>`` (images/node_name.py).
+defaults below, which compose.yaml repeats. Compute node ``c<n>`` is compose service ``c<n>`` (hostname
+and DNS name ``c<n>``, as at a site); the harness starts services c1..cN (compose.yaml has c1..c16).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-COMPUTE_SERVICE = "compute"
 NODES_VAR = "SLURM_SDK_NODES"
 GPUS_VAR = "SLURM_SDK_GPUS_PER_NODE"
 PARTITIONS_VAR = "SLURM_SDK_PARTITIONS"
-MAX_NODES = 64  # slurm.conf MaxNodeCount
+MAX_NODES = 16  # compose.yaml's node services c1..c16
 MAX_GPUS_PER_NODE = 8  # images/entrypoint.sh MAX_GPUS_PER_NODE
 NODE_NAME = re.compile(r"^c([1-9][0-9]*)$")
 PARTITION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

@@ -1,7 +1,7 @@
 """The node a job runs on, as Slurm names it: the one name every job-side report uses.
 
-A node's host name need not be its Slurm name (on the dev cluster a compute replica's host name is its
-container id, its Slurm name ``c2``), so a job that says where it ran asks Slurm first. Standard library
+A node's host name need not be its Slurm name (a site may name hosts ``gpu07.cluster.example`` and nodes
+``gpu07``; the dev cluster names both ``c2``), so a job that says where it ran asks Slurm first. Standard library
 only (``os``, and ``collections.abc``, loaded already): the runner imports this for every array task.
 """
 

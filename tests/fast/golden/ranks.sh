@@ -9,6 +9,5 @@
 
 set -eo pipefail
 umask 077
-getent hosts "$SLURMD_NODENAME" >/dev/null || export SLURM_SDK_MASTER_ADDR="${SLURM_SDK_MASTER_ADDR:-$(hostname -i | cut -d" " -f1)}"
 srun --kill-on-bad-exit=1 --cpus-per-task=2 python3 -m slurm.node.runner --rank /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d || echo "[slurm-sdk] srun exited with status $?" >&2
 exec python3 -m slurm.node.runner --gather-ranks 4 /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
