@@ -30,6 +30,7 @@ def stack(tmp_path, monkeypatch):
         yield SimpleNamespace(compose=SimpleNamespace(down=lambda **_: iter(())))
 
     monkeypatch.setattr(stack.compose, "bounded", fake_docker)
+    monkeypatch.setattr(stack.compose, "listed_services", lambda docker: [])  # no node beyond the profile
     monkeypatch.setattr(stack, "_restore_egress", lambda: None)
     return stack
 
