@@ -12,12 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slurm import Cluster, SubmitError, as_completed, task
-from slurm.backends.local import HostTransport
-from slurm.backends.slurm import SlurmBackend
-from slurm.node.payload import LOCAL_PYTHON
+from slurm import SubmitError, as_completed, task
 from slurm.records import SubmissionRecord, read_record, record_command, utc_now
-from tests.fast.test_ssh_drops import ScriptedSlurmOverSSH, run_on_node
+from slurm.transports.host import HostTransport
+from tests.fast.scripted_slurm import run_on_node, scripted_cluster
 from tests.fast.test_ssh_transport import SSHD
 
 pytestmark = pytest.mark.skipif(
@@ -32,22 +30,7 @@ def square(x):
 
 @pytest.fixture
 def cluster(sshd, tmp_path):
-    transport = ScriptedSlurmOverSSH(
-        "127.0.0.1",
-        sshd.port,
-        sshd.user,
-        key_filename=sshd.client_key,
-        known_host_key=sshd.host_pub,
-        bin_dir=tmp_path / "bin",
-    )
-    cluster = Cluster(
-        SlurmBackend(transport),
-        {"type": "none"},
-        job_root=str(tmp_path / "jobs"),
-        node_python=LOCAL_PYTHON,
-        poll_interval_seconds=30,
-        result_poll_interval_seconds=0.05,
-    )
+    cluster = scripted_cluster(sshd, tmp_path)
     cluster.submit(square, 0)  # the first submission also makes the job root private (one more command)
     yield cluster
     cluster.close()

@@ -6,7 +6,6 @@ or EOFError, never a half-written job directory, never a second sbatch."""
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import tarfile
 import time
@@ -17,16 +16,9 @@ import tenacity
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from slurm import Cluster, CommandError, SSHError, retrying, task
-from slurm.backends.slurm import SlurmBackend
-from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
-from slurm.node import layout
-from slurm.node.outcome import dump_result
-from slurm.node.payload import LOCAL_PYTHON
-from slurm.serialization import load_payload
-from slurm.transports.base import CommandResult
-from slurm.transports.ssh import SSHTransport
+from slurm import CommandError, SSHError, retrying, task
 from tests import ssh_cuts
+from tests.fast.scripted_slurm import run_on_node, scripted_cluster
 from tests.fast.test_ssh_transport import SSHD
 
 pytestmark = pytest.mark.skipif(
@@ -172,76 +164,12 @@ def test_an_upload_never_merges_into_a_directory_it_did_not_complete(transport, 
 
 #: sbatch as these tests need it, run by the submission's own remote command: a new id per call (from 100),
 #: each call logged beside it.
-FAKE_SBATCH = """#!/bin/sh
-here=$(dirname "$0")
-id=$(cat "$here/next-id" 2>/dev/null || echo 100)
-echo $((id + 1)) > "$here/next-id"
-printf '%s\\n' "$*" >> "$here/calls"
-echo "$id"
-"""
-
-
-class ScriptedSlurmOverSSH(SSHTransport):
-    """The real SSH transport; a fake ``sbatch`` first on the submission command's PATH, and the other
-    Slurm commands answer from a script."""
-
-    def __init__(self, *args, bin_dir: Path, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.bin_dir = bin_dir
-        bin_dir.mkdir()
-        (bin_dir / "sbatch").write_text(FAKE_SBATCH)
-        (bin_dir / "sbatch").chmod(0o755)
-
-    @property
-    def sbatch_calls(self) -> list[str]:
-        calls = self.bin_dir / "calls"
-        return calls.read_text().splitlines() if calls.exists() else []
-
-    def write_files_then(self, directory, files, command):
-        path = f"PATH={shlex.quote(str(self.bin_dir))}:$PATH; "
-        return super().write_files_then(directory, files, path + command)
-
-    def run(self, command, *, env=None, check=True, timeout=None):
-        if not command.startswith(SCRUB_SLURM_ENV_SHELL):
-            return super().run(command, env=env, check=check, timeout=timeout)
-        argv = shlex.split(command[len(SCRUB_SLURM_ENV_SHELL) :])
-        if argv[0] == "sacct":
-            return CommandResult(1, "", "sacct: error: Slurm accounting storage is disabled\n")
-        if argv[0] == "squeue" and "--me" not in argv:  # every job asked about is running
-            ids = argv[argv.index("-j") + 1].split(",")
-            return CommandResult(0, "".join(f"{job_id}|RUNNING|None|0\n" for job_id in ids), "")
-        return CommandResult(0, "", "")
-
-
 @pytest.fixture
 def cluster(sshd, tmp_path, monkeypatch):
     monkeypatch.setattr(retrying, "_BACKOFF", tenacity.wait_none())  # retries at once: seconds per example
-    transport = ScriptedSlurmOverSSH(
-        "127.0.0.1",
-        sshd.port,
-        sshd.user,
-        key_filename=sshd.client_key,
-        known_host_key=sshd.host_pub,
-        bin_dir=tmp_path / "bin",
-    )
-    cluster = Cluster(
-        SlurmBackend(transport),
-        {"type": "none"},
-        job_root=str(tmp_path / "jobs"),
-        node_python=LOCAL_PYTHON,
-        poll_interval_seconds=30,
-        result_poll_interval_seconds=0.05,
-        outage_limit_seconds=60,
-    )
+    cluster = scripted_cluster(sshd, tmp_path, outage_limit_seconds=60)
     yield cluster
     cluster.close()
-
-
-def run_on_node(job, index: int = 0) -> None:
-    """What the runner does on a node, here (sshd runs on this host): the call from the uploaded payload,
-    its outcome written beside it."""
-    task, (args, kwargs) = load_payload(Path(layout.payload_path(job.job_dir)).read_bytes(), index)
-    Path(layout.result_path(job.job_dir, index)).write_bytes(dump_result(task.fn(*args, **kwargs)))
 
 
 @task
