@@ -1,0 +1,201 @@
+"""The pytest plugin's per-process view of the dev cluster (``Harness``): kit settings, the stack started
+lazily under the session's locks, and its teardown by the session that started it.
+
+``slurm_dev_cluster.pytest_plugin`` (the hooks) and ``slurm_dev_cluster.plugin_fixtures`` (the fixtures)
+reach it through ``harness_of(config)``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+
+from slurm_dev_cluster import kit
+from slurm_dev_cluster.locks import ClusterLock, Coordinator
+from slurm_dev_cluster.preflight import PreflightError
+from slurm_dev_cluster.stack import Connection, Stack, StackError, stack_inputs, state_root
+
+MARKERS = {
+    "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
+    "slow": "takes tens of seconds or more (deselect with -m 'not slow')",
+    "wheel_packaging": "needs the dev cluster; ships the SDK to the cluster as a wheel",
+    "slurm_defaults(name)": "Slurm defaults the test runs with: 'dev' (the default) or 'production' "
+    "(Slurm's stock behaviour; the test gets the cluster to itself)",
+}
+CLUSTER_MARKERS = ("integration", "wheel_packaging")
+KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
+LOG_TAIL_LINES = 50
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def unavailable(reason: str) -> None:
+    """Skip for a host capability this machine lacks; under CI=true that is a failure instead."""
+    if truthy(os.environ.get("CI")):
+        pytest.fail(f"{reason} (CI=true: failing instead of skipping)")
+    pytest.skip(reason)
+
+
+class Harness:
+    """Per-process view of the stack: started lazily, shared by every test of the process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings = _kit_settings(config)
+        workerinput = getattr(config, "workerinput", None)
+        self.is_worker = workerinput is not None
+        self.session = (workerinput or {}).get("slurm_sdk_session") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # The process whose end ends the session (the xdist controller): a stack it owns outlives it
+        # only if it died without tearing down, and the next session then adopts the stack.
+        self.owner_pid = int((workerinput or {}).get("slurm_sdk_owner_pid") or os.getpid())
+        # The image inputs as the session began: every worker expects the same stack, even if files change.
+        self.inputs = (workerinput or {}).get("slurm_sdk_inputs") or stack_inputs(self.settings)
+        self.keep = bool(config.getoption("keep_cluster")) or truthy(os.environ.get(KEEP_ENV))
+        self.connection: Connection | None = None
+        self._stack: Stack | None = None
+        self._failure: tuple[str, str] | None = None  # ("skip" | "fail", reason), remembered per process
+        self.item_in_setup: pytest.Item | None = None  # the test whose fixtures are being set up
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            self._stack = Stack.for_kit(self.settings, say=self._say)
+        return self._stack
+
+    @property
+    def coordinator(self) -> Coordinator:
+        return Coordinator(self.stack.state_dir)
+
+    @property
+    def cluster_lock(self) -> ClusterLock:
+        return ClusterLock(self.stack.state_dir)
+
+    def _say(self, message: str) -> None:
+        role = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')}" if self.is_worker else "harness"
+        with self._uncaptured():
+            # stderr: an xdist worker's stdout never reaches the terminal, its stderr does.
+            print(f"[{role}] {message}", file=sys.stderr, flush=True)
+
+    def _uncaptured(self):
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        return capman.global_and_fixture_disabled() if capman else nullcontext()
+
+    @property
+    def existing_cluster(self) -> Path | None:
+        """The SDK config of a real cluster to use instead of a dev cluster (``--existing-cluster``)."""
+        return self.settings.existing_cluster
+
+    def require(self) -> Connection:
+        """The running stack, started if needed; skips or fails the test when that is impossible."""
+        if self.existing_cluster is not None:
+            pytest.skip(
+                f"needs the Docker dev cluster, but the session uses an existing cluster "
+                f"({self.existing_cluster}, --existing-cluster)"
+            )
+        if self.connection is None and self._failure is None:
+            self._start()
+        if self._failure is not None:
+            action, reason = self._failure
+            (pytest.skip if action == "skip" else pytest.fail)(reason)
+        assert self.connection is not None
+        return self.connection
+
+    def _start(self) -> None:
+        try:
+            self.coordinator.register(self.session, "worker" if self.is_worker else "controller")
+            with self.cluster_lock.shared(say=self._say):  # never probe a cluster while a fault is on
+                self.connection = self.stack.ensure_up_shared(
+                    self.coordinator, self.session, self.inputs, owner_pid=self.owner_pid
+                ).connection
+        except PreflightError as exc:
+            in_ci = truthy(os.environ.get("CI"))
+            skip = exc.unavailable and not in_ci
+            hint = "" if skip or not exc.unavailable else " (CI=true: failing instead of skipping)"
+            self._failure = ("skip" if skip else "fail", f"{exc}{hint}")
+        except (StackError, TimeoutError) as exc:
+            self._failure = ("fail", str(exc))
+
+    def finish(self) -> None:
+        """Unregister; the session owner then stops the stack if this session started it."""
+        if self.existing_cluster is not None:
+            return  # nothing was brought up
+        if self._stack is None and not (state_root() / self.stack.project / "state.json").exists():
+            return  # no stack was ever started for this checkout: nothing to do (and no state dir made)
+        coordinator = self.coordinator
+        coordinator.unregister()
+        if self.is_worker:
+            if self.connection is not None:
+                self.stack.events.record("user-done", role="worker", session=self.session)
+            return
+        state = self.stack.read_state()
+        if state.get("started_by") != self.session and not state.get("teardown_requested"):
+            return
+        if self.keep:
+            self._say(
+                f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
+                "stop it with `slurm-dev-cluster down`"
+            )
+            # Kept: the user's now, like a stack from `harness up` (never adopted, never torn down by pytest).
+            self.stack.update_state(teardown_requested=False, started_by="kept", owner=None)
+            return
+        try:
+            with coordinator.exclusive(say=self._say):
+                others = coordinator.live_users(exclude_session=self.session)
+                if others:
+                    pids = ", ".join(str(u.pid) for u in others)
+                    self._say(
+                        f"not stopping stack {self.stack.project}: still used by pid(s) {pids}; "
+                        "the last session to finish stops it"
+                    )
+                    self.stack.update_state(teardown_requested=True)
+                else:
+                    self.stack.down(self.session, by=f"the end of pytest session {self.session}")
+        except Exception as exc:  # a failed teardown must not hide the test results
+            self._say(f"stopping the stack failed: {exc}; run `slurm-dev-cluster down`")
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        stack = self.stack
+        return [
+            (f"compose logs (last {LOG_TAIL_LINES} lines per service)", stack.logs_tail(LOG_TAIL_LINES)),
+            ("slurm daemon logs", stack.daemon_logs_tail(LOG_TAIL_LINES)),
+        ]
+
+
+HARNESS_KEY = pytest.StashKey[Harness]()
+
+
+def harness_of(config: pytest.Config) -> Harness:
+    return config.stash[HARNESS_KEY]
+
+
+def _kit_settings(config: pytest.Config) -> kit.KitSettings:
+    """The kit settings: command-line option, else ini option (paths relative to the ini file), else
+    environment, else the defaults (the project is pytest's rootdir). A bad setting stops the session
+    before any test."""
+    base = config.inipath.parent if config.inipath else config.rootpath
+
+    def given(option: str, ini: str) -> object:
+        return config.getoption(option) or config.getini(ini) or None
+
+    try:
+        return kit.resolve(
+            project_dir=given("slurm_project_dir", "slurm_sdk_project_dir"),
+            project=given("slurm_project", "slurm_sdk_project"),
+            import_roots=given("slurm_import_roots", "slurm_sdk_import_roots"),
+            compose_files=given("slurm_compose_files", "slurm_sdk_compose_files"),
+            existing_cluster=given("existing_cluster", "slurm_sdk_existing_cluster"),
+            base_dir=base,
+        )
+    except kit.KitError as exc:
+        raise pytest.UsageError(f"slurm-sdk test kit: {exc}") from None
+
+
+def needs_cluster(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)
