@@ -18,8 +18,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from bench import fig_cluster, machine
-from slurm_dev_cluster import __main__ as harness_cli
-from slurm_dev_cluster import airgap, docker_deadline, images
+from slurm_dev_cluster import airgap, cli_parser, cli_verbs, docker_deadline, images
 from slurm_dev_cluster.docker_deadline import DockerTimeout, bounded
 from slurm_dev_cluster.faults import Faults
 from slurm_dev_cluster.preflight import PreflightError
@@ -158,9 +157,9 @@ def named_containers(stack, monkeypatch) -> Stack:
 def test_the_exec_verb_ends_and_says_why(hung_dockerd, named_containers, monkeypatch, capsys):
     """`harness exec` without a terminal (a script's, CI's) gives up after --timeout, with exit 124."""
     monkeypatch.setattr("sys.stdin", io.StringIO())  # not a terminal
-    args = harness_cli.parser().parse_args(["exec", "--timeout", "1", "login", "true"])
+    args = cli_parser.parser().parse_args(["exec", "--timeout", "1", "login", "true"])
     started = time.monotonic()
-    assert harness_cli.cmd_exec(named_containers, args) == harness_cli.TIMED_OUT == 124
+    assert cli_verbs.cmd_exec(named_containers, args) == cli_parser.TIMED_OUT == 124
     assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
     error = capsys.readouterr().err
     assert "`true` in login did not end within 1 s: it needs longer (pass --timeout SECONDS)" in error

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from slurm_dev_cluster import activity, fault_verbs, site_limits
-from slurm_dev_cluster.__main__ import cmd_down
+from slurm_dev_cluster.cli_verbs import cmd_down
 from slurm_dev_cluster.compose_project import published_ssh_port
 from slurm_dev_cluster.faults import (
     CHECKED_SETTINGS,
