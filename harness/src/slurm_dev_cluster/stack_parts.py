@@ -34,21 +34,11 @@ from slurm_dev_cluster.compose_project import (
 )
 from slurm_dev_cluster.errors import Say, StackError, say_stderr
 from slurm_dev_cluster.images import Images
-from slurm_dev_cluster.inputs import (
-    accounting_enabled,
-    containers_inputs,
-    image_repository,
-    sdk_package_dir,
-)
+from slurm_dev_cluster.inputs import accounting_enabled, containers_inputs, image_repository, sdk_package_dir
 from slurm_dev_cluster.kit import KitSettings, cluster_root
 from slurm_dev_cluster.locks import EventLog
 from slurm_dev_cluster.login_port import LoginPort
-from slurm_dev_cluster.naming import (
-    debian_release,
-    default_project,
-    project_root_of,
-    state_root,
-)
+from slurm_dev_cluster.naming import debian_release, default_project, project_root_of, state_root
 from slurm_dev_cluster.readiness import (
     Clock,
     Guard,
@@ -58,13 +48,7 @@ from slurm_dev_cluster.readiness import (
     ready_check,
     wait_for,
 )
-from slurm_dev_cluster.ssh_access import (
-    SSH_HOST,
-    SSH_USER,
-    Connection,
-    SSHAccess,
-    run_probe,
-)
+from slurm_dev_cluster.ssh_access import SSH_HOST, SSH_USER, Connection, SSHAccess, run_probe
 from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, StackState, write_text_atomically
 from slurm_dev_cluster.topology import Topology
 
