@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from slurm.transports import ssh
+from slurm.transports import ssh, ssh_channel
 
 #: How long a drop may take to reach paramiko (its reader thread sees the socket end) before the test fails.
 DROP_NOTICED_WITHIN = 30.0
@@ -73,7 +73,7 @@ class Cut:
 def install(monkeypatch: pytest.MonkeyPatch, cut: Cut) -> Cut:
     """Cut the SSH connection of every ``SSHTransport`` as ``cut`` says (once); undone with ``monkeypatch``."""
     current = threading.local()
-    exec_, send_all, read_all = ssh.SSHTransport._exec, ssh._send_all, ssh._read_all
+    exec_, send_all, read_all = ssh.SSHTransport._exec, ssh_channel.send_all, ssh_channel.read_all
 
     def cut_exec(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
         matches = cut.matches(command)
@@ -101,8 +101,8 @@ def install(monkeypatch: pytest.MonkeyPatch, cut: Cut) -> Cut:
         return read_all(channel, lambda raw: consume(_CutReader(raw, cut, channel)))
 
     monkeypatch.setattr(ssh.SSHTransport, "_exec", cut_exec)
-    monkeypatch.setattr(ssh, "_send_all", cut_send_all)
-    monkeypatch.setattr(ssh, "_read_all", cut_read_all)
+    monkeypatch.setattr(ssh_channel, "send_all", cut_send_all)
+    monkeypatch.setattr(ssh_channel, "read_all", cut_read_all)
     return cut
 
 

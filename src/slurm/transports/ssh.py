@@ -24,37 +24,19 @@ from typing import Any, TypeVar
 
 from slurm.deadline import operation_timeout
 from slurm.errors import CommandError, ConfigError, SSHError
-from slurm.transports import wanted_files
+from slurm.transports import ssh_channel, wanted_files
 from slurm.transports.base import COMMAND_TIMEOUT, PRIVATE_UMASK, CommandResult, Transport
 
 #: Directories listed per command by existing (keeps the command line far below ARG_MAX).
 _FILES_PER_COMMAND = 500
-#: Piece size read_existing reads a result file's bytes in.
-_PIECE = 1 << 20
-#: Most bytes one send on a channel copies (paramiko sends at most one packet, ~32 KB, per call anyway).
-_SEND_SLICE = 1 << 16
 #: Longest one SFTP request may take without an answer (a frozen login node must not hold a wait).
 _SFTP_TIMEOUT = 60.0
 #: The line ``write_files_then`` prints once the files are in place, before its command runs.
 _WRITTEN = "slurm-sdk:files-written"
-#: Longest a command's output may look ended before paramiko says how (end-of-file, or closed): see _settle.
-_SETTLE = 5.0
 
-try:
-    import paramiko
-except ImportError:  # pragma: no cover - exercised only without the extra installed
-    paramiko = None  # type: ignore[assignment]
 
 T = TypeVar("T")
-# What a dropped connection looks like from paramiko besides SSHException: EOF, or the socket reset/closed.
-_DROPPED = (EOFError, ConnectionError)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _paramiko() -> Any:
-    if paramiko is None:
-        raise ConfigError("the SSH backend needs paramiko: pip install 'slurm-sdk[ssh]'")
-    return paramiko
 
 
 def parse_public_key(text: str) -> Any:
@@ -63,8 +45,8 @@ def parse_public_key(text: str) -> Any:
     if len(parts) < 2:
         raise ConfigError(f"known_host_key must look like 'ssh-ed25519 AAAA...', got {text!r}")
     try:
-        return _paramiko().PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
-    except (binascii.Error, ValueError, _paramiko().SSHException) as exc:
+        return ssh_channel.require_paramiko().PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
+    except (binascii.Error, ValueError, ssh_channel.require_paramiko().SSHException) as exc:
         raise ConfigError(f"known_host_key {text[:40]!r}... is not a valid public key: {exc}") from exc
 
 
@@ -155,7 +137,7 @@ class SSHTransport(Transport):
             self.known_host_key = parse_public_key(str(settings["known_host_key"]))
 
     def _connect(self) -> Any:
-        pm = _paramiko()
+        pm = ssh_channel.require_paramiko()
         if not os.path.isfile(self.key_filename):
             raise self._missing_key_error()
         client = pm.SSHClient()
@@ -215,7 +197,7 @@ class SSHTransport(Transport):
         return SSHError(f"SSH key file {self.key_filename} does not exist")
 
     def _connect_error(self, exc: Exception) -> SSHError:
-        pm = _paramiko()
+        pm = ssh_channel.require_paramiko()
         user = self.user or "(local user name)"
         if isinstance(exc, pm.BadHostKeyException):
             return SSHError(
@@ -273,7 +255,7 @@ class SSHTransport(Transport):
         if bad:
             raise ConfigError(f"invalid environment variable name(s) {bad} for a command on {self.address}")
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
-        returncode, stdout, stderr = self._exec(exports + command, timeout, _text)
+        returncode, stdout, stderr = self._exec(exports + command, timeout, ssh_channel.text)
         result = CommandResult(returncode, stdout, stderr)
         if check and returncode != 0:
             raise CommandError(command, returncode, stdout, stderr)
@@ -306,9 +288,9 @@ class SSHTransport(Transport):
             # The login shell of the user differs between clusters; sh -c gives the same semantics everywhere.
             channel.exec_command("sh -c " + shlex.quote(PRIVATE_UMASK + command))
             if stdin is not None:
-                _send_all(channel, stdin)
+                ssh_channel.send_all(channel, stdin)
             channel.shutdown_write()
-            stdout, stderr, unreadable = _read_all(channel, consume)
+            stdout, stderr, unreadable = ssh_channel.read_all(channel, consume)
             if not channel.status_event.wait(timeout):
                 raise TimeoutError("no exit status")
             returncode = channel.recv_exit_status()
@@ -324,12 +306,12 @@ class SSHTransport(Transport):
                 + (f": {command}; it may or may not have run" if what is None else "; safe to try again"),
                 transient=True,
             ) from exc
-        except _UnreadableOutput as exc:
+        except ssh_channel.UnreadableOutput as exc:
             raise SSHError(
                 f"the output of {what or command} on {self.address} is not what was expected: {exc.__cause__!r}"
             ) from exc.__cause__
         except Exception as exc:
-            if not _lost(exc, channel):
+            if not ssh_channel.lost(exc, channel):
                 raise
             # Not re-run here: the command may already have run (e.g. sbatch); callers decide (see
             # Cluster._submit_once, which looks the job up first).
@@ -341,7 +323,7 @@ class SSHTransport(Transport):
                 transient=True,
             ) from exc
         finally:
-            _close(channel)
+            ssh_channel.close_quietly(channel)
         if unreadable is not None:
             # The command ended with a status, yet its output could not be read: not a dropped connection.
             if returncode != 0:
@@ -359,7 +341,7 @@ class SSHTransport(Transport):
             try:
                 return client.get_transport().open_session(timeout=operation_timeout(self.connect_timeout))
             except Exception as exc:
-                if not _is_drop(exc, client):
+                if not ssh_channel.is_drop(exc, client):
                     raise
                 self._forget(client)
                 if attempt == 2:
@@ -390,7 +372,7 @@ class SSHTransport(Transport):
                     self.sftp_operations += 1
                     timeout = operation_timeout(_SFTP_TIMEOUT)
                     if self._sftp is None or self._sftp[0] is not client:  # none yet, or one of a dead client
-                        self._sftp = (client, _open_sftp(client, timeout))
+                        self._sftp = (client, ssh_channel.open_sftp(client, timeout))
                     self._sftp[1].get_channel().settimeout(timeout)
                     return operation(self._sftp[1])
             except Exception as exc:
@@ -399,7 +381,7 @@ class SSHTransport(Transport):
                     raise SSHError(
                         f"SFTP on {self.address} got no answer within {timeout:.3g}s", transient=True
                     ) from exc
-                if not _is_drop(exc, client):
+                if not ssh_channel.is_drop(exc, client):
                     raise  # a real file error (no such file, permission denied, ...)
                 self._forget(client)
                 if attempt == 2:
@@ -425,7 +407,7 @@ class SSHTransport(Transport):
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         def write(sftp: Any, tmp: str) -> None:
-            with _create_private(sftp, tmp) as handle:
+            with ssh_channel.create_private(sftp, tmp) as handle:
                 handle.set_pipelined(True)  # no wait for each 32 KB chunk's answer (a map's payload is big)
                 handle.write(data)
 
@@ -433,9 +415,9 @@ class SSHTransport(Transport):
 
     def put(self, local_path: str, remote_path: str) -> None:
         def copy(sftp: Any, tmp: str) -> None:
-            with open(local_path, "rb") as source, _create_private(sftp, tmp) as handle:
+            with open(local_path, "rb") as source, ssh_channel.create_private(sftp, tmp) as handle:
                 handle.set_pipelined(True)
-                while piece := source.read(_PIECE):
+                while piece := source.read(ssh_channel.PIECE):
                     handle.write(piece)
 
         mode = os.stat(local_path).st_mode & 0o777  # like cp: an executable stays executable
@@ -484,7 +466,9 @@ class SSHTransport(Transport):
         have run (the caller finds out, as after a lost ``sbatch`` answer)."""
         upload, archive = self._upload(directory, files)
         # A line the files were written, then what the command prints: stdout tells the two failures apart.
-        code, stdout, stderr = self._exec(f"{upload}echo {_WRITTEN}; {command}", None, _text, stdin=archive)
+        code, stdout, stderr = self._exec(
+            f"{upload}echo {_WRITTEN}; {command}", None, ssh_channel.text, stdin=archive
+        )
         written, _, rest = stdout.partition("\n")
         if written != _WRITTEN:
             raise CommandError(f"writing {directory}", code, "", stderr)
@@ -525,8 +509,8 @@ class SSHTransport(Transport):
         existing ones (``wanted_files``: the far side lists the directories and keeps the wanted names, so a
         check costs what appeared, not what was asked) and sends them as a raw tar read as it arrives (no
         SFTP round trip per 32 KB chunk, no base64). A 200 MB result costs its bytes once here, plus the
-        value unpickled from them. Each file comes whole or the call fails (``_untar`` checks sizes and the
-        archive's end): a transient ``SSHError`` when the connection dropped, after which the caller
+        value unpickled from them. Each file comes whole or the call fails (``ssh_channel.untar`` checks sizes
+        and the archive's end): a transient ``SSHError`` when the connection dropped, after which the caller
         fetches again (``Job``)."""
         found: dict[str, bytes] = {}
         for asked in self._by_directories(paths):
@@ -534,7 +518,7 @@ class SSHTransport(Transport):
             code, files, stderr = self._exec(
                 f"{wanted_files.command(wanted)} | tar -cf - -P -T -",
                 300,
-                _untar,
+                ssh_channel.untar,
                 stdin=wanted_files.describe(wanted).encode(),
                 what=f"the fetch of {len(wanted)} file(s)",
             )
@@ -570,7 +554,10 @@ class SSHTransport(Transport):
         for asked in self._by_directories(paths):
             wanted = list(asked)
             code, listing, stderr = self._exec(
-                wanted_files.command(wanted), None, _text, stdin=wanted_files.describe(wanted).encode()
+                wanted_files.command(wanted),
+                None,
+                ssh_channel.text,
+                stdin=wanted_files.describe(wanted).encode(),
             )
             if code != 0:
                 raise CommandError("listing result files (find | awk)", code, listing, stderr)
@@ -578,7 +565,7 @@ class SSHTransport(Transport):
         return found
 
     def exists(self, path: str) -> bool:
-        return self._sftp_call(lambda sftp: _sftp_exists(sftp, self._path(path)))
+        return self._sftp_call(lambda sftp: ssh_channel.sftp_exists(sftp, self._path(path)))
 
     def makedirs(self, path: str) -> None:
         path = self._path(path)
@@ -586,14 +573,15 @@ class SSHTransport(Transport):
         def make(sftp: Any) -> None:
             missing = []
             current = path.rstrip("/")
-            while current and not _sftp_exists(sftp, current):
+            while current and not ssh_channel.sftp_exists(sftp, current):
                 missing.append(current)
                 current = posixpath.dirname(current)
             for directory in reversed(missing):
                 try:
                     sftp.mkdir(directory, mode=0o700)  # private, as every directory the SDK makes
                 except OSError:
-                    if not _sftp_exists(sftp, directory):  # another process may have created it meanwhile
+                    # another process may have created it meanwhile
+                    if not ssh_channel.sftp_exists(sftp, directory):
                         raise
 
         if path:
@@ -603,227 +591,3 @@ class SSHTransport(Transport):
         if self._home is None:
             self._home = self._sftp_call(lambda sftp: sftp.normalize("."))
         return self._home
-
-
-def _lost(exc: Exception, channel: Any) -> bool:
-    """Whether ``exc``, raised while a command ran on ``channel``, means the connection (or the channel)
-    is gone: paramiko's errors, or an OS error on a closed channel or dead transport ("Socket is closed")."""
-    if isinstance(exc, (*_DROPPED, _paramiko().SSHException)):
-        return True
-    transport = channel.get_transport()
-    return isinstance(exc, OSError) and (channel.closed or transport is None or not transport.is_active())
-
-
-def _is_drop(exc: Exception, client: Any) -> bool:
-    """Whether ``exc`` means the connection is gone (reconnect) rather than a failed file operation."""
-    if isinstance(exc, (*_DROPPED, _paramiko().SSHException)):
-        return True
-    transport = client.get_transport()
-    return isinstance(exc, OSError) and (transport is None or not transport.is_active())
-
-
-def _open_sftp(client: Any, timeout: float) -> Any:
-    """An SFTP session whose opening is bounded too (paramiko's open_sftp may wait up to an hour)."""
-    channel = client.get_transport().open_session(timeout=timeout)
-    channel.settimeout(timeout)
-    channel.invoke_subsystem("sftp")
-    return _paramiko().SFTPClient(channel)
-
-
-def _create_private(sftp: Any, path: str) -> Any:
-    """``sftp.open(path, "wb")`` for a new file that is owner-only (0600) from its creation: paramiko's
-    ``open`` sends no permissions, so the server would create it 0666 less its umask (0644 mostly), and
-    another user who opened it in that moment could read what is written later."""
-    pm = _paramiko()
-    attributes = pm.SFTPAttributes()
-    attributes.st_mode = 0o600
-    flags = pm.sftp.SFTP_FLAG_WRITE | pm.sftp.SFTP_FLAG_CREATE | pm.sftp.SFTP_FLAG_EXCL
-    kind, message = sftp._request(pm.sftp.CMD_OPEN, sftp._adjust_cwd(path), flags, attributes)
-    if kind != pm.sftp.CMD_HANDLE:
-        raise pm.SFTPError("Expected handle")
-    return pm.SFTPFile(sftp, message.get_binary(), "wb")
-
-
-def _sftp_exists(sftp: Any, path: str) -> bool:
-    try:
-        sftp.stat(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _settle(channel: Any) -> None:
-    """Until the server's end-of-file, or the channel closed, for up to ``_SETTLE`` seconds. An output can
-    look ended before either: paramiko's read sends a window adjustment, and on a connection that just
-    dropped that send fails and the read returns short (EOFError swallowed) before paramiko's reader thread
-    has closed the channel; it does so at once, the socket being dead."""
-    end = time.monotonic() + _SETTLE
-    while not (channel.eof_received or channel.closed) and time.monotonic() < end:
-        time.sleep(0.005)
-
-
-def _close(channel: Any) -> None:
-    """Close ``channel``, whatever state the connection is in: on a connection that just dropped, paramiko's
-    close sends a message and raises (EOFError) unless its reader thread noticed the drop first; that
-    error must not replace the one being raised, nor fail a command that had answered."""
-    try:
-        channel.close()
-    except Exception:
-        pass
-
-
-class _UnreadableOutput(Exception):
-    """``consume`` could not parse a command's output while the connection was fine and the output still
-    coming: not a drop, and not something a retry mends."""
-
-
-def _read_all(channel: Any, consume: Callable[[Any], T]) -> tuple[T, str, Exception | None]:
-    """Drain stdout (through ``consume``) and stderr together: reading one to the end first can
-    deadlock when the other fills. Returns what ``consume`` made of stdout, stderr, and the error
-    ``consume`` raised on an output the command ended itself (its exit status then tells a failed command
-    from a dropped connection; what ``consume`` returned is then meaningless).
-
-    An output that ended without the server's end-of-file was cut by a dropped connection: an
-    ``EOFError``, whether or not ``consume`` noticed (a tar cut between two members parses fine).
-    ``consume`` must read to the end of the output."""
-    stderr: list[bytes] = []
-    failures: list[BaseException] = []
-
-    out, err = _ChannelReader(channel.recv), _ChannelReader(channel.recv_stderr)
-
-    def drain_stderr() -> None:
-        try:
-            stderr.append(err.read())
-        except BaseException as exc:
-            failures.append(exc)
-
-    reader = threading.Thread(target=drain_stderr, daemon=True)
-    reader.start()
-    stdout: Any = None
-    unreadable: Exception | None = None
-    try:
-        try:
-            stdout = consume(out)
-        except TimeoutError:
-            raise  # no byte for the channel's timeout: a frozen login node (see _exec)
-        except Exception as exc:
-            if out.failed is not None:
-                raise EOFError("the connection dropped while the output was coming") from out.failed
-            _settle(channel)
-            if channel.closed and not channel.eof_received:
-                raise EOFError("the connection dropped while the output was coming") from exc
-            if not channel.eof_received:
-                raise _UnreadableOutput(exc) from exc
-            unreadable = exc
-        else:
-            if out.failed is not None:
-                raise EOFError("the connection dropped while the output was coming") from out.failed
-            _settle(channel)
-            # Closed with neither end-of-file nor exit status: dropped (a server that skips the optional
-            # end-of-file still sends the status first).
-            if channel.closed and not channel.eof_received and channel.exit_status == -1:
-                raise EOFError("the output was cut off: the connection dropped before its end")
-    except BaseException:
-        _close(channel)  # unblocks the stderr reader
-        raise
-    finally:
-        reader.join()
-    if failures:
-        raise failures[0]
-    if err.failed is not None:
-        raise EOFError("the connection dropped while stderr was coming") from err.failed
-    return stdout, b"".join(stderr).decode(errors="replace"), unreadable
-
-
-class _ChannelReader:
-    """One of a command's outputs as a binary file, read straight from the channel (``recv`` or
-    ``recv_stderr``). paramiko's own file (``makefile``) swallows the EOFError of the window adjustment a
-    read sends on a connection that just dropped, and returns short, that read's bytes lost: a later read
-    goes on past a gap, and a complete-looking output may miss a piece. Here that error is raised, and
-    remembered in ``failed``: the output is a dropped connection's, whatever else it looks like."""
-
-    def __init__(self, recv: Callable[[int], bytes]) -> None:
-        self.recv = recv
-        self.failed: Exception | None = None
-
-    def read(self, size: int = -1, /) -> bytes:
-        if size is not None and size >= 0:
-            return self._recv(size) if size else b""
-        pieces = []
-        while piece := self._recv(_PIECE):
-            pieces.append(piece)
-        return b"".join(pieces)
-
-    def _recv(self, size: int) -> bytes:
-        try:
-            return self.recv(size)
-        except TimeoutError:
-            raise
-        except Exception as exc:
-            self.failed = exc
-            raise
-
-
-def _send_all(channel: Any, data: bytes) -> None:
-    """``channel.sendall(data)`` without its cost: paramiko's sendall re-slices the unsent rest after every
-    packet (about 32 KB), copying O(n²) bytes; a 100 MB payload took most of an hour. Here each packet
-    copies only a slice of at most ``_SEND_SLICE`` bytes out of a view of ``data``."""
-    with memoryview(data) as view:
-        sent = 0
-        while sent < len(view):
-            count = channel.send(view[sent : sent + _SEND_SLICE].tobytes())
-            if count == 0:  # paramiko's answer once the channel is at EOF: no byte will ever go
-                raise EOFError(f"the channel closed after {sent} of {len(view)} bytes of stdin")
-            sent += count
-
-
-def _text(stream: Any) -> str:
-    return str(stream.read().decode(errors="replace"))
-
-
-class _Counted:
-    """A binary stream, counting the bytes read from it."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw, self.count = raw, 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        data: bytes = self.raw.read(size)
-        self.count += len(data)
-        return data
-
-
-def _untar(stream: Any) -> dict[str, bytes]:
-    """The regular files of a tar read from ``stream`` as it arrives (stream mode: no seeking). Each file
-    is read in 1 MiB pieces into a buffer of its size: tarfile's own ``read()`` of a whole member holds it
-    three times over at its peak, a big result at most twice here (then once).
-
-    Verified, so a cut stream never passes for a whole one: each file must arrive with the size its
-    header gives, and the archive must end with tar's end-of-archive marker (a stream cut between two
-    members would otherwise parse fine, one file short). ``EOFError`` otherwise."""
-    found: dict[str, bytes] = {}
-    counted: Any = _Counted(stream)  # tarfile reads it as a file
-    with tarfile.open(fileobj=counted, mode="r|") as archive:
-        for member in archive:
-            extracted = archive.extractfile(member) if member.isfile() else None
-            if extracted is None:
-                continue
-            buffer = bytearray(member.size)
-            with memoryview(buffer) as view:
-                filled = 0
-                while filled < member.size:
-                    piece = extracted.read(min(_PIECE, member.size - filled))
-                    if not piece:
-                        raise EOFError(f"the tar stream ended inside {member.name}")
-                    view[filled : filled + len(piece)] = piece
-                    filled += len(piece)
-            found[member.name] = bytes(buffer)  # a copy, but the buffer goes with it: 2x for a moment
-        marker_at = archive.offset  # where tarfile met the end: two zero blocks in a whole archive
-    while counted.read(_PIECE):  # the rest of tar's last record: the stream ends by itself
-        pass
-    if counted.count < marker_at + 2 * tarfile.BLOCKSIZE:
-        raise EOFError(
-            f"the tar stream ended after {counted.count} bytes, before its end-of-archive marker "
-            f"(at byte {marker_at})"
-        )
-    return found
