@@ -7,8 +7,6 @@ impersonate the cluster and receive the pickled code and data.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import os
 import posixpath
@@ -24,8 +22,12 @@ from typing import Any, TypeVar
 
 from slurm.deadline import operation_timeout
 from slurm.errors import CommandError, ConfigError, SSHError
-from slurm.transports import ssh_channel, wanted_files
+from slurm.transports import ssh_channel, ssh_keys, wanted_files
 from slurm.transports.base import COMMAND_TIMEOUT, PRIVATE_UMASK, CommandResult, Transport
+
+# Part of this module's interface: key parsing, and the note a removed key leaves (see ssh_keys).
+from slurm.transports.ssh_keys import KEY_REMOVED_SUFFIX as KEY_REMOVED_SUFFIX
+from slurm.transports.ssh_keys import parse_public_key as parse_public_key
 
 #: Directories listed per command by existing (keeps the command line far below ARG_MAX).
 _FILES_PER_COMMAND = 500
@@ -37,33 +39,6 @@ _WRITTEN = "slurm-sdk:files-written"
 
 T = TypeVar("T")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def parse_public_key(text: str) -> Any:
-    """``"ssh-ed25519 AAAA... comment"`` (a ``*.pub`` line) -> paramiko public key."""
-    parts = text.split()
-    if len(parts) < 2:
-        raise ConfigError(f"known_host_key must look like 'ssh-ed25519 AAAA...', got {text!r}")
-    try:
-        return ssh_channel.require_paramiko().PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
-    except (binascii.Error, ValueError, ssh_channel.require_paramiko().SSHException) as exc:
-        raise ConfigError(f"known_host_key {text[:40]!r}... is not a valid public key: {exc}") from exc
-
-
-class _RejectUnknownHost:
-    """paramiko host-key policy that refuses unknown hosts with an explanation of the fix."""
-
-    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        raise SSHError(
-            f"unknown host key for {hostname} ({key.get_name()} {key.fingerprint}); "
-            "pass known_host_key='<type> <base64>' (the server's *.pub line) to pin it, "
-            "or trust_unknown_host=True if you accept the risk"
-        )
-
-
-#: A key file's note of why it was removed: ``<key file><suffix>``, plain text, written by whatever removed
-#: the key, read only when the key is missing. A convention, not an import: the SDK knows no provider.
-KEY_REMOVED_SUFFIX = ".removed"
 
 
 class SSHTransport(Transport):
@@ -139,13 +114,13 @@ class SSHTransport(Transport):
     def _connect(self) -> Any:
         pm = ssh_channel.require_paramiko()
         if not os.path.isfile(self.key_filename):
-            raise self._missing_key_error()
+            raise ssh_keys.missing_key_error(self.key_filename, self.address, self._key_was_there)
         client = pm.SSHClient()
         if self.known_host_key is not None:
             name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
             client.get_host_keys().add(name, self.known_host_key.get_name(), self.known_host_key)
         client.set_missing_host_key_policy(
-            pm.AutoAddPolicy() if self.trust_unknown_host else _RejectUnknownHost()
+            pm.AutoAddPolicy() if self.trust_unknown_host else ssh_keys.RejectUnknownHost()
         )
         timeout = operation_timeout(self.connect_timeout)
         try:
@@ -165,7 +140,14 @@ class SSHTransport(Transport):
             raise
         except Exception as exc:
             client.close()
-            raise self._connect_error(exc) from exc
+            raise ssh_keys.connect_error(
+                exc,
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                key_filename=self.key_filename,
+                address=self.address,
+            ) from exc
         self._key_was_there = True
         transport = client.get_transport()
         transport.set_keepalive(30)  # keeps NAT/firewall state alive between polls; surfaces dead peers
@@ -176,56 +158,6 @@ class SSHTransport(Transport):
             # Trusted once (trust_unknown_host): reconnects must meet the same server, not any server.
             self.known_host_key = transport.get_remote_server_key()
         return client
-
-    def _missing_key_error(self) -> SSHError:
-        """Why the key is gone, in the words of whatever removed it when it left a note beside it
-        (``<key>.removed``, see ``KEY_REMOVED_SUFFIX``): the dev cluster's kit does when it stops its stack."""
-        try:
-            with open(self.key_filename + KEY_REMOVED_SUFFIX, encoding="utf-8", errors="replace") as handle:
-                why = " ".join(handle.read(1000).split())
-        except OSError:
-            why = ""
-        if why:
-            return SSHError(
-                f"cannot connect to {self.address}: {why} (the SSH key {self.key_filename} went with it)"
-            )
-        if self._key_was_there:
-            return SSHError(
-                f"SSH key file {self.key_filename} was removed after this client connected with it; "
-                "whatever provided the key (and perhaps the cluster) is gone"
-            )
-        return SSHError(f"SSH key file {self.key_filename} does not exist")
-
-    def _connect_error(self, exc: Exception) -> SSHError:
-        pm = ssh_channel.require_paramiko()
-        user = self.user or "(local user name)"
-        if isinstance(exc, pm.BadHostKeyException):
-            return SSHError(
-                f"host key mismatch for {self.host}:{self.port}: server sent "
-                f"{exc.key.get_name()} {exc.key.fingerprint}, expected {exc.expected_key.fingerprint}; "
-                "the cluster was rebuilt (pass its new known_host_key) or someone is in between"
-            )
-        if isinstance(exc, pm.AuthenticationException):
-            return SSHError(
-                f"{self.host}:{self.port} refused the key {self.key_filename} for user {user}; "
-                "is its public key in that user's authorized_keys?"
-            )
-        if isinstance(exc, pm.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-            return SSHError(
-                f"connection to {self.host}:{self.port} refused; is the cluster up and the port right?",
-                transient=True,
-            )
-        if isinstance(exc, socket.timeout | TimeoutError):
-            return SSHError(f"connecting to {self.host}:{self.port} timed out", transient=True)
-        if (
-            isinstance(exc, pm.SSHException)
-            and "key" in str(exc).lower()
-            and "banner" not in str(exc).lower()
-        ):
-            return SSHError(f"cannot use SSH key {self.key_filename} for {self.address}: {exc}")
-        return SSHError(
-            f"SSH connection to {self.address} failed: {type(exc).__name__}: {exc}", transient=True
-        )
 
     def _reset(self) -> None:
         """Forget a dead connection (closing what's left of it)."""
