@@ -6,11 +6,13 @@ sacct, so this needs the default stack's accounting), checkpoint and requeue, an
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import uuid
 
 import pytest
+from filelock import FileLock
 
 from slurm_dev_cluster.kit import PROJECT_MOUNT
 from slurm_dev_cluster.stack import REPO_ROOT
@@ -29,15 +31,29 @@ def submitit_site(login_transport) -> str:
     check = f"PYTHONPATH={SITE} python3 -c 'import submitit; print(submitit.__version__)'"
     if login_transport.run(check, check=False).returncode == 0:
         return SITE
-    if not list(WHEELS.glob("submitit-*.whl")):
-        download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps"]
-        for requirement in (REQUIREMENT, "typing_extensions"):
-            subprocess.run([*download, "-d", str(WHEELS), requirement], check=True, timeout=300)
+    WHEELS.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(WHEELS.parent / "submitit-wheels.lock"):  # the other xdist worker may download them too
+        if not list(WHEELS.glob("submitit-*.whl")):
+            download = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--only-binary=:all:",
+                "--no-deps",
+            ]
+            for requirement in (REQUIREMENT, "typing_extensions"):
+                subprocess.run([*download, "-d", str(WHEELS), requirement], check=True, timeout=300)
     in_stack = f"{PROJECT_MOUNT}/{WHEELS.relative_to(REPO_ROOT)}"
-    login_transport.run(
+    # Under flock: each xdist worker sets this module fixture up, and two pip installs into one --target
+    # at once collide (pip moves its files in place: "File exists").
+    install = (
         f"python3 -m pip install --quiet --disable-pip-version-check --no-index --no-deps --target {SITE} "
-        f"{in_stack}/*.whl",
-        timeout=300,
+        f"{in_stack}/*.whl"
+    )
+    login_transport.run(
+        f"flock {SITE}.lock sh -c {shlex.quote(f'{check} >/dev/null 2>&1 || {install}')}", timeout=300
     )
     login_transport.run(check)
     return SITE
