@@ -20,9 +20,13 @@ PLATFORM = "manylinux2014_x86_64"  # the node image's platform (Debian trixie, x
 COMPLETE = ".downloaded"  # written after the last wheel: a download cut short is not mistaken for a whole one
 
 
-def client_site(transport, name: str, requirements: tuple[str, ...], module: str) -> str:
+def client_site(
+    transport, name: str, requirements: tuple[str, ...], module: str, sdists: tuple[str, ...] = ()
+) -> str:
     """The --target directory (PYTHONPATH) where ``requirements`` and their dependencies are installed for
-    the nodes' python3; ``module`` is imported to tell whether they already are."""
+    the nodes' python3; ``module`` is imported to tell whether they already are. ``sdists``: pure-Python
+    dependencies published without a wheel, built into one on the host first (a download for another
+    Python's platform takes wheels only)."""
     site = f"{transport.home()}/.{name}-site"
     check = f"PYTHONPATH={site} python3 -c {shlex.quote(f'import {module}')}"
     if transport.run(check, check=False).returncode == 0:
@@ -42,14 +46,30 @@ def client_site(transport, name: str, requirements: tuple[str, ...], module: str
             "-d",
             str(wheels),
         ]
+        build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps"]
         try:
+            for sdist in sdists:
+                subprocess.run(
+                    [*build, "-w", str(wheels), sdist],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+            found = ["--find-links", str(wheels)]  # the wheels just built
             subprocess.run(
-                [*download, *target, *requirements], check=True, capture_output=True, text=True, timeout=600
+                [*download, *target, *found, *requirements],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
         except subprocess.CalledProcessError as exc:
-            pytest.skip(
-                f"cannot download {' '.join(requirements)} for Python {version}: {exc.stderr.strip()[-800:]}"
-            )
+            errors = [line for line in exc.stderr.splitlines() if line.startswith("ERROR")] or [
+                exc.stderr.strip()
+            ]
+            reason = "; ".join(error[:300] for error in errors)
+            pytest.skip(f"cannot download {' '.join(requirements)} for Python {version}: {reason}")
         except subprocess.TimeoutExpired:
             pytest.skip(f"downloading {' '.join(requirements)} took over 600 s: no usable package index")
         (wheels / COMPLETE).write_text("")
