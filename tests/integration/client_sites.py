@@ -12,10 +12,12 @@ import subprocess
 import sys
 
 import pytest
+from filelock import FileLock
 
 from slurm_dev_cluster.kit import PROJECT_MOUNT
 from slurm_dev_cluster.stack import REPO_ROOT
 
+SUBMITIT = "submitit>=1.5"  # as the `bench` extra
 PLATFORM = "manylinux2014_x86_64"  # the node image's platform (Debian trixie, x86_64)
 COMPLETE = ".downloaded"  # written after the last wheel: a download cut short is not mistaken for a whole one
 
@@ -32,6 +34,24 @@ def client_site(
     if transport.run(check, check=False).returncode == 0:
         return site
     wheels = REPO_ROOT / ".slurm-sdk" / f"{name}-wheels"
+    wheels.parent.mkdir(parents=True, exist_ok=True)
+    # Each xdist worker sets up the calling module's fixture: one download at a time on the host, and one
+    # `pip install --target` at a time on the login node (two into one directory collide: "File exists").
+    with FileLock(wheels.parent / f"{name}-wheels.lock"):
+        _download(transport, wheels, requirements, sdists)
+    in_stack = f"{PROJECT_MOUNT}/{wheels.relative_to(REPO_ROOT)}"
+    quoted = " ".join(shlex.quote(requirement) for requirement in requirements)
+    install = (
+        f"python3 -m pip install --quiet --disable-pip-version-check --no-index --find-links {in_stack} "
+        f"--target {site} {quoted}"
+    )
+    transport.run(f"flock {site}.lock sh -c {shlex.quote(f'{check} 2>/dev/null || {install}')}", timeout=600)
+    transport.run(check)
+    return site
+
+
+def _download(transport, wheels, requirements: tuple[str, ...], sdists: tuple[str, ...]) -> None:
+    """The wheels of ``requirements`` for the nodes' python3 into ``wheels`` (once: a marker file says so)."""
     if not (wheels / COMPLETE).exists():
         version = transport.run(
             "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
@@ -73,12 +93,3 @@ def client_site(
         except subprocess.TimeoutExpired:
             pytest.skip(f"downloading {' '.join(requirements)} took over 600 s: no usable package index")
         (wheels / COMPLETE).write_text("")
-    in_stack = f"{PROJECT_MOUNT}/{wheels.relative_to(REPO_ROOT)}"
-    quoted = " ".join(shlex.quote(requirement) for requirement in requirements)
-    transport.run(
-        f"python3 -m pip install --quiet --disable-pip-version-check --no-index --find-links {in_stack} "
-        f"--target {site} {quoted}",
-        timeout=600,
-    )
-    transport.run(check)
-    return site

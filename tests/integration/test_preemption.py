@@ -11,8 +11,8 @@ import pytest
 
 from slurm import Checkpointing
 from slurm_dev_cluster.stack import accounting_enabled
-
 from tests.checkpoint_jobs import count_steps, run_starts
+
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

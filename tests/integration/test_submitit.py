@@ -6,57 +6,22 @@ sacct, so this needs the default stack's accounting), checkpoint and requeue, an
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
-import sys
 import uuid
 
 import pytest
-from filelock import FileLock
 
 from slurm_dev_cluster.kit import PROJECT_MOUNT
-from slurm_dev_cluster.stack import REPO_ROOT
+
+from .client_sites import SUBMITIT, client_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REQUIREMENT = "submitit>=1.5"  # as the `bench` extra
-WHEELS = REPO_ROOT / ".slurm-sdk" / "submitit-wheels"  # git-ignored; the repo is mounted on every node
-SITE = "/home/sdk/.submitit-site"  # pip --target; /home is shared, so the nodes import it too
 CLIENT = f"{PROJECT_MOUNT}/tests/integration/submitit_client.py"
 
 
 @pytest.fixture(scope="module")
 def submitit_site(login_transport) -> str:
-    """submitit importable as sdk on every node: wheels downloaded on the host (which reaches the index),
-    installed from the read-only repo mount with pip --no-index."""
-    check = f"PYTHONPATH={SITE} python3 -c 'import submitit; print(submitit.__version__)'"
-    if login_transport.run(check, check=False).returncode == 0:
-        return SITE
-    WHEELS.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(WHEELS.parent / "submitit-wheels.lock"):  # the other xdist worker may download them too
-        if not list(WHEELS.glob("submitit-*.whl")):
-            download = [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--only-binary=:all:",
-                "--no-deps",
-            ]
-            for requirement in (REQUIREMENT, "typing_extensions"):
-                subprocess.run([*download, "-d", str(WHEELS), requirement], check=True, timeout=300)
-    in_stack = f"{PROJECT_MOUNT}/{WHEELS.relative_to(REPO_ROOT)}"
-    # Under flock: each xdist worker sets this module fixture up, and two pip installs into one --target
-    # at once collide (pip moves its files in place: "File exists").
-    install = (
-        f"python3 -m pip install --quiet --disable-pip-version-check --no-index --no-deps --target {SITE} "
-        f"{in_stack}/*.whl"
-    )
-    login_transport.run(
-        f"flock {SITE}.lock sh -c {shlex.quote(f'{check} >/dev/null 2>&1 || {install}')}", timeout=300
-    )
-    login_transport.run(check)
-    return SITE
+    """submitit importable as sdk on every node (installed as tests/integration/client_sites.py does)."""
+    return client_site(login_transport, "submitit", (SUBMITIT,), "submitit")
 
 
 @pytest.fixture(scope="module")

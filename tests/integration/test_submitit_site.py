@@ -11,7 +11,7 @@ import pytest
 
 from slurm_dev_cluster.kit import PROJECT_MOUNT
 
-from .client_sites import client_site
+from .client_sites import SUBMITIT, client_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RENDEZVOUS = f"{PROJECT_MOUNT}/tests/integration/submitit_rendezvous.py"
@@ -19,7 +19,7 @@ RENDEZVOUS = f"{PROJECT_MOUNT}/tests/integration/submitit_rendezvous.py"
 
 @pytest.fixture(scope="module")
 def submitit_site(login_transport) -> str:
-    return client_site(login_transport, "submitit", ("submitit>=1.5",), "submitit")
+    return client_site(login_transport, "submitit", (SUBMITIT,), "submitit")
 
 
 def run_client(transport, site: str, script: str, *args: str) -> dict:
