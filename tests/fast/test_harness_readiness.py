@@ -26,6 +26,8 @@ from slurm_dev_cluster.readiness import (
     wait_for,
 )
 from slurm_dev_cluster.ssh_access import Connection
+from slurm_dev_cluster.stack_wait import fail_if_a_container_stopped
+from slurm_dev_cluster.topology import Topology
 
 from .test_ssh_transport import pytestmark as needs_sshd
 
@@ -252,3 +254,31 @@ def _answer(answers: list) -> str:
     if isinstance(answer, Exception):
         raise answer
     return answer
+
+
+class _StartingStack:
+    """A stack whose containers are in ``services`` states (``stack_wait.Waitable``), logs recorded."""
+
+    project = "p"
+    topology = Topology.resolve({}, None)
+
+    def __init__(self, services: dict[str, str]) -> None:
+        self._services, self.logs_asked = services, []
+        self.expected_services = ("slurmctld", "c1", "login")
+
+    def services(self) -> dict[str, str]:
+        return self._services
+
+    def logs_tail(self, lines=50, services=()):
+        self.logs_asked.append(list(services))
+        return "slurmctld: fatal: bad setting"
+
+
+def test_a_container_that_exits_while_the_stack_starts_ends_the_wait_naming_it_with_its_logs():
+    running = _StartingStack({"slurmctld": "running (healthy)", "c1": "running (starting)"})
+    fail_if_a_container_stopped(running)  # still starting: the wait goes on
+    assert running.logs_asked == []
+    stopped = _StartingStack({"slurmctld": "exited (1)", "c1": "running (starting)", "extra": "exited (0)"})
+    with pytest.raises(StackError, match=r"(?s)slurmctld \(exited \(1\)\) stopped.*fatal: bad setting"):
+        fail_if_a_container_stopped(stopped)
+    assert stopped.logs_asked == [["slurmctld"]]  # only the expected service that stopped

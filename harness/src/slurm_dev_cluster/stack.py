@@ -44,8 +44,9 @@ from slurm_dev_cluster.naming import (
     state_root,
 )
 from slurm_dev_cluster.ssh_access import PORT_TAKEN, SSH_USER, Connection, free_port
-from slurm_dev_cluster.stack_parts import INSPECTION_FRESH_SECONDS, StackParts, Status
+from slurm_dev_cluster.stack_parts import StackParts, Status
 from slurm_dev_cluster.stack_state import PINNED_PORT_KEY
+from slurm_dev_cluster.stack_wait import INSPECTION_FRESH_SECONDS
 
 __all__ = [  # what callers import from here; each is defined in the module that owns it
     "ACCOUNTING_SERVICE",

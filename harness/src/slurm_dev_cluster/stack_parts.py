@@ -2,7 +2,7 @@
 
 - ``compose_project``: the Docker Compose project (build, up, down, exec, inspection; every call bounded);
 - ``stack_state``: ``state.json`` and who owns the stack; ``login_port``: the port login keeps;
-- ``readiness``: wait strategies, each naming what it waits for;
+- ``readiness``: wait strategies, each naming what it waits for; ``stack_wait``: those run on a stack;
 - ``ssh_access``: the client key, known_hosts, the connection and the probe;
 - ``images``, ``airgap``: the images built or pulled; the air gap lifted when the stack goes.
 
@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-import paramiko
 from python_on_whales import DockerClient
 from python_on_whales.client_config import ClientNotFoundError
 from python_on_whales.components.container.models import ContainerInspectResult
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import preflight
+from slurm_dev_cluster import preflight, stack_wait
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     FIXED_SERVICES,
@@ -39,22 +38,10 @@ from slurm_dev_cluster.kit import KitSettings, cluster_root
 from slurm_dev_cluster.locks import EventLog
 from slurm_dev_cluster.login_port import LoginPort
 from slurm_dev_cluster.naming import debian_release, default_project, project_root_of, state_root
-from slurm_dev_cluster.readiness import (
-    Clock,
-    Guard,
-    LoginKeys,
-    SlurmTakesJobs,
-    SSHLogin,
-    ready_check,
-    wait_for,
-)
-from slurm_dev_cluster.ssh_access import SSH_HOST, SSH_USER, Connection, SSHAccess, run_probe
+from slurm_dev_cluster.readiness import Clock
+from slurm_dev_cluster.ssh_access import SSH_HOST, SSH_USER, Connection, SSHAccess
 from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, StackState, write_text_atomically
 from slurm_dev_cluster.topology import Topology
-
-#: An inspection at most this old is current enough for ``wait_until_ready`` to connect from: it inspected
-#: the containers a moment before, and nothing of ours recreates one while it waits.
-INSPECTION_FRESH_SECONDS = 0.5
 
 
 def _on_compose(name: str) -> property:
@@ -348,59 +335,8 @@ class StackParts:
         """Prove the stack works end to end (``SSHAccess.probe``); the nodes Slurm knows."""
         return self.access.probe(connection, lambda: self.daemon_logs_tail(20), quick)
 
-    def _run_probe(self, client: paramiko.SSHClient, command: str | None = None) -> list[str]:
-        return run_probe(client, lambda: self.daemon_logs_tail(20), *([command] if command else []))
-
     def wait_until_ready(
         self, timeout: float = UP_WAIT_SECONDS, clock: Clock | None = None
     ) -> tuple[Connection, list[str]]:
-        """Wait until the stack takes jobs, checked the way a user reaches it: the login container's keys,
-        an SSH login with them, then ``readiness.READY_CHECK`` (slurmctld answers, is registered with
-        slurmdbd, every node usable) every 0.1 s on that one connection, then the probe job; returns the
-        connection and the nodes Slurm knows.
-
-        It ends as soon as Slurm is ready: compose's `up --wait` ends later on this Docker (20.10 runs
-        a container's first healthcheck an interval (compose.yaml: 2 s) after its start, with no
-        start_interval, and compose looks at the health every 0.5 s). The healthchecks stay, for
-        `docker compose up --wait` and `harness status`. It fails at once when a container stops, and at
-        the deadline names the wait strategy it was on and what that one saw last."""
-        self.say("waiting until Slurm takes jobs (SSH login, slurmctld, every node, a tiny job)")
-        keys = LoginKeys(lambda: self.connect_info(INSPECTION_FRESH_SECONDS))
-        login = SSHLogin(keys)
-        slurm = SlurmTakesJobs(login, ready_check(self.topology.node_names, accounting_enabled()))
-        try:
-            wait_for(
-                [keys, login, slurm],
-                timeout,
-                subject=f"stack {self.project}",
-                guards=[Guard(self._fail_if_a_container_stopped)],
-                clock=clock,
-                explain=lambda: (
-                    f"\n--- compose logs (tail) ---\n{self.logs_tail(30)}"
-                    "\nfix: read the logs above (`slurm-dev-cluster logs`); "
-                    "`slurm-dev-cluster down` then `up` starts from scratch"
-                ),
-            )
-            assert keys.connection is not None and login.client is not None
-            self.say("probe: a tiny job (srun)")
-            return keys.connection, self._run_probe(login.client)
-        finally:
-            login.close()
-
-    def _fail_if_a_container_stopped(self) -> None:
-        """A container that exited while the stack starts (slurmctld refusing its state, a bad setting)
-        will not come back: say which, with its logs, instead of waiting out the deadline."""
-        services = self.services()
-        stopped = {s: services[s] for s in self.expected_services if s in services}
-        stopped = {s: v for s, v in stopped.items() if not v.startswith("running")}
-        if stopped:
-            names = ", ".join(f"{s} ({v})" for s, v in stopped.items())
-            raise StackError(
-                f"stack {self.project}: {names} stopped while the stack was starting\n"
-                f"--- its logs (tail) ---\n{self.logs_tail(40, self._compose_services(stopped))}"
-                "\nfix: the logs above say why; `slurm-dev-cluster down` then `up` starts from scratch"
-            )
-
-    def _compose_services(self, services: Iterable[str]) -> list[str]:
-        """Compose service names for services or node names: the same (node cN is service cN)."""
-        return sorted(set(services))
+        """Wait until the stack takes jobs (``stack_wait.wait_until_ready``); the connection and the nodes."""
+        return stack_wait.wait_until_ready(self, timeout, clock)
