@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
 from slurm import waiting
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobTimeoutError
-
-if TYPE_CHECKING:
-    from slurm.job import Job, MappedJobs
+from slurm.waiting import J, Waited
 
 
 class _Hub:
@@ -28,13 +26,13 @@ class _Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.waiters: dict[Job, list[asyncio.Future[Job]]] = {}
+        self.waiters: dict[Waited, list[asyncio.Future[Any]]] = {}
         self.wake = asyncio.Event()
         self.driver: asyncio.Task[None] | None = None
 
-    def ended(self, job: Job) -> asyncio.Future[Job]:
+    def ended(self, job: J) -> asyncio.Future[J]:
         """A future that resolves to ``job`` once it has ended (or fails with the wait's error)."""
-        future: asyncio.Future[Job] = self.loop.create_future()
+        future: asyncio.Future[J] = self.loop.create_future()
         if job.last_state.is_terminal:
             future.set_result(job)
             return future
@@ -74,7 +72,7 @@ class _Hub:
                 del self.waiters[job]
         return bool(self.waiters)
 
-    def _settle(self, jobs: Sequence[Job], error: BaseException | None) -> None:
+    def _settle(self, jobs: Sequence[Waited], error: BaseException | None) -> None:
         for job in jobs:
             for future in self.waiters.pop(job, []):
                 if future.done():
@@ -94,7 +92,7 @@ class _Hub:
                 self._settle([job], error)
 
 
-def _round(jobs: list[Job], wait: waiting.Wait) -> None:
+def _round(jobs: list[Waited], wait: waiting.Wait) -> None:
     """One check of every awaited job, in the executor. Bounded, so a frozen login node holds the driver
     (and the interpreter's exit, which waits for the executor) for ``ROUND_LIMIT`` s at most: what times
     out is a transient error, recorded for the outage limit and tried again next round."""
@@ -112,15 +110,15 @@ def _hub() -> _Hub:
     return _hubs[loop]
 
 
-async def wait_async(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> None:
+async def wait_async(jobs: Iterable[Waited | Sequence[Waited]], timeout: float | None = None) -> None:
     """``wait_all`` for asyncio: returns once every job has ended; ``JobTimeoutError`` after ``timeout`` s."""
     async for _ in as_completed_async(jobs, timeout):
         pass
 
 
 async def as_completed_async(
-    jobs: Iterable[Job | MappedJobs], timeout: float | None = None
-) -> AsyncIterator[Job]:
+    jobs: Iterable[J | Sequence[J]], timeout: float | None = None
+) -> AsyncIterator[J]:
     """Each job (every task of an MappedJobs) once, as it ends: ``async for job in as_completed_async(jobs)``.
     ``JobTimeoutError`` once ``timeout`` s have passed with jobs unfinished."""
     hub = _hub()
@@ -142,12 +140,12 @@ async def as_completed_async(
                 future.exception()  # retrieved: no "exception was never retrieved" for the others
 
 
-def _timeout(unfinished: list[Job], timeout: float | None) -> JobTimeoutError:
+def _timeout(unfinished: list[Waited], timeout: float | None) -> JobTimeoutError:
     job = unfinished[0]
     return waiting.timeout_error(job, timeout or 0, waiting.clock_of(unfinished).now())
 
 
-async def result_async(job: Job, timeout: float | None = None) -> Any:
+async def result_async(job: Waited, timeout: float | None = None) -> Any:
     """``job.result()`` for asyncio (see ``Job.result_async``)."""
     await wait_async([job], timeout)
     if job._outcome is not None:  # read with the other results of its round: nothing left to fetch
@@ -155,7 +153,10 @@ async def result_async(job: Job, timeout: float | None = None) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, job._ended_result)
 
 
-async def results_async(jobs: MappedJobs, timeout: float | None = None) -> list[Any]:
-    """``MappedJobs.results()`` for asyncio: the results in item order, fetched in one executor call."""
+async def results_async(
+    jobs: Sequence[Waited], results: Callable[[], list[Any]], timeout: float | None = None
+) -> list[Any]:
+    """``MappedJobs.results()`` for asyncio: once ``jobs`` have ended, ``results()`` (the results in item
+    order) in one executor call."""
     await wait_async(jobs, timeout)
-    return await asyncio.get_running_loop().run_in_executor(None, jobs.results)
+    return await asyncio.get_running_loop().run_in_executor(None, results)

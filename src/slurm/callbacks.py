@@ -6,19 +6,17 @@ order observed (``on_requeue`` just before a change to REQUEUED) -> exactly one 
 the job is polled or waited on. States are observed when you poll (``job.query_state()``, ``wait``, ``result``),
 so a short job may go straight from PENDING to COMPLETED. An exception raised by a callback is logged
 (logger "slurm.callbacks") and does not interrupt the job handling or other callbacks.
+
+Events are delivered by ``slurm.events.emit``, which ``Job`` and ``Cluster`` import instead of this module.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from slurm.backends.base import JobState
     from slurm.job import Job
-
-logger = logging.getLogger(__name__)
 
 
 class Callback:
@@ -40,14 +38,3 @@ class Callback:
     def on_failure(self, job: Job, error: BaseException) -> None:
         """The job failed, was cancelled, timed out or its task raised; ``error`` is what
         ``job.result()`` raises."""
-
-
-def emit(callbacks: Iterable[Any], event: str, *args: Any) -> None:
-    for callback in callbacks:
-        hook = getattr(callback, event, None)
-        if hook is None:
-            continue
-        try:
-            hook(*args)
-        except Exception:
-            logger.exception("callback %r raised in %s; continuing", callback, event)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from slurm import dataflow, timing
 from slurm.backends.base import Backend
-from slurm.callbacks import emit
 from slurm.config import ENV_PATH, backend_settings_when_changed, cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
+from slurm.events import emit
 from slurm.job import Job, MappedJobs
 from slurm.node import layout
 from slurm.node.payload import LOCAL_PYTHON

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from slurm import timing, waiting
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.backends.slurm import killed_for_memory
-from slurm.callbacks import emit
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, SerializationError
+from slurm.events import emit
 from slurm.limits import never_clears, pending_for_good
 from slurm.node import layout
 from slurm.rendering import expand_log_pattern
@@ -72,6 +72,9 @@ class Job:
         #: Callback events observed but not yet delivered, in order; delivered outside every lock.
         self._events: collections.deque[tuple[str, tuple[Any, ...]]] = collections.deque()
         self._delivering = False
+        #: An observation found the job can never start: the SDK cancels it (``_cancel_if_due``) when
+        #: delivering, never under a lock: scancel is a remote command.
+        self._cancel_due = False
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.name} {self._state.value}>"
@@ -137,7 +140,9 @@ class Job:
 
     def _ended_result(self) -> Any:
         """``result()`` of a job known to have ended. The value is unpickled once (also for callbacks);
-        every later call returns that same object."""
+        every later call returns that same object. A cancel still due runs first: the error of a job the
+        SDK cancels is never raised before the cancel was sent."""
+        self._cancel_if_due()
         with self._settling:
             if self._settled is None:
                 outcome = self.cluster._retry(self._load_outcome)
@@ -261,7 +266,8 @@ class Job:
                 self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
                 return
             if status.state is JobState.PENDING and never_clears(status.reason):
-                self._failure = pending_for_good(self, status.reason)
+                self._failure = pending_for_good(self.job_id, self.name, status.reason)
+                self._cancel_due = True
                 self._set_state(JobState.CANCELLED)
                 return
             self._set_state(status.state)
@@ -309,7 +315,8 @@ class Job:
 
     def _give_up_on_dependency(self, *, cancel: bool) -> None:
         """Slurm keeps such a job pending forever unless kill_invalid_depend is set (then it cancels the
-        job itself): cancel it if needed, and say which parent is at fault either way."""
+        job itself): cancel it if needed (when delivering: ``_cancel_if_due``), and say which parent is at
+        fault either way."""
         watcher = self.cluster._watcher
         who = "the SDK" if cancel else "Slurm"
         self._failure = JobFailedError(
@@ -319,11 +326,7 @@ class Job:
             job_id=self.job_id,
             state=JobState.CANCELLED.value,
         )
-        error = (
-            watcher.cancel_once(self.job_id.partition("_")[0]) if cancel else None
-        )  # one scancel per array
-        if error is not None:
-            self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
+        self._cancel_due = cancel
         self._set_state(JobState.CANCELLED)
 
     def _set_state(self, state: JobState) -> None:
@@ -353,7 +356,9 @@ class Job:
     def _deliver_events(self) -> None:
         """Run the callbacks of the events observed so far, in order, with no lock held: one thread
         delivers at a time (others leave their events to it), so callbacks of one job never overlap or
-        reorder, and a callback may call anything on the job (``result()``, ``query_state()``...)."""
+        reorder, and a callback may call anything on the job (``result()``, ``query_state()``...). A
+        cancel an observation called for runs first, also with no lock held."""
+        self._cancel_if_due()
         with self._lock:
             if self._delivering or not self._events:
                 return
@@ -373,6 +378,20 @@ class Job:
             with self._lock:
                 self._delivering = False
             raise
+
+    def _cancel_if_due(self) -> None:
+        """The scancel an observation called for (``_cancel_due``), with no lock of the job held: one per
+        array (``Watcher.cancel_once``; a caller meanwhile waits for that one). A failed scancel is noted
+        on the error ``result()`` raises."""
+        with self._lock:
+            if not self._cancel_due:
+                return
+        error = self.cluster._watcher.cancel_once(self.job_id.partition("_")[0])
+        with self._lock:
+            if self._cancel_due:
+                self._cancel_due = False
+                if error is not None and self._failure is not None:
+                    self._failure.add_note(f"cancelling it failed: {error}; run scancel {self.job_id}")
 
     def _finish_from_outcome(self) -> None:
         """The result file exists: the job is done, whatever the scheduler says. The run that wrote it
@@ -451,7 +470,7 @@ class MappedJobs(Sequence[Job]):
         """``results()`` for asyncio, also ``await mapped_jobs`` (see ``Job.result_async``)."""
         from slurm.awaiting import results_async
 
-        return await results_async(self, timeout)
+        return await results_async(self, self.results, timeout)
 
     def __await__(self) -> Generator[Any, None, list[Any]]:
         return self.results_async().__await__()

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from slurm.errors import JobFailedError
-
-if TYPE_CHECKING:
-    from slurm.job import Job
 
 #: squeue reasons of a pending job that no amount of waiting changes: the job asks for more than its
 #: partition, QOS or association allows, or for something no node has. Only an administrator changing
@@ -137,17 +133,14 @@ def _fields(line: str, count: int) -> tuple[str, ...]:
     return tuple((line.strip().split("|") + [""] * count)[:count])
 
 
-def pending_for_good(job: Job, reason: str) -> JobFailedError:
-    """The error of a job pending for a reason that never clears, after cancelling it (its whole array:
-    the tasks share the request) so it stops holding a place in the queue and under the submit limit."""
+def pending_for_good(job_id: str, name: str, reason: str) -> JobFailedError:
+    """The error of a job pending for a reason that never clears. The SDK cancels the job (its whole
+    array: the tasks share the request) so it stops holding a place in the queue and under the submit
+    limit: ``Job`` does, when it delivers what it observed, with no lock held."""
     fix = never_clears(reason)
-    error = JobFailedError(
-        f"job {job.job_id} ({job.name}) can never start: squeue says it pends for {reason}, which no "
+    return JobFailedError(
+        f"job {job_id} ({name}) can never start: squeue says it pends for {reason}, which no "
         f"amount of waiting clears, so the SDK cancelled it; fix: {fix}",
-        job_id=job.job_id,
+        job_id=job_id,
         state="CANCELLED",
     )
-    failed = job.cluster._watcher.cancel_once(job.job_id.partition("_")[0])
-    if failed is not None:
-        error.add_note(f"cancelling it failed: {failed}; run scancel {job.job_id}")
-    return error

@@ -13,12 +13,8 @@ from __future__ import annotations
 import codecs
 import collections
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
-from slurm.waiting import Wait, clock_of, has_ended
-
-if TYPE_CHECKING:
-    from slurm.job import Job
+from slurm.waiting import Wait, Waited, clock_of, has_ended
 
 #: Largest read per request: a huge log is fetched in pieces, never all at once.
 CHUNK = 1 << 20
@@ -44,7 +40,11 @@ class LineSplitter:
 
 
 def follow(
-    job: Job, streams: Sequence[str] = ("stdout",), *, last: int | None = None, timeout: float | None = None
+    job: Waited,
+    streams: Sequence[str] = ("stdout",),
+    *,
+    last: int | None = None,
+    timeout: float | None = None,
 ) -> Iterator[tuple[str, str]]:
     """``(stream, line)`` as lines appear in the job's logs, until the job ends and the logs are drained.
 
@@ -60,7 +60,7 @@ def follow(
 class _Reader:
     """One log file of one job, read from where the previous read stopped."""
 
-    def __init__(self, job: Job, stream: str) -> None:
+    def __init__(self, job: Waited, stream: str) -> None:
         self.stream, self.path = stream, job.log_path(stream)
         self.transport, self._retry = job.cluster.backend.transport, job.cluster._retry
         self.offset = 0
@@ -90,7 +90,7 @@ class _Reader:
 class _Pacer:
     """The follow loop: when to read, when to look for the job's end, when to stop."""
 
-    def __init__(self, job: Job, readers: list[_Reader], timeout: float | None) -> None:
+    def __init__(self, job: Waited, readers: list[_Reader], timeout: float | None) -> None:
         self.job, self.readers = job, readers
         self.wait = Wait(clock_of([job]), timeout)
 

@@ -10,14 +10,18 @@ one after ``outage_limit_seconds`` of silence from the scheduler or the login no
 
 Time comes from a ``Clock`` (the cluster watcher's ``clock``): the real one by default, a fake one in fast
 tests, which then run hours of waiting in milliseconds and can count every query against the cadence.
+
+The engine sits below ``Job`` and ``Cluster``: what it needs of them is typed here as Protocols (``Waited``,
+``WaitedCluster``, ``Watch``), so neither module is imported, not even for type checking (the import
+contract ``sdk-waiting-below-jobs`` in ``.ci/typed-imports.toml``).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from slurm import timing
 from slurm.backends.base import JobState
@@ -26,8 +30,7 @@ from slurm.errors import BackendError, JobTimeoutError, SerializationError
 from slurm.serialization import Outcome
 
 if TYPE_CHECKING:
-    from slurm.cluster import Cluster
-    from slurm.job import Job, MappedJobs
+    from slurm.backends.base import Backend, JobStatus
 
 # --- the cadence: every pause and grace period of waiting, in one place -------------------------------
 
@@ -75,6 +78,76 @@ class SystemClock:
 SYSTEM_CLOCK: Clock = SystemClock()
 
 
+# --- what waiting needs of a job, its cluster and the cluster's watcher (``slurm.job``, ``slurm.cluster``,
+# ``slurm.watcher`` provide them; typed here so that the engine imports none of them) ---------------------
+
+T = TypeVar("T")
+
+
+class Watch(Protocol):
+    """A cluster's scheduler watcher as waits use it (``slurm.watcher.Watcher``)."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def next_query_at(self) -> float: ...
+    @property
+    def failing_since(self) -> float | None: ...
+    @property
+    def last_error(self) -> BackendError | None: ...
+    def query(
+        self, jobs: Sequence[Waited] = (), *, raise_errors: bool = True, background: bool = False
+    ) -> None: ...
+    def query_if_due(self, jobs: Sequence[Waited]) -> None: ...
+    def silence(self, now: float) -> str | None: ...
+
+
+class WaitedCluster(Protocol):
+    """A job's cluster as waits use it (``slurm.cluster.Cluster``)."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def _watcher(self) -> Watch: ...
+    @property
+    def poll_interval_seconds(self) -> float: ...
+    @property
+    def result_poll_interval_seconds(self) -> float: ...
+    @property
+    def outage_limit_seconds(self) -> float: ...
+    def _retry(self, operation: Callable[[], T]) -> T: ...
+
+
+class Waited(Protocol):
+    """A job as waits use it (``slurm.job.Job``): its state, its result file and outcome, its events."""
+
+    #: The outcome read from its result file, set by ``fetch_outcomes``.
+    _outcome: Outcome | None
+
+    @property
+    def cluster(self) -> WaitedCluster: ...
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+    @property
+    def last_state(self) -> JobState: ...
+    @property
+    def _result_path(self) -> str: ...
+    @property
+    def _outcome_pending(self) -> bool: ...
+    def log_path(self, stream: str = "stdout") -> str: ...
+    def _observe(self, status: JobStatus) -> None: ...
+    def _finish_from_outcome(self) -> None: ...
+    def _deliver_events(self) -> None: ...
+    def _timeout_detail(self, now: float) -> str: ...
+    def _ended_result(self) -> Any: ...
+
+
+#: A job of the caller's own type (``Job``), handed back as it ends.
+J = TypeVar("J", bound=Waited)
+
+
 def result_check_pauses(limit: float = 1.0) -> Iterator[float]:
     """The pauses between a wait's result-file checks: FIRST_RESULT_CHECK, then xRESULT_CHECK_BACKOFF each, up
     to ``limit`` (the cluster's ``result_poll_interval_seconds``). Benchmarks poll their raw baselines on this
@@ -94,7 +167,7 @@ def has_ended(state: JobState) -> bool:
 # --- jobs, grouped by cluster ----------------------------------------------------------------------
 
 
-def each_job(items: Iterable[Job | MappedJobs]) -> Iterator[Job]:
+def each_job(items: Iterable[J | Sequence[J]]) -> Iterator[J]:
     """Every job of ``items``, a ``MappedJobs`` (a sequence of jobs) standing for each of its tasks."""
     for item in items:
         if isinstance(item, Sequence):
@@ -103,19 +176,19 @@ def each_job(items: Iterable[Job | MappedJobs]) -> Iterator[Job]:
             yield item
 
 
-def by_cluster(jobs: Sequence[Job]) -> list[tuple[Cluster, list[Job]]]:
-    groups: dict[int, list[Job]] = {}
+def by_cluster(jobs: Sequence[J]) -> list[tuple[WaitedCluster, list[J]]]:
+    groups: dict[int, list[J]] = {}
     for job in jobs:
         groups.setdefault(id(job.cluster), []).append(job)
     return [(group[0].cluster, group) for group in groups.values()]
 
 
-def clock_of(jobs: Sequence[Job]) -> Clock:
+def clock_of(jobs: Sequence[Waited]) -> Clock:
     """The clock a wait on ``jobs`` keeps time by: their (first) cluster's."""
     return jobs[0].cluster._watcher.clock if jobs else SYSTEM_CLOCK
 
 
-def poll(jobs: Sequence[Job]) -> None:
+def poll(jobs: Sequence[Waited]) -> None:
     """One scheduler round trip per cluster for all of ``jobs`` (and the clusters' other unfinished jobs)."""
     for cluster, group in by_cluster(jobs):
         cluster._watcher.query(group)
@@ -124,7 +197,7 @@ def poll(jobs: Sequence[Job]) -> None:
 # --- result files ----------------------------------------------------------------------------------
 
 
-def fetch_outcomes(jobs: Sequence[Job], *, retry: bool = True) -> None:
+def fetch_outcomes(jobs: Sequence[Waited], *, retry: bool = True) -> None:
     """Load the result files of many jobs in one transfer per cluster instead of a round trip per job."""
     for cluster, group in by_cluster([job for job in jobs if job._outcome is None]):
         paths = [job._result_path for job in group]
@@ -137,7 +210,7 @@ def fetch_outcomes(jobs: Sequence[Job], *, retry: bool = True) -> None:
                 job._outcome = _load(job, files[job._result_path])
 
 
-def _load(job: Job, data: bytes) -> Outcome:
+def _load(job: Waited, data: bytes) -> Outcome:
     """The outcome in a result file fetched whole (the transport checks sizes; the runner writes it by
     rename): a file that does not parse was damaged on the cluster, which a retry does not mend."""
     try:
@@ -149,7 +222,7 @@ def _load(job: Job, data: bytes) -> Outcome:
         ) from exc
 
 
-def check_result_files(jobs: Sequence[Job]) -> None:
+def check_result_files(jobs: Sequence[Waited]) -> None:
     """End every job whose result file exists: one command per cluster fetches the result files not fetched
     yet (the transport sends back only those that exist), no scheduler query. Callbacks of the jobs that
     ended run here, after their outcomes were fetched and outside every lock."""
@@ -199,7 +272,7 @@ class Wait:
     def left(self) -> float | None:
         return None if self.deadline is None else self.deadline - self.clock.now()
 
-    def check(self, running: Sequence[Job]) -> None:
+    def check(self, running: Sequence[Waited]) -> None:
         """One look at ``running``, bounded by the deadline. Transient errors are recorded, not raised."""
         with bounded(self.left()):
             try:
@@ -212,7 +285,7 @@ class Wait:
             for cluster, group in by_cluster([job for job in running if not job.last_state.is_terminal]):
                 cluster._watcher.query_if_due(group)
 
-    def stop_if_over(self, waiting: Sequence[Job]) -> None:
+    def stop_if_over(self, waiting: Sequence[Waited]) -> None:
         now = self.clock.now()
         if self.deadline is not None and now >= self.deadline:
             raise self.timeout_error(waiting[0], now)
@@ -220,10 +293,10 @@ class Wait:
             for job in waiting:
                 check_outage(job, self.login, now)
 
-    def timeout_error(self, job: Job, now: float) -> JobTimeoutError:
+    def timeout_error(self, job: Waited, now: float) -> JobTimeoutError:
         return timeout_error(job, self.timeout or 0, now, self.login)
 
-    def next_check_at(self, running: Sequence[Job]) -> float:
+    def next_check_at(self, running: Sequence[Waited]) -> float:
         """When to check next (the clock's time); the pause after it is one step longer."""
         now = self.clock.now()
         moment = min(now + self.delay, *(job.cluster._watcher.next_query_at for job in running))
@@ -235,11 +308,11 @@ class Wait:
         )
         return max(now, moment)
 
-    def pause(self, running: Sequence[Job]) -> float:
+    def pause(self, running: Sequence[Waited]) -> float:
         """Seconds to sleep before the next check (see ``next_check_at``)."""
         return self.next_check_at(running) - self.clock.now()
 
-    def sleep(self, running: Sequence[Job]) -> None:
+    def sleep(self, running: Sequence[Waited]) -> None:
         self.clock.sleep_until(self.next_check_at(running))
 
     def restart(self) -> None:
@@ -247,7 +320,7 @@ class Wait:
         self.delay = FIRST_RESULT_CHECK
 
 
-def timeout_error(job: Job, timeout: float, now: float, login: Silence | None = None) -> JobTimeoutError:
+def timeout_error(job: Waited, timeout: float, now: float, login: Silence | None = None) -> JobTimeoutError:
     """``JobTimeoutError`` for ``job``, with what is known: its last state, and who has been silent."""
     detail = job._timeout_detail(now)
     silent_login = login.describe(now) if login is not None else None
@@ -256,7 +329,7 @@ def timeout_error(job: Job, timeout: float, now: float, login: Silence | None = 
     return JobTimeoutError(job.job_id, job.last_state.value, timeout, detail)
 
 
-def check_outage(job: Job, login: Silence, now: float) -> None:
+def check_outage(job: Waited, login: Silence, now: float) -> None:
     """Without a timeout a wait must still end: give up after ``outage_limit_seconds`` s of silence."""
     watcher, limit = job.cluster._watcher, job.cluster.outage_limit_seconds
     if watcher.failing_since is not None and now - watcher.failing_since > limit:
@@ -272,7 +345,7 @@ def check_outage(job: Job, login: Silence, now: float) -> None:
         ) from login.error
 
 
-def as_completed(jobs: Iterable[Job | MappedJobs], timeout: float | None = None) -> Iterator[Job]:
+def as_completed(jobs: Iterable[J | Sequence[J]], timeout: float | None = None) -> Iterator[J]:
     """Each job (every task of a MappedJobs) once, as soon as it is seen to end, in the order they end.
 
     Costs what one wait on all of them costs (see ``wait_all``): one result-file listing per cluster per
@@ -292,7 +365,7 @@ def as_completed(jobs: Iterable[Job | MappedJobs], timeout: float | None = None)
         wait.sleep(waiting)
 
 
-def wait_all(jobs: Sequence[Job], timeout: float | None = None) -> None:
+def wait_all(jobs: Iterable[Waited | Sequence[Waited]], timeout: float | None = None) -> None:
     """Wait until every job has ended: result files are checked often (from 50 ms, x1.25, up to the
     cluster's ``result_poll_interval_seconds``), the scheduler on the watcher's slower cadence. Transient errors
     are retried until ``timeout`` (``JobTimeoutError``, saying what was last known) or, without one, until

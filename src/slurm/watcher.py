@@ -27,15 +27,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Protocol
 
 from slurm.errors import BackendError, SSHError
-from slurm.waiting import FIRST_POLL, POLL_BACKOFF, SYSTEM_CLOCK, Clock, fetch_outcomes
+from slurm.waiting import FIRST_POLL, POLL_BACKOFF, SYSTEM_CLOCK, Clock, Waited, fetch_outcomes
 
 if TYPE_CHECKING:
-    from slurm.backends.base import JobStatus
-    from slurm.cluster import Cluster
-    from slurm.job import Job
+    from slurm.backends.base import Backend, JobStatus
+
+
+class Watched(Protocol):
+    """The cluster a watcher asks about (``slurm.cluster.Cluster``), typed here so that the watcher
+    imports neither it nor ``slurm.job`` (the jobs it watches are ``slurm.waiting.Waited``)."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def poll_interval_seconds(self) -> float: ...
 
 
 class Watcher:
@@ -43,7 +52,7 @@ class Watcher:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: Watched,
         *,
         first_poll: float = FIRST_POLL,
         backoff: float = POLL_BACKOFF,
@@ -51,7 +60,7 @@ class Watcher:
     ) -> None:
         self.cluster, self.clock = cluster, clock
         self.first_poll, self.backoff = min(first_poll, cluster.poll_interval_seconds), backoff
-        self._jobs: dict[str, Job] = {}  # unfinished jobs, by id
+        self._jobs: dict[str, Waited] = {}  # unfinished jobs, by id
         self._lock = threading.RLock()  # one query at a time; threads waiting meanwhile share its answer
         self._pause = self.first_poll
         self.next_query_at = 0.0
@@ -61,19 +70,29 @@ class Watcher:
         #: The error of the last query, while the scheduler keeps failing (None once it answers again).
         self.last_error: BackendError | None = None
         self.failing_since: float | None = None
-        self._cancelled: dict[str, BackendError | None] = {}  # job ids the SDK cancelled -> the error, if any
+        #: Job ids the SDK cancels -> the error, if any, once the scancel has answered.
+        self._cancelled: dict[str, Future[BackendError | None]] = {}
+        self._cancelling = threading.Lock()  # guards ``_cancelled`` only, never held while a scancel runs
         self._parents: dict[tuple[str, ...], str] = {}
 
     def cancel_once(self, job_id: str) -> BackendError | None:
-        """Cancel ``job_id`` unless this watcher already did (the tasks of one array share one scancel)."""
-        with self._lock:
-            if job_id not in self._cancelled:
-                try:
-                    self.cluster.backend.cancel(job_id)
-                    self._cancelled[job_id] = None
-                except BackendError as error:
-                    self._cancelled[job_id] = error
-            return self._cancelled[job_id]
+        """Cancel ``job_id`` unless this watcher already did (the tasks of one array share one scancel);
+        the error, if it failed. The scancel runs with no lock held: a caller meanwhile waits for it."""
+        with self._cancelling:
+            cancel = self._cancelled.get(job_id)
+            mine = cancel is None
+            if cancel is None:
+                cancel = self._cancelled[job_id] = Future()
+        if mine:
+            try:
+                self.cluster.backend.cancel(job_id)
+                cancel.set_result(None)
+            except BackendError as error:
+                cancel.set_result(error)
+            except BaseException as error:
+                cancel.set_exception(error)
+                raise
+        return cancel.result()
 
     def describe_parents(self, parents: tuple[str, ...]) -> str:
         """ "job 10 (FAILED), job 11 (COMPLETED)": the parents and their states (best effort, asked once)."""
@@ -92,7 +111,7 @@ class Watcher:
                 )
             return self._parents[parents]
 
-    def add(self, jobs: Sequence[Job]) -> None:
+    def add(self, jobs: Sequence[Waited]) -> None:
         """Watch newly submitted jobs; the cadence starts again from ``first_poll`` (never later than the
         query already planned, so a stream of submissions cannot starve the jobs already waited on)."""
         with self._lock:
@@ -101,11 +120,13 @@ class Watcher:
             soon = self.clock.now() + self.first_poll
             self.next_query_at = soon if self._last_query_at is None else min(self.next_query_at, soon)
 
-    def query_if_due(self, jobs: Sequence[Job]) -> None:
+    def query_if_due(self, jobs: Sequence[Waited]) -> None:
         """Ask the scheduler if the cadence says it is time (about ``jobs`` and every other unfinished job)."""
         self._query_and_deliver(jobs, raise_errors=False, background=True, only_if_due=True)
 
-    def query(self, jobs: Sequence[Job] = (), *, raise_errors: bool = True, background: bool = False) -> None:
+    def query(
+        self, jobs: Sequence[Waited] = (), *, raise_errors: bool = True, background: bool = False
+    ) -> None:
         """One round trip for ``jobs`` and all other unfinished jobs of the cluster; updates their state.
         At most one per ``first_poll`` (1 s): a caller asking sooner gets the last answer. Transient
         errors are recorded (and raised only if ``raise_errors``); others always raise. ``background``:
@@ -114,7 +135,7 @@ class Watcher:
         self._query_and_deliver(jobs, raise_errors=raise_errors, background=background, only_if_due=False)
 
     def _query_and_deliver(
-        self, jobs: Sequence[Job], *, raise_errors: bool, background: bool, only_if_due: bool
+        self, jobs: Sequence[Waited], *, raise_errors: bool, background: bool, only_if_due: bool
     ) -> None:
         watched = self._query_locked(
             jobs, raise_errors=raise_errors, background=background, only_if_due=only_if_due
@@ -129,8 +150,8 @@ class Watcher:
             job._deliver_events()
 
     def _query_locked(
-        self, jobs: Sequence[Job], *, raise_errors: bool, background: bool, only_if_due: bool
-    ) -> list[Job]:
+        self, jobs: Sequence[Waited], *, raise_errors: bool, background: bool, only_if_due: bool
+    ) -> list[Waited]:
         """The query itself, under the lock; returns the jobs whose state it may have changed."""
         with self._lock:
             if only_if_due and self.clock.now() < self.next_query_at:
@@ -163,7 +184,7 @@ class Watcher:
                 job._observe(statuses[job.job_id])
             return watched
 
-    def _ask(self, jobs: list[Job], background: bool) -> dict[str, JobStatus]:
+    def _ask(self, jobs: list[Waited], background: bool) -> dict[str, JobStatus]:
         with_dependencies = [job.job_id for job in jobs if job.depends_on]
         return self.cluster.backend.statuses(
             [job.job_id for job in jobs], reasons_for=with_dependencies, background=background

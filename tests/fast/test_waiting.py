@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm import JobState, JobTimeoutError
+from slurm import BackendError, JobFailedError, JobState, JobTimeoutError
 from slurm.backends.base import JobStatus
 from slurm.job import Job
 from slurm.node.outcome import dump_result
@@ -332,3 +332,56 @@ def test_callbacks_run_outside_every_lock_and_get_the_result_unpickled_once(monk
     assert unpickled == ["100"]  # once, for the callback and result() alike
     with pytest.raises(type(probe.values["101"]), match="ended CANCELLED without a result"):
         second.result()
+
+
+class _NeverStarts(_Backend):
+    """squeue says every job pends for a reason that never clears; each scancel records the id it was
+    given and whether another thread could take the locks of every job and of the watcher meanwhile."""
+
+    def __init__(self, cluster: FakeCluster, jobs: list[Job], fails: bool = False) -> None:
+        super().__init__(cluster)
+        self.jobs, self.fails = jobs, fails
+        self.cancels: list[tuple[str, bool]] = []
+
+    def statuses(self, job_ids: list[str], reasons_for=(), background=False) -> dict[str, JobStatus]:
+        return {job_id: JobStatus(JobState.PENDING, "PartitionTimeLimit") for job_id in job_ids}
+
+    def cancel(self, job_id: str) -> None:
+        locks = [job._lock for job in self.jobs] + [self.cluster._watcher._lock]
+        self.cancels.append((job_id, all(_free_elsewhere(lock) for lock in locks)))
+        if self.fails:
+            raise BackendError("scancel: error: Kill job error on job id 100: Access/permission denied")
+
+
+def _free_elsewhere(lock: Any) -> bool:
+    """Whether another thread can take ``lock`` now (it cannot while this thread holds it)."""
+    got: list[bool] = []
+
+    def take() -> None:
+        got.append(lock.acquire(timeout=5))
+        if got[0]:
+            lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join()
+    return got == [True]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_job_that_can_never_start_is_cancelled_once_per_array_with_no_lock_held(fails):
+    cluster = cluster_of([Plan(NEVER), Plan(NEVER)], 30.0, 1.0)
+    cluster.plans = {"100_0": cluster.plans["100"], "100_1": cluster.plans["101"]}
+    jobs = cluster.jobs()
+    cluster.backend = backend = _NeverStarts(cluster, jobs, fails)
+    wait_all(jobs, LONG)  # the first query, 1 s in, finds both can never start
+    assert cluster.clock.elapsed == pytest.approx(FIRST_POLL)
+    assert [job.last_state for job in jobs] == [JobState.CANCELLED] * 2
+    assert backend.cancels == [("100", True)]  # one scancel for the array, sent with every lock free
+    for job in jobs:
+        with pytest.raises(
+            JobFailedError, match="PartitionTimeLimit, which no amount of waiting clears"
+        ) as caught:
+            job.result()
+        notes = getattr(caught.value, "__notes__", [])
+        assert any("Access/permission denied" in note for note in notes) is fails
