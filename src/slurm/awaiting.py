@@ -5,7 +5,9 @@ wait does (``slurm.waiting``): per round one result-file listing per cluster and
 shared watcher says a query is due, one scheduler query about all of that cluster's unfinished jobs. A
 round is one call in the loop's default executor, so a thousand awaits cost one thread and one poll, not
 a thread or a poll each. Between rounds the driver sleeps like a wait (50 ms, x1.25, up to
-``result_poll_interval_seconds``, sooner when a watcher's query is due); a new await wakes it at once.
+``result_poll_interval_seconds``, sooner when a watcher's query or an await's deadline is due); a new
+await wakes it at once. It keeps time by the jobs' clock (``slurm.waiting.Clock``): deadlines included,
+so fast tests drive it on a fake clock, as they drive the blocking waits.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from slurm.deadline import bounded
 from slurm.errors import BackendError, JobTimeoutError
 from slurm.waiting import J, Waited
 
+#: How long a round may still answer after a deadline it started before: then the await times out
+#: whatever the round finds (a blocking wait's operations get as long: ``slurm.deadline``).
+ROUND_GRACE = 0.5
+
 
 class _Hub:
-    """The jobs awaited on one event loop, and the driver task that watches them."""
+    """The jobs awaited on one event loop, the deadlines of those awaits, and the driver task that
+    watches them. Every moment is the jobs' clock's (``slurm.waiting.Clock``), the real one or a fake one."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiters: dict[Waited, list[asyncio.Future[Any]]] = {}
+        #: (moment, future): the deadline of one await, resolved by the driver once the clock reaches it.
+        self.deadlines: list[tuple[float, asyncio.Future[None]]] = []
         self.wake = asyncio.Event()
         self.driver: asyncio.Task[None] | None = None
 
@@ -42,35 +51,72 @@ class _Hub:
             self.driver = self.loop.create_task(self._drive(), name="slurm-sdk job watcher")
         return future
 
+    def expiry(self, moment: float) -> asyncio.Future[None]:
+        """A future the driver resolves once the clock has reached ``moment``: an await's deadline."""
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.deadlines.append((moment, future))
+        self.wake.set()  # the driver's sleep may have to end sooner
+        return future
+
     async def _drive(self) -> None:
         wait: waiting.Wait | None = None  # the hub's own wait: no deadline (each await has its own)
         while self._prune():
             self.wake.clear()  # an await arriving during the round wakes the next sleep at once
             jobs = list(self.waiters)
             wait = wait or waiting.Wait(waiting.clock_of(jobs), None)
+            checked = self.loop.run_in_executor(None, _round, jobs, wait)
+            await self._until_done(checked, wait.clock)
             try:
-                await self.loop.run_in_executor(None, _round, jobs, wait)
+                checked.result()
             except Exception as error:  # one that will not go away (authentication, ...): tell every waiter
                 self._settle(jobs, error)
                 continue
             self._settle([job for job in jobs if job.last_state.is_terminal], None)
             self._check_outage(wait)
+            self._expire(wait.clock.now())
             running = [job for job in self.waiters if not job.last_state.is_terminal]
             if not running:
                 continue
-            try:  # the pause is the wait's (it paces like a blocking one), slept on the event loop
-                await asyncio.wait_for(self.wake.wait(), wait.pause(running))
+            # The pause is the wait's (it paces like a blocking one), cut short by the next deadline.
+            moment = min([wait.next_check_at(running), *(moment for moment, _ in self.deadlines)])
+            if await self._sleep_until(wait.clock, moment):
                 wait.restart()  # new jobs to watch: check soon, like a new wait would
-            except TimeoutError:
-                pass
+
+    async def _until_done(self, checked: asyncio.Future[None], clock: waiting.Clock) -> None:
+        """Wait for a round; a deadline that passes meanwhile ends its await on time (a round may take
+        up to ``ROUND_LIMIT`` s against a frozen login node), after ``ROUND_GRACE`` s for its answer."""
+        while not checked.done():
+            soonest = min((moment for moment, _ in self.deadlines), default=None)
+            limit = None if soonest is None else max(0.0, soonest - clock.now()) + ROUND_GRACE
+            await asyncio.wait({checked}, timeout=limit)
+            if not checked.done():
+                self._expire(clock.now())
+
+    async def _sleep_until(self, clock: waiting.Clock, moment: float) -> bool:
+        """Sleep on ``clock`` until ``moment``; True when a new await woke the driver sooner."""
+        if self.wake.is_set():
+            return True
+        sleeper = self.loop.create_task(clock.sleep_until_async(moment))
+        woken = self.loop.create_task(self.wake.wait())
+        done, _ = await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        sleeper.cancel()
+        woken.cancel()
+        return woken in done and sleeper not in done
 
     def _prune(self) -> bool:
-        """Forget waiters that gave up (their await timed out or was cancelled); True while any remain."""
+        """Forget waiters (and deadlines) of awaits that ended or gave up; True while any waiter remains."""
         for job, futures in list(self.waiters.items()):
             futures[:] = [future for future in futures if not future.done()]
             if not futures:
                 del self.waiters[job]
+        self.deadlines = [(moment, future) for moment, future in self.deadlines if not future.done()]
         return bool(self.waiters)
+
+    def _expire(self, now: float) -> None:
+        """End the awaits whose deadline the clock has reached."""
+        for moment, future in self.deadlines:
+            if moment <= now and not future.done():
+                future.set_result(None)
 
     def _settle(self, jobs: Sequence[Waited], error: BaseException | None) -> None:
         for job in jobs:
@@ -120,22 +166,28 @@ async def as_completed_async(
     jobs: Iterable[J | Sequence[J]], timeout: float | None = None
 ) -> AsyncIterator[J]:
     """Each job (every task of an MappedJobs) once, as it ends: ``async for job in as_completed_async(jobs)``.
-    ``JobTimeoutError`` once ``timeout`` s have passed with jobs unfinished."""
+    ``JobTimeoutError`` once ``timeout`` s have passed (on the jobs' clock) with jobs unfinished."""
     hub = _hub()
-    pending = {hub.ended(job): job for job in dict.fromkeys(waiting.each_job(jobs))}
-    deadline = None if timeout is None else hub.loop.time() + timeout
+    awaited = list(dict.fromkeys(waiting.each_job(jobs)))
+    pending = {hub.ended(job): job for job in awaited}
+    clock = waiting.clock_of(awaited)
+    expired = None if timeout is None else hub.expiry(clock.now() + timeout)
     try:
-        for next_one in asyncio.as_completed(pending):
-            left = None if deadline is None else max(0.0, deadline - hub.loop.time())
-            try:
-                job = await asyncio.wait_for(next_one, left)
-            except TimeoutError:
-                raise _timeout(
-                    [job for future, job in pending.items() if not future.done()], timeout
-                ) from None
-            yield job
+        while pending:
+            ended = [future for future in pending if future.done()]  # in the order awaited
+            if not ended:
+                watched: list[asyncio.Future[Any]] = [*pending, *([expired] if expired else [])]
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                ended = [future for future in pending if future.done()]
+            for future in ended:
+                del pending[future]
+                yield future.result()  # or the error that ended the wait
+            if pending and expired is not None and expired.done():
+                raise _timeout(list(pending.values()), timeout)
     finally:
-        for future in pending:  # a caller that stopped early (or timed out) no longer costs the driver
+        # A caller that stopped early (or timed out) no longer costs the driver.
+        given_up: list[asyncio.Future[Any]] = [*pending, *([expired] if expired else [])]
+        for future in given_up:
             if not future.cancel() and not future.cancelled():
                 future.exception()  # retrieved: no "exception was never retrieved" for the others
 

@@ -58,11 +58,14 @@ ROUND_LIMIT = 30.0
 class Clock(Protocol):
     """Where waits get the time: ``now()`` in monotonic seconds; ``sleep_until(moment)`` pauses until
     ``now()`` has reached ``moment`` (a moment, not a length, so a fake clock lands exactly on a deadline
-    or a planned query instead of a rounding error short of it)."""
+    or a planned query instead of a rounding error short of it); ``sleep_until_async`` is that pause for
+    the asyncio driver (``slurm.awaiting``), which must not block its event loop."""
 
     def now(self) -> float: ...
 
     def sleep_until(self, moment: float) -> None: ...
+
+    async def sleep_until_async(self, moment: float) -> None: ...
 
 
 class SystemClock:
@@ -73,6 +76,11 @@ class SystemClock:
 
     def sleep_until(self, moment: float) -> None:
         time.sleep(max(0.0, moment - time.monotonic()))
+
+    async def sleep_until_async(self, moment: float) -> None:
+        import asyncio  # only ever called on a running event loop: asyncio is imported already
+
+        await asyncio.sleep(max(0.0, moment - time.monotonic()))
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

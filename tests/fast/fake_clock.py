@@ -1,7 +1,10 @@
 """A clock for the waiting engine (``slurm.waiting.Clock``) that moves only when told to or slept on:
-hours of waiting run in milliseconds, and every pause a wait takes is on record."""
+hours of waiting run in milliseconds, and every pause a wait takes is on record. The asyncio driver
+(``slurm.awaiting``) sleeps on it too."""
 
 from __future__ import annotations
+
+import asyncio
 
 
 class FakeClock:
@@ -15,6 +18,12 @@ class FakeClock:
     def sleep_until(self, moment: float) -> None:
         self.sleeps.append(moment - self._now)
         self._now = max(self._now, moment)
+
+    async def sleep_until_async(self, moment: float) -> None:
+        """The asyncio driver's pause: time jumps at once (the driver is all that sleeps on this clock),
+        then the event loop runs what that made ready."""
+        self.sleep_until(moment)
+        await asyncio.sleep(0)
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

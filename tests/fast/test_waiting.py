@@ -2,11 +2,13 @@
 do), the cadence knobs and the timeouts; hours of waiting run in milliseconds, and every scheduler query
 and result-file listing is on record with the virtual time it was made at.
 
-Properties: every wait ends by its deadline and says why; no job is asked about more often than the
-watcher's cadence allows; one query serves every waiter on a cluster, however many threads wait."""
+Properties, for the blocking waits and the asyncio awaiters alike: every wait ends by its deadline and says
+why; no job is asked about more often than the watcher's cadence allows; one query serves every waiter on
+a cluster, however many threads (or awaits on one event loop) wait."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slurm import BackendError, JobFailedError, JobState, JobTimeoutError
+from slurm.awaiting import as_completed_async, wait_async
 from slurm.backends.base import JobStatus
 from slurm.job import Job
 from slurm.node.outcome import dump_result
@@ -132,22 +135,56 @@ def test_every_wait_ends_by_its_deadline_and_says_why(planned, knobs, timeout):
         timeout = LONG
     cluster = cluster_of(planned, *knobs)
     jobs = cluster.jobs()
-    last_end = max(plan.ends_at for plan in planned)
     try:
         wait_all(jobs, timeout)
     except JobTimeoutError as error:
-        assert timeout is not None and cluster.clock.elapsed == pytest.approx(timeout)
-        unfinished = [job for job in jobs if not job.last_state.is_terminal]
-        assert unfinished and error.job_id == unfinished[0].job_id
-        assert error.state == unfinished[0].last_state.value in ("PENDING", "RUNNING")
-        assert f"within {timeout:g}s" in str(error)
-        assert "still RUNNING as of" in error.detail or "not reported by the scheduler yet" in error.detail
+        _check_timed_out(cluster, jobs, timeout, error)
     else:
-        assert all(job.last_state.is_terminal for job in jobs)
-        assert timeout is None or cluster.clock.elapsed <= timeout + 1e-9
-        # A job's end is seen within one pause of the slower cadence after it happened.
-        assert cluster.clock.elapsed <= last_end + cluster.poll_interval_seconds + 1e-6
-    for job, plan in zip(jobs, planned, strict=True):
+        _check_ended(cluster, jobs, timeout)
+
+
+@settings(max_examples=20)  # each example runs the driver's rounds in the executor: ~0.2 s
+@given(plans, intervals, timeouts)
+def test_every_async_wait_ends_by_its_deadline_and_says_why(planned, knobs, timeout):
+    """The asyncio driver on the same fake clock: ``wait_async`` ends as ``wait_all`` does."""
+    if timeout is None and any(plan.ends_at == NEVER for plan in planned):
+        timeout = LONG
+    cluster = cluster_of(planned, *knobs)
+    jobs = cluster.jobs()
+    try:
+        asyncio.run(wait_async(jobs, timeout))
+    except JobTimeoutError as error:
+        _check_timed_out(cluster, jobs, timeout, error)
+    else:
+        _check_ended(cluster, jobs, timeout)
+
+
+def _check_timed_out(
+    cluster: FakeCluster, jobs: list[Job], timeout: float | None, error: JobTimeoutError
+) -> None:
+    """A wait that timed out did so at its deadline, naming the first unfinished job and what is known."""
+    assert timeout is not None and cluster.clock.elapsed == pytest.approx(timeout)
+    unfinished = [job for job in jobs if not job.last_state.is_terminal]
+    assert unfinished and error.job_id == unfinished[0].job_id
+    assert error.state == unfinished[0].last_state.value in ("PENDING", "RUNNING")
+    assert f"within {timeout:g}s" in str(error)
+    assert "still RUNNING as of" in error.detail or "not reported by the scheduler yet" in error.detail
+    _check_states(cluster, jobs)
+
+
+def _check_ended(cluster: FakeCluster, jobs: list[Job], timeout: float | None) -> None:
+    """A wait that returned did so once every job had ended, by its deadline, within a pause of the end."""
+    last_end = max(plan.ends_at for plan in cluster.plans.values())
+    assert all(job.last_state.is_terminal for job in jobs)
+    assert timeout is None or cluster.clock.elapsed <= timeout + 1e-9
+    # A job's end is seen within one pause of the slower cadence after it happened.
+    assert cluster.clock.elapsed <= last_end + cluster.poll_interval_seconds + 1e-6
+    _check_states(cluster, jobs)
+
+
+def _check_states(cluster: FakeCluster, jobs: list[Job]) -> None:
+    """Every state a job was seen in is the one its plan gives it at the end."""
+    for job, plan in zip(jobs, cluster.plans.values(), strict=True):
         if job.last_state.is_terminal:
             assert job.last_state is (JobState.COMPLETED if plan.result else JobState.CANCELLED)
             assert cluster.ended(job.job_id)
@@ -172,6 +209,28 @@ def test_no_job_is_asked_about_more_often_than_the_cadence_allows(planned, knobs
             pass
     except JobTimeoutError:
         pass
+    _check_cadence(cluster, jobs)
+
+
+@settings(max_examples=20)  # each example runs the driver's rounds in the executor: ~0.2 s
+@given(plans, intervals, timeouts)
+def test_no_job_awaited_is_asked_about_more_often_than_the_cadence_allows(planned, knobs, timeout):
+    cluster = cluster_of(planned, *knobs)
+    jobs = cluster.jobs()
+
+    async def each_as_it_ends() -> None:
+        async for _ in as_completed_async(jobs, timeout if timeout is not None else LONG):
+            pass
+
+    try:
+        asyncio.run(each_as_it_ends())
+    except JobTimeoutError:
+        pass
+    _check_cadence(cluster, jobs)
+
+
+def _check_cadence(cluster: FakeCluster, jobs: list[Job]) -> None:
+    """Queries about a job follow the watcher's ramp; result-file listings the waits' own ramp."""
     first = min(FIRST_POLL, cluster.poll_interval_seconds)
     ramp = _ramp(first, POLL_BACKOFF, cluster.poll_interval_seconds)
     for job in jobs:
@@ -253,6 +312,33 @@ def test_one_query_serves_every_waiter_on_a_cluster(planned, waiters, poll):
     for thread in threads:
         thread.join(60)
     assert not errors and not any(thread.is_alive() for thread in threads)
+    _check_one_query_serves_all(cluster, clock.now() - cluster.start, poll)
+
+
+@settings(max_examples=12)  # each example runs the driver's rounds in the executor: ~0.2 s
+@given(plans, st.integers(2, 6), st.floats(1, 60))
+def test_one_query_serves_every_await_on_a_cluster(planned, waiters, poll):
+    """Awaits on one event loop share the driver's rounds: queries as for a single waiter."""
+    cluster = cluster_of(planned, poll, 1.0)
+    jobs = cluster.jobs()
+
+    async def await_all() -> None:
+        # Each await has its own share of the jobs (some all of them), a mix of both awaiters.
+        shares = [jobs[i % len(jobs) :] or jobs for i in range(waiters)]
+        awaits = [wait_async(share, LONG) if i % 2 else _drain(share) for i, share in enumerate(shares)]
+        results = await asyncio.gather(*awaits, return_exceptions=True)
+        assert all(result is None or isinstance(result, JobTimeoutError) for result in results), results
+
+    asyncio.run(await_all())
+    _check_one_query_serves_all(cluster, cluster.clock.elapsed, poll)
+
+
+async def _drain(jobs: list[Job]) -> None:
+    async for _ in as_completed_async(jobs, LONG):
+        pass
+
+
+def _check_one_query_serves_all(cluster: FakeCluster, elapsed: float, poll: float) -> None:
     # One query at a time, never two within first_poll, each about every job of the cluster that has not
     # ended (whichever thread's share it is in), and never again about one it saw end.
     times = [at for at, _ in cluster.queries]
@@ -263,7 +349,6 @@ def test_one_query_serves_every_waiter_on_a_cluster(planned, waiters, poll):
         assert running <= set(ids) and not seen_ended & set(ids), (at, ids)
         seen_ended |= {job_id for job_id in ids if cluster.plans[job_id].ends_at <= at - cluster.start}
     # As many queries as a single waiter would make: the ramp's count over the time waited, not x waiters.
-    elapsed = clock.now() - cluster.start
     ramp, spent, allowed = _ramp(min(FIRST_POLL, poll), POLL_BACKOFF, poll), 0.0, 0
     while spent <= elapsed:
         spent, allowed = spent + ramp[min(allowed, len(ramp) - 1)], allowed + 1
