@@ -13,22 +13,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+#: The contracts that count type-only imports too.
+TYPED = ".ci/typed-imports.toml"
 
 pytestmark = pytest.mark.skipif(
     not LINT_IMPORTS.exists(), reason="import-linter is not installed (dev extra)"
 )
 
 
-def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
-    """lint-imports over the SDK under ``tree``/src, with the contracts of ``tree``/pyproject.toml."""
+def _lint_imports(tree: Path, *config: str) -> subprocess.CompletedProcess[str]:
+    """lint-imports over the SDK under ``tree``/src, with the contracts of ``tree``/pyproject.toml (or of
+    the ``config`` file named)."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # before the installed SDK on sys.path
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=120
+        [str(LINT_IMPORTS), "--no-cache", *config],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def _copy_tree(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(ROOT / TYPED, tmp_path / TYPED)
     shutil.copytree(
         ROOT / "src" / "slurm", tmp_path / "src" / "slurm", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -36,9 +46,10 @@ def _copy_tree(tmp_path: Path) -> Path:
 
 
 def test_the_tree_keeps_every_contract() -> None:
-    run = _lint_imports(ROOT)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "0 broken" in run.stdout
+    for config in [(), (TYPED,)]:
+        run = _lint_imports(ROOT, *config)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "0 broken" in run.stdout
 
 
 @pytest.mark.parametrize(
@@ -96,3 +107,27 @@ def test_a_jobs_runner_loads_the_node_side_and_nothing_heavy() -> None:
         "socket",
         "calendar",
     }
+
+
+@pytest.mark.parametrize(
+    ("module", "imported"),
+    [("waiting.py", "slurm.job"), ("watcher.py", "slurm.cluster"), ("job.py", "slurm.callbacks")],
+)
+def test_a_type_only_import_that_closes_a_circle_through_the_waiting_engine_breaks_its_contract(
+    tmp_path: Path, module: str, imported: str
+) -> None:
+    """The main contracts leave ``if TYPE_CHECKING:`` imports out; this one counts them: the waiting
+    engine names neither Job nor Cluster, even for a type checker, and Job does not name Callback."""
+    tree = _copy_tree(tmp_path)
+    path = tree / "src" / "slurm" / module
+    added = f"\nif TYPE_CHECKING:  # the violation under test\n    import {imported}\n"
+    text = path.read_text()
+    if "from typing import TYPE_CHECKING" not in text:
+        added = "\nfrom typing import TYPE_CHECKING" + added
+    path.write_text(text + added)
+    assert _lint_imports(tree).returncode == 0  # the main contracts do not see it
+    run = _lint_imports(tree, TYPED)
+    assert run.returncode != 0, run.stdout
+    broken = " ".join(run.stdout.split("Broken contracts", 1)[-1].split())
+    assert "The waiting engine sits below Job and Cluster" in broken, run.stdout
+    assert f"{module.removesuffix('.py')} is not allowed to import {imported}" in broken, run.stdout
