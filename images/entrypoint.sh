@@ -141,7 +141,7 @@ mount_cgroups() {
 }
 
 # The defaults this cluster runs with (slurm.conf's last include). A fresh container starts with the dev
-# defaults; a restarted one keeps what it had (harness/src/slurm_dev_cluster/faults.py may have switched it, and every node
+# defaults; a restarted one keeps what it had (harness/src/slurm_dev_cluster/fault_slurm.py may have switched it, and every node
 # must keep agreeing). The harness resets it on every container when a fault ends.
 configure_defaults() {
   [ -e /etc/slurm/faults.conf ] || cp /etc/slurm/defaults/dev.conf /etc/slurm/faults.conf

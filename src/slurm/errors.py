@@ -19,6 +19,7 @@ __all__ = [
     "SerializationError",
     "SlurmSDKError",
     "SubmitError",
+    "SubmitLimitError",
     "UnknownJobError",
     "is_transient_message",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from slurm.errors import JobFailedError, RemoteTraceback, SerializationError
 from slurm.node.outcome import OutcomeFile
-from slurm.node.payload import LOCAL_PYTHON, pack, read_payload
+from slurm.node.payload import LOCAL_PYTHON, pack
 
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -80,12 +80,6 @@ def dump_payload(task: Any, calls: Sequence[Call], node_python: Callable[[], str
                 f"module the nodes can import (packaging 'pythonpath', 'wheel' or 'sync')."
             )
     return pack(task_data, items)
-
-
-def load_payload(data: bytes, index: int = 0) -> tuple[Any, Call]:
-    """The task and call ``index`` of a whole payload held in memory (tests, tools)."""
-    task_data, call = read_payload(io.BytesIO(data), index)
-    return pickle.loads(task_data), pickle.loads(call)
 
 
 def _task_name(task: Any) -> str:

@@ -4,16 +4,18 @@ and what a node would do with an uploaded payload: for tests of what crosses the
 
 from __future__ import annotations
 
+import io
+import pickle
 import shlex
 from pathlib import Path
+from typing import Any
 
 from slurm import Cluster
 from slurm.backends.slurm import SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.node import layout
 from slurm.node.outcome import dump_result
-from slurm.node.payload import LOCAL_PYTHON
-from slurm.serialization import load_payload
+from slurm.node.payload import LOCAL_PYTHON, read_payload
 from slurm.transports.base import CommandResult
 from slurm.transports.ssh import SSHTransport
 
@@ -79,8 +81,14 @@ def scripted_cluster(sshd, tmp_path: Path, **settings) -> Cluster:
     )
 
 
+def read_call(payload: bytes, index: int = 0) -> tuple[Any, Any]:
+    """The task and call ``index`` of a payload, read and unpickled as the runner does (``slurm.node``)."""
+    task_data, call = read_payload(io.BytesIO(payload), index)
+    return pickle.loads(task_data), pickle.loads(call)
+
+
 def run_on_node(job, index: int = 0) -> None:
     """What the runner does on a node, here (sshd runs on this host): the call from the uploaded payload,
     its outcome written beside it."""
-    task, (args, kwargs) = load_payload(Path(layout.payload_path(job.job_dir)).read_bytes(), index)
+    task, (args, kwargs) = read_call(Path(layout.payload_path(job.job_dir)).read_bytes(), index)
     Path(layout.result_path(job.job_dir, index)).write_bytes(dump_result(task.fn(*args, **kwargs)))

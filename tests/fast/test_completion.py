@@ -673,7 +673,6 @@ def test_each_result_check_asks_for_and_fetches_only_what_it_has_not_fetched(mak
         fetched.append(list(found))
         return found
 
-    slurm.existing = None  # a check is one fetch of what exists, not a listing and then a fetch
     slurm.read_existing = fetch
     for job in jobs[:10]:
         HostTransport().write_bytes(job._result_path, dump_result(job._index**2))

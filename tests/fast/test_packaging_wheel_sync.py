@@ -115,8 +115,9 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 2\n")
     changed = make_packaging(options)  # an edit: a new project layer on the same venv
     changed.prepare(backend)
-    assert changed.to_config()["env"] == env and changed.to_config()["layer"] != layer
-    assert not changed.last_environment.built and changed.last_layer.built
+    new_layer = changed.to_config()["layer"]
+    assert changed.to_config()["env"] == env and new_layer != layer and os.path.exists(new_layer + "/.ready")
+    assert not changed.last_environment.built
     assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"
 
 

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from slurm import SerializationError, Task, task
 from slurm.node.outcome import dump_result
 from slurm.node.payload import LOCAL_PYTHON, read_payload
-from slurm.serialization import Outcome, dump_payload, load_payload
+from slurm.serialization import Outcome, dump_payload
 from tests.fast import tasks
+from tests.fast.scripted_slurm import read_call
 
 
 def never_probe() -> str:
@@ -24,7 +25,7 @@ def never_probe() -> str:
 
 def test_importable_task_travels_by_reference_without_probing():
     data = dump_payload(tasks.add, [((1, 2), {})], never_probe)
-    loaded, call = load_payload(data)
+    loaded, call = read_call(data)
     assert isinstance(loaded, Task) and loaded.fn is tasks.add.fn
     assert call == ((1, 2), {})
     assert len(data) < 300  # a reference, not bytecode
@@ -45,7 +46,7 @@ def test_by_value_allowed_on_same_python():
     def local(x):
         return x + 1
 
-    loaded, _ = load_payload(dump_payload(local, [((1,), {})], lambda: LOCAL_PYTHON))
+    loaded, _ = read_call(dump_payload(local, [((1,), {})], lambda: LOCAL_PYTHON))
     assert loaded.fn(1) == 2
 
 
@@ -162,11 +163,11 @@ def test_each_item_comes_back_and_a_task_reads_no_other_item(values, data):
 def test_an_index_past_the_end_and_a_foreign_payload_are_named():
     payload = dump_payload(tasks.add, [((1, 2), {})], never_probe)
     with pytest.raises(SerializationError, match="holds 1 call"):
-        load_payload(payload, 1)
+        read_call(payload, 1)
     with pytest.raises(SerializationError, match="another version of the SDK"):
-        load_payload(pickle.dumps({"task": tasks.add, "calls": []}))
+        read_call(pickle.dumps({"task": tasks.add, "calls": []}))
     with pytest.raises(SerializationError, match="truncated"):
-        load_payload(payload[:-3])
+        read_call(payload[:-3])
 
 
 @pytest.mark.parametrize("value", [b"x" * 100_000, {"a": [1, 2.5, "three"]}, None, lambda: 1])

@@ -1,5 +1,5 @@
 #!/bin/bash
-# `sbatch` while an sbatch fault is on: harness/src/slurm_dev_cluster/faults.py installs this as /usr/local/bin/sbatch in the
+# `sbatch` while an sbatch fault is on: harness/src/slurm_dev_cluster/fault_ssh.py installs this as /usr/local/bin/sbatch in the
 # login container (ahead of /usr/bin on PATH) and removes it when the fault ends. The real sbatch
 # queues the job first; then, as switched by files in /run/harness-faults/:
 #   sbatch-delay   hold the answer back that many seconds (so a drop can land after the job is queued)

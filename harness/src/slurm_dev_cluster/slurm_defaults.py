@@ -39,7 +39,7 @@ def defaults(name: str) -> dict[str, str]:
 def render(name: str, overrides: dict[str, str]) -> str:
     settings = defaults(name) | overrides
     lines = [
-        f"# written by harness/src/slurm_dev_cluster/faults.py: {name} defaults"
+        f"# written by slurm_dev_cluster.fault_slurm (text: slurm_dev_cluster.slurm_defaults): {name} defaults"
         + (f" + {overrides}" if overrides else "")
     ]
     return "\n".join(lines + [f"{key}={value}" for key, value in settings.items()]) + "\n"

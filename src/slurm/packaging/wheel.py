@@ -75,9 +75,8 @@ class DependencyOptions:
         self.install_from = install_from
         self.resolver = resolver
         self.requirements = requirements
-        #: What the last prepare() did (for logs, tests and benchmarks): the venv, and (wheel) the layer.
+        #: What the last prepare() did to the venv (for logs, tests and benchmarks): built it, or found it.
         self.last_environment: Environment | None = None
-        self.last_layer: Environment | None = None
 
     def requirements_path(self, project: Path) -> Path | None:
         if self.requirements is None:
@@ -151,10 +150,9 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
             layer = project_layer_path(cache_root, env, wheel)
             if is_healthy(transport, env, also=ready_test(layer)):  # warm: one command
                 self.last_environment = Environment(env, built=False, install_from=None)
-                self.last_layer = Environment(layer, built=False, install_from=None)
             else:
                 self.last_environment = ensure_environment(transport, spec, cache_root, self.install_from)
-                self.last_layer = ensure_project_layer(transport, spec, env, wheel, cache_root)
+                ensure_project_layer(transport, spec, env, wheel, cache_root)
         self.env, self.layer = env, layer
 
     def _project(self) -> Path:

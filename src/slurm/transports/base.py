@@ -94,11 +94,6 @@ class Transport(ABC):
         size, _, data = output.partition("\n")
         return base64.b64decode(data), int(size)
 
-    def existing(self, paths: Sequence[str]) -> set[str]:
-        """Which of ``paths`` exist. Transports where each check costs a round trip override this to
-        look at all of them at once (a wait checks every unfinished job's result file)."""
-        return {path for path in paths if self.exists(path)}
-
     @abstractmethod
     def home(self) -> str:
         """Absolute home directory of the user on the far side (used for default job roots)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from slurm.deadline import operation_timeout
 from slurm.errors import BackendError, CommandError
@@ -51,9 +51,6 @@ class HostTransport(Transport):
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
-
-    def existing(self, paths: Sequence[str]) -> set[str]:
-        return {path for path in paths if os.path.exists(path)}
 
     def makedirs(self, path: str) -> None:
         """Every directory made is 0700 (``os.makedirs`` gives only the last one its mode)."""

@@ -192,23 +192,6 @@ class SSHTransport(SSHConnection):
             for start in range(0, len(directories), _FILES_PER_COMMAND)
         ]
 
-    def existing(self, paths: Sequence[str]) -> set[str]:
-        """Which of ``paths`` exist: one command per 500 directories, whose answer is the existing ones
-        alone (``wanted_files``), and the scheduler nothing."""
-        found: set[str] = set()
-        for asked in self._by_directories(paths):
-            wanted = list(asked)
-            code, listing, stderr = self._exec(
-                wanted_files.command(wanted),
-                None,
-                ssh_channel.text,
-                stdin=wanted_files.describe(wanted).encode(),
-            )
-            if code != 0:
-                raise CommandError("listing result files (find | awk)", code, listing, stderr)
-            found.update(path for name in listing.splitlines() for path in asked.get(name, ()))
-        return found
-
     def exists(self, path: str) -> bool:
         return self._sftp_call(lambda sftp: ssh_channel.sftp_exists(sftp, self._path(path)))
 
