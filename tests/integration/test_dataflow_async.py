@@ -50,8 +50,10 @@ def test_many_jobs_awaited_with_batched_queries(slurm_cluster, monkeypatch):
     monkeypatch.setattr(slurm_cluster.backend, "statuses", counted)
 
     async def main():
-        slow = slurm_cluster.submit(dataflow_tasks.slow_value, 6, "slow")
+        # The slow job starts only after the map has ended, so it ends last by construction: run side by
+        # side, a loaded host once left a map task waiting for a CPU until after the slow job had ended.
         numbers = slurm_cluster.map(dataflow_tasks.total, range(8))
+        slow = slurm_cluster.submit(dataflow_tasks.slow_value.after(numbers), 6, "slow")
         awaited.extend([slow, *numbers])
         order = [job async for job in as_completed_async([slow, numbers], timeout=TIMEOUT)]
         values = await asyncio.gather(slow, numbers, *(job.result_async() for job in numbers))
