@@ -304,6 +304,31 @@ configure_cluster() {
     /etc/slurm/slurm.conf
 }
 
+# Opt-in federation of every cluster of the stack (SLURM_SDK_FEDERATION=1, given to a further cluster's
+# controller by images/multicluster.compose.yaml): job ids become unique across the clusters, a job submitted
+# without -M may run on any of them (`--cluster-constraint=<name>` steers it: each cluster has its name as
+# its feature), and dependencies may cross clusters. 0 (default) takes the federation away.
+FEDERATION=${SLURM_SDK_FEDERATION:-0}
+FEDERATION_NAME=devfed
+configure_federation() {
+  local members member
+  case "$FEDERATION" in
+    1)
+      members=$(sacctmgr -n -P show cluster format=cluster | paste -sd, -)
+      for member in ${members//,/ }; do   # each cluster's feature is its name: --cluster-constraint=two
+        sacctmgr -i modify cluster "$member" set features="$member" >/dev/null 2>&1 || true
+      done
+      sacctmgr -i add federation "$FEDERATION_NAME" clusters="$members" >/dev/null 2>&1 \
+        || sacctmgr -i modify federation "$FEDERATION_NAME" set clusters="$members" >/dev/null 2>&1 || true
+      sacctmgr -n -P show federation "$FEDERATION_NAME" format=cluster | grep -qx "$CLUSTER_NAME" \
+        || log slurmctld "warning: federation $FEDERATION_NAME of $members could not be made (sacctmgr show federation)" ;;
+    0) sacctmgr -i remove federation "$FEDERATION_NAME" >/dev/null 2>&1 || true ;;
+    *)
+      echo "error: SLURM_SDK_FEDERATION=$FEDERATION: use 0 (separate clusters, the default) or 1 (one federation)" >&2
+      exit 2 ;;
+  esac
+}
+
 start_munge() {
   healthcheck.sh reset   # a restarted container is not known healthy yet
   wait_for_secrets
@@ -465,6 +490,7 @@ case "$1" in
     wait_for_slurmdbd
     if grep -q slurmdbd /etc/slurm/accounting.conf; then
       ensure_site_accounts || log slurmctld "warning: jobs of $JOB_USER are refused until its accounts exist"
+      [ "$CONTROLLER" = slurmctld ] || configure_federation
     fi
     forget_cluster_id
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm

@@ -129,7 +129,7 @@ def test_a_dependency_on_another_clusters_job_is_refused_naming_both(tmp_path, f
         with pytest.raises(SubmitError) as refused:
             submit()
         assert names[0] in str(refused.value) and names[1] in str(refused.value)
-        assert "no dependencies across clusters" in str(refused.value)
+        assert "no dependencies across clusters outside a federation" in str(refused.value)
     assert fake.calls() == []  # refused before anything reached Slurm
 
 
@@ -154,3 +154,41 @@ def test_the_config_file_names_the_cluster_in_the_backend_section():
 
     backend = make_backend({"type": "slurm", "slurm_cluster": "two"})
     assert isinstance(backend, SlurmBackend) and backend.slurm_cluster == "two"
+
+
+def test_federated_ids_may_be_depended_on_from_another_cluster(tmp_path):
+    from slurm.dataflow import federated_job_id
+
+    assert federated_job_id("67108875") and federated_job_id("134217737_3")  # dev's and two's ids
+    assert not federated_job_id("67043328") and not federated_job_id("8_1")
+    other = Cluster(
+        SlurmBackend(HostTransport(), slurm_cluster="two", federation=True), job_root=str(tmp_path)
+    )
+    parent = Job(other, "134217737", name="parent", job_dir=str(tmp_path / "p"), script="")
+    follower = add_one.after(parent)
+    here = Cluster(SlurmBackend(HostTransport(), federation=True), job_root=str(tmp_path))
+    from slurm import dataflow
+
+    dataflow.check_dependency_clusters(here, follower)  # no refusal: Slurm resolves it in the federation
+
+
+@pytest.mark.parametrize("when", ["live", "ended"])
+def test_in_a_federation_the_record_of_the_sibling_running_the_job_wins(fake, when):
+    """Real `-M all` output, where dev's record of a job two runs says REVOKED (before or after two's)."""
+    federated = SlurmBackend(HostTransport(), federation=True)
+    fake.respond("sacct", out=golden(f"sacct-federation-{when}"))
+    fake.respond("squeue", out=golden(f"squeue-federation-{when}"))
+    state = JobState.RUNNING if when == "live" else JobState.COMPLETED
+    statuses = federated.statuses(["67108878", "67108879"])
+    assert {job_id: s.state for job_id, s in statuses.items()} == dict.fromkeys(statuses, state)
+    assert fake.argv("sacct")[0] == "--clusters=all"
+    if when == "live":  # squeue confirms what sacct calls live, from every cluster too
+        assert fake.argv("squeue")[0] == "--clusters=all"
+    assert federated.to_config()["federation"] is True
+
+
+def test_a_lone_revoked_record_still_reads_cancelled():
+    from slurm.backends.slurm import parse_status_lines
+
+    assert parse_status_lines("5|REVOKED\n")["5"].state is JobState.CANCELLED
+    assert parse_status_lines(golden("sacct-federation-ended"))["67108878"].state is JobState.COMPLETED

@@ -10,6 +10,7 @@ import pytest
 
 from slurm import Cluster, JobState
 from slurm.backends.slurm import SSHBackend
+from slurm.dataflow import federated_job_id
 from slurm.errors import SubmitError
 
 from . import jobs
@@ -27,17 +28,21 @@ def cluster_two(login_transport, slurm_container, slurm_cluster):
             f"this stack has one Slurm cluster ({', '.join(known)}), the default; start it with a second "
             "one: `slurm-dev-cluster up --clusters 2` (or SLURM_SDK_CLUSTERS=2)"
         )
-    backend = SSHBackend(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        key_filename=str(slurm_container.key_path),
-        known_host_key=slurm_container.host_key,
-        slurm_cluster=TWO,
-    )
-    cluster = Cluster(backend, packaging=slurm_cluster.packaging)
+    cluster = Cluster(backend(slurm_container, slurm_cluster=TWO), packaging=slurm_cluster.packaging)
     yield cluster
     cluster.close()
+
+
+def backend(connection, **options) -> SSHBackend:
+    """An SSH backend to the stack's login node with these options (``slurm_cluster``, ``federation``)."""
+    return SSHBackend(
+        connection.host,
+        connection.port,
+        connection.user,
+        key_filename=str(connection.key_path),
+        known_host_key=connection.host_key,
+        **options,
+    )
 
 
 def accounted(login_transport, *job_ids: str) -> set[tuple[str, str, str]]:
@@ -75,7 +80,43 @@ def test_a_cancel_reaches_the_second_cluster(cluster_two, login_transport):
 
 def test_a_dependency_across_clusters_is_refused_before_slurm_sees_it(slurm_cluster, cluster_two):
     parent = slurm_cluster.submit(jobs.double, 1)
-    with pytest.raises(SubmitError, match="no dependencies across clusters") as refused:
+    if federated_job_id(parent.job_id):
+        pytest.skip("the clusters form a federation, where Slurm keeps dependencies across clusters")
+    with pytest.raises(SubmitError, match="no dependencies across clusters outside a federation") as refused:
         cluster_two.submit(jobs.double.after(parent), 2)
     assert "the login node's own Slurm cluster" in str(refused.value) and "'two'" in str(refused.value)
     assert parent.result(timeout=300) == 2
+
+
+@pytest.fixture
+def federation(cluster_two, login_transport):
+    if "Sibling:" not in login_transport.run("scontrol show federation").stdout:
+        pytest.skip(
+            "the clusters form no federation (the default); start the stack with SLURM_SDK_FEDERATION=1 "
+            "(`slurm-dev-cluster down`, then `SLURM_SDK_FEDERATION=1 slurm-dev-cluster up --clusters 2`)"
+        )
+
+
+def test_a_federated_job_sent_to_the_sibling_ends_with_the_siblings_state(
+    federation, slurm_cluster, slurm_container
+):
+    """Submitted to dev's controller without -M and steered to two: dev's record of it says REVOKED, two's
+    the truth; with ``federation=True`` the wait reads two's. A dependency on it from dev is Slurm's to keep."""
+    steered = Cluster(
+        backend(slurm_container, federation=True, sbatch_extra=["--cluster-constraint=two"]),
+        packaging=slurm_cluster.packaging,
+    )
+    on_dev = Cluster(
+        backend(slurm_container, federation=True, sbatch_extra=["--cluster-constraint=dev"]),
+        packaging=slurm_cluster.packaging,
+    )
+    try:
+        job = steered.submit(jobs.where, "federated")
+        follower = on_dev.submit(jobs.double.after(job), 21)
+        assert job.wait(timeout=300) is JobState.COMPLETED
+        assert job.result()[:2] == ("federated", "d1")
+        assert int(job.job_id) >> 26 == 1  # a federated id names the submitting cluster (dev), not two
+        assert follower.result(timeout=300) == 42
+    finally:
+        steered.close()
+        on_dev.close()

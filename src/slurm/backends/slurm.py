@@ -5,6 +5,10 @@ The same class serves the submitting host (over SSH) and tasks inside an allocat
 
 ``slurm_cluster`` targets one cluster of several that share a slurmdbd: every command gets
 ``--clusters=<name>`` (``-M``), and Slurm's commands ask slurmdbd where that cluster's controller is.
+``federation``: the clusters form a Slurm federation, where a job may run on a sibling of the cluster it
+was submitted to; sacct and squeue then ask every cluster (``--clusters=all``: ``squeue --federation``
+shows only the submitting sibling's record, measured on Slurm 24.11), and of a job's records (one per
+sibling) the one that is not REVOKED tells its state. Federated ids are unique across clusters.
 """
 
 from __future__ import annotations
@@ -137,6 +141,13 @@ def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, Jo
         restarts = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else 0
         word = (fields[1].split() or [""])[0].rstrip("+")
         for job_id in expand_job_ids(fields[0]):
+            # In a federation each sibling keeps a record of the job; all but the one that runs it say
+            # REVOKED, in no set order: that one's record wins.
+            if job_id in previous_run and _REVOKED in (word, previous_run[job_id]):
+                if word != _REVOKED:
+                    previous_run[job_id] = word
+                    found[job_id] = JobStatus(parse_slurm_state(fields[1]), reason, restarts)
+                continue
             if count_runs and job_id in found:
                 restarts = found[job_id].restarts + 1 if previous_run[job_id] in _REQUEUED_RUN else 0
             previous_run[job_id] = word
@@ -182,6 +193,10 @@ def _checked_cluster(slurm_cluster: str | None) -> str | None:
     )
 
 
+#: What a federation's sibling says of a job another sibling runs (``parse_status_lines``).
+_REVOKED = "REVOKED"
+
+
 def _scheduler_error(command: str, result: CommandResult) -> BackendError:
     detail = (result.stderr.strip() or result.stdout.strip())[-1000:]
     return BackendError(
@@ -201,6 +216,7 @@ class SlurmBackend(Backend):
         job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
         slurm_cluster: str | None = None,
+        federation: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(sbatch_extra, str):  # tuple("--qos=high") would be ten one-character arguments
@@ -214,6 +230,8 @@ class SlurmBackend(Backend):
         self.sbatch_extra = tuple(sbatch_extra)
         #: The cluster every command targets (``-M``), of several on one slurmdbd; None: the login node's.
         self.slurm_cluster = _checked_cluster(slurm_cluster)
+        #: The clusters form a Slurm federation: a job's state is asked of every cluster.
+        self.federation = bool(federation)
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._limits: SiteLimits | None = None
         self._lock = threading.Lock()
@@ -229,10 +247,15 @@ class SlurmBackend(Backend):
         }
         if self.slurm_cluster is not None:
             options["slurm_cluster"] = self.slurm_cluster
+        if self.federation:
+            options["federation"] = True
         return options
 
     def _targeted(self, args: Sequence[str]) -> list[str]:
-        """A Slurm command with ``--clusters=<slurm_cluster>`` after its name, when one is set."""
+        """A Slurm command with ``--clusters=<slurm_cluster>`` after its name, when one is set; in a
+        federation sacct and squeue ask every cluster, since a job may run on any sibling."""
+        if self.federation and args[0] in ("sacct", "squeue"):
+            return [args[0], "--clusters=all", *args[1:]]
         if self.slurm_cluster is None:
             return list(args)
         return [args[0], f"--clusters={self.slurm_cluster}", *args[1:]]
@@ -399,7 +422,19 @@ class SlurmBackend(Backend):
 
     def _sacct(self, job_ids: list[str]) -> dict[str, JobStatus]:
         # --duplicates: one line per run of a requeued job, which gives the restart count.
-        result = self._run(["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State"])
+        result = self._run(
+            [
+                "sacct",
+                "-X",
+                "-D",
+                "-n",
+                "-P",
+                "-j",
+                ",".join(job_ids),
+                "-o",
+                "JobID,State",
+            ]
+        )
         output = (result.stderr + result.stdout).lower()
         if result.returncode == 127 or any(s in output for s in _NO_ACCOUNTING):
             with self._lock:
@@ -518,6 +553,7 @@ class SSHBackend(SlurmBackend):
         job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
         slurm_cluster: str | None = None,
+        federation: bool = False,
     ) -> None:
         # Here, not at the top: paramiko (with invoke and yaml) costs ~0.2 s, and a local Cluster never needs it.
         from slurm.transports.ssh import SSHTransport
@@ -536,4 +572,5 @@ class SSHBackend(SlurmBackend):
             job_ids_per_query=job_ids_per_query,
             sbatch_extra=sbatch_extra,
             slurm_cluster=slurm_cluster,
+            federation=federation,
         )
