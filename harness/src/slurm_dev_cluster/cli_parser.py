@@ -23,6 +23,7 @@ ENVIRONMENT = """environment:
   SLURM_SDK_GPUS_PER_NODE=2       fake GPUs per node, 0-8 (as `up --gpus-per-node`)
   SLURM_SDK_PARTITIONS=debug,batch  partitions over all nodes, the first the default (as `up --partitions`)
   SLURM_SDK_CLUSTERS=2            a second Slurm cluster `two` on the same slurmdbd (as `up --clusters`)
+  SLURM_SDK_FEDERATION=1          with two clusters: one Slurm federation (set before `up`; `down` to change)
 """
 
 
