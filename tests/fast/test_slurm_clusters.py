@@ -192,3 +192,18 @@ def test_a_lone_revoked_record_still_reads_cancelled():
 
     assert parse_status_lines("5|REVOKED\n")["5"].state is JobState.CANCELLED
     assert parse_status_lines(golden("sacct-federation-ended"))["67108878"].state is JobState.COMPLETED
+
+
+def test_cluster_status_names_the_cluster_and_asks_it(fake, tmp_path):
+    from slurm.status import cluster_status, format_status
+    from tests.fast.test_slurm_backend import FAKE
+
+    (fake.dir / "sinfo").write_text(FAKE.format(dir=fake.dir))
+    (fake.dir / "sinfo").chmod(0o755)
+    fake.respond("sinfo", out="debug*|up|1|idle|d1\n")  # real `sinfo --clusters=two -h -o ...` output
+    fake.respond("squeue", out="RUNNING\n")
+    two = Cluster(SlurmBackend(HostTransport(), slurm_cluster="two"), job_root=str(tmp_path))
+    status = cluster_status(two)
+    assert status["slurm_cluster"] == "two" and status["partitions"][0]["nodelist"] == "d1"
+    assert fake.argv("sinfo")[0] == fake.argv("squeue")[0] == "--clusters=two"
+    assert "cluster:   two" in format_status(status)
