@@ -251,12 +251,16 @@ wait_for_slurmdbd() {
 # from an older image lacks them. Cluster-wide admins: root (Slurm's own).
 SITE_ACCOUNTS=(research physics)   # the first is the job user's default
 site_accounts_exist() {
-  [ -n "$(sacctmgr -n -P show association where user="$JOB_USER" account="${SITE_ACCOUNTS[1]}" format=qos)" ]
+  [ -n "$(sacctmgr -n -P show association where cluster="$(healthcheck.sh cluster-name)" \
+    user="$JOB_USER" account="${SITE_ACCOUNTS[1]}" format=qos)" ]
 }
 ensure_site_accounts() {
   local cluster; cluster=$(healthcheck.sh cluster-name)
   site_accounts_exist 2>/dev/null && return 0
   # Each step is idempotent in effect: `add` of what exists fails with "Nothing new added" (ignored).
+  # The image's database holds the first cluster; a further one (images/multicluster.compose.yaml) is
+  # added here by its own controller, before that controller starts.
+  sacctmgr -i add cluster "$cluster" >/dev/null 2>&1 || true
   sacctmgr -i add qos high,low >/dev/null 2>&1 || true
   sacctmgr -i modify qos where name=high set priority=100 preempt=low >/dev/null
   sacctmgr -i modify qos where name=low set priority=0 >/dev/null
@@ -280,9 +284,55 @@ forget_cluster_id() {
   rm -f /var/spool/slurmctld/clustername
 }
 
+# Which Slurm cluster this container belongs to. The image's slurm.conf is the stack's first cluster
+# (ClusterName=dev, SlurmctldHost=slurmctld); a further cluster on the same slurmdbd
+# (images/multicluster.compose.yaml) gives its controller and its compute nodes SLURM_SDK_CLUSTER_NAME
+# and SLURM_SDK_CONTROLLER (that controller's hostname), written into this container's slurm.conf at
+# every start, so the controller and its nodes agree (config hash). The login node keeps the first
+# cluster and reaches the others with `-M`: Slurm's commands ask slurmdbd where each cluster's controller is.
+CLUSTER_NAME=${SLURM_SDK_CLUSTER_NAME:-}
+CONTROLLER=${SLURM_SDK_CONTROLLER:-slurmctld}
+configure_cluster() {
+  [ -n "$CLUSTER_NAME" ] || return 0
+  if ! [[ "$CLUSTER_NAME" =~ ^[a-z][a-z0-9_]{0,39}$ && "$CONTROLLER" =~ ^[A-Za-z][A-Za-z0-9-]*$ ]]; then
+    echo "error: SLURM_SDK_CLUSTER_NAME=$CLUSTER_NAME SLURM_SDK_CONTROLLER=$CONTROLLER: need a Slurm cluster" \
+         "name (lower-case letters, digits, _) and a hostname. fix: e.g. SLURM_SDK_CLUSTER_NAME=two" \
+         "SLURM_SDK_CONTROLLER=slurmctld-two" >&2
+    exit 2
+  fi
+  sed -i -e "s/^ClusterName=.*/ClusterName=$CLUSTER_NAME/" -e "s/^SlurmctldHost=.*/SlurmctldHost=$CONTROLLER/" \
+    /etc/slurm/slurm.conf
+}
+
+# Opt-in federation of every cluster of the stack (SLURM_SDK_FEDERATION=1, given to a further cluster's
+# controller by images/multicluster.compose.yaml): job ids become unique across the clusters, a job submitted
+# without -M may run on any of them (`--cluster-constraint=<name>` steers it: each cluster has its name as
+# its feature), and dependencies may cross clusters. 0 (default) takes the federation away.
+FEDERATION=${SLURM_SDK_FEDERATION:-0}
+FEDERATION_NAME=devfed
+configure_federation() {
+  local members member
+  case "$FEDERATION" in
+    1)
+      members=$(sacctmgr -n -P show cluster format=cluster | paste -sd, -)
+      for member in ${members//,/ }; do   # each cluster's feature is its name: --cluster-constraint=two
+        sacctmgr -i modify cluster "$member" set features="$member" >/dev/null 2>&1 || true
+      done
+      sacctmgr -i add federation "$FEDERATION_NAME" clusters="$members" >/dev/null 2>&1 \
+        || sacctmgr -i modify federation "$FEDERATION_NAME" set clusters="$members" >/dev/null 2>&1 || true
+      sacctmgr -n -P show federation "$FEDERATION_NAME" format=cluster | grep -qx "$CLUSTER_NAME" \
+        || log slurmctld "warning: federation $FEDERATION_NAME of $members could not be made (sacctmgr show federation)" ;;
+    0) sacctmgr -i remove federation "$FEDERATION_NAME" >/dev/null 2>&1 || true ;;
+    *)
+      echo "error: SLURM_SDK_FEDERATION=$FEDERATION: use 0 (separate clusters, the default) or 1 (one federation)" >&2
+      exit 2 ;;
+  esac
+}
+
 start_munge() {
   healthcheck.sh reset   # a restarted container is not known healthy yet
   wait_for_secrets
+  configure_cluster
   configure_accounting
   configure_enforcement
   configure_partitions
@@ -381,7 +431,7 @@ run_slurmd() {
   (( GPUS_PER_NODE > 0 )) && gres=" Gres=gpu:$GPUS_PER_NODE"
   # slurmd started before slurmctld listens retries its registration only every few seconds (seen: 3 s
   # after slurmctld was up): started once it listens, its first registration gets through.
-  poll_until "$SLURMCTLD_WAIT_SECONDS" listening slurmctld 6817 || log slurmd \
+  poll_until "$SLURMCTLD_WAIT_SECONDS" listening "$CONTROLLER" 6817 || log slurmd \
     "warning: slurmctld did not answer on port 6817 within ${SLURMCTLD_WAIT_SECONDS} s; starting anyway" \
     "(slurmd retries its registration; \`docker compose logs slurmctld\` says why slurmctld is late)"
   refresh_node_address "$node" "$address"
@@ -432,12 +482,15 @@ case "$1" in
     write_slurmdbd_conf
     run_slurmdbd ;;
   slurmctld)
-    create_secrets
+    # The stack's own slurmctld writes the secrets; a further cluster's controller waits for them
+    # (start_munge), so every cluster shares one munge key.
+    [ "$CONTROLLER" != slurmctld ] || create_secrets
     start_munge
     install -d -o slurm -g slurm /var/spool/slurmctld /var/log/slurm
     wait_for_slurmdbd
     if grep -q slurmdbd /etc/slurm/accounting.conf; then
       ensure_site_accounts || log slurmctld "warning: jobs of $JOB_USER are refused until its accounts exist"
+      [ "$CONTROLLER" = slurmctld ] || configure_federation
     fi
     forget_cluster_id
     exec slurmctld -D -i ;;   # -D logs to stderr (compose logs) and to /var/log/slurm

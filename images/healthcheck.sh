@@ -24,14 +24,19 @@ cluster_name() {
   awk -F= '$1 == "ClusterName" { print $2 }' "$SLURM_CONF"
 }
 
+# This container's slurmctld (slurmctld, or a further cluster's controller: images/multicluster.compose.yaml).
+controller() {
+  awk -F= '$1 == "SlurmctldHost" { print $2 }' "$SLURM_CONF"
+}
+
 # The nodes of $1 (comma-separated) that are not ready, as `node=state ` each (`none`: Slurm does not
-# list it); nothing when all are.
+# list it); nothing when all are. $2: another cluster's name (`sinfo -M`, which adds a `CLUSTER:` line).
 unready_nodes() {
   local -A states=()
   local node state
   while IFS='=' read -r node state; do   # a line per node and partition, all in the same state
     states[$node]=$state
-  done < <(sinfo -h -N -n "$1" -o '%N=%t' 2>/dev/null)
+  done < <(sinfo ${2:+-M "$2"} -h -N -n "$1" -o '%N=%t' 2>/dev/null)
   for node in ${1//,/ }; do
     [[ "${states[$node]:-none}" =~ $READY_NODE_STATE ]] || printf '%s=%s ' "$node" "${states[$node]:-none}"
   done
@@ -70,7 +75,7 @@ listening() {
 started() {
   case "$1" in
     slurmctld) listening 127.0.0.1 6817 ;;
-    slurmd) listening 127.0.0.1 6818 && listening slurmctld 6817 ;;
+    slurmd) listening 127.0.0.1 6818 && listening "$(controller)" 6817 ;;
     login) listening 127.0.0.1 22 ;;
     slurmdbd) listening 127.0.0.1 6819 ;;
   esac
@@ -80,7 +85,7 @@ case "$1" in
   reset)   # a (re)started container: not known healthy yet
     rm -f "$HEALTHY_ONCE"
     exit ;;
-  unready-nodes) unready_nodes "${2:-}"; exit 0 ;;
+  unready-nodes) unready_nodes "${2:-}" "${3:-}"; exit 0 ;;
   cluster-name) cluster_name; exit ;;
 esac
 if [ -e "$HEALTHY_ONCE" ]; then

@@ -164,6 +164,7 @@ class Cluster:
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
         calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
+        dataflow.check_dependency_clusters(self, task)  # .after(job) of a job on another Slurm cluster
         with timing.phase("serialize"):  # fails before anything reaches the cluster
             payload = dump_payload(task, calls, self._node_python_version)
         dependencies = dataflow.dependencies(task, parents)

@@ -6,6 +6,7 @@ Schema (only ``backend`` is required)::
       type: ssh                # local | slurm | ssh
       host: login.example.org  # ssh: host, port, user, key_filename, known_host_key, connect_timeout
                                # local: state_dir, max_array_size, parallelism; slurm: SlurmBackend options
+                               # slurm, ssh: slurm_cluster: two (one cluster of several on a slurmdbd, -M)
     packaging:                 # default {type: none}
       type: none               # none | wheel | sync, plus that strategy's options
       pythonpath: [/shared/code]

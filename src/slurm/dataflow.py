@@ -163,7 +163,47 @@ def _place(cluster: Cluster) -> tuple[Any, ...]:
     )
 
 
+def check_dependency_clusters(cluster: Cluster, task: Task) -> None:
+    """Refuse ``.after(job)`` of a job on another Slurm cluster than the one ``cluster`` submits to: its id
+    means nothing (or another job) there, and Slurm has no dependencies across clusters unless they form
+    a federation."""
+    here = _slurm_cluster(cluster)
+    for job_id, there in task.dependency_clusters.items():
+        if there != here and not federated_job_id(job_id):
+            raise SubmitError(_across_clusters(f"job {job_id}", there, here))
+
+
+#: Slurm puts a federation member's id in a job id's bits from 26 up (a lone cluster's ids stay below
+#: MaxJobId, at most 67,043,328 < 2**26), so such an id is unique across the federation and Slurm
+#: resolves a dependency on it from any sibling.
+_FEDERATION_ID_SHIFT = 26
+
+
+def federated_job_id(job_id: str) -> bool:
+    base = job_id.partition("_")[0]
+    return base.isdigit() and int(base) >> _FEDERATION_ID_SHIFT > 0
+
+
+def _slurm_cluster(cluster: Cluster) -> str | None:
+    return getattr(cluster.backend, "slurm_cluster", None)
+
+
+def _cluster_label(name: str | None) -> str:
+    return f"Slurm cluster {name!r}" if name else "the login node's own Slurm cluster"
+
+
+def _across_clusters(what: str, there: str | None, here: str | None) -> str:
+    return (
+        f"{what} runs on {_cluster_label(there)}, but this Cluster submits to {_cluster_label(here)}: Slurm "
+        "has no dependencies across clusters outside a federation. Fix: submit both to one cluster "
+        "(the same slurm_cluster), or wait for the job and pass job.result()"
+    )
+
+
 def _check_same_place(cluster: Cluster, job: Job) -> None:
+    there, here = _slurm_cluster(job.cluster), _slurm_cluster(cluster)
+    if there != here and not federated_job_id(job.job_id):
+        raise SubmitError(_across_clusters(f"job {job.job_id} ({job.name})", there, here))
     if job.cluster is cluster or _place(job.cluster) == _place(cluster):
         return
     raise SubmitError(

@@ -8,6 +8,7 @@ cluster).
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from slurm.errors import JobFailedError
@@ -90,6 +91,20 @@ LIMITS_QUERY = (
     'sacctmgr -n -P show assoc where user="$(id -un)" format=account,maxsubmit,defaultqos 2>/dev/null; '
     "echo ---; sacctmgr -n -P show qos format=name,maxsubmitjobsperuser 2>/dev/null"
 )
+
+
+def limits_query(slurm_cluster: str | None = None) -> str:
+    """``LIMITS_QUERY``, or the same asked of one named cluster of several on a slurmdbd (its controller's
+    config, the user's associations on that cluster)."""
+    if slurm_cluster is None:
+        return LIMITS_QUERY
+    name = shlex.quote(slurm_cluster)
+    return (
+        f"scontrol --clusters={name} show config; echo ---; "
+        f'sacctmgr -n -P show assoc where cluster={name} user="$(id -un)" '
+        "format=account,maxsubmit,defaultqos 2>/dev/null; "
+        "echo ---; sacctmgr -n -P show qos format=name,maxsubmitjobsperuser 2>/dev/null"
+    )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,23 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
         status["state_dir"] = backend.state_dir  # type: ignore[attr-defined]
         status["jobs"] = dict(Counter(state.value for state in backend.states(ids).values()))
         return status
-    status["partitions"] = [_partition(line) for line in _run(cluster, _SINFO).splitlines() if line.strip()]
+    slurm_cluster = getattr(backend, "slurm_cluster", None)
+    if slurm_cluster:
+        status["slurm_cluster"] = slurm_cluster
+    sinfo, my_queue = (_on(slurm_cluster, command) for command in (_SINFO, _MY_QUEUE))
+    status["partitions"] = [_partition(line) for line in _run(cluster, sinfo).splitlines() if line.strip()]
     status["my_queue"] = dict(
-        Counter(line.strip() for line in _run(cluster, _MY_QUEUE).splitlines() if line.strip())
+        Counter(line.strip() for line in _run(cluster, my_queue).splitlines() if line.strip())
     )
     return status
+
+
+def _on(slurm_cluster: str | None, command: str) -> str:
+    """``command`` (sinfo or squeue) asking the backend's named cluster, when it has one."""
+    if not slurm_cluster:
+        return command
+    name, _, rest = command.partition(" ")
+    return f"{name} {shlex.quote('--clusters=' + slurm_cluster)} {rest}"
 
 
 def _run(cluster: Cluster, command: str) -> str:
@@ -60,6 +73,7 @@ def format_status(status: dict[str, Any]) -> str:
     """Plain text for people."""
     lines = [
         f"backend:   {status['backend']}" + (f" ({status['address']})" if "address" in status else ""),
+        *([f"cluster:   {status['slurm_cluster']}"] if "slurm_cluster" in status else []),
         f"job root:  {status['job_root']}",
     ]
     if "state_dir" in status:

@@ -55,6 +55,9 @@ class Task:
         )
         self.is_workflow = workflow
         self.dependencies: tuple[str, ...] = ()
+        #: The Slurm cluster (``slurm_cluster`` of its backend; None: the login node's) of each dependency
+        #: given as a Job, so a submission to another cluster is refused (``dataflow.check_dependency_clusters``).
+        self.dependency_clusters: dict[str, str | None] = {}
         self.dependency_type = "afterok"
 
     @property
@@ -111,6 +114,15 @@ class Task:
         ids = [job_id for job in jobs for job_id in _dependency_ids(job)]
         variant = copy.copy(self)
         variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), dependency_type
+        variant.dependency_clusters = {
+            **self.dependency_clusters,
+            **{
+                job_id: slurm_cluster_of(job)
+                for job in jobs
+                if not isinstance(job, str)
+                for job_id in _dependency_ids(job)
+            },
+        }
         return variant
 
     def options(self, **resources: Any) -> Task:
@@ -152,6 +164,13 @@ def _workflow_cluster(job_dir: str) -> Any:
     os.environ.update(environ)
     with open(child_config_path(job_dir)) as handle:
         return Cluster._from_child_config(json.load(handle))
+
+
+def slurm_cluster_of(job: Any) -> str | None:
+    """The Slurm cluster a Job (or each job of a MappedJobs) was submitted to: its backend's
+    ``slurm_cluster``, None for the login node's own (and for backends without clusters)."""
+    first = job.jobs[0] if hasattr(job, "jobs") and job.jobs else job
+    return getattr(first.cluster.backend, "slurm_cluster", None)
 
 
 def _dependency_ids(job: Any) -> list[str]:

@@ -24,7 +24,10 @@ here=$(dirname "$0")
 id=$(cat "$here/next-id" 2>/dev/null || echo 100)
 echo $((id + 1)) > "$here/next-id"
 printf '%s\\n' "$*" >> "$here/calls"
-echo "$id"
+case "$1" in  # as sbatch --parsable answers: <id>, or <id>;<cluster> when given one
+  --clusters=*) echo "$id;${1#--clusters=}" ;;
+  *) echo "$id" ;;
+esac
 """
 
 
@@ -60,9 +63,10 @@ class ScriptedSlurmOverSSH(SSHTransport):
         return CommandResult(0, "", "")
 
 
-def scripted_cluster(sshd, tmp_path: Path, **settings) -> Cluster:
+def scripted_cluster(sshd, tmp_path: Path, slurm_cluster: str | None = None, **settings) -> Cluster:
     """A Cluster submitting over SSH to ``sshd`` (the fast tier's fixture) through ``ScriptedSlurmOverSSH``;
-    ``settings`` add to or override the Cluster's quick test cadence."""
+    ``slurm_cluster``: the backend's named cluster; ``settings`` add to or override the Cluster's quick
+    test cadence."""
     transport = ScriptedSlurmOverSSH(
         "127.0.0.1",
         sshd.port,
@@ -73,7 +77,7 @@ def scripted_cluster(sshd, tmp_path: Path, **settings) -> Cluster:
     )
     cadence = {"poll_interval_seconds": 30, "result_poll_interval_seconds": 0.05}
     return Cluster(
-        SlurmBackend(transport),
+        SlurmBackend(transport, slurm_cluster=slurm_cluster),
         {"type": "none"},
         job_root=str(tmp_path / "jobs"),
         node_python=LOCAL_PYTHON,

@@ -27,7 +27,7 @@ from slurm_dev_cluster.readiness import (
 )
 from slurm_dev_cluster.ssh_access import Connection
 from slurm_dev_cluster.stack_wait import fail_if_a_container_stopped
-from slurm_dev_cluster.topology import Topology
+from slurm_dev_cluster.topology import SECOND_CLUSTER, Topology
 
 from .test_ssh_transport import pytestmark as needs_sshd
 
@@ -219,6 +219,13 @@ def test_the_ready_check_asks_every_node_and_slurmdbd_only_with_accounting():
     assert "unready-nodes c1,c2" in with_accounting and "sacctmgr" in with_accounting
     assert "sacctmgr" not in ready_check(("c1",), accounting=False)
     assert f"exit {NOT_READY}" in with_accounting
+
+
+def test_the_ready_check_asks_a_further_cluster_by_name_once_the_first_is_ready():
+    check = ready_check(("c1",), accounting=True, further_clusters=[SECOND_CLUSTER])
+    first, _, further = check.partition("unready-nodes c1)")
+    assert "not_yet()" in first and "two" not in first  # not_yet is defined before any check uses it
+    assert "show cluster two format=controlhost" in further and "unready-nodes d1 two" in further
 
 
 def test_services_healthy_waits_for_each_healthcheck_and_names_the_ones_still_failing():

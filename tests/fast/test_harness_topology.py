@@ -7,9 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slurm_dev_cluster.topology import (
+    CLUSTERS_VAR,
     GPUS_VAR,
     MAX_GPUS_PER_NODE,
     MAX_NODES,
+    MULTICLUSTER_COMPOSE_FILE,
     NODES_VAR,
     PARTITIONS_VAR,
     Topology,
@@ -67,3 +69,28 @@ def test_a_bad_setting_is_refused_naming_the_fix(environ, named):
 def test_compute_node_names_follow_the_node_number():
     assert node_name(3) == "c3" and node_number("c12") == 12
     assert node_number("login") is None and node_number("c0") is None and node_number("c1x") is None
+
+
+def test_a_second_cluster_is_an_overlay_and_its_services_and_survives_the_record():
+    two = Topology.resolve({}, None, clusters=2)
+    assert two.compose_overlays == (MULTICLUSTER_COMPOSE_FILE,)
+    assert [(c.name, c.services) for c in two.further_clusters] == [("two", ("slurmctld-two", "d1"))]
+    assert Topology.from_record(two.to_record()) == two
+    assert Topology.resolve(two.compose_env()) == two
+    one = Topology()
+    assert one.further_clusters == () and one.compose_overlays == ()
+    old_record = {k: v for k, v in two.to_record().items() if k != "clusters"}  # a stack from before
+    assert Topology.from_record(old_record).clusters == 1
+
+
+def test_a_second_cluster_names_nodes_apart_from_the_first():
+    two = Topology(nodes=MAX_NODES, clusters=2)
+    [further] = two.further_clusters
+    assert not set(further.node_names) & set(two.node_names)
+    assert all(node_number(name) is None for name in further.node_names)  # never removed as extra c<n>
+
+
+@pytest.mark.parametrize("clusters", [0, 3])
+def test_a_cluster_count_out_of_range_is_refused_naming_the_fix(clusters):
+    with pytest.raises(TopologyError, match=f"--clusters N or {CLUSTERS_VAR}=N"):
+        Topology.resolve({CLUSTERS_VAR: str(clusters)})

@@ -21,7 +21,7 @@ from slurm_dev_cluster.topology import Topology, TopologyError
 
 def _topology(args: argparse.Namespace, stack: Stack) -> Topology | None:
     """The shape `up` was asked for (flags over the environment over the running stack's); None: as is."""
-    flags = {k: getattr(args, k, None) for k in ("nodes", "gpus_per_node", "partitions")}
+    flags = {k: getattr(args, k, None) for k in ("nodes", "gpus_per_node", "partitions", "clusters")}
     if all(value is None for value in flags.values()):
         return None
     return Topology.resolve(os.environ, stack.read_state().get("topology"), **flags)

@@ -22,6 +22,8 @@ ENVIRONMENT = """environment:
   SLURM_SDK_NODES=2               compute nodes c1..cN (as `up --nodes`)
   SLURM_SDK_GPUS_PER_NODE=2       fake GPUs per node, 0-8 (as `up --gpus-per-node`)
   SLURM_SDK_PARTITIONS=debug,batch  partitions over all nodes, the first the default (as `up --partitions`)
+  SLURM_SDK_CLUSTERS=2            a second Slurm cluster `two` on the same slurmdbd (as `up --clusters`)
+  SLURM_SDK_FEDERATION=1          with two clusters: one Slurm federation (set before `up`; `down` to change)
 """
 
 
@@ -55,6 +57,12 @@ def parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--partitions", help="comma-separated partitions over all nodes, the first the default (debug,batch)"
+    )
+    up.add_argument(
+        "--clusters",
+        type=int,
+        help="2: a second Slurm cluster `two` (controller slurmctld-two, node d1) on the same slurmdbd, "
+        "reached from the login node with -M two (default: as running, else 1)",
     )
     down = sub.add_parser("down", help="stop and remove containers and volumes (images are kept)")
     down.add_argument(

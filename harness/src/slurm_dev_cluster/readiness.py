@@ -22,6 +22,7 @@ from python_on_whales.exceptions import DockerException
 from slurm_dev_cluster import docker_deadline, ssh
 from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.ssh_access import Connection
+from slurm_dev_cluster.topology import FurtherCluster
 
 READY_POLL_SECONDS = 0.1  # how often Slurm is asked over the one SSH connection
 INSPECT_EVERY_SECONDS = 1.0  # ... and how often Docker, to fail at once when a container stopped
@@ -38,18 +39,36 @@ scontrol ping 2>/dev/null | grep -q 'is UP' || not_yet "slurmctld to answer"
 {accounting}unready=$({healthcheck} unready-nodes {nodes})
 [ -z "$unready" ] || not_yet "nodes to register and be idle (not yet: ${{unready% }})"
 """
+#: The same for each further cluster, asked from the login node with `-M` (slurmdbd says where its
+#: controller is): registered with slurmdbd, and its nodes usable.
+FURTHER_CLUSTER_READY_CHECK = """sacctmgr -n -P show cluster {name} format=controlhost 2>/dev/null | grep -q . \\
+  || not_yet "cluster {name}'s slurmctld to register with slurmdbd"
+unready=$({healthcheck} unready-nodes {nodes} {name})
+[ -z "$unready" ] || not_yet "cluster {name}'s nodes to register and be idle (not yet: ${{unready% }})"
+"""
 ACCOUNTING_READY_CHECK = """sacctmgr -n -P show cluster "$({healthcheck} cluster-name)" format=controlhost 2>/dev/null \\
   | grep -q . || not_yet "slurmctld to register with slurmdbd"
 """
 
 
-def ready_check(node_names: Sequence[str], accounting: bool) -> str:
-    """The shell script ``SlurmTakesJobs`` runs on the login node for these nodes."""
-    return READY_CHECK.format(
-        not_ready=NOT_READY,
-        accounting=ACCOUNTING_READY_CHECK.format(healthcheck=HEALTHCHECK_IN_STACK) if accounting else "",
-        healthcheck=HEALTHCHECK_IN_STACK,
-        nodes=",".join(node_names),
+def ready_check(
+    node_names: Sequence[str], accounting: bool, further_clusters: Sequence[FurtherCluster] = ()
+) -> str:
+    """The shell script ``SlurmTakesJobs`` runs on the login node for these nodes (and clusters)."""
+    further = "".join(
+        FURTHER_CLUSTER_READY_CHECK.format(
+            name=cluster.name, nodes=",".join(cluster.node_names), healthcheck=HEALTHCHECK_IN_STACK
+        )
+        for cluster in further_clusters
+    )
+    return (
+        READY_CHECK.format(
+            not_ready=NOT_READY,
+            accounting=ACCOUNTING_READY_CHECK.format(healthcheck=HEALTHCHECK_IN_STACK) if accounting else "",
+            healthcheck=HEALTHCHECK_IN_STACK,
+            nodes=",".join(node_names),
+        )
+        + further
     )
 
 

@@ -89,7 +89,6 @@ class StackParts:
         # The project under test, mounted read-only at /opt/project (slurm_dev_cluster.kit); default: the
         # project around the current directory.
         self.project_source = (project_source or project_root_of(Path.cwd())).resolve()
-        self.extra_compose_files = [Path(f).resolve() for f in compose_files]
         self.project = project or default_project(self.project_source)
         self.state_dir = state_dir or state_root() / self.project
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +96,11 @@ class StackParts:
         self.state = StackState(self.state_dir)
         #: What this stack should look like: given, else the environment, else what it was started with.
         self.topology = topology or Topology.resolve(os.environ, self.read_state().get("topology"))
+        # A second cluster is an overlay of the kit's own (images/multicluster.compose.yaml).
+        self.extra_compose_files = [
+            *(Path(f).resolve() for f in compose_files),
+            *(self.repo_root / f for f in self.topology.compose_overlays),
+        ]
         self.events = EventLog(self.state_dir / "events.log")
         self._preflight_passed = False
         self.compose = ComposeProject(
@@ -236,8 +240,9 @@ class StackParts:
     @property
     def cluster_services(self) -> tuple[str, ...]:
         """Every container that runs Slurm's config and the SDK (repo mounted): slurmctld, each compute
-        node by its node name (``c1``...), login."""
-        return (FIXED_SERVICES[0], *self.topology.node_names, *FIXED_SERVICES[1:])
+        node by its node name (``c1``...), login; then each further cluster's controller and nodes."""
+        further = (s for cluster in self.topology.further_clusters for s in cluster.services)
+        return (FIXED_SERVICES[0], *self.topology.node_names, *FIXED_SERVICES[1:], *further)
 
     @property
     def expected_services(self) -> tuple[str, ...]:

@@ -61,7 +61,10 @@ def wait_until_ready(
     stack.say("waiting until Slurm takes jobs (SSH login, slurmctld, every node, a tiny job)")
     keys = LoginKeys(lambda: stack.connect_info(INSPECTION_FRESH_SECONDS))
     login = SSHLogin(keys)
-    slurm = SlurmTakesJobs(login, ready_check(stack.topology.node_names, accounting_enabled()))
+    slurm = SlurmTakesJobs(
+        login,
+        ready_check(stack.topology.node_names, accounting_enabled(), stack.topology.further_clusters),
+    )
     try:
         wait_for(
             [keys, login, slurm],

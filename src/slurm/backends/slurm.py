@@ -2,6 +2,13 @@
 
 The same class serves the submitting host (over SSH) and tasks inside an allocation that submit children
 (``HostTransport``), so every command starts by dropping the inherited ``SLURM_*`` variables.
+
+``slurm_cluster`` targets one cluster of several that share a slurmdbd: every command gets
+``--clusters=<name>`` (``-M``), and Slurm's commands ask slurmdbd where that cluster's controller is.
+``federation``: the clusters form a Slurm federation, where a job may run on a sibling of the cluster it
+was submitted to; sacct and squeue then ask every cluster (``--clusters=all``: ``squeue --federation``
+shows only the submitting sibling's record, measured on Slurm 24.11), and of a job's records (one per
+sibling) the one that is not REVOKED tells its state. Federated ids are unique across clusters.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from slurm.backends.base import JOB_ID, UNKNOWN_STATUS, Backend, JobState, JobSt
 from slurm.errors import BackendError, ConfigError, SubmitError, SubmitLimitError, is_transient_message
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.limits import (
-    LIMITS_QUERY,
     SiteLimits,
     SubmitLimit,
+    limits_query,
     parse_limits,
     refusal_fix,
     submit_limit_refusal,
@@ -134,6 +141,13 @@ def parse_status_lines(stdout: str, *, count_runs: bool = False) -> dict[str, Jo
         restarts = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else 0
         word = (fields[1].split() or [""])[0].rstrip("+")
         for job_id in expand_job_ids(fields[0]):
+            # In a federation each sibling keeps a record of the job; all but the one that runs it say
+            # REVOKED, in no set order: that one's record wins.
+            if job_id in previous_run and _REVOKED in (word, previous_run[job_id]):
+                if word != _REVOKED:
+                    previous_run[job_id] = word
+                    found[job_id] = JobStatus(parse_slurm_state(fields[1]), reason, restarts)
+                continue
             if count_runs and job_id in found:
                 restarts = found[job_id].restarts + 1 if previous_run[job_id] in _REQUEUED_RUN else 0
             previous_run[job_id] = word
@@ -158,6 +172,31 @@ def _array_id(job_id: str) -> str:
     return job_id.split("_", 1)[0]
 
 
+#: A Slurm cluster's name as slurmdbd keeps it; one name, since ``-M a,b`` would let Slurm pick the cluster.
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+#: What squeue (and sinfo) print before a cluster's lines when given ``-M``, even with ``--noheader``.
+_CLUSTER_HEADER = re.compile(r"^CLUSTER: ")
+
+
+def without_cluster_headers(stdout: str) -> str:
+    """squeue's output without the ``CLUSTER: <name>`` line ``-M`` adds."""
+    return "".join(line for line in stdout.splitlines(keepends=True) if not _CLUSTER_HEADER.match(line))
+
+
+def _checked_cluster(slurm_cluster: str | None) -> str | None:
+    if slurm_cluster is None or (isinstance(slurm_cluster, str) and _CLUSTER_NAME.fullmatch(slurm_cluster)):
+        return slurm_cluster
+    raise ConfigError(
+        f"slurm_cluster={slurm_cluster!r} is not one Slurm cluster name: give the name `sacctmgr show "
+        "clusters` lists (e.g. slurm_cluster='two'), or leave it out for the login node's own cluster",
+        key="slurm_cluster",
+    )
+
+
+#: What a federation's sibling says of a job another sibling runs (``parse_status_lines``).
+_REVOKED = "REVOKED"
+
+
 def _scheduler_error(command: str, result: CommandResult) -> BackendError:
     detail = (result.stderr.strip() or result.stdout.strip())[-1000:]
     return BackendError(
@@ -176,6 +215,8 @@ class SlurmBackend(Backend):
         *,
         job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
+        slurm_cluster: str | None = None,
+        federation: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(sbatch_extra, str):  # tuple("--qos=high") would be ten one-character arguments
@@ -187,6 +228,10 @@ class SlurmBackend(Backend):
         self.transport = transport
         self.job_ids_per_query = job_ids_per_query
         self.sbatch_extra = tuple(sbatch_extra)
+        #: The cluster every command targets (``-M``), of several on one slurmdbd; None: the login node's.
+        self.slurm_cluster = _checked_cluster(slurm_cluster)
+        #: The clusters form a Slurm federation: a job's state is asked of every cluster.
+        self.federation = bool(federation)
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._limits: SiteLimits | None = None
         self._lock = threading.Lock()
@@ -196,10 +241,27 @@ class SlurmBackend(Backend):
 
     def to_config(self) -> dict[str, object]:
         """Options a workflow's child rebuilds this backend from (inside the allocation, transport local)."""
-        return {"job_ids_per_query": self.job_ids_per_query, "sbatch_extra": list(self.sbatch_extra)}
+        options: dict[str, object] = {
+            "job_ids_per_query": self.job_ids_per_query,
+            "sbatch_extra": list(self.sbatch_extra),
+        }
+        if self.slurm_cluster is not None:
+            options["slurm_cluster"] = self.slurm_cluster
+        if self.federation:
+            options["federation"] = True
+        return options
+
+    def _targeted(self, args: Sequence[str]) -> list[str]:
+        """A Slurm command with ``--clusters=<slurm_cluster>`` after its name, when one is set; in a
+        federation sacct and squeue ask every cluster, since a job may run on any sibling."""
+        if self.federation and args[0] in ("sacct", "squeue"):
+            return [args[0], "--clusters=all", *args[1:]]
+        if self.slurm_cluster is None:
+            return list(args)
+        return [args[0], f"--clusters={self.slurm_cluster}", *args[1:]]
 
     def _run(self, args: Sequence[str]) -> CommandResult:
-        return self.transport.run(SCRUB_SLURM_ENV_SHELL + shlex.join(args), check=False)
+        return self.transport.run(SCRUB_SLURM_ENV_SHELL + shlex.join(self._targeted(args)), check=False)
 
     def submit(
         self,
@@ -210,7 +272,7 @@ class SlurmBackend(Backend):
         dependency_type: str = "afterok",
     ) -> str:
         args = self._sbatch_args(script_path, array, dependencies, dependency_type)
-        return _submitted(args, self._run(args))
+        return _submitted(self._targeted(args), self._run(args))
 
     def submit_with_files(
         self,
@@ -233,7 +295,7 @@ class SlurmBackend(Backend):
         answer there (hangups and closed pipes ignored, so a dropped connection cannot stop it between
         queueing the job and noting so); a later attempt waits for that answer and gives it instead. A
         refusal frees the claim, so a retry after a transient refusal runs sbatch again."""
-        args = self._sbatch_args(script_path, array, dependencies, dependency_type)
+        args = self._targeted(self._sbatch_args(script_path, array, dependencies, dependency_type))
         claim = shlex.quote(posixpath.join(job_dir, _CLAIM))
         recording = (
             f'case "$id" in ""|*[!0-9]*) ;; *) {{ {record}; }} || echo {_RECORD_FAILED} >&2 ;; esac; '
@@ -277,7 +339,7 @@ class SlurmBackend(Backend):
         result = self._run(["squeue", "--me", "--states=all", "-h", "-o", "%F|%o"])
         if result.returncode != 0:
             raise _scheduler_error("squeue", result)
-        for line in result.stdout.splitlines():
+        for line in without_cluster_headers(result.stdout).splitlines():
             job_id, _, command = line.partition("|")
             if command.strip() == script_path:
                 return job_id.strip()
@@ -360,7 +422,19 @@ class SlurmBackend(Backend):
 
     def _sacct(self, job_ids: list[str]) -> dict[str, JobStatus]:
         # --duplicates: one line per run of a requeued job, which gives the restart count.
-        result = self._run(["sacct", "-X", "-D", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State"])
+        result = self._run(
+            [
+                "sacct",
+                "-X",
+                "-D",
+                "-n",
+                "-P",
+                "-j",
+                ",".join(job_ids),
+                "-o",
+                "JobID,State",
+            ]
+        )
         output = (result.stderr + result.stdout).lower()
         if result.returncode == 127 or any(s in output for s in _NO_ACCOUNTING):
             with self._lock:
@@ -385,7 +459,7 @@ class SlurmBackend(Backend):
         )
         if result.returncode != 0 and "invalid job id" not in result.stderr.lower():
             raise _scheduler_error("squeue", result)
-        return parse_status_lines(result.stdout)
+        return parse_status_lines(without_cluster_headers(result.stdout))
 
     def cancel(self, job_id: str) -> None:
         result = self._run(["scancel", job_id])
@@ -407,7 +481,8 @@ class SlurmBackend(Backend):
     def site_limits(self) -> SiteLimits:
         """MaxArraySize and the submit limit, learned once (one command) and kept."""
         if self._limits is None:
-            self._limits = parse_limits(self._run_shell(LIMITS_QUERY).stdout, qos=self._sbatch_qos())
+            query = limits_query(self.slurm_cluster)
+            self._limits = parse_limits(self._run_shell(query).stdout, qos=self._sbatch_qos())
         return self._limits
 
     def _sbatch_qos(self) -> str | None:
@@ -427,7 +502,7 @@ class SlurmBackend(Backend):
         )
         if result.returncode != 0:
             raise _scheduler_error("squeue", result)
-        return sum(1 for line in result.stdout.splitlines() if line.strip())
+        return sum(1 for line in without_cluster_headers(result.stdout).splitlines() if line.strip())
 
     def _run_shell(self, script: str) -> CommandResult:
         return self.transport.run(SCRUB_SLURM_ENV_SHELL + script, check=False)
@@ -477,6 +552,8 @@ class SSHBackend(SlurmBackend):
         trust_unknown_host: bool = False,
         job_ids_per_query: int = 2000,
         sbatch_extra: Sequence[str] = (),
+        slurm_cluster: str | None = None,
+        federation: bool = False,
     ) -> None:
         # Here, not at the top: paramiko (with invoke and yaml) costs ~0.2 s, and a local Cluster never needs it.
         from slurm.transports.ssh import SSHTransport
@@ -490,4 +567,10 @@ class SSHBackend(SlurmBackend):
             connect_timeout=connect_timeout,
             trust_unknown_host=trust_unknown_host,
         )
-        super().__init__(transport, job_ids_per_query=job_ids_per_query, sbatch_extra=sbatch_extra)
+        super().__init__(
+            transport,
+            job_ids_per_query=job_ids_per_query,
+            sbatch_extra=sbatch_extra,
+            slurm_cluster=slurm_cluster,
+            federation=federation,
+        )
