@@ -252,3 +252,53 @@ def config_line(line: str) -> tuple[str, str]:
 def same_setting(shown: str, configured: str) -> bool:
     """``scontrol show config`` prints ``MinJobAge = 2 sec``; slurm.conf says ``MinJobAge=2``."""
     return shown == configured or shown.split()[:1] == [configured]
+
+
+#: How long the token ``RestAnswers`` asks for lives: one look's worth (each look asks afresh).
+READINESS_TOKEN_SECONDS = 60
+#: slurmrestd's OpenAPI description (Slurm 21.08 and later).
+OPENAPI_PATH = "/openapi/v3"
+
+
+class RestAnswers:
+    """slurmrestd at ``url`` answers its OpenAPI description to a token ``scontrol token`` handed out on
+    the login node (over the login session): JWT works end to end, slurmctld signing and slurmrestd
+    passing it on. Follows ``SlurmTakesJobs`` (a token needs slurmctld)."""
+
+    what = "slurmrestd to answer with a token from `scontrol token`"
+
+    def __init__(self, login: SSHLogin, url: Callable[[], str], timeout: float = 5.0) -> None:
+        self.login = login
+        self.url = url
+        self.timeout = timeout
+
+    def check(self) -> str | None:
+        import urllib.error
+        import urllib.request
+
+        if self.login.client is None:
+            dropped = self.login.check()
+            if dropped is not None:
+                return f"{SSHLogin.what}: {dropped}"
+        assert self.login.client is not None
+        try:
+            code, out, err = ssh.run(self.login.client, f"scontrol token lifespan={READINESS_TOKEN_SECONDS}")
+        except Exception as exc:
+            self.login.close()
+            return f"the SSH session dropped: {one_line(exc)}"
+        token = out.strip().removeprefix("SLURM_JWT=")
+        if code != 0 or not token:
+            return f"`scontrol token` failed: {(err or out).strip()[:200]}"
+        try:
+            url = self.url() + OPENAPI_PATH
+        except StackError as exc:
+            return one_line(exc)
+        request = urllib.request.Request(url, headers={"X-SLURM-USER-TOKEN": token})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            return f"GET {url}: HTTP {exc.code}"
+        except OSError as exc:
+            return f"GET {url}: {one_line(exc)}"
+        return None

@@ -29,12 +29,22 @@ from slurm_dev_cluster import preflight
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     FIXED_SERVICES,
+    REST_PORT_INSIDE,
+    REST_SERVICE,
     UP_WAIT_SECONDS,
     ComposeProject,
+    published_ssh_port,
 )
 from slurm_dev_cluster.errors import Say, StackError, say_stderr
 from slurm_dev_cluster.images import Images
-from slurm_dev_cluster.inputs import accounting_enabled, containers_inputs, image_repository, sdk_package_dir
+from slurm_dev_cluster.inputs import (
+    REST_PROFILE,
+    accounting_enabled,
+    containers_inputs,
+    image_repository,
+    rest_enabled,
+    sdk_package_dir,
+)
 from slurm_dev_cluster.kit import KitSettings, cluster_root
 from slurm_dev_cluster.locks import EventLog
 from slurm_dev_cluster.login_port import LoginPort
@@ -43,6 +53,7 @@ from slurm_dev_cluster.readiness import (
     Clock,
     Guard,
     LoginKeys,
+    RestAnswers,
     SlurmTakesJobs,
     SSHLogin,
     ready_check,
@@ -254,8 +265,12 @@ class StackParts:
 
     @property
     def expected_services(self) -> tuple[str, ...]:
-        """Every long-running service: the cluster's, and slurmdbd with accounting."""
-        return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
+        """Every long-running service: the cluster's, slurmdbd with accounting, slurmrestd with its profile."""
+        return (
+            self.cluster_services
+            + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
+            + ((REST_SERVICE,) if rest_enabled() else ())
+        )
 
     def status(self) -> Status:
         services = self.services()
@@ -341,6 +356,17 @@ class StackParts:
         names = {service: container.name.lstrip("/") for service, container in containers.items()}
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, names)
 
+    def rest_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running stack's slurmrestd (the profile ``rest``)."""
+        container = self._containers(INSPECTION_FRESH_SECONDS).get(REST_SERVICE)
+        port = published_ssh_port(container, REST_PORT_INSIDE) if container is not None else None
+        if port is None:
+            raise StackError(
+                f"stack {self.project} has no slurmrestd publishing a port; fix: start it with "
+                f"SLURM_SDK_COMPOSE_PROFILES={REST_PROFILE} (`slurm-dev-cluster up`)"
+            )
+        return f"http://{SSH_HOST}:{port}"
+
     def _recorded_connection(self, state: dict) -> Connection | None:
         return self.access.recorded(state, self._login_id, self._login_port)
 
@@ -368,9 +394,10 @@ class StackParts:
         keys = LoginKeys(lambda: self.connect_info(INSPECTION_FRESH_SECONDS))
         login = SSHLogin(keys)
         slurm = SlurmTakesJobs(login, ready_check(self.topology.node_names, accounting_enabled()))
+        rest = [RestAnswers(login, self.rest_url)] if rest_enabled() else []
         try:
             wait_for(
-                [keys, login, slurm],
+                [keys, login, slurm, *rest],
                 timeout,
                 subject=f"stack {self.project}",
                 guards=[Guard(self._fail_if_a_container_stopped)],
