@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from slurm import Cluster
-from slurm.backends.base import JobState
+from slurm.backends.base import JobState, JobStatus
 from slurm.backends.rest import RestBackend
 from slurm.backends.rest_http import TokenRejected
 from slurm.errors import BackendError
@@ -33,6 +33,7 @@ class FakeSlurmrestd:
     def __init__(self, version: str = V42) -> None:
         self.version = version
         self.valid_tokens = {"good"}
+        self.refusal_status = 511
         self.drop_submit_answers = 0
         self.submissions: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, str | None]] = []
@@ -48,6 +49,9 @@ class FakeSlurmrestd:
             def do_POST(self) -> None:
                 fake.handle(self, "POST")
 
+            def do_DELETE(self) -> None:
+                fake.handle(self, "DELETE")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
@@ -57,11 +61,13 @@ class FakeSlurmrestd:
         self.requests.append((method, handler.path, token))
         length = int(handler.headers.get("Content-Length") or 0)
         body = json.loads(handler.rfile.read(length)) if length else None
-        if token not in self.valid_tokens:
-            return self.answer(handler, 401, {"errors": [{"error": "Authentication failure"}]})
-        if handler.path == "/openapi/v3":
+        if handler.path == "/openapi/v3":  # like slurmrestd: answered whatever the token
             paths = {f"/slurm/{self.version}/jobs": {}, f"/slurmdb/{self.version}/job/{{job_id}}": {}}
             return self.answer(handler, 200, {"openapi": "3.0.2", "paths": paths})
+        if token not in self.valid_tokens:
+            # slurmrestd's own refusal (no token: 401), or slurmctld's passed on (24.11: 511, error 1007).
+            error = {"error": "Protocol authentication error", "error_number": 1007}
+            return self.answer(handler, self.refusal_status, {"errors": [error]})
         if method == "POST" and handler.path == f"/slurm/{self.version}/job/submit":
             self.submissions.append(body)
             if self.drop_submit_answers:
@@ -123,7 +129,9 @@ def test_the_newest_supported_version_is_chosen(server: FakeSlurmrestd) -> None:
     assert backend.api.slurm == f"/slurm/{V42}"
 
 
-def test_a_401_renews_the_token_once_and_goes_on(server: FakeSlurmrestd) -> None:
+@pytest.mark.parametrize("refusal", [401, 511])
+def test_a_refused_token_is_renewed_once_and_goes_on(server: FakeSlurmrestd, refusal: int) -> None:
+    server.refusal_status = refusal
     renewals = []
 
     def renew() -> str:
@@ -133,7 +141,7 @@ def test_a_401_renews_the_token_once_and_goes_on(server: FakeSlurmrestd) -> None
     backend = RestBackend(server.url, HostTransport(), token="expired", renew_token=renew)
     assert backend.states(["1001"]) == {"1001": JobState.UNKNOWN}  # listed nowhere, accounting included
     assert len(renewals) == 1  # the rejected token once; the new one serves every later request
-    assert [token for _, _, token in server.requests] == ["expired", "good", "good", "good"]
+    assert [token for _, _, token in server.requests] == ["expired", "expired", "good", "good"]
 
 
 def test_a_renewed_token_refused_too_is_an_error_not_a_loop(server: FakeSlurmrestd) -> None:
@@ -143,15 +151,17 @@ def test_a_renewed_token_refused_too_is_an_error_not_a_loop(server: FakeSlurmres
         renewals.append(1)
         return f"still-bad-{len(renewals)}"
 
+    backend = RestBackend(server.url, HostTransport(), token="expired", renew_token=renew)
     with pytest.raises(TokenRejected, match="freshly renewed token too"):
-        RestBackend(server.url, HostTransport(), token="expired", renew_token=renew)
+        backend.states(["1001"])
     assert len(renewals) == 1
-    assert len(server.requests) == 2
+    assert [path for _, path, _ in server.requests] == ["/openapi/v3", *[f"/slurm/{V42}/jobs"] * 2]
 
 
 def test_without_a_renewal_a_401_says_how_to_get_a_token(server: FakeSlurmrestd) -> None:
+    backend = RestBackend(server.url, HostTransport(), token="expired")
     with pytest.raises(TokenRejected, match="scontrol token"):
-        RestBackend(server.url, HostTransport(), token="expired")
+        backend.cancel("1001")
 
 
 def test_a_lost_submit_answer_is_found_by_its_comment_not_submitted_again(server, tmp_path) -> None:
@@ -167,3 +177,88 @@ def test_a_lost_submit_answer_is_found_by_its_comment_not_submitted_again(server
     assert submission["job"]["time_limit"]["number"] == 1
     assert submission["job"]["memory_per_node"]["number"] == 100
     assert submission["job"]["cpus_per_task"] == 1
+
+
+# Records as slurmrestd 24.11.5 (v0.0.42) lists them: an array of 4 tasks, %1, task 0 running, 1-3 pending.
+LIVE_ARRAY = {
+    "jobs": [
+        {
+            "job_id": 4,
+            "array_job_id": {"set": True, "infinite": False, "number": 3},
+            "array_task_id": {"set": True, "infinite": False, "number": 0},
+            "array_task_string": "",
+            "job_state": ["RUNNING"],
+            "state_reason": "None",
+            "restart_cnt": 0,
+            "comment": "mark1",
+        },
+        {
+            "job_id": 3,
+            "array_job_id": {"set": True, "infinite": False, "number": 3},
+            "array_task_id": {"set": False, "infinite": False, "number": 0},
+            "array_task_string": "1-3%1",
+            "job_state": ["PENDING"],
+            "state_reason": "JobArrayTaskLimit",
+            "restart_cnt": 0,
+            "comment": "mark1",
+        },
+    ]
+}
+ACCOUNTED_JOB = {
+    "jobs": [
+        {
+            "job_id": 2,
+            "array": {"job_id": 0, "task_id": {"set": False, "infinite": False, "number": 0}, "task": ""},
+            "state": {"current": ["COMPLETED"], "reason": "None"},
+            "comment": {"administrator": "", "job": "", "system": ""},
+        }
+    ]
+}
+
+
+def test_live_records_become_one_status_per_array_task() -> None:
+    from slurm.backends.rest_api import ApiV40
+
+    found = ApiV40(V42).live_statuses(LIVE_ARRAY)
+    assert {key: status.state for key, (status, _) in found.items()} == {
+        "3_0": JobState.RUNNING,
+        "3_1": JobState.PENDING,
+        "3_2": JobState.PENDING,
+        "3_3": JobState.PENDING,
+    }
+    assert found["3_2"][0].reason == "JobArrayTaskLimit"
+    assert found["3_0"][1] == "mark1"
+
+
+def test_accounting_records_give_the_state_of_a_forgotten_job() -> None:
+    from slurm.backends.rest_api import ApiV40
+
+    assert ApiV40(V42).accounted_statuses(ACCOUNTED_JOB) == {"2": JobStatus(JobState.COMPLETED)}
+
+
+def test_sbatch_options_become_job_fields_and_others_are_refused() -> None:
+    from slurm.backends.rest_api import ApiV40
+    from slurm.errors import ConfigError
+
+    script = "#!/bin/bash\n#SBATCH --job-name=x\n#SBATCH --time=1:30:00\n#SBATCH --gres=gpu:2\n\nexec true\n"
+    job = ApiV40(V42).job_description(
+        script,
+        working_dir="/w",
+        marker="/w/job.sh",
+        environment=["PATH=/bin"],
+        array="0-3%1",
+        dependency=None,
+    )["job"]
+    assert job["name"] == "x"
+    assert job["time_limit"]["number"] == 90
+    assert job["tres_per_node"] == "gres/gpu:2"
+    assert (job["array"], job["comment"], job["script"]) == ("0-3%1", "/w/job.sh", script)
+    with pytest.raises(ConfigError, match="--exclusive has no slurmrestd field"):
+        ApiV40(V42).job_description(
+            "#!/bin/bash\n#SBATCH --exclusive\n",
+            working_dir="/",
+            marker="m",
+            environment=[],
+            array=None,
+            dependency=None,
+        )

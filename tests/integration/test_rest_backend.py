@@ -109,3 +109,30 @@ def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, login_transport):
     shown = login_transport.run(f"scontrol show job {int(job_id)}", check=False).stdout
     accounted = login_transport.run(f"sacct -X -n -j {int(job_id)} -o JobName%20", check=False).stdout
     assert "hello-rest" in shown + accounted
+
+
+def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slurm_container):
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.transports.ssh import SSHTransport
+
+    files = SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+    renew = scontrol_token(files, lifespan=120)
+    renewals = []
+
+    def counted() -> str:
+        renewals.append(1)
+        return renew()
+
+    backend = RestBackend(rest_url, files, token="not-a-token", renew_token=counted)
+    try:
+        assert backend.api.version == "v0.0.42"  # trixie's Slurm 24.11 serves v0.0.40 to v0.0.42
+        assert backend.states(["999999"]) == {"999999": JobState.UNKNOWN}
+        assert len(renewals) == 1
+    finally:
+        backend.close()

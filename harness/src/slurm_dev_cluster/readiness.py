@@ -11,6 +11,7 @@ The idea is testcontainers' wait strategies, written here for this stack.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -258,12 +259,15 @@ def same_setting(shown: str, configured: str) -> bool:
 READINESS_TOKEN_SECONDS = 60
 #: slurmrestd's OpenAPI description (Slurm 21.08 and later).
 OPENAPI_PATH = "/openapi/v3"
+#: A path of the description that slurmrestd passes on to slurmctld: the newest version's ping.
+PING_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/ping/?$")
 
 
 class RestAnswers:
-    """slurmrestd at ``url`` answers its OpenAPI description to a token ``scontrol token`` handed out on
-    the login node (over the login session): JWT works end to end, slurmctld signing and slurmrestd
-    passing it on. Follows ``SlurmTakesJobs`` (a token needs slurmctld)."""
+    """slurmrestd at ``url`` answers its OpenAPI description, and its ping (which slurmctld answers) to a
+    token ``scontrol token`` handed out on the login node (over the login session): JWT works end to
+    end, slurmctld signing and checking, slurmrestd passing it on. slurmrestd checks no token itself, so
+    the description alone would answer any. Follows ``SlurmTakesJobs`` (a token needs slurmctld)."""
 
     what = "slurmrestd to answer with a token from `scontrol token`"
 
@@ -273,9 +277,6 @@ class RestAnswers:
         self.timeout = timeout
 
     def check(self) -> str | None:
-        import urllib.error
-        import urllib.request
-
         if self.login.client is None:
             dropped = self.login.check()
             if dropped is not None:
@@ -290,15 +291,32 @@ class RestAnswers:
         if code != 0 or not token:
             return f"`scontrol token` failed: {(err or out).strip()[:200]}"
         try:
-            url = self.url() + OPENAPI_PATH
+            base = self.url()
         except StackError as exc:
             return one_line(exc)
+        description, seen = self._get(base + OPENAPI_PATH, token)
+        if description is None:
+            return seen
+        pings = sorted(
+            (match[1] for path in description.get("paths", {}) if (match := PING_PATH.match(path))),
+            key=lambda version: tuple(int(part) for part in version[1:].split(".")),
+        )
+        if not pings:
+            raise StackError(f"slurmrestd's OpenAPI description at {base}{OPENAPI_PATH} lists no ping path")
+        _, seen = self._get(f"{base}/slurm/{pings[-1]}/ping", token)
+        return seen
+
+    def _get(self, url: str, token: str) -> tuple[dict | None, str | None]:
+        """The JSON at ``url`` and None, or None and what went wrong."""
+        import json
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(url, headers={"X-SLURM-USER-TOKEN": token})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
+                return json.loads(response.read() or b"{}"), None
         except urllib.error.HTTPError as exc:
-            return f"GET {url}: HTTP {exc.code}"
-        except OSError as exc:
-            return f"GET {url}: {one_line(exc)}"
-        return None
+            return None, f"GET {url}: HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return None, f"GET {url}: {one_line(exc)}"

@@ -1,9 +1,11 @@
 """HTTP to slurmrestd: JSON in and out, a JSON Web Token in every request, renewed once on a 401.
 
 slurmrestd's ``rest_auth/jwt`` takes the token in ``X-SLURM-USER-TOKEN`` (and the user name in
-``X-SLURM-USER-NAME`` when the token does not carry it). Tokens expire; when slurmrestd answers 401 the
-client asks the caller's ``renew_token`` for a new one and tries that request once more. A second 401
-is an error, so a token that can never work does not loop.
+``X-SLURM-USER-NAME`` when the token does not carry it). slurmrestd does not check the token itself:
+slurmctld or slurmdbd does, when slurmrestd passes a request on (so ``/openapi/v3`` answers any token).
+Tokens expire; when a request is refused for its token (``rejected``) the client asks the caller's
+``renew_token`` for a new one and tries that request once more. A second refusal is an error, so a token
+that can never work does not loop.
 
 urllib3 (imported here, and this module only when a REST backend is built) keeps the connection open
 between polls; its own retries are off: the SDK decides what is retried (``BackendError.transient``), and
@@ -31,6 +33,8 @@ TOKEN_HEADER = "X-SLURM-USER-TOKEN"
 USER_HEADER = "X-SLURM-USER-NAME"
 #: Statuses after which the same request may well succeed: slurmrestd or a gateway restarting, overload.
 _TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
+#: Slurm's ESLURM_PROTOCOL_AUTHENTICATION_ERROR: slurmctld or slurmdbd refused the credential.
+_AUTH_ERROR = 1007
 
 
 class TokenRejected(BackendError):
@@ -41,6 +45,16 @@ class TokenRejected(BackendError):
 class Reply:
     status: int
     body: Any  # the decoded JSON (None for an empty body)
+
+
+def rejected(reply: Reply) -> bool:
+    """Whether the token was refused: slurmrestd's own 401, or slurmctld/slurmdbd refusing what slurmrestd
+    passed on (an expired or forged token), which slurmrestd 24.11 answers with HTTP 511 and Slurm's
+    error 1007, "Protocol authentication error"."""
+    if reply.status in (401, 511):
+        return True
+    errors = reply.body.get("errors") if isinstance(reply.body, Mapping) else None
+    return any(isinstance(e, Mapping) and e.get("error_number") == _AUTH_ERROR for e in errors or [])
 
 
 def error_text(body: Any) -> str:
@@ -79,24 +93,24 @@ class RestClient:
         )
 
     def request(self, method: str, path: str, body: Any = None) -> Reply:
-        """``method path`` with ``body`` as JSON. A 401 renews the token (when ``renew_token`` was given)
-        and sends the request once more; a 401 after that raises ``TokenRejected``. A connection that
+        """``method path`` with ``body`` as JSON. A refused token renews the token (when ``renew_token``
+        was given) and sends the request once more; a refusal after that raises ``TokenRejected``. A connection that
         fails or drops before the answer raises a transient ``BackendError``."""
         token = self._current_token()
         reply = self._send(method, path, body, token)
-        if reply.status != 401:
+        if not rejected(reply):
             return reply
         if self.renew_token is None:
             raise TokenRejected(
-                f"slurmrestd at {self.url} refused the token (401) for {method} {path}: "
+                f"slurmrestd at {self.url} refused the token (HTTP {reply.status}) for {method} {path}: "
                 f"{error_text(reply.body) or 'no detail'}; fix: give a fresh token (`scontrol token` on a "
                 "login node), or a renew_token callable that fetches one"
             )
         renewed = self._renew(token)
         reply = self._send(method, path, body, renewed)
-        if reply.status == 401:
+        if rejected(reply):
             raise TokenRejected(
-                f"slurmrestd at {self.url} refused a freshly renewed token too (401) for {method} {path}: "
+                f"slurmrestd at {self.url} refused a freshly renewed token too (HTTP {reply.status}) for {method} {path}: "
                 f"{error_text(reply.body) or 'no detail'}; fix: check that slurmctld and slurmdbd have "
                 "AuthAltTypes=auth/jwt with the key slurmrestd's tokens are signed with, and that the "
                 "renewal returns a token for the right user"
