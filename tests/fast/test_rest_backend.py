@@ -34,6 +34,7 @@ class FakeSlurmrestd:
         self.version = version
         self.valid_tokens = {"good"}
         self.refusal_status = 511
+        self.down = False  # True: every connection is closed unanswered, as while slurmrestd restarts
         self.drop_submit_answers = 0
         self.submissions: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, str | None]] = []
@@ -57,6 +58,10 @@ class FakeSlurmrestd:
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        if self.down:
+            handler.close_connection = True
+            handler.connection.close()
+            return None
         token = handler.headers.get("X-SLURM-USER-TOKEN")
         self.requests.append((method, handler.path, token))
         length = int(handler.headers.get("Content-Length") or 0)
@@ -262,3 +267,15 @@ def test_sbatch_options_become_job_fields_and_others_are_refused() -> None:
             array=None,
             dependency=None,
         )
+
+
+def test_slurmrestd_gone_is_a_transient_error_and_its_return_is_picked_up(server) -> None:
+    """A restart of slurmrestd during a wait: requests fail as transient (the SDK's waits retry those
+    within their outage limit) and succeed again once it answers."""
+    backend = RestBackend(server.url, HostTransport(), token="good")
+    server.down = True
+    with pytest.raises(BackendError) as caught:
+        backend.states(["1001"])
+    assert caught.value.transient
+    server.down = False
+    assert backend.states(["1001"]) == {"1001": JobState.UNKNOWN}

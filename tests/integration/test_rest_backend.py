@@ -136,3 +136,28 @@ def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slur
         assert len(renewals) == 1
     finally:
         backend.close()
+
+
+def test_the_kits_rest_config_lets_a_script_use_cluster_from_env(rest_url, sdk_on_cluster, tmp_path):
+    """`slurm-dev-cluster config --backend rest`: the URL, a fresh token with its expiry, SSH for files;
+    a script elsewhere runs a task through slurmrestd with SLURM_SDK_CONFIG alone."""
+    import shlex
+    import sys
+
+    import yaml
+
+    from .test_client_config import SCRIPT, harness_cli
+
+    run = harness_cli("config", "--backend", "rest", "-o", str(tmp_path / "rest.yaml"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    path = shlex.split(run.stdout.strip().partition("=")[2])[0]
+    text = Path(path).read_text()
+    backend = yaml.safe_load(text)["backend"]
+    assert (backend["type"], backend["url"]) == ("rest", rest_url)
+    assert backend["token"] and "The token lives" in text
+    env = {**os.environ, "SLURM_SDK_CONFIG": path}
+    script = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.split()[0] in ("c1", "c2")
