@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from slurm import Cluster, JobState
+from slurm.errors import BackendError
 from slurm_dev_cluster import plugin_fixtures
 from slurm_dev_cluster.inputs import rest_enabled
 from slurm_dev_cluster.stack import Stack
@@ -161,3 +162,44 @@ def test_the_kits_rest_config_lets_a_script_use_cluster_from_env(rest_url, sdk_o
     )
     assert script.returncode == 0, script.stderr
     assert script.stdout.split()[0] in ("c1", "c2")
+
+
+def test_a_wait_outlasts_a_frozen_slurmrestd(
+    rest_url, slurm_container, slurm_stack, sdk_on_cluster, request, login_transport
+):
+    """slurmrestd frozen (`docker pause`: it accepts connections and never answers) while a wait is on and
+    the job is cancelled behind the SDK's back (no result file: only the scheduler can tell): the wait's
+    polls time out as transient errors, are retried, and the wait ends CANCELLED once slurmrestd answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.transports.ssh import SSHTransport
+
+    files = SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), timeout=5)
+    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
+    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
+    # This stack's own slurmrestd container (the kit's pause fault knows the Slurm roles only).
+    container = slurm_stack.container_names()["slurmrestd"]
+    with Cluster(backend=backend, packaging=packaging, poll_interval_seconds=2) as cluster:
+        job = cluster.submit(jobs.sleep_then_return, 600)
+        subprocess.run(["docker", "pause", container], check=True, timeout=60)
+        try:
+            with pytest.raises(BackendError) as frozen:
+                backend.states([job.job_id])
+            assert frozen.value.transient, frozen.value
+            with ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(job.wait, timeout=TIMEOUT)
+                login_transport.run(f"scancel {int(job.job_id)}")
+                time.sleep(8)  # the wait polls a frozen slurmrestd meanwhile
+                assert not waiting.done(), waiting.result()
+                subprocess.run(["docker", "unpause", container], check=True, timeout=60)
+                assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
+        finally:
+            subprocess.run(["docker", "unpause", container], check=False, timeout=60, capture_output=True)
