@@ -8,6 +8,7 @@ set -euo pipefail
 SECRETS=/etc/slurm-sdk          # named volume: written by slurmctld's container, read-only for the others
 SECRETS_READY=$SECRETS/ready    # written last by create_secrets: every secret and the job user's home exist
 SECRETS_WAIT_SECONDS=60
+JWT_KEY=$SECRETS/jwt/jwt_hs256.key   # slurm.conf AuthAltParameters; slurmdbd.conf gets it when it exists
 JOB_USER=sdk
 
 log() { echo "[$(hostname) $1] ${*:2}"; }
@@ -44,6 +45,14 @@ create_secrets() {
     ssh-keygen -q -t ed25519 -N '' -C "slurm-sdk-dev client" -f "$SECRETS/ssh/client_ed25519"
     log secrets "generated SSH client key"
   fi
+  # The JWT signing key (slurm.conf AuthAltParameters): readable by SlurmUser only, which slurmctld and
+  # slurmdbd run as; the job user never sees it (a token is asked for with `scontrol token`).
+  if [ ! -s "$JWT_KEY" ]; then
+    install -d -o slurm -g slurm -m 700 "$SECRETS/jwt"
+    dd if=/dev/urandom bs=32 count=1 of="$JWT_KEY" status=none
+    log secrets "generated JWT key"
+  fi
+  chown -R slurm:slurm "$SECRETS/jwt" && chmod 700 "$SECRETS/jwt" && chmod 600 "$JWT_KEY"
   chmod 700 "$SECRETS/munge" "$SECRETS/ssh"
   chmod 600 "$SECRETS/munge/munge.key" "$SECRETS/ssh/host_ed25519" "$SECRETS/ssh/client_ed25519"
   install -d -o "$JOB_USER" -g "$JOB_USER" -m 755 "/home/$JOB_USER"
@@ -194,6 +203,11 @@ StorageUser=slurm
 LogFile=/var/log/slurm/slurmdbd.log
 PidFile=/run/slurmdbd/slurmdbd.pid
 CONF
+  # Tokens (slurmrestd's accounting calls) need the same key slurmctld signs with; at image build there is
+  # no key (nor any token), so the line is only written in a stack.
+  if [ -s "$JWT_KEY" ]; then
+    printf 'AuthAltTypes=auth/jwt\nAuthAltParameters=jwt_key=%s\n' "$JWT_KEY" >> /etc/slurm/slurmdbd.conf
+  fi
 }
 
 # slurmdbd runs as SlurmUser from its first instruction (setpriv execs it: no parent left to relay signals).
@@ -459,7 +473,18 @@ configure_forwarding() {
   fi
 }
 
-ROLES="slurmctld slurmdbd slurmd login"
+# slurmrestd (service `slurmrestd`, compose profile `rest`): Slurm's REST API on port 6820, clients
+# authenticated by the token in each request (rest_auth/jwt; SLURM_JWT=daemon has slurmrestd pass it on
+# to slurmctld and slurmdbd). It refuses to run as root or SlurmUser, so it runs as its own account.
+# It unshares its System V IPC and file namespaces at start, which an unprivileged container may not do
+# (fatal "Unable to unshare"); the container already isolates both, so those two steps are turned off.
+SLURMRESTD_PORT=6820
+run_slurmrestd() {
+  SLURMRESTD_SECURITY=disable_unshare_sysv,disable_unshare_files SLURM_JWT=daemon exec setpriv --reuid=slurmrestd --regid=slurmrestd --clear-groups \
+    slurmrestd -a rest_auth/jwt "0.0.0.0:$SLURMRESTD_PORT"
+}
+
+ROLES="slurmctld slurmdbd slurmd login slurmrestd"
 if [ $# -eq 0 ]; then
   role=${SLURM_ROLE:-login}
   if [[ " $ROLES " != *" $role "* ]]; then
@@ -497,6 +522,9 @@ case "$1" in
   slurmd)
     start_munge
     run_slurmd ;;
+  slurmrestd)
+    start_munge
+    run_slurmrestd ;;
   login)
     start_munge
     configure_forwarding

@@ -60,6 +60,11 @@ ready() {
           -i /etc/slurm-sdk/ssh/client_ed25519 sdk@127.0.0.1 true ;;
     slurmdbd)
       sacctmgr -n -P show cluster format=cluster >/dev/null ;;
+    slurmrestd)   # answers HTTP (a request without a token gets 401); the harness checks a real token
+      exec 3<>/dev/tcp/127.0.0.1/6820 || return 1
+      printf 'GET /openapi/v3 HTTP/1.0\r\n\r\n' >&3
+      local status; read -r -t 5 _ status _ <&3; exec 3>&-
+      [[ "$status" =~ ^[1-5][0-9][0-9]$ ]] ;;
     *) echo "unknown role $1" >&2; exit 2 ;;
   esac
 }
@@ -78,6 +83,7 @@ started() {
     slurmd) listening 127.0.0.1 6818 && listening "$(controller)" 6817 ;;
     login) listening 127.0.0.1 22 ;;
     slurmdbd) listening 127.0.0.1 6819 ;;
+    slurmrestd) listening 127.0.0.1 6820 ;;
   esac
 }
 

@@ -115,6 +115,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"where to write it (default: <state dir>/{client_config.SDK_CONFIG_NAME})",
     )
+    config.add_argument(
+        "--backend",
+        choices=("ssh", "rest"),
+        default="ssh",
+        help="ssh (default): Slurm's commands over SSH; rest: slurmrestd (profile `rest`) with a fresh "
+        "token, files over SSH",
+    )
     sshc = sub.add_parser(
         "ssh-config",
         help="print an OpenSSH Host block for the running stack (`... >> ~/.ssh/config`, then `ssh slurm-dev`)",

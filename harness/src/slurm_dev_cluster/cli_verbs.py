@@ -198,7 +198,9 @@ def cmd_wheelhouse(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_config(stack: Stack, args: argparse.Namespace) -> int:
-    path = client_config.write_sdk_config(stack, kit.resolve(), Path(args.output) if args.output else None)
+    path = client_config.write_sdk_config(
+        stack, kit.resolve(), Path(args.output) if args.output else None, backend=args.backend
+    )
     # stdout is only the export line, so `eval "$(slurm-dev-cluster config)"` works; the rest is stderr.
     print(f"export SLURM_SDK_CONFIG={shlex.quote(str(path))}")
     print(

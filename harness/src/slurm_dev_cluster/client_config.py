@@ -9,16 +9,20 @@ the verb again then. A restarted or recreated login node keeps its port (``Stack
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
 from slurm_dev_cluster.kit import KitSettings
+from slurm_dev_cluster.ssh_access import SSH_USER
 from slurm_dev_cluster.stack import Connection, Stack, StackError
 from slurm_dev_cluster.stack_state import write_text_atomically
 
 SDK_CONFIG_NAME = "sdk-config.yaml"
 DEFAULT_HOST_ALIAS = "slurm-dev"
+#: Lifetime of the token `config --backend rest` writes (seconds): a working day.
+REST_TOKEN_SECONDS = 8 * 3600
 
 
 def running_connection(stack: Stack) -> Connection:
@@ -50,15 +54,53 @@ def sdk_config(connection: Connection, settings: KitSettings) -> dict:
     }
 
 
-def write_sdk_config(stack: Stack, settings: KitSettings, path: Path | None = None) -> Path:
-    """Write the SDK config for the running stack (default: ``<state dir>/sdk-config.yaml``)."""
+def rest_sdk_config(connection: Connection, settings: KitSettings, url: str, token: str) -> dict:
+    """``sdk_config`` with the REST backend: slurmrestd at ``url`` with ``token`` (renewed over the SSH
+    connection, which also carries the files, when it expires)."""
+    config = sdk_config(connection, settings)
+    ssh = {key: value for key, value in config["backend"].items() if key != "type"}
+    config["backend"] = {
+        "type": "rest",
+        "url": url,
+        "token": token,
+        "token_lifespan": REST_TOKEN_SECONDS,
+        "ssh": ssh,
+    }
+    return config
+
+
+def fresh_token(stack: Stack, lifespan: int = REST_TOKEN_SECONDS) -> str:
+    """A JSON Web Token for the job user, from `scontrol token` on the login node."""
+    result = stack.exec("login", ["scontrol", "token", f"lifespan={lifespan}"], user=SSH_USER)
+    token = result.strip().removeprefix("SLURM_JWT=")
+    if not token:
+        raise StackError(f"`scontrol token` on the login node of {stack.project} gave no token: {result!r}")
+    return token
+
+
+def write_sdk_config(
+    stack: Stack, settings: KitSettings, path: Path | None = None, *, backend: str = "ssh"
+) -> Path:
+    """Write the SDK config for the running stack (default: ``<state dir>/sdk-config.yaml``);
+    ``backend="rest"``: through its slurmrestd, with a fresh token."""
     path = (path or stack.state_dir / SDK_CONFIG_NAME).expanduser().resolve()
     header = (
         f"# SDK config for the dev cluster {stack.project}, written by `slurm-dev-cluster config`.\n"
         "# Stale once the stack is recreated or its login node restarts: run the command again.\n"
     )
+    connection = running_connection(stack)
+    if backend == "rest":
+        issued = datetime.now(UTC)
+        expires = (issued + timedelta(seconds=REST_TOKEN_SECONDS)).isoformat(timespec="seconds")
+        config = rest_sdk_config(connection, settings, stack.rest_url(), fresh_token(stack))
+        header += (
+            f"# The token lives {REST_TOKEN_SECONDS} s (until {expires}); the backend then asks for a new\n"
+            "# one with `scontrol token` over SSH.\n"
+        )
+    else:
+        config = sdk_config(connection, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump(sdk_config(running_connection(stack), settings), sort_keys=False)
+    body = yaml.safe_dump(config, sort_keys=False)
     write_text_atomically(path, header + body)
     return path
 

@@ -30,6 +30,8 @@ COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
 #: Long-running services besides the compute nodes (`slurmdbd` comes with accounting).
 FIXED_SERVICES = ("slurmctld", "login")
 ACCOUNTING_SERVICE = "slurmdbd"
+REST_SERVICE = "slurmrestd"  # with the compose profile `rest`
+REST_PORT_INSIDE = "6820/tcp"  # slurmrestd's port in its container (images/entrypoint.sh)
 UP_WAIT_SECONDS = 300  # a built stack takes jobs within ~3-40 s here, even at load 30
 UP_BOUND_SECONDS = UP_WAIT_SECONDS + 120  # the whole `compose up`: creating containers, then the wait
 SLURMCTLD_LOG = "/var/log/slurm/slurmctld.log"
@@ -297,9 +299,10 @@ def service_or_node(container: ContainerInspectResult) -> str:
     return container.config.labels.get("com.docker.compose.service", container.name.lstrip("/"))
 
 
-def published_ssh_port(container: ContainerInspectResult) -> int | None:
-    """Host port bound to the container's 22/tcp, from its inspection (None when stopped or unpublished)."""
-    bindings = (container.network_settings.ports or {}).get("22/tcp") or []
+def published_ssh_port(container: ContainerInspectResult, inside: str = "22/tcp") -> int | None:
+    """Host port bound to the container's 22/tcp (or ``inside``), from its inspection (None when stopped
+    or unpublished)."""
+    bindings = (container.network_settings.ports or {}).get(inside) or []
     ports = [int(b["HostPort"]) for b in bindings if b.get("HostPort")]
     return ports[0] if ports else None
 

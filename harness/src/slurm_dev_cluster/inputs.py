@@ -95,3 +95,12 @@ def accounting_enabled() -> bool:
 def compose_profiles() -> list[str]:
     """Extra compose profiles, e.g. SLURM_SDK_COMPOSE_PROFILES=a,b (accounting is not one: it is on by default)."""
     return [p.strip() for p in os.environ.get("SLURM_SDK_COMPOSE_PROFILES", "").split(",") if p.strip()]
+
+
+#: The compose profile that adds slurmrestd (compose.yaml service ``slurmrestd``; docs/rest.md).
+REST_PROFILE = "rest"
+
+
+def rest_enabled() -> bool:
+    """slurmrestd runs in the stack: SLURM_SDK_COMPOSE_PROFILES names the ``rest`` profile."""
+    return REST_PROFILE in compose_profiles()

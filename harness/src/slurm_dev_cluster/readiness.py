@@ -11,6 +11,7 @@ The idea is testcontainers' wait strategies, written here for this stack.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -271,3 +272,70 @@ def config_line(line: str) -> tuple[str, str]:
 def same_setting(shown: str, configured: str) -> bool:
     """``scontrol show config`` prints ``MinJobAge = 2 sec``; slurm.conf says ``MinJobAge=2``."""
     return shown == configured or shown.split()[:1] == [configured]
+
+
+#: How long the token ``RestAnswers`` asks for lives: one look's worth (each look asks afresh).
+READINESS_TOKEN_SECONDS = 60
+#: slurmrestd's OpenAPI description (Slurm 21.08 and later).
+OPENAPI_PATH = "/openapi/v3"
+#: A path of the description that slurmrestd passes on to slurmctld: the newest version's ping.
+PING_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/ping/?$")
+
+
+class RestAnswers:
+    """slurmrestd at ``url`` answers its OpenAPI description, and its ping (which slurmctld answers) to a
+    token ``scontrol token`` handed out on the login node (over the login session): JWT works end to
+    end, slurmctld signing and checking, slurmrestd passing it on. slurmrestd checks no token itself, so
+    the description alone would answer any. Follows ``SlurmTakesJobs`` (a token needs slurmctld)."""
+
+    what = "slurmrestd to answer with a token from `scontrol token`"
+
+    def __init__(self, login: SSHLogin, url: Callable[[], str], timeout: float = 5.0) -> None:
+        self.login = login
+        self.url = url
+        self.timeout = timeout
+
+    def check(self) -> str | None:
+        if self.login.client is None:
+            dropped = self.login.check()
+            if dropped is not None:
+                return f"{SSHLogin.what}: {dropped}"
+        assert self.login.client is not None
+        try:
+            code, out, err = ssh.run(self.login.client, f"scontrol token lifespan={READINESS_TOKEN_SECONDS}")
+        except Exception as exc:
+            self.login.close()
+            return f"the SSH session dropped: {one_line(exc)}"
+        token = out.strip().removeprefix("SLURM_JWT=")
+        if code != 0 or not token:
+            return f"`scontrol token` failed: {(err or out).strip()[:200]}"
+        try:
+            base = self.url()
+        except StackError as exc:
+            return one_line(exc)
+        description, seen = self._get(base + OPENAPI_PATH, token)
+        if description is None:
+            return seen
+        pings = sorted(
+            (match[1] for path in description.get("paths", {}) if (match := PING_PATH.match(path))),
+            key=lambda version: tuple(int(part) for part in version[1:].split(".")),
+        )
+        if not pings:
+            raise StackError(f"slurmrestd's OpenAPI description at {base}{OPENAPI_PATH} lists no ping path")
+        _, seen = self._get(f"{base}/slurm/{pings[-1]}/ping", token)
+        return seen
+
+    def _get(self, url: str, token: str) -> tuple[dict | None, str | None]:
+        """The JSON at ``url`` and None, or None and what went wrong."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(url, headers={"X-SLURM-USER-TOKEN": token})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}"), None
+        except urllib.error.HTTPError as exc:
+            return None, f"GET {url}: HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return None, f"GET {url}: {one_line(exc)}"

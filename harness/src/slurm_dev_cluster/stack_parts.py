@@ -28,12 +28,22 @@ from slurm_dev_cluster import preflight, stack_wait
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     FIXED_SERVICES,
+    REST_PORT_INSIDE,
+    REST_SERVICE,
     UP_WAIT_SECONDS,
     ComposeProject,
+    published_ssh_port,
 )
 from slurm_dev_cluster.errors import Say, StackError, say_stderr
 from slurm_dev_cluster.images import Images
-from slurm_dev_cluster.inputs import accounting_enabled, containers_inputs, image_repository, sdk_package_dir
+from slurm_dev_cluster.inputs import (
+    REST_PROFILE,
+    accounting_enabled,
+    containers_inputs,
+    image_repository,
+    rest_enabled,
+    sdk_package_dir,
+)
 from slurm_dev_cluster.kit import KitSettings, cluster_root
 from slurm_dev_cluster.locks import EventLog
 from slurm_dev_cluster.login_port import LoginPort
@@ -246,8 +256,12 @@ class StackParts:
 
     @property
     def expected_services(self) -> tuple[str, ...]:
-        """Every long-running service: the cluster's, and slurmdbd with accounting."""
-        return self.cluster_services + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
+        """Every long-running service: the cluster's, slurmdbd with accounting, slurmrestd with its profile."""
+        return (
+            self.cluster_services
+            + ((ACCOUNTING_SERVICE,) if accounting_enabled() else ())
+            + ((REST_SERVICE,) if rest_enabled() else ())
+        )
 
     def status(self) -> Status:
         services = self.services()
@@ -332,6 +346,17 @@ class StackParts:
         host_key, _ = self.access.read_keys(port, self._login_id)
         names = {service: container.name.lstrip("/") for service, container in containers.items()}
         return Connection(self.project, SSH_HOST, port, SSH_USER, self.key_path, host_key, names)
+
+    def rest_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running stack's slurmrestd (the profile ``rest``)."""
+        container = self._containers(stack_wait.INSPECTION_FRESH_SECONDS).get(REST_SERVICE)
+        port = published_ssh_port(container, REST_PORT_INSIDE) if container is not None else None
+        if port is None:
+            raise StackError(
+                f"stack {self.project} has no slurmrestd publishing a port; fix: start it with "
+                f"SLURM_SDK_COMPOSE_PROFILES={REST_PROFILE} (`slurm-dev-cluster up`)"
+            )
+        return f"http://{SSH_HOST}:{port}"
 
     def _recorded_connection(self, state: dict) -> Connection | None:
         return self.access.recorded(state, self._login_id, self._login_port)

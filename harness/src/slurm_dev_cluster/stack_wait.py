@@ -12,11 +12,12 @@ from typing import Protocol
 
 from slurm_dev_cluster.compose_project import UP_WAIT_SECONDS
 from slurm_dev_cluster.errors import StackError
-from slurm_dev_cluster.inputs import accounting_enabled
+from slurm_dev_cluster.inputs import accounting_enabled, rest_enabled
 from slurm_dev_cluster.readiness import (
     Clock,
     Guard,
     LoginKeys,
+    RestAnswers,
     SlurmTakesJobs,
     SSHLogin,
     ready_check,
@@ -43,6 +44,7 @@ class Waitable(Protocol):
     def connect_info(self, inspection_max_age: float = 0.0) -> Connection: ...
     def logs_tail(self, lines: int = 50, services: Iterable[str] = ()) -> str: ...
     def daemon_logs_tail(self, lines: int = 50) -> str: ...
+    def rest_url(self) -> str: ...
 
 
 def wait_until_ready(
@@ -65,9 +67,10 @@ def wait_until_ready(
         login,
         ready_check(stack.topology.node_names, accounting_enabled(), stack.topology.further_clusters),
     )
+    rest = [RestAnswers(login, stack.rest_url)] if rest_enabled() else []
     try:
         wait_for(
-            [keys, login, slurm],
+            [keys, login, slurm, *rest],
             timeout,
             subject=f"stack {stack.project}",
             guards=[Guard(lambda: fail_if_a_container_stopped(stack))],

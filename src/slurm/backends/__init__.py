@@ -2,7 +2,8 @@
 
 "local" is ``LocalCommandBackend`` (no Slurm); "slurm" runs Slurm commands on this machine
 (``SlurmBackend(HostTransport())``); "ssh" runs them on a login node (``SlurmBackend(SSHTransport(...))``,
-built by ``SSHBackend``). Where commands run is the transport's business: ``slurm.transports``.
+built by ``SSHBackend``); "rest" talks to slurmrestd and keeps files over SSH (``RestBackend``, built by
+``rest_backend_from_config``). Where commands run is the transport's business: ``slurm.transports``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from slurm.transports.base import CommandResult, Transport
 
 __all__ = ["BACKEND_TYPES", "Backend", "CommandResult", "JobState", "Transport", "make_backend"]
 
-BACKEND_TYPES = ("local", "slurm", "ssh")
+BACKEND_TYPES = ("local", "slurm", "ssh", "rest")
 
 
 def make_backend(config: Mapping[str, Any], *, check: bool = True) -> Backend:
@@ -38,4 +39,8 @@ def make_backend(config: Mapping[str, Any], *, check: bool = True) -> Backend:
         from slurm.backends.slurm import SSHBackend
 
         return construct(SSHBackend, options, "backend 'ssh'", check=check)
+    if kind == "rest":
+        from slurm.backends.rest import rest_backend_from_config
+
+        return construct(rest_backend_from_config, options, "backend 'rest'", check=check)
     raise ConfigError(f"unknown backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}", key="type")

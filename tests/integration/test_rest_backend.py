@@ -1,0 +1,205 @@
+"""The SDK through slurmrestd (RestBackend) on the dev cluster with the compose profile `rest`: a submit
+and its result, a map, a cancel, a dependency, a failing task; and the docs' curl. Files go over SSH."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from slurm import Cluster, JobState
+from slurm.errors import BackendError
+from slurm_dev_cluster import plugin_fixtures
+from slurm_dev_cluster.inputs import rest_enabled
+from slurm_dev_cluster.stack import Stack
+
+from . import jobs
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 300
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "rest.md"
+
+
+@pytest.fixture(scope="module")
+def rest_url(slurm_stack: Stack) -> str:
+    if not rest_enabled():
+        pytest.skip("the stack runs without slurmrestd: set SLURM_SDK_COMPOSE_PROFILES=rest")
+    return slurm_stack.rest_url()
+
+
+@pytest.fixture
+def rest_cluster(request, rest_url, slurm_container, sdk_on_cluster):
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.transports.ssh import SSHTransport
+
+    # A transport of its own: the cluster closes its backend (and with it the transport) at the end.
+    files = SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files))
+    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
+    cluster = Cluster(backend=backend, packaging=plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots))
+    yield cluster
+    cluster.close()
+
+
+def test_a_task_runs_and_returns_its_result(rest_cluster, compute_nodes):
+    job = rest_cluster.submit(jobs.where, 21)
+    value, host, slurm_job_id = job.result(timeout=TIMEOUT)
+    assert (value, slurm_job_id) == (21, job.job_id)
+    assert host in compute_nodes
+    assert job.last_state is JobState.COMPLETED
+
+
+def test_a_map_runs_as_an_array(rest_cluster):
+    array = rest_cluster.map(jobs.where, range(4))
+    results = array.results(timeout=TIMEOUT)
+    assert [value for value, _, _ in results] == [0, 1, 2, 3]
+    assert {job.job_id.split("_")[0] for job in array.jobs} == {array.jobs[0].job_id.split("_")[0]}
+
+
+def test_a_failing_task_raises_its_error(rest_cluster):
+    job = rest_cluster.submit(jobs.explode, "boom through REST")
+    with pytest.raises(jobs.IntentionalError, match="boom through REST"):
+        job.result(timeout=TIMEOUT)
+    assert job.last_state is JobState.FAILED
+
+
+def test_a_dependency_runs_after_its_parent(rest_cluster, login_transport):
+    marker = f"{login_transport.home()}/rest-dependency-{uuid.uuid4().hex}.txt"
+    try:
+        first = rest_cluster.submit(jobs.sleep_then_return, 2)
+        second = rest_cluster.submit(jobs.write_marker.after(first), marker, "second")
+        assert second.result(timeout=TIMEOUT) == "second"
+        assert first.query_state() is JobState.COMPLETED
+        assert login_transport.read_bytes(marker).decode() == "second\n"
+    finally:
+        login_transport.run(f"rm -f {marker}")
+
+
+def test_a_running_job_is_cancelled(rest_cluster):
+    job = rest_cluster.submit(jobs.sleep_then_return, 600)
+    deadline = time.monotonic() + TIMEOUT
+    while job.query_state() is not JobState.RUNNING:
+        assert not job.last_state.is_terminal, f"job ended before it could be cancelled: {job.last_state}"
+        assert time.monotonic() < deadline, "job never started"
+        time.sleep(0.5)
+    job.cancel()
+    assert job.wait(timeout=TIMEOUT) is JobState.CANCELLED
+
+
+def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, login_transport):
+    """docs/rest.md's curl block, run as written with the URL and a token from `scontrol token`."""
+    block = re.search(r"<!-- rest-curl -->\n```bash\n(.*?)```", DOCS.read_text(), re.S)
+    assert block, "docs/rest.md lost its curl block"
+    token = login_transport.run("scontrol token lifespan=300").stdout.strip().removeprefix("SLURM_JWT=")
+    env = {**os.environ, "SLURM_REST_URL": rest_url, "SLURM_JWT": token}
+    answer = subprocess.run(["bash", "-c", block[1]], env=env, capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    job_id = json.loads(answer.stdout)["job_id"]
+    shown = login_transport.run(f"scontrol show job {int(job_id)}", check=False).stdout
+    accounted = login_transport.run(f"sacct -X -n -j {int(job_id)} -o JobName%20", check=False).stdout
+    assert "hello-rest" in shown + accounted
+
+
+def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slurm_container):
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.transports.ssh import SSHTransport
+
+    files = SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+    renew = scontrol_token(files, lifespan=120)
+    renewals = []
+
+    def counted() -> str:
+        renewals.append(1)
+        return renew()
+
+    backend = RestBackend(rest_url, files, token="not-a-token", renew_token=counted)
+    try:
+        assert backend.api.version == "v0.0.42"  # trixie's Slurm 24.11 serves v0.0.40 to v0.0.42
+        assert backend.states(["999999"]) == {"999999": JobState.UNKNOWN}
+        assert len(renewals) == 1
+    finally:
+        backend.close()
+
+
+def test_the_kits_rest_config_lets_a_script_use_cluster_from_env(rest_url, sdk_on_cluster, tmp_path):
+    """`slurm-dev-cluster config --backend rest`: the URL, a fresh token with its expiry, SSH for files;
+    a script elsewhere runs a task through slurmrestd with SLURM_SDK_CONFIG alone."""
+    import shlex
+    import sys
+
+    import yaml
+
+    from .test_client_config import SCRIPT, harness_cli
+
+    run = harness_cli("config", "--backend", "rest", "-o", str(tmp_path / "rest.yaml"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    path = shlex.split(run.stdout.strip().partition("=")[2])[0]
+    text = Path(path).read_text()
+    backend = yaml.safe_load(text)["backend"]
+    assert (backend["type"], backend["url"]) == ("rest", rest_url)
+    assert backend["token"] and "The token lives" in text
+    env = {**os.environ, "SLURM_SDK_CONFIG": path}
+    script = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.split()[0] in ("c1", "c2")
+
+
+def test_a_wait_outlasts_a_frozen_slurmrestd(
+    rest_url, slurm_container, slurm_stack, sdk_on_cluster, request, login_transport
+):
+    """slurmrestd frozen (`docker pause`: it accepts connections and never answers) while a wait is on and
+    the job is cancelled behind the SDK's back (no result file: only the scheduler can tell): the wait's
+    polls time out as transient errors, are retried, and the wait ends CANCELLED once slurmrestd answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.transports.ssh import SSHTransport
+
+    files = SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), timeout=5)
+    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
+    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
+    # This stack's own slurmrestd container (the kit's pause fault knows the Slurm roles only).
+    container = slurm_stack.container_names()["slurmrestd"]
+    with Cluster(backend=backend, packaging=packaging, poll_interval_seconds=2) as cluster:
+        job = cluster.submit(jobs.sleep_then_return, 600)
+        subprocess.run(["docker", "pause", container], check=True, timeout=60)
+        try:
+            with pytest.raises(BackendError) as frozen:
+                backend.states([job.job_id])
+            assert frozen.value.transient, frozen.value
+            with ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(job.wait, timeout=TIMEOUT)
+                login_transport.run(f"scancel {int(job.job_id)}")
+                time.sleep(8)  # the wait polls a frozen slurmrestd meanwhile
+                assert not waiting.done(), waiting.result()
+                subprocess.run(["docker", "unpause", container], check=True, timeout=60)
+                assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
+        finally:
+            subprocess.run(["docker", "unpause", container], check=False, timeout=60, capture_output=True)
