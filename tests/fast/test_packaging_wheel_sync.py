@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -103,11 +104,11 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
         first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)"
     )
     assert location == f"1 {layer}/tinypkg/__init__.py {env}/bin/python"
-    assert len(backend.transport.puts) == 1
+    assert backend.transport.puts == []  # the small pure wheel was unpacked here and written as its layer
 
     again = make_packaging(options)  # same content: same env, nothing built or uploaded
     again.prepare(backend)
-    assert again.to_config()["env"] == env and len(backend.transport.puts) == 1
+    assert again.to_config()["env"] == env and backend.transport.puts == []
     assert not again.last_environment.built
     name = os.path.basename(env)
     assert sorted(os.listdir(cache + "/envs")) == [name, name + ".lock"]  # no temp dirs left
@@ -118,6 +119,32 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
     assert changed.to_config()["env"] == env and changed.to_config()["layer"] != layer
     assert not changed.last_environment.built and changed.last_layer.built
     assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"
+
+
+@pytest.mark.parametrize(
+    ("member", "unpacked_here"),
+    [
+        ("tinypkg/__init__.py", True),
+        ("tinypkg-1.data/scripts/tool", False),  # scripts go to bin/: pip's job
+        ("../escape.py", False),
+        ("/etc/absolute.py", False),
+    ],
+)
+def test_a_layer_is_unpacked_here_only_for_a_small_pure_wheel(tmp_path, member, unpacked_here):
+    from slurm.packaging.environment import UNPACK_LIMIT, unpacked
+
+    wheel = tmp_path / "tinypkg-1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("tinypkg-1.dist-info/METADATA", "Name: tinypkg\n")
+        archive.writestr(member, "x = 1\n")
+    files = unpacked(wheel)
+    assert (files is not None) == unpacked_here
+    if files is not None:
+        assert files[member] == (b"x = 1\n", 0o600) and len(files) == 2
+    with zipfile.ZipFile(wheel, "a") as archive:
+        for index in range(UNPACK_LIMIT):
+            archive.writestr(f"tinypkg/m{index}.py", "")
+    assert unpacked(wheel) is None  # too many files for one upload's checks: pip installs it
 
 
 def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypatch):

@@ -40,7 +40,7 @@ def test_a_job_caches_the_sdk_bytecode_outside_the_read_only_mount(login_transpo
     script = "python3 -c 'import sys, slurm.node.runner; print(sys.pycache_prefix)'"
     prefix = sbatch_wait(login_transport, script, "-w", node).strip()
     assert prefix.startswith("/tmp/"), prefix
-    compiled = f"{prefix}{SDK_MOUNT}/src/slurm/node/__pycache__"
+    compiled = f"{prefix}{SDK_MOUNT}/src/slurm/node"  # the source's directory, under the prefix
     listing = sbatch_wait(login_transport, f"stat -c '%a %U' {prefix}; ls {compiled}", "-w", node)
     mode, *files = listing.split("\n")
     assert mode == "700 sdk" and any(name.startswith("runner.cpython-") for name in files), listing

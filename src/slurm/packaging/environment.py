@@ -22,6 +22,7 @@ import json
 import logging
 import posixpath
 import shlex
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ LOCK_WAIT = 900
 BUILT, READY = "slurm-sdk-env:built", "slurm-sdk-env:ready"
 #: Seconds the cluster gets to answer "can you reach your package index?" (auto mode, cold path only).
 INDEX_PROBE_TIMEOUT = 5
+#: A project wheel with at most this many files is unpacked here and sent as its layer in one command; a
+#: bigger one is installed by pip on the cluster (the upload checks each file's size with its own ``wc``).
+UNPACK_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,12 @@ def ensure_project_layer(
     layer = project_layer_path(cache_root, env, wheel)
     if transport.run(f"{ready_test(layer)} && echo ready || echo absent").stdout.strip() == "ready":
         return Environment(layer, built=False, install_from=None)
+    files = unpacked(wheel)
+    if files is not None:
+        # The edit-run loop's path: one command, no pip and no Python started on the cluster. The layer
+        # appears whole or not at all (write_files); ".ready" comes last for transports that write in order.
+        transport.write_files(layer, {**files, ".ready": (b"", 0o600)})
+        return Environment(layer, built=True, install_from=None)
     remote = f"{cache_root}/wheels/{posixpath.basename(layer)}/{wheel.name}"
     transport.put(str(wheel), remote)
     pip = _pip(spec.python, env, spec.node.has_pip)
@@ -297,6 +307,21 @@ def ensure_project_layer(
     )
     built = transport.run(script, timeout=LOCK_WAIT + 600).stdout.split()[-1:] == [BUILT]
     return Environment(layer, built=built, install_from=None)
+
+
+def unpacked(wheel: Path) -> dict[str, tuple[bytes, int]] | None:
+    """The files ``pip install --target`` puts in a layer for a pure wheel (its members as they are, private
+    to the user), or None when pip must install it: a ``.data`` directory (scripts, headers and data files
+    go elsewhere), a name that is not a plain relative path, or more than ``UNPACK_LIMIT`` files."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [name for name in archive.namelist() if not name.endswith("/")]
+        parts = [name.split("/") for name in names]
+        if len(names) > UNPACK_LIMIT or any(
+            name.startswith("/") or ".." in path or path[0].endswith(".data") or "\\" in name
+            for name, path in zip(names, parts, strict=True)
+        ):
+            return None
+        return {name: (archive.read(name), 0o600) for name in names}
 
 
 def environment_spec(
