@@ -202,6 +202,17 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     assert builds.cached_wheel(project) != first
 
 
+def test_a_wheel_is_built_by_the_backend_itself_without_pip(tmp_path, monkeypatch):
+    """With pyproject_hooks installed (the dev extra has it, through build), the project's backend builds
+    the wheel in one process; pip is not started."""
+    pytest.importorskip("pyproject_hooks")
+    project = make_project(tmp_path / "proj", "5")
+    monkeypatch.setattr(builds, "_run_bounded", lambda *args: pytest.fail("pip wheel must not run"))
+    wheel = builds.build_wheel(project, tmp_path / "out")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("tinypkg/__init__.py") == b"VALUE = 5\n"
+
+
 def test_a_wheel_build_that_hangs_is_stopped_with_the_command_and_limit(tmp_path, monkeypatch):
     """A build backend that never returns (as pip waiting on a silent package index) ends in an error
     naming the command and the limit, instead of holding the submission forever."""
