@@ -37,8 +37,13 @@ class CountingTransport(HostTransport):
 
     def __init__(self) -> None:
         self.puts: list[str] = []
+        self.commands: list[str] = []
         self.writes: list[str] = []
         self.synced: list[str] = []  # the files in every archive sync packaging uploaded, in order
+
+    def run(self, command, **kwargs):
+        self.commands.append(command)
+        return super().run(command, **kwargs)
 
     def put(self, local_path: str, remote_path: str) -> None:
         self.puts.append(remote_path)
@@ -115,7 +120,10 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
 
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 2\n")
     changed = make_packaging(options)  # an edit: a new project layer on the same venv
+    commands = len(backend.transport.commands)
     changed.prepare(backend)
+    # The interpreter's probe, then one look at venv and layer; the layer is written, not installed by pip.
+    assert len(backend.transport.commands) == commands + 2 and backend.transport.puts == []
     assert changed.to_config()["env"] == env and changed.to_config()["layer"] != layer
     assert not changed.last_environment.built and changed.last_layer.built
     assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"

@@ -281,6 +281,16 @@ def ready_test(layer: str) -> str:
     return f"test -f {shlex.quote(layer + '/.ready')}"
 
 
+def env_and_layer_ready(transport: Transport, env: str, layer: str) -> tuple[bool, bool]:
+    """One command: whether the venv ``env`` is whole, and whether the project layer ``layer`` is ready (an
+    edit finds the venv and makes only the layer)."""
+    out = transport.run(
+        f"{{ {health_test(env)} && echo env:ok || echo env:broken; }}; "
+        f"{{ {ready_test(layer)} && echo layer:ok || echo layer:absent; }}"
+    ).stdout.split()
+    return "env:ok" in out, "layer:ok" in out
+
+
 def ensure_project_layer(
     transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path, cache_root: str
 ) -> Environment:
@@ -288,6 +298,14 @@ def ensure_project_layer(
     layer = project_layer_path(cache_root, env, wheel)
     if transport.run(f"{ready_test(layer)} && echo ready || echo absent").stdout.strip() == "ready":
         return Environment(layer, built=False, install_from=None)
+    return build_project_layer(transport, spec, env, wheel, cache_root)
+
+
+def build_project_layer(
+    transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path, cache_root: str
+) -> Environment:
+    """Make the project layer of ``wheel`` for the venv ``env``, known not to be ready."""
+    layer = project_layer_path(cache_root, env, wheel)
     files = unpacked(wheel)
     if files is not None:
         # The edit-run loop's path: one command, no pip and no Python started on the cluster. The layer
