@@ -13,8 +13,6 @@ assert job.result(timeout=600) == 3
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # not from typing: a job's runner imports `slurm` and typing costs it ~5 ms
 if TYPE_CHECKING:
     from typing import Any
@@ -75,6 +73,8 @@ _MODULES = {"checkpoint": "slurm.node.checkpoint"}
 
 
 def __getattr__(name: str) -> Any:
+    import importlib  # here, not above: the runner imports this package for every task
+
     if name in _MODULES:
         module = importlib.import_module(_MODULES[name])
         globals()[name] = module

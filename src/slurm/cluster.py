@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from slurm import dataflow, timing
 from slurm.backends.base import Backend
-from slurm.config import ENV_PATH, backend_settings_when_changed, cluster_options, load_config
 from slurm.errors import BackendError, ConfigError, SubmitError
-from slurm.events import emit
-from slurm.job import Job, MappedJobs
-from slurm.node import layout
-from slurm.node.payload import LOCAL_PYTHON
 from slurm.packaging import PackagingStrategy, make_packaging
-from slurm.records import SubmissionRecord, record_command, remove_dirs, secure_root, utc_now, write_record
-from slurm.rendering import render_script
 from slurm.resources import Resources
-from slurm.serialization import dump_payload
 from slurm.task import Task
-from slurm.throttle import map_within_limits
-from slurm.watcher import Watcher
+
+# Only what building a Cluster needs is imported here: ``import slurm; Cluster()`` is what every script
+# pays before its first submission, so submitting, waiting and config files import their modules on use.
 
 T = TypeVar("T")
 
@@ -34,8 +23,11 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from slurm.cleanup import CleanupReport
+    from slurm.job import Job, MappedJobs
     from slurm.reattach import JobInfo
+    from slurm.records import SubmissionRecord
     from slurm.serialization import Call
+    from slurm.watcher import Watcher
 
 #: Seconds without an answer from the scheduler or login node before a wait with no timeout gives up.
 DEFAULT_OUTAGE_LIMIT = 600.0
@@ -89,11 +81,23 @@ class Cluster:
         self.outage_limit_seconds = _positive(
             "outage_limit_seconds", outage_limit_seconds, DEFAULT_OUTAGE_LIMIT
         )
-        self._watcher = Watcher(self)
         self._job_root = job_root
         self._node_python = node_python
         self._prepared = False
         self._lock = threading.Lock()
+        self._watcher_lock = threading.Lock()
+        self._made_watcher: Watcher | None = None
+
+    @property
+    def _watcher(self) -> Watcher:
+        """Queries the scheduler for this cluster's unfinished jobs; made on first use (see the imports),
+        once, whichever thread gets there first."""
+        with self._watcher_lock:
+            if self._made_watcher is None:
+                from slurm.watcher import Watcher
+
+                self._made_watcher = Watcher(self)
+            return self._made_watcher
 
     @classmethod
     def from_env(
@@ -105,6 +109,8 @@ class Cluster:
     ) -> Cluster:
         """Build from a YAML file (``path`` or ``$SLURM_SDK_CONFIG``) plus ``SLURM_SDK__*`` environment
         overrides; see ``slurm.config`` for the schema."""
+        from slurm.config import ENV_PATH, backend_settings_when_changed, cluster_options, load_config
+
         data, source = load_config(path, overrides=overrides)
         cluster = cls(callbacks=callbacks, **cluster_options(data, source))
         file = path or os.environ.get(ENV_PATH)
@@ -153,6 +159,9 @@ class Cluster:
                 f"max_parallel must be an int >= 1 (tasks running at once per array chunk), or None for no "
                 f"cap; got {max_parallel!r}"
             )
+        from slurm.job import MappedJobs
+        from slurm.throttle import map_within_limits
+
         task = _as_task(task)
         calls: list[Call] = [((item,), {}) for item in items]
         jobs = map_within_limits(
@@ -163,6 +172,17 @@ class Cluster:
     def _submit(
         self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
     ) -> list[Job]:
+        import dataclasses
+        import json
+
+        from slurm import dataflow, timing
+        from slurm.events import emit
+        from slurm.job import Job
+        from slurm.node import layout
+        from slurm.records import record_command
+        from slurm.rendering import render_script
+        from slurm.serialization import dump_payload
+
         calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
         dataflow.check_dependency_clusters(self, task)  # .after(job) of a job on another Slurm cluster
         with timing.phase("serialize"):  # fails before anything reaches the cluster
@@ -244,9 +264,13 @@ class Cluster:
     def _discard(self, job_dir: str) -> None:
         """Remove the directory of a submission that failed before any job came of it (best effort: if
         this fails too, the directory stays unrecorded and ``cleanup()`` removes it once old)."""
+        from slurm.records import remove_dirs
+
         try:
             remove_dirs(self.backend.transport, self.resolve_job_root(), [job_dir])
         except Exception as error:
+            import logging
+
             logging.getLogger("slurm.records").warning(
                 "the submission failed and its directory %s could not be removed (%s); cleanup() removes it "
                 "once it is older than its age limit",
@@ -283,6 +307,8 @@ class Cluster:
         return with_retries(operation, limit=self.outage_limit_seconds)
 
     def _ensure_prepared(self) -> None:
+        from slurm.records import secure_root
+
         with self._lock:
             if not self._prepared:
                 secure_root(self.backend.transport, self.resolve_job_root())  # before any job file is written
@@ -310,6 +336,8 @@ class Cluster:
 
     def _record(self, task: Task, job_dir: str, tasks: int, *, array: bool) -> SubmissionRecord:
         """The record a later process finds this job by (see ``slurm.records``), its id still to come."""
+        from slurm.records import SubmissionRecord, utc_now
+
         fn = getattr(task, "fn", None)
         return SubmissionRecord(
             job_id="",
@@ -325,9 +353,13 @@ class Cluster:
     def _write_record(self, record: SubmissionRecord) -> None:
         """Write the record when the submission did not (a backend that submits alone, or an answer lost).
         The job runs either way, so a failure here is logged, not raised."""
+        from slurm.records import write_record
+
         try:
             write_record(self.backend.transport, self.resolve_job_root(), record)
         except Exception as error:
+            import logging
+
             logging.getLogger("slurm.records").warning(
                 "job %s was submitted but its record could not be written (%s); it runs, but a new process "
                 "cannot find it by id",
@@ -395,6 +427,7 @@ class Cluster:
         """The Cluster a workflow receives: local Slurm commands on the node (no SSH), the parent's
         packaging as already prepared (no second build or upload), no callbacks."""
         from slurm.backends import make_backend
+        from slurm.node.payload import LOCAL_PYTHON
 
         cluster = cls(
             make_backend(config["backend"], check=False),  # written by the parent SDK: no pydantic here

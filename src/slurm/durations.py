@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from slurm.errors import ResourceError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 # Slurm's --time formats. The leading field is unbounded; later fields are checked against 24/60.
 _TIME_FORMATS = {
@@ -58,6 +61,8 @@ def _seconds_from(parts: dict[str, str | None], text: str) -> int:
 def parse_duration(value: timedelta | float | int | str, *, what: str = "duration") -> timedelta:
     """An age or a wait: a ``timedelta``, seconds, or text like "90s", "30m", "12h", "7d", "2w" (0 or more).
     ``ValueError`` names ``what`` (the option being parsed) and the accepted forms."""
+    from datetime import timedelta  # on use: Resources (and so Cluster()) import this module
+
     if isinstance(value, timedelta):
         age = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-import functools
-import importlib
+import functools  # _pickle imports it anyway on the node
 import sys
 
 from slurm.errors import ResourceError  # exceptions only: no import cost on the runner's path
@@ -112,7 +110,7 @@ class Task:
                 "dependency_type, or make the dependency explicit in a separate task."
             )
         ids = [job_id for job in jobs for job_id in _dependency_ids(job)]
-        variant = copy.copy(self)
+        variant = self.__copy__()
         variant.dependencies, variant.dependency_type = (*self.dependencies, *ids), dependency_type
         variant.dependency_clusters = {
             **self.dependency_clusters,
@@ -129,7 +127,7 @@ class Task:
         """This task with some resources changed, e.g. ``big = train.options(mem="64G")``."""
         from slurm.resources import Resources
 
-        variant = copy.copy(self)
+        variant = self.__copy__()
         variant.resources = Resources.from_dict(resources).over(self.resources)
         _check_ranks(variant.resources, self.is_workflow)
         return variant
@@ -204,6 +202,8 @@ def _importable(fn: Callable[..., Any]) -> bool:
 
 
 def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
+    import importlib
+
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)

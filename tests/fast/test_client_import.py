@@ -1,6 +1,7 @@
 """A fresh client process pays for no heavy library before it needs one: ``import slurm`` plus ``Cluster()``
 imports no pydantic (config validation), cloudpickle (payloads by value), YAML (config files) or paramiko
-(SSH). How long it takes is the ``client_import`` bench figure, not a test."""
+(SSH), nor the SDK's submitting and waiting side. How long it takes is the ``client_import`` bench figure,
+not a test."""
 
 import subprocess
 import sys
@@ -8,8 +9,25 @@ import sys
 HEAVY = ("pydantic", "cloudpickle", "yaml", "paramiko")
 
 
-def imported_after(code: str) -> set[str]:
-    script = f"import sys; {code}; print(*sorted({{m.split('.')[0] for m in sys.modules}}))"
+#: What only submitting, waiting or a config file needs (and the standard library modules only they use).
+SUBMITTING_SIDE = (
+    "slurm.config",
+    "slurm.job",
+    "slurm.records",
+    "slurm.serialization",
+    "slurm.waiting",
+    "slurm.watcher",
+    "json",
+    "subprocess",
+    "logging",
+    "datetime",
+)
+
+
+def imported_after(code: str, *, packages: bool = True) -> set[str]:
+    """Modules loaded in a fresh interpreter after ``code``: top-level packages, or every dotted name."""
+    names = "m.split('.')[0]" if packages else "m"
+    script = f"import sys; {code}; print(*sorted({{{names} for m in sys.modules}}))"
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
@@ -27,3 +45,17 @@ def test_the_heavy_libraries_come_when_needed():
         "f.write('backend: {type: local}\\n'); f.close(); slurm.Cluster.from_env(f.name); os.unlink(f.name)"
     )
     assert "yaml" in imported_after(code)
+
+
+def test_a_cluster_is_built_without_the_submitting_side():
+    assert imported_after("import slurm; slurm.Cluster()", packages=False) & set(SUBMITTING_SIDE) == set()
+
+
+def test_the_submitting_side_comes_with_the_first_submission(tmp_path):
+    """The check above can fail: a submission on the local backend loads what it left out."""
+    code = (
+        f"import slurm; c = slurm.Cluster(slurm.backends.local.LocalCommandBackend({str(tmp_path)!r}), "
+        f"job_root={str(tmp_path / 'jobs')!r}); c.submit(abs, -1)"
+    )
+    loaded = imported_after(f"import slurm.backends.local; {code}", packages=False)
+    assert {"slurm.job", "slurm.records", "slurm.serialization", "slurm.watcher", "json"} <= loaded

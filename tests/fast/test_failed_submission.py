@@ -74,12 +74,12 @@ def test_when_no_one_can_tell_whether_a_job_exists_cleanup_decides_later(cluster
 
 
 def test_a_failed_removal_is_logged_and_left_to_cleanup(cluster, monkeypatch, caplog):
-    import slurm.cluster
+    import slurm.records
 
     def refuse(transport, root, dirs):
         raise BackendError("rm did not answer")
 
-    monkeypatch.setattr(slurm.cluster, "remove_dirs", refuse)
+    monkeypatch.setattr(slurm.records, "remove_dirs", refuse)  # what Cluster uses on a failed submission
     with pytest.raises(SubmitError):
         cluster.submit(tasks.add.after("999999"), 1, 2)
     assert "could not be removed" in caplog.text and len(job_dirs(cluster)) == 1

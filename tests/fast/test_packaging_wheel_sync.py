@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,13 @@ class CountingTransport(HostTransport):
 
     def __init__(self) -> None:
         self.puts: list[str] = []
+        self.commands: list[str] = []
         self.writes: list[str] = []
         self.synced: list[str] = []  # the files in every archive sync packaging uploaded, in order
+
+    def run(self, command, **kwargs):
+        self.commands.append(command)
+        return super().run(command, **kwargs)
 
     def put(self, local_path: str, remote_path: str) -> None:
         self.puts.append(remote_path)
@@ -103,22 +109,51 @@ def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backen
         first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)"
     )
     assert location == f"1 {layer}/tinypkg/__init__.py {env}/bin/python"
-    assert len(backend.transport.puts) == 1
+    assert backend.transport.puts == []  # the small pure wheel was unpacked here and written as its layer
 
     again = make_packaging(options)  # same content: same env, nothing built or uploaded
     again.prepare(backend)
-    assert again.to_config()["env"] == env and len(backend.transport.puts) == 1
+    assert again.to_config()["env"] == env and backend.transport.puts == []
     assert not again.last_environment.built
     name = os.path.basename(env)
     assert sorted(os.listdir(cache + "/envs")) == [name, name + ".lock"]  # no temp dirs left
 
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 2\n")
     changed = make_packaging(options)  # an edit: a new project layer on the same venv
+    commands = len(backend.transport.commands)
     changed.prepare(backend)
+    # The interpreter's probe, then one look at venv and layer; the layer is written, not installed by pip.
+    assert len(backend.transport.commands) == commands + 2 and backend.transport.puts == []
     new_layer = changed.to_config()["layer"]
     assert changed.to_config()["env"] == env and new_layer != layer and os.path.exists(new_layer + "/.ready")
     assert not changed.last_environment.built
     assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"
+
+
+@pytest.mark.parametrize(
+    ("member", "unpacked_here"),
+    [
+        ("tinypkg/__init__.py", True),
+        ("tinypkg-1.data/scripts/tool", False),  # scripts go to bin/: pip's job
+        ("../escape.py", False),
+        ("/etc/absolute.py", False),
+    ],
+)
+def test_a_layer_is_unpacked_here_only_for_a_small_pure_wheel(tmp_path, member, unpacked_here):
+    from slurm.packaging.environment import UNPACK_LIMIT, unpacked
+
+    wheel = tmp_path / "tinypkg-1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("tinypkg-1.dist-info/METADATA", "Name: tinypkg\n")
+        archive.writestr(member, "x = 1\n")
+    files = unpacked(wheel)
+    assert (files is not None) == unpacked_here
+    if files is not None:
+        assert files[member] == (b"x = 1\n", 0o600) and len(files) == 2
+    with zipfile.ZipFile(wheel, "a") as archive:
+        for index in range(UNPACK_LIMIT):
+            archive.writestr(f"tinypkg/m{index}.py", "")
+    assert unpacked(wheel) is None  # too many files for one upload's checks: pip installs it
 
 
 def test_wheel_child_reuses_the_env_without_building(tmp_path, backend, monkeypatch):
@@ -174,6 +209,17 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     monkeypatch.undo()
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 3\n")
     assert builds.cached_wheel(project) != first
+
+
+def test_a_wheel_is_built_by_the_backend_itself_without_pip(tmp_path, monkeypatch):
+    """With pyproject_hooks installed (the dev extra has it, through build), the project's backend builds
+    the wheel in one process; pip is not started."""
+    pytest.importorskip("pyproject_hooks")
+    project = make_project(tmp_path / "proj", "5")
+    monkeypatch.setattr(builds, "_run_bounded", lambda *args: pytest.fail("pip wheel must not run"))
+    wheel = builds.build_wheel(project, tmp_path / "out")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("tinypkg/__init__.py") == b"VALUE = 5\n"
 
 
 def test_a_wheel_build_that_hangs_is_stopped_with_the_command_and_limit(tmp_path, monkeypatch):

@@ -173,12 +173,12 @@ def test_job_files_are_private_and_one_record_per_array(cluster):
 
 
 def test_a_record_write_failure_does_not_fail_the_submission(cluster, monkeypatch, caplog):
-    import slurm.cluster
+    import slurm.records
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(slurm.cluster, "write_record", broken)
+    monkeypatch.setattr(slurm.records, "write_record", broken)  # what Cluster writes the record with
     job = cluster.submit(tasks.add, 1, 1)
     assert job.result(timeout=TIMEOUT) == 2
     assert "cannot find it by id" in caplog.text and "disk full" in caplog.text

@@ -99,6 +99,35 @@ def test_a_check_sends_back_only_the_results_not_fetched_yet(cluster, monkeypatc
     assert sorted(p for batch in fetched for p in batch) == sorted(paths)  # each result fetched once
 
 
+def test_a_check_costs_what_appeared_not_what_was_fetched_before(cluster, monkeypatch):
+    """Half of a 200-task map fetched, one more result appears: the next check is one command whose request
+    names the unfinished tasks as one numbered run (not 100 names) and whose answer is that one file."""
+    from slurm.waiting import check_result_files
+
+    transport = cluster.backend.transport
+    jobs = list(cluster.map(square, range(200)))
+    for index in range(100):
+        run_on_node(jobs[index], index)
+    check_result_files(jobs)
+    assert [job._index for job in jobs if job._outcome is not None] == list(range(100))
+    run_on_node(jobs[150], 150)
+    sent: list[tuple[bytes, object]] = []
+    exec_ = transport._exec
+
+    def counted(command, timeout, consume, stdin=None, **kwargs):
+        answer = exec_(command, timeout, consume, stdin, **kwargs)
+        sent.append((stdin or b"", answer[1]))
+        return answer
+
+    monkeypatch.setattr(transport, "_exec", counted)
+    before = counts(transport)
+    check_result_files([job for job in jobs if job._outcome is None])
+    assert counts(transport) == (before[0] + 1, before[1])
+    [(request, files)] = sent
+    assert request.count(b"\n") == 1 and b"\t100\t199\t" in request  # the 100 unfinished tasks, one line
+    assert list(files) == [jobs[150]._result_path] and jobs[150].result(timeout=0) == 150 * 150
+
+
 # ---- the record written by the submission's shell, whatever the names ---------------------------------
 
 #: Names and directories with what a shell could trip over: quotes, $, backticks, spaces, backslashes.

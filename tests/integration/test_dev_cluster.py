@@ -33,6 +33,19 @@ def sbatch_wait(transport, script: str, *options: str) -> str:
         transport.run(f"rm -f {out}")
 
 
+def test_a_job_caches_the_sdk_bytecode_outside_the_read_only_mount(login_transport, compute_nodes):
+    """The code mounts are read-only, so the image's start-up file (images/code_mounts.py) points Python's
+    bytecode at a private directory of the job's user: a task's next start loads the SDK compiled."""
+    node = compute_nodes[0]
+    script = "python3 -c 'import sys, slurm.node.runner; print(sys.pycache_prefix)'"
+    prefix = sbatch_wait(login_transport, script, "-w", node).strip()
+    assert prefix.startswith("/tmp/"), prefix
+    compiled = f"{prefix}{SDK_MOUNT}/src/slurm/node"  # the source's directory, under the prefix
+    listing = sbatch_wait(login_transport, f"stat -c '%a %U' {prefix}; ls {compiled}", "-w", node)
+    mode, *files = listing.split("\n")
+    assert mode == "700 sdk" and any(name.startswith("runner.cpython-") for name in files), listing
+
+
 def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, compute_nodes):
     for node in compute_nodes:
         output = sbatch_wait(login_transport, "echo ran-on=$SLURMD_NODENAME as=$(id -un)", "-w", node)

@@ -11,29 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slurm.backends.base import DEPENDENCY_TYPES, NEVER_SATISFIED, Backend, JobState, JobStatus, array_state
-from slurm.directives import read_directives
 from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError, SubmitError
 from slurm.inherited_env import scrub_slurm_env
 from slurm.node.atomic import write_atomic
 from slurm.node.checkpoint import REQUEUE_COMMAND_ENV
-from slurm.rendering import expand_log_pattern
 from slurm.transports.host import HostTransport
+
+if TYPE_CHECKING:
+    import subprocess
+
+# json, subprocess and the script parsers are imported where used: building a Cluster makes this backend,
+# and ``import slurm; Cluster()`` is paid by every script before its first submission.
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 _LAUNCH = "import sys; from slurm.backends.local import launch; launch(sys.argv[1], sys.argv[2])"
@@ -62,6 +60,8 @@ def parse_array_spec(spec: str) -> tuple[list[int], int | None]:
 def parse_sbatch_header(script: str) -> dict[str, str]:
     """The ``#SBATCH`` options of a script (flags map to ""); sbatch stops reading at the first command."""
     options: dict[str, str] = {}
+    from slurm.directives import read_directives
+
     for arguments in read_directives(script):
         for argument in arguments:
             name, _, value = argument.lstrip("-").partition("=")
@@ -125,6 +125,8 @@ class LocalCommandBackend(Backend):
                 "parallelism": self.parallelism,
                 "sbatch": header,
             }
+            import json
+
             write_atomic(self._path("jobs", f"{job_id}.json"), json.dumps(record).encode())
             for element in _elements(record):
                 self._write_state(element, JobState.PENDING)
@@ -240,6 +242,8 @@ class LocalCommandBackend(Backend):
         path = self._path("jobs", f"{job_id}.json")
         if not os.path.exists(path):
             return None
+        import json
+
         with open(path) as handle:
             record: dict[str, Any] = json.load(handle)
         return record
@@ -271,6 +275,8 @@ class LocalCommandBackend(Backend):
     # --- launching ---------------------------------------------------------------------------------
 
     def _start_launcher(self, job_id: str) -> None:
+        import subprocess
+
         # The launcher must import this same SDK, whatever PYTHONPATH says: the directory holding `slurm/`.
         sdk_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = scrub_slurm_env(os.environ)
@@ -289,6 +295,10 @@ class LocalCommandBackend(Backend):
 
     def run_job(self, job_id: str) -> None:
         """The launcher's work: wait for dependencies, then run the script (array tasks in parallel)."""
+        # Imported here, in the launcher process: building a Cluster (this backend) should not pay for them.
+        import traceback
+        from concurrent.futures import ThreadPoolExecutor
+
         record = self._record(job_id)
         if record is None:
             raise BackendError(f"no record for job {job_id} in {self.state_dir}")
@@ -350,6 +360,8 @@ class LocalCommandBackend(Backend):
         output = sbatch.get("output") or ("slurm-%A_%a.out" if index else "slurm-%j.out")
         error = sbatch.get("error") or output
 
+        from slurm.rendering import expand_log_pattern
+
         def expand(pattern: str) -> str:
             return os.path.join(
                 record["submit_dir"],
@@ -366,6 +378,8 @@ class LocalCommandBackend(Backend):
 
     def _job_env(self, record: dict[str, Any], element: str) -> dict[str, str]:
         base, _, index = element.partition("_")
+        import socket  # in the launcher only (see run_job)
+
         host = socket.gethostname()
         sbatch = record["sbatch"]
         nodes, per_node = int(sbatch.get("nodes", "1")), int(sbatch.get("ntasks-per-node", "1"))
@@ -404,7 +418,7 @@ class LocalCommandBackend(Backend):
         directory = self._path("bin")
         script = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m slurm.backends.local_srun "$@"\n'
         path = os.path.join(directory, "srun")
-        if not os.path.exists(path) or Path(path).read_text() != script:
+        if not os.path.exists(path) or _read_text(path) != script:
             write_atomic(path, script.encode(), 0o755)
         return directory
 
@@ -424,6 +438,8 @@ class LocalCommandBackend(Backend):
 
     def _run_once(self, record: dict[str, Any], element: str, restarts: int) -> JobState | None:
         """One run of the script; its end state, or None if it was cancelled before it started."""
+        import subprocess
+
         output, error = self._log_paths(record, element)
         env = self._job_env(record, element)
         if restarts:
@@ -456,9 +472,16 @@ class LocalCommandBackend(Backend):
             return JobState.TIMEOUT
 
 
+def _read_text(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
 def _wait_with_limit(proc: subprocess.Popen[bytes], sbatch: Mapping[str, str]) -> int:
     """Wait for the script under its --time limit, sending --signal=[B:]SIG@N N seconds before it, as Slurm
     does (to the batch shell, which is the runner here: the script execs it). TimeoutExpired at the limit."""
+    import subprocess
+
     limit = parse_time_seconds(sbatch["time"]) if sbatch.get("time") else None
     name, _, before = sbatch.get("signal", "").removeprefix("B:").partition("@")
     if limit is None or not name:

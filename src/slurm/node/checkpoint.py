@@ -21,10 +21,7 @@ run the same way without requeueing: Slurm itself requeues a preempted job, with
 from __future__ import annotations
 
 import os
-import pickle
-import shlex
 import signal
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,6 +101,8 @@ class _Run:
     def load(self, default: Any) -> Any:
         if self.job_dir is None or not os.path.exists(checkpoint_path(self.job_dir, self.index)):
             return default if self.memory is _NOTHING else self.memory
+        import pickle  # here and below, imports on use: every Cluster() and task runner imports this module
+
         with open(checkpoint_path(self.job_dir, self.index), "rb") as handle:
             return pickle.load(handle)
 
@@ -111,6 +110,8 @@ class _Run:
         if self.job_dir is None:
             self.memory = state
             return
+        import pickle
+
         write_atomic(checkpoint_path(self.job_dir, self.index), pickle.dumps(state), 0o600)
         received, self.signalled = self.signalled, None
         if received is not None:
@@ -129,6 +130,9 @@ class _Run:
                 "the job ends at its time limit"
             )
             return
+        import shlex
+        import subprocess
+
         command = [*shlex.split(os.environ.get(REQUEUE_COMMAND_ENV, DEFAULT_REQUEUE_COMMAND)), _own_job_id()]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=_REQUEUE_TIMEOUT)

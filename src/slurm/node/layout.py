@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from datetime import UTC, datetime
 
 #: Directory under the job root holding one record per sbatch call.
 RECORDS_DIR = "records"
@@ -62,6 +61,8 @@ def job_dir_created(name: str) -> float | None:
     year, month, day, hour, minute, second = (
         int(part) for part in (stamp[0:4], stamp[4:6], stamp[6:8], stamp[9:11], stamp[11:13], stamp[13:15])
     )
+    from datetime import UTC, datetime  # on use: the runner and Cluster() import this module
+
     try:
         minute_start = datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
     except ValueError:  # a month 13, a 31 February, ...

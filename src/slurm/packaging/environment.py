@@ -22,6 +22,7 @@ import json
 import logging
 import posixpath
 import shlex
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ LOCK_WAIT = 900
 BUILT, READY = "slurm-sdk-env:built", "slurm-sdk-env:ready"
 #: Seconds the cluster gets to answer "can you reach your package index?" (auto mode, cold path only).
 INDEX_PROBE_TIMEOUT = 5
+#: A project wheel with at most this many files is unpacked here and sent as its layer in one command; a
+#: bigger one is installed by pip on the cluster (the upload checks each file's size with its own ``wc``).
+UNPACK_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,16 @@ def ready_test(layer: str) -> str:
     return f"test -f {shlex.quote(layer + '/.ready')}"
 
 
+def env_and_layer_ready(transport: Transport, env: str, layer: str) -> tuple[bool, bool]:
+    """One command: whether the venv ``env`` is whole, and whether the project layer ``layer`` is ready (an
+    edit finds the venv and makes only the layer)."""
+    out = transport.run(
+        f"{{ {health_test(env)} && echo env:ok || echo env:broken; }}; "
+        f"{{ {ready_test(layer)} && echo layer:ok || echo layer:absent; }}"
+    ).stdout.split()
+    return "env:ok" in out, "layer:ok" in out
+
+
 def ensure_project_layer(
     transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path, cache_root: str
 ) -> Environment:
@@ -284,6 +298,20 @@ def ensure_project_layer(
     layer = project_layer_path(cache_root, env, wheel)
     if transport.run(f"{ready_test(layer)} && echo ready || echo absent").stdout.strip() == "ready":
         return Environment(layer, built=False, install_from=None)
+    return build_project_layer(transport, spec, env, wheel, cache_root)
+
+
+def build_project_layer(
+    transport: Transport, spec: EnvironmentSpec, env: str, wheel: Path, cache_root: str
+) -> Environment:
+    """Make the project layer of ``wheel`` for the venv ``env``, known not to be ready."""
+    layer = project_layer_path(cache_root, env, wheel)
+    files = unpacked(wheel)
+    if files is not None:
+        # The edit-run loop's path: one command, no pip and no Python started on the cluster. The layer
+        # appears whole or not at all (write_files); ".ready" comes last for transports that write in order.
+        transport.write_files(layer, {**files, ".ready": (b"", 0o600)})
+        return Environment(layer, built=True, install_from=None)
     remote = f"{cache_root}/wheels/{posixpath.basename(layer)}/{wheel.name}"
     transport.put(str(wheel), remote)
     pip = _pip(spec.python, env, spec.node.has_pip)
@@ -297,6 +325,21 @@ def ensure_project_layer(
     )
     built = transport.run(script, timeout=LOCK_WAIT + 600).stdout.split()[-1:] == [BUILT]
     return Environment(layer, built=built, install_from=None)
+
+
+def unpacked(wheel: Path) -> dict[str, tuple[bytes, int]] | None:
+    """The files ``pip install --target`` puts in a layer for a pure wheel (its members as they are, private
+    to the user), or None when pip must install it: a ``.data`` directory (scripts, headers and data files
+    go elsewhere), a name that is not a plain relative path, or more than ``UNPACK_LIMIT`` files."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [name for name in archive.namelist() if not name.endswith("/")]
+        parts = [name.split("/") for name in names]
+        if len(names) > UNPACK_LIMIT or any(
+            name.startswith("/") or ".." in path or path[0].endswith(".data") or "\\" in name
+            for name, path in zip(names, parts, strict=True)
+        ):
+            return None
+        return {name: (archive.read(name), 0o600) for name in names}
 
 
 def environment_spec(

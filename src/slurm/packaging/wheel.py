@@ -22,8 +22,10 @@ from slurm.packaging.builds import cached_wheel, contains_package, sdk_wheel
 from slurm.packaging.environment import (
     INSTALL_SOURCES,
     Environment,
+    build_project_layer,
     ensure_environment,
     ensure_project_layer,
+    env_and_layer_ready,
     environment_spec,
     is_healthy,
     project_layer_path,
@@ -148,8 +150,12 @@ class WheelPackaging(PackagingStrategy, DependencyOptions):
             )
             env = f"{cache_root}/envs/{spec.key()}"
             layer = project_layer_path(cache_root, env, wheel)
-            if is_healthy(transport, env, also=ready_test(layer)):  # warm: one command
+            env_ready, layer_ready = env_and_layer_ready(transport, env, layer)  # warm: one command
+            if env_ready and layer_ready:
                 self.last_environment = Environment(env, built=False, install_from=None)
+            elif env_ready:  # an edit: the venv stays, only the project's layer is new
+                self.last_environment = Environment(env, built=False, install_from=None)
+                build_project_layer(transport, spec, env, wheel, cache_root)
             else:
                 self.last_environment = ensure_environment(transport, spec, cache_root, self.install_from)
                 ensure_project_layer(transport, spec, env, wheel, cache_root)

@@ -4,7 +4,6 @@ on a login node, and the "local" backend's own file access)."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 
 from slurm.deadline import operation_timeout
@@ -26,6 +25,8 @@ class HostTransport(Transport):
         check: bool = True,
         timeout: float | None = None,
     ) -> CommandResult:
+        import subprocess  # on use: building a Cluster should not pay for it (see slurm.cluster)
+
         timeout = operation_timeout(COMMAND_TIMEOUT if timeout is None else timeout)
         try:
             proc = subprocess.run(
