@@ -151,6 +151,26 @@ def test_a_job_behind_a_running_jobs_cap_with_nothing_running_ends_its_wait_name
     assert cluster.backend.states([job.job_id])[job.job_id] is JobState.CANCELLED
 
 
+def test_slurm_counts_the_users_running_jobs_once_per_interval_and_none_when_squeue_fails(fake):
+    backend = SlurmBackend(HostTransport())
+    fake.respond("squeue", out="18\n21_3\n")
+    assert backend.running_jobs() == 2
+    assert fake.argv("squeue")[:6] == [
+        "--me",
+        "-h",
+        "-r",
+        "-t",
+        "RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
+        "-o",
+    ]
+    fake.respond("squeue", out="")
+    assert backend.running_jobs() == 2  # the answer serves a map's many pending jobs for a few seconds
+    assert fake.calls().count("squeue") == 1
+    fake.respond("squeue", err="slurm_load_jobs error: Unable to contact slurm controller", rc=1)
+    backend = SlurmBackend(HostTransport())
+    assert backend.running_jobs() is None
+
+
 def test_without_a_running_jobs_count_the_wait_goes_on(cluster, monkeypatch):
     monkeypatch.setattr(limits, "OWN_JOBS_HOLD_SECONDS", 0.0)
     job = cluster.submit(tasks.nap, 2)

@@ -425,14 +425,29 @@ class SlurmBackend(Backend):
 
     def running_jobs(self) -> int | None:
         """The user's running jobs (any client's), asked at most once per ``RUNNING_JOBS_EVERY`` seconds:
-        every job of a map pending behind a running-jobs cap asks on each poll."""
+        every job of a map pending behind a running-jobs cap asks on each poll. None when squeue does not
+        answer: a wait only gives up on a count it has."""
         now = time.monotonic()
         if self._running_jobs is None or now - self._running_jobs[0] >= RUNNING_JOBS_EVERY:
-            result = self._run(
-                ["squeue", "--me", "-h", "-r", "-t", "RUNNING,COMPLETING,CONFIGURING,SUSPENDED", "-o", "%i"]
-            )
-            count = sum(1 for line in result.stdout.splitlines() if line.strip())
-            self._running_jobs = (now, count if result.returncode == 0 else None)
+            count: int | None = None
+            try:
+                result = self._run(
+                    [
+                        "squeue",
+                        "--me",
+                        "-h",
+                        "-r",
+                        "-t",
+                        "RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
+                        "-o",
+                        "%i",
+                    ]
+                )
+                if result.returncode == 0:
+                    count = sum(1 for line in result.stdout.splitlines() if line.strip())
+            except BackendError:
+                pass  # an outage: the wait's own queries say so
+            self._running_jobs = (now, count)
         return self._running_jobs[1]
 
     def queued_jobs(self) -> int:
