@@ -75,3 +75,55 @@ def requeue_to_resume(env: BenchEnv, repeats: int) -> Figure:
             "again; measured to the first line of the rerun (host and nodes share one clock)"
         ],
     )
+
+
+NODE_CPUS = 4  # images/entrypoint.sh NODE_CPUS: the low task takes them all, so its node is full
+
+
+def preemption_to_resume(env: BenchEnv, repeats: int) -> Figure:
+    """Seconds from a QOS ``high`` job's submit to the resumed run of the QOS ``low`` checkpointing task it
+    preempted (real preemption, not ``scontrol requeue``), under the dev and the production defaults."""
+    cluster, faults = env.cluster(), Faults(env.stack)
+    preemptible = task(
+        time=5, cpus=NODE_CPUS, checkpoint=Checkpointing(max_requeues=0), sbatch={"qos": "low"}
+    )(stamp_runs)
+
+    def once(defaults: str) -> float:
+        faults.slurm_defaults(defaults)  # a reconfigure, outside the measured span
+        log = f"/home/sdk/{unique('bench-preempt')}.log"
+        job = cluster.submit(preemptible, 40, log)
+        while not cluster.backend.transport.exists(log):
+            time.sleep(0.2)
+        node = env.run(f"squeue -h -j {job.job_id} -o %N").strip()
+        submitted_at = time.time()
+        env.run(f"sbatch --parsable --qos=high -w {node} -n1 --time=1 -o /dev/null --wrap 'sleep 1'")
+        if job.result(timeout=TIMEOUT) != 40:
+            raise RuntimeError("the resumed job did not finish its steps")
+        stamps = [float(line) for line in cluster.backend.transport.read_bytes(log).decode().split()]
+        env.run(f"rm -f {log}")
+        if len(stamps) != 2:
+            raise RuntimeError(f"expected 2 runs (one preemption), saw {len(stamps)}")
+        return stamps[1] - submitted_at
+
+    try:
+        series = interleave(
+            repeats,
+            {"dev defaults": lambda: once("dev"), "production defaults": lambda: once("production")},
+            warmup=False,
+            say=say,
+        )
+    finally:
+        faults.slurm_defaults("dev")
+    return Figure(
+        "preemption_resume",
+        "From a high job's submit to the resumed run of the low task it preempted",
+        "s",
+        series,
+        notes=[
+            "a checkpointing task in QOS low fills a node; a 1-CPU job in QOS high is submitted to that node. "
+            "Slurm sends the task USR2 (PreemptParameters=send_user_signal; GraceTime=30 on QOS low), the "
+            "runner saves at its next 0.5 s step and ends the run, Slurm requeues it and holds it for "
+            "cred_expire (10 s dev, 120 s production) before it runs again; measured to the rerun's first "
+            "line (host and nodes share one clock)"
+        ],
+    )

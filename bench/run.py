@@ -119,6 +119,7 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "throttled_map": (lambda env, a, s: fig_limits.throttled_map(env, s.repeats, s.limits_map_n), None),
     "checkpoint_overhead": (lambda env, a, s: fig_checkpoint.overhead(env, s.repeats), None),
     "requeue_resume": (lambda env, a, s: fig_checkpoint.requeue_to_resume(env, s.repeats), None),
+    "preemption_resume": (lambda env, a, s: fig_checkpoint.preemption_to_resume(env, s.repeats), None),
     "deps": (lambda env, a, s: fig_packaging.deps_online(env, s.repeats), None),
     "deps_airgap": (lambda env, a, s: fig_packaging.deps_airgapped(env, s.repeats), None),
     "resolvers": (lambda env, a, s: fig_packaging.resolvers(env, s.repeats), None),

@@ -86,10 +86,13 @@ configure_accounting() {
     # A site's policy, which lives in slurmdbd (ensure_site_accounts): a job needs an association (user
     # and account) and a QOS it may use, and limits hold; QOS `high` preempts QOS `low`, whose jobs Slurm
     # requeues (docs/dev-cluster.md "Accounts, QOS and preemption"). Without slurmdbd there is no QOS, so
-    # neither enforcement nor preemption.
+    # neither enforcement nor preemption. send_user_signal: a job preempted in QOS low's GraceTime gets the
+    # signal it asked for (--signal, e.g. submitit's USR2) instead of SIGTERM, so clients that checkpoint
+    # only on their own signal checkpoint at preemption too.
     printf '%s\n' 'AccountingStorageType=accounting_storage/slurmdbd' 'AccountingStorageHost=slurmdbd' \
       'AccountingStorageTRES=gres/gpu' 'AccountingStorageEnforce=associations,limits,qos,safe' \
-      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' > /etc/slurm/accounting.conf
+      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' 'PreemptParameters=send_user_signal' \
+      > /etc/slurm/accounting.conf
   else
     printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
@@ -260,13 +263,17 @@ wait_for_slurmdbd() {
 
 # A site's accounts and QOS, in slurmdbd's database (AccountingStorageEnforce refuses a job without them):
 # the job user has a default account and a second one, and may use QOS normal (its default), high and
-# low; high preempts low (PreemptType=preempt/qos, PreemptMode=REQUEUE: accounting.conf). Made when the
+# low; high preempts low (PreemptType=preempt/qos, PreemptMode=REQUEUE: accounting.conf), and a preempted
+# low job has LOW_GRACE_TIME seconds between its signal and SIGKILL to checkpoint. Made when the
 # image is built (prepare_accounting_database); slurmctld's container makes them again when a database
 # from an older image lacks them. Cluster-wide admins: root (Slurm's own).
 SITE_ACCOUNTS=(research physics)   # the first is the job user's default
+# A site gives minutes; 30 s outlasts a checkpoint's save on a busy host and keeps preemption tests short.
+LOW_GRACE_TIME=30
 site_accounts_exist() {
   [ -n "$(sacctmgr -n -P show association where cluster="$(healthcheck.sh cluster-name)" \
-    user="$JOB_USER" account="${SITE_ACCOUNTS[1]}" format=qos)" ]
+    user="$JOB_USER" account="${SITE_ACCOUNTS[1]}" format=qos)" ] &&
+    [ "$(sacctmgr -n -P show qos where name=low format=gracetime)" = "00:00:$LOW_GRACE_TIME" ]
 }
 ensure_site_accounts() {
   local cluster; cluster=$(healthcheck.sh cluster-name)
@@ -277,7 +284,7 @@ ensure_site_accounts() {
   sacctmgr -i add cluster "$cluster" >/dev/null 2>&1 || true
   sacctmgr -i add qos high,low >/dev/null 2>&1 || true
   sacctmgr -i modify qos where name=high set priority=100 preempt=low >/dev/null
-  sacctmgr -i modify qos where name=low set priority=0 >/dev/null
+  sacctmgr -i modify qos where name=low set priority=0 gracetime="$LOW_GRACE_TIME" >/dev/null
   sacctmgr -i add account "${SITE_ACCOUNTS[@]}" cluster="$cluster" \
     description="dev cluster account" organization=dev >/dev/null 2>&1 || true
   sacctmgr -i add user "$JOB_USER" cluster="$cluster" account="$(IFS=,; echo "${SITE_ACCOUNTS[*]}")" \

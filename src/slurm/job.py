@@ -13,7 +13,7 @@ from slurm.backends.slurm import killed_for_memory
 from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, SerializationError
 from slurm.events import emit
-from slurm.limits import never_clears, pending_for_good
+from slurm.limits import OwnJobsCap, never_clears, pending_for_good
 from slurm.node import layout
 from slurm.rendering import expand_log_pattern
 from slurm.serialization import Outcome
@@ -60,6 +60,7 @@ class Job:
         self._submitted_at = cluster._watcher.clock.now()
         self._state_at: float | None = None  # monotonic time the scheduler last told us the state
         self._unknown_since: float | None = None
+        self._own_jobs_cap = OwnJobsCap()  # when a pending reason that only running jobs clear never will
         self._preempted_since: float | None = None
         self._failure: JobFailedError | None = (
             None  # why it ended without a result, when the SDK knows better
@@ -265,7 +266,10 @@ class Job:
             if status.reason == NEVER_SATISFIED and status.state in (JobState.PENDING, JobState.CANCELLED):
                 self._give_up_on_dependency(cancel=status.state is JobState.PENDING)
                 return
-            if status.state is JobState.PENDING and never_clears(status.reason):
+            if status.state is JobState.PENDING and (
+                never_clears(status.reason)
+                or self._own_jobs_cap.never_clears(status.reason, now, self.cluster.backend.running_jobs)
+            ):
                 self._failure = pending_for_good(self.job_id, self.name, status.reason)
                 self._cancel_due = True
                 self._set_state(JobState.CANCELLED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slurm.errors import JobFailedError
@@ -29,6 +30,28 @@ NEVER_CLEARING_REASONS: dict[str, str] = {
     "InvalidAccount": "submit with one of your accounts (sacctmgr show assoc user=$USER format=account)",
     "InvalidQOS": "submit with a QOS your association allows (sacctmgr show assoc user=$USER format=qos)",
 }
+
+#: squeue reasons of a pending job held back by a cap on the user's *running* jobs (per association or per
+#: QOS): they clear when one of the user's running jobs ends, so only with none running do they never clear
+#: (an administrator's MaxJobs=0 holds a user's jobs that way). Value: what to change.
+CLEARED_BY_OWN_JOBS: dict[str, str] = {
+    "AssocMaxJobsLimit": (
+        "ask an administrator to raise MaxJobs of your association "
+        "(sacctmgr show assoc user=$USER format=account,maxjobs), or submit with another account"
+    ),
+    "QOSMaxJobsPerUserLimit": (
+        "ask an administrator to raise the QOS's MaxJobsPerUser "
+        "(sacctmgr show qos format=name,maxjobsperuser), or submit with another QOS"
+    ),
+    "QOSMaxJobsPerAccountLimit": (
+        "ask an administrator to raise the QOS's MaxJobsPerAccount "
+        "(sacctmgr show qos format=name,maxjobsperaccount), or submit with another QOS or account"
+    ),
+}
+#: How long such a reason must hold with none of the user's jobs running before the wait gives up: longer
+#: than Slurm's default sched_interval (60 s), so the reason was set by a scheduling pass that already knew
+#: the user's last running job had ended (a stale reason would cancel a job that was about to start).
+OWN_JOBS_HOLD_SECONDS = 70.0
 
 #: The reason words sbatch prints when a submit limit (jobs pending or running at once) refused a job.
 _SUBMIT_LIMIT_WORDS = re.compile(
@@ -61,6 +84,23 @@ _REFUSAL_FIXES = (
 def never_clears(reason: str) -> str | None:
     """What to change when a pending job's squeue ``reason`` can never clear by itself, else None."""
     return NEVER_CLEARING_REASONS.get(reason.strip())
+
+
+class OwnJobsCap:
+    """Tells, for one pending job, when a reason in ``CLEARED_BY_OWN_JOBS`` can never clear: the reason, and
+    none of the user's jobs running, seen throughout ``OWN_JOBS_HOLD_SECONDS``. ``running_jobs`` is only
+    asked while the job pends for such a reason; None (not known) never gives up."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def never_clears(self, reason: str, now: float, running_jobs: Callable[[], int | None]) -> bool:
+        if reason.strip() not in CLEARED_BY_OWN_JOBS or running_jobs() != 0:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = now
+        return now - self._since >= OWN_JOBS_HOLD_SECONDS
 
 
 def submit_limit_refusal(sbatch_output: str) -> str | None:
@@ -153,9 +193,13 @@ def pending_for_good(job_id: str, name: str, reason: str) -> JobFailedError:
     array: the tasks share the request) so it stops holding a place in the queue and under the submit
     limit: ``Job`` does, when it delivers what it observed, with no lock held."""
     fix = never_clears(reason)
+    why = "which no amount of waiting clears"
+    if fix is None:
+        fix = CLEARED_BY_OWN_JOBS.get(reason.strip())
+        why = f"a cap on running jobs, with none of yours running for {OWN_JOBS_HOLD_SECONDS:.0f} s"
     return JobFailedError(
-        f"job {job_id} ({name}) can never start: squeue says it pends for {reason}, which no "
-        f"amount of waiting clears, so the SDK cancelled it; fix: {fix}",
+        f"job {job_id} ({name}) can never start: squeue says it pends for {reason}, {why}, so the "
+        f"SDK cancelled it; fix: {fix}",
         job_id=job_id,
         state="CANCELLED",
     )

@@ -4,6 +4,9 @@ resumed run, the max_requeues limit, preemption (unlimited), and the API's valid
 from __future__ import annotations
 
 import os
+import shlex
+import signal
+import sys
 
 import pytest
 from hypothesis import given
@@ -70,6 +73,46 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
     assert state["step"] == 30 and state["runs"] == 3
     assert job.restarts == 2
     assert "stopped by SIGTERM after saving the checkpoint" in job.stderr()
+
+
+# `scontrol -o show job` lines as Slurm 24.11 prints them, cut to the fields around PreemptTime.
+PREEMPTING = (
+    "JobId=7 JobName=train PreemptEligibleTime=2026-12-06T21:55:20 PreemptTime=2026-12-06T21:55:24 Sus"
+)
+NOT_PREEMPTING = (
+    "JobId=7 JobName=train PreemptEligibleTime=2026-12-06T21:55:20 PreemptTime=None SuspendTime=None"
+)
+
+
+@pytest.mark.parametrize(
+    ("job_line", "stops_with", "requeued_by_itself"),
+    [
+        (PREEMPTING, "SIGUSR2 at preemption", False),
+        (NOT_PREEMPTING, "time limit near: checkpoint saved, job requeued", True),
+        ("", "time limit near: checkpoint saved, job requeued", True),  # no answer: the time-limit path
+    ],
+)
+def test_usr2_is_a_preemption_when_slurmctld_is_preempting_the_job(
+    tmp_path, monkeypatch, job_line, stops_with, requeued_by_itself
+):
+    """A site with PreemptParameters=send_user_signal and a GraceTime sends the job's USR2 at preemption: the
+    run stops after its save without requeueing itself (Slurm requeues it) and without counting a requeue."""
+    requeued = tmp_path / "requeued"
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    write_argument = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+    monkeypatch.setenv(
+        checkpoint.REQUEUE_COMMAND_ENV, shlex.join([sys.executable, "-c", write_argument, str(requeued)])
+    )
+    monkeypatch.setenv(
+        checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({job_line!r})"])
+    )
+    run = checkpoint._Run(str(tmp_path), 0, max_requeues=3)
+    run.signalled = signal.SIGUSR2
+    with pytest.raises(checkpoint.Stopped, match=stops_with):
+        run.save({"step": 1})
+    assert run.load(None) == {"step": 1}
+    assert requeued.exists() is requeued_by_itself
+    assert os.path.exists(checkpoint.requeue_count_path(str(tmp_path), 0)) is requeued_by_itself
 
 
 def test_a_task_without_checkpointing_asks_for_no_signal(cluster):

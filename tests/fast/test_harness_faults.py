@@ -342,10 +342,11 @@ def test_dropping_ssh_sessions_skips_one_that_ended_before_its_kill(tmp_path):
 
 
 def test_the_qos_settings_site_limits_restores_are_read_as_sacctmgr_prints_them():
-    """``sacctmgr -n -P show qos format=name,maxsubmitjobsperuser,maxwall``: an empty value is no limit."""
-    assert site_limits.parse_qos_limits("normal|||\nhigh|50|00:05:00|\n") == {
-        "normal": {"MaxSubmitJobsPerUser": "-1", "MaxWall": "-1"},
-        "high": {"MaxSubmitJobsPerUser": "50", "MaxWall": "00:05:00"},
+    """``sacctmgr -n -P show qos format=name,maxsubmitjobsperuser,maxwall,maxjobsperuser``: an empty value
+    is no limit."""
+    assert site_limits.parse_qos_limits("normal|||\nhigh|50|00:05:00|0\n") == {
+        "normal": {"MaxSubmitJobsPerUser": "-1", "MaxWall": "-1", "MaxJobsPerUser": "-1"},
+        "high": {"MaxSubmitJobsPerUser": "50", "MaxWall": "00:05:00", "MaxJobsPerUser": "0"},
     }
     assert site_limits.set_qos("normal", {"MaxSubmitJobsPerUser": "-1", "MaxWall": "00:05:00"}) == (
         "sacctmgr -i modify qos where name=normal set MaxSubmitJobsPerUser=-1 MaxWall=00:05:00"

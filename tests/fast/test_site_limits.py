@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from slurm import Cluster, JobFailedError, JobState, SubmitError, SubmitLimitError
+from slurm import Cluster, JobFailedError, JobState, SubmitError, SubmitLimitError, limits
 from slurm.backends.base import JobStatus
 from slurm.backends.local import HostTransport, LocalCommandBackend, parse_array_spec
 from slurm.backends.slurm import SlurmBackend, parse_status_lines
-from slurm.limits import NEVER_CLEARING_REASONS, SubmitLimit, never_clears, parse_limits
+from slurm.limits import NEVER_CLEARING_REASONS, OwnJobsCap, SubmitLimit, never_clears, parse_limits
 from slurm.throttle import map_within_limits
 from tests.fast import tasks
 from tests.fast.test_slurm_backend import FAKE, FakeSlurm
@@ -96,6 +96,88 @@ def test_a_job_pending_for_good_ends_its_wait_named_and_is_cancelled(cluster):
     assert "PartitionTimeLimit" in message and NEVER_CLEARING_REASONS["PartitionTimeLimit"] in message
     assert caught.value.state == "CANCELLED"
     assert cluster.backend.states([job.job_id])[job.job_id] is JobState.CANCELLED
+
+
+def test_a_running_jobs_cap_never_clears_only_with_none_of_the_users_jobs_running_throughout():
+    """squeue's AssocMaxJobsLimit (golden: job 19 behind MaxJobs=1 while 18 runs) clears when a running job
+    ends; with none running it never does, once that has held past a scheduling pass."""
+    statuses = parse_status_lines(golden("squeue-pending.txt"))
+    reason = statuses["19"].reason
+    hold = limits.OWN_JOBS_HOLD_SECONDS
+    running = {"jobs": 1}
+    cap = OwnJobsCap()
+    assert not cap.never_clears(reason, 0.0, lambda: running["jobs"])  # 18 runs: it may clear
+    running["jobs"] = 0
+    assert not cap.never_clears(reason, 1.0, lambda: running["jobs"])  # none now: a stale reason, maybe
+    assert not cap.never_clears(reason, hold, lambda: running["jobs"])
+    assert cap.never_clears(reason, 1.0 + hold, lambda: running["jobs"])
+    # Another job running meanwhile starts the hold again; so does an unknown count, or another reason.
+    cap = OwnJobsCap()
+    for now, jobs, the_reason in (
+        (0.0, 0, reason),
+        (10.0, 1, reason),
+        (20.0, 0, reason),
+        (hold + 10, None, reason),
+    ):
+        running["jobs"] = jobs
+        assert not cap.never_clears(the_reason, now, lambda: running["jobs"])
+    assert not OwnJobsCap().never_clears("Resources", 0.0, lambda: 0)
+    assert not OwnJobsCap().never_clears(statuses["15"].reason, 1e9, lambda: 0)  # PartitionNodeLimit
+
+
+@pytest.mark.parametrize(("job", "reason"), [("14", "AssocMaxJobsLimit"), ("15", "QOSMaxJobsPerUserLimit")])
+def test_caps_on_running_jobs_set_to_zero_read_as_squeue_prints_them(job, reason):
+    """Captured with MaxJobs=0 (association) or MaxJobsPerUser=0 (QOS) and none of the user's jobs running."""
+    statuses = parse_status_lines(golden("squeue-held.txt"))
+    running = sum(1 for status in statuses.values() if status.state is JobState.RUNNING)
+    assert (statuses[job].state, statuses[job].reason, running) == (JobState.PENDING, reason, 0)
+    assert never_clears(reason) is None  # not for good while a running job could end
+    cap = OwnJobsCap()
+    assert not cap.never_clears(reason, 0.0, lambda: running)
+    assert cap.never_clears(reason, limits.OWN_JOBS_HOLD_SECONDS, lambda: running)
+
+
+def test_a_job_behind_a_running_jobs_cap_with_nothing_running_ends_its_wait_named(cluster, monkeypatch):
+    monkeypatch.setattr(cluster.backend, "running_jobs", lambda: 0)
+    job = cluster.submit(tasks.nap, 60)
+    job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
+    monkeypatch.setattr(limits, "OWN_JOBS_HOLD_SECONDS", 0.0)  # the hold has passed (tested above)
+    job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
+    with pytest.raises(JobFailedError) as caught:
+        job.result(timeout=30)
+    message = str(caught.value)
+    assert "AssocMaxJobsLimit" in message and "none of yours running" in message
+    assert limits.CLEARED_BY_OWN_JOBS["AssocMaxJobsLimit"] in message
+    assert cluster.backend.states([job.job_id])[job.job_id] is JobState.CANCELLED
+
+
+def test_slurm_counts_the_users_running_jobs_once_per_interval_and_none_when_squeue_fails(fake):
+    backend = SlurmBackend(HostTransport())
+    fake.respond("squeue", out="18\n21_3\n")
+    assert backend.running_jobs() == 2
+    assert fake.argv("squeue")[:6] == [
+        "--me",
+        "-h",
+        "-r",
+        "-t",
+        "RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
+        "-o",
+    ]
+    fake.respond("squeue", out="")
+    assert backend.running_jobs() == 2  # the answer serves a map's many pending jobs for a few seconds
+    assert fake.calls().count("squeue") == 1
+    fake.respond("squeue", err="slurm_load_jobs error: Unable to contact slurm controller", rc=1)
+    backend = SlurmBackend(HostTransport())
+    assert backend.running_jobs() is None
+
+
+def test_without_a_running_jobs_count_the_wait_goes_on(cluster, monkeypatch):
+    monkeypatch.setattr(limits, "OWN_JOBS_HOLD_SECONDS", 0.0)
+    job = cluster.submit(tasks.nap, 2)
+    assert cluster.backend.running_jobs() is None  # LocalCommandBackend does not count the user's jobs
+    for _ in range(2):
+        job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
+    assert job.result(timeout=30) == 2
 
 
 # ---- limits learned from the cluster -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The SDK under a site's limits (the ``site_limits`` fault: MaxSubmitJobsPerUser=50, MaxArraySize=20,
 enforced), on the dev defaults and on Slurm's production defaults: a 500-item map throttled to the
-limit, the no-waiting error before upload, an interrupted map, sbatch's refusals, and a pending reason
-that never clears ending the wait."""
+limit, the no-waiting error before upload, an interrupted map, sbatch's refusals, and pending reasons
+that never clear (over a MaxWall; behind MaxJobsPerUser=0 with nothing running) ending the wait."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import _thread
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,6 +34,17 @@ TIMEOUT = 900
 def limited(request, faults, slurm_container, sdk_on_cluster):
     """A cluster (own job root) on the stack with the site's limits on; its job root goes afterwards."""
     faults.site_limits(JOBS, ARRAY, max_wall="00:05:00")
+    yield from own_cluster(request, slurm_container, sdk_on_cluster)
+
+
+@pytest.fixture
+def held(request, faults, slurm_container, sdk_on_cluster):
+    """As ``limited``, with MaxJobsPerUser=0 on the user's QOS too: none of its jobs may run."""
+    faults.site_limits(JOBS, ARRAY, max_jobs=0)
+    yield from own_cluster(request, slurm_container, sdk_on_cluster)
+
+
+def own_cluster(request, slurm_container, sdk_on_cluster) -> Iterator[Cluster]:
     packaging = packaging_for("ssh", sdk_on_cluster, import_roots(request, sdk_on_cluster))
     root = f"~/.slurm-sdk/limits-{uuid.uuid4().hex[:8]}"
     cluster = Cluster(backend=ssh_backend(slurm_container), packaging=packaging, job_root=root)
@@ -135,6 +147,26 @@ def test_a_job_over_the_qos_wall_time_ends_its_wait_with_the_reason(limited, mod
         job.result(timeout=300)
     assert "QOSMaxWallDurationPerJobLimit" in str(caught.value) and "sacctmgr show qos" in str(caught.value)
     transport = limited.backend.transport
+    wait_until(
+        lambda: "CANCELLED" in transport.run(f"sacct -X -n -P -j {job.job_id} -o State").stdout,
+        60,
+        "the job recorded as cancelled",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_a_job_behind_a_running_jobs_cap_with_nothing_running_ends_its_wait_with_the_reason(held, mode):
+    """MaxJobsPerUser=0: the job pends for QOSMaxJobsPerUserLimit, which only the end of one of the user's
+    running jobs could clear, and none runs. Once that has held past a scheduling pass (70 s) the wait
+    ends naming the reason and the fix, and the job is cancelled."""
+    job = held.submit(jobs.double, 1)
+    with pytest.raises(JobFailedError) as caught:
+        job.result(timeout=600)
+    message = str(caught.value)
+    assert "QOSMaxJobsPerUserLimit" in message and "none of yours running" in message, message
+    assert "maxjobsperuser" in message, message
+    transport = held.backend.transport
     wait_until(
         lambda: "CANCELLED" in transport.run(f"sacct -X -n -P -j {job.job_id} -o State").stdout,
         60,

@@ -1,6 +1,6 @@
 """submitit on a cluster that behaves like a site: node names that resolve, so a 2-node job's ranks meet at
-the master_addr submitit gives them by name. The client script runs on the login node as user sdk
-(submitit_rendezvous.py)."""
+the master_addr submitit gives them by name (submitit_rendezvous.py), and a real preemption that submitit's
+Checkpointable survives (submitit_preempted.py). The client scripts run on the login node as user sdk."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import uuid
 import pytest
 
 from slurm_dev_cluster.kit import PROJECT_MOUNT
+from slurm_dev_cluster.stack import accounting_enabled
 
 from .client_sites import SUBMITIT, client_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RENDEZVOUS = f"{PROJECT_MOUNT}/tests/integration/submitit_rendezvous.py"
+PREEMPTED = f"{PROJECT_MOUNT}/tests/integration/submitit_preempted.py"
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +48,27 @@ def test_two_ranks_meet_at_master_addr_by_node_name(login_transport, submitit_si
     assert [rank["hostname"] for rank in ranks] == [rank["node"] for rank in ranks], ranks
     # Each rank heard the other's node name over the socket.
     assert first["peer"] == second["node"] and second["peer"] == first["node"], ranks
+
+
+@pytest.mark.parametrize("mode", ("dev", "production"))
+def test_a_checkpointable_preempted_by_a_high_job_resumes_from_its_checkpoint(
+    login_transport, submitit_site, faults, mode
+):
+    """A real preemption (QOS high over low), not submitit's test hook: the site sends submitit's own USR2 at
+    preemption (PreemptParameters=send_user_signal, QOS low's GraceTime), submitit pickles the object and
+    requeues the job itself (`scontrol requeue`), and the rerun resumes with the pickled state."""
+    if not accounting_enabled():
+        pytest.skip("SLURM_SDK_ACCOUNTING=0: no slurmdbd, so no QOS and no preemption")
+    faults.slurm_defaults(mode)
+    report = run_client(login_transport, submitit_site, PREEMPTED)
+    assert "error" not in report, report
+    # The second run started from the checkpoint (starts counted on from 1), after a requeue.
+    assert report["result"]["starts"] == 2 and int(report["result"]["restart_count"]) >= 1, report
+    run = login_transport.run
+    history = run(f"sacct -n -X -P -D -j {report['job_id']} -o State").stdout.split()
+    # submitit requeued itself within the grace time, before Slurm's own requeue at its end: REQUEUED.
+    # Slurm 24.11 then requeues the run that returned once more (slurmctld: "requeue ... per user/system
+    # request"), recorded PREEMPTED; the run after it completes.
+    assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history
+    assert set(history[1:-1]) <= {"PREEMPTED"}, history
+    assert run(f"sacct -n -X -P -j {report['high']} -o State,QOS").stdout.split() == ["COMPLETED|high"]

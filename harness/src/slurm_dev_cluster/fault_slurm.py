@@ -53,14 +53,23 @@ class SlurmFaults(FaultsBase):
         self._configure(self._record().get("defaults", DEV), overrides)
 
     def site_limits(
-        self, max_submit_jobs: int = 50, max_array_size: int = 20, *, max_wall: str | None = None
+        self,
+        max_submit_jobs: int = 50,
+        max_array_size: int = 20,
+        *,
+        max_wall: str | None = None,
+        max_jobs: int | None = None,
     ) -> None:
         """A site's submit limits: at most ``max_submit_jobs`` jobs (each array task counts) pending or
         running per user (``MaxSubmitJobsPerUser`` on the QOS the job user submits with by default) and
         arrays of at most ``max_array_size`` tasks (``MaxArraySize``); with ``max_wall`` ("00:05:00") that
-        QOS's ``MaxWall`` too (a longer job then pends for QOSMaxWallDurationPerJobLimit). Sets the
+        QOS's ``MaxWall`` too (a longer job then pends for QOSMaxWallDurationPerJobLimit); with ``max_jobs``
+        its ``MaxJobsPerUser`` (jobs running at once; 0 holds every job, pending for
+        QOSMaxJobsPerUserLimit until the limit is lifted). Sets the
         enforcement the limits need (``AccountingStorageEnforce``), and gives the job user an association
         if it has none. Needs accounting (slurmdbd)."""
+        if max_jobs is not None and max_jobs < 0:
+            raise ValueError(f"max_jobs must be >= 0 (0: no job of the user may run), got {max_jobs}")
         if max_submit_jobs < 1 or max_array_size < 1:
             raise ValueError(
                 f"limits must be >= 1, got {max_submit_jobs} jobs and arrays of {max_array_size}"
@@ -77,6 +86,7 @@ class SlurmFaults(FaultsBase):
         limits["max_submit_jobs"] = max_submit_jobs
         self._update("site limits: qos", site_limits=limits)
         wanted = {"MaxSubmitJobsPerUser": str(max_submit_jobs)} | ({"MaxWall": max_wall} if max_wall else {})
+        wanted |= {"MaxJobsPerUser": str(max_jobs)} if max_jobs is not None else {}
         for qos in previous:
             self._controller(site_limits.set_qos(qos, wanted))
         # The reconfigure comes after: slurmctld, restarted in place, loads the QOS limits from slurmdbd

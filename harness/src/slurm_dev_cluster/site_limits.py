@@ -33,23 +33,23 @@ def ensure_association() -> str:
 
 
 #: The QOS settings the fault changes, in the order ``default_qos_limits`` prints them.
-QOS_SETTINGS = ("MaxSubmitJobsPerUser", "MaxWall")
+QOS_SETTINGS = ("MaxSubmitJobsPerUser", "MaxWall", "MaxJobsPerUser")
 
 
 def default_qos_limits() -> str:
-    """Script: ``qos|MaxSubmitJobsPerUser|MaxWall`` for each QOS the job user's associations submit with
+    """Script: ``qos|MaxSubmitJobsPerUser|MaxWall|MaxJobsPerUser`` for each QOS the job user's associations submit with
     by default (an association without a default QOS submits with ``normal``)."""
     user = shlex.quote(SSH_USER)
     return (
         f"names=$(sacctmgr -n -P show assoc where user={user} format=defaultqos "
         "| sed 's/^$/normal/' | sort -u | paste -sd, -); "
-        'sacctmgr -n -P show qos where name="$names" format=name,maxsubmitjobsperuser,maxwall'
+        'sacctmgr -n -P show qos where name="$names" format=name,maxsubmitjobsperuser,maxwall,maxjobsperuser'
     )
 
 
 def parse_qos_limits(output: str) -> dict[str, dict[str, str]]:
-    """``normal|50|`` lines -> ``{"normal": {"MaxSubmitJobsPerUser": "50", "MaxWall": "-1"}}`` (an empty
-    value is Slurm's none, written back as ``-1``)."""
+    """``normal|50||`` lines -> ``{"normal": {"MaxSubmitJobsPerUser": "50", "MaxWall": "-1", ...}}`` (an
+    empty value, or one missing, is Slurm's none, written back as ``-1``)."""
     limits = {}
     for line in output.splitlines():
         name, *values = line.strip().split("|")

@@ -145,5 +145,9 @@ class Backend(ABC):
         """The user's jobs pending or running now, as ``submit_limit`` counts them."""
         return 0
 
+    def running_jobs(self) -> int | None:
+        """How many of the user's jobs run now (any client's); None: not known."""
+        return None
+
     def close(self) -> None:
         self.transport.close()

@@ -79,6 +79,8 @@ _LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.COMPLETING})
 #: grown past 15 s, so a long wait learns of a start or an end slurmdbd missed no later than it would
 #: without accounting.
 CONFIRM_LIVE_EVERY = 15.0
+#: Seconds one answer to "how many of the user's jobs run" serves (``running_jobs``).
+RUNNING_JOBS_EVERY = 5.0
 #: A job directory's claim on its one sbatch (see ``SlurmBackend.submit_with_files``), holding its answer.
 _CLAIM = ".sbatch"
 #: How long a later attempt waits for the claiming attempt's sbatch to answer: 600 steps of 50 ms.
@@ -234,6 +236,7 @@ class SlurmBackend(Backend):
         self.federation = bool(federation)
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._limits: SiteLimits | None = None
+        self._running_jobs: tuple[float, int | None] | None = None  # (when asked, the answer)
         self._lock = threading.Lock()
         self._clock = clock
         self._live_confirmed_at: float | None = None  # the last squeue that confirmed sacct's live states
@@ -494,6 +497,33 @@ class SlurmBackend(Backend):
             if arg in ("--qos", "-q") and i + 1 < len(extra):
                 return extra[i + 1]
         return None
+
+    def running_jobs(self) -> int | None:
+        """The user's running jobs (any client's), asked at most once per ``RUNNING_JOBS_EVERY`` seconds:
+        every job of a map pending behind a running-jobs cap asks on each poll. None when squeue does not
+        answer: a wait only gives up on a count it has."""
+        now = time.monotonic()
+        if self._running_jobs is None or now - self._running_jobs[0] >= RUNNING_JOBS_EVERY:
+            count: int | None = None
+            try:
+                result = self._run(
+                    [
+                        "squeue",
+                        "--me",
+                        "-h",
+                        "-r",
+                        "-t",
+                        "RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
+                        "-o",
+                        "%i",
+                    ]
+                )
+                if result.returncode == 0:
+                    count = sum(1 for line in result.stdout.splitlines() if line.strip())
+            except BackendError:
+                pass  # an outage: the wait's own queries say so
+            self._running_jobs = (now, count)
+        return self._running_jobs[1]
 
     def queued_jobs(self) -> int:
         """The user's jobs pending or running now, each array task counted (as submit limits count)."""

@@ -15,7 +15,9 @@ the signal; the task's next ``save`` writes the state and then stops the run, an
 (``scontrol requeue`` as the job's owner), so state is only ever saved where the task says it is consistent.
 Time-limit requeues are counted in the job directory and stop after ``max_requeues`` (the job then ends
 TIMEOUT). On SIGTERM (preemption, ``scontrol requeue`` by an admin, ``scancel``) the next ``save`` stops the
-run the same way without requeueing: Slurm itself requeues a preempted job, with no limit.
+run the same way without requeueing: Slurm itself requeues a preempted job, with no limit. A site that gives
+preempted jobs a ``GraceTime`` with ``PreemptParameters=send_user_signal`` sends SIGUSR2 instead of SIGTERM at
+preemption; the runner asks slurmctld (the job's ``PreemptTime``) and treats that USR2 as the preemption it is.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ MAX_REQUEUES_OPTION = "--max-requeues"
 #: like SLURM_JOB_ID, so a workflow's children do not inherit it.
 REQUEUE_COMMAND_ENV = "SLURM_REQUEUE_COMMAND"
 DEFAULT_REQUEUE_COMMAND = "scontrol requeue"
+#: The command that describes a job (its id is appended), read for its ``PreemptTime``; tests set their own.
+JOB_QUERY_COMMAND_ENV = "SLURM_JOB_QUERY_COMMAND"
+DEFAULT_JOB_QUERY_COMMAND = "scontrol -o show job"
+_PREEMPT_TIME = r"\bPreemptTime=(\S+)"
 _SLURM_SIGNAL_MAX = 65535  # sbatch's limit for sig_time
 _REQUEUE_TIMEOUT = 60.0  # s for scontrol requeue; a controller that long silent will not requeue in time
 
@@ -123,6 +129,11 @@ class _Run:
                 f"stopped by {signal.Signals(received).name} after saving the checkpoint "
                 "(preempted, requeued or cancelled: Slurm decides whether it runs again)"
             )
+        if _being_preempted():
+            raise Stopped(
+                "stopped by SIGUSR2 at preemption after saving the checkpoint "
+                "(the site sends the job's signal in its grace time: Slurm requeues it)"
+            )
         done = self._time_limit_requeues(job_dir)
         if done >= self.max_requeues:
             _say(
@@ -191,6 +202,24 @@ def _note_signal(signum: int, _frame: Any) -> None:
         f"[slurm-sdk] checkpoint: received {signal.Signals(signum).name}: the next "
         "checkpoint.save() ends this run\n".encode(),
     )
+
+
+def _being_preempted() -> bool:
+    """Whether slurmctld has started preempting this job. Only asked on SIGUSR2, which is then either the
+    time-limit signal or, at a site with ``PreemptParameters=send_user_signal``, the preemption itself; a
+    preempted job must not requeue itself (it would count as a time-limit requeue, and Slurm requeues it
+    anyway). No answer (no scontrol, a silent controller) keeps the time-limit path, as without the query."""
+    import re  # on use, like every import here: only a USR2 pays for these
+    import shlex
+    import subprocess
+
+    command = [*shlex.split(os.environ.get(JOB_QUERY_COMMAND_ENV, DEFAULT_JOB_QUERY_COMMAND)), _own_job_id()]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=_REQUEUE_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    found = re.search(_PREEMPT_TIME, result.stdout)
+    return found is not None and found.group(1) not in ("None", "Unknown", "N/A")
 
 
 def _own_job_id() -> str:
