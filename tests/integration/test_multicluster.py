@@ -14,6 +14,7 @@ from slurm.dataflow import federated_job_id
 from slurm.errors import SubmitError
 
 from . import jobs
+from .waiting import wait_until
 
 pytestmark = pytest.mark.integration
 TWO = "two"  # images/multicluster.compose.yaml: controller slurmctld-two, node d1
@@ -60,8 +61,16 @@ def test_one_client_runs_a_job_on_each_cluster_and_sacct_all_lists_both(
     assert there.result(timeout=300)[:2] == (TWO, "d1")
     value, node, _ = here.result(timeout=300)
     assert value == "dev" and node in compute_nodes
-    listed = accounted(login_transport, here.job_id, there.job_id)
-    assert {("dev", here.job_id, "COMPLETED"), (TWO, there.job_id, "COMPLETED")} <= listed
+    # A job's end reaches slurmdbd a moment after its result file: sacct may still say RUNNING.
+    expected = {("dev", here.job_id, "COMPLETED"), (TWO, there.job_id, "COMPLETED")}
+    wait_until(
+        lambda: expected <= accounted(login_transport, here.job_id, there.job_id),
+        60,
+        lambda: (
+            f"sacct -M all listing {sorted(expected)}; it lists "
+            f"{sorted(accounted(login_transport, here.job_id, there.job_id))}"
+        ),
+    )
 
 
 def test_a_map_and_a_dependency_on_the_second_cluster(cluster_two):
@@ -76,8 +85,18 @@ def test_a_cancel_reaches_the_second_cluster(cluster_two, login_transport):
     job = cluster_two.submit(jobs.sleep_then_return, 240)
     job.cancel()
     assert job.wait(timeout=120) is JobState.CANCELLED
-    [(_, _, state)] = [row for row in accounted(login_transport, job.job_id) if row[0] == TWO]
-    assert state.startswith("CANCELLED")
+    wait_until(
+        lambda: [
+            row
+            for row in accounted(login_transport, job.job_id)
+            if row[0] == TWO and row[2].startswith("CANCELLED")
+        ],
+        60,
+        lambda: (
+            f"sacct -M all saying job {job.job_id} on {TWO} was CANCELLED; it lists "
+            f"{sorted(accounted(login_transport, job.job_id))}"
+        ),
+    )
 
 
 def test_a_dependency_across_clusters_is_refused_before_slurm_sees_it(slurm_cluster, cluster_two):
