@@ -66,21 +66,22 @@ date +%s.%N > {directory}/$SLURM_JOB_ID.done
 """
 
 
+def set_log_levels(env: BenchEnv, slurmctld: str, slurmd: str) -> None:
+    """``scontrol setdebug`` (as root on slurmctld) for slurmctld and every slurmd. Lasts until the next
+    ``scontrol reconfigure``, which goes back to slurm.conf's levels."""
+    env.stack.exec("slurmctld", ["scontrol", "setdebug", slurmctld])
+    nodes = ",".join(env.stack.topology.node_names)
+    env.stack.exec("slurmctld", ["scontrol", "setdebug", slurmd, f"nodes={nodes}"])
+
+
 @contextmanager
 def daemon_logs_at(env: BenchEnv, levels: dict[str, str]) -> Iterator[None]:
-    """Raise slurmctld's and every slurmd's log level (``scontrol setdebug``, as root on slurmctld) for
-    the block, then put the stack's own level back."""
-
-    def set_levels(ctld: str, slurmd: str) -> None:
-        env.stack.exec("slurmctld", ["scontrol", "setdebug", ctld])
-        nodes = ",".join(env.stack.topology.node_names)
-        env.stack.exec("slurmctld", ["scontrol", "setdebug", slurmd, f"nodes={nodes}"])
-
-    set_levels(levels["slurmctld"], levels["slurmd"])
+    """The daemons log at ``levels`` for the block, then at the stack's own level again."""
+    set_log_levels(env, **levels)
     try:
         yield
     finally:
-        set_levels(slurm_log.STOCK_LEVEL, slurm_log.STOCK_LEVEL)
+        set_log_levels(env, slurm_log.STOCK_LEVEL, slurm_log.STOCK_LEVEL)
 
 
 def read_daemon_events(env: BenchEnv, job_ids: list[str]) -> dict[str, dict[str, float]]:
