@@ -11,6 +11,7 @@ a random moment meets it instead of wherever a steady loop happens to lock on.
 
 from __future__ import annotations
 
+import shlex
 import statistics
 import time
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ def read_daemon_events(env: BenchEnv, job_ids: list[str]) -> dict[str, dict[str,
     }
     for service, (daemon, path) in sources.items():
         # grep exits 1 when a node ran none of the jobs: not an error.
-        text = env.stack.exec(service, ["sh", "-c", f"grep -E '{pattern}' {path} || true"])
+        text = env.stack.exec(service, ["sh", "-c", f"grep -E {shlex.quote(pattern)} {path} || true"])
         for job_id, found in slurm_log.events(text.splitlines(), daemon, job_ids).items():
             merged[job_id].update(found)
     return merged
@@ -102,7 +103,8 @@ def read_daemon_events(env: BenchEnv, job_ids: list[str]) -> dict[str, dict[str,
 def watch_end(env: BenchEnv, job_id: str) -> dict[str, float]:
     """Look at squeue and sacct together every LOOK_EVERY s until both say the job ended: when each did."""
     seen: dict[str, float] = {}
-    command = f"squeue -h -j {job_id} -o %T; echo --; sacct -n -X -P -j {job_id} -o State"
+    job = shlex.quote(job_id)
+    command = f"squeue -h -j {job} -o %T; echo --; sacct -n -X -P -j {job} -o State"
     deadline = time.monotonic() + TIMEOUT
     while len(seen) < 2:
         if time.monotonic() > deadline:
@@ -129,9 +131,10 @@ def quiet_until_released(transport: Any, job_id: str) -> None:
 def raw_job(env: BenchEnv, directory: str, offset: float) -> tuple[str, dict[str, float]]:
     tick.wait_for(offset)
     submitting = time.time()
-    job_id = env.run(f"sbatch --parsable {directory}/job.sh").strip().split(";")[0]
+    job_id = env.run(f"sbatch --parsable {shlex.quote(f'{directory}/job.sh')}").strip().split(";")[0]
     stamps = {"submitting": submitting, **watch_end(env, job_id)}
-    up, done = env.run(f"cat {directory}/{job_id}.up {directory}/{job_id}.done").split()
+    stamps_files = [f"{directory}/{job_id}.{stamp}" for stamp in ("up", "done")]
+    up, done = env.run(f"cat {shlex.join(stamps_files)}").split()
     return job_id, {**stamps, "script up": float(up), "script done": float(done)}
 
 
@@ -173,8 +176,8 @@ class Rounds:
         self._levels = daemon_logs_at(env, slurm_log.LOG_LEVELS)
 
     def __enter__(self) -> Rounds:
-        script = RAW_SCRIPT.format(directory=self.directory).encode()
-        self.env.run(f"mkdir -p {self.directory}")
+        script = RAW_SCRIPT.format(directory=shlex.quote(self.directory)).encode()
+        self.env.run(f"mkdir -p {shlex.quote(self.directory)}")
         self.env.transport.write_bytes(f"{self.directory}/job.sh", script, mode=0o755)
         self._levels.__enter__()
         return self
