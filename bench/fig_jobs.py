@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import tick
 from bench.env import RAW_DIR, BenchEnv, python_wrap, say, unique
 from bench.figure import Figure, Target
 from bench.phases import median_line, raw_wait, sdk_phases, summarize
@@ -80,8 +82,15 @@ def roundtrip(env: BenchEnv, repeats: int) -> Figure:
     env.run(f"mkdir -p {RAW_DIR}")
     phases: dict[str, list[dict[str, float]]] = {"SDK": [], "raw": []}
 
+    # Every side starts its rounds at the same points of the wall clock's second (see bench.tick): run
+    # back to back, the two sides lock onto slurmctld's one-second tick, one just before it, one after.
+    starts = tick.offsets(repeats)
+
     def measured(side: str, run: Callable[[], tuple[float, dict[str, float]]]) -> Callable[[], float]:
+        offsets = itertools.cycle([0.5, *starts])  # the warm-up round first, then one point per round
+
         def once() -> float:
+            tick.wait_for(next(offsets))
             seconds, breakdown = run()
             phases[side].append(breakdown)
             return seconds
@@ -118,6 +127,9 @@ def roundtrip(env: BenchEnv, repeats: int) -> Figure:
             "varies more than the whole difference: compare the phases, not only the totals",
             "phases: queue wait and run come from stamps taken on the node (one kernel clock); the SDK's "
             "run starts after the `slurm` package is imported (a few ms), the raw one when python3 is up",
+            "each round of each side starts at the same spread-out points of the wall clock's second: "
+            "slurmctld places batch jobs at its one-second tick, and back-to-back rounds otherwise lock "
+            "onto it (the `floor` figure has the phases)",
         ],
     )
 

@@ -26,6 +26,8 @@ from bench import (
     fig_checkpoint,
     fig_cluster,
     fig_faults,
+    fig_floor,
+    fig_floor_settings,
     fig_harness,
     fig_jobs,
     fig_limits,
@@ -101,6 +103,12 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "image": (lambda env, a, s: fig_cluster.image_size(env), None),
     "harness": (lambda env, a, s: fig_harness.harness_overhead(env, s.repeats), None),
     "roundtrip": (lambda env, a, s: fig_jobs.roundtrip(env, s.repeats), None),
+    # Twice the rounds: each is a second or two, and the scheduling wait needs points across the second.
+    "floor": (lambda env, a, s: fig_floor.floor(env, 2 * s.repeats), None),
+    **{
+        name: ((lambda env, a, s, c=comparison: fig_floor_settings.compare(env, s.repeats, c)), None)
+        for name, comparison in fig_floor_settings.COMPARISONS.items()
+    },
     "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
     "startup": (lambda env, a, s: fig_scale.startup(env, s.startup_runs), None),
