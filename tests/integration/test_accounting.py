@@ -30,8 +30,13 @@ def test_default_stack_has_accounting_so_sacct_answers(slurm_container):
     try:
         run = backend.transport.run
         job_id = run("sbatch --wait --parsable -o /dev/null --wrap true").stdout.strip()
-        # sacct itself, as a user would run it: the job is in the accounting database.
-        assert run(f"sacct -n -X -P -j {job_id} -o State").stdout.split() == ["COMPLETED"]
+
+        def state(job: str) -> str:
+            return run(f"sacct -n -X -P -j {job} -o State").stdout.strip()
+
+        # sacct itself, as a user would run it: the job is in the accounting database (its end reaches
+        # slurmdbd a moment after `sbatch --wait` returns, so sacct may say RUNNING first).
+        wait_until(lambda: state(job_id) == "COMPLETED", 60, lambda: f"sacct: job {job_id} {state(job_id)}")
         assert backend.states([job_id]) == {job_id: JobState.COMPLETED}
         assert backend._use_sacct, "the backend fell back to squeue although sacct works here"
         # Fake GPUs are a TRES of their own here (AccountingStorageTRES=gres/gpu, slurmdbd only).
@@ -43,7 +48,11 @@ def test_default_stack_has_accounting_so_sacct_answers(slurm_container):
             "'python3 -c \"import time; b = bytearray(1) * (400 << 20); time.sleep(4)\"'",
             check=False,
         ).stdout.strip()
-        assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split()[0] in ("FAILED", "OUT_OF_MEMORY")
+        wait_until(
+            lambda: state(hog).split() and state(hog).split()[0] in ("FAILED", "OUT_OF_MEMORY"),
+            60,
+            lambda: f"sacct: job {hog} {state(hog)}, not FAILED or OUT_OF_MEMORY",
+        )
     finally:
         backend.close()
 

@@ -11,6 +11,7 @@ from slurm import JobFailedError
 from slurm_dev_cluster.stack import accounting_enabled
 
 from . import resource_jobs
+from .waiting import wait_until
 
 pytestmark = pytest.mark.integration
 HOG = 'python3 -c "import time; b = bytearray(1) * (400 << 20); time.sleep(4)"'
@@ -30,9 +31,14 @@ def test_a_job_over_its_memory_ends_out_of_memory(cgroups, login_transport):
         pytest.skip("SLURM_SDK_ACCOUNTING=0: no sacct")
     run = login_transport.run
     hog = run(f"sbatch --wait --parsable --mem=50M -o /dev/null --wrap '{HOG}'", check=False).stdout.strip()
-    assert run(f"sacct -n -X -P -j {hog} -o State").stdout.split() == ["OUT_OF_MEMORY"]
     fits = run("sbatch --wait --parsable --mem=1G -o /dev/null --wrap 'true'").stdout.strip()
-    assert run(f"sacct -n -X -P -j {fits} -o State").stdout.split() == ["COMPLETED"]
+
+    def states() -> dict[str, str]:
+        # A job's end reaches slurmdbd a moment after `sbatch --wait` returns: sacct may still say RUNNING.
+        return {job: run(f"sacct -n -X -P -j {job} -o State").stdout.strip() for job in (hog, fits)}
+
+    expected = {hog: "OUT_OF_MEMORY", fits: "COMPLETED"}
+    wait_until(lambda: states() == expected, 60, lambda: f"sacct saying {expected}; it says {states()}")
 
 
 def test_the_sdk_reports_the_oom_kill(cgroups, slurm_cluster):

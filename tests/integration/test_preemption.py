@@ -54,9 +54,19 @@ def test_a_high_job_preempts_a_low_checkpointing_task_which_resumes(slurm_cluste
     assert len(runs) >= 2 and runs[0] == 0 and runs[1] > 0, runs  # the rerun resumed from its checkpoint
     assert state["step"] == 20 and state["runs"] == len(runs)
     assert low.restarts >= 1
+
     # Slurm preempted it (sacct's record of the first run), and the high job ran to its end.
-    history = run(f"sacct -n -X -P -D -j {low.job_id} -o State").stdout.split()
-    assert history[0] == "PREEMPTED" and history[-1] == "COMPLETED", history
-    assert run(f"sacct -n -X -P -j {high} -o State,QOS").stdout.split() == ["COMPLETED|high"]
+    # (Each end reaches slurmdbd a moment after the result file: sacct may say RUNNING first.)
+    def history() -> list[str]:
+        return run(f"sacct -n -X -P -D -j {low.job_id} -o State").stdout.split()
+
+    def high_state() -> list[str]:
+        return run(f"sacct -n -X -P -j {high} -o State,QOS").stdout.split()
+
+    wait_until(
+        lambda: history()[-1:] == ["COMPLETED"], 60, lambda: f"sacct's runs of the low job: {history()}"
+    )
+    assert history()[0] == "PREEMPTED", history()
+    wait_until(lambda: high_state() == ["COMPLETED|high"], 60, lambda: f"sacct: the high job {high_state()}")
     # Slurm's own requeue, not a user's or the runner's: the checkpoint limit (0) was never counted.
     assert "max_requeues" not in low.stderr()
