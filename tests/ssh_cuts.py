@@ -6,7 +6,7 @@ down here; the dev-cluster tests kill the server's session instead) and the rest
 it does on a dead connection, a read sees the output end there, unless the server's whole output had
 arrived before the drop (then it is read, as it would be). An offset past the end drops the connection
 after the whole stream, before the exit status. Only the first matching command is cut; the SDK's retries
-get a working connection. Used by tests/fast/test_ssh_drops.py and tests/integration/test_transfer_faults.py.
+get a working connection. Used by tests/slow/test_ssh_drops.py and tests/integration/test_transfer_faults.py.
 """
 
 from __future__ import annotations

@@ -86,50 +86,6 @@ def run_in_env(strategy, code: str) -> str:
 # --- wheel -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_wheel_env_built_once_per_content_and_imports_the_wheel(tmp_path, backend):
-    project = make_project(tmp_path / "proj")
-    cache = str(tmp_path / "cache")
-    options = {
-        "type": "wheel",
-        "project_dir": str(project),
-        "python": sys.executable,
-        "cache_root": cache,
-        "include_sdk": False,
-    }
-    first = make_packaging(options)
-    first.prepare(backend)
-    env = first.to_config()["env"]
-    assert env.startswith(cache + "/envs/") and os.path.exists(env + "/.ready")
-    assert first.last_environment.built
-    # The module comes from the project layer beside the env, not from the project's source tree.
-    layer = first.to_config()["layer"]
-    assert layer.startswith(cache + "/projects/") and os.path.exists(layer + "/.ready")
-    location = run_in_env(
-        first, "import tinypkg, sys; print(tinypkg.VALUE, tinypkg.__file__, sys.executable)"
-    )
-    assert location == f"1 {layer}/tinypkg/__init__.py {env}/bin/python"
-    assert backend.transport.puts == []  # the small pure wheel was unpacked here and written as its layer
-
-    again = make_packaging(options)  # same content: same env, nothing built or uploaded
-    again.prepare(backend)
-    assert again.to_config()["env"] == env and backend.transport.puts == []
-    assert not again.last_environment.built
-    name = os.path.basename(env)
-    assert sorted(os.listdir(cache + "/envs")) == [name, name + ".lock"]  # no temp dirs left
-
-    (project / "src/tinypkg/__init__.py").write_text("VALUE = 2\n")
-    changed = make_packaging(options)  # an edit: a new project layer on the same venv
-    commands = len(backend.transport.commands)
-    changed.prepare(backend)
-    # The interpreter's probe, then one look at venv and layer; the layer is written, not installed by pip.
-    assert len(backend.transport.commands) == commands + 2 and backend.transport.puts == []
-    new_layer = changed.to_config()["layer"]
-    assert changed.to_config()["env"] == env and new_layer != layer and os.path.exists(new_layer + "/.ready")
-    assert not changed.last_environment.built
-    assert run_in_env(changed, "import tinypkg; print(tinypkg.VALUE)") == "2"
-
-
 @pytest.mark.parametrize(
     ("member", "unpacked_here"),
     [
@@ -187,28 +143,6 @@ def test_wheel_not_prepared_and_bad_project_are_clear_errors(tmp_path, backend):
         WheelPackaging().python_command()
     with pytest.raises(ConfigError, match=r"no pyproject.toml"):
         WheelPackaging(project_dir=str(tmp_path), cache_root=str(tmp_path / "c")).prepare(backend)
-
-
-@pytest.mark.slow
-def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
-    project = make_project(tmp_path / "proj")
-    first = builds.cached_wheel(project)
-    monkeypatch.setattr(builds, "build_wheel", lambda *a: pytest.fail("unchanged source must not rebuild"))
-    assert builds.cached_wheel(project) == first
-    (project / "build").mkdir()  # stale build output is not part of the source
-    (project / "build/junk.py").write_text("x = 1\n")
-    assert builds.cached_wheel(project) == first
-    monkeypatch.undo()
-    parts = ("src", "pyproject.toml")  # a build known to read only these (the SDK's own)
-    partial = builds.cached_wheel(project, parts)
-    monkeypatch.setattr(
-        builds, "build_wheel", lambda *a: pytest.fail("a file outside parts must not rebuild")
-    )
-    (project / "notes.txt").write_text("not read by this build\n")
-    assert builds.cached_wheel(project, parts) == partial
-    monkeypatch.undo()
-    (project / "src/tinypkg/__init__.py").write_text("VALUE = 3\n")
-    assert builds.cached_wheel(project) != first
 
 
 def test_a_wheel_is_built_by_the_backend_itself_without_pip(tmp_path, monkeypatch):

@@ -120,7 +120,11 @@ def test_commands_drop_the_enclosing_allocation_but_keep_conf_and_sdk_settings(f
 
     fake.respond("sbatch", out="8\n")
     SlurmBackend(InsideAllocation()).submit("/j.sh")
-    assert fake.env("sbatch") == ["SLURM_CONF=/etc/slurm/slurm.conf", "SLURM_SDK_JOB_ROOT=/jobs"]
+    # Only the allocation's variables are looked at: the shell running the tests may set others
+    # (SLURM_SDK_PROJECT, say), which pass through as they should.
+    allocation_names = ("SLURM_JOB_ID=", "SLURM_NODELIST=", "SLURM_CONF=", "SLURM_SDK_JOB_ROOT=")
+    passed = [e for e in fake.env("sbatch") if e.startswith(allocation_names)]
+    assert passed == ["SLURM_CONF=/etc/slurm/slurm.conf", "SLURM_SDK_JOB_ROOT=/jobs"]
 
 
 def test_states_of_many_jobs_in_one_sacct_call(backend, fake):

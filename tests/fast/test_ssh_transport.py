@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from slurm.backends.slurm import SSHBackend
 from slurm.errors import CommandError, ConfigError, SSHError
@@ -206,37 +204,6 @@ def _recorded_exchanges(transport, monkeypatch) -> list[_Exchange]:
 
     monkeypatch.setattr(transport, "_exec", recorded)
     return exchanges
-
-
-@pytest.mark.slow
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    done_before=st.sets(st.integers(0, 2999), max_size=2500),
-    done_since=st.sets(st.integers(0, 2999), max_size=200),
-)
-def test_a_second_check_costs_what_finished_since_not_what_is_there(
-    transport, tmp_path_factory, monkeypatch, done_before, done_since
-):
-    """A map of 3,000 tasks: the first check finds what had finished; the second asks (as a wait does)
-    only for the rest, and its answer is exactly what finished in between: the results already there
-    and fetched are neither listed nor sent back, however many."""
-    directory = tmp_path_factory.mktemp("map")
-    paths = [str(directory / f"result-{i}.pkl") for i in range(3000)]
-    (directory / "slurm-7_1.out").write_text("a log, never asked for")
-    for i in done_before:
-        Path(paths[i]).write_bytes(b"x")
-    exchanges = _recorded_exchanges(transport, monkeypatch)
-    assert transport.read_existing(paths) == {paths[i]: b"x" for i in done_before}  # a wait's check
-    missing = [path for i, path in enumerate(paths) if i not in done_before]
-    for i in done_since - done_before:
-        Path(paths[i]).write_bytes(b"x")
-    assert transport.read_existing(missing) == {paths[i]: b"x" for i in done_since - done_before}
-    second = exchanges[-1]
-    assert len(exchanges) == 2  # one command per check
-    assert len(second.answer) == len(done_since - done_before)  # the new ones, nothing else
-    # The question names the missing tasks as runs of indices: one line per run, not one per task.
-    runs = sum(1 for i in range(3000) if i not in done_before and (i == 0 or i - 1 in done_before))
-    assert len(second.sent.splitlines()) == runs
 
 
 def test_one_connection_is_reused(transport):

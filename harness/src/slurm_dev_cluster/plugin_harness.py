@@ -199,3 +199,50 @@ def _kit_settings(config: pytest.Config) -> kit.KitSettings:
 
 def needs_cluster(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)
+
+
+#: The xdist group (``--dist loadgroup``) of the cluster tests that take the cluster alone.
+ALONE_GROUP = "slurm-cluster-alone"
+
+
+def needs_cluster_alone(item: pytest.Item) -> bool:
+    """A cluster test that holds the cluster exclusively: it injects ``faults``, or asks for Slurm defaults
+    other than ``dev`` (the ``_cluster_access`` fixture's rule, read from the item before it runs)."""
+    if not needs_cluster(item):
+        return False
+    marker = item.get_closest_marker("slurm_defaults")
+    wanted = marker.args[0] if marker and marker.args else "dev"
+    return wanted != "dev" or "faults" in getattr(item, "fixturenames", ())
+
+
+def schedule(items: list[pytest.Item]) -> None:
+    """Order the session for two workers sharing one cluster: tests without the cluster first, then the
+    cluster tests, and the tests that take the cluster alone marked as one xdist group. Under
+    ``--dist loadgroup`` that group (the largest unit of work) goes to one worker at the start, which runs
+    them one after another while the other worker runs the tests that need no cluster; a fault test then
+    stalls nobody, where spread over both workers each one idled the other until its own test ended.
+    Without ``--dist loadgroup`` the group marker changes nothing. The sort is stable: within each part,
+    collection order."""
+    for item in items:
+        if needs_cluster_alone(item):
+            item.add_marker(pytest.mark.xdist_group(ALONE_GROUP))
+    items.sort(key=needs_cluster)
+
+
+def name_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, end each grouped test's node id with ``@<group>``, which is how the xdist
+    controller learns the groups. pytest-xdist 3.8 writes that suffix to ``item._nodeid``, which pytest 9.2 no
+    longer reads (the id lives in ``item._id``), so every group was silently spread over the workers; this
+    does the same through pytest's own id type, and does nothing once xdist's suffix is there."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under --dist loadgroup
+        return
+    for item in items:
+        groups = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        suffix = "@" + "_".join(sorted(groups))
+        if groups and not item.nodeid.endswith(suffix):
+            from _pytest.nodeid import coerce_node_id  # pytest >= 9.2, the only one that gets here
+
+            item._id = coerce_node_id(item.nodeid + suffix)

@@ -34,7 +34,9 @@ A stack started outside the session (``slurm-dev-cluster up``, an earlier --keep
 A stack whose session died (a SIGKILLed controller) is adopted by the next session, which stops it.
 Faults change the cluster for everyone: each cluster test holds a shared lock while it runs, a test
 using ``faults`` holds it exclusively (``slurm_dev_cluster.locks.ClusterLock``), so under ``-n 2`` no other test
-runs while a node is down or slurmctld is paused.
+runs while a node is down or slurmctld is paused. Tests without the cluster run first, and those that take
+the cluster alone form one xdist group: under ``--dist loadgroup`` one worker runs them in turn while the
+other runs the rest (``plugin_harness.schedule``).
 Without Docker, integration tests skip with the reason; with CI=true they fail instead.
 """
 
@@ -69,7 +71,9 @@ from slurm_dev_cluster.plugin_harness import (
     MARKERS,
     Harness,
     harness_of,
+    name_groups,
     needs_cluster,
+    schedule,
 )
 
 #: Fixtures defined by the kit take the locks they need themselves (see pytest_fixture_setup).
@@ -148,6 +152,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     config.stash[HARNESS_KEY] = Harness(config)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+    schedule(items)  # before xdist's own hook, which reads the xdist_group markers this adds
+    yield
+    name_groups(config, items)  # after it: its group suffix is lost on pytest >= 9.2
 
 
 @pytest.hookimpl(optionalhook=True)
