@@ -389,3 +389,23 @@ def test_a_long_lived_client_follows_its_rewritten_config_file_on_reconnect(sshd
         write(sshd.port, str(copy), 3_000_000_000)
         assert transport.run("echo two").stdout == "two\n"
         assert (transport.port, transport.key_filename) == (sshd.port, str(copy))
+
+
+def test_a_command_interrupted_by_ctrl_c_leaves_the_next_one_a_fresh_connection(transport, monkeypatch):
+    """Ctrl-C inside paramiko may leave its locks or stream half-way: the interrupted connection is dropped,
+    so what runs next (an interrupted map's scancel) does not wait on it for good."""
+    from slurm.transports import ssh_channel
+
+    transport.run("true")
+    interrupted = transport._client
+    read_all = ssh_channel.read_all
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ssh_channel, "read_all", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        transport.run("sleep 1")
+    monkeypatch.setattr(ssh_channel, "read_all", read_all)
+    assert transport.run("echo back").stdout == "back\n"
+    assert transport._client is not interrupted

@@ -245,6 +245,12 @@ class SSHConnection(Transport):
                 "it may or may not have run",
                 transient=True,
             ) from exc
+        except BaseException:
+            # Interrupted (Ctrl-C, SystemExit) inside paramiko, which may have left one of its locks held
+            # or a packet half-sent: the next command (a map cancelling what it submitted, say) starts on a
+            # fresh connection instead of waiting on this one for good.
+            self._forget_transport(channel.get_transport())
+            raise
         finally:
             ssh_channel.close_quietly(channel)
         if unreadable is not None:
