@@ -41,9 +41,12 @@ def client_site(
         _download(transport, wheels, requirements, sdists)
     in_stack = f"{PROJECT_MOUNT}/{wheels.relative_to(REPO_ROOT)}"
     quoted = " ".join(shlex.quote(requirement) for requirement in requirements)
+    # pip builds a --target install under TMPDIR, then moves it in: with TMPDIR beside the target (the
+    # same filesystem) that move is a rename. From /tmp into the /home volume a run failed with
+    # "Invalid cross-device link".
     install = (
-        f"python3 -m pip install --quiet --disable-pip-version-check --no-index --find-links {in_stack} "
-        f"--target {site} {quoted}"
+        f"mkdir -p {site}.tmp && TMPDIR={site}.tmp python3 -m pip install --quiet --disable-pip-version-check "
+        f"--no-index --find-links {in_stack} --target {site} {quoted}; status=$?; rm -rf {site}.tmp; exit $status"
     )
     transport.run(f"flock {site}.lock sh -c {shlex.quote(f'{check} 2>/dev/null || {install}')}", timeout=600)
     transport.run(check)
