@@ -13,14 +13,13 @@ a submission's answer is lost, ``find_submitted`` looks the job up by it instead
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from slurm.backends.base import UNKNOWN_STATUS, Backend, JobState, JobStatus
 from slurm.backends.rest_api import ApiV40, choose_version, versions_in
 from slurm.backends.rest_http import RestClient
-from slurm.backends.slurm import _resolve
+from slurm.backends.slurm import _resolve, job_id_from_logs
 from slurm.errors import BackendError, SubmitError
 from slurm.limits import refusal_fix
 from slurm.node import layout
@@ -144,14 +143,7 @@ class RestBackend(Backend):
         for job_id, (_, comment) in listed.items():
             if comment == script_path:
                 return job_id.split("_", 1)[0]
-        return self._id_from_logs(script_path)
-
-    def _id_from_logs(self, script_path: str) -> str | None:
-        """A job that ended left its log files, named after its id, in its directory."""
-        job_dir = shlex.quote(script_path.rsplit("/", 1)[0])
-        listing = self.transport.run(f"ls {job_dir}", check=False).stdout
-        ids = {match[1] for match in re.finditer(r"^slurm-(\d+)", listing, re.MULTILINE)}
-        return ids.pop() if len(ids) == 1 else None
+        return job_id_from_logs(self.transport, script_path)
 
     # -- polling --------------------------------------------------------------------------------
 

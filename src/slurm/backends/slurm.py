@@ -346,13 +346,7 @@ class SlurmBackend(Backend):
             job_id, _, command = line.partition("|")
             if command.strip() == script_path:
                 return job_id.strip()
-        return self._id_from_logs(script_path)
-
-    def _id_from_logs(self, script_path: str) -> str | None:
-        job_dir = shlex.quote(script_path.rsplit("/", 1)[0])
-        listing = self.transport.run(f"ls {job_dir}", check=False).stdout
-        ids = {match[1] for match in re.finditer(r"^slurm-(\d+)", listing, re.MULTILINE)}
-        return ids.pop() if len(ids) == 1 else None
+        return job_id_from_logs(self.transport, script_path)
 
     def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         return {job_id: status.state for job_id, status in self.statuses(job_ids).items()}
@@ -604,3 +598,12 @@ class SSHBackend(SlurmBackend):
             slurm_cluster=slurm_cluster,
             federation=federation,
         )
+
+
+def job_id_from_logs(transport: Transport, script_path: str) -> str | None:
+    """The id of the job that ran ``script_path``, from the log files (named after the id) it left in its
+    directory: how a submission whose answer was lost is found once the job is no longer listed."""
+    job_dir = shlex.quote(script_path.rsplit("/", 1)[0])
+    listing = transport.run(f"ls {job_dir}", check=False).stdout
+    ids = {match[1] for match in re.finditer(r"^slurm-(\d+)", listing, re.MULTILINE)}
+    return ids.pop() if len(ids) == 1 else None
