@@ -17,6 +17,7 @@ MAX_JOBS, MAX_ARRAY = 50, 20
 
 def throttled_map(env: BenchEnv, repeats: int, n: int) -> Figure:
     """Seconds from ``map`` to every result, under MaxSubmitJobsPerUser=50/MaxArraySize=20 and without."""
+    env.ensure_up()  # the faults below act on a running stack: when this figure runs first, start it
     faults = Faults(env.stack)
 
     def once(limited: bool) -> float:
