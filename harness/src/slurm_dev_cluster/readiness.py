@@ -200,6 +200,20 @@ class SSHLogin:
             self.client.close()
             self.client = None
 
+    def run(self, command: str) -> tuple[int, str, str] | str:
+        """``command``'s exit code, stdout and stderr over the session, opened again first if it dropped
+        (sshd restarted); or, when there is no session to run it on, why (the next look tries again)."""
+        if self.client is None:
+            dropped = self.check()
+            if dropped is not None:
+                return f"{SSHLogin.what}: {dropped}"
+        assert self.client is not None
+        try:
+            return ssh.run(self.client, command)
+        except Exception as exc:  # the session dropped: the next look opens a new one
+            self.close()
+            return f"the SSH session dropped: {one_line(exc)}"
+
 
 class SlurmTakesJobs:
     """``READY_CHECK`` exits 0 over the login session: slurmctld answers, is registered with slurmdbd,
@@ -212,16 +226,10 @@ class SlurmTakesJobs:
         self.script = script
 
     def check(self) -> str | None:
-        if self.login.client is None:
-            dropped = self.login.check()
-            if dropped is not None:
-                return f"{SSHLogin.what}: {dropped}"
-        assert self.login.client is not None
-        try:
-            code, out, err = ssh.run(self.login.client, self.script)
-        except Exception as exc:  # the session dropped: the next look opens a new one
-            self.login.close()
-            return f"the SSH session dropped: {one_line(exc)}"
+        ran = self.login.run(self.script)
+        if isinstance(ran, str):
+            return ran
+        code, out, err = ran
         if code == 0:
             return None
         if code != NOT_READY:
@@ -296,16 +304,10 @@ class RestAnswers:
         self.timeout = timeout
 
     def check(self) -> str | None:
-        if self.login.client is None:
-            dropped = self.login.check()
-            if dropped is not None:
-                return f"{SSHLogin.what}: {dropped}"
-        assert self.login.client is not None
-        try:
-            code, out, err = ssh.run(self.login.client, f"scontrol token lifespan={READINESS_TOKEN_SECONDS}")
-        except Exception as exc:
-            self.login.close()
-            return f"the SSH session dropped: {one_line(exc)}"
+        ran = self.login.run(f"scontrol token lifespan={READINESS_TOKEN_SECONDS}")
+        if isinstance(ran, str):
+            return ran
+        code, out, err = ran
         token = out.strip().removeprefix("SLURM_JWT=")
         if code != 0 or not token:
             return f"`scontrol token` failed: {(err or out).strip()[:200]}"
