@@ -8,6 +8,8 @@ import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from slurm.backends.slurm import SlurmBackend
 from slurm.packaging import builds, make_packaging
@@ -88,3 +90,66 @@ def test_wheel_builds_are_cached_by_source_content(tmp_path, monkeypatch):
     monkeypatch.undo()
     (project / "src/tinypkg/__init__.py").write_text("VALUE = 3\n")
     assert builds.cached_wheel(project) != first
+
+
+# --- an edit patches the last wheel --------------------------------------------------------------
+
+#: Edits of a two-module project; True: the wheel carries the edited file verbatim, so a patch may serve.
+EDITS = {
+    "module": (lambda p, n: (p / "src/tinypkg/__init__.py").write_text(f"VALUE = {n}\n"), True),
+    "submodule": (lambda p, n: (p / "src/tinypkg/util.py").write_text(f"def f():\n    return {n}\n"), True),
+    "description": (
+        lambda p, n: (p / "pyproject.toml").write_text(PATCH_PYPROJECT.replace("0.1", f"0.1.{n}")),
+        False,
+    ),
+    "readme": (lambda p, n: (p / "README.md").write_text(f"readme {n}\n"), False),
+    "new module": (lambda p, n: (p / f"src/tinypkg/new{n}.py").write_text("X = 1\n"), False),
+}
+PATCH_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tinypkg"
+version = "0.1"
+readme = "README.md"
+"""
+
+
+def _members(wheel) -> tuple[dict[str, bytes], set[tuple[str, ...]]]:
+    """A wheel's members by name (RECORD aside) and its RECORD lines as a set (their order is the
+    backend's)."""
+    import csv
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    record = next(name for name in members if name.endswith(".dist-info/RECORD"))
+    rows = {tuple(row) for row in csv.reader(io.StringIO(members.pop(record).decode()))}
+    return members, rows
+
+
+@given(steps=st.lists(st.sampled_from(sorted(EDITS)), min_size=1, max_size=2))
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_an_edit_gets_the_wheel_the_backend_would_build(tmp_path_factory, monkeypatch, steps):
+    """After each edit, ``cached_wheel`` returns the same members, bytes and RECORD lines as a fresh backend
+    build of the edited tree, and runs the backend only when an edited file is not carried verbatim."""
+    root = tmp_path_factory.mktemp("patch")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "host-cache"))
+    project = make_project(root / "proj")
+    (project / "pyproject.toml").write_text(PATCH_PYPROJECT)
+    (project / "README.md").write_text("readme\n")
+    (project / "src/tinypkg/util.py").write_text("def f():\n    return 0\n")
+    backend_runs = []
+    real_build = builds.build_wheel
+    monkeypatch.setattr(builds, "build_wheel", lambda *a: backend_runs.append(a) or real_build(*a))
+    builds.cached_wheel(project)
+    for number, name in enumerate(steps, start=1):
+        edit, verbatim = EDITS[name]
+        edit(project, number)
+        runs = len(backend_runs)
+        wheel = builds.cached_wheel(project)
+        assert len(backend_runs) == runs + (0 if verbatim else 1), f"edit {name!r}"
+        fresh = real_build(project, root / f"fresh-{number}")
+        assert _members(wheel) == _members(fresh), f"edit {name!r}"

@@ -25,10 +25,12 @@ import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from slurm.errors import ConfigError
+from slurm.packaging import wheel_patch
 from slurm.packaging.host_cache import host_cache_dir
-from slurm.packaging.tree import IGNORED_NAMES, IGNORED_TOP, source_digest
+from slurm.packaging.tree import IGNORED_NAMES, IGNORED_TOP, digest_of, source_files
 
 SDK_DISTRIBUTION = "slurm-sdk"
 #: What the SDK's own wheel is built from in its checkout (pyproject: metadata; README: its description).
@@ -147,24 +149,55 @@ def _run_bounded(command: list[str], project_dir: Path) -> subprocess.CompletedP
 
 def cached_wheel(project_dir: Path, parts: tuple[str, ...] | None = None) -> Path:
     """The project's wheel, built once per source content (and host Python version); ``parts``: the only
-    top-level files and directories its build reads, when known (see ``source_digest``)."""
+    top-level files and directories its build reads, when known (see ``source_files``). An edit that only
+    changed files the last wheel carries verbatim patches that wheel instead (``slurm.packaging.wheel_patch``)."""
     project_dir = project_dir.resolve()
-    key = hashlib.sha256(json.dumps([source_digest(project_dir, parts), sys.version]).encode()).hexdigest()[
-        :24
-    ]
-    slot = host_cache_dir("builds") / key
+    files = source_files(project_dir, parts)
+    key = _digest_key([digest_of(files), sys.version])
+    cache = host_cache_dir("builds")
+    slot = cache / key
     found = sorted(slot.glob("*.whl"))
     if len(found) == 1:
         return found[0]
+    pointer = cache / f"last-{_digest_key([str(project_dir), parts, sys.version])}"
     with tempfile.TemporaryDirectory(prefix="slurm-sdk-wheel-") as tmp:
-        wheel = build_wheel(project_dir, Path(tmp))
-        staged = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=slot.parent))
+        patched = _patched_from_last(project_dir, files, cache, pointer, Path(tmp) / "patched")
+        if patched is None:
+            wheel = build_wheel(project_dir, Path(tmp))
+            record = wheel_patch.record_build(project_dir, files, wheel)
+        else:  # the same files carried verbatim, now with the edit's bytes
+            wheel, last = patched
+            record = {**last, "files": files}
+        staged = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
         shutil.move(str(wheel), staged / wheel.name)
+        wheel_patch.save_record(staged, record)
     try:
         staged.rename(slot)  # atomic: a concurrent build of the same source either wins or finds ours
     except OSError:
         shutil.rmtree(staged, ignore_errors=True)
+    wheel_patch.remember_last(pointer, slot)
     return sorted(slot.glob("*.whl"))[0]
+
+
+def _digest_key(parts: list[object]) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
+def _patched_from_last(
+    project_dir: Path, files: dict[str, str], cache: Path, pointer: Path, out_dir: Path
+) -> tuple[Path, dict[str, Any]] | None:
+    """The last wheel of this project patched with the edit, and the last build's record, when the edit
+    allows a patch (else None)."""
+    try:
+        last_slot = cache / pointer.read_text().strip()
+    except OSError:
+        return None
+    last = wheel_patch.load_record(last_slot)
+    wheels = sorted(last_slot.glob("*.whl"))
+    if last is None or len(wheels) != 1:
+        return None
+    wheel = wheel_patch.patched_wheel(project_dir, files, wheels[0], last, out_dir)
+    return None if wheel is None else (wheel, last)
 
 
 def wheel_content_hash(*wheels: Path) -> str:

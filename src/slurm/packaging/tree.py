@@ -55,12 +55,17 @@ def scan_tree(root: Path, include: list[str], exclude: list[str] | tuple[str, ..
     return files
 
 
-def source_digest(root: Path, parts: tuple[str, ...] | None = None) -> str:
-    """sha256 over every file a wheel build of ``root`` can see (the build copies the same set), or only
-    over the top-level ``parts`` (files or directories) when the build is known to read nothing else."""
-    files = {
+def source_files(root: Path, parts: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Relative path -> sha256 of every file a wheel build of ``root`` can see (the build copies the same
+    set), or only of those under the top-level ``parts`` (files or directories) when the build is known to
+    read nothing else."""
+    return {
         rel: digest
         for rel, digest in scan_tree(root, ["**"], IGNORED_NAMES).items()
         if rel.split("/", 1)[0] not in IGNORED_TOP and (parts is None or rel.split("/", 1)[0] in parts)
     }
+
+
+def digest_of(files: dict[str, str]) -> str:
+    """One sha256 for a ``source_files`` map: the wheel build cache's key."""
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
