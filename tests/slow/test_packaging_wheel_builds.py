@@ -105,6 +105,7 @@ EDITS = {
     "readme": (lambda p, n: (p / "README.md").write_text(f"readme {n}\n"), False),
     "new module": (lambda p, n: (p / f"src/tinypkg/new{n}.py").write_text("X = 1\n"), False),
 }
+BACKEND_BUILD = builds.build_wheel
 PATCH_PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
@@ -142,7 +143,7 @@ def test_an_edit_gets_the_wheel_the_backend_would_build(tmp_path_factory, monkey
     (project / "README.md").write_text("readme\n")
     (project / "src/tinypkg/util.py").write_text("def f():\n    return 0\n")
     backend_runs = []
-    real_build = builds.build_wheel
+    real_build = BACKEND_BUILD  # not builds.build_wheel: monkeypatch keeps an earlier example's wrapper
     monkeypatch.setattr(builds, "build_wheel", lambda *a: backend_runs.append(a) or real_build(*a))
     builds.cached_wheel(project)
     for number, name in enumerate(steps, start=1):
