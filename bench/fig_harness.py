@@ -150,9 +150,10 @@ def edit_to_run(env: BenchEnv, repeats: int) -> Figure:
             "from writing the edited module to the job's result carrying the new value, for a one-module "
             "project, with a new Cluster per edit; wheel ships the SDK's own wheel too (include_sdk), built "
             "once per SDK source and reused, into a venv that an edit does not touch",
-            "an edit under wheel: the project's wheel built by its backend through pyproject_hooks (pip "
-            "wheel without it), the interpreter probed, one check of venv and layer, the layer unpacked "
-            "here and written in one command; then the submission",
+            "an edit under wheel: the last wheel patched with the edited module (the backend, through "
+            "pyproject_hooks, builds only when an edit is not one a patch can express), the interpreter "
+            "probed, one check of venv and layer, the layer unpacked here and written in one command; then "
+            "the submission",
         ],
     )
 
