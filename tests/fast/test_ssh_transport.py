@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -409,3 +411,44 @@ def test_a_command_interrupted_by_ctrl_c_leaves_the_next_one_a_fresh_connection(
     monkeypatch.setattr(ssh_channel, "read_all", read_all)
     assert transport.run("echo back").stdout == "back\n"
     assert transport._client is not interrupted
+
+
+@pytest.mark.parametrize(
+    "connect",
+    [
+        "from slurm.transports.ssh import SSHTransport\n"
+        "SSHTransport('127.0.0.1', port=PORT, key_filename=KEY, connect_timeout=5).run('true')",
+        "from slurm_dev_cluster import ssh\n"
+        "ssh.connect('127.0.0.1', PORT, 'u', KEY, 'ssh-ed25519 "
+        "AAAAC3NzaC1lZDI1NTE5AAAAIEPlmvhYJP1WvjKnqq8EfLhfjyRLnmmHP1ZDSLz5djAH', timeout=5)",
+    ],
+    ids=["sdk", "kit"],
+)
+def test_a_server_that_closes_before_its_banner_prints_no_paramiko_traceback(tmp_path, connect):
+    """An sshd still starting accepts and closes: the caller gets an error, and the terminal no traceback
+    from paramiko's thread (logging's last resort, in a process that configured no logging)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def close_each() -> None:
+        for _ in range(3):
+            conn, _ = listener.accept()
+            conn.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    key = tmp_path / "id"
+    key.write_text("not read: the handshake ends first\n")
+    code = connect.replace("PORT", str(port)).replace("KEY", repr(str(key)))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"try:\n{textwrap.indent(code, '    ')}\nexcept Exception as e:\n    print(type(e).__name__)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    listener.close()
+    assert run.stdout.strip() in ("SSHError", "SSHException", "ConnectionError"), run
+    assert "Traceback" not in run.stderr and "protocol banner" not in run.stderr, run.stderr

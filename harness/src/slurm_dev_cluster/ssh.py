@@ -7,10 +7,16 @@ check the stack even while the SDK is broken.
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 from pathlib import Path
 
 import paramiko
+
+# Readiness probes connect while sshd is still starting: paramiko then logs "Error reading SSH protocol banner"
+# with a traceback, which logging's last resort would print in the middle of `up`'s progress lines. The probe
+# reports what it waits for itself; an application that configures logging still gets paramiko's records.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def host_key_from_line(line: str) -> paramiko.PKey:

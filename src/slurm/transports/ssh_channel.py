@@ -4,6 +4,7 @@ its end-of-archive marker, files created owner-only, and which errors mean the c
 
 from __future__ import annotations
 
+import logging
 import tarfile
 import threading
 import time
@@ -23,6 +24,12 @@ try:
     import paramiko
 except ImportError:  # pragma: no cover - exercised only without the extra installed
     paramiko = None  # type: ignore[assignment]
+else:
+    # paramiko logs a failed handshake (an sshd still starting, a port that closes at once) with a traceback
+    # from its own thread. With no handler of the application's, logging's last resort prints that to
+    # stderr beside the SDK's own error, which names the cause already. A NullHandler, as the logging docs
+    # ask of libraries, keeps it off the terminal; an application that configures logging still gets it.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
 T = TypeVar("T")
 # What a dropped connection looks like from paramiko besides SSHException: EOF, or the socket reset/closed.
 DROPPED = (EOFError, ConnectionError)
