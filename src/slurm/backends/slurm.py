@@ -124,7 +124,7 @@ class SlurmBackend(SlurmStatusQueries, Backend):
         id and whether the record was written.
 
         Safe to run again when its answer was lost, after the caller looked the job up and found none
-        (``Cluster._submit_once``): the files count as written when complete, and sbatch runs once per
+        (``slurm.submission``): the files count as written when complete, and sbatch runs once per
         job directory. The first attempt to reach it claims the directory's ``.sbatch`` and keeps its
         answer there (hangups and closed pipes ignored, so a dropped connection cannot stop it between
         queueing the job and noting so); a later attempt waits for that answer and gives it instead. A
