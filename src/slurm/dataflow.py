@@ -16,9 +16,9 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slurm.errors import SlurmSDKError, SubmitError
 from slurm.node.name import node_name
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from slurm.job import Job
     from slurm.job_state import JobCluster
     from slurm.serialization import Call
-    from slurm.task import Task
 
 #: How long the runner waits for a parent's result file to become visible on this node (a shared file
 #: system may show it a moment after the parent's node wrote it; Slurm already saw the parent succeed).
@@ -114,7 +113,21 @@ def extract(cluster: JobCluster, calls: Sequence[Call]) -> tuple[list[Call], lis
     return swapped, list(parents.values())
 
 
-def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
+class DependentTask(Protocol):
+    """A task as its dependencies are worked out (``slurm.task.Task``), typed here because ``slurm.task``
+    imports this module (on the node, to give a job its Job arguments' results)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dependencies(self) -> tuple[str, ...]: ...
+    @property
+    def dependency_type(self) -> str: ...
+    @property
+    def dependency_clusters(self) -> Mapping[str, str | None]: ...
+
+
+def dependencies(task: DependentTask, parents: Sequence[Job]) -> tuple[str, ...]:
     """The new job's Slurm dependencies: the task's explicit ones, then the parents that have not ended.
     A parent that ended without a result is refused here, naming it (one result-file listing decides
     for parents not yet seen to end)."""
@@ -163,7 +176,7 @@ def _place(cluster: JobCluster) -> tuple[Any, ...]:
     )
 
 
-def check_dependency_clusters(cluster: JobCluster, task: Task) -> None:
+def check_dependency_clusters(cluster: JobCluster, task: DependentTask) -> None:
     """Refuse ``.after(job)`` of a job on another Slurm cluster than the one ``cluster`` submits to: its id
     means nothing (or another job) there, and Slurm has no dependencies across clusters unless they form
     a federation."""
