@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from slurm import dataflow, timing
@@ -38,6 +38,7 @@ class SubmittingCluster(JobCluster, Protocol):
     def _ensure_prepared(self) -> None: ...
     def _node_python_version(self) -> str: ...
     def _child_config(self) -> dict[str, Any]: ...
+    def _from_child_config(self, config: Mapping[str, Any]) -> Any: ...
 
 
 def submit_calls(
@@ -50,6 +51,8 @@ def submit_calls(
 ) -> list[Job]:
     """Submit ``task`` once per call in ``calls`` (one sbatch: an array job when ``array``, with at most
     ``max_parallel`` tasks running at once); the Jobs, one per call, are watched by the cluster."""
+    if task.is_workflow:  # its job builds its own Cluster on the node, as this cluster's class says
+        task = task._for_cluster(cluster._from_child_config)
     calls, parents = dataflow.extract(cluster, calls)  # Job arguments: dependencies, results on the node
     dataflow.check_dependency_clusters(cluster, task)  # .after(job) of a job on another Slurm cluster
     with timing.phase("serialize"):  # fails before anything reaches the cluster
