@@ -34,7 +34,8 @@ CONFIRM_LIVE_EVERY = 15.0
 
 
 class SlurmStatusQueries:
-    """The status queries of ``SlurmBackend`` (its base class): the attributes below are its own."""
+    """``SlurmBackend``'s status queries (a base class of it): the attributes declared here are set by
+    ``SlurmBackend.__init__``, ``_run`` is its own."""
 
     job_ids_per_query: int
     _use_sacct: bool  # turned off for good once sacct says accounting is unavailable
