@@ -260,14 +260,16 @@ class Cluster:
             "outage_limit_seconds": self.outage_limit_seconds,
         }
 
-    @classmethod
-    def _from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
+    @staticmethod
+    def _from_child_config(config: Mapping[str, Any]) -> Cluster:
         """The Cluster a workflow receives: local Slurm commands on the node (no SSH), the parent's
-        packaging as already prepared (no second build or upload), no callbacks."""
+        packaging as already prepared (no second build or upload), no callbacks. A static method: a
+        workflow's Task carries it to the node (``Task._for_cluster``), and a plain function is pickled
+        by reference (``slurm.cluster`` + its name), where a bound method would travel as bytecode."""
         from slurm.backends import make_backend
         from slurm.node.payload import LOCAL_PYTHON
 
-        cluster = cls(
+        cluster = Cluster(
             make_backend(config["backend"], check=False),  # written by the parent SDK: no pydantic here
             make_packaging(config["packaging"], check=False),
             job_root=config["job_root"],

@@ -12,6 +12,7 @@ import pytest
 
 from slurm import Cluster
 from slurm.node.layout import child_config_path
+from slurm.serialization import dump_payload
 from tests.fast import tasks
 
 
@@ -28,6 +29,13 @@ def job_dir(cluster, tmp_path, monkeypatch) -> str:
 def test_a_submitted_workflow_builds_its_cluster_on_the_node_and_submits_through_it(job_dir):
     sent = pickle.loads(pickle.dumps(tasks.nested_add._for_cluster(Cluster._from_child_config)))
     assert sent.run_on_node(job_dir, (1, 2), {})["sum"] == 3
+
+
+def test_a_workflows_payload_loads_on_another_python_version(cluster):
+    """What it carries goes by reference: by value (bytecode) it would load on this Python version only,
+    and dump_payload refuses that when the nodes run another one."""
+    sent = tasks.nested_add._for_cluster(cluster._from_child_config)
+    dump_payload(sent, [((1, 2), {})], lambda: "3.0")
 
 
 def test_a_workflow_not_sent_by_a_cluster_says_how_to_submit_it(job_dir):
