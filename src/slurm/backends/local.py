@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # json, subprocess and the script parsers are imported where used: building a Cluster makes this backend,
 # and ``import slurm; Cluster()`` is paid by every script before its first submission.
 
+#: The detached launcher process each submission starts (``slurm.backends.local_launcher``).
 _LAUNCH = "import sys; from slurm.backends.local_launcher import launch; launch(sys.argv[1], sys.argv[2])"
 
 

@@ -107,6 +107,7 @@ def elements(record: dict[str, Any]) -> list[str]:
 
 
 def kill_group(pid: int | None) -> None:
+    """SIGTERM to a job's process group (the script and all it started), if it still runs."""
     if pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
