@@ -22,7 +22,7 @@ from slurm.records import SubmissionRecord, list_records, remove, remove_dirs, u
 from slurm.waiting import has_ended
 
 if TYPE_CHECKING:
-    from slurm.cluster import Cluster
+    from slurm.job_state import JobCluster
 
 
 @dataclass
@@ -51,7 +51,7 @@ class CleanupReport:
 
 
 def cleanup(
-    cluster: Cluster, older_than: timedelta | float | int | str, *, dry_run: bool = False
+    cluster: JobCluster, older_than: timedelta | float | int | str, *, dry_run: bool = False
 ) -> CleanupReport:
     """Remove the directories of ended jobs submitted more than ``older_than`` ago (see module doc)."""
     cutoff = utc_now() - parse_duration(older_than, what="older_than")
@@ -75,7 +75,9 @@ def cleanup(
     return report
 
 
-def _sort_unrecorded(cluster: Cluster, job_dirs: list[str], cutoff: datetime) -> tuple[list[str], list[str]]:
+def _sort_unrecorded(
+    cluster: JobCluster, job_dirs: list[str], cutoff: datetime
+) -> tuple[list[str], list[str]]:
     """(those to remove, those to keep) of directories without a record: old ones go unless the scheduler
     still has an unfinished job from their script (a job whose record could not be written)."""
     old = []

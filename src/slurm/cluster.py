@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from slurm.backends.base import Backend
-from slurm.errors import BackendError, ConfigError, SubmitError
+from slurm.errors import ConfigError, SubmitError
 from slurm.packaging import PackagingStrategy, make_packaging
 from slurm.resources import Resources
 from slurm.task import Task
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from slurm.cleanup import CleanupReport
     from slurm.job import Job, MappedJobs
     from slurm.reattach import JobInfo
-    from slurm.records import SubmissionRecord
     from slurm.serialization import Call
     from slurm.watcher import Watcher
 
@@ -133,7 +132,9 @@ class Cluster:
     def submit(self, task: Task, /, *args: Any, **kwargs: Any) -> Job:
         """Run ``task(*args, **kwargs)`` as one job. Use ``task.after(job)`` for dependencies and
         ``task.options(...)`` to change resources for this submission."""
-        [job] = self._submit(_as_task(task), [(args, kwargs)], array=False)
+        from slurm.submission import submit_calls
+
+        [job] = submit_calls(self, _as_task(task), [(args, kwargs)], array=False)
         return job
 
     def map(
@@ -169,136 +170,6 @@ class Cluster:
         )
         return MappedJobs(jobs, list(dict.fromkeys(job.job_id.partition("_")[0] for job in jobs)))
 
-    def _submit(
-        self, task: Task, calls: Sequence[Call], *, array: bool, max_parallel: int | None = None
-    ) -> list[Job]:
-        import dataclasses
-        import json
-
-        from slurm import dataflow, timing
-        from slurm.events import emit
-        from slurm.job import Job
-        from slurm.node import layout
-        from slurm.records import record_command
-        from slurm.rendering import render_script
-        from slurm.serialization import dump_payload
-
-        calls, parents = dataflow.extract(self, calls)  # Job arguments: dependencies, results on the node
-        dataflow.check_dependency_clusters(self, task)  # .after(job) of a job on another Slurm cluster
-        with timing.phase("serialize"):  # fails before anything reaches the cluster
-            payload = dump_payload(task, calls, self._node_python_version)
-        dependencies = dataflow.dependencies(task, parents)
-        with timing.phase("prepare"):
-            self._ensure_prepared()
-        job_dir = layout.new_job_dir(self.resolve_job_root(), task.name)
-        script = render_script(
-            job_name=task.name,
-            job_dir=job_dir,
-            resources=task.resources.over(self.defaults),
-            array=array,
-            setup_lines=self.packaging.setup_lines(),
-            python=self.packaging.python_command(),
-        )
-        transport = self.backend.transport
-        files = {layout.PAYLOAD: (payload, 0o600)}
-        if task.is_workflow:
-            files[layout.CHILD_CONFIG] = (json.dumps(self._child_config()).encode(), 0o600)
-        files[layout.SCRIPT] = (script.encode(), 0o700)  # last: the directory is complete when it appears
-        spec = (f"0-{len(calls) - 1}" + (f"%{max_parallel}" if max_parallel else "")) if array else None
-        options: dict[str, Any] = {
-            "array": spec,
-            "dependencies": dependencies,
-            "dependency_type": task.dependency_type,
-        }
-        record = self._record(task, job_dir, len(calls), array=array)
-        script_path = layout.script_path(job_dir)
-        # Over SSH, one remote command instead of three steps; on this host the steps cost nothing to keep.
-        combined = getattr(self.backend, "submit_with_files", None) if transport.remote else None
-        sbatch_sent = False
-        try:
-            with timing.phase("submit"):
-                if combined is not None:
-                    # Files, sbatch and record in one remote command; safe to repeat once the job was
-                    # looked up and not found (see SlurmBackend.submit_with_files).
-                    sbatch_sent = True
-                    shell = record_command(self.resolve_job_root(), record)
-                    job_id, recorded = self._submit_once(
-                        script_path, lambda: combined(job_dir, files, script_path, record=shell, **options)
-                    )
-                else:
-                    # Safe to repeat as a whole (a fresh temporary name each time, renamed into place once
-                    # complete), so a connection dropped mid-upload is retried like any outage.
-                    self._retry(lambda: transport.write_files(job_dir, files))
-                    sbatch_sent = True
-                    job_id, recorded = self._submit_once(
-                        script_path, lambda: (self.backend.submit(script_path, **options), False)
-                    )
-        except BaseException as error:
-            # What this submission wrote goes, unless a job may have come of it: a failure before sbatch,
-            # sbatch's "no", or a lost answer after which no job was found. Else cleanup() decides later.
-            if not sbatch_sent or isinstance(error, SubmitError) or getattr(error, "not_submitted", False):
-                self._discard(job_dir)
-            raise
-        if not recorded:
-            with timing.phase("submit"):
-                self._write_record(dataclasses.replace(record, job_id=job_id))
-        jobs = [
-            Job(
-                self,
-                f"{job_id}_{index}" if array else job_id,
-                name=task.name,
-                job_dir=job_dir,
-                script=script,
-                index=index,
-                array=array,
-                depends_on=dependencies,
-                dependency_type=task.dependency_type,
-            )
-            for index in range(len(calls))
-        ]
-        self._watcher.add(jobs)
-        for job in jobs:
-            emit(self.callbacks, "on_submit", job)
-        return jobs
-
-    def _discard(self, job_dir: str) -> None:
-        """Remove the directory of a submission that failed before any job came of it (best effort: if
-        this fails too, the directory stays unrecorded and ``cleanup()`` removes it once old)."""
-        from slurm.records import remove_dirs
-
-        try:
-            remove_dirs(self.backend.transport, self.resolve_job_root(), [job_dir])
-        except Exception as error:
-            import logging
-
-            logging.getLogger("slurm.records").warning(
-                "the submission failed and its directory %s could not be removed (%s); cleanup() removes it "
-                "once it is older than its age limit",
-                job_dir,
-                error,
-            )
-
-    def _submit_once(self, script_path: str, submit: Callable[[], tuple[str, bool]]) -> tuple[str, bool]:
-        """``submit()`` (the job id, and whether its record was written), retried on transient errors,
-        never twice for one script: when an attempt's answer was lost (connection dropped or timed out
-        after sbatch was sent), the job is looked up by its script path before anything is retried or
-        reported."""
-
-        def attempt() -> tuple[str, bool]:
-            try:
-                return submit()
-            except SubmitError:
-                raise  # sbatch answered "no": the job does not exist
-            except BackendError as error:
-                found = self._retry(lambda: self.backend.find_submitted(script_path))
-                if found is not None:
-                    return found, False
-                error.add_note(f"no job was found for {script_path} afterwards, so it was not submitted")
-                error.not_submitted = True
-                raise
-
-        return self._retry(attempt)
-
     def _retry(self, operation: Callable[[], T]) -> T:
         """``operation()`` with transient errors retried (backoff) within the caller's deadline, or
         ``outage_limit_seconds`` seconds without one."""
@@ -333,39 +204,6 @@ class Cluster:
             output = self.backend.transport.run("\n".join([*self.packaging.setup_lines(), probe])).stdout
             self._node_python = output.strip().splitlines()[-1]
         return self._node_python
-
-    def _record(self, task: Task, job_dir: str, tasks: int, *, array: bool) -> SubmissionRecord:
-        """The record a later process finds this job by (see ``slurm.records``), its id still to come."""
-        from slurm.records import SubmissionRecord, utc_now
-
-        fn = getattr(task, "fn", None)
-        return SubmissionRecord(
-            job_id="",
-            name=task.name,
-            job_dir=job_dir,
-            submitted_at=utc_now(),
-            array=array,
-            tasks=tasks,
-            workflow=task.is_workflow,
-            task=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
-        )
-
-    def _write_record(self, record: SubmissionRecord) -> None:
-        """Write the record when the submission did not (a backend that submits alone, or an answer lost).
-        The job runs either way, so a failure here is logged, not raised."""
-        from slurm.records import write_record
-
-        try:
-            write_record(self.backend.transport, self.resolve_job_root(), record)
-        except Exception as error:
-            import logging
-
-            logging.getLogger("slurm.records").warning(
-                "job %s was submitted but its record could not be written (%s); it runs, but a new process "
-                "cannot find it by id",
-                record.job_id,
-                error,
-            )
 
     # --- picking jobs up again ---------------------------------------------------------------------
 
@@ -422,14 +260,16 @@ class Cluster:
             "outage_limit_seconds": self.outage_limit_seconds,
         }
 
-    @classmethod
-    def _from_child_config(cls, config: Mapping[str, Any]) -> Cluster:
+    @staticmethod
+    def _from_child_config(config: Mapping[str, Any]) -> Cluster:
         """The Cluster a workflow receives: local Slurm commands on the node (no SSH), the parent's
-        packaging as already prepared (no second build or upload), no callbacks."""
+        packaging as already prepared (no second build or upload), no callbacks. A static method: a
+        workflow's Task carries it to the node (``Task._for_cluster``), and a plain function is pickled
+        by reference (``slurm.cluster`` + its name), where a bound method would travel as bytecode."""
         from slurm.backends import make_backend
         from slurm.node.payload import LOCAL_PYTHON
 
-        cluster = cls(
+        cluster = Cluster(
             make_backend(config["backend"], check=False),  # written by the parent SDK: no pydantic here
             make_packaging(config["packaging"], check=False),
             job_root=config["job_root"],

@@ -16,18 +16,17 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slurm.errors import SlurmSDKError, SubmitError
 from slurm.node.name import node_name
 
 if TYPE_CHECKING:
-    from slurm.cluster import Cluster
     from slurm.job import Job
+    from slurm.job_state import JobCluster
     from slurm.serialization import Call
-    from slurm.task import Task
 
 #: How long the runner waits for a parent's result file to become visible on this node (a shared file
 #: system may show it a moment after the parent's node wrote it; Slurm already saw the parent succeed).
@@ -94,7 +93,7 @@ def _rebuild(obj: list[Any] | tuple[Any, ...] | dict[Any, Any], values: list[Any
 # --- the submitting side ---------------------------------------------------------------------------
 
 
-def extract(cluster: Cluster, calls: Sequence[Call]) -> tuple[list[Call], list[Job]]:
+def extract(cluster: JobCluster, calls: Sequence[Call]) -> tuple[list[Call], list[Job]]:
     """The calls with every Job (and MappedJobs) argument swapped for ``ResultOf``s, and those jobs (each
     once, in order of appearance). Raises ``SubmitError`` for a job of another cluster or job root."""
     from slurm.job import Job, MappedJobs
@@ -114,7 +113,21 @@ def extract(cluster: Cluster, calls: Sequence[Call]) -> tuple[list[Call], list[J
     return swapped, list(parents.values())
 
 
-def dependencies(task: Task, parents: Sequence[Job]) -> tuple[str, ...]:
+class DependentTask(Protocol):
+    """A task as its dependencies are worked out (``slurm.task.Task``), typed here because ``slurm.task``
+    imports this module (on the node, to give a job its Job arguments' results)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dependencies(self) -> tuple[str, ...]: ...
+    @property
+    def dependency_type(self) -> str: ...
+    @property
+    def dependency_clusters(self) -> Mapping[str, str | None]: ...
+
+
+def dependencies(task: DependentTask, parents: Sequence[Job]) -> tuple[str, ...]:
     """The new job's Slurm dependencies: the task's explicit ones, then the parents that have not ended.
     A parent that ended without a result is refused here, naming it (one result-file listing decides
     for parents not yet seen to end)."""
@@ -149,7 +162,7 @@ def _names(jobs: Sequence[Job]) -> str:
     return ", ".join(f"job {job.job_id} ({job.name})" for job in jobs)
 
 
-def _place(cluster: Cluster) -> tuple[Any, ...]:
+def _place(cluster: JobCluster) -> tuple[Any, ...]:
     """Where a cluster's jobs live: the scheduler (backend type and its address or state directory) and
     the job root. Jobs can only feed jobs of the same place: their result files must be on the same file
     system and their ids known to the same scheduler."""
@@ -163,7 +176,7 @@ def _place(cluster: Cluster) -> tuple[Any, ...]:
     )
 
 
-def check_dependency_clusters(cluster: Cluster, task: Task) -> None:
+def check_dependency_clusters(cluster: JobCluster, task: DependentTask) -> None:
     """Refuse ``.after(job)`` of a job on another Slurm cluster than the one ``cluster`` submits to: its id
     means nothing (or another job) there, and Slurm has no dependencies across clusters unless they form
     a federation."""
@@ -184,7 +197,7 @@ def federated_job_id(job_id: str) -> bool:
     return base.isdigit() and int(base) >> _FEDERATION_ID_SHIFT > 0
 
 
-def _slurm_cluster(cluster: Cluster) -> str | None:
+def _slurm_cluster(cluster: JobCluster) -> str | None:
     return getattr(cluster.backend, "slurm_cluster", None)
 
 
@@ -200,7 +213,7 @@ def _across_clusters(what: str, there: str | None, here: str | None) -> str:
     )
 
 
-def _check_same_place(cluster: Cluster, job: Job) -> None:
+def _check_same_place(cluster: JobCluster, job: Job) -> None:
     there, here = _slurm_cluster(job.cluster), _slurm_cluster(cluster)
     if there != here and not federated_job_id(job.job_id):
         raise SubmitError(_across_clusters(f"job {job.job_id} ({job.name})", there, here))
@@ -213,7 +226,7 @@ def _check_same_place(cluster: Cluster, job: Job) -> None:
     )
 
 
-def _describe(cluster: Cluster) -> str:
+def _describe(cluster: JobCluster) -> str:
     backend, state_dir, host, port, root = _place(cluster)
     where = f"{host}:{port}" if host else state_dir or "this machine"
     return f"{backend} on {where}, job root {root}"

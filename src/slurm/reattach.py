@@ -12,7 +12,7 @@ from slurm.job import Job, MappedJobs
 from slurm.records import SubmissionRecord, list_records, parse_job_id, read_record
 
 if TYPE_CHECKING:
-    from slurm.cluster import Cluster
+    from slurm.job_state import JobCluster
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class JobInfo:
         }
 
 
-def attach(cluster: Cluster, job_id: str) -> Job | MappedJobs:
+def attach(cluster: JobCluster, job_id: str) -> Job | MappedJobs:
     """A handle on a job submitted earlier, possibly by another process, found through its record.
 
     ``"123"`` gives a ``Job`` (or a ``MappedJobs`` of every task when 123 is an array job); ``"123_4"``
@@ -70,7 +70,7 @@ def attach(cluster: Cluster, job_id: str) -> Job | MappedJobs:
     return _handle(cluster, record, script, index)
 
 
-def _handle(cluster: Cluster, record: SubmissionRecord, script: str, index: int | None) -> Job:
+def _handle(cluster: JobCluster, record: SubmissionRecord, script: str, index: int | None) -> Job:
     job_id = record.job_id if index is None else f"{record.job_id}_{index}"
     return Job(
         cluster,
@@ -83,7 +83,7 @@ def _handle(cluster: Cluster, record: SubmissionRecord, script: str, index: int 
     )
 
 
-def list_jobs(cluster: Cluster) -> list[JobInfo]:
+def list_jobs(cluster: JobCluster) -> list[JobInfo]:
     """Every job recorded under the cluster's job root, oldest first: one command for the records and
     one scheduler query for all their states."""
     listing = list_records(cluster.backend.transport, cluster.resolve_job_root())

@@ -52,6 +52,8 @@ class Task:
             c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name or fn.__name__
         )
         self.is_workflow = workflow
+        #: How a workflow's job builds its Cluster (set when it is submitted: ``_for_cluster``).
+        self._make_cluster: Callable[[Mapping[str, Any]], Any] | None = None
         self.dependencies: tuple[str, ...] = ()
         #: The Slurm cluster (``slurm_cluster`` of its backend; None: the login node's) of each dependency
         #: given as a Job, so a submission to another cluster is refused (``dataflow.check_dependency_clusters``).
@@ -84,7 +86,7 @@ class Task:
             args, kwargs = dataflow.inject((args, kwargs))  # Job arguments -> their results, read here
         if not self.is_workflow:
             return self.fn(*args, **kwargs)
-        with _workflow_cluster(job_dir) as cluster:
+        with _workflow_cluster(job_dir, self._make_cluster) as cluster:
             return self.fn(cluster, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -142,17 +144,30 @@ class Task:
     def __reduce__(self) -> tuple[Any, ...]:
         # By reference when importable, so nodes with another Python version can load it; the resources
         # and dependencies are not needed on the node (they are in the job script already).
+        # A workflow also carries how its job builds its Cluster (``_make_cluster``, see ``_for_cluster``).
         if _importable(self.fn):
-            return _import_task, (self.fn.__module__, self.fn.__qualname__, self.is_workflow)
-        return Task, (self.fn, None), {"is_workflow": self.is_workflow}
+            return _import_task, (
+                self.fn.__module__,
+                self.fn.__qualname__,
+                self.is_workflow,
+                self._make_cluster,
+            )
+        return Task, (self.fn, None), {"is_workflow": self.is_workflow, "_make_cluster": self._make_cluster}
+
+    def _for_cluster(self, make_cluster: Callable[[Mapping[str, Any]], Any]) -> Task:
+        """This workflow, carrying to its job how to build the Cluster it submits children to:
+        ``make_cluster(child config)``, given by the submitting Cluster (its ``_from_child_config``), so
+        that this module never imports ``slurm.cluster``."""
+        variant = self.__copy__()
+        variant._make_cluster = make_cluster
+        return variant
 
 
-def _workflow_cluster(job_dir: str) -> Any:
+def _workflow_cluster(job_dir: str, make_cluster: Callable[[Mapping[str, Any]], Any] | None) -> Any:
     # Imported here, not at the top: plain tasks (most jobs) start faster without the submitting side.
     import json
     import os
 
-    from slurm.cluster import Cluster
     from slurm.inherited_env import scrub_slurm_env
     from slurm.node.layout import child_config_path
 
@@ -161,7 +176,13 @@ def _workflow_cluster(job_dir: str) -> Any:
     os.environ.clear()
     os.environ.update(environ)
     with open(child_config_path(job_dir)) as handle:
-        return Cluster._from_child_config(json.load(handle))
+        config = json.load(handle)
+    if make_cluster is None:  # not sent through Cluster.submit: nothing says how to build its Cluster
+        raise RuntimeError(
+            f"this workflow's job ({job_dir}) was not sent by Cluster.submit, so it has no way to build the "
+            "Cluster it submits children to. Fix: submit the workflow with Cluster.submit or Cluster.map"
+        )
+    return make_cluster(config)
 
 
 def slurm_cluster_of(job: Any) -> str | None:
@@ -201,13 +222,20 @@ def _importable(fn: Callable[..., Any]) -> bool:
     return obj is fn or (isinstance(obj, Task) and obj.fn is fn)
 
 
-def _import_task(module: str, qualname: str, is_workflow: bool) -> Task:
+def _import_task(
+    module: str,
+    qualname: str,
+    is_workflow: bool,
+    make_cluster: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> Task:
     import importlib
 
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    return Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
+    task = Task(obj.fn if isinstance(obj, Task) else obj, workflow=is_workflow)
+    task._make_cluster = make_cluster
+    return task
 
 
 def _check_ranks(resources: Resources, workflow: bool) -> None:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from slurm.errors import BackendError, SubmitLimitError
 from slurm.limits import SubmitLimit
+from slurm.submission import SubmittingCluster, submit_calls
 
 if TYPE_CHECKING:
-    from slurm.cluster import Cluster
     from slurm.job import Job
     from slurm.serialization import Call
     from slurm.task import Task
@@ -30,7 +30,7 @@ _FIRST_PAUSE, _BACKOFF, _LONGEST_PAUSE = 0.5, 1.5, 5.0
 
 
 def map_within_limits(
-    cluster: Cluster,
+    cluster: SubmittingCluster,
     task: Task,
     calls: Sequence[Call],
     *,
@@ -55,8 +55,8 @@ def map_within_limits(
                 queued = throttle.wait_for_room(count, start)
                 continue
             try:
-                jobs += cluster._submit(
-                    task, calls[start : start + count], array=True, max_parallel=max_parallel
+                jobs += submit_calls(
+                    cluster, task, calls[start : start + count], array=True, max_parallel=max_parallel
                 )
             except SubmitLimitError as refusal:
                 if not wait_for_capacity:
@@ -76,7 +76,11 @@ class _Throttle:
     """Waits for room under the limit, and says so: once when the map starts waiting, then on progress."""
 
     def __init__(
-        self, cluster: Cluster, limit: SubmitLimit | None, total: int, sleep: Callable[[float], None]
+        self,
+        cluster: SubmittingCluster,
+        limit: SubmitLimit | None,
+        total: int,
+        sleep: Callable[[float], None],
     ):
         self.cluster, self.limit, self.total, self.sleep = cluster, limit, total, sleep
         self.waited = False
@@ -146,7 +150,7 @@ def _no_room(limit: SubmitLimit, queued: int, needed: int) -> SubmitLimitError:
     )
 
 
-def _cancel(cluster: Cluster, jobs: list[Job]) -> None:
+def _cancel(cluster: SubmittingCluster, jobs: list[Job]) -> None:
     """Cancel what an interrupted map submitted: one scancel per array, each tried."""
     for array_id in dict.fromkeys(job.job_id.partition("_")[0] for job in jobs):
         try:

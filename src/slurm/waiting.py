@@ -13,7 +13,7 @@ tests, which then run hours of waiting in milliseconds and can count every query
 
 The engine sits below ``Job`` and ``Cluster``: what it needs of them is typed here as Protocols (``Waited``,
 ``WaitedCluster``, ``Watch``), so neither module is imported, not even for type checking (the import
-contract ``sdk-waiting-below-jobs`` in ``.ci/typed-imports.toml``).
+contract ``sdk-jobs-below-cluster`` in ``.ci/typed-imports.toml``).
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ class SSHConnection(Transport):
             if not ssh_channel.lost(exc, channel):
                 raise
             # Not re-run here: the command may already have run (e.g. sbatch); callers decide (see
-            # Cluster._submit_once, which looks the job up first).
+            # slurm.submission._submit_once, which looks the job up first).
             raise SSHError(
                 f"connection to {self.address} dropped during {what} ({exc!r}); safe to try again"
                 if what is not None

@@ -1,0 +1,60 @@
+"""A local job's dependencies: the launcher waits until they allow the job to start, or cancels it with
+the reason when they never will (as Slurm does with ``kill_invalid_depend``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from slurm.backends.base import JobState
+from slurm.backends.local_job_env import log_paths
+from slurm.backends.local_state import LocalStateDir, elements
+from slurm.node.atomic import write_atomic
+
+_POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
+
+
+def wait_for_dependencies(jobs: LocalStateDir, record: dict[str, Any]) -> bool:
+    """Block until the dependencies allow the job to start; False if they never will (job cancelled)."""
+    while True:
+        if all(jobs._read_state(element).is_terminal for element in elements(record)):
+            return False  # cancelled while waiting
+        states = {dep: jobs._state_of(dep) for dep in record["dependencies"]}
+        # A dependency without a state file (removed, or an array task that does not exist) would
+        # never end: like Slurm's invalid dependency, it can never be satisfied.
+        missing = [dep for dep, state in states.items() if state is JobState.UNKNOWN]
+        verdict = False if missing else _dependency_verdict(record["dependency_type"], list(states.values()))
+        if verdict is None:
+            time.sleep(_POLL)
+            continue
+        if not verdict:
+            reason = ", ".join(
+                f"{dep} has no state in {jobs._path('states')}" if dep in missing else f"{dep} {state.value}"
+                for dep, state in states.items()
+            )
+            os.makedirs(jobs._path("never_satisfied"), exist_ok=True)
+            for element in elements(record):  # before the state, so no poll sees CANCELLED without why
+                write_atomic(jobs._path("never_satisfied", element), reason.encode())
+            cancel_unstarted(
+                jobs, record, f"DependencyNeverSatisfied ({record['dependency_type']}: {reason})"
+            )
+        return verdict
+
+
+def cancel_unstarted(jobs: LocalStateDir, record: dict[str, Any], reason: str) -> None:
+    with jobs._locked():
+        for element in elements(record):
+            if not jobs._read_state(element).is_terminal:
+                jobs._write_state(element, JobState.CANCELLED)
+                _, error = log_paths(record, element)
+                write_atomic(error, f"slurm-sdk local backend: job cancelled: {reason}\n".encode())
+
+
+def _dependency_verdict(kind: str, states: list[JobState]) -> bool | None:
+    """True: may start; False: never will; None: not yet."""
+    if kind == "afterok" and any(s.is_terminal and s is not JobState.COMPLETED for s in states):
+        return False
+    if kind == "afternotok" and JobState.COMPLETED in states:
+        return False
+    return True if all(state.is_terminal for state in states) else None

@@ -1,0 +1,121 @@
+"""The local backend's launcher: a detached process per submission (``launch``, started by
+``LocalCommandBackend.submit``) that waits for the job's dependencies, runs its script (array tasks in
+parallel, each under its ``--time`` limit) and records the final state."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from slurm.backends.base import JobState
+from slurm.backends.local_dependencies import wait_for_dependencies
+from slurm.backends.local_job_env import job_env, log_paths
+from slurm.backends.local_state import LocalStateDir, elements, kill_group
+from slurm.durations import parse_time_seconds
+from slurm.errors import BackendError
+from slurm.node.atomic import write_atomic
+
+if TYPE_CHECKING:
+    import subprocess
+
+
+class LocalLauncher(LocalStateDir):
+    """Runs one submission of the state directory, in the launcher process."""
+
+    def run_job(self, job_id: str) -> None:
+        """The launcher's work: wait for dependencies, then run the script (array tasks in parallel)."""
+        # Imported here, in the launcher process: building a Cluster (this backend) should not pay for them.
+        import traceback
+        from concurrent.futures import ThreadPoolExecutor
+
+        record = self._record(job_id)
+        if record is None:
+            raise BackendError(f"no record for job {job_id} in {self.state_dir}")
+        try:
+            if not wait_for_dependencies(self, record):
+                return
+            workers = min(record["throttle"] or record["parallelism"], record["parallelism"])
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                list(pool.map(lambda element: self._run_element(record, element), elements(record)))
+        except BaseException:
+            traceback.print_exc()  # into launchers/<id>.log
+            with self._locked():
+                for element in elements(record):
+                    if not self._read_state(element).is_terminal:
+                        self._write_state(element, JobState.FAILED)
+            raise
+
+    def _run_element(self, record: dict[str, Any], element: str) -> None:
+        """Run one job or array task; again after a requeue (restart count in SLURM_RESTART_COUNT)."""
+        restarts = 0
+        while True:
+            final = self._run_once(record, element, restarts)
+            if final is None or not self._take_requeue(element):
+                break
+            restarts += 1
+            self._write_state(element, JobState.REQUEUED)
+        if final is not None:
+            with self._locked():
+                if not self._read_state(element).is_terminal:  # a cancel wins over the exit code it caused
+                    self._write_state(element, final)
+
+    def _run_once(self, record: dict[str, Any], element: str, restarts: int) -> JobState | None:
+        """One run of the script; its end state, or None if it was cancelled before it started."""
+        import subprocess
+
+        output, error = log_paths(record, element)
+        env = job_env(self, record, element)
+        if restarts:
+            env["SLURM_RESTART_COUNT"] = str(restarts)
+        with self._locked():
+            if self._read_state(element).is_terminal:
+                return None  # cancelled before it started
+            for path in {output, error}:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            # RUNNING before the script can print anything, as Slurm marks a job running before its script
+            # starts: readers take the state without the lock, and the script's first lines could
+            # otherwise be read while the state still says PENDING (seen on a loaded host).
+            self._write_state(element, JobState.RUNNING)
+            with open(output, "ab") as out, open(error, "ab") as err:
+                proc = subprocess.Popen(
+                    ["bash", record["script"]],
+                    cwd=record["submit_dir"],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err if error != output else subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            write_atomic(self._path("pids", element), str(proc.pid).encode())
+        try:
+            return JobState.COMPLETED if _wait_with_limit(proc, record["sbatch"]) == 0 else JobState.FAILED
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid)
+            proc.wait()
+            return JobState.TIMEOUT
+
+
+def _wait_with_limit(proc: subprocess.Popen[bytes], sbatch: Mapping[str, str]) -> int:
+    """Wait for the script under its --time limit, sending --signal=[B:]SIG@N N seconds before it, as Slurm
+    does (to the batch shell, which is the runner here: the script execs it). TimeoutExpired at the limit."""
+    import subprocess
+
+    limit = parse_time_seconds(sbatch["time"]) if sbatch.get("time") else None
+    name, _, before = sbatch.get("signal", "").removeprefix("B:").partition("@")
+    if limit is None or not name:
+        return proc.wait(limit)
+    early = max(0, limit - int(before or 60))
+    try:
+        return proc.wait(early)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.Signals[f"SIG{name}"])
+    return proc.wait(limit - early)
+
+
+def launch(state_dir: str, job_id: str) -> None:
+    """Entry point of the detached launcher process started by ``submit``."""
+    LocalLauncher(state_dir).run_job(job_id)
