@@ -182,7 +182,11 @@ def check_dependency_clusters(cluster: JobCluster, task: DependentTask) -> None:
     a federation."""
     here = _slurm_cluster(cluster)
     for job_id, there in task.dependency_clusters.items():
-        if there != here and not federated_job_id(job_id):
+        if (
+            there != here
+            and not federated_job_id(job_id)
+            and not _same_cluster(there, here, cluster, cluster)
+        ):
             raise SubmitError(_across_clusters(f"job {job_id}", there, here))
 
 
@@ -201,6 +205,19 @@ def _slurm_cluster(cluster: JobCluster) -> str | None:
     return getattr(cluster.backend, "slurm_cluster", None)
 
 
+def _same_cluster(
+    there: str | None, here: str | None, there_cluster: JobCluster, here_cluster: JobCluster
+) -> bool:
+    """Whether two different ``slurm_cluster`` settings still mean one Slurm cluster: one of them names the
+    login node's own cluster, which the other leaves unnamed (None). Asks that side's backend for the
+    name (once per backend)."""
+    if there is not None and here is not None:
+        return False
+    named, unnamed_side = (here, there_cluster) if there is None else (there, here_cluster)
+    ask = getattr(unnamed_side.backend, "login_cluster_name", None)
+    return callable(ask) and ask() == named
+
+
 def _cluster_label(name: str | None) -> str:
     return f"Slurm cluster {name!r}" if name else "the login node's own Slurm cluster"
 
@@ -215,7 +232,11 @@ def _across_clusters(what: str, there: str | None, here: str | None) -> str:
 
 def _check_same_place(cluster: JobCluster, job: Job) -> None:
     there, here = _slurm_cluster(job.cluster), _slurm_cluster(cluster)
-    if there != here and not federated_job_id(job.job_id):
+    if (
+        there != here
+        and not federated_job_id(job.job_id)
+        and not _same_cluster(there, here, job.cluster, cluster)
+    ):
         raise SubmitError(_across_clusters(f"job {job.job_id} ({job.name})", there, here))
     if job.cluster is cluster or _place(job.cluster) == _place(cluster):
         return

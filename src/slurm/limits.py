@@ -151,6 +151,8 @@ def limits_query(slurm_cluster: str | None = None) -> str:
 class SiteLimits:
     max_array_size: int | None
     submit_limit: SubmitLimit | None
+    #: ``ClusterName`` of the controller asked: the Slurm cluster jobs go to when none is named.
+    cluster_name: str | None = None
 
 
 def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
@@ -161,9 +163,11 @@ def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
     assocs, _, qos_lines = rest.partition("\n---")
     match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
     max_array = int(match[1]) if match else None
+    named = re.search(r"^\s*ClusterName\s*=\s*(\S+)", config, re.MULTILINE)
+    cluster_name = named[1] if named else None
     enforce = re.search(r"^\s*AccountingStorageEnforce\s*=\s*(\S+)", config, re.MULTILINE)
     if not enforce or "limits" not in enforce[1].split(","):
-        return SiteLimits(max_array, None)  # limits in the database are not enforced
+        return SiteLimits(max_array, None, cluster_name)  # limits in the database are not enforced
     qos_limits: dict[str, str] = {}
     for line in qos_lines.splitlines():
         if "|" in line:
@@ -181,7 +185,7 @@ def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
         name = qos or default_qos or "normal"
         if qos_limits.get(name, "").isdigit():
             found.append(SubmitLimit(int(qos_limits[name]), f"MaxSubmitJobsPerUser of QOS {name}"))
-    return SiteLimits(max_array, min(found, key=lambda limit: limit.jobs) if found else None)
+    return SiteLimits(max_array, min(found, key=lambda limit: limit.jobs) if found else None, cluster_name)
 
 
 def _fields(line: str, count: int) -> tuple[str, ...]:

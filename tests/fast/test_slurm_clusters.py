@@ -130,7 +130,34 @@ def test_a_dependency_on_another_clusters_job_is_refused_naming_both(tmp_path, f
             submit()
         assert names[0] in str(refused.value) and names[1] in str(refused.value)
         assert "no dependencies across clusters outside a federation" in str(refused.value)
-    assert fake.calls() == []  # refused before anything reached Slurm
+    assert "sbatch" not in fake.calls()  # refused before anything was submitted
+
+
+@pytest.mark.parametrize(
+    ("there", "here", "allowed"),
+    [(None, "dev", True), ("dev", None, True), (None, "two", False), ("two", None, False)],
+)
+def test_naming_the_login_nodes_own_cluster_is_the_same_cluster_as_naming_none(
+    tmp_path, fake, there, here, allowed
+):
+    """One Cluster leaves slurm_cluster unset, the other names the login node's own cluster (``dev`` by its
+    controller's ClusterName): the same cluster, so a dependency between their jobs is submitted."""
+    fake.respond("scontrol", out="ClusterName             = dev\nMaxArraySize            = 1001\n")
+    fake.respond("sbatch", out="7\n")
+    other = Cluster(SlurmBackend(HostTransport(), slurm_cluster=there), job_root=str(tmp_path))
+    this = Cluster(SlurmBackend(HostTransport(), slurm_cluster=here), job_root=str(tmp_path))
+    parent = Job(other, "6", name="parent", job_dir=str(tmp_path / "p"), script="")
+    asked = []
+    for _ in range(2):
+        for submit in (lambda: this.submit(add_one.after(parent), 1), lambda: this.submit(add_one, parent)):
+            if allowed:
+                assert submit().job_id == "7"
+                assert "--dependency=afterok:6" in fake.argv("sbatch")
+            else:
+                with pytest.raises(SubmitError, match="no dependencies across clusters"):
+                    submit()
+        asked.append(fake.calls().count("scontrol"))
+    assert asked[0] == asked[1] > 0  # each backend asks its login node's cluster name once, then knows it
 
 
 def test_a_local_job_has_no_slurm_cluster(tmp_path):

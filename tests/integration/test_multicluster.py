@@ -109,6 +109,21 @@ def test_a_dependency_across_clusters_is_refused_before_slurm_sees_it(slurm_clus
     assert parent.result(timeout=300) == 2
 
 
+def test_naming_the_login_nodes_own_cluster_depends_on_its_unnamed_jobs(
+    slurm_cluster, slurm_container, cluster_two
+):
+    """``slurm_cluster="dev"`` is the cluster a Cluster without one submits to (the login node's controller
+    says ``ClusterName=dev``): a dependency between their jobs is Slurm's own, not refused."""
+    named = Cluster(backend(slurm_container, slurm_cluster="dev"), packaging=slurm_cluster.packaging)
+    try:
+        parent = slurm_cluster.submit(jobs.double, 3)
+        child = named.submit(jobs.double.after(parent), 4)
+        passed_on = named.submit(jobs.double, parent)
+        assert (child.result(timeout=300), passed_on.result(timeout=300)) == (8, 12)
+    finally:
+        named.close()
+
+
 @pytest.fixture
 def federation(cluster_two, login_transport):
     if "Sibling:" not in login_transport.run("scontrol show federation").stdout:

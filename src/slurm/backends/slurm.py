@@ -73,6 +73,7 @@ class SlurmBackend(SlurmStatusQueries, Backend):
         self.federation = bool(federation)
         self._use_sacct = True  # turned off for good once sacct says accounting is unavailable
         self._limits: SiteLimits | None = None
+        self._login_cluster: str | None = None
         self._running_jobs: tuple[float, int | None] | None = None  # (when asked, the answer)
         self._lock = threading.Lock()
         self._clock = clock
@@ -183,6 +184,21 @@ class SlurmBackend(SlurmStatusQueries, Backend):
             query = limits_query(self.slurm_cluster)
             self._limits = parse_limits(self._run_shell(query).stdout, qos=self._sbatch_qos())
         return self._limits
+
+    def login_cluster_name(self) -> str | None:
+        """The login node's own Slurm cluster (its controller's ``ClusterName``): where jobs go when no
+        ``slurm_cluster`` is named. Asked once (the limits query's answer when it is the same controller);
+        None when Slurm does not say."""
+        if self._login_cluster is None:
+            try:
+                if self.slurm_cluster is None:
+                    self._login_cluster = self.site_limits().cluster_name
+                else:  # the limits query asks the named cluster's controller: ask the login's own
+                    config = self._run_shell("scontrol show config").stdout
+                    self._login_cluster = parse_limits(config).cluster_name
+            except BackendError:
+                return None
+        return self._login_cluster
 
     def _sbatch_qos(self) -> str | None:
         """The QOS ``sbatch_extra`` submits with (``--qos=high``, ``-q high``), if it names one."""
