@@ -18,7 +18,7 @@ from slurm import waiting
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.errors import JobFailedError
 from slurm.events import emit
-from slurm.limits import OwnJobsCap, never_clears, pending_for_good
+from slurm.limits import CLEARED_BY_OWN_JOBS, OwnJobsCap, never_clears, pending_for_good
 from slurm.waiting import WaitedCluster
 
 if TYPE_CHECKING:
@@ -87,6 +87,13 @@ class ObservedJob:
         """Record what the scheduler said; the callback events it causes wait in ``_events`` (each at most
         once) until ``_deliver_events``, which the watcher calls once it holds no lock."""
         now = self.cluster._watcher.clock.now()
+        # The user's running jobs are counted (a remote command, cached per backend) before the lock is
+        # taken, so a reader of this job's state never waits on that round trip.
+        running = (
+            self.cluster.backend.running_jobs()
+            if status.state is JobState.PENDING and status.reason.strip() in CLEARED_BY_OWN_JOBS
+            else None
+        )
         with self._lock:
             if self._state.is_terminal:
                 return  # terminal states are final: the outcome callbacks fire once
@@ -102,7 +109,7 @@ class ObservedJob:
                 return
             if status.state is JobState.PENDING and (
                 never_clears(status.reason)
-                or self._own_jobs_cap.never_clears(status.reason, now, self.cluster.backend.running_jobs)
+                or self._own_jobs_cap.never_clears(status.reason, now, lambda: running)
             ):
                 self._failure = pending_for_good(self.job_id, self.name, status.reason)
                 self._cancel_due = True

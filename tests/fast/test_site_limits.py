@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,28 @@ def test_a_job_behind_a_running_jobs_cap_with_nothing_running_ends_its_wait_name
     assert "AssocMaxJobsLimit" in message and "none of yours running" in message
     assert limits.CLEARED_BY_OWN_JOBS["AssocMaxJobsLimit"] in message
     assert cluster.backend.states([job.job_id])[job.job_id] is JobState.CANCELLED
+
+
+def test_the_users_running_jobs_are_counted_with_the_jobs_lock_free(cluster, monkeypatch):
+    """The count is a remote command: asked while the job's lock is free, so another thread reading the job's
+    state meanwhile is not held up by it."""
+    lock_free = []
+
+    def count() -> int:
+        probe = threading.Thread(
+            target=lambda: lock_free.append(job._lock.acquire(timeout=0) and job._lock.release() is None)
+        )
+        probe.start()
+        probe.join()
+        return 1
+
+    monkeypatch.setattr(cluster.backend, "running_jobs", count)
+    job = cluster.submit(tasks.nap, 60)
+    job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
+    assert lock_free == [True]
+    job._observe(JobStatus(JobState.PENDING, "Resources"))  # not a running-jobs cap: nothing counted
+    assert lock_free == [True]
+    job.cancel()
 
 
 def test_slurm_counts_the_users_running_jobs_once_per_interval_and_none_when_squeue_fails(fake):
