@@ -89,9 +89,16 @@ configure_accounting() {
     # neither enforcement nor preemption. send_user_signal: a job preempted in QOS low's GraceTime gets the
     # signal it asked for (--signal, e.g. submitit's USR2) instead of SIGTERM, so clients that checkpoint
     # only on their own signal checkpoint at preemption too.
+    # Slurm before 23.02 (bookworm's 22.05) has no PreemptParameters and refuses a slurm.conf naming it;
+    # there the same switch is SchedulerParameters' preempt_send_user_signal, given here as the whole
+    # line of slurm.conf plus it (the include comes later, so its line is the one Slurm keeps).
+    local signal_at_preemption='PreemptParameters=send_user_signal'
+    if (( $(slurm_release) < 2302 )); then
+      signal_at_preemption="$(grep -m1 '^SchedulerParameters=' /etc/slurm/slurm.conf),preempt_send_user_signal"
+    fi
     printf '%s\n' 'AccountingStorageType=accounting_storage/slurmdbd' 'AccountingStorageHost=slurmdbd' \
       'AccountingStorageTRES=gres/gpu' 'AccountingStorageEnforce=associations,limits,qos,safe' \
-      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' 'PreemptParameters=send_user_signal' \
+      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' "$signal_at_preemption" \
       > /etc/slurm/accounting.conf
   else
     printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
