@@ -1,5 +1,6 @@
 """The REST backend's adapters against records captured from real slurmrestd servers
-(tests/fast/rest_records/): Slurm 22.05's API (v0.0.37, v0.0.38), whose JSON differs from v0.0.40's."""
+(tests/fast/rest_records/): Slurm 22.05's API (v0.0.37, v0.0.38), whose JSON differs from v0.0.40's, and
+Slurm 26.05's newest (v0.0.45), which the v0.0.40 family reads."""
 
 from __future__ import annotations
 
@@ -20,14 +21,46 @@ RECORDS = Path(__file__).parent / "rest_records"
 SLURM_22_05 = ("v0.0.36", "v0.0.37", "v0.0.38")
 
 
-def captured(version: str) -> dict[str, Any]:
-    return json.loads((RECORDS / f"slurm-22.05.8-{version}.json").read_text())
+#: What slurmrestd 26.05.5 lists.
+SLURM_26_05 = ("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
+
+
+def captured(version: str, release: str = "22.05.8") -> dict[str, Any]:
+    return json.loads((RECORDS / f"slurm-{release}-{version}.json").read_text())
 
 
 def test_slurm_22_05_gets_the_v37_family_at_its_newest_version() -> None:
     api = choose_version(SLURM_22_05, "http://rest")
     assert (type(api), api.version) == (ApiV37, "v0.0.38")
     assert (api.slurm, api.slurmdb) == ("/slurm/v0.0.38", "/slurmdb/v0.0.38")
+
+
+def test_slurm_26_05_gets_the_v40_family_at_its_newest_version() -> None:
+    api = choose_version(SLURM_26_05, "http://rest")
+    assert (type(api), api.version) == (ApiV40, "v0.0.45")
+
+
+def test_records_of_slurm_26_05_are_read_by_the_v40_family() -> None:
+    """Its accounting, too, gives an array's pending tasks as a hexadecimal bit map (``0xE``)."""
+    records = captured("v0.0.45", "26.05.5")
+    api = ApiV40("v0.0.45")
+    live = api.live_statuses(records["GET /slurm/v0.0.45/jobs"])
+    assert {key: (status.state, comment) for key, (status, comment) in live.items()} == {
+        "14": (JobState.COMPLETED, "mark-single"),
+        "15_0": (JobState.RUNNING, "mark-array"),
+        "15_1": (JobState.PENDING, "mark-array"),
+        "15_2": (JobState.PENDING, "mark-array"),
+        "15_3": (JobState.PENDING, "mark-array"),
+    }
+    assert api.accounted_statuses(records["GET /slurmdb/v0.0.45/job/15 (tasks 1-3 pending)"]) == {
+        "15_0": JobStatus(JobState.RUNNING),
+        "15_1": JobStatus(JobState.PENDING, "JobArrayTaskLimit"),
+        "15_2": JobStatus(JobState.PENDING, "JobArrayTaskLimit"),
+        "15_3": JobStatus(JobState.PENDING, "JobArrayTaskLimit"),
+    }
+    assert api.accounted_statuses(records["GET /slurmdb/v0.0.45/job/14"]) == {
+        "14": JobStatus(JobState.COMPLETED)
+    }
 
 
 def test_a_server_with_both_families_gets_the_newer_one() -> None:

@@ -1,8 +1,9 @@
 """slurmrestd's JSON, one adapter per version family: paths, the job description, job records.
 
 slurmrestd serves each API version at its own paths (``/slurm/v0.0.42/...``) and a release serves a few
-(Slurm 22.05: v0.0.36 to v0.0.38; 24.11: v0.0.40 to v0.0.42). The server's OpenAPI description lists
-them; ``choose_version`` takes the newest one an adapter here knows. A family shares one JSON shape: from
+(Slurm 22.05: v0.0.36 to v0.0.38; 24.11: v0.0.40 to v0.0.42; 26.05: v0.0.42 to v0.0.45). The server's
+OpenAPI description lists them; ``choose_version`` takes the newest one an adapter here knows. A family
+shares one JSON shape: from
 v0.0.40 on, a job's state is a list of flags, numbers that may be unset are ``{"set": ..., "number": ...}``
 and the script travels in the job description; v0.0.37 and v0.0.38 (``ApiV37``) have a state as one
 word, plain numbers, the script beside the job description and the environment as a map.
@@ -123,9 +124,10 @@ _STRING_FIELDS_V40 = {
 
 
 class ApiV40:
-    """The v0.0.40 family (Slurm 24.11's v0.0.40, v0.0.41 and v0.0.42)."""
+    """The v0.0.40 family: Slurm 24.11's v0.0.40 to v0.0.42 and 26.05's v0.0.42 to v0.0.45 (whose OpenAPI
+    descriptions give every field used here the same type as v0.0.42's)."""
 
-    versions = ("v0.0.40", "v0.0.41", "v0.0.42")
+    versions = ("v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
 
     def __init__(self, version: str) -> None:
         self.version = version
@@ -238,7 +240,12 @@ class ApiV40:
 
     @staticmethod
     def _tasks(task_string: str) -> list[str]:
-        """The task indices of an array record's pending rest (``1-3%1``, as ``squeue`` prints it)."""
+        """The task indices of an array record's pending rest: ``1-3%1`` in slurmctld's records (as
+        ``squeue`` prints it), a hexadecimal bit map in accounting's (``0xE``: tasks 1, 2 and 3; seen
+        from Slurm 22.05 to 26.05)."""
+        if task_string.lower().startswith("0x"):
+            bits = int(task_string, 16)
+            return [str(index) for index in range(bits.bit_length()) if bits >> index & 1]
         return [job_id.split("_", 1)[1] for job_id in expand_job_ids(f"0_[{task_string}]")]
 
 
@@ -248,8 +255,7 @@ class ApiV37(ApiV40):
     What differs from v0.0.40, as 22.05.8 serves it: the script goes beside the job description, not in
     it; the environment is a map; numbers are plain; a node count is ``nodes: [min, max]``; GPUs are
     ``gres``; ``--signal`` is one string, which 22.05 refuses with a ``B:`` or ``R:`` flag; there are no
-    node-list fields. In records, a state is one word, and accounting gives an array's pending tasks as a
-    hexadecimal bit map (``0xE``: tasks 1, 2 and 3) where the live record says ``1-3%1``.
+    node-list fields. In records, a state is one word and numbers are plain.
     """
 
     versions = ("v0.0.37", "v0.0.38")
@@ -271,13 +277,6 @@ class ApiV37(ApiV40):
     def _body(self, job: dict[str, Any], script: str, environment: Sequence[str]) -> dict[str, Any]:
         variables = dict(entry.partition("=")[::2] for entry in environment)
         return {"script": script, "job": job | {"environment": variables}}
-
-    @staticmethod
-    def _tasks(task_string: str) -> list[str]:
-        if not task_string.lower().startswith("0x"):
-            return ApiV40._tasks(task_string)
-        bits = int(task_string, 16)
-        return [str(index) for index in range(bits.bit_length()) if bits >> index & 1]
 
 
 ADAPTERS: tuple[type[ApiV40], ...] = (ApiV40, ApiV37)
