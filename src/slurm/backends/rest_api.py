@@ -242,7 +242,7 @@ class ApiV40:
     def _tasks(task_string: str) -> list[str]:
         """The task indices of an array record's pending rest: ``1-3%1`` in slurmctld's records (as
         ``squeue`` prints it), a hexadecimal bit map in accounting's (``0xE``: tasks 1, 2 and 3; seen
-        from Slurm 22.05 to 26.05)."""
+        on Slurm 22.05 and 26.05)."""
         if task_string.lower().startswith("0x"):
             bits = int(task_string, 16)
             return [str(index) for index in range(bits.bit_length()) if bits >> index & 1]
