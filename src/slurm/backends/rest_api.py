@@ -127,7 +127,7 @@ class ApiV40:
     """The v0.0.40 family: Slurm 24.11's v0.0.40 to v0.0.42 and 26.05's v0.0.42 to v0.0.45 (whose OpenAPI
     descriptions give every field used here the same type as v0.0.42's)."""
 
-    versions = ("v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
+    versions: tuple[str, ...] = ("v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
 
     def __init__(self, version: str) -> None:
         self.version = version
