@@ -89,11 +89,21 @@ configure_accounting() {
     # neither enforcement nor preemption. send_user_signal: a job preempted in QOS low's GraceTime gets the
     # signal it asked for (--signal, e.g. submitit's USR2) instead of SIGTERM, so clients that checkpoint
     # only on their own signal checkpoint at preemption too.
+    # Slurm before 23.02 (bookworm's 22.05) has no PreemptParameters and refuses a slurm.conf naming it;
+    # there the same switch is SchedulerParameters' preempt_send_user_signal, added to slurm.conf's own
+    # line (a second SchedulerParameters line would make every Slurm command complain that it is given
+    # twice). Every role edits its copy the same way, so the config hash still matches.
+    local preempt_parameters=('PreemptParameters=send_user_signal')
+    if (( $(slurm_release) < 2302 )); then
+      preempt_parameters=()
+      sed -i '/^SchedulerParameters=/{/preempt_send_user_signal/!s/$/,preempt_send_user_signal/}' /etc/slurm/slurm.conf
+    fi
     printf '%s\n' 'AccountingStorageType=accounting_storage/slurmdbd' 'AccountingStorageHost=slurmdbd' \
       'AccountingStorageTRES=gres/gpu' 'AccountingStorageEnforce=associations,limits,qos,safe' \
-      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' 'PreemptParameters=send_user_signal' \
+      'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' "${preempt_parameters[@]}" \
       > /etc/slurm/accounting.conf
   else
+    sed -i 's/,preempt_send_user_signal$//' /etc/slurm/slurm.conf   # no QOS, no preemption
     printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
 }

@@ -117,15 +117,15 @@ def server() -> Iterator[FakeSlurmrestd]:
 
 
 def test_an_unsupported_api_version_fails_at_connect_naming_both_lists() -> None:
-    fake = FakeSlurmrestd(version="v0.0.37")
+    fake = FakeSlurmrestd(version="v0.0.36")
     try:
         with pytest.raises(BackendError) as caught:
             RestBackend(fake.url, HostTransport(), token="good")
     finally:
         fake.close()
     message = str(caught.value)
-    assert "offers API versions v0.0.37" in message
-    assert "supports v0.0.40, v0.0.41, v0.0.42" in message
+    assert "offers API versions v0.0.36" in message
+    assert "supports v0.0.37, v0.0.38, v0.0.40, v0.0.41, v0.0.42, v0.0.43, v0.0.44, v0.0.45" in message
 
 
 def test_the_newest_supported_version_is_chosen(server: FakeSlurmrestd) -> None:

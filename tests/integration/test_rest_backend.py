@@ -17,6 +17,7 @@ from slurm import Cluster, JobState
 from slurm.errors import BackendError
 from slurm_dev_cluster import plugin_fixtures
 from slurm_dev_cluster.inputs import rest_enabled
+from slurm_dev_cluster.naming import debian_release
 from slurm_dev_cluster.stack import Stack
 
 from . import jobs
@@ -24,6 +25,12 @@ from . import jobs
 pytestmark = pytest.mark.integration
 TIMEOUT = 300
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "rest.md"
+#: The API versions each release's slurmrestd serves (docs/rest.md); the backend picks the newest.
+SERVED_API = {
+    "bookworm": ("v0.0.36", "v0.0.37", "v0.0.38"),
+    "trixie": ("v0.0.40", "v0.0.41", "v0.0.42"),
+    "forky": ("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +105,23 @@ def test_a_running_job_is_cancelled(rest_cluster):
     assert job.wait(timeout=TIMEOUT) is JobState.CANCELLED
 
 
-def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, login_transport):
-    """docs/rest.md's curl block, run as written with the URL and a token from `scontrol token`."""
-    block = re.search(r"<!-- rest-curl -->\n```bash\n(.*?)```", DOCS.read_text(), re.S)
-    assert block, "docs/rest.md lost its curl block"
+def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, slurm_container, login_transport):
+    """docs/rest.md's curl block for the API version this release's slurmrestd serves, run as written with
+    the URL, a token from `scontrol token` and its user."""
+    blocks = dict(re.findall(r"<!-- rest-curl (v[\d.]+) -->\n```bash\n(.*?)```", DOCS.read_text(), re.S))
+    served = SERVED_API[debian_release()]
+    version = next((version for version in reversed(served) if version in blocks), None)
+    assert version, f"docs/rest.md has no curl block for {', '.join(served)} (only {', '.join(blocks)})"
     token = login_transport.run("scontrol token lifespan=300").stdout.strip().removeprefix("SLURM_JWT=")
-    env = {**os.environ, "SLURM_REST_URL": rest_url, "SLURM_JWT": token}
-    answer = subprocess.run(["bash", "-c", block[1]], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "SLURM_REST_URL": rest_url,
+        "SLURM_JWT": token,
+        "SLURM_JWT_USER": slurm_container.user,
+    }
+    answer = subprocess.run(
+        ["bash", "-c", blocks[version]], env=env, capture_output=True, text=True, timeout=60
+    )
     assert answer.returncode == 0, answer.stderr
     job_id = json.loads(answer.stdout)["job_id"]
     shown = login_transport.run(f"scontrol show job {int(job_id)}", check=False).stdout
@@ -114,6 +131,7 @@ def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, login_transport):
 
 def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slurm_container):
     from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.backends.rest_api import versions_in
     from slurm.transports.ssh import SSHTransport
 
     files = SSHTransport(
@@ -132,7 +150,9 @@ def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slur
 
     backend = RestBackend(rest_url, files, token="not-a-token", renew_token=counted)
     try:
-        assert backend.api.version == "v0.0.42"  # trixie's Slurm 24.11 serves v0.0.40 to v0.0.42
+        description = backend.client.check(backend.client.request("GET", "/openapi/v3"), "the OpenAPI")
+        assert tuple(versions_in(description)) == SERVED_API[debian_release()]
+        assert backend.api.version == SERVED_API[debian_release()][-1]
         assert backend.states(["999999"]) == {"999999": JobState.UNKNOWN}
         assert len(renewals) == 1
     finally:

@@ -333,7 +333,12 @@ class RestAnswers:
         import urllib.error
         import urllib.request
 
-        request = urllib.request.Request(url, headers={"X-SLURM-USER-TOKEN": token})
+        # Slurm 22.05's slurmrestd refuses a token without the user's name beside it (401, /openapi too);
+        # later releases read it from the token and accept it given.
+        connection = self.login.keys.connection
+        assert connection is not None, "RestAnswers follows SSHLogin"
+        headers = {"X-SLURM-USER-TOKEN": token, "X-SLURM-USER-NAME": connection.user}
+        request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"{}"), None

@@ -1,10 +1,12 @@
 """slurmrestd's JSON, one adapter per version family: paths, the job description, job records.
 
 slurmrestd serves each API version at its own paths (``/slurm/v0.0.42/...``) and a release serves a few
-(Slurm 24.11: v0.0.40 to v0.0.42). The server's OpenAPI description lists them; ``choose_version`` takes
-the newest one an adapter here knows. A family shares one JSON shape: from v0.0.40 on, a job's state is a
-list of flags, numbers that may be unset are ``{"set": ..., "number": ...}`` and the script travels in
-the job description.
+(Slurm 22.05: v0.0.36 to v0.0.38; 24.11: v0.0.40 to v0.0.42; 26.05: v0.0.42 to v0.0.45). The server's
+OpenAPI description lists them; ``choose_version`` takes the newest one an adapter here knows. A family
+shares one JSON shape: from
+v0.0.40 on, a job's state is a list of flags, numbers that may be unset are ``{"set": ..., "number": ...}``
+and the script travels in the job description; v0.0.37 and v0.0.38 (``ApiV37``) have a state as one
+word, plain numbers, the script beside the job description and the environment as a map.
 
 slurmrestd does not read a script's ``#SBATCH`` lines, so the options the SDK wrote there (slurm.rendering)
 are read back (slurm.directives) and given as fields of the job description; an option without a field
@@ -76,12 +78,29 @@ def _signal_fields(text: str) -> dict[str, Any]:
 
 
 def _int(option: str) -> Callable[[str], dict[str, Any]]:
+    return _whole_number(option, lambda number: {_FIELDS_V40_INT[option]: number})
+
+
+def _whole_number(option: str, fields: Callable[[int], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
     def field(text: str) -> dict[str, Any]:
         if not text.strip().isdigit():
             raise ConfigError(f"--{option}={text!r}: slurmrestd's backend takes a whole number here")
-        return {_FIELDS_V40_INT[option]: int(text)}
+        return fields(int(text))
 
     return field
+
+
+def _signal_string(text: str) -> dict[str, Any]:
+    """``--signal`` for v0.0.37/38: ``SIG[@seconds]`` as it is; Slurm 22.05 refuses the flags."""
+    match = _SIGNAL.match(text.strip())
+    if not match:
+        raise ConfigError(f"--signal={text!r} is not [B:]SIGNAL[@seconds]")
+    if match["flags"]:
+        raise ConfigError(
+            f"--signal={text!r}: Slurm 22.05's slurmrestd (API v0.0.37/v0.0.38) refuses the {match['flags']}: "
+            "flag (`Invalid SIGNAL specification`); fix: drop the flag, or use the ssh backend"
+        )
+    return {"signal": text.strip()}
 
 
 _FIELDS_V40_INT = {
@@ -105,9 +124,10 @@ _STRING_FIELDS_V40 = {
 
 
 class ApiV40:
-    """The v0.0.40 family (Slurm 24.11's v0.0.40, v0.0.41 and v0.0.42)."""
+    """The v0.0.40 family: Slurm 24.11's v0.0.40 to v0.0.42 and 26.05's v0.0.42 to v0.0.45 (whose OpenAPI
+    descriptions give every field used here the same type as v0.0.42's)."""
 
-    versions = ("v0.0.40", "v0.0.41", "v0.0.42")
+    versions: tuple[str, ...] = ("v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
 
     def __init__(self, version: str) -> None:
         self.version = version
@@ -154,17 +174,15 @@ class ApiV40:
                     key="sbatch",
                 )
             job |= convert(value)
-        job |= {
-            "script": script,
-            "current_working_directory": working_dir,
-            "environment": list(environment),
-            "comment": marker,
-        }
+        job |= {"current_working_directory": working_dir, "comment": marker}
         if array:
             job["array"] = array
         if dependency:
             job["dependency"] = dependency
-        return {"job": job}
+        return self._body(job, script, environment)
+
+    def _body(self, job: dict[str, Any], script: str, environment: Sequence[str]) -> dict[str, Any]:
+        return {"job": job | {"script": script, "environment": list(environment)}}
 
     def submitted_id(self, body: Any) -> str | None:
         job_id = body.get("job_id") if isinstance(body, Mapping) else None
@@ -211,19 +229,58 @@ class ApiV40:
                 found[key] = JobStatus(_state(words), str(state.get("reason") or "").removeprefix("None"))
         return found
 
-    @staticmethod
-    def _keys(job_id: Any, array_id: int | None, task_id: int | None, task_string: str) -> list[str]:
+    def _keys(self, job_id: Any, array_id: int | None, task_id: int | None, task_string: str) -> list[str]:
         if not array_id:
             return [str(job_id)]
         if task_id is not None:
             return [f"{array_id}_{task_id}"]
         if task_string:
-            return expand_job_ids(f"{array_id}_[{task_string}]")
+            return [f"{array_id}_{task}" for task in self._tasks(task_string)]
         return [str(job_id)]
 
+    @staticmethod
+    def _tasks(task_string: str) -> list[str]:
+        """The task indices of an array record's pending rest: ``1-3%1`` in slurmctld's records (as
+        ``squeue`` prints it), a hexadecimal bit map in accounting's (``0xE``: tasks 1, 2 and 3; seen
+        on Slurm 22.05 and 26.05)."""
+        if task_string.lower().startswith("0x"):
+            bits = int(task_string, 16)
+            return [str(index) for index in range(bits.bit_length()) if bits >> index & 1]
+        return [job_id.split("_", 1)[1] for job_id in expand_job_ids(f"0_[{task_string}]")]
 
-ADAPTERS: tuple[type[ApiV40], ...] = (ApiV40,)
-SUPPORTED = tuple(version for adapter in ADAPTERS for version in adapter.versions)
+
+class ApiV37(ApiV40):
+    """The v0.0.37 family (Slurm 22.05's v0.0.37 and v0.0.38; its v0.0.36 names output fields otherwise).
+
+    What differs from v0.0.40, as 22.05.8 serves it: the script goes beside the job description, not in
+    it; the environment is a map; numbers are plain; a node count is ``nodes: [min, max]``; GPUs are
+    ``gres``; ``--signal`` is one string, which 22.05 refuses with a ``B:`` or ``R:`` flag; there are no
+    node-list fields. In records, a state is one word and numbers are plain.
+    """
+
+    versions = ("v0.0.37", "v0.0.38")
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        for option in ("nodelist", "exclude"):
+            del self._options[option]
+        self._options |= {
+            "nodes": _whole_number("nodes", lambda count: {"nodes": [count, count]}),
+            "time": lambda text: {"time_limit": math.ceil(parse_time_seconds(text) / 60)},
+            "mem": lambda text: {"memory_per_node": _megabytes(text)},
+            "mem-per-cpu": lambda text: {"memory_per_cpu": _megabytes(text)},
+            "gres": lambda text: {"gres": text},
+            "signal": _signal_string,
+            "open-mode": lambda text: {"open_mode": text.strip().lower()},
+        }
+
+    def _body(self, job: dict[str, Any], script: str, environment: Sequence[str]) -> dict[str, Any]:
+        variables = dict(entry.partition("=")[::2] for entry in environment)
+        return {"script": script, "job": job | {"environment": variables}}
+
+
+ADAPTERS: tuple[type[ApiV40], ...] = (ApiV40, ApiV37)
+SUPPORTED = tuple(sorted((v for adapter in ADAPTERS for v in adapter.versions), key=_version_key))
 
 
 def choose_version(seen: Iterable[str], url: str) -> ApiV40:

@@ -1,7 +1,9 @@
 """HTTP to slurmrestd: JSON in and out, a JSON Web Token in every request, renewed once on a 401.
 
-slurmrestd's ``rest_auth/jwt`` takes the token in ``X-SLURM-USER-TOKEN`` (and the user name in
-``X-SLURM-USER-NAME`` when the token does not carry it). slurmrestd does not check the token itself:
+slurmrestd's ``rest_auth/jwt`` takes the token in ``X-SLURM-USER-TOKEN`` and the user name in
+``X-SLURM-USER-NAME``: Slurm 22.05 refuses a token without it (401, its OpenAPI description too), later
+releases read it from the token; the client sends the name the token itself carries (``token_user``)
+unless the caller named a user. slurmrestd does not check the token itself:
 slurmctld or slurmdbd does, when slurmrestd passes a request on (so ``/openapi/v3`` answers any token).
 Tokens expire; when a request is refused for its token (``rejected``) the client asks the caller's
 ``renew_token`` for a new one and tries that request once more. A second refusal is an error, so a token
@@ -14,6 +16,8 @@ a submission whose answer was lost is looked up, never sent again blindly.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -55,6 +59,20 @@ def rejected(reply: Reply) -> bool:
         return True
     errors = reply.body.get("errors") if isinstance(reply.body, Mapping) else None
     return any(isinstance(e, Mapping) and e.get("error_number") == _AUTH_ERROR for e in errors or [])
+
+
+def token_user(token: str) -> str | None:
+    """The user name a token from ``scontrol token`` carries (its payload's ``sun`` claim), or None for a
+    token that is no JWT or names none. Read, not verified: slurmctld checks the signature."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    user = claims.get("sun") if isinstance(claims, Mapping) else None
+    return user if isinstance(user, str) and user else None
 
 
 def error_text(body: Any) -> str:
@@ -135,8 +153,9 @@ class RestClient:
         headers = {"Accept": "application/json"}
         if token:
             headers[TOKEN_HEADER] = token
-        if self.user:
-            headers[USER_HEADER] = self.user
+        user = self.user or (token_user(token) if token else None)
+        if user:
+            headers[USER_HEADER] = user
         data = None
         if body is not None:
             data = json.dumps(body).encode()
