@@ -1,5 +1,6 @@
 """The SDK through slurmrestd (RestBackend) on the dev cluster with the compose profile `rest`: a submit
-and its result, a map, a cancel, a dependency, a failing task; and the docs' curl. Files go over SSH."""
+and its result, a map, a cancel, a dependency, a failing task; and the docs' curl. Files go over SSH.
+Then what a long wait meets: slurmrestd frozen or restarted."""
 
 from __future__ import annotations
 
@@ -203,3 +204,46 @@ def test_a_wait_outlasts_a_frozen_slurmrestd(
                 assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
         finally:
             subprocess.run(["docker", "unpause", container], check=False, timeout=60, capture_output=True)
+
+
+def _files(slurm_container):
+    """An SSH transport of the test's own (a backend closes its transport when it is closed)."""
+    from slurm.transports.ssh import SSHTransport
+
+    return SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+
+
+def _cluster(backend, request, sdk_on_cluster, **settings) -> Cluster:
+    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
+    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
+    return Cluster(backend=backend, packaging=packaging, **settings)
+
+
+def test_a_wait_outlasts_a_slurmrestd_restart_at_the_same_url(
+    rest_url, slurm_container, slurm_stack, faults, sdk_on_cluster, request, login_transport
+):
+    """slurmrestd's container restarted (the kit's `restart` fault) while a wait is on: it comes back on the
+    port the stack keeps for it, so the URL the backend was built with stays good, and the wait ends with
+    the job's true end state: CANCELLED, for a job cancelled behind the SDK's back after the restart (no
+    result file: only the scheduler can tell)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slurm.backends.rest import RestBackend, scontrol_token
+
+    files = _files(slurm_container)
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), timeout=5)
+    with _cluster(backend, request, sdk_on_cluster, poll_interval_seconds=2) as cluster:
+        job = cluster.submit(jobs.sleep_then_return, 600)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(job.wait, timeout=TIMEOUT)
+            faults.restart("slurmrestd")
+            assert slurm_stack.rest_url() == rest_url, "slurmrestd came back on another port"
+            assert not waiting.done(), waiting.result()
+            login_transport.run(f"scancel {int(job.job_id)}")
+            assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
