@@ -1,6 +1,7 @@
 """The SDK through slurmrestd (RestBackend) on the dev cluster with the compose profile `rest`: a submit
 and its result, a map, a cancel, a dependency, a failing task; and the docs' curl. Files go over SSH.
-Then what a long wait meets: slurmrestd frozen or restarted."""
+Then what a long wait meets: slurmrestd frozen or restarted, a token that expires, and how many requests
+slurmrestd serves while a job is waited on."""
 
 from __future__ import annotations
 
@@ -247,3 +248,80 @@ def test_a_wait_outlasts_a_slurmrestd_restart_at_the_same_url(
             assert not waiting.done(), waiting.result()
             login_transport.run(f"scancel {int(job.job_id)}")
             assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
+
+
+#: The SSH backend's polling budget (scheduler calls a minute, one job waited on), held to here too.
+REQUESTS_PER_MINUTE = 40
+_REQUEST_LINE = re.compile(r"operations_router: \[.*?\] (GET|POST|DELETE|PUT) (/slurm\S*)")
+
+
+def _served(container: str, since: float, until: float) -> list[str]:
+    """The requests slurmrestd logged between two moments (its default verbosity logs each one as
+    `operations_router: [client] METHOD path`); only /slurm... paths: the healthcheck asks for /openapi."""
+    log = subprocess.run(
+        ["docker", "logs", "--since", f"{since:.3f}", "--until", f"{until:.3f}", container],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [" ".join(match.groups()) for match in _REQUEST_LINE.finditer(log.stdout + log.stderr)]
+
+
+def test_a_minute_of_waiting_costs_slurmrestd_at_most_the_polling_budget(
+    rest_cluster, slurm_stack, record_property
+):
+    """One job waited on for 60 s with the default polling: the requests slurmrestd itself logged (not the
+    client's count) stay within the SSH backend's budget, and all of them are job listings."""
+    job = rest_cluster.submit(jobs.sleep_then_return, 600)
+    container = slurm_stack.container_names()["slurmrestd"]
+    try:
+        started = time.time()
+        with pytest.raises(TimeoutError):
+            job.wait(timeout=60)
+        ended = time.time()
+    finally:
+        job.cancel()
+    served = _served(container, started, ended)
+    record_property("slurmrestd_requests", len(served))
+    print(f"slurmrestd served {len(served)} requests in {ended - started:.0f} s of waiting: {served}")
+    assert served, "slurmrestd logged no request: did its log format change?"
+    assert len(served) <= REQUESTS_PER_MINUTE * (ended - started) / 60, served
+    assert all(request.startswith("GET /slurm/") and request.endswith("/jobs") for request in served), served
+
+
+def test_a_token_that_expires_during_a_wait_is_renewed(
+    rest_url, slurm_container, login_transport, sdk_on_cluster, request
+):
+    """A token from `scontrol token lifespan=10`, a job that runs 30 s: slurmctld refuses the token once it
+    expired, the renewal callable is called, and the wait ends with the task's result. The first token
+    is refused by then (it really expired)."""
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.backends.rest_http import RestClient, TokenRejected
+
+    lifespan = 10
+    token = (
+        login_transport.run(f"scontrol token lifespan={lifespan}").stdout.strip().removeprefix("SLURM_JWT=")
+    )
+    files = _files(slurm_container)
+    renew = scontrol_token(files)
+    renewals = []
+
+    def counted() -> str:
+        renewals.append(time.time())
+        return renew()
+
+    backend = RestBackend(rest_url, files, token=token, renew_token=counted)
+    issued = time.time()
+    with _cluster(backend, request, sdk_on_cluster, poll_interval_seconds=2) as cluster:
+        job = cluster.submit(jobs.sleep_then_return, 3 * lifespan)
+        assert job.result(timeout=TIMEOUT) == "slept"
+        assert job.last_state is JobState.COMPLETED
+    assert len(renewals) == 1, renewals
+    assert renewals[0] >= issued + lifespan - 1, "renewed before the token expired"
+    expired = RestClient(rest_url, token=token)
+    try:
+        with pytest.raises(TokenRejected, match="refused the token"):
+            expired.request("GET", f"/slurm/{backend.api.version}/jobs")
+    finally:
+        expired.close()
