@@ -325,3 +325,25 @@ def test_a_token_that_expires_during_a_wait_is_renewed(
             expired.request("GET", f"/slurm/{backend.api.version}/jobs")
     finally:
         expired.close()
+
+
+def test_an_inline_payload_needs_no_payload_upload(rest_url, slurm_container, sdk_on_cluster, request):
+    """``inline_payload_limit``: a map's payload travels in the script slurmrestd gets; the SSH transport
+    writes the job directory with its job.sh only, every array task finds the payload, and the results
+    come back over SSH."""
+    from slurm.backends.rest import RestBackend, scontrol_token
+
+    files = _files(slurm_container)
+    written: list[list[str]] = []
+    write_files = files.write_files
+
+    def recorded(directory, contents) -> None:
+        written.append(sorted(contents))
+        write_files(directory, contents)
+
+    files.write_files = recorded  # type: ignore[method-assign]
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), inline_payload_limit=256 * 1024)
+    with _cluster(backend, request, sdk_on_cluster) as cluster:
+        array = cluster.map(jobs.where, range(3))
+        assert [value for value, _, _ in array.results(timeout=TIMEOUT)] == [0, 1, 2]
+    assert written == [["job.sh"]]
