@@ -28,6 +28,25 @@ TIMEOUT = 300
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "rest.md"
 
 
+def _files(slurm_container):
+    """An SSH transport of the test's own (a backend closes its transport when it is closed)."""
+    from slurm.transports.ssh import SSHTransport
+
+    return SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+
+
+def _cluster(backend, request, sdk_on_cluster, **settings) -> Cluster:
+    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
+    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
+    return Cluster(backend=backend, packaging=packaging, **settings)
+
+
 @pytest.fixture(scope="module")
 def rest_url(slurm_stack: Stack) -> str:
     if not rest_enabled():
@@ -38,19 +57,11 @@ def rest_url(slurm_stack: Stack) -> str:
 @pytest.fixture
 def rest_cluster(request, rest_url, slurm_container, sdk_on_cluster):
     from slurm.backends.rest import RestBackend, scontrol_token
-    from slurm.transports.ssh import SSHTransport
 
-    # A transport of its own: the cluster closes its backend (and with it the transport) at the end.
-    files = SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
+    files = _files(slurm_container)
+    cluster = _cluster(
+        RestBackend(rest_url, files, renew_token=scontrol_token(files)), request, sdk_on_cluster
     )
-    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files))
-    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
-    cluster = Cluster(backend=backend, packaging=plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots))
     yield cluster
     cluster.close()
 
@@ -116,15 +127,8 @@ def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, login_transport):
 
 def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slurm_container):
     from slurm.backends.rest import RestBackend, scontrol_token
-    from slurm.transports.ssh import SSHTransport
 
-    files = SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
-    )
+    files = _files(slurm_container)
     renew = scontrol_token(files, lifespan=120)
     renewals = []
 
@@ -175,21 +179,12 @@ def test_a_wait_outlasts_a_frozen_slurmrestd(
     from concurrent.futures import ThreadPoolExecutor
 
     from slurm.backends.rest import RestBackend, scontrol_token
-    from slurm.transports.ssh import SSHTransport
 
-    files = SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
-    )
+    files = _files(slurm_container)
     backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), timeout=5)
-    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
-    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
     # This stack's own slurmrestd container (the kit's pause fault knows the Slurm roles only).
     container = slurm_stack.container_names()["slurmrestd"]
-    with Cluster(backend=backend, packaging=packaging, poll_interval_seconds=2) as cluster:
+    with _cluster(backend, request, sdk_on_cluster, poll_interval_seconds=2) as cluster:
         job = cluster.submit(jobs.sleep_then_return, 600)
         subprocess.run(["docker", "pause", container], check=True, timeout=60)
         try:
@@ -205,25 +200,6 @@ def test_a_wait_outlasts_a_frozen_slurmrestd(
                 assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
         finally:
             subprocess.run(["docker", "unpause", container], check=False, timeout=60, capture_output=True)
-
-
-def _files(slurm_container):
-    """An SSH transport of the test's own (a backend closes its transport when it is closed)."""
-    from slurm.transports.ssh import SSHTransport
-
-    return SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
-    )
-
-
-def _cluster(backend, request, sdk_on_cluster, **settings) -> Cluster:
-    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
-    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
-    return Cluster(backend=backend, packaging=packaging, **settings)
 
 
 def test_a_wait_outlasts_a_slurmrestd_restart_at_the_same_url(
