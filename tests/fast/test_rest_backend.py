@@ -85,7 +85,9 @@ class FakeSlurmrestd:
                 handler.connection.close()  # queued, but the answer never leaves
                 return None
             return self.answer(handler, 200, {"job_id": 1000 + len(self.submissions), "errors": []})
-        if handler.path == f"/slurm/{self.version}/jobs":
+        listing = handler.path == f"/slurm/{self.version}/jobs"
+        one = handler.path.removeprefix(f"/slurm/{self.version}/job/") if method == "GET" else handler.path
+        if listing or one.isdigit():
             jobs = [
                 {
                     "job_id": 1000 + number,
@@ -95,7 +97,11 @@ class FakeSlurmrestd:
                     "array_task_id": {"set": False, "number": 0},
                 }
                 for number, submission in enumerate(self.submissions, 1)
+                if listing or 1000 + number == int(one)
             ]
+            if not jobs:  # as slurmrestd 24.11 answers for a job slurmctld does not hold
+                error = {"error": "Invalid job id specified", "error_number": 2017}
+                return self.answer(handler, 404, {"jobs": [], "errors": [error]})
             return self.answer(handler, 200, {"jobs": jobs})
         return self.answer(handler, 404, {"errors": [{"error": f"no {handler.path}"}]})
 
@@ -164,7 +170,7 @@ def test_a_renewed_token_refused_too_is_an_error_not_a_loop(server: FakeSlurmres
     with pytest.raises(TokenRejected, match="freshly renewed token too"):
         backend.states(["1001"])
     assert len(renewals) == 1
-    assert [path for _, path, _ in server.requests] == ["/openapi/v3", *[f"/slurm/{V42}/jobs"] * 2]
+    assert [path for _, path, _ in server.requests] == ["/openapi/v3", *[f"/slurm/{V42}/job/1001"] * 2]
 
 
 def test_without_a_renewal_a_401_says_how_to_get_a_token(server: FakeSlurmrestd) -> None:
@@ -283,6 +289,25 @@ def test_slurmrestd_gone_is_a_transient_error_and_its_return_is_picked_up(server
     assert caught.value.transient
     server.down = False
     assert backend.states(["1001"]) == {"1001": JobState.UNKNOWN}
+
+
+def test_a_few_jobs_are_polled_one_by_one_and_many_with_one_listing(server: FakeSlurmrestd, tmp_path) -> None:
+    """slurmrestd's job listing holds every job slurmctld has, of every user (megabytes after a big map):
+    waiting on one job or two asks for those alone; more than that, one listing answers for all."""
+    backend = RestBackend(server.url, HostTransport(), token="good")
+    cluster = Cluster(backend=backend, packaging=NonePackaging(), job_root=str(tmp_path))
+    jobs = [cluster.submit(tasks.add, i, i) for i in range(3)]
+    server.requests.clear()
+    assert backend.states([jobs[0].job_id]) == {"1001": JobState.PENDING}
+    assert backend.states(["1001", "1002"]) == {"1001": JobState.PENDING, "1002": JobState.PENDING}
+    every = backend.states([job.job_id for job in jobs])
+    assert every == dict.fromkeys(["1001", "1002", "1003"], JobState.PENDING)
+    assert [path for _, path, _ in server.requests] == [
+        f"/slurm/{V42}/job/1001",
+        f"/slurm/{V42}/job/1001",
+        f"/slurm/{V42}/job/1002",
+        f"/slurm/{V42}/jobs",
+    ]
 
 
 class RemoteLike(HostTransport):

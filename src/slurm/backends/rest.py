@@ -32,6 +32,12 @@ OPENAPI_PATHS = ("/openapi/v3", "/openapi")
 #: The environment a job starts with (sbatch would pass the submitter's; a REST client has none to give).
 BASE_ENVIRONMENT = ("PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
 _TOKEN_LINE = re.compile(r"^SLURM_JWT=(\S+)\s*$", re.M)
+#: Up to this many jobs (an array counts once) are polled one request each (``GET .../job/<id>``); more
+#: with one listing (``GET .../jobs``). The listing carries every job slurmctld still holds, of every user:
+#: 11 MB of JSON a minute after a 1,000-task map ended, which slowed each poll of a single job to seconds.
+SINGLE_LOOKUPS = 2
+#: Slurm's ESLURM_INVALID_JOB_ID: slurmctld holds no such job (any more).
+_INVALID_JOB_ID = 2017
 
 
 class RestBackend(Backend):
@@ -168,10 +174,20 @@ class RestBackend(Backend):
     def statuses(
         self, job_ids: Sequence[str], *, reasons_for: Collection[str] = (), background: bool = False
     ) -> dict[str, JobStatus]:
-        """One ``GET .../jobs`` for all of them (slurmctld's view, with reasons and restart counts); a job
-        it does not list any more is asked of accounting (``/slurmdb/.../job/<id>``), once per array."""
+        """slurmctld's view (with reasons and restart counts): ``GET .../job/<id>`` per job or array for a
+        few (``SINGLE_LOOKUPS``), else one ``GET .../jobs`` for all; a job slurmctld does not hold any more
+        is asked of accounting (``/slurmdb/.../job/<id>``), once per array."""
         unique = list(dict.fromkeys(job_ids))
-        listed = self.api.live_statuses(self._get(f"{self.api.slurm}/jobs", "listing jobs"))
+        arrays = list(dict.fromkeys(job_id.split("_", 1)[0] for job_id in unique))
+        if len(arrays) <= SINGLE_LOOKUPS:
+            listed: dict[str, tuple[JobStatus, str]] = {}
+            for array_id in arrays:
+                reply = self.client.request("GET", f"{self.api.slurm}/job/{array_id}")
+                if reply.status == 404 or _invalid_job(reply.body):
+                    continue  # slurmctld forgot it: accounting, below
+                listed |= self.api.live_statuses(self.client.check(reply, f"reading job {array_id}"))
+        else:
+            listed = self.api.live_statuses(self._get(f"{self.api.slurm}/jobs", "listing jobs"))
         found = {key: status for key, (status, _) in listed.items()}
         missing = {
             job_id.split("_", 1)[0]
@@ -208,6 +224,11 @@ class RestBackend(Backend):
 
 def _listed(body: Any) -> bool:
     return isinstance(body, Mapping) and bool(body.get("jobs"))
+
+
+def _invalid_job(body: Any) -> bool:
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    return any(isinstance(e, Mapping) and e.get("error_number") == _INVALID_JOB_ID for e in errors or [])
 
 
 def scontrol_token(transport: Transport, lifespan: int = 3600) -> Callable[[], str]:
