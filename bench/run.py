@@ -7,6 +7,7 @@ python -m bench --only roundtrip,map
 python -m bench --cold           # also the cold start: REMOVES the dev image, the Debian base image
                                  # and the build cache, then rebuilds them (minutes)
 python -m bench --tiers          # also the integration tier wall time at -n 0 vs -n 2 (slow)
+SLURM_SDK_COMPOSE_PROFILES=rest python -m bench --rest --only warm_rest,rest_vs_ssh   # slurmrestd figures
 python -m bench --table          # no measuring: print the table and redraw the figures from results.json
 """
 
@@ -32,6 +33,7 @@ from bench import (
     fig_jobs,
     fig_limits,
     fig_packaging,
+    fig_rest,
     fig_scale,
     fig_shapes,
     fig_submitit,
@@ -99,6 +101,8 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     "cold_shapes": (lambda env, a, s: fig_shapes.cold(env), "cold"),
     "warm": (lambda env, a, s: fig_shapes.warm(env, s.repeats), None),
     "warm_per_node": (lambda env, a, s: fig_shapes.warm_per_node(env, s.repeats), None),
+    # Opt-in (--rest): the stack needs SLURM_SDK_COMPOSE_PROFILES=rest, and the warm one restarts it 2n times.
+    "warm_rest": (lambda env, a, s: fig_rest.warm_with_rest(env, s.repeats), "rest"),
     "reuse": (lambda env, a, s: fig_cluster.reuse(env, s.repeats), None),
     "image": (lambda env, a, s: fig_cluster.image_size(env), None),
     "harness": (lambda env, a, s: fig_harness.harness_overhead(env, s.repeats), None),
@@ -111,6 +115,7 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     },
     "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
+    "rest_vs_ssh": (lambda env, a, s: fig_rest.rest_vs_ssh(env, s.repeats, s.map_n), "rest"),
     "startup": (lambda env, a, s: fig_scale.startup(env, s.startup_runs), None),
     "client_import": (lambda env, a, s: fig_scale.client_import(env, s.startup_runs), None),
     "big_map": (lambda env, a, s: fig_scale.big_map(env, s.big_map_n, s.big_map_item), None),
@@ -143,6 +148,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(FIGURES)}")
     parser.add_argument("--cold", action="store_true", help="include the destructive cold-start figure")
     parser.add_argument("--tiers", action="store_true", help="include the integration tier wall time")
+    parser.add_argument(
+        "--rest",
+        action="store_true",
+        help="include the slurmrestd figures (needs SLURM_SDK_COMPOSE_PROFILES=rest)",
+    )
     parser.add_argument("--repeats", type=int, help="rounds per figure (default 5, --quick 1)")
     parser.add_argument("--cold-repeats", type=int, default=1, help="rounds of the cold start (default 1)")
     parser.add_argument("--tiers-repeats", type=int, default=2, help="rounds of the tier timing (default 2)")

@@ -81,6 +81,7 @@ class RecordingFaults:
         self.stack = SimpleNamespace(project="p")
         self.compute_nodes = ("c1", "c2")  # a default two-node stack
         self.configured = ("slurmctld", "c1", "c2", "login")
+        self.restartable = (*self.configured, "slurmrestd")  # a stack with the profile `rest`
 
     def __getattr__(self, name):
         def record(*args):
@@ -101,6 +102,7 @@ class RecordingFaults:
         (["node", "c1", "start"], ("start_node", "c1")),
         (["pause", "slurmctld"], ("pause", "slurmctld")),
         (["restart", "login"], ("restart", "login")),
+        (["restart", "slurmrestd"], ("restart", "slurmrestd")),
         (["ssh", "drop"], ("drop_ssh",)),
         (["sbatch", "drop", "2"], ("drop_ssh_after_sbatch", 2)),
         (["sbatch", "slow", "4"], ("slow_sbatch", 4.0)),
@@ -129,6 +131,8 @@ def test_fault_verbs_reach_the_fault(words, call):
         (["node", "c9", "stop"], "c1, c2"),
         (["node", "c1", "reboot"], "stop, start"),
         (["pause", "db"], "slurmctld, c1, c2, login"),
+        (["pause", "slurmrestd"], "slurmctld, c1, c2, login, got"),  # only restart takes slurmrestd
+        (["restart", "db"], "slurmctld, c1, c2, login, slurmrestd"),
         (["sbatch", "slow"], "SECONDS"),
         (["forget", "on", "x"], "number"),
         (["preempt"], "one JOB_ID"),

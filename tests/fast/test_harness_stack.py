@@ -357,6 +357,33 @@ def test_login_keeps_the_port_its_stack_was_first_given(tmp_path, monkeypatch):
     assert given.keep_login_port("start") is False and given.read_state()[PINNED_PORT_KEY] == 2345
 
 
+def test_slurmrestd_keeps_the_port_its_stack_was_first_given(tmp_path, monkeypatch):
+    """With the profile ``rest``, slurmrestd's port is pinned before its container is made (a restart with
+    an ephemeral port would move it, and its clients' URL would go stale); SLURM_SDK_REST_PORT wins;
+    without the profile nothing is pinned."""
+    from slurm_dev_cluster.stack_state import REST_PORT_KEY
+
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("SLURM_SDK_REST_PORT", raising=False)
+    monkeypatch.delenv("SLURM_SDK_COMPOSE_PROFILES", raising=False)
+    plain = RunningStack({}, project="slurmsdk-norest")
+    plain.keep_rest_port("start")
+    assert REST_PORT_KEY not in plain.read_state() and _compose_env(plain)["SLURM_SDK_REST_PORT"] == ""
+
+    monkeypatch.setenv("SLURM_SDK_COMPOSE_PROFILES", "rest")
+    stack = RunningStack({}, project="slurmsdk-rest")
+    stack.keep_rest_port("start")
+    chosen = stack.read_state()[REST_PORT_KEY]
+    assert _compose_env(stack)["SLURM_SDK_REST_PORT"] == str(chosen) and 1024 < chosen < 65536
+    stack.keep_rest_port("reuse")  # kept: no new choice, no Docker call (this stack has no Docker)
+    assert _compose_env(RunningStack({}, project="slurmsdk-rest"))["SLURM_SDK_REST_PORT"] == str(chosen)
+
+    monkeypatch.setenv("SLURM_SDK_REST_PORT", "6820")
+    given = RunningStack({}, project="slurmsdk-rest-given")
+    given.keep_rest_port("start")
+    assert REST_PORT_KEY not in given.read_state()  # compose reads the setting from the environment
+
+
 def test_a_kept_port_taken_meanwhile_is_said_at_once(tmp_path, monkeypatch):
     """Login is down and something else took its port: the next start fails before any container is made,
     naming the port and what to do, instead of Docker's error after a build or a login on a new port."""

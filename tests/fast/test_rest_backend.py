@@ -5,9 +5,13 @@ comment instead of being submitted twice."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +20,7 @@ from slurm import Cluster
 from slurm.backends.base import JobState, JobStatus
 from slurm.backends.rest import RestBackend
 from slurm.backends.rest_http import TokenRejected
-from slurm.errors import BackendError
+from slurm.errors import BackendError, ConfigError, SubmitError
 from slurm.packaging.none import NonePackaging
 from slurm.transports.host import HostTransport
 
@@ -81,7 +85,9 @@ class FakeSlurmrestd:
                 handler.connection.close()  # queued, but the answer never leaves
                 return None
             return self.answer(handler, 200, {"job_id": 1000 + len(self.submissions), "errors": []})
-        if handler.path == f"/slurm/{self.version}/jobs":
+        listing = handler.path == f"/slurm/{self.version}/jobs"
+        one = handler.path.removeprefix(f"/slurm/{self.version}/job/") if method == "GET" else handler.path
+        if listing or one.isdigit():
             jobs = [
                 {
                     "job_id": 1000 + number,
@@ -91,7 +97,11 @@ class FakeSlurmrestd:
                     "array_task_id": {"set": False, "number": 0},
                 }
                 for number, submission in enumerate(self.submissions, 1)
+                if listing or 1000 + number == int(one)
             ]
+            if not jobs:  # as slurmrestd 24.11 answers for a job slurmctld does not hold
+                error = {"error": "Invalid job id specified", "error_number": 2017}
+                return self.answer(handler, 404, {"jobs": [], "errors": [error]})
             return self.answer(handler, 200, {"jobs": jobs})
         return self.answer(handler, 404, {"errors": [{"error": f"no {handler.path}"}]})
 
@@ -160,7 +170,7 @@ def test_a_renewed_token_refused_too_is_an_error_not_a_loop(server: FakeSlurmres
     with pytest.raises(TokenRejected, match="freshly renewed token too"):
         backend.states(["1001"])
     assert len(renewals) == 1
-    assert [path for _, path, _ in server.requests] == ["/openapi/v3", *[f"/slurm/{V42}/jobs"] * 2]
+    assert [path for _, path, _ in server.requests] == ["/openapi/v3", *[f"/slurm/{V42}/job/1001"] * 2]
 
 
 def test_without_a_renewal_a_401_says_how_to_get_a_token(server: FakeSlurmrestd) -> None:
@@ -279,3 +289,78 @@ def test_slurmrestd_gone_is_a_transient_error_and_its_return_is_picked_up(server
     assert caught.value.transient
     server.down = False
     assert backend.states(["1001"]) == {"1001": JobState.UNKNOWN}
+
+
+def test_a_few_jobs_are_polled_one_by_one_and_many_with_one_listing(server: FakeSlurmrestd, tmp_path) -> None:
+    """slurmrestd's job listing holds every job slurmctld has, of every user (megabytes after a big map):
+    waiting on one job or two asks for those alone; more than that, one listing answers for all."""
+    backend = RestBackend(server.url, HostTransport(), token="good")
+    cluster = Cluster(backend=backend, packaging=NonePackaging(), job_root=str(tmp_path))
+    jobs = [cluster.submit(tasks.add, i, i) for i in range(3)]
+    server.requests.clear()
+    assert backend.states([jobs[0].job_id]) == {"1001": JobState.PENDING}
+    assert backend.states(["1001", "1002"]) == {"1001": JobState.PENDING, "1002": JobState.PENDING}
+    every = backend.states([job.job_id for job in jobs])
+    assert every == dict.fromkeys(["1001", "1002", "1003"], JobState.PENDING)
+    assert [path for _, path, _ in server.requests] == [
+        f"/slurm/{V42}/job/1001",
+        f"/slurm/{V42}/job/1001",
+        f"/slurm/{V42}/job/1002",
+        f"/slurm/{V42}/jobs",
+    ]
+
+
+class RemoteLike(HostTransport):
+    """This machine's files, handed to the backend as a remote transport's are (``Cluster`` then lets
+    ``submit_with_files`` write them); records which files each write carried."""
+
+    remote = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[list[str]] = []
+
+    def write_files(self, directory: str, files: Mapping[str, tuple[bytes, int]]) -> None:
+        self.written.append(sorted(files))
+        super().write_files(directory, files)
+
+
+def test_an_inline_payload_travels_in_the_script_and_the_script_runs_the_task(server, tmp_path) -> None:
+    """With ``inline_payload_limit`` the transport writes no payload file; the script slurmrestd got writes
+    it on the node. Run here with bash, as slurmd would, it runs the task, whose result comes back."""
+    transport = RemoteLike()
+    backend = RestBackend(server.url, transport, token="good", inline_payload_limit=64 * 1024)
+    cluster = Cluster(backend=backend, packaging=NonePackaging(), job_root=str(tmp_path))
+    job = cluster.submit(tasks.add, 1, 2)
+    assert transport.written == [["job.sh"]]
+    payload = Path(job.job_dir) / "payload.pkl"
+    assert not payload.exists()
+    script = server.submissions[0]["job"]["script"]
+    env = {
+        **os.environ,
+        "SLURM_JOB_ID": "1001",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # the task's module: tests.fast.tasks
+    }
+    subprocess.run(["bash", "-c", script], cwd=job.job_dir, env=env, check=True, timeout=120)
+    assert payload.stat().st_mode & 0o077 == 0  # private, as an uploaded one is
+    assert job.result(timeout=60) == 3
+
+
+def test_a_payload_over_the_inline_limit_is_refused_before_anything_is_written(server, tmp_path) -> None:
+    transport = RemoteLike()
+    backend = RestBackend(server.url, transport, token="good", inline_payload_limit=1000)
+    cluster = Cluster(backend=backend, packaging=NonePackaging(), job_root=str(tmp_path))
+    with pytest.raises(
+        SubmitError, match=r"is [\d,]+ bytes, over .* inline_payload_limit of 1,000 bytes.*fix:"
+    ):
+        cluster.submit(tasks.add, b"x" * 5000, b"")
+    assert (server.submissions, transport.written) == ([], [])
+
+
+@pytest.mark.parametrize("limit", [0, -1, 3 * 1024 * 1024, True, "1k"])
+def test_an_inline_limit_that_cannot_work_is_refused_when_the_backend_is_built(server, limit) -> None:
+    with pytest.raises(
+        ConfigError, match="inline_payload_limit must be a number of bytes from 1 to 2,097,152"
+    ):
+        RestBackend(server.url, HostTransport(), token="good", inline_payload_limit=limit)

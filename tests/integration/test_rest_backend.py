@@ -1,5 +1,7 @@
 """The SDK through slurmrestd (RestBackend) on the dev cluster with the compose profile `rest`: a submit
-and its result, a map, a cancel, a dependency, a failing task; and the docs' curl. Files go over SSH."""
+and its result, a map, a cancel, a dependency, a failing task; and the docs' curl. Files go over SSH.
+Then what a long wait meets: slurmrestd frozen or restarted, a token that expires, and how many requests
+slurmrestd serves while a job is waited on."""
 
 from __future__ import annotations
 
@@ -33,6 +35,25 @@ SERVED_API = {
 }
 
 
+def _files(slurm_container):
+    """An SSH transport of the test's own (a backend closes its transport when it is closed)."""
+    from slurm.transports.ssh import SSHTransport
+
+    return SSHTransport(
+        slurm_container.host,
+        slurm_container.port,
+        slurm_container.user,
+        str(slurm_container.key_path),
+        slurm_container.host_key,
+    )
+
+
+def _cluster(backend, request, sdk_on_cluster, **settings) -> Cluster:
+    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
+    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
+    return Cluster(backend=backend, packaging=packaging, **settings)
+
+
 @pytest.fixture(scope="module")
 def rest_url(slurm_stack: Stack) -> str:
     if not rest_enabled():
@@ -43,19 +64,11 @@ def rest_url(slurm_stack: Stack) -> str:
 @pytest.fixture
 def rest_cluster(request, rest_url, slurm_container, sdk_on_cluster):
     from slurm.backends.rest import RestBackend, scontrol_token
-    from slurm.transports.ssh import SSHTransport
 
-    # A transport of its own: the cluster closes its backend (and with it the transport) at the end.
-    files = SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
+    files = _files(slurm_container)
+    cluster = _cluster(
+        RestBackend(rest_url, files, renew_token=scontrol_token(files)), request, sdk_on_cluster
     )
-    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files))
-    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
-    cluster = Cluster(backend=backend, packaging=plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots))
     yield cluster
     cluster.close()
 
@@ -132,15 +145,8 @@ def test_the_docs_curl_submits_a_job(rest_url, slurm_stack, slurm_container, log
 def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slurm_container):
     from slurm.backends.rest import RestBackend, scontrol_token
     from slurm.backends.rest_api import versions_in
-    from slurm.transports.ssh import SSHTransport
 
-    files = SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
-    )
+    files = _files(slurm_container)
     renew = scontrol_token(files, lifespan=120)
     renewals = []
 
@@ -193,21 +199,12 @@ def test_a_wait_outlasts_a_frozen_slurmrestd(
     from concurrent.futures import ThreadPoolExecutor
 
     from slurm.backends.rest import RestBackend, scontrol_token
-    from slurm.transports.ssh import SSHTransport
 
-    files = SSHTransport(
-        slurm_container.host,
-        slurm_container.port,
-        slurm_container.user,
-        str(slurm_container.key_path),
-        slurm_container.host_key,
-    )
+    files = _files(slurm_container)
     backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), timeout=5)
-    roots = plugin_fixtures.test_import_roots(request, sdk_on_cluster)
-    packaging = plugin_fixtures.packaging_for("ssh", sdk_on_cluster, roots)
     # This stack's own slurmrestd container (the kit's pause fault knows the Slurm roles only).
     container = slurm_stack.container_names()["slurmrestd"]
-    with Cluster(backend=backend, packaging=packaging, poll_interval_seconds=2) as cluster:
+    with _cluster(backend, request, sdk_on_cluster, poll_interval_seconds=2) as cluster:
         job = cluster.submit(jobs.sleep_then_return, 600)
         subprocess.run(["docker", "pause", container], check=True, timeout=60)
         try:
@@ -223,3 +220,127 @@ def test_a_wait_outlasts_a_frozen_slurmrestd(
                 assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
         finally:
             subprocess.run(["docker", "unpause", container], check=False, timeout=60, capture_output=True)
+
+
+def test_a_wait_outlasts_a_slurmrestd_restart_at_the_same_url(
+    rest_url, slurm_container, slurm_stack, faults, sdk_on_cluster, request, login_transport
+):
+    """slurmrestd's container restarted (the kit's `restart` fault) while a wait is on: it comes back on the
+    port the stack keeps for it, so the URL the backend was built with stays good, and the wait ends with
+    the job's true end state: CANCELLED, for a job cancelled behind the SDK's back after the restart (no
+    result file: only the scheduler can tell)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slurm.backends.rest import RestBackend, scontrol_token
+
+    files = _files(slurm_container)
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), timeout=5)
+    with _cluster(backend, request, sdk_on_cluster, poll_interval_seconds=2) as cluster:
+        job = cluster.submit(jobs.sleep_then_return, 600)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(job.wait, timeout=TIMEOUT)
+            faults.restart("slurmrestd")
+            assert slurm_stack.rest_url() == rest_url, "slurmrestd came back on another port"
+            assert not waiting.done(), waiting.result()
+            login_transport.run(f"scancel {int(job.job_id)}")
+            assert waiting.result(timeout=TIMEOUT) is JobState.CANCELLED
+
+
+#: The SSH backend's polling budget (scheduler calls a minute, one job waited on), held to here too.
+REQUESTS_PER_MINUTE = 40
+_REQUEST_LINE = re.compile(r"operations_router: \[.*?\] (GET|POST|DELETE|PUT) (/slurm\S*)")
+
+
+def _served(container: str, since: float, until: float) -> list[str]:
+    """The requests slurmrestd logged between two moments (its default verbosity logs each one as
+    `operations_router: [client] METHOD path`); only /slurm... paths: the healthcheck asks for /openapi."""
+    log = subprocess.run(
+        ["docker", "logs", "--since", f"{since:.3f}", "--until", f"{until:.3f}", container],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [" ".join(match.groups()) for match in _REQUEST_LINE.finditer(log.stdout + log.stderr)]
+
+
+def test_a_minute_of_waiting_costs_slurmrestd_at_most_the_polling_budget(
+    rest_cluster, slurm_stack, record_property
+):
+    """One job waited on for 60 s with the default polling: the requests slurmrestd itself logged (not the
+    client's count) stay within the SSH backend's budget, and each asks for that job alone."""
+    job = rest_cluster.submit(jobs.sleep_then_return, 600)
+    container = slurm_stack.container_names()["slurmrestd"]
+    try:
+        started = time.time()
+        with pytest.raises(TimeoutError):
+            job.wait(timeout=60)
+        ended = time.time()
+    finally:
+        job.cancel()
+    served = _served(container, started, ended)
+    record_property("slurmrestd_requests", len(served))
+    print(f"slurmrestd served {len(served)} requests in {ended - started:.0f} s of waiting: {served}")
+    assert served, "slurmrestd logged no request: did its log format change?"
+    assert len(served) <= REQUESTS_PER_MINUTE * (ended - started) / 60, served
+    # Each one asks for this job alone, not for the listing of every job slurmctld holds.
+    assert set(served) == {f"GET /slurm/{rest_cluster.backend.api.version}/job/{job.job_id}"}, served
+
+
+def test_a_token_that_expires_during_a_wait_is_renewed(
+    rest_url, slurm_container, login_transport, sdk_on_cluster, request
+):
+    """A token from `scontrol token lifespan=10`, a job that runs 30 s: slurmctld refuses the token once it
+    expired, the renewal callable is called, and the wait ends with the task's result. The first token
+    is refused by then (it really expired)."""
+    from slurm.backends.rest import RestBackend, scontrol_token
+    from slurm.backends.rest_http import RestClient, TokenRejected
+
+    lifespan = 10
+    token = (
+        login_transport.run(f"scontrol token lifespan={lifespan}").stdout.strip().removeprefix("SLURM_JWT=")
+    )
+    files = _files(slurm_container)
+    renew = scontrol_token(files)
+    renewals = []
+
+    def counted() -> str:
+        renewals.append(time.time())
+        return renew()
+
+    backend = RestBackend(rest_url, files, token=token, renew_token=counted)
+    issued = time.time()
+    with _cluster(backend, request, sdk_on_cluster, poll_interval_seconds=2) as cluster:
+        job = cluster.submit(jobs.sleep_then_return, 3 * lifespan)
+        assert job.result(timeout=TIMEOUT) == "slept"
+        assert job.last_state is JobState.COMPLETED
+    assert len(renewals) == 1, renewals
+    assert renewals[0] >= issued + lifespan - 1, "renewed before the token expired"
+    expired = RestClient(rest_url, token=token)
+    try:
+        with pytest.raises(TokenRejected, match="refused the token"):
+            expired.request("GET", f"/slurm/{backend.api.version}/jobs")
+    finally:
+        expired.close()
+
+
+def test_an_inline_payload_needs_no_payload_upload(rest_url, slurm_container, sdk_on_cluster, request):
+    """``inline_payload_limit``: a map's payload travels in the script slurmrestd gets; the SSH transport
+    writes the job directory with its job.sh only, every array task finds the payload, and the results
+    come back over SSH."""
+    from slurm.backends.rest import RestBackend, scontrol_token
+
+    files = _files(slurm_container)
+    written: list[list[str]] = []
+    write_files = files.write_files
+
+    def recorded(directory, contents) -> None:
+        written.append(sorted(contents))
+        write_files(directory, contents)
+
+    files.write_files = recorded  # type: ignore[method-assign]
+    backend = RestBackend(rest_url, files, renew_token=scontrol_token(files), inline_payload_limit=256 * 1024)
+    with _cluster(backend, request, sdk_on_cluster) as cluster:
+        array = cluster.map(jobs.where, range(3))
+        assert [value for value, _, _ in array.results(timeout=TIMEOUT)] == [0, 1, 2]
+    assert written == [["job.sh"]]

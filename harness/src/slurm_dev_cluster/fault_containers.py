@@ -8,6 +8,7 @@ import time
 from python_on_whales.exceptions import DockerException
 
 from slurm_dev_cluster import docker_deadline
+from slurm_dev_cluster.compose_project import REST_SERVICE
 from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.fault_base import FaultsBase, check_choice
 from slurm_dev_cluster.ssh_access import PORT_TAKEN, Connection
@@ -79,12 +80,24 @@ class ContainerFaults(FaultsBase):
         )
         self._wait_ready([service])
 
+    @property
+    def restartable(self) -> tuple[str, ...]:
+        """The services ``restart`` takes: the cluster's, and slurmrestd when the stack runs it."""
+        return self.configured + ((REST_SERVICE,) if REST_SERVICE in self.stack.container_names() else ())
+
     def restart(self, service: str) -> Connection | None:
         """Restart a container and wait until it is ready again. ``login`` comes back on the port it had
         (the stack keeps it: ``Stack.keep_login_port``), as a real login node does, so clients waiting on it
-        reconnect by themselves; its connection is returned. If something took the port meanwhile, the
+        reconnect by themselves; its connection is returned. ``slurmrestd`` too keeps its port
+        (``Stack.keep_rest_port``): its clients' URL stays good. If something took the port meanwhile, the
         error says so at once."""
-        check_choice("service", service, self.configured)
+        check_choice("service", service, self.restartable)
+        if service == REST_SERVICE and not self.stack.rest_port_pinned():
+            # Made before the kit kept slurmrestd's port: made again on its kept port first, or the
+            # restart would move it and the URL its clients hold would go stale.
+            self.stack.keep_rest_port("reuse")
+            self.stack.compose.up("faults", services=[REST_SERVICE], force_recreate=True)
+            self._wait_ready([REST_SERVICE])
         if service == "login" and not self._login_port_pinned():
             # A login container made before ports were kept asks Docker for an ephemeral port, which a
             # restart would move: made again on the port it has now, first.

@@ -27,7 +27,8 @@ _ROWS = [
     ),
     (
         "pause | unpause | restart SERVICE",
-        "SERVICE: slurmctld, login or a compute node cN (restarted login: same SSH port)",
+        "SERVICE: slurmctld, login or a compute node cN (restarted login: same SSH port); restart also "
+        "takes slurmrestd (same port)",
     ),
     ("ssh drop", "cut the job user's SSH connections to the login node now"),
     (
@@ -100,7 +101,7 @@ def _node(faults: Faults, args: list[str]) -> str:
 
 def _service_verb(action: str) -> Verb:
     def verb(faults: Faults, args: list[str]) -> str:
-        service = _expect(args, *faults.configured)
+        service = _expect(args, *(faults.restartable if action == "restart" else faults.configured))
         connection = getattr(faults, action)(service)
         port = f"; SSH on 127.0.0.1:{connection.port}" if connection else ""
         return f"{service}: {action} done{port}"

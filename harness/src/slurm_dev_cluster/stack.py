@@ -143,6 +143,7 @@ class Stack(StackParts):
         state = self.read_state()
         if action == "reuse":
             self.keep_login_port(action)  # a stack started before ports were kept: its port from now on
+            self.keep_rest_port(action)
             self._reset_abandoned_faults(state)
             connection = self._recorded_connection(state) or self.connect_info()
             if state.get("verified_by") != session:
@@ -153,6 +154,7 @@ class Stack(StackParts):
             return UpResult(connection, "reused")
         self._check_ssh_port()  # containers are about to be made
         chosen = self.keep_login_port(action)
+        self.keep_rest_port(action)
         self.say(why)
         if action == "start":  # claim it first: if we crash halfway, our session still stops what we began
             self.update_state(**claim(session, owner_pid))

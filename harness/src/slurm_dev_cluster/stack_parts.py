@@ -49,9 +49,12 @@ from slurm_dev_cluster.locks import EventLog
 from slurm_dev_cluster.login_port import LoginPort
 from slurm_dev_cluster.naming import debian_release, default_project, project_root_of, state_root
 from slurm_dev_cluster.readiness import Clock
-from slurm_dev_cluster.ssh_access import SSH_HOST, SSH_USER, Connection, SSHAccess
-from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, StackState, write_text_atomically
+from slurm_dev_cluster.ssh_access import SSH_HOST, SSH_USER, Connection, SSHAccess, free_port
+from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, REST_PORT_KEY, StackState, write_text_atomically
 from slurm_dev_cluster.topology import Topology
+
+#: slurmrestd's port on 127.0.0.1 that the user fixes (compose.yaml reads it; it wins over the kept one).
+REST_PORT_SETTING = "SLURM_SDK_REST_PORT"
 
 
 def _on_compose(name: str) -> property:
@@ -219,6 +222,7 @@ class StackParts:
         path = self.state_dir / "compose.env"
         settings = {
             "SLURM_SDK_SSH_PORT": str(self.read_state().get(PINNED_PORT_KEY) or ""),
+            "SLURM_SDK_REST_PORT": str(self.read_state().get(REST_PORT_KEY) or ""),
             "SLURM_SDK_IMAGE_TAG": self.image_tag,
             "SLURM_SDK_IMAGE_REPOSITORY": image_repository(),
             "SLURM_SDK_PROJECT_SOURCE": str(self.project_source),
@@ -236,6 +240,24 @@ class StackParts:
     def keep_login_port(self, action: str) -> bool:
         """Pin login's port before containers are made (``LoginPort.keep``); True when the harness chose it."""
         return self.login_port.keep(action)
+
+    def keep_rest_port(self, action: str) -> None:
+        """Pin slurmrestd's port for the life of the stack (until ``down``), as login's is: Docker gives a
+        restarted container a new ephemeral port, and every client's URL would go stale. SLURM_SDK_REST_PORT
+        wins (compose reads it from the environment); a running slurmrestd keeps the port it has; a new
+        one gets a free port chosen here. Without the profile ``rest`` there is nothing to keep."""
+        if not rest_enabled() or os.environ.get(REST_PORT_SETTING) or self.read_state().get(REST_PORT_KEY):
+            return
+        running = None if action == "start" else self._containers().get(REST_SERVICE)
+        port = published_ssh_port(running, REST_PORT_INSIDE) if running is not None else None
+        self.update_state(**{REST_PORT_KEY: port or free_port()})
+        self._compose_env_file()
+
+    def rest_port_pinned(self) -> bool:
+        """Whether the slurmrestd container asks Docker for a fixed host port (an empty one is ephemeral)."""
+        container = self._containers().get(REST_SERVICE)
+        bindings = (container.host_config.port_bindings or {}) if container is not None else {}
+        return any(binding.host_port for binding in bindings.get(REST_PORT_INSIDE) or [])
 
     def login_port_taken(self, port: int, cause: str = "") -> StackError:
         return self.login_port.taken(port, cause)

@@ -17,6 +17,9 @@ from slurm_dev_cluster.locks import User, is_alive, process_start_time
 #: state.json key: the login node's SSH port (``Stack.pin_ssh_port``): the one the stack was first given
 #: (SLURM_SDK_SSH_PORT, else a free port the harness chose), kept until ``down`` (``Stack.keep_login_port``).
 PINNED_PORT_KEY = "pinned_ssh_port"
+#: state.json key: slurmrestd's port on 127.0.0.1 (profile ``rest``), kept the same way
+#: (``Stack.keep_rest_port``): a restarted slurmrestd answers at the URL its clients were given.
+REST_PORT_KEY = "pinned_rest_port"
 
 
 def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:

@@ -12,6 +12,7 @@ a submission's answer is lost, ``find_submitted`` looks the job up by it instead
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from slurm.backends.base import UNKNOWN_STATUS, Backend, JobState, JobStatus
 from slurm.backends.rest_api import ApiV40, choose_version, versions_in
 from slurm.backends.rest_http import RestClient
+from slurm.backends.rest_inline import checked_limit, with_inline_payload
 from slurm.backends.slurm import _resolve, job_id_from_logs
 from slurm.errors import BackendError, SubmitError
 from slurm.limits import refusal_fix
@@ -30,6 +32,12 @@ OPENAPI_PATHS = ("/openapi/v3", "/openapi")
 #: The environment a job starts with (sbatch would pass the submitter's; a REST client has none to give).
 BASE_ENVIRONMENT = ("PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
 _TOKEN_LINE = re.compile(r"^SLURM_JWT=(\S+)\s*$", re.M)
+#: Up to this many jobs (an array counts once) are polled one request each (``GET .../job/<id>``); more
+#: with one listing (``GET .../jobs``). The listing carries every job slurmctld still holds, of every user:
+#: 11 MB of JSON a minute after a 1,000-task map ended, which slowed each poll of a single job to seconds.
+SINGLE_LOOKUPS = 2
+#: Slurm's ESLURM_INVALID_JOB_ID: slurmctld holds no such job (any more).
+_INVALID_JOB_ID = 2017
 
 
 class RestBackend(Backend):
@@ -39,7 +47,11 @@ class RestBackend(Backend):
     called when slurmrestd answers 401 (``scontrol_token(transport)`` asks the login node). At least one
     of the two. ``user``: sent as ``X-SLURM-USER-NAME`` (tokens from ``scontrol token`` name their user
     themselves). Connecting reads the server's OpenAPI description; a server offering no API version the
-    backend knows is refused there."""
+    backend knows is refused there.
+
+    ``inline_payload_limit`` (bytes; None, the default: off): a submission over a remote transport carries
+    its payload inside the job script, so the transport uploads none; a payload over the limit is refused
+    before anything is written or submitted. Results and logs still come back through the transport."""
 
     type_name = "rest"
 
@@ -52,6 +64,7 @@ class RestBackend(Backend):
         renew_token: Callable[[], str] | None = None,
         user: str | None = None,
         timeout: float = 30.0,
+        inline_payload_limit: int | None = None,
     ) -> None:
         if token is None and renew_token is None:
             raise BackendError(
@@ -59,6 +72,7 @@ class RestBackend(Backend):
                 "`scontrol token` on a login node) or renew_token=scontrol_token(transport)"
             )
         self.transport = transport
+        self.inline_payload_limit = checked_limit(inline_payload_limit)
         self.client = RestClient(url, token=token, user=user, renew_token=renew_token, timeout=timeout)
         self.api = self._connect()
 
@@ -102,9 +116,16 @@ class RestBackend(Backend):
     ) -> tuple[str, bool]:
         """Write the job's files, then submit the script from memory (no read back). The record is left
         to the caller (``False``): it is shell for the login node, and this submission has none. Safe to
-        run again once the caller's lookup (``find_submitted``) found no job: files are written whole."""
-        self.transport.write_files(job_dir, files)
+        run again once the caller's lookup (``find_submitted``) found no job: files are written whole.
+        With ``inline_payload_limit`` the payload goes in the submitted script instead; the job directory
+        and its job.sh are still written (the log files go there, and picking a job up again reads it)."""
         script = files[layout.SCRIPT][0].decode()
+        if self.inline_payload_limit is not None and layout.PAYLOAD in files:
+            payload = files[layout.PAYLOAD][0]
+            path = posixpath.join(job_dir, layout.PAYLOAD)
+            script = with_inline_payload(script, payload, path, self.inline_payload_limit)
+            files = {name: entry for name, entry in files.items() if name != layout.PAYLOAD}
+        self.transport.write_files(job_dir, files)
         return self._submit_script(script, script_path, array, dependencies, dependency_type), False
 
     def _submit_script(
@@ -153,10 +174,20 @@ class RestBackend(Backend):
     def statuses(
         self, job_ids: Sequence[str], *, reasons_for: Collection[str] = (), background: bool = False
     ) -> dict[str, JobStatus]:
-        """One ``GET .../jobs`` for all of them (slurmctld's view, with reasons and restart counts); a job
-        it does not list any more is asked of accounting (``/slurmdb/.../job/<id>``), once per array."""
+        """slurmctld's view (with reasons and restart counts): ``GET .../job/<id>`` per job or array for a
+        few (``SINGLE_LOOKUPS``), else one ``GET .../jobs`` for all; a job slurmctld does not hold any more
+        is asked of accounting (``/slurmdb/.../job/<id>``), once per array."""
         unique = list(dict.fromkeys(job_ids))
-        listed = self.api.live_statuses(self._get(f"{self.api.slurm}/jobs", "listing jobs"))
+        arrays = list(dict.fromkeys(job_id.split("_", 1)[0] for job_id in unique))
+        if len(arrays) <= SINGLE_LOOKUPS:
+            listed: dict[str, tuple[JobStatus, str]] = {}
+            for array_id in arrays:
+                reply = self.client.request("GET", f"{self.api.slurm}/job/{array_id}")
+                if reply.status == 404 or _invalid_job(reply.body):
+                    continue  # slurmctld forgot it: accounting, below
+                listed |= self.api.live_statuses(self.client.check(reply, f"reading job {array_id}"))
+        else:
+            listed = self.api.live_statuses(self._get(f"{self.api.slurm}/jobs", "listing jobs"))
         found = {key: status for key, (status, _) in listed.items()}
         missing = {
             job_id.split("_", 1)[0]
@@ -195,6 +226,11 @@ def _listed(body: Any) -> bool:
     return isinstance(body, Mapping) and bool(body.get("jobs"))
 
 
+def _invalid_job(body: Any) -> bool:
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    return any(isinstance(e, Mapping) and e.get("error_number") == _INVALID_JOB_ID for e in errors or [])
+
+
 def scontrol_token(transport: Transport, lifespan: int = 3600) -> Callable[[], str]:
     """A ``renew_token`` that runs ``scontrol token lifespan=<seconds>`` through ``transport`` (a login
     node over SSH) and returns the token it hands out."""
@@ -222,13 +258,22 @@ def rest_backend_from_config(
     renew_token: bool = True,
     token_lifespan: int = 3600,
     timeout: float = 30.0,
+    inline_payload_limit: int | None = None,
 ) -> RestBackend:
     """The config's ``backend: {type: rest, ...}``: files over SSH (``ssh``: the ``ssh`` backend's host,
     port, user, key_filename, known_host_key), a 401 renewed with ``scontrol token`` over that SSH
-    connection unless ``renew_token`` is false."""
+    connection unless ``renew_token`` is false; ``inline_payload_limit`` as ``RestBackend`` takes it."""
     from slurm.options import construct
     from slurm.transports.ssh import SSHTransport
 
     transport = construct(SSHTransport, ssh, "backend 'rest' option 'ssh'")
     renew = scontrol_token(transport, token_lifespan) if renew_token else None
-    return RestBackend(url, transport, token=token, renew_token=renew, user=user, timeout=timeout)
+    return RestBackend(
+        url,
+        transport,
+        token=token,
+        renew_token=renew,
+        user=user,
+        timeout=timeout,
+        inline_payload_limit=inline_payload_limit,
+    )
