@@ -1,4 +1,5 @@
-"""slurm_dev_cluster.wheelhouse without Docker or a network: pip runs for real against a local find-links dir."""
+"""slurm_dev_cluster.wheelhouse without Docker or a network: pip runs for real against a local find-links dir
+(which is why these live in the slow tier; the wheelhouse's units without pip are in tests/fast)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from slurm_dev_cluster import wheelhouse
 from slurm_dev_cluster.stack import inputs_hash
 from slurm_dev_cluster.wheelhouse import RELEASES, Target, WheelhouseError
+
+pytestmark = pytest.mark.slow
 
 TRIXIE = Target("trixie", "3.13", "2.41", "x86_64")
 
