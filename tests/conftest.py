@@ -2,6 +2,9 @@
 is not named here: this repository's tests get it exactly as any project does, from the installed
 slurm-dev-cluster distribution (its pytest11 entry point).
 
+Bytecode: under ``PYTHONDONTWRITEBYTECODE`` the run's processes share a private bytecode cache outside the
+tree instead of compiling every module again (tests/bytecode.py).
+
 Hypothesis profiles, chosen here before any test module is imported (so every ``@settings`` builds on it):
 
 - ``ci``: no test fails by chance. ``derandomize=True`` draws the same examples on every run (from each
@@ -25,6 +28,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.bytecode import share_bytecode
+
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -44,6 +49,11 @@ def _profile() -> str:
 
 
 settings.load_profile(_profile())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before xdist starts its workers: they, and every process the tests start, inherit the environment.
+    share_bytecode()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

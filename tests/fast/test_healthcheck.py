@@ -21,6 +21,11 @@ from slurm_dev_cluster.stack import REPO_ROOT
 HEALTHCHECK = REPO_ROOT / "images" / "healthcheck.sh"
 SLURMDBD_PORT = 6819  # what the slurmdbd role's check first waits to accept connections
 
+# One xdist worker for the module: its tests listen on 127.0.0.1:6819 or need it closed, so on two workers at
+# once one saw the other's listener (a check "before the daemon listens" found it listening, or a bind
+# was refused and the test skipped).
+pytestmark = pytest.mark.xdist_group("healthcheck-port-6819")
+
 
 @contextmanager
 def slurmdbd_listening() -> Iterator[None]:

@@ -69,6 +69,11 @@ class SSHD_:
             "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
             f"StrictModes no\nUsePAM no\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
             "MaxSessions 50\nMaxStartups 50\n"
+            # Sessions skip the host user's ~/.bashrc: bash sources it in a shell that sshd starts unless
+            # SHLVL says the shell is nested. The fast tier should neither depend on a developer's dotfiles
+            # nor pay for them (a pyenv init there cost 0.15 CPU-s per command, ~10 s per run); a login
+            # node's own dotfiles are the integration tier's.
+            "SetEnv SHLVL=1\n"
         )
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation dir sshd insists on
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
