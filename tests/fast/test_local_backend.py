@@ -99,3 +99,32 @@ def test_cancel_one_array_task(cluster):
     assert jobs[2].result() == 0
     with pytest.raises(JobFailedError, match="CANCELLED"):
         jobs.results()
+
+
+def test_a_job_is_seen_cancelled_only_once_its_log_says_why(tmp_path, monkeypatch):
+    """Readers take a local job's state without the lock: when the launcher cancels a job its dependencies
+    never allow, the error log line exists before the CANCELLED state does (a reader seeing the state
+    finds the reason too)."""
+    from slurm.backends import local_dependencies
+    from slurm.backends.local_state import LocalStateDir
+
+    jobs = LocalStateDir(str(tmp_path / "state"))
+    record = {
+        "id": "9",
+        "array": None,
+        "dependencies": ["8"],  # never submitted: no state file
+        "dependency_type": "afterok",
+        "sbatch": {"output": str(tmp_path / "%j.out")},
+        "submit_dir": str(tmp_path),
+    }
+    seen_with_log = []
+    write_state = LocalStateDir._write_state
+
+    def watched(self, element, state):
+        seen_with_log.append((state, (tmp_path / f"{element}.out").exists()))
+        return write_state(self, element, state)
+
+    monkeypatch.setattr(LocalStateDir, "_write_state", watched)
+    assert local_dependencies.wait_for_dependencies(jobs, record) is False
+    assert seen_with_log == [(JobState.CANCELLED, True)]
+    assert "DependencyNeverSatisfied (afterok: 8 has no state in" in (tmp_path / "9.out").read_text()

@@ -46,9 +46,11 @@ def cancel_unstarted(jobs: LocalStateDir, record: dict[str, Any], reason: str) -
     with jobs._locked():
         for element in elements(record):
             if not jobs._read_state(element).is_terminal:
-                jobs._write_state(element, JobState.CANCELLED)
+                # The log first: readers take the state without the lock, and a CANCELLED state must
+                # never be seen before the line that says why.
                 _, error = log_paths(record, element)
                 write_atomic(error, f"slurm-sdk local backend: job cancelled: {reason}\n".encode())
+                jobs._write_state(element, JobState.CANCELLED)
 
 
 def _dependency_verdict(kind: str, states: list[JobState]) -> bool | None:
