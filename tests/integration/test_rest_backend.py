@@ -5,10 +5,13 @@ slurmrestd serves while a job is waited on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -344,3 +347,75 @@ def test_an_inline_payload_needs_no_payload_upload(rest_url, slurm_container, sd
         array = cluster.map(jobs.where, range(3))
         assert [value for value, _, _ in array.results(timeout=TIMEOUT)] == [0, 1, 2]
     assert written == [["job.sh"]]
+
+
+class _LoseFirstSubmitAnswer:
+    """A TCP proxy on 127.0.0.1 in front of slurmrestd that passes everything through, except the answer to
+    the first job submission: once slurmrestd has answered it (the job exists), the client's connection is
+    closed instead, as when a network drops between the request leaving and its answer arriving."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lost = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
+            dropping = threading.Event()  # this connection carries the submission whose answer is lost
+            threading.Thread(target=self._requests, args=(client, upstream, dropping), daemon=True).start()
+            threading.Thread(target=self._answers, args=(upstream, client, dropping), daemon=True).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, dropping: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if b"/job/submit" in data and not self.lost.is_set():
+                    dropping.set()  # before the request goes on: its answer cannot overtake the flag
+                upstream.sendall(data)
+
+    def _answers(self, upstream: socket.socket, client: socket.socket, dropping: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if dropping.is_set():
+                    self.lost.set()
+                    break  # the answer is read from slurmrestd and never delivered
+                client.sendall(data)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_submission_whose_answer_is_lost_is_found_not_sent_again(
+    rest_url, slurm_container, sdk_on_cluster, request, login_transport
+):
+    """The answer to a job submission never arrives (a proxy closes the connection after slurmrestd answered):
+    the backend finds the job slurmrestd made by its comment, and the job runs once; slurmctld lists exactly
+    one job with that comment."""
+    from slurm.backends.rest import RestBackend, scontrol_token
+
+    proxy = _LoseFirstSubmitAnswer(int(rest_url.rsplit(":", 1)[1]))
+    files = _files(slurm_container)
+    backend = RestBackend(
+        f"http://127.0.0.1:{proxy.port}", files, renew_token=scontrol_token(files), timeout=10
+    )
+    try:
+        with _cluster(backend, request, sdk_on_cluster) as cluster:
+            job = cluster.submit(jobs.sleep_then_return, 20)
+            assert proxy.lost.is_set(), "the proxy never saw the submission: the test tested nothing"
+            listed = login_transport.run("squeue --me -h -o '%i %k'").stdout.splitlines()
+            marker = f"{job.job_dir}/job.sh"  # the comment: the submitted script's path
+            same = [line.split()[0] for line in listed if line.split()[-1:] == [marker]]
+            assert same == [job.job_id], listed
+            assert job.result(timeout=TIMEOUT) == "slept"
+    finally:
+        proxy.close()
