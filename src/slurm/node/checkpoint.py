@@ -18,6 +18,8 @@ TIMEOUT). On SIGTERM (preemption, ``scontrol requeue`` by an admin, ``scancel``)
 run the same way without requeueing: Slurm itself requeues a preempted job, with no limit. A site that gives
 preempted jobs a ``GraceTime`` with ``PreemptParameters=send_user_signal`` sends SIGUSR2 instead of SIGTERM at
 preemption; the runner asks slurmctld (the job's ``PreemptTime``) and treats that USR2 as the preemption it is.
+Slurm before 24.05 requeues a preempted job only when its GraceTime runs out (one that ends sooner stays ended),
+so there the run saves and then waits for Slurm's kill.
 """
 
 from __future__ import annotations
