@@ -90,20 +90,18 @@ configure_accounting() {
     # signal it asked for (--signal, e.g. submitit's USR2) instead of SIGTERM, so clients that checkpoint
     # only on their own signal checkpoint at preemption too.
     # Slurm before 23.02 (bookworm's 22.05) has no PreemptParameters and refuses a slurm.conf naming it;
-    # there the same switch is SchedulerParameters' preempt_send_user_signal, added to slurm.conf's own
-    # line (a second SchedulerParameters line would make every Slurm command complain that it is given
-    # twice). Every role edits its copy the same way, so the config hash still matches.
+    # there the same switch is preempt_send_user_signal in SlurmctldParameters (22.05's slurmctld reads it
+    # from that line only: named in SchedulerParameters it is accepted and ignored, so a preempted job got
+    # SIGTERM, which the batch shell of a --signal=B: job never sees, and ran on through GraceTime).
     local preempt_parameters=('PreemptParameters=send_user_signal')
     if (( $(slurm_release) < 2302 )); then
-      preempt_parameters=()
-      sed -i '/^SchedulerParameters=/{/preempt_send_user_signal/!s/$/,preempt_send_user_signal/}' /etc/slurm/slurm.conf
+      preempt_parameters=('SlurmctldParameters=preempt_send_user_signal')
     fi
     printf '%s\n' 'AccountingStorageType=accounting_storage/slurmdbd' 'AccountingStorageHost=slurmdbd' \
       'AccountingStorageTRES=gres/gpu' 'AccountingStorageEnforce=associations,limits,qos,safe' \
       'PreemptType=preempt/qos' 'PreemptMode=REQUEUE' "${preempt_parameters[@]}" \
       > /etc/slurm/accounting.conf
   else
-    sed -i 's/,preempt_send_user_signal$//' /etc/slurm/slurm.conf   # no QOS, no preemption
     printf 'AccountingStorageType=accounting_storage/none\n' > /etc/slurm/accounting.conf
   fi
 }

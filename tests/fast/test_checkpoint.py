@@ -106,6 +106,9 @@ def test_usr2_is_a_preemption_when_slurmctld_is_preempting_the_job(
     monkeypatch.setenv(
         checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({job_line!r})"])
     )
+    monkeypatch.setenv(
+        checkpoint.VERSION_COMMAND_ENV, shlex.join([sys.executable, "-c", "print('slurm 24.11.1')"])
+    )
     run = checkpoint._Run(str(tmp_path), 0, max_requeues=3)
     run.signalled = signal.SIGUSR2
     with pytest.raises(checkpoint.Stopped, match=stops_with):
@@ -113,6 +116,39 @@ def test_usr2_is_a_preemption_when_slurmctld_is_preempting_the_job(
     assert run.load(None) == {"step": 1}
     assert requeued.exists() is requeued_by_itself
     assert os.path.exists(checkpoint.requeue_count_path(str(tmp_path), 0)) is requeued_by_itself
+
+
+class _Slept(Exception):
+    """Raised by the stand-in for the wait for Slurm's kill: the run waits instead of ending."""
+
+
+@pytest.mark.parametrize(
+    ("version", "waits"),
+    [("slurm 22.05.8", True), ("slurm 23.11.10", True), ("slurm 24.05.0", False), ("slurm 26.05.0", False)],
+)
+def test_before_slurm_24_05_a_preempted_run_waits_for_slurms_kill_after_its_save(
+    tmp_path, monkeypatch, version, waits
+):
+    """Slurm before 24.05 requeues a preempted job only when its GraceTime runs out: a run that ended sooner
+    would end the job (COMPLETED, no result). So there the run saves, then waits for Slurm to stop it."""
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv(
+        checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({PREEMPTING!r})"])
+    )
+    monkeypatch.setenv(
+        checkpoint.VERSION_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({version!r})"])
+    )
+
+    def wait_to_be_stopped():
+        raise _Slept
+
+    monkeypatch.setattr(checkpoint, "_wait_to_be_stopped", wait_to_be_stopped)
+    run = checkpoint._Run(str(tmp_path), 0, max_requeues=3)
+    run.signalled = signal.SIGUSR2
+    with pytest.raises(_Slept if waits else checkpoint.Stopped):
+        run.save({"step": 1})
+    assert run.load(None) == {"step": 1}  # saved before waiting
+    assert not os.path.exists(checkpoint.requeue_count_path(str(tmp_path), 0))
 
 
 def test_a_task_without_checkpointing_asks_for_no_signal(cluster):

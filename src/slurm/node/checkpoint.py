@@ -18,6 +18,8 @@ TIMEOUT). On SIGTERM (preemption, ``scontrol requeue`` by an admin, ``scancel``)
 run the same way without requeueing: Slurm itself requeues a preempted job, with no limit. A site that gives
 preempted jobs a ``GraceTime`` with ``PreemptParameters=send_user_signal`` sends SIGUSR2 instead of SIGTERM at
 preemption; the runner asks slurmctld (the job's ``PreemptTime``) and treats that USR2 as the preemption it is.
+Slurm before 24.05 requeues a preempted job only when its GraceTime runs out (one that ends sooner stays ended),
+so there the run saves and then waits for Slurm's kill.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ DEFAULT_REQUEUE_COMMAND = "scontrol requeue"
 JOB_QUERY_COMMAND_ENV = "SLURM_JOB_QUERY_COMMAND"
 DEFAULT_JOB_QUERY_COMMAND = "scontrol -o show job"
 _PREEMPT_TIME = r"\bPreemptTime=(\S+)"
+#: The command that prints Slurm's version ("slurm 22.05.8"); tests set their own.
+VERSION_COMMAND_ENV = "SLURM_VERSION_COMMAND"
+DEFAULT_VERSION_COMMAND = "scontrol --version"
+#: From this release on, a job that ends in its GraceTime after the preemption signal is requeued as
+#: preempted; before it (22.05, 23.02, 23.11) it simply ends, and only Slurm's own kill at the end of the
+#: GraceTime requeues it.
+_REQUEUES_A_JOB_ENDING_IN_GRACE_TIME = (24, 5)
 _SLURM_SIGNAL_MAX = 65535  # sbatch's limit for sig_time
 _REQUEUE_TIMEOUT = 60.0  # s for scontrol requeue; a controller that long silent will not requeue in time
 
@@ -130,6 +139,12 @@ class _Run:
                 "(preempted, requeued or cancelled: Slurm decides whether it runs again)"
             )
         if _being_preempted():
+            if _requeues_only_after_grace_time():
+                _say(
+                    "preempted: checkpoint saved; this Slurm requeues a preempted job only once its GraceTime "
+                    "is over (a job that ends sooner stays ended), so this run waits for Slurm to stop it"
+                )
+                _wait_to_be_stopped()
             raise Stopped(
                 "stopped by SIGUSR2 at preemption after saving the checkpoint "
                 "(the site sends the job's signal in its grace time: Slurm requeues it)"
@@ -220,6 +235,29 @@ def _being_preempted() -> bool:
         return False
     found = re.search(_PREEMPT_TIME, result.stdout)
     return found is not None and found.group(1) not in ("None", "Unknown", "N/A")
+
+
+def _requeues_only_after_grace_time() -> bool:
+    """Whether this cluster's Slurm is older than 24.05. No answer keeps the newer behaviour (stop at once)."""
+    import re
+    import shlex
+    import subprocess
+
+    command = shlex.split(os.environ.get(VERSION_COMMAND_ENV, DEFAULT_VERSION_COMMAND))
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=_REQUEUE_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    found = re.search(r"(\d+)\.(\d+)", result.stdout)
+    return found is not None and (int(found[1]), int(found[2])) < _REQUEUES_A_JOB_ENDING_IN_GRACE_TIME
+
+
+def _wait_to_be_stopped() -> None:
+    """Sleep until Slurm kills this run at the end of the GraceTime (its SIGTERM is only noted)."""
+    import time
+
+    while True:
+        time.sleep(60)
 
 
 def _own_job_id() -> str:
