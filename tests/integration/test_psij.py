@@ -13,6 +13,7 @@ from slurm_dev_cluster.kit import PROJECT_MOUNT
 from slurm_dev_cluster.stack import accounting_enabled
 
 from .client_sites import client_site
+from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIENT = f"{PROJECT_MOUNT}/tests/integration/psij_client.py"
@@ -35,8 +36,22 @@ def report(login_transport) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+#: States of a job slurmdbd has not yet heard the end of.
+UNSETTLED = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED", "RESIZING")
+
+
 def recorded(transport, job_id: str) -> list[str]:
-    return transport.run(f"sacct -n -X -P -j {job_id} -o State,Account,ExitCode").stdout.splitlines()
+    """State|Account|ExitCode of the job as accounting records its end. PSI/J reads a job's end from squeue,
+    and the end reaches slurmdbd a moment later: until then sacct says RUNNING (or lists nothing)."""
+
+    def lines() -> list[str]:
+        return transport.run(f"sacct -n -X -P -j {job_id} -o State,Account,ExitCode").stdout.splitlines()
+
+    def settled() -> list[str] | None:
+        found = lines()
+        return found if found and not found[0].split("|")[0].startswith(UNSETTLED) else None
+
+    return wait_until(settled, 60, lambda: f"sacct recording job {job_id}'s end; it lists {lines()}")
 
 
 def test_a_waited_job_completes_in_the_account_asked_for(report, login_transport):
@@ -61,4 +76,4 @@ def test_a_cancelled_job_is_canceled(report, login_transport):
     uid = login_transport.run("id -u").stdout.strip()
     # sacct adds "by <uid>" when slurmdbd recorded who cancelled; a fresh-clone CI run once showed the bare
     # word for this job (cancelled while running), so the canceller is checked only when it is named.
-    assert state in ("CANCELLED", f"CANCELLED by {uid}") and account == "research", state
+    assert state in ("CANCELLED", f"CANCELLED by {uid}") and account == "research", (state, account)
