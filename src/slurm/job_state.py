@@ -131,14 +131,12 @@ class ObservedJob:
                 if reason
                 else "finished jobs are dropped after MinJobAge when there is no accounting"
             )
-            self._failure = JobFailedError(
+            self._fail(
                 f"job {self.job_id} ({self.name}) is unknown to the scheduler ({seen}; not listed by two queries "
                 f"{now - self._unknown_since:.0f}s apart) and left no result in {self.job_dir}: it ended without "
                 f"a result and the scheduler has forgotten it ({forgotten})",
-                job_id=self.job_id,
-                state=JobState.LOST.value,
+                JobState.LOST,
             )
-            self._set_state(JobState.LOST)
 
     def _preempted_for_good(self, state: JobState, now: float) -> bool:
         """PREEMPTED is not final (the job is usually requeued): FAILED once it stays so for a while."""
@@ -148,14 +146,13 @@ class ObservedJob:
         self._preempted_since = self._preempted_since or now
         if now - self._preempted_since < waiting.PREEMPTED_FINAL_AFTER:
             return False
-        self._failure = JobFailedError(
+        self._fail(
             f"job {self.job_id} ({self.name}) was preempted and not requeued (still PREEMPTED after "
             f"{now - self._preempted_since:.0f}s): it has requeue=False, or its partition's PreemptMode cancels "
             "preempted jobs; submit it again, with checkpoint=True to resume where it stopped",
-            job_id=self.job_id,
-            state=JobState.PREEMPTED.value,
+            JobState.FAILED,
+            reported=JobState.PREEMPTED,
         )
-        self._set_state(JobState.FAILED)
         return True
 
     def _give_up_on_dependency(self, *, cancel: bool) -> None:
@@ -164,15 +161,19 @@ class ObservedJob:
         fault either way."""
         watcher = self.cluster._watcher
         who = "the SDK" if cancel else "Slurm"
-        self._failure = JobFailedError(
+        self._cancel_due = cancel
+        self._fail(
             f"job {self.job_id} ({self.name}) can never start: its dependency {self.dependency_type} on "
             f"{watcher.describe_parents(self.depends_on)} cannot be satisfied (squeue reason {NEVER_SATISFIED}), "
             f"so {who} cancelled it",
-            job_id=self.job_id,
-            state=JobState.CANCELLED.value,
+            JobState.CANCELLED,
         )
-        self._cancel_due = cancel
-        self._set_state(JobState.CANCELLED)
+
+    def _fail(self, message: str, state: JobState, *, reported: JobState | None = None) -> None:
+        """Under ``_lock``: the job ends in ``state``, and waiting on it raises ``message``; the error names
+        ``reported`` as the job's state when that is what the scheduler said (PREEMPTED, ending FAILED)."""
+        self._failure = JobFailedError(message, job_id=self.job_id, state=(reported or state).value)
+        self._set_state(state)
 
     def _set_state(self, state: JobState) -> None:
         """Under ``_lock``: the new state, and its callback events queued in the order observed."""
