@@ -404,3 +404,40 @@ def test_a_kept_port_taken_meanwhile_is_said_at_once(tmp_path, monkeypatch):
             stack._check_ssh_port()
         stack.running = {"login": "running (healthy)"}  # our own login holds it: nothing to say
         stack._check_ssh_port()
+
+
+def test_a_chosen_slurmrestd_port_taken_before_docker_binds_it_is_chosen_again(tmp_path, monkeypatch):
+    """Between the harness choosing slurmrestd's free port and Docker binding it, another program can take
+    it: the start goes on with another free port (login keeps its own); a port the user gave in
+    SLURM_SDK_REST_PORT is an error naming it and the fix instead."""
+    from slurm_dev_cluster.stack_state import REST_PORT_KEY
+
+    monkeypatch.setenv("SLURM_SDK_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("SLURM_SDK_COMPOSE_PROFILES", "rest")
+    monkeypatch.delenv("SLURM_SDK_REST_PORT", raising=False)
+    monkeypatch.delenv("SLURM_SDK_SSH_PORT", raising=False)
+    stack = RunningStack({}, project="slurmsdk-restrace")
+    chosen = stack.keep_login_port("start")
+    stack.keep_rest_port("start")
+    login, taken = stack.read_state()[PINNED_PORT_KEY], stack.read_state()[REST_PORT_KEY]
+    ups: list[str] = []
+
+    def up(force_recreate: bool, session: str) -> None:
+        ups.append(_compose_env(stack)["SLURM_SDK_REST_PORT"])
+        if len(ups) == 1:
+            raise StackError(
+                f"Error response from daemon: Bind for 127.0.0.1:{taken} failed: port is already allocated"
+            )
+
+    monkeypatch.setattr(stack, "up", up)
+    stack._up_on_kept_port("start", chosen, "session")
+    assert ups[0] == str(taken) and len(ups) == 2 and ups[1] != str(taken)
+    assert stack.read_state()[PINNED_PORT_KEY] == login and stack.read_state()[REST_PORT_KEY] == int(ups[1])
+
+    monkeypatch.setenv("SLURM_SDK_REST_PORT", str(taken))
+    ups.clear()
+    with pytest.raises(
+        StackError, match=rf"slurmrestd's port 127\.0\.0\.1:{taken} is taken.*SLURM_SDK_REST_PORT"
+    ):
+        stack._up_on_kept_port("start", chosen, "session")
+    assert len(ups) == 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import airgap, preflight
+from slurm_dev_cluster import airgap, preflight, rest_port
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     COMPOSE_PROJECT_LABEL,
@@ -199,7 +199,11 @@ class Stack(StackParts):
                 return
             except StackError as exc:
                 port = self.read_state().get(PINNED_PORT_KEY)
-                if not port or not any(words in str(exc) for words in PORT_TAKEN):
+                if not any(words in str(exc) for words in PORT_TAKEN):
+                    raise
+                if rest_port.choose_again(self, str(exc), last=attempt == CHOSEN_PORT_ATTEMPTS):
+                    continue
+                if not port:
                     raise
                 if not chosen or attempt == CHOSEN_PORT_ATTEMPTS:
                     raise self.login_port_taken(port, "`docker compose up` could not publish it") from None
