@@ -107,6 +107,15 @@ def fail_on_rank(bad_rank: int, naps: float = 0.0) -> int:
     return context.rank
 
 
+@task(time="00:05:00", nodes=2, ntasks_per_node=2)
+def rank_after_first_run(first_run_naps: float) -> int:
+    """Each rank returns its rank: on the job's first run only after ``first_run_naps`` seconds (long enough
+    for a test to preempt it there), at once when the job runs again (SLURM_RESTART_COUNT set)."""
+    if not int(os.environ.get("SLURM_RESTART_COUNT") or 0):
+        time.sleep(first_run_naps)
+    return rank_context().rank
+
+
 @task(time="00:05:00", nodes=1, ntasks_per_node=2)
 def exit_on_rank(bad_rank: int) -> int:
     """Rank ``bad_rank`` is killed outright (no result, no exception): os._exit."""
