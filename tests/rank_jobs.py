@@ -107,12 +107,21 @@ def fail_on_rank(bad_rank: int, naps: float = 0.0) -> int:
     return context.rank
 
 
+@task(time="00:05:00", nodes=2, ntasks_per_node=2)
+def rank_after_first_run(first_run_naps: float) -> int:
+    """Each rank returns its rank: on the job's first run only after ``first_run_naps`` seconds (long enough
+    for a test to preempt it there), at once when the job runs again (SLURM_RESTART_COUNT set)."""
+    if not int(os.environ.get("SLURM_RESTART_COUNT") or 0):
+        time.sleep(first_run_naps)
+    return rank_context().rank
+
+
 @task(time="00:05:00", nodes=1, ntasks_per_node=2)
-def exit_on_rank(bad_rank: int) -> int:
-    """Rank ``bad_rank`` is killed outright (no result, no exception): os._exit."""
+def exit_on_rank(bad_rank: int, settle: float = 3.0) -> int:
+    """Rank ``bad_rank`` is killed outright (no result, no exception): os._exit, after ``settle`` seconds."""
     context = rank_context()
     if context.rank == bad_rank:
-        time.sleep(3)  # the other rank is running its task by now, its SIGTERM handler in place
+        time.sleep(settle)  # the other rank is running its task by now, its SIGTERM handler in place
         os._exit(3)
     time.sleep(30)  # killed by srun's --kill-on-bad-exit long before this ends
     return context.rank

@@ -11,7 +11,7 @@ import pytest
 from slurm import BackendError, JobFailedError, JobTimeoutError, as_completed, as_completed_async, wait_async
 from slurm import waiting as waiting_module
 from slurm.awaiting import _hubs
-from tests.fast import dataflow_tasks, tasks
+from tests.fast import dataflow_tasks, log_tasks, tasks
 
 
 class CallCounter:
@@ -106,24 +106,34 @@ def test_result_async_timeout_says_what_is_known_and_stops_watching(cluster):
     assert waiters == {} and driver_done
 
 
-def test_as_completed_yields_each_job_once_in_the_order_they_end(cluster):
-    slow = cluster.submit(dataflow_tasks.slow_value, 3, "slow")
+def test_as_completed_yields_each_job_once_in_the_order_they_end(cluster, tmp_path):
+    gate = tmp_path / "gate"
+    slow = cluster.submit(log_tasks.speak_until, [], str(gate), [])  # ends once the others were yielded
     done = cluster.submit(tasks.add, 1, 1)
     done.result(timeout=60)
     fast, pair = cluster.submit(tasks.nap, 0.1), cluster.map(tasks.square, [1, 2])
 
-    order = list(as_completed([slow, fast, done, slow, pair], timeout=60))
+    order = []
+    for job in as_completed([slow, fast, done, slow, pair], timeout=60):
+        order.append(job)
+        if len(order) == 4:
+            gate.touch()
 
     assert order[0] is done  # already ended: first, without waiting
     assert order[-1] is slow
     assert sorted(job.job_id for job in order) == sorted(job.job_id for job in [slow, fast, done, *pair])
 
 
-def test_as_completed_async_in_end_order_and_wait_async(cluster):
+def test_as_completed_async_in_end_order_and_wait_async(cluster, tmp_path):
+    gate = tmp_path / "gate"
+
     async def main():
-        slow = cluster.submit(dataflow_tasks.slow_value, 1.5, "slow")
+        slow = cluster.submit(log_tasks.speak_until, [], str(gate), [])  # ends once the other was yielded
         fast = cluster.submit(tasks.nap, 0.1)
-        order = [job async for job in as_completed_async([slow, fast], timeout=60)]
+        order = []
+        async for job in as_completed_async([slow, fast], timeout=60):
+            order.append(job)
+            gate.touch()
         squares = cluster.map(tasks.square, [1, 2])
         await wait_async([squares], timeout=60)
         return order, [slow, fast], squares

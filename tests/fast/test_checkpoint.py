@@ -25,7 +25,9 @@ SHORT = count_steps.options(**SHORT_LIMIT)
 
 def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
     log = tmp_path / "runs"
-    job = cluster.submit(SHORT, 40, str(log), STEP)  # ~4 s of work, ~2 s per run before the signal
+    # 40 steps of 0.05 s: over 2 s of work, so the first run (signalled 2 s after its script started) cannot
+    # finish it, and the rerun finishes what is left.
+    job = cluster.submit(SHORT, 40, str(log), STEP / 2)
     assert "#SBATCH --signal=B:USR2@2" in job.script
     state = job.result(timeout=60)
     starts = run_starts(log.read_text())
@@ -38,8 +40,9 @@ def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
 
 def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(cluster, tmp_path):
     logs = [str(tmp_path / f"runs-{i}") for i in range(2)]
-    jobs = cluster.map(count_steps_of.options(**SHORT_LIMIT), [(30, log, STEP) for log in logs])
-    assert [state["step"] for state in jobs.results(timeout=60)] == [30, 30]
+    # 44 steps of 0.05 s: over 2 s of work each, more than a run gets before its signal.
+    jobs = cluster.map(count_steps_of.options(**SHORT_LIMIT), [(44, log, STEP / 2) for log in logs])
+    assert [state["step"] for state in jobs.results(timeout=60)] == [44, 44]
     for job, log in zip(
         jobs, logs, strict=True
     ):  # requeued as "<array>_<index>": each task on its own, none restarted

@@ -230,8 +230,9 @@ def test_an_unreachable_cluster_exits_5_naming_the_fix(capsys, tmp_path):
         )
 
 
-def test_a_job_the_scheduler_forgot_is_shown_as_such(cluster, config, capsys):
+def test_a_job_the_scheduler_forgot_is_shown_as_such(cluster, config, capsys, monkeypatch):
     """Without accounting Slurm forgets ended jobs: no state, no result file. Nothing may call it pending."""
+    monkeypatch.setattr("slurm.waiting.LOST_AFTER", 0.0)  # a second unlisted answer is final at once
     job = cluster.submit(log_tasks.vanish, 3)
     settle(cluster, job)  # FAILED is the launcher's last word: nothing writes the state after it
     os.remove(os.path.join(cluster.backend.state_dir, "states", job.job_id))  # what MinJobAge does

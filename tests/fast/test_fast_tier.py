@@ -47,3 +47,27 @@ def test_relative_and_absolute_imports_of_the_integration_tier_are_seen():
         "tests.integration.x",
     }
     assert imported_modules("from .integration import jobs\n", ("tests",)) >= {"tests.integration.jobs"}
+
+
+def test_a_pytest_session_that_starts_no_stack_never_imports_the_docker_and_ssh_clients(tmp_path):
+    """The kit's plugin loads in every pytest process of an environment that has the kit (the fast tier's
+    controller, its workers, the sessions its tests start): the Docker and SSH client libraries (~0.4 s of
+    imports) wait for the first test that needs the cluster."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_plain.py").write_text(
+        "import sys\n\n"
+        "def test_plain():\n"
+        "    heavy = sorted({name.partition('.')[0] for name in sys.modules} & {'python_on_whales', 'paramiko'})\n"
+        "    assert heavy == [], heavy\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_plain.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout

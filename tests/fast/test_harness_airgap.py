@@ -20,7 +20,8 @@ SUBNET = ipaddress.ip_network("172.30.0.0/16")
 
 #: `iptables -w N -S|-C|-I|-D CHAIN ...` over a JSON file of chains; enough of iptables' behaviour
 #: (exit 1 + "Bad rule" for a missing rule, `-S` quoting comments) to exercise the module's parsing.
-FAKE_IPTABLES = f"""#!{sys.executable}
+# -S: the stand-in needs only the standard library; it starts faster without the site-packages scan.
+FAKE_IPTABLES = f"""#!{sys.executable} -S
 import json, os, shlex, sys
 state = os.environ["FAKE_IPTABLES_STATE"]
 chains = json.load(open(state))

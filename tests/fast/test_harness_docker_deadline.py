@@ -24,7 +24,9 @@ from slurm_dev_cluster.faults import Faults
 from slurm_dev_cluster.preflight import PreflightError
 from slurm_dev_cluster.stack import REPO_ROOT, Stack, StackError
 
-LIMIT = 1.0  # seconds; the bounds are lowered so that the test is short, the mechanism is the real one
+# Seconds; the bounds are lowered so that the test is short, the mechanism is the real one (the socket never
+# answers, so any bound is reached: a short one only shortens the wait).
+LIMIT = 0.25
 
 needs_docker_cli = pytest.mark.skipif(shutil.which("docker") is None, reason="needs the Docker CLI")
 
@@ -90,7 +92,7 @@ def test_preflight_names_a_wedged_daemon_with_cause_and_fix(hung_dockerd, stack)
     assert isinstance(error, PreflightError)
     (problem,) = error.problems
     assert problem.code == "daemon-hung" and not problem.unavailable  # a failure to fix, not a skip
-    assert f"dockerd ({hung_dockerd}) did not answer `docker version` within 1 s" in problem.cause
+    assert f"dockerd ({hung_dockerd}) did not answer `docker version` within {LIMIT:g} s" in problem.cause
     assert docker_deadline.DOCKERD_LOG in problem.fix and "slurm-dev-cluster setup-host" in problem.fix
 
 
@@ -109,7 +111,7 @@ def test_preflight_names_a_wedged_daemon_with_cause_and_fix(hung_dockerd, stack)
 def test_lifecycle_calls_end_and_say_why(hung_dockerd, stack, step, what):
     error = _ends_in_time(lambda: step(stack))
     assert isinstance(error, DockerTimeout) and isinstance(error, TimeoutError)  # CLI and plugin catch it
-    assert f"did not answer `{what}` within 1 s" in str(error)
+    assert f"did not answer `{what}` within {LIMIT:g} s" in str(error)
     assert "systemctl status docker" in str(error) and docker_deadline.DOCKERD_LOG in str(error)
 
 
@@ -127,7 +129,7 @@ def test_the_benchmarks_docker_calls_end_and_say_why(hung_dockerd, stack, step, 
     env = SimpleNamespace(stack=stack, ensure_up=lambda: None)  # the bench stack, already up
     error = _ends_in_time(lambda: step(env))
     assert isinstance(error, DockerTimeout)
-    assert f"did not answer `{what}` within 1 s" in str(error)
+    assert f"did not answer `{what}` within {LIMIT:g} s" in str(error)
 
 
 @needs_docker_cli
@@ -142,7 +144,7 @@ def test_reading_the_ssh_keys_ends_and_says_why(hung_dockerd, stack, monkeypatch
 
     monkeypatch.setattr(stack, "_containers", login_listed)
     error = _ends_in_time(stack.connect_info)
-    assert "did not answer `docker exec login: read the SSH keys` within 1 s" in str(error)
+    assert f"did not answer `docker exec login: read the SSH keys` within {LIMIT:g} s" in str(error)
 
 
 @pytest.fixture
@@ -157,12 +159,14 @@ def named_containers(stack, monkeypatch) -> Stack:
 def test_the_exec_verb_ends_and_says_why(hung_dockerd, named_containers, monkeypatch, capsys):
     """`harness exec` without a terminal (a script's, CI's) gives up after --timeout, with exit 124."""
     monkeypatch.setattr("sys.stdin", io.StringIO())  # not a terminal
-    args = cli_parser.parser().parse_args(["exec", "--timeout", "1", "login", "true"])
+    args = cli_parser.parser().parse_args(["exec", "--timeout", str(LIMIT), "login", "true"])
     started = time.monotonic()
     assert cli_verbs.cmd_exec(named_containers, args) == cli_parser.TIMED_OUT == 124
     assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
     error = capsys.readouterr().err
-    assert "`true` in login did not end within 1 s: it needs longer (pass --timeout SECONDS)" in error
+    assert (
+        f"`true` in login did not end within {LIMIT:g} s: it needs longer (pass --timeout SECONDS)" in error
+    )
     assert "or dockerd (unix://" in error and "did not answer `docker compose exec login true`" in error
 
 
@@ -183,7 +187,7 @@ def test_the_exec_verb_ends_and_says_why(hung_dockerd, named_containers, monkeyp
 )
 def test_fault_injection_calls_end_and_say_why(hung_dockerd, named_containers, inject, what):
     error = _ends_in_time(lambda: inject(Faults(named_containers)))
-    assert f"did not answer `{what}` within 1 s" in str(error)
+    assert f"did not answer `{what}` within {LIMIT:g} s" in str(error)
 
 
 @needs_docker_cli
@@ -194,7 +198,7 @@ def test_a_pull_that_never_ends_is_an_error_naming_the_registry(hung_dockerd, st
         images.pull(stack, ["127.0.0.1:5000/slurm-sdk-dev:trixie-0"])
     assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
     message = str(caught.value)
-    assert "`docker pull 127.0.0.1:5000/slurm-sdk-dev:trixie-0` did not end within 1 s" in message
+    assert f"`docker pull 127.0.0.1:5000/slurm-sdk-dev:trixie-0` did not end within {LIMIT:g} s" in message
     assert "the registry or the network to it is that slow, or dockerd is wedged" in message
     assert "unset SLURM_SDK_IMAGE_REGISTRY" in message
 
@@ -222,7 +226,10 @@ def test_a_push_that_never_ends_is_an_error_naming_the_registry(tmp_path, monkey
         images.push(stack, "127.0.0.1:5000", "v1")
     assert time.monotonic() - started < LIMIT + docker_deadline.KILL_GRACE_SECONDS + 10
     message = str(caught.value)
-    assert f"`docker push 127.0.0.1:5000/slurm-sdk-dev:{stack.image_tag}` did not end within 1 s" in message
+    assert (
+        f"`docker push 127.0.0.1:5000/slurm-sdk-dev:{stack.image_tag}` did not end within {LIMIT:g} s"
+        in message
+    )
     assert "curl http://127.0.0.1:5000/v2/" in message
 
 

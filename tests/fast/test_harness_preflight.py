@@ -19,7 +19,8 @@ from python_on_whales import DockerClient
 from slurm_dev_cluster import preflight
 from slurm_dev_cluster.stack import REPO_ROOT
 
-FAKE_DOCKER = f"""#!{sys.executable}
+# -S: the stand-in needs only the standard library; it starts faster without the site-packages scan.
+FAKE_DOCKER = f"""#!{sys.executable} -S
 import json, os, sys
 mode, args = os.environ.get("FAKE_DOCKER", "ok"), sys.argv[1:]
 if mode == "nothing-works":  # no daemon, and a CLI without the compose plugin

@@ -30,7 +30,7 @@ from slurm.node.ranks import MASTER_PORT_BASE, expand_hostlist, expand_tasks_per
 from slurm.rendering import sbatch_options
 from slurm.serialization import Outcome
 from tests.fast.test_end_to_end import wait_until
-from tests.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
+from tests.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rank_after_first_run, rendezvous
 
 
 def test_every_rank_runs_and_they_meet_at_the_master_address(cluster):
@@ -77,7 +77,9 @@ def test_a_rank_that_raises_fails_the_job_with_that_rank_named(cluster):
 
 
 def test_a_rank_killed_outright_fails_the_job_saying_so(cluster):
-    job = cluster.submit(exit_on_rank, 1)
+    # A short settle: what is checked here (srun's line for the rank that exited) does not depend on the other
+    # rank having installed its SIGTERM handler, which the integration test checks with the default 3 s.
+    job = cluster.submit(exit_on_rank, 1, 0.5)
     with pytest.raises(JobFailedError, match="ended without a result: killed outright"):
         job.result(timeout=60)
     assert "task 1: Exited with exit code 3" in job.stderr()
@@ -246,7 +248,8 @@ def test_rendered_options_and_their_validation():
 
 
 def test_a_preempted_multi_rank_job_runs_again_and_its_ranks_answer_from_the_rerun(cluster):
-    job = cluster.submit(fail_on_rank, -1, 4.0)  # no rank fails: each returns its rank after 4 s
+    # Each rank returns its rank, after 60 s on the first run (it is preempted long before), at once on the rerun.
+    job = cluster.submit(rank_after_first_run, 60.0)
     assert wait_until(
         lambda: job.stderr().count("[slurm-sdk] job") == 4, timeout=30
     )  # all four ranks started

@@ -266,7 +266,7 @@ class ComposeProject:
         except DockerException as exc:
             return f"(compose logs unavailable: {preflight._first_line(exc)})"
         except docker_deadline.DockerTimeout as exc:
-            return f"(compose logs unavailable: {exc.what} did not end within {exc.seconds:.0f} s)"
+            return f"(compose logs unavailable: {exc.what} did not end within {exc.seconds:g} s)"
 
     def daemon_logs_tail(self, node_names: Iterable[str], lines: int = 50) -> str:
         """Tail of slurmctld.log and each node's slurmd.log, read inside the containers."""
@@ -278,7 +278,7 @@ class ComposeProject:
             except DockerException as exc:
                 text = f"(unavailable: {preflight._first_line(exc)})"
             except docker_deadline.DockerTimeout as exc:
-                text = f"(unavailable: no answer within {exc.seconds:.0f} s)"
+                text = f"(unavailable: no answer within {exc.seconds:g} s)"
             parts.append(f"--- {service}:{path} ---\n{text}")
         return "\n".join(parts)
 

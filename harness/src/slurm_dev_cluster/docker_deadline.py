@@ -51,7 +51,7 @@ class DockerTimeout(TimeoutError):
         self.what, self.seconds = what, seconds
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         super().__init__(
-            f"dockerd ({where}) did not answer `{what}` within {seconds:.0f} s: the daemon is wedged or "
+            f"dockerd ({where}) did not answer `{what}` within {seconds:g} s: the daemon is wedged or "
             "overloaded\nfix: check it (`systemctl status docker`, or its log: journalctl -u docker, "
             f"{DOCKERD_LOG} when `slurm-dev-cluster setup-host` started it), restart it (`systemctl restart "
             "docker`; a dockerd started by setup-host: stop that process, then `sudo slurm-dev-cluster "

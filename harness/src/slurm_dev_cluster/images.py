@@ -228,6 +228,6 @@ def _last_line(exc: DockerException) -> str:
 def _slow_registry(exc: docker_deadline.DockerTimeout) -> str:
     """A push or pull that ran out of time: the registry (or the network to it) may be the slow part."""
     return (
-        f"`{exc.what}` did not end within {exc.seconds:.0f} s: the registry or the network to it is that "
+        f"`{exc.what}` did not end within {exc.seconds:g} s: the registry or the network to it is that "
         f"slow, or dockerd is wedged (`systemctl status docker`, {docker_deadline.DOCKERD_LOG})"
     )

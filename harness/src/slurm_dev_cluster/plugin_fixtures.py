@@ -6,14 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from filelock import Timeout
 
-from slurm_dev_cluster import airgap
-from slurm_dev_cluster.faults import DEV, Faults, defaults_names
 from slurm_dev_cluster.plugin_harness import harness_of, needs_cluster, unavailable
-from slurm_dev_cluster.stack import Connection, Stack
+from slurm_dev_cluster.slurm_defaults import DEV, defaults_names
+
+# The stack, its faults and air gap are imported in the fixtures that use them: they bring in
+# python_on_whales and paramiko (~0.4 s), which every pytest process loading the plugin would pay.
+if TYPE_CHECKING:
+    from slurm_dev_cluster.faults import Faults
+    from slurm_dev_cluster.stack import Connection, Stack
 
 #: The index pip uses inside the containers (no pip.conf names another one).
 INDEX_URL = "https://pypi.org/simple/"
@@ -54,6 +59,8 @@ def sdk_on_cluster(slurm_stack: Stack, slurm_container: Connection) -> str:
 def faults(pytestconfig: pytest.Config, slurm_stack: Stack) -> Iterator[Faults]:
     """Fault injection on the stack (``slurm_dev_cluster.faults.Faults``), with the cluster to this test alone;
     everything is undone at teardown, also when the test failed."""
+    from slurm_dev_cluster.faults import Faults
+
     harness = harness_of(pytestconfig)
     with harness.cluster_lock.exclusive(say=harness._say):
         injector = Faults(slurm_stack)
@@ -174,6 +181,8 @@ def packaging_for(
 @contextmanager
 def _egress_guard(stack: Stack) -> Iterator[None]:
     """One test at a time, across xdist workers, that needs the stack's egress in a known state."""
+    from slurm_dev_cluster import airgap
+
     try:
         with airgap.egress_lock(stack).acquire(timeout=EGRESS_WAIT_SECONDS):
             yield
@@ -188,6 +197,8 @@ def _egress_guard(stack: Stack) -> Iterator[None]:
 def airgapped(slurm_stack: Stack) -> Iterator[Stack]:
     """The stack with every container cut off from anything outside its network (SSH from the host and
     traffic inside the stack still work); restored after the test, even when it fails."""
+    from slurm_dev_cluster import airgap
+
     with _egress_guard(slurm_stack):
         try:
             airgap.block_egress(slurm_stack)
@@ -202,6 +213,8 @@ def airgapped(slurm_stack: Stack) -> Iterator[Stack]:
 @pytest.fixture
 def egress_open(slurm_stack: Stack) -> Iterator[Stack]:
     """The stack with its egress open for the whole test: no ``airgapped`` test runs meanwhile."""
+    from slurm_dev_cluster import airgap
+
     with _egress_guard(slurm_stack):
         if airgap.egress_is_blocked(slurm_stack):
             pytest.skip(

@@ -12,13 +12,20 @@ import sys
 import uuid
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from slurm_dev_cluster import kit
+from slurm_dev_cluster.errors import StackError
+from slurm_dev_cluster.inputs import stack_inputs
 from slurm_dev_cluster.locks import ClusterLock, Coordinator
-from slurm_dev_cluster.preflight import PreflightError
-from slurm_dev_cluster.stack import Connection, Stack, StackError, stack_inputs, state_root
+from slurm_dev_cluster.naming import default_project, state_root
+
+# The stack and its preflight are imported when a test first needs the cluster: they bring in
+# python_on_whales and paramiko (~0.4 s), which every pytest process loading this plugin would pay.
+if TYPE_CHECKING:
+    from slurm_dev_cluster.stack import Connection, Stack
 
 MARKERS = {
     "integration": "needs the Docker dev cluster; runs over SSH with packaging 'none'",
@@ -66,6 +73,8 @@ class Harness:
     @property
     def stack(self) -> Stack:
         if self._stack is None:
+            from slurm_dev_cluster.stack import Stack
+
             self._stack = Stack.for_kit(self.settings, say=self._say)
         return self._stack
 
@@ -76,6 +85,10 @@ class Harness:
     @property
     def cluster_lock(self) -> ClusterLock:
         return ClusterLock(self.stack.state_dir)
+
+    def _project(self) -> str:
+        """The stack's Compose project name, as ``Stack.for_kit`` names it, without building the Stack."""
+        return self.settings.project or default_project(self.settings.project_dir.resolve())
 
     def _say(self, message: str) -> None:
         role = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')}" if self.is_worker else "harness"
@@ -108,6 +121,8 @@ class Harness:
         return self.connection
 
     def _start(self) -> None:
+        from slurm_dev_cluster.preflight import PreflightError
+
         try:
             self.coordinator.register(self.session, "worker" if self.is_worker else "controller")
             with self.cluster_lock.shared(say=self._say):  # never probe a cluster while a fault is on
@@ -126,7 +141,7 @@ class Harness:
         """Unregister; the session owner then stops the stack if this session started it."""
         if self.existing_cluster is not None:
             return  # nothing was brought up
-        if self._stack is None and not (state_root() / self.stack.project / "state.json").exists():
+        if self._stack is None and not (state_root() / self._project() / "state.json").exists():
             return  # no stack was ever started for this checkout: nothing to do (and no state dir made)
         coordinator = self.coordinator
         coordinator.unregister()

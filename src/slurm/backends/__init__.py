@@ -8,20 +8,41 @@ built by ``SSHBackend``); "rest" talks to slurmrestd and keeps files over SSH (`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this package (see below)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
-from slurm.backends.base import Backend, JobState
-from slurm.errors import ConfigError
-from slurm.transports.base import CommandResult, Transport
+    from slurm.backends.base import Backend, JobState
+    from slurm.transports.base import CommandResult, Transport
 
 __all__ = ["BACKEND_TYPES", "Backend", "CommandResult", "JobState", "Transport", "make_backend"]
 
 BACKEND_TYPES = ("local", "slurm", "ssh", "rest")
 
+# The interface's names are imported on first use: every local job starts a launcher process
+# (slurm.backends.local_launcher) whose start-up should not pay for the backend interface's imports.
+_EXPORTS = {
+    "Backend": "slurm.backends.base",
+    "JobState": "slurm.backends.job_states",
+    "CommandResult": "slurm.transports.base",
+    "Transport": "slurm.transports.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'slurm.backends' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 def make_backend(config: Mapping[str, Any], *, check: bool = True) -> Backend:
     """Build a backend (imported lazily); unknown types or options raise ``ConfigError``."""
+    from slurm.errors import ConfigError
     from slurm.options import construct
 
     options = dict(config)

@@ -6,71 +6,35 @@ A ``Backend`` says *how* jobs run (real Slurm commands through a transport, or l
 
 from __future__ import annotations
 
-import enum
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from slurm.limits import SubmitLimit
 
+from slurm.backends.job_states import TERMINAL_STATES, JobState, array_state
 from slurm.transports.base import Transport
+
+__all__ = [
+    "DEPENDENCY_TYPES",
+    "JOB_ID",
+    "NEVER_SATISFIED",
+    "TERMINAL_STATES",
+    "UNKNOWN_STATUS",
+    "Backend",
+    "JobState",
+    "JobStatus",
+    "array_state",
+]
 
 #: The sbatch ``--dependency`` types the SDK offers (``Task.after(..., dependency_type=...)``); every backend
 #: takes them.
 DEPENDENCY_TYPES = ("afterok", "afterany", "afternotok")
 #: squeue's reason for a pending job whose dependency can never be met (a parent ended the wrong way).
 NEVER_SATISFIED = "DependencyNeverSatisfied"
-
-
-class JobState(enum.StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETING = "COMPLETING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    TIMEOUT = "TIMEOUT"
-    OUT_OF_MEMORY = "OUT_OF_MEMORY"
-    NODE_FAIL = "NODE_FAIL"
-    #: Put back in the queue after a node failure or preemption; it will run again.
-    REQUEUED = "REQUEUED"
-    #: Preempted: Slurm requeues it (PreemptMode=REQUEUE) unless it may not be; the SDK keeps waiting and
-    #: fails it only when it stays PREEMPTED (see Job).
-    PREEMPTED = "PREEMPTED"
-    #: The scheduler does not list the job (yet, or any more).
-    UNKNOWN = "UNKNOWN"
-    #: Final: the scheduler has forgotten the job (confirmed twice) and it left no result.
-    LOST = "LOST"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset(
-    {
-        JobState.COMPLETED,
-        JobState.FAILED,
-        JobState.CANCELLED,
-        JobState.TIMEOUT,
-        JobState.OUT_OF_MEMORY,
-        JobState.NODE_FAIL,
-        JobState.LOST,
-    }
-)
-
-
-def array_state(states: Iterable[JobState]) -> JobState:
-    """One state for a whole array from its tasks' states: live while any task is live (PENDING only while
-    all are), then COMPLETED if all completed, else the first task's bad ending."""
-    states = list(states)
-    if not all(state.is_terminal for state in states):
-        return JobState.PENDING if all(state is JobState.PENDING for state in states) else JobState.RUNNING
-    failures = [state for state in states if state is not JobState.COMPLETED]
-    return failures[0] if failures else JobState.COMPLETED
 
 
 @dataclass(frozen=True)

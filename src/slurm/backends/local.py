@@ -202,7 +202,9 @@ class LocalCommandBackend(LocalStateDir, Backend):
         with open(self._path("launchers", f"{job_id}.log"), "ab") as log:
             self._launchers.append(
                 subprocess.Popen(
-                    [sys.executable, "-c", _LAUNCH, self.state_dir, job_id],
+                    # -S: no site-packages scan (.pth files) at start-up: the launcher needs only the
+                    # standard library and this SDK, which PYTHONPATH names.
+                    [sys.executable, "-S", "-c", _LAUNCH, self.state_dir, job_id],
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,

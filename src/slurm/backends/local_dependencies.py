@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from slurm.backends.base import JobState
+from slurm.backends.job_states import JobState
 from slurm.backends.local_job_env import log_paths
 from slurm.backends.local_state import LocalStateDir, elements
 from slurm.node.atomic import write_atomic

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from slurm.backends.base import JobState
+from slurm.backends.job_states import JobState
 from slurm.backends.local_dependencies import wait_for_dependencies
 from slurm.backends.local_job_env import job_env, log_paths
 from slurm.backends.local_state import LocalStateDir, elements, kill_group

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from slurm.backends.base import JobState, array_state
+from slurm.backends.job_states import JobState, array_state
 from slurm.node.atomic import write_atomic
 
 
