@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools  # _pickle imports it anyway on the node
 import sys
 
 from slurm.errors import ResourceError  # exceptions only: no import cost on the runner's path
@@ -44,7 +43,7 @@ class Task:
         name: str | None = None,
         workflow: bool = False,
     ) -> None:
-        functools.update_wrapper(self, fn)
+        _wrap(self, fn)
         self.fn = fn
         self._resources = resources
         # Job names end up in #SBATCH lines and directory names: keep them to safe characters.
@@ -183,6 +182,19 @@ def _workflow_cluster(job_dir: str, make_cluster: Callable[[Mapping[str, Any]], 
             "Cluster it submits children to. Fix: submit the workflow with Cluster.submit or Cluster.map"
         )
     return make_cluster(config)
+
+
+def _wrap(task: Task, fn: Callable[..., Any]) -> None:
+    """What ``functools.update_wrapper`` does, without importing functools (and collections with it):
+    a module of ``@task`` functions imports this one, on the nodes too, and needs nothing else of it."""
+    for name in ("__module__", "__name__", "__qualname__", "__doc__", "__annotations__", "__type_params__"):
+        try:
+            value = getattr(fn, name)
+        except AttributeError:
+            continue
+        setattr(task, name, value)
+    task.__dict__.update(getattr(fn, "__dict__", {}))
+    task.__wrapped__ = fn
 
 
 def slurm_cluster_of(job: Any) -> str | None:

@@ -1,4 +1,5 @@
-"""The job side: ``python -m slurm.node.runner [--max-requeues N] [--rank | --gather-ranks N] <job_dir>``
+"""The job side: ``python -c 'from slurm.node.runner import run; run()' [--max-requeues N] [--rank |
+--gather-ranks N] <job_dir>`` (or ``python -m slurm.node.runner ...`` by hand)
 (array index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see
 ``slurm.node.checkpoint``; ``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``:
 combine N ranks, see ``slurm.node.gather``).
@@ -104,7 +105,7 @@ def _parse_args(argv: list[str]) -> tuple[str, int | None, bool, int | None]:
         elif option == "--gather-ranks":
             gather_ranks = int(options.pop(0))
         else:
-            raise SystemExit(f"python -m slurm.node.runner: unknown option {option!r}")
+            raise SystemExit(f"slurm.node.runner: unknown option {option!r}")
     return job_dir, max_requeues, as_rank, gather_ranks
 
 
@@ -191,5 +192,11 @@ def _run(job_dir: str, index: int) -> tuple[Any, int]:
     return task.run_on_node(job_dir, args, kwargs), payload.count
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The job script's entry (``python -c 'from slurm.node.runner import run; run()' [options] <job_dir>``,
+    see ``slurm.rendering.RUNNER_CODE``): ``main`` with this process's arguments, its status the exit status."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m slurm.node.runner, by hand: the same run
+    run()
