@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 class Task:
     """A function that runs as a Slurm job. Calling it directly runs it here, in this process."""
 
+    __wrapped__: Callable[..., Any]  # the function, as functools.update_wrapper would set it (``_wrap``)
+
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -152,6 +154,14 @@ class Task:
                 self._make_cluster,
             )
         return Task, (self.fn, None), {"is_workflow": self.is_workflow, "_make_cluster": self._make_cluster}
+
+    def _by_name(self) -> tuple[str, str] | None:
+        """(module, qualified name) of the function when the node can import it and call it as it is: not
+        a workflow (which needs its Cluster) and importable (see ``__reduce__``). A payload of such a task
+        with plain calls goes without pickle (``slurm.node.plain``)."""
+        if self.is_workflow or self._make_cluster is not None or not _importable(self.fn):
+            return None
+        return self.fn.__module__, self.fn.__qualname__
 
     def _for_cluster(self, make_cluster: Callable[[Mapping[str, Any]], Any]) -> Task:
         """This workflow, carrying to its job how to build the Cluster it submits children to:
