@@ -197,7 +197,10 @@ def _workflow_cluster(job_dir: str, make_cluster: Callable[[Mapping[str, Any]], 
 def _wrap(task: Task, fn: Callable[..., Any]) -> None:
     """What ``functools.update_wrapper`` does, without importing functools (and collections with it):
     a module of ``@task`` functions imports this one, on the nodes too, and needs nothing else of it."""
-    for name in ("__module__", "__name__", "__qualname__", "__doc__", "__annotations__", "__type_params__"):
+    # From Python 3.14 annotations are evaluated when first read: copy the function that evaluates them
+    # (``__annotate__``), as functools does there, so a name defined later does not fail the decorator.
+    annotations = "__annotate__" if hasattr(fn, "__annotate__") else "__annotations__"
+    for name in ("__module__", "__name__", "__qualname__", "__doc__", annotations, "__type_params__"):
         try:
             value = getattr(fn, name)
         except AttributeError:
