@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from slurm.errors import ResourceError  # exceptions only: no import cost on the runner's path
+# slurm.errors re-exports it (the same class): importing it from there would cost every array task the
+# rest of the SDK's errors, which the runner does not need.
+from slurm.node.errors import ResourceError
 
 # The runner unpickles a Task for every array task: this module keeps typing, slurm.resources
 # (dataclasses, inspect, subprocess), slurm.backends and re off that path (types are for checkers only).
