@@ -18,10 +18,12 @@ TIMEOUT = 3600.0
 
 
 def startup(env: BenchEnv, runs: int) -> Figure:
-    """One array task's cost on c1: ``python -m slurm.node.runner`` on a real payload (import, read its item,
-    run ``square``, write the result) against ``python3 -c 'print(7*7)'``, alternating, one srun."""
+    """One array task's cost on c1: the runner, started as a job script starts it, on a real payload
+    (import, read its item, run ``square``, write the result) against ``python3 -c 'print(7*7)'``,
+    alternating, one srun."""
     from bench.tasks import square
     from slurm.node.payload import LOCAL_PYTHON
+    from slurm.rendering import runner_command
     from slurm.serialization import Outcome, dump_payload
     from slurm.task import Task
 
@@ -33,7 +35,7 @@ def startup(env: BenchEnv, runs: int) -> Figure:
     )
     setup = "; ".join(cluster.packaging.setup_lines())
     python = cluster.packaging.python_command()
-    runner = f"SLURM_ARRAY_TASK_ID=$i {python} -m slurm.node.runner {shlex.quote(directory)} 2>/dev/null"
+    runner = f"SLURM_ARRAY_TASK_ID=$i {runner_command(python)} {shlex.quote(directory)} 2>/dev/null"
     loop = (
         f"{setup}; for i in $(seq 0 {runs - 1}); do "
         f's=$(date +%s%N); {runner}; e=$(date +%s%N); echo "sdk $((e - s))"; '
@@ -60,7 +62,7 @@ def startup(env: BenchEnv, runs: int) -> Figure:
         "startup",
         "Per-task start-up on a compute node: the SDK's runner on a real payload vs python3 -c",
         "s",
-        {"SDK: python -m slurm.node.runner (one task)": sdk, "raw: python3 -c 'print(7*7)'": raw},
+        {"SDK: the runner, as a job script starts it (one task)": sdk, "raw: python3 -c 'print(7*7)'": raw},
         ratios={"runner / python3 -c": ratio(sdk, raw)},
         details={"runs": runs, "slurm imports (cumulative, python -X importtime)": imports},
         notes=[

@@ -35,6 +35,24 @@ _EXPORTS = {
     "rank_context": "slurm.node.ranks",
     "set_torch_env": "slurm.node.ranks",
     "ParentResultError": "slurm.dataflow",
+    **dict.fromkeys(
+        [
+            "BackendError",
+            "CommandError",
+            "ConfigError",
+            "DependencyError",
+            "JobFailedError",
+            "JobTimeoutError",
+            "ResourceError",
+            "SerializationError",
+            "SlurmSDKError",
+            "SSHError",
+            "SubmitError",
+            "SubmitLimitError",
+            "UnknownJobError",
+        ],
+        "slurm.errors",
+    ),
 }
 
 if TYPE_CHECKING:
@@ -43,33 +61,34 @@ if TYPE_CHECKING:
     from slurm.callbacks import Callback
     from slurm.cluster import Cluster
     from slurm.dataflow import ParentResultError
+    from slurm.errors import (
+        BackendError,
+        CommandError,
+        ConfigError,
+        DependencyError,
+        JobFailedError,
+        JobTimeoutError,
+        ResourceError,
+        SerializationError,
+        SlurmSDKError,
+        SSHError,
+        SubmitError,
+        SubmitLimitError,
+        UnknownJobError,
+    )
     from slurm.job import Job, MappedJobs
     from slurm.node.checkpoint import Checkpointing
     from slurm.node.ranks import RankContext, rank_context, set_torch_env
     from slurm.resources import Resources
     from slurm.waiting import as_completed, wait_all
 
-# Eager: the errors because `slurm.task` imports them anyway (no further cost; their one list is this
-# import), and the submodule `slurm.task` would otherwise shadow the decorator `slurm.task`.
-from slurm.errors import (  # noqa: E402
-    BackendError,
-    CommandError,
-    ConfigError,
-    DependencyError,
-    JobFailedError,
-    JobTimeoutError,
-    ResourceError,
-    SerializationError,
-    SlurmSDKError,
-    SSHError,
-    SubmitError,
-    SubmitLimitError,
-    UnknownJobError,
-)
+# Eager: the submodule `slurm.task` would otherwise shadow the decorator `slurm.task` (the errors are
+# lazy like the rest: a job's runner needs none of them but the node side's own, slurm.node.errors).
 from slurm.task import Task, task, workflow  # noqa: E402
 
-#: Public modules that live in the node-side package (``from slurm import checkpoint`` in a task).
-_MODULES = {"checkpoint": "slurm.node.checkpoint"}
+#: Public modules loaded on first use: ``from slurm import checkpoint`` in a task (it lives in the node-side
+#: package), and ``slurm.errors`` after a bare ``import slurm``.
+_MODULES = {"checkpoint": "slurm.node.checkpoint", "errors": "slurm.errors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,9 @@ from slurm.node.layout import log_patterns
 from slurm.resources import Resources
 
 RUNNER_MODULE = "slurm.node.runner"
+#: The job script starts the runner with ``python -c`` and this code rather than ``python -m``: runpy and
+#: the importlib modules it loads cost every array task about 1 ms (``bench`` figure ``startup``).
+RUNNER_CODE = f"from {RUNNER_MODULE} import run; run()"
 #: The runner's options for multi-rank tasks: run as one rank / gather N ranks (see ``slurm.node.gather``).
 RANK_OPTION, GATHER_OPTION = "--rank", "--gather-ranks"
 
@@ -69,17 +72,22 @@ def render_script(
     # umask 077: what the task writes (results, checkpoints, its own files) is private to the user.
     lines += ["", "set -eo pipefail", "umask 077", *setup_lines]
     if resources.world_size is None:
-        lines.append(f"exec {python} -m {RUNNER_MODULE}{checkpointing} {shlex.quote(job_dir)}")
+        lines.append(f"exec {runner_command(python)}{checkpointing} {shlex.quote(job_dir)}")
     else:
         lines += _rank_lines(resources, job_dir, python)
     return "\n".join([*lines, ""])
+
+
+def runner_command(python: str) -> str:
+    """The shell words that start the runner (``python`` is shell text already; the options follow)."""
+    return f"{python} -c {shlex.quote(RUNNER_CODE)}"
 
 
 def _rank_lines(resources: Resources, job_dir: str, python: str) -> list[str]:
     """A multi-rank task: every rank runs under srun (one failing rank stops the others), then the batch
     step gathers their outcomes into the job's result file, also when srun failed."""
     cpus = f" --cpus-per-task={resources.cpus}" if resources.cpus else ""  # srun does not inherit it
-    runner = f"{python} -m {RUNNER_MODULE}"
+    runner = runner_command(python)
     return [
         # The ranks meet at the first node (the batch host) by its name, as on real clusters (ranks.py).
         f"srun --kill-on-bad-exit=1{cpus} {runner} {RANK_OPTION} {shlex.quote(job_dir)} "

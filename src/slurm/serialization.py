@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from slurm.errors import JobFailedError, RemoteTraceback, SerializationError
+from slurm.node import plain
 from slurm.node.outcome import OutcomeFile
 from slurm.node.payload import LOCAL_PYTHON, pack
 
@@ -59,7 +60,11 @@ def _tracking_pickler() -> Any:
 def dump_payload(task: Any, calls: Sequence[Call], node_python: Callable[[], str]) -> bytes:
     """Pickle the task and its calls for the runner (layout: ``slurm.node.payload``). ``node_python``
     ("3.13") is only asked for when something must travel by value. Raises ``SerializationError`` naming
-    the object at fault."""
+    the object at fault. A task the nodes import by name with plain calls makes a plain payload
+    (``slurm.node.plain``), which the node reads without pickle."""
+    plain_payload = _dump_plain(task, calls)
+    if plain_payload is not None:
+        return plain_payload
     try:
         task_data, code_by_value = _dump(task)
         items = []
@@ -80,6 +85,21 @@ def dump_payload(task: Any, calls: Sequence[Call], node_python: Callable[[], str
                 f"module the nodes can import (packaging 'pythonpath', 'wheel' or 'sync')."
             )
     return pack(task_data, items)
+
+
+def _dump_plain(task: Any, calls: Sequence[Call]) -> bytes | None:
+    """The plain payload of ``task`` and ``calls``, or None when the task or a call is not plain."""
+    by_name = getattr(task, "_by_name", None)
+    reference = by_name() if by_name is not None else None
+    if reference is None:
+        return None
+    items = []
+    for call in calls:
+        item = plain.dumps(call)
+        if item is None:
+            return None
+        items.append(item)
+    return pack(plain.dump_reference(*reference), items, plain=True)
 
 
 def _task_name(task: Any) -> str:
@@ -115,6 +135,8 @@ class Outcome(OutcomeFile):
 
     def value(self, job_id: str) -> Any:
         try:
+            if self.plain and self._value_data is not None:
+                return plain.loads(self._value_data)
             if self._value_data is not None:
                 return pickle.loads(self._value_data)
             return pickle.loads(self.fields["value"])  # written by an SDK before value_follows

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools  # _pickle imports it anyway on the node
 import sys
 
-from slurm.errors import ResourceError  # exceptions only: no import cost on the runner's path
+# slurm.errors re-exports it (the same class): importing it from there would cost every array task the
+# rest of the SDK's errors, which the runner does not need.
+from slurm.node.errors import ResourceError
 
 # The runner unpickles a Task for every array task: this module keeps typing, slurm.resources
 # (dataclasses, inspect, subprocess), slurm.backends and re off that path (types are for checkers only).
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 class Task:
     """A function that runs as a Slurm job. Calling it directly runs it here, in this process."""
 
+    __wrapped__: Callable[..., Any]  # the function, as functools.update_wrapper would set it (``_wrap``)
+
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -44,7 +47,7 @@ class Task:
         name: str | None = None,
         workflow: bool = False,
     ) -> None:
-        functools.update_wrapper(self, fn)
+        _wrap(self, fn)
         self.fn = fn
         self._resources = resources
         # Job names end up in #SBATCH lines and directory names: keep them to safe characters.
@@ -154,6 +157,14 @@ class Task:
             )
         return Task, (self.fn, None), {"is_workflow": self.is_workflow, "_make_cluster": self._make_cluster}
 
+    def _by_name(self) -> tuple[str, str] | None:
+        """(module, qualified name) of the function when the node can import it and call it as it is: not
+        a workflow (which needs its Cluster) and importable (see ``__reduce__``). A payload of such a task
+        with plain calls goes without pickle (``slurm.node.plain``)."""
+        if self.is_workflow or self._make_cluster is not None or not _importable(self.fn):
+            return None
+        return self.fn.__module__, self.fn.__qualname__
+
     def _for_cluster(self, make_cluster: Callable[[Mapping[str, Any]], Any]) -> Task:
         """This workflow, carrying to its job how to build the Cluster it submits children to:
         ``make_cluster(child config)``, given by the submitting Cluster (its ``_from_child_config``), so
@@ -183,6 +194,22 @@ def _workflow_cluster(job_dir: str, make_cluster: Callable[[Mapping[str, Any]], 
             "Cluster it submits children to. Fix: submit the workflow with Cluster.submit or Cluster.map"
         )
     return make_cluster(config)
+
+
+def _wrap(task: Task, fn: Callable[..., Any]) -> None:
+    """What ``functools.update_wrapper`` does, without importing functools (and collections with it):
+    a module of ``@task`` functions imports this one, on the nodes too, and needs nothing else of it."""
+    # From Python 3.14 annotations are evaluated when first read: copy the function that evaluates them
+    # (``__annotate__``), as functools does there, so a name defined later does not fail the decorator.
+    annotations = "__annotate__" if hasattr(fn, "__annotate__") else "__annotations__"
+    for name in ("__module__", "__name__", "__qualname__", "__doc__", annotations, "__type_params__"):
+        try:
+            value = getattr(fn, name)
+        except AttributeError:
+            continue
+        setattr(task, name, value)
+    task.__dict__.update(getattr(fn, "__dict__", {}))
+    task.__wrapped__ = fn
 
 
 def slurm_cluster_of(job: Any) -> str | None:

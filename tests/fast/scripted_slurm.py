@@ -10,10 +10,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from slurm import Cluster
+from slurm import Cluster, Task
 from slurm.backends.slurm import SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
-from slurm.node import layout
+from slurm.node import layout, plain
 from slurm.node.outcome import dump_result
 from slurm.node.payload import LOCAL_PYTHON, read_payload
 from slurm.transports.base import CommandResult
@@ -86,8 +86,12 @@ def scripted_cluster(sshd, tmp_path: Path, slurm_cluster: str | None = None, **s
 
 
 def read_call(payload: bytes, index: int = 0) -> tuple[Any, Any]:
-    """The task and call ``index`` of a payload, read and unpickled as the runner does (``slurm.node``)."""
-    task_data, call = read_payload(io.BytesIO(payload), index)
+    """The task and call ``index`` of a payload, read and loaded as the runner does (``slurm.node``); a
+    plain payload's function comes back as a Task, as a pickled one does."""
+    is_plain, task_data, call = read_payload(io.BytesIO(payload), index)
+    if is_plain:
+        function = plain.load_reference(task_data)
+        return (function if isinstance(function, Task) else Task(function)), plain.loads(call)
     return pickle.loads(task_data), pickle.loads(call)
 
 

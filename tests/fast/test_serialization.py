@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import subprocess
+import sys
 import threading
+import types
 
 import cloudpickle
 import pytest
@@ -12,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slurm import SerializationError, Task, task
+from slurm.node import plain
 from slurm.node.outcome import dump_result
 from slurm.node.payload import LOCAL_PYTHON, read_payload
 from slurm.serialization import Outcome, dump_payload
@@ -24,10 +29,15 @@ def never_probe() -> str:
 
 
 def test_importable_task_travels_by_reference_without_probing():
-    data = dump_payload(tasks.add, [((1, 2), {})], never_probe)
+    data = dump_payload(tasks.add, [((1, 2.5), {"n": [None]})], never_probe)  # plain: by name
     loaded, call = read_call(data)
     assert isinstance(loaded, Task) and loaded.fn is tasks.add.fn
-    assert call == ((1, 2), {})
+    assert call == ((1, 2.5), {"n": [None]})
+    assert len(data) < 100
+    data = dump_payload(tasks.add, [((1, types.SimpleNamespace()), {})], never_probe)  # pickled
+    loaded, call = read_call(data)
+    assert isinstance(loaded, Task) and loaded.fn is tasks.add.fn
+    assert call == ((1, types.SimpleNamespace()), {})
     assert len(data) < 300  # a reference, not bytecode
 
 
@@ -147,14 +157,19 @@ items = st.lists(st.binary(max_size=2000) | st.integers() | st.text(max_size=50)
 
 
 @settings(max_examples=40, deadline=None)
-@given(values=items, data=st.data())
-def test_each_item_comes_back_and_a_task_reads_no_other_item(values, data):
+@given(values=items, wrapped=st.booleans(), data=st.data())
+def test_each_item_comes_back_and_a_task_reads_no_other_item(values, wrapped, data):
+    """Plain items (bytes, ints, strings) and pickled ones (the same in a SimpleNamespace) alike."""
+    values = [types.SimpleNamespace(v=value) for value in values] if wrapped else values
     payload = dump_payload(tasks.add, [((value,), {"i": i}) for i, value in enumerate(values)], never_probe)
     index = data.draw(st.integers(0, len(values) - 1))
     handle = RecordingFile(payload)
-    task_data, call = read_payload(handle, index)
-    assert pickle.loads(task_data).fn is tasks.add.fn
-    assert pickle.loads(call) == ((values[index],), {"i": index})
+    is_plain, task_data, call = read_payload(handle, index)
+    loads = pickle.loads if wrapped else plain.loads
+    assert is_plain is not wrapped
+    loaded = pickle.loads(task_data).fn if wrapped else plain.load_reference(task_data).fn
+    assert loaded is tasks.add.fn
+    assert loads(call) == ((values[index],), {"i": index})
     own = len(pickle.dumps(((values[index],), {"i": index}), protocol=5)) + 200
     read = sum(end - start for start, end in handle.ranges)
     assert read <= len(task_data) + 20 + 16 + own  # header, task, two offsets, this item: O(1)
@@ -181,3 +196,71 @@ def test_a_result_round_trips_through_its_file(value):
 def test_a_result_file_of_the_nested_format_still_loads():
     old = pickle.dumps({"ok": True, "value": cloudpickle.dumps([1, 2]), "restarts": 0})
     assert Outcome.load(old).value("1") == [1, 2]
+
+
+class Small(int):
+    """An int that is not exactly an int: marshal would not keep its type."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [bytearray(b"x"), memoryview(b"x"), Small(1), [1, Small(2)], {"k": bytearray()}, {1, 2.5, "s", (None,)}],
+)
+def test_only_exact_plain_types_are_plain(value):
+    """What marshal would change (a buffer to bytes, a subclass to its base) is pickled instead; the
+    rest comes back equal."""
+    data = plain.dumps(value)
+    if isinstance(value, set):
+        assert data is not None and plain.loads(data) == value
+    else:
+        assert data is None
+
+
+def test_plain_gives_up_on_cycles_and_size_and_depth():
+    cycle: list[object] = []
+    cycle.append(cycle)
+    deep: list[object] = []
+    for _ in range(3000):  # fewer objects than the limit, deeper than marshal goes
+        deep = [deep]
+    assert plain.dumps(cycle) is None
+    assert plain.dumps(list(range(plain.MAX_OBJECTS))) is None
+    assert plain.dumps(deep) is None
+    assert plain.dumps(list(range(plain.MAX_OBJECTS - 1))) is not None
+
+
+def test_a_workflow_or_code_by_value_is_pickled_even_with_plain_calls():
+    @task
+    def local(x):
+        return x
+
+    for sent in (tasks.fan_out, local):
+        is_plain, _, _ = read_payload(io.BytesIO(dump_payload(sent, [((1,), {})], lambda: LOCAL_PYTHON)), 0)
+        assert not is_plain, sent
+
+
+def test_a_plain_result_is_marshal_data_and_ranks_get_its_pickle():
+    outcome = Outcome.load(dump_result([1, "two", 3.0], restarts=1))
+    assert outcome.plain and outcome.restarts == 1 and outcome.value("1") == [1, "two", 3.0]
+    assert pickle.loads(outcome.value_bytes()) == [1, "two", 3.0]
+    assert not Outcome.load(dump_result(types.SimpleNamespace(a=1))).plain
+
+
+def test_a_plain_task_runs_on_the_node_without_pickle(tmp_path):
+    """The runner on a plain payload, in a fresh interpreter: the result comes back and the C pickler
+    was never imported (it costs every array task ~3 ms on Python 3.13)."""
+    (tmp_path / "payload.pkl").write_bytes(dump_payload(tasks.add, [((1, 2), {}), ((3, 4), {})], never_probe))
+    probe = (
+        "import sys; from slurm.node import runner; code = runner.main([sys.argv[1]]); "
+        "print(code, '_pickle' in sys.modules, 'slurm.task' in sys.modules)"
+    )
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),  # the repo root: tests.* imports
+        timeout=60,
+    )
+    assert run.stdout.split() == ["0", "False", "True"], run.stderr  # tests.fast.tasks imports slurm.task
+    assert Outcome.load((tmp_path / "result-1.pkl").read_bytes()).value("1") == 7

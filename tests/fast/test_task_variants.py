@@ -90,3 +90,17 @@ def test_requeue_option_renders_no_requeue():
     assert ("no-requeue", True) in sbatch_options(tasks.add.options(requeue=False).resources)
     assert ("requeue", True) in sbatch_options(tasks.add.options(requeue=True).resources)
     assert not [name for name, _ in sbatch_options(tasks.add.resources) if "requeue" in name]
+
+
+def test_a_task_carries_what_functools_update_wrapper_would_set():
+    """slurm.task copies the function's attributes itself (functools would cost every array task the
+    import of collections): the same ones, with the same values."""
+    import functools
+    import inspect
+
+    class Wrapper:
+        pass
+
+    expected = vars(functools.update_wrapper(Wrapper(), tasks.add.fn))
+    assert {name: vars(tasks.add)[name] for name in expected} == expected
+    assert inspect.signature(tasks.add) == inspect.signature(tasks.add.fn)

@@ -2,16 +2,20 @@
 
 A returned value: ``_RESULT_MAGIC``, the length of a small header pickle, the header, then the value's
 own pickle (not nested: the reader unpickles the value straight from the bytes it fetched, without a
-copy). A raised exception: one plain pickle of its fields (b"\\x80..."). ``slurm.serialization.Outcome``
-turns a file back into a value or an exception on the submitting side.
+copy). A plain value (``slurm.node.plain``): ``_PLAIN_RESULT_MAGIC``, then the same with marshal data for
+header and value, so a plain task's runner never imports pickle. A raised exception: one plain pickle of
+its fields (b"\\x80..."). ``slurm.serialization.Outcome`` turns a file back into a value or an exception
+on the submitting side.
+
+The C pickler ``_pickle`` is imported where it is needed, not above: a plain task's runner never needs it
+(and the ``pickle`` module around it imports re and enum besides).
 """
 
 from __future__ import annotations
 
-# The C pickler itself: the `pickle` module around it imports re and enum, ~4 ms for every array task.
-import _pickle as pickle
 import struct
 
+from slurm.node import plain
 from slurm.node.errors import SerializationError
 
 # Not typing.TYPE_CHECKING: importing typing costs every array task a few ms, for names only checkers use.
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
 
 #: A result file holding a value starts with this (an exception's is a plain pickle: b"\x80...").
 _RESULT_MAGIC = b"SDKR"
+_PLAIN_RESULT_MAGIC = b"SDKM"
 _LENGTH = struct.Struct(">Q")
 
 
@@ -39,6 +44,11 @@ def dump_result(value: Any, *, restarts: int = 0, facts: dict[str, float] | None
     ``restarts``: how often the job was requeued before this run; ``facts``: what the runner measured
     (``payload_bytes_read``, ``started_at``, ``finished_at``), for benchmarks and checks."""
     header: dict[str, Any] = {**(facts or {}), "ok": True, "restarts": restarts, "value_follows": True}
+    value_data = plain.dumps(value)
+    if value_data is not None and (header_data := plain.dumps(header)) is not None:
+        return b"".join([_PLAIN_RESULT_MAGIC, _LENGTH.pack(len(header_data)), header_data, value_data])
+    import _pickle as pickle
+
     try:
         value_data = pickle.dumps(value, protocol=5)
     except Exception:  # lambdas, local classes, ...: cloudpickle handles what pickle cannot
@@ -55,6 +65,8 @@ def dump_result(value: Any, *, restarts: int = 0, facts: dict[str, float] | None
 def dump_ranks(values: Sequence[bytes], nodes: Sequence[str], *, restarts: int) -> bytes:
     """Outcome file of a multi-rank task whose ranks all returned: rank 0's value as the value (what
     ``result()`` reads), every rank's pickled value in the header (``values_by_rank``)."""
+    import _pickle as pickle
+
     header = {
         "ok": True,
         "restarts": restarts,
@@ -68,6 +80,8 @@ def dump_ranks(values: Sequence[bytes], nodes: Sequence[str], *, restarts: int) 
 
 def dump_exception(exc: BaseException, traceback_text: str, *, restarts: int = 0) -> bytes:
     """Outcome file for a raised exception; the exception object itself is kept only if it pickles."""
+    import _pickle as pickle
+
     try:
         exception: bytes | None = _cloudpickle_dumps(exc)
     except Exception:
@@ -97,8 +111,12 @@ class OutcomeFile:
     """A result file read back: whether the task returned, the header fields, and the value's pickle
     (a view into the file's bytes, unpickled only when asked for: ``slurm.serialization.Outcome``)."""
 
-    def __init__(self, ok: bool, fields: dict[str, Any], value_data: memoryview | None = None) -> None:
+    def __init__(
+        self, ok: bool, fields: dict[str, Any], value_data: memoryview | None = None, *, plain: bool = False
+    ) -> None:
         self.ok, self.fields, self._value_data = ok, fields, value_data
+        #: Whether the value is marshal data (``slurm.node.plain``) rather than a pickle.
+        self.plain = plain
 
     @property
     def restarts(self) -> int:
@@ -109,6 +127,12 @@ class OutcomeFile:
     def load(cls, data: bytes | bytearray) -> Self:
         view = memoryview(data)  # slices of it share ``data``'s buffer: no copy
         start = len(_RESULT_MAGIC) + _LENGTH.size
+        if view[: len(_PLAIN_RESULT_MAGIC)] == _PLAIN_RESULT_MAGIC:
+            (length,) = _LENGTH.unpack(view[len(_PLAIN_RESULT_MAGIC) : start])
+            fields = plain.loads(view[start : start + length])
+            return cls(fields["ok"], fields, view[start + length :], plain=True)
+        import _pickle as pickle
+
         if view[: len(_RESULT_MAGIC)] == _RESULT_MAGIC:
             (length,) = _LENGTH.unpack(view[len(_RESULT_MAGIC) : start])
             fields = pickle.loads(view[start : start + length])
@@ -117,5 +141,10 @@ class OutcomeFile:
         return cls(fields["ok"], fields)
 
     def value_bytes(self) -> bytes:
-        """The value's own pickle, as the runner wrote it (for combining ranks: ``slurm.node.gather``)."""
+        """The value's own pickle (for combining ranks: ``slurm.node.gather``): as the runner wrote it, or
+        made from its marshal data."""
+        if self.plain and self._value_data is not None:
+            import _pickle as pickle
+
+            return bytes(pickle.dumps(plain.loads(self._value_data), protocol=5))
         return bytes(self._value_data) if self._value_data is not None else bytes(self.fields["value"])

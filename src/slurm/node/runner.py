@@ -1,11 +1,14 @@
-"""The job side: ``python -m slurm.node.runner [--max-requeues N] [--rank | --gather-ranks N] <job_dir>``
+"""The job side: ``python -c 'from slurm.node.runner import run; run()' [--max-requeues N] [--rank |
+--gather-ranks N] <job_dir>`` (or ``python -m slurm.node.runner ...`` by hand)
 (array index from ``SLURM_ARRAY_TASK_ID``; ``--max-requeues``: a checkpointing task, see
 ``slurm.node.checkpoint``; ``--rank``: one rank of a multi-rank task under srun, ``--gather-ranks N``:
 combine N ranks, see ``slurm.node.gather``).
 
 Loads the task and its own arguments from ``payload.pkl`` (reading only its part of it, see
-``slurm.node.payload``), runs it through the task's own ``run_on_node`` (which gives a workflow its
-Cluster: the submitting side is reached only through the task this unpickled, never imported here)
+``slurm.node.payload``) and runs it through the task's own ``run_on_node`` (which gives a workflow its
+Cluster: the submitting side is reached only through the task this unpickled, never imported here). A
+plain payload (``slurm.node.plain``) names a function and holds marshal data: the runner calls the
+function and, when it returns plain data too, never imports pickle.
 and writes the outcome, value or exception with its traceback, to its result file (paths:
 ``slurm.node.layout``, format: ``slurm.node.outcome``). Exits 1 when the task raised, so the scheduler
 records FAILED.
@@ -19,12 +22,10 @@ import time
 
 _STARTED_AT = time.time()  # first thing: the phase benchmarks count the imports below as the run's
 
-# The C pickler itself: the `pickle` module around it imports re and enum, ~4 ms for every array task.
-import _pickle as pickle
 import os
 import sys
 
-from slurm.node import layout
+from slurm.node import layout, plain
 from slurm.node.atomic import write_atomic
 from slurm.node.errors import RankTerminated, SerializationError
 from slurm.node.name import node_name
@@ -104,7 +105,7 @@ def _parse_args(argv: list[str]) -> tuple[str, int | None, bool, int | None]:
         elif option == "--gather-ranks":
             gather_ranks = int(options.pop(0))
         else:
-            raise SystemExit(f"python -m slurm.node.runner: unknown option {option!r}")
+            raise SystemExit(f"slurm.node.runner: unknown option {option!r}")
     return job_dir, max_requeues, as_rank, gather_ranks
 
 
@@ -126,6 +127,8 @@ def _gather(job_dir: str, index: int, world_size: int, restarts: int) -> int:
     outcome, code = gather(job_dir, index, world_size, restarts=restarts)
     write_atomic(layout.result_path(job_dir, index), outcome)
     if code:
+        import _pickle as pickle  # the C pickler alone: the `pickle` module around it imports re and enum
+
         fields = pickle.loads(outcome)
         who = "" if fields["rank"] is None else f"rank {fields['rank']} of {world_size}: "
         print(f"[slurm-sdk] the job failed: {who}{fields['message']}", file=sys.stderr)
@@ -177,19 +180,33 @@ def _run(job_dir: str, index: int) -> tuple[Any, int]:
     """The task's return value, and how many bytes of the payload it took to get there."""
     with open(layout.payload_path(job_dir), "rb", buffering=0) as raw:  # unbuffered: exact reads
         payload = _CountingFile(raw)
-        task_data, call = read_payload(payload, index)
+        is_plain, task_data, call = read_payload(payload, index)
     try:
-        task = pickle.loads(task_data)
-        args, kwargs = pickle.loads(call)
+        if is_plain:  # a function by name, plain data (slurm.node.plain): no pickle, no Task to build
+            function = plain.load_reference(task_data)
+            args, kwargs = plain.loads(call)
+        else:
+            import _pickle as pickle  # the C pickler alone: the `pickle` module around it imports re and enum
+
+            task = pickle.loads(task_data)
+            args, kwargs = pickle.loads(call)
     except Exception as exc:
         raise SerializationError(
             f"cannot load the task on this node (Python {LOCAL_PYTHON}): {type(exc).__name__}: {exc}. "
             "Make its module importable on the nodes (packaging 'pythonpath', 'wheel' or 'sync')."
         ) from exc
+    if is_plain:  # what Task.run_on_node does for a task that is not a workflow, without Job arguments
+        return function(*args, **kwargs), payload.count
     # The Task (``slurm.task``, imported by unpickling it) runs itself: it replaces Job arguments with
     # their results and gives a workflow its Cluster, the parts of a job that need the submitting side.
     return task.run_on_node(job_dir, args, kwargs), payload.count
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The job script's entry (``python -c 'from slurm.node.runner import run; run()' [options] <job_dir>``,
+    see ``slurm.rendering.RUNNER_CODE``): ``main`` with this process's arguments, its status the exit status."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m slurm.node.runner, by hand: the same run
+    run()

@@ -8,4 +8,4 @@
 
 set -eo pipefail
 umask 077
-exec python3 -m slurm.node.runner --max-requeues 5 /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
+exec python3 -c 'from slurm.node.runner import run; run()' --max-requeues 5 /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d

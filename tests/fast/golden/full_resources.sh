@@ -16,4 +16,4 @@
 set -eo pipefail
 umask 077
 export PYTHONPATH='/opt/code:/shared/my libs'"${PYTHONPATH:+:$PYTHONPATH}"
-exec /opt/venv/bin/python -m slurm.node.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
+exec /opt/venv/bin/python -c 'from slurm.node.runner import run; run()' /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d

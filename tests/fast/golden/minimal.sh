@@ -5,4 +5,4 @@
 
 set -eo pipefail
 umask 077
-exec python3 -m slurm.node.runner /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
+exec python3 -c 'from slurm.node.runner import run; run()' /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d

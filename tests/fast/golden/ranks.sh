@@ -9,5 +9,5 @@
 
 set -eo pipefail
 umask 077
-srun --kill-on-bad-exit=1 --cpus-per-task=2 python3 -m slurm.node.runner --rank /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d || echo "[slurm-sdk] srun exited with status $?" >&2
-exec python3 -m slurm.node.runner --gather-ranks 4 /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
+srun --kill-on-bad-exit=1 --cpus-per-task=2 python3 -c 'from slurm.node.runner import run; run()' --rank /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d || echo "[slurm-sdk] srun exited with status $?" >&2
+exec python3 -c 'from slurm.node.runner import run; run()' --gather-ranks 4 /home/sdk/.slurm-sdk/jobs/20250101-000000-train-0a1b2c3d
