@@ -11,7 +11,7 @@ from typing import Any
 from slurm.backends.local_state import LocalStateDir
 from slurm.inherited_env import scrub_slurm_env
 from slurm.node.atomic import write_atomic
-from slurm.node.checkpoint import REQUEUE_COMMAND_ENV
+from slurm.node.slurm_commands import REQUEUE_COMMAND_ENV
 
 # What `scontrol requeue <id>` is for a local job (the runner of a checkpointing task calls it).
 _REQUEUE = "import sys; from slurm.backends.local_state import requeue; requeue(sys.argv[1], sys.argv[2])"

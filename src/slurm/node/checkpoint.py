@@ -34,23 +34,21 @@ from typing import Any
 from slurm.node.atomic import write_atomic
 from slurm.node.errors import ResourceError
 from slurm.node.layout import checkpoint_path, requeue_count_path
+from slurm.node.slurm_commands import (
+    DEFAULT_JOB_QUERY_COMMAND,
+    DEFAULT_REQUEUE_COMMAND,
+    DEFAULT_VERSION_COMMAND,
+    JOB_QUERY_COMMAND_ENV,
+    REQUEUE_COMMAND_ENV,
+    VERSION_COMMAND_ENV,
+)
 
 #: The signal Slurm sends before the time limit (``--signal=B:USR2@N``; B: the batch shell, which is the
 #: runner itself, since the script execs it).
 TIME_LIMIT_SIGNAL = "USR2"
 #: The runner's option that turns checkpointing on, with the number of time-limit requeues allowed.
 MAX_REQUEUES_OPTION = "--max-requeues"
-#: The command that requeues a job (its id is appended); the local backend sets its own. A job variable
-#: like SLURM_JOB_ID, so a workflow's children do not inherit it.
-REQUEUE_COMMAND_ENV = "SLURM_REQUEUE_COMMAND"
-DEFAULT_REQUEUE_COMMAND = "scontrol requeue"
-#: The command that describes a job (its id is appended), read for its ``PreemptTime``; tests set their own.
-JOB_QUERY_COMMAND_ENV = "SLURM_JOB_QUERY_COMMAND"
-DEFAULT_JOB_QUERY_COMMAND = "scontrol -o show job"
 _PREEMPT_TIME = r"\bPreemptTime=(\S+)"
-#: The command that prints Slurm's version ("slurm 22.05.8"); tests set their own.
-VERSION_COMMAND_ENV = "SLURM_VERSION_COMMAND"
-DEFAULT_VERSION_COMMAND = "scontrol --version"
 #: From this release on, a job that ends in its GraceTime after the preemption signal is requeued as
 #: preempted; before it (22.05, 23.02, 23.11) it simply ends, and only Slurm's own kill at the end of the
 #: GraceTime requeues it.
