@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from slurm.errors import ResourceError
 
+TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
 if TYPE_CHECKING:
     from datetime import timedelta
 

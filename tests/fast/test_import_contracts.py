@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import slurm
+
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 #: The contracts that count type-only imports too.
@@ -107,6 +109,28 @@ def test_a_jobs_runner_loads_the_node_side_and_nothing_heavy() -> None:
         "socket",
         "calendar",
     }
+
+
+def test_the_local_launcher_loads_no_checkpoint_runtime_and_no_typing() -> None:
+    """The local backend starts one launcher process per submission (hundreds in the fast tier): it loads the
+    standard library's light modules and the SDK's local-state modules, not the checkpoint runtime
+    (dataclasses, inspect) for the one variable it sets, nor typing for annotations."""
+    probe = (
+        "import sys; before = set(sys.modules); import slurm.backends.local_launcher; "
+        "print(' '.join(set(sys.modules) - before))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-S", "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(Path(slurm.__file__).parent.parent)},
+        ).stdout.split()
+    )
+    assert "slurm.backends.local_launcher" in loaded and "slurm.node.slurm_commands" in loaded
+    assert not loaded & {"slurm.node.checkpoint", "dataclasses", "inspect", "typing", "slurm.backends.base"}
 
 
 #: The names (as lint-imports prints them) of the two contracts in .ci/typed-imports.toml.

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from slurm.backends.job_states import JobState
 from slurm.backends.local_job_env import log_paths
 from slurm.backends.local_state import LocalStateDir, elements
 from slurm.node.atomic import write_atomic
+
+TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
+if TYPE_CHECKING:
+    from typing import Any
 
 _POLL = 0.05  # launcher's dependency polling; local jobs should feel instant
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Any
 
 from slurm.backends.local_state import LocalStateDir
 from slurm.inherited_env import scrub_slurm_env
 from slurm.node.atomic import write_atomic
 from slurm.node.slurm_commands import REQUEUE_COMMAND_ENV
+
+TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
+if TYPE_CHECKING:
+    from typing import Any
 
 # What `scontrol requeue <id>` is for a local job (the runner of a checkpointing task calls it).
 _REQUEUE = "import sys; from slurm.backends.local_state import requeue; requeue(sys.argv[1], sys.argv[2])"

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from slurm.backends.job_states import JobState
 from slurm.backends.local_dependencies import wait_for_dependencies
@@ -18,8 +17,10 @@ from slurm.durations import parse_time_seconds
 from slurm.errors import BackendError
 from slurm.node.atomic import write_atomic
 
+TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any
 
 
 class LocalLauncher(LocalStateDir):

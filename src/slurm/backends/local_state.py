@@ -9,10 +9,13 @@ import fcntl
 import os
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 from slurm.backends.job_states import JobState, array_state
 from slurm.node.atomic import write_atomic
+
+TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class LocalStateDir:
