@@ -18,7 +18,7 @@ import pytest
 
 from slurm_dev_cluster import kit
 from slurm_dev_cluster.locks import ClusterLock, Coordinator
-from slurm_dev_cluster.naming import default_project
+from slurm_dev_cluster.naming import alone_project, default_project
 from slurm_dev_cluster.preflight import PreflightError
 from slurm_dev_cluster.stack import Connection, Stack, StackError, stack_inputs, state_root
 
@@ -256,11 +256,6 @@ def needs_cluster(item: pytest.Item) -> bool:
 
 #: The xdist group (``--dist loadgroup``) of the cluster tests that take the cluster alone.
 ALONE_GROUP = "slurm-cluster-alone"
-
-
-def alone_project(project: str) -> str:
-    """The Compose project of the stack the tests that take the cluster alone get under xdist."""
-    return f"{project}-alone"
 
 
 def needs_cluster_alone(item: pytest.Item) -> bool:
