@@ -18,7 +18,7 @@ from slurm import waiting
 from slurm.backends.base import NEVER_SATISFIED, JobState, JobStatus
 from slurm.errors import JobFailedError
 from slurm.events import emit
-from slurm.limits import CLEARED_BY_OWN_JOBS, OwnJobsCap, never_clears, pending_for_good
+from slurm.limits import CLEARED_BY_OWN_JOBS, OwnJobsCap, never_clears, own_jobs_hold, pending_for_good
 from slurm.waiting import WaitedCluster
 
 if TYPE_CHECKING:
@@ -89,11 +89,10 @@ class ObservedJob:
         now = self.cluster._watcher.clock.now()
         # The user's running jobs are counted (a remote command, cached per backend) before the lock is
         # taken, so a reader of this job's state never waits on that round trip.
-        running = (
-            self.cluster.backend.running_jobs()
-            if status.state is JobState.PENDING and status.reason.strip() in CLEARED_BY_OWN_JOBS
-            else None
-        )
+        # So is how long such a cap must hold: one of the cluster's scheduling passes (asked once).
+        capped = status.state is JobState.PENDING and status.reason.strip() in CLEARED_BY_OWN_JOBS
+        running = self.cluster.backend.running_jobs() if capped else None
+        hold = own_jobs_hold(self.cluster.backend.sched_interval() if capped else None)
         with self._lock:
             if self._state.is_terminal:
                 return  # terminal states are final: the outcome callbacks fire once
@@ -109,9 +108,9 @@ class ObservedJob:
                 return
             if status.state is JobState.PENDING and (
                 never_clears(status.reason)
-                or self._own_jobs_cap.never_clears(status.reason, now, lambda: running)
+                or self._own_jobs_cap.never_clears(status.reason, now, lambda: running, hold)
             ):
-                self._failure = pending_for_good(self.job_id, self.name, status.reason)
+                self._failure = pending_for_good(self.job_id, self.name, status.reason, hold)
                 self._cancel_due = True
                 self._set_state(JobState.CANCELLED)
                 return

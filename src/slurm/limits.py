@@ -48,10 +48,22 @@ CLEARED_BY_OWN_JOBS: dict[str, str] = {
         "(sacctmgr show qos format=name,maxjobsperaccount), or submit with another QOS or account"
     ),
 }
-#: How long such a reason must hold with none of the user's jobs running before the wait gives up: longer
-#: than Slurm's default sched_interval (60 s), so the reason was set by a scheduling pass that already knew
-#: the user's last running job had ended (a stale reason would cancel a job that was about to start).
+#: How long such a reason must hold with none of the user's jobs running before the wait gives up, where the
+#: cluster's scheduling interval is not known: longer than Slurm's default sched_interval (60 s), so the
+#: reason was set by a scheduling pass that already knew the user's last running job had ended (a stale
+#: reason would cancel a job that was about to start).
 OWN_JOBS_HOLD_SECONDS = 70.0
+#: Slurm's main scheduling pass runs every ``sched_interval`` seconds (SchedulerParameters; 60 by default).
+DEFAULT_SCHED_INTERVAL = 60
+#: Added to the cluster's sched_interval: a pass that started just before the last job ended is over.
+HOLD_MARGIN_SECONDS = 10.0
+
+
+def own_jobs_hold(sched_interval: int | None) -> float:
+    """How long a cap on running jobs must hold with none of the user's jobs running: one of the cluster's
+    scheduling passes and a margin, or ``OWN_JOBS_HOLD_SECONDS`` when the interval is not known."""
+    return OWN_JOBS_HOLD_SECONDS if sched_interval is None else sched_interval + HOLD_MARGIN_SECONDS
+
 
 #: The reason words sbatch prints when a submit limit (jobs pending or running at once) refused a job.
 _SUBMIT_LIMIT_WORDS = re.compile(
@@ -94,13 +106,16 @@ class OwnJobsCap:
     def __init__(self) -> None:
         self._since: float | None = None
 
-    def never_clears(self, reason: str, now: float, running_jobs: Callable[[], int | None]) -> bool:
+    def never_clears(
+        self, reason: str, now: float, running_jobs: Callable[[], int | None], hold: float | None = None
+    ) -> bool:
+        """``hold``: how long it must hold (``own_jobs_hold``); default ``OWN_JOBS_HOLD_SECONDS``."""
         if reason.strip() not in CLEARED_BY_OWN_JOBS or running_jobs() != 0:
             self._since = None
             return False
         if self._since is None:
             self._since = now
-        return now - self._since >= OWN_JOBS_HOLD_SECONDS
+        return now - self._since >= (OWN_JOBS_HOLD_SECONDS if hold is None else hold)
 
 
 def submit_limit_refusal(sbatch_output: str) -> str | None:
@@ -153,6 +168,8 @@ class SiteLimits:
     submit_limit: SubmitLimit | None
     #: ``ClusterName`` of the controller asked: the Slurm cluster jobs go to when none is named.
     cluster_name: str | None = None
+    #: Seconds between the controller's main scheduling passes (``sched_interval``); None: not known.
+    sched_interval: int | None = None
 
 
 def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
@@ -165,9 +182,10 @@ def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
     max_array = int(match[1]) if match else None
     named = re.search(r"^\s*ClusterName\s*=\s*(\S+)", config, re.MULTILINE)
     cluster_name = named[1] if named else None
+    interval = _sched_interval(config)
     enforce = re.search(r"^\s*AccountingStorageEnforce\s*=\s*(\S+)", config, re.MULTILINE)
     if not enforce or "limits" not in enforce[1].split(","):
-        return SiteLimits(max_array, None, cluster_name)  # limits in the database are not enforced
+        return SiteLimits(max_array, None, cluster_name, interval)  # limits in the database are not enforced
     qos_limits: dict[str, str] = {}
     for line in qos_lines.splitlines():
         if "|" in line:
@@ -185,14 +203,27 @@ def parse_limits(output: str, *, qos: str | None = None) -> SiteLimits:
         name = qos or default_qos or "normal"
         if qos_limits.get(name, "").isdigit():
             found.append(SubmitLimit(int(qos_limits[name]), f"MaxSubmitJobsPerUser of QOS {name}"))
-    return SiteLimits(max_array, min(found, key=lambda limit: limit.jobs) if found else None, cluster_name)
+    best = min(found, key=lambda limit: limit.jobs) if found else None
+    return SiteLimits(max_array, best, cluster_name, interval)
+
+
+def _sched_interval(config: str) -> int | None:
+    """``sched_interval`` of the config's SchedulerParameters, Slurm's default when they leave it out;
+    None when the config has no SchedulerParameters line (not read)."""
+    line = re.search(r"^\s*SchedulerParameters\s*=\s*(\S*)", config, re.MULTILINE)
+    if not line:
+        return None
+    given = re.search(r"(?:^|,)sched_interval=(\d+)", line[1])
+    return int(given[1]) if given else DEFAULT_SCHED_INTERVAL
 
 
 def _fields(line: str, count: int) -> tuple[str, ...]:
     return tuple((line.strip().split("|") + [""] * count)[:count])
 
 
-def pending_for_good(job_id: str, name: str, reason: str) -> JobFailedError:
+def pending_for_good(
+    job_id: str, name: str, reason: str, hold: float = OWN_JOBS_HOLD_SECONDS
+) -> JobFailedError:
     """The error of a job pending for a reason that never clears. The SDK cancels the job (its whole
     array: the tasks share the request) so it stops holding a place in the queue and under the submit
     limit: ``Job`` does, when it delivers what it observed, with no lock held."""
@@ -200,7 +231,7 @@ def pending_for_good(job_id: str, name: str, reason: str) -> JobFailedError:
     why = "which no amount of waiting clears"
     if fix is None:
         fix = CLEARED_BY_OWN_JOBS.get(reason.strip())
-        why = f"a cap on running jobs, with none of yours running for {OWN_JOBS_HOLD_SECONDS:.0f} s"
+        why = f"a cap on running jobs, with none of yours running for {hold:.0f} s"
     return JobFailedError(
         f"job {job_id} ({name}) can never start: squeue says it pends for {reason}, {why}, so the "
         f"SDK cancelled it; fix: {fix}",

@@ -36,6 +36,12 @@ def test_dev_and_production_defaults_differ_where_the_issue_says():
     assert dev["DependencyParameters"] == "kill_invalid_depend" and dev["MinJobAge"] == "120"
     assert "DependencyParameters" not in production and production["MinJobAge"] == "300"
     assert "AccountingStorageType" not in production  # the stack's accounting.conf decides, never a switch
+    # The main scheduling pass: every 10 s on the dev defaults, Slurm's stock 60 s (left out) on production.
+    assert "sched_interval=10" in dev["SchedulerParameters"].split(",")
+    assert "sched_interval" not in production["SchedulerParameters"]
+    assert set(dev["SchedulerParameters"].split(",")) - set(production["SchedulerParameters"].split(",")) == {
+        "sched_interval=10"
+    }
     # Every setting read back after a reconfigure has its stock value for a file that leaves it out.
     assert {key: production.get(key, stock) for key, stock in CHECKED_SETTINGS.items()} == {
         "MinJobAge": "300",
@@ -49,7 +55,7 @@ def test_slurm_conf_leaves_the_kind_settings_to_the_include():
     settings = [
         line.split("=", 1)[0] for line in conf.splitlines() if "=" in line and not line.startswith("#")
     ]
-    assert "MinJobAge" not in settings and "DependencyParameters" not in settings
+    assert not {"MinJobAge", "DependencyParameters", "SchedulerParameters"} & set(settings)
     assert conf.rstrip().endswith("Include /etc/slurm/faults.conf")  # last: what it sets wins
 
 

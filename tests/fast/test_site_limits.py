@@ -326,3 +326,40 @@ def test_a_limit_of_no_jobs_at_all_fails_at_once_even_when_waiting(tmp_path, mon
     with pytest.raises(SubmitLimitError, match="allows 0 jobs"):
         cluster.map(tasks.square, range(3))
     assert cluster.backend.job_ids() == [] and not (tmp_path / "jobs").exists()
+
+
+# ---- how long a cap on running jobs must hold: one of the cluster's scheduling passes ---------------
+
+
+def test_the_scheduling_interval_is_read_from_the_clusters_config():
+    config = golden("limits-query.txt")
+    assert parse_limits(config).sched_interval == limits.DEFAULT_SCHED_INTERVAL  # Slurm's 60 s: not set
+    shorter = config.replace("default_queue_depth=1000", "default_queue_depth=1000,sched_interval=10")
+    assert parse_limits(shorter).sched_interval == 10
+    assert parse_limits("MaxArraySize = 300\n").sched_interval is None  # no SchedulerParameters: unknown
+    assert limits.own_jobs_hold(10) == 10 + limits.HOLD_MARGIN_SECONDS
+    assert limits.own_jobs_hold(None) == limits.OWN_JOBS_HOLD_SECONDS
+
+
+def test_the_slurm_backend_asks_the_interval_once_with_the_limits(fake):
+    fake.respond("scontrol", out="SchedulerParameters     = bf_interval=1,sched_interval=15\n")
+    fake.respond("sacctmgr", out="")
+    backend = SlurmBackend(HostTransport())
+    assert backend.sched_interval() == backend.sched_interval() == 15
+    assert fake.calls().count("scontrol") == 1
+
+
+def test_a_cap_on_a_cluster_with_a_short_scheduling_interval_gives_up_after_that_interval(
+    cluster, monkeypatch
+):
+    """The wait uses the backend's interval, not the 70 s of a cluster whose interval is unknown: with an
+    interval (and margin) of 0 s the second observation ends it, and the message says how long it held."""
+    monkeypatch.setattr(cluster.backend, "running_jobs", lambda: 0)
+    monkeypatch.setattr(cluster.backend, "sched_interval", lambda: 0)
+    monkeypatch.setattr(limits, "HOLD_MARGIN_SECONDS", 0.0)
+    job = cluster.submit(tasks.nap, 60)
+    job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
+    job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
+    with pytest.raises(JobFailedError) as caught:
+        job.result(timeout=30)
+    assert "none of yours running for 0 s" in str(caught.value)

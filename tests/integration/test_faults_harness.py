@@ -35,12 +35,14 @@ def test_cluster_tests_run_on_the_dev_defaults_unless_they_ask(slurm_stack):
     settings = _controller_settings(slurm_stack)
     assert settings["DependencyParameters"] == "kill_invalid_depend"
     assert settings["MinJobAge"] == "120 sec"
+    assert "sched_interval=10" in settings["SchedulerParameters"].split(",")
 
 
 @pytest.mark.slurm_defaults("production")
 def test_the_production_marker_runs_the_test_on_slurms_stock_defaults(slurm_stack, login_transport):
     settings = _controller_settings(slurm_stack)
     assert settings["DependencyParameters"] == "(null)" and settings["MinJobAge"] == "300 sec"
+    assert "sched_interval" not in settings["SchedulerParameters"]  # Slurm's stock 60 s
     # Accounting stays as the stack has it (switching it off live is fatal with GPU TRES).
     expected = "accounting_storage/slurmdbd" if accounting_enabled() else "accounting_storage/none"
     assert settings["AccountingStorageType"] == expected

@@ -16,6 +16,7 @@ from slurm_dev_cluster.cli_parser import TIMED_OUT, parser
 from slurm_dev_cluster.docker_deadline import DockerTimeout
 from slurm_dev_cluster.faults import Faults
 from slurm_dev_cluster.locks import Coordinator
+from slurm_dev_cluster.naming import alone_project, state_root
 from slurm_dev_cluster.stack import Stack
 from slurm_dev_cluster.topology import node_number
 
@@ -29,6 +30,25 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
+    """Stop the stack, then the second stack a test session may have started beside it for its tests that
+    take the cluster alone (left up by a session that was killed or kept its stacks)."""
+    status = _down(stack, args)
+    sibling = alone_project(stack.project)
+    if status == 0 and (state_root() / sibling / "state.json").is_file():
+        status = _down(
+            Stack(
+                stack.repo_root,
+                project=sibling,
+                project_source=stack.project_source,
+                compose_files=kit.resolve().compose_files,
+                say=stack.say,
+            ),
+            args,
+        )
+    return status
+
+
+def _down(stack: Stack, args: argparse.Namespace) -> int:
     coordinator = Coordinator(stack.state_dir)
     with coordinator.exclusive(say=stack.say):
         if not args.force:

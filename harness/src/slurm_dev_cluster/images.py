@@ -21,6 +21,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Protocol
 
+from filelock import FileLock, Timeout
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run as docker_run
@@ -35,8 +36,8 @@ from slurm_dev_cluster.inputs import (
     image_repository,
     inputs_hash,
 )
-from slurm_dev_cluster.locks import EventLog
-from slurm_dev_cluster.naming import debian_release
+from slurm_dev_cluster.locks import SETUP_WAIT_SECONDS, EventLog
+from slurm_dev_cluster.naming import debian_release, state_root
 
 #: Docker's tag grammar.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -85,13 +86,33 @@ class Images:
         the cached build); echoes step headers, full log in build.log. With $SLURM_SDK_IMAGE_REGISTRY
         set (and ``pull``), the images published for these inputs are pulled instead when the registry
         has them."""
-        missing = self.missing()
-        if not missing:
+        if not self.missing():
             return
-        if pull and image_repository() != IMAGE_REPOSITORY and _pull(self.compose, missing):
-            return
-        self.refresh_wheelhouse()
-        self.compose.build(self.state_dir / "build.log")
+        # Stacks of other projects (the second stack of a test session) want the same images: one builds,
+        # the others wait for it and then find them.
+        lock = FileLock(str(state_root() / f"images-{self.tag}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.say(f"another stack is building images {self.tag}; waiting for it (lock {lock.lock_file})")
+            try:
+                lock.acquire(timeout=SETUP_WAIT_SECONDS)
+            except Timeout:
+                raise StackError(
+                    f"waited {SETUP_WAIT_SECONDS:.0f} s for {lock.lock_file} (another stack building these "
+                    "images); check `docker ps` for a stuck build, and delete the lock file only if no "
+                    "harness process runs"
+                ) from None
+        try:
+            missing = self.missing()
+            if not missing:
+                return
+            if pull and image_repository() != IMAGE_REPOSITORY and _pull(self.compose, missing):
+                return
+            self.refresh_wheelhouse()
+            self.compose.build(self.state_dir / "build.log")
+        finally:
+            lock.release()
 
     def refresh_wheelhouse(self, *, force: bool = False, strict: bool = False) -> bool:
         """Fill images/wheelhouse/<release>/ with pyproject.toml's dependencies for the nodes (no-op while

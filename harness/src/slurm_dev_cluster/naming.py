@@ -51,6 +51,12 @@ def default_project(repo_root: Path) -> str:
     return project_name_for(repo_root) + suffix
 
 
+def alone_project(project: str) -> str:
+    """The Compose project of the second stack a test session under ``-n 2 --dist loadgroup`` starts for its
+    tests that take the cluster alone (``slurm_dev_cluster.plugin_harness``)."""
+    return f"{project}-alone"
+
+
 def state_root() -> Path:
     """Where every project's state directory lives: $SLURM_SDK_STATE_HOME, else the user's cache."""
     if os.environ.get("SLURM_SDK_STATE_HOME"):

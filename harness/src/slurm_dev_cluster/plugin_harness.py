@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from slurm_dev_cluster import kit
 from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.inputs import stack_inputs
 from slurm_dev_cluster.locks import ClusterLock, Coordinator
-from slurm_dev_cluster.naming import default_project, state_root
+from slurm_dev_cluster.naming import alone_project, default_project, state_root
 
 # The stack and its preflight are imported when a test first needs the cluster: they bring in
 # python_on_whales and paramiko (~0.4 s), which every pytest process loading this plugin would pay.
@@ -37,6 +38,10 @@ MARKERS = {
 CLUSTER_MARKERS = ("integration", "wheel_packaging")
 KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
 LOG_TAIL_LINES = 50
+#: "0" keeps the tests that take the cluster alone on the session's one stack (a host short of memory).
+ALONE_STACK_ENV = "SLURM_SDK_ALONE_STACK"
+#: The stacks a test process can use: the session's, and the one of the tests that take the cluster alone.
+SHARED, ALONE = "shared", "alone"
 
 
 def truthy(value: str | None) -> bool:
@@ -65,18 +70,47 @@ class Harness:
         # The image inputs as the session began: every worker expects the same stack, even if files change.
         self.inputs = (workerinput or {}).get("slurm_sdk_inputs") or stack_inputs(self.settings)
         self.keep = bool(config.getoption("keep_cluster")) or truthy(os.environ.get(KEEP_ENV))
+        self.workers = int((workerinput or {}).get("workercount") or 1)
         self.connection: Connection | None = None
-        self._stack: Stack | None = None
+        #: Which stack this process uses (``SHARED`` or ``ALONE``), decided by its first cluster test.
+        self.lane: str | None = None
+        self._stacks: dict[str, Stack] = {}
         self._failure: tuple[str, str] | None = None  # ("skip" | "fail", reason), remembered per process
         self.item_in_setup: pytest.Item | None = None  # the test whose fixtures are being set up
 
     @property
     def stack(self) -> Stack:
-        if self._stack is None:
+        """The stack this process's cluster tests use (the session's until a lane is chosen)."""
+        return self.stack_of(self.lane or SHARED)
+
+    def stack_of(self, lane: str) -> Stack:
+        if lane not in self._stacks:
+            settings = self.settings
+            if lane == ALONE:
+                settings = replace(settings, project=alone_project(self._shared_project))
             from slurm_dev_cluster.stack import Stack
 
-            self._stack = Stack.for_kit(self.settings, say=self._say)
-        return self._stack
+            self._stacks[lane] = Stack.for_kit(settings, say=self._say)
+        return self._stacks[lane]
+
+    @property
+    def _shared_project(self) -> str:
+        return self.settings.project or default_project(self.settings.project_dir.resolve())
+
+    def _lane_for(self, item: pytest.Item | None) -> str:
+        """The stack of a process whose first cluster test is ``item``. Under ``-n 2 --dist loadgroup`` the
+        worker given the group of tests that take the cluster alone gets it as its first unit of work, so it
+        takes a stack of its own: the faults it injects and the Slurm defaults it switches stall nobody, and
+        the tests it runs after the group (any test) use that stack too, so every session or module fixture
+        of the process sees one cluster. One process running both kinds (``-n 0``, ``--dist load``) keeps
+        the session's one stack, where a test that takes the cluster alone holds it exclusively."""
+        split = (
+            self.is_worker
+            and self.workers > 1
+            and getattr(self.config.option, "loadgroup", False)
+            and (os.environ.get(ALONE_STACK_ENV) or "1").strip() != "0"
+        )
+        return ALONE if split and item is not None and needs_cluster_alone(item) else SHARED
 
     @property
     def coordinator(self) -> Coordinator:
@@ -85,10 +119,6 @@ class Harness:
     @property
     def cluster_lock(self) -> ClusterLock:
         return ClusterLock(self.stack.state_dir)
-
-    def _project(self) -> str:
-        """The stack's Compose project name, as ``Stack.for_kit`` names it, without building the Stack."""
-        return self.settings.project or default_project(self.settings.project_dir.resolve())
 
     def _say(self, message: str) -> None:
         role = f"worker {os.environ.get('PYTEST_XDIST_WORKER', '?')}" if self.is_worker else "harness"
@@ -112,6 +142,13 @@ class Harness:
                 f"needs the Docker dev cluster, but the session uses an existing cluster "
                 f"({self.existing_cluster}, --existing-cluster)"
             )
+        if self.lane is None:
+            self.lane = self._lane_for(self.item_in_setup)
+            if self.lane == ALONE:
+                self._say(
+                    f"this worker runs the tests that take the cluster alone, on a stack of their own: "
+                    f"{self.stack.project} ({ALONE_STACK_ENV}=0 keeps them on the session's stack)"
+                )
         if self.connection is None and self._failure is None:
             self._start()
         if self._failure is not None:
@@ -138,27 +175,36 @@ class Harness:
             self._failure = ("fail", str(exc))
 
     def finish(self) -> None:
-        """Unregister; the session owner then stops the stack if this session started it."""
+        """Unregister; the session owner then stops each stack this session started (the session's, and
+        the one a worker started for the tests that take the cluster alone)."""
         if self.existing_cluster is not None:
             return  # nothing was brought up
-        if self._stack is None and not (state_root() / self._project() / "state.json").exists():
-            return  # no stack was ever started for this checkout: nothing to do (and no state dir made)
-        coordinator = self.coordinator
-        coordinator.unregister()
         if self.is_worker:
-            if self.connection is not None:
-                self.stack.events.record("user-done", role="worker", session=self.session)
+            if self.lane is not None:
+                self.coordinator.unregister()
+                if self.connection is not None:
+                    self.stack.events.record("user-done", role="worker", session=self.session)
             return
-        state = self.stack.read_state()
+        for lane in (SHARED, ALONE):
+            self._finish_stack(lane)
+
+    def _finish_stack(self, lane: str) -> None:
+        project = self._shared_project if lane == SHARED else alone_project(self._shared_project)
+        if lane not in self._stacks and not (state_root() / project / "state.json").exists():
+            return  # this stack was never started: nothing to do (and no state dir made)
+        stack = self.stack_of(lane)
+        coordinator = Coordinator(stack.state_dir)
+        coordinator.unregister()
+        state = stack.read_state()
         if state.get("started_by") != self.session and not state.get("teardown_requested"):
             return
         if self.keep:
             self._say(
-                f"keeping stack {self.stack.project} up (--keep-cluster / {KEEP_ENV}); "
-                "stop it with `slurm-dev-cluster down`"
+                f"keeping stack {stack.project} up (--keep-cluster / {KEEP_ENV}); "
+                f"stop it with `SLURM_SDK_PROJECT={stack.project} slurm-dev-cluster down`"
             )
             # Kept: the user's now, like a stack from `harness up` (never adopted, never torn down by pytest).
-            self.stack.update_state(teardown_requested=False, started_by="kept", owner=None)
+            stack.update_state(teardown_requested=False, started_by="kept", owner=None)
             return
         try:
             with coordinator.exclusive(say=self._say):
@@ -166,14 +212,16 @@ class Harness:
                 if others:
                     pids = ", ".join(str(u.pid) for u in others)
                     self._say(
-                        f"not stopping stack {self.stack.project}: still used by pid(s) {pids}; "
+                        f"not stopping stack {stack.project}: still used by pid(s) {pids}; "
                         "the last session to finish stops it"
                     )
-                    self.stack.update_state(teardown_requested=True)
+                    stack.update_state(teardown_requested=True)
                 else:
-                    self.stack.down(self.session, by=f"the end of pytest session {self.session}")
+                    stack.down(self.session, by=f"the end of pytest session {self.session}")
         except Exception as exc:  # a failed teardown must not hide the test results
-            self._say(f"stopping the stack failed: {exc}; run `slurm-dev-cluster down`")
+            self._say(
+                f"stopping the stack failed: {exc}; run `SLURM_SDK_PROJECT={stack.project} slurm-dev-cluster down`"
+            )
 
     def failure_sections(self) -> list[tuple[str, str]]:
         stack = self.stack

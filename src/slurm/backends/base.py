@@ -113,5 +113,9 @@ class Backend(ABC):
         """How many of the user's jobs run now (any client's); None: not known."""
         return None
 
+    def sched_interval(self) -> int | None:
+        """Seconds between the scheduler's main passes (Slurm's ``sched_interval``); None: not known."""
+        return None
+
     def close(self) -> None:
         self.transport.close()

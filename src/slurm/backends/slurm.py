@@ -185,6 +185,13 @@ class SlurmBackend(SlurmStatusQueries, Backend):
             self._limits = parse_limits(self._run_shell(query).stdout, qos=self._sbatch_qos())
         return self._limits
 
+    def sched_interval(self) -> int | None:
+        """The controller's ``sched_interval``, from the config the limits are learned from (asked once)."""
+        try:
+            return self.site_limits().sched_interval
+        except BackendError:
+            return None
+
     def login_cluster_name(self) -> str | None:
         """The login node's own Slurm cluster (its controller's ``ClusterName``): where jobs go when no
         ``slurm_cluster`` is named. Asked once (the limits query's answer when it is the same controller);
