@@ -111,6 +111,17 @@ def test_a_jobs_runner_loads_the_node_side_and_nothing_heavy() -> None:
     }
 
 
+def test_the_package_exports_every_public_error_of_slurm_errors_on_first_use() -> None:
+    """``slurm`` names its errors without importing ``slurm.errors`` (a job's runner needs none of them), so
+    its list is a second one: it must stay the errors module's own, less the node side's internal ones."""
+    import slurm.errors
+
+    lazy = {name for name, module in slurm._EXPORTS.items() if module == "slurm.errors"}
+    errors = {name for name in slurm.errors.__all__ if isinstance(getattr(slurm.errors, name), type)}
+    assert lazy == errors - {"RankTerminated", "RemoteTraceback"}
+    assert all(getattr(slurm, name) is getattr(slurm.errors, name) for name in lazy)
+
+
 def test_the_local_launcher_loads_no_checkpoint_runtime_and_no_typing() -> None:
     """The local backend starts one launcher process per submission (hundreds in the fast tier): it loads the
     standard library's light modules and the SDK's local-state modules, not the checkpoint runtime
