@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-from slurm.errors import ResourceError
+# Not from slurm.errors (which re-exports it): that module holds every error of the SDK, and the local
+# backend's launcher, which starts for every local job, needs only this one.
+from slurm.node.errors import ResourceError
 
 TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
 if TYPE_CHECKING:

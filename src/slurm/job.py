@@ -14,7 +14,7 @@ from slurm.deadline import bounded
 from slurm.errors import BackendError, JobFailedError, SerializationError
 from slurm.job_state import JobCluster, ObservedJob
 from slurm.node import layout
-from slurm.rendering import expand_log_pattern
+from slurm.node.layout import expand_log_pattern
 from slurm.serialization import Outcome
 from slurm.waiting import as_completed, wait_all
 

@@ -19,21 +19,6 @@ RUNNER_CODE = f"from {RUNNER_MODULE} import run; run()"
 RANK_OPTION, GATHER_OPTION = "--rank", "--gather-ranks"
 
 
-def expand_log_pattern(
-    pattern: str, *, job_id: str, array_job_id: str = "", array_task_id: str = "", job_name: str = ""
-) -> str:
-    """Replace sbatch's filename placeholders (%j %A %a %x %%) the way Slurm does."""
-    values = {"j": job_id, "A": array_job_id or job_id, "a": array_task_id, "x": job_name, "%": "%"}
-    out, chars = [], iter(pattern)
-    for char in chars:
-        if char == "%":
-            key = next(chars, "")
-            out.append(values.get(key, "%" + key))
-        else:
-            out.append(char)
-    return "".join(out)
-
-
 def sbatch_options(resources: Resources) -> list[tuple[str, Any]]:
     """(option, value) pairs in a fixed order; ``True`` values are flags, ``False``/``None`` are omitted."""
     gres = None if resources.gpus is None else f"gpu:{resources.gpus}"

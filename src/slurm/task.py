@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from slurm import node
+
 # slurm.errors re-exports it (the same class): importing it from there would cost every array task the
 # rest of the SDK's errors, which the runner does not need.
 from slurm.node.errors import ResourceError
@@ -50,6 +52,9 @@ class Task:
         _wrap(self, fn)
         self.fn = fn
         self._resources = resources
+        #: The decorator's resource options, checked on first use of ``resources`` (in a job's runner only,
+        #: see ``slurm.node.in_job_runner``; elsewhere they are checked when the task is defined).
+        self._unchecked_options: dict[str, Any] = {}
         # Job names end up in #SBATCH lines and directory names: keep them to safe characters.
         self.name = "".join(
             c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name or fn.__name__
@@ -68,7 +73,8 @@ class Task:
         if self._resources is None:
             from slurm.resources import Resources
 
-            self._resources = Resources()
+            self._resources = Resources.from_dict(self._unchecked_options)
+            _check_ranks(self._resources, self.is_workflow)
         return self._resources
 
     @resources.setter
@@ -295,6 +301,8 @@ class _Decorator:
         name = options.pop("name", None)
         if options.get("sbatch", {}) is None:
             del options["sbatch"]
+        if node.in_job_runner:  # the module is imported to call the function: check the options only if used
+            return self._unchecked(fn, name, dict(options))
         # Resources are validated here, at definition time, so a typo fails on import, not at submit.
         from slurm.resources import Resources
 
@@ -303,6 +311,16 @@ class _Decorator:
 
         def wrap(function: Callable[..., Any]) -> Task:
             return Task(function, resources, name=name, workflow=self.workflow)
+
+        return wrap if fn is None else wrap(fn)
+
+    def _unchecked(
+        self, fn: Callable[..., Any] | None, name: str | None, options: dict[str, Any]
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        def wrap(function: Callable[..., Any]) -> Task:
+            defined = Task(function, name=name, workflow=self.workflow)
+            defined._unchecked_options = options
+            return defined
 
         return wrap if fn is None else wrap(fn)
 

@@ -42,12 +42,12 @@ def hung_dockerd(tmp_path, monkeypatch) -> str:
     stop = threading.Event()
 
     def accept_and_hold() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
+        while True:
+            connection = server.accept()[0]
+            if stop.is_set():  # the teardown's own connection, made to wake this blocked accept
+                connection.close()
+                return
+            held.append(connection)
 
     thread = threading.Thread(target=accept_and_hold, daemon=True)
     thread.start()
@@ -67,6 +67,8 @@ def hung_dockerd(tmp_path, monkeypatch) -> str:
     monkeypatch.setattr("slurm_dev_cluster.compose_project.UP_BOUND_SECONDS", LIMIT)
     yield host
     stop.set()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as waker:
+        waker.connect(str(path))
     thread.join()
     for connection in held:
         connection.close()

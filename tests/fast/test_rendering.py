@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from slurm.node.checkpoint import Checkpointing
+from slurm.node.layout import expand_log_pattern
 from slurm.packaging.none import NonePackaging
-from slurm.rendering import expand_log_pattern, render_script
+from slurm.rendering import render_script
 from slurm.resources import Resources
 
 GOLDEN = Path(__file__).parent / "golden"

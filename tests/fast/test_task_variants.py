@@ -104,3 +104,32 @@ def test_a_task_carries_what_functools_update_wrapper_would_set():
     expected = vars(functools.update_wrapper(Wrapper(), tasks.add.fn))
     assert {name: vars(tasks.add)[name] for name in expected} == expected
     assert inspect.signature(tasks.add) == inspect.signature(tasks.add.fn)
+
+
+@pytest.mark.parametrize("decorator", ["task", "workflow"])
+def test_in_a_jobs_runner_options_are_checked_on_first_use_not_at_definition(monkeypatch, decorator):
+    """A job's runner imports the task's module to call the function: the options were checked when the
+    submitting side imported it, so there they are checked only when used (a workflow submitting the task
+    as a child), with the same error, and a task's rendered options are unchanged."""
+    import slurm
+    from slurm import ResourceError, node
+
+    make = getattr(slurm, decorator)
+    monkeypatch.setattr(node, "in_job_runner", True)
+    broken = make(mem="lots")(tasks.add.fn)  # no error here, in a job
+    with pytest.raises(ResourceError, match="malformed mem 'lots'"):
+        broken.resources  # noqa: B018 - the property is what checks
+    ranked = make(nodes=2, ntasks_per_node=2)(tasks.add.fn)
+    if decorator == "workflow":
+        with pytest.raises(ResourceError, match="put them on the @task it submits instead"):
+            ranked.resources  # noqa: B018
+    else:
+        assert ranked.resources.world_size == 4
+    fine = make(time="00:05:00", cpus=2, name="sum")(tasks.add.fn)
+    monkeypatch.setattr(node, "in_job_runner", False)
+    assert fine.name == "sum"
+    assert sbatch_options(fine.resources) == sbatch_options(
+        make(time="00:05:00", cpus=2)(tasks.add.fn).resources
+    )
+    with pytest.raises(ResourceError, match="malformed mem 'lots'"):
+        make(mem="lots")(tasks.add.fn)  # outside a job's runner: at definition, as always

@@ -7,19 +7,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Mapping
 
 from slurm.backends.job_states import JobState
 from slurm.backends.local_dependencies import wait_for_dependencies
 from slurm.backends.local_job_env import job_env, log_paths
 from slurm.backends.local_state import LocalStateDir, elements, kill_group
-from slurm.durations import parse_time_seconds
-from slurm.errors import BackendError
 from slurm.node.atomic import write_atomic
 
 TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 
@@ -28,20 +26,19 @@ class LocalLauncher(LocalStateDir):
 
     def run_job(self, job_id: str) -> None:
         """The launcher's work: wait for dependencies, then run the script (array tasks in parallel)."""
-        # Imported here, in the launcher process: building a Cluster (this backend) should not pay for them.
-        import traceback
-        from concurrent.futures import ThreadPoolExecutor
-
         record = self._record(job_id)
         if record is None:
+            from slurm.errors import BackendError
+
             raise BackendError(f"no record for job {job_id} in {self.state_dir}")
         try:
             if not wait_for_dependencies(self, record):
                 return
             workers = min(record["throttle"] or record["parallelism"], record["parallelism"])
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                list(pool.map(lambda element: self._run_element(record, element), elements(record)))
+            _run_all(lambda element: self._run_element(record, element), elements(record), max(1, workers))
         except BaseException:
+            import traceback  # the failure path only
+
             traceback.print_exc()  # into launchers/<id>.log
             with self._locked():
                 for element in elements(record):
@@ -99,10 +96,43 @@ class LocalLauncher(LocalStateDir):
             return JobState.TIMEOUT
 
 
+def _run_all(run: Callable[[str], None], items: list[str], workers: int) -> None:
+    """``run`` on every item, ``workers`` at a time, in threads; the first error is raised once all have ended.
+    (Not concurrent.futures: it imports logging, and this runs in every local job's launcher; a job that is
+    no array runs in this thread.)"""
+    if len(items) == 1:
+        run(items[0])
+        return
+    import threading
+
+    pending, lock, errors = iter(items), threading.Lock(), []
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(pending, None)
+            if item is None:
+                return
+            try:
+                run(item)
+            except BaseException as error:  # as pool.map would: the others still run, then this is raised
+                errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def _wait_with_limit(proc: subprocess.Popen[bytes], sbatch: Mapping[str, str]) -> int:
     """Wait for the script under its --time limit, sending --signal=[B:]SIG@N N seconds before it, as Slurm
     does (to the batch shell, which is the runner here: the script execs it). TimeoutExpired at the limit."""
     import subprocess
+
+    from slurm.durations import parse_time_seconds
 
     limit = parse_time_seconds(sbatch["time"]) if sbatch.get("time") else None
     name, _, before = sbatch.get("signal", "").removeprefix("B:").partition("@")

@@ -10,3 +10,9 @@ This package imports only the standard library and itself (an import-linter cont
 package a job loads, and only for what plain pickle refuses (see ``outcome``). docs/architecture.md draws
 the whole map.
 """
+
+#: True in a job's runner process (set first thing by ``runner.main``). ``@task`` then keeps its options
+#: unchecked until they are used: the submitting side checked them when it imported the same module, and
+#: checking them again would cost every array task the import of ``slurm.resources`` (dataclasses,
+#: inspect, re: about 40 ms) for a task module whose decorators name resources.
+in_job_runner = False

@@ -105,5 +105,22 @@ def log_patterns(job_dir: str, *, array: bool) -> tuple[str, str]:
     return f"{stem}.out", f"{stem}.err"
 
 
+def expand_log_pattern(
+    pattern: str, *, job_id: str, array_job_id: str = "", array_task_id: str = "", job_name: str = ""
+) -> str:
+    """Replace sbatch's filename placeholders (%j %A %a %x %%) the way Slurm does (the client names a job's
+    log files with it; the local backend's launcher, which writes them, too: it lives here, in a module
+    with no imports, for that launcher's start-up)."""
+    values = {"j": job_id, "A": array_job_id or job_id, "a": array_task_id, "x": job_name, "%": "%"}
+    out, chars = [], iter(pattern)
+    for char in chars:
+        if char == "%":
+            key = next(chars, "")
+            out.append(values.get(key, "%" + key))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def record_path(job_root: str, job_id: str) -> str:
     return posixpath.join(job_root, RECORDS_DIR, f"{job_id}.json")

@@ -25,6 +25,7 @@ _STARTED_AT = time.time()  # first thing: the phase benchmarks count the imports
 import os
 import sys
 
+from slurm import node
 from slurm.node import layout, plain
 from slurm.node.atomic import write_atomic
 from slurm.node.errors import RankTerminated, SerializationError
@@ -204,7 +205,10 @@ def _run(job_dir: str, index: int) -> tuple[Any, int]:
 
 def run() -> None:
     """The job script's entry (``python -c 'from slurm.node.runner import run; run()' [options] <job_dir>``,
-    see ``slurm.rendering.RUNNER_CODE``): ``main`` with this process's arguments, its status the exit status."""
+    see ``slurm.rendering.RUNNER_CODE``): ``main`` with this process's arguments, its status the exit status.
+    The process is a job's runner from here on (``slurm.node.in_job_runner``; ``main`` alone, as tests call it
+    in their own process, leaves it as it is)."""
+    node.in_job_runner = True  # before the task's module is imported (``slurm.task`` reads it)
     sys.exit(main())
 
 
