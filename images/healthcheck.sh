@@ -6,16 +6,18 @@
 # compose.yaml's 10 s timeout), so the container turns healthy when its role is ready rather than at the
 # next healthcheck tick (every 2 s, compose.yaml; Docker 20.10 has no start_interval). From then on each
 # check tries once: the steady-state cost is one quick check per tick. The entrypoint runs
-# `healthcheck.sh reset` when a container (re)starts. The three variables below exist for
-# tests/fast/test_healthcheck.py.
+# `healthcheck.sh reset` when a container (re)starts. The SLURM_SDK_* variables below exist for
+# tests/fast/test_healthcheck.py: a first wait of a fraction of a second polled every few milliseconds, and
+# a stand-in for slurmdbd on a port of its own (so tests on one host never meet another's listener).
 #
 # Two facts the harness's readiness check (harness/src/slurm_dev_cluster/stack.py READY_CHECK, run over SSH on the login node)
 # needs too are answered here only: `healthcheck.sh unready-nodes c1,c2` and `healthcheck.sh cluster-name`.
 set -uo pipefail
 HEALTHY_ONCE=${SLURM_SDK_HEALTHY_MARK:-/run/slurm-sdk-healthy-once}
-FIRST_WAIT_SECONDS=${SLURM_SDK_HEALTH_FIRST_WAIT:-8}   # whole seconds
+FIRST_WAIT_MS=${SLURM_SDK_HEALTH_FIRST_WAIT_MS:-8000}
 SLURM_CONF=${SLURM_SDK_SLURM_CONF:-/etc/slurm/slurm.conf}
-POLL_SECONDS=0.1
+POLL_SECONDS=${SLURM_SDK_HEALTH_POLL_SECONDS:-0.1}
+SLURMDBD_PORT=${SLURM_SDK_SLURMDBD_PORT:-6819}
 # The states of a node that is registered and usable (idle, or busy with jobs later on); not down,
 # drained, not responding (a `*` suffix) or unknown.
 READY_NODE_STATE='^(idle|mix|alloc|comp)$'
@@ -82,7 +84,7 @@ started() {
     slurmctld) listening 127.0.0.1 6817 ;;
     slurmd) listening 127.0.0.1 6818 && listening "$(controller)" 6817 ;;
     login) listening 127.0.0.1 22 ;;
-    slurmdbd) listening 127.0.0.1 6819 ;;
+    slurmdbd) listening 127.0.0.1 "$SLURMDBD_PORT" ;;
     slurmrestd) listening 127.0.0.1 6820 ;;
   esac
 }
@@ -98,7 +100,7 @@ if [ -e "$HEALTHY_ONCE" ]; then
   ready "$1"
   exit
 fi
-deadline=$(( ${EPOCHREALTIME/./} + FIRST_WAIT_SECONDS * 1000000 ))
+deadline=$(( ${EPOCHREALTIME/./} + FIRST_WAIT_MS * 1000 ))
 until started "$1" && ready "$1" 2>/dev/null; do
   if (( ${EPOCHREALTIME/./} > deadline )); then
     # Once more, its errors shown (docker inspect's health log); not while the daemon does not even

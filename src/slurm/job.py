@@ -3,6 +3,7 @@ follows what the scheduler says is ``slurm.job_state``)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
@@ -199,8 +200,9 @@ class Job(ObservedJob):
             )  # one stream, like a map's results (a big result is not fetched by SFTP)
         return self._outcome
 
-    @property
+    @functools.cached_property
     def _result_path(self) -> str:
+        # Worked out once: every check of a wait lists the result files of every job it waits on.
         return layout.result_path(self.job_dir, self._index)
 
     def _no_result_error(self) -> JobFailedError:

@@ -99,7 +99,9 @@ class _Throttle:
                 self.limit.jobs,
                 submitted,
             )
-        pause = _FIRST_PAUSE
+        # Never longer than the longest pause, not even the first: a cluster polled every 0.2 s (a local one)
+        # would otherwise look again only after 0.5 s, jobs that ended meanwhile leaving their room unused.
+        pause = min(_FIRST_PAUSE, self.longest_pause)
         while True:
             queued = self._queued()
             if queued + count <= self.limit.jobs:

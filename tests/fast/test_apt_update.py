@@ -5,6 +5,7 @@ suite is Debian testing or unstable, and never turns off signature checks."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -33,15 +34,15 @@ def fake_apt_get(directory: Path, first_errors: list[str], retry_errors: list[st
     """An `apt-get` that prints ``first_errors`` (status 100 if any) when called plainly and
     ``retry_errors`` when called with an -o option; each call appends its arguments to ``calls``."""
     calls = directory / "calls"
-    for name, errors in (("first", first_errors), ("retry", retry_errors)):
-        (directory / name).write_text("".join(f"{ERRORS[e]}\n" for e in errors))
-        (directory / f"{name}.status").write_text("100" if errors else "0")
+
+    def answer(errors: list[str]) -> str:  # bash builtins only: one process start per call, no cat
+        printed = "".join(f"printf '%s\\n' {shlex.quote(ERRORS[e])} >&2; " for e in errors)
+        return f'echo "Reading package lists..."; {printed}exit {100 if errors else 0}'
+
     script = directory / "apt-get"
     script.write_text(
         f'#!/bin/bash\necho "$*" >> "{calls}"\n'
-        f'case "$1" in -o) run=retry ;; *) run=first ;; esac\n'
-        f'echo "Reading package lists..."; cat "{directory}/$run" >&2\n'
-        f'exit "$(cat "{directory}/$run.status")"\n'
+        f'case "$1" in\n  -o) {answer(retry_errors)} ;;\n  *) {answer(first_errors)} ;;\nesac\n'
     )
     script.chmod(0o755)
     return calls

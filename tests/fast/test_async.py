@@ -12,6 +12,7 @@ from slurm import BackendError, JobFailedError, JobTimeoutError, as_completed, a
 from slurm import waiting as waiting_module
 from slurm.awaiting import _hubs
 from tests.fast import dataflow_tasks, log_tasks, tasks
+from tests.fast.fake_clock import FakeClock
 
 
 class CallCounter:
@@ -95,10 +96,12 @@ def test_result_async_timeout_says_what_is_known_and_stops_watching(cluster):
     job = cluster.submit(tasks.nap, 30)
 
     async def main():
-        with pytest.raises(JobTimeoutError, match=rf"job {job.job_id} did not finish within 0.5s"):
-            await job.result_async(timeout=0.5)
+        with pytest.raises(JobTimeoutError, match=rf"job {job.job_id} did not finish within 0.2s"):
+            await job.result_async(timeout=0.2)
         hub = _hubs[asyncio.get_running_loop()]
-        await asyncio.sleep(0.5)  # the driver's next round forgets the waiter that gave up
+        # The driver's next round forgets the waiter that gave up, and the driver ends: waited for (not a
+        # fixed sleep), with a bound so that a driver that went on watching fails the test.
+        await asyncio.wait({hub.driver}, timeout=30)
         return dict(hub.waiters), hub.driver.done()
 
     waiters, driver_done = asyncio.run(main())
@@ -144,6 +147,8 @@ def test_as_completed_async_in_end_order_and_wait_async(cluster, tmp_path):
 
 
 def test_as_completed_timeouts(cluster):
+    """On the waiting engine's fake clock (the job runs for real): the timeouts pass in no time."""
+    cluster._watcher.clock = FakeClock()
     job = cluster.submit(tasks.nap, 30)
     with pytest.raises(JobTimeoutError, match=rf"job {job.job_id} did not finish within 0.3s"):
         list(as_completed([job], timeout=0.3))
@@ -166,6 +171,7 @@ def failing_scheduler(cluster, monkeypatch, *, transient):
 
 def test_an_await_without_timeout_ends_after_the_outage_limit(make_cluster, monkeypatch):
     cluster = make_cluster(outage_limit_seconds=1.0)
+    cluster._watcher.clock = FakeClock()  # the outage lasts its second in no time
     job = cluster.submit(tasks.nap, 30)
     failing_scheduler(cluster, monkeypatch, transient=True)
 

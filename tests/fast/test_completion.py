@@ -400,6 +400,20 @@ def test_a_lost_sbatch_answer_is_looked_up_not_resubmitted(make, slurm):
     assert job.job_id == "4242" and slurm.count("sbatch") == 1
 
 
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    """Retries of transient errors back off as in the SDK, at a hundredth of the pace (5 ms doubling,
+    not 0.5 s): what is retried and what is reported is the point here, not how long the pauses are."""
+    from tenacity import wait_exponential, wait_random
+
+    import slurm.retrying
+
+    monkeypatch.setattr(
+        slurm.retrying, "_BACKOFF", wait_exponential(multiplier=0.005, max=0.1) + wait_random(0, 0.005)
+    )
+
+
+@pytest.mark.usefixtures("quick_backoff")
 def test_a_lost_sbatch_answer_for_a_job_that_does_not_exist_is_retried(make, slurm):
     slurm.script(
         "sbatch", SSHError("connection dropped while running: sbatch ...", transient=True), ok("55\n")
@@ -409,6 +423,7 @@ def test_a_lost_sbatch_answer_for_a_job_that_does_not_exist_is_retried(make, slu
     assert slurm.count("sbatch") == 2
 
 
+@pytest.mark.usefixtures("quick_backoff")
 def test_sbatch_refusing_for_a_transient_reason_is_retried_then_reported(make, slurm):
     refused = CommandResult(
         1,

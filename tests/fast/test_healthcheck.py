@@ -1,45 +1,48 @@
 """images/healthcheck.sh's start-up wait, run for real with a stand-in `sacctmgr` (the slurmdbd role's
 check) and a socket standing in for slurmdbd's port: until a container has first been healthy one check
 keeps polling, afterwards each check tries once.
+
+The stand-in listens on a port of its own (the script's ``SLURM_SDK_SLURMDBD_PORT``), not 6819: tests on
+other workers, or in other checkouts on the same host, never see its listener or take its port. The first
+wait polls every 10 ms (not 0.1 s) and its bound is a fraction of a second (not whole seconds): the same
+loop, with less time slept.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slurm_dev_cluster.stack import REPO_ROOT
 
 HEALTHCHECK = REPO_ROOT / "images" / "healthcheck.sh"
-SLURMDBD_PORT = 6819  # what the slurmdbd role's check first waits to accept connections
-
-# One xdist worker for the module: its tests listen on 127.0.0.1:6819 or need it closed, so on two workers at
-# once one saw the other's listener (a check "before the daemon listens" found it listening, or a bind
-# was refused and the test skipped).
-pytestmark = pytest.mark.xdist_group("healthcheck-port-6819")
+POLL_SECONDS = "0.01"  # between the first wait's tries (0.1 in a container)
 
 
 @contextmanager
-def slurmdbd_listening() -> Iterator[None]:
-    """127.0.0.1:6819 accepting connections for the span, as slurmdbd's would."""
+def slurmdbd_listening() -> Iterator[int]:
+    """A port of 127.0.0.1 accepting connections for the span, as slurmdbd's 6819 would."""
     with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind(("127.0.0.1", SLURMDBD_PORT))
-        except OSError as exc:
-            pytest.skip(
-                f"127.0.0.1:{SLURMDBD_PORT} is taken here ({exc}); the test stands in for slurmdbd on it"
-            )
+        listener.bind(("127.0.0.1", 0))
         listener.listen(64)
-        yield
+        yield listener.getsockname()[1]
+
+
+@contextmanager
+def slurmdbd_not_listening() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections for the span (bound, so nothing else takes it, but not
+    listening), as 6819 does while slurmdbd starts."""
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        yield reserved.getsockname()[1]
 
 
 def fake_sacctmgr(directory: Path, failures: int) -> Path:
@@ -47,16 +50,22 @@ def fake_sacctmgr(directory: Path, failures: int) -> Path:
     appends a line to ``calls``."""
     calls = directory / "calls"
     script = directory / "sacctmgr"
-    script.write_text(f'#!/bin/bash\necho x >> "{calls}"\n[ "$(wc -l < "{calls}")" -gt {failures} ]\n')
+    # Bash builtins only (mapfile, not wc): each call costs one bash start, however often the check polls.
+    script.write_text(
+        f'#!/bin/bash\necho x >> "{calls}"\nmapfile -t lines < "{calls}"\n(( ${{#lines[@]}} > {failures} ))\n'
+    )
     script.chmod(0o755)
     return calls
 
 
-def check(directory: Path, *, first_wait: int = 4) -> subprocess.CompletedProcess[str]:
+def check(directory: Path, port: int, *, first_wait_ms: int = 4000) -> subprocess.CompletedProcess[str]:
+    """The slurmdbd role's check, with slurmdbd on ``port``."""
     env = os.environ | {
         "PATH": f"{directory}:{os.environ['PATH']}",
         "SLURM_SDK_HEALTHY_MARK": str(directory / "healthy-once"),
-        "SLURM_SDK_HEALTH_FIRST_WAIT": str(first_wait),
+        "SLURM_SDK_HEALTH_FIRST_WAIT_MS": str(first_wait_ms),
+        "SLURM_SDK_HEALTH_POLL_SECONDS": POLL_SECONDS,
+        "SLURM_SDK_SLURMDBD_PORT": str(port),
     }
     return subprocess.run(
         ["bash", str(HEALTHCHECK), "slurmdbd"], env=env, capture_output=True, text=True, timeout=30
@@ -72,8 +81,8 @@ def calls(path: Path) -> int:
 def test_the_first_check_polls_until_ready_then_marks_the_container(tmp_path_factory, failures):
     directory = tmp_path_factory.mktemp("health")
     log = fake_sacctmgr(directory, failures)
-    with slurmdbd_listening():
-        result = check(directory)
+    with slurmdbd_listening() as port:
+        result = check(directory, port)
     assert result.returncode == 0, result.stderr
     assert calls(log) == failures + 1  # healthy on the first success, not at a later tick
     assert (directory / "healthy-once").exists()
@@ -81,19 +90,19 @@ def test_the_first_check_polls_until_ready_then_marks_the_container(tmp_path_fac
 
 def test_once_healthy_a_check_tries_exactly_once(tmp_path):
     log = fake_sacctmgr(tmp_path, failures=0)
-    with slurmdbd_listening():
-        assert check(tmp_path).returncode == 0
+    with slurmdbd_listening() as port:
+        assert check(tmp_path, port).returncode == 0
         fake_sacctmgr(tmp_path, failures=10**6)  # slurmdbd stops answering
         log.unlink()
-        result = check(tmp_path)
+        result = check(tmp_path, port)
     assert result.returncode == 1
     assert calls(log) == 1  # no polling in steady state: the exec rate stays one per interval
 
 
 def test_a_first_check_that_never_succeeds_ends_unhealthy_within_its_bound(tmp_path):
     log = fake_sacctmgr(tmp_path, failures=10**6)
-    with slurmdbd_listening():
-        result = check(tmp_path, first_wait=1)
+    with slurmdbd_listening() as port:
+        result = check(tmp_path, port, first_wait_ms=200)
     assert result.returncode == 1
     assert calls(log) > 1  # it did poll
     assert not (tmp_path / "healthy-once").exists()
@@ -101,8 +110,8 @@ def test_a_first_check_that_never_succeeds_ends_unhealthy_within_its_bound(tmp_p
 
 def test_reset_forgets_that_the_container_was_healthy(tmp_path):
     fake_sacctmgr(tmp_path, failures=0)
-    with slurmdbd_listening():
-        assert check(tmp_path).returncode == 0
+    with slurmdbd_listening() as port:
+        assert check(tmp_path, port).returncode == 0
     env = os.environ | {"SLURM_SDK_HEALTHY_MARK": str(tmp_path / "healthy-once")}
     subprocess.run(["bash", str(HEALTHCHECK), "reset"], env=env, check=True, timeout=10)
     assert not (tmp_path / "healthy-once").exists()
@@ -110,11 +119,9 @@ def test_reset_forgets_that_the_container_was_healthy(tmp_path):
 
 def test_nothing_is_forked_to_check_before_the_daemon_listens(tmp_path):
     """Port closed: the start-up wait polls only bash's /dev/tcp, never the real (costly) check."""
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", SLURMDBD_PORT)) == 0:
-            pytest.skip(f"something listens on 127.0.0.1:{SLURMDBD_PORT} here")
     log = fake_sacctmgr(tmp_path, failures=0)
-    result = check(tmp_path, first_wait=1)
+    with slurmdbd_not_listening() as port:
+        result = check(tmp_path, port, first_wait_ms=200)
     # Not even at the bound: a Slurm client retries for seconds against a closed port.
     assert calls(log) == 0
     assert result.returncode == 1
@@ -127,9 +134,10 @@ OTHER_STATES = ("down", "drain", "idle*", "unk", "down*", "fail", "maint")
 
 def fake_sinfo(directory: Path, lines: list[str]) -> None:
     """An `sinfo` that prints ``lines`` (as `sinfo -h -N -o %N=%t` would, a line per node and partition)."""
-    (directory / "sinfo.out").write_text("".join(f"{line}\n" for line in lines))
     script = directory / "sinfo"
-    script.write_text(f'#!/bin/bash\ncat "{directory / "sinfo.out"}"\n')
+    # printf, a builtin, rather than cat over a file: one process start per call, not two.
+    printed = f"printf '%s\\n' {shlex.join(lines)}" if lines else ""
+    script.write_text(f"#!/bin/bash\n{printed}\n")
     script.chmod(0o755)
 
 

@@ -76,6 +76,7 @@ def test_stderr_follows_too(cluster):
 
 
 def test_a_follow_that_outlasts_its_timeout_says_so(cluster):
+    cluster._watcher.clock = FakeClock()  # the job runs for real; its follow's half second passes in no time
     job = cluster.submit(log_tasks.snooze, 600)
     with pytest.raises(JobTimeoutError, match=f"job {job.job_id} did not finish within 0.5s"):
         list(job.follow_stdout(timeout=0.5))

@@ -4,14 +4,16 @@ limit on a local backend that enforces one as slurmctld does (each array task co
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from slurm import Cluster, JobFailedError, JobState, SubmitError, SubmitLimitError, limits
+from slurm import Cluster, JobFailedError, JobState, SubmitError, SubmitLimitError, limits, throttle
 from slurm.backends.base import JobStatus
 from slurm.backends.local import HostTransport, LocalCommandBackend, parse_array_spec
 from slurm.backends.slurm import SlurmBackend, parse_status_lines
@@ -271,17 +273,30 @@ class LimitedBackend(LocalCommandBackend):
 def limited_cluster(tmp_path, *, known: bool) -> Cluster:
     backend = LimitedBackend(str(tmp_path / "state"), known=known)
     packaging = {"type": "none", "pythonpath": [REPO], "python": sys.executable}
-    return Cluster(backend, packaging, job_root=str(tmp_path / "jobs"))
+    # The fast tier's quick cadence (tests/fast/conftest.py): waits and the map's pauses for room see a
+    # job's end sooner.
+    cadence = {"poll_interval_seconds": 0.05, "result_poll_interval_seconds": 0.05}
+    return Cluster(backend, packaging, job_root=str(tmp_path / "jobs"), **cadence)
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["limit-learned", "limit-from-refusal"])
-def test_map_submits_as_jobs_end_in_item_order_never_past_the_limit(tmp_path, caplog, known):
+def test_map_submits_as_jobs_end_in_item_order_never_past_the_limit(tmp_path, caplog, monkeypatch, known):
     cluster = limited_cluster(tmp_path, known=known)
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(seconds)
+
+    # Cluster.map's throttle, its pauses for room on record.
+    monkeypatch.setattr(throttle, "map_within_limits", functools.partial(map_within_limits, sleep=pause))
     with caplog.at_level(logging.INFO, logger="slurm.limits"):
         jobs = cluster.map(tasks.square, range(12))
     assert [job.result(timeout=60) for job in jobs] == [i * i for i in range(12)]
     backend = cluster.backend
     assert backend.most_queued <= LIMIT
+    # It waited for room, never longer at a time than the cluster's poll interval (the first pause too).
+    assert pauses and max(pauses) <= cluster.poll_interval_seconds
     assert len(backend.job_ids()) == 6  # arrays of MaxArraySize=2, each submitted once
     # Learned up front, the limit is never hit; learned from sbatch, it is hit at least once.
     assert (backend.refusals == 0) if known else (backend.refusals >= 1)
