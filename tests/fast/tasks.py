@@ -52,6 +52,15 @@ def nap(seconds):
 
 
 @task
+def wait_for_file(path):
+    """Runs until ``path`` exists: a gate the test opens once it has submitted what must find this job
+    still running (a nap guessed to outlast the submissions may end first on a loaded host)."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return path
+
+
+@task
 def slurm_environment(_item=None):
     return {key: value for key, value in os.environ.items() if key.startswith("SLURM")}
 
