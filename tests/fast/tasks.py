@@ -72,11 +72,12 @@ def exit_hard(code):
 
 @workflow
 def fan_out(cluster, n):
-    """Children: one array job and, per item, a nested workflow that submits a grandchild."""
-    squares = cluster.map(square, range(n)).results(timeout=60)
+    """Children: one array job and two nested workflows that each submit grandchildren. All submitted
+    before any is waited for: they run side by side, as a workflow's independent children would."""
+    squares = cluster.map(square, range(n))
     nested = [cluster.submit(nested_add, i, 100) for i in range(2)]
     return {
-        "squares": squares,
+        "squares": squares.results(timeout=60),
         "nested": [job.result(timeout=60) for job in nested],
         "parent_env": sorted(key for key in os.environ if key.startswith("SLURM_")),
     }
@@ -84,12 +85,9 @@ def fan_out(cluster, n):
 
 @workflow
 def nested_add(cluster, a, b):
-    job = cluster.submit(add, a, b)
-    return {"sum": job.result(timeout=60), "child_env": job_env(cluster)}
-
-
-def job_env(cluster):
-    return cluster.submit(slurm_environment).result(timeout=60)
+    """Two grandchildren, side by side: the sum, and the Slurm variables a grandchild sees."""
+    job, environment = cluster.submit(add, a, b), cluster.submit(slurm_environment)
+    return {"sum": job.result(timeout=60), "child_env": environment.result(timeout=60)}
 
 
 @task
