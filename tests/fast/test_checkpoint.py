@@ -69,7 +69,7 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
     log = tmp_path / "runs"
     no_time_limit_requeues = count_steps.options(time=5, checkpoint=Checkpointing(max_requeues=0))
     # The first two runs hold before their last step: each runs until it is preempted, the third finishes.
-    job = cluster.submit(no_time_limit_requeues, 30, str(log), STEP, 2)
+    job = cluster.submit(no_time_limit_requeues, 10, str(log), STEP, 2)
     for preemptions in (1, 2):
         # Preempt a run once it has saved a step (a run that saved nothing would just start over).
         assert wait_until(
@@ -79,7 +79,7 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
         assert wait_until(lambda: os.path.exists(checkpoint.checkpoint_path(job.job_dir, 0)), timeout=20)
         cluster.backend.preempt(job.job_id)
     state = job.result(timeout=60)
-    assert state["step"] == 30 and state["runs"] == 3
+    assert state["step"] == 10 and state["runs"] == 3
     assert job.restarts == 2
     assert "stopped by SIGTERM after saving the checkpoint" in job.stderr()
 

@@ -132,7 +132,7 @@ def running_parents(cluster, gate):
     ``gate`` until the test opens it."""
     return [
         cluster.submit(dataflow_tasks.slow_value.after(gate.job), 0, PARENT_VALUES[0]),
-        cluster.map(tasks.square.after(gate.job), [0, 5, 0])[1],
+        cluster.map(tasks.square.after(gate.job), [0, 5])[1],
         cluster.submit(dataflow_tasks.slow_value.after(gate.job), 0, PARENT_VALUES[2]),
     ]
 
