@@ -69,7 +69,7 @@ def _join(me: dict, address: tuple[str, int]) -> list[dict]:
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            time.sleep(0.02)  # rank 0 listens within moments of the others starting
     with conn:
         _send(conn, me)
         return _receive(conn)
@@ -117,12 +117,20 @@ def rank_after_first_run(first_run_naps: float) -> int:
 
 
 @task(time="00:05:00", nodes=1, ntasks_per_node=2)
-def exit_on_rank(bad_rank: int, settle: float = 3.0) -> int:
-    """Rank ``bad_rank`` is killed outright (no result, no exception): os._exit, after ``settle`` seconds."""
+def exit_on_rank(bad_rank: int, settle: float = 3.0, others_running: str | None = None) -> int:
+    """Rank ``bad_rank`` is killed outright (no result, no exception): os._exit, after ``settle`` seconds,
+    or, given ``others_running`` (a path every rank can see), as soon as another rank has created that file
+    from its task (its SIGTERM handler is in place by then)."""
     context = rank_context()
     if context.rank == bad_rank:
-        time.sleep(settle)  # the other rank is running its task by now, its SIGTERM handler in place
+        if others_running is None:
+            time.sleep(settle)  # the other rank is running its task by now, its SIGTERM handler in place
+        else:
+            while not os.path.exists(others_running):
+                time.sleep(0.01)
         os._exit(3)
+    if others_running is not None:
+        open(others_running, "a").close()
     time.sleep(30)  # killed by srun's --kill-on-bad-exit long before this ends
     return context.rank
 

@@ -52,6 +52,15 @@ def nap(seconds):
 
 
 @task
+def wait_for_file(path):
+    """Runs until ``path`` exists: a gate the test opens once it has submitted what must find this job
+    still running (a nap guessed to outlast the submissions may end first on a loaded host)."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return path
+
+
+@task
 def slurm_environment(_item=None):
     return {key: value for key, value in os.environ.items() if key.startswith("SLURM")}
 
@@ -63,11 +72,12 @@ def exit_hard(code):
 
 @workflow
 def fan_out(cluster, n):
-    """Children: one array job and, per item, a nested workflow that submits a grandchild."""
-    squares = cluster.map(square, range(n)).results(timeout=60)
+    """Children: one array job and two nested workflows that each submit grandchildren. All submitted
+    before any is waited for: they run side by side, as a workflow's independent children would."""
+    squares = cluster.map(square, range(n))
     nested = [cluster.submit(nested_add, i, 100) for i in range(2)]
     return {
-        "squares": squares,
+        "squares": squares.results(timeout=60),
         "nested": [job.result(timeout=60) for job in nested],
         "parent_env": sorted(key for key in os.environ if key.startswith("SLURM_")),
     }
@@ -75,12 +85,9 @@ def fan_out(cluster, n):
 
 @workflow
 def nested_add(cluster, a, b):
-    job = cluster.submit(add, a, b)
-    return {"sum": job.result(timeout=60), "child_env": job_env(cluster)}
-
-
-def job_env(cluster):
-    return cluster.submit(slurm_environment).result(timeout=60)
+    """Two grandchildren, side by side: the sum, and the Slurm variables a grandchild sees."""
+    job, environment = cluster.submit(add, a, b), cluster.submit(slurm_environment)
+    return {"sum": job.result(timeout=60), "child_env": environment.result(timeout=60)}
 
 
 @task

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import sys
 
 import pytest
 from hypothesis import given
@@ -17,18 +16,22 @@ from slurm.rendering import sbatch_options
 from tests.checkpoint_jobs import count_steps, count_steps_of, run_starts
 from tests.fast.test_end_to_end import wait_until
 
-STEP = 0.1
-# Local time limits are exact (Slurm's may signal up to 60 s early): 4 s per run, the signal 2 s before.
-SHORT_LIMIT = dict(time="0:04", checkpoint=Checkpointing(signal_before=2, max_requeues=3))
+STEP = 0.02
+# Local time limits are exact (Slurm's may signal up to 60 s early): 2 s per run, the signal 1 s before. The
+# runner notes the signal from its start, well inside that first second (before it even loads the task), and
+# a save plus the requeue command take a fraction of the 1 s lead.
+SHORT_LIMIT = dict(time="0:02", checkpoint=Checkpointing(signal_before=1, max_requeues=3))
 SHORT = count_steps.options(**SHORT_LIMIT)
+# count_steps' held_runs: how many runs never take their last step, so only a stop signal ends them.
+HOLD_FIRST_RUN = 1
 
 
 def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
     log = tmp_path / "runs"
-    # 40 steps of 0.05 s: over 2 s of work, so the first run (signalled 2 s after its script started) cannot
-    # finish it, and the rerun finishes what is left.
-    job = cluster.submit(SHORT, 40, str(log), STEP / 2)
-    assert "#SBATCH --signal=B:USR2@2" in job.script
+    # The first run cannot finish (it holds before its last step), so the signal 1 s before its limit ends
+    # it, and the rerun finishes what is left.
+    job = cluster.submit(SHORT, 40, str(log), STEP, HOLD_FIRST_RUN)
+    assert "#SBATCH --signal=B:USR2@1" in job.script
     state = job.result(timeout=60)
     starts = run_starts(log.read_text())
     assert state["step"] == 40
@@ -40,8 +43,10 @@ def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
 
 def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(cluster, tmp_path):
     logs = [str(tmp_path / f"runs-{i}") for i in range(2)]
-    # 44 steps of 0.05 s: over 2 s of work each, more than a run gets before its signal.
-    jobs = cluster.map(count_steps_of.options(**SHORT_LIMIT), [(44, log, STEP / 2) for log in logs])
+    # Each task's first run holds before its last step: only its own signal ends it.
+    jobs = cluster.map(
+        count_steps_of.options(**SHORT_LIMIT), [(44, log, STEP, HOLD_FIRST_RUN) for log in logs]
+    )
     assert [state["step"] for state in jobs.results(timeout=60)] == [44, 44]
     for job, log in zip(
         jobs, logs, strict=True
@@ -52,7 +57,7 @@ def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(cluster, tmp_pat
 
 def test_time_limit_requeues_stop_at_max_requeues(cluster, tmp_path):
     log = tmp_path / "runs"
-    never_enough = SHORT.options(checkpoint=Checkpointing(signal_before=2, max_requeues=1))
+    never_enough = SHORT.options(checkpoint=Checkpointing(signal_before=1, max_requeues=1))
     job = cluster.submit(never_enough, 10_000, str(log), STEP)
     with pytest.raises(JobFailedError, match="max_requeues=1 reached") as info:
         job.result(timeout=60)
@@ -63,7 +68,8 @@ def test_time_limit_requeues_stop_at_max_requeues(cluster, tmp_path):
 def test_preemption_requeues_without_the_limit(cluster, tmp_path):
     log = tmp_path / "runs"
     no_time_limit_requeues = count_steps.options(time=5, checkpoint=Checkpointing(max_requeues=0))
-    job = cluster.submit(no_time_limit_requeues, 30, str(log), STEP)
+    # The first two runs hold before their last step: each runs until it is preempted, the third finishes.
+    job = cluster.submit(no_time_limit_requeues, 10, str(log), STEP, 2)
     for preemptions in (1, 2):
         # Preempt a run once it has saved a step (a run that saved nothing would just start over).
         assert wait_until(
@@ -73,7 +79,7 @@ def test_preemption_requeues_without_the_limit(cluster, tmp_path):
         assert wait_until(lambda: os.path.exists(checkpoint.checkpoint_path(job.job_dir, 0)), timeout=20)
         cluster.backend.preempt(job.job_id)
     state = job.result(timeout=60)
-    assert state["step"] == 30 and state["runs"] == 3
+    assert state["step"] == 10 and state["runs"] == 3
     assert job.restarts == 2
     assert "stopped by SIGTERM after saving the checkpoint" in job.stderr()
 
@@ -102,22 +108,20 @@ def test_usr2_is_a_preemption_when_slurmctld_is_preempting_the_job(
     run stops after its save without requeueing itself (Slurm requeues it) and without counting a requeue."""
     requeued = tmp_path / "requeued"
     monkeypatch.setenv("SLURM_JOB_ID", "7")
-    write_argument = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+    # Stand-ins for scontrol, each given the job id as its last argument: the shell and echo, where a Python
+    # would cost tens of milliseconds to start. The requeue writes the id it was given to `requeued`.
     monkeypatch.setenv(
-        checkpoint.REQUEUE_COMMAND_ENV, shlex.join([sys.executable, "-c", write_argument, str(requeued)])
+        checkpoint.REQUEUE_COMMAND_ENV, shlex.join(["sh", "-c", 'printf %s "$1" > "$0"', str(requeued)])
     )
-    monkeypatch.setenv(
-        checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({job_line!r})"])
-    )
-    monkeypatch.setenv(
-        checkpoint.VERSION_COMMAND_ENV, shlex.join([sys.executable, "-c", "print('slurm 24.11.1')"])
-    )
+    monkeypatch.setenv(checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join(["echo", job_line]))
+    monkeypatch.setenv(checkpoint.VERSION_COMMAND_ENV, shlex.join(["echo", "slurm 24.11.1"]))
     run = checkpoint._Run(str(tmp_path), 0, max_requeues=3)
     run.signalled = signal.SIGUSR2
     with pytest.raises(checkpoint.Stopped, match=stops_with):
         run.save({"step": 1})
     assert run.load(None) == {"step": 1}
     assert requeued.exists() is requeued_by_itself
+    assert not requeued_by_itself or requeued.read_text() == "7"  # `scontrol requeue 7`: its own job
     assert os.path.exists(checkpoint.requeue_count_path(str(tmp_path), 0)) is requeued_by_itself
 
 
@@ -135,12 +139,8 @@ def test_before_slurm_24_05_a_preempted_run_waits_for_slurms_kill_after_its_save
     """Slurm before 24.05 requeues a preempted job only when its GraceTime runs out: a run that ended sooner
     would end the job (COMPLETED, no result). So there the run saves, then waits for Slurm to stop it."""
     monkeypatch.setenv("SLURM_JOB_ID", "7")
-    monkeypatch.setenv(
-        checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({PREEMPTING!r})"])
-    )
-    monkeypatch.setenv(
-        checkpoint.VERSION_COMMAND_ENV, shlex.join([sys.executable, "-c", f"print({version!r})"])
-    )
+    monkeypatch.setenv(checkpoint.JOB_QUERY_COMMAND_ENV, shlex.join(["echo", PREEMPTING]))
+    monkeypatch.setenv(checkpoint.VERSION_COMMAND_ENV, shlex.join(["echo", version]))
 
     def wait_to_be_stopped():
         raise _Slept

@@ -109,14 +109,31 @@ def test_jobs_at_any_depth_are_swapped_for_their_results(cluster, finished_paren
     assert same_shape(loaded_kwargs, materialise(kwargs, lambda p: PARENT_VALUES[p.number]))
 
 
+class Gate:
+    """A job that runs until the test opens it: the jobs after it are surely still waiting when the test
+    submits what depends on them (as it would not be if they had ended: no Slurm dependency then)."""
+
+    def __init__(self, cluster, tmp_path) -> None:
+        self.path = tmp_path / "gate-open"
+        self.job = cluster.submit(tasks.wait_for_file, str(self.path))
+
+    def open(self) -> None:
+        self.path.touch()
+
+
 @pytest.fixture
-def running_parents(cluster):
-    """Three submitted parents returning PARENT_VALUES (the second an element of a map), still running."""
-    gate = cluster.submit(tasks.nap, 0.5)
+def gate(cluster, tmp_path) -> Gate:
+    return Gate(cluster, tmp_path)
+
+
+@pytest.fixture
+def running_parents(cluster, gate):
+    """Three submitted parents returning PARENT_VALUES (the second an element of a map), waiting behind
+    ``gate`` until the test opens it."""
     return [
-        cluster.submit(dataflow_tasks.slow_value.after(gate), 0, PARENT_VALUES[0]),
-        cluster.map(tasks.square.after(gate), [0, 5, 0])[1],
-        cluster.submit(dataflow_tasks.slow_value.after(gate), 0, PARENT_VALUES[2]),
+        cluster.submit(dataflow_tasks.slow_value.after(gate.job), 0, PARENT_VALUES[0]),
+        cluster.map(tasks.square.after(gate.job), [0, 5])[1],
+        cluster.submit(dataflow_tasks.slow_value.after(gate.job), 0, PARENT_VALUES[2]),
     ]
 
 
@@ -124,12 +141,13 @@ def running_parents(cluster):
 @given(
     args=st.lists(structures, max_size=2), kwargs=st.dictionaries(st.text(min_size=1, max_size=3), structures)
 )
-def test_nested_jobs_through_the_local_backend(cluster, running_parents, args, kwargs):
+def test_nested_jobs_through_the_local_backend(cluster, gate, running_parents, args, kwargs):
     job = cluster.submit(
         dataflow_tasks.echo,
         *materialise(args, lambda p: running_parents[p.number]),
         **materialise(kwargs, lambda p: running_parents[p.number]),
     )
+    gate.open()  # after the first example's submission: its parents were still waiting
     got_args, got_kwargs = job.result(timeout=60)
     assert same_shape(list(got_args), materialise(args, lambda p: PARENT_VALUES[p.number]))
     assert same_shape(got_kwargs, materialise(kwargs, lambda p: PARENT_VALUES[p.number]))
@@ -140,15 +158,15 @@ def test_mapped_jobs_as_an_argument_become_the_list_of_their_results(cluster):
     assert cluster.submit(dataflow_tasks.echo, squares).result(timeout=60) == (([1, 4, 9],), {})
 
 
-def test_two_levels_deep_without_results_passing_through_the_client(cluster, monkeypatch):
+def test_two_levels_deep_without_results_passing_through_the_client(cluster, gate, monkeypatch):
     reads = dataflow_tasks.record_reads(cluster.backend.transport, monkeypatch)
-    gate = cluster.submit(tasks.nap, 0.5)
-    first = cluster.submit(tasks.add.after(gate), 1, 2)
+    first = cluster.submit(tasks.add.after(gate.job), 1, 2)
     second = cluster.submit(dataflow_tasks.total, {"x": [first, (first, 4)]})
     third = cluster.submit(dataflow_tasks.echo, second, nested=[first, {"second": second}])
+    gate.open()
 
     assert third.result(timeout=60) == ((10,), {"nested": [3, {"second": 10}]})
-    assert first.depends_on == (gate.job_id,)
+    assert first.depends_on == (gate.job.job_id,)
     assert second.depends_on == (first.job_id,)  # each parent once, however often it appears
     assert set(third.depends_on) <= {first.job_id, second.job_id}
     assert first._result_path not in reads and second._result_path not in reads
@@ -157,21 +175,21 @@ def test_two_levels_deep_without_results_passing_through_the_client(cluster, mon
     assert second.stderr().count("argument: the result of") == 1
 
 
-def test_a_map_waits_for_every_job_in_any_of_its_items(cluster):
-    gate = cluster.submit(tasks.nap, 0.5)
-    parents = cluster.map(tasks.square.after(gate), [1, 2, 3])
+def test_a_map_waits_for_every_job_in_any_of_its_items(cluster, gate):
+    parents = cluster.map(tasks.square.after(gate.job), [1, 2, 3])
     children = cluster.map(tasks.square, parents)  # one Job per item
+    gate.open()
 
     assert children.results(timeout=60) == [1, 16, 81]
     expected = tuple(job.job_id for job in parents)
     assert all(child.depends_on == expected for child in children)  # Slurm dependencies are per array job
 
 
-def test_one_failed_parent_stops_the_whole_map_naming_it(cluster):
-    gate = cluster.submit(tasks.nap, 0.5)
-    good = cluster.submit(tasks.add.after(gate), 1, 1)
-    bad = cluster.submit(dataflow_tasks.fail_after.after(gate), 0, "no result")
+def test_one_failed_parent_stops_the_whole_map_naming_it(cluster, gate):
+    good = cluster.submit(tasks.add.after(gate.job), 1, 1)
+    bad = cluster.submit(dataflow_tasks.fail_after.after(gate.job), 0, "no result")
     children = cluster.map(dataflow_tasks.echo, [good, {"bad": bad}])
+    gate.open()
 
     assert children.wait(timeout=60) == [JobState.CANCELLED, JobState.CANCELLED]
     for child in children:
@@ -179,20 +197,25 @@ def test_one_failed_parent_stops_the_whole_map_naming_it(cluster):
             child.result()
 
 
-def test_explicit_after_and_job_arguments_combine(cluster, tmp_path):
+def test_explicit_after_and_job_arguments_combine(cluster, gate, tmp_path):
     path = tmp_path / "order.txt"
-    first = cluster.submit(tasks.append_after_pause, str(path), "a", 0.5)
-    value = cluster.submit(dataflow_tasks.slow_value, 0.2, "b")
+    # Both parents wait for the gate; once it opens, `first` takes 0.2 s longer than `value`, so a child
+    # that waited for `value` only would most likely write before it.
+    first = cluster.submit(tasks.append_after_pause.after(gate.job), str(path), "a", 0.2)
+    value = cluster.submit(dataflow_tasks.slow_value.after(gate.job), 0, "b")
     child = cluster.submit(dataflow_tasks.append_value.after(first), str(path), value)
+    gate.open()
 
     assert child.result(timeout=60) == "b"
     assert path.read_text() == "ab"
     assert child.depends_on == (first.job_id, value.job_id)
 
 
-def test_a_parent_failing_while_the_child_waits_names_the_parent(cluster):
-    parent = cluster.submit(dataflow_tasks.fail_after, 0.5, "broken")
+def test_a_parent_failing_while_the_child_waits_names_the_parent(cluster, gate):
+    parent = cluster.submit(dataflow_tasks.fail_after.after(gate.job), 0, "broken")
     child = cluster.submit(tasks.add, parent, 1)
+    assert child.depends_on == (parent.job_id,)  # the parent had not failed yet: the child waits for it
+    gate.open()
 
     assert child.wait(timeout=60) is JobState.CANCELLED
     with pytest.raises(JobFailedError, match=rf"its dependency afterok on job {parent.job_id} \(FAILED\)"):

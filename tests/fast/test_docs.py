@@ -10,12 +10,40 @@ import re
 
 import pytest
 
+from slurm import Cluster
 from tests.docs_support import PAGES, ROOT, run_page, skip_directives
 
 # Blocks that need a real remote site and are never run. Keep this small: prefer a block that runs.
 MAX_ILLUSTRATIVE = 4
+# The poll cadence of the fast tier's local clusters (make_cluster in conftest.py), in seconds.
+QUICK_POLL = 0.05
 
 
+@pytest.fixture
+def quick_local_polls(monkeypatch):
+    """The docs' local clusters (``Cluster()``) wait with the fast tier's quicker cadence, as the other fast
+    tests' clusters do: a wait sees a job's end sooner, and the blocks stay as a reader runs them. A workflow's
+    child cluster inherits the cadence from its parent."""
+    init = Cluster.__init__
+
+    def init_polling_quicker(
+        self, *args, poll_interval_seconds=None, result_poll_interval_seconds=None, **kwargs
+    ):
+        init(
+            self,
+            *args,
+            poll_interval_seconds=poll_interval_seconds,
+            result_poll_interval_seconds=result_poll_interval_seconds,
+            **kwargs,
+        )
+        if self.backend.type_name == "local":  # what the caller set stays
+            self.poll_interval_seconds = poll_interval_seconds or QUICK_POLL
+            self.result_poll_interval_seconds = result_poll_interval_seconds or QUICK_POLL
+
+    monkeypatch.setattr(Cluster, "__init__", init_polling_quicker)
+
+
+@pytest.mark.usefixtures("quick_local_polls")
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

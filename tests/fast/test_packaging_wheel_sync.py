@@ -168,9 +168,11 @@ def test_a_wheel_build_that_hangs_is_stopped_with_the_command_and_limit(tmp_path
     (project / "stuck_backend.py").write_text(
         "import time\n\ndef build_wheel(*args, **kwargs):\n    time.sleep(300)\n"
     )
-    monkeypatch.setattr(builds, "BUILD_TIMEOUT", 1.0)
+    # The limit only has to be shorter than the hang: each of the two attempts (the backend through
+    # pyproject_hooks, then pip) is stopped once it passes, wherever it has got to.
+    monkeypatch.setattr(builds, "BUILD_TIMEOUT", 0.2)
     with pytest.raises(
-        ConfigError, match=r"took longer than 1 s and was stopped: \$ .* -m pip wheel"
+        ConfigError, match=r"took longer than 0.2 s and was stopped: \$ .* -m pip wheel"
     ) as raised:
         builds.build_wheel(project, tmp_path / "out")
     assert "package index" in str(raised.value)
@@ -179,9 +181,9 @@ def test_a_wheel_build_that_hangs_is_stopped_with_the_command_and_limit(tmp_path
 # --- the cluster-side build script: lock, half-built and vanished-interpreter envs ---------------------
 
 
-def fake_python(tmp_path: Path, log: Path) -> Path:
-    """Stands in for the cluster's python: ``-m venv ... DIR`` makes DIR/bin/python, ``-m pip`` sleeps a
-    little; every call is logged, so the test can count builds."""
+def fake_python(tmp_path: Path, log: Path, pause: float = 0) -> Path:
+    """Stands in for the cluster's python: ``-m venv ... DIR`` makes DIR/bin/python; every call is logged,
+    so the test can count builds, and takes ``pause`` seconds (a build that holds its lock a while)."""
     script = tmp_path / "fakepython"
     script.write_text(f"""#!/bin/sh
 echo "$*" >> {log}
@@ -189,7 +191,7 @@ if [ "$2" = venv ]; then
   for last; do :; done
   mkdir -p "$last/bin" && ln -sf {sys.executable} "$last/bin/python"
 fi
-sleep 0.2
+sleep {pause}
 exit 0
 """)
     script.chmod(0o755)
@@ -212,7 +214,7 @@ def venv_builds(log: Path) -> int:
 
 def test_build_script_concurrent_builds_build_once(tmp_path):
     log = tmp_path / "calls.log"
-    python = fake_python(tmp_path, log)
+    python = fake_python(tmp_path, log, pause=0.2)  # the other builds come while the first holds the lock
     env = str(tmp_path / "envs/abc")
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(run_build(python, env))) for _ in range(3)]
