@@ -6,6 +6,8 @@ not a test."""
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("pydantic", "cloudpickle", "yaml", "paramiko")
 
 
@@ -24,18 +26,27 @@ SUBMITTING_SIDE = (
 )
 
 
-def imported_after(code: str, *, packages: bool = True) -> set[str]:
-    """Modules loaded in a fresh interpreter after ``code``: top-level packages, or every dotted name."""
-    names = "m.split('.')[0]" if packages else "m"
-    script = f"import sys; {code}; print(*sorted({{{names} for m in sys.modules}}))"
+def imported_after(code: str) -> set[str]:
+    """Every module (dotted name) loaded in a fresh interpreter after ``code``."""
+    script = f"import sys; {code}; print(*sorted(sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     return set(out.stdout.split())
 
 
-def test_import_slurm_and_a_cluster_load_no_heavy_library():
-    assert imported_after("import slurm; slurm.Cluster()") & set(HEAVY) == set()
+def packages(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+@pytest.fixture(scope="module")
+def after_a_cluster() -> set[str]:
+    """What ``import slurm; slurm.Cluster()`` loads: one fresh interpreter for the tests that read it."""
+    return imported_after("import slurm; slurm.Cluster()")
+
+
+def test_import_slurm_and_a_cluster_load_no_heavy_library(after_a_cluster):
+    assert packages(after_a_cluster) & set(HEAVY) == set()
 
 
 def test_the_heavy_libraries_come_when_needed():
@@ -44,11 +55,11 @@ def test_the_heavy_libraries_come_when_needed():
         "import os, tempfile, slurm; f = tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False); "
         "f.write('backend: {type: local}\\n'); f.close(); slurm.Cluster.from_env(f.name); os.unlink(f.name)"
     )
-    assert "yaml" in imported_after(code)
+    assert "yaml" in packages(imported_after(code))
 
 
-def test_a_cluster_is_built_without_the_submitting_side():
-    assert imported_after("import slurm; slurm.Cluster()", packages=False) & set(SUBMITTING_SIDE) == set()
+def test_a_cluster_is_built_without_the_submitting_side(after_a_cluster):
+    assert after_a_cluster & set(SUBMITTING_SIDE) == set()
 
 
 def test_the_submitting_side_comes_with_the_first_submission(tmp_path):
@@ -57,5 +68,5 @@ def test_the_submitting_side_comes_with_the_first_submission(tmp_path):
         f"import slurm; c = slurm.Cluster(slurm.backends.local.LocalCommandBackend({str(tmp_path)!r}), "
         f"job_root={str(tmp_path / 'jobs')!r}); c.submit(abs, -1)"
     )
-    loaded = imported_after(f"import slurm.backends.local; {code}", packages=False)
+    loaded = imported_after(f"import slurm.backends.local; {code}")
     assert {"slurm.job", "slurm.records", "slurm.serialization", "slurm.watcher", "json"} <= loaded

@@ -4,8 +4,6 @@ and the example project's usage errors: no Docker."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,8 @@ from hypothesis import strategies as st
 
 from slurm_dev_cluster import client_config, images, kit
 from slurm_dev_cluster.stack import Connection, StackError, containers_inputs
+
+pytest_plugins = ("pytester",)  # the example project's session, run in this process
 
 REPO = kit.CHECKOUT_ROOT  # this repository (the kit is installed editable from it)
 EXAMPLE = REPO / "examples" / "downstream"
@@ -138,29 +138,21 @@ def test_sdk_config_for_a_downstream_project(tmp_path):
     }
 
 
-def test_example_project_refuses_a_missing_existing_cluster_config(tmp_path):
-    """A usage error (exit 4) before any test runs or Docker is asked: the plugin came from the entry point."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLURM_SDK_"))}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--existing-cluster={tmp_path}/x.yaml",
-        ],
-        cwd=EXAMPLE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_example_project_refuses_a_missing_existing_cluster_config(pytester, tmp_path, monkeypatch):
+    """A usage error (exit 4) before any test runs or Docker is asked: the plugin came from the entry point.
+    The example project's session runs in this process (what the plugin does is under test, not a fresh
+    process)."""
+    for name in list(os.environ):
+        if name.startswith(("PYTEST_", "SLURM_SDK_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(EXAMPLE)
+    run = pytester.runpytest_inprocess(
+        "-q", "-p", "no:cacheprovider", f"--existing-cluster={tmp_path}/x.yaml"
     )
-    assert run.returncode == 4, run.stdout + run.stderr
+    assert run.ret == 4, run.stdout.str() + run.stderr.str()
     assert (
         f"slurm-sdk test kit: --existing-cluster / SLURM_SDK_EXISTING_CLUSTER: {tmp_path}/x.yaml"
-        in run.stderr
+        in run.stderr.str()
     )
 
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from .test_harness_plugin import ALONE_AND_SHARED
+from .test_harness_plugin import ALONE_AND_SHARED, NESTED
 
 NO_DOCKER = """
 import os
@@ -52,7 +52,7 @@ def _lanes(tmp_path, *argv: str, **env: str) -> dict[str, tuple[str, str, str]]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLURM_SDK_"))}
     environ |= {"LANES_OUT": str(out), "SLURM_SDK_PROJECT": "lanes", "SLURM_SDK_STATE_HOME": str(tmp_path)}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *argv, "test_cluster.py"],
+        [sys.executable, "-m", "pytest", *NESTED, "-q", *argv, "test_cluster.py"],
         cwd=tmp_path,
         env=environ | env,
         capture_output=True,

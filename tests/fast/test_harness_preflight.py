@@ -11,13 +11,17 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from python_on_whales import DockerClient
 
 from slurm_dev_cluster import preflight
+from slurm_dev_cluster.__main__ import main
 from slurm_dev_cluster.stack import REPO_ROOT
+
+pytest_plugins = ("pytester",)  # the plugin's sessions, run in this process
 
 # -S: the stand-in needs only the standard library; it starts faster without the site-packages scan.
 FAKE_DOCKER = f"""#!{sys.executable} -S
@@ -178,14 +182,36 @@ def test_cli_up_with_compose_v1_exits_2_with_cause_and_fix(tmp_path, fake_bin):
     assert "Traceback" not in run.stderr
 
 
-def test_cli_up_with_taken_port_names_the_port(tmp_path, fake_bin, taken_port):
-    run = subprocess.run(
-        [sys.executable, "-m", "slurm_dev_cluster", "up"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_SSH_PORT=str(taken_port)),
-    )
+@dataclass
+class Exited:
+    """What a run of the CLI left: its exit code and what it wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli_here(monkeypatch, capsys, env: dict[str, str], *args: str) -> Exited:
+    """``slurm-dev-cluster *args`` with exactly ``env`` for environment, in the repository, run in this
+    process through the console script's entry point (``main``, whose return value ``sys.exit`` makes the
+    exit code; argparse exits 2 itself on a usage error): no interpreter to start, nor the kit and its
+    Docker client to import again (~0.6 CPU-s a run). The fresh process is the ``up`` test's above."""
+    for name in set(os.environ) - set(env):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(REPO_ROOT)
+    try:
+        code = main(list(args))
+    except SystemExit as exited:
+        code = exited.code if isinstance(exited.code, int) else 1
+    out, err = capsys.readouterr()
+    return Exited(code, out, err)
+
+
+def test_cli_up_with_taken_port_names_the_port(tmp_path, fake_bin, taken_port, monkeypatch, capsys):
+    env = _env(tmp_path, str(fake_bin), FAKE_DOCKER="ok", SLURM_SDK_SSH_PORT=str(taken_port))
+    run = run_cli_here(monkeypatch, capsys, env, "up")
     assert run.returncode == 2
     assert f"SLURM_SDK_SSH_PORT={taken_port}" in run.stderr and "already in use" in run.stderr
 
@@ -203,32 +229,25 @@ def test_unmarked_runs_locally(cluster_mode):
 
 
 @pytest.mark.parametrize("ci, outcome", [("", "1 passed, 1 skipped"), ("true", "1 passed, 1 error")])
-def test_plugin_without_docker_skips_integration_tests_or_fails_in_ci(tmp_path, ci, outcome):
-    """Another project using the plugin with -p: no Docker -> skip with the reason (CI=true -> fail)."""
-    project = tmp_path / "other_project"
-    project.mkdir()
-    (project / "test_user.py").write_text(PLUGIN_USER_TESTS)
+def test_plugin_without_docker_skips_integration_tests_or_fails_in_ci(
+    pytester, tmp_path, monkeypatch, ci, outcome
+):
+    """Another project using the plugin with -p: no Docker -> skip with the reason (CI=true -> fail). The
+    session runs in this process (pytester): what the plugin does in a session, not a fresh process, is
+    under test, and in a fresh one it would import the kit's Docker and SSH clients again (~1 CPU-s)."""
+    pytester.makepyfile(test_user=PLUGIN_USER_TESTS)
     empty_path = tmp_path / "empty-bin"
     empty_path.mkdir()
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "slurm_dev_cluster.pytest_plugin",
-            "-p",
-            "no:cacheprovider",
-            "--strict-markers",
-            "-rsf",
-            "test_user.py",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path, str(empty_path), CI=ci),
+    env = _env(tmp_path, str(empty_path), CI=ci)
+    for name in set(os.environ) - set(env):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run = pytester.runpytest_inprocess(
+        "-p", "slurm_dev_cluster.pytest_plugin", "-p", "no:cacheprovider", "--strict-markers", "-rsf"
     )
-    assert outcome in run.stdout, run.stdout + run.stderr
-    assert "the Docker CLI `docker` is not on PATH" in run.stdout
+    stdout = run.stdout.str()
+    assert outcome in stdout, stdout + run.stderr.str()
+    assert "the Docker CLI `docker` is not on PATH" in stdout
     if ci:
-        assert "CI=true: failing instead of skipping" in run.stdout
+        assert "CI=true: failing instead of skipping" in stdout
