@@ -26,7 +26,7 @@ from slurm_dev_cluster.stack import REPO_ROOT, Stack, StackError
 
 # Seconds; the bounds are lowered so that the test is short, the mechanism is the real one (the socket never
 # answers, so any bound is reached: a short one only shortens the wait).
-LIMIT = 0.25
+LIMIT = 0.1
 
 needs_docker_cli = pytest.mark.skipif(shutil.which("docker") is None, reason="needs the Docker CLI")
 
