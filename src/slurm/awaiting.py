@@ -36,7 +36,9 @@ class _Hub:
         self.waiters: dict[Waited, list[asyncio.Future[Any]]] = {}
         #: (moment, future): the deadline of one await, resolved by the driver once the clock reaches it.
         self.deadlines: list[tuple[float, asyncio.Future[None]]] = []
-        self.wake = asyncio.Event()
+        #: Resolved when an await arrives or adds a deadline: ends the driver's sleep at once. A bare future,
+        #: not an ``asyncio.Event``: waiting on an event costs a task per sleep, and the driver sleeps every round.
+        self.woken: asyncio.Future[None] = loop.create_future()
         self.driver: asyncio.Task[None] | None = None
 
     def ended(self, job: J) -> asyncio.Future[J]:
@@ -46,7 +48,7 @@ class _Hub:
             future.set_result(job)
             return future
         self.waiters.setdefault(job, []).append(future)
-        self.wake.set()
+        self._wake()
         if self.driver is None or self.driver.done():
             self.driver = self.loop.create_task(self._drive(), name="slurm-sdk job watcher")
         return future
@@ -55,13 +57,18 @@ class _Hub:
         """A future the driver resolves once the clock has reached ``moment``: an await's deadline."""
         future: asyncio.Future[None] = self.loop.create_future()
         self.deadlines.append((moment, future))
-        self.wake.set()  # the driver's sleep may have to end sooner
+        self._wake()  # the driver's sleep may have to end sooner
         return future
+
+    def _wake(self) -> None:
+        if not self.woken.done():
+            self.woken.set_result(None)
 
     async def _drive(self) -> None:
         wait: waiting.Wait | None = None  # the hub's own wait: no deadline (each await has its own)
         while self._prune():
-            self.wake.clear()  # an await arriving during the round wakes the next sleep at once
+            if self.woken.done():  # an await arriving during the round wakes the next sleep at once
+                self.woken = self.loop.create_future()
             jobs = list(self.waiters)
             wait = wait or waiting.Wait(waiting.clock_of(jobs), None)
             checked = self.loop.run_in_executor(None, _round, jobs, wait)
@@ -94,13 +101,12 @@ class _Hub:
 
     async def _sleep_until(self, clock: waiting.Clock, moment: float) -> bool:
         """Sleep on ``clock`` until ``moment``; True when a new await woke the driver sooner."""
-        if self.wake.is_set():
+        woken = self.woken
+        if woken.done():
             return True
         sleeper = self.loop.create_task(clock.sleep_until_async(moment))
-        woken = self.loop.create_task(self.wake.wait())
         done, _ = await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
         sleeper.cancel()
-        woken.cancel()
         return woken in done and sleeper not in done
 
     def _prune(self) -> bool:

@@ -185,6 +185,11 @@ def each_job(items: Iterable[J | Sequence[J]]) -> Iterator[J]:
 
 
 def by_cluster(jobs: Sequence[J]) -> list[tuple[WaitedCluster, list[J]]]:
+    if not jobs:
+        return []
+    first = jobs[0].cluster
+    if all(job.cluster is first for job in jobs):  # the usual case, on every check of a wait: no grouping
+        return [(first, list(jobs))]
     groups: dict[int, list[J]] = {}
     for job in jobs:
         groups.setdefault(id(job.cluster), []).append(job)
@@ -211,8 +216,10 @@ def fetch_outcomes(jobs: Sequence[Waited], *, retry: bool = True) -> None:
         paths = [job._result_path for job in group]
         transport = cluster.backend.transport
         with timing.phase("fetch"):
-            fetch = functools.partial(transport.read_existing, paths)
-            files = cluster._retry(fetch) if retry else fetch()
+            if retry:
+                files = cluster._retry(functools.partial(transport.read_existing, paths))
+            else:
+                files = transport.read_existing(paths)
         for job in group:
             if job._result_path in files:
                 job._outcome = _load(job, files[job._result_path])
@@ -307,13 +314,14 @@ class Wait:
     def next_check_at(self, running: Sequence[Waited]) -> float:
         """When to check next (the clock's time); the pause after it is one step longer."""
         now = self.clock.now()
-        moment = min(now + self.delay, *(job.cluster._watcher.next_query_at for job in running))
+        moment = now + self.delay
         if self.deadline is not None:
             moment = min(moment, self.deadline)
-        self.delay = min(
-            self.delay * RESULT_CHECK_BACKOFF,
-            max(job.cluster.result_poll_interval_seconds for job in running),
-        )
+        limit = 0.0
+        for cluster, _ in by_cluster(running):  # once per cluster, not per job: called on every check
+            moment = min(moment, cluster._watcher.next_query_at)
+            limit = max(limit, cluster.result_poll_interval_seconds)
+        self.delay = min(self.delay * RESULT_CHECK_BACKOFF, limit)
         return max(now, moment)
 
     def pause(self, running: Sequence[Waited]) -> float:
@@ -365,10 +373,17 @@ def as_completed(jobs: Iterable[J | Sequence[J]], timeout: float | None = None) 
         running = [job for job in waiting if not job.last_state.is_terminal]
         if running:
             wait.check(running)
-        yield from [job for job in waiting if job.last_state.is_terminal]
-        waiting = [job for job in waiting if not job.last_state.is_terminal]
-        if not waiting:
-            return
+        ended = [job for job in waiting if job.last_state.is_terminal]
+        if ended:  # most checks end nothing: the list still waiting is then the same
+            yield from ended
+            # Only those yielded leave: one that ended while the caller's loop body ran (seen by another
+            # thread's query) is yielded next time round, not dropped.
+            yielded = {id(job) for job in ended}
+            waiting = [job for job in waiting if id(job) not in yielded]
+            if not waiting:
+                return
+            if any(job.last_state.is_terminal for job in waiting):
+                continue  # no pause before yielding it
         wait.stop_if_over(waiting)
         wait.sleep(waiting)
 

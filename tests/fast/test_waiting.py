@@ -470,3 +470,18 @@ def test_a_job_that_can_never_start_is_cancelled_once_per_array_with_no_lock_hel
             job.result()
         notes = getattr(caught.value, "__notes__", [])
         assert any("Access/permission denied" in note for note in notes) is fails
+
+
+def test_a_job_that_ends_while_the_caller_handles_another_is_still_yielded():
+    # 100 ends by its result file 3 s in; 101 never would, but ends (as another thread's query would see it)
+    # while the caller's loop body handles 100.
+    cluster = cluster_of([Plan(3.0), Plan(NEVER)], 30.0, 1.0)
+    first, second = cluster.jobs()
+    yielded, at = [], []
+    for job in as_completed([first, second], 60):
+        yielded.append(job)
+        at.append(cluster.clock.elapsed)
+        if job is first:
+            second._observe(JobStatus(JobState.CANCELLED))
+    assert yielded == [first, second]
+    assert 3.0 <= at[0] == at[1]  # the second without a pause first
