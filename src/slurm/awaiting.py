@@ -36,9 +36,11 @@ class _Hub:
         self.waiters: dict[Waited, list[asyncio.Future[Any]]] = {}
         #: (moment, future): the deadline of one await, resolved by the driver once the clock reaches it.
         self.deadlines: list[tuple[float, asyncio.Future[None]]] = []
-        #: Resolved when an await arrives or adds a deadline: ends the driver's sleep at once. A bare future,
-        #: not an ``asyncio.Event``: waiting on an event costs a task per sleep, and the driver sleeps every round.
-        self.woken: asyncio.Future[None] = loop.create_future()
+        #: An await arrived or added a deadline since the round began: the driver's sleep ends at once. The
+        #: sleep is cancelled, not raced against an ``asyncio.Event``: the driver sleeps every round, and
+        #: a race costs a task and two more turns of the event loop each time.
+        self.woken = False
+        self.sleeper: asyncio.Task[None] | None = None
         self.driver: asyncio.Task[None] | None = None
 
     def ended(self, job: J) -> asyncio.Future[J]:
@@ -61,14 +63,14 @@ class _Hub:
         return future
 
     def _wake(self) -> None:
-        if not self.woken.done():
-            self.woken.set_result(None)
+        self.woken = True
+        if self.sleeper is not None:
+            self.sleeper.cancel()
 
     async def _drive(self) -> None:
         wait: waiting.Wait | None = None  # the hub's own wait: no deadline (each await has its own)
         while self._prune():
-            if self.woken.done():  # an await arriving during the round wakes the next sleep at once
-                self.woken = self.loop.create_future()
+            self.woken = False  # an await arriving during the round wakes the next sleep at once
             jobs = list(self.waiters)
             wait = wait or waiting.Wait(waiting.clock_of(jobs), None)
             checked = self.loop.run_in_executor(None, _round, jobs, wait)
@@ -101,13 +103,19 @@ class _Hub:
 
     async def _sleep_until(self, clock: waiting.Clock, moment: float) -> bool:
         """Sleep on ``clock`` until ``moment``; True when a new await woke the driver sooner."""
-        woken = self.woken
-        if woken.done():
+        if self.woken:
             return True
-        sleeper = self.loop.create_task(clock.sleep_until_async(moment))
-        done, _ = await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        return woken in done and sleeper not in done
+        self.sleeper = self.loop.create_task(clock.sleep_until_async(moment))
+        try:
+            await self.sleeper
+        except asyncio.CancelledError:
+            driver = asyncio.current_task()
+            if driver is not None and driver.cancelling():
+                raise  # the driver itself is cancelled (its loop is closing)
+            return True  # ``_wake`` cancelled the sleep
+        finally:
+            self.sleeper = None
+        return False
 
     def _prune(self) -> bool:
         """Forget waiters (and deadlines) of awaits that ended or gave up; True while any waiter remains."""
