@@ -79,3 +79,14 @@ def transport(sshd):
     t = sshd.transport()
     yield t
     t.close()
+
+
+@pytest.fixture(scope="module")
+def shared_transport(sshd):
+    """One SSHTransport to ``sshd`` for a module's tests that only run commands and move files: each
+    connection costs an sshd fork and a key exchange (~0.2 s). A test that drops, closes or reconnects its
+    connection, or checks what a new one does, takes ``transport``; a patch goes through ``monkeypatch``,
+    undone before the next test."""
+    t = sshd.transport()
+    yield t
+    t.close()
