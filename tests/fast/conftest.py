@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,6 +65,20 @@ def make_cluster(tmp_path):
 @pytest.fixture
 def cluster(make_cluster) -> Cluster:
     return make_cluster()
+
+
+@pytest.fixture
+def memory_tmp_path(tmp_path) -> Iterator[Path]:
+    """A fresh directory in memory (tmpfs, ``/dev/shm``) where there is one, else ``tmp_path``; removed after
+    the test. For tests that make thousands of small files: on this host's disk 3,000 of them cost 0.1 to 1.7
+    system CPU-seconds (the journal is shared with every other process writing), on tmpfs 0.05."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="slurm-sdk-test-", dir=shm))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -161,12 +161,13 @@ def test_a_built_environment_is_private_whatever_modes_its_tools_set(tmp_path):
     assert modes == {".": "0o700", "bin": "0o700", "bin/tool": "0o700", ".ready": "0o600"}
 
 
-def test_read_existing_fetches_many_files_in_one_stream(shared_transport, tmp_path, monkeypatch):
-    paths = [str(tmp_path / "results" / f"result-{i}.pkl") for i in range(3000)]
+def test_read_existing_fetches_many_files_in_one_stream(shared_transport, memory_tmp_path, monkeypatch):
+    results = memory_tmp_path / "results"
+    results.mkdir()
+    paths = [str(results / f"result-{i}.pkl") for i in range(3000)]
     for i, path in enumerate(paths[:-1]):
-        Path(path).parent.mkdir(exist_ok=True)
         Path(path).write_bytes(os.urandom(i % 50) + b"\0\n" * (i % 3))  # binary, some empty
-    big = str(tmp_path / "results" / "big.pkl")
+    big = str(results / "big.pkl")
     Path(big).write_bytes(os.urandom(3_000_000))  # more than any SSH window or tar block
     commands = []
     original = shared_transport._exec
