@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import string
 import subprocess
 import sys
 import textwrap
@@ -247,7 +248,8 @@ def test_bad_ages_say_what_is_accepted(bad):
 
 # --- records ---------------------------------------------------------------------------------------
 
-_names = st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)
+# The strings of the regex [A-Za-z0-9_.-]{1,40}, drawn as text: from_regex costs three times as much per example.
+_names = st.text(alphabet=string.ascii_letters + string.digits + "_.-", min_size=1, max_size=40)
 
 
 @given(

@@ -88,49 +88,49 @@ class SSHD_:
         self.proc.wait(timeout=10)
 
 
-def test_run_collects_output_status_and_env(transport):
-    result = transport.run(
+def test_run_collects_output_status_and_env(shared_transport):
+    result = shared_transport.run(
         'echo "out $GREETING"; echo err >&2; exit 3', env={"GREETING": "a b'c"}, check=False
     )
     assert (result.returncode, result.stdout, result.stderr) == (3, "out a b'c\n", "err\n")
     with pytest.raises(CommandError) as info:
-        transport.run("echo nope >&2; false")
+        shared_transport.run("echo nope >&2; false")
     assert info.value.returncode == 1 and "nope" in str(info.value)
 
 
-def test_large_stdout_and_stderr_do_not_deadlock(transport):
-    result = transport.run("head -c 3000000 /dev/zero; head -c 3000000 /dev/zero >&2; echo done >&2")
+def test_large_stdout_and_stderr_do_not_deadlock(shared_transport):
+    result = shared_transport.run("head -c 3000000 /dev/zero; head -c 3000000 /dev/zero >&2; echo done >&2")
     assert len(result.stdout) == 3_000_000 and result.stderr.endswith("done\n")
 
 
-def test_file_operations(transport, tmp_path):
+def test_file_operations(shared_transport, tmp_path):
     base = str(tmp_path / "remote")
-    transport.makedirs(base + "/a/b")
-    transport.makedirs(base + "/a/b")  # idempotent
-    assert transport.exists(base + "/a/b") and not transport.exists(base + "/zzz")
-    transport.write_bytes(base + "/new/dir/f.sh", b"#!/bin/sh\necho hi\n", mode=0o755)
-    assert transport.read_bytes(base + "/new/dir/f.sh") == b"#!/bin/sh\necho hi\n"
+    shared_transport.makedirs(base + "/a/b")
+    shared_transport.makedirs(base + "/a/b")  # idempotent
+    assert shared_transport.exists(base + "/a/b") and not shared_transport.exists(base + "/zzz")
+    shared_transport.write_bytes(base + "/new/dir/f.sh", b"#!/bin/sh\necho hi\n", mode=0o755)
+    assert shared_transport.read_bytes(base + "/new/dir/f.sh") == b"#!/bin/sh\necho hi\n"
     assert os.stat(base + "/new/dir/f.sh").st_mode & 0o777 == 0o700  # private: the owner's bits only
     assert os.listdir(base + "/new/dir") == ["f.sh"]  # no temp file left behind
     local = tmp_path / "local.bin"
     local.write_bytes(os.urandom(100_000))
     local.chmod(0o750)
-    transport.put(str(local), base + "/put/x.bin")
-    assert transport.read_bytes(base + "/put/x.bin") == local.read_bytes()
+    shared_transport.put(str(local), base + "/put/x.bin")
+    assert shared_transport.read_bytes(base + "/put/x.bin") == local.read_bytes()
     assert os.stat(base + "/put/x.bin").st_mode & 0o777 == 0o700
-    assert transport.home() == os.path.expanduser("~")
+    assert shared_transport.home() == os.path.expanduser("~")
     with pytest.raises(FileNotFoundError):
-        transport.read_bytes(base + "/missing")
+        shared_transport.read_bytes(base + "/missing")
 
 
 @pytest.mark.parametrize("kind", ["ssh", "host"])
-def test_everything_a_transport_writes_is_private_to_the_user(kind, transport, tmp_path):
+def test_everything_a_transport_writes_is_private_to_the_user(kind, shared_transport, tmp_path):
     """0700 directories, 0600 files (an executable: 0700), whichever way they are made: SFTP (whose server
     would apply its own umask, 022 here), commands (run under umask 077, so jobs submitted through them
     too), the tar of a job directory; the same on this host (the "slurm" backend's transport)."""
     from slurm.transports.host import HostTransport
 
-    used = transport if kind == "ssh" else HostTransport()
+    used = shared_transport if kind == "ssh" else HostTransport()
     base = tmp_path / "written"
     local = tmp_path / "local.sh"
     local.write_bytes(b"#!/bin/sh\n")
@@ -161,34 +161,37 @@ def test_a_built_environment_is_private_whatever_modes_its_tools_set(tmp_path):
     assert modes == {".": "0o700", "bin": "0o700", "bin/tool": "0o700", ".ready": "0o600"}
 
 
-def test_read_existing_fetches_many_files_in_one_stream(transport, tmp_path, monkeypatch):
-    paths = [str(tmp_path / "results" / f"result-{i}.pkl") for i in range(3000)]
+def test_read_existing_fetches_many_files_in_one_stream(shared_transport, memory_tmp_path, monkeypatch):
+    results = memory_tmp_path / "results"
+    results.mkdir()
+    paths = [str(results / f"result-{i}.pkl") for i in range(3000)]
     for i, path in enumerate(paths[:-1]):
-        Path(path).parent.mkdir(exist_ok=True)
         Path(path).write_bytes(os.urandom(i % 50) + b"\0\n" * (i % 3))  # binary, some empty
-    big = str(tmp_path / "results" / "big.pkl")
+    big = str(results / "big.pkl")
     Path(big).write_bytes(os.urandom(3_000_000))  # more than any SSH window or tar block
     commands = []
-    original = transport._exec
+    original = shared_transport._exec
     monkeypatch.setattr(
-        transport, "_exec", lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw)
+        shared_transport,
+        "_exec",
+        lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw),
     )
-    found = transport.read_existing([*paths, big])
+    found = shared_transport.read_existing([*paths, big])
     expected = {path: Path(path).read_bytes() for path in [*paths[:-1], big]}
     assert found.keys() == expected.keys() and found == expected  # the missing one is left out
     assert len(commands) == 1  # paths on stdin: no chunking, however many
-    assert transport.read_existing([]) == {} and transport.read_existing(paths[-1:]) == {}
+    assert shared_transport.read_existing([]) == {} and shared_transport.read_existing(paths[-1:]) == {}
 
 
-def test_result_files_of_many_directories_are_fetched_in_one_command(transport, tmp_path, monkeypatch):
+def test_result_files_of_many_directories_are_fetched_in_one_command(shared_transport, tmp_path, monkeypatch):
     wanted = [str(tmp_path / f"job {d}" / f"result-{i}.pkl") for d in range(3) for i in range(4)]
     for path in wanted[::2]:
         Path(path).parent.mkdir(exist_ok=True)
         Path(path).write_bytes(b"x")
     (tmp_path / "job 0" / "slurm-1.out").write_text("not asked for")
     (tmp_path / "job*").mkdir()  # a glob character in a name matches only itself
-    exchanges = _recorded_exchanges(transport, monkeypatch)
-    found = transport.read_existing([*wanted, str(tmp_path / "missing" / "result-0.pkl")])
+    exchanges = _recorded_exchanges(shared_transport, monkeypatch)
+    found = shared_transport.read_existing([*wanted, str(tmp_path / "missing" / "result-0.pkl")])
     assert found == dict.fromkeys(wanted[::2], b"x")
     assert len(exchanges) == 1 and "slurm-1.out" not in exchanges[0].command
 
@@ -213,12 +216,12 @@ def _recorded_exchanges(transport, monkeypatch) -> list[_Exchange]:
     return exchanges
 
 
-def test_one_connection_is_reused(transport):
-    transport.run("true")
-    client = transport._client
-    transport.exists("/")
-    transport.run("true")
-    assert transport._client is client
+def test_one_connection_is_reused(shared_transport):
+    shared_transport.run("true")
+    client = shared_transport._client
+    shared_transport.exists("/")
+    shared_transport.run("true")
+    assert shared_transport._client is client
 
 
 def test_reconnects_after_transport_closed(transport):
@@ -241,12 +244,12 @@ def test_reconnects_after_socket_dropped(transport):
     assert transport._client is not dropped
 
 
-def test_threads_share_the_connection(transport):
+def test_threads_share_the_connection(shared_transport):
     results: list[str] = []
 
     def poll(i: int) -> None:
-        results.append(transport.run(f"echo {i}").stdout.strip())
-        transport.exists("/")
+        results.append(shared_transport.run(f"echo {i}").stdout.strip())
+        shared_transport.exists("/")
 
     threads = [threading.Thread(target=poll, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -320,15 +323,19 @@ def test_connection_lost_mid_command_is_a_transient_drop_not_an_exit_code(transp
     assert transport.run("echo back").stdout == "back\n"  # the next command reconnects
 
 
-def test_write_files_makes_a_whole_directory_in_one_command(transport, tmp_path, monkeypatch):
+def test_write_files_makes_a_whole_directory_in_one_command(shared_transport, tmp_path, monkeypatch):
     commands = []
-    original = transport._exec
+    original = shared_transport._exec
     monkeypatch.setattr(
-        transport, "_exec", lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw)
+        shared_transport,
+        "_exec",
+        lambda command, *a, **kw: commands.append(command) or original(command, *a, **kw),
     )
     payload = os.urandom(300_000)
     target = tmp_path / "root" / "job dir"
-    transport.write_files(str(target), {"payload.pkl": (payload, 0o600), "job.sh": (b"#!/bin/sh\n", 0o700)})
+    shared_transport.write_files(
+        str(target), {"payload.pkl": (payload, 0o600), "job.sh": (b"#!/bin/sh\n", 0o700)}
+    )
     assert len(commands) == 1
     assert (target / "payload.pkl").read_bytes() == payload and (
         target / "job.sh"
@@ -336,12 +343,12 @@ def test_write_files_makes_a_whole_directory_in_one_command(transport, tmp_path,
     assert os.stat(target / "job.sh").st_mode & 0o777 == 0o700 and os.stat(target).st_mode & 0o777 == 0o700
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["job dir"]  # no temporary left
     with pytest.raises(CommandError):  # an existing directory is never merged into
-        transport.write_files(str(target), {"x": (b"", 0o600)})
+        shared_transport.write_files(str(target), {"x": (b"", 0o600)})
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["job dir"]
 
 
 def test_write_files_sends_a_large_payload_intact_copying_each_byte_about_once(
-    transport, tmp_path, monkeypatch
+    shared_transport, tmp_path, monkeypatch
 ):
     # paramiko's sendall re-slices the unsent rest after every ~32 KB packet: O(n²) bytes copied, which
     # made a 100 MB payload take most of an hour. Count what reaches Channel.send instead of timing it.
@@ -354,16 +361,16 @@ def test_write_files_sends_a_large_payload_intact_copying_each_byte_about_once(
     )
     payload = os.urandom(4_000_000)
     target = tmp_path / "big"
-    transport.write_files(str(target), {"payload.pkl": (payload, 0o600)})
+    shared_transport.write_files(str(target), {"payload.pkl": (payload, 0o600)})
     assert (target / "payload.pkl").read_bytes() == payload
     assert sum(handed_over) <= 3 * len(payload), f"{sum(handed_over):,} bytes handed to send"
 
 
-def test_the_connection_does_not_delay_small_packets(transport):
+def test_the_connection_does_not_delay_small_packets(shared_transport):
     # With Nagle's algorithm on, each command's last small packet waited for the peer's delayed ACK
     # (~40-50 ms a command on the dev cluster); OpenSSH's client turns it off too.
-    transport.run("true")
-    sock = transport._connected().get_transport().sock
+    shared_transport.run("true")
+    sock = shared_transport._connected().get_transport().sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 

@@ -4,6 +4,7 @@ sh, find and awk: exactly the wanted files that exist, whatever their names, fro
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -37,8 +38,8 @@ def answer(paths: list[str]) -> set[str]:
     wanted=st.lists(st.tuples(st.sampled_from(["job a", "job-b"]), NAMES), min_size=1, max_size=300),
     present=st.lists(st.tuples(st.sampled_from(["job a", "job-b"]), NAMES), max_size=300),
 )
-def test_the_answer_is_exactly_the_wanted_files_that_exist(tmp_path_factory, wanted, present):
-    root = tmp_path_factory.mktemp("far side")
+def test_the_answer_is_exactly_the_wanted_files_that_exist(memory_tmp_path, wanted, present):
+    root = Path(tempfile.mkdtemp(prefix="far side ", dir=memory_tmp_path))  # a fresh one for each example
     for directory, name in present:
         (root / directory).mkdir(exist_ok=True)
         (root / directory / name).write_bytes(b"")
