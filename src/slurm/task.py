@@ -301,25 +301,19 @@ class _Decorator:
         name = options.pop("name", None)
         if options.get("sbatch", {}) is None:
             del options["sbatch"]
+        resources: Resources | None = None
+        unchecked: dict[str, Any] = {}
         if node.in_job_runner:  # the module is imported to call the function: check the options only if used
-            return self._unchecked(fn, name, dict(options))
-        # Resources are validated here, at definition time, so a typo fails on import, not at submit.
-        from slurm.resources import Resources
+            unchecked = dict(options)
+        else:  # validated here, at definition time, so a typo fails on import, not at submit
+            from slurm.resources import Resources
 
-        resources = Resources.from_dict(options)
-        _check_ranks(resources, self.workflow)
+            resources = Resources.from_dict(options)
+            _check_ranks(resources, self.workflow)
 
         def wrap(function: Callable[..., Any]) -> Task:
-            return Task(function, resources, name=name, workflow=self.workflow)
-
-        return wrap if fn is None else wrap(fn)
-
-    def _unchecked(
-        self, fn: Callable[..., Any] | None, name: str | None, options: dict[str, Any]
-    ) -> Task | Callable[[Callable[..., Any]], Task]:
-        def wrap(function: Callable[..., Any]) -> Task:
-            defined = Task(function, name=name, workflow=self.workflow)
-            defined._unchecked_options = options
+            defined = Task(function, resources, name=name, workflow=self.workflow)
+            defined._unchecked_options = unchecked
             return defined
 
         return wrap if fn is None else wrap(fn)

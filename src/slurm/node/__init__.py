@@ -11,7 +11,8 @@ package a job loads, and only for what plain pickle refuses (see ``outcome``). d
 the whole map.
 """
 
-#: True in a job's runner process (set first thing by ``runner.main``). ``@task`` then keeps its options
+#: True in a job's runner process (set by ``runner.run``, the job script's entry, before the task's module
+#: is imported). ``@task`` then keeps its options
 #: unchecked until they are used: the submitting side checked them when it imported the same module, and
 #: checking them again would cost every array task the import of ``slurm.resources`` (dataclasses,
 #: inspect, re: about 40 ms) for a task module whose decorators name resources.
