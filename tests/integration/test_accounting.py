@@ -41,7 +41,12 @@ def test_default_stack_has_accounting_so_sacct_answers(slurm_container):
         assert backend._use_sacct, "the backend fell back to squeue although sacct works here"
         # Fake GPUs are a TRES of their own here (AccountingStorageTRES=gres/gpu, slurmdbd only).
         gpu_job = run("sbatch --wait --parsable --gres=gpu:1 -o /dev/null --wrap true").stdout.strip()
-        assert "gres/gpu=1" in run(f"sacct -n -X -P -j {gpu_job} -o AllocTRES").stdout
+
+        # (Its record, like any, reaches slurmdbd a moment after the job: sacct may list nothing at first.)
+        def tres() -> str:
+            return run(f"sacct -n -X -P -j {gpu_job} -o AllocTRES").stdout.strip()
+
+        wait_until(lambda: "gres/gpu=1" in tres(), 60, lambda: f"sacct: job {gpu_job}'s AllocTRES {tres()!r}")
         # A job killed for its memory (OverMemoryKill): what accounting records for it.
         hog = run(
             "sbatch --wait --parsable --mem=50M -o /dev/null --wrap "

@@ -13,6 +13,7 @@ from slurm_dev_cluster.kit import PROJECT_MOUNT
 from slurm_dev_cluster.stack import accounting_enabled
 
 from .client_sites import SUBMITIT, client_site
+from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RENDEZVOUS = f"{PROJECT_MOUNT}/tests/integration/submitit_rendezvous.py"
@@ -65,10 +66,23 @@ def test_a_checkpointable_preempted_by_a_high_job_resumes_from_its_checkpoint(
     # The second run started from the checkpoint (starts counted on from 1), after a requeue.
     assert report["result"]["starts"] == 2 and int(report["result"]["restart_count"]) >= 1, report
     run = login_transport.run
-    history = run(f"sacct -n -X -P -D -j {report['job_id']} -o State").stdout.split()
+
+    # The client returns once squeue has forgotten the job; its end reaches slurmdbd a moment later, so
+    # sacct may still say RUNNING for the last run (or the high job) at first.
+    def history() -> list[str]:
+        return run(f"sacct -n -X -P -D -j {report['job_id']} -o State").stdout.split()
+
+    def high_state() -> list[str]:
+        return run(f"sacct -n -X -P -j {report['high']} -o State,QOS").stdout.split()
+
+    runs = wait_until(
+        lambda: (listed := history())[-1:] == ["COMPLETED"] and listed,
+        60,
+        lambda: f"sacct's runs of the job: {history()}",
+    )
     # submitit requeued itself within the grace time, before Slurm's own requeue at its end: REQUEUED.
     # Slurm 24.11 then requeues the run that returned once more (slurmctld: "requeue ... per user/system
     # request"), recorded PREEMPTED; the run after it completes.
-    assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history
-    assert set(history[1:-1]) <= {"PREEMPTED"}, history
-    assert run(f"sacct -n -X -P -j {report['high']} -o State,QOS").stdout.split() == ["COMPLETED|high"]
+    assert runs[0] == "REQUEUED", runs
+    assert set(runs[1:-1]) <= {"PREEMPTED"}, runs
+    wait_until(lambda: high_state() == ["COMPLETED|high"], 60, lambda: f"sacct: the high job {high_state()}")
