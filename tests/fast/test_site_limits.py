@@ -128,6 +128,27 @@ def test_a_running_jobs_cap_never_clears_only_with_none_of_the_users_jobs_runnin
     assert not OwnJobsCap().never_clears(statuses["15"].reason, 1e9, lambda: 0)  # PartitionNodeLimit
 
 
+def test_answers_that_do_not_say_why_a_job_pends_neither_start_nor_end_the_hold():
+    """With accounting on, sacct answers most queries and says nothing of why a job pends (an empty reason);
+    squeue, asked at most every 15 s about a live job, says it. The hold runs from squeue's first word of the
+    cap to its word a hold later, whatever sacct said between."""
+    hold = limits.OWN_JOBS_HOLD_SECONDS
+    asked: list[float] = []
+
+    def running() -> int:
+        asked.append(0.0)
+        return 0
+
+    cap = OwnJobsCap()
+    assert not cap.never_clears("QOSMaxJobsPerUserLimit", 0.0, running)
+    for now in (1.0, 2.5, 4.8, hold / 2, hold - 1):
+        assert not cap.never_clears("", now, running)  # sacct's answers between
+    assert len(asked) == 1  # the user's running jobs are not counted for an answer that names no cap
+    assert cap.never_clears("QOSMaxJobsPerUserLimit", hold, running)
+    # Not an end of the hold either: an empty answer alone never gives up.
+    assert not OwnJobsCap().never_clears("", 1e9, running)
+
+
 @pytest.mark.parametrize(("job", "reason"), [("14", "AssocMaxJobsLimit"), ("15", "QOSMaxJobsPerUserLimit")])
 def test_caps_on_running_jobs_set_to_zero_read_as_squeue_prints_them(job, reason):
     """Captured with MaxJobs=0 (association) or MaxJobsPerUser=0 (QOS) and none of the user's jobs running."""
