@@ -16,7 +16,7 @@ from tests.docs_support import PAGES, ROOT, run_page, skip_directives
 # Blocks that need a real remote site and are never run. Keep this small: prefer a block that runs.
 MAX_ILLUSTRATIVE = 4
 # The poll cadence of the fast tier's local clusters (make_cluster in conftest.py), in seconds.
-QUICK_POLL = 0.05
+QUICK_POLL = 0.01
 
 
 @pytest.fixture
