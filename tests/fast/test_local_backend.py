@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import types
 
 import pytest
@@ -157,3 +158,18 @@ def test_a_dependency_is_looked_at_often_at_first_then_every_50_ms(tmp_path, mon
     assert pauses[:3] == pytest.approx([0.01, 0.0125, 0.015625])
     assert all(later >= earlier for earlier, later in itertools.pairwise(pauses))
     assert pauses[-1] == 0.05 and len(pauses) == 12
+
+
+@pytest.mark.parametrize("sbatch", [{"time": "1:00"}, {"time": "1:00", "signal": "B:USR2@30"}])
+def test_the_launcher_knows_a_time_limited_script_ended_when_it_ends(sbatch):
+    """Under a --time limit the launcher blocks in waitpid until the script ends (Popen.wait with a timeout
+    would poll, sleeping up to 50 ms between looks: the job's end, its dependants and the next task of its
+    array would wait that long); the exit status comes back as before."""
+    from slurm.backends import local_launcher
+
+    script = subprocess.Popen(["sh", "-c", "sleep 0.05; exit 3"])
+    looks: list[int] = []
+    try_wait = script._try_wait
+    script._try_wait = lambda flags: (looks.append(flags), try_wait(flags))[1]
+    assert local_launcher._wait_with_limit(script, sbatch) == 3
+    assert looks and os.WNOHANG not in looks  # one blocking waitpid, no polling
