@@ -53,8 +53,7 @@ class ObservedJob:
         self.cluster, self.job_id, self.name, self.job_dir = cluster, job_id, name, job_dir
         #: Ids of the jobs this one waits for, and how (Slurm dependency type).
         self.depends_on, self.dependency_type = tuple(depends_on), dependency_type
-        #: How often the scheduler requeued this job (node failure, preemption), as last observed.
-        self.restarts = 0
+        self._restarts = 0  # requeues reported by the scheduler's statuses (see ``restarts``)
         self._state = JobState.PENDING
         self._submitted_at = cluster._watcher.clock.now()
         self._state_at: float | None = None  # monotonic time the scheduler last told us the state
@@ -182,10 +181,19 @@ class ObservedJob:
         if state.is_terminal:
             self._queue_event("outcome")
 
+    @property
+    def restarts(self) -> int:
+        """How often this job was requeued (node failure, preemption, a checkpoint's time-limit requeue), as
+        last observed: by the scheduler, or by the run that wrote the result file, which counts its own
+        requeues. That count stands also when a query saw the job end before its result file was read (a
+        backend whose statuses carry no restart count, like the local one, then reported none)."""
+        outcome = self._outcome
+        return max(self._restarts, outcome.restarts if outcome is not None else 0)
+
     def _note_restarts(self, count: int) -> None:
         """Report a requeue (once per count): state REQUEUED and ``on_requeue(job, count)``."""
-        if count > self.restarts:
-            self.restarts = count
+        if count > self._restarts:
+            self._restarts = count
             self._queue_event("on_requeue", count)
             self._set_state(JobState.REQUEUED)
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from slurm import Checkpointing, Cluster, JobFailedError, JobState, ResourceError, Resources, checkpoint, task
 from slurm.rendering import sbatch_options
 from tests.checkpoint_jobs import count_steps, count_steps_of, run_starts
+from tests.fast.conftest import cancel_unfinished, local_cluster
 from tests.fast.test_end_to_end import wait_until
 
 STEP = 0.02
@@ -26,14 +27,40 @@ SHORT = count_steps.options(**SHORT_LIMIT)
 HOLD_FIRST_RUN = 1
 
 
-def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
-    log = tmp_path / "runs"
-    # The first run cannot finish (it holds before its last step), so the signal 1 s before its limit ends
-    # it, and the rerun finishes what is left.
-    job = cluster.submit(SHORT, 40, str(log), STEP, HOLD_FIRST_RUN)
+# The time-limit tests wait for real limits (seconds each, two runs for max_requeues): their jobs are
+# submitted side by side when the first of them starts, and they run as one xdist group, on one worker.
+TIME_LIMITS = pytest.mark.xdist_group("checkpoint-time-limits")
+
+
+@pytest.fixture(scope="module")
+def time_limited(tmp_path_factory):
+    """The time-limit tests' jobs, all submitted at once, with the log of each run: ``rerun`` (its first run
+    holds before its last step, so only the signal 1 s before its limit ends it; the rerun finishes what is
+    left), ``map`` (two such tasks of one array, each requeued on its own) and ``never_enough`` (too many
+    steps for two runs, max_requeues=1)."""
+    root = tmp_path_factory.mktemp("time-limits")
+    cluster = local_cluster(root)
+    logs = {name: str(root / f"runs-{name}") for name in ("rerun", "map-0", "map-1", "never_enough")}
+    never_enough = SHORT.options(checkpoint=Checkpointing(signal_before=1, max_requeues=1))
+    jobs = {
+        "rerun": cluster.submit(SHORT, 40, logs["rerun"], STEP, HOLD_FIRST_RUN),
+        "map": cluster.map(
+            count_steps_of.options(**SHORT_LIMIT),
+            [(44, logs[f"map-{index}"], STEP, HOLD_FIRST_RUN) for index in range(2)],
+        ),
+        "never_enough": cluster.submit(never_enough, 10_000, logs["never_enough"], STEP),
+    }
+    yield jobs, logs
+    cancel_unfinished(cluster)
+
+
+@TIME_LIMITS
+def test_time_limit_signal_requeues_and_the_rerun_resumes(time_limited):
+    jobs, logs = time_limited
+    job = jobs["rerun"]
     assert "#SBATCH --signal=B:USR2@1" in job.script
     state = job.result(timeout=60)
-    starts = run_starts(log.read_text())
+    starts = run_starts(open(logs["rerun"]).read())
     assert state["step"] == 40
     assert state["runs"] == len(starts) >= 2
     assert starts == sorted(starts) and starts[0] == 0 and starts[-1] > 0  # each run resumed, none restarted
@@ -41,28 +68,22 @@ def test_time_limit_signal_requeues_and_the_rerun_resumes(cluster, tmp_path):
     assert "time limit near: checkpoint saved, job requeued (1 of max 3)" in job.stderr()
 
 
-def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(cluster, tmp_path):
-    logs = [str(tmp_path / f"runs-{i}") for i in range(2)]
-    # Each task's first run holds before its last step: only its own signal ends it.
-    jobs = cluster.map(
-        count_steps_of.options(**SHORT_LIMIT), [(44, log, STEP, HOLD_FIRST_RUN) for log in logs]
-    )
-    assert [state["step"] for state in jobs.results(timeout=60)] == [44, 44]
-    for job, log in zip(
-        jobs, logs, strict=True
-    ):  # requeued as "<array>_<index>": each task on its own, none restarted
-        starts = run_starts(open(log).read())
+@TIME_LIMITS
+def test_each_task_of_a_map_checkpoints_and_requeues_on_its_own(time_limited):
+    jobs, logs = time_limited
+    assert [state["step"] for state in jobs["map"].results(timeout=60)] == [44, 44]
+    for index, job in enumerate(jobs["map"]):  # requeued as "<array>_<index>": each task on its own
+        starts = run_starts(open(logs[f"map-{index}"]).read())
         assert len(starts) >= 2 and starts == sorted(starts) and job.restarts == len(starts) - 1
 
 
-def test_time_limit_requeues_stop_at_max_requeues(cluster, tmp_path):
-    log = tmp_path / "runs"
-    never_enough = SHORT.options(checkpoint=Checkpointing(signal_before=1, max_requeues=1))
-    job = cluster.submit(never_enough, 10_000, str(log), STEP)
+@TIME_LIMITS
+def test_time_limit_requeues_stop_at_max_requeues(time_limited):
+    jobs, logs = time_limited
     with pytest.raises(JobFailedError, match="max_requeues=1 reached") as info:
-        job.result(timeout=60)
+        jobs["never_enough"].result(timeout=60)
     assert info.value.state == JobState.TIMEOUT.value
-    assert len(run_starts(log.read_text())) == 2  # the first run and one requeue
+    assert len(run_starts(open(logs["never_enough"]).read())) == 2  # the first run and one requeue
 
 
 def test_preemption_requeues_without_the_limit(cluster, tmp_path):

@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 import pytest
 import yaml
 
-from slurm import JobState
+from slurm import JobState, waiting
 from slurm.cli import CONFIG, INTERRUPTED, JOB_FAILED, NOT_FINISHED, OK, UNKNOWN_JOB, UNREACHABLE, USAGE, main
 from tests.rank_jobs import fail_on_rank, item_and_rank
 
@@ -33,6 +33,9 @@ def config(cluster, tmp_path):
                 "backend": {"type": "local", "state_dir": cluster.backend.state_dir},
                 "packaging": {"type": "none", "pythonpath": [REPO], "python": sys.executable},
                 "job_root": cluster.resolve_job_root(),
+                # The cadence of ``cluster`` (make_cluster's): a local config's default looks every 0.2 s.
+                "poll_interval_seconds": cluster.poll_interval_seconds,
+                "result_poll_interval_seconds": cluster.result_poll_interval_seconds,
             }
         )
     )
@@ -115,16 +118,24 @@ def test_jobs_result_values_failures_and_unfinished_jobs(cluster, config, capsys
     assert code == JOB_FAILED and json.loads(out)["error"] == "Refused: nope"
     code, _, err = cli(capsys, config, "jobs", "result", running.job_id)
     assert code == NOT_FINISHED and "has not finished" in err and "--wait" in err
-    code, _, err = cli(capsys, config, "jobs", "result", running.job_id, "--wait", "--timeout", "0.3")
-    assert code == NOT_FINISHED and "did not finish within 0.3s" in err
+    code, _, err = cli(capsys, config, "jobs", "result", running.job_id, "--wait", "--timeout", "0.05")
+    assert code == NOT_FINISHED and "did not finish within 0.05s" in err
     running.cancel()
 
 
-def test_jobs_result_waits_when_asked(cluster, config, capsys):
-    job = cluster.submit(log_tasks.snooze, 0.5)
+def test_jobs_result_waits_when_asked(cluster, config, capsys, tmp_path, monkeypatch):
+    gate = tmp_path / "gate"
+    job = cluster.submit(tasks.wait_for_file, str(gate))
+    check_result_files = waiting.check_result_files
+
+    def open_the_gate_once_looked(jobs):
+        check_result_files(jobs)
+        gate.touch()  # the job ends only after the wait's first look found it unfinished
+
+    monkeypatch.setattr(waiting, "check_result_files", open_the_gate_once_looked)
     assert cli(capsys, config, "jobs", "result", job.job_id, "--wait", "--timeout", str(TIMEOUT))[:2] == (
         OK,
-        "0.5\n",
+        f"{gate}\n",
     )
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slurm import BackendError, Cluster, JobFailedError, JobState, JobTimeoutError, SSHError
+from slurm.backends.base import JobStatus
 from slurm.backends.slurm import CONFIRM_LIVE_EVERY, SlurmBackend
 from slurm.inherited_env import SCRUB_SLURM_ENV_SHELL
 from slurm.node import layout
@@ -550,6 +551,16 @@ def test_a_requeue_between_polls_is_reported_from_the_result_file(make, slurm, r
     assert job.result(timeout=10) == 3
     assert requeues == [2] and job.restarts == 2 and slurm.count("squeue") == 0
     assert [event[3] for event in recorder.events if event[0] == "state"] == ["REQUEUED", "COMPLETED"]
+
+
+def test_a_requeue_is_counted_from_the_result_file_when_a_query_saw_the_end_first(make, slurm):
+    """The scheduler's status may say COMPLETED before the result file is read (a local job's status carries
+    no restart count): the run that wrote the result still tells how often the job was requeued."""
+    job = make(poll_interval_seconds=30).submit(tasks.add, 1, 2)
+    job._observe(JobStatus(JobState.COMPLETED, ""))
+    write_result(job, 3, restarts=2)
+    assert job.result(timeout=10) == 3
+    assert job.restarts == 2
 
 
 def test_the_runner_records_the_restart_count(tmp_path, monkeypatch, capsys):

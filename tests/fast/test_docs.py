@@ -15,8 +15,8 @@ from tests.docs_support import PAGES, ROOT, run_page, skip_directives
 
 # Blocks that need a real remote site and are never run. Keep this small: prefer a block that runs.
 MAX_ILLUSTRATIVE = 4
-# The poll cadence of the fast tier's local clusters (make_cluster in conftest.py), in seconds.
-QUICK_POLL = 0.05
+# The cadence of the fast tier's local clusters (local_cluster in conftest.py), in seconds.
+QUICK_POLL, QUICK_RESULT_POLL = 0.05, 0.01
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def quick_local_polls(monkeypatch):
         )
         if self.backend.type_name == "local":  # what the caller set stays
             self.poll_interval_seconds = poll_interval_seconds or QUICK_POLL
-            self.result_poll_interval_seconds = result_poll_interval_seconds or QUICK_POLL
+            self.result_poll_interval_seconds = result_poll_interval_seconds or QUICK_RESULT_POLL
 
     monkeypatch.setattr(Cluster, "__init__", init_polling_quicker)
 

@@ -12,11 +12,13 @@ from tests.fast import tasks
 
 
 def wait_until(condition, timeout=10.0):
+    """Whether ``condition()`` came true within ``timeout`` s. Looks every 10 ms: the conditions are a file or
+    two (a job's log, a state), and each look later than needed delays the test by that much."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.05)
+        time.sleep(0.01)
     return True
 
 
@@ -126,7 +128,7 @@ def test_cancel_pending_job_never_runs_it(cluster, tmp_path):
 def test_result_timeout_names_job_and_state(cluster, tmp_path):
     job = cluster.submit(tasks.sleep_and_record_pid, str(tmp_path / "pid"), 60)
     with pytest.raises(JobTimeoutError) as info:
-        job.result(timeout=0.2)
+        job.result(timeout=0.05)  # any timeout the 60 s job outlasts
     assert info.value.job_id == job.job_id
     assert info.value.state in ("PENDING", "RUNNING")
     assert f"job {job.job_id}" in str(info.value) and info.value.state in str(info.value)

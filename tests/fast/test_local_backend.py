@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import subprocess
+import types
+
 import pytest
 
 from slurm import JobFailedError, JobState, SubmitError
@@ -128,3 +133,43 @@ def test_a_job_is_seen_cancelled_only_once_its_log_says_why(tmp_path, monkeypatc
     assert local_dependencies.wait_for_dependencies(jobs, record) is False
     assert seen_with_log == [(JobState.CANCELLED, True)]
     assert "DependencyNeverSatisfied (afterok: 8 has no state in" in (tmp_path / "9.out").read_text()
+
+
+def test_a_dependency_is_looked_at_often_at_first_then_every_50_ms(tmp_path, monkeypatch):
+    """The launcher looks at a dependency every 10 ms at first (a quick parent's end is seen at once), then
+    less often, x1.25 per look, up to every 50 ms (a long wait costs no more than before)."""
+    from slurm.backends import local_dependencies
+    from slurm.backends.local_state import LocalStateDir
+
+    jobs = LocalStateDir(str(tmp_path / "state"))
+    os.makedirs(jobs._path("states"))
+    jobs._write_state("8", JobState.RUNNING)
+    jobs._write_state("9", JobState.PENDING)
+    record = {"id": "9", "array": None, "dependencies": ["8"], "dependency_type": "afterok"}
+    pauses: list[float] = []
+
+    def sleep(seconds):  # the dependency ends after the twelfth look
+        pauses.append(seconds)
+        if len(pauses) == 12:
+            jobs._write_state("8", JobState.COMPLETED)
+
+    monkeypatch.setattr(local_dependencies, "time", types.SimpleNamespace(sleep=sleep))
+    assert local_dependencies.wait_for_dependencies(jobs, record) is True
+    assert pauses[:3] == pytest.approx([0.01, 0.0125, 0.015625])
+    assert all(later >= earlier for earlier, later in itertools.pairwise(pauses))
+    assert pauses[-1] == 0.05 and len(pauses) == 12
+
+
+@pytest.mark.parametrize("sbatch", [{"time": "1:00"}, {"time": "1:00", "signal": "B:USR2@30"}])
+def test_the_launcher_knows_a_time_limited_script_ended_when_it_ends(sbatch):
+    """Under a --time limit the launcher blocks in waitpid until the script ends (Popen.wait with a timeout
+    would poll, sleeping up to 50 ms between looks: the job's end, its dependants and the next task of its
+    array would wait that long); the exit status comes back as before."""
+    from slurm.backends import local_launcher
+
+    script = subprocess.Popen(["sh", "-c", "sleep 0.05; exit 3"])
+    looks: list[int] = []
+    try_wait = script._try_wait
+    script._try_wait = lambda flags: (looks.append(flags), try_wait(flags))[1]
+    assert local_launcher._wait_with_limit(script, sbatch) == 3
+    assert looks and os.WNOHANG not in looks  # one blocking waitpid, no polling

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
 
 import pytest
 from hypothesis import given
@@ -21,6 +22,7 @@ from slurm import (
     set_torch_env,
     task,
 )
+from slurm.backends import local_srun
 from slurm.backends.local_srun import rank_environments
 from slurm.errors import RankTerminated
 from slurm.node.gather import gather, write_rank_outcome
@@ -203,6 +205,22 @@ def test_node_list_forms():
         expand_hostlist("c[1-x]")
     with pytest.raises(ValueError, match="malformed tasks-per-node"):
         expand_tasks_per_node("2(y3)")
+
+
+def test_local_srun_ends_when_its_last_rank_does_without_polling(monkeypatch):
+    """The local srun waits for its ranks' exits, not on a clock (a poll cost every multi-rank local job half
+    its interval): it never sleeps, and answers with the first failed rank's status once all have ended."""
+
+    def no_sleep(seconds):
+        raise AssertionError(f"srun slept {seconds} s instead of waiting for its ranks")
+
+    monkeypatch.setattr(local_srun, "time", type("Clockless", (), {"sleep": no_sleep, "monotonic": None}))
+    ranks = [
+        (0, "c1", subprocess.Popen(["sh", "-c", "sleep 0.05"])),
+        (1, "c1", subprocess.Popen(["sh", "-c", "exit 3"])),
+    ]
+    assert local_srun._wait(ranks, kill_on_bad_exit=False) == 3
+    assert [proc.returncode for _, _, proc in ranks] == [0, 3]
 
 
 def test_gather_names_the_rank_that_raised_not_the_ones_srun_stopped(tmp_path):

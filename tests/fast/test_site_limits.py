@@ -217,13 +217,17 @@ def test_slurm_counts_the_users_running_jobs_once_per_interval_and_none_when_squ
     assert backend.running_jobs() is None
 
 
-def test_without_a_running_jobs_count_the_wait_goes_on(cluster, monkeypatch):
+def test_without_a_running_jobs_count_the_wait_goes_on(cluster, monkeypatch, tmp_path):
     monkeypatch.setattr(limits, "OWN_JOBS_HOLD_SECONDS", 0.0)
-    job = cluster.submit(tasks.nap, 0.5)  # still running when the limit's reason is seen below
+    gate = tmp_path / "gate"
+    job = cluster.submit(
+        tasks.wait_for_file, str(gate)
+    )  # still running when the limit's reason is seen below
     assert cluster.backend.running_jobs() is None  # LocalCommandBackend does not count the user's jobs
     for _ in range(2):
         job._observe(JobStatus(JobState.PENDING, "AssocMaxJobsLimit"))
-    assert job.result(timeout=30) == 0.5
+    gate.touch()
+    assert job.result(timeout=30) == str(gate)
 
 
 # ---- limits learned from the cluster -------------------------------------------------------------------

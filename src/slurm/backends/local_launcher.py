@@ -137,14 +137,32 @@ def _wait_with_limit(proc: subprocess.Popen[bytes], sbatch: Mapping[str, str]) -
     limit = parse_time_seconds(sbatch["time"]) if sbatch.get("time") else None
     name, _, before = sbatch.get("signal", "").removeprefix("B:").partition("@")
     if limit is None or not name:
-        return proc.wait(limit)
+        return _wait_at_most(proc, limit)
     early = max(0, limit - int(before or 60))
     try:
-        return proc.wait(early)
+        return _wait_at_most(proc, early)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.Signals[f"SIG{name}"])
-    return proc.wait(limit - early)
+    return _wait_at_most(proc, limit - early)
+
+
+def _wait_at_most(proc: subprocess.Popen[bytes], seconds: float | None) -> int:
+    """``proc.wait(seconds)``, returning the moment the script ends. Popen.wait with a timeout polls, with
+    sleeps growing to 50 ms: a job under a --time limit ended up to 50 ms before its launcher knew (its state,
+    its dependants and the next task of its array waited that long). A thread blocked in ``wait()`` ends with
+    the script, and joining it ends then or at the timeout; once timed out it is left to reap the script."""
+    if seconds is None:
+        return proc.wait()
+    import subprocess
+    import threading  # imported by subprocess already
+
+    waiter = threading.Thread(target=proc.wait, daemon=True)
+    waiter.start()
+    waiter.join(seconds)
+    if proc.returncode is None:
+        raise subprocess.TimeoutExpired(proc.args, seconds)
+    return proc.returncode
 
 
 def launch(state_dir: str, job_id: str) -> None:
