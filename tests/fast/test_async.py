@@ -129,7 +129,7 @@ def test_as_completed_yields_each_job_once_in_the_order_they_end(cluster, tmp_pa
     slow = cluster.submit(log_tasks.speak_until, [], str(gate), [])  # ends once the others were yielded
     done = cluster.submit(tasks.add, 1, 1)
     done.result(timeout=60)
-    fast, pair = cluster.submit(tasks.nap, 0.1), cluster.map(tasks.square, [1, 2])
+    fast, pair = cluster.submit(tasks.nap, 0), cluster.map(tasks.square, [1, 2])
 
     order = []
     for job in as_completed([slow, fast, done, slow, pair], timeout=60):
@@ -147,7 +147,7 @@ def test_as_completed_async_in_end_order_and_wait_async(cluster, tmp_path):
 
     async def main():
         slow = cluster.submit(log_tasks.speak_until, [], str(gate), [])  # ends once the other was yielded
-        fast = cluster.submit(tasks.nap, 0.1)
+        fast = cluster.submit(tasks.nap, 0)
         order = []
         async for job in as_completed_async([slow, fast], timeout=60):
             order.append(job)
