@@ -63,18 +63,30 @@ class ScriptedSlurmOverSSH(SSHTransport):
         return CommandResult(0, "", "")
 
 
-def scripted_cluster(sshd, tmp_path: Path, slurm_cluster: str | None = None, **settings) -> Cluster:
-    """A Cluster submitting over SSH to ``sshd`` (the fast tier's fixture) through ``ScriptedSlurmOverSSH``;
-    ``slurm_cluster``: the backend's named cluster; ``settings`` add to or override the Cluster's quick
-    test cadence."""
-    transport = ScriptedSlurmOverSSH(
+def scripted_transport(sshd, bin_dir: Path) -> ScriptedSlurmOverSSH:
+    """``ScriptedSlurmOverSSH`` to ``sshd`` (the fast tier's fixture), its fake sbatch in ``bin_dir``."""
+    return ScriptedSlurmOverSSH(
         "127.0.0.1",
         sshd.port,
         sshd.user,
         key_filename=sshd.client_key,
         known_host_key=sshd.host_pub,
-        bin_dir=tmp_path / "bin",
+        bin_dir=bin_dir,
     )
+
+
+def scripted_cluster(
+    sshd,
+    tmp_path: Path,
+    slurm_cluster: str | None = None,
+    *,
+    transport: ScriptedSlurmOverSSH | None = None,
+    **settings,
+) -> Cluster:
+    """A Cluster submitting over SSH to ``sshd`` (the fast tier's fixture) through ``ScriptedSlurmOverSSH``
+    (``transport``, one several clusters share, or a new one); ``slurm_cluster``: the backend's named
+    cluster; ``settings`` add to or override the Cluster's quick test cadence."""
+    transport = transport or scripted_transport(sshd, tmp_path / "bin")
     cadence = {"poll_interval_seconds": 30, "result_poll_interval_seconds": 0.05}
     return Cluster(
         SlurmBackend(transport, slurm_cluster=slurm_cluster),

@@ -11,7 +11,7 @@ import pytest
 from slurm import BackendError, JobFailedError, JobTimeoutError, as_completed, as_completed_async, wait_async
 from slurm import waiting as waiting_module
 from slurm.awaiting import _hubs
-from tests.fast import dataflow_tasks, log_tasks, tasks
+from tests.fast import log_tasks, tasks
 from tests.fast.fake_clock import FakeClock
 
 
@@ -42,22 +42,36 @@ class CallCounter:
         monkeypatch.setattr(waiting_module, "check_result_files", counted_check)
 
 
-def test_many_awaits_share_one_batched_query_per_poll(cluster, monkeypatch):
+def test_many_awaits_share_one_batched_query_per_poll(cluster, monkeypatch, tmp_path):
     """300 awaited jobs (all cancelled by Slurm's rule for a failed afterok parent, so no process runs
     for them) and 6 that run: every scheduler query covers every awaited job still unfinished, one
-    listing per round checks all result files, and no thread is started per await."""
+    listing per round checks all result files, and no thread is started per await. The jobs wait behind a
+    gate that the test opens once the watcher has asked the scheduler, so at least one query finds all
+    306 unfinished (a nap guessed to outlast the submissions costs its length, and may end first)."""
     threads_before = threading.active_count()
-    gate = cluster.submit(tasks.nap, 1.0)
-    doomed_parent = cluster.submit(dataflow_tasks.fail_after, 1.0, "no")
+    opened = tmp_path / "gate-open"
+    gate = cluster.submit(tasks.wait_for_file, str(opened))
+    doomed_parent = cluster.submit(tasks.fail.after(gate), "no")
     runs = cluster.map(tasks.square.after(gate), range(6))
     doomed = cluster.map(tasks.square.after(doomed_parent), range(300))
     awaited = [*runs, *doomed]
     counter = CallCounter(cluster, lambda: awaited, monkeypatch)
 
+    async def open_the_gate_once_asked():
+        # Bounded: with no query at all the gate opens anyway, and `assert counter.queries` says so.
+        for _ in range(1000):
+            if counter.queries:
+                break
+            await asyncio.sleep(0.01)
+        opened.touch()
+
     async def main():
-        return await asyncio.gather(
+        opener = asyncio.create_task(open_the_gate_once_asked())
+        outcomes = await asyncio.gather(
             *(job.result_async(timeout=120) for job in awaited), return_exceptions=True
         )
+        await opener
+        return outcomes
 
     start = time.monotonic()
     outcomes = asyncio.run(main())
@@ -67,6 +81,7 @@ def test_many_awaits_share_one_batched_query_per_poll(cluster, monkeypatch):
     assert all(isinstance(error, JobFailedError) for error in outcomes[6:])
     assert f"job {doomed_parent.job_id} (FAILED)" in str(outcomes[6])
     assert counter.queries, "the scheduler was never asked"
+    assert len(counter.queries[0][1]) == len(awaited)  # the first query came with every job unfinished
     for asked, unfinished in counter.queries:
         assert unfinished <= asked  # one query for all of them, never one per job
     for listed, unfinished in counter.listings:
@@ -114,7 +129,7 @@ def test_as_completed_yields_each_job_once_in_the_order_they_end(cluster, tmp_pa
     slow = cluster.submit(log_tasks.speak_until, [], str(gate), [])  # ends once the others were yielded
     done = cluster.submit(tasks.add, 1, 1)
     done.result(timeout=60)
-    fast, pair = cluster.submit(tasks.nap, 0.1), cluster.map(tasks.square, [1, 2])
+    fast, pair = cluster.submit(tasks.nap, 0), cluster.map(tasks.square, [1, 2])
 
     order = []
     for job in as_completed([slow, fast, done, slow, pair], timeout=60):
@@ -132,7 +147,7 @@ def test_as_completed_async_in_end_order_and_wait_async(cluster, tmp_path):
 
     async def main():
         slow = cluster.submit(log_tasks.speak_until, [], str(gate), [])  # ends once the other was yielded
-        fast = cluster.submit(tasks.nap, 0.1)
+        fast = cluster.submit(tasks.nap, 0)
         order = []
         async for job in as_completed_async([slow, fast], timeout=60):
             order.append(job)

@@ -63,7 +63,19 @@ def test_a_pytest_session_that_starts_no_stack_never_imports_the_docker_and_ssh_
         "    assert heavy == [], heavy\n"
     )
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_plain.py"],
+        # No hypothesis plugin: it imports neither client, and importing hypothesis at the session's end
+        # costs ~0.7 CPU-s, most of this test.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            "-q",
+            "test_plain.py",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -178,13 +177,14 @@ def test_tests_share_the_cluster_and_a_fault_waits_for_it_alone(tmp_path):
     _hold(lock.shared(**quiet), first, release_tests)
     _hold(lock.shared(**quiet), second, release_tests)
     assert first.wait(5) and second.wait(5)  # two tests at once
-    writer = _hold(lock.exclusive(**quiet), fault, release_fault)
-    time.sleep(0.3)
-    assert not fault.is_set()  # the fault waits for the running tests
+    # Each waiter announces its wait once its lock was refused (what a fixed sleep stood in for).
+    fault_refused, late_refused = threading.Event(), threading.Event()
+    writer = _hold(lock.exclusive(say=lambda _: fault_refused.set()), fault, release_fault)
+    assert fault_refused.wait(5) and not fault.is_set()  # the fault waits for the running tests
     late, release_late = threading.Event(), threading.Event()
-    _hold(lock.shared(**quiet), late, release_late)
-    time.sleep(0.3)
-    assert not late.is_set()  # a test arriving now queues behind the waiting fault (no starvation)
+    _hold(lock.shared(say=lambda _: late_refused.set()), late, release_late)
+    # A test arriving now queues behind the waiting fault (no starvation).
+    assert late_refused.wait(5) and not late.is_set()
     release_tests.set()
     assert fault.wait(5) and not late.is_set()  # the fault runs alone
     release_fault.set()
@@ -200,7 +200,7 @@ def test_a_lock_wait_is_bounded_and_says_why(tmp_path):
     assert entered.wait(5)
     said = []
     with pytest.raises(TimeoutError, match="a fault test has the cluster to itself"):
-        with lock.shared(say=said.append, timeout=0.3):
+        with lock.shared(say=said.append, timeout=0.1):  # any bound: the holder never lets go
             pass
     assert said and "waiting" in said[0]
     release.set()

@@ -1,22 +1,61 @@
-"""Which stack each test process of a session uses: under ``-n 2 --dist loadgroup`` the worker given the
-tests that take the cluster alone runs them on a second stack, ``<project>-alone``; the other worker stays
-on the session's stack. A nested pytest run whose conftest stands in for Docker (the stack is never
-started: ``Harness._start`` only marks it up) records, per test, its worker, lane and stack."""
+"""How a session of ``-n 2 --dist loadgroup`` shares out the cluster tests, in one nested pytest session
+(each costs two interpreters and their workers' start-up, ~1.5 CPU-seconds): which worker runs each test,
+in what order each process collected them, and which stack each test used. Under ``--dist loadgroup`` the
+worker given the tests that take the cluster alone runs them on a second stack, ``<project>-alone``; the
+other worker stays on the session's stack. The nested conftest stands in for Docker (the stack is never
+started: ``Harness._start`` only marks it up) and records, per test, its worker, lane and stack, and the
+lane that worker would choose with ``SLURM_SDK_ALONE_STACK=0``."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
-from .test_harness_plugin import ALONE_AND_SHARED, NESTED
+#: Options of the nested session: no cache directory left in the test's tmp_path, and no hypothesis plugin
+#: (no test of theirs uses it; it imports hypothesis at the end of each session, ~0.2 CPU-s).
+NESTED = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
+ALONE_AND_SHARED = """
+import pytest
+
+pytestmark = pytest.mark.integration
+
+def test_shared_1():
+    pass
+
+@pytest.mark.slurm_defaults("production")
+def test_alone_production():
+    pass
+
+def test_alone_faults(faults):
+    pass
+
+def test_shared_2():
+    pass
+
+@pytest.mark.slurm_defaults("dev")
+def test_shared_dev():
+    pass
+
+def test_alone_faults_again(faults):
+    pass
+"""
+
+PLAIN = "def test_plain_1():\n    pass\n\ndef test_plain_2():\n    pass\n"
+TEST_FILES = {"test_cluster.py": ALONE_AND_SHARED, "test_plain.py": PLAIN}
+
+#: Stands in for Docker, and records what each process did: the order in which it collected the tests
+#: (``session.items`` after every plugin's ``pytest_collection_modifyitems``, as ``--collect-only`` lists
+#: it), and per cluster test its worker, lane and stack, and the lane ``_lane_for`` gives it in that same
+#: worker with ``SLURM_SDK_ALONE_STACK=0`` (the one switch between the two ways of running a session).
 NO_DOCKER = """
 import os
 
 import pytest
 
-from slurm_dev_cluster.plugin_harness import Harness, harness_of
+from slurm_dev_cluster.plugin_harness import ALONE_STACK_ENV, Harness, harness_of
 
 
 def _marked_up(self):
@@ -24,6 +63,12 @@ def _marked_up(self):
 
 
 Harness._start = _marked_up
+
+
+def pytest_collection_finish(session):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+    path = session.config.rootpath / f"collected-by-{worker}.txt"
+    path.write_text("\\n".join(item.name for item in session.items))
 
 
 class NoFaults:
@@ -37,49 +82,83 @@ def faults():
 
 
 @pytest.fixture(autouse=True)
-def record(request):
+def record(request, monkeypatch):
     yield
+    if "plain" in request.node.name:
+        return
     harness = harness_of(request.config)
+    monkeypatch.setenv(ALONE_STACK_ENV, "0")
+    lane_on_one_stack = harness._lane_for(request.node)
     with open(os.environ["LANES_OUT"], "a") as out:
-        out.write(f"{request.node.name} {os.environ.get('PYTEST_XDIST_WORKER')} {harness.lane} {harness.stack.project}\\n")
+        out.write(
+            f"{request.node.name} {os.environ.get('PYTEST_XDIST_WORKER')} {harness.lane} "
+            f"{harness.stack.project} {lane_on_one_stack}\\n"
+        )
 """
 
 
-def _lanes(tmp_path, *argv: str, **env: str) -> dict[str, tuple[str, str, str]]:
+def test_under_loadgroup_the_tests_that_take_the_cluster_alone_share_one_worker_and_a_stack_of_their_own(
+    tmp_path,
+):
+    """The tests that take the cluster alone (``faults``, defaults other than dev) all run on one worker,
+    so a fault never stalls the other, on a stack of their own (unless ``SLURM_SDK_ALONE_STACK=0``); the
+    tests needing no cluster are ordered before the cluster tests, for the other worker to run meanwhile.
+    ``-v`` names each test's worker."""
     (tmp_path / "conftest.py").write_text(NO_DOCKER)
-    (tmp_path / "test_cluster.py").write_text(ALONE_AND_SHARED)
+    for name, text in TEST_FILES.items():
+        (tmp_path / name).write_text(text)
     out = tmp_path / "lanes.txt"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "SLURM_SDK_"))}
     environ |= {"LANES_OUT": str(out), "SLURM_SDK_PROJECT": "lanes", "SLURM_SDK_STATE_HOME": str(tmp_path)}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", *NESTED, "-q", *argv, "test_cluster.py"],
+        [sys.executable, "-m", "pytest", *NESTED, "-n", "2", "--dist", "loadgroup", "-v", *TEST_FILES],
         cwd=tmp_path,
-        env=environ | env,
+        env=environ,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    # Each process collected the tests in the same order: the ones needing no cluster first.
+    orders = {path.name: path.read_text().splitlines() for path in tmp_path.glob("collected-by-*.txt")}
+    expected = [
+        "test_plain_1",
+        "test_plain_2",
+        "test_shared_1",
+        "test_alone_production",
+        "test_alone_faults",
+        "test_shared_2",
+        "test_shared_dev",
+        "test_alone_faults_again",
+    ]
+    assert orders == {"collected-by-gw0.txt": expected, "collected-by-gw1.txt": expected}, run.stdout
+
+    # The tests that take the cluster alone all ran on one worker, as xdist's group.
+    worker_of = {
+        match.group(2): match.group(1)
+        for match in re.finditer(r"\[(gw\d)\] \[\s*\d+%\] \w+ \S+::(\w+)", run.stdout)
+    }
+    assert len(worker_of) == 8, run.stdout
+    alone_by = {worker for name, worker in worker_of.items() if "alone" in name}
+    assert len(alone_by) == 1, run.stdout
+    assert "slurm-cluster-alone" in run.stdout  # xdist names the group in the test ids
+
     rows = [line.split() for line in out.read_text().splitlines()]
-    return {name: (worker, lane, project) for name, worker, lane, project in rows}
-
-
-def test_under_loadgroup_the_tests_that_take_the_cluster_alone_get_a_stack_of_their_own(tmp_path):
-    lanes = _lanes(tmp_path, "-n", "2", "--dist", "loadgroup")
+    lanes = {name: (worker, lane, project) for name, worker, lane, project, _ in rows}
+    assert set(lanes) == {name for name in expected if "plain" not in name}, lanes
+    for name, (worker, _, _) in lanes.items():
+        assert worker == worker_of[name], (name, lanes, run.stdout)
     alone = {name: row for name, row in lanes.items() if "alone" in name}
     shared = {name: row for name, row in lanes.items() if "shared" in name}
-    assert len(alone) == 3 and len(shared) == 3, lanes
     assert {(lane, project) for _, lane, project in alone.values()} == {("alone", "lanes-alone")}, lanes
     # The other worker, which never took the cluster alone, runs its tests on the session's stack; the
     # worker of the group runs what it gets afterwards on its own stack.
-    alone_worker = {worker for worker, _, _ in alone.values()}
     for name, (worker, lane, project) in shared.items():
-        expected = ("alone", "lanes-alone") if worker in alone_worker else ("shared", "lanes")
-        assert (lane, project) == expected, (name, lanes)
-    assert any(worker not in alone_worker for worker, _, _ in shared.values()), lanes
+        expected_lane = ("alone", "lanes-alone") if worker in alone_by else ("shared", "lanes")
+        assert (lane, project) == expected_lane, (name, lanes)
+    assert any(worker not in alone_by for worker, _, _ in shared.values()), lanes
 
-
-def test_one_stack_when_told_so(tmp_path):
-    """``SLURM_SDK_ALONE_STACK=0``: every test on the session's stack, the alone ones holding it alone."""
-    lanes = _lanes(tmp_path, "-n", "2", "--dist", "loadgroup", SLURM_SDK_ALONE_STACK="0")
-    assert {(lane, project) for _, lane, project in lanes.values()} == {("shared", "lanes")}, lanes
+    # SLURM_SDK_ALONE_STACK=0: the same workers would run every test on the session's stack, the alone
+    # ones holding it alone.
+    assert {lane_on_one_stack for *_, lane_on_one_stack in rows} == {"shared"}, rows

@@ -72,7 +72,7 @@ def test_exclusive_waits_for_another_process_and_says_so(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         messages: list[str] = []
         with pytest.raises(TimeoutError, match=r"setup.lock"):
-            with coordinator.exclusive(say=messages.append, timeout=0.3):
+            with coordinator.exclusive(say=messages.append, timeout=0.1):  # the holder never lets go
                 pass
         assert "waiting" in messages[0]
     finally:

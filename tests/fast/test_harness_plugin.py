@@ -1,17 +1,12 @@
 """The test kit's pytest plugin as pytest loads it: the fixtures it registers live in the modules its
-fixture-setup hook knows as the kit's own (no Docker)."""
+fixture-setup hook knows as the kit's own (no Docker). How a ``-n 2`` session shares out the cluster tests
+is in test_harness_lanes.py."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 from slurm_dev_cluster import pytest_plugin
-
-#: Options of every nested session here: no cache directory left in the test's tmp_path, and no hypothesis
-#: plugin (no test of theirs uses it; it imports hypothesis at the end of each session, ~0.2 CPU-s).
-NESTED = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
 pytest_plugins = ("pytester",)  # sessions in this process, where a fresh one is not what is under test
 
@@ -40,97 +35,3 @@ def test_every_kit_fixture_is_one_the_shared_lock_hook_leaves_alone(pytester):
         name: found for name, found in modules.items() if found not in pytest_plugin.KIT_FIXTURE_MODULES
     }
     assert not outside, f"kit fixtures the hook would wrap in the shared lock: {outside}"
-
-
-ALONE_AND_SHARED = """
-import pytest
-
-pytestmark = pytest.mark.integration
-
-def test_shared_1():
-    pass
-
-@pytest.mark.slurm_defaults("production")
-def test_alone_production():
-    pass
-
-def test_alone_faults(faults):
-    pass
-
-def test_shared_2():
-    pass
-
-@pytest.mark.slurm_defaults("dev")
-def test_shared_dev():
-    pass
-
-def test_alone_faults_again(faults):
-    pass
-"""
-
-
-#: Writes the order in which each process of the nested session collected the tests (``session.items``
-#: after every plugin's ``pytest_collection_modifyitems``, as ``--collect-only`` lists it), so the run
-#: that checks the workers also shows the order, without a second session to collect it.
-COLLECTION_ORDER = """
-import os
-
-
-def pytest_collection_finish(session):
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "controller")
-    path = session.config.rootpath / f"collected-by-{worker}.txt"
-    path.write_text("\\n".join(item.name for item in session.items))
-"""
-
-
-def test_no_cluster_tests_run_first_and_the_tests_that_take_the_cluster_alone_share_one_worker(tmp_path):
-    """Under ``-n 2 --dist loadgroup`` the tests that take the cluster alone (``faults``, defaults other than
-    dev) all run on one worker, so a fault never stalls the other; the tests needing no cluster are ordered
-    before the cluster tests, for the other worker to run meanwhile. ``--existing-cluster`` keeps Docker
-    out of it: the ``faults`` tests skip (no stack), the others pass; ``-v`` names each test's worker."""
-    (tmp_path / "conftest.py").write_text(COLLECTION_ORDER)
-    (tmp_path / "test_cluster.py").write_text(ALONE_AND_SHARED)
-    (tmp_path / "test_plain.py").write_text(
-        "def test_plain_1():\n    pass\n\ndef test_plain_2():\n    pass\n"
-    )
-    (tmp_path / "cluster.yaml").write_text("backend: local\n")  # never read: no test asks for a Cluster
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *NESTED,
-            "-n",
-            "2",
-            "--dist",
-            "loadgroup",
-            "-v",
-            "--existing-cluster",
-            "cluster.yaml",
-            "test_cluster.py",
-            "test_plain.py",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    orders = {path.name: path.read_text().splitlines() for path in tmp_path.glob("collected-by-*.txt")}
-    expected = [
-        "test_plain_1",
-        "test_plain_2",
-        "test_shared_1",
-        "test_alone_production",
-        "test_alone_faults",
-        "test_shared_2",
-        "test_shared_dev",
-        "test_alone_faults_again",
-    ]
-    assert orders == {"collected-by-gw0.txt": expected, "collected-by-gw1.txt": expected}, run
-    worker_of = {
-        match.group(2): match.group(1) for match in re.finditer(r"\[(gw\d)\] \[\s*\d+%\] \w+ \S+::(\w+)", run)
-    }
-    assert len(worker_of) == 8, run
-    alone = {name: worker for name, worker in worker_of.items() if "alone" in name}
-    assert len(alone) == 3 and len(set(alone.values())) == 1, run
-    assert "slurm-cluster-alone" in run  # xdist names the group in the test ids

@@ -121,7 +121,7 @@ def test_nothing_is_forked_to_check_before_the_daemon_listens(tmp_path):
     """Port closed: the start-up wait polls only bash's /dev/tcp, never the real (costly) check."""
     log = fake_sacctmgr(tmp_path, failures=0)
     with slurmdbd_not_listening() as port:
-        result = check(tmp_path, port, first_wait_ms=200)
+        result = check(tmp_path, port, first_wait_ms=50)  # the bound only has to end the wait
     # Not even at the bound: a Slurm client retries for seconds against a closed port.
     assert calls(log) == 0
     assert result.returncode == 1

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from slurm import SubmitError, as_completed, task
 from slurm.records import SubmissionRecord, read_record, record_command, utc_now
 from slurm.transports.host import HostTransport
-from tests.fast.scripted_slurm import run_on_node, scripted_cluster
+from tests.fast.scripted_slurm import run_on_node, scripted_cluster, scripted_transport
 from tests.fast.test_ssh_transport import SSHD
 
 pytestmark = pytest.mark.skipif(
@@ -28,12 +28,20 @@ def square(x):
     return x * x
 
 
+@pytest.fixture(scope="module")
+def transport(sshd, tmp_path_factory):
+    """One connection for the module's clusters (each new one costs an sshd fork and a key exchange); the
+    tests count the commands each cluster's calls add to its counters."""
+    transport = scripted_transport(sshd, tmp_path_factory.mktemp("scripted") / "bin")
+    yield transport
+    transport.close()
+
+
 @pytest.fixture
-def cluster(sshd, tmp_path):
-    cluster = scripted_cluster(sshd, tmp_path)
+def cluster(sshd, tmp_path, transport):
+    cluster = scripted_cluster(sshd, tmp_path, transport=transport)
     cluster.submit(square, 0)  # the first submission also makes the job root private (one more command)
-    yield cluster
-    cluster.close()
+    return cluster  # not closed: that would close the module's connection
 
 
 def counts(transport) -> tuple[int, int]:
@@ -42,13 +50,13 @@ def counts(transport) -> tuple[int, int]:
 
 def test_a_submission_is_one_remote_command_and_leaves_its_record(cluster):
     transport = cluster.backend.transport
-    before = counts(transport)
+    before, sbatched = counts(transport), len(transport.sbatch_calls)
     job = cluster.submit(square, 7)
     assert counts(transport) == (before[0] + 1, before[1])  # files, sbatch and record: one command
     record, script = read_record(transport, cluster.resolve_job_root(), job.job_id)
     assert (record.job_id, record.job_dir, record.tasks, record.array) == (job.job_id, job.job_dir, 1, False)
     assert record.task.endswith("square") and script.startswith("#!")
-    assert len(transport.sbatch_calls) == 2
+    assert len(transport.sbatch_calls) == sbatched + 1
 
 
 def test_a_result_check_is_one_remote_command(cluster):
@@ -181,9 +189,11 @@ def test_a_refused_sbatch_frees_the_job_for_the_next_attempt(cluster):
         "#!/bin/sh\necho 'sbatch: error: Socket timed out on send/recv operation' >&2\nexit 1\n"
     )
     job_dir = f"{cluster.resolve_job_root()}/20260101-x-0002"
-    with pytest.raises(SubmitError, match="Socket timed out") as refused:
-        submit_again(cluster, job_dir)
+    try:
+        with pytest.raises(SubmitError, match="Socket timed out") as refused:
+            submit_again(cluster, job_dir)
+    finally:
+        sbatch.write_text(working)  # the module's other tests share this sbatch
     assert refused.value.transient
-    sbatch.write_text(working)
     job_id, _ = submit_again(cluster, job_dir)  # the refusal left no claim: sbatch runs
     assert job_id.isdigit()
