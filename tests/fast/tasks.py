@@ -100,3 +100,26 @@ def call_sys_exit(code):
 @task
 def interrupt():
     raise KeyboardInterrupt
+
+
+@task
+def outlived_by_its_child(marker, child_seconds):
+    """First run: starts a child in the job's process group that, on SIGTERM, takes ``child_seconds`` before it
+    writes ``marker`` and exits (as a rank writes its outcome after srun's stop), then waits to be preempted.
+    A rerun returns whether ``marker`` was there when it started."""
+    import subprocess
+    import sys
+
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0):
+        return os.path.exists(marker)
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    time.sleep({child_seconds!r}); pathlib.Path({marker!r}).write_text('done'); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"pathlib.Path({marker!r} + '.ready').write_text('')\n"
+        "time.sleep(600)\n"
+    )
+    subprocess.Popen([sys.executable, "-c", child])
+    time.sleep(600)
+    return None

@@ -93,6 +93,18 @@ def test_time_limit_ends_job_as_timeout(cluster, tmp_path):
         job.result()
 
 
+def test_a_requeued_job_runs_again_only_once_every_process_of_its_run_has_ended(cluster, tmp_path):
+    """As Slurm does: the script's end is not the run's. A process the run started that is still ending (here
+    0.3 s after SIGTERM; a rank writing its outcome) ends before the next run starts, so it cannot overwrite
+    what the next run writes."""
+    marker = str(tmp_path / "child-ended")
+    job = cluster.submit(tasks.outlived_by_its_child, marker, 0.3)
+    assert wait_until(lambda: os.path.exists(marker + ".ready"), timeout=30), "the child never started"
+    cluster.backend.preempt(job.job_id)
+    assert job.result(timeout=30) is True, "the rerun started before the first run's child had ended"
+    assert job.restarts == 1
+
+
 def test_cancel_one_array_task(cluster):
     jobs = cluster.map(tasks.nap, [0, 60, 0])
     jobs[1].cancel()

@@ -11,7 +11,7 @@ import signal
 from slurm.backends.job_states import JobState
 from slurm.backends.local_dependencies import wait_for_dependencies
 from slurm.backends.local_job_env import job_env, log_paths
-from slurm.backends.local_state import LocalStateDir, elements, kill_group
+from slurm.backends.local_state import LocalStateDir, elements, kill_group, wait_group_gone
 from slurm.node.atomic import write_atomic
 
 TYPE_CHECKING = False  # not from typing: the local backend's launcher imports this for every local job
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 class LocalLauncher(LocalStateDir):
     """Runs one submission of the state directory, in the launcher process."""
+
+    def __init__(self, state_dir: str | None = None) -> None:
+        super().__init__(state_dir)
+        self._pgids: dict[str, int] = {}  # each job or array task's process group: its script's pid
 
     def run_job(self, job_id: str) -> None:
         """The launcher's work: wait for dependencies, then run the script (array tasks in parallel)."""
@@ -53,6 +57,7 @@ class LocalLauncher(LocalStateDir):
             final = self._run_once(record, element, restarts)
             if final is None or not self._take_requeue(element):
                 break
+            wait_group_gone(self._pgids[element])
             restarts += 1
             self._write_state(element, JobState.REQUEUED)
         if final is not None:
@@ -88,6 +93,7 @@ class LocalLauncher(LocalStateDir):
                     start_new_session=True,
                 )
             write_atomic(self._path("pids", element), str(proc.pid).encode())
+            self._pgids[element] = proc.pid  # its own session: the group of everything the script starts
         try:
             return JobState.COMPLETED if _wait_with_limit(proc, record["sbatch"]) == 0 else JobState.FAILED
         except subprocess.TimeoutExpired:

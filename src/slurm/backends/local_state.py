@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 from slurm.backends.job_states import JobState, array_state
@@ -114,3 +115,53 @@ def kill_group(pid: int | None) -> None:
     if pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
+
+
+#: Seconds the processes of an ended run have to go before SIGKILL (the dev cluster's KillWait), and the
+#: bound after it (an orphan nobody reaps must not hold the job for ever).
+KILL_WAIT = 2.0
+_REAP_BOUND = 5.0
+
+
+def wait_group_gone(pgid: int) -> None:
+    """Return once no process of the group ``pgid`` (a job's script and all it started) is left, as Slurm
+    starts a requeued job's next run only after the last process of the one before has ended. The script's
+    own end is not enough: a multi-rank task's ranks write their outcome after their SIGTERM, and one still
+    writing when the next run started overwrote that run's file (seen on a loaded host). SIGKILL after
+    ``KILL_WAIT`` s; at most ``_REAP_BOUND`` s more."""
+    deadline = time.monotonic() + KILL_WAIT
+    killed = False
+    pause = 0.001
+    while _group_alive(pgid):
+        if time.monotonic() >= deadline:
+            if killed:
+                return
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            killed, deadline = True, time.monotonic() + _REAP_BOUND
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some process of the group has not exited yet. A zombie has: an orphan's is reaped by whatever adopted
+    it, which here (a sandbox's PID 1) took a second. Where there is no /proc, the group's existence says."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
