@@ -86,13 +86,6 @@ def test_a_dependency_without_state_cancels_the_job_naming_it(tmp_path):
     assert f"DependencyNeverSatisfied (afterok: {first} has no state in {tmp_path / 'state/states'})" in log
 
 
-def test_time_limit_ends_job_as_timeout(cluster, tmp_path):
-    job = cluster.submit(tasks.sleep_and_record_pid.options(time="0:01"), str(tmp_path / "pid"), 60)
-    assert job.wait(timeout=30) is JobState.TIMEOUT
-    with pytest.raises(JobFailedError, match="ended TIMEOUT without a result"):
-        job.result()
-
-
 def test_a_requeued_job_runs_again_only_once_every_process_of_its_run_has_ended(cluster, tmp_path):
     """As Slurm does: the script's end is not the run's. A process the run started that is still ending (here
     0.3 s after SIGTERM; a rank writing its outcome) ends before the next run starts, so it cannot overwrite

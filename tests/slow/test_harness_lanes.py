@@ -4,7 +4,8 @@ in what order each process collected them, and which stack each test used. Under
 worker given the tests that take the cluster alone runs them on a second stack, ``<project>-alone``; the
 other worker stays on the session's stack. The nested conftest stands in for Docker (the stack is never
 started: ``Harness._start`` only marks it up) and records, per test, its worker, lane and stack, and the
-lane that worker would choose with ``SLURM_SDK_ALONE_STACK=0``."""
+lane that worker would choose with ``SLURM_SDK_ALONE_STACK=0``. A whole nested ``-n 2`` session takes seconds,
+which is why this lives in the slow tier."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 #: Options of the nested session: no cache directory left in the test's tmp_path, and no hypothesis plugin
 #: (no test of theirs uses it; it imports hypothesis at the end of each session, ~0.2 CPU-s).
+pytestmark = pytest.mark.slow
+
 NESTED = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
 ALONE_AND_SHARED = """
