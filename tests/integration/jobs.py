@@ -22,6 +22,21 @@ def where(x):
 
 
 @task(time="00:02:00")
+def where_together(item, limit=100.0):
+    """``where(x)`` for ``item`` = (x, folder, together), once ``together`` tasks (this one counted) have
+    started: each marks its start in ``folder`` (shared /home) and waits, at most ``limit`` s, for that
+    many marks (a map's item: one argument)."""
+    x, folder, together = item
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, str(x)), "w"):
+        pass
+    deadline = time.monotonic() + limit
+    while len(os.listdir(folder)) < together and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return x, os.environ.get("SLURMD_NODENAME", socket.gethostname()), os.environ.get("SLURM_JOB_ID")
+
+
+@task(time="00:02:00")
 def explode(message):
     raise IntentionalError(message)
 

@@ -12,6 +12,7 @@ import pytest
 from slurm_dev_cluster.kit import PROJECT_MOUNT
 
 from .client_sites import client_site
+from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIENT = f"{PROJECT_MOUNT}/tests/integration/parsl_client.py"
@@ -38,6 +39,20 @@ def test_ten_apps_run_on_a_compute_node_in_one_slurm_block(report, login_transpo
     assert [result for result, _ in report["apps"]] == [x * x for x in range(10)], report
     assert {node for _, node in report["apps"]} <= set(compute_nodes), report
     (block,) = report["blocks"]
-    # The apps ran inside that block: Slurm's record of it names the node they reported.
-    recorded = login_transport.run(f"sacct -n -X -P -j {block} -o NodeList").stdout.strip()
-    assert {node for _, node in report["apps"]} == {recorded}, (recorded, report)
+
+    # The apps ran inside that block: Slurm's record of it names the node they reported. slurmdbd hears of
+    # the block's start through slurmctld's agent queue, under load seconds late: until then sacct lists
+    # nothing, or the block PENDING on "None assigned".
+    def record() -> list[str]:
+        return login_transport.run(f"sacct -n -X -P -j {block} -o State,NodeList").stdout.strip().split("|")
+
+    def started() -> list[str] | None:
+        row = record()
+        return row if len(row) == 2 and row[0] != "PENDING" else None
+
+    state, recorded = wait_until(
+        started,
+        60,
+        lambda: f"sacct recording block {block}'s start; it lists {record()}",
+    )
+    assert {node for _, node in report["apps"]} == {recorded}, (state, recorded, report)

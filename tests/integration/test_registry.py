@@ -19,11 +19,12 @@ from slurm_dev_cluster.stack import IMAGE_REPOSITORY, Stack, accounting_enabled
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 VERSION = "vtest"
-#: A job, then its state as accounting has it (slurmdbd records it a moment after the job ends).
+#: A job, then its state as accounting has it: slurmdbd records the end a moment after the job ends (under
+#: load seconds later; until then sacct lists nothing, or RUNNING), so it asks for up to 60 s.
 SUBMIT_AND_ACCOUNT = """id=$(sbatch --parsable --wait -o /dev/null --wrap true) && echo job-ok || exit 1
-for _ in $(seq 40); do
+for _ in $(seq 120); do
   state=$(sacct -n -X -j "$id" -o State 2>/dev/null | tr -d ' ')
-  [ -n "$state" ] && break
+  [ "$state" = COMPLETED ] && break
   sleep 0.5
 done
 echo "accounted=$state"

@@ -34,11 +34,18 @@ def test_remote_exception_comes_back_with_its_traceback(slurm_cluster):
     assert job.last_state is JobState.FAILED
 
 
-def test_array_runs_across_nodes(slurm_cluster, compute_nodes):
-    # Two CPUs each on four-CPU nodes: at most two run per node at a time, so six tasks spread out.
-    spread = jobs.where.options(cpus=2)
-    array = slurm_cluster.map(spread, range(6))
-    results = array.results(timeout=TIMEOUT)
+def test_array_runs_across_nodes(slurm_cluster, compute_nodes, login_transport):
+    # Two CPUs each on four-CPU nodes: at most two run per node at a time, so three running at once span
+    # two nodes. The tasks wait for three of them to have started: tasks that each end at once could
+    # otherwise all run two by two on one node while another test's job (pytest -n 2) fills the other.
+    together = 3 if len(compute_nodes) >= 2 else 1
+    folder = f"{login_transport.home()}/spread-{uuid.uuid4().hex}"
+    spread = jobs.where_together.options(cpus=2)
+    try:
+        array = slurm_cluster.map(spread, [(x, folder, together) for x in range(6)])
+        results = array.results(timeout=TIMEOUT)
+    finally:
+        login_transport.run(f"rm -rf {folder}", check=False)
     assert [value for value, _, _ in results] == list(range(6))
     hosts = {host for _, host, _ in results}
     assert hosts <= set(compute_nodes) and len(hosts) >= min(2, len(compute_nodes)), hosts

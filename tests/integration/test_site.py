@@ -89,11 +89,21 @@ def test_the_job_user_has_accounts_and_qos_that_are_enforced(login_transport, fa
     assert run("sacctmgr -n -P show user sdk format=defaultaccount").stdout.strip() == "research"
     config = run("scontrol show config").stdout
     assert "associations,limits,qos,safe" in config and "preempt/qos" in config
+
     # A job runs under the default account and QOS unless it asks for the other ones.
+    # (slurmdbd hears of a job through slurmctld's agent queue, under load seconds after `sbatch --wait`
+    # returns: until then sacct lists nothing for it.)
+    def charged(job_id: str) -> list[str]:
+        return wait_until(
+            lambda: run(f"sacct -n -X -P -j {job_id} -o Account,QOS").stdout.split(),
+            60,
+            f"sacct listing job {job_id}",
+        )
+
     job = run("sbatch --wait --parsable -o /dev/null --wrap true").stdout.strip()
-    assert run(f"sacct -n -X -P -j {job} -o Account,QOS").stdout.split() == ["research|normal"]
+    assert charged(job) == ["research|normal"]
     other = run("sbatch --wait --parsable -A physics --qos=low -o /dev/null --wrap true").stdout.strip()
-    assert run(f"sacct -n -X -P -j {other} -o Account,QOS").stdout.split() == ["physics|low"]
+    assert charged(other) == ["physics|low"]
     # What the user may not use is refused at submit, with Slurm's reason.
     for option, reason in (("-A nosuch", "Invalid account"), ("--qos=nosuch", "Invalid qos")):
         refused = run(f"sbatch {option} -o /dev/null --wrap true", check=False)

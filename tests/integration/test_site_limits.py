@@ -68,7 +68,23 @@ def test_a_500_item_map_is_throttled_to_the_limit_in_order_each_task_once(limite
         mapped = limited.map(jobs.double, range(500))
     assert [job.result(timeout=TIMEOUT) for job in mapped] == [2 * i for i in range(500)]
     assert len(mapped.array_ids) == 500 // ARRAY
-    tasks = sacct_tasks(limited, mapped.array_ids)
+
+    # The results come from result files; each task's start reaches slurmdbd later (under load seconds
+    # later), and until then sacct lists the array's pending rest as one line ("123_[18-19]").
+    def each_task_listed() -> list[str] | None:
+        tasks = sacct_tasks(limited, mapped.array_ids)
+        return tasks if len(set(tasks)) >= 500 and not any("[" in task for task in tasks) else None
+
+    def listed(tasks: list[str]) -> str:
+        return f"{len(set(tasks))} tasks and the ranges {[task for task in tasks if '[' in task]}"
+
+    tasks = wait_until(
+        each_task_listed,
+        60,
+        lambda: (
+            f"sacct listing each of the 500 tasks; it lists {listed(sacct_tasks(limited, mapped.array_ids))}"
+        ),
+    )
     assert len(tasks) == len(set(tasks)) == 500  # each item queued once, run once
     messages = [record.getMessage() for record in caplog.records if record.name == "slurm.limits"]
     throttled = [m for m in messages if "throttled" in m]
@@ -110,8 +126,22 @@ def test_interrupting_a_throttled_map_cancels_what_it_submitted(limited, caplog)
         return not transport.run("squeue --me -h -r -o %i").stdout.split()
 
     wait_until(queue_empty, 60, "the interrupted map's jobs leaving the queue")
-    states = transport.run(f"sacct -X -n -P -S {started} -o JobID,State --name=sleep_then_return").stdout
-    lines = [line.split("|") for line in states.splitlines() if line.strip()]
+
+    def recorded() -> list[list[str]]:
+        states = transport.run(f"sacct -X -n -P -S {started} -o JobID,State --name=sleep_then_return").stdout
+        return [line.split("|") for line in states.splitlines() if line.strip()]
+
+    # squeue forgets a cancelled job before its end reaches slurmdbd (under load seconds later): until then
+    # sacct says PENDING or RUNNING for it.
+    def ended() -> list[list[str]] | None:
+        rows = recorded()
+        return rows if rows and not {state for _, state in rows} & {"PENDING", "RUNNING"} else None
+
+    lines = wait_until(
+        ended,
+        60,
+        lambda: f"sacct recording the cancelled arrays' ends; it lists {recorded()}",
+    )
     arrays = {job_id.split("_")[0] for job_id, _ in lines}
     assert len(arrays) == 2  # 2 x 20 of the 50 places; the third array of 20 waited for room
     assert {state.split()[0] for _, state in lines} == {"CANCELLED"}
