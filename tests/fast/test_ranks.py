@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 
 import pytest
@@ -221,6 +222,28 @@ def test_local_srun_ends_when_its_last_rank_does_without_polling(monkeypatch):
     ]
     assert local_srun._wait(ranks, kill_on_bad_exit=False) == 3
     assert [proc.returncode for _, _, proc in ranks] == [0, 3]
+
+
+def test_local_srun_forwards_sigterm_to_its_ranks_without_waiting_in_the_handler(monkeypatch):
+    """The handler runs wherever the signal lands, e.g. inside ``Popen.poll`` in ``_wait`` with the poll lock
+    held: a wait in it could not take that lock, sat out the kill timeout and killed ranks still writing their
+    outcome. It only passes the signal on; ``_wait`` reaps the ranks."""
+    ranks = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+
+    def no_wait(*_args, **_kwargs):
+        raise AssertionError("srun's SIGTERM handler waited for a rank")
+
+    try:
+        for proc in ranks:
+            monkeypatch.setattr(proc, "wait", no_wait)
+            proc._waitpid_lock.acquire()  # as inside Popen.poll when the signal comes
+        handler = local_srun._forward
+        handler(ranks, signal.SIGTERM)
+    finally:
+        for proc in ranks:
+            proc._waitpid_lock.release()
+            monkeypatch.undo()
+    assert [proc.wait(timeout=30) for proc in ranks] == [-signal.SIGTERM, -signal.SIGTERM]
 
 
 def test_gather_names_the_rank_that_raised_not_the_ones_srun_stopped(tmp_path):

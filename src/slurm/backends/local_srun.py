@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         (rank, node, subprocess.Popen(command, env=env))
         for rank, node, env in rank_environments(os.environ, _free_port())
     ]
-    signal.signal(signal.SIGTERM, lambda *_: _stop([proc for _, _, proc in procs]))
+    signal.signal(signal.SIGTERM, lambda *_: _forward([proc for _, _, proc in procs], signal.SIGTERM))
     return _wait(procs, kill_on_bad_exit)
 
 
@@ -120,6 +120,17 @@ def _until_a_rank_exits() -> None:
         return
     with contextlib.suppress(ChildProcessError):  # none left: the SIGTERM handler reaped them all
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+
+
+def _forward(procs: list[subprocess.Popen[bytes]], signum: int) -> None:
+    """srun's SIGTERM handler: the signal goes on to every rank, and ``_wait`` goes on waiting for them. It
+    must not wait itself: the signal can come while ``_wait`` is inside ``Popen.poll``, whose lock a wait in
+    the handler could then never take, so it sat out the kill timeout (2 s) and killed ranks still writing
+    their outcome. (A job's stop goes to its whole process group anyway; the launcher sends SIGKILL after
+    the kill wait, as Slurm does.)"""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signum)  # not proc.send_signal: it polls, under the same lock
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
