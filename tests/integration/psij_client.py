@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psij
+from psij.executors.batch.slurm import SlurmExecutorConfig
 
 BOUND = timedelta(seconds=240)  # per wait; a wait that never ends is a failure with a reason, not a hang
 
@@ -70,7 +71,10 @@ def cancelled(executor: psij.JobExecutor) -> dict[str, Any]:
 
 def main() -> None:
     folder, account = Path(sys.argv[1]), sys.argv[2]
-    executor = psij.JobExecutor.get_instance("slurm")
+    # PSI/J looks at squeue every 30 s by default; each scenario waits on it once or twice, 1.5 min in all
+    # for jobs that take a second. Its own setting, as a user with short jobs would set it.
+    config = SlurmExecutorConfig(queue_polling_interval=2)
+    executor = psij.JobExecutor.get_instance("slurm", config=config)
     report = {
         "waited": scenario(lambda: waited(executor, folder, account)),
         "failing": scenario(lambda: failing(executor)),
