@@ -48,6 +48,7 @@ from bench.machine import describe
 class Sizes:
     repeats: int
     map_n: int
+    large_map_n: int
     many_n: int
     submitit_n: int
     warmup: bool
@@ -64,6 +65,7 @@ class Sizes:
 FULL = Sizes(
     repeats=5,
     map_n=1000,
+    large_map_n=10_000,
     many_n=100,
     submitit_n=100,
     warmup=True,
@@ -79,6 +81,7 @@ FULL = Sizes(
 QUICK = Sizes(
     repeats=1,
     map_n=20,
+    large_map_n=40,
     many_n=10,
     submitit_n=10,
     warmup=False,
@@ -115,6 +118,13 @@ FIGURES: dict[str, tuple[Runner, str | None]] = {
     },
     "many": (lambda env, a, s: fig_jobs.many(env, s.repeats, s.many_n), None),
     "map": (lambda env, a, s: fig_jobs.map_vs_array(env, s.repeats, s.map_n), None),
+    # Each round of each side is minutes: at most three, no warm-up round.
+    "large_map": (
+        lambda env, a, s: fig_jobs.map_vs_array(
+            env, min(s.repeats, 3), s.large_map_n, name="large_map", target=1.1, warmup=False
+        ),
+        None,
+    ),
     "rest_vs_ssh": (lambda env, a, s: fig_rest.rest_vs_ssh(env, s.repeats, s.map_n), "rest"),
     "startup": (lambda env, a, s: fig_scale.startup(env, s.startup_runs), None),
     "client_import": (lambda env, a, s: fig_scale.client_import(env, s.startup_runs), None),
