@@ -29,11 +29,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def harness_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+def harness_cli(*args: str, cwd, stack: str) -> subprocess.CompletedProcess:
     """The CLI run from ``cwd`` (elsewhere) for this repository's cluster: the project it serves is named
-    by $SLURM_SDK_PROJECT_DIR (by default it is the project around the current directory)."""
+    by $SLURM_SDK_PROJECT_DIR (by default it is the project around the current directory), the stack by
+    $SLURM_SDK_PROJECT: the one this test's worker uses, which under ``-n 2`` is a group's own stack
+    (``<project>-alone``...), not the session's."""
     env = {k: v for k, v in os.environ.items() if k != "SLURM_SDK_CONFIG"}
     env["SLURM_SDK_PROJECT_DIR"] = str(Path(__file__).resolve().parents[2])
+    env["SLURM_SDK_PROJECT"] = stack
     env["SLURM_SDK_IMPORT_ROOTS"] = "."  # as the ini sets it for pytest: the SDK from its own mount
     return subprocess.run(
         [sys.executable, "-m", "slurm_dev_cluster", *args],
@@ -46,7 +49,9 @@ def harness_cli(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_config_lets_a_script_elsewhere_use_cluster_from_env(slurm_container, sdk_on_cluster, tmp_path):
-    run = harness_cli("config", cwd=tmp_path)  # outside the checkout: harness is installed
+    run = harness_cli(
+        "config", cwd=tmp_path, stack=slurm_container.project
+    )  # outside the checkout: harness is installed
     assert run.returncode == 0, run.stderr
     export, _, path = run.stdout.strip().partition("=")
     assert export == "export SLURM_SDK_CONFIG", run.stdout
@@ -66,7 +71,7 @@ def test_config_lets_a_script_elsewhere_use_cluster_from_env(slurm_container, sd
 
 def test_config_output_option_writes_there(slurm_container, tmp_path):
     target = tmp_path / "nested" / "dev.yaml"
-    run = harness_cli("config", "--output", str(target), cwd=tmp_path)
+    run = harness_cli("config", "--output", str(target), cwd=tmp_path, stack=slurm_container.project)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"export SLURM_SDK_CONFIG={target}"
     assert yaml.safe_load(target.read_text())["backend"]["host"] == "127.0.0.1"
@@ -76,7 +81,7 @@ def test_ssh_config_block_logs_in_without_prompt(slurm_container, tmp_path):
     ssh = shutil.which("ssh")
     if ssh is None:
         pytest.fail("no `ssh` client on this host: install openssh-client (harness/setup.sh does)")
-    run = harness_cli("ssh-config", "--name", "slurm-dev", cwd=tmp_path)
+    run = harness_cli("ssh-config", "--name", "slurm-dev", cwd=tmp_path, stack=slurm_container.project)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("Host slurm-dev\n")
     config = tmp_path / "ssh_config"
@@ -95,6 +100,6 @@ def test_ssh_config_block_logs_in_without_prompt(slurm_container, tmp_path):
 
 
 def test_ssh_config_refuses_a_wildcard_alias(slurm_container, tmp_path):
-    run = harness_cli("ssh-config", "--name", "slurm*", cwd=tmp_path)
+    run = harness_cli("ssh-config", "--name", "slurm*", cwd=tmp_path, stack=slurm_container.project)
     assert run.returncode == 2
     assert "one word without wildcards" in run.stderr

@@ -28,6 +28,7 @@ def test_some_page_has_a_dev_cluster_block():
 @pytest.mark.parametrize("page", ON_CLUSTER, ids=[str(p.relative_to(ROOT)) for p in ON_CLUSTER])
 def test_dev_cluster_blocks_run(page, slurm_container, sdk_on_cluster, tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "SLURM_SDK_CONFIG"}
+    env["SLURM_SDK_PROJECT"] = slurm_container.project  # this worker's stack (a group's own under -n 2)
     run = subprocess.run(
         [sys.executable, "-m", "slurm_dev_cluster", "config", "-o", str(tmp_path / "sdk-config.yaml")],
         cwd=ROOT,

@@ -22,12 +22,12 @@ from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
 from slurm_dev_cluster.stack import StackError
 
 from . import fault_jobs, jobs
+from .defaults_modes import MODES
 from .waiting import scheduler_knows, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 #: What a wait may overrun its timeout by here: a busy 2-core host, SSH setup, one slow query.
 MARGIN = 15.0
-MODES = ["dev", "production"]
 
 
 @pytest.fixture
@@ -70,7 +70,6 @@ def timed(call):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_forgotten_job_without_result_raises_job_failed(slurm_cluster, slurm_stack, faults, mode):
-    faults.slurm_defaults(mode)
     faults.forget_finished_jobs()
     job = slurm_cluster.submit(fault_jobs.vanish, 3)
     wait_until(
@@ -94,7 +93,6 @@ def test_a_forgotten_job_without_result_raises_job_failed(slurm_cluster, slurm_s
 def test_a_dependent_of_a_failed_parent_fails_naming_the_parent(
     slurm_cluster, slurm_stack, faults, runs_file, mode
 ):
-    faults.slurm_defaults(mode)
     parent = slurm_cluster.submit(jobs.explode, "parent fails")
     child = slurm_cluster.submit(fault_jobs.logged_nap.after(parent), runs_file, 0, "must not run")
 

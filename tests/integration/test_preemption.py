@@ -13,10 +13,10 @@ from slurm import Checkpointing
 from slurm_dev_cluster.stack import accounting_enabled
 from tests.checkpoint_jobs import count_steps, run_starts
 
+from .defaults_modes import MODES
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-MODES = ("dev", "production")
 NODE_CPUS = 4  # images/entrypoint.sh NODE_CPUS: the low task takes them all, so its node is full
 
 
@@ -31,7 +31,6 @@ def runs_log(slurm_cluster):
 def test_a_high_job_preempts_a_low_checkpointing_task_which_resumes(slurm_cluster, faults, runs_log, mode):
     if not accounting_enabled():
         pytest.skip("SLURM_SDK_ACCOUNTING=0: no slurmdbd, so no QOS and no preemption")
-    faults.slurm_defaults(mode)
     run = slurm_cluster.backend.transport.run
     low = slurm_cluster.submit(
         count_steps.options(

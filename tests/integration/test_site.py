@@ -9,10 +9,10 @@ import pytest
 
 from slurm_dev_cluster.stack import accounting_enabled
 
+from .defaults_modes import MODES
 from .waiting import wait_until
 
 pytestmark = pytest.mark.integration
-MODES = ("dev", "production")
 #: Every container that runs Slurm's config (slurmdbd: with accounting).
 OTHER_ROLES = ("login", "slurmctld")
 
@@ -80,7 +80,6 @@ wait
 @pytest.mark.parametrize("mode", MODES)
 def test_the_job_user_has_accounts_and_qos_that_are_enforced(login_transport, faults, mode):
     _needs_accounting()
-    faults.slurm_defaults(mode)
     run = login_transport.run
     associations = run(
         "sacctmgr -n -P show association user=sdk format=account,qos,defaultqos"
@@ -112,7 +111,6 @@ def test_the_job_user_has_accounts_and_qos_that_are_enforced(login_transport, fa
 
 @pytest.mark.parametrize("mode", MODES)
 def test_partitions_have_a_default_and_a_maximum_time(login_transport, faults, mode):
-    faults.slurm_defaults(mode)
     run = login_transport.run
     job = run("sbatch --parsable --hold -o /dev/null --wrap true").stdout.strip()
     try:

@@ -19,13 +19,10 @@ from slurm_dev_cluster.pytest_plugin import packaging_for, ssh_backend
 from slurm_dev_cluster.pytest_plugin import test_import_roots as import_roots  # not collected as a test
 
 from . import jobs
+from .defaults_modes import MODES
 from .waiting import wait_until
 
 pytestmark = pytest.mark.integration
-MODES = [
-    pytest.param("dev", id="dev"),
-    pytest.param("production", id="production", marks=pytest.mark.slurm_defaults("production")),
-]
 JOBS, ARRAY = 50, 20
 TIMEOUT = 900
 

@@ -13,6 +13,7 @@ from slurm_dev_cluster.kit import PROJECT_MOUNT
 from slurm_dev_cluster.stack import accounting_enabled
 
 from .client_sites import SUBMITIT, client_site
+from .defaults_modes import MODES
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,7 +52,7 @@ def test_two_ranks_meet_at_master_addr_by_node_name(login_transport, submitit_si
     assert first["peer"] == second["node"] and second["peer"] == first["node"], ranks
 
 
-@pytest.mark.parametrize("mode", ("dev", "production"))
+@pytest.mark.parametrize("mode", MODES)
 def test_a_checkpointable_preempted_by_a_high_job_resumes_from_its_checkpoint(
     login_transport, submitit_site, faults, mode
 ):
@@ -60,7 +61,6 @@ def test_a_checkpointable_preempted_by_a_high_job_resumes_from_its_checkpoint(
     requeues the job itself (`scontrol requeue`), and the rerun resumes with the pickled state."""
     if not accounting_enabled():
         pytest.skip("SLURM_SDK_ACCOUNTING=0: no slurmdbd, so no QOS and no preemption")
-    faults.slurm_defaults(mode)
     report = run_client(login_transport, submitit_site, PREEMPTED)
     assert "error" not in report, report
     # The second run started from the checkpoint (starts counted on from 1), after a requeue.

@@ -1,8 +1,9 @@
 """How a session of ``-n 2 --dist loadgroup`` shares out the cluster tests, in one nested pytest session
 (each costs two interpreters and their workers' start-up, ~1.5 CPU-seconds): which worker runs each test,
 in what order each process collected them, and which stack each test used. Under ``--dist loadgroup`` the
-worker given the tests that take the cluster alone runs them on a second stack, ``<project>-alone``; the
-other worker stays on the session's stack. The nested conftest stands in for Docker (the stack is never
+tests that take the cluster alone form two groups, the fault tests and the tests on production defaults;
+each worker starts with one and runs it, then whatever else it gets, on a stack of its own
+(``<project>-alone``, ``<project>-alone-production``). The nested conftest stands in for Docker (the stack is never
 started: ``Harness._start`` only marks it up) and records, per test, its worker, lane and stack, and the
 lane that worker would choose with ``SLURM_SDK_ALONE_STACK=0``. A whole nested ``-n 2`` session takes seconds,
 which is why this lives in the slow tier."""
@@ -32,6 +33,10 @@ def test_shared_1():
 
 @pytest.mark.slurm_defaults("production")
 def test_alone_production():
+    pass
+
+@pytest.mark.slurm_defaults("production")
+def test_alone_production_again():
     pass
 
 def test_alone_faults(faults):
@@ -102,13 +107,13 @@ def record(request, monkeypatch):
 """
 
 
-def test_under_loadgroup_the_tests_that_take_the_cluster_alone_share_one_worker_and_a_stack_of_their_own(
+def test_under_loadgroup_each_group_that_takes_the_cluster_alone_gets_a_worker_and_a_stack_of_its_own(
     tmp_path,
 ):
-    """The tests that take the cluster alone (``faults``, defaults other than dev) all run on one worker,
-    so a fault never stalls the other, on a stack of their own (unless ``SLURM_SDK_ALONE_STACK=0``); the
-    tests needing no cluster are ordered before the cluster tests, for the other worker to run meanwhile.
-    ``-v`` names each test's worker."""
+    """The fault tests run on one worker and the tests on production defaults on the other, so neither
+    stalls the other, each group on a stack of its own (unless ``SLURM_SDK_ALONE_STACK=0``); a worker then
+    runs what else it gets on its group's stack. The tests needing no cluster are ordered before the
+    cluster tests. ``-v`` names each test's worker."""
     (tmp_path / "conftest.py").write_text(NO_DOCKER)
     for name, text in TEST_FILES.items():
         (tmp_path / name).write_text(text)
@@ -132,6 +137,7 @@ def test_under_loadgroup_the_tests_that_take_the_cluster_alone_share_one_worker_
         "test_plain_2",
         "test_shared_1",
         "test_alone_production",
+        "test_alone_production_again",
         "test_alone_faults",
         "test_shared_2",
         "test_shared_dev",
@@ -139,30 +145,36 @@ def test_under_loadgroup_the_tests_that_take_the_cluster_alone_share_one_worker_
     ]
     assert orders == {"collected-by-gw0.txt": expected, "collected-by-gw1.txt": expected}, run.stdout
 
-    # The tests that take the cluster alone all ran on one worker, as xdist's group.
+    # Each group ran on one worker, as an xdist group, and the two groups on different workers.
     worker_of = {
         match.group(2): match.group(1)
         for match in re.finditer(r"\[(gw\d)\] \[\s*\d+%\] \w+ \S+::(\w+)", run.stdout)
     }
-    assert len(worker_of) == 8, run.stdout
-    alone_by = {worker for name, worker in worker_of.items() if "alone" in name}
-    assert len(alone_by) == 1, run.stdout
-    assert "slurm-cluster-alone" in run.stdout  # xdist names the group in the test ids
+    assert len(worker_of) == 9, run.stdout
+    faults_by = {worker for name, worker in worker_of.items() if "alone_faults" in name}
+    production_by = {worker for name, worker in worker_of.items() if "alone_production" in name}
+    assert len(faults_by) == 1 and len(production_by) == 1 and faults_by != production_by, run.stdout
+    # xdist names the group in the test ids
+    assert "@slurm-cluster-alone " in run.stdout and "@slurm-cluster-alone-production " in run.stdout
 
     rows = [line.split() for line in out.read_text().splitlines()]
     lanes = {name: (worker, lane, project) for name, worker, lane, project, _ in rows}
     assert set(lanes) == {name for name in expected if "plain" not in name}, lanes
     for name, (worker, _, _) in lanes.items():
         assert worker == worker_of[name], (name, lanes, run.stdout)
-    alone = {name: row for name, row in lanes.items() if "alone" in name}
-    shared = {name: row for name, row in lanes.items() if "shared" in name}
-    assert {(lane, project) for _, lane, project in alone.values()} == {("alone", "lanes-alone")}, lanes
-    # The other worker, which never took the cluster alone, runs its tests on the session's stack; the
-    # worker of the group runs what it gets afterwards on its own stack.
-    for name, (worker, lane, project) in shared.items():
-        expected_lane = ("alone", "lanes-alone") if worker in alone_by else ("shared", "lanes")
-        assert (lane, project) == expected_lane, (name, lanes)
-    assert any(worker not in alone_by for worker, _, _ in shared.values()), lanes
+    stack_of_group = {
+        "alone_faults": ("slurm-cluster-alone", "lanes-alone"),
+        "alone_production": ("slurm-cluster-alone-production", "lanes-alone-production"),
+    }
+    stack_of_worker = {}
+    for name, (worker, lane, project) in lanes.items():
+        for group, stack in stack_of_group.items():
+            if group in name:
+                assert (lane, project) == stack, (name, lanes)
+                stack_of_worker[worker] = stack
+    # Each worker runs what it gets after its group on its group's stack: the session's is never started.
+    for name, (worker, lane, project) in lanes.items():
+        assert (lane, project) == stack_of_worker[worker], (name, lanes)
 
     # SLURM_SDK_ALONE_STACK=0: the same workers would run every test on the session's stack, the alone
     # ones holding it alone.

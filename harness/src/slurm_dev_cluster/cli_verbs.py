@@ -17,6 +17,7 @@ from slurm_dev_cluster.docker_deadline import DockerTimeout
 from slurm_dev_cluster.faults import Faults
 from slurm_dev_cluster.locks import Coordinator
 from slurm_dev_cluster.naming import alone_project, state_root
+from slurm_dev_cluster.slurm_defaults import defaults_names
 from slurm_dev_cluster.stack import Stack
 from slurm_dev_cluster.topology import node_number
 
@@ -30,21 +31,22 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_down(stack: Stack, args: argparse.Namespace) -> int:
-    """Stop the stack, then the second stack a test session may have started beside it for its tests that
-    take the cluster alone (left up by a session that was killed or kept its stacks)."""
+    """Stop the stack, then the stacks a test session may have started beside it for its tests that take the
+    cluster alone (left up by a session that was killed or kept its stacks)."""
     status = _down(stack, args)
-    sibling = alone_project(stack.project)
-    if status == 0 and (state_root() / sibling / "state.json").is_file():
-        status = _down(
-            Stack(
-                stack.repo_root,
-                project=sibling,
-                project_source=stack.project_source,
-                compose_files=kit.resolve().compose_files,
-                say=stack.say,
-            ),
-            args,
-        )
+    for defaults in defaults_names():
+        sibling = alone_project(stack.project, defaults)
+        if status == 0 and (state_root() / sibling / "state.json").is_file():
+            status = _down(
+                Stack(
+                    stack.repo_root,
+                    project=sibling,
+                    project_source=stack.project_source,
+                    compose_files=kit.resolve().compose_files,
+                    say=stack.say,
+                ),
+                args,
+            )
     return status
 
 

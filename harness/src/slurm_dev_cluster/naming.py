@@ -51,10 +51,12 @@ def default_project(repo_root: Path) -> str:
     return project_name_for(repo_root) + suffix
 
 
-def alone_project(project: str) -> str:
-    """The Compose project of the second stack a test session under ``-n 2 --dist loadgroup`` starts for its
-    tests that take the cluster alone (``slurm_dev_cluster.plugin_harness``)."""
-    return f"{project}-alone"
+def alone_project(project: str, defaults: str = "dev") -> str:
+    """The Compose project of a stack a test session under ``-n 2 --dist loadgroup`` starts beside its own for
+    the tests that take the cluster alone (``slurm_dev_cluster.plugin_harness``): ``<project>-alone`` for the
+    fault tests on the dev defaults, ``<project>-alone-<defaults>`` for the tests run with other Slurm
+    defaults (``production``)."""
+    return f"{project}-alone" if defaults == "dev" else f"{project}-alone-{defaults}"
 
 
 def state_root() -> Path:

@@ -22,6 +22,7 @@ from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.inputs import stack_inputs
 from slurm_dev_cluster.locks import ClusterLock, Coordinator
 from slurm_dev_cluster.naming import alone_project, default_project, state_root
+from slurm_dev_cluster.slurm_defaults import DEV, defaults_names
 
 # The stack and its preflight are imported when a test first needs the cluster: they bring in
 # python_on_whales and paramiko (~0.4 s), which every pytest process loading this plugin would pay.
@@ -40,8 +41,9 @@ KEEP_ENV = "SLURM_SDK_KEEP_CLUSTER"
 LOG_TAIL_LINES = 50
 #: "0" keeps the tests that take the cluster alone on the session's one stack (a host short of memory).
 ALONE_STACK_ENV = "SLURM_SDK_ALONE_STACK"
-#: The stacks a test process can use: the session's, and the one of the tests that take the cluster alone.
-SHARED, ALONE = "shared", "alone"
+#: The lane of a process that uses the session's stack; a process that took one of the groups of tests that
+#: take the cluster alone uses that group's stack, and its lane is the group's name (``alone_group``).
+SHARED = "shared"
 
 
 def truthy(value: str | None) -> bool:
@@ -85,11 +87,9 @@ class Harness:
 
     def stack_of(self, lane: str) -> Stack:
         if lane not in self._stacks:
-            settings = self.settings
-            if lane == ALONE:
-                settings = replace(settings, project=alone_project(self._shared_project))
             from slurm_dev_cluster.stack import Stack
 
+            settings = replace(self.settings, project=self._project_of(lane))
             self._stacks[lane] = Stack.for_kit(settings, say=self._say)
         return self._stacks[lane]
 
@@ -97,20 +97,31 @@ class Harness:
     def _shared_project(self) -> str:
         return self.settings.project or default_project(self.settings.project_dir.resolve())
 
+    def _project_of(self, lane: str) -> str:
+        """The session's project, or for a group that takes the cluster alone ``<project>-alone`` (faults on
+        the dev defaults) or ``<project>-alone-<defaults>``."""
+        if lane == SHARED:
+            return self._shared_project
+        return alone_project(self._shared_project, lane.removeprefix(ALONE_GROUP).lstrip("-") or DEV)
+
     def _lane_for(self, item: pytest.Item | None) -> str:
-        """The stack of a process whose first cluster test is ``item``. Under ``-n 2 --dist loadgroup`` the
-        worker given the group of tests that take the cluster alone gets it as its first unit of work, so it
-        takes a stack of its own: the faults it injects and the Slurm defaults it switches stall nobody, and
-        the tests it runs after the group (any test) use that stack too, so every session or module fixture
-        of the process sees one cluster. One process running both kinds (``-n 0``, ``--dist load``) keeps
-        the session's one stack, where a test that takes the cluster alone holds it exclusively."""
+        """The stack of a process whose first cluster test is ``item``. Under ``-n 2 --dist loadgroup`` each
+        worker gets one of the two groups of tests that take the cluster alone (the fault tests on the dev
+        defaults, the tests run with the production defaults: the largest units of work) as its first, so
+        it takes a stack of its own: the faults it injects and the Slurm defaults it switches stall nobody,
+        the two groups' waits on Slurm's timers overlap, and the tests it runs after its group (any test)
+        use that stack too, so every session or module fixture of the process sees one cluster. A worker
+        without a group (``-n 4``) uses the session's stack. One process running both kinds (``-n 0``,
+        ``--dist load``) keeps the session's one stack, where a test that takes the cluster alone holds it
+        exclusively."""
         split = (
             self.is_worker
             and self.workers > 1
             and getattr(self.config.option, "loadgroup", False)
             and (os.environ.get(ALONE_STACK_ENV) or "1").strip() != "0"
         )
-        return ALONE if split and item is not None and needs_cluster_alone(item) else SHARED
+        group = alone_group(item) if split and item is not None else None
+        return group or SHARED
 
     @property
     def coordinator(self) -> Coordinator:
@@ -144,10 +155,10 @@ class Harness:
             )
         if self.lane is None:
             self.lane = self._lane_for(self.item_in_setup)
-            if self.lane == ALONE:
+            if self.lane != SHARED:
                 self._say(
-                    f"this worker runs the tests that take the cluster alone, on a stack of their own: "
-                    f"{self.stack.project} ({ALONE_STACK_ENV}=0 keeps them on the session's stack)"
+                    f"this worker runs the tests of {self.lane}, which take the cluster alone, on a stack of "
+                    f"their own: {self.stack.project} ({ALONE_STACK_ENV}=0 keeps them on the session's stack)"
                 )
         if self.connection is None and self._failure is None:
             self._start()
@@ -176,7 +187,7 @@ class Harness:
 
     def finish(self) -> None:
         """Unregister; the session owner then stops each stack this session started (the session's, and
-        the one a worker started for the tests that take the cluster alone)."""
+        the ones workers started for the tests that take the cluster alone)."""
         if self.existing_cluster is not None:
             return  # nothing was brought up
         if self.is_worker:
@@ -185,11 +196,11 @@ class Harness:
                 if self.connection is not None:
                     self.stack.events.record("user-done", role="worker", session=self.session)
             return
-        for lane in (SHARED, ALONE):
+        for lane in (SHARED, *alone_groups()):
             self._finish_stack(lane)
 
     def _finish_stack(self, lane: str) -> None:
-        project = self._shared_project if lane == SHARED else alone_project(self._shared_project)
+        project = self._project_of(lane)
         if lane not in self._stacks and not (state_root() / project / "state.json").exists():
             return  # this stack was never started: nothing to do (and no state dir made)
         stack = self.stack_of(lane)
@@ -264,31 +275,46 @@ def needs_cluster(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(m) for m in CLUSTER_MARKERS)
 
 
-#: The xdist group (``--dist loadgroup``) of the cluster tests that take the cluster alone.
+#: The xdist group (``--dist loadgroup``) of the fault tests on the dev defaults; the tests run with other
+#: Slurm defaults form one group each, ``<ALONE_GROUP>-<defaults>`` (``alone_groups``).
 ALONE_GROUP = "slurm-cluster-alone"
 
 
-def needs_cluster_alone(item: pytest.Item) -> bool:
-    """A cluster test that holds the cluster exclusively: it injects ``faults``, or asks for Slurm defaults
-    other than ``dev`` (the ``_cluster_access`` fixture's rule, read from the item before it runs)."""
+def alone_groups() -> list[str]:
+    return [ALONE_GROUP if name == DEV else f"{ALONE_GROUP}-{name}" for name in defaults_names()]
+
+
+def alone_group(item: pytest.Item) -> str | None:
+    """The group of a cluster test that holds the cluster exclusively (the ``_cluster_access`` fixture's rule,
+    read from the item before it runs), or None: one group per Slurm defaults other than ``dev`` it asks
+    for (``@pytest.mark.slurm_defaults``), else the fault tests' group if it injects ``faults``. Split so,
+    the production tests, which wait out Slurm's stock timers for minutes, can run beside the fault tests
+    instead of after them."""
     if not needs_cluster(item):
-        return False
+        return None
     marker = item.get_closest_marker("slurm_defaults")
-    wanted = marker.args[0] if marker and marker.args else "dev"
-    return wanted != "dev" or "faults" in getattr(item, "fixturenames", ())
+    wanted = marker.args[0] if marker and marker.args else DEV
+    if wanted != DEV:
+        return f"{ALONE_GROUP}-{wanted}"
+    return ALONE_GROUP if "faults" in getattr(item, "fixturenames", ()) else None
+
+
+def needs_cluster_alone(item: pytest.Item) -> bool:
+    return alone_group(item) is not None
 
 
 def schedule(items: list[pytest.Item]) -> None:
     """Order the session for two workers sharing one cluster: tests without the cluster first, then the
-    cluster tests, and the tests that take the cluster alone marked as one xdist group. Under
-    ``--dist loadgroup`` that group (the largest unit of work) goes to one worker at the start, which runs
-    them one after another while the other worker runs the tests that need no cluster; a fault test then
-    stalls nobody, where spread over both workers each one idled the other until its own test ended.
-    Without ``--dist loadgroup`` the group marker changes nothing. The sort is stable: within each part,
+    cluster tests, and the tests that take the cluster alone marked as xdist groups (``alone_group``).
+    Under ``--dist loadgroup`` xdist hands out the largest units of work first, so each worker starts with
+    one group, on a stack of its own, and runs its tests one after another; a fault test then stalls
+    nobody, where spread over both workers each one idled the other until its own test ended. Without
+    ``--dist loadgroup`` the group markers change nothing. The sort is stable: within each part,
     collection order."""
     for item in items:
-        if needs_cluster_alone(item):
-            item.add_marker(pytest.mark.xdist_group(ALONE_GROUP))
+        group = alone_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=needs_cluster)
 
 

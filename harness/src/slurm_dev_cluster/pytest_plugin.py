@@ -35,8 +35,9 @@ A stack whose session died (a SIGKILLed controller) is adopted by the next sessi
 Faults change the cluster for everyone: each cluster test holds a shared lock while it runs, a test
 using ``faults`` holds it exclusively (``slurm_dev_cluster.locks.ClusterLock``), so under ``-n 2`` no other test
 runs while a node is down or slurmctld is paused. Tests without the cluster run first, and those that take
-the cluster alone form one xdist group: under ``--dist loadgroup`` one worker runs them in turn while the
-other runs the rest (``plugin_harness.schedule``).
+the cluster alone form two xdist groups, the fault tests and the tests on production defaults: under
+``--dist loadgroup`` each worker starts with one, on a stack of its own, then runs the rest
+(``plugin_harness.schedule``).
 Without Docker, integration tests skip with the reason; with CI=true they fail instead.
 """
 
