@@ -139,7 +139,7 @@ def map_vs_array(
 ) -> Figure:
     """``cluster.map(square, range(n))`` against raw ``sbatch --array`` of the same work, interleaved. Past
     the cluster's ``MaxArraySize`` both sides submit several arrays: the SDK splits a map itself, the raw
-    side submits one array per ``MaxArraySize - 1`` indices with the offset in its environment."""
+    side submits one array per ``MaxArraySize`` indices, its first item as the job script's argument."""
     from slurm import timing
 
     cluster = env.cluster()
@@ -163,8 +163,11 @@ def map_vs_array(
                 "#!/bin/bash",
                 "#SBATCH -J raw-map",
                 f"#SBATCH -o {directory}/%A_%a.out",
-                'python3 -c \'import os; i = int(os.environ["SLURM_ARRAY_TASK_ID"]) + int(os.environ["OFFSET"]); '
-                "print(i * i)'",
+                # The array's first item comes as the script's argument: `sbatch --export=ALL,OFFSET=...`
+                # would be the usual way, but on the dev cluster it makes slurmd die ("fatal: clone:
+                # Operation not permitted").
+                'python3 -c \'import os, sys; i = int(os.environ["SLURM_ARRAY_TASK_ID"]) + int(sys.argv[1]); '
+                'print(i * i)\' "$1"',
                 "",
             ]
         )
@@ -172,8 +175,7 @@ def map_vs_array(
         env.transport.write_bytes(f"{directory}/job.sh", script.encode(), mode=0o755)
         job_ids = [
             env.run(
-                f"sbatch --parsable --array=0-{min(per_array, n - offset) - 1} --export=ALL,OFFSET={offset} "
-                f"{directory}/job.sh"
+                f"sbatch --parsable --array=0-{min(per_array, n - offset) - 1} {directory}/job.sh {offset}"
             ).strip()
             for offset in range(0, n, per_array)
         ]
