@@ -176,7 +176,9 @@ def test_a_rejected_token_is_renewed_with_scontrol_token_over_ssh(rest_url, slur
         backend.close()
 
 
-def test_the_kits_rest_config_lets_a_script_use_cluster_from_env(rest_url, sdk_on_cluster, tmp_path):
+def test_the_kits_rest_config_lets_a_script_use_cluster_from_env(
+    rest_url, slurm_container, sdk_on_cluster, tmp_path
+):
     """`slurm-dev-cluster config --backend rest`: the URL, a fresh token with its expiry, SSH for files;
     a script elsewhere runs a task through slurmrestd with SLURM_SDK_CONFIG alone."""
     import shlex
@@ -186,7 +188,15 @@ def test_the_kits_rest_config_lets_a_script_use_cluster_from_env(rest_url, sdk_o
 
     from .test_client_config import SCRIPT, harness_cli
 
-    run = harness_cli("config", "--backend", "rest", "-o", str(tmp_path / "rest.yaml"), cwd=tmp_path)
+    run = harness_cli(
+        "config",
+        "--backend",
+        "rest",
+        "-o",
+        str(tmp_path / "rest.yaml"),
+        cwd=tmp_path,
+        stack=slurm_container.project,
+    )
     assert run.returncode == 0, run.stderr
     path = shlex.split(run.stdout.strip().partition("=")[2])[0]
     text = Path(path).read_text()
