@@ -128,8 +128,12 @@ configure_enforcement() {
     printf '%s\n' 'CgroupPlugin=cgroup/v1' "CgroupMountpoint=$CGROUP_ROOT" 'ConstrainRAMSpace=yes' \
       'ConstrainCores=yes' 'ConstrainDevices=no' > /etc/slurm/cgroup.conf
   else
+    # Unprivileged nodes cannot load a job's login environment (sbatch --export=NONE and the like): slurmd
+    # needs new namespaces for it and dies when refused, so slurmctld refuses such a job at submission with
+    # the cause and the fix (/etc/slurm/job_submit.lua).
     printf '%s\n' 'ProctrackType=proctrack/linuxproc' 'TaskPlugin=task/none' \
-      'JobAcctGatherType=jobacct_gather/linux' 'JobAcctGatherParams=OverMemoryKill' > /etc/slurm/enforcement.conf
+      'JobAcctGatherType=jobacct_gather/linux' 'JobAcctGatherParams=OverMemoryKill' \
+      'JobSubmitPlugins=lua' > /etc/slurm/enforcement.conf
     rm -f /etc/slurm/cgroup.conf
   fi
 }

@@ -52,6 +52,22 @@ def test_sbatch_over_ssh_runs_on_each_compute_node(login_transport, compute_node
         assert output.strip() == f"ran-on={node} as=sdk"
 
 
+@pytest.mark.parametrize(
+    "option", ["--export=NONE", "--export=ALL,NAME=value", "--export=NAME=value", "--get-user-env"]
+)
+def test_a_job_asking_for_the_login_environment_is_refused_at_submission(login_transport, option):
+    """slurmd would start a login shell in new namespaces, which an unprivileged node may not create, and
+    die of it: slurmctld refuses the job (images/slurm/job_submit.lua) with the cause and the fix, and the
+    nodes stay up. The default (--export=ALL, the submitting environment) still runs."""
+    refused = login_transport.run(f"sbatch --parsable {option} --wrap true", check=False)
+    assert refused.returncode != 0 and refused.stdout.strip() == "", refused
+    assert "cannot give a job the user's login environment" in refused.stderr, refused.stderr
+    assert "fix: drop the option" in refused.stderr, refused.stderr
+    ran = sbatch_wait(login_transport, "echo value=$NAME", "--export=ALL")
+    assert ran.strip() == "value=", ran
+    assert login_transport.run("sinfo -h -N -t down -o %N").stdout.strip() == "", "a node went down"
+
+
 def test_a_job_reports_its_slurm_node_name(slurm_cluster, compute_nodes):
     """The runner's log line and the job's own report (slurm.node.name.node_name) both name the node as Slurm
     does."""
