@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-from slurm_dev_cluster import pytest_plugin
+from slurm_dev_cluster import plugin_harness, pytest_plugin
+from slurm_dev_cluster.naming import alone_project
 
 pytest_plugins = ("pytester",)  # sessions in this process, where a fresh one is not what is under test
 
@@ -35,3 +36,60 @@ def test_every_kit_fixture_is_one_the_shared_lock_hook_leaves_alone(pytester):
         name: found for name, found in modules.items() if found not in pytest_plugin.KIT_FIXTURE_MODULES
     }
     assert not outside, f"kit fixtures the hook would wrap in the shared lock: {outside}"
+
+
+def test_each_test_that_takes_the_cluster_alone_is_grouped_with_its_defaults(pytester):
+    """A fault test on the dev defaults joins the fault tests' group, a test asking for other Slurm defaults
+    the group of those defaults, whose stack runs them (``alone_groups`` maps each group to its defaults, and
+    each gets a project of its own); a cluster test that asks for neither, a test that needs no cluster and
+    an unknown name get no group (the access fixture fails the last one, naming the choices)."""
+    items = pytester.getitems(
+        """
+import pytest
+
+@pytest.fixture
+def faults():
+    pass
+
+def test_off_cluster():
+    pass
+
+@pytest.mark.integration
+def test_shared():
+    pass
+
+@pytest.mark.integration
+def test_fault(faults):
+    pass
+
+@pytest.mark.integration
+@pytest.mark.slurm_defaults("dev")
+def test_dev_named():
+    pass
+
+@pytest.mark.integration
+@pytest.mark.slurm_defaults("production")
+def test_production():
+    pass
+
+@pytest.mark.integration
+@pytest.mark.slurm_defaults("stock")
+def test_unknown():
+    pass
+"""
+    )
+    groups = {item.name: plugin_harness.alone_group(item) for item in items}
+    assert groups == {
+        "test_off_cluster": None,
+        "test_shared": None,
+        "test_fault": "slurm-cluster-alone",
+        "test_dev_named": None,
+        "test_production": "slurm-cluster-alone-production",
+        "test_unknown": None,
+    }
+    assert plugin_harness.alone_groups() == {
+        "slurm-cluster-alone": "dev",
+        "slurm-cluster-alone-production": "production",
+    }
+    projects = {alone_project("p", defaults) for defaults in plugin_harness.alone_groups().values()}
+    assert projects == {"p-alone", "p-alone-production"}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 from filelock import Timeout
 
-from slurm_dev_cluster.plugin_harness import harness_of, needs_cluster, unavailable
+from slurm_dev_cluster.plugin_harness import defaults_of, harness_of, needs_cluster, unavailable
 from slurm_dev_cluster.slurm_defaults import DEV, defaults_names
 
 # The stack, its faults and air gap are imported in the fixtures that use them: they bring in
@@ -77,8 +77,7 @@ def _cluster_access(request: pytest.FixtureRequest) -> Iterator[None]:
     if not needs_cluster(request.node) or harness_of(request.config).existing_cluster is not None:
         yield
         return
-    marker = request.node.get_closest_marker("slurm_defaults")
-    wanted = marker.args[0] if marker and marker.args else DEV
+    wanted = defaults_of(request.node)
     if wanted not in defaults_names():
         pytest.fail(f"@pytest.mark.slurm_defaults({wanted!r}): choose one of {', '.join(defaults_names())}")
     if wanted == DEV and "faults" not in request.fixturenames:

@@ -102,7 +102,7 @@ class Harness:
         the dev defaults) or ``<project>-alone-<defaults>``."""
         if lane == SHARED:
             return self._shared_project
-        return alone_project(self._shared_project, lane.removeprefix(ALONE_GROUP).lstrip("-") or DEV)
+        return alone_project(self._shared_project, alone_groups()[lane])
 
     def _lane_for(self, item: pytest.Item | None) -> str:
         """The stack of a process whose first cluster test is ``item``. Under ``-n 2 --dist loadgroup`` each
@@ -280,8 +280,15 @@ def needs_cluster(item: pytest.Item) -> bool:
 ALONE_GROUP = "slurm-cluster-alone"
 
 
-def alone_groups() -> list[str]:
-    return [ALONE_GROUP if name == DEV else f"{ALONE_GROUP}-{name}" for name in defaults_names()]
+def alone_groups() -> dict[str, str]:
+    """Each group of tests that take the cluster alone, and the Slurm defaults its stack runs with."""
+    return {ALONE_GROUP if name == DEV else f"{ALONE_GROUP}-{name}": name for name in defaults_names()}
+
+
+def defaults_of(item: pytest.Item) -> str:
+    """The Slurm defaults a test asks for (``@pytest.mark.slurm_defaults(name)``); ``dev`` if it names none."""
+    marker = item.get_closest_marker("slurm_defaults")
+    return str(marker.args[0]) if marker and marker.args else DEV
 
 
 def alone_group(item: pytest.Item) -> str | None:
@@ -292,11 +299,11 @@ def alone_group(item: pytest.Item) -> str | None:
     instead of after them."""
     if not needs_cluster(item):
         return None
-    marker = item.get_closest_marker("slurm_defaults")
-    wanted = marker.args[0] if marker and marker.args else DEV
-    if wanted != DEV:
-        return f"{ALONE_GROUP}-{wanted}"
-    return ALONE_GROUP if "faults" in getattr(item, "fixturenames", ()) else None
+    wanted = defaults_of(item)
+    if wanted == DEV:
+        return ALONE_GROUP if "faults" in getattr(item, "fixturenames", ()) else None
+    # An unknown name gets no group: the _cluster_access fixture fails the test, naming the choices.
+    return {defaults: group for group, defaults in alone_groups().items()}.get(wanted)
 
 
 def needs_cluster_alone(item: pytest.Item) -> bool:
