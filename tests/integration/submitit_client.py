@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,11 @@ def resources(scratch_file: str) -> dict[str, str]:
     return {name: os.environ.get(name, "") for name in ("SLURM_MEM_PER_NODE", "SLURM_CPUS_PER_TASK")}
 
 
+def sleep_after_saying_so(marker: str) -> None:
+    Path(marker).write_text("started\n")
+    time.sleep(600)
+
+
 class Resumable(submitit.helpers.Checkpointable):
     """First run: says it started, then works until preempted (submitit checkpoints it, i.e. this object,
     and requeues the job). Second run: returns how many times it started."""
@@ -57,14 +62,14 @@ class Resumable(submitit.helpers.Checkpointable):
         return {"starts": self.starts, "restart_count": os.environ.get("SLURM_RESTART_COUNT", "0")}
 
 
-def bounded(scenario: Callable[[], Any]) -> Any:
+def bounded(step: Callable[[], Any]) -> Any:
     def give_up(*_: object) -> None:
         raise TimeoutError(f"no answer within {BOUND_SECONDS} s")
 
     signal.signal(signal.SIGALRM, give_up)
     signal.alarm(BOUND_SECONDS)
     try:
-        return scenario()
+        return step()
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
     finally:
@@ -76,8 +81,31 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.5)  # bounded by the scenario's alarm
 
 
-def raising(executor: submitit.SlurmExecutor) -> dict[str, str]:
+#: A scenario is a generator in three phases: it submits, yields; acts on its running job (cancels,
+#: interrupts), yields; then waits for the outcome and returns what came back. ``main`` runs each phase of
+#: every scenario before the next phase of any, so their jobs run side by side and the client waits about
+#: as long as its slowest scenario, not as long as all of them one after another.
+Scenario = Generator[None, None, Any]
+
+
+def task(executor: submitit.SlurmExecutor) -> Scenario:
+    job = executor.submit(add, 2, 3)
+    yield
+    yield
+    return job.result()
+
+
+def mapped(executor: submitit.SlurmExecutor) -> Scenario:
+    jobs = executor.map_array(square, range(4))
+    yield
+    yield
+    return [job.result() for job in jobs]
+
+
+def raising(executor: submitit.SlurmExecutor) -> Scenario:
     job = executor.submit(explode, "boom from a submitit task")
+    yield
+    yield
     try:
         job.result()
     except Exception as exc:
@@ -85,10 +113,15 @@ def raising(executor: submitit.SlurmExecutor) -> dict[str, str]:
     return {"error": "the failing task returned normally"}
 
 
-def cancelled(executor: submitit.SlurmExecutor) -> dict[str, str]:
-    job = executor.submit(time.sleep, 600)
-    wait_for(lambda: job.state == "RUNNING", "the job running")
+def cancelled(executor: submitit.SlurmExecutor, folder: str) -> Scenario:
+    marker = Path(folder) / f"sleeper-{os.getpid()}.started"
+    job = executor.submit(sleep_after_saying_so, str(marker))
+    yield
+    wait_for(
+        marker.exists, "the job running"
+    )  # its own word: submitit's job.state asks sacct ever less often
     job.cancel(check=True)
+    yield
     try:
         job.result()
     except Exception as exc:
@@ -96,34 +129,54 @@ def cancelled(executor: submitit.SlurmExecutor) -> dict[str, str]:
     return {"error": "the cancelled job returned a result"}
 
 
-def checkpointed(executor: submitit.SlurmExecutor, folder: str) -> dict[str, Any]:
+def checkpointed(executor: submitit.SlurmExecutor, folder: str) -> Scenario:
     marker = Path(folder) / f"resumable-{os.getpid()}.started"
     job = executor.submit(Resumable(), str(marker))
+    yield
     wait_for(marker.exists, "the first run starting")
     job._interrupt()  # what a preemption sends: SIGTERM, then submitit's USR2 (its documented test hook)
+    yield
     return job.result()
 
 
-def with_resources(folder: str, scratch_file: str) -> dict[str, Any]:
+def with_resources(folder: str, scratch_file: str) -> Scenario:
     executor = submitit.SlurmExecutor(folder=f"{folder}/%j")
     executor.update_parameters(time=5, mem="2G", cpus_per_task=4)
-    granted = executor.submit(resources, scratch_file).result()
-    return granted | {"scratch": Path(scratch_file).read_text()}
+    job = executor.submit(resources, scratch_file)
+    yield
+    yield
+    return job.result() | {"scratch": Path(scratch_file).read_text()}
+
+
+def advance(scenario: Scenario) -> Any:
+    """Run ``scenario`` to its next phase: None, or what it returned at its end."""
+    try:
+        next(scenario)
+    except StopIteration as end:
+        return end.value
+    return None
 
 
 def main() -> None:
     folder, scratch_file = sys.argv[1], sys.argv[2]
     executor = submitit.SlurmExecutor(folder=f"{folder}/%j")
     executor.update_parameters(time=5)
-    report = {
-        "task": bounded(lambda: executor.submit(add, 2, 3).result()),
-        "array": bounded(lambda: [job.result() for job in executor.map_array(square, range(4))]),
-        "raises": bounded(lambda: raising(executor)),
-        "cancelled": bounded(lambda: cancelled(executor)),
-        "checkpoint": bounded(lambda: checkpointed(executor, folder)),
-        "resources": bounded(lambda: with_resources(folder, scratch_file)),
+    scenarios = {
+        "task": task(executor),
+        "array": mapped(executor),
+        "raises": raising(executor),
+        "cancelled": cancelled(executor, folder),
+        "checkpoint": checkpointed(executor, folder),
+        "resources": with_resources(folder, scratch_file),
     }
-    print(json.dumps(report))
+    report: dict[str, Any] = {}
+    for _phase in ("submit", "act", "outcome"):
+        for name, scenario in scenarios.items():
+            if name not in report:  # a scenario that failed keeps its error
+                answer = bounded(lambda scenario=scenario: advance(scenario))
+                if answer is not None:
+                    report[name] = answer
+    print(json.dumps({name: report.get(name) for name in scenarios}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from slurm_dev_cluster.stack import accounting_enabled
 from .client_sites import client_site
 from .waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module fixture runs the client's whole workflow, its longest wait: one xdist group keeps the module on
+# one worker under --dist loadgroup, so it runs once, not once on each worker that takes one of its tests.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("psij-client")]
 CLIENT = f"{PROJECT_MOUNT}/tests/integration/psij_client.py"
 ACCOUNT = "physics"  # sdk's second account (its default is research)
 

@@ -1,7 +1,8 @@
 """Snakemake with its Slurm executor plugin, run from the login node as its users run it: a workflow of 3
-rules, each a Slurm job; one names its account (`slurm_account`), one its partition (`slurm_partition`), and
-the third leaves the account to the plugin, which looks up the user's default. Each rule writes what Slurm
-gave its job: its job id (for Slurm's record of it) and the node's hostname."""
+independent rules, each a Slurm job, run side by side; one names its account (`slurm_account`), one its
+partition (`slurm_partition`), and the third leaves the account to the plugin, which looks up the user's
+default. Each rule writes what Slurm gave its job: its job id (for Slurm's record of it) and the node's
+hostname."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from slurm_dev_cluster.stack import accounting_enabled
 
 from .client_sites import client_site
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module fixture runs the client's whole workflow, its longest wait: one xdist group keeps the module on
+# one worker under --dist loadgroup, so it runs once, not once on each worker that takes one of its tests.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("snakemake-client")]
 SNAKEFILE = """\
 rule all:
-    input: "c.txt"
+    input: "a.txt", "b.txt", "c.txt"
 
 rule a:
     output: "a.txt"
@@ -24,13 +27,11 @@ rule a:
     shell: "echo $SLURM_JOB_ID $(hostname) > {output}"
 
 rule b:
-    input: "a.txt"
     output: "b.txt"
     resources: slurm_partition="batch", runtime=5
     shell: "echo $SLURM_JOB_ID $(hostname) > {output}"
 
 rule c:
-    input: "b.txt"
     output: "c.txt"
     resources: runtime=5
     shell: "echo $SLURM_JOB_ID $(hostname) > {output}"
@@ -53,11 +54,13 @@ def outputs(login_transport) -> dict[str, str]:
     login_transport.write_bytes(f"{folder}/Snakefile", SNAKEFILE.encode())
     try:
         run = login_transport.run(
-            # The plugin waits 40 s (its default) after each submission before it first asks Slurm, and the
-            # three rules run one after another: 2 minutes of sleep around jobs that take seconds. Its own
-            # setting, as a user with short rules would set it, brings the workflow to under a minute.
+            # The plugin waits 40 s (its default) after each submission before it first asks Slurm, then
+            # snakemake asks every 10 s: minutes of sleep around jobs that take seconds. Their own settings,
+            # as a user with short rules would set them. (The plugin also sleeps 5 s before each sbatch,
+            # which no setting changes.)
             f"cd {folder} && PATH={site}/bin:$PATH PYTHONPATH={site} python3 -m snakemake --executor slurm "
-            "--jobs 3 --latency-wait 10 --slurm-init-seconds-before-status-checks 1 2>&1",
+            "--jobs 3 --latency-wait 10 --slurm-init-seconds-before-status-checks 1 "
+            "--seconds-between-status-checks 2 2>&1",
             timeout=900,
             check=False,
         )

@@ -14,7 +14,9 @@ from slurm_dev_cluster.kit import PROJECT_MOUNT
 
 from .client_sites import SUBMITIT, client_site
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module fixture runs the client's whole workflow, its longest wait: one xdist group keeps the module on
+# one worker under --dist loadgroup, so it runs once, not once on each worker that takes one of its tests.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("submitit-client")]
 CLIENT = f"{PROJECT_MOUNT}/tests/integration/submitit_client.py"
 
 
