@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from slurm_dev_cluster.compose_project import unwanted_containers
 from slurm_dev_cluster.topology import (
     CLUSTERS_VAR,
     GPUS_VAR,
@@ -94,3 +95,22 @@ def test_a_second_cluster_names_nodes_apart_from_the_first():
 def test_a_cluster_count_out_of_range_is_refused_naming_the_fix(clusters):
     with pytest.raises(TopologyError, match=f"--clusters N or {CLUSTERS_VAR}=N"):
         Topology.resolve({CLUSTERS_VAR: str(clusters)})
+
+
+@given(
+    running=st.sets(
+        st.sampled_from([f"c{i}" for i in range(1, 17)] + ["login", "slurmctld", "slurmdbd", "slurmrestd"])
+    ),
+    wanted=st.integers(min_value=1, max_value=16),
+    rest=st.booleans(),
+)
+def test_a_running_stack_sheds_the_nodes_and_the_rest_server_its_settings_no_longer_want(
+    running, wanted, rest
+):
+    """Nodes beyond the wanted count go, and slurmrestd once its profile is off; the cluster's own services,
+    the wanted nodes and a slurmrestd still asked for stay."""
+    nodes = [f"c{i}" for i in range(1, wanted + 1)]
+    shed = set(unwanted_containers(sorted(running), nodes, rest=rest))
+    expected = {name for name in running if name.startswith("c") and int(name[1:]) > wanted}
+    expected |= {"slurmrestd"} & running if not rest else set()
+    assert shed == expected

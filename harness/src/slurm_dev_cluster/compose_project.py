@@ -321,3 +321,15 @@ def is_build_step(line: str) -> bool:
         or line.startswith(" Service ")
         or "Built" in line
     )
+
+
+def unwanted_containers(running: Iterable[str], nodes: Sequence[str], *, rest: bool) -> list[str]:
+    """The containers of a running stack that its settings no longer want: compute nodes beyond ``nodes``
+    (c3 when 2 are wanted) and slurmrestd once the ``rest`` profile is off. compose starts only the services
+    it is given and leaves any it started before running, on its old configuration (a slurmrestd the
+    settings do not name would still answer, and fault injection would still act on it)."""
+    return [
+        name
+        for name in running
+        if (node_number(name) and name not in nodes) or (name == REST_SERVICE and not rest)
+    ]

@@ -20,6 +20,7 @@ from slurm_dev_cluster.compose_project import (
     COMPOSE_PROJECT_LABEL,
     UP_BOUND_SECONDS,
     UP_WAIT_SECONDS,
+    unwanted_containers,
 )
 from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.faults import Faults
@@ -31,6 +32,7 @@ from slurm_dev_cluster.inputs import (
     accounting_enabled,
     containers_inputs,
     inputs_hash,
+    rest_enabled,
     stack_inputs,
 )
 from slurm_dev_cluster.kit import SDK_MOUNT
@@ -112,7 +114,8 @@ class Stack(StackParts):
             why = (
                 "no record of what it was built from"
                 if recorded is None
-                else "compose.yaml, pyproject.toml, images/, DEBIAN_RELEASE or the project mounted changed since it was built"
+                else "compose.yaml, pyproject.toml, images/, DEBIAN_RELEASE, SLURM_SDK_COMPOSE_PROFILES or the project mounted "
+                "changed since it was built"
             )
             return "rebuild", f"stack {self.project} is running but {why}: rebuilding and recreating it"
         if self.read_state().get("accounting", True) != accounting_enabled():
@@ -289,7 +292,7 @@ class Stack(StackParts):
             force_recreate=force_recreate,
             wait=False,
         )
-        self._remove_extra_nodes()
+        self._remove_unwanted()
 
     def rescale(self, session: str = "cli") -> None:
         """Start or remove node services only (`compose up --no-deps c1 .. cN`, then `compose rm -sf` of any
@@ -298,15 +301,13 @@ class Stack(StackParts):
         nodes = list(self.topology.node_names)
         self.say(f"docker compose up --wait --no-deps {' '.join(nodes)}")
         self.compose.up(session, services=nodes)
-        self._remove_extra_nodes()
+        self._remove_unwanted()
 
-    def _remove_extra_nodes(self) -> None:
-        """Stop and remove the node containers the topology does not have (c3 when 2 nodes are wanted):
-        compose starts only the node services named, and leaves one started before running."""
-        extra = [
-            name for name in self._containers() if node_number(name) and name not in self.topology.node_names
-        ]
+    def _remove_unwanted(self) -> None:
+        """Stop and remove the containers this stack's settings do not want (``unwanted_containers``)."""
+        extra = unwanted_containers(self._containers(), self.topology.node_names, rest=rest_enabled())
         if extra:
+            self.say(f"removing what the settings no longer ask for: {' '.join(extra)}")
             self.compose.remove(extra)
 
     def down(self, session: str = "cli", by: str = "") -> None:

@@ -18,10 +18,10 @@ import sys
 import time
 from collections.abc import Mapping
 
+from slurm.backends.local_state import KILL_WAIT
 from slurm.node.ranks import MASTER_ADDR_ENV, MASTER_PORT_ENV, expand_hostlist
 
 _POLL = 0.05  # where the OS cannot wait for any child without reaping it (no os.waitid)
-_KILL_WAIT = 2.0  # s between SIGTERM and SIGKILL, the dev cluster's KillWait
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +137,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
-    deadline = time.monotonic() + _KILL_WAIT
+    deadline = time.monotonic() + KILL_WAIT
     for proc in procs:
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
