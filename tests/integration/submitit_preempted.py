@@ -1,7 +1,7 @@
 """Runs ON THE LOGIN NODE as user sdk: a submitit ``Checkpointable`` in QOS ``low`` that fills a node, then a
 real QOS ``high`` job on that node, so Slurm preempts it (tests/integration/test_submitit_site.py).
 
-    PYTHONPATH=<submitit site> python3 submitit_preempted.py FOLDER
+    PYTHONPATH=<submitit site> python3 submitit_preempted.py FOLDER [end|held]
 
 submitit asks for ``--signal=USR2@90`` and checkpoints only on USR2; the cluster sends it at preemption
 (``PreemptParameters=send_user_signal``, QOS low's ``GraceTime``). Prints one JSON object: the task's result,
@@ -46,7 +46,7 @@ def give_up(*_: object) -> None:
     raise TimeoutError(f"no answer within {BOUND_SECONDS} s")
 
 
-def preempted(folder: str) -> dict[str, Any]:
+def preempted(folder: str, until: str) -> dict[str, Any]:
     marker = Path(folder) / "first-run.node"
     executor = submitit.SlurmExecutor(folder=f"{folder}/%j")
     executor.update_parameters(time=10, cpus_per_task=NODE_CPUS, qos="low")
@@ -74,17 +74,26 @@ def preempted(folder: str) -> dict[str, Any]:
         check=True,
     ).stdout.strip()
     result = job.result()
-    # Slurm may run the job once more after the run that returned (docs/dev-cluster.md): the folder holds
-    # what that run needs, so the report waits for the job's end.
+    report = {"result": result, "job_id": job.job_id, "node": node, "high": high}
+    if until == "held":
+        # Slurm requeues the run that returned once more (docs/dev-cluster.md): seen held for its next run,
+        # the job is cancelled there, instead of sitting out the hold (120 s on Slurm's stock timers) for a
+        # run that repeats the one before.
+        while (held := job_state(job.job_id, "%T %r")).split()[:1] != ["PENDING"]:
+            time.sleep(0.5)  # bounded by the alarm
+        subprocess.run(["scancel", job.job_id], check=True)
+        return report | {"held": held}
+    # The folder holds what that next run needs, so the report waits for the job's end.
     while job_state(job.job_id) not in FINAL_STATES:
         time.sleep(1)  # bounded by the alarm
-    return {"result": result, "job_id": job.job_id, "node": node, "high": high}
+    return report
 
 
-def job_state(job_id: str) -> str:
-    """The job's state as squeue has it ("" once squeue has forgotten it, i.e. it has ended)."""
+def job_state(job_id: str, fields: str = "%T") -> str:
+    """The job's state as squeue has it ("" once squeue has forgotten it, i.e. it has ended), or the
+    squeue ``fields`` asked for."""
     return subprocess.run(
-        ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False
+        ["squeue", "-h", "-j", job_id, "-o", fields], capture_output=True, text=True, check=False
     ).stdout.strip()
 
 
@@ -92,7 +101,7 @@ def main() -> None:
     signal.signal(signal.SIGALRM, give_up)
     signal.alarm(BOUND_SECONDS)
     try:
-        report = preempted(sys.argv[1])
+        report = preempted(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "end")
     except Exception as exc:
         report = {"error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
     print(json.dumps(report))
