@@ -18,6 +18,11 @@ from .waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NODE_CPUS = 4  # images/entrypoint.sh NODE_CPUS: the low task takes them all, so its node is full
+# The low task's first run never takes its last step (count_steps' held_runs), so only the preemption ends it
+# whenever that comes, and its rerun has at most STEPS - 1 one-second steps left: no guess of how much work
+# outlasts the preemption (20 steps were 17 s of rerun for the checkpoint's sake).
+STEPS = 4
+HOLD_FIRST_RUN = 1
 
 
 @pytest.fixture
@@ -36,8 +41,10 @@ def test_a_high_job_preempts_a_low_checkpointing_task_which_resumes(slurm_cluste
         count_steps.options(
             time=10, cpus=NODE_CPUS, checkpoint=Checkpointing(max_requeues=0), sbatch={"qos": "low"}
         ),
-        20,
+        STEPS,
         runs_log,
+        1.0,
+        HOLD_FIRST_RUN,
     )
     transport = slurm_cluster.backend.transport
     wait_until(lambda: transport.exists(runs_log), 120, f"the low job {low.job_id} started")
@@ -51,7 +58,7 @@ def test_a_high_job_preempts_a_low_checkpointing_task_which_resumes(slurm_cluste
 
     runs = run_starts(transport.read_bytes(runs_log).decode())
     assert len(runs) >= 2 and runs[0] == 0 and runs[1] > 0, runs  # the rerun resumed from its checkpoint
-    assert state["step"] == 20 and state["runs"] == len(runs)
+    assert state["step"] == STEPS and state["runs"] == len(runs)
     assert low.restarts >= 1
 
     # Slurm preempted it (sacct's record of the first run), and the high job ran to its end.
