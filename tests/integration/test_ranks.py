@@ -8,7 +8,7 @@ import time
 import pytest
 
 from slurm import JobFailedError, JobState
-from tests.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rendezvous
+from tests.rank_jobs import exit_on_rank, fail_on_rank, item_and_rank, rank_after_first_run, rendezvous
 
 pytestmark = [pytest.mark.integration]
 
@@ -74,9 +74,8 @@ def test_a_rank_killed_outright_fails_the_job_saying_so(slurm_cluster):
 
 @pytest.mark.slow
 def test_a_preempted_multi_rank_job_reruns_on_both_nodes(slurm_cluster, faults):
-    job = slurm_cluster.submit(
-        fail_on_rank.options(time="00:05:00"), -1, 20.0
-    )  # every rank returns after 20 s
+    # Every rank of the first run returns after 20 s (time enough to preempt it), of the rerun at once.
+    job = slurm_cluster.submit(rank_after_first_run, 20.0)
     deadline = time.monotonic() + 120
     while job.stderr().count("[slurm-sdk] job") < 4:  # all four ranks of the first run started
         assert time.monotonic() < deadline, "the ranks did not start"
