@@ -20,9 +20,12 @@ def _log_run(path: str) -> None:
 
 
 @task(time="00:05:00")
-def logged_nap(path, seconds, value):
+def logged_nap(path, seconds, value, rerun_seconds=None):
+    """One run logged, then a nap of ``seconds`` (time enough to break something under it), or of
+    ``rerun_seconds`` when given and the job runs again (SLURM_RESTART_COUNT set)."""
     _log_run(path)
-    time.sleep(seconds)
+    rerun = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    time.sleep(rerun_seconds if rerun and rerun_seconds is not None else seconds)
     return value
 
 

@@ -175,7 +175,7 @@ def test_node_failure_requeues_the_job_and_says_so(
 ):
     requeues = Requeues()
     with _cluster(request, slurm_container, sdk_on_cluster, requeues) as cluster:
-        job = cluster.submit(fault_jobs.logged_nap, runs_file, 20, "ran twice, reported")
+        job = cluster.submit(fault_jobs.logged_nap, runs_file, 20, "ran twice, reported", 0)  # rerun at once
         fail_the_node_running(slurm_stack, faults, runs_file)
         wait_until(
             lambda: job.query_state() is JobState.REQUEUED or requeues.requeued,
