@@ -14,7 +14,7 @@ from slurm_dev_cluster.stack import accounting_enabled
 from tests.checkpoint_jobs import count_steps, run_starts
 
 from .defaults_modes import MODES
-from .waiting import wait_until
+from .waiting import accounted, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NODE_CPUS = 4  # images/entrypoint.sh NODE_CPUS: the low task takes them all, so its node is full
@@ -64,10 +64,10 @@ def test_a_high_job_preempts_a_low_checkpointing_task_which_resumes(slurm_cluste
     # Slurm preempted it (sacct's record of the first run), and the high job ran to its end.
     # (Each end reaches slurmdbd a moment after the result file: sacct may say RUNNING first.)
     def history() -> list[str]:
-        return run(f"sacct -n -X -P -D -j {low.job_id} -o State").stdout.split()
+        return accounted(run, low.job_id, every_run=True)
 
     def high_state() -> list[str]:
-        return run(f"sacct -n -X -P -j {high} -o State,QOS").stdout.split()
+        return accounted(run, high, "State,QOS")
 
     wait_until(
         lambda: history()[-1:] == ["COMPLETED"], 60, lambda: f"sacct's runs of the low job: {history()}"

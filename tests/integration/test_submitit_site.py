@@ -14,7 +14,7 @@ from slurm_dev_cluster.stack import accounting_enabled
 
 from .client_sites import SUBMITIT, client_site
 from .defaults_modes import MODES
-from .waiting import wait_until
+from .waiting import accounted, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RENDEZVOUS = f"{PROJECT_MOUNT}/tests/integration/submitit_rendezvous.py"
@@ -73,14 +73,11 @@ def test_a_checkpointable_preempted_by_a_high_job_resumes_from_its_checkpoint(
 
     # The client returns once squeue has forgotten the job (or it was cancelled); its end reaches slurmdbd a
     # moment later, so sacct may still say RUNNING for the last run (or the high job) at first.
-    def history() -> list[str]:  # each run's state, without "by <uid>" of CANCELLED
-        return [
-            line.split()[0]
-            for line in run(f"sacct -n -X -P -D -j {report['job_id']} -o State").stdout.splitlines()
-        ]
+    def history() -> list[str]:
+        return accounted(run, report["job_id"], every_run=True)
 
     def high_state() -> list[str]:
-        return run(f"sacct -n -X -P -j {report['high']} -o State,QOS").stdout.split()
+        return accounted(run, report["high"], "State,QOS")
 
     last = "COMPLETED" if until == "end" else "CANCELLED"
     runs = wait_until(
