@@ -49,10 +49,14 @@ def repo_copy(tmp_path, index_url):
             shutil.copy2(source, root / name)
     shutil.rmtree(root / WHEELHOUSE_DIR)  # a fresh clone's state: no wheelhouse yet
     (root / WHEELHOUSE_DIR).mkdir()
+    project = f"slurmsdk-deptest-{uuid.uuid4().hex[:8]}"
+    # The project's name in pyproject.toml makes the copy's image inputs its own, so `up` builds this copy's
+    # image. Two copies alike would share an image tag: a test running beside another (or after one whose
+    # teardown was cut short) found the image built, so its `up` neither refreshed its wheelhouse nor built.
     (root / "pyproject.toml").write_text(
         with_dependency((REPO_ROOT / "pyproject.toml").read_text(), NEW_DEPENDENCY)
+        + f"# the image inputs of {project}'s copy\n"
     )
-    project = f"slurmsdk-deptest-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "SLURM_SDK_PROJECT": project,
