@@ -5,9 +5,11 @@ rank's, a failing rank named; plus the pure parts (node lists, layouts, renderin
 from __future__ import annotations
 
 import os
+import pathlib
 import pickle
 import signal
 import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -244,6 +246,56 @@ def test_local_srun_forwards_sigterm_to_its_ranks_without_waiting_in_the_handler
             proc._waitpid_lock.release()
             monkeypatch.undo()
     assert [proc.wait(timeout=30) for proc in ranks] == [-signal.SIGTERM, -signal.SIGTERM]
+
+
+# A rank's stop, delivered by the rank to itself at a chosen point of the runner: at its first line (a
+# fast-failing rank has srun stop the others while a slow one still starts), or while it writes the value
+# its task returned. ``real`` is the runner's own function, called after the signal is sent.
+_STOPPED_AT = """
+import os, signal, sys
+from slurm.node import runner
+real = getattr(runner, sys.argv[1])
+def stop_then(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+setattr(runner, sys.argv[1], stop_then)
+sys.exit(runner.main(["--rank", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "recorded"),
+    [("_print_header", 1, "stopped by SIGTERM"), ("dump_result", 0, 5)],
+    ids=["while-starting", "while-writing-its-value"],
+)
+def test_a_stopped_rank_always_leaves_its_outcome_and_no_traceback(tmp_path, where, code, recorded):
+    from slurm.node.layout import payload_path
+    from slurm.node.payload import LOCAL_PYTHON
+    from slurm.serialization import dump_payload
+    from tests.fast import tasks
+
+    job_dir = str(tmp_path)
+    with open(payload_path(job_dir), "wb") as payload:
+        payload.write(dump_payload(tasks.add, [((2, 3), {})], lambda: LOCAL_PYTHON))
+    env = {key: value for key, value in os.environ.items() if key != "SLURM_ARRAY_TASK_ID"}
+    env.update(SLURM_PROCID="1", SLURM_NTASKS="4")
+    run = subprocess.run(  # from the repo's root, where the payload's task module imports from
+        [sys.executable, "-c", _STOPPED_AT, where, job_dir],
+        env=env,
+        cwd=pathlib.Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == code, run.stderr
+    assert "Traceback" not in run.stderr
+    with open(rank_result_path(job_dir, 0, 1), "rb") as left:
+        outcome = Outcome.load(pickle.load(left)["outcome"])
+    if code:
+        assert "rank 1: stopped by SIGTERM" in run.stderr
+        assert recorded in outcome.fields["message"]
+    else:
+        assert outcome.value("1") == recorded
 
 
 def test_gather_names_the_rank_that_raised_not_the_ones_srun_stopped(tmp_path):

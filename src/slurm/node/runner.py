@@ -55,26 +55,33 @@ def main(argv: list[str] | None = None) -> int:
     if gather_ranks is not None:
         return _gather(job_dir, index, gather_ranks, restarts)
     rank = int(os.environ.get("SLURM_PROCID", "0")) if as_rank else None
-    if rank is not None:  # before the header: a rank that says it started also records being stopped
+    stopped: type[BaseException] = _NeverRaised
+    victim: type[BaseException] = RankTerminated if rank is not None else _NeverRaised
+    if rank is not None:  # a stop from here on is this rank's outcome (a victim's), wherever it lands
         import signal  # multi-rank tasks only: it imports enum
 
         signal.signal(signal.SIGTERM, _stop_rank)
-    _print_header(job_dir, index, restarts, rank)
-    stopped: type[BaseException] = _NeverRaised
-    victim: type[BaseException] = RankTerminated if rank is not None else _NeverRaised
-    if max_requeues is not None:
-        from slurm.node import checkpoint  # dataclasses and subprocess: only checkpointing tasks pay for them
-
-        checkpoint.begin(job_dir, index, max_requeues)
-        stopped = checkpoint.Stopped
+    # Everything after the handler is inside the try: when a fast-failing rank has srun stop the others,
+    # a slow one (a loaded host) may still be printing its header or opening its checkpoint. Outside the
+    # try, its RankTerminated escaped: a traceback in the job's log and no outcome file for that rank.
     try:
+        _print_header(job_dir, index, restarts, rank)
+        if max_requeues is not None:
+            from slurm.node import (
+                checkpoint,
+            )  # dataclasses and subprocess: only checkpointing tasks pay for them
+
+            checkpoint.begin(job_dir, index, max_requeues)
+            stopped = checkpoint.Stopped
         value, bytes_read = _run(job_dir, index)
+        _outcome_decided(rank)
         facts = {"payload_bytes_read": bytes_read, "started_at": _STARTED_AT, "finished_at": time.time()}
         outcome, code = dump_result(value, restarts=restarts, facts=facts), 0
     except stopped as stop:  # this run ends, the job runs again: no result yet
         print(f"[slurm-sdk] checkpoint: {stop}", file=sys.stderr, flush=True)
         return 0
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from the task are failures too
+        _outcome_decided(rank)
         import traceback  # the failure path only
 
         if isinstance(exc, victim):  # a rank srun stopped: one line, the failing rank has the traceback
@@ -108,6 +115,15 @@ def _parse_args(argv: list[str]) -> tuple[str, int | None, bool, int | None]:
         else:
             raise SystemExit(f"slurm.node.runner: unknown option {option!r}")
     return job_dir, max_requeues, as_rank, gather_ranks
+
+
+def _outcome_decided(rank: int | None) -> None:
+    """A rank whose task returned or raised records that: a stop that comes while it writes the outcome
+    (the job cancelled, or another rank failing a moment later) must not replace it with a victim's."""
+    if rank is not None:
+        import signal  # imported already by main: a dictionary lookup
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _stop_rank(signum: int, _frame: object) -> None:
