@@ -78,11 +78,13 @@ def preempted(folder: str, until: str) -> dict[str, Any]:
     if until == "held":
         # Slurm requeues the run that returned once more (docs/dev-cluster.md): seen held for its next run,
         # the job is cancelled there, instead of sitting out the hold (120 s on Slurm's stock timers) for a
-        # run that repeats the one before.
-        while (held := job_state(job.job_id, "%T %r")).split()[:1] != ["PENDING"]:
+        # run that repeats the one before. Should the job end instead, "held" is empty and it ended as is.
+        while (state := (seen := job_state(job.job_id, "%T %r")).partition(" ")[0]) != "PENDING":
+            if state in FINAL_STATES:
+                return report | {"held": ""}
             time.sleep(0.5)  # bounded by the alarm
         subprocess.run(["scancel", job.job_id], check=True)
-        return report | {"held": held}
+        return report | {"held": seen}
     # The folder holds what that next run needs, so the report waits for the job's end.
     while job_state(job.job_id) not in FINAL_STATES:
         time.sleep(1)  # bounded by the alarm
