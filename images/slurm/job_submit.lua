@@ -15,6 +15,11 @@ local REFUSAL = "this dev cluster cannot give a job the user's login environment
   .. "or set them in the script"
 
 local function wants_login_environment(job_desc)
+  -- Only a batch job has an environment here (srun and salloc pass theirs to the step); asking for it
+  -- on one of those logs a line on every srun, the harness's own probe job included.
+  if job_desc.script == nil then
+    return false
+  end
   local env = job_desc.environment
   return type(env) == "table" and env["SLURM_GET_USER_ENV"] == "1"
 end

@@ -105,7 +105,8 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     if status.orphaned_by:
         print(
             f"orphaned:  the test session that started it ({status.orphaned_by}) died; the next session "
-            "adopts it and stops it at its end (`slurm-dev-cluster down` stops it now)"
+            "adopts it and stops it at its end, or starts it afresh if its containers stopped too "
+            "(`slurm-dev-cluster down` stops it now)"
         )
     active = Faults(stack).active()
     if active:

@@ -1,9 +1,10 @@
 """The dev-cluster stack of one checkout: find it, start it, check it, stop it.
 
 ``Stack`` decides what to do with a stack (``plan``: reuse, start, rescale, reconfigure, complete,
-rebuild) and does it (``ensure_up``, ``ensure_up_shared``, adopting a stack whose owner died). The parts it
-composes are ``stack_parts.StackParts`` and the modules that one names: the compose project, the stack's
-state, readiness as wait strategies, SSH access, images, the air gap and the faults.
+rebuild) and does it (``ensure_up``, ``ensure_up_shared``). Adopting or discarding a stack whose owner
+died, and stopping one, are ``stack_ownership``'s. The parts it composes are ``stack_parts.StackParts``
+and the modules that one names: the compose project, the stack's state, readiness as wait strategies,
+SSH access, images, the air gap and the faults.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from python_on_whales.exceptions import DockerException
 
-from slurm_dev_cluster import airgap, preflight, rest_port
+from slurm_dev_cluster import preflight, rest_port
 from slurm_dev_cluster.compose_project import (
     ACCOUNTING_SERVICE,
     COMPOSE_PROJECT_LABEL,
@@ -23,7 +24,6 @@ from slurm_dev_cluster.compose_project import (
     unwanted_containers,
 )
 from slurm_dev_cluster.errors import StackError
-from slurm_dev_cluster.faults import Faults
 from slurm_dev_cluster.inputs import (
     ACCOUNTING_VAR,
     IMAGE_REGISTRY_ENV,
@@ -46,8 +46,9 @@ from slurm_dev_cluster.naming import (
     state_root,
 )
 from slurm_dev_cluster.ssh_access import PORT_TAKEN, SSH_USER, Connection, free_port
-from slurm_dev_cluster.stack_parts import StackParts, Status
-from slurm_dev_cluster.stack_state import PINNED_PORT_KEY
+from slurm_dev_cluster.stack_ownership import StackOwnership
+from slurm_dev_cluster.stack_parts import Status
+from slurm_dev_cluster.stack_state import PINNED_PORT_KEY, claim
 from slurm_dev_cluster.stack_wait import INSPECTION_FRESH_SECONDS
 
 __all__ = [  # what callers import from here; each is defined in the module that owns it
@@ -79,7 +80,6 @@ __all__ = [  # what callers import from here; each is defined in the module that
     "stack_inputs",
     "state_root",
 ]
-from slurm_dev_cluster.stack_state import claim
 from slurm_dev_cluster.topology import Topology, node_number
 
 #: Starts tried on another free port when the one the harness chose was taken before Docker bound it.
@@ -92,7 +92,7 @@ class UpResult:
     action: str  # "reused", "started" or "rebuilt"
 
 
-class Stack(StackParts):
+class Stack(StackOwnership):
     def _plan_explained(self, expected: str) -> tuple[str, str]:
         """``plan``, with a failing Docker call explained by the preflight checks."""
         with self._explained_by_preflight():
@@ -141,7 +141,9 @@ class Stack(StackParts):
         """
         expected = expected or self.inputs()
         action, why = self._plan_explained(expected)
-        if action != "start":
+        if action == "start":
+            self.discard_if_orphaned(session)
+        else:
             self.adopt_if_orphaned(session, owner_pid)
         state = self.read_state()
         if action == "reuse":
@@ -309,48 +311,6 @@ class Stack(StackParts):
         if extra:
             self.say(f"removing what the settings no longer ask for: {' '.join(extra)}")
             self.compose.remove(extra)
-
-    def down(self, session: str = "cli", by: str = "") -> None:
-        """Stop the stack and remove its containers and volumes. ``by`` says what stopped it (for the note
-        a client still using the stack reads, see ``key_removed_note``; default: the session)."""
-        self.say(f"stopping stack {self.project} (containers and volumes)")
-        self.compose.down(session)
-        self._restore_egress()
-        self.access.remove(by or f"session {session}")
-        self.state_file.unlink(missing_ok=True)
-        self._compose_env_file()  # the state (and its login port pin) went: the next stack starts unpinned
-
-    def _restore_egress(self) -> None:
-        """An air gap (slurm_dev_cluster.airgap) must not outlive its stack: its rules name the project's old subnet."""
-        try:
-            if airgap.restore_egress(self):
-                self.say("air gap removed (its firewall rules went with the stack)")
-        except airgap.AirgapError as exc:
-            self.say(f"could not remove the air gap's firewall rules: {exc}")
-
-    # ---- ownership ----------------------------------------------------------------------------
-
-    def adopt_if_orphaned(self, session: str, owner_pid: int | None) -> None:
-        """Documented default: a stack whose owning test session died (a SIGKILLed xdist controller
-        never tears down) is *adopted* by the next caller. A test session then stops it at its end as if
-        it had started it; ``harness up`` takes it over for the user (left up, as every stack it starts)."""
-        previous = self.orphaned_by()
-        if previous is None or previous == session:
-            return
-        self.update_state(**claim(session, owner_pid))
-        self.events.record("adopt", project=self.project, session=session, previous=previous)
-        self.say(
-            f"adopting stack {self.project}: the test session that started it ({previous}) died without "
-            "stopping it" + ("; this session stops it at its end" if owner_pid else "; it stays up")
-        )
-
-    def _reset_abandoned_faults(self, state: dict) -> None:
-        """Undo faults left on by a process that died (a killed test); a live owner resets its own."""
-        faults = Faults(self)
-        if state.get("faults") and not faults.owner_alive():
-            self.say(f"resetting faults left on by a process that ended: {', '.join(faults.active())}")
-            faults.reset()
-            self._containers()  # the login container may have been recreated: new id, port
 
     def ensure_up_shared(
         self,
