@@ -1,7 +1,7 @@
-"""A stack whose test session died without stopping it. Stopped with it (Docker or the host restarted under
-the session), it is removed and started afresh: its Slurm state holds the dead session's queue, which
-slurmctld would recover and run before the start's probe job. (Still running, it is adopted: see
-tests/fast/test_harness_faults.py.)"""
+"""A stack whose test session died without stopping it, with that session's jobs in its queue. Still running
+(a SIGKILLed session), the next session adopts it and cancels those jobs. Stopped with the session (Docker or
+the host restarted under it), it is removed and started afresh: its Slurm state holds that queue, which
+slurmctld would recover and run before the start's probe job."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -19,40 +20,68 @@ from slurm_dev_cluster.topology import Topology
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_a_stack_stopped_with_its_dead_session_starts_afresh_without_that_sessions_jobs(
-    slurm_container, tmp_path, monkeypatch
-):
-    monkeypatch.setenv(ACCOUNTING_VAR, "0")  # the smallest stack that has a queue: slurmctld and one node
+@dataclass
+class LeftByADeadSession:
+    stack: Stack
+    said: list[str]
+    jobs: list[str] = field(default_factory=list)
+
+    def queued(self) -> list[str]:
+        """The jobs pending or running (a cancelled one stays listed, CANCELLED, for MinJobAge)."""
+        return self.stack.exec("slurmctld", ["squeue", "-h", "-t", "PD,R", "-o", "%i"]).split()
+
+    def events(self) -> list[str]:
+        return [event["event"] for event in self.stack.events.events()]
+
+
+@pytest.fixture
+def left_by_a_dead_session(slurm_container, tmp_path, monkeypatch):
+    """A fresh stack, one node and no accounting (the smallest with a queue), started by a test session that
+    then dies with two jobs queued: one filling the only node, one waiting behind it."""
+    monkeypatch.setenv(ACCOUNTING_VAR, "0")
     project = f"slurmsdk-orphan-{uuid.uuid4().hex[:8]}"
     said: list[str] = []
     stack = Stack(
         REPO_ROOT, project=project, state_dir=tmp_path / project, say=said.append, topology=Topology(nodes=1)
     )
-    session = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # the doomed owner
+    session = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         stack.ensure_up("doomed-session", owner_pid=session.pid)
-
-        def submit(*options: str) -> str:
+        left = LeftByADeadSession(stack, said)
+        for options in (["--exclusive"], []):
             command = ["sbatch", "--parsable", "-o", "/dev/null", *options, "--wrap", "sleep 600"]
-            return stack.exec("login", command, user="sdk").strip()
-
-        # The dead session's queue: a job that fills the only node, and one that waits behind it.
-        left = [submit("--exclusive"), submit()]
+            left.jobs.append(stack.exec("login", command, user="sdk").strip())
+        assert sorted(left.queued()) == sorted(left.jobs)
         session.kill()
         session.wait()
-        stack.docker.compose.stop()  # as a Docker restart stops it: slurmctld saves its state on SIGTERM
         assert stack.orphaned_by() == "doomed-session"
-
-        result = stack.ensure_up("next-session", owner_pid=os.getpid())
-
-        assert result.action == "started"
-        queue = stack.exec("slurmctld", ["squeue", "-h", "-o", "%i"]).split()
-        assert not set(left) & set(queue), (left, queue)
-        events = [event["event"] for event in stack.events.events()]
-        first_up = events.index("compose-up")
-        assert first_up < events.index("discard") < events.index("compose-up", first_up + 1), events
-        assert any("its Slurm state holds that session's jobs" in line for line in said), said
-        assert stack.read_state()["started_by"] == "next-session"
+        yield left
     finally:
         session.kill()
         stack.docker.compose.down(volumes=True, remove_orphans=True, quiet=True)
+
+
+def test_a_running_stack_of_a_dead_session_is_adopted_and_its_jobs_cancelled(left_by_a_dead_session):
+    left = left_by_a_dead_session
+
+    result = left.stack.ensure_up("next-session", owner_pid=os.getpid())
+
+    assert result.action == "reused" and "adopt" in left.events()
+    assert left.stack.read_state()["started_by"] == "next-session"
+    assert left.queued() == []
+    assert any("cancelled 2 job(s) session doomed-session left" in line for line in left.said), left.said
+
+
+def test_a_stack_stopped_with_its_dead_session_starts_afresh_without_its_jobs(left_by_a_dead_session):
+    left = left_by_a_dead_session
+    left.stack.docker.compose.stop()  # as a Docker restart stops it: slurmctld saves its state on SIGTERM
+
+    result = left.stack.ensure_up("next-session", owner_pid=os.getpid())
+
+    assert result.action == "started"
+    assert left.stack.read_state()["started_by"] == "next-session"
+    assert not set(left.jobs) & set(left.queued()), (left.jobs, left.queued())
+    events = left.events()
+    first_up = events.index("compose-up")
+    assert first_up < events.index("discard") < events.index("compose-up", first_up + 1), events
+    assert any("its Slurm state holds that session's jobs" in line for line in left.said), left.said

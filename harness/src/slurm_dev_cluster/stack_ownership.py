@@ -6,7 +6,8 @@ finds one of two things:
 
 - the containers still run (a SIGKILLed xdist controller never tears down): the stack is *adopted*, and
   the adopting session stops it at its end as if it had started it (``harness up`` takes it over for the
-  user, left up);
+  user, left up). The jobs the dead session left in the queue are cancelled, unless another live session
+  uses the stack;
 - the containers stopped too (Docker or the host restarted under the session): the stack is *discarded*,
   containers and volumes, and started afresh. Its volumes are the dead session's leftovers: slurmctld
   would recover that session's queue from its state and run it before anything new, so the start's
@@ -15,8 +16,11 @@ finds one of two things:
 
 from __future__ import annotations
 
-from slurm_dev_cluster import airgap
+from python_on_whales.exceptions import DockerException
+
+from slurm_dev_cluster import airgap, preflight
 from slurm_dev_cluster.faults import Faults
+from slurm_dev_cluster.locks import Coordinator
 from slurm_dev_cluster.stack_parts import StackParts
 from slurm_dev_cluster.stack_state import claim
 
@@ -33,6 +37,22 @@ class StackOwnership(StackParts):
             f"adopting stack {self.project}: the test session that started it ({previous}) died without "
             "stopping it" + ("; this session stops it at its end" if owner_pid else "; it stays up")
         )
+        self._cancel_jobs_left_by(previous, session)
+
+    def _cancel_jobs_left_by(self, previous: str, session: str) -> None:
+        """With no other session on the stack, the jobs in its queue are the dead one's (a test's sleeper
+        runs for minutes): cancelled, so this session's tests do not wait behind them."""
+        if Coordinator(self.state_dir).live_users(exclude_session=session):
+            return  # a live session's jobs may be among them
+        try:
+            jobs = sorted(set(self.exec("slurmctld", ["squeue", "-h", "-o", "%A"], seconds=30).split()))
+            if jobs:
+                self.exec("slurmctld", ["scancel", *jobs], seconds=30)
+        except DockerException as exc:  # slurmctld not up (a stack partly up): its start recovers them
+            self.say(f"could not cancel the jobs session {previous} left: {preflight._first_line(exc)}")
+            return
+        if jobs:
+            self.say(f"cancelled {len(jobs)} job(s) session {previous} left in the queue: {' '.join(jobs)}")
 
     def discard_if_orphaned(self, session: str) -> None:
         """A stopped stack whose owning test session died is removed, volumes too (see the module), so
