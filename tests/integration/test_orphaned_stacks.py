@@ -1,7 +1,8 @@
 """A stack whose test session died without stopping it, with that session's jobs in its queue. Still running
 (a SIGKILLed session), the next session adopts it and cancels those jobs. Stopped with the session (Docker or
 the host restarted under it), it is removed and started afresh: its Slurm state holds that queue, which
-slurmctld would recover and run before the start's probe job."""
+slurmctld would recover and run before the start's probe job. And a probe that waited behind a queue,
+whoever left it, names those jobs and the fix."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from slurm_dev_cluster import ssh
+from slurm_dev_cluster.errors import StackError
 from slurm_dev_cluster.inputs import ACCOUNTING_VAR
+from slurm_dev_cluster.ssh_access import probe_job, run_probe
 from slurm_dev_cluster.stack import REPO_ROOT, Stack
 from slurm_dev_cluster.topology import Topology
 
@@ -85,3 +89,21 @@ def test_a_stack_stopped_with_its_dead_session_starts_afresh_without_its_jobs(le
     first_up = events.index("compose-up")
     assert first_up < events.index("discard") < events.index("compose-up", first_up + 1), events
     assert any("its Slurm state holds that session's jobs" in line for line in left.said), left.said
+
+
+def test_a_probe_that_waits_behind_the_queue_names_those_jobs_and_the_fix(left_by_a_dead_session):
+    left = left_by_a_dead_session
+    connection = left.stack.connect_info()
+    client = ssh.connect(
+        connection.host, connection.port, connection.user, connection.key_path, connection.host_key
+    )
+    try:
+        with pytest.raises(StackError) as caught:
+            run_probe(client, lambda: "(daemon logs)", probe_job(timeout=3))
+    finally:
+        client.close()
+    message = str(caught.value)
+    assert "probe job (srun true) failed or did not end within 3 s" in message
+    assert f"\n{left.jobs[0]} sdk RUNNING " in message and f"\n{left.jobs[1]} sdk PENDING " in message
+    assert "harness-probe" not in message  # the probe's own job is not one it waited behind
+    assert "fix: wait for them, cancel them (scancel), or start from scratch" in message

@@ -28,13 +28,26 @@ CLIENT_KEY_IN_STACK = "/etc/slurm-sdk/ssh/client_ed25519"
 HOST_KEY_IN_STACK = "/etc/slurm-sdk/ssh/host_ed25519.pub"
 #: What Docker says when a container cannot publish its port because something else holds it now.
 PORT_TAKEN = ("port is already allocated", "address already in use")
+PROBE_TIMEOUT_SECONDS = 60
+
+
+def probe_job(timeout: int = PROBE_TIMEOUT_SECONDS) -> str:
+    """The probe's shell. When the job fails or times out, it lists the jobs pending or running meanwhile:
+    the usual cause is a queue the probe waited behind (a restarted stack's own jobs, recovered by
+    slurmctld from its state), and the fix is the user's to choose."""
+    return f"""sinfo -h -N -o %N | sort -u
+timeout {timeout} srun --quiet -J harness-probe -N1 -n1 true || {{
+  echo "probe job (srun true) failed or did not end within {timeout} s (exit $?)" >&2
+  squeue -h -t PD,R -o '%i %u %T %r %j' | grep -v ' harness-probe$' | sed \
+    -e '1i the jobs pending or running meanwhile, which it may have waited behind (id, user, state, reason, name):' \
+    -e '$a fix: wait for them, cancel them (scancel), or start from scratch: slurm-dev-cluster down, then up' >&2
+  exit 1; }}"""
+
+
 #: The nodes Slurm knows (one line each), then a tiny job run on a node with `srun`: an interactive
 #: allocation is granted inside the request, while a batch job waits for the scheduler's next pass (up
 #: to 1 s: slurmctld's background loop runs once a second), then the poll that sees it finish.
-PROBE_TIMEOUT_SECONDS = 60
-PROBE_JOB = f"""sinfo -h -N -o %N | sort -u
-timeout {PROBE_TIMEOUT_SECONDS} srun --quiet -J harness-probe -N1 -n1 true || {{
-  echo "probe job (srun true) failed or did not end within {PROBE_TIMEOUT_SECONDS} s (exit $?)" >&2; exit 1; }}"""
+PROBE_JOB = probe_job()
 
 
 @dataclass(frozen=True)
@@ -165,10 +178,10 @@ def run_probe(
 ) -> list[str]:
     """Run a probe command on the login node; the nodes it lists (PROBE_JOB), or StackError."""
     code, out, err = ssh.run(client, command)
-    if code != 0:
+    if code != 0:  # what the probe printed says what failed (PROBE_JOB's own lines), not its shell text
+        said = err.strip() or out.strip() or f"`{command}` printed nothing"
         raise StackError(
-            f"probe `{command}` failed (exit {code}): {err.strip() or out.strip()}\n"
-            f"--- daemon logs ---\n{daemon_logs()}"
+            f"the probe on the login node failed (exit {code}):\n{said}\n--- daemon logs ---\n{daemon_logs()}"
         )
     return out.split()
 
