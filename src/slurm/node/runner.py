@@ -67,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _print_header(job_dir, index, restarts, rank)
         if max_requeues is not None:
-            from slurm.node import (
-                checkpoint,
-            )  # dataclasses and subprocess: only checkpointing tasks pay for them
+            # dataclasses and subprocess: only checkpointing tasks pay for them
+            from slurm.node import checkpoint
 
             checkpoint.begin(job_dir, index, max_requeues)
             stopped = checkpoint.Stopped
